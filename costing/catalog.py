@@ -1,0 +1,263 @@
+"""The catalog: models, precisions, GPUs, offers and API prices, loaded from costing/data/*.yaml.
+
+Every entry keeps its `source` and `as_of` so a review can cite what it used.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from costing.errors import UserError
+
+PRICINGS = ("on-demand", "spot", "reserved-1y", "reserved-3y")
+CLOUDS = ("runpod", "aws", "gcp")
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    name: str
+    hf_repo: str
+    aliases: tuple[str, ...]
+    params_b: float
+    layers: int
+    hidden_size: int
+    intermediate_size: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    vocab_size: int
+    tied_embeddings: bool
+    max_context: int
+    quantized_repos: dict[str, str]
+    source: str
+    as_of: str
+
+    @property
+    def embedding_params(self) -> float:
+        """Parameters in the embedding table and lm_head (kept 16-bit by quantized checkpoints)."""
+        tables = 1 if self.tied_embeddings else 2
+        return float(tables * self.vocab_size * self.hidden_size)
+
+    def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> float:
+        """GQA-aware KV cache per token: 2 (K and V) x layers x KV heads x head dim x bytes."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_element
+
+    def repo_for(self, precision: str) -> str | None:
+        """The Hugging Face repo to serve at `precision` (None: no known checkpoint)."""
+        if precision in ("bf16", "fp16"):
+            return self.hf_repo
+        return self.quantized_repos.get(precision)
+
+
+@dataclass(frozen=True)
+class Precision:
+    id: str
+    weight_bits: float
+    group_overhead: float
+    compute: str
+    native_archs: tuple[str, ...]
+    vllm_quantization: str | None
+    vllm_dtype: str
+    fallback: str | None
+    source: str
+    as_of: str
+
+    @property
+    def bits_per_weight(self) -> float:
+        return self.weight_bits * (1 + self.group_overhead)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    arch: str
+    memory_gb: float
+    usable_gib: float
+    bandwidth_gbs: float
+    tflops: dict[str, float | None]
+    interconnect_gbs: float
+    source: str
+    as_of: str
+
+    def dense_tflops(self, compute: str) -> float:
+        """Dense TFLOPS for a compute type, falling back to bf16 where the GPU lacks it."""
+        value = self.tflops.get(compute)
+        return float(value if value else self.tflops["bf16"])
+
+    def computes_natively(self, precision: Precision) -> bool:
+        return self.arch in precision.native_archs
+
+
+@dataclass(frozen=True)
+class Price:
+    usd_per_hour: float
+    pricing: str
+    source: str
+    derived: bool
+
+
+@dataclass(frozen=True)
+class Offer:
+    id: str
+    cloud: str
+    instance_type: str
+    gpu: str
+    gpus: int
+    vcpus: int
+    ram_gb: float
+    region: str
+    on_demand: float
+    explicit: dict[str, float]
+    cloud_type: str | None
+    source: str
+    as_of: str
+
+    def price(self, pricing: str) -> Price | None:
+        """Hourly price under `pricing`, or None where the cloud does not offer it."""
+        if pricing == "on-demand":
+            return Price(self.on_demand, pricing, f"{self.source} ({self.as_of})", False)
+        if pricing in self.explicit:
+            return Price(self.explicit[pricing], pricing, f"{self.source} ({self.as_of})", False)
+        rule = cloud_info(self.cloud)["discounts"].get(pricing)
+        if not rule:
+            return None
+        return Price(round(self.on_demand * rule["factor"], 6), pricing,
+                     f"derived: on-demand x {rule['factor']} ({rule['source']})", True)
+
+
+@dataclass(frozen=True)
+class ApiPrice:
+    provider: str
+    api_model: str
+    models: tuple[str, ...]
+    input: float
+    output: float
+    closed: bool
+    source: str
+    as_of: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.api_model}"
+
+    def serves(self, model_id: str) -> bool:
+        return "*" in self.models or model_id in self.models
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: dict[str, Model]
+    precisions: dict[str, Precision]
+    gpus: dict[str, Gpu]
+    offers: dict[str, Offer]
+    clouds: dict[str, dict[str, Any]]
+    apis: tuple[ApiPrice, ...]
+    _alias: dict[str, str] = field(default_factory=dict)
+
+
+def _read(name: str) -> dict[str, Any]:
+    return yaml.safe_load(resources.files("costing").joinpath("data", name).read_text())
+
+
+@lru_cache(maxsize=1)
+def catalog() -> Catalog:
+    """Load the whole catalog once per process."""
+    models = {}
+    alias: dict[str, str] = {}
+    for mid, m in _read("models.yaml")["models"].items():
+        models[mid] = Model(id=mid, aliases=tuple(m.pop("aliases", ())),
+                            quantized_repos=dict(m.pop("quantized_repos", {}) or {}), **m)
+        for name in (mid, models[mid].hf_repo, *models[mid].aliases):
+            alias[name.lower()] = mid
+    precisions = {pid: Precision(id=pid, native_archs=tuple(p.pop("native_archs")),
+                                 fallback=p.pop("fallback", None), **p)
+                  for pid, p in _read("precisions.yaml")["precisions"].items()}
+    gpus = {name: Gpu(name=name, **g) for name, g in _read("gpus.yaml")["gpus"].items()}
+    raw_offers = _read("offers.yaml")
+    offers = {}
+    for oid, o in raw_offers["offers"].items():
+        explicit = {k: o.pop(k) for k in ("spot", "reserved-1y", "reserved-3y") if k in o}
+        offers[oid] = Offer(id=oid, explicit=explicit, cloud_type=o.pop("cloud_type", None), **o)
+    apis = tuple(ApiPrice(models=tuple(a.pop("models")), closed=a.pop("closed", False), **a)
+                 for a in _read("apis.yaml")["apis"])
+    return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias)
+
+
+def cloud_info(cloud: str) -> dict[str, Any]:
+    return catalog().clouds[cloud]
+
+
+def _unknown(kind: str, value: str, known: list[str], flag: str) -> UserError:
+    close = difflib.get_close_matches(value, known, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return UserError(f"unknown {kind} '{value}'",
+                     f"{hint}use {flag} with one of: {', '.join(known)}")
+
+
+def get_model(name: str) -> Model:
+    """A model by short id (`llama-3.1-8b`) or Hugging Face id (`meta-llama/Llama-3.1-8B-Instruct`)."""
+    cat = catalog()
+    mid = cat._alias.get(str(name).strip().lower())
+    if mid is None:
+        raise _unknown("model", name, list(cat.models), "--model")
+    return cat.models[mid]
+
+
+def get_precision(name: str) -> Precision:
+    cat = catalog()
+    key = str(name).strip().lower()
+    if key not in cat.precisions:
+        raise _unknown("precision", name, list(cat.precisions), "--precision")
+    return cat.precisions[key]
+
+
+def get_gpu(name: str) -> Gpu:
+    cat = catalog()
+    by_lower = {g.lower(): g for g in cat.gpus}
+    key = by_lower.get(str(name).strip().lower())
+    if key is None:
+        raise _unknown("GPU", name, list(cat.gpus), "--gpu")
+    return cat.gpus[key]
+
+
+def get_offer(offer_id: str) -> Offer:
+    cat = catalog()
+    key = str(offer_id).strip()
+    if key not in cat.offers:
+        by_type = [o for o in cat.offers.values() if o.instance_type == key]
+        if len(by_type) == 1:
+            return by_type[0]
+        raise _unknown("offer", offer_id, list(cat.offers), "--offer")
+    return cat.offers[key]
+
+
+def check_cloud(cloud: str) -> str:
+    if cloud not in CLOUDS:
+        raise _unknown("cloud", cloud, list(CLOUDS), "--cloud")
+    return cloud
+
+
+def check_pricing(pricing: str) -> str:
+    if pricing not in PRICINGS:
+        raise _unknown("pricing", pricing, list(PRICINGS), "--pricing")
+    return pricing
+
+
+def offers_for(gpu: str | None = None, gpus: int | None = None, cloud: str | None = None) -> list[Offer]:
+    """Offers matching a GPU type, GPU count and cloud, cheapest on-demand first."""
+    found = [o for o in catalog().offers.values()
+             if (gpu is None or o.gpu == gpu) and (gpus is None or o.gpus == gpus)
+             and (cloud is None or o.cloud == cloud)]
+    return sorted(found, key=lambda o: (o.on_demand, o.id))
+
+
+def apis_for(model_id: str) -> list[ApiPrice]:
+    """Every API that serves this model, plus the closed models people compare with."""
+    return [a for a in catalog().apis if a.serves(model_id)]

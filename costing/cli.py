@@ -1,0 +1,80 @@
+"""`selfhost`: the one console command.
+
+Cheap commands (estimate, plan, compare) import nothing heavy: SkyPilot, Pulumi, boto3 and the HTTP
+clients are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from costing.errors import UserError
+
+app = typer.Typer(
+    name="selfhost",
+    help="Should we self-host Llama 3.x, on what, and what will it cost? Then deploy and check it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+render_app = typer.Typer(help="Render deploy artefacts from a spec (SkyPilot task/service YAML).", no_args_is_help=True)
+launch_app = typer.Typer(help="Cost review first, then launch (stops on --max-monthly-usd).", no_args_is_help=True)
+up_app = typer.Typer(help="Start a target (local: vLLM on this machine's CPU).", no_args_is_help=True)
+down_app = typer.Typer(help="Stop a target started with `selfhost up`.", no_args_is_help=True)
+app.add_typer(render_app, name="render")
+app.add_typer(launch_app, name="launch")
+app.add_typer(up_app, name="up")
+app.add_typer(down_app, name="down")
+
+
+def _register_commands() -> None:
+    """Each command group lives in its own light module (heavy imports inside the commands)."""
+    from costing import commands_costing
+    from costing.check import commands as check_commands
+    from costing.deploy import commands as deploy_commands
+    from costing.local import commands as local_commands
+
+    commands_costing.register(app)
+    check_commands.register(app)
+    deploy_commands.register(render_app, launch_app)
+    local_commands.register(up_app, down_app)
+
+
+_register_commands()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors are one line on stderr with exit code 2, never a traceback."""
+    import click
+
+    try:
+        result = app(args=argv, prog_name="selfhost", standalone_mode=False)
+    except UserError as err:
+        print(err.line(), file=sys.stderr)
+        sys.exit(err.exit_code)
+    except click.exceptions.NoSuchOption as err:
+        print(f"error: {_one_line(err.format_message())}. Fix: see `selfhost --help` for the options.", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.UsageError as err:
+        cmd = err.ctx.command_path if err.ctx else "selfhost"
+        print(f"error: {_one_line(err.format_message())}. Fix: see `{cmd} --help`.", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        print("error: aborted.", file=sys.stderr)
+        sys.exit(130)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Resolve a spec's target (offer, or GPU x count on a cloud) into a concrete offer and fit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from costing.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
+from costing.errors import UserError
+from costing.fit import FitRequest, FitResult, fit_check, smallest_fit
+from costing.spec import DeploymentSpec
+
+
+@dataclass(frozen=True)
+class Resolved:
+    spec: DeploymentSpec
+    fit: FitResult
+    offer: Offer | None
+    price: Price | None  # per node, under spec.target.pricing
+
+    @property
+    def hourly_usd(self) -> float | None:
+        """Per replica (all nodes)."""
+        return None if self.price is None else self.price.usd_per_hour * self.fit.nodes
+
+
+def fit_request(spec: DeploymentSpec, gpu: str, gpus: int) -> FitRequest:
+    w, v = spec.workload, spec.vllm
+    return FitRequest(
+        model=spec.model, precision=spec.precision, gpu=gpu, gpus=gpus, nodes=spec.target.nodes,
+        gpu_memory_utilization=v.gpu_memory_utilization, max_model_len=v.max_model_len,
+        max_num_seqs=v.max_num_seqs, max_num_batched_tokens=v.max_num_batched_tokens,
+        kv_cache_dtype=v.kv_cache_dtype, seq_len=(w.input_tokens + w.output_tokens) if w else None,
+        model_repo=v.model_repo, served_model_name=v.served_model_name,
+        enable_prefix_caching=v.enable_prefix_caching, port=v.port, extra_args=tuple(v.extra_args))
+
+
+def price_of(offer: Offer, pricing: str) -> Price:
+    price = offer.price(pricing)
+    if price is None:
+        clouds_with = "aws or gcp" if pricing != "on-demand" else "another cloud"
+        raise UserError(f"{offer.cloud} offers no {pricing} pricing for {offer.id}",
+                        f"use --pricing on-demand, or a {clouds_with} offer")
+    return price
+
+
+def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
+    """The offer and fit for a spec. With only --gpu, the fewest GPUs that fit are chosen."""
+    t = spec.target
+    if t.cloud:
+        check_cloud(t.cloud)
+    if t.offer:
+        offer = get_offer(t.offer)
+        if t.cloud and offer.cloud != t.cloud:
+            raise UserError(f"offer {offer.id} is on {offer.cloud}, not {t.cloud}", "drop --cloud or pick a matching offer")
+        if t.gpu and get_gpu(t.gpu).name != offer.gpu:
+            raise UserError(f"offer {offer.id} has {offer.gpu} GPUs, not {t.gpu}", "drop --gpu or pick a matching offer")
+        if t.gpus and t.gpus != offer.gpus:
+            raise UserError(f"offer {offer.id} has {offer.gpus} GPUs, not {t.gpus}", "drop --gpus or pick a matching offer")
+        fit = fit_check(fit_request(spec, offer.gpu, offer.gpus))
+        return Resolved(spec, fit, offer, price_of(offer, t.pricing))
+    if not t.gpu:
+        raise UserError("no GPU or offer given", "pass --gpu (e.g. --gpu A40) or --offer (e.g. --offer aws-g5.xlarge)")
+    gpu = get_gpu(t.gpu).name
+    req = fit_request(spec, gpu, t.gpus or 1)
+    if t.gpus:
+        fit = fit_check(req)
+    else:
+        available = sorted({o.gpus for o in offers_for(gpu=gpu, cloud=t.cloud)}) or [1, 2, 4, 8]
+        fit = smallest_fit(req, tuple(n for n in (1, 2, 4, 8) if n in available) or (1, 2, 4, 8))
+    offers = [o for o in offers_for(gpu=gpu, gpus=fit.gpus_per_node, cloud=t.cloud) if o.price(t.pricing)]
+    if not offers:
+        if need_offer:
+            where = f" on {t.cloud}" if t.cloud else ""
+            raise UserError(f"no offer in the catalog has {fit.gpus_per_node}x {gpu}{where} with {t.pricing} pricing",
+                            "pick another --gpus/--cloud/--pricing, or --offer (see `selfhost compare`)")
+        return Resolved(spec, fit, None, None)
+    offer = min(offers, key=lambda o: o.price(t.pricing).usd_per_hour)
+    return Resolved(spec, fit, offer, price_of(offer, t.pricing))
+
+
+def with_target(spec: DeploymentSpec, **target) -> DeploymentSpec:
+    return spec.model_copy(update={"target": replace_model(spec.target, **target)})
+
+
+def replace_model(model, **changes):
+    return model.model_copy(update=changes)
+
+
+__all__ = ["Resolved", "resolve", "fit_request", "price_of", "with_target", "replace"]

@@ -1,0 +1,59 @@
+"""The one builder of the `vllm serve` command line.
+
+The fit check's VllmSettings go in; the SkyPilot templates, the Pulumi stacks (container args) and
+the local target all call this, so the server deployed is the server that was costed. The API key
+never appears here: vLLM reads it from the VLLM_API_KEY environment variable (the same as
+`--api-key`), and shell renderings pass `--api-key "$VLLM_API_KEY"` so the value stays out of files.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from costing.fit import VllmSettings
+
+API_KEY_ENV = "VLLM_API_KEY"
+HF_TOKEN_ENV = "HF_TOKEN"
+VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # its ENTRYPOINT is `vllm serve`
+API_KEY_REF = f"${API_KEY_ENV}"
+
+
+def serve_args(settings: VllmSettings, *, model: str | None = None, host: str = "0.0.0.0",
+               api_key_ref: bool = False) -> list[str]:
+    """Arguments after `vllm serve`: the model, then flags. `model` overrides the repo (a local path).
+
+    api_key_ref=True adds `--api-key $VLLM_API_KEY` (for shells that expand it); otherwise the
+    server takes the key from its VLLM_API_KEY environment variable.
+    """
+    s = settings
+    args = [model or s.model_repo,
+            "--host", host,
+            "--port", str(s.port),
+            "--served-model-name", s.served_model_name,
+            "--tensor-parallel-size", str(s.tensor_parallel_size)]
+    if s.pipeline_parallel_size > 1:
+        args += ["--pipeline-parallel-size", str(s.pipeline_parallel_size)]
+    args += ["--max-model-len", str(s.max_model_len),
+             "--gpu-memory-utilization", f"{s.gpu_memory_utilization:g}",
+             "--max-num-seqs", str(s.max_num_seqs),
+             "--max-num-batched-tokens", str(s.max_num_batched_tokens),
+             "--dtype", s.dtype]
+    if s.quantization:
+        args += ["--quantization", s.quantization]
+    if s.kv_cache_dtype != "auto":
+        args += ["--kv-cache-dtype", s.kv_cache_dtype]
+    args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
+    if api_key_ref:
+        args += ["--api-key", API_KEY_REF]
+    args += list(s.extra_args)
+    return args
+
+
+def vllm_serve_argv(settings: VllmSettings, **kwargs) -> list[str]:
+    """The full command: `vllm serve MODEL --flag ...`."""
+    return ["vllm", "serve", *serve_args(settings, **kwargs)]
+
+
+def shell_command(argv: list[str]) -> str:
+    """argv as one shell line; `$VAR` references are kept expandable ("$VAR"), the rest quoted."""
+    return " ".join(f'"{a}"' if a.startswith("$") and a[1:].isidentifier() else shlex.quote(a) for a in argv)
