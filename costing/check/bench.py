@@ -1,0 +1,231 @@
+"""The load generator: streamed requests over aiohttp, a concurrency sweep or Poisson arrivals.
+
+Hot loop: the response body is read as raw bytes (`iter_any`), split on the SSE blank line and
+classified by byte tests; only the final usage event is JSON-parsed. One timestamp per network
+read: every chunk in that read arrived then (ITL gaps of 0 inside one read, as vLLM's client sees
+them too). Output tokens come from the server's usage report (`stream_options.include_usage`),
+or the count of streamed chunks when the server sends none.
+
+Every request has a total timeout and a read timeout (the longest silence allowed mid-stream), so a
+stalled server fails its requests instead of hanging the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from costing.check.bench_math import RequestResult, Slo, metrics
+
+DONE = b"data: [DONE]"
+EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
+ERROR_EVENT = (b'data: {"error"', b'data: {"object":"error"', b'data: {"object": "error"')
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    url: str  # base URL, e.g. http://127.0.0.1:8000
+    api_key: str | None
+    model: str
+    input_tokens: int
+    output_tokens: int
+    num_prompts: int = 64
+    api: str = "completions"  # or "chat"
+    timeout_s: float = 300.0  # whole request
+    read_timeout_s: float = 30.0  # longest silence mid-stream
+    seed: int = 0
+    slo: Slo = field(default_factory=Slo)
+
+
+def prompt_ids(rng: random.Random, n: int) -> list[int]:
+    """n token ids every Llama vocabulary has (exact input length, no tokenizer needed); a random
+    sequence per request so prefix caching does not shortcut the prefill."""
+    return [rng.randrange(100, 4000) for _ in range(n)]
+
+
+_WORDS = "the of and to in is was for on that with as by at from it an are this be or has had not".split()
+
+
+def prompt_text(rng: random.Random, n: int) -> str:
+    """About n tokens of text (common words are one token each in Llama 3's tokenizer)."""
+    return " ".join(rng.choice(_WORDS) for _ in range(n))
+
+
+def request_body(cfg: BenchConfig, rng: random.Random) -> tuple[str, bytes]:
+    """Path and JSON body of one request: exact output length (ignore_eos), streamed, with usage."""
+    common = {"model": cfg.model, "max_tokens": cfg.output_tokens, "ignore_eos": True, "temperature": 0.0,
+              "stream": True, "stream_options": {"include_usage": True}}
+    if cfg.api == "chat":
+        body = {**common, "messages": [{"role": "user", "content": prompt_text(rng, cfg.input_tokens)}]}
+        return "/v1/chat/completions", json.dumps(body).encode()
+    body = {**common, "prompt": prompt_ids(rng, cfg.input_tokens)}
+    return "/v1/completions", json.dumps(body).encode()
+
+
+def headers(api_key: str | None) -> dict[str, str]:
+    h = {"Content-Type": "application/json"}
+    if api_key:
+        h["Authorization"] = f"Bearer {api_key}"
+    return h
+
+
+def _describe(err: BaseException, timeout_s: float, read_timeout_s: float) -> str:
+    import aiohttp
+
+    if isinstance(err, aiohttp.SocketTimeoutError):
+        return f"no data for {read_timeout_s:g}s mid-request (read timeout)"
+    if isinstance(err, asyncio.TimeoutError):
+        return f"timed out after {timeout_s:g}s"
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return f"cannot connect: {err.os_error.strerror if err.os_error else err}"
+    if isinstance(err, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(err, aiohttp.ClientPayloadError):
+        return "stream broken (incomplete response body)"
+    return f"{type(err).__name__}: {err}"
+
+
+async def one_request(session, base_url: str, path: str, body: bytes, hdrs: dict, cfg: BenchConfig) -> RequestResult:
+    """Send one streamed request; never raises (failures are recorded in the result)."""
+    import aiohttp
+
+    perf = time.perf_counter
+    start = perf()
+    res = RequestResult(ok=False, start=start)
+    timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, sock_read=cfg.read_timeout_s)
+    try:
+        async with session.post(base_url + path, data=body, headers=hdrs, timeout=timeout) as resp:
+            if resp.status != 200:
+                text = (await resp.text())[:200]
+                res.error = f"HTTP {resp.status}: {' '.join(text.split())}"
+                return res
+            itl = res.itl
+            chunks = 0
+            last = 0.0
+            tail = b""
+            usage_event = b""
+            finished = False
+            async for data in resp.content.iter_any():
+                now = perf()
+                if tail:
+                    data = tail + data
+                events = data.split(b"\n\n")
+                tail = events.pop()
+                for ev in events:
+                    if not ev.startswith(b"data: "):
+                        continue  # SSE comments / keep-alives
+                    if ev.startswith(DONE):
+                        finished = True
+                        break
+                    if ev.startswith(ERROR_EVENT):
+                        res.error = "error event mid-stream: " + ev[6:206].decode(errors="replace")
+                        return res
+                    if EMPTY_CHOICES[0] in ev or EMPTY_CHOICES[1] in ev:
+                        usage_event = ev  # the final usage report (no choices)
+                        continue
+                    if chunks:
+                        itl.append(now - last)
+                    else:
+                        res.ttft = now - start
+                    last = now
+                    chunks += 1
+                if finished:
+                    break
+            if not finished:
+                res.error = "stream ended without [DONE]"
+                return res
+            if not chunks:
+                res.error = "stream had no chunks"
+                return res
+            res.latency = last - start
+            res.output_tokens = chunks
+            if usage_event:
+                usage = json.loads(usage_event[6:]).get("usage") or {}
+                res.output_tokens = usage.get("completion_tokens") or chunks
+                res.input_tokens = usage.get("prompt_tokens") or 0
+            res.ok = True
+            return res
+    except (Exception, asyncio.TimeoutError) as err:  # noqa: BLE001 - every failure is a recorded result
+        res.error = _describe(err, cfg.timeout_s, cfg.read_timeout_s)
+        return res
+
+
+def _session(limit: int):
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=limit, force_close=False, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False, read_bufsize=2**17)
+
+
+@dataclass
+class PointRun:
+    """Raw outcome of one load point."""
+
+    concurrency: int | None
+    request_rate: float | None
+    results: list[RequestResult]
+    duration_s: float
+    client_cpu_s: float
+
+
+async def run_point(cfg: BenchConfig, *, concurrency: int | None = None, request_rate: float | None = None,
+                    on_done: Callable[[RequestResult], None] | None = None) -> PointRun:
+    """num_prompts requests at a fixed concurrency, or with Poisson arrivals at request_rate/s
+    (concurrency then caps the requests in flight when given)."""
+    rng = random.Random(cfg.seed)
+    base = cfg.url.rstrip("/")
+    hdrs = headers(cfg.api_key)
+    bodies = [request_body(cfg, rng) for _ in range(cfg.num_prompts)]
+    limit = concurrency or cfg.num_prompts
+    sem = asyncio.Semaphore(limit)
+    async with _session(limit) as session:
+        async def go(i: int) -> RequestResult:
+            async with sem:
+                r = await one_request(session, base, *bodies[i], hdrs, cfg)
+            if on_done:
+                on_done(r)
+            return r
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if request_rate:
+            tasks = []
+            for i in range(cfg.num_prompts):
+                tasks.append(asyncio.create_task(go(i)))
+                if i < cfg.num_prompts - 1:
+                    await asyncio.sleep(rng.expovariate(request_rate))
+            results = list(await asyncio.gather(*tasks))
+        else:
+            results = list(await asyncio.gather(*(go(i) for i in range(cfg.num_prompts))))
+        duration, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return PointRun(concurrency, request_rate, results, duration, cpu)
+
+
+def point_metrics(run: PointRun, slo: Slo) -> dict:
+    """Metrics of one point plus the client's own overhead (its CPU time over the wall time)."""
+    m = metrics(run.results, run.duration_s, slo)
+    tokens = m["total_output_tokens"]
+    if run.request_rate is None:
+        conc = run.concurrency
+    else:  # Little's law: mean requests in flight
+        conc = sum(r.latency for r in run.results if r.ok) / max(run.duration_s, 1e-9)
+    return {"concurrency": conc, "request_rate": run.request_rate, **m,
+            "client": {"cpu_s": run.client_cpu_s, "cpu_percent": 100 * run.client_cpu_s / max(run.duration_s, 1e-9),
+                       "cpu_us_per_output_token": (1e6 * run.client_cpu_s / tokens) if tokens else None}}
+
+
+def run_sweep(cfg: BenchConfig, concurrencies: list[int] | None = None, request_rate: float | None = None,
+              progress: Callable[[str, int], Callable[[RequestResult], None]] | None = None) -> list[dict]:
+    """One point per concurrency (or one point at request_rate). `progress(label, total)` returns
+    the per-request callback of a progress bar."""
+    points = []
+    loads = [(None, request_rate)] if request_rate else [(c, None) for c in (concurrencies or [1])]
+    for conc, rate in loads:
+        label = f"rate {rate:g}/s" if rate else f"concurrency {conc}"
+        cb = progress(label, cfg.num_prompts) if progress else None
+        run = asyncio.run(run_point(cfg, concurrency=conc, request_rate=rate, on_done=cb))
+        points.append(point_metrics(run, cfg.slo))
+    return points

@@ -1,0 +1,118 @@
+"""Benchmark metrics with the definitions of `vllm bench serve` (vllm/benchmarks/serve.py).
+
+- TTFT: time from sending the request to the first streamed chunk.
+- ITL: every gap between consecutive streamed chunks of a request (all requests pooled).
+- TPOT: per request, (latency - TTFT) / (output tokens - 1); only requests with > 1 output token.
+- E2E latency: time from sending the request to its last chunk.
+- Percentiles: linear interpolation between closest ranks (numpy.percentile's default).
+- Goodput: completed requests that meet every SLO given (TTFT, TPOT, E2E, in ms), per second.
+  A request with one output token has TPOT 0 for the goodput test, as in vLLM.
+- Throughputs divide by the wall time of the whole run, failed requests counting 0 tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass
+class RequestResult:
+    """One request as the client saw it (seconds; `start` on the client's perf_counter clock)."""
+
+    ok: bool
+    start: float = 0.0
+    ttft: float = 0.0
+    latency: float = 0.0
+    itl: list[float] = field(default_factory=list)
+    output_tokens: int = 0
+    input_tokens: int = 0
+    error: str = ""
+
+    @property
+    def tpot(self) -> float | None:
+        """(latency - TTFT) / (output tokens - 1); None when there is no second token."""
+        if self.output_tokens <= 1:
+            return None
+        return (self.latency - self.ttft) / (self.output_tokens - 1)
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Service-level objectives for goodput, in milliseconds; None means not checked."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2el_ms: float | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2el_ms))
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """numpy.percentile(values, p) (linear method) without numpy; 0.0 for no values, as vLLM."""
+    if not values:
+        return 0.0
+    xs = sorted(values)
+    rank = (len(xs) - 1) * p / 100.0
+    lo = math.floor(rank)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (rank - lo)
+
+
+def summary_ms(values_s: Sequence[float], percentiles: Iterable[float] = PERCENTILES) -> dict[str, float]:
+    """mean, median and the percentiles, in milliseconds."""
+    out = {"mean": (sum(values_s) / len(values_s) * 1000) if values_s else 0.0,
+           "median": percentile(values_s, 50) * 1000}
+    for p in percentiles:
+        out[f"p{p:g}"] = percentile(values_s, p) * 1000
+    return out
+
+
+def meets_slo(r: RequestResult, slo: Slo) -> bool:
+    if not r.ok:
+        return False
+    if slo.ttft_ms is not None and r.ttft * 1000 > slo.ttft_ms:
+        return False
+    if slo.tpot_ms is not None and (r.tpot or 0.0) * 1000 > slo.tpot_ms:
+        return False
+    if slo.e2el_ms is not None and r.latency * 1000 > slo.e2el_ms:
+        return False
+    return True
+
+
+def metrics(results: Sequence[RequestResult], duration_s: float, slo: Slo = Slo()) -> dict:
+    """The figures of one benchmark point (one concurrency or request rate)."""
+    done = [r for r in results if r.ok]
+    errors: dict[str, int] = {}
+    for r in results:
+        if not r.ok:
+            errors[r.error] = errors.get(r.error, 0) + 1
+    out_tokens = sum(r.output_tokens for r in done)
+    in_tokens = sum(r.input_tokens for r in done)
+    dur = max(duration_s, 1e-9)
+    tpots = [t for t in (r.tpot for r in done) if t is not None]
+    good = sum(meets_slo(r, slo) for r in done)
+    return {
+        "num_requests": len(results),
+        "completed": len(done),
+        "failed": len(results) - len(done),
+        "errors": errors,
+        "duration_s": duration_s,
+        "requests_per_s": len(done) / dur,
+        "output_tokens_per_s": out_tokens / dur,
+        "total_tokens_per_s": (in_tokens + out_tokens) / dur,
+        "total_output_tokens": out_tokens,
+        "total_input_tokens": in_tokens,
+        "mean_input_tokens": in_tokens / len(done) if done else 0.0,
+        "mean_output_tokens": out_tokens / len(done) if done else 0.0,
+        "goodput_rps": good / dur if slo.any else None,
+        "ttft_ms": summary_ms([r.ttft for r in done]),
+        "tpot_ms": summary_ms(tpots),
+        "itl_ms": summary_ms([g for r in done for g in r.itl]),
+        "e2el_ms": summary_ms([r.latency for r in done]),
+    }

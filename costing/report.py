@@ -1,0 +1,229 @@
+"""Render a cost review: a stable JSON dict, a terminal table, and markdown for a pull-request comment."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from costing.vllm_args import shell_command, vllm_serve_argv
+
+if TYPE_CHECKING:
+    from costing.projection import Projection
+    from costing.review import CostReview
+
+FORMATS = ("table", "json", "markdown")
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def projection_dict(p: "Projection") -> dict[str, Any]:
+    """The projection's stable JSON fields (documented in README, 'JSON fields')."""
+    return {
+        "concurrency": p.concurrency,
+        "requested_concurrency": p.requested_concurrency,
+        "capped": p.capped,
+        "cap_reason": p.cap_reason,
+        "ttft_ms": _r(p.ttft_ms, 2),
+        "tpot_ms": _r(p.tpot_ms, 3),
+        "e2e_latency_s": _r(p.e2e_latency_s, 3),
+        "p90_e2e_latency_s": _r(p.p90_e2e_latency_s, 3),
+        "output_tokens_per_s": _r(p.output_tokens_per_s, 2),
+        "requests_per_s": _r(p.requests_per_s, 4),
+        "assumptions": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+                        for k, v in p.assumptions.items()},
+    }
+
+
+def review_dict(rv: "CostReview") -> dict[str, Any]:
+    fit, offer, price, s = rv.fit, rv.offer, rv.resolved.price, rv.fit.settings
+    p = rv.projection
+    return {
+        "schema": "selfhost.review/v1",
+        "model": {"id": fit.model.id, "hf_repo": s.model_repo, "precision": fit.precision.id,
+                  "source": fit.model.source, "as_of": fit.model.as_of},
+        "target": {
+            "offer": offer.id if offer else None,
+            "cloud": offer.cloud if offer else None,
+            "instance_type": offer.instance_type if offer else None,
+            "region": offer.region if offer else None,
+            "gpu": fit.gpu.name, "gpus_per_node": fit.gpus_per_node, "nodes": fit.nodes,
+            "pricing": rv.spec.target.pricing,
+            "hourly_usd": _r(rv.hourly_usd, 4),
+            "price_source": price.source if price else None,
+            "price_derived": price.derived if price else None,
+            "gpu_source": f"{fit.gpu.source} ({fit.gpu.as_of})",
+        },
+        "fit": {
+            "fits": True,
+            "weight_gib": _r(fit.weight_gib, 2),
+            "weight_gib_per_gpu": _r(fit.weight_gib_per_gpu, 2),
+            "runtime_overhead_gib_per_gpu": _r(fit.overhead_gib_per_gpu, 2),
+            "kv_cache_gib_per_gpu": _r(fit.kv_gib_per_gpu, 2),
+            "kv_bytes_per_token": int(fit.kv_bytes_per_token),
+            "kv_capacity_tokens": fit.kv_capacity_tokens,
+            "max_model_len": fit.max_model_len,
+            "max_concurrency": fit.max_concurrent_seqs(rv.workload.input_tokens + rv.workload.output_tokens),
+            "notes": list(fit.notes),
+        },
+        "vllm": {
+            **asdict(s), "extra_args": list(s.extra_args),
+            "command": shell_command(vllm_serve_argv(s, api_key_ref=True)),
+        },
+        "workload": {
+            "requests_per_day": rv.workload.requests_per_day,
+            "input_tokens": rv.workload.input_tokens,
+            "output_tokens": rv.workload.output_tokens,
+            "peak_to_mean": rv.workload.peak_to_mean,
+            "requests_per_month": _r(rv.traffic.requests_per_month, 1),
+            "input_tokens_per_month": _r(rv.traffic.input_tokens_per_month, 0),
+            "output_tokens_per_month": _r(rv.traffic.output_tokens_per_month, 0),
+            "peak_requests_per_s": _r(rv.traffic.peak_requests_per_s, 4),
+        },
+        "slo": {"p90_latency_s": rv.spec.slo.p90_latency_s, "met": rv.slo_met},
+        "projection": projection_dict(p),
+        "full_load": projection_dict(rv.full_load),
+        # Top-level shortcuts (stable): one replica at the SLO-bound concurrency.
+        "output_tokens_per_s": _r(p.output_tokens_per_s, 2),
+        "ttft_ms": _r(p.ttft_ms, 2),
+        "tpot_ms": _r(p.tpot_ms, 3),
+        "e2e_latency_s": _r(p.e2e_latency_s, 3),
+        "max_concurrency": p.concurrency,
+        "replicas": rv.replicas,
+        "hours_per_month": _r(rv.hours_per_month, 2),
+        "storage_gb": rv.storage_gb,
+        "monthly_usd": _r(rv.monthly_usd, 2),
+        "monthly_breakdown": {
+            "compute_usd": _r(rv.hourly_usd * rv.hours_per_month * rv.replicas, 2),
+            "storage_usd": _r(rv.storage_gb * rv.storage_usd_per_gb_month * rv.replicas, 2),
+        },
+        "usd_per_million_output_tokens": _r(rv.usd_per_million_output_tokens, 4),
+        "usd_per_million_output_tokens_full_load": _r(rv.usd_per_million_output_tokens_full_load, 4),
+        "budget": {"max_monthly_usd": rv.max_monthly_usd,
+                   "within": None if rv.max_monthly_usd is None else rv.monthly_usd <= rv.max_monthly_usd},
+        "breakeven": [
+            {
+                "api": b.api.label, "provider": b.api.provider, "api_model": b.api.api_model,
+                "closed_model": b.api.closed,
+                "input_usd_per_million": b.api.input, "output_usd_per_million": b.api.output,
+                "api_monthly_usd": _r(b.api_monthly_usd, 2),
+                "selfhost_monthly_usd": _r(b.selfhost_monthly_usd, 2),
+                "cheaper": b.cheaper,
+                "breakeven_requests_per_day": _r(b.requests_per_day, 1),
+                "breakeven_input_tokens_per_month": _r(b.input_tokens_per_month, 0),
+                "breakeven_output_tokens_per_month": _r(b.output_tokens_per_month, 0),
+                "reason": b.reason,
+                "source": b.api.source, "as_of": b.api.as_of,
+            }
+            for b in rv.breakeven
+        ],
+        "calibration": rv.calibration,
+        "notes": rv.notes,
+    }
+
+
+def _money(x: float | None) -> str:
+    return "-" if x is None else f"${x:,.2f}"
+
+
+def _count(x: float | None) -> str:
+    if x is None:
+        return "never"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= size:
+            return f"{x / size:,.1f}{unit}"
+    return f"{x:,.0f}"
+
+
+def summary_rows(rv: "CostReview") -> list[tuple[str, str]]:
+    fit, p, d = rv.fit, rv.projection, review_dict(rv)
+    t = d["target"]
+    where = f"{t['offer']} ({t['instance_type']}, {t['region']})" if t["offer"] else f"{fit.total_gpus}x {fit.gpu.name}"
+    price = f"{_money(rv.hourly_usd)}/h {rv.spec.target.pricing}" + (" (derived)" if t["price_derived"] else "")
+    slo = rv.spec.slo.p90_latency_s
+    return [
+        ("Model", f"{fit.model.id} {fit.precision.id} ({fit.settings.model_repo})"),
+        ("Target", f"{where}, {fit.total_gpus}x {fit.gpu.name}, {price}"),
+        ("Fit", f"weights {fit.weight_gib:.1f} GiB, KV {fit.kv_gib_per_gpu:.1f} GiB/GPU = "
+                f"{fit.kv_capacity_tokens:,} tokens, max_model_len {fit.max_model_len:,}"),
+        ("vLLM", d["vllm"]["command"]),
+        ("Workload", f"{rv.workload.requests_per_day:,.0f} req/day x ({rv.workload.input_tokens:,} in + "
+                     f"{rv.workload.output_tokens:,} out) tokens, peak x{rv.workload.peak_to_mean:g}"),
+        ("Projection", f"concurrency {p.concurrency}{' (capped)' if p.capped else ''}: "
+                       f"{p.output_tokens_per_s:,.0f} output tok/s, TTFT {p.ttft_ms:,.0f} ms, "
+                       f"TPOT {p.tpot_ms:,.1f} ms, e2e {p.e2e_latency_s:,.2f} s (p90 {p.p90_e2e_latency_s:,.2f} s), "
+                       f"{p.requests_per_s:,.2f} req/s per replica"),
+        ("SLO", "none" if not slo else f"p90 <= {slo:g} s: {'met' if rv.slo_met else 'MISSED'}"),
+        ("Replicas", f"{rv.replicas} (peak {rv.traffic.peak_requests_per_s:,.3f} req/s)"),
+        ("Monthly", f"{_money(rv.monthly_usd)} ({rv.hours_per_month:,.0f} h x {rv.replicas} replica(s) + "
+                    f"{rv.storage_gb:,.0f} GB storage)"),
+        ("$/1M output", f"{_money(rv.usd_per_million_output_tokens)} at this workload, "
+                        f"{_money(rv.usd_per_million_output_tokens_full_load)} at full load"),
+        ("Budget", "none" if rv.max_monthly_usd is None else
+         f"{_money(rv.max_monthly_usd)}: {'within' if rv.monthly_usd <= rv.max_monthly_usd else 'OVER'}"),
+    ]
+
+
+def breakeven_rows(rv: "CostReview") -> list[tuple[str, ...]]:
+    rows = []
+    for b in rv.breakeven:
+        rows.append((b.api.label, f"${b.api.input:.2f} / ${b.api.output:.2f}", _money(b.api_monthly_usd),
+                     _money(b.selfhost_monthly_usd), "self-host" if b.cheaper == "selfhost" else "API",
+                     _count(b.requests_per_day), _count(b.output_tokens_per_month)))
+    return rows
+
+
+BREAKEVEN_HEADERS = ("API", "$/1M in / out", "API $/month", "Self-host $/month", "Cheaper",
+                     "Break-even req/day", "Break-even out tok/month")
+
+
+def render_table(rv: "CostReview") -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(record=True, file=io.StringIO(), width=120, force_terminal=False, color_system=None)
+    summary = Table(show_header=False, title="selfhost cost review", title_justify="left")
+    summary.add_column(style="bold")
+    summary.add_column(overflow="fold")
+    for k, v in summary_rows(rv):
+        summary.add_row(k, v)
+    console.print(summary)
+    table = Table(title="Against pay-per-token APIs (same workload)", title_justify="left")
+    for h in BREAKEVEN_HEADERS:
+        table.add_column(h, justify="left" if h in ("API", "Cheaper") else "right", no_wrap=h == "API")
+    for row in breakeven_rows(rv):
+        table.add_row(*row)
+    console.print(table)
+    for note in rv.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    console.print(f"calibration: {rv.calibration}", soft_wrap=True)
+    return console.export_text()
+
+
+def render_markdown(rv: "CostReview") -> str:
+    lines = [f"### selfhost cost review: {rv.fit.model.id} on "
+             f"{rv.offer.id if rv.offer else rv.fit.gpu.name}", ""]
+    lines += ["| | |", "|---|---|"]
+    for k, v in summary_rows(rv):
+        v = f"`{v}`" if k == "vLLM" else v.replace("|", "\\|")
+        lines.append(f"| **{k}** | {v} |")
+    lines += ["", "| " + " | ".join(BREAKEVEN_HEADERS) + " |", "|" + "---|" * len(BREAKEVEN_HEADERS)]
+    for row in breakeven_rows(rv):
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    for note in rv.notes:
+        lines.append(f"> note: {note}")
+    lines.append(f"<sub>Prices and hardware figures carry their sources in `selfhost plan --format json`. "
+                 f"Calibration: {rv.calibration}.</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def render(rv: "CostReview", fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(review_dict(rv), indent=2) + "\n"
+    if fmt == "markdown":
+        return render_markdown(rv)
+    return render_table(rv)
