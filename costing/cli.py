@@ -49,30 +49,38 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _click_exceptions():
+    """Typer >= 0.29 vendors click as typer._click; older typer uses click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click import exceptions
+    return exceptions
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors are one line on stderr with exit code 2, never a traceback."""
-    import click
-
+    exc = _click_exceptions()
     try:
         result = app(args=argv, prog_name="selfhost", standalone_mode=False)
     except UserError as err:
         print(err.line(), file=sys.stderr)
         sys.exit(err.exit_code)
-    except click.exceptions.NoSuchOption as err:
-        print(f"error: {_one_line(err.format_message())}. Fix: see `selfhost --help` for the options.", file=sys.stderr)
+    except getattr(exc, "NoArgsIsHelpError", ()) as err:  # a group called with no command: show its help
+        print(err.format_message(), file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.UsageError as err:
+    except exc.UsageError as err:
         cmd = err.ctx.command_path if err.ctx else "selfhost"
         print(f"error: {_one_line(err.format_message())}. Fix: see `{cmd} --help`.", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Abort:
-        print("error: aborted.", file=sys.stderr)
-        sys.exit(130)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+    except exc.ClickException as err:
+        print(f"error: {_one_line(err.format_message())}.", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted.", file=sys.stderr)
         sys.exit(130)
+    except typer.Exit as err:
+        sys.exit(err.exit_code)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -96,7 +96,11 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  TTFT              {p.ttft_ms:,.1f} ms")
         typer.echo(f"  TPOT              {p.tpot_ms:,.2f} ms")
         typer.echo(f"  e2e latency       {p.e2e_latency_s:,.3f} s (p90 {p.p90_e2e_latency_s:,.3f} s)")
-        typer.echo("assumptions: " + ", ".join(f"{k}={v}" for k, v in p.assumptions.items()))
+        typer.echo("assumptions:")
+        for key, value in p.assumptions.items():
+            if isinstance(value, dict):  # fitted parameters: name -> {value, source}
+                value = ", ".join(f"{k}={v['value'] if isinstance(v, dict) else v}" for k, v in value.items())
+            typer.echo(f"  {key}: {value}")
 
     @app.command()
     def plan(

@@ -170,21 +170,21 @@ def summary_rows(rv: "CostReview") -> list[tuple[str, str]]:
 def breakeven_rows(rv: "CostReview") -> list[tuple[str, ...]]:
     rows = []
     for b in rv.breakeven:
-        rows.append((b.api.label, f"${b.api.input:.2f} / ${b.api.output:.2f}", _money(b.api_monthly_usd),
+        rows.append((b.api.label, f"${b.api.input:.2f}/${b.api.output:.2f}", _money(b.api_monthly_usd),
                      _money(b.selfhost_monthly_usd), "self-host" if b.cheaper == "selfhost" else "API",
                      _count(b.requests_per_day), _count(b.output_tokens_per_month)))
     return rows
 
 
-BREAKEVEN_HEADERS = ("API", "$/1M in / out", "API $/month", "Self-host $/month", "Cheaper",
-                     "Break-even req/day", "Break-even out tok/month")
+BREAKEVEN_HEADERS = ("API", "$/1M in/out", "API $/mo", "Self-host $/mo", "Cheaper",
+                     "Break-even req/day", "Break-even out tok/mo")
 
 
 def render_table(rv: "CostReview") -> str:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(record=True, file=io.StringIO(), width=120, force_terminal=False, color_system=None)
+    console = Console(record=True, file=io.StringIO(), width=132, force_terminal=False, color_system=None)
     summary = Table(show_header=False, title="selfhost cost review", title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")

@@ -1,0 +1,49 @@
+"""`make bench` (costing part): wall time of `selfhost plan` as a whole process. Prints figures, asserts nothing."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SELFHOST = str(Path(sys.executable).with_name("selfhost"))
+CASES = {
+    "plan (default spec, table)": ["plan", "--spec", "examples/llama-3.1-8b-runpod-a40.yaml"],
+    "plan 70B 4x A40, SLO, json": ["plan", "--model", "llama-3.1-70b", "--gpu", "A40", "--gpus", "4",
+                                   "--requests-per-day", "20000", "--input-tokens", "1000", "--output-tokens", "300",
+                                   "--p90-latency-s", "30", "--format", "json"],
+    "plan markdown (PR comment)": ["plan", "--spec", "examples/llama-3.1-8b-runpod-a40.yaml", "--format", "markdown"],
+    "estimate": ["estimate", "--model", "llama-3.1-8b", "--gpu", "A10G", "--input-tokens", "550",
+                 "--output-tokens", "150", "--concurrency", "16"],
+    "compare (all offers)": ["compare", "--model", "llama-3.1-8b", "--requests-per-day", "5000",
+                             "--input-tokens", "800", "--output-tokens", "200"],
+}
+TARGET_S = 0.5  # issue 2: `selfhost plan` as a whole process
+
+
+def timed(args: list[str], runs: int) -> list[float]:
+    subprocess.run([SELFHOST, *args], cwd=ROOT, capture_output=True, check=True)  # warm the page cache
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([SELFHOST, *args], cwd=ROOT, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    print(f"selfhost command wall time, whole process, {runs} runs each (target for plan: <= {TARGET_S} s)")
+    print(f"{'command':34} {'median s':>9} {'p90 s':>7} {'max s':>7}")
+    for name, args in CASES.items():
+        t = sorted(timed(args, runs))
+        p90 = t[min(len(t) - 1, int(round(0.9 * (len(t) - 1))))]
+        flag = "" if not name.startswith("plan") else ("  ok" if statistics.median(t) <= TARGET_S else "  OVER TARGET")
+        print(f"{name:34} {statistics.median(t):9.3f} {p90:7.3f} {t[-1]:7.3f}{flag}")
+
+
+if __name__ == "__main__":
+    main()

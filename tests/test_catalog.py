@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from costing.catalog import apis_for, catalog, get_gpu, get_model, get_offer, offers_for
+from costing.errors import UserError
+
+
+def test_every_entry_has_a_source_and_an_as_of_date():
+    cat = catalog()
+    entries = [*cat.models.values(), *cat.precisions.values(), *cat.gpus.values(), *cat.offers.values(), *cat.apis]
+    for entry in entries:
+        assert entry.source.strip(), entry
+        assert len(entry.as_of) == 10 and entry.as_of[4] == "-", entry
+    for cloud in cat.clouds.values():
+        assert cloud["storage_source"] and cloud["as_of"]
+        for rule in cloud["discounts"].values():
+            assert rule["source"] and 0 < rule["factor"] < 1
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "meta-llama/Llama-3.1-8B-Instruct",
+                                  "meta-llama/Meta-Llama-3.1-8B-Instruct", "LLAMA-3.1-8B"])
+def test_short_and_hugging_face_ids_resolve_to_the_same_model(name):
+    assert get_model(name).id == "llama-3.1-8b"
+
+
+def test_unknown_names_are_refused_with_a_suggestion():
+    with pytest.raises(UserError) as err:
+        get_model("llama-3.1-9b")
+    assert "llama-3.1-8b" in err.value.line()
+    with pytest.raises(UserError, match="unknown GPU"):
+        get_gpu("B200")
+    with pytest.raises(UserError, match="unknown offer"):
+        get_offer("aws-g6.xlarge")
+
+
+def test_gpu_figures_match_the_datasheets_quoted_in_the_issue():
+    expected = {"A40": (48, 696), "L4": (24, 300), "A10G": (24, 600), "A100": (40, 1555),
+                "A100-80GB": (80, 2039), "H100": (80, 3350)}
+    for name, (memory, bandwidth) in expected.items():
+        gpu = get_gpu(name)
+        assert (gpu.memory_gb, gpu.bandwidth_gbs) == (memory, bandwidth)
+        assert 0.9 * gpu.memory_gb < gpu.usable_gib <= gpu.memory_gb  # nvidia-smi total vs datasheet GB
+
+
+def test_offers_cover_the_clouds_and_shapes_of_the_issue():
+    assert [o.gpus for o in offers_for(gpu="A40", cloud="runpod") if o.cloud_type == "SECURE"] == [1, 2, 4, 8]
+    assert get_offer("aws-g5.48xlarge").gpus == 8 and get_offer("aws-p4d.24xlarge").gpu == "A100"
+    assert get_offer("g2-standard-96").on_demand == pytest.approx(8.0033, abs=1e-4)
+    assert get_offer("aws-p4d.24xlarge").on_demand == 21.96
+
+
+def test_pricing_models_spot_and_reserved():
+    g5 = get_offer("aws-g5.xlarge")
+    spot, one, three = (g5.price(p) for p in ("spot", "reserved-1y", "reserved-3y"))
+    assert spot.derived and spot.usd_per_hour < one.usd_per_hour < g5.on_demand
+    assert three.usd_per_hour < one.usd_per_hour
+    assert get_offer("gcp-g2-standard-8").price("reserved-1y").usd_per_hour == pytest.approx(0.8536 * 0.63, rel=1e-3)
+    assert get_offer("runpod-a40x1-secure").price("spot") is None  # RunPod is removing interruptible pods
+
+
+def test_apis_include_the_closed_models_for_every_llama():
+    for model in catalog().models:
+        labels = {a.label for a in apis_for(model)}
+        assert {"openai/gpt-4o", "openai/gpt-4o-mini"} <= labels
+    assert any(a.provider == "azure" and a.input == 2.68 and a.output == 3.54 for a in apis_for("llama-3.1-70b"))

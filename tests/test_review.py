@@ -1,0 +1,64 @@
+"""The cost review end to end (in-process) and its sanity properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from costing.errors import OverBudget
+from costing.review import cost_review, enforce_budget
+from costing.spec import load_spec
+
+
+def _spec(**kw):
+    base = dict(model="llama-3.1-8b", target={"offer": "aws-g5.xlarge"},
+                workload={"requests_per_day": 10_000, "input_tokens": 1000, "output_tokens": 200})
+    for key, value in kw.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return load_spec(None, **base)
+
+
+def test_review_numbers_hang_together():
+    rv = cost_review(_spec())
+    assert rv.replicas >= 1
+    assert rv.monthly_usd == pytest.approx(rv.replicas * (1.006 * 730 + rv.storage_gb * 0.08))
+    assert rv.storage_gb >= rv.fit.weight_gib  # the disk holds the weights
+    out_tokens = rv.traffic.output_tokens_per_month
+    assert rv.usd_per_million_output_tokens == pytest.approx(rv.monthly_usd / out_tokens * 1e6)
+    assert rv.usd_per_million_output_tokens_full_load < rv.usd_per_million_output_tokens
+    assert rv.full_load.output_tokens_per_s >= rv.projection.output_tokens_per_s * 0.999
+    assert {b.api.provider for b in rv.breakeven} >= {"groq", "together", "fireworks", "bedrock", "azure", "openai"}
+
+
+def test_the_slo_bounds_the_concurrency_and_adds_replicas():
+    loose = cost_review(_spec(workload={"requests_per_day": 200_000}, slo={"p90_latency_s": 120}))
+    tight = cost_review(_spec(workload={"requests_per_day": 200_000}, slo={"p90_latency_s": 8}))
+    assert tight.projection.concurrency <= loose.projection.concurrency
+    assert tight.projection.p90_e2e_latency_s <= 8 or tight.slo_met is False
+    assert tight.replicas >= loose.replicas
+
+
+def test_enforce_budget_refuses_over_budget():
+    rv = cost_review(_spec())
+    enforce_budget(rv, rv.monthly_usd + 1)  # within: no error
+    with pytest.raises(OverBudget, match="exceeds the budget"):
+        enforce_budget(rv, rv.monthly_usd - 1)
+
+
+def test_spot_and_reserved_lower_the_monthly_cost_and_are_marked_derived():
+    on_demand = cost_review(_spec()).monthly_usd
+    spot = cost_review(_spec(target={"pricing": "spot"}))
+    reserved = cost_review(_spec(target={"pricing": "reserved-3y"}))
+    assert spot.monthly_usd < on_demand and reserved.monthly_usd < on_demand
+    assert any("derived" in n for n in spot.notes)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rpd=st.floats(10, 2_000_000), more=st.floats(1.01, 10), tin=st.integers(50, 4000), tout=st.integers(10, 1000),
+       offer=st.sampled_from(["aws-g5.xlarge", "runpod-a40x1-secure", "gcp-g2-standard-8", "aws-g5.12xlarge"]),
+       slo=st.one_of(st.none(), st.floats(5, 120)))
+def test_more_traffic_never_costs_less(rpd, more, tin, tout, offer, slo):
+    def monthly(r):
+        return cost_review(_spec(target={"offer": offer}, slo={"p90_latency_s": slo},
+                                 workload={"requests_per_day": r, "input_tokens": tin, "output_tokens": tout})).monthly_usd
+    assert monthly(rpd * more) >= monthly(rpd)

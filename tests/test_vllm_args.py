@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import shlex
+
+from costing.fit import FitRequest, fit_check
+from costing.vllm_args import serve_args, shell_command, vllm_serve_argv
+
+
+def _flag(argv, name):
+    return argv[argv.index(name) + 1]
+
+
+def test_command_line_carries_the_fit_check_settings():
+    fit = fit_check(FitRequest(model="llama-3.1-70b", precision="awq", gpu="A10G", gpus=4))
+    argv = vllm_serve_argv(fit.settings)
+    assert argv[:3] == ["vllm", "serve", "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4"]
+    assert _flag(argv, "--tensor-parallel-size") == "4"
+    assert int(_flag(argv, "--max-model-len")) == fit.max_model_len
+    assert _flag(argv, "--quantization") == "awq_marlin"
+    assert "--enable-prefix-caching" in argv and "--pipeline-parallel-size" not in argv
+
+
+def test_api_key_is_a_reference_never_a_value():
+    fit = fit_check(FitRequest(model="llama-3.1-8b", gpu="L4"))
+    line = shell_command(vllm_serve_argv(fit.settings, api_key_ref=True))
+    assert '--api-key "$VLLM_API_KEY"' in line
+    assert "--api-key" not in serve_args(fit.settings)  # container: vLLM reads VLLM_API_KEY itself
+    assert shlex.split(line)[-1] == "$VLLM_API_KEY"
+
+
+def test_pipeline_parallel_and_local_model_override():
+    fit = fit_check(FitRequest(model="llama-3.1-405b", precision="fp8", gpu="A100", gpus=8, nodes=2))
+    argv = vllm_serve_argv(fit.settings, model="/models/405b")
+    assert argv[2] == "/models/405b" and _flag(argv, "--pipeline-parallel-size") == "2"
