@@ -1,0 +1,209 @@
+"""The performance projection: physics bounds, capping, SLO search, speed, and monotonic properties."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+from hypothesis import assume, given, settings, strategies as st
+
+from costing.calibration import Params, load_params
+from costing.catalog import catalog
+from costing.errors import UserError
+from costing.fit import FitRequest, fit_check, weight_bytes
+from costing.projection import Hardware, max_throughput, project, slo_concurrency, step_time_s
+
+
+def fit(model="llama-3.1-8b", precision="bf16", gpu="A40", gpus=1, **kw):
+    return fit_check(FitRequest(model=model, precision=precision, gpu=gpu, gpus=gpus, **kw))
+
+
+def test_single_stream_tpot_is_bounded_below_by_reading_the_weights_at_datasheet_bandwidth():
+    for gpu in ("A40", "L4", "A10G", "A100-80GB", "H100"):
+        f = fit(gpu=gpu)
+        p = project(f, 500, 200, 1)
+        floor_ms = weight_bytes(f.model, f.precision) / (f.gpu.bandwidth_gbs * 1e9) * 1e3
+        assert floor_ms < p.tpot_ms < 2.5 * floor_ms, gpu
+
+
+def test_faster_memory_decodes_faster_and_fp8_weights_read_faster_than_bf16():
+    assert project(fit(gpu="H100"), 500, 200, 1).tpot_ms < project(fit(gpu="A40"), 500, 200, 1).tpot_ms
+    assert project(fit(gpu="L40S", precision="fp8"), 500, 200, 1).tpot_ms < \
+        project(fit(gpu="L40S"), 500, 200, 1).tpot_ms
+
+
+def test_fp8_on_ampere_runs_weight_only_kernels_and_says_so():
+    p = project(fit(gpu="A100-80GB", precision="fp8"), 500, 200, 8)
+    assert "weight-only" in p.assumptions["compute_type"]
+    assert "weight-only" not in project(fit(gpu="H100", precision="fp8"), 500, 200, 8).assumptions["compute_type"]
+
+
+def test_concurrency_above_the_kv_capacity_is_capped_with_the_reason():
+    f = fit(gpu="A10G")
+    cap = f.max_concurrent_seqs(2048 + 130)
+    assert 1 <= cap < f.settings.max_num_seqs
+    p = project(f, 2048, 130, cap + 50)
+    assert p.capped and p.concurrency == cap and p.requested_concurrency == cap + 50
+    assert "KV cache holds" in p.cap_reason and f"{cap:,}" in p.cap_reason
+    at_cap = project(f, 2048, 130, cap)
+    assert not at_cap.capped and at_cap.cap_reason is None
+    # the clients beyond the cap wait: same throughput, longer latency as they see it
+    assert p.output_tokens_per_s == pytest.approx(at_cap.output_tokens_per_s)
+    assert p.e2e_latency_s > at_cap.e2e_latency_s and p.ttft_ms > at_cap.ttft_ms
+
+
+def test_max_num_seqs_cap_is_named():
+    f = fit(gpu="H100", max_num_seqs=16)
+    p = project(f, 100, 100, 64)
+    assert p.capped and p.concurrency == 16 and "max_num_seqs" in p.cap_reason
+
+
+def test_latency_adds_up_and_littles_law_holds():
+    p = project(fit(), 1000, 300, 12)
+    assert p.e2e_latency_s == pytest.approx(p.ttft_ms / 1e3 + 299 * p.tpot_ms / 1e3)
+    assert p.requests_per_s == pytest.approx(p.concurrency / p.e2e_latency_s)
+    assert p.output_tokens_per_s == pytest.approx(p.requests_per_s * 300)
+    assert p.p90_e2e_latency_s > p.e2e_latency_s
+
+
+def test_tensor_parallel_pays_for_all_reduces():
+    f = fit(model="llama-3.1-70b", gpu="A40", gpus=4)
+    hw, p = Hardware.of(f), load_params()
+    without = step_time_s(replace(hw, tp=1), p, 8, 700, 0, 500)
+    assert step_time_s(hw, p, 8, 700, 0, 500) > without
+
+
+def test_seventy_b_on_four_a40s_reaches_140_tokens_per_second_with_enough_clients():
+    """Source 004 asks whether 4x A40 can serve ~140 tok/s of Llama 3.1 70B."""
+    f = fit(model="llama-3.1-70b", gpu="A40", gpus=4)
+    single = project(f, 500, 250, 1)
+    assert 8 < single.output_tokens_per_s < 25  # one stream is bound by reading 141 GB over 4 x 696 GB/s
+    assert max_throughput(f, 500, 250).output_tokens_per_s > 140
+
+
+def test_slo_concurrency_is_the_highest_that_meets_the_slo():
+    f = fit(model="llama-3.1-8b", precision="int8", gpu="A10G")
+    slo = 12.29
+    best = slo_concurrency(f, 2048, 130, slo)
+    assert best.p90_e2e_latency_s <= slo
+    cap = f.max_concurrent_seqs(2048 + 130)
+    if best.concurrency < cap:
+        assert project(f, 2048, 130, best.concurrency + 1).p90_e2e_latency_s > slo
+
+
+def test_slo_concurrency_returns_one_stream_when_even_that_misses():
+    f = fit(model="llama-3.1-70b", gpu="A40", gpus=4)
+    p = slo_concurrency(f, 2000, 2000, 1.0)
+    assert p.concurrency == 1 and p.p90_e2e_latency_s > 1.0
+
+
+def test_slo_concurrency_stops_at_the_kv_capacity():
+    f = fit(gpu="A10G")
+    p = slo_concurrency(f, 2048, 130, 3600.0)
+    assert p.concurrency == f.max_concurrent_seqs(2048 + 130) == max_throughput(f, 2048, 130).concurrency
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), "12"])
+def test_bad_numbers_are_user_errors(bad):
+    with pytest.raises(UserError):
+        project(fit(), bad, 100, 1)
+    with pytest.raises(UserError):
+        project(fit(), 100, 100, bad)
+
+
+def test_parameters_and_their_sources_are_in_the_assumptions():
+    p = project(fit(), 500, 200, 4)
+    params = p.assumptions["params"]
+    assert set(Params().values()) <= set(params)
+    assert all(v["source"] for v in params.values())
+    assert "p90" in p.assumptions["p90_tail"]
+
+
+def test_a_call_is_fast():
+    f = fit()
+    project(f, 500, 200, 32)
+    t0 = time.perf_counter()
+    for c in range(1, 101):
+        project(f, 500, 200, c)
+    assert (time.perf_counter() - t0) / 100 < 0.01
+    t0 = time.perf_counter()
+    slo_concurrency(fit(gpu="H100"), 500, 200, 30.0)
+    assert time.perf_counter() - t0 < 0.1
+
+
+def test_importing_the_projection_loads_no_numpy_or_scipy():
+    code = ("import sys, costing.projection as p; from costing.fit import FitRequest, fit_check;"
+            "p.project(fit_check(FitRequest(model='llama-3.1-8b', gpu='A40')), 100, 100, 4);"
+            "print(sorted(m for m in ('numpy', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# ---- monotonic properties over random valid deployments (hypothesis) -------------------------
+
+MODELS = sorted(catalog().models)
+GPUS = sorted(catalog().gpus)
+
+
+def _fit_or_none(model, precision, gpu, gpus):
+    try:
+        return fit(model=model, precision=precision, gpu=gpu, gpus=gpus)
+    except UserError:
+        return None
+
+
+deployments = st.tuples(st.sampled_from(MODELS), st.sampled_from(["bf16", "fp8", "int8", "awq"]),
+                        st.sampled_from(GPUS), st.sampled_from([1, 2, 4, 8]))
+
+
+@settings(max_examples=120, deadline=None)
+@given(dep=deployments, tin=st.integers(1, 8000), tout=st.integers(1, 2000), extra=st.integers(1, 2000),
+       conc=st.integers(1, 512))
+def test_a_longer_output_never_shortens_end_to_end_latency(dep, tin, tout, extra, conc):
+    f = _fit_or_none(*dep)
+    assume(f is not None and tin + tout + extra <= f.max_model_len)
+    short, long = project(f, tin, tout, conc), project(f, tin, tout + extra, conc)
+    assert long.e2e_latency_s >= short.e2e_latency_s
+    assert long.p90_e2e_latency_s >= short.p90_e2e_latency_s
+
+
+@settings(max_examples=120, deadline=None)
+@given(dep=deployments, tin=st.integers(1, 8000), tout=st.integers(1, 2000), conc=st.integers(1, 512),
+       more=st.integers(1, 512))
+def test_more_concurrency_never_lowers_throughput_nor_latency(dep, tin, tout, conc, more):
+    f = _fit_or_none(*dep)
+    assume(f is not None and tin + tout <= f.max_model_len)
+    lo, hi = project(f, tin, tout, conc), project(f, tin, tout, conc + more)
+    assert hi.output_tokens_per_s >= lo.output_tokens_per_s * (1 - 1e-9)
+    assert hi.e2e_latency_s >= lo.e2e_latency_s * (1 - 1e-9)
+    assert hi.tpot_ms >= lo.tpot_ms * (1 - 1e-9)
+
+
+@settings(max_examples=80, deadline=None)
+@given(model=st.sampled_from(MODELS), precision=st.sampled_from(["bf16", "fp8", "awq"]),
+       gpu=st.sampled_from(GPUS), tin=st.integers(1, 8000), tout=st.integers(1, 2000))
+def test_more_gpus_of_the_same_kind_never_hold_fewer_sequences(model, precision, gpu, tin, tout):
+    held = []
+    for n in (1, 2, 4, 8):
+        f = _fit_or_none(model, precision, gpu, n)
+        if f is not None and tin + tout <= f.max_model_len:
+            held.append(max_throughput(f, tin, tout).concurrency)
+        elif held:
+            held.append(None)
+    held = [h for h in held if h is not None]
+    assert held == sorted(held)
+
+
+@settings(max_examples=60, deadline=None)
+@given(dep=deployments, tin=st.integers(1, 8000), tout=st.integers(1, 2000), slo=st.floats(0.5, 600))
+def test_slo_concurrency_meets_the_slo_or_is_one(dep, tin, tout, slo):
+    f = _fit_or_none(*dep)
+    assume(f is not None and tin + tout <= f.max_model_len)
+    p = slo_concurrency(f, tin, tout, slo)
+    assert p.p90_e2e_latency_s <= slo or p.concurrency == 1
+    assert p.concurrency <= max(1, f.max_concurrent_seqs(tin + tout))
+    assert not math.isnan(p.output_tokens_per_s)
