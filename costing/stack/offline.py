@@ -1,0 +1,153 @@
+"""Run a stack program under Pulumi's mocks: what `pulumi up` would declare, with no cloud and no CLI.
+
+    python -m costing.stack.offline aws stacks/aws/Pulumi.dev.yaml
+
+prints every resource (type, name, key inputs) and the outputs, after the same validation, cost review
+and budget gate as `pulumi up`. Cloud look-ups (AMI, default VPC) and provider-assigned values (IPs,
+ids, ARNs) are placeholders. The tests use the same Recorder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pulumi
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
+
+AMI = "ami-0dlbase0000000001"
+EIP = "203.0.113.10"
+GCP_IP = "198.51.100.7"
+SECRET_PLACEHOLDER = "[secret]"
+
+
+def is_secret(value: Any) -> bool:
+    return is_rpc_secret(value)
+
+
+def plain(value: Any) -> Any:
+    """The value with every secret wrapper removed (recursively)."""
+    value = unwrap_rpc_secret(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+class Recorder(pulumi.runtime.Mocks):
+    """Records every resource (type, name, inputs as the engine receives them: secrets stay wrapped)."""
+
+    def __init__(self) -> None:
+        self.resources: list[tuple[str, str, dict]] = []
+        self.calls: list[tuple[str, dict]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append((args.typ, args.name, args.inputs))
+        state = dict(args.inputs)
+        state.update({
+            "aws:ec2/eip:Eip": {"publicIp": EIP, "allocationId": "eipalloc-0123"},
+            "aws:secretsmanager/secret:Secret": {"arn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{args.name}-Xy12"},
+            "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 1},
+            "aws:iam/instanceProfile:InstanceProfile": {"arn": f"arn:aws:iam::123456789012:instance-profile/{args.name}"},
+            "aws:iam/role:Role": {"name": args.name},
+            "aws:autoscaling/group:Group": {"name": f"{args.name}-asg"},
+            "gcp:compute/address:Address": {"address": GCP_IP, "selfLink": f"projects/p/regions/r/addresses/{args.name}"},
+            "gcp:serviceaccount/account:Account": {"email": f"{args.inputs.get('accountId')}@p.iam.gserviceaccount.com"},
+            "gcp:compute/instanceTemplate:InstanceTemplate": {"selfLinkUnique": f"projects/p/global/instanceTemplates/{args.name}?uniqueId=1"},
+            "gcp:compute/instance:Instance": {"instanceId": "1234567890"},
+            "gcp:compute/instanceGroupManager:InstanceGroupManager": {"name": args.name},
+        }.get(args.typ, {}))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:ssm/getParameter:getParameter":
+            return {"name": args.args["name"], "value": AMI, "insecureValue": AMI, "type": "String", "id": args.args["name"]}
+        if args.token == "aws:ec2/getVpc:getVpc":
+            return {"id": "vpc-0default", "cidrBlock": "172.31.0.0/16", "default": True}
+        if args.token == "aws:ec2/getSubnets:getSubnets":
+            return {"id": "us-east-1", "ids": ["subnet-0a", "subnet-0b"]}
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            return {"id": args.args["id"], "vpcId": "vpc-0given"}
+        return {}
+
+    def of_type(self, typ: str) -> list[dict]:
+        return [inputs for t, _, inputs in self.resources if t == typ]
+
+    def one(self, typ: str) -> dict:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"expected one {typ}, got {len(found)}: {[t for t, _, _ in self.resources]}"
+        return found[0]
+
+
+def run(build: Callable[[dict], dict], config: dict[str, Any], project: str = "selfhost") -> tuple[Recorder, dict]:
+    """Run `build(config)` under fresh mocks; return the recorder and the resolved outputs."""
+    mocks = Recorder()
+    pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False)
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program():
+        declared = build(config)
+        keys = list(declared)
+        return pulumi.Output.all(*[declared[k] for k in keys]).apply(lambda vals: outputs.update(zip(keys, vals)))
+
+    program()
+    return mocks, outputs
+
+
+def stack_config(path: str | Path, project: str) -> dict[str, Any]:
+    """A Pulumi.<stack>.yaml's own keys (project:key) as the stack reads them; `secure:` values are skipped."""
+    import yaml
+
+    raw = (yaml.safe_load(Path(path).read_text()) or {}).get("config") or {}
+    out = {}
+    for key, value in raw.items():
+        name = key.split(":", 1)[1] if key.startswith(f"{project}:") else (None if ":" in key else key)
+        if name is None or (isinstance(value, dict) and "secure" in value):
+            continue
+        out[name] = value
+    return out
+
+
+def _short(value: Any, width: int = 100) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def main(argv: list[str] | None = None) -> int:
+    import importlib
+
+    from costing.errors import UserError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[0] not in ("aws", "gcp", "runpod"):
+        print("usage: python -m costing.stack.offline {aws,gcp,runpod} stacks/<cloud>/Pulumi.<stack>.yaml", file=sys.stderr)
+        return 2
+    cloud, path = args
+    module = importlib.import_module(f"costing.stack.{cloud}")
+    config = stack_config(path, f"selfhost-{cloud}")
+    filled = [k for k in ("apiKey", "hfToken") if k not in config and f"{k}Secret" not in config and f"{k}SecretArn" not in config]
+    config.update({k: SECRET_PLACEHOLDER for k in filled})
+    try:
+        mocks, outputs = run(module.build, config, project=f"selfhost-{cloud}")
+    except UserError as err:
+        print(err.line(), file=sys.stderr)
+        return 2
+    if filled:
+        print(f"(secrets {', '.join(filled)} not in the file: placeholders used; `pulumi up` needs them set)")
+    print(f"{len(mocks.resources)} resources:")
+    for typ, name, inputs in mocks.resources:
+        print(f"  {typ}  {name}")
+    print("outputs:")
+    for key, value in outputs.items():
+        print(f"  {key}: {_short(value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

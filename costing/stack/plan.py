@@ -1,0 +1,299 @@
+"""What every Pulumi stack shares, decided before any resource is registered.
+
+Stack config (a plain mapping: what `pulumi config` holds) becomes a DeploymentSpec; the cost
+review runs; the budget, ingress and secrets are checked. Any problem raises one UserError, so a
+refused stack registers nothing. No Pulumi import here: this is plain data and testable alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from costing.errors import UserError
+from costing.spec import DeploymentSpec, load_spec
+from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, serve_args
+
+OPEN_CIDRS = ("0.0.0.0/0", "::/0")
+DOWNLOAD_GIB_PER_S = 0.1  # a conservative Hugging Face download rate for the readiness delay
+IMAGE_PULL_S = 300  # pulling the vllm/vllm-openai image (about 10 GB compressed)
+
+# Config keys every stack reads (camelCase, as `pulumi config set` users expect).
+COMMON_KEYS = ("specFile", "name", "model", "precision", "pricing", "region", "maxModelLen", "maxNumSeqs",
+               "gpuMemoryUtilization", "servedModelName", "modelRepo", "port", "requestsPerDay",
+               "inputTokens", "outputTokens", "peakToMean", "p90LatencyS", "maxMonthlyUsd",
+               "storageGb", "allowedCidrs", "hoursPerDay", "daysPerWeek")
+SECRET_KEYS = ("apiKey", "hfToken")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The one readiness definition the clouds' health checks are built from (vLLM's /health)."""
+
+    path: str
+    port: int
+    initial_delay_s: int
+    period_s: int = 30
+    timeout_s: int = 10
+    failure_threshold: int = 3
+
+    @classmethod
+    def for_weights(cls, port: int, weight_gib: float) -> "Readiness":
+        """Long enough to pull the image and download the weights once, bounded to what clouds accept."""
+        delay = IMAGE_PULL_S + weight_gib / DOWNLOAD_GIB_PER_S + 120
+        return cls("/health", port, int(min(3600, max(600, math.ceil(delay / 60) * 60))))
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """Everything a cloud module needs: the costed spec, the vLLM container, readiness, labels."""
+
+    cloud: str
+    name: str
+    spec: DeploymentSpec
+    review: Any  # costing.review.CostReview
+    container_args: list[str]
+    image: str
+    readiness: Readiness
+    labels: dict[str, str]
+    storage_gb: int
+    allowed_cidrs: tuple[str, ...]
+    secrets: dict[str, Any]  # apiKey / hfToken values (pulumi secrets) or None where an existing store ref is used
+    secret_refs: dict[str, str | None]  # existing secret ids/ARNs from config, by key
+    config: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def fit(self):
+        return self.review.fit
+
+    @property
+    def offer(self):
+        return self.review.offer
+
+    @property
+    def port(self) -> int:
+        return self.readiness.port
+
+    @property
+    def pricing(self) -> str:
+        return self.spec.target.pricing
+
+    @property
+    def env_names(self) -> dict[str, str]:
+        """Container environment variable for each secret key."""
+        return {"apiKey": API_KEY_ENV, "hfToken": HF_TOKEN_ENV}
+
+    def outputs(self) -> dict[str, Any]:
+        """The cost outputs every stack exports (the endpoint and ids are added by the cloud module)."""
+        r = self.review
+        return {
+            "model": self.fit.model.id,
+            "servedModelName": self.fit.settings.served_model_name,
+            "offer": self.offer.id,
+            "pricing": self.pricing,
+            "gpus": f"{self.fit.gpus_per_node}x {self.fit.gpu.name}",
+            "hourlyUsd": round(r.hourly_usd, 4),
+            "projectedMonthlyUsd": round(r.monthly_usd, 2),
+            "usdPerMillionOutputTokens": round(r.usd_per_million_output_tokens, 4),
+            "maxMonthlyUsd": self.spec.budget.max_monthly_usd,
+            "containerImage": self.image,
+            "containerArgs": list(self.container_args),
+            "healthPath": self.readiness.path,
+        }
+
+
+# ---- config parsing -------------------------------------------------------------------------
+
+def number(config: Mapping[str, Any], key: str, kind: type = float) -> Any:
+    value = config.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise UserError(f"stack config {key} must be a {'whole number' if kind is int else 'number'}, got {value!r}",
+                        f"pulumi config set {key} <{kind.__name__}>") from None
+
+
+def flag(config: Mapping[str, Any], key: str) -> bool:
+    value = config.get(key)
+    if isinstance(value, bool):
+        return value
+    if value is None or value == "":
+        return False
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise UserError(f"stack config {key} must be true or false, got {value!r}", f"pulumi config set {key} true")
+
+
+def str_list(config: Mapping[str, Any], key: str) -> list[str]:
+    """A list from config: a YAML list (`pulumi config set --path 'k[0]' v`) or a comma-separated string."""
+    value = config.get(key)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)):
+        raise UserError(f"stack config {key} must be a list, got {value!r}", f"pulumi config set {key} 'a,b'")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def spec_from_config(cloud: str, config: Mapping[str, Any], target: dict[str, Any]) -> DeploymentSpec:
+    """The DeploymentSpec: the spec file named by `specFile` (if any) with the stack's keys laid over it.
+
+    The stack always runs one replica on `cloud`; `target` carries the cloud module's offer choice.
+    """
+    workload = {"requests_per_day": number(config, "requestsPerDay"),
+                "input_tokens": number(config, "inputTokens", int),
+                "output_tokens": number(config, "outputTokens", int),
+                "peak_to_mean": number(config, "peakToMean")}
+    vllm = {"max_model_len": number(config, "maxModelLen", int), "max_num_seqs": number(config, "maxNumSeqs", int),
+            "gpu_memory_utilization": number(config, "gpuMemoryUtilization"),
+            "served_model_name": config.get("servedModelName") or None, "model_repo": config.get("modelRepo") or None,
+            "port": number(config, "port", int)}
+    overrides: dict[str, Any] = {
+        "name": config.get("name") or None,
+        "model": config.get("model") or None,
+        "precision": config.get("precision") or None,
+        "target": {"cloud": cloud, "pricing": config.get("pricing") or None, "replicas": 1,
+                   "region": config.get("region") or None, **target},
+        "vllm": vllm,
+        "workload": workload,
+        "schedule": {"hours_per_day": number(config, "hoursPerDay"), "days_per_week": number(config, "daysPerWeek")},
+        "slo": {"p90_latency_s": number(config, "p90LatencyS")},
+        "budget": {"max_monthly_usd": number(config, "maxMonthlyUsd")},
+        "storage_gb": number(config, "storageGb"),
+    }
+    spec_file = config.get("specFile") or None
+    if spec_file:
+        from costing.spec import read_spec_file, merge, spec_from_dict
+
+        base = read_spec_file(spec_file)
+        base_target = {k: v for k, v in (base.get("target") or {}).items() if k in ("pricing", "region")}
+        base["target"] = base_target  # the stack's own keys pick the machine, not the spec's target
+        data = merge(base, overrides)
+        if "model" not in data:
+            raise UserError(f"no model in {spec_file} nor in the stack config", "pulumi config set model llama-3.1-8b")
+        return spec_from_dict(_drop_empty(data))
+    if not overrides["model"]:
+        raise UserError("no model in the stack config", "pulumi config set model llama-3.1-8b (or set specFile)")
+    return load_spec(None, **_drop_empty(overrides))
+
+
+def _drop_empty(data: dict[str, Any]) -> dict[str, Any]:
+    """Remove None leaves and sections left empty, so pydantic defaults apply (and `workload` stays optional)."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = _drop_empty(value)
+            if not value:
+                continue
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def check_cidrs(cidrs: list[str], has_api_key: bool) -> tuple[str, ...]:
+    if not cidrs:
+        raise UserError("stack config allowedCidrs is empty: the endpoint would be reachable by no one",
+                        "pulumi config set allowedCidrs 203.0.113.7/32 (your office or CI egress range)")
+    normal = []
+    for cidr in cidrs:
+        try:
+            normal.append(str(ipaddress.ip_network(cidr, strict=False)))
+        except ValueError:
+            raise UserError(f"allowedCidrs entry {cidr!r} is not a CIDR block", "use e.g. 203.0.113.7/32") from None
+    if any(c in OPEN_CIDRS for c in normal) and not has_api_key:
+        raise UserError("allowedCidrs opens the API port to the whole internet (0.0.0.0/0) without an API key",
+                        "pulumi config set --secret apiKey <key>, or narrow allowedCidrs")
+    return tuple(dict.fromkeys(normal))
+
+
+def check_secrets(config: Mapping[str, Any], ref_keys: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str | None]]:
+    """Each secret given either as a value (`--secret`) or as a reference to an existing store entry."""
+    values, refs = {}, {}
+    for key in SECRET_KEYS:
+        ref_key = ref_keys.get(key)
+        ref = (config.get(ref_key) or None) if ref_key else None
+        value = config.get(key)
+        if value is None and ref is None:
+            what = "the API key clients must send (vLLM's VLLM_API_KEY)" if key == "apiKey" else \
+                "a Hugging Face token with access to the gated Llama repos"
+            alt = f", or pulumi config set {ref_key} <existing secret>" if ref_key else ""
+            raise UserError(f"missing secret {key}: {what}", f"pulumi config set --secret {key} <value>{alt}")
+        values[key] = value
+        refs[key] = ref
+    return values, refs
+
+
+def labels_for(name: str, spec: DeploymentSpec, review: Any) -> dict[str, str]:
+    return {"app": "selfhost-vllm", "selfhost-stack": name, "model": review.fit.model.id,
+            "gpu": review.fit.gpu.name.lower(), "pricing": spec.target.pricing, "managed-by": "pulumi"}
+
+
+def gcp_label(value: str) -> str:
+    """GCP label values: lowercase letters, digits, '-' and '_', at most 63 characters."""
+    return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
+
+
+# The costing engine's fixes name CLI flags; a stack user sets config keys instead.
+FLAG_TO_KEY = {"--max-monthly-usd": "maxMonthlyUsd", "--model": "model", "--precision": "precision",
+               "--pricing": "pricing", "--gpus": "gpuCount", "--gpu": "gpu", "--offer": "instanceType",
+               "--requests-per-day": "requestsPerDay", "--input-tokens": "inputTokens", "--output-tokens": "outputTokens"}
+
+
+def in_stack_words(err: UserError) -> UserError:
+    """The same error (same class), its fix naming `pulumi config set` keys rather than CLI flags."""
+    if not err.fix:
+        return err
+    fix = err.fix
+    for flag_name, key in FLAG_TO_KEY.items():
+        fix = re.sub(rf"(?<![\w-]){re.escape(flag_name)}(?![\w-])", f"config {key}", fix)
+    if fix == err.fix:
+        return err
+    new = type(err).__new__(type(err))
+    UserError.__init__(new, err.problem, fix)
+    return new
+
+
+def plan_stack(cloud: str, config: Mapping[str, Any], target: dict[str, Any], *,
+               secret_ref_keys: Mapping[str, str] | None = None, default_name: str = "selfhost") -> StackPlan:
+    """Validate config, run the cost review and the budget gate. Raises UserError; registers nothing."""
+    try:
+        return _plan_stack(cloud, config, target, secret_ref_keys, default_name)
+    except UserError as err:
+        raise in_stack_words(err) from None
+
+
+def _plan_stack(cloud: str, config: Mapping[str, Any], target: dict[str, Any],
+                secret_ref_keys: Mapping[str, str] | None, default_name: str) -> StackPlan:
+    from costing.review import cost_review, enforce_budget
+
+    spec = spec_from_config(cloud, config, target)
+    has_key = config.get("apiKey") is not None or bool(secret_ref_keys and config.get(secret_ref_keys.get("apiKey", "")))
+    cidrs = check_cidrs(str_list(config, "allowedCidrs"), has_key)
+    secrets, refs = check_secrets(config, secret_ref_keys or {})
+    if spec.workload is None:
+        raise UserError("no workload in the stack config: the cost review needs it",
+                        "pulumi config set requestsPerDay 3000; inputTokens 1000; outputTokens 250 (or a specFile with `workload:`)")
+    review = cost_review(spec)
+    if review.fit.nodes > 1:
+        raise UserError(f"{spec.model} needs {review.fit.nodes} nodes; the Pulumi stacks run one machine",
+                        "use more or bigger GPUs, a smaller precision, or `selfhost launch sky` for multi-node")
+    enforce_budget(review, spec.budget.max_monthly_usd)
+    name = re.sub(r"[^a-z0-9-]", "-", (spec.name or default_name).lower()).strip("-")[:40] or default_name
+    settings = review.fit.settings
+    return StackPlan(
+        cloud=cloud, name=name, spec=spec, review=review,
+        container_args=serve_args(settings),
+        image=str(config.get("image") or VLLM_IMAGE),
+        readiness=Readiness.for_weights(settings.port, review.fit.weight_gib),
+        labels=labels_for(name, spec, review),
+        storage_gb=int(math.ceil(review.storage_gb)),
+        allowed_cidrs=cidrs, secrets=secrets, secret_refs=refs, config=config)

@@ -1,0 +1,56 @@
+"""Helpers for the stack tests: the kit's Recorder (costing.stack.offline) plus refusal and program runners."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+from typing import Any, Callable
+
+import pulumi
+import yaml
+
+from costing.stack.offline import AMI, EIP, GCP_IP, Recorder, is_secret, plain, run  # noqa: F401 - re-exported
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def refused(build: Callable[[dict], dict], config: dict[str, Any]) -> tuple[Recorder, Exception]:
+    """Run a program that must refuse; return the recorder (to check nothing was registered) and the error."""
+    mocks = Recorder()
+    pulumi.runtime.set_mocks(mocks, project="selfhost", stack="dev", preview=False)
+    caught: list[Exception] = []
+
+    @pulumi.runtime.test
+    def program():
+        try:
+            build(config)
+        except Exception as err:  # noqa: BLE001 - the test inspects it
+            caught.append(err)
+
+    program()
+    assert caught, "the program was expected to refuse"
+    return mocks, caught[0]
+
+
+def example_config(cloud: str) -> dict[str, str]:
+    """stacks/<cloud>/Pulumi.dev.yaml's config as the Pulumi engine passes it (objects as JSON)."""
+    data = yaml.safe_load((ROOT / "stacks" / cloud / "Pulumi.dev.yaml").read_text())["config"]
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+
+
+def run_program(cloud: str, config: dict[str, str], secret_keys: list[str]) -> Recorder:
+    """Run the shipped stacks/<cloud>/__main__.py under mocks with `config` (keys like project:key)."""
+    mocks = Recorder()
+    pulumi.runtime.set_mocks(mocks, project=f"selfhost-{cloud}", stack="dev", preview=False)
+    pulumi.runtime.set_all_config(config, secret_keys)
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(ROOT / "stacks" / cloud / "__main__.py"), run_name="__main__")
+
+    try:
+        program()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    return mocks

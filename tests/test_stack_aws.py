@@ -1,0 +1,167 @@
+"""The AWS stack under Pulumi mocks: launch template, group, security, secrets, outputs, refusals."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from stack_mocks import AMI, EIP, example_config, is_secret, plain, refused, run, run_program
+
+from costing.cloud.aws import GPU_AMI_PARAMETERS
+from costing.errors import DoesNotFit, OverBudget, UserError
+from costing.review import cost_review
+from costing.spec import spec_from_dict
+from costing.stack import aws
+from costing.stack.boot import exec_start_argv
+from costing.target import resolve
+from costing.vllm_args import VLLM_IMAGE, serve_args
+
+WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}
+BASE = {"model": "llama-3.1-8b", "instanceType": "g5.xlarge", "pricing": "spot", "allowedCidrs": ["203.0.113.0/24"],
+        "requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250",
+        "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
+LT = "aws:ec2/launchTemplate:LaunchTemplate"
+ASG = "aws:autoscaling/group:Group"
+
+
+def expected(model: str, offer: str, pricing: str, precision: str = "bf16"):
+    spec = spec_from_dict({"model": model, "precision": precision, "workload": WORKLOAD,
+                           "target": {"cloud": "aws", "offer": offer, "pricing": pricing, "replicas": 1}})
+    return spec, resolve(spec).fit
+
+
+def user_data(mocks) -> str:
+    return base64.b64decode(plain(mocks.one(LT)["userData"])).decode()
+
+
+def test_spot_group_runs_the_costed_container_securely():
+    mocks, out = run(aws.build, BASE)
+    spec, fit = expected("llama-3.1-8b", "aws-g5.xlarge", "spot")
+    lt = mocks.one(LT)
+    assert lt["instanceType"] == "g5.xlarge" and fit.gpus_per_node == 1
+    # GPU AMI from AWS's public SSM parameter
+    assert ("aws:ssm/getParameter:getParameter", {"name": GPU_AMI_PARAMETERS["ubuntu-22.04"]}) in mocks.calls
+    assert lt["imageId"] == AMI
+    # IMDSv2 only; encrypted gp3 root sized for the weights
+    assert lt["metadataOptions"]["httpTokens"] == "required"
+    ebs = lt["blockDeviceMappings"][0]["ebs"]
+    assert ebs["encrypted"] == "true" and ebs["volumeType"] == "gp3"
+    assert ebs["volumeSize"] >= aws.ROOT_BASE_GB + fit.weight_gib
+    # the container: the image and exactly the fit check's vLLM args, restarted by systemd
+    script = user_data(mocks)
+    argv = exec_start_argv(script)
+    assert argv[argv.index(VLLM_IMAGE) + 1:] == serve_args(fit.settings)
+    assert "Restart=always" in script
+    # secrets: stored as secrets, read at boot by ARN, never in user-data
+    versions = mocks.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    assert len(versions) == 2 and all(is_secret(v["secretString"]) for v in versions)
+    assert {plain(v["secretString"]) for v in versions} == {"sk-test-key", "hf_test_token"}
+    assert "sk-test-key" not in script and "hf_test_token" not in script
+    policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    secret_arns = policy["Statement"][0]["Resource"]
+    assert policy["Statement"][0]["Action"] == "secretsmanager:GetSecretValue" and len(secret_arns) == 2
+    assert all(f"--secret-id {arn}" in script for arn in secret_arns)
+    # ingress: the API port only, from the configured CIDRs only
+    ingress = mocks.one("aws:ec2/securityGroup:SecurityGroup")["ingress"]
+    assert [(r["fromPort"], r["toPort"], r["cidrBlocks"]) for r in ingress] == [(8000, 8000, ["203.0.113.0/24"])]
+    # spot that comes back: a group of one with capacity rebalancing and a health-check grace period
+    group = mocks.one(ASG)
+    assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (1, 1, 1)
+    assert group["capacityRebalance"] is True
+    dist = group["mixedInstancesPolicy"]["instancesDistribution"]
+    assert dist["onDemandPercentageAboveBaseCapacity"] == 0 and dist["onDemandBaseCapacity"] == 0
+    assert group["healthCheckGracePeriod"] >= 600
+    assert mocks.of_type("aws:ec2/capacityReservation:CapacityReservation") == []
+    # outputs
+    review = cost_review(spec)
+    assert out["endpointUrl"] == f"http://{EIP}:8000"
+    assert out["groupName"] and out["instanceType"] == "g5.xlarge"
+    assert out["projectedMonthlyUsd"] == pytest.approx(review.monthly_usd, abs=0.01)
+    assert out["usdPerMillionOutputTokens"] == pytest.approx(review.usd_per_million_output_tokens, rel=1e-3)
+
+
+def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
+    arn_key = "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/vllm-key-AbCdEf"
+    arn_hf = "arn:aws:ssm:us-east-1:123456789012:parameter/team/hf-token"
+    config = {**BASE, "model": "llama-3.1-70b", "instanceType": "p4d.24xlarge", "pricing": "reserved-1y",
+              "reserveCapacity": "true", "availabilityZone": "us-east-1a", "apiKey": None, "hfToken": None,
+              "apiKeySecretArn": arn_key, "hfTokenSecretArn": arn_hf}
+    mocks, out = run(aws.build, {k: v for k, v in config.items() if v is not None})
+    _, fit = expected("llama-3.1-70b", "aws-p4d.24xlarge", "reserved-1y")
+    odcr = mocks.one("aws:ec2/capacityReservation:CapacityReservation")
+    assert odcr["instanceType"] == "p4d.24xlarge" and odcr["availabilityZone"] == "us-east-1a"
+    assert odcr["instanceCount"] == 1
+    assert mocks.one(LT)["capacityReservationSpecification"]["capacityReservationTarget"]["capacityReservationId"]
+    group = mocks.one(ASG)
+    assert group["capacityRebalance"] is False
+    assert group["mixedInstancesPolicy"]["instancesDistribution"]["onDemandPercentageAboveBaseCapacity"] == 100
+    # the subnets are looked up in the reservation's zone
+    subnet_call = next(args for token, args in mocks.calls if token == "aws:ec2/getSubnets:getSubnets")
+    assert {"name": "availability-zone", "values": ["us-east-1a"]} in subnet_call["filters"]
+    # no secrets created: the existing ARNs are read at boot and are all the role may read
+    assert mocks.of_type("aws:secretsmanager/secret:Secret") == []
+    script = user_data(mocks)
+    assert f"--secret-id {arn_key}" in script and "--name /team/hf-token" in script
+    statements = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])["Statement"]
+    assert [s["Resource"] for s in statements[:2]] == [[arn_key], [arn_hf]]
+    argv = exec_start_argv(script)
+    assert argv[argv.index(VLLM_IMAGE) + 1:] == serve_args(fit.settings)
+    assert fit.settings.tensor_parallel_size == 8
+    assert out["capacityReservationId"]
+
+
+@pytest.mark.parametrize("change, error, words", [
+    ({"instanceType": "g5.3xlarge"}, UserError, "unknown AWS instance type"),
+    ({"model": "llama-3.1-70b"}, DoesNotFit, "does not fit"),
+    ({"allowedCidrs": ["0.0.0.0/0"], "apiKey": None}, UserError, "without an API key"),
+    ({"hfToken": None}, UserError, "missing secret hfToken"),
+    ({"maxMonthlyUsd": "100"}, OverBudget, "exceeds the budget"),
+    ({"reserveCapacity": "true"}, UserError, "reserved pricing"),
+    ({"allowedCidrs": []}, UserError, "allowedCidrs is empty"),
+])
+def test_bad_config_is_refused_before_any_resource(change, error, words):
+    config = {k: v for k, v in {**BASE, **change}.items() if v is not None}
+    mocks, err = refused(aws.build, config)
+    assert isinstance(err, error) and words in str(err)
+    assert mocks.resources == [] and mocks.calls == []
+
+
+def test_shipped_program_runs_with_the_example_config():
+    config = example_config("aws")
+    config.update({"selfhost-aws:apiKey": "sk-example", "selfhost-aws:hfToken": "hf_example"})
+    mocks = run_program("aws", config, ["selfhost-aws:apiKey", "selfhost-aws:hfToken"])
+    assert mocks.one(LT)["instanceType"] == "g5.xlarge"
+    assert mocks.one(ASG)["capacityRebalance"] is True
+    ingress = mocks.one("aws:ec2/securityGroup:SecurityGroup")["ingress"]
+    assert ingress[0]["cidrBlocks"] == ["203.0.113.0/24"]
+    # aws:region from the example config is the region the boot script uses
+    script = base64.b64decode(plain(mocks.one(LT)["userData"])).decode()
+    assert "--region us-east-1" in script
+
+
+def test_region_mismatch_is_refused_before_any_resource():
+    with pytest.raises(UserError, match="differs from aws:region eu-west-1"):
+        aws.resolve_region("us-east-1", "eu-west-1", "us-east-1")
+    assert aws.resolve_region(None, "eu-west-1", "us-east-1") == "eu-west-1"
+
+
+def test_quota_check_runs_against_the_aws_api_before_any_resource(monkeypatch, tmp_path):
+    """checkQuota: the boto3 helper asks Service Quotas (here a moto server on 127.0.0.1, which has no
+    EC2 GPU quotas: the stack must stop with the quota's code, having registered nothing)."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_CONFIG_FILE": str(tmp_path / "config"),
+                       "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials")}.items():
+        monkeypatch.setenv(key, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        mocks, err = refused(aws.build, {**BASE, "checkQuota": "true"})
+    finally:
+        server.stop()
+    assert isinstance(err, UserError) and "L-3819A6DF" in str(err)  # G and VT spot quota
+    assert mocks.resources == []

@@ -1,0 +1,81 @@
+"""The VM boot script: its secret-fetch step run for real in bash, and the systemd quoting."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+
+import pytest
+
+from costing.stack import aws
+from costing.stack.boot import SECRETS_FILE, boot_script, exec_start_argv, systemd_arg
+from costing.vllm_args import VLLM_IMAGE
+
+CONFIG = {"model": "llama-3.1-8b", "instanceType": "g5.xlarge", "allowedCidrs": "203.0.113.0/24",
+          "requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250", "apiKey": "x", "hfToken": "y"}
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return aws.plan(CONFIG)  # Pulumi-free: validation and cost review only
+
+
+def fetch_script(script: str, run_dir: str) -> str:
+    body = re.search(r"cat > /opt/selfhost/fetch-secrets.sh <<'EOF'\n(.*?)\nEOF\n", script, re.S).group(1)
+    return body.replace(os.path.dirname(SECRETS_FILE), run_dir)
+
+
+def run_fetch(plan, tmp_path, api_key: str | None, hf_token: str = "hf_abc"):
+    """Run the generated fetch step with a stand-in secret store on PATH (`store NAME` prints the value)."""
+    bin_dir, run_dir = tmp_path / "bin", tmp_path / "run"
+    bin_dir.mkdir()
+    values = {"api": api_key, "hf": hf_token}
+    lines = ["#!/bin/bash", 'case "$1" in']
+    for name, value in values.items():
+        lines.append(f"  {name}) " + ("exit 3 ;;" if value is None else f"printf '%s\\n' '{value}' ;;"))
+    lines.append("esac")
+    store = bin_dir / "store"
+    store.write_text("\n".join(lines) + "\n")
+    store.chmod(0o755)
+    script = boot_script(plan, {"VLLM_API_KEY": "store api", "HF_TOKEN": "store hf"})
+    path = tmp_path / "fetch.sh"
+    path.write_text(fetch_script(script, str(run_dir)))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=30)
+    return done, run_dir / os.path.basename(SECRETS_FILE)
+
+
+def test_fetch_writes_a_private_env_file(plan, tmp_path):
+    done, env_file = run_fetch(plan, tmp_path, "sk-live=1")
+    assert done.returncode == 0, done.stderr
+    assert env_file.read_text() == "VLLM_API_KEY=sk-live=1\nHF_TOKEN=hf_abc\n"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("api_key", [None, ""], ids=["store-fails", "empty"])
+def test_no_api_key_means_no_start(plan, tmp_path, api_key):
+    done, env_file = run_fetch(plan, tmp_path, api_key)
+    assert done.returncode != 0
+    assert not env_file.exists()
+    assert not list((tmp_path / "run").glob("env.*"))  # no half-written file left behind
+
+
+def test_unit_restarts_and_runs_the_container_with_gpus(plan):
+    script = boot_script(plan, {"VLLM_API_KEY": "true", "HF_TOKEN": "true"})
+    assert "Restart=always" in script and "StartLimitIntervalSec=0" in script
+    argv = exec_start_argv(script)
+    assert argv[:2] == ["/usr/bin/docker", "run"]
+    assert argv[argv.index("--gpus") + 1] == "all"
+    assert argv[argv.index("-p") + 1] == f"{plan.port}:{plan.port}"
+    assert argv[argv.index(VLLM_IMAGE) + 1:] == plan.container_args
+    assert "vllm-watchdog" not in script
+    assert "vllm-watchdog.service" in boot_script(plan, {}, watchdog_action="true")
+
+
+@pytest.mark.parametrize("arg", ["plain", "--flag=1", "with space", "a$HOME", "100%", 'quo"te', "back\\slash"])
+def test_systemd_quoting_round_trips(arg):
+    quoted = systemd_arg(arg)
+    assert "$" not in quoted.replace("$$", "") and "%" not in quoted.replace("%%", "")
+    assert exec_start_argv(f"ExecStart=/usr/bin/docker run {quoted}\n")[2] == arg
