@@ -33,11 +33,13 @@ def _register_commands() -> None:
     """Each command group lives in its own light module (heavy imports inside the commands)."""
     from costing import commands_costing
     from costing.check import commands as check_commands
+    from costing.cloud import commands as cloud_commands
     from costing.deploy import commands as deploy_commands
     from costing.local import commands as local_commands
 
     commands_costing.register(app)
     check_commands.register(app)
+    cloud_commands.register(app)
     deploy_commands.register(render_app, launch_app)
     local_commands.register(up_app, down_app)
 

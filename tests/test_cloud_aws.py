@@ -88,3 +88,19 @@ def test_quota_arithmetic_and_codes():
     assert aws.GpuQuota("L-DB2E81BA", "x", 96, 96).enough
     with pytest.raises(UserError):
         aws.quota_for("m5.large", "on-demand")
+
+
+def test_aws_preflight_command_against_moto(moto_url, selfhost):
+    import json
+
+    publish_public_parameter(aws.GPU_AMI_PARAMETERS["ubuntu-22.04"], "ami-0123456789abcdef0")
+    env = {"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": REGION}
+    result = selfhost("aws-preflight", "--offer", "aws-g5.xlarge", "--pricing", "spot", "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["ami_id"] == "ami-0123456789abcdef0" and out["instance_type"] == "g5.xlarge"
+    assert out["spot_usd_per_hour_live"] > 0 and out["spot_usd_per_hour_catalog"] == pytest.approx(1.006 * 0.4)
+    assert out["quota"]["enough"] is None and "L-3819A6DF" in out["quota"]["unknown"]  # moto has no GPU quotas
+    bad = selfhost("aws-preflight", "--offer", "gcp-g2-standard-8", env=env)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not AWS" in bad.stderr
