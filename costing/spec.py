@@ -72,6 +72,14 @@ class BudgetSpec(_Strict):
     max_monthly_usd: float | None = Field(None, gt=0)
 
 
+class SkySpec(_Strict):
+    """SkyPilot rendering options (`selfhost render sky`); the costing path ignores them."""
+
+    service: bool = Field(False, description="render a SkyServe service instead of a dev-cluster task")
+    any_of: tuple[TargetSpec, ...] = Field((), description="candidate targets SkyPilot picks the cheapest of; "
+                                                           "each replaces cloud/offer/gpu/gpus/region of `target`")
+
+
 class DeploymentSpec(_Strict):
     name: str | None = None
     model: str
@@ -83,6 +91,7 @@ class DeploymentSpec(_Strict):
     slo: SloSpec = SloSpec()
     budget: BudgetSpec = BudgetSpec()
     storage_gb: float | None = Field(None, gt=0, description="disk for weights; default: sized from the weights")
+    sky: SkySpec = SkySpec()
 
 
 def _describe(err: ValidationError) -> str:

@@ -1,0 +1,410 @@
+"""Render a SkyPilot task (dev cluster) or SkyServe service from a deployment spec.
+
+The offer and the vLLM settings come from `costing.target.resolve` (the fit check the cost review
+uses) and the `vllm serve` line from `costing.vllm_args`, so the server SkyPilot starts is the one
+that was costed. Needs only PyYAML: SkyPilot itself is imported by the tests and `selfhost launch`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from costing.catalog import Offer, offers_for
+from costing.errors import UserError
+from costing.fit import GIB, FitResult
+from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
+from costing.target import Resolved, resolve
+from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, shell_command, vllm_serve_argv
+
+VLLM_VERSION = VLLM_IMAGE.rsplit(":v", 1)[1]  # the pip pin matches the container image the stacks use
+SECRETS = (HF_TOKEN_ENV, API_KEY_ENV)
+HF_HOME = '"$HOME/.cache/huggingface"'  # on the cluster's own disk: kept across job re-runs and stop/start
+IGNORE_PATTERNS = ["original/*"]  # meta-llama repos also ship consolidated .pth weights vLLM never reads
+SPEC_MARKER = "# selfhost-spec: "  # the header line that carries the spec a file was rendered from
+
+# Dev clusters: a serving job never lets a cluster go idle, so autostop waits for nothing and
+# tears the cluster down this long after launch (`sky autostop -i N` extends it).
+DEV_CLUSTER_MINUTES = 120
+# Disk: the weights plus headroom (costing.review.storage_gb_for) plus OS image, CUDA, torch and vLLM.
+SYSTEM_DISK_GB = 60
+# Readiness: a replica gets this long for setup-to-ready beyond downloading the weights (vLLM load,
+# torch.compile, CUDA graph capture), plus the download at a conservative Hugging Face throughput.
+ENGINE_START_S = 600
+HF_DOWNLOAD_BYTES_PER_S = 100e6
+# Probe timeout: a one-token probe may wait behind this many full chunked-prefill steps of a busy engine.
+PROBE_QUEUE_STEPS = 20
+PREFILL_MFU = 0.3
+MIN_PROBE_TIMEOUT_S = 15  # SkyServe's default
+# SkyServe spot fallback: of N target replicas it runs BASE on-demand and N - BASE spot, so one
+# on-demand replica is kept only when at least one spot replica remains beside it; a single-replica
+# service relies on dynamic_ondemand_fallback (on-demand stands in while spot is short).
+BASE_ONDEMAND_FALLBACK_REPLICAS = 1
+QPS_KEY = re.compile(r"[A-Z0-9]+(?::[0-9]+)?")  # SkyServe's pattern for per-accelerator target QPS
+
+# `nvidia-smi --query-gpu=name` patterns, to pick the fitted command on an any_of cluster.
+NVIDIA_SMI_NAMES = {
+    "A40": "'NVIDIA A40'", "A10G": "'NVIDIA A10G'", "L4": "'NVIDIA L4'", "L40S": "'NVIDIA L40S'",
+    "A100": "*A100*40GB*", "A100-80GB": "*A100*80GB*", "H100": "*H100*",
+}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One placement SkyPilot may launch: its spec (offer pinned where needed) and resolution."""
+
+    spec: DeploymentSpec
+    resolved: Resolved
+    pin_instance_type: bool  # the user named an offer: render its instance type
+
+    @property
+    def offer(self) -> Offer:
+        assert self.resolved.offer is not None
+        return self.resolved.offer
+
+    @property
+    def fit(self) -> FitResult:
+        return self.resolved.fit
+
+    @property
+    def hourly_usd(self) -> float:
+        return float(self.resolved.hourly_usd or 0.0)
+
+
+def sky_launchable(offer: Offer) -> bool:
+    """SkyPilot's RunPod catalog lists Secure Cloud pods only (its fetcher skips Community Cloud)."""
+    return not (offer.cloud == "runpod" and (offer.cloud_type or "SECURE") != "SECURE")
+
+
+def _refuse_spot_on_runpod(spec: DeploymentSpec) -> None:
+    t = spec.target
+    on_runpod = t.cloud == "runpod" or (t.offer or "").startswith("runpod-")
+    if t.pricing == "spot" and on_runpod:
+        raise UserError("spot on RunPod is not offered: RunPod is removing interruptible pods from its API",
+                        "use --on-demand on RunPod, or --spot with --cloud aws or --cloud gcp")
+
+
+def choose(spec: DeploymentSpec) -> Choice:
+    """The offer SkyPilot will launch for one target, priced as the cost review prices it."""
+    _refuse_spot_on_runpod(spec)
+    resolved = resolve(spec)
+    offer = resolved.offer
+    assert offer is not None
+    if sky_launchable(offer):
+        return Choice(spec, resolved, pin_instance_type=bool(spec.target.offer))
+    if spec.target.offer:
+        raise UserError(f"offer {offer.id} is a RunPod Community Cloud pod, which SkyPilot does not launch",
+                        "pick a Secure Cloud offer (e.g. --offer runpod-a40x1-secure)")
+    pricing = spec.target.pricing
+    secure = [o for o in offers_for(gpu=offer.gpu, gpus=offer.gpus, cloud=offer.cloud)
+              if sky_launchable(o) and o.price(pricing)]
+    if not secure:
+        raise UserError(f"no Secure Cloud {offer.gpus}x {offer.gpu} offer on RunPod in the catalog",
+                        "pick another --gpu or --cloud")
+    best = min(secure, key=lambda o: (o.price(pricing).usd_per_hour, o.id))
+    pinned = spec.model_copy(update={"target": spec.target.model_copy(update={"offer": best.id})})
+    return Choice(pinned, resolve(pinned), pin_instance_type=False)
+
+
+def candidate_specs(spec: DeploymentSpec) -> list[DeploymentSpec]:
+    """The spec itself, or one spec per `sky.any_of` target (replacing the target's placement)."""
+    if not spec.sky.any_of:
+        return [spec]
+    base = spec.target.model_dump(exclude={"cloud", "offer", "gpu", "gpus", "region"}, exclude_unset=True)
+    out = []
+    for cand in spec.sky.any_of:
+        target = TargetSpec.model_validate({**base, **cand.model_dump(exclude_unset=True)})
+        out.append(spec.model_copy(update={"target": target, "sky": spec.sky.model_copy(update={"any_of": ()})}))
+    return out
+
+
+def choices(spec: DeploymentSpec) -> list[Choice]:
+    """Every candidate placement, in the spec's order.
+
+    An any_of spec may also name a `target` (so `selfhost plan` can cost it): it must then be the
+    cheapest candidate, the one SkyPilot picks, or plan and launch would price different offers.
+    """
+    found = [choose(s) for s in candidate_specs(spec)]
+    nodes = {c.fit.nodes for c in found}
+    if len(nodes) > 1:
+        raise UserError("any_of candidates need different node counts", "give candidates that fit on the same number of nodes")
+    if spec.sky.any_of and (spec.target.offer or spec.target.gpu):
+        planned = choose(spec.model_copy(update={"sky": spec.sky.model_copy(update={"any_of": ()})}))
+        best = cheapest(found)
+        if planned.offer.id != best.offer.id:
+            raise UserError(f"the spec's target ({planned.offer.id}) is not the cheapest any_of candidate "
+                            f"({best.offer.id}, what SkyPilot picks): plan and launch would price different offers",
+                            f"set target.offer to {best.offer.id}, or drop the target")
+    return found
+
+
+def cheapest(found: list[Choice]) -> Choice:
+    """What SkyPilot's optimizer picks among any_of candidates: the lowest hourly price."""
+    return min(found, key=lambda c: c.hourly_usd)
+
+
+# ----------------------------------------------------------------------------- sizes and timings
+
+def disk_size_gb(choice: Choice) -> int:
+    from costing.review import storage_gb_for
+
+    weights = storage_gb_for(choice.spec, choice.fit.weight_gib)
+    return int(math.ceil((weights + SYSTEM_DISK_GB) / 10) * 10)
+
+
+def initial_delay_s(fit: FitResult) -> int:
+    """Seconds a new replica may take to answer: engine start plus downloading the weights."""
+    download = fit.weight_gib * GIB / HF_DOWNLOAD_BYTES_PER_S
+    return int(math.ceil((ENGINE_START_S + download) / 60) * 60)
+
+
+def probe_timeout_s(fit: FitResult) -> int:
+    """A one-token probe on a busy engine waits behind full chunked-prefill steps of the batch."""
+    flops = 2 * fit.model.params_b * 1e9 * fit.settings.max_num_batched_tokens
+    compute = fit.precision.compute if fit.gpu.computes_natively(fit.precision) else "bf16"
+    step_s = flops / (fit.total_gpus * fit.gpu.dense_tflops(compute) * 1e12 * PREFILL_MFU)
+    return max(MIN_PROBE_TIMEOUT_S, int(math.ceil(PROBE_QUEUE_STEPS * step_s)))
+
+
+def replica_policy(choice: Choice, spot: bool) -> dict[str, Any]:
+    """Autoscaling from the cost review: QPS one replica serves within the SLO, mean-to-peak replicas.
+
+    max_replicas is the replica count the review costed (sized for the peak), so autoscaling never
+    spends more than the review said; min_replicas covers the mean rate.
+    """
+    spec = choice.spec
+    fixed = spec.target.replicas
+    policy: dict[str, Any]
+    if spec.workload is None:
+        n = fixed or 1
+        policy = {"min_replicas": n, "max_replicas": n}
+    else:
+        from costing.review import cost_review
+
+        review = cost_review(spec, resolved=choice.resolved)
+        per_replica = review.projection.requests_per_s
+        peak = review.traffic.peak_requests_per_s
+        mean = peak / spec.workload.peak_to_mean
+        low = fixed or max(1, math.ceil(mean / per_replica - 1e-9))
+        high = max(low, review.replicas)
+        policy = {"min_replicas": low, "max_replicas": high,
+                  "target_qps_per_replica": max(0.01, math.floor(per_replica * 100) / 100)}
+    if spot:
+        base = base_ondemand_replicas(policy["min_replicas"])
+        if base:
+            policy["base_ondemand_fallback_replicas"] = base
+        policy["dynamic_ondemand_fallback"] = True
+    return policy
+
+
+def base_ondemand_replicas(min_replicas: int) -> int:
+    """On-demand replicas always kept in a spot service (never all of them)."""
+    return BASE_ONDEMAND_FALLBACK_REPLICAS if min_replicas > BASE_ONDEMAND_FALLBACK_REPLICAS else 0
+
+
+# ----------------------------------------------------------------------------- scripts
+
+def _setup(repo: str) -> str:
+    download = (f"from huggingface_hub import snapshot_download; "
+                f"snapshot_download({repo!r}, ignore_patterns={IGNORE_PATTERNS!r})")
+    return "\n".join([
+        "set -e",
+        f"export HF_HOME={HF_HOME}",
+        f"python3 -m pip install --quiet 'vllm=={VLLM_VERSION}'",
+        "# Weights go to HF_HOME on the cluster disk once; later runs and restarts reuse them.",
+        f"python3 -c {json.dumps(download)}",
+        "",
+    ])
+
+
+def _serve_block(found: list[Choice]) -> list[str]:
+    """`vllm serve ...` from the one builder; on an any_of cluster, the line fitted to its GPU."""
+    commands: dict[str, str] = {}
+    for c in found:
+        cmd = shell_command(vllm_serve_argv(c.fit.settings, api_key_ref=True))
+        if commands.setdefault(c.fit.gpu.name, cmd) != cmd:
+            raise UserError(f"any_of candidates with {c.fit.gpu.name} GPUs need different vLLM settings",
+                            "give each GPU type once (the same GPU count) in any_of")
+    if len(set(commands.values())) == 1:
+        return [next(iter(commands.values()))]
+    lines = ['GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n1)"',
+             'case "$GPU_NAME" in']
+    for gpu, cmd in commands.items():
+        lines += [f"  {NVIDIA_SMI_NAMES.get(gpu, repr('*' + gpu + '*'))})", f"    {cmd}", "    ;;"]
+    lines += ['  *)', '    echo "no fitted vLLM command for GPU $GPU_NAME" >&2', "    exit 1", "    ;;", "esac"]
+    return lines
+
+
+def _run(found: list[Choice]) -> str:
+    lines = ["set -e", f"export HF_HOME={HF_HOME}"]
+    serve = _serve_block(found)
+    if found[0].fit.nodes > 1:
+        # Pipeline parallel across nodes: vLLM runs the workers through a Ray cluster of the nodes
+        # (port 6379; SkyPilot's own Ray uses 6380). The head serves once every node has joined.
+        lines += [
+            'HEAD_IP="$(echo "$SKYPILOT_NODE_IPS" | head -n1)"',
+            'if [ "$SKYPILOT_NODE_RANK" != "0" ]; then',
+            '  until ray start --address "$HEAD_IP:6379" --block; do sleep 10; done',
+            "  exit 0",
+            "fi",
+            "ray start --head --port 6379 --disable-usage-stats",
+            "until [ \"$(python3 -c 'import ray; ray.init(address=\"auto\", logging_level=\"error\"); "
+            "print(sum(n[\"Alive\"] for n in ray.nodes()))')\" -ge \"$SKYPILOT_NUM_NODES\" ]; do sleep 10; done",
+        ]
+    return "\n".join(lines + serve + [""])
+
+
+# ----------------------------------------------------------------------------- the task
+
+def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
+    spot = found[0].spec.target.pricing == "spot"
+
+    def placement(c: Choice) -> dict[str, Any]:
+        p: dict[str, Any] = {"cloud": c.offer.cloud}
+        if c.spec.target.region:
+            p["region"] = c.spec.target.region
+        p["accelerators"] = accelerator(c)
+        if c.pin_instance_type:
+            p["instance_type"] = c.offer.instance_type
+        return p
+
+    res: dict[str, Any] = {}
+    if len(found) == 1:
+        res.update(placement(found[0]))
+    res["use_spot"] = spot
+    res["disk_size"] = max(disk_size_gb(c) for c in found)
+    res["ports"] = found[0].fit.settings.port
+    if not service:
+        res["autostop"] = {"idle_minutes": DEV_CLUSTER_MINUTES, "down": True, "wait_for": "none"}
+    if len(found) > 1:
+        res["any_of"] = [placement(c) for c in found]
+    return res
+
+
+def _service(found: list[Choice]) -> dict[str, Any]:
+    chosen = cheapest(found)
+    fit = max((c.fit for c in found), key=lambda f: (f.weight_gib, probe_timeout_s(f)))
+    s = chosen.fit.settings
+    probe = {
+        "path": "/v1/chat/completions",
+        "post_data": {"model": s.served_model_name,
+                      "messages": [{"role": "user", "content": "ping"}],
+                      "max_tokens": 1},
+        # SkyPilot fills $VLLM_API_KEY from `--secret VLLM_API_KEY` when the service is brought up.
+        "headers": {"Authorization": f"Bearer ${API_KEY_ENV}"},
+        "initial_delay_seconds": initial_delay_s(fit),
+        "timeout_seconds": max(probe_timeout_s(c.fit) for c in found),
+    }
+    spot = chosen.spec.target.pricing == "spot"
+    policy = replica_policy(chosen, spot)
+    if len(found) > 1 and "target_qps_per_replica" in policy:
+        # SkyServe takes a QPS per accelerator: each candidate's own projection, not the cheapest's.
+        per_gpu = {accelerator(c): replica_policy(c, spot)["target_qps_per_replica"] for c in found}
+        if all(QPS_KEY.fullmatch(k) for k in per_gpu) and len(set(per_gpu.values())) > 1:
+            policy["target_qps_per_replica"] = per_gpu
+            # SkyServe requires this policy with per-accelerator QPS: it routes by each replica's capacity.
+            return {"readiness_probe": probe, "replica_policy": policy,
+                    "load_balancing_policy": "instance_aware_least_load"}
+    return {"readiness_probe": probe, "replica_policy": policy}
+
+
+def accelerator(c: Choice) -> str:
+    return f"{c.fit.gpu.name}:{c.fit.gpus_per_node}"
+
+
+def task_name(spec: DeploymentSpec, found: list[Choice]) -> str:
+    if spec.name:
+        return spec.name
+    c = found[0]
+    where = "any" if len(found) > 1 else f"{c.offer.cloud}-{c.fit.gpu.name.lower()}"
+    return f"{c.fit.model.id}-{c.fit.precision.id}-{where}x{c.fit.total_gpus}".replace(".", "-")
+
+
+def render_task(spec: DeploymentSpec, found: list[Choice] | None = None) -> dict[str, Any]:
+    """The SkyPilot task (with a `service:` section when spec.sky.service) as a dict."""
+    service = spec.sky.service
+    found = found or choices(spec)
+    repos = {c.fit.settings.model_repo for c in found}
+    if len(repos) > 1:
+        raise UserError("any_of candidates serve different checkpoints", "give candidates with the same precision")
+    task: dict[str, Any] = {"name": task_name(spec, found)}
+    if service:
+        task["service"] = _service(found)
+    task["resources"] = _resources(found, service)
+    if found[0].fit.nodes > 1:
+        task["num_nodes"] = found[0].fit.nodes
+    task["secrets"] = {name: None for name in SECRETS}
+    task["setup"] = _setup(next(iter(repos)))
+    task["run"] = _run(found)
+    return task
+
+
+# ----------------------------------------------------------------------------- YAML
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def spec_data(spec: DeploymentSpec) -> dict[str, Any]:
+    """The spec as the smallest mapping that reloads to it (embedded in rendered files)."""
+    return spec.model_dump(mode="json", exclude_defaults=True)
+
+
+def header(spec: DeploymentSpec, found: list[Choice], service: bool, source: str | None) -> str:
+    chosen = cheapest(found)
+    kind = "SkyServe service" if service else "SkyPilot dev-cluster task"
+    launch = "sky serve up -n NAME" if service else (f"sky launch -c NAME -i {DEV_CLUSTER_MINUTES} --down --wait-for none")
+    lines = [f"# {kind}, rendered by `selfhost render sky`{f' from {source}' if source else ''}. Do not edit:",
+             "# re-render (`make templates`) so the server launched stays the server that was costed."]
+    for c in found:
+        price = c.resolved.price
+        lines.append(f"#   {c.offer.id}: {c.offer.instance_type} {c.offer.region}, ${c.hourly_usd:.4f}/h "
+                     f"{c.spec.target.pricing} ({price.source if price else ''})")
+        lines.append(f"#     {c.fit.describe()}")
+    if len(found) > 1:
+        lines.append(f"#   cheapest (what SkyPilot picks and the cost review prices): {chosen.offer.id}")
+    lines += [f"# Launch: selfhost launch sky THIS_FILE  (cost review first), or by hand:",
+              f"#   {launch} THIS_FILE --secret {HF_TOKEN_ENV} --secret {API_KEY_ENV}",
+              SPEC_MARKER + json.dumps(spec_data(spec), separators=(",", ":"), sort_keys=True)]
+    return "\n".join(lines) + "\n"
+
+
+def dump(task: dict[str, Any]) -> str:
+    return yaml.dump(task, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100_000)
+
+
+def render_yaml(spec: DeploymentSpec, *, source: str | None = None) -> str:
+    """The YAML file: a header naming the offers, the fit and the spec, then the task."""
+    found = choices(spec)
+    return header(spec, found, spec.sky.service, source) + dump(render_task(spec, found))
+
+
+def embedded_spec(text: str) -> DeploymentSpec | None:
+    """The spec a rendered file carries in its header, or None for a hand-written file."""
+    for line in text.splitlines():
+        if line.startswith(SPEC_MARKER):
+            return spec_from_dict(json.loads(line[len(SPEC_MARKER):]))
+        if line and not line.startswith("#"):
+            break
+    return None
+
+
+def render_spec_file(path: str | Path, *, source: str | None = None) -> str:
+    """Render one spec file (what `make templates` does for templates/specs/*.yaml)."""
+    from costing.spec import load_spec
+
+    return render_yaml(load_spec(path), source=source or str(path))

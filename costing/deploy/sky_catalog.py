@@ -1,0 +1,119 @@
+"""Write SkyPilot's local price catalogs (v8 CSVs) from our offers catalog.
+
+SkyPilot reads `<SKY_RUNTIME_DIR or HOME>/.sky/catalogs/v8/<cloud>/vms.csv`; a `.meta/<file>.md5`
+that does not match the file marks it as edited locally, so SkyPilot never downloads over it.
+With these files SkyPilot's own optimizer prices our offers offline: the tests check that it picks
+the offer the cost review picked, at the same hourly price.
+
+Columns follow SkyPilot's fetchers (sky/catalog/data_fetchers/fetch_{aws,gcp,runpod}.py).
+GCP prices a G2 VM as host VM + attached L4s; our offers carry the whole G2 price (L4 included),
+so it goes on the VM row and the accelerator rows cost 0: SkyPilot's sum is our figure.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+from costing.catalog import Offer, catalog, get_gpu
+
+SCHEMA_VERSION = "v8"
+GPU_COLUMNS = ["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "GpuInfo",
+               "Price", "SpotPrice", "Region", "AvailabilityZone"]
+AWS_COLUMNS = GPU_COLUMNS + ["Arch"]
+GCP_COLUMNS = ["InstanceType", "vCPUs", "MemoryGiB", "AcceleratorName", "AcceleratorCount", "GpuInfo",
+               "Region", "AvailabilityZone", "Price", "SpotPrice"]
+SKY_CLOUD_NAMES = {"aws": "AWS", "gcp": "GCP", "runpod": "RunPod"}  # str(sky cloud)
+RUNPOD_ZONES = {"US": "US-CA-1"}  # one availability zone per RunPod region (SkyPilot's REGION_ZONES)
+EXTRA_FILES = {  # read lazily by SkyPilot; present (header only) so nothing is ever downloaded
+    "aws/images.csv": ["Tag", "Region", "OS", "OSVersion", "ImageId", "CreationDate"],
+    "aws/instance_quota_mapping.csv": ["InstanceType", "QuotaCode"],
+    "gcp/images.csv": ["Tag", "Region", "OS", "OSVersion", "ImageId", "CreationDate"],
+    "gcp/accelerator_quota_mapping.csv": ["Accelerator", "Region", "QuotaCode", "SpotQuotaCode"],
+}
+
+
+def catalog_dir(home: Path) -> Path:
+    return Path(home) / ".sky" / "catalogs" / SCHEMA_VERSION
+
+
+def _zone(offer: Offer) -> str:
+    if offer.cloud == "runpod":
+        return RUNPOD_ZONES.get(offer.region, f"{offer.region}-1")
+    return f"{offer.region}a"
+
+
+def _gpu_info(offer: Offer) -> str:
+    mib = int(get_gpu(offer.gpu).memory_gb * 1024)
+    return str({"Gpus": [{"Name": offer.gpu, "Manufacturer": "NVIDIA", "Count": float(offer.gpus),
+                          "MemoryInfo": {"SizeInMiB": mib}}], "TotalGpuMemoryInMiB": mib * offer.gpus})
+
+
+def _spot(offer: Offer) -> str:
+    price = offer.price("spot")
+    return "" if price is None else repr(price.usd_per_hour)
+
+
+def rows(offer: Offer) -> list[dict[str, object]]:
+    """The catalog rows SkyPilot needs to price this offer."""
+    base = {"InstanceType": offer.instance_type, "AcceleratorName": offer.gpu, "AcceleratorCount": float(offer.gpus),
+            "vCPUs": float(offer.vcpus), "MemoryGiB": float(offer.ram_gb), "GpuInfo": _gpu_info(offer),
+            "Price": repr(offer.on_demand), "SpotPrice": _spot(offer), "Region": offer.region,
+            "AvailabilityZone": _zone(offer)}
+    if offer.cloud == "aws":
+        return [{**base, "Arch": "x86_64"}]
+    if offer.cloud == "gcp":
+        vm = {**base, "AcceleratorName": "", "AcceleratorCount": "", "GpuInfo": ""}
+        gpu = {**base, "InstanceType": "", "vCPUs": "", "MemoryGiB": "", "Price": "0.0",
+               "SpotPrice": "0.0" if base["SpotPrice"] else ""}
+        return [vm, gpu]
+    return [base]
+
+
+def sky_offers(offers: Iterable[Offer] | None = None) -> list[Offer]:
+    """Offers SkyPilot can launch: its RunPod catalog lists Secure Cloud pods only."""
+    from costing.deploy.sky import sky_launchable
+
+    return [o for o in (offers if offers is not None else catalog().offers.values()) if sky_launchable(o)]
+
+
+def _write_csv(path: Path, columns: list[str], data: list[dict[str, object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seen = set()
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in data:
+            key = tuple(str(row.get(c, "")) for c in columns)
+            if key not in seen:  # GCP accelerator rows repeat across VMs with the same GPU count
+                seen.add(key)
+                writer.writerow({c: row.get(c, "") for c in columns})
+
+
+def write_catalog(home: Path, offers: Iterable[Offer] | None = None) -> Path:
+    """Write the AWS, GCP and RunPod catalogs under `home`; returns the versioned catalog dir."""
+    root = catalog_dir(home)
+    chosen = sky_offers(offers)
+    layout = {"aws": AWS_COLUMNS, "gcp": GCP_COLUMNS, "runpod": GPU_COLUMNS}
+    written = []
+    for cloud, columns in layout.items():
+        data = [r for o in chosen if o.cloud == cloud for r in rows(o)]
+        _write_csv(root / cloud / "vms.csv", columns, data)
+        written.append(f"{cloud}/vms.csv")
+    for name, columns in EXTRA_FILES.items():
+        _write_csv(root / name, columns, [])
+        written.append(name)
+    # The accelerator registry SkyPilot canonicalizes names with (AcceleratorName -> clouds, memory).
+    gpus = sorted({o.gpu for o in chosen})
+    _write_csv(root / "common" / "accelerators.csv", ["AcceleratorName", "Clouds"],
+               [{"AcceleratorName": g, "Clouds": str(sorted({SKY_CLOUD_NAMES[o.cloud] for o in chosen if o.gpu == g}))}
+                for g in gpus])
+    _write_csv(root / "common" / "metadata.csv", ["GPU", "MemoryGB", "Manufacturer"],
+               [{"GPU": g, "MemoryGB": float(get_gpu(g).memory_gb), "Manufacturer": "NVIDIA"} for g in gpus])
+    written += ["common/accelerators.csv", "common/metadata.csv"]
+    for name in written:  # an md5 that matches nothing: "edited locally", never re-fetched
+        meta = root / ".meta" / f"{name}.md5"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text("0" * 32)
+    return root

@@ -1,0 +1,444 @@
+"""costing.deploy.sky (rendering), costing.deploy.launch and the `selfhost render/launch sky` commands.
+
+SkyPilot's own parser and optimizer are exercised in test_sky_skypilot.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from costing.deploy import sky
+from costing.fit import FitRequest, fit_check
+from costing.spec import load_spec, spec_from_dict
+from costing.vllm_args import shell_command, vllm_serve_argv
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "templates" / "specs").glob("*.yaml"))
+SELFHOST = str(ROOT / ".venv" / "bin" / "selfhost") if (ROOT / ".venv" / "bin" / "selfhost").exists() else None
+WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 2.0}
+
+
+def console(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """The real `selfhost` console script (falls back to `python -m costing.cli`)."""
+    cmd = [SELFHOST] if SELFHOST else [sys.executable, "-m", "costing.cli"]
+    clean = {k: v for k, v in os.environ.items() if k not in sky.SECRETS}
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env={**clean, **(env or {})})
+
+
+def spec(**kw):
+    return spec_from_dict({"model": "llama-3.1-8b", **kw})
+
+
+# ----------------------------------------------------------------------------- golden files
+
+def test_there_are_templates_for_every_cloud_and_size():
+    assert len(SPECS) >= 10
+    names = " ".join(p.stem for p in SPECS)
+    for part in ("runpod-a40", "aws-a10g", "gcp-l4", "any", "70b", "405b", "service"):
+        assert part in names
+
+
+@pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
+def test_shipped_template_is_the_render_of_its_spec(spec_path):
+    shipped = ROOT / "templates" / spec_path.name
+    assert shipped.exists(), f"{shipped} missing: run `make templates`"
+    expected = sky.render_spec_file(spec_path, source=str(spec_path.relative_to(ROOT)))
+    assert shipped.read_text() == expected, f"{shipped.name} is out of date: run `make templates`"
+
+
+def test_regenerator_check_mode_reports_up_to_date():
+    out = subprocess.run([sys.executable, "scripts/render_templates.py", "--check"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
+def test_shipped_template_runs_the_fitted_vllm_command(spec_path):
+    task = yaml.safe_load((ROOT / "templates" / spec_path.name).read_text())
+    found = sky.choices(load_spec(spec_path))
+    for c in found:
+        assert shell_command(vllm_serve_argv(c.fit.settings, api_key_ref=True)) in task["run"]
+    assert task["secrets"] == {"HF_TOKEN": None, "VLLM_API_KEY": None}
+    assert f"vllm=={sky.VLLM_VERSION}" in task["setup"]
+    assert found[0].fit.settings.model_repo in task["setup"]
+
+
+def test_embedded_spec_round_trips():
+    for spec_path in SPECS:
+        text = (ROOT / "templates" / spec_path.name).read_text()
+        assert sky.embedded_spec(text) == load_spec(spec_path)
+    assert sky.embedded_spec("name: x\nrun: echo\n") is None
+
+
+# ----------------------------------------------------------------------------- rendering
+
+def test_task_pins_cloud_and_accelerators_and_autostop():
+    task = sky.render_task(spec(target={"cloud": "runpod", "gpu": "A40"}))
+    res = task["resources"]
+    assert (res["cloud"], res["accelerators"], res["use_spot"]) == ("runpod", "A40:1", False)
+    assert "instance_type" not in res  # SkyPilot chooses; the optimizer test checks it agrees
+    assert res["autostop"] == {"idle_minutes": sky.DEV_CLUSTER_MINUTES, "down": True, "wait_for": "none"}
+    assert res["ports"] == 8000
+    assert "service" not in task
+
+
+def test_runpod_community_offer_is_replaced_by_secure_for_skypilot():
+    # The catalog's cheapest 1x A40 is Community Cloud, which SkyPilot's RunPod catalog does not list.
+    c = sky.choose(spec(target={"cloud": "runpod", "gpu": "A40"}))
+    assert c.offer.cloud_type == "SECURE"
+    assert c.offer.id == "runpod-a40x1-secure"
+
+
+def test_pinned_offer_renders_its_instance_type():
+    task = sky.render_task(spec(target={"offer": "gcp-g2-standard-8"}))
+    assert task["resources"]["instance_type"] == "g2-standard-8"
+    assert task["resources"]["accelerators"] == "L4:1"
+
+
+def test_no_secret_value_is_ever_written(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    monkeypatch.setenv("VLLM_API_KEY", "sk-secret-value-456")
+    text = sky.render_yaml(spec(target={"cloud": "aws", "gpu": "A10G"}, workload=WORKLOAD, sky={"service": True}))
+    assert "secret_value" not in text
+    assert '--api-key "$VLLM_API_KEY"' in text
+
+
+def test_disk_and_initial_delay_grow_with_the_weights():
+    small = sky.choose(spec(target={"offer": "aws-p4d.24xlarge"}))
+    big = sky.choose(spec_from_dict({"model": "llama-3.1-405b", "precision": "awq", "target": {"offer": "aws-p4d.24xlarge"}}))
+    assert sky.disk_size_gb(big) > sky.disk_size_gb(small) > small.fit.weight_gib
+    assert sky.disk_size_gb(big) > big.fit.weight_gib * 1.0737  # GB >= GiB of weights
+    assert sky.initial_delay_s(big.fit) > sky.initial_delay_s(small.fit) >= sky.ENGINE_START_S
+    # the download alone at the assumed throughput fits inside the delay
+    assert sky.initial_delay_s(big.fit) >= big.fit.weight_gib * 2**30 / sky.HF_DOWNLOAD_BYTES_PER_S
+
+
+def test_probe_timeout_grows_with_the_model_per_gpu():
+    small = fit_check(FitRequest(model="llama-3.1-8b", gpu="A100", gpus=8))
+    big = fit_check(FitRequest(model="llama-3.1-405b", precision="awq", gpu="A100", gpus=8))
+    assert sky.probe_timeout_s(small) == sky.MIN_PROBE_TIMEOUT_S
+    assert sky.probe_timeout_s(big) > sky.probe_timeout_s(small)
+
+
+def test_service_probe_is_an_authenticated_one_token_chat_completion():
+    task = sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G"}, workload=WORKLOAD, sky={"service": True}))
+    probe = task["service"]["readiness_probe"]
+    assert probe["path"] == "/v1/chat/completions"
+    assert probe["post_data"]["max_tokens"] == 1
+    assert probe["post_data"]["model"] == "llama-3.1-8b"
+    assert probe["headers"] == {"Authorization": "Bearer $VLLM_API_KEY"}
+    assert "autostop" not in task["resources"]
+
+
+def test_replica_policy_follows_the_cost_review():
+    from costing.review import cost_review
+
+    s = spec(target={"cloud": "aws", "gpu": "A10G"}, sky={"service": True},
+             workload={**WORKLOAD, "requests_per_day": 400_000, "peak_to_mean": 3.0}, slo={"p90_latency_s": 20})
+    c = sky.choose(s)
+    review = cost_review(c.spec, resolved=c.resolved)
+    policy = sky.render_task(s)["service"]["replica_policy"]
+    assert policy["max_replicas"] == review.replicas > 1
+    assert policy["min_replicas"] < policy["max_replicas"]  # the mean needs fewer than the peak
+    assert policy["target_qps_per_replica"] == pytest.approx(review.projection.requests_per_s, abs=0.01)
+    assert policy["target_qps_per_replica"] <= review.projection.requests_per_s
+
+
+def test_spot_service_falls_back_to_on_demand():
+    s = spec(target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"}, workload=WORKLOAD, sky={"service": True})
+    task = sky.render_task(s)
+    assert task["resources"]["use_spot"] is True
+    policy = task["service"]["replica_policy"]
+    assert policy["min_replicas"] == 1
+    assert policy["dynamic_ondemand_fallback"] is True
+    # SkyServe runs `base` of N replicas on-demand: with one replica that would be no spot at all
+    assert "base_ondemand_fallback_replicas" not in policy
+
+
+def test_spot_service_with_several_replicas_keeps_one_on_demand():
+    busy = {**WORKLOAD, "requests_per_day": 100_000, "peak_to_mean": 3.0}
+    s = spec(target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"}, workload=busy, sky={"service": True},
+             slo={"p90_latency_s": 20})
+    policy = sky.render_task(s)["service"]["replica_policy"]
+    assert policy["min_replicas"] >= 2
+    assert policy["base_ondemand_fallback_replicas"] == 1 and policy["dynamic_ondemand_fallback"] is True
+
+
+def test_service_without_workload_has_fixed_replicas():
+    policy = sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G", "replicas": 2}, sky={"service": True}))[
+        "service"]["replica_policy"]
+    assert policy == {"min_replicas": 2, "max_replicas": 2}
+
+
+def test_any_of_runs_the_command_fitted_to_each_gpu():
+    s = spec(target={}, sky={"any_of": [{"cloud": "runpod", "gpu": "A40"}, {"cloud": "aws", "gpu": "A10G"}]})
+    task = sky.render_task(s)
+    assert [p["cloud"] for p in task["resources"]["any_of"]] == ["runpod", "aws"]
+    assert "cloud" not in task["resources"]
+    lens = {c.fit.gpu.name: c.fit.max_model_len for c in sky.choices(s)}
+    assert lens["A40"] > lens["A10G"]  # a 24 GB card holds a shorter context
+    assert "case \"$GPU_NAME\"" in task["run"]
+    assert f"--max-model-len {lens['A40']}" in task["run"] and f"--max-model-len {lens['A10G']}" in task["run"]
+    assert sky.cheapest(sky.choices(s)).offer.cloud == "runpod"
+
+
+def test_multi_node_uses_pipeline_parallel_over_a_ray_cluster():
+    task = yaml.safe_load((ROOT / "templates" / "llama-3.1-405b-aws-2x8xa100-fp8.yaml").read_text())
+    assert task["num_nodes"] == 2
+    assert "--pipeline-parallel-size 2" in task["run"] and "--tensor-parallel-size 8" in task["run"]
+    assert "SKYPILOT_NODE_RANK" in task["run"] and "ray start --head" in task["run"]
+
+
+def test_spot_on_runpod_is_refused():
+    from costing.errors import UserError
+
+    with pytest.raises(UserError, match="RunPod"):
+        sky.render_task(spec(target={"cloud": "runpod", "gpu": "A40", "pricing": "spot"}))
+
+
+def test_rendering_does_not_import_skypilot():
+    code = ("import sys; from costing.deploy import commands, sky; from costing.spec import spec_from_dict;"
+            "sky.render_yaml(spec_from_dict({'model': 'llama-3.1-8b', 'target': {'cloud': 'aws', 'gpu': 'A10G'}}));"
+            "print('sky' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_plan_does_not_import_skypilot():
+    code = ("import sys, runpy; sys.argv = ['selfhost', 'plan', '--spec', 'examples/llama-3.1-8b-runpod-a40.yaml'];"
+            "import costing.cli as c\n"
+            "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+            "print('SKY' if 'sky' in sys.modules else 'NOSKY', file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stderr.strip().splitlines()[-1] == "NOSKY", out.stderr
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+def test_render_cli_writes_the_yaml_to_stdout():
+    out = console("render", "sky", "--spec", "templates/specs/llama-3.1-8b-gcp-l4.yaml")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == sky.render_spec_file(ROOT / "templates/specs/llama-3.1-8b-gcp-l4.yaml",
+                                              source="templates/specs/llama-3.1-8b-gcp-l4.yaml")
+
+
+def test_render_cli_flags_service_and_any_of():
+    out = console("render", "sky", "--model", "llama-3.1-8b", "--gpu", "A10G,L4", "--spot", "--service",
+                  "--requests-per-day", "3000", "--input-tokens", "1000", "--output-tokens", "250")
+    assert out.returncode == 0, out.stderr
+    task = yaml.safe_load(out.stdout)
+    assert [p["cloud"] for p in task["resources"]["any_of"]] == ["aws", "gcp"]
+    assert task["resources"]["use_spot"] is True and "service" in task
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--model", "llama-9", "--gpu", "A40"], "unknown model"),
+    (["--model", "llama-3.1-8b", "--gpu", "Z80"], "unknown GPU"),
+    (["--model", "llama-3.1-70b", "--gpu", "L4", "--gpus", "1"], "does not fit"),
+    (["--model", "llama-3.1-8b", "--gpu", "A40", "--cloud", "runpod", "--spot"], "RunPod"),
+    (["--model", "llama-3.1-8b", "--offer", "runpod-a40x1-community"], "Community"),
+])
+def test_render_cli_refuses_bad_input_with_one_line(args, words):
+    out = console("render", "sky", *args)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], out.stderr
+
+
+def test_launch_dry_run_prints_review_and_exact_command(tmp_path):
+    out = console("launch", "sky", str(ROOT / "templates/llama-3.1-8b-runpod-a40.yaml"), "--dry-run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "dry run, nothing launched" in out.stdout
+    cmd = (f"sky launch -c llama-3-1-8b-runpod-a40 -i {sky.DEV_CLUSTER_MINUTES} --down --wait-for none "
+           f"{ROOT / 'templates/llama-3.1-8b-runpod-a40.yaml'} --secret HF_TOKEN --secret VLLM_API_KEY")
+    assert cmd in out.stdout
+    assert "runpod-a40x1-secure" in out.stdout  # the review priced the offer SkyPilot launches
+    assert not (tmp_path / ".selfhost").exists()  # a rendered file is launched as is
+
+
+def test_launch_dry_run_of_a_spec_writes_the_task(tmp_path):
+    out = console("launch", "sky", str(ROOT / "templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml"),
+                  "--dry-run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    written = tmp_path / ".selfhost" / "sky" / "llama-3-1-8b-gcp-l4-spot-svc.yaml"
+    assert written.read_text() == (ROOT / "templates/llama-3.1-8b-gcp-l4-spot-service.yaml").read_text().replace(
+        " from templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml", "")
+    assert f"sky serve up -n llama-3-1-8b-gcp-l4-spot-svc {written.relative_to(tmp_path)}" in out.stdout
+    assert "base_ondemand_fallback_replicas" in out.stdout  # what the on-demand replica adds to the review
+    assert "dynamic_ondemand_fallback" in out.stdout
+
+
+def test_launch_without_secrets_launches_nothing(tmp_path):
+    out = console("launch", "sky", str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml"), cwd=tmp_path,
+                  env={"HF_TOKEN": "hf_x"})
+    assert out.returncode == 2
+    assert "VLLM_API_KEY" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / ".selfhost").exists()
+
+
+def test_launch_over_budget_stops_before_anything(tmp_path):
+    out = console("launch", "sky", str(ROOT / "templates/specs/llama-3.3-70b-aws-8xa100.yaml"),
+                  "--max-monthly-usd", "100", "--dry-run", cwd=tmp_path, env={"HF_TOKEN": "a", "VLLM_API_KEY": "b"})
+    assert out.returncode == 2
+    assert "budget" in out.stderr and "sky launch" not in out.stdout
+    assert not (tmp_path / ".selfhost").exists()
+
+
+def test_launch_refuses_an_edited_template(tmp_path):
+    edited = tmp_path / "t.yaml"
+    edited.write_text((ROOT / "templates/llama-3.1-8b-aws-a10g.yaml").read_text().replace(
+        "--max-num-seqs 256", "--max-num-seqs 999"))
+    out = console("launch", "sky", str(edited), "--dry-run", cwd=tmp_path)
+    assert out.returncode == 2 and "differs" in out.stderr
+
+
+def test_launch_command_passes_secrets_by_name_only():
+    cmd = __import__("costing.deploy.launch", fromlist=["x"]).sky_command("c1", Path("t.yaml"), False, 30, False)
+    assert cmd == ["sky", "launch", "-c", "c1", "-i", "30", "--down", "--wait-for", "none", "t.yaml",
+                   "--secret", "HF_TOKEN", "--secret", "VLLM_API_KEY"]
+
+
+def test_any_of_refuses_one_gpu_type_with_two_settings():
+    from costing.errors import UserError
+
+    s = spec_from_dict({"model": "llama-3.1-70b", "precision": "awq", "sky": {"any_of": [
+        {"cloud": "aws", "gpu": "A10G", "gpus": 4}, {"cloud": "aws", "gpu": "A10G", "gpus": 8}]}})
+    with pytest.raises(UserError, match="different vLLM settings"):
+        sky.render_task(s)
+
+
+def test_launch_runs_sky_with_the_secrets_in_its_environment_only(tmp_path):
+    """A stand-in `sky` first on PATH records what it was given; SkyPilot's parser runs for real first."""
+    from costing.deploy.sky_catalog import write_catalog
+
+    home = tmp_path / "home"
+    write_catalog(home)  # SkyPilot's parser reads its catalogs from HOME
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "sky-call.json"
+    fake = bin_dir / "sky"
+    fake.write_text(f"""#!{sys.executable}
+import json, os, sys
+json.dump({{"argv": sys.argv[1:], "hf": os.environ.get("HF_TOKEN"), "key": os.environ.get("VLLM_API_KEY")}},
+          open({str(record)!r}, "w"))
+sys.exit(3)
+""")
+    fake.chmod(0o755)
+    template = ROOT / "templates/llama-3.1-8b-runpod-a40.yaml"
+    out = console("launch", "sky", str(template), "-c", "dev1", "-i", "30", cwd=tmp_path,
+                  env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(home),
+                       "HF_TOKEN": "hf_abc", "VLLM_API_KEY": "key_xyz"})
+    assert out.returncode == 3, out.stderr  # sky's exit code is passed on
+    call = __import__("json").loads(record.read_text())
+    assert call["argv"] == ["launch", "-c", "dev1", "-i", "30", "--down", "--wait-for", "none", str(template),
+                            "--secret", "HF_TOKEN", "--secret", "VLLM_API_KEY"]
+    assert (call["hf"], call["key"]) == ("hf_abc", "key_xyz")
+    assert "hf_abc" not in out.stdout + out.stderr and "key_xyz" not in out.stdout + out.stderr
+
+
+# ----------------------------------------------------------------------------- the shell scripts, run
+
+def _stub(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text(f"#!/bin/bash\n{body}\n")
+    path.chmod(0o755)
+
+
+def _run_script(tmp_path: Path, script: str, gpu_name: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, list]:
+    """Run a rendered script under bash with stand-ins for nvidia-smi, vllm, ray and python3."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    _stub(bin_dir, "nvidia-smi", f"echo '{gpu_name}'")
+    for tool in ("vllm", "ray"):
+        _stub(bin_dir, tool, f'printf "%s\\0" {tool} "$@" >> {log}; printf "\\n" >> {log}')
+    _stub(bin_dir, "python3", 'echo "$SKYPILOT_NUM_NODES"')  # the head's "how many Ray nodes are alive"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, cwd=tmp_path,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), **env})
+    calls = [line.rstrip("\0").split("\0") for line in log.read_text().splitlines()] if log.exists() else []
+    return out, calls
+
+
+@pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
+def test_setup_and_run_scripts_are_valid_bash(spec_path):
+    task = yaml.safe_load((ROOT / "templates" / spec_path.name).read_text())
+    for key in ("setup", "run"):
+        out = subprocess.run(["bash", "-n", "-c", task[key]], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, f"{key}: {out.stderr}"
+
+
+@pytest.mark.parametrize("gpu, smi", [("A40", "NVIDIA A40"), ("A10G", "NVIDIA A10G"), ("L4", "NVIDIA L4")])
+def test_any_of_run_starts_the_vllm_fitted_to_the_gpu_found(tmp_path, gpu, smi):
+    task = yaml.safe_load((ROOT / "templates" / "llama-3.1-8b-any.yaml").read_text())
+    out, calls = _run_script(tmp_path, task["run"], smi, {"VLLM_API_KEY": "k-123"})
+    assert out.returncode == 0, out.stderr
+    found = sky.choices(load_spec(ROOT / "templates" / "specs" / "llama-3.1-8b-any.yaml"))
+    fitted = next(c for c in found if c.fit.gpu.name == gpu)
+    expected = [a.replace("$VLLM_API_KEY", "k-123") for a in vllm_serve_argv(fitted.fit.settings, api_key_ref=True)]
+    assert calls == [expected]
+
+
+def test_any_of_run_refuses_a_gpu_it_has_no_fit_for(tmp_path):
+    task = yaml.safe_load((ROOT / "templates" / "llama-3.1-8b-any.yaml").read_text())
+    out, calls = _run_script(tmp_path, task["run"], "NVIDIA H100 80GB HBM3", {"VLLM_API_KEY": "k"})
+    assert out.returncode == 1 and "no fitted vLLM command" in out.stderr and calls == []
+
+
+def test_multi_node_run_joins_workers_to_the_head_and_serves_on_the_head(tmp_path):
+    task = yaml.safe_load((ROOT / "templates" / "llama-3.1-405b-aws-2x8xa100-fp8.yaml").read_text())
+    nodes = {"SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2", "SKYPILOT_NUM_NODES": "2", "VLLM_API_KEY": "k"}
+    (tmp_path / "worker").mkdir()
+    worker, calls = _run_script(tmp_path / "worker", task["run"], "NVIDIA A100-SXM4-40GB",
+                                {**nodes, "SKYPILOT_NODE_RANK": "1"})
+    assert worker.returncode == 0, worker.stderr
+    assert calls == [["ray", "start", "--address", "10.0.0.1:6379", "--block"]]
+    head, calls = _run_script(tmp_path, task["run"], "NVIDIA A100-SXM4-40GB", {**nodes, "SKYPILOT_NODE_RANK": "0"})
+    assert head.returncode == 0, head.stderr
+    assert calls[0] == ["ray", "start", "--head", "--port", "6379", "--disable-usage-stats"]
+    assert calls[1][:2] == ["vllm", "serve"] and "--pipeline-parallel-size" in calls[1]
+
+
+def test_setup_installs_the_pinned_vllm_and_downloads_into_hf_home(tmp_path):
+    task = yaml.safe_load((ROOT / "templates" / "llama-3.1-70b-aws-4xa10g-awq.yaml").read_text())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "python3.log"
+    _stub(bin_dir, "python3", f'printf "%s|%s\\n" "$HF_HOME" "$*" >> {log}')
+    out = subprocess.run(["bash", "-c", task["setup"]], capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "HF_TOKEN": "t"})
+    assert out.returncode == 0, out.stderr
+    install, download = log.read_text().splitlines()
+    hf_home = f"{tmp_path}/.cache/huggingface"
+    assert install == f"{hf_home}|-m pip install --quiet vllm=={sky.VLLM_VERSION}"
+    repo = sky.choose(load_spec(ROOT / "templates/specs/llama-3.1-70b-aws-4xa10g-awq.yaml")).fit.settings.model_repo
+    assert download.startswith(f"{hf_home}|-c ") and f"snapshot_download({repo!r}" in download
+    assert "original/*" in download
+
+
+@pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
+def test_plan_prices_the_offer_the_template_launches(spec_path):
+    """`selfhost plan --spec` on a template's spec costs what SkyPilot will launch (secure RunPod, cheapest any_of)."""
+    from costing.target import resolve
+
+    s = load_spec(spec_path)
+    planned = resolve(s)
+    launched = sky.cheapest(sky.choices(s))
+    assert planned.offer.id == launched.offer.id
+    assert planned.hourly_usd == pytest.approx(launched.hourly_usd)
+
+
+def test_any_of_target_must_be_the_cheapest_candidate():
+    from costing.errors import UserError
+
+    s = spec(target={"offer": "aws-g5.xlarge"},
+             sky={"any_of": [{"cloud": "runpod", "gpu": "A40"}, {"cloud": "aws", "gpu": "A10G"}]})
+    with pytest.raises(UserError, match="not the cheapest any_of candidate.*runpod-a40x1-secure"):
+        sky.choices(s)
