@@ -10,13 +10,15 @@ from typing import Any, Callable
 import pulumi
 import yaml
 
-from costing.stack.offline import AMI, EIP, GCP_IP, Recorder, is_secret, plain, run  # noqa: F401 - re-exported
+from costing.stack.offline import (AMI, EIP, GCP_IP, Recorder, ensure_event_loop, is_secret, plain,  # noqa: F401
+                                   run)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def refused(build: Callable[[dict], dict], config: dict[str, Any]) -> tuple[Recorder, Exception]:
     """Run a program that must refuse; return the recorder (to check nothing was registered) and the error."""
+    ensure_event_loop()
     mocks = Recorder()
     pulumi.runtime.set_mocks(mocks, project="selfhost", stack="dev", preview=False)
     caught: list[Exception] = []
@@ -41,6 +43,7 @@ def example_config(cloud: str) -> dict[str, str]:
 
 def run_program(cloud: str, config: dict[str, str], secret_keys: list[str]) -> Recorder:
     """Run the shipped stacks/<cloud>/__main__.py under mocks with `config` (keys like project:key)."""
+    ensure_event_loop()
     mocks = Recorder()
     pulumi.runtime.set_mocks(mocks, project=f"selfhost-{cloud}", stack="dev", preview=False)
     pulumi.runtime.set_all_config(config, secret_keys)

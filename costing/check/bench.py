@@ -33,7 +33,7 @@ class BenchConfig:
     model: str
     input_tokens: int
     output_tokens: int
-    num_prompts: int = 64
+    num_prompts: int | None = None  # per point; None: max(32, 4 x concurrency)
     api: str = "completions"  # or "chat"
     timeout_s: float = 300.0  # whole request
     read_timeout_s: float = 30.0  # longest silence mid-stream
@@ -161,6 +161,11 @@ def _session(limit: int):
     return aiohttp.ClientSession(connector=connector, auto_decompress=False, read_bufsize=2**17)
 
 
+def prompts_for(cfg: BenchConfig, concurrency: int | None) -> int:
+    """Requests in one point: enough for several waves at that concurrency."""
+    return cfg.num_prompts or max(32, 4 * (concurrency or 8))
+
+
 @dataclass
 class PointRun:
     """Raw outcome of one load point."""
@@ -179,8 +184,9 @@ async def run_point(cfg: BenchConfig, *, concurrency: int | None = None, request
     rng = random.Random(cfg.seed)
     base = cfg.url.rstrip("/")
     hdrs = headers(cfg.api_key)
-    bodies = [request_body(cfg, rng) for _ in range(cfg.num_prompts)]
-    limit = concurrency or cfg.num_prompts
+    n = prompts_for(cfg, concurrency)
+    bodies = [request_body(cfg, rng) for _ in range(n)]
+    limit = concurrency or n
     sem = asyncio.Semaphore(limit)
     async with _session(limit) as session:
         async def go(i: int) -> RequestResult:
@@ -193,13 +199,13 @@ async def run_point(cfg: BenchConfig, *, concurrency: int | None = None, request
         cpu0, t0 = time.process_time(), time.perf_counter()
         if request_rate:
             tasks = []
-            for i in range(cfg.num_prompts):
+            for i in range(n):
                 tasks.append(asyncio.create_task(go(i)))
-                if i < cfg.num_prompts - 1:
+                if i < n - 1:
                     await asyncio.sleep(rng.expovariate(request_rate))
             results = list(await asyncio.gather(*tasks))
         else:
-            results = list(await asyncio.gather(*(go(i) for i in range(cfg.num_prompts))))
+            results = list(await asyncio.gather(*(go(i) for i in range(n))))
         duration, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return PointRun(concurrency, request_rate, results, duration, cpu)
 
@@ -225,7 +231,7 @@ def run_sweep(cfg: BenchConfig, concurrencies: list[int] | None = None, request_
     loads = [(None, request_rate)] if request_rate else [(c, None) for c in (concurrencies or [1])]
     for conc, rate in loads:
         label = f"rate {rate:g}/s" if rate else f"concurrency {conc}"
-        cb = progress(label, cfg.num_prompts) if progress else None
+        cb = progress(label, prompts_for(cfg, conc)) if progress else None
         run = asyncio.run(run_point(cfg, concurrency=conc, request_rate=rate, on_done=cb))
         points.append(point_metrics(run, cfg.slo))
     return points

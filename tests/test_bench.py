@@ -1,0 +1,174 @@
+"""The load generator against the local stand-in server: exact lengths, failures recorded, timeouts
+respected, the JSON that `selfhost plan --calibration` reads, the chart, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from costing.calibration import bench_points
+from costing.check.bench import BenchConfig, point_metrics, run_point, run_sweep
+from costing.check.bench_math import Slo
+from costing.check.fake_server import free_port, start_subprocess
+
+KEY = "sk-bench"
+
+
+@pytest.fixture(scope="module")
+def url():
+    port = free_port()
+    proc = start_subprocess(port, "--api-key", KEY, "--model", "tiny")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def cfg(url: str, **kw) -> BenchConfig:
+    base = dict(url=url, api_key=KEY, model="tiny", input_tokens=20, output_tokens=50, num_prompts=12)
+    return BenchConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_every_request_streams_the_exact_output_length(url, api):
+    run = asyncio.run(run_point(cfg(url, api=api), concurrency=4))
+    assert len(run.results) == 12
+    for r in run.results:
+        assert r.ok, r.error
+        assert r.output_tokens == 50
+        assert 0 < r.ttft <= r.latency
+        # the chat stream opens with a role chunk: one more chunk than tokens, as vLLM sends it
+        assert len(r.itl) == (50 if api == "chat" else 49)
+    if api == "completions":
+        assert {r.input_tokens for r in run.results} == {20}  # token-id prompts: exact length
+
+
+def test_point_metrics_report_throughput_and_client_overhead(url):
+    run = asyncio.run(run_point(cfg(url, num_prompts=40), concurrency=8))
+    m = point_metrics(run, Slo(e2el_ms=60_000))
+    assert m["completed"] == 40 and m["failed"] == 0
+    assert m["output_tokens_per_s"] == pytest.approx(40 * 50 / run.duration_s)
+    assert m["goodput_rps"] == pytest.approx(m["requests_per_s"])  # a generous SLO: every request is good
+    assert 0 < m["client"]["cpu_percent"] <= 100 * 1.5
+    assert m["client"]["cpu_us_per_output_token"] > 0
+
+
+def test_request_rate_mode_uses_poisson_arrivals(url):
+    t0 = time.monotonic()
+    run = asyncio.run(run_point(cfg(url, num_prompts=20), request_rate=100.0))
+    assert all(r.ok for r in run.results)
+    starts = sorted(r.start for r in run.results)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(set(round(g, 4) for g in gaps)) > 5  # random gaps, not a fixed interval
+    assert time.monotonic() - t0 < 10
+    assert point_metrics(run, Slo())["request_rate"] == 100.0
+
+
+def test_wrong_key_and_wrong_model_are_recorded(url):
+    bad_key = asyncio.run(run_point(cfg(url, api_key="nope"), concurrency=2))
+    assert not any(r.ok for r in bad_key.results)
+    assert bad_key.results[0].error.startswith("HTTP 401")
+    bad_model = asyncio.run(run_point(cfg(url, model="other"), concurrency=2))
+    assert all(r.error.startswith("HTTP 404") and "other" in r.error for r in bad_model.results)
+
+
+def test_server_down_is_recorded_quickly():
+    t0 = time.monotonic()
+    run = asyncio.run(run_point(cfg(f"http://127.0.0.1:{free_port()}", timeout_s=5), concurrency=4))
+    assert time.monotonic() - t0 < 5
+    assert all(not r.ok and r.error.startswith("cannot connect") for r in run.results)
+
+
+def test_stall_mid_stream_fails_each_request_by_its_read_timeout():
+    port = free_port()
+    proc = start_subprocess(port, "--api-key", KEY, "--model", "tiny", "--stall-after", "5")
+    try:
+        t0 = time.monotonic()
+        run = asyncio.run(run_point(cfg(f"http://127.0.0.1:{port}", read_timeout_s=0.5, num_prompts=6), concurrency=3))
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert all(not r.ok and "read timeout" in r.error for r in run.results)
+    assert elapsed < 0.5 * 2 + 3  # two waves of 3, each bounded by the read timeout
+
+
+def test_total_timeout_bounds_a_request_when_shorter_than_the_read_timeout():
+    port = free_port()
+    proc = start_subprocess(port, "--api-key", KEY, "--model", "tiny", "--stall-after", "5")
+    try:
+        t0 = time.monotonic()
+        run = asyncio.run(run_point(cfg(f"http://127.0.0.1:{port}", timeout_s=0.7, read_timeout_s=30,
+                                        num_prompts=2), concurrency=2))
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert all(not r.ok and "timed out after 0.7s" in r.error for r in run.results)
+    assert elapsed < 3
+
+
+def test_sweep_returns_one_point_per_concurrency(url):
+    seen = []
+    points = run_sweep(cfg(url, num_prompts=8), [1, 2, 4], progress=lambda label, n: (seen.append((label, n)),
+                                                                                       lambda r: None)[1])
+    assert [p["concurrency"] for p in points] == [1, 2, 4]
+    assert seen == [("concurrency 1", 8), ("concurrency 2", 8), ("concurrency 4", 8)]
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "costing.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_json_output_chart_and_projection(url, tmp_path):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    p = _cli("bench", url, "--api-key", KEY, "--concurrency", "1,4", "--num-prompts", "8", "--input-tokens", "64",
+             "--output-tokens", "32", "--format", "json", "--output", str(out), "--chart", str(png),
+             "--model-id", "llama-3.1-8b", "--gpu", "A40", "--slo-ttft-ms", "10000")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert json.loads(out.read_text()) == doc
+    assert doc["schema"] == "selfhost-bench/1" and doc["model"] == "tiny"  # discovered from /v1/models
+    assert doc["failed_requests"] == 0 and doc["target"]["gpu"] == "A40"
+    for pt in doc["points"]:
+        assert pt["projection"]["output_tokens_per_s"] > 0
+        expected = 100 * (pt["output_tokens_per_s"] - pt["projection"]["output_tokens_per_s"]) / pt["projection"]["output_tokens_per_s"]
+        assert pt["error_pct"]["output_tokens_per_s"] == pytest.approx(expected)
+        assert pt["goodput_rps"] is not None
+    # the calibration reader understands it
+    pts = bench_points(doc)
+    assert [(b.concurrency, b.input_tokens, b.output_tokens) for b in pts] == [(1, 64, 32), (4, 64, 32)]
+    assert all(b.e2e_mean_s and b.tpot_ms is not None for b in pts)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_table_shows_the_projection_beside_each_point(url):
+    p = _cli("bench", url, "--api-key", KEY, "--concurrency", "2", "--num-prompts", "4", "--input-tokens", "16",
+             "--output-tokens", "8", "--model-id", "llama-3.1-8b", "--gpu", "A40")
+    assert p.returncode == 0, p.stderr
+    assert "projected tok/s" in p.stdout and "llama-3.1-8b bf16 on 1x A40" in p.stdout
+
+
+def test_cli_exits_non_zero_when_requests_fail(url):
+    p = _cli("bench", url, "--api-key", KEY, "--model", "missing", "--concurrency", "2", "--num-prompts", "4",
+             "--input-tokens", "8", "--output-tokens", "8")
+    assert p.returncode == 1
+    assert "4 failed: HTTP 404" in p.stdout and "4 requests failed" in p.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--concurrency", "0,4"], "positive integers"),
+    (["--concurrency", "4", "--request-rate", "2"], "alternatives"),
+    (["--request-rate", "-1"], "positive"),
+    (["--model-id", "llama-3.1-8b"], "--gpu"),
+    (["--model-id", "llama-3.1-405b", "--gpu", "A40"], "does not fit"),
+    (["--format", "xml"], "--format"),
+])
+def test_cli_bad_flags_are_one_line_errors_before_any_request(url, args, words):
+    p = _cli("bench", url, "--api-key", KEY, "--model", "tiny", "--input-tokens", "8", "--output-tokens", "8", *args)
+    assert p.returncode == 2
+    assert p.stderr.startswith("error:") and words in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,203 @@
+"""The local target's command line, environment, state file and lifecycle.
+
+The lifecycle tests run `selfhost up/down local` with a stand-in for the vLLM virtualenv's Python
+(SELFHOST_VLLM_PYTHON): a small script that serves /health like vLLM, so start, wait, state file
+and stop-by-PID run for real in a second. The real vLLM server is exercised in test_e2e_local.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from costing.check.fake_server import free_port
+from costing.errors import UserError
+from costing.fit import FitRequest, fit_check
+from costing.local import target
+from costing.vllm_args import vllm_serve_argv
+
+
+def settings(model="llama-3.1-8b", gpu="A40", gpus=1, precision="bf16", **kw):
+    return fit_check(FitRequest(model=model, precision=precision, gpu=gpu, gpus=gpus, **kw)).settings
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
+    return d
+
+
+def flags(argv: list[str]) -> dict[str, str | None]:
+    """--flag value pairs (value None for switches)."""
+    out, i = {}, 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--"):
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is not None and not nxt.startswith("--"):
+                out[a] = nxt
+                i += 2
+                continue
+            out[a] = None
+        i += 1
+    return out
+
+
+def test_local_command_is_the_cloud_command_with_only_the_listed_cpu_changes(model_dir):
+    s = settings()
+    local, notes = target.cpu_adjustments(s, model_dir, port=8123)
+    argv = target.local_argv(local, model_dir, Path("/venv/bin/python"))
+    assert argv[:4] == ["/venv/bin/python", str(target.LAUNCHER), "serve", str(model_dir)]
+    cloud, here = flags(vllm_serve_argv(s)[3:]), flags(argv[4:])
+    changed = {k for k in cloud if cloud[k] != here.get(k)}
+    assert changed == {"--host", "--port", "--max-model-len"}  # loopback, chosen port, the model's context
+    assert here["--max-model-len"] == "2048" and here["--host"] == "127.0.0.1" and here["--port"] == "8123"
+    assert set(here) - set(cloud) == {"--enforce-eager"}
+    assert any("max_position_embeddings" in n for n in notes) and any("enforce-eager" in n for n in notes)
+
+
+def test_multi_gpu_and_quantized_specs_are_adjusted_explicitly(model_dir):
+    s = settings(model="llama-3.1-70b", precision="awq", gpu="A40", gpus=2)
+    assert s.tensor_parallel_size == 2 and s.quantization
+    local, notes = target.cpu_adjustments(s, model_dir, port=8000)
+    assert local.tensor_parallel_size == 1 and local.quantization is None
+    here = flags(target.local_argv(local, model_dir, Path("py"))[4:])
+    assert here["--tensor-parallel-size"] == "1" and "--quantization" not in here
+    assert any("parallel" in n for n in notes) and any("quantiz" in n for n in notes)
+    assert local.served_model_name == s.served_model_name  # clients use the same name as on the cloud
+
+
+def test_server_env_is_offline_with_caches_in_the_scratch_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFHOST_SCRATCH", str(tmp_path))
+    env = target.server_env("k123", 2)
+    assert env["VLLM_API_KEY"] == "k123" and env["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_TARGET_DEVICE"] == "cpu"
+    for var in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME", "HF_HOME"):
+        assert env[var].startswith(str(tmp_path))
+
+
+def test_missing_vllm_venv_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("SELFHOST_VLLM_PYTHON", str(tmp_path / "nope" / "python"))
+    with pytest.raises(UserError, match="make vllm-venv"):
+        target.vllm_python()
+
+
+def test_model_path_without_config_is_refused(tmp_path):
+    with pytest.raises(UserError, match="config.json"):
+        target.model_max_len(tmp_path)
+
+
+FAKE_VLLM = textwrap.dedent('''\
+    """Stand-in for `python vllm_main.py serve MODEL --port P ...`: /health like vLLM, or dies if asked."""
+    import http.server, os, sys
+    args = sys.argv[1:]
+    assert args[1] == "serve", args
+    if os.environ.get("FAKE_VLLM_DIE"):
+        print("RuntimeError: boom from the engine", flush=True)
+        sys.exit(3)
+    port = int(args[args.index("--port") + 1])
+    assert os.environ["VLLM_API_KEY"]
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404); self.end_headers()
+        def log_message(self, *a): pass
+    http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+''')
+
+
+@pytest.fixture
+def fake_env(tmp_path, model_dir):
+    script = tmp_path / "fake_vllm.py"
+    script.write_text(FAKE_VLLM)
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
+    wrapper.chmod(0o755)
+    env = {**os.environ, "SELFHOST_VLLM_PYTHON": str(wrapper), "SELFHOST_SCRATCH": str(tmp_path / "scratch")}
+    return env, model_dir
+
+
+def run_cli(env, *args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "costing.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_up_json_state_file_and_down_by_pid(fake_env):
+    env, model_dir = fake_env
+    port = free_port()
+    up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(port), "--format", "json")
+    assert up.returncode == 0, up.stderr
+    info = json.loads(up.stdout)
+    pid = info["pid"]
+    try:
+        assert info["url"] == f"http://127.0.0.1:{port}" and info["model"] == "llama-3.1-8b"
+        assert len(info["api_key"]) >= 24  # generated with secrets.token_urlsafe
+        state = Path(env["SELFHOST_SCRATCH"]) / "local" / "state.json"
+        assert json.loads(state.read_text())["pid"] == pid
+        assert oct(state.stat().st_mode & 0o777) == "0o600"  # holds the key
+        again = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(free_port()))
+        assert again.returncode == 2 and "already running" in again.stderr
+        down = run_cli(env, "down", "local")
+        assert down.returncode == 0 and f"PID {pid}" in down.stdout
+        assert not Path(f"/proc/{pid}").exists() or b"fake_vllm" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert not state.exists()
+        assert "no local server" in run_cli(env, "down", "local").stdout
+    finally:
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, 9)
+
+
+def test_up_with_given_key_and_table_output(fake_env):
+    env, model_dir = fake_env
+    up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(free_port()), "--api-key", "mykey")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "api key: mykey" in up.stdout and "CPU adjustment:" in up.stdout and "--enforce-eager" in up.stdout
+    finally:
+        run_cli(env, "down", "local")
+
+
+def test_server_that_dies_is_reported_with_its_log_tail(fake_env):
+    env, model_dir = fake_env
+    env = {**env, "FAKE_VLLM_DIE": "1"}
+    up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(free_port()))
+    assert up.returncode == 2
+    assert "exited with code 3 before it was ready" in up.stderr
+    assert "boom from the engine" in up.stderr  # the log's tail is shown
+    assert not (Path(env["SELFHOST_SCRATCH"]) / "local" / "state.json").exists()
+
+
+def test_port_in_use_is_refused_before_starting(fake_env):
+    env, model_dir = fake_env
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(s.getsockname()[1]))
+    assert up.returncode == 2 and "in use" in up.stderr
+    assert not (Path(env["SELFHOST_SCRATCH"]) / "local" / "vllm.log").exists()  # nothing was launched
+
+
+def test_health_timeout_stops_the_server(fake_env, tmp_path):
+    env, model_dir = fake_env
+    # a launcher that never serves /health: sleep
+    slow = tmp_path / "slow"
+    slow.write_text("#!/bin/sh\nexec sleep 600\n")
+    slow.chmod(0o755)
+    env = {**env, "SELFHOST_VLLM_PYTHON": str(slow)}
+    up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(free_port()), "--timeout", "1.5")
+    assert up.returncode == 2 and "not ready after 1.5s" in up.stderr
+    assert not (Path(env["SELFHOST_SCRATCH"]) / "local" / "state.json").exists()
+
+
+def test_bad_model_path_is_refused(fake_env, tmp_path):
+    env, _ = fake_env
+    up = run_cli(env, "up", "local", "--model-path", str(tmp_path / "none"), "--port", str(free_port()))
+    assert up.returncode == 2 and "not a directory" in up.stderr
