@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import contextlib
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,3 +24,17 @@ def run_selfhost(*args: str, env: dict | None = None, timeout: float = 120) -> s
 @pytest.fixture
 def selfhost():
     return run_selfhost
+
+
+@contextlib.contextmanager
+def stand_in_server(*args: str):
+    """The local OpenAI-compatible stand-in (costing/check/fake_server.py) on 127.0.0.1, stopped by PID."""
+    from costing.check.fake_server import free_port, start_subprocess
+
+    port = free_port()
+    proc = start_subprocess(port, *args)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -11,21 +11,20 @@ import time
 
 import pytest
 
+from tests.conftest import stand_in_server
+
 from costing.calibration import bench_points
 from costing.check.bench import BenchConfig, point_metrics, run_point, run_sweep
 from costing.check.bench_math import Slo
-from costing.check.fake_server import free_port, start_subprocess
+from costing.check.fake_server import free_port
 
 KEY = "sk-bench"
 
 
 @pytest.fixture(scope="module")
 def url():
-    port = free_port()
-    proc = start_subprocess(port, "--api-key", KEY, "--model", "tiny")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with stand_in_server("--api-key", KEY, "--model", "tiny") as base_url:
+        yield base_url
 
 
 def cfg(url: str, **kw) -> BenchConfig:
@@ -84,30 +83,19 @@ def test_server_down_is_recorded_quickly():
 
 
 def test_stall_mid_stream_fails_each_request_by_its_read_timeout():
-    port = free_port()
-    proc = start_subprocess(port, "--api-key", KEY, "--model", "tiny", "--stall-after", "5")
-    try:
+    with stand_in_server("--api-key", KEY, "--model", "tiny", "--stall-after", "5") as stalling:
         t0 = time.monotonic()
-        run = asyncio.run(run_point(cfg(f"http://127.0.0.1:{port}", read_timeout_s=0.5, num_prompts=6), concurrency=3))
+        run = asyncio.run(run_point(cfg(stalling, read_timeout_s=0.5, num_prompts=6), concurrency=3))
         elapsed = time.monotonic() - t0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     assert all(not r.ok and "read timeout" in r.error for r in run.results)
     assert elapsed < 0.5 * 2 + 3  # two waves of 3, each bounded by the read timeout
 
 
 def test_total_timeout_bounds_a_request_when_shorter_than_the_read_timeout():
-    port = free_port()
-    proc = start_subprocess(port, "--api-key", KEY, "--model", "tiny", "--stall-after", "5")
-    try:
+    with stand_in_server("--api-key", KEY, "--model", "tiny", "--stall-after", "5") as stalling:
         t0 = time.monotonic()
-        run = asyncio.run(run_point(cfg(f"http://127.0.0.1:{port}", timeout_s=0.7, read_timeout_s=30,
-                                        num_prompts=2), concurrency=2))
+        run = asyncio.run(run_point(cfg(stalling, timeout_s=0.7, read_timeout_s=30, num_prompts=2), concurrency=2))
         elapsed = time.monotonic() - t0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     assert all(not r.ok and "timed out after 0.7s" in r.error for r in run.results)
     assert elapsed < 3
 

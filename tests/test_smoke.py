@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from costing.check.fake_server import free_port, start_subprocess
+from tests.conftest import stand_in_server
+
+from costing.check.fake_server import free_port
 from costing.check.smoke import render, run_smoke
 
 KEY = "sk-test"
@@ -20,21 +22,15 @@ KEY = "sk-test"
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    proc = start_subprocess(port, "--api-key", KEY, "--model", "tiny")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with stand_in_server("--api-key", KEY, "--model", "tiny") as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")
 def open_server():
     """A server that accepts any request without a key."""
-    port = free_port()
-    proc = start_subprocess(port, "--model", "tiny")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with stand_in_server("--model", "tiny") as base_url:
+        yield base_url
 
 
 def by_name(checks):
@@ -81,15 +77,10 @@ def test_server_down_fails_every_check_quickly():
 
 
 def test_stream_that_stalls_mid_way_fails_within_the_timeout():
-    port = free_port()
-    proc = start_subprocess(port, "--api-key", KEY, "--model", "tiny", "--stall-after", "3")
-    try:
+    with stand_in_server("--api-key", KEY, "--model", "tiny", "--stall-after", "3") as stalling:
         t0 = time.monotonic()
-        c = by_name(run_smoke(f"http://127.0.0.1:{port}", KEY, timeout_s=1.5))
+        c = by_name(run_smoke(stalling, KEY, timeout_s=1.5))
         elapsed = time.monotonic() - t0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     assert not c["streamed chat"].ok and "stalled" in c["streamed chat"].detail
     assert c["chat completion"].ok  # not streamed: unaffected
     assert elapsed < 10
