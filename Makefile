@@ -17,7 +17,8 @@ vllm-venv: $(VLLM_STAMP)
 $(KIT_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[all,dev]'
+	$(BIN)/pip install -q -e '.[all,dev]' --config-settings editable_mode=compat
+	$(BIN)/python -m compileall -q costing > /dev/null
 	touch $@
 
 # vLLM for the CPU, in its own virtualenv (as the container image is on a cloud).

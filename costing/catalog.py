@@ -162,8 +162,11 @@ class Catalog:
     _alias: dict[str, str] = field(default_factory=dict)
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster, keeps `selfhost plan` instant
+
+
 def _read(name: str) -> dict[str, Any]:
-    return yaml.safe_load(resources.files("costing").joinpath("data", name).read_text())
+    return yaml.load(resources.files("costing").joinpath("data", name).read_text(), Loader=_LOADER)
 
 
 @lru_cache(maxsize=1)

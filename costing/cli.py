@@ -6,11 +6,16 @@ clients are imported inside the commands that need them.
 
 from __future__ import annotations
 
+import os
 import sys
 
-import typer
+# The kit uses no pydantic plugins; looking them up scans every installed distribution's entry points
+# (tens of ms with SkyPilot and Pulumi installed) on each start of `selfhost plan`.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-from costing.errors import UserError
+import typer  # noqa: E402
+
+from costing.errors import UserError  # noqa: E402
 
 app = typer.Typer(
     name="selfhost",
