@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from costing import readiness
 from costing.deploy import sky
 from costing.fit import FitRequest, fit_check
 from costing.spec import load_spec, spec_from_dict
@@ -115,9 +116,9 @@ def test_disk_and_initial_delay_grow_with_the_weights():
     big = sky.choose(spec_from_dict({"model": "llama-3.1-405b", "precision": "awq", "target": {"offer": "aws-p4d.24xlarge"}}))
     assert sky.disk_size_gb(big) > sky.disk_size_gb(small) > small.fit.weight_gib
     assert sky.disk_size_gb(big) > big.fit.weight_gib * 1.0737  # GB >= GiB of weights
-    assert sky.initial_delay_s(big.fit) > sky.initial_delay_s(small.fit) >= sky.ENGINE_START_S
+    assert sky.initial_delay_s(big.fit) > sky.initial_delay_s(small.fit) >= readiness.ENGINE_START_S
     # the download alone at the assumed throughput fits inside the delay
-    assert sky.initial_delay_s(big.fit) >= big.fit.weight_gib * 2**30 / sky.HF_DOWNLOAD_BYTES_PER_S
+    assert sky.initial_delay_s(big.fit) >= big.fit.weight_gib * 2**30 / readiness.HF_DOWNLOAD_BYTES_PER_S
 
 
 def test_probe_timeout_grows_with_the_model_per_gpu():

@@ -18,7 +18,8 @@ import yaml
 
 from costing.catalog import Offer, offers_for
 from costing.errors import UserError
-from costing.fit import GIB, FitResult
+from costing.fit import FitResult
+from costing.readiness import startup_allowance_s
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.target import Resolved, resolve
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, shell_command, vllm_serve_argv
@@ -34,10 +35,6 @@ SPEC_MARKER = "# selfhost-spec: "  # the header line that carries the spec a fil
 DEV_CLUSTER_MINUTES = 120
 # Disk: the weights plus headroom (costing.review.storage_gb_for) plus OS image, CUDA, torch and vLLM.
 SYSTEM_DISK_GB = 60
-# Readiness: a replica gets this long for setup-to-ready beyond downloading the weights (vLLM load,
-# torch.compile, CUDA graph capture), plus the download at a conservative Hugging Face throughput.
-ENGINE_START_S = 600
-HF_DOWNLOAD_BYTES_PER_S = 100e6
 # Probe timeout: a one-token probe may wait behind this many full chunked-prefill steps of a busy engine.
 PROBE_QUEUE_STEPS = 20
 PREFILL_MFU = 0.3
@@ -160,8 +157,7 @@ def disk_size_gb(choice: Choice) -> int:
 
 def initial_delay_s(fit: FitResult) -> int:
     """Seconds a new replica may take to answer: engine start plus downloading the weights."""
-    download = fit.weight_gib * GIB / HF_DOWNLOAD_BYTES_PER_S
-    return int(math.ceil((ENGINE_START_S + download) / 60) * 60)
+    return startup_allowance_s(fit.weight_gib)
 
 
 def probe_timeout_s(fit: FitResult) -> int:

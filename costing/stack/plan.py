@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from costing.errors import UserError
+from costing.readiness import startup_allowance_s
 from costing.spec import DeploymentSpec, load_spec
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, serve_args
 
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
-DOWNLOAD_GIB_PER_S = 0.1  # a conservative Hugging Face download rate for the readiness delay
-IMAGE_PULL_S = 300  # pulling the vllm/vllm-openai image (about 10 GB compressed)
+MAX_HEALTH_GRACE_S = 3600  # the longest initial delay the clouds' health checks accept
 
 # Config keys every stack reads (camelCase, as `pulumi config set` users expect).
 COMMON_KEYS = ("specFile", "name", "model", "precision", "pricing", "region", "maxModelLen", "maxNumSeqs",
@@ -43,8 +43,7 @@ class Readiness:
     @classmethod
     def for_weights(cls, port: int, weight_gib: float) -> "Readiness":
         """Long enough to pull the image and download the weights once, bounded to what clouds accept."""
-        delay = IMAGE_PULL_S + weight_gib / DOWNLOAD_GIB_PER_S + 120
-        return cls("/health", port, int(min(3600, max(600, math.ceil(delay / 60) * 60))))
+        return cls("/health", port, min(MAX_HEALTH_GRACE_S, startup_allowance_s(weight_gib)))
 
 
 @dataclass(frozen=True)
