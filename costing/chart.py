@@ -32,6 +32,7 @@ def cost_chart(review: CostReview, path: Path | str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     data = cost_curves(review)
     fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
@@ -40,13 +41,17 @@ def cost_chart(review: CostReview, path: Path | str) -> Path:
     ax.step(xs, data["selfhost_usd"], where="post", color="black", linewidth=2.5, label=label)
     for name, ys in data["api_usd"].items():
         ax.plot(xs, ys, linewidth=1.3, label=name)
-    for name, (x, y) in data["breakeven"].items():
+    marks = sorted(data["breakeven"].items(), key=lambda item: item[1][0])
+    for i, (name, (x, y)) in enumerate(marks):  # stagger the labels: break-evens often sit close together
         ax.plot([x], [y], marker="o", color="red", markersize=6)
-        ax.annotate(f"{x:,.0f}/day", (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7)
+        short = name if name.startswith("openai/") else name.split("/")[0]  # closed models: name the model
+        ax.annotate(f"{short}: {x:,.0f}/day", (x, y), textcoords="offset points",
+                    xytext=(6, 8 + 11 * i), fontsize=7, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
     ax.axvline(data["workload_requests_per_day"], color="grey", linestyle="--", linewidth=1, label="your workload")
     top = max(data["selfhost_usd"]) * 2.5
     ax.set_ylim(0, top)
     ax.set_xlim(0, xs[-1])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     ax.set_xlabel(f"requests/day ({review.workload.input_tokens} in + {review.workload.output_tokens} out tokens)")
     ax.set_ylabel("USD / month")
     ax.set_title(f"{review.fit.model.id} {review.fit.precision.id}: self-host vs pay-per-token")
