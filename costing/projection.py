@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from costing.calibration import Params, load_params
 from costing.fit import FitResult, kv_bytes_per_token_per_gpu, weight_bytes
 
-ENGINES = ("vllm", "trtllm")
+ENGINES = ("vllm", "vllm-v0", "trtllm")  # vllm: the V1 engine the kit deploys; vllm-v0: 0.4/0.5
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ def step_time_s(hw: Hardware, p: Params, batch: float, context: float, prefill_t
     if hw.pp > 1:  # activations handed to the next node once per stage boundary
         hop = (batch + prefill_tokens) * hw.hidden * 2
         comm += (hw.pp - 1) * (p.allreduce_latency_us * 1e-6 + hop / (hw.interconnect * p.allreduce_bw_eff))
-    overhead = p.step_overhead_ms * 1e-3 + p.seq_overhead_us * 1e-6 * (batch + prefill_tokens / max(prefill_len, 1.0))
+    step_ms = p.v1_step_overhead_ms if engine == "vllm" else p.step_overhead_ms
+    overhead = step_ms * 1e-3 + p.seq_overhead_us * 1e-6 * (batch + prefill_tokens / max(prefill_len, 1.0))
     total = gpu + comm + overhead
     return total / p.trtllm_speedup if engine == "trtllm" else total
 

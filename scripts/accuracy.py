@@ -44,7 +44,7 @@ def main() -> None:
               f"{_f(row.tpot_ms, '7.2f')} {_f(pred.tpot_ms if pred and row.tpot_ms else None, '6.1f')} "
               f"{_f(r['tpot_err'], '+6.0%')}  {note}")
     print()
-    groups = {"all rows": recs, "vLLM/NIM rows": [r for r in recs if r["row"].engine == "vllm"],
+    groups = {"all rows": recs, "vLLM/NIM rows": [r for r in recs if r["row"].engine == "vllm-v0"],
               "TensorRT-LLM rows": [r for r in recs if r["row"].engine == "trtllm"]}
     for name, rs in groups.items():
         tok = [r["tok_err"] for r in rs if r["tok_err"] is not None]

@@ -84,7 +84,7 @@ def test_fit_params_moves_parameters_toward_the_data(tmp_path):
                     "output_tokens", "concurrency", "request_rate", "output_tok_s", "request_s", "ttft_ms",
                     "tpot_ms", "e2e_s", "notes"])
         for c in (1, 2, 4, 8):
-            pr = project(f, 550, 150, c, truth)
+            pr = project(f, 550, 150, c, truth, engine="vllm-v0")  # the rows say vLLM 0.4.3
             w.writerow(["synthetic", "A10G-24GB", 1, "Meta-Llama-3-8B-Instruct", 8, "FP16", "vLLM 0.4.3", 550, 150,
                         c, "", pr.output_tokens_per_s, "", "", pr.tpot_ms, "", "tpot_ms column holds ITL"])
     fitted, info = fit_params(path, load_params(), names=["bw_eff"])

@@ -207,3 +207,15 @@ def test_slo_concurrency_meets_the_slo_or_is_one(dep, tin, tout, slo):
     assert p.p90_e2e_latency_s <= slo or p.concurrency == 1
     assert p.concurrency <= max(1, f.max_concurrent_seqs(tin + tout))
     assert not math.isnan(p.output_tokens_per_s)
+
+
+def test_the_deployed_engine_is_vllm_v1_with_its_own_step_overhead():
+    """The calibration rows are vLLM 0.4/0.5 (V0); deployments run V1, whose per-step overhead is apart."""
+    from costing.calibration import load_params
+
+    f = fit_check(FitRequest(model="llama-3.1-8b", gpu="A100"))
+    v1 = project(f, 1024, 128, 1)
+    v0 = project(f, 1024, 128, 1, engine="vllm-v0")
+    p = load_params()
+    assert v0.tpot_ms - v1.tpot_ms == pytest.approx(p.step_overhead_ms - p.v1_step_overhead_ms, rel=1e-6)
+    assert v1.assumptions["engine"] == "vllm" and "V0" in p.source_of("v1_step_overhead_ms")
