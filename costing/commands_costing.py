@@ -41,7 +41,7 @@ def _load_calibration(path: Optional[Path], fit):
     """Refit the projection from a `selfhost bench --output` JSON (None: the built-in calibration)."""
     if path is None:
         return None, None
-    from costing.calibration import refit_from_bench
+    from costing.bench_refit import refit_from_bench
 
     if not path.is_file():
         raise UserError(f"calibration file '{path}' not found", "pass the JSON written by `selfhost bench --output FILE`")

@@ -251,10 +251,9 @@ def fit_check(req: FitRequest) -> FitResult:
 
 def smallest_fit(req: FitRequest, counts: tuple[int, ...] = (1, 2, 4, 8)) -> FitResult:
     """The fit with the fewest GPUs of `req.gpu` (used when --gpus is not given)."""
-    last: Exception | None = None
     for n in counts:
         try:
             return _fit(replace(req, gpus=n))
-        except (_NoFit, UserError) as err:
-            last = err
-    return fit_check(replace(req, gpus=max(counts)))  # raises with alternatives
+        except (_NoFit, UserError):
+            continue
+    return fit_check(replace(req, gpus=max(counts)))  # raises the largest count's reason, with alternatives

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from costing.calibration import DEFAULT_CSV, errors, load_params, load_params_file, median_abs
+from costing.calibration import load_params, load_params_file
+from costing.published import DEFAULT_CSV, errors, median_abs
 
 
 def _f(v: float | None, fmt: str) -> str:

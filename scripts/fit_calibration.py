@@ -8,8 +8,8 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-from costing.calibration import (DEFAULT_CSV, FITTED, Params, errors, fit_params, median_abs,
-                                 save_params)
+from costing.calibration import FITTED, Params, save_params
+from costing.published import DEFAULT_CSV, errors, fit_params, median_abs
 
 SOURCES = {
     "v1_step_overhead_ms": "fixed, not fitted: the calibration rows are vLLM 0.4/0.5 (V0 engine); the V1 engine the "

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import stand_in_server
 
-from costing.calibration import bench_points
+from costing.bench_refit import bench_points
 from costing.check.bench import BenchConfig, point_metrics, run_point, run_sweep
 from costing.check.bench_math import Slo
 from costing.check.fake_server import free_port

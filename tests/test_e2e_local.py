@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from costing.calibration import bench_points
+from costing.bench_refit import bench_points
 from costing.check.fake_server import free_port
 
 pytestmark = pytest.mark.e2e

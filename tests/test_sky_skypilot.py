@@ -94,7 +94,7 @@ def skypilot(tmp_path_factory) -> dict:
 
 
 def _ours(path: Path):
-    from costing.deploy.sky import cheapest, choices, embedded_spec
+    from costing.deploy.sky import choices, embedded_spec
 
     spec = embedded_spec(path.read_text())
     return spec, choices(spec)

@@ -373,7 +373,7 @@ def header(spec: DeploymentSpec, found: list[Choice], service: bool, source: str
         lines.append(f"#     {c.fit.describe()}")
     if len(found) > 1:
         lines.append(f"#   cheapest (what SkyPilot picks and the cost review prices): {chosen.offer.id}")
-    lines += [f"# Launch: selfhost launch sky THIS_FILE  (cost review first), or by hand:",
+    lines += ["# Launch: selfhost launch sky THIS_FILE  (cost review first), or by hand:",
               f"#   {launch} THIS_FILE --secret {HF_TOKEN_ENV} --secret {API_KEY_ENV}",
               SPEC_MARKER + json.dumps(spec_data(spec), separators=(",", ":"), sort_keys=True)]
     return "\n".join(lines) + "\n"

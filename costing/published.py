@@ -1,0 +1,309 @@
+"""The published measurements (../shared/calibration/published-benchmarks.csv): read each row onto
+the catalog, predict it with the projection, fit the efficiency parameters (scipy, `make calibrate`)
+and report the errors (`make accuracy`)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from costing.calibration import FITTED, Params, load_params
+
+# ../shared/calibration next to the repository, or $SELFHOST_CALIBRATION_CSV
+DEFAULT_CSV = Path(os.environ.get("SELFHOST_CALIBRATION_CSV") or
+                   Path(__file__).resolve().parents[2] / "shared" / "calibration" / "published-benchmarks.csv")
+
+SHAREGPT_IN, SHAREGPT_OUT = 205, 204  # LambdaLabs README: ShareGPT prompts ~205 in / ~204 out on average
+VLLM_054_MAX_NUM_SEQS = 256  # vLLM 0.5.4 default max_num_seqs (LambdaLabs ran defaults)
+VLLM_054_BATCHED_TOKENS = 2048  # vLLM 0.5.4 without chunked prefill: max(max_model_len ~2000, 2048)
+# vLLM 0.4.3 (A10G rows) without chunked prefill: max_num_batched_tokens = max(max_model_len, 2048),
+# max_model_len = the model's 8,192 (its profiling run reserves activations for that many tokens)
+TRTLLM_MAX_BATCH = 2048  # trtllm-bench max-throughput runs: batch limit 2048-4096 (assumption: 2048)
+TRTLLM_MEMORY_FRACTION = 0.95  # TensorRT-LLM gives 90% of the memory left after weights to the KV cache
+TRTLLM_BATCHED_TOKENS = 8192  # trtllm-bench max_num_tokens
+
+GPU_NAMES = {  # CSV name -> (catalog name, override or None)
+    "A100-SXM-80GB": ("A100-80GB", None), "A100-SXM4-80GB": ("A100-80GB", None),
+    "A100-PCIe-80GB": ("A100-80GB", {"bandwidth_gbs": 1935.0, "interconnect_gbs": 32.0,
+                                      "source": "NVIDIA A100 PCIe 80GB datasheet: 1,935 GB/s; PCIe Gen4 x16 "
+                                                "(no NVLink assumed) - calibration-side override"}),
+    "H100-SXM-80GB": ("H100", None), "H100-80GB": ("H100", None),
+    "L40S-48GB": ("L40S", None), "A10G-24GB": ("A10G", None),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One published measurement, mapped onto the catalog."""
+
+    index: int  # 1-based data row in the CSV
+    source: str
+    gpu_raw: str
+    gpu: str
+    gpus: int
+    model: str
+    precision: str
+    engine: str  # vllm-v0 | trtllm (NIM runs TensorRT-LLM but is reported at vLLM's level; see notes)
+    engine_raw: str
+    input_tokens: int
+    output_tokens: int
+    concurrency: int | None  # closed-loop clients; None = max load (engine's admissible maximum)
+    burst: int | None  # N prompts sent at once (LambdaLabs), None otherwise
+    output_tok_s: float | None
+    tpot_ms: float | None
+    ttft_ms: float | None
+    e2e_s: float | None
+    tpot_kind: str | None
+    gpu_override: dict[str, Any] | None = None
+    fit_weight: float = 1.0  # 0 = shown in the accuracy report, left out of the fit
+    note: str = ""
+
+    def label(self) -> str:
+        return f"{self.gpus}x {self.gpu_raw} {self.model} {self.precision} {self.engine}"
+
+
+def map_model(name: str) -> str:
+    n = name.lower().replace("meta-llama-", "llama-").replace("hermes-3-", "")
+    m = re.search(r"llama-(3(?:\.\d)?)-(\d+)b", n)
+    if not m:
+        raise ValueError(f"unknown model name in calibration CSV: {name}")
+    return f"llama-{m.group(1)}-{m.group(2)}b"
+
+
+def map_precision(name: str) -> str:
+    return "fp8" if name.upper().startswith("FP8") else "bf16"
+
+
+def map_engine(name: str) -> str:
+    low = name.lower()
+    if low.startswith("nim"):
+        return "vllm-v0"  # NIM rows: same source measured within 3% of vLLM 0.4.3 at concurrency 1-16
+    # every vLLM row in the CSV is vLLM 0.4/0.5 (the V0 engine): its per-step overhead is fitted apart
+    # from the V1 engine's that the kit deploys (Params.v1_step_overhead_ms)
+    return "trtllm" if "tensorrt" in low else "vllm-v0"
+
+
+def _num(text: str) -> float | None:
+    text = (text or "").strip()
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
+    rows = []
+    with open(path, newline="") as fh:
+        for k, r in enumerate(csv.DictReader(fh), start=1):
+            gpu, override = GPU_NAMES[r["gpu"].strip()]
+            engine_raw = r["engine"].strip()
+            conc_text = r["concurrency"].strip().lower()
+            burst = None
+            conc: int | None = None
+            m = re.match(r"(\d+) prompts", conc_text)
+            if m:
+                burst = int(m.group(1))
+            elif conc_text.isdigit():
+                conc = int(conc_text)
+            i, o = _num(r["input_tokens"]), _num(r["output_tokens"])
+            weight, note = 1.0, ""
+            if burst:
+                i, o = i or SHAREGPT_IN, o or SHAREGPT_OUT
+            if not conc_text:
+                weight, note = 0.0, "batch size not stated (user report): projected at max load, left out of the fit"
+            tpot_kind = None
+            if _num(r["tpot_ms"]) is not None:
+                notes = r["notes"]
+                tpot_kind = ("ITL" if "column holds ITL" in notes else "median TPOT" if "TPOT median" in notes
+                             else "per-output-token latency")
+            rows.append(Row(
+                index=k, source=r["source"], gpu_raw=r["gpu"].strip(), gpu=gpu, gpus=int(r["gpu_count"]),
+                model=map_model(r["model"]), precision=map_precision(r["precision"]),
+                engine=map_engine(engine_raw), engine_raw=engine_raw,
+                input_tokens=int(i), output_tokens=int(o), concurrency=conc, burst=burst,
+                output_tok_s=_num(r["output_tok_s"]), tpot_ms=_num(r["tpot_ms"]), ttft_ms=_num(r["ttft_ms"]),
+                e2e_s=_num(r["e2e_s"]), tpot_kind=tpot_kind, gpu_override=override,
+                fit_weight=weight, note=note))
+    return rows
+
+
+def fit_for_row(row: Row):
+    """The FitResult the projection runs on for a row (None when fit.py says it does not fit)."""
+    from costing.catalog import get_gpu, get_model
+    from costing.errors import UserError
+    from costing.fit import FitRequest, fit_check
+
+    trt = row.engine == "trtllm"
+    req = FitRequest(
+        model=row.model, precision=row.precision, gpu=row.gpu, gpus=row.gpus,
+        gpu_memory_utilization=TRTLLM_MEMORY_FRACTION if trt else 0.90,
+        max_num_seqs=VLLM_054_MAX_NUM_SEQS,
+        max_num_batched_tokens=TRTLLM_BATCHED_TOKENS if trt else (
+            VLLM_054_BATCHED_TOKENS if row.burst else max(2048, get_model(row.model).max_context)),
+        kv_cache_dtype="fp8" if trt and row.precision == "fp8" else "auto",
+        seq_len=row.input_tokens + row.output_tokens)
+    try:
+        fit = fit_check(req)
+    except UserError:
+        return None
+    if row.gpu_override:
+        gpu = replace(get_gpu(row.gpu), **{k: v for k, v in row.gpu_override.items() if k != "source"},
+                      source=row.gpu_override["source"])
+        fit = replace(fit, gpu=gpu)
+    if trt:
+        fit = replace(fit, settings=replace(fit.settings, max_num_seqs=TRTLLM_MAX_BATCH))
+    return fit
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicting a row
+
+@dataclass(frozen=True)
+class Predicted:
+    output_tok_s: float
+    tpot_ms: float
+    ttft_ms: float
+    e2e_s: float
+    concurrency: float
+
+
+def sharegpt_output_lengths(n: int, mean: float = SHAREGPT_OUT, longest: int = 1843) -> list[int]:
+    """Deterministic stand-in for ShareGPT output lengths: quantiles of an exponential distribution
+    with the published mean (heavy right tail), in a fixed shuffled order."""
+    lens = [max(2, min(longest, round(-mean * math.log(1 - (k + 0.5) / n)))) for k in range(n)]
+    random.Random(0).shuffle(lens)
+    return lens
+
+
+def simulate_burst(fit, params, n: int, input_tokens: int, mean_output: int, engine: str = "vllm-v0") -> Predicted:
+    """vLLM 0.5.4's benchmark_serving with `n` prompts sent at once (request rate inf): the scheduler
+    admits up to the admissible concurrency, runs prefill-only steps (max_num_batched_tokens of
+    prompts) whenever a slot is free, otherwise decode steps; throughput = tokens / makespan."""
+    import heapq
+
+    from costing.projection import Hardware, step_time_s
+
+    hw = Hardware.of(fit)
+    outs = sharegpt_output_lengths(n, mean_output)
+    slots = max(1, fit.max_concurrent_seqs(input_tokens + mean_output))
+    per_step = max(1, fit.settings.max_num_batched_tokens // input_tokens)
+    ctx = input_tokens + mean_output / 2
+    t, decoded = 0.0, 0  # decoded: decode steps so far (each running request advances one token)
+    heap: list[tuple[int, int]] = []  # (decode-step count at which the request finishes, request)
+    waiting = list(range(n))[::-1]
+    ttft, finish = [0.0] * n, [0.0] * n
+    while waiting or heap:
+        if waiting and len(heap) < slots:
+            k = min(per_step, slots - len(heap), len(waiting))
+            t += step_time_s(hw, params, 0, ctx, k * input_tokens, input_tokens, engine)
+            for _ in range(k):
+                r = waiting.pop()
+                ttft[r] = t
+                if outs[r] <= 1:
+                    finish[r] = t
+                else:
+                    heapq.heappush(heap, (decoded + outs[r] - 1, r))
+            continue
+        steps = heap[0][0] - decoded
+        t += steps * step_time_s(hw, params, len(heap), ctx, 0, input_tokens, engine)
+        decoded += steps
+        while heap and heap[0][0] == decoded:
+            _, r = heapq.heappop(heap)
+            finish[r] = t
+    tpots = sorted((finish[r] - ttft[r]) / (outs[r] - 1) for r in range(n) if outs[r] > 1)
+    return Predicted(output_tok_s=sum(outs) / t, tpot_ms=1e3 * tpots[len(tpots) // 2],
+                     ttft_ms=1e3 * sum(ttft) / n, e2e_s=sum(finish) / n, concurrency=float(slots))
+
+
+def predict(row: Row, fit, params: Params) -> Predicted:
+    from costing.projection import admissible, project
+
+    if row.burst:
+        return simulate_burst(fit, params, row.burst, row.input_tokens, row.output_tokens, row.engine)
+    conc = row.concurrency or max(1, admissible(fit, row.input_tokens, row.output_tokens))
+    pr = project(fit, row.input_tokens, row.output_tokens, conc, params, engine=row.engine)
+    return Predicted(pr.output_tokens_per_s, pr.tpot_ms, pr.ttft_ms, pr.e2e_latency_s, pr.concurrency)
+
+
+def prepared_rows(path: str | Path = DEFAULT_CSV) -> list[tuple[Row, Any]]:
+    return [(row, fit_for_row(row)) for row in read_rows(path)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting (scipy, only under `make calibrate`)
+
+def _residuals(items, params: Params, names: list[str], x) -> list[float]:
+    p = replace(params, **dict(zip(names, (float(v) for v in x))))
+    out = []
+    for row, fit, w_tok, w_tpot in items:
+        pred = predict(row, fit, p)
+        if row.output_tok_s and w_tok:
+            out.append(w_tok * math.log(pred.output_tok_s / row.output_tok_s))
+        if row.tpot_ms and w_tpot:
+            out.append(w_tpot * math.log(pred.tpot_ms / row.tpot_ms))
+    return out
+
+
+def group_weights(rows: Iterable[Row]) -> dict[str, float]:
+    """Per-row weight so vLLM-family rows (the engine the kit deploys) and TensorRT-LLM vendor tables
+    count equally in the fit, however many rows each has."""
+    rows = list(rows)
+    counts = {e: sum(1 for r in rows if r.engine == e and r.fit_weight) for e in ("vllm-v0", "trtllm")}
+    return {e: math.sqrt(max(counts.values()) / c) if c else 0.0 for e, c in counts.items()}
+
+
+def fit_params(path: str | Path = DEFAULT_CSV, start: Params | None = None,
+               names: list[str] | None = None) -> tuple[Params, dict[str, Any]]:
+    """Least squares on log errors (soft-L1, so a few outliers do not drag the fit) of output tok/s
+    and TPOT over every usable row."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    start = start or Params()
+    names = names or list(FITTED)
+    prepared = prepared_rows(path)
+    usable = [(r, f) for r, f in prepared if f is not None and r.fit_weight > 0]
+    gw = group_weights(r for r, _ in usable)
+    items = [(r, f, gw[r.engine], gw[r.engine]) for r, f in usable]
+    lo = np.array([FITTED[n][0] for n in names])
+    hi = np.array([FITTED[n][1] for n in names])
+    x0 = np.clip(np.array([getattr(start, n) for n in names], dtype=float), lo, hi)
+    res = least_squares(lambda x: np.array(_residuals(items, start, names, x)), x0, bounds=(lo, hi),
+                        loss="soft_l1", f_scale=0.15, x_scale="jac", diff_step=1e-3, max_nfev=400)
+    fitted = replace(start, **{n: float(round(v, 5)) for n, v in zip(names, res.x)})
+    info = {"rows_in_csv": len(prepared), "rows_fitted": len(usable),
+            "rows_skipped_no_fit": [r.index for r, f in prepared if f is None],
+            "rows_left_out": [r.index for r, f in prepared if f is not None and not r.fit_weight],
+            "group_weights": gw, "cost": float(res.cost), "nfev": int(res.nfev), "status": int(res.status)}
+    return fitted, info
+
+
+def errors(path: str | Path = DEFAULT_CSV, params: Params | None = None) -> list[dict[str, Any]]:
+    """Every row: measured, projected and relative error of output tok/s and TPOT."""
+    p = params or load_params()
+    out = []
+    for row, fit in prepared_rows(path):
+        rec: dict[str, Any] = {"row": row, "fit": fit, "pred": None, "tok_err": None, "tpot_err": None}
+        if fit is not None:
+            pred = predict(row, fit, p)
+            rec["pred"] = pred
+            if row.output_tok_s:
+                rec["tok_err"] = pred.output_tok_s / row.output_tok_s - 1
+            if row.tpot_ms:
+                rec["tpot_err"] = pred.tpot_ms / row.tpot_ms - 1
+        out.append(rec)
+    return out
+
+
+def median_abs(values: Iterable[float | None]) -> float | None:
+    xs = sorted(abs(v) for v in values if v is not None)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
