@@ -160,7 +160,10 @@ def test_up_with_given_key_and_table_output(fake_env):
     up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(free_port()), "--api-key", "mykey")
     try:
         assert up.returncode == 0, up.stderr
-        assert "api key: mykey" in up.stdout and "CPU adjustment:" in up.stdout and "--enforce-eager" in up.stdout
+        assert "mykey" not in up.stdout + up.stderr  # the key is never printed in table mode: it is in the state file
+        assert "api key: `api_key` in " in up.stdout and "CPU adjustment:" in up.stdout and "--enforce-eager" in up.stdout
+        state = json.loads((Path(env["SELFHOST_SCRATCH"]) / "local" / "state.json").read_text())
+        assert state["api_key"] == "mykey"
     finally:
         run_cli(env, "down", "local")
 

@@ -43,6 +43,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
         if fmt not in ("table", "json"):
             raise UserError(f"unknown --format {fmt}", "use table or json")
         settings = _settings(spec)
+        target.check_can_start(model_path, port or settings.port)
         if fmt == "table":
             print("starting vLLM on the CPU (ready in about 40 s)...", file=sys.stderr)
         try:
@@ -55,12 +56,12 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
             print(json.dumps(server.to_dict(), indent=2))
             return
         print(f"local vLLM server ready: {server.url} (PID {server.pid}), model {server.model}")
-        print(f"api key: {server.api_key}")
+        print(f"api key: `api_key` in {target.state_file()} (mode 600); `--format json` prints it for scripts")
         print(f"command: {shell_command(server.argv)}")
         for note in server.notes:
             print(f"CPU adjustment: {note}")
         print(f"log: {server.log}")
-        print(f"next: selfhost smoke {server.url} --api-key {server.api_key}; stop: selfhost down local")
+        print(f"next: selfhost smoke {server.url} --api-key KEY (the api_key above); stop: selfhost down local")
 
     @down_app.command("local")
     def down_local() -> None:

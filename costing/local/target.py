@@ -183,20 +183,25 @@ class ServerFailed(UserError):
         self.log_tail = _log_tail(log)
 
 
-def start(settings: VllmSettings, *, model_dir: Path | None = None, port: int = 8000, api_key: str | None = None,
-          kv_cache_gib: float = 1.0, timeout_s: float = 300.0) -> LocalServer:
-    """Start vLLM on the CPU and wait until it answers /health. Refuses if one is already running."""
+def check_can_start(model_dir: Path | str | None, port: int) -> None:
+    """The cheap refusals, before anything is started: a server already up, a busy port, a bad --model-path."""
     state = read_state()
     if state and _alive(state["pid"]):
         raise UserError(f"a local server is already running (PID {state['pid']}, {state['url']})",
                         "stop it with `selfhost down local`")
     if not _port_free(port):
         raise UserError(f"port {port} on 127.0.0.1 is in use", "pass --port with a free port")
+    if model_dir is not None and not Path(model_dir).is_dir():
+        raise UserError(f"--model-path {model_dir} is not a directory", "give a local Hugging Face checkpoint directory")
+
+
+def start(settings: VllmSettings, *, model_dir: Path | None = None, port: int = 8000, api_key: str | None = None,
+          kv_cache_gib: float = 1.0, timeout_s: float = 300.0) -> LocalServer:
+    """Start vLLM on the CPU and wait until it answers /health. Refuses if one is already running."""
+    check_can_start(model_dir, port)
     python = vllm_python()
     if model_dir is None:
         model_dir = ensure_tiny_model(python)
-    elif not Path(model_dir).is_dir():
-        raise UserError(f"--model-path {model_dir} is not a directory", "give a local Hugging Face checkpoint directory")
     model_dir = Path(model_dir).resolve()
     local, notes = cpu_adjustments(settings, model_dir, port)
     argv = local_argv(local, model_dir, python)
