@@ -282,6 +282,7 @@ def test_launch_without_secrets_launches_nothing(tmp_path):
                   env={"HF_TOKEN": "hf_x"})
     assert out.returncode == 2
     assert "VLLM_API_KEY" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.stdout == ""  # refused before the review is printed
     assert not (tmp_path / ".selfhost").exists()
 
 

@@ -136,10 +136,13 @@ def plan_launch(spec: DeploymentSpec, *, rendered: tuple[str, Path] | None = Non
 
 def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
     """Print the review and the command; unless dry_run, check secrets and SkyPilot's parser, then run it."""
+    missing = missing_secrets()
+    if missing and not dry_run:  # refuse before printing anything: one line, nothing launched
+        raise UserError(f"{' and '.join(missing)} not set in the environment; nothing was launched",
+                        f"export {' '.join(f'{m}=...' for m in missing)} (SkyPilot passes them as secrets)")
     echo(plan.review.render("table").rstrip("\n"))
     for note in plan.notes:
         echo(note)
-    missing = missing_secrets()
     if dry_run:
         if missing:
             echo(f"note: set {', '.join(missing)} in the environment before launching")
@@ -148,9 +151,6 @@ def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
         echo("  " + shlex.join(plan.command))
         echo(f"then: {endpoint_hint(plan)}")
         return 0
-    if missing:
-        raise UserError(f"{' and '.join(missing)} not set in the environment; nothing was launched",
-                        f"export {' '.join(f'{m}=...' for m in missing)} (SkyPilot passes them as secrets)")
     validate_with_skypilot(plan.yaml_text, plan.service)
     _write(plan)
     cmd = [sky_executable(), *plan.command[1:]]
