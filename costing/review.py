@@ -13,7 +13,6 @@ from costing.spec import DeploymentSpec, WorkloadSpec
 from costing.spend import (BreakEven, Traffic, break_even, hours_per_month, monthly_usd,
                            replicas_needed, usd_per_million)
 from costing.target import Resolved, resolve
-from costing.vllm_args import shell_command, vllm_serve_argv
 
 SCHEMA = "selfhost.review/v1"
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
@@ -66,7 +65,7 @@ class CostReview:
         return report.render(self, fmt)
 
 
-def default_workload(spec: DeploymentSpec) -> WorkloadSpec:
+def require_workload(spec: DeploymentSpec) -> WorkloadSpec:
     if spec.workload is None:
         raise UserError("no workload given", "pass --requests-per-day, --input-tokens and --output-tokens "
                         "(or a `workload:` section in the spec)")
@@ -83,7 +82,7 @@ def storage_gb_for(spec: DeploymentSpec, weight_gib: float) -> float:
 def cost_review(spec: DeploymentSpec, *, params: "proj.Params | None" = None,
                 calibration: str | None = None, resolved: Resolved | None = None) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input or a model that doesn't fit."""
-    workload = default_workload(spec)
+    workload = require_workload(spec)
     resolved = resolved or resolve(spec)
     fit = resolved.fit
     I, O = workload.input_tokens, workload.output_tokens
@@ -130,7 +129,3 @@ def enforce_budget(review: CostReview, max_monthly_usd: float | None = None) -> 
                          f"{review.offer.id if review.offer else review.fit.gpu.name} exceeds the budget of ${budget:,.2f}",
                          "raise --max-monthly-usd, lower the traffic, or pick a cheaper offer/pricing "
                          "(see `selfhost compare`)")
-
-
-def vllm_command(review: CostReview) -> str:
-    return shell_command(vllm_serve_argv(review.fit.settings, api_key_ref=True))

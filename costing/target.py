@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from costing.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
 from costing.errors import UserError
@@ -76,14 +76,3 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
         return Resolved(spec, fit, None, None)
     offer = min(offers, key=lambda o: o.price(t.pricing).usd_per_hour)
     return Resolved(spec, fit, offer, price_of(offer, t.pricing))
-
-
-def with_target(spec: DeploymentSpec, **target) -> DeploymentSpec:
-    return spec.model_copy(update={"target": replace_model(spec.target, **target)})
-
-
-def replace_model(model, **changes):
-    return model.model_copy(update=changes)
-
-
-__all__ = ["Resolved", "resolve", "fit_request", "price_of", "with_target", "replace"]
