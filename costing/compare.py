@@ -6,9 +6,9 @@ import io
 import json
 from dataclasses import dataclass
 
-from costing.catalog import catalog
+from costing.catalog import catalog, get_model
 from costing.errors import UserError
-from costing.review import CostReview, cost_review
+from costing.review import CostReview, cost_review, require_workload
 from costing.spec import DeploymentSpec
 
 
@@ -20,6 +20,8 @@ class Skipped:
 
 def compare_offers(spec: DeploymentSpec) -> tuple[list[CostReview], list[Skipped]]:
     """Cost reviews of every offer (on spec.target.cloud when given) that fits; the rest with the reason."""
+    get_model(spec.model)  # errors common to every offer are raised once, here;
+    require_workload(spec)  # any UserError below is about that offer alone
     reviews: list[CostReview] = []
     skipped: list[Skipped] = []
     for offer in catalog().offers.values():
@@ -30,8 +32,6 @@ def compare_offers(spec: DeploymentSpec) -> tuple[list[CostReview], list[Skipped
         try:
             reviews.append(cost_review(candidate))
         except UserError as err:
-            if "unknown" in err.problem or "no workload" in err.problem or "no model" in err.problem:
-                raise
             skipped.append(Skipped(offer.id, err.problem))
     reviews.sort(key=lambda r: (r.slo_met is False, r.monthly_usd))
     return reviews, skipped

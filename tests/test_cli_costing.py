@@ -42,6 +42,9 @@ def _one_line_error(result, *needles):
     (["estimate", "--model", "llama-3.1-8b", "--gpu", "A40", "--input-tokens", "100", "--output-tokens", "10"],
      ["--concurrency"]),
     (["plan", "--spec", "nope.yaml"], ["not found"]),
+    (["compare", "--model", "llama-9", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1"],
+     ["unknown model"]),
+    (["compare", "--model", "llama-3.1-8b"], ["no workload"]),
     (["plan", *PLAN[1:], "--format", "html"], ["unknown format"]),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(selfhost, args, needles):
