@@ -14,6 +14,17 @@ from costing.stack.offline import (AMI, EIP, GCP_IP, Recorder, ensure_event_loop
                                    run)
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}  # the stacks' example config
+
+
+def expected(cloud: str, model: str, offer: str, pricing: str, precision: str = "bf16"):
+    """The spec and fit the cost review gives the same deployment: what a stack must deploy."""
+    from costing.spec import spec_from_dict
+    from costing.target import resolve
+
+    spec = spec_from_dict({"model": model, "precision": precision, "workload": WORKLOAD,
+                           "target": {"cloud": cloud, "offer": offer, "pricing": pricing, "replicas": 1}})
+    return spec, resolve(spec).fit
 
 
 def refused(build: Callable[[dict], dict], config: dict[str, Any]) -> tuple[Recorder, Exception]:

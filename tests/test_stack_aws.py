@@ -6,29 +6,20 @@ import base64
 import json
 
 import pytest
-from stack_mocks import AMI, EIP, example_config, is_secret, plain, refused, run, run_program
+from stack_mocks import AMI, EIP, example_config, expected, is_secret, plain, refused, run, run_program
 
 from costing.cloud.aws import GPU_AMI_PARAMETERS
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
-from costing.spec import spec_from_dict
 from costing.stack import aws
 from costing.stack.boot import exec_start_argv
-from costing.target import resolve
 from costing.vllm_args import VLLM_IMAGE, serve_args
 
-WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}
 BASE = {"model": "llama-3.1-8b", "instanceType": "g5.xlarge", "pricing": "spot", "allowedCidrs": ["203.0.113.0/24"],
         "requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250",
         "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
-
-
-def expected(model: str, offer: str, pricing: str, precision: str = "bf16"):
-    spec = spec_from_dict({"model": model, "precision": precision, "workload": WORKLOAD,
-                           "target": {"cloud": "aws", "offer": offer, "pricing": pricing, "replicas": 1}})
-    return spec, resolve(spec).fit
 
 
 def user_data(mocks) -> str:
@@ -37,7 +28,7 @@ def user_data(mocks) -> str:
 
 def test_spot_group_runs_the_costed_container_securely():
     mocks, out = run(aws.build, BASE)
-    spec, fit = expected("llama-3.1-8b", "aws-g5.xlarge", "spot")
+    spec, fit = expected("aws", "llama-3.1-8b", "aws-g5.xlarge", "spot")
     lt = mocks.one(LT)
     assert lt["instanceType"] == "g5.xlarge" and fit.gpus_per_node == 1
     # GPU AMI from AWS's public SSM parameter
@@ -88,7 +79,7 @@ def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
               "reserveCapacity": "true", "availabilityZone": "us-east-1a", "apiKey": None, "hfToken": None,
               "apiKeySecretArn": arn_key, "hfTokenSecretArn": arn_hf}
     mocks, out = run(aws.build, {k: v for k, v in config.items() if v is not None})
-    _, fit = expected("llama-3.1-70b", "aws-p4d.24xlarge", "reserved-1y")
+    _, fit = expected("aws", "llama-3.1-70b", "aws-p4d.24xlarge", "reserved-1y")
     odcr = mocks.one("aws:ec2/capacityReservation:CapacityReservation")
     assert odcr["instanceType"] == "p4d.24xlarge" and odcr["availabilityZone"] == "us-east-1a"
     assert odcr["instanceCount"] == 1

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from stack_mocks import GCP_IP, example_config, is_secret, plain, refused, run, run_program
+from stack_mocks import GCP_IP, example_config, expected, is_secret, plain, refused, run, run_program
 
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
-from costing.spec import spec_from_dict
 from costing.stack import gcp
 from costing.stack.boot import exec_start_argv
-from costing.target import resolve
 from costing.vllm_args import VLLM_IMAGE, serve_args
 
-WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}
 BASE = {"model": "llama-3.1-8b", "machineType": "g2-standard-8", "pricing": "spot",
         "allowedCidrs": ["203.0.113.0/24", "2001:db8::/32"], "requestsPerDay": "3000", "inputTokens": "1000",
         "outputTokens": "250", "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
@@ -22,15 +19,9 @@ MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 FIREWALL = "gcp:compute/firewall:Firewall"
 
 
-def expected(model: str, offer: str, pricing: str, precision: str = "bf16"):
-    spec = spec_from_dict({"model": model, "precision": precision, "workload": WORKLOAD,
-                           "target": {"cloud": "gcp", "offer": offer, "pricing": pricing, "replicas": 1}})
-    return spec, resolve(spec).fit
-
-
 def test_spot_group_of_one_with_autohealing_runs_the_costed_container():
     mocks, out = run(gcp.build, BASE)
-    spec, fit = expected("llama-3.1-8b", "gcp-g2-standard-8", "spot")
+    spec, fit = expected("gcp", "llama-3.1-8b", "gcp-g2-standard-8", "spot")
     template = mocks.one(TEMPLATE)
     # g2 bundles its L4s: the machine type carries the GPUs, no accelerator block
     assert template["machineType"] == "g2-standard-8" and fit.gpus_per_node == 1
@@ -78,7 +69,7 @@ def test_standard_provisioning_is_one_vm_on_the_static_address():
     config = {**BASE, "model": "llama-3.1-70b", "precision": "fp8", "machineType": "g2-standard-48",
               "pricing": "on-demand"}
     mocks, out = run(gcp.build, config)
-    _, fit = expected("llama-3.1-70b", "gcp-g2-standard-48", "on-demand", "fp8")
+    _, fit = expected("gcp", "llama-3.1-70b", "gcp-g2-standard-48", "on-demand", "fp8")
     vm = mocks.one("gcp:compute/instance:Instance")
     assert vm["machineType"] == "g2-standard-48" and fit.gpus_per_node == 4
     assert vm["scheduling"]["provisioningModel"] == "STANDARD" and vm["scheduling"]["automaticRestart"] is True
