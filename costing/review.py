@@ -87,11 +87,8 @@ def cost_review(spec: DeploymentSpec, *, params: "proj.Params | None" = None,
     fit = resolved.fit
     I, O = workload.input_tokens, workload.output_tokens
     slo = spec.slo.p90_latency_s
-    if slo:
-        point = proj.slo_concurrency(fit, I, O, slo, params=params)
-    else:
-        point = proj.max_throughput(fit, I, O, params=params)
     full = proj.max_throughput(fit, I, O, params=params)
+    point = proj.slo_concurrency(fit, I, O, slo, params=params) if slo else full
     traffic = Traffic.of(workload, spec.schedule)
     needed = replicas_needed(traffic.peak_requests_per_s, point.requests_per_s)
     replicas = spec.target.replicas or needed
