@@ -18,7 +18,7 @@ $(KIT_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[all,dev]' --config-settings editable_mode=compat
-	$(BIN)/python -m compileall -q costing > /dev/null
+	$(BIN)/python -m compileall -q costing selfhost > /dev/null
 	touch $@
 
 # vLLM for the CPU, in its own virtualenv (as the container image is on a cloud).
@@ -55,7 +55,7 @@ bench: $(KIT_STAMP) $(VLLM_STAMP) $(GUIDELLM_STAMP)
 accuracy: $(KIT_STAMP)
 	$(BIN)/python scripts/accuracy.py
 
-# Refit the projection's efficiency parameters from ../shared/calibration (writes costing/data/calibration.json).
+# Refit the projection's efficiency parameters from costing/data/published-benchmarks.csv (writes costing/data/calibration.json).
 calibrate: $(KIT_STAMP)
 	$(BIN)/python scripts/fit_calibration.py
 

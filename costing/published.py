@@ -1,4 +1,5 @@
-"""The published measurements (../shared/calibration/published-benchmarks.csv): read each row onto
+"""The published measurements (costing/data/published-benchmarks.csv, sources in
+published-benchmarks.md): read each row onto
 the catalog, predict it with the projection, fit the efficiency parameters (scipy, `make calibrate`)
 and report the errors (`make accuracy`)."""
 
@@ -15,9 +16,9 @@ from typing import Any, Iterable
 
 from costing.calibration import FITTED, Params, load_params
 
-# ../shared/calibration next to the repository, or $SELFHOST_CALIBRATION_CSV
+# The project's own copy (package data), or $SELFHOST_CALIBRATION_CSV
 DEFAULT_CSV = Path(os.environ.get("SELFHOST_CALIBRATION_CSV") or
-                   Path(__file__).resolve().parents[2] / "shared" / "calibration" / "published-benchmarks.csv")
+                   Path(__file__).resolve().parent / "data" / "published-benchmarks.csv")
 
 SHAREGPT_IN, SHAREGPT_OUT = 205, 204  # LambdaLabs README: ShareGPT prompts ~205 in / ~204 out on average
 VLLM_054_MAX_NUM_SEQS = 256  # vLLM 0.5.4 default max_num_seqs (LambdaLabs ran defaults)

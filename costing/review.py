@@ -12,7 +12,7 @@ from costing.errors import OverBudget, UserError
 from costing.spec import DeploymentSpec, WorkloadSpec
 from costing.spend import (BreakEven, Traffic, break_even, hours_per_month, monthly_usd,
                            replicas_needed, usd_per_million)
-from costing.target import Resolved, resolve
+from costing.resolve import Resolved, resolve
 
 SCHEMA = "selfhost.review/v1"
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack

@@ -1,4 +1,4 @@
-"""`make accuracy`: the projection against every calibration row (../shared/calibration):
+"""`make accuracy`: the projection against every calibration row (costing/data/published-benchmarks.csv):
 measured, projected and relative error of output tokens/s and TPOT, then the median absolute errors.
 
 LambdaLabs rows (N prompts sent at once) are projected by simulating that burst with the same

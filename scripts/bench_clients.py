@@ -1,5 +1,5 @@
 """Client throughput side by side: our bench client, `vllm bench serve` and GuideLLM, each on ONE core,
-against the same local streaming stand-in (costing/check/fake_server.py) pinned to another core.
+against the same local streaming stand-in (tests/fake_vllm_server.py) pinned to another core.
 
 The stand-in emits 256-token streams faster than any client reads them, so the figure is the
 client's own ceiling: streamed output tokens per second. Run by `make bench`:
@@ -31,8 +31,8 @@ TARGET_TOKENS_PER_S = 60_000
 
 OURS = """
 import asyncio, json, sys
-from costing.check.bench import BenchConfig, run_point, point_metrics
-from costing.check.bench_math import Slo
+from selfhost.check.bench import BenchConfig, run_point, point_metrics
+from selfhost.check.bench_math import Slo
 url, c, n, i, o = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 cfg = BenchConfig(url=url, api_key=None, model="fake", input_tokens=i, output_tokens=o, num_prompts=n)
 asyncio.run(run_point(BenchConfig(url=url, api_key=None, model="fake", input_tokens=i, output_tokens=o, num_prompts=c), concurrency=c))  # warm-up
@@ -112,7 +112,7 @@ def main() -> int:
     a = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from costing.local.target import ensure_tiny_model
+    from selfhost.local.server import ensure_tiny_model
 
     cores = sorted(os.sched_getaffinity(0))
     client_core, server_core = (cores[0], cores[1]) if len(cores) >= 2 else (None, None)
@@ -121,7 +121,7 @@ def main() -> int:
     tokenizer = ensure_tiny_model()  # vllm bench serve and GuideLLM need a tokenizer (the tiny model's)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "costing.check.fake_server", "--port", str(port),
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_vllm_server.py"), "--port", str(port),
                                "--slice-events", str(a.slice_events)], cwd=ROOT,
                               preexec_fn=pinned(server_core), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -1,4 +1,4 @@
-"""`make calibrate`: fit the projection's efficiency parameters on ../shared/calibration and write
+"""`make calibrate`: fit the projection's efficiency parameters on costing/data/published-benchmarks.csv and write
 costing/data/calibration.json with provenance (rows, date, fit error)."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from costing.deploy.sky import cheapest, choices, render_spec_file
+from selfhost.skypilot.render import cheapest, choices, render_spec_file
 from costing.review import cost_review
 from costing.spec import load_spec
 

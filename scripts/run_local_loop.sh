@@ -28,7 +28,7 @@ $SELFHOST smoke "$URL" --api-key "$KEY" --model "$MODEL"
 read -r IN_TOK OUT_TOK MODEL_ID GPU GPUS PREC < <($PY - "$SPEC" <<'PYEOF'
 import sys
 from costing.spec import load_spec
-from costing.target import resolve
+from costing.resolve import resolve
 s = load_spec(sys.argv[1]); f = resolve(s, need_offer=False).fit
 w = s.workload
 print(w.input_tokens if w else 1000, w.output_tokens if w else 250, s.model, f.gpu.name, f.total_gpus, s.precision)

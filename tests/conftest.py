@@ -12,7 +12,7 @@ import contextlib
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SELFHOST = [sys.executable, "-m", "costing.cli"]
+SELFHOST = [sys.executable, "-m", "selfhost.cli"]
 
 
 def run_selfhost(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -28,8 +28,8 @@ def selfhost():
 
 @contextlib.contextmanager
 def stand_in_server(*args: str):
-    """The local OpenAI-compatible stand-in (costing/check/fake_server.py) on 127.0.0.1, stopped by PID."""
-    from costing.check.fake_server import free_port, start_subprocess
+    """The local OpenAI-compatible stand-in (tests/fake_vllm_server.py) on 127.0.0.1, stopped by PID."""
+    from fake_vllm_server import free_port, start_subprocess
 
     port = free_port()
     proc = start_subprocess(port, *args)

@@ -1,4 +1,4 @@
-"""Helpers for the stack tests: the kit's Recorder (costing.stack.offline) plus refusal and program runners."""
+"""Helpers for the stack tests: the kit's Recorder (selfhost.stack.preview) plus refusal and program runners."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pulumi
 import yaml
 
-from costing.stack.offline import (AMI, EIP, GCP_IP, Recorder, ensure_event_loop, is_secret, plain,  # noqa: F401
+from selfhost.stack.preview import (AMI, EIP, GCP_IP, Recorder, ensure_event_loop, is_secret, plain,  # noqa: F401
                                    run)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250
 def expected(cloud: str, model: str, offer: str, pricing: str, precision: str = "bf16"):
     """The spec and fit the cost review gives the same deployment: what a stack must deploy."""
     from costing.spec import spec_from_dict
-    from costing.target import resolve
+    from costing.resolve import resolve
 
     spec = spec_from_dict({"model": model, "precision": precision, "workload": WORKLOAD,
                            "target": {"cloud": cloud, "offer": offer, "pricing": pricing, "replicas": 1}})

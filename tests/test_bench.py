@@ -14,9 +14,9 @@ import pytest
 from tests.conftest import stand_in_server
 
 from costing.bench_refit import bench_points
-from costing.check.bench import BenchConfig, point_metrics, run_point, run_sweep
-from costing.check.bench_math import Slo
-from costing.check.fake_server import free_port
+from selfhost.check.bench import BenchConfig, point_metrics, run_point, run_sweep
+from selfhost.check.bench_math import Slo
+from fake_vllm_server import free_port
 
 KEY = "sk-bench"
 
@@ -109,7 +109,7 @@ def test_sweep_returns_one_point_per_concurrency(url):
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "costing.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "selfhost.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_cli_json_output_chart_and_projection(url, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from costing.check.bench_math import RequestResult, Slo, meets_slo, metrics, percentile, summary_ms
+from selfhost.check.bench_math import RequestResult, Slo, meets_slo, metrics, percentile, summary_ms
 
 
 def test_percentile_interpolates_linearly_between_ranks():

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from costing.chart import cost_chart, cost_curves
+from costing.cost_chart import cost_chart, cost_curves
 from costing.review import cost_review
 from costing.spec import load_spec
 from costing.spend import api_usd, operating_days_per_month

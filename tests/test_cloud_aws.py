@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from costing.cloud import aws
+from selfhost.aws import api as aws
 from costing.errors import UserError
 
 REGION = "us-east-1"

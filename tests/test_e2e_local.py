@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from costing.bench_refit import bench_points
-from costing.check.fake_server import free_port
+from fake_vllm_server import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "costing.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "selfhost.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
@@ -33,7 +33,7 @@ def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess
 def vllm(tmp_path_factory):
     """The real local server: {"url", "api_key", "model", "pid"}."""
     from costing.errors import UserError
-    from costing.local.target import vllm_python
+    from selfhost.local.server import vllm_python
 
     missing = None
     try:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from costing.check.fake_server import free_port
+from fake_vllm_server import free_port
 from costing.errors import UserError
 from costing.fit import FitRequest, fit_check
-from costing.local import target
+from selfhost.local import server as target
 from costing.vllm_args import vllm_serve_argv
 
 
@@ -126,7 +126,7 @@ def fake_env(tmp_path, model_dir):
 
 
 def run_cli(env, *args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "costing.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "selfhost.cli", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from costing.readiness import ENGINE_START_S, GIB, HF_DOWNLOAD_BYTES_PER_S, startup_allowance_s
-from costing.stack.plan import MAX_HEALTH_GRACE_S, Readiness
+from selfhost.stack.plan import MAX_HEALTH_GRACE_S, Readiness
 
 
 def test_allowance_covers_engine_start_and_the_download_in_whole_minutes():

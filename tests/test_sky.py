@@ -1,4 +1,4 @@
-"""costing.deploy.sky (rendering), costing.deploy.launch and the `selfhost render/launch sky` commands.
+"""selfhost.skypilot.render (rendering), selfhost.skypilot.launch and the `selfhost render/launch sky` commands.
 
 SkyPilot's own parser and optimizer are exercised in test_sky_skypilot.py.
 """
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from costing import readiness
-from costing.deploy import sky
+from selfhost.skypilot import render as sky
 from costing.fit import FitRequest, fit_check
 from costing.spec import load_spec, spec_from_dict
 from costing.vllm_args import shell_command, vllm_serve_argv
@@ -26,8 +26,8 @@ WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250
 
 
 def console(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """The real `selfhost` console script (falls back to `python -m costing.cli`)."""
-    cmd = [SELFHOST] if SELFHOST else [sys.executable, "-m", "costing.cli"]
+    """The real `selfhost` console script (falls back to `python -m selfhost.cli`)."""
+    cmd = [SELFHOST] if SELFHOST else [sys.executable, "-m", "selfhost.cli"]
     clean = {k: v for k, v in os.environ.items() if k not in sky.SECRETS}
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=120,
                           env={**clean, **(env or {})})
@@ -205,7 +205,7 @@ def test_spot_on_runpod_is_refused():
 
 
 def test_rendering_does_not_import_skypilot():
-    code = ("import sys; from costing.deploy import commands, sky; from costing.spec import spec_from_dict;"
+    code = ("import sys; from selfhost.skypilot import commands, render as sky; from costing.spec import spec_from_dict;"
             "sky.render_yaml(spec_from_dict({'model': 'llama-3.1-8b', 'target': {'cloud': 'aws', 'gpu': 'A10G'}}));"
             "print('sky' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -214,7 +214,7 @@ def test_rendering_does_not_import_skypilot():
 
 def test_plan_does_not_import_skypilot():
     code = ("import sys, runpy; sys.argv = ['selfhost', 'plan', '--spec', 'examples/llama-3.1-8b-runpod-a40.yaml'];"
-            "import costing.cli as c\n"
+            "import selfhost.cli as c\n"
             "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
             "print('SKY' if 'sky' in sys.modules else 'NOSKY', file=sys.stderr)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -303,7 +303,7 @@ def test_launch_refuses_an_edited_template(tmp_path):
 
 
 def test_launch_command_passes_secrets_by_name_only():
-    cmd = __import__("costing.deploy.launch", fromlist=["x"]).sky_command("c1", Path("t.yaml"), False, 30, False)
+    cmd = __import__("selfhost.skypilot.launch", fromlist=["x"]).sky_command("c1", Path("t.yaml"), False, 30, False)
     assert cmd == ["sky", "launch", "-c", "c1", "-i", "30", "--down", "--wait-for", "none", "t.yaml",
                    "--secret", "HF_TOKEN", "--secret", "VLLM_API_KEY"]
 
@@ -319,7 +319,7 @@ def test_any_of_refuses_one_gpu_type_with_two_settings():
 
 def test_launch_runs_sky_with_the_secrets_in_its_environment_only(tmp_path):
     """A stand-in `sky` first on PATH records what it was given; SkyPilot's parser runs for real first."""
-    from costing.deploy.sky_catalog import write_catalog
+    from selfhost.skypilot.optimizer_catalog import write_catalog
 
     home = tmp_path / "home"
     write_catalog(home)  # SkyPilot's parser reads its catalogs from HOME
@@ -428,7 +428,7 @@ def test_setup_installs_the_pinned_vllm_and_downloads_into_hf_home(tmp_path):
 @pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
 def test_plan_prices_the_offer_the_template_launches(spec_path):
     """`selfhost plan --spec` on a template's spec costs what SkyPilot will launch (secure RunPod, cheapest any_of)."""
-    from costing.target import resolve
+    from costing.resolve import resolve
 
     s = load_spec(spec_path)
     planned = resolve(s)

@@ -1,5 +1,5 @@
 """The shipped templates against the real SkyPilot 0.14: its parser, SkyServe's service checks and its
-optimizer over a local catalog written from our offers (costing.deploy.sky_catalog).
+optimizer over a local catalog written from our offers (selfhost.skypilot.optimizer_catalog).
 
 SkyPilot reads its catalogs from $HOME/.sky when it is imported, so SkyPilot runs in one child
 process with a temporary HOME (this file run as a script); the tests assert on what it reports.
@@ -28,7 +28,7 @@ def _skypilot_report(paths: list[str]) -> dict:
     from sky import check, optimizer
     from sky.serve import serve_utils
 
-    from costing.deploy import launch
+    from selfhost.skypilot import launch
     from costing.errors import UserError
 
     enabled = [sky.AWS(), sky.GCP(), sky.RunPod()]  # no credentials here: as SkyPilot's own tests do
@@ -82,7 +82,7 @@ def _skypilot_report(paths: list[str]) -> dict:
 @pytest.fixture(scope="module")
 def skypilot(tmp_path_factory) -> dict:
     home = tmp_path_factory.mktemp("skyhome")
-    from costing.deploy.sky_catalog import write_catalog
+    from selfhost.skypilot.optimizer_catalog import write_catalog
 
     write_catalog(home)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_", "SKY"))},
@@ -94,7 +94,7 @@ def skypilot(tmp_path_factory) -> dict:
 
 
 def _ours(path: Path):
-    from costing.deploy.sky import choices, embedded_spec
+    from selfhost.skypilot.render import choices, embedded_spec
 
     spec = embedded_spec(path.read_text())
     return spec, choices(spec)
@@ -127,7 +127,7 @@ def test_service_passes_skyserve_validation_with_the_key_in_the_probe(skypilot, 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.stem)
 def test_skypilot_optimizer_picks_the_offer_the_cost_review_priced(skypilot, path):
-    from costing.deploy.sky import cheapest
+    from selfhost.skypilot.render import cheapest
     from costing.review import cost_review
 
     best = skypilot[path.name]["best"]

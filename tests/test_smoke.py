@@ -1,4 +1,4 @@
-"""Smoke checks against the local stand-in server (costing/check/fake_server.py), stalled and down servers.
+"""Smoke checks against the local stand-in server (tests/fake_vllm_server.py), stalled and down servers.
 The same checks against the real vLLM server are in test_e2e_local.py."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import stand_in_server
 
-from costing.check.fake_server import free_port
-from costing.check.smoke import render, run_smoke
+from fake_vllm_server import free_port
+from selfhost.check.smoke import render, run_smoke
 
 KEY = "sk-test"
 
@@ -119,7 +119,7 @@ def test_server_that_accepts_and_never_answers_fails_by_timeout():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "costing.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "selfhost.cli", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_cli_exit_codes_and_json(server):

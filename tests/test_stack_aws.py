@@ -8,11 +8,11 @@ import json
 import pytest
 from stack_mocks import AMI, EIP, example_config, expected, is_secret, plain, refused, run, run_program
 
-from costing.cloud.aws import GPU_AMI_PARAMETERS
+from selfhost.aws.api import GPU_AMI_PARAMETERS
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
-from costing.stack import aws
-from costing.stack.boot import exec_start_argv
+from selfhost.stack import aws_config as aws
+from selfhost.stack.boot_script import exec_start_argv
 from costing.vllm_args import VLLM_IMAGE, serve_args
 
 BASE = {"model": "llama-3.1-8b", "instanceType": "g5.xlarge", "pricing": "spot", "allowedCidrs": ["203.0.113.0/24"],

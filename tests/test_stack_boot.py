@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from costing.stack import aws
-from costing.stack.boot import SECRETS_FILE, boot_script, exec_start_argv, systemd_arg
+from selfhost.stack import aws_config as aws
+from selfhost.stack.boot_script import SECRETS_FILE, boot_script, exec_start_argv, systemd_arg
 from costing.vllm_args import VLLM_IMAGE
 
 CONFIG = {"model": "llama-3.1-8b", "instanceType": "g5.xlarge", "allowedCidrs": "203.0.113.0/24",

@@ -7,8 +7,8 @@ from stack_mocks import GCP_IP, example_config, expected, is_secret, plain, refu
 
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
-from costing.stack import gcp
-from costing.stack.boot import exec_start_argv
+from selfhost.stack import gcp_config as gcp
+from selfhost.stack.boot_script import exec_start_argv
 from costing.vllm_args import VLLM_IMAGE, serve_args
 
 BASE = {"model": "llama-3.1-8b", "machineType": "g2-standard-8", "pricing": "spot",

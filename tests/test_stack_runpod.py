@@ -11,8 +11,8 @@ from stack_mocks import ROOT, example_config, is_secret, plain, refused, run, ru
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
 from costing.spec import spec_from_dict
-from costing.stack import runpod
-from costing.target import resolve
+from selfhost.stack import runpod_config as runpod
+from costing.resolve import resolve
 from costing.vllm_args import VLLM_IMAGE, serve_args
 
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}

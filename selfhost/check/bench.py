@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from costing.check.bench_math import RequestResult, Slo, metrics
+from selfhost.check.bench_math import RequestResult, Slo, metrics
 
 DONE = b"data: [DONE]"
 EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from costing.catalog import get_offer, offers_for
 from costing.errors import UserError
-from costing.stack.plan import OPEN_CIDRS, StackPlan, number, plan_stack, spec_from_config, str_list
+from selfhost.stack.plan import OPEN_CIDRS, StackPlan, number, plan_stack, spec_from_config, str_list
 
 KEYS = ("gpuCount", "cloudType", "dataCenterId", "image", "containerDiskGb")
 GPU = "A40"
@@ -38,7 +38,7 @@ def _target(config: Mapping[str, Any]) -> dict[str, Any]:
     cloud_type = _cloud_type(config)
     count = config.get("gpuCount")
     if count in (None, ""):
-        from costing.target import resolve
+        from costing.resolve import resolve
 
         count = resolve(spec_from_config("runpod", config, {"gpu": GPU}), need_offer=False).fit.gpus_per_node
     offers = [o for o in offers_for(gpu=GPU, cloud="runpod") if o.cloud_type == cloud_type and str(o.gpus) == str(count)]
@@ -64,7 +64,7 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
     p = plan(config)
     import runpodinfra
 
-    from costing.stack.component import VllmEndpoint, secret
+    from selfhost.stack.component import VllmEndpoint, secret
 
     secure = p.offer.cloud_type == "SECURE"
     data_center = str(config.get("dataCenterId") or DEFAULT_DATA_CENTER)

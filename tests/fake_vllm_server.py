@@ -4,7 +4,7 @@ For the client benchmark (scripts/bench_clients.py) and the tests: it measures t
 model. Raw asyncio (no framework): each request's whole SSE body is pre-rendered once per output
 length and written in large slices, so the server side costs almost nothing per token.
 
-    python -m costing.check.fake_server --port 18100 [--api-key K] [--model fake] [--stall-after N]
+    python tests/fake_vllm_server.py --port 18100 [--api-key K] [--model fake] [--stall-after N]
 
 Endpoints: GET /health, GET /v1/models, GET /metrics, POST /v1/completions and
 /v1/chat/completions (stream or not; `max_tokens` output tokens; one token per chunk; a usage
@@ -179,7 +179,7 @@ def start_subprocess(port: int, *args: str, python: str | None = None, preexec_f
     import subprocess
     import sys
 
-    proc = subprocess.Popen([python or sys.executable, "-m", "costing.check.fake_server", "--port", str(port), *args],
+    proc = subprocess.Popen([python or sys.executable, __file__, "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=preexec_fn)
     for _ in range(100):
         try:

@@ -1,6 +1,6 @@
 """Render a SkyPilot task (dev cluster) or SkyServe service from a deployment spec.
 
-The offer and the vLLM settings come from `costing.target.resolve` (the fit check the cost review
+The offer and the vLLM settings come from `costing.resolve.resolve` (the fit check the cost review
 uses) and the `vllm serve` line from `costing.vllm_args`, so the server SkyPilot starts is the one
 that was costed. Needs only PyYAML: SkyPilot itself is imported by the tests and `selfhost launch`.
 """
@@ -21,7 +21,7 @@ from costing.errors import UserError
 from costing.fit import FitResult
 from costing.readiness import startup_allowance_s
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
-from costing.target import Resolved, resolve
+from costing.resolve import Resolved, resolve
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, shell_command, vllm_serve_argv
 
 VLLM_VERSION = VLLM_IMAGE.rsplit(":v", 1)[1]  # the pip pin matches the container image the stacks use

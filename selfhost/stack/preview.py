@@ -1,6 +1,6 @@
 """Run a stack program under Pulumi's mocks: what `pulumi up` would declare, with no cloud and no CLI.
 
-    python -m costing.stack.offline aws stacks/aws/Pulumi.dev.yaml
+    python -m selfhost.stack.preview aws stacks/aws/Pulumi.dev.yaml
 
 prints every resource (type, name, key inputs) and the outputs, after the same validation, cost review
 and budget gate as `pulumi up`. Cloud look-ups (AMI, default VPC) and provider-assigned values (IPs,
@@ -137,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] not in ("aws", "gcp", "runpod"):
-        print("usage: python -m costing.stack.offline {aws,gcp,runpod} stacks/<cloud>/Pulumi.<stack>.yaml", file=sys.stderr)
+        print("usage: python -m selfhost.stack.preview {aws,gcp,runpod} stacks/<cloud>/Pulumi.<stack>.yaml", file=sys.stderr)
         return 2
     cloud, path = args
-    module = importlib.import_module(f"costing.stack.{cloud}")
+    module = importlib.import_module(f"selfhost.stack.{cloud}")
     config = stack_config(path, f"selfhost-{cloud}")
     filled = [k for k in ("apiKey", "hfToken") if k not in config and f"{k}Secret" not in config and f"{k}SecretArn" not in config]
     config.update({k: SECRET_PLACEHOLDER for k in filled})

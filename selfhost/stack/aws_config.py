@@ -13,10 +13,10 @@ import json
 from typing import Any, Mapping
 
 from costing.catalog import offers_for
-from costing.cloud.aws import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS, ami_parameter, check_gpu_quota
+from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS, ami_parameter, check_gpu_quota
 from costing.errors import UserError
-from costing.stack.boot import boot_script
-from costing.stack.plan import StackPlan, flag, plan_stack, str_list
+from selfhost.stack.boot_script import boot_script
+from selfhost.stack.plan import StackPlan, flag, plan_stack, str_list
 
 KEYS = ("instanceType", "gpu", "reserveCapacity", "availabilityZone", "vpcId", "subnetIds", "amiId", "amiOs",
         "apiKeySecretArn", "hfTokenSecretArn", "image", "checkQuota")
@@ -120,7 +120,7 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
     import pulumi
     import pulumi_aws as aws
 
-    from costing.stack.component import VllmEndpoint, secret
+    from selfhost.stack.component import VllmEndpoint, secret
 
     region = resolve_region(config.get("region"), pulumi.Config("aws").get("region"), p.offer.region)
     if flag(config, "checkQuota"):  # needs AWS credentials at preview time: opt-in (recommended in CI)

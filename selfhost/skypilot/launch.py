@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from costing.deploy import sky as render
+from selfhost.skypilot import render
 from costing.errors import UserError
 from costing.spec import DeploymentSpec
 

@@ -73,7 +73,7 @@ def rows(offer: Offer) -> list[dict[str, object]]:
 
 def sky_offers(offers: Iterable[Offer] | None = None) -> list[Offer]:
     """Offers SkyPilot can launch: its RunPod catalog lists Secure Cloud pods only."""
-    from costing.deploy.sky import sky_launchable
+    from selfhost.skypilot.render import sky_launchable
 
     return [o for o in (offers if offers is not None else catalog().offers.values()) if sky_launchable(o)]
 

@@ -36,13 +36,13 @@ app.add_typer(down_app, name="down")
 
 def _register_commands() -> None:
     """Each command group lives in its own light module (heavy imports inside the commands)."""
-    from costing import commands_costing
-    from costing.check import commands as check_commands
-    from costing.cloud import commands as cloud_commands
-    from costing.deploy import commands as deploy_commands
-    from costing.local import commands as local_commands
+    from selfhost.cost import commands as cost_commands
+    from selfhost.check import commands as check_commands
+    from selfhost.aws import commands as cloud_commands
+    from selfhost.skypilot import commands as deploy_commands
+    from selfhost.local import commands as local_commands
 
-    commands_costing.register(app)
+    cost_commands.register(app)
     check_commands.register(app)
     cloud_commands.register(app)
     deploy_commands.register(render_app, launch_app)

@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("table", "--format", help="table or json"),
     ) -> None:
         """Does the endpoint answer, safely? Health, models, auth (401), chat, stream, metrics."""
-        from costing.check.smoke import render, run_smoke
+        from selfhost.check.smoke import render, run_smoke
 
         _check_fmt(fmt, ("table", "json"))
         checks = run_smoke(_check_url(url), api_key, model, timeout)
@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Load-test an endpoint: TTFT, TPOT, ITL, E2E (p50/p90/p99), tokens/s, goodput; exit 1 on failed requests."""
-        from costing.check.bench_math import Slo
+        from selfhost.check.bench_math import Slo
         from costing.errors import UserError
 
         _check_fmt(fmt, ("table", "json"))
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         levels = None if request_rate else parse_concurrency(concurrency or "1,4,16,64")
         target = None
         if model_id or gpu:
-            from costing.check.report import ProjectionTarget
+            from selfhost.check.bench_report import ProjectionTarget
             from costing.fit import FitRequest, fit_check
 
             if not (model_id and gpu):
@@ -130,8 +130,8 @@ def register(app: typer.Typer) -> None:
             target = ProjectionTarget(model_id, precision, gpu, gpus)
             fit_check(FitRequest(model=model_id, precision=precision, gpu=gpu, gpus=gpus,
                                  seq_len=input_tokens + output_tokens))  # bad target: fail before any load
-        from costing.check.bench import BenchConfig
-        from costing.check.report import attach_projections, document, render
+        from selfhost.check.bench import BenchConfig
+        from selfhost.check.bench_report import attach_projections, document, render
 
         served = model or discover_model(base, api_key, timeout)
         cfg = BenchConfig(url=base, api_key=api_key, model=served, input_tokens=input_tokens,
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
             Path(output).write_text(json.dumps(doc, indent=2))
             print(f"wrote {output}", file=sys.stderr)
         if chart:
-            from costing.check.chart import write_chart
+            from selfhost.check.bench_chart import write_chart
 
             print(f"wrote {write_chart(doc, chart)}", file=sys.stderr)
         if doc["failed_requests"]:
@@ -163,7 +163,7 @@ def _run_with_progress(cfg, levels, request_rate) -> list[dict]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from costing.check.bench import run_sweep
+    from selfhost.check.bench import run_sweep
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fail]}"),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=False) as bar:

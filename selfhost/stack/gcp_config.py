@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 from costing.catalog import offers_for
 from costing.errors import UserError
-from costing.stack.boot import boot_script
-from costing.stack.plan import StackPlan, gcp_label, plan_stack
+from selfhost.stack.boot_script import boot_script
+from selfhost.stack.plan import StackPlan, gcp_label, plan_stack
 
 KEYS = ("machineType", "gpu", "zone", "network", "imageFamily", "imageProject", "apiKeySecret", "hfTokenSecret", "image")
 REF_KEYS = {"apiKey": "apiKeySecret", "hfToken": "hfTokenSecret"}
@@ -61,7 +61,7 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
     import pulumi
     import pulumi_gcp as gcp
 
-    from costing.stack.component import VllmEndpoint, secret
+    from selfhost.stack.component import VllmEndpoint, secret
 
     gcp_cfg = pulumi.Config("gcp")
     zone = str(config.get("zone") or gcp_cfg.get("zone") or f"{p.offer.region}-a")

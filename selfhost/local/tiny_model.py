@@ -2,7 +2,7 @@
 
 Runs inside .venv-vllm (it needs torch, transformers and tokenizers):
 
-    .venv-vllm/bin/python -m costing.local.tiny_model OUT_DIR
+    .venv-vllm/bin/python -m selfhost.local.tiny_model OUT_DIR
 
 The weights are random, so the text is gibberish; the architecture, the special tokens (`<|eot_id|>`
 as end of turn), the chat template and the serving path are the real Llama 3 ones. Deterministic:
@@ -90,5 +90,5 @@ def build(out_dir: str | Path, seed: int = 0) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m costing.local.tiny_model OUT_DIR")
+        sys.exit("usage: python -m selfhost.local.tiny_model OUT_DIR")
     print(build(sys.argv[1]))

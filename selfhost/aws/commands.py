@@ -1,7 +1,7 @@
 """`selfhost aws-preflight`: before `pulumi up` on AWS, look up what the stack will use.
 
 The GPU AMI from AWS's public SSM parameter, the live spot price against the catalog's, and the EC2
-GPU vCPU quota. boto3 is imported only inside the command (through costing.cloud.aws).
+GPU vCPU quota. boto3 is imported only inside the command (through selfhost.aws.api).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from costing.errors import UserError
 
 def preflight(offer_id: str, pricing: str, region: str | None, os_name: str) -> dict:
     from costing.catalog import check_pricing, get_offer
-    from costing.cloud import aws
+    from selfhost.aws import api as aws
 
     offer = get_offer(offer_id)
     if offer.cloud != "aws":

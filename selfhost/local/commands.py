@@ -14,7 +14,7 @@ DEFAULT_DEPLOYMENT = {"model": "llama-3.1-8b", "target": {"gpu": "A40", "gpus": 
 def _settings(spec_path: Optional[str]):
     """vLLM settings of the spec's fit (default: Llama 3.1 8B on one A40), no offer needed."""
     from costing.spec import load_spec
-    from costing.target import resolve
+    from costing.resolve import resolve
 
     spec = load_spec(spec_path) if spec_path else load_spec(None, **DEFAULT_DEPLOYMENT)
     return resolve(spec, need_offer=False).fit.settings
@@ -37,7 +37,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
     ) -> None:
         """Start the same `vllm serve` command line as the cloud stacks, on this machine's CPU."""
         from costing.errors import UserError
-        from costing.local import target
+        from selfhost.local import server as target
         from costing.vllm_args import shell_command
 
         if fmt not in ("table", "json"):
@@ -66,7 +66,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
     @down_app.command("local")
     def down_local() -> None:
         """Stop the local server started by `selfhost up local` (by its PID)."""
-        from costing.local import target
+        from selfhost.local import server as target
 
         state = target.stop()
         if state is None:

@@ -68,7 +68,7 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
     ) -> None:
         """Render a SkyPilot task (or SkyServe service) YAML from the spec: offer, fit and `vllm serve` line."""
-        from costing.deploy.sky import render_yaml
+        from selfhost.skypilot.render import render_yaml
 
         spec = _load(spec_file, _overrides(model, precision, gpu, gpus, cloud, offer, region, nodes, spot, replicas,
                                            service, name, requests_per_day, input_tokens, output_tokens,
@@ -107,7 +107,7 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", "-y", help="pass --yes to sky (skip its confirmation)"),
     ) -> None:
         """Cost review first (stops on --max-monthly-usd), then `sky launch` / `sky serve up`."""
-        from costing.deploy import launch
+        from selfhost.skypilot import launch
 
         overrides = _overrides(model, precision, gpu, gpus, cloud, offer, region, nodes, spot, replicas, service,
                                name, requests_per_day, input_tokens, output_tokens, peak_to_mean, p90_latency_s)

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import pulumi
 
-from costing.stack.plan import COMMON_KEYS, SECRET_KEYS, StackPlan
+from selfhost.stack.plan import COMMON_KEYS, SECRET_KEYS, StackPlan
 
 LIST_KEYS = ("allowedCidrs", "subnetIds")
 

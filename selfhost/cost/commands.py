@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         from costing import projection
         from costing.report import projection_dict
         from costing.spec import load_spec
-        from costing.target import resolve
+        from costing.resolve import resolve
 
         _check_format(fmt, ("table", "json"))
         for name, value in (("--input-tokens", input_tokens), ("--output-tokens", output_tokens),
@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
         """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API."""
         from costing.review import cost_review, enforce_budget
         from costing.spec import load_spec
-        from costing.target import resolve
+        from costing.resolve import resolve
 
         _check_format(fmt, ("table", "json", "markdown"))
         spec = load_spec(spec_file, **_spec_overrides(
@@ -139,7 +139,7 @@ def register(app: typer.Typer) -> None:
         review = cost_review(spec, params=params, calibration=label, resolved=resolved)
         typer.echo(review.render(fmt), nl=False)
         if chart:
-            from costing.chart import cost_chart
+            from costing.cost_chart import cost_chart
 
             cost_chart(review, chart)
             typer.echo(f"chart written to {chart}", err=True)

@@ -1,0 +1,5 @@
+"""`python -m selfhost` is the `selfhost` command."""
+
+from selfhost.cli import main
+
+main()
