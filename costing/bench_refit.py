@@ -9,6 +9,7 @@ from typing import Any
 
 from costing.calibration import FITTED, Params, load_params
 
+
 def _pick(value: Any, *keys: str) -> float | None:
     """A number, or the first of `keys` present in a dict of summary statistics."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -62,10 +63,18 @@ def bench_points(bench: dict[str, Any]) -> list[BenchPoint]:
         if e2e_mean is None and isinstance(pt.get("e2el_ms"), dict):
             e2e_mean = (_pick(pt["e2el_ms"], "mean") or 0) / 1e3 or None
             e2e_p90 = (_pick(pt["e2el_ms"], "p90") or 0) / 1e3 or None
-        out.append(BenchPoint(int(round(conc)), int(round(i)), max(1, int(round(o))),
-                              _pick(pt.get("output_tokens_per_s")),
-                              _pick(pt.get("tpot_ms"), "mean", "median", "p50"),
-                              _pick(pt.get("ttft_ms"), "mean", "median", "p50"), e2e_mean, e2e_p90))
+        out.append(
+            BenchPoint(
+                int(round(conc)),
+                int(round(i)),
+                max(1, int(round(o))),
+                _pick(pt.get("output_tokens_per_s")),
+                _pick(pt.get("tpot_ms"), "mean", "median", "p50"),
+                _pick(pt.get("ttft_ms"), "mean", "median", "p50"),
+                e2e_mean,
+                e2e_p90,
+            )
+        )
     return out
 
 
@@ -73,8 +82,9 @@ REFIT = ("bw_eff", "v1_step_overhead_ms", "seq_overhead_us", "mfu_prefill")  # a
 REFIT_BOUNDS = {**FITTED, "v1_step_overhead_ms": FITTED["step_overhead_ms"]}
 
 
-def refit_from_bench(bench: dict[str, Any], fit, params: Params | None = None,
-                     names: tuple[str, ...] = REFIT) -> Params:
+def refit_from_bench(
+    bench: dict[str, Any], fit, params: Params | None = None, names: tuple[str, ...] = REFIT
+) -> Params:
     """Refit the parameters a single-endpoint sweep can identify (memory efficiency, per-step and
     per-sequence overhead from TPOT and tok/s; prefill MFU from TTFT; the p90/mean tail from e2e)
     by a bounded coordinate search on log errors. Pure Python: runs without scipy."""
@@ -85,15 +95,20 @@ def refit_from_bench(bench: dict[str, Any], fit, params: Params | None = None,
     if not points:
         from costing.errors import UserError
 
-        raise UserError("the bench JSON has no usable points (concurrency, input and output tokens)",
-                        "pass the JSON written by `selfhost bench`")
+        raise UserError(
+            "the bench JSON has no usable points (concurrency, input and output tokens)",
+            "pass the JSON written by `selfhost bench`",
+        )
 
     def loss(p: Params) -> float:
         total = 0.0
         for pt in points:
             pr = project(fit, pt.input_tokens, pt.output_tokens, pt.concurrency, p)
-            for meas, proj in ((pt.output_tokens_per_s, pr.output_tokens_per_s), (pt.tpot_ms, pr.tpot_ms),
-                               (pt.ttft_ms, pr.ttft_ms)):
+            for meas, proj in (
+                (pt.output_tokens_per_s, pr.output_tokens_per_s),
+                (pt.tpot_ms, pr.tpot_ms),
+                (pt.ttft_ms, pr.ttft_ms),
+            ):
                 if meas and meas > 0:
                     total += math.log(proj / meas) ** 2
         return total
@@ -120,8 +135,17 @@ def refit_from_bench(bench: dict[str, Any], fit, params: Params | None = None,
     if ratios:
         values["p90_over_mean"] = round(max(1.0, sorted(ratios)[len(ratios) // 2]), 4)
     out = base.with_values(source=source, **values)
-    return replace(out, provenance={**base.provenance, "refit": {"points": len(points), "loss": best,
-                                                                  "model": bench.get("model") if isinstance(bench, dict) else None}})
+    return replace(
+        out,
+        provenance={
+            **base.provenance,
+            "refit": {
+                "points": len(points),
+                "loss": best,
+                "model": bench.get("model") if isinstance(bench, dict) else None,
+            },
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -150,7 +174,9 @@ def fit_latency_poly(bench: dict[str, Any]) -> LatencyPoly:
     if not pts:
         from costing.errors import UserError
 
-        raise UserError("the bench JSON has no points with end-to-end latency", "pass the JSON written by `selfhost bench`")
+        raise UserError(
+            "the bench JSON has no points with end-to-end latency", "pass the JSON written by `selfhost bench`"
+        )
     x = np.array([LatencyPoly.features(p.input_tokens, p.output_tokens, p.concurrency) for p in pts])
     y = np.array([p.e2e_mean_s for p in pts])
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)

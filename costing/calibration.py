@@ -58,8 +58,10 @@ class Params:
         if refit:
             return f"refit from {refit.get('points')} bench points on top of the published-data fit"
         if self.provenance.get("date"):
-            return (f"fitted on {self.provenance.get('csv', 'the calibration CSV')} "
-                    f"({self.provenance.get('date', '')[:10]})")
+            return (
+                f"fitted on {self.provenance.get('csv', 'the calibration CSV')} "
+                f"({self.provenance.get('date', '')[:10]})"
+            )
         return "built-in defaults"
 
     def source_of(self, name: str) -> str:
@@ -68,10 +70,10 @@ class Params:
     def to_assumptions(self) -> dict[str, dict[str, object]]:
         return {k: {"value": v, "source": self.source_of(k)} for k, v in self.values().items()}
 
-    def with_values(self, source: str | None = None, **values: float) -> "Params":
+    def with_values(self, source: str | None = None, **values: float) -> Params:
         sources = dict(self.sources)
         if source:
-            sources.update({k: source for k in values})
+            sources.update(dict.fromkeys(values, source))
         return replace(self, sources=sources, **values)
 
 

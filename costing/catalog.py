@@ -128,8 +128,12 @@ class Offer:
         rule = cloud_info(self.cloud)["discounts"].get(pricing)
         if not rule:
             return None
-        return Price(round(self.on_demand * rule["factor"], 6), pricing,
-                     f"derived: on-demand x {rule['factor']} ({rule['source']})", True)
+        return Price(
+            round(self.on_demand * rule["factor"], 6),
+            pricing,
+            f"derived: on-demand x {rule['factor']} ({rule['source']})",
+            True,
+        )
 
 
 @dataclass(frozen=True)
@@ -175,21 +179,24 @@ def catalog() -> Catalog:
     models = {}
     alias: dict[str, str] = {}
     for mid, m in _read("models.yaml")["models"].items():
-        models[mid] = Model(id=mid, aliases=tuple(m.pop("aliases", ())),
-                            quantized_repos=dict(m.pop("quantized_repos", {}) or {}), **m)
+        models[mid] = Model(
+            id=mid, aliases=tuple(m.pop("aliases", ())), quantized_repos=dict(m.pop("quantized_repos", {}) or {}), **m
+        )
         for name in (mid, models[mid].hf_repo, *models[mid].aliases):
             alias[name.lower()] = mid
-    precisions = {pid: Precision(id=pid, native_archs=tuple(p.pop("native_archs")),
-                                 fallback=p.pop("fallback", None), **p)
-                  for pid, p in _read("precisions.yaml")["precisions"].items()}
+    precisions = {
+        pid: Precision(id=pid, native_archs=tuple(p.pop("native_archs")), fallback=p.pop("fallback", None), **p)
+        for pid, p in _read("precisions.yaml")["precisions"].items()
+    }
     gpus = {name: Gpu(name=name, **g) for name, g in _read("gpus.yaml")["gpus"].items()}
     raw_offers = _read("offers.yaml")
     offers = {}
     for oid, o in raw_offers["offers"].items():
         explicit = {k: o.pop(k) for k in ("spot", "reserved-1y", "reserved-3y") if k in o}
         offers[oid] = Offer(id=oid, explicit=explicit, cloud_type=o.pop("cloud_type", None), **o)
-    apis = tuple(ApiPrice(models=tuple(a.pop("models")), closed=a.pop("closed", False), **a)
-                 for a in _read("apis.yaml")["apis"])
+    apis = tuple(
+        ApiPrice(models=tuple(a.pop("models")), closed=a.pop("closed", False), **a) for a in _read("apis.yaml")["apis"]
+    )
     return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias)
 
 
@@ -200,8 +207,7 @@ def cloud_info(cloud: str) -> dict[str, Any]:
 def _unknown(kind: str, value: str, known: list[str], flag: str) -> UserError:
     close = difflib.get_close_matches(value, known, n=1, cutoff=0.5)
     hint = f"did you mean {close[0]}? " if close else ""
-    return UserError(f"unknown {kind} '{value}'",
-                     f"{hint}use {flag} with one of: {', '.join(known)}")
+    return UserError(f"unknown {kind} '{value}'", f"{hint}use {flag} with one of: {', '.join(known)}")
 
 
 def get_model(name: str) -> Model:
@@ -255,9 +261,11 @@ def check_pricing(pricing: str) -> str:
 
 def offers_for(gpu: str | None = None, gpus: int | None = None, cloud: str | None = None) -> list[Offer]:
     """Offers matching a GPU type, GPU count and cloud, cheapest on-demand first."""
-    found = [o for o in catalog().offers.values()
-             if (gpu is None or o.gpu == gpu) and (gpus is None or o.gpus == gpus)
-             and (cloud is None or o.cloud == cloud)]
+    found = [
+        o
+        for o in catalog().offers.values()
+        if (gpu is None or o.gpu == gpu) and (gpus is None or o.gpus == gpus) and (cloud is None or o.cloud == cloud)
+    ]
     return sorted(found, key=lambda o: (o.on_demand, o.id))
 
 

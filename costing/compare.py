@@ -27,8 +27,13 @@ def compare_offers(spec: DeploymentSpec) -> tuple[list[CostReview], list[Skipped
     for offer in catalog().offers.values():
         if spec.target.cloud and offer.cloud != spec.target.cloud:
             continue
-        candidate = spec.model_copy(update={"target": spec.target.model_copy(
-            update={"offer": offer.id, "gpu": None, "gpus": None, "cloud": None, "replicas": None})})
+        candidate = spec.model_copy(
+            update={
+                "target": spec.target.model_copy(
+                    update={"offer": offer.id, "gpu": None, "gpus": None, "cloud": None, "replicas": None}
+                )
+            }
+        )
         try:
             reviews.append(cost_review(candidate))
         except UserError as err:
@@ -38,23 +43,26 @@ def compare_offers(spec: DeploymentSpec) -> tuple[list[CostReview], list[Skipped
 
 
 def compare_rows(reviews: list[CostReview]) -> list[dict]:
-    return [{
-        "rank": i,
-        "offer": r.offer.id,
-        "cloud": r.offer.cloud,
-        "instance_type": r.offer.instance_type,
-        "gpus": f"{r.fit.total_gpus}x {r.fit.gpu.name}",
-        "pricing": r.spec.target.pricing,
-        "hourly_usd": round(r.hourly_usd, 4),
-        "replicas": r.replicas,
-        "monthly_usd": round(r.monthly_usd, 2),
-        "usd_per_million_output_tokens": round(r.usd_per_million_output_tokens, 4),
-        "usd_per_million_output_tokens_full_load": round(r.usd_per_million_output_tokens_full_load, 4),
-        "output_tokens_per_s": round(r.projection.output_tokens_per_s, 1),
-        "p90_e2e_latency_s": round(r.projection.p90_e2e_latency_s, 3),
-        "meets_slo": r.slo_met,
-        "max_model_len": r.fit.max_model_len,
-    } for i, r in enumerate(reviews, 1)]
+    return [
+        {
+            "rank": i,
+            "offer": r.offer.id,
+            "cloud": r.offer.cloud,
+            "instance_type": r.offer.instance_type,
+            "gpus": f"{r.fit.total_gpus}x {r.fit.gpu.name}",
+            "pricing": r.spec.target.pricing,
+            "hourly_usd": round(r.hourly_usd, 4),
+            "replicas": r.replicas,
+            "monthly_usd": round(r.monthly_usd, 2),
+            "usd_per_million_output_tokens": round(r.usd_per_million_output_tokens, 4),
+            "usd_per_million_output_tokens_full_load": round(r.usd_per_million_output_tokens_full_load, 4),
+            "output_tokens_per_s": round(r.projection.output_tokens_per_s, 1),
+            "p90_e2e_latency_s": round(r.projection.p90_e2e_latency_s, 3),
+            "meets_slo": r.slo_met,
+            "max_model_len": r.fit.max_model_len,
+        }
+        for i, r in enumerate(reviews, 1)
+    ]
 
 
 HEADERS = ("#", "offer", "GPUs", "$/h", "replicas", "$/month", "$/1M out", "tok/s/replica", "p90 s", "SLO")
@@ -62,17 +70,35 @@ HEADERS = ("#", "offer", "GPUs", "$/h", "replicas", "$/month", "$/1M out", "tok/
 
 def _cells(row: dict) -> tuple[str, ...]:
     slo = {True: "meets", False: "MISSES", None: "-"}[row["meets_slo"]]
-    return (str(row["rank"]), row["offer"], row["gpus"], f"{row['hourly_usd']:.3f}", str(row["replicas"]),
-            f"{row['monthly_usd']:,.2f}", f"{row['usd_per_million_output_tokens']:.3f}",
-            f"{row['output_tokens_per_s']:,.0f}", f"{row['p90_e2e_latency_s']:.2f}", slo)
+    return (
+        str(row["rank"]),
+        row["offer"],
+        row["gpus"],
+        f"{row['hourly_usd']:.3f}",
+        str(row["replicas"]),
+        f"{row['monthly_usd']:,.2f}",
+        f"{row['usd_per_million_output_tokens']:.3f}",
+        f"{row['output_tokens_per_s']:,.0f}",
+        f"{row['p90_e2e_latency_s']:.2f}",
+        slo,
+    )
 
 
 def render_compare(result: tuple[list[CostReview], list[Skipped]], fmt: str) -> str:
     reviews, skipped = result
     rows = compare_rows(reviews)
     if fmt == "json":
-        return json.dumps({"schema": "selfhost.compare/v1", "offers": rows,
-                           "skipped": [{"offer": s.offer_id, "reason": s.reason} for s in skipped]}, indent=2) + "\n"
+        return (
+            json.dumps(
+                {
+                    "schema": "selfhost.compare/v1",
+                    "offers": rows,
+                    "skipped": [{"offer": s.offer_id, "reason": s.reason} for s in skipped],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     if fmt == "markdown":
         lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
@@ -89,6 +115,8 @@ def render_compare(result: tuple[list[CostReview], list[Skipped]], fmt: str) -> 
         table.add_row(*_cells(r))
     console.print(table)
     if skipped:
-        console.print(f"{len(skipped)} offer(s) do not fit (reasons in --format json): "
-                      + ", ".join(s.offer_id for s in skipped), soft_wrap=True)
+        console.print(
+            f"{len(skipped)} offer(s) do not fit (reasons in --format json): " + ", ".join(s.offer_id for s in skipped),
+            soft_wrap=True,
+        )
     return console.export_text()

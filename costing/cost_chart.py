@@ -13,18 +13,29 @@ def cost_curves(review: CostReview, points: int = 200) -> dict:
     """The data behind the chart (requests/day on x; $/month on y), so it can be tested without pixels."""
     w, sched = review.workload, review.spec.schedule
     per_replica_day = review.projection.requests_per_s * sched.hours_per_day * 3600 / w.peak_to_mean
-    x_max = max(w.requests_per_day * 2, per_replica_day * 3,
-                *(b.requests_per_day * 1.5 for b in review.breakeven if b.requests_per_day))
+    x_max = max(
+        w.requests_per_day * 2,
+        per_replica_day * 3,
+        *(b.requests_per_day * 1.5 for b in review.breakeven if b.requests_per_day),
+    )
     xs = [x_max * i / points for i in range(1, points + 1)]
     days = operating_days_per_month(sched)
     replica_month = monthly_usd(review.hourly_usd, sched, 1, review.storage_gb, review.storage_usd_per_gb_month)
-    selfhost = [replica_month * max(1, math.ceil(x / per_replica_day - 1e-9)) if per_replica_day > 0 else math.inf
-                for x in xs]
-    apis = {b.api.label: [api_usd(b.api, x * days * w.input_tokens, x * days * w.output_tokens) for x in xs]
-            for b in review.breakeven}
+    selfhost = [
+        replica_month * max(1, math.ceil(x / per_replica_day - 1e-9)) if per_replica_day > 0 else math.inf for x in xs
+    ]
+    apis = {
+        b.api.label: [api_usd(b.api, x * days * w.input_tokens, x * days * w.output_tokens) for x in xs]
+        for b in review.breakeven
+    }
     marks = {b.api.label: (b.requests_per_day, replica_month) for b in review.breakeven if b.requests_per_day}
-    return {"requests_per_day": xs, "selfhost_usd": selfhost, "api_usd": apis, "breakeven": marks,
-            "workload_requests_per_day": w.requests_per_day}
+    return {
+        "requests_per_day": xs,
+        "selfhost_usd": selfhost,
+        "api_usd": apis,
+        "breakeven": marks,
+        "workload_requests_per_day": w.requests_per_day,
+    }
 
 
 def cost_chart(review: CostReview, path: Path | str) -> Path:
@@ -45,8 +56,14 @@ def cost_chart(review: CostReview, path: Path | str) -> Path:
     for i, (name, (x, y)) in enumerate(marks):  # stagger the labels: break-evens often sit close together
         ax.plot([x], [y], marker="o", color="red", markersize=6)
         short = name if name.startswith("openai/") else name.split("/")[0]  # closed models: name the model
-        ax.annotate(f"{short}: {x:,.0f}/day", (x, y), textcoords="offset points",
-                    xytext=(6, 8 + 11 * i), fontsize=7, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
+        ax.annotate(
+            f"{short}: {x:,.0f}/day",
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, 8 + 11 * i),
+            fontsize=7,
+            arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5},
+        )
     ax.axvline(data["workload_requests_per_day"], color="grey", linestyle="--", linewidth=1, label="your workload")
     top = max(data["selfhost_usd"]) * 2.5
     ax.set_ylim(0, top)

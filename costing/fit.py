@@ -65,10 +65,12 @@ class FitResult:
         return int(max(0, min(self.settings.max_num_seqs, by_kv)))
 
     def describe(self) -> str:
-        return (f"{self.model.id} {self.precision.id} on {self.total_gpus}x {self.gpu.name} "
-                f"(TP {self.settings.tensor_parallel_size}, PP {self.settings.pipeline_parallel_size}): "
-                f"weights {self.weight_gib:.1f} GiB, KV {self.kv_gib_per_gpu:.1f} GiB/GPU = "
-                f"{self.kv_capacity_tokens:,} tokens, max_model_len {self.max_model_len:,}")
+        return (
+            f"{self.model.id} {self.precision.id} on {self.total_gpus}x {self.gpu.name} "
+            f"(TP {self.settings.tensor_parallel_size}, PP {self.settings.pipeline_parallel_size}): "
+            f"weights {self.weight_gib:.1f} GiB, KV {self.kv_gib_per_gpu:.1f} GiB/GPU = "
+            f"{self.kv_capacity_tokens:,} tokens, max_model_len {self.max_model_len:,}"
+        )
 
 
 def weight_bytes(model: Model, precision: Precision) -> float:
@@ -136,19 +138,24 @@ def _fit(req: FitRequest) -> FitResult:
     model, precision, gpu = get_model(req.model), get_precision(req.precision), get_gpu(req.gpu)
     tp, pp = req.gpus, req.nodes
     if tp not in (1, 2, 4, 8):
-        raise UserError(f"{tp} GPUs per node is not a tensor-parallel size vLLM supports",
-                        "use --gpus 1, 2, 4 or 8")
+        raise UserError(f"{tp} GPUs per node is not a tensor-parallel size vLLM supports", "use --gpus 1, 2, 4 or 8")
     if model.attention_heads % tp:
-        raise UserError(f"{model.id} has {model.attention_heads} attention heads, not divisible by {tp} GPUs",
-                        "use a GPU count that divides the head count")
+        raise UserError(
+            f"{model.id} has {model.attention_heads} attention heads, not divisible by {tp} GPUs",
+            "use a GPU count that divides the head count",
+        )
     repo = req.model_repo or model.repo_for(precision.id)
     if repo is None:
-        raise UserError(f"no known {precision.id} checkpoint of {model.id}",
-                        "set vllm.model_repo in the spec to a quantized repo, or pick another --precision")
+        raise UserError(
+            f"no known {precision.id} checkpoint of {model.id}",
+            "set vllm.model_repo in the spec to a quantized repo, or pick another --precision",
+        )
     notes = []
     if not gpu.computes_natively(precision):
-        notes.append(f"{gpu.name} ({gpu.arch}) has no native {precision.compute} compute: "
-                     f"vLLM runs {precision.id} as {precision.fallback or 'a fallback kernel'}")
+        notes.append(
+            f"{gpu.name} ({gpu.arch}) has no native {precision.compute} compute: "
+            f"vLLM runs {precision.id} as {precision.fallback or 'a fallback kernel'}"
+        )
     max_seqs = req.max_num_seqs or default_max_num_seqs(gpu)
     batched = req.max_num_batched_tokens or default_max_num_batched_tokens(gpu)
     weights = weight_bytes(model, precision) / GIB
@@ -164,18 +171,26 @@ def _fit(req: FitRequest) -> FitResult:
     capacity = int(kv_gib * GIB // (per_token * BLOCK_SIZE)) * BLOCK_SIZE
     wanted_len = req.max_model_len or model.max_context
     if req.max_model_len and req.max_model_len > model.max_context:
-        raise UserError(f"max_model_len {req.max_model_len:,} exceeds {model.id}'s context of {model.max_context:,}",
-                        f"use at most {model.max_context}")
+        raise UserError(
+            f"max_model_len {req.max_model_len:,} exceeds {model.id}'s context of {model.max_context:,}",
+            f"use at most {model.max_context}",
+        )
     if req.max_model_len and req.max_model_len > capacity:
-        raise _NoFit(f"max_model_len {req.max_model_len:,} is larger than the {capacity:,} tokens the KV cache holds "
-                     f"({kv_gib:.1f} GiB/GPU after {need})")
+        raise _NoFit(
+            f"max_model_len {req.max_model_len:,} is larger than the {capacity:,} tokens the KV cache holds "
+            f"({kv_gib:.1f} GiB/GPU after {need})"
+        )
     max_len = min(wanted_len, capacity)
     if max_len < wanted_len and not req.max_model_len:
-        notes.append(f"max_model_len capped at {max_len:,} (the KV cache holds {capacity:,} tokens; "
-                     f"the model allows {model.max_context:,})")
+        notes.append(
+            f"max_model_len capped at {max_len:,} (the KV cache holds {capacity:,} tokens; "
+            f"the model allows {model.max_context:,})"
+        )
     if req.seq_len and req.seq_len > max_len:
-        raise _NoFit(f"a request of {req.seq_len:,} tokens (input + output) is longer than the "
-                     f"{max_len:,} tokens that fit in the KV cache")
+        raise _NoFit(
+            f"a request of {req.seq_len:,} tokens (input + output) is longer than the "
+            f"{max_len:,} tokens that fit in the KV cache"
+        )
     if max_len < 256:
         raise _NoFit(f"only {capacity:,} tokens of KV cache are left after {need}")
     settings = VllmSettings(
@@ -194,9 +209,22 @@ def _fit(req: FitRequest) -> FitResult:
         port=req.port,
         extra_args=tuple(req.extra_args),
     )
-    return FitResult(model, precision, gpu, tp, pp, weights, weights_per_gpu, overhead, kv_gib,
-                     model.kv_bytes_per_token(1 if req.kv_cache_dtype == "fp8" else 2),
-                     capacity, max_len, settings, tuple(notes))
+    return FitResult(
+        model,
+        precision,
+        gpu,
+        tp,
+        pp,
+        weights,
+        weights_per_gpu,
+        overhead,
+        kv_gib,
+        model.kv_bytes_per_token(1 if req.kv_cache_dtype == "fp8" else 2),
+        capacity,
+        max_len,
+        settings,
+        tuple(notes),
+    )
 
 
 def alternatives(req: FitRequest, limit: int = 3) -> list[str]:
@@ -212,7 +240,9 @@ def alternatives(req: FitRequest, limit: int = 3) -> list[str]:
             return
         seen.add(key)
         try:
-            fit = _fit(replace(req, precision=precision, gpu=gpu, gpus=gpus, nodes=nodes, max_model_len=req.max_model_len))
+            fit = _fit(
+                replace(req, precision=precision, gpu=gpu, gpus=gpus, nodes=nodes, max_model_len=req.max_model_len)
+            )
         except (_NoFit, UserError):
             return
         offers = offers_for(gpu=gpu, gpus=gpus)
@@ -245,8 +275,9 @@ def fit_check(req: FitRequest) -> FitResult:
         options = alternatives(req)
         where = f"{req.nodes} nodes of " if req.nodes > 1 else ""
         fix = ("try " + "; or ".join(options)) if options else "no catalog configuration fits; use a smaller model"
-        raise DoesNotFit(f"{req.model} {req.precision} does not fit on {where}{req.gpus}x {req.gpu}: {no.reason}",
-                         fix) from None
+        raise DoesNotFit(
+            f"{req.model} {req.precision} does not fit on {where}{req.gpus}x {req.gpu}: {no.reason}", fix
+        ) from None
 
 
 def smallest_fit(req: FitRequest, counts: tuple[int, ...] = (1, 2, 4, 8)) -> FitResult:

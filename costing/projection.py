@@ -66,23 +66,38 @@ class Hardware:
     compute_type: str
 
     @classmethod
-    def of(cls, fit: FitResult) -> "Hardware":
+    def of(cls, fit: FitResult) -> Hardware:
         tp, pp = fit.settings.tensor_parallel_size, fit.settings.pipeline_parallel_size
         prec, gpu = fit.precision, fit.gpu
         native = gpu.computes_natively(prec)
         compute = prec.compute if native else "bf16"
         weight_only = (not native) or (compute == "bf16" and prec.weight_bits < 16)
         return cls(
-            gpus=tp * pp, tp=tp, pp=pp, layers=fit.model.layers, hidden=fit.model.hidden_size,
+            gpus=tp * pp,
+            tp=tp,
+            pp=pp,
+            layers=fit.model.layers,
+            hidden=fit.model.hidden_size,
             params=fit.model.params_b * 1e9,
             weight_bytes_per_gpu=weight_bytes(fit.model, prec) / (tp * pp),
             kv_bytes_per_token_per_gpu=kv_bytes_per_token_per_gpu(fit.model, tp, pp, fit.settings.kv_cache_dtype),
-            bandwidth=gpu.bandwidth_gbs * 1e9, flops=gpu.dense_tflops(compute) * 1e12,
-            interconnect=gpu.interconnect_gbs * 1e9, weight_only=weight_only, compute_type=compute)
+            bandwidth=gpu.bandwidth_gbs * 1e9,
+            flops=gpu.dense_tflops(compute) * 1e12,
+            interconnect=gpu.interconnect_gbs * 1e9,
+            weight_only=weight_only,
+            compute_type=compute,
+        )
 
 
-def step_time_s(hw: Hardware, p: Params, batch: float, context: float, prefill_tokens: float,
-                prefill_len: float, engine: str = "vllm") -> float:
+def step_time_s(
+    hw: Hardware,
+    p: Params,
+    batch: float,
+    context: float,
+    prefill_tokens: float,
+    prefill_len: float,
+    engine: str = "vllm",
+) -> float:
     """Seconds for one engine step: `batch` sequences decode one token each at a mean context of
     `context` tokens, and `prefill_tokens` prompt tokens (of prompts `prefill_len` long) are prefilled."""
     mem = (hw.weight_bytes_per_gpu + batch * context * hw.kv_bytes_per_token_per_gpu) / (hw.bandwidth * p.bw_eff)
@@ -93,7 +108,7 @@ def step_time_s(hw: Hardware, p: Params, batch: float, context: float, prefill_t
     kernel = p.weight_only_mfu if hw.weight_only else 1.0
     peak = hw.gpus * hw.flops * kernel
     compute = decode_flops / (peak * p.mfu_decode) + prefill_flops / (peak * p.mfu_prefill)
-    gpu = (mem ** p.overlap_power + compute ** p.overlap_power) ** (1.0 / p.overlap_power)
+    gpu = (mem**p.overlap_power + compute**p.overlap_power) ** (1.0 / p.overlap_power)
     comm = 0.0
     if hw.tp > 1:  # two all-reduces per layer of the activations of every token in the step
         ring = 2 * (hw.tp - 1) / hw.tp * (batch + prefill_tokens) * hw.hidden * 2
@@ -122,14 +137,20 @@ def _cap_reason(fit: FitResult, seq_len: int, cap: int) -> str:
 def _check(input_tokens: int, output_tokens: int, concurrency: int) -> None:
     from costing.errors import UserError
 
-    for name, value in (("input tokens", input_tokens), ("output tokens", output_tokens),
-                        ("concurrency", concurrency)):
+    for name, value in (("input tokens", input_tokens), ("output tokens", output_tokens), ("concurrency", concurrency)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 1 or value != value:
             raise UserError(f"{name} must be a positive number, got {value!r}", f"give {name} of at least 1")
 
 
-def project(fit: FitResult, input_tokens: int, output_tokens: int, concurrency: int,
-            params: Params | None = None, *, engine: str = "vllm") -> Projection:
+def project(
+    fit: FitResult,
+    input_tokens: int,
+    output_tokens: int,
+    concurrency: int,
+    params: Params | None = None,
+    *,
+    engine: str = "vllm",
+) -> Projection:
     """Steady state of `concurrency` clients each sending the next request when the last one ends."""
     _check(input_tokens, output_tokens, concurrency)
     p = params or load_params()
@@ -140,17 +161,21 @@ def project(fit: FitResult, input_tokens: int, output_tokens: int, concurrency: 
     if cap < 1:
         from costing.errors import DoesNotFit
 
-        raise DoesNotFit(f"a request of {seq_len:,} tokens does not fit the KV cache ({fit.kv_capacity_tokens:,} tokens)",
-                         "shorten the request or use more GPUs")
+        raise DoesNotFit(
+            f"a request of {seq_len:,} tokens does not fit the KV cache ({fit.kv_capacity_tokens:,} tokens)",
+            "shorten the request or use more GPUs",
+        )
     c = min(requested, cap)
     capped = c < requested
     context = i + o / 2.0  # mean context a decoded token attends to
     tpot = step_time_s(hw, p, c, context, c * i / o, i, engine)
     chunk = max(1, fit.settings.max_num_batched_tokens)
     chunks = math.ceil(i / chunk)
-    prefill_steps = sum(step_time_s(hw, p, c - 1, context, min(chunk, i - k * chunk), i, engine)
-                        for k in range(chunks)) if chunks <= 64 else \
-        chunks * step_time_s(hw, p, c - 1, context, chunk, i, engine)
+    prefill_steps = (
+        sum(step_time_s(hw, p, c - 1, context, min(chunk, i - k * chunk), i, engine) for k in range(chunks))
+        if chunks <= 64
+        else chunks * step_time_s(hw, p, c - 1, context, chunk, i, engine)
+    )
     ttft = 0.5 * tpot + prefill_steps
     e2e = ttft + (o - 1) * tpot
     rps = c / e2e
@@ -159,30 +184,46 @@ def project(fit: FitResult, input_tokens: int, output_tokens: int, concurrency: 
     assumptions: dict[str, object] = {
         "engine": engine,
         "model": f"{fit.model.id} {fit.precision.id} on {fit.total_gpus}x {fit.gpu.name}",
-        "tensor_parallel": hw.tp, "pipeline_parallel": hw.pp,
+        "tensor_parallel": hw.tp,
+        "pipeline_parallel": hw.pp,
         "weight_gb_per_gpu": round(hw.weight_bytes_per_gpu / 1e9, 2),
         "kv_bytes_per_token_per_gpu": hw.kv_bytes_per_token_per_gpu,
-        "bandwidth_gbs": fit.gpu.bandwidth_gbs, "dense_tflops": hw.flops / 1e12,
+        "bandwidth_gbs": fit.gpu.bandwidth_gbs,
+        "dense_tflops": hw.flops / 1e12,
         "compute_type": hw.compute_type + (" (weight-only kernels)" if hw.weight_only else ""),
         "interconnect_gbs": fit.gpu.interconnect_gbs,
         "gpu_source": fit.gpu.source,
         "admissible_concurrency": cap,
         "max_num_batched_tokens": chunk,
         "workload": "closed loop: each client sends its next request when the last one ends; "
-                    "fixed input/output lengths; continuous batching with chunked prefill",
+        "fixed input/output lengths; continuous batching with chunked prefill",
         "p90_tail": f"p90 e2e = {p.p90_over_mean:g} x mean ({p.source_of('p90_over_mean')})",
         "params": p.to_assumptions(),
     }
     return Projection(
-        concurrency=c, requested_concurrency=requested, capped=capped,
+        concurrency=c,
+        requested_concurrency=requested,
+        capped=capped,
         cap_reason=_cap_reason(fit, seq_len, cap) if capped else None,
-        ttft_ms=client_ttft * 1e3, tpot_ms=tpot * 1e3, e2e_latency_s=client_e2e,
+        ttft_ms=client_ttft * 1e3,
+        tpot_ms=tpot * 1e3,
+        e2e_latency_s=client_e2e,
         p90_e2e_latency_s=client_e2e * p.p90_over_mean,
-        output_tokens_per_s=rps * o, requests_per_s=rps, assumptions=assumptions)
+        output_tokens_per_s=rps * o,
+        requests_per_s=rps,
+        assumptions=assumptions,
+    )
 
 
-def slo_concurrency(fit: FitResult, input_tokens: int, output_tokens: int, p90_latency_s: float,
-                    params: Params | None = None, *, engine: str = "vllm") -> Projection:
+def slo_concurrency(
+    fit: FitResult,
+    input_tokens: int,
+    output_tokens: int,
+    p90_latency_s: float,
+    params: Params | None = None,
+    *,
+    engine: str = "vllm",
+) -> Projection:
     """The highest concurrency whose p90 end-to-end latency is within the SLO, bounded by what the
     KV cache and max_num_seqs admit. When even one request misses the SLO the concurrency-1
     projection is returned: the caller sees p90_e2e_latency_s > p90_latency_s."""
@@ -205,8 +246,9 @@ def slo_concurrency(fit: FitResult, input_tokens: int, output_tokens: int, p90_l
     return best
 
 
-def max_throughput(fit: FitResult, input_tokens: int, output_tokens: int, params: Params | None = None,
-                   *, engine: str = "vllm") -> Projection:
+def max_throughput(
+    fit: FitResult, input_tokens: int, output_tokens: int, params: Params | None = None, *, engine: str = "vllm"
+) -> Projection:
     """The projection at the highest admissible concurrency (throughput rises with concurrency)."""
     cap = max(1, admissible(fit, int(input_tokens), int(output_tokens)))
     return project(fit, input_tokens, output_tokens, cap, params, engine=engine)

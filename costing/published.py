@@ -10,15 +10,17 @@ import math
 import os
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from costing.calibration import FITTED, Params, load_params
 
 # The project's own copy (package data), or $SELFHOST_CALIBRATION_CSV
-DEFAULT_CSV = Path(os.environ.get("SELFHOST_CALIBRATION_CSV") or
-                   Path(__file__).resolve().parent / "data" / "published-benchmarks.csv")
+DEFAULT_CSV = Path(
+    os.environ.get("SELFHOST_CALIBRATION_CSV") or Path(__file__).resolve().parent / "data" / "published-benchmarks.csv"
+)
 
 SHAREGPT_IN, SHAREGPT_OUT = 205, 204  # LambdaLabs README: ShareGPT prompts ~205 in / ~204 out on average
 VLLM_054_MAX_NUM_SEQS = 256  # vLLM 0.5.4 default max_num_seqs (LambdaLabs ran defaults)
@@ -30,12 +32,21 @@ TRTLLM_MEMORY_FRACTION = 0.95  # TensorRT-LLM gives 90% of the memory left after
 TRTLLM_BATCHED_TOKENS = 8192  # trtllm-bench max_num_tokens
 
 GPU_NAMES = {  # CSV name -> (catalog name, override or None)
-    "A100-SXM-80GB": ("A100-80GB", None), "A100-SXM4-80GB": ("A100-80GB", None),
-    "A100-PCIe-80GB": ("A100-80GB", {"bandwidth_gbs": 1935.0, "interconnect_gbs": 32.0,
-                                      "source": "NVIDIA A100 PCIe 80GB datasheet: 1,935 GB/s; PCIe Gen4 x16 "
-                                                "(no NVLink assumed) - calibration-side override"}),
-    "H100-SXM-80GB": ("H100", None), "H100-80GB": ("H100", None),
-    "L40S-48GB": ("L40S", None), "A10G-24GB": ("A10G", None),
+    "A100-SXM-80GB": ("A100-80GB", None),
+    "A100-SXM4-80GB": ("A100-80GB", None),
+    "A100-PCIe-80GB": (
+        "A100-80GB",
+        {
+            "bandwidth_gbs": 1935.0,
+            "interconnect_gbs": 32.0,
+            "source": "NVIDIA A100 PCIe 80GB datasheet: 1,935 GB/s; PCIe Gen4 x16 "
+            "(no NVLink assumed) - calibration-side override",
+        },
+    ),
+    "H100-SXM-80GB": ("H100", None),
+    "H100-80GB": ("H100", None),
+    "L40S-48GB": ("L40S", None),
+    "A10G-24GB": ("A10G", None),
 }
 
 
@@ -121,16 +132,38 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
             tpot_kind = None
             if _num(r["tpot_ms"]) is not None:
                 notes = r["notes"]
-                tpot_kind = ("ITL" if "column holds ITL" in notes else "median TPOT" if "TPOT median" in notes
-                             else "per-output-token latency")
-            rows.append(Row(
-                index=k, source=r["source"], gpu_raw=r["gpu"].strip(), gpu=gpu, gpus=int(r["gpu_count"]),
-                model=map_model(r["model"]), precision=map_precision(r["precision"]),
-                engine=map_engine(engine_raw), engine_raw=engine_raw,
-                input_tokens=int(i), output_tokens=int(o), concurrency=conc, burst=burst,
-                output_tok_s=_num(r["output_tok_s"]), tpot_ms=_num(r["tpot_ms"]), ttft_ms=_num(r["ttft_ms"]),
-                e2e_s=_num(r["e2e_s"]), tpot_kind=tpot_kind, gpu_override=override,
-                fit_weight=weight, note=note))
+                tpot_kind = (
+                    "ITL"
+                    if "column holds ITL" in notes
+                    else "median TPOT"
+                    if "TPOT median" in notes
+                    else "per-output-token latency"
+                )
+            rows.append(
+                Row(
+                    index=k,
+                    source=r["source"],
+                    gpu_raw=r["gpu"].strip(),
+                    gpu=gpu,
+                    gpus=int(r["gpu_count"]),
+                    model=map_model(r["model"]),
+                    precision=map_precision(r["precision"]),
+                    engine=map_engine(engine_raw),
+                    engine_raw=engine_raw,
+                    input_tokens=int(i),
+                    output_tokens=int(o),
+                    concurrency=conc,
+                    burst=burst,
+                    output_tok_s=_num(r["output_tok_s"]),
+                    tpot_ms=_num(r["tpot_ms"]),
+                    ttft_ms=_num(r["ttft_ms"]),
+                    e2e_s=_num(r["e2e_s"]),
+                    tpot_kind=tpot_kind,
+                    gpu_override=override,
+                    fit_weight=weight,
+                    note=note,
+                )
+            )
     return rows
 
 
@@ -142,20 +175,28 @@ def fit_for_row(row: Row):
 
     trt = row.engine == "trtllm"
     req = FitRequest(
-        model=row.model, precision=row.precision, gpu=row.gpu, gpus=row.gpus,
+        model=row.model,
+        precision=row.precision,
+        gpu=row.gpu,
+        gpus=row.gpus,
         gpu_memory_utilization=TRTLLM_MEMORY_FRACTION if trt else 0.90,
         max_num_seqs=VLLM_054_MAX_NUM_SEQS,
-        max_num_batched_tokens=TRTLLM_BATCHED_TOKENS if trt else (
-            VLLM_054_BATCHED_TOKENS if row.burst else max(2048, get_model(row.model).max_context)),
+        max_num_batched_tokens=TRTLLM_BATCHED_TOKENS
+        if trt
+        else (VLLM_054_BATCHED_TOKENS if row.burst else max(2048, get_model(row.model).max_context)),
         kv_cache_dtype="fp8" if trt and row.precision == "fp8" else "auto",
-        seq_len=row.input_tokens + row.output_tokens)
+        seq_len=row.input_tokens + row.output_tokens,
+    )
     try:
         fit = fit_check(req)
     except UserError:
         return None
     if row.gpu_override:
-        gpu = replace(get_gpu(row.gpu), **{k: v for k, v in row.gpu_override.items() if k != "source"},
-                      source=row.gpu_override["source"])
+        gpu = replace(
+            get_gpu(row.gpu),
+            **{k: v for k, v in row.gpu_override.items() if k != "source"},
+            source=row.gpu_override["source"],
+        )
         fit = replace(fit, gpu=gpu)
     if trt:
         fit = replace(fit, settings=replace(fit.settings, max_num_seqs=TRTLLM_MAX_BATCH))
@@ -164,6 +205,7 @@ def fit_for_row(row: Row):
 
 # ---------------------------------------------------------------------------------------------
 # Predicting a row
+
 
 @dataclass(frozen=True)
 class Predicted:
@@ -218,8 +260,13 @@ def simulate_burst(fit, params, n: int, input_tokens: int, mean_output: int, eng
             _, r = heapq.heappop(heap)
             finish[r] = t
     tpots = sorted((finish[r] - ttft[r]) / (outs[r] - 1) for r in range(n) if outs[r] > 1)
-    return Predicted(output_tok_s=sum(outs) / t, tpot_ms=1e3 * tpots[len(tpots) // 2],
-                     ttft_ms=1e3 * sum(ttft) / n, e2e_s=sum(finish) / n, concurrency=float(slots))
+    return Predicted(
+        output_tok_s=sum(outs) / t,
+        tpot_ms=1e3 * tpots[len(tpots) // 2],
+        ttft_ms=1e3 * sum(ttft) / n,
+        e2e_s=sum(finish) / n,
+        concurrency=float(slots),
+    )
 
 
 def predict(row: Row, fit, params: Params) -> Predicted:
@@ -238,6 +285,7 @@ def prepared_rows(path: str | Path = DEFAULT_CSV) -> list[tuple[Row, Any]]:
 
 # ---------------------------------------------------------------------------------------------
 # Fitting (scipy, only under `make calibrate`)
+
 
 def _residuals(items, params: Params, names: list[str], x) -> list[float]:
     p = replace(params, **dict(zip(names, (float(v) for v in x))))
@@ -259,8 +307,9 @@ def group_weights(rows: Iterable[Row]) -> dict[str, float]:
     return {e: math.sqrt(max(counts.values()) / c) if c else 0.0 for e, c in counts.items()}
 
 
-def fit_params(path: str | Path = DEFAULT_CSV, start: Params | None = None,
-               names: list[str] | None = None) -> tuple[Params, dict[str, Any]]:
+def fit_params(
+    path: str | Path = DEFAULT_CSV, start: Params | None = None, names: list[str] | None = None
+) -> tuple[Params, dict[str, Any]]:
     """Least squares on log errors (soft-L1, so a few outliers do not drag the fit) of output tok/s
     and TPOT over every usable row."""
     import numpy as np
@@ -275,13 +324,27 @@ def fit_params(path: str | Path = DEFAULT_CSV, start: Params | None = None,
     lo = np.array([FITTED[n][0] for n in names])
     hi = np.array([FITTED[n][1] for n in names])
     x0 = np.clip(np.array([getattr(start, n) for n in names], dtype=float), lo, hi)
-    res = least_squares(lambda x: np.array(_residuals(items, start, names, x)), x0, bounds=(lo, hi),
-                        loss="soft_l1", f_scale=0.15, x_scale="jac", diff_step=1e-3, max_nfev=400)
+    res = least_squares(
+        lambda x: np.array(_residuals(items, start, names, x)),
+        x0,
+        bounds=(lo, hi),
+        loss="soft_l1",
+        f_scale=0.15,
+        x_scale="jac",
+        diff_step=1e-3,
+        max_nfev=400,
+    )
     fitted = replace(start, **{n: float(round(v, 5)) for n, v in zip(names, res.x)})
-    info = {"rows_in_csv": len(prepared), "rows_fitted": len(usable),
-            "rows_skipped_no_fit": [r.index for r, f in prepared if f is None],
-            "rows_left_out": [r.index for r, f in prepared if f is not None and not r.fit_weight],
-            "group_weights": gw, "cost": float(res.cost), "nfev": int(res.nfev), "status": int(res.status)}
+    info = {
+        "rows_in_csv": len(prepared),
+        "rows_fitted": len(usable),
+        "rows_skipped_no_fit": [r.index for r, f in prepared if f is None],
+        "rows_left_out": [r.index for r, f in prepared if f is not None and not r.fit_weight],
+        "group_weights": gw,
+        "cost": float(res.cost),
+        "nfev": int(res.nfev),
+        "status": int(res.status),
+    }
     return fitted, info
 
 

@@ -20,7 +20,7 @@ def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
-def projection_dict(p: "Projection") -> dict[str, Any]:
+def projection_dict(p: Projection) -> dict[str, Any]:
     """The projection's stable JSON fields (documented in README, 'JSON fields')."""
     return {
         "concurrency": p.concurrency,
@@ -33,24 +33,32 @@ def projection_dict(p: "Projection") -> dict[str, Any]:
         "p90_e2e_latency_s": _r(p.p90_e2e_latency_s, 3),
         "output_tokens_per_s": _r(p.output_tokens_per_s, 2),
         "requests_per_s": _r(p.requests_per_s, 4),
-        "assumptions": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
-                        for k, v in p.assumptions.items()},
+        "assumptions": {
+            k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in p.assumptions.items()
+        },
     }
 
 
-def review_dict(rv: "CostReview") -> dict[str, Any]:
+def review_dict(rv: CostReview) -> dict[str, Any]:
     fit, offer, price, s = rv.fit, rv.offer, rv.resolved.price, rv.fit.settings
     p = rv.projection
     return {
         "schema": "selfhost.review/v1",
-        "model": {"id": fit.model.id, "hf_repo": s.model_repo, "precision": fit.precision.id,
-                  "source": fit.model.source, "as_of": fit.model.as_of},
+        "model": {
+            "id": fit.model.id,
+            "hf_repo": s.model_repo,
+            "precision": fit.precision.id,
+            "source": fit.model.source,
+            "as_of": fit.model.as_of,
+        },
         "target": {
             "offer": offer.id if offer else None,
             "cloud": offer.cloud if offer else None,
             "instance_type": offer.instance_type if offer else None,
             "region": offer.region if offer else None,
-            "gpu": fit.gpu.name, "gpus_per_node": fit.gpus_per_node, "nodes": fit.nodes,
+            "gpu": fit.gpu.name,
+            "gpus_per_node": fit.gpus_per_node,
+            "nodes": fit.nodes,
             "pricing": rv.spec.target.pricing,
             "hourly_usd": _r(rv.hourly_usd, 4),
             "price_source": price.source if price else None,
@@ -70,7 +78,8 @@ def review_dict(rv: "CostReview") -> dict[str, Any]:
             "notes": list(fit.notes),
         },
         "vllm": {
-            **asdict(s), "extra_args": list(s.extra_args),
+            **asdict(s),
+            "extra_args": list(s.extra_args),
             "command": shell_command(vllm_serve_argv(s, api_key_ref=True)),
         },
         "workload": {
@@ -102,13 +111,18 @@ def review_dict(rv: "CostReview") -> dict[str, Any]:
         },
         "usd_per_million_output_tokens": _r(rv.usd_per_million_output_tokens, 4),
         "usd_per_million_output_tokens_full_load": _r(rv.usd_per_million_output_tokens_full_load, 4),
-        "budget": {"max_monthly_usd": rv.max_monthly_usd,
-                   "within": None if rv.max_monthly_usd is None else rv.monthly_usd <= rv.max_monthly_usd},
+        "budget": {
+            "max_monthly_usd": rv.max_monthly_usd,
+            "within": None if rv.max_monthly_usd is None else rv.monthly_usd <= rv.max_monthly_usd,
+        },
         "breakeven": [
             {
-                "api": b.api.label, "provider": b.api.provider, "api_model": b.api.api_model,
+                "api": b.api.label,
+                "provider": b.api.provider,
+                "api_model": b.api.api_model,
                 "closed_model": b.api.closed,
-                "input_usd_per_million": b.api.input, "output_usd_per_million": b.api.output,
+                "input_usd_per_million": b.api.input,
+                "output_usd_per_million": b.api.output,
                 "api_monthly_usd": _r(b.api_monthly_usd, 2),
                 "selfhost_monthly_usd": _r(b.selfhost_monthly_usd, 2),
                 "cheaper": b.cheaper,
@@ -116,7 +130,8 @@ def review_dict(rv: "CostReview") -> dict[str, Any]:
                 "breakeven_input_tokens_per_month": _r(b.input_tokens_per_month, 0),
                 "breakeven_output_tokens_per_month": _r(b.output_tokens_per_month, 0),
                 "reason": b.reason,
-                "source": b.api.source, "as_of": b.api.as_of,
+                "source": b.api.source,
+                "as_of": b.api.as_of,
             }
             for b in rv.breakeven
         ],
@@ -138,7 +153,7 @@ def _count(x: float | None) -> str:
     return f"{x:,.0f}"
 
 
-def summary_rows(rv: "CostReview") -> list[tuple[str, str]]:
+def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
     fit, p, d = rv.fit, rv.projection, review_dict(rv)
     t = d["target"]
     where = f"{t['offer']} ({t['instance_type']}, {t['region']})" if t["offer"] else f"{fit.total_gpus}x {fit.gpu.name}"
@@ -147,40 +162,74 @@ def summary_rows(rv: "CostReview") -> list[tuple[str, str]]:
     return [
         ("Model", f"{fit.model.id} {fit.precision.id} ({fit.settings.model_repo})"),
         ("Target", f"{where}, {fit.total_gpus}x {fit.gpu.name}, {price}"),
-        ("Fit", f"weights {fit.weight_gib:.1f} GiB, KV {fit.kv_gib_per_gpu:.1f} GiB/GPU = "
-                f"{fit.kv_capacity_tokens:,} tokens, max_model_len {fit.max_model_len:,}"),
+        (
+            "Fit",
+            f"weights {fit.weight_gib:.1f} GiB, KV {fit.kv_gib_per_gpu:.1f} GiB/GPU = "
+            f"{fit.kv_capacity_tokens:,} tokens, max_model_len {fit.max_model_len:,}",
+        ),
         ("vLLM", d["vllm"]["command"]),
-        ("Workload", f"{rv.workload.requests_per_day:,.0f} req/day x ({rv.workload.input_tokens:,} in + "
-                     f"{rv.workload.output_tokens:,} out) tokens, peak x{rv.workload.peak_to_mean:g}"),
-        ("Projection", f"concurrency {p.concurrency}{' (capped)' if p.capped else ''}: "
-                       f"{p.output_tokens_per_s:,.0f} output tok/s, TTFT {p.ttft_ms:,.0f} ms, "
-                       f"TPOT {p.tpot_ms:,.1f} ms, e2e {p.e2e_latency_s:,.2f} s (p90 {p.p90_e2e_latency_s:,.2f} s), "
-                       f"{p.requests_per_s:,.2f} req/s per replica"),
+        (
+            "Workload",
+            f"{rv.workload.requests_per_day:,.0f} req/day x ({rv.workload.input_tokens:,} in + "
+            f"{rv.workload.output_tokens:,} out) tokens, peak x{rv.workload.peak_to_mean:g}",
+        ),
+        (
+            "Projection",
+            f"concurrency {p.concurrency}{' (capped)' if p.capped else ''}: "
+            f"{p.output_tokens_per_s:,.0f} output tok/s, TTFT {p.ttft_ms:,.0f} ms, "
+            f"TPOT {p.tpot_ms:,.1f} ms, e2e {p.e2e_latency_s:,.2f} s (p90 {p.p90_e2e_latency_s:,.2f} s), "
+            f"{p.requests_per_s:,.2f} req/s per replica",
+        ),
         ("SLO", "none" if not slo else f"p90 <= {slo:g} s: {'met' if rv.slo_met else 'MISSED'}"),
         ("Replicas", f"{rv.replicas} (peak {rv.traffic.peak_requests_per_s:,.3f} req/s)"),
-        ("Monthly", f"{_money(rv.monthly_usd)} ({rv.hours_per_month:,.0f} h x {rv.replicas} replica(s) + "
-                    f"{rv.storage_gb:,.0f} GB storage)"),
-        ("$/1M output", f"{_money(rv.usd_per_million_output_tokens)} at this workload, "
-                        f"{_money(rv.usd_per_million_output_tokens_full_load)} at full load"),
-        ("Budget", "none" if rv.max_monthly_usd is None else
-         f"{_money(rv.max_monthly_usd)}: {'within' if rv.monthly_usd <= rv.max_monthly_usd else 'OVER'}"),
+        (
+            "Monthly",
+            f"{_money(rv.monthly_usd)} ({rv.hours_per_month:,.0f} h x {rv.replicas} replica(s) + "
+            f"{rv.storage_gb:,.0f} GB storage)",
+        ),
+        (
+            "$/1M output",
+            f"{_money(rv.usd_per_million_output_tokens)} at this workload, "
+            f"{_money(rv.usd_per_million_output_tokens_full_load)} at full load",
+        ),
+        (
+            "Budget",
+            "none"
+            if rv.max_monthly_usd is None
+            else f"{_money(rv.max_monthly_usd)}: {'within' if rv.monthly_usd <= rv.max_monthly_usd else 'OVER'}",
+        ),
     ]
 
 
-def breakeven_rows(rv: "CostReview") -> list[tuple[str, ...]]:
+def breakeven_rows(rv: CostReview) -> list[tuple[str, ...]]:
     rows = []
     for b in rv.breakeven:
-        rows.append((b.api.label, f"${b.api.input:.2f}/${b.api.output:.2f}", _money(b.api_monthly_usd),
-                     _money(b.selfhost_monthly_usd), "self-host" if b.cheaper == "selfhost" else "API",
-                     _count(b.requests_per_day), _count(b.output_tokens_per_month)))
+        rows.append(
+            (
+                b.api.label,
+                f"${b.api.input:.2f}/${b.api.output:.2f}",
+                _money(b.api_monthly_usd),
+                _money(b.selfhost_monthly_usd),
+                "self-host" if b.cheaper == "selfhost" else "API",
+                _count(b.requests_per_day),
+                _count(b.output_tokens_per_month),
+            )
+        )
     return rows
 
 
-BREAKEVEN_HEADERS = ("API", "$/1M in/out", "API $/mo", "Self-host $/mo", "Cheaper",
-                     "Break-even req/day", "Break-even out tok/mo")
+BREAKEVEN_HEADERS = (
+    "API",
+    "$/1M in/out",
+    "API $/mo",
+    "Self-host $/mo",
+    "Cheaper",
+    "Break-even req/day",
+    "Break-even out tok/mo",
+)
 
 
-def render_table(rv: "CostReview") -> str:
+def render_table(rv: CostReview) -> str:
     from rich.console import Console
     from rich.table import Table
 
@@ -203,9 +252,8 @@ def render_table(rv: "CostReview") -> str:
     return console.export_text()
 
 
-def render_markdown(rv: "CostReview") -> str:
-    lines = [f"### selfhost cost review: {rv.fit.model.id} on "
-             f"{rv.offer.id if rv.offer else rv.fit.gpu.name}", ""]
+def render_markdown(rv: CostReview) -> str:
+    lines = [f"### selfhost cost review: {rv.fit.model.id} on {rv.offer.id if rv.offer else rv.fit.gpu.name}", ""]
     lines += ["| | |", "|---|---|"]
     for k, v in summary_rows(rv):
         v = f"`{v}`" if k == "vLLM" else v.replace("|", "\\|")
@@ -216,12 +264,14 @@ def render_markdown(rv: "CostReview") -> str:
     lines.append("")
     for note in rv.notes:
         lines.append(f"> note: {note}")
-    lines.append(f"<sub>Prices and hardware figures carry their sources in `selfhost plan --format json`. "
-                 f"Calibration: {rv.calibration}.</sub>")
+    lines.append(
+        f"<sub>Prices and hardware figures carry their sources in `selfhost plan --format json`. "
+        f"Calibration: {rv.calibration}.</sub>"
+    )
     return "\n".join(lines) + "\n"
 
 
-def render(rv: "CostReview", fmt: str) -> str:
+def render(rv: CostReview, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(review_dict(rv), indent=2) + "\n"
     if fmt == "markdown":

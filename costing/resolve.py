@@ -26,20 +26,33 @@ class Resolved:
 def fit_request(spec: DeploymentSpec, gpu: str, gpus: int) -> FitRequest:
     w, v = spec.workload, spec.vllm
     return FitRequest(
-        model=spec.model, precision=spec.precision, gpu=gpu, gpus=gpus, nodes=spec.target.nodes,
-        gpu_memory_utilization=v.gpu_memory_utilization, max_model_len=v.max_model_len,
-        max_num_seqs=v.max_num_seqs, max_num_batched_tokens=v.max_num_batched_tokens,
-        kv_cache_dtype=v.kv_cache_dtype, seq_len=(w.input_tokens + w.output_tokens) if w else None,
-        model_repo=v.model_repo, served_model_name=v.served_model_name,
-        enable_prefix_caching=v.enable_prefix_caching, port=v.port, extra_args=tuple(v.extra_args))
+        model=spec.model,
+        precision=spec.precision,
+        gpu=gpu,
+        gpus=gpus,
+        nodes=spec.target.nodes,
+        gpu_memory_utilization=v.gpu_memory_utilization,
+        max_model_len=v.max_model_len,
+        max_num_seqs=v.max_num_seqs,
+        max_num_batched_tokens=v.max_num_batched_tokens,
+        kv_cache_dtype=v.kv_cache_dtype,
+        seq_len=(w.input_tokens + w.output_tokens) if w else None,
+        model_repo=v.model_repo,
+        served_model_name=v.served_model_name,
+        enable_prefix_caching=v.enable_prefix_caching,
+        port=v.port,
+        extra_args=tuple(v.extra_args),
+    )
 
 
 def price_of(offer: Offer, pricing: str) -> Price:
     price = offer.price(pricing)
     if price is None:
         clouds_with = "aws or gcp" if pricing != "on-demand" else "another cloud"
-        raise UserError(f"{offer.cloud} offers no {pricing} pricing for {offer.id}",
-                        f"use --pricing on-demand, or a {clouds_with} offer")
+        raise UserError(
+            f"{offer.cloud} offers no {pricing} pricing for {offer.id}",
+            f"use --pricing on-demand, or a {clouds_with} offer",
+        )
     return price
 
 
@@ -51,11 +64,17 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
     if t.offer:
         offer = get_offer(t.offer)
         if t.cloud and offer.cloud != t.cloud:
-            raise UserError(f"offer {offer.id} is on {offer.cloud}, not {t.cloud}", "drop --cloud or pick a matching offer")
+            raise UserError(
+                f"offer {offer.id} is on {offer.cloud}, not {t.cloud}", "drop --cloud or pick a matching offer"
+            )
         if t.gpu and get_gpu(t.gpu).name != offer.gpu:
-            raise UserError(f"offer {offer.id} has {offer.gpu} GPUs, not {t.gpu}", "drop --gpu or pick a matching offer")
+            raise UserError(
+                f"offer {offer.id} has {offer.gpu} GPUs, not {t.gpu}", "drop --gpu or pick a matching offer"
+            )
         if t.gpus and t.gpus != offer.gpus:
-            raise UserError(f"offer {offer.id} has {offer.gpus} GPUs, not {t.gpus}", "drop --gpus or pick a matching offer")
+            raise UserError(
+                f"offer {offer.id} has {offer.gpus} GPUs, not {t.gpus}", "drop --gpus or pick a matching offer"
+            )
         fit = fit_check(fit_request(spec, offer.gpu, offer.gpus))
         return Resolved(spec, fit, offer, price_of(offer, t.pricing))
     if not t.gpu:
@@ -71,8 +90,10 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
     if not offers:
         if need_offer:
             where = f" on {t.cloud}" if t.cloud else ""
-            raise UserError(f"no offer in the catalog has {fit.gpus_per_node}x {gpu}{where} with {t.pricing} pricing",
-                            "pick another --gpus/--cloud/--pricing, or --offer (see `selfhost compare`)")
+            raise UserError(
+                f"no offer in the catalog has {fit.gpus_per_node}x {gpu}{where} with {t.pricing} pricing",
+                "pick another --gpus/--cloud/--pricing, or --offer (see `selfhost compare`)",
+            )
         return Resolved(spec, fit, None, None)
     offer = min(offers, key=lambda o: o.price(t.pricing).usd_per_hour)
     return Resolved(spec, fit, offer, price_of(offer, t.pricing))

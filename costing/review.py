@@ -9,10 +9,9 @@ from typing import Any
 from costing import projection as proj
 from costing.catalog import apis_for, cloud_info
 from costing.errors import OverBudget, UserError
-from costing.spec import DeploymentSpec, WorkloadSpec
-from costing.spend import (BreakEven, Traffic, break_even, hours_per_month, monthly_usd,
-                           replicas_needed, usd_per_million)
 from costing.resolve import Resolved, resolve
+from costing.spec import DeploymentSpec, WorkloadSpec
+from costing.spend import BreakEven, Traffic, break_even, hours_per_month, monthly_usd, replicas_needed, usd_per_million
 
 SCHEMA = "selfhost.review/v1"
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
@@ -24,8 +23,8 @@ class CostReview:
     resolved: Resolved
     workload: WorkloadSpec
     traffic: Traffic
-    projection: "proj.Projection"  # at the SLO-bound (or maximal) concurrency: what one replica serves
-    full_load: "proj.Projection"
+    projection: proj.Projection  # at the SLO-bound (or maximal) concurrency: what one replica serves
+    full_load: proj.Projection
     replicas: int
     hours_per_month: float
     storage_gb: float
@@ -67,8 +66,10 @@ class CostReview:
 
 def require_workload(spec: DeploymentSpec) -> WorkloadSpec:
     if spec.workload is None:
-        raise UserError("no workload given", "pass --requests-per-day, --input-tokens and --output-tokens "
-                        "(or a `workload:` section in the spec)")
+        raise UserError(
+            "no workload given",
+            "pass --requests-per-day, --input-tokens and --output-tokens (or a `workload:` section in the spec)",
+        )
     return spec.workload
 
 
@@ -79,8 +80,13 @@ def storage_gb_for(spec: DeploymentSpec, weight_gib: float) -> float:
     return float(math.ceil(weight_gib * 1.0737 * WEIGHT_DISK_HEADROOM / 10) * 10)
 
 
-def cost_review(spec: DeploymentSpec, *, params: "proj.Params | None" = None,
-                calibration: str | None = None, resolved: Resolved | None = None) -> CostReview:
+def cost_review(
+    spec: DeploymentSpec,
+    *,
+    params: proj.Params | None = None,
+    calibration: str | None = None,
+    resolved: Resolved | None = None,
+) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input or a model that doesn't fit."""
     workload = require_workload(spec)
     resolved = resolved or resolve(spec)
@@ -107,22 +113,42 @@ def cost_review(spec: DeploymentSpec, *, params: "proj.Params | None" = None,
     per_m_full = usd_per_million(hourly, full.output_tokens_per_s)
     slo_met = None if not slo else point.p90_e2e_latency_s <= slo
     if slo and not slo_met:
-        notes.append(f"the p90 latency SLO of {slo:g} s is missed even at concurrency 1 "
-                     f"(p90 {point.p90_e2e_latency_s:.2f} s): pick a faster GPU or a smaller model")
-    evens = [break_even(api, workload, spec.schedule, replica_monthly, point.requests_per_s, traffic, monthly)
-             for api in apis_for(fit.model.id)]
+        notes.append(
+            f"the p90 latency SLO of {slo:g} s is missed even at concurrency 1 "
+            f"(p90 {point.p90_e2e_latency_s:.2f} s): pick a faster GPU or a smaller model"
+        )
+    evens = [
+        break_even(api, workload, spec.schedule, replica_monthly, point.requests_per_s, traffic, monthly)
+        for api in apis_for(fit.model.id)
+    ]
     evens.sort(key=lambda b: b.api_monthly_usd)
-    return CostReview(spec, resolved, workload, traffic, point, full, replicas, hours_per_month(spec.schedule),
-                      storage, storage_price, monthly, per_m_workload, per_m_full, evens, slo_met,
-                      calibration or str(point.assumptions.get("calibration", "built-in (costing/data/calibration.json)")),
-                      notes)
+    return CostReview(
+        spec,
+        resolved,
+        workload,
+        traffic,
+        point,
+        full,
+        replicas,
+        hours_per_month(spec.schedule),
+        storage,
+        storage_price,
+        monthly,
+        per_m_workload,
+        per_m_full,
+        evens,
+        slo_met,
+        calibration or str(point.assumptions.get("calibration", "built-in (costing/data/calibration.json)")),
+        notes,
+    )
 
 
 def enforce_budget(review: CostReview, max_monthly_usd: float | None = None) -> None:
     """The CI gate: refuse when the projection is over budget (exit code 2, nothing launched)."""
     budget = max_monthly_usd if max_monthly_usd is not None else review.max_monthly_usd
     if budget is not None and review.monthly_usd > budget:
-        raise OverBudget(f"projected ${review.monthly_usd:,.2f}/month for {review.replicas} replica(s) of "
-                         f"{review.offer.id if review.offer else review.fit.gpu.name} exceeds the budget of ${budget:,.2f}",
-                         "raise --max-monthly-usd, lower the traffic, or pick a cheaper offer/pricing "
-                         "(see `selfhost compare`)")
+        raise OverBudget(
+            f"projected ${review.monthly_usd:,.2f}/month for {review.replicas} replica(s) of "
+            f"{review.offer.id if review.offer else review.fit.gpu.name} exceeds the budget of ${budget:,.2f}",
+            "raise --max-monthly-usd, lower the traffic, or pick a cheaper offer/pricing (see `selfhost compare`)",
+        )

@@ -76,8 +76,11 @@ class SkySpec(_Strict):
     """SkyPilot rendering options (`selfhost render sky`); the costing path ignores them."""
 
     service: bool = Field(False, description="render a SkyServe service instead of a dev-cluster task")
-    any_of: tuple[TargetSpec, ...] = Field((), description="candidate targets SkyPilot picks the cheapest of; "
-                                                           "each replaces cloud/offer/gpu/gpus/region of `target`")
+    any_of: tuple[TargetSpec, ...] = Field(
+        (),
+        description="candidate targets SkyPilot picks the cheapest of; "
+        "each replaces cloud/offer/gpu/gpus/region of `target`",
+    )
 
 
 class DeploymentSpec(_Strict):
@@ -105,8 +108,9 @@ def spec_from_dict(data: dict[str, Any]) -> DeploymentSpec:
     try:
         return DeploymentSpec.model_validate(data)
     except ValidationError as err:
-        raise UserError(f"invalid deployment spec, {_describe(err)}",
-                        "correct that field (see README, 'The deployment spec')") from None
+        raise UserError(
+            f"invalid deployment spec, {_describe(err)}", "correct that field (see README, 'The deployment spec')"
+        ) from None
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
@@ -118,8 +122,9 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as err:
-        raise UserError(f"spec file '{path}' is not valid YAML ({str(err).splitlines()[0]})",
-                        "fix the YAML syntax") from None
+        raise UserError(
+            f"spec file '{path}' is not valid YAML ({str(err).splitlines()[0]})", "fix the YAML syntax"
+        ) from None
     if not isinstance(data, dict):
         raise UserError(f"spec file '{path}' must hold a mapping", "start it with `model: ...`")
     return data

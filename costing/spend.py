@@ -26,8 +26,13 @@ def operating_days_per_month(schedule: ScheduleSpec) -> float:
     return DAYS_PER_MONTH * schedule.days_per_week / 7
 
 
-def monthly_usd(hourly_usd: float, schedule: ScheduleSpec, replicas: int = 1,
-                storage_gb: float = 0.0, storage_usd_per_gb_month: float = 0.0) -> float:
+def monthly_usd(
+    hourly_usd: float,
+    schedule: ScheduleSpec,
+    replicas: int = 1,
+    storage_gb: float = 0.0,
+    storage_usd_per_gb_month: float = 0.0,
+) -> float:
     """Compute for the billed hours plus storage (billed all month, one volume per replica)."""
     return replicas * (hourly_usd * hours_per_month(schedule) + storage_gb * storage_usd_per_gb_month)
 
@@ -49,12 +54,16 @@ class Traffic:
     peak_requests_per_s: float
 
     @classmethod
-    def of(cls, workload: WorkloadSpec, schedule: ScheduleSpec) -> "Traffic":
+    def of(cls, workload: WorkloadSpec, schedule: ScheduleSpec) -> Traffic:
         days = operating_days_per_month(schedule)
         requests = workload.requests_per_day * days
         mean_rps = workload.requests_per_day / (schedule.hours_per_day * 3600)
-        return cls(requests, requests * workload.input_tokens, requests * workload.output_tokens,
-                   mean_rps * workload.peak_to_mean)
+        return cls(
+            requests,
+            requests * workload.input_tokens,
+            requests * workload.output_tokens,
+            mean_rps * workload.peak_to_mean,
+        )
 
 
 def replicas_needed(peak_requests_per_s: float, requests_per_s_per_replica: float) -> int:
@@ -92,8 +101,15 @@ class BreakEven:
         return "selfhost" if self.selfhost_monthly_usd < self.api_monthly_usd else "api"
 
 
-def break_even(api: ApiPrice, workload: WorkloadSpec, schedule: ScheduleSpec, replica_monthly_usd: float,
-               requests_per_s_per_replica: float, traffic: Traffic, selfhost_monthly: float) -> BreakEven:
+def break_even(
+    api: ApiPrice,
+    workload: WorkloadSpec,
+    schedule: ScheduleSpec,
+    replica_monthly_usd: float,
+    requests_per_s_per_replica: float,
+    traffic: Traffic,
+    selfhost_monthly: float,
+) -> BreakEven:
     """Requests/day at which the API bill equals the self-host cost.
 
     Self-host cost is a step (one replica's monthly cost per step of capacity); the API bill is a line
@@ -109,10 +125,22 @@ def break_even(api: ApiPrice, workload: WorkloadSpec, schedule: ScheduleSpec, re
     crossing = replica_monthly_usd / (per_request * days)  # requests/day where one replica's cost = API bill
     if crossing > capacity_per_day:
         full_load = replica_monthly_usd / (capacity_per_day * days) if capacity_per_day > 0 else math.inf
-        return BreakEven(api, api_monthly, selfhost_monthly, None, None, None,
-                         f"one replica at full load costs ${full_load:.4f}/request, "
-                         f"more than the API's ${per_request:.4f}")
+        return BreakEven(
+            api,
+            api_monthly,
+            selfhost_monthly,
+            None,
+            None,
+            None,
+            f"one replica at full load costs ${full_load:.4f}/request, more than the API's ${per_request:.4f}",
+        )
     monthly_requests = crossing * days
-    return BreakEven(api, api_monthly, selfhost_monthly, crossing, monthly_requests * workload.input_tokens,
-                     monthly_requests * workload.output_tokens,
-                     f"above {crossing:,.0f} requests/day self-hosting is cheaper")
+    return BreakEven(
+        api,
+        api_monthly,
+        selfhost_monthly,
+        crossing,
+        monthly_requests * workload.input_tokens,
+        monthly_requests * workload.output_tokens,
+        f"above {crossing:,.0f} requests/day self-hosting is cheaper",
+    )

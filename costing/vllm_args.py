@@ -18,26 +18,40 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # its ENTRYPOINT is `vllm serve`
 API_KEY_REF = f"${API_KEY_ENV}"
 
 
-def serve_args(settings: VllmSettings, *, model: str | None = None, host: str = "0.0.0.0",
-               api_key_ref: bool = False) -> list[str]:
+def serve_args(
+    settings: VllmSettings, *, model: str | None = None, host: str = "0.0.0.0", api_key_ref: bool = False
+) -> list[str]:
     """Arguments after `vllm serve`: the model, then flags. `model` overrides the repo (a local path).
 
     api_key_ref=True adds `--api-key $VLLM_API_KEY` (for shells that expand it); otherwise the
     server takes the key from its VLLM_API_KEY environment variable.
     """
     s = settings
-    args = [model or s.model_repo,
-            "--host", host,
-            "--port", str(s.port),
-            "--served-model-name", s.served_model_name,
-            "--tensor-parallel-size", str(s.tensor_parallel_size)]
+    args = [
+        model or s.model_repo,
+        "--host",
+        host,
+        "--port",
+        str(s.port),
+        "--served-model-name",
+        s.served_model_name,
+        "--tensor-parallel-size",
+        str(s.tensor_parallel_size),
+    ]
     if s.pipeline_parallel_size > 1:
         args += ["--pipeline-parallel-size", str(s.pipeline_parallel_size)]
-    args += ["--max-model-len", str(s.max_model_len),
-             "--gpu-memory-utilization", f"{s.gpu_memory_utilization:g}",
-             "--max-num-seqs", str(s.max_num_seqs),
-             "--max-num-batched-tokens", str(s.max_num_batched_tokens),
-             "--dtype", s.dtype]
+    args += [
+        "--max-model-len",
+        str(s.max_model_len),
+        "--gpu-memory-utilization",
+        f"{s.gpu_memory_utilization:g}",
+        "--max-num-seqs",
+        str(s.max_num_seqs),
+        "--max-num-batched-tokens",
+        str(s.max_num_batched_tokens),
+        "--dtype",
+        s.dtype,
+    ]
     if s.quantization:
         args += ["--quantization", s.quantization]
     if s.kv_cache_dtype != "auto":

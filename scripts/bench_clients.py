@@ -53,29 +53,77 @@ def pinned(core: int | None):
 
 
 def run(argv: list[str], core: int | None, timeout: float, env: dict | None = None, cwd: Path | None = None) -> str:
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, preexec_fn=pinned(core),
-                       env={**os.environ, **(env or {})}, cwd=cwd)
+    p = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=pinned(core),
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
     if p.returncode != 0:
-        tail = " | ".join([ln for ln in (p.stderr or p.stdout).strip().splitlines() if "WARNING: Location" not in ln][-3:])
+        tail = " | ".join(
+            [ln for ln in (p.stderr or p.stdout).strip().splitlines() if "WARNING: Location" not in ln][-3:]
+        )
         raise RuntimeError(f"exit {p.returncode}: {tail}")
     return p.stdout
 
 
 def ours(url: str, a, core: int | None) -> dict:
-    out = run([sys.executable, "-c", OURS, url, str(a.concurrency), str(a.num_prompts), str(a.input_tokens),
-               str(a.output_tokens)], core, 300, cwd=ROOT)
+    out = run(
+        [
+            sys.executable,
+            "-c",
+            OURS,
+            url,
+            str(a.concurrency),
+            str(a.num_prompts),
+            str(a.input_tokens),
+            str(a.output_tokens),
+        ],
+        core,
+        300,
+        cwd=ROOT,
+    )
     return json.loads(out.strip().splitlines()[-1])
 
 
 def vllm_bench(url: str, a, core: int | None, tokenizer: Path) -> dict:
     if not VLLM_PY.exists():
         raise RuntimeError(f"{VLLM_PY} missing: run `make vllm-venv`")
-    out = run([str(VLLM_PY), str(ROOT / "costing" / "local" / "vllm_main.py"), "bench", "serve", "--backend", "openai",
-               "--base-url", url, "--endpoint", "/v1/completions", "--model", "fake", "--tokenizer", str(tokenizer),
-               "--dataset-name", "random", "--random-input-len", str(a.input_tokens), "--random-output-len",
-               str(a.output_tokens), "--ignore-eos", "--max-concurrency", str(a.concurrency),
-               "--num-prompts", str(a.num_prompts)], core, 600,
-              env={"VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"})
+    out = run(
+        [
+            str(VLLM_PY),
+            str(ROOT / "costing" / "local" / "vllm_main.py"),
+            "bench",
+            "serve",
+            "--backend",
+            "openai",
+            "--base-url",
+            url,
+            "--endpoint",
+            "/v1/completions",
+            "--model",
+            "fake",
+            "--tokenizer",
+            str(tokenizer),
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            str(a.input_tokens),
+            "--random-output-len",
+            str(a.output_tokens),
+            "--ignore-eos",
+            "--max-concurrency",
+            str(a.concurrency),
+            "--num-prompts",
+            str(a.num_prompts),
+        ],
+        core,
+        600,
+        env={"VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"},
+    )
     tok = float(re.search(r"Output token throughput \(tok/s\):\s+([\d.]+)", out).group(1))
     failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
     return {"tok_s": tok, "failed": failed}
@@ -86,13 +134,29 @@ def guidellm(url: str, a, core: int | None, tokenizer: Path) -> dict:
         raise RuntimeError(f"{GUIDELLM} missing: run `make .venv-guidellm/.installed`")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "guidellm.json"
-        run([str(GUIDELLM), "run", "--backend", f"kind=openai_http,target={url},model=fake",
-             "--profile", f"kind=concurrent,streams={a.concurrency}",
-             "--constraint", f"kind=max_requests,count={a.num_prompts}",
-             "--tokenizer", f"kind=hf_auto,model={tokenizer}",
-             "--data", f"kind=synthetic_text,prompt_tokens={a.input_tokens},output_tokens={a.output_tokens}",
-             "--output", f"kind=json,path={out}", "--disable-console"], core, 900,
-            env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}, cwd=Path(tmp))
+        run(
+            [
+                str(GUIDELLM),
+                "run",
+                "--backend",
+                f"kind=openai_http,target={url},model=fake",
+                "--profile",
+                f"kind=concurrent,streams={a.concurrency}",
+                "--constraint",
+                f"kind=max_requests,count={a.num_prompts}",
+                "--tokenizer",
+                f"kind=hf_auto,model={tokenizer}",
+                "--data",
+                f"kind=synthetic_text,prompt_tokens={a.input_tokens},output_tokens={a.output_tokens}",
+                "--output",
+                f"kind=json,path={out}",
+                "--disable-console",
+            ],
+            core,
+            900,
+            env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            cwd=Path(tmp),
+        )
         bench = json.loads(out.read_text())["benchmarks"][0]
         m = bench["metrics"]
         totals = m["request_totals"]
@@ -107,8 +171,12 @@ def main() -> int:
     ap.add_argument("--output-tokens", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--clients", default="ours,vllm,guidellm")
-    ap.add_argument("--slice-events", type=int, default=64,
-                    help="SSE events the stand-in writes per send (each its own HTTP chunk, as vLLM frames them)")
+    ap.add_argument(
+        "--slice-events",
+        type=int,
+        default=64,
+        help="SSE events the stand-in writes per send (each its own HTTP chunk, as vLLM frames them)",
+    )
     a = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -121,9 +189,20 @@ def main() -> int:
     tokenizer = ensure_tiny_model()  # vllm bench serve and GuideLLM need a tokenizer (the tiny model's)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_vllm_server.py"), "--port", str(port),
-                               "--slice-events", str(a.slice_events)], cwd=ROOT,
-                              preexec_fn=pinned(server_core), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "fake_vllm_server.py"),
+            "--port",
+            str(port),
+            "--slice-events",
+            str(a.slice_events),
+        ],
+        cwd=ROOT,
+        preexec_fn=pinned(server_core),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:
@@ -131,12 +210,16 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(0.1)
-        print(f"stand-in server {url} on core {server_core}; clients on core {client_core}; "
-              f"{a.output_tokens}-token outputs, {a.input_tokens}-token prompts, concurrency {a.concurrency}, "
-              f"{a.num_prompts} requests per run, {a.slice_events} events per server write, median of {a.repeats} runs")
-        runners = {"ours": ("selfhost bench (aiohttp)", lambda: ours(url, a, client_core)),
-                   "vllm": ("vllm bench serve", lambda: vllm_bench(url, a, client_core, tokenizer)),
-                   "guidellm": ("GuideLLM", lambda: guidellm(url, a, client_core, tokenizer))}
+        print(
+            f"stand-in server {url} on core {server_core}; clients on core {client_core}; "
+            f"{a.output_tokens}-token outputs, {a.input_tokens}-token prompts, concurrency {a.concurrency}, "
+            f"{a.num_prompts} requests per run, {a.slice_events} events per server write, median of {a.repeats} runs"
+        )
+        runners = {
+            "ours": ("selfhost bench (aiohttp)", lambda: ours(url, a, client_core)),
+            "vllm": ("vllm bench serve", lambda: vllm_bench(url, a, client_core, tokenizer)),
+            "guidellm": ("GuideLLM", lambda: guidellm(url, a, client_core, tokenizer)),
+        }
         results = {}
         for key in a.clients.split(","):
             name, fn = runners[key]
@@ -153,12 +236,16 @@ def main() -> int:
             tok = statistics.median(r["tok_s"] for r in runs)
             extra = ""
             if "cpu_percent" in runs[0]:
-                extra = (f"  (client CPU {statistics.median(r['cpu_percent'] for r in runs):.0f}%, "
-                         f"{statistics.median(r['us_per_token'] for r in runs):.1f} us/token)")
+                extra = (
+                    f"  (client CPU {statistics.median(r['cpu_percent'] for r in runs):.0f}%, "
+                    f"{statistics.median(r['us_per_token'] for r in runs):.1f} us/token)"
+                )
             fails = sum(r["failed"] for r in runs)
             each = ", ".join(f"{r['tok_s']:,.0f}" for r in runs)
-            print(f"{name:<26} {tok:>10,.0f} output tokens/s  runs: {each}"
-                  f"{'  FAILED REQUESTS: ' + str(fails) if fails else ''}{extra}")
+            print(
+                f"{name:<26} {tok:>10,.0f} output tokens/s  runs: {each}"
+                f"{'  FAILED REQUESTS: ' + str(fails) if fails else ''}{extra}"
+            )
             results[key] = tok
         if "ours" in results:
             ok = results["ours"] >= TARGET_TOKENS_PER_S

@@ -13,12 +13,12 @@ from costing.published import DEFAULT_CSV, errors, fit_params, median_abs
 
 SOURCES = {
     "v1_step_overhead_ms": "fixed, not fitted: the calibration rows are vLLM 0.4/0.5 (V0 engine); the V1 engine the "
-                           "kit deploys (vllm/vllm-openai v0.11) spends less per step. Published single-stream "
-                           "decode of Llama 3.1 8B bf16 with vLLM V1 is 1.3-2.0 ms slower than the bandwidth-bound "
-                           "step at bw_eff (A100-40GB, vLLM 0.23, ~75 tok/s; H100, vLLM 0.21, TPOT 6.5 ms)",
+    "kit deploys (vllm/vllm-openai v0.11) spends less per step. Published single-stream "
+    "decode of Llama 3.1 8B bf16 with vLLM V1 is 1.3-2.0 ms slower than the bandwidth-bound "
+    "step at bw_eff (A100-40GB, vLLM 0.23, ~75 tok/s; H100, vLLM 0.21, TPOT 6.5 ms)",
     "overlap_power": "fixed: memory and compute overlap as the 2-norm (m^2 + c^2)^(1/2); not fitted",
     "p90_over_mean": "fixed assumption: fixed-length closed-loop requests, p90 e2e ~ 1.15 x mean "
-                     "(no p90 in the calibration CSV; `selfhost plan --calibration bench.json` refits it)",
+    "(no p90 in the calibration CSV; `selfhost plan --calibration bench.json` refits it)",
 }
 
 
@@ -33,25 +33,25 @@ def main() -> None:
     tok = median_abs(r["tok_err"] for r in recs)
     tpot = median_abs(r["tpot_err"] for r in recs)
     source = f"fitted on {csv_path.name} ({info['rows_fitted']} rows), {dt.date.today().isoformat()}"
-    sources = {n: source for n in FITTED} | SOURCES
+    sources = dict.fromkeys(FITTED, source) | SOURCES
     provenance = {
         "csv": str(csv_path.name),
         "csv_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "method": "scipy.optimize.least_squares, soft-L1 loss on log(projected/measured) of output tok/s and "
-                  "TPOT; vLLM-family and TensorRT-LLM rows weighted to equal total weight",
+        "TPOT; vLLM-family and TensorRT-LLM rows weighted to equal total weight",
         "rows": {k: v for k, v in info.items() if k.startswith("rows")},
         "group_weights": info["group_weights"],
         "median_abs_error": {"output_tokens_per_s": round(tok, 4), "tpot_ms": round(tpot, 4)},
         "row_assumptions": {
             "lambdalabs": "vLLM 0.5.4, 320 ShareGPT prompts at once (~205 in / 204 out, output lengths "
-                          "exponential): simulated burst, max_num_seqs 256, gpu_memory_utilization 0.90, no "
-                          "chunked prefill (max_num_batched_tokens 2048), multi-GPU = tensor parallel",
+            "exponential): simulated burst, max_num_seqs 256, gpu_memory_utilization 0.90, no "
+            "chunked prefill (max_num_batched_tokens 2048), multi-GPU = tensor parallel",
             "a10g_llmperf": "closed loop at the stated concurrency, 550 in / 150 out; tpot column is ITL; "
-                            "NIM rows projected as vLLM",
+            "NIM rows projected as vLLM",
             "trtllm_max_load": "steady state at the admissible maximum: batch <= 2048, KV cache at 0.95 of "
-                               "memory, FP8 KV cache on FP8 rows, max_num_tokens 8192; A100-PCIe = A100-80GB "
-                               "with 1,935 GB/s and PCIe Gen4 interconnect",
+            "memory, FP8 KV cache on FP8 rows, max_num_tokens 8192; A100-PCIe = A100-80GB "
+            "with 1,935 GB/s and PCIe Gen4 interconnect",
         },
     }
     out = save_params(Params(**params.values(), sources=sources, provenance=provenance), args.out)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from selfhost.skypilot.render import cheapest, choices, render_spec_file
 from costing.review import cost_review
 from costing.spec import load_spec
+from selfhost.skypilot.render import cheapest, choices, render_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "templates" / "specs"
@@ -80,27 +80,37 @@ def _row(spec_path: Path) -> str:
     review = cost_review(c.spec, resolved=c.resolved)
     fit, s = c.fit, c.fit.settings
     where = " / ".join(f"{x.offer.cloud} {x.offer.instance_type}" for x in found)
-    gpus = f"{fit.nodes} x {fit.gpus_per_node}x {fit.gpu.name}" if fit.nodes > 1 else f"{fit.gpus_per_node}x {fit.gpu.name}"
+    gpus = (
+        f"{fit.nodes} x {fit.gpus_per_node}x {fit.gpu.name}"
+        if fit.nodes > 1
+        else f"{fit.gpus_per_node}x {fit.gpu.name}"
+    )
     if len(found) > 1:
         gpus = " / ".join(f"{x.fit.gpus_per_node}x {x.fit.gpu.name}" for x in found)
         where += f" (cheapest: {c.offer.id})"
     kind = "service" if spec.sky.service else "task"
     name = spec_path.name
-    return (f"| {fit.model.name} | {fit.precision.id} | {gpus} | {where} | {spec.target.pricing} "
-            f"| ${c.hourly_usd:,.2f} | {fit.max_model_len:,} | {s.tensor_parallel_size} x {s.pipeline_parallel_size} "
-            f"| ${review.monthly_usd:,.0f} | ${review.usd_per_million_output_tokens:,.2f} | {kind} | [{name}]({name}) |")
+    return (
+        f"| {fit.model.name} | {fit.precision.id} | {gpus} | {where} | {spec.target.pricing} "
+        f"| ${c.hourly_usd:,.2f} | {fit.max_model_len:,} | {s.tensor_parallel_size} x {s.pipeline_parallel_size} "
+        f"| ${review.monthly_usd:,.0f} | ${review.usd_per_million_output_tokens:,.2f} | {kind} | [{name}]({name}) |"
+    )
 
 
 def readme() -> str:
-    head = ("| Model | Precision | GPUs | Instance | Pricing | $/h | Max context | TP x PP | $/month "
-            "| $/1M out | Kind | File |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| Model | Precision | GPUs | Instance | Pricing | $/h | Max context | TP x PP | $/month "
+        "| $/1M out | Kind | File |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     return INTRO + "\n" + head + "\n".join(_row(p) for p in sorted(SPECS.glob("*.yaml"), key=_order)) + "\n"
 
 
 def rendered() -> dict[Path, str]:
     """Each shipped file and what its spec renders to now."""
-    out = {ROOT / "templates" / spec.name: render_spec_file(spec, source=str(spec.relative_to(ROOT)))
-           for spec in sorted(SPECS.glob("*.yaml"))}
+    out = {
+        ROOT / "templates" / spec.name: render_spec_file(spec, source=str(spec.relative_to(ROOT)))
+        for spec in sorted(SPECS.glob("*.yaml"))
+    }
     out[ROOT / "templates" / "README.md"] = readme()
     return out
 
@@ -116,8 +126,10 @@ def main(argv: list[str]) -> int:
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")
     if check and stale:
-        print("out of date: " + ", ".join(str(p.relative_to(ROOT)) for p in stale) + " (run `make templates`)",
-              file=sys.stderr)
+        print(
+            "out of date: " + ", ".join(str(p.relative_to(ROOT)) for p in stale) + " (run `make templates`)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -13,9 +13,9 @@ import sys
 # (tens of ms with SkyPilot and Pulumi installed) on each start of `selfhost plan`.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-import typer  # noqa: E402
+import typer
 
-from costing.errors import UserError  # noqa: E402
+from costing.errors import UserError
 
 app = typer.Typer(
     name="selfhost",
@@ -36,11 +36,11 @@ app.add_typer(down_app, name="down")
 
 def _register_commands() -> None:
     """Each command group lives in its own light module (heavy imports inside the commands)."""
-    from selfhost.cost import commands as cost_commands
-    from selfhost.check import commands as check_commands
     from selfhost.aws import commands as cloud_commands
-    from selfhost.skypilot import commands as deploy_commands
+    from selfhost.check import commands as check_commands
+    from selfhost.cost import commands as cost_commands
     from selfhost.local import commands as local_commands
+    from selfhost.skypilot import commands as deploy_commands
 
     cost_commands.register(app)
     check_commands.register(app)

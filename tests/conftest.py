@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-import contextlib
 
 import pytest
 
@@ -17,8 +16,9 @@ SELFHOST = [sys.executable, "-m", "selfhost.cli"]
 
 def run_selfhost(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real console entry point in a fresh process."""
-    return subprocess.run([*SELFHOST, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*SELFHOST, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.fixture

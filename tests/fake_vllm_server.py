@@ -26,11 +26,21 @@ def _chunk(kind: str, model: str, i: int, finish: str | None = None) -> bytes:
     """One SSE event: i < 0 is the chat role chunk; `finish` marks the last token."""
     if kind == "chat":
         delta = {"role": "assistant", "content": ""} if i < 0 else {"content": _TOKEN_TEXT}
-        obj = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 0, "model": model,
-               "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        obj = {
+            "id": "chatcmpl-x",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
     else:
-        obj = {"id": "cmpl-x", "object": "text_completion", "created": 0, "model": model,
-               "choices": [{"index": 0, "text": _TOKEN_TEXT, "logprobs": None, "finish_reason": finish}]}
+        obj = {
+            "id": "cmpl-x",
+            "object": "text_completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "text": _TOKEN_TEXT, "logprobs": None, "finish_reason": finish}],
+        }
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -48,9 +58,18 @@ class Renderer:
             evs = [_chunk(kind, self.model, -1)] if kind == "chat" else []
             evs += [one] * (n - 1) + [_chunk(kind, self.model, 0, "length")]
             if usage:
-                u = {"id": "x", "object": "chunk", "created": 0, "model": self.model, "choices": [],
-                     "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n,
-                               "total_tokens": prompt_tokens + n}}
+                u = {
+                    "id": "x",
+                    "object": "chunk",
+                    "created": 0,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": n,
+                        "total_tokens": prompt_tokens + n,
+                    },
+                }
                 evs.append(b"data: " + json.dumps(u, separators=(",", ":")).encode() + b"\n\n")
             evs.append(b"data: [DONE]\n\n")
             self.cache[key] = [_chunked(e) for e in evs]
@@ -58,8 +77,9 @@ class Renderer:
 
 
 def _response(status: str, body: bytes, ctype: str = "application/json") -> bytes:
-    return (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: keep-alive\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+    ).encode() + body
 
 
 def _chunked(data: bytes) -> bytes:
@@ -99,8 +119,10 @@ class FakeServer:
             writer.write(_response("401 Unauthorized", b'{"error":"Unauthorized"}'))
             return
         if path == "/v1/models":
-            data = {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "fake",
-                                                "max_model_len": 131072}]}
+            data = {
+                "object": "list",
+                "data": [{"id": self.model, "object": "model", "owned_by": "fake", "max_model_len": 131072}],
+            }
             writer.write(_response("200 OK", json.dumps(data).encode()))
             return
         kind = {"/v1/chat/completions": "chat", "/v1/completions": "text"}.get(path)
@@ -116,18 +138,24 @@ class FakeServer:
         prompt = req.get("prompt") if kind == "text" else req.get("messages")
         prompt_tokens = len(prompt) if isinstance(prompt, list) and kind == "text" else len(json.dumps(prompt)) // 4
         if not req.get("stream"):
-            msg = ({"role": "assistant", "content": _TOKEN_TEXT * n} if kind == "chat" else None)
+            msg = {"role": "assistant", "content": _TOKEN_TEXT * n} if kind == "chat" else None
             choice = {"index": 0, "finish_reason": "length", **({"message": msg} if msg else {"text": _TOKEN_TEXT * n})}
-            data = {"id": "x", "object": "chat.completion" if kind == "chat" else "text_completion",
-                    "model": self.model, "choices": [choice],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}}
+            data = {
+                "id": "x",
+                "object": "chat.completion" if kind == "chat" else "text_completion",
+                "model": self.model,
+                "choices": [choice],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
+            }
             self.served_tokens += n
             writer.write(_response("200 OK", json.dumps(data).encode()))
             return
         usage = bool((req.get("stream_options") or {}).get("include_usage"))
         events = self.render.events(kind, n, prompt_tokens, usage)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-                     b"Connection: keep-alive\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: keep-alive\r\n\r\n"
+        )
         if self.stall_after is not None:
             writer.write(b"".join(events[: self.stall_after]))
             await writer.drain()
@@ -135,7 +163,7 @@ class FakeServer:
             return
         step = self.slice_events  # events per write; each event is its own HTTP chunk, as vLLM sends them
         for i in range(0, len(events), step):
-            writer.write(b"".join(events[i:i + step]))
+            writer.write(b"".join(events[i : i + step]))
             await writer.drain()
         writer.write(b"0\r\n\r\n")
         self.served_tokens += n
@@ -179,8 +207,12 @@ def start_subprocess(port: int, *args: str, python: str | None = None, preexec_f
     import subprocess
     import sys
 
-    proc = subprocess.Popen([python or sys.executable, __file__, "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=preexec_fn)
+    proc = subprocess.Popen(
+        [python or sys.executable, __file__, "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=preexec_fn,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import runpy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pulumi
 import yaml
 
-from selfhost.stack.preview import (AMI, EIP, GCP_IP, Recorder, ensure_event_loop, is_secret, plain,  # noqa: F401
-                                   run)
+from selfhost.stack.preview import AMI, EIP, GCP_IP, Recorder, ensure_event_loop, is_secret, plain, run
+
+__all__ = ["AMI", "EIP", "GCP_IP", "Recorder", "ensure_event_loop", "is_secret", "plain", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}  # the stacks' example config
@@ -19,11 +21,17 @@ WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250
 
 def expected(cloud: str, model: str, offer: str, pricing: str, precision: str = "bf16"):
     """The spec and fit the cost review gives the same deployment: what a stack must deploy."""
-    from costing.spec import spec_from_dict
     from costing.resolve import resolve
+    from costing.spec import spec_from_dict
 
-    spec = spec_from_dict({"model": model, "precision": precision, "workload": WORKLOAD,
-                           "target": {"cloud": cloud, "offer": offer, "pricing": pricing, "replicas": 1}})
+    spec = spec_from_dict(
+        {
+            "model": model,
+            "precision": precision,
+            "workload": WORKLOAD,
+            "target": {"cloud": cloud, "offer": offer, "pricing": pricing, "replicas": 1},
+        }
+    )
     return spec, resolve(spec).fit
 
 
@@ -38,7 +46,7 @@ def refused(build: Callable[[dict], dict], config: dict[str, Any]) -> tuple[Reco
     def program():
         try:
             build(config)
-        except Exception as err:  # noqa: BLE001 - the test inspects it
+        except Exception as err:
             caught.append(err)
 
     program()

@@ -10,13 +10,12 @@ import sys
 import time
 
 import pytest
-
-from tests.conftest import stand_in_server
+from fake_vllm_server import free_port
 
 from costing.bench_refit import bench_points
 from selfhost.check.bench import BenchConfig, point_metrics, run_point, run_sweep
 from selfhost.check.bench_math import Slo
-from fake_vllm_server import free_port
+from tests.conftest import stand_in_server
 
 KEY = "sk-bench"
 
@@ -102,21 +101,47 @@ def test_total_timeout_bounds_a_request_when_shorter_than_the_read_timeout():
 
 def test_sweep_returns_one_point_per_concurrency(url):
     seen = []
-    points = run_sweep(cfg(url, num_prompts=8), [1, 2, 4], progress=lambda label, n: (seen.append((label, n)),
-                                                                                       lambda r: None)[1])
+    points = run_sweep(
+        cfg(url, num_prompts=8), [1, 2, 4], progress=lambda label, n: (seen.append((label, n)), lambda r: None)[1]
+    )
     assert [p["concurrency"] for p in points] == [1, 2, 4]
     assert seen == [("concurrency 1", 8), ("concurrency 2", 8), ("concurrency 4", 8)]
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "selfhost.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "selfhost.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_cli_json_output_chart_and_projection(url, tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    p = _cli("bench", url, "--api-key", KEY, "--concurrency", "1,4", "--num-prompts", "8", "--input-tokens", "64",
-             "--output-tokens", "32", "--format", "json", "--output", str(out), "--chart", str(png),
-             "--model-id", "llama-3.1-8b", "--gpu", "A40", "--slo-ttft-ms", "10000")
+    p = _cli(
+        "bench",
+        url,
+        "--api-key",
+        KEY,
+        "--concurrency",
+        "1,4",
+        "--num-prompts",
+        "8",
+        "--input-tokens",
+        "64",
+        "--output-tokens",
+        "32",
+        "--format",
+        "json",
+        "--output",
+        str(out),
+        "--chart",
+        str(png),
+        "--model-id",
+        "llama-3.1-8b",
+        "--gpu",
+        "A40",
+        "--slo-ttft-ms",
+        "10000",
+    )
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert json.loads(out.read_text()) == doc
@@ -124,7 +149,11 @@ def test_cli_json_output_chart_and_projection(url, tmp_path):
     assert doc["failed_requests"] == 0 and doc["target"]["gpu"] == "A40"
     for pt in doc["points"]:
         assert pt["projection"]["output_tokens_per_s"] > 0
-        expected = 100 * (pt["output_tokens_per_s"] - pt["projection"]["output_tokens_per_s"]) / pt["projection"]["output_tokens_per_s"]
+        expected = (
+            100
+            * (pt["output_tokens_per_s"] - pt["projection"]["output_tokens_per_s"])
+            / pt["projection"]["output_tokens_per_s"]
+        )
         assert pt["error_pct"]["output_tokens_per_s"] == pytest.approx(expected)
         assert pt["goodput_rps"] is not None
     # the calibration reader understands it
@@ -135,27 +164,60 @@ def test_cli_json_output_chart_and_projection(url, tmp_path):
 
 
 def test_cli_table_shows_the_projection_beside_each_point(url):
-    p = _cli("bench", url, "--api-key", KEY, "--concurrency", "2", "--num-prompts", "4", "--input-tokens", "16",
-             "--output-tokens", "8", "--model-id", "llama-3.1-8b", "--gpu", "A40")
+    p = _cli(
+        "bench",
+        url,
+        "--api-key",
+        KEY,
+        "--concurrency",
+        "2",
+        "--num-prompts",
+        "4",
+        "--input-tokens",
+        "16",
+        "--output-tokens",
+        "8",
+        "--model-id",
+        "llama-3.1-8b",
+        "--gpu",
+        "A40",
+    )
     assert p.returncode == 0, p.stderr
     assert "projected tok/s" in p.stdout and "llama-3.1-8b bf16 on 1x A40" in p.stdout
 
 
 def test_cli_exits_non_zero_when_requests_fail(url):
-    p = _cli("bench", url, "--api-key", KEY, "--model", "missing", "--concurrency", "2", "--num-prompts", "4",
-             "--input-tokens", "8", "--output-tokens", "8")
+    p = _cli(
+        "bench",
+        url,
+        "--api-key",
+        KEY,
+        "--model",
+        "missing",
+        "--concurrency",
+        "2",
+        "--num-prompts",
+        "4",
+        "--input-tokens",
+        "8",
+        "--output-tokens",
+        "8",
+    )
     assert p.returncode == 1
     assert "4 failed: HTTP 404" in p.stdout and "4 requests failed" in p.stderr
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--concurrency", "0,4"], "positive integers"),
-    (["--concurrency", "4", "--request-rate", "2"], "alternatives"),
-    (["--request-rate", "-1"], "positive"),
-    (["--model-id", "llama-3.1-8b"], "--gpu"),
-    (["--model-id", "llama-3.1-405b", "--gpu", "A40"], "does not fit"),
-    (["--format", "xml"], "--format"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--concurrency", "0,4"], "positive integers"),
+        (["--concurrency", "4", "--request-rate", "2"], "alternatives"),
+        (["--request-rate", "-1"], "positive"),
+        (["--model-id", "llama-3.1-8b"], "--gpu"),
+        (["--model-id", "llama-3.1-405b", "--gpu", "A40"], "does not fit"),
+        (["--format", "xml"], "--format"),
+    ],
+)
 def test_cli_bad_flags_are_one_line_errors_before_any_request(url, args, words):
     p = _cli("bench", url, "--api-key", KEY, "--model", "tiny", "--input-tokens", "8", "--output-tokens", "8", *args)
     assert p.returncode == 2

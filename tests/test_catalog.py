@@ -18,8 +18,10 @@ def test_every_entry_has_a_source_and_an_as_of_date():
             assert rule["source"] and 0 < rule["factor"] < 1
 
 
-@pytest.mark.parametrize("name", ["llama-3.1-8b", "meta-llama/Llama-3.1-8B-Instruct",
-                                  "meta-llama/Meta-Llama-3.1-8B-Instruct", "LLAMA-3.1-8B"])
+@pytest.mark.parametrize(
+    "name",
+    ["llama-3.1-8b", "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Meta-Llama-3.1-8B-Instruct", "LLAMA-3.1-8B"],
+)
 def test_short_and_hugging_face_ids_resolve_to_the_same_model(name):
     assert get_model(name).id == "llama-3.1-8b"
 
@@ -35,8 +37,14 @@ def test_unknown_names_are_refused_with_a_suggestion():
 
 
 def test_gpu_figures_match_the_datasheets_quoted_in_the_issue():
-    expected = {"A40": (48, 696), "L4": (24, 300), "A10G": (24, 600), "A100": (40, 1555),
-                "A100-80GB": (80, 2039), "H100": (80, 3350)}
+    expected = {
+        "A40": (48, 696),
+        "L4": (24, 300),
+        "A10G": (24, 600),
+        "A100": (40, 1555),
+        "A100-80GB": (80, 2039),
+        "H100": (80, 3350),
+    }
     for name, (memory, bandwidth) in expected.items():
         gpu = get_gpu(name)
         assert (gpu.memory_gb, gpu.bandwidth_gbs) == (memory, bandwidth)

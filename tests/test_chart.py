@@ -10,8 +10,14 @@ from costing.spend import api_usd, operating_days_per_month
 
 @pytest.fixture(scope="module")
 def review():
-    return cost_review(load_spec(None, model="llama-3.1-8b", target={"offer": "aws-g5.xlarge"},
-                                 workload={"requests_per_day": 20_000, "input_tokens": 800, "output_tokens": 200}))
+    return cost_review(
+        load_spec(
+            None,
+            model="llama-3.1-8b",
+            target={"offer": "aws-g5.xlarge"},
+            workload={"requests_per_day": 20_000, "input_tokens": 800, "output_tokens": 200},
+        )
+    )
 
 
 def test_self_host_is_a_step_per_replica_and_apis_are_lines(review):

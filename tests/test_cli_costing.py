@@ -6,8 +6,21 @@ import json
 
 import pytest
 
-PLAN = ["plan", "--model", "llama-3.1-8b", "--gpu", "A10G", "--cloud", "aws",
-        "--requests-per-day", "20000", "--input-tokens", "1000", "--output-tokens", "200"]
+PLAN = [
+    "plan",
+    "--model",
+    "llama-3.1-8b",
+    "--gpu",
+    "A10G",
+    "--cloud",
+    "aws",
+    "--requests-per-day",
+    "20000",
+    "--input-tokens",
+    "1000",
+    "--output-tokens",
+    "200",
+]
 
 
 def _one_line_error(result, *needles):
@@ -21,32 +34,155 @@ def _one_line_error(result, *needles):
     return lines[0]
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["plan", "--model", "llama-9", "--gpu", "A40", "--requests-per-day", "1", "--input-tokens", "1",
-      "--output-tokens", "1"], ["unknown model", "--model"]),
-    (["plan", "--model", "llama-3.1-8b", "--gpu", "B300", "--requests-per-day", "1", "--input-tokens", "1",
-      "--output-tokens", "1"], ["unknown GPU", "--gpu"]),
-    (["plan", "--model", "llama-3.1-8b", "--offer", "aws-g9", "--requests-per-day", "1", "--input-tokens", "1",
-      "--output-tokens", "1"], ["unknown offer"]),
-    (["plan", "--model", "llama-3.1-8b", "--gpu", "A40", "--requests-per-day", "-5", "--input-tokens", "1",
-      "--output-tokens", "1"], ["requests_per_day"]),
-    (["plan", "--model", "llama-3.1-8b", "--gpu", "A40", "--requests-per-day", "lots", "--input-tokens", "1",
-      "--output-tokens", "1"], ["--requests-per-day", "valid number"]),
-    (["plan", "--model", "llama-3.1-8b", "--gpu", "A40"], ["no workload"]),
-    (["plan", "--model", "llama-3.1-70b", "--gpu", "A40", "--gpus", "1", "--requests-per-day", "100",
-      "--input-tokens", "500", "--output-tokens", "100"], ["does not fit", "4x A40"]),
-    (["plan", "--model", "llama-3.1-8b", "--offer", "runpod-a40x1-secure", "--pricing", "spot",
-      "--requests-per-day", "100", "--input-tokens", "500", "--output-tokens", "100"], ["no spot pricing"]),
-    (["estimate", "--model", "llama-3.1-8b", "--gpu", "A40", "--input-tokens", "100", "--output-tokens", "0",
-      "--concurrency", "4"], ["--output-tokens"]),
-    (["estimate", "--model", "llama-3.1-8b", "--gpu", "A40", "--input-tokens", "100", "--output-tokens", "10"],
-     ["--concurrency"]),
-    (["plan", "--spec", "nope.yaml"], ["not found"]),
-    (["compare", "--model", "llama-9", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1"],
-     ["unknown model"]),
-    (["compare", "--model", "llama-3.1-8b"], ["no workload"]),
-    (["plan", *PLAN[1:], "--format", "html"], ["unknown format"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (
+            [
+                "plan",
+                "--model",
+                "llama-9",
+                "--gpu",
+                "A40",
+                "--requests-per-day",
+                "1",
+                "--input-tokens",
+                "1",
+                "--output-tokens",
+                "1",
+            ],
+            ["unknown model", "--model"],
+        ),
+        (
+            [
+                "plan",
+                "--model",
+                "llama-3.1-8b",
+                "--gpu",
+                "B300",
+                "--requests-per-day",
+                "1",
+                "--input-tokens",
+                "1",
+                "--output-tokens",
+                "1",
+            ],
+            ["unknown GPU", "--gpu"],
+        ),
+        (
+            [
+                "plan",
+                "--model",
+                "llama-3.1-8b",
+                "--offer",
+                "aws-g9",
+                "--requests-per-day",
+                "1",
+                "--input-tokens",
+                "1",
+                "--output-tokens",
+                "1",
+            ],
+            ["unknown offer"],
+        ),
+        (
+            [
+                "plan",
+                "--model",
+                "llama-3.1-8b",
+                "--gpu",
+                "A40",
+                "--requests-per-day",
+                "-5",
+                "--input-tokens",
+                "1",
+                "--output-tokens",
+                "1",
+            ],
+            ["requests_per_day"],
+        ),
+        (
+            [
+                "plan",
+                "--model",
+                "llama-3.1-8b",
+                "--gpu",
+                "A40",
+                "--requests-per-day",
+                "lots",
+                "--input-tokens",
+                "1",
+                "--output-tokens",
+                "1",
+            ],
+            ["--requests-per-day", "valid number"],
+        ),
+        (["plan", "--model", "llama-3.1-8b", "--gpu", "A40"], ["no workload"]),
+        (
+            [
+                "plan",
+                "--model",
+                "llama-3.1-70b",
+                "--gpu",
+                "A40",
+                "--gpus",
+                "1",
+                "--requests-per-day",
+                "100",
+                "--input-tokens",
+                "500",
+                "--output-tokens",
+                "100",
+            ],
+            ["does not fit", "4x A40"],
+        ),
+        (
+            [
+                "plan",
+                "--model",
+                "llama-3.1-8b",
+                "--offer",
+                "runpod-a40x1-secure",
+                "--pricing",
+                "spot",
+                "--requests-per-day",
+                "100",
+                "--input-tokens",
+                "500",
+                "--output-tokens",
+                "100",
+            ],
+            ["no spot pricing"],
+        ),
+        (
+            [
+                "estimate",
+                "--model",
+                "llama-3.1-8b",
+                "--gpu",
+                "A40",
+                "--input-tokens",
+                "100",
+                "--output-tokens",
+                "0",
+                "--concurrency",
+                "4",
+            ],
+            ["--output-tokens"],
+        ),
+        (
+            ["estimate", "--model", "llama-3.1-8b", "--gpu", "A40", "--input-tokens", "100", "--output-tokens", "10"],
+            ["--concurrency"],
+        ),
+        (["plan", "--spec", "nope.yaml"], ["not found"]),
+        (
+            ["compare", "--model", "llama-9", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1"],
+            ["unknown model"],
+        ),
+        (["compare", "--model", "llama-3.1-8b"], ["no workload"]),
+        (["plan", *PLAN[1:], "--format", "html"], ["unknown format"]),
+    ],
+)
 def test_bad_input_is_one_line_on_stderr_and_exit_2(selfhost, args, needles):
     _one_line_error(selfhost(*args), *needles)
 
@@ -62,8 +198,20 @@ def test_plan_json_has_the_documented_fields(selfhost):
     result = selfhost(*PLAN, "--format", "json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    for key in ("output_tokens_per_s", "ttft_ms", "tpot_ms", "e2e_latency_s", "max_concurrency", "monthly_usd",
-                "usd_per_million_output_tokens", "breakeven", "replicas", "vllm", "fit", "target"):
+    for key in (
+        "output_tokens_per_s",
+        "ttft_ms",
+        "tpot_ms",
+        "e2e_latency_s",
+        "max_concurrency",
+        "monthly_usd",
+        "usd_per_million_output_tokens",
+        "breakeven",
+        "replicas",
+        "vllm",
+        "fit",
+        "target",
+    ):
         assert key in data, key
     assert data["target"]["offer"] == "aws-g5.xlarge"  # cheapest A10G offer that fits on AWS
     apis = {b["api"] for b in data["breakeven"]}
@@ -88,8 +236,21 @@ def test_plan_chart_is_written(selfhost, tmp_path):
 
 
 def test_estimate_reports_capping(selfhost):
-    result = selfhost("estimate", "--model", "llama-3.1-8b", "--gpu", "A10G", "--input-tokens", "4000",
-                      "--output-tokens", "1000", "--concurrency", "500", "--format", "json")
+    result = selfhost(
+        "estimate",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "A10G",
+        "--input-tokens",
+        "4000",
+        "--output-tokens",
+        "1000",
+        "--concurrency",
+        "500",
+        "--format",
+        "json",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["capped"] is True and data["concurrency"] == data["max_concurrency"] < 500
@@ -97,8 +258,19 @@ def test_estimate_reports_capping(selfhost):
 
 
 def test_compare_ranks_offers_by_monthly_cost(selfhost):
-    result = selfhost("compare", "--model", "llama-3.1-8b", "--requests-per-day", "5000", "--input-tokens", "800",
-                      "--output-tokens", "200", "--format", "json")
+    result = selfhost(
+        "compare",
+        "--model",
+        "llama-3.1-8b",
+        "--requests-per-day",
+        "5000",
+        "--input-tokens",
+        "800",
+        "--output-tokens",
+        "200",
+        "--format",
+        "json",
+    )
     assert result.returncode == 0, result.stderr
     offers = json.loads(result.stdout)["offers"]
     costs = [o["monthly_usd"] for o in offers if o["meets_slo"] is not False]
@@ -110,9 +282,11 @@ def test_plan_does_not_import_the_heavy_sdks(selfhost):
     import subprocess
     import sys
 
-    code = ("import sys; from selfhost.cli import main\n"
-            "try:\n    main(" + repr(PLAN + ["--format", "json"]) + ")\nexcept SystemExit: pass\n"
-            "heavy = [m for m in ('sky', 'pulumi', 'boto3', 'httpx', 'aiohttp', 'matplotlib', 'scipy', 'numpy') "
-            "if m in sys.modules]\nprint('HEAVY', heavy, file=sys.stderr)")
+    code = (
+        "import sys; from selfhost.cli import main\n"
+        "try:\n    main(" + repr(PLAN + ["--format", "json"]) + ")\nexcept SystemExit: pass\n"
+        "heavy = [m for m in ('sky', 'pulumi', 'boto3', 'httpx', 'aiohttp', 'matplotlib', 'scipy', 'numpy') "
+        "if m in sys.modules]\nprint('HEAVY', heavy, file=sys.stderr)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in result.stderr, result.stderr

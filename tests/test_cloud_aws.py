@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from selfhost.aws import api as aws
 from costing.errors import UserError
+from selfhost.aws import api as aws
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -19,10 +19,14 @@ def moto_url(tmp_path_factory):
     from moto.server import ThreadedMotoServer
 
     mp = pytest.MonkeyPatch()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-                       "AWS_CONFIG_FILE": str(tmp_path_factory.mktemp("aws") / "config"),
-                       "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path_factory.mktemp("aws") / "credentials")}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": str(tmp_path_factory.mktemp("aws") / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path_factory.mktemp("aws") / "credentials"),
+    }.items():
         mp.setenv(key, value)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -39,10 +43,20 @@ def publish_public_parameter(name: str, value: str) -> None:
     from moto.ssm.models import Parameter, ssm_backends
 
     store = ssm_backends[ACCOUNT][REGION]._parameters
-    store[name].append(Parameter(account_id=ACCOUNT, name=name, value=value, parameter_type="String",
-                                 description=None, allowed_pattern=None, keyid=None,
-                                 last_modified_date=datetime.now(timezone.utc).timestamp(), version=1,
-                                 data_type="aws:ec2:image"))
+    store[name].append(
+        Parameter(
+            account_id=ACCOUNT,
+            name=name,
+            value=value,
+            parameter_type="String",
+            description=None,
+            allowed_pattern=None,
+            keyid=None,
+            last_modified_date=datetime.now(timezone.utc).timestamp(),
+            version=1,
+            data_type="aws:ec2:image",
+        )
+    )
 
 
 def test_gpu_ami_from_the_public_parameter(moto_url):
@@ -94,8 +108,12 @@ def test_aws_preflight_command_against_moto(moto_url, selfhost):
     import json
 
     publish_public_parameter(aws.GPU_AMI_PARAMETERS["ubuntu-22.04"], "ami-0123456789abcdef0")
-    env = {"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": REGION}
+    env = {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
     result = selfhost("aws-preflight", "--offer", "aws-g5.xlarge", "--pricing", "spot", "--format", "json", env=env)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)

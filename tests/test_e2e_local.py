@@ -16,17 +16,23 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_vllm_server import free_port
 
 from costing.bench_refit import bench_points
-from fake_vllm_server import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "selfhost.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "selfhost.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -80,9 +86,30 @@ def test_smoke_with_a_wrong_model_name_fails(vllm):
 
 def test_bench_sweep_measures_exact_lengths_with_the_projection_beside(vllm, tmp_path):
     out = tmp_path / "bench.json"
-    p = cli("bench", vllm["url"], "--api-key", vllm["api_key"], "--concurrency", "1,4", "--num-prompts", "8",
-            "--input-tokens", "48", "--output-tokens", "24", "--format", "json", "--output", str(out),
-            "--chart", str(tmp_path / "bench.png"), "--model-id", "llama-3.1-8b", "--gpu", "A40")
+    p = cli(
+        "bench",
+        vllm["url"],
+        "--api-key",
+        vllm["api_key"],
+        "--concurrency",
+        "1,4",
+        "--num-prompts",
+        "8",
+        "--input-tokens",
+        "48",
+        "--output-tokens",
+        "24",
+        "--format",
+        "json",
+        "--output",
+        str(out),
+        "--chart",
+        str(tmp_path / "bench.png"),
+        "--model-id",
+        "llama-3.1-8b",
+        "--gpu",
+        "A40",
+    )
     assert p.returncode == 0, p.stderr
     doc = json.loads(out.read_text())
     assert doc["model"] == vllm["model"] and doc["failed_requests"] == 0
@@ -94,32 +121,83 @@ def test_bench_sweep_measures_exact_lengths_with_the_projection_beside(vllm, tmp
         # TPOT = (latency - TTFT) / (output tokens - 1), per request; every request has 24 tokens, so the
         # means obey it too. (On a loaded CPU vLLM may flush a whole stream in one read: TPOT then is ~0.)
         assert pt["tpot_ms"]["mean"] >= 0
-        assert pt["tpot_ms"]["mean"] == pytest.approx((pt["e2el_ms"]["mean"] - pt["ttft_ms"]["mean"]) / 23, rel=1e-6, abs=1e-6)
+        assert pt["tpot_ms"]["mean"] == pytest.approx(
+            (pt["e2el_ms"]["mean"] - pt["ttft_ms"]["mean"]) / 23, rel=1e-6, abs=1e-6
+        )
         assert pt["projection"]["concurrency"] == pt["concurrency"]
     assert [b.concurrency for b in bench_points(doc)] == [1, 4]
     assert (tmp_path / "bench.png").stat().st_size > 1000
 
 
 def test_bench_chat_api_and_request_rate(vllm):
-    p = cli("bench", vllm["url"], "--api-key", vllm["api_key"], "--model", vllm["model"], "--api", "chat",
-            "--request-rate", "20", "--num-prompts", "10", "--input-tokens", "16", "--output-tokens", "12",
-            "--format", "json")
+    p = cli(
+        "bench",
+        vllm["url"],
+        "--api-key",
+        vllm["api_key"],
+        "--model",
+        vllm["model"],
+        "--api",
+        "chat",
+        "--request-rate",
+        "20",
+        "--num-prompts",
+        "10",
+        "--input-tokens",
+        "16",
+        "--output-tokens",
+        "12",
+        "--format",
+        "json",
+    )
     assert p.returncode == 0, p.stderr
     pt = json.loads(p.stdout)["points"][0]
     assert pt["completed"] == 10 and pt["mean_output_tokens"] == 12 and pt["request_rate"] == 20
 
 
 def test_bench_wrong_key_records_401_and_exits_non_zero(vllm):
-    p = cli("bench", vllm["url"], "--api-key", "bad", "--model", vllm["model"], "--concurrency", "2",
-            "--num-prompts", "4", "--input-tokens", "8", "--output-tokens", "8", "--format", "json")
+    p = cli(
+        "bench",
+        vllm["url"],
+        "--api-key",
+        "bad",
+        "--model",
+        vllm["model"],
+        "--concurrency",
+        "2",
+        "--num-prompts",
+        "4",
+        "--input-tokens",
+        "8",
+        "--output-tokens",
+        "8",
+        "--format",
+        "json",
+    )
     assert p.returncode == 1
     pt = json.loads(p.stdout)["points"][0]
     assert pt["failed"] == 4 and all(k.startswith("HTTP 401") for k in pt["errors"])
 
 
 def test_bench_wrong_model_records_404(vllm):
-    p = cli("bench", vllm["url"], "--api-key", vllm["api_key"], "--model", "no-such-model", "--concurrency", "2",
-            "--num-prompts", "4", "--input-tokens", "8", "--output-tokens", "8", "--format", "json")
+    p = cli(
+        "bench",
+        vllm["url"],
+        "--api-key",
+        vllm["api_key"],
+        "--model",
+        "no-such-model",
+        "--concurrency",
+        "2",
+        "--num-prompts",
+        "4",
+        "--input-tokens",
+        "8",
+        "--output-tokens",
+        "8",
+        "--format",
+        "json",
+    )
     assert p.returncode == 1
     (msg,) = json.loads(p.stdout)["points"][0]["errors"]
     assert msg.startswith("HTTP 404") and "no-such-model" in msg
@@ -127,17 +205,51 @@ def test_bench_wrong_model_records_404(vllm):
 
 def test_bench_total_timeout_is_respected_on_the_real_server(vllm):
     t0 = time.monotonic()
-    p = cli("bench", vllm["url"], "--api-key", vllm["api_key"], "--model", vllm["model"], "--concurrency", "2",
-            "--num-prompts", "2", "--input-tokens", "8", "--output-tokens", "1500", "--timeout", "0.5",
-            "--format", "json")
+    p = cli(
+        "bench",
+        vllm["url"],
+        "--api-key",
+        vllm["api_key"],
+        "--model",
+        vllm["model"],
+        "--concurrency",
+        "2",
+        "--num-prompts",
+        "2",
+        "--input-tokens",
+        "8",
+        "--output-tokens",
+        "1500",
+        "--timeout",
+        "0.5",
+        "--format",
+        "json",
+    )
     assert time.monotonic() - t0 < 30
     assert p.returncode == 1
     assert list(json.loads(p.stdout)["points"][0]["errors"]) == ["timed out after 0.5s"]
 
 
 def test_bench_against_a_server_that_is_down():
-    p = cli("bench", f"http://127.0.0.1:{free_port()}", "--api-key", "k", "--model", "m", "--concurrency", "2",
-            "--num-prompts", "4", "--input-tokens", "8", "--output-tokens", "8", "--format", "json", timeout=60)
+    p = cli(
+        "bench",
+        f"http://127.0.0.1:{free_port()}",
+        "--api-key",
+        "k",
+        "--model",
+        "m",
+        "--concurrency",
+        "2",
+        "--num-prompts",
+        "4",
+        "--input-tokens",
+        "8",
+        "--output-tokens",
+        "8",
+        "--format",
+        "json",
+        timeout=60,
+    )
     assert p.returncode == 1
     (msg,) = json.loads(p.stdout)["points"][0]["errors"]
     assert msg.startswith("cannot connect")
@@ -146,7 +258,7 @@ def test_bench_against_a_server_that_is_down():
 class StallingServer:
     """Raw TCP: answers like a vLLM stream, sends two chunks, then stalls without closing."""
 
-    HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+    HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -183,9 +295,27 @@ def test_bench_stalling_server_mid_stream_fails_by_read_timeout_and_never_hangs(
     srv = StallingServer()
     try:
         t0 = time.monotonic()
-        p = cli("bench", f"http://127.0.0.1:{srv.port}", "--api-key", "k", "--model", "m", "--concurrency", "4",
-                "--num-prompts", "8", "--input-tokens", "8", "--output-tokens", "8", "--read-timeout", "1",
-                "--format", "json", timeout=60)
+        p = cli(
+            "bench",
+            f"http://127.0.0.1:{srv.port}",
+            "--api-key",
+            "k",
+            "--model",
+            "m",
+            "--concurrency",
+            "4",
+            "--num-prompts",
+            "8",
+            "--input-tokens",
+            "8",
+            "--output-tokens",
+            "8",
+            "--read-timeout",
+            "1",
+            "--format",
+            "json",
+            timeout=60,
+        )
         elapsed = time.monotonic() - t0
     finally:
         srv.close()
@@ -199,6 +329,7 @@ def test_second_up_is_refused_while_the_server_runs(vllm, tmp_path):
     # the same state folder as the session's server: find it through the server's own process env
     env_bytes = Path(f"/proc/{vllm['pid']}/environ").read_bytes().split(b"\0")
     scratch = next(e.split(b"=", 1)[1].decode() for e in env_bytes if e.startswith(b"VLLM_CACHE_ROOT="))
-    p = cli("up", "local", "--port", str(free_port()), env={"SELFHOST_SCRATCH": str(Path(scratch).parents[1])},
-            timeout=60)
+    p = cli(
+        "up", "local", "--port", str(free_port()), env={"SELFHOST_SCRATCH": str(Path(scratch).parents[1])}, timeout=60
+    )
     assert p.returncode == 2 and "already running" in p.stderr

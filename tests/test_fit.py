@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from costing.catalog import catalog, get_model
 from costing.errors import DoesNotFit, UserError
@@ -78,14 +79,19 @@ def test_concurrent_sequences_follow_the_kv_cache():
 
 
 @settings(max_examples=60, deadline=None)
-@given(model=st.sampled_from(sorted(catalog().models)), precision=st.sampled_from(["bf16", "fp8", "awq"]),
-       gpu=st.sampled_from(sorted(catalog().gpus)), seq_len=st.integers(256, 16_384))
+@given(
+    model=st.sampled_from(sorted(catalog().models)),
+    precision=st.sampled_from(["bf16", "fp8", "awq"]),
+    gpu=st.sampled_from(sorted(catalog().gpus)),
+    seq_len=st.integers(256, 16_384),
+)
 def test_more_gpus_of_the_same_kind_never_hold_fewer_sequences(model, precision, gpu, seq_len):
     held = []
     for gpus in (1, 2, 4, 8):
         try:
-            held.append(fit_check(FitRequest(model=model, precision=precision, gpu=gpu, gpus=gpus))
-                        .max_concurrent_seqs(seq_len))
+            held.append(
+                fit_check(FitRequest(model=model, precision=precision, gpu=gpu, gpus=gpus)).max_concurrent_seqs(seq_len)
+            )
         except UserError:
             held.append(0)  # does not fit (or no checkpoint): holds nothing
     assert held == sorted(held)

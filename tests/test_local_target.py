@@ -16,12 +16,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from fake_vllm_server import free_port
+
 from costing.errors import UserError
 from costing.fit import FitRequest, fit_check
-from selfhost.local import server as target
 from costing.vllm_args import vllm_serve_argv
+from selfhost.local import server as target
 
 
 def settings(model="llama-3.1-8b", gpu="A40", gpus=1, precision="bf16", **kw):
@@ -119,15 +119,16 @@ def fake_env(tmp_path, model_dir):
     script = tmp_path / "fake_vllm.py"
     script.write_text(FAKE_VLLM)
     wrapper = tmp_path / "python"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
     wrapper.chmod(0o755)
     env = {**os.environ, "SELFHOST_VLLM_PYTHON": str(wrapper), "SELFHOST_SCRATCH": str(tmp_path / "scratch")}
     return env, model_dir
 
 
 def run_cli(env, *args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "selfhost.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "selfhost.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def test_up_json_state_file_and_down_by_pid(fake_env):
@@ -161,7 +162,9 @@ def test_up_with_given_key_and_table_output(fake_env):
     try:
         assert up.returncode == 0, up.stderr
         assert "mykey" not in up.stdout + up.stderr  # the key is never printed in table mode: it is in the state file
-        assert "api key: `api_key` in " in up.stdout and "CPU adjustment:" in up.stdout and "--enforce-eager" in up.stdout
+        assert (
+            "api key: `api_key` in " in up.stdout and "CPU adjustment:" in up.stdout and "--enforce-eager" in up.stdout
+        )
         state = json.loads((Path(env["SELFHOST_SCRATCH"]) / "local" / "state.json").read_text())
         assert state["api_key"] == "mykey"
     finally:

@@ -9,7 +9,8 @@ import time
 from dataclasses import replace
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from costing.calibration import Params, load_params
 from costing.catalog import catalog
@@ -32,8 +33,9 @@ def test_single_stream_tpot_is_bounded_below_by_reading_the_weights_at_datasheet
 
 def test_faster_memory_decodes_faster_and_fp8_weights_read_faster_than_bf16():
     assert project(fit(gpu="H100"), 500, 200, 1).tpot_ms < project(fit(gpu="A40"), 500, 200, 1).tpot_ms
-    assert project(fit(gpu="L40S", precision="fp8"), 500, 200, 1).tpot_ms < \
-        project(fit(gpu="L40S"), 500, 200, 1).tpot_ms
+    assert (
+        project(fit(gpu="L40S", precision="fp8"), 500, 200, 1).tpot_ms < project(fit(gpu="L40S"), 500, 200, 1).tpot_ms
+    )
 
 
 def test_fp8_on_ampere_runs_weight_only_kernels_and_says_so():
@@ -136,9 +138,11 @@ def test_a_call_is_fast():
 
 
 def test_importing_the_projection_loads_no_numpy_or_scipy():
-    code = ("import sys, costing.projection as p; from costing.fit import FitRequest, fit_check;"
-            "p.project(fit_check(FitRequest(model='llama-3.1-8b', gpu='A40')), 100, 100, 4);"
-            "print(sorted(m for m in ('numpy', 'scipy') if m in sys.modules))")
+    code = (
+        "import sys, costing.projection as p; from costing.fit import FitRequest, fit_check;"
+        "p.project(fit_check(FitRequest(model='llama-3.1-8b', gpu='A40')), 100, 100, 4);"
+        "print(sorted(m for m in ('numpy', 'scipy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -156,13 +160,22 @@ def _fit_or_none(model, precision, gpu, gpus):
         return None
 
 
-deployments = st.tuples(st.sampled_from(MODELS), st.sampled_from(["bf16", "fp8", "int8", "awq"]),
-                        st.sampled_from(GPUS), st.sampled_from([1, 2, 4, 8]))
+deployments = st.tuples(
+    st.sampled_from(MODELS),
+    st.sampled_from(["bf16", "fp8", "int8", "awq"]),
+    st.sampled_from(GPUS),
+    st.sampled_from([1, 2, 4, 8]),
+)
 
 
 @settings(max_examples=120, deadline=None)
-@given(dep=deployments, tin=st.integers(1, 8000), tout=st.integers(1, 2000), extra=st.integers(1, 2000),
-       conc=st.integers(1, 512))
+@given(
+    dep=deployments,
+    tin=st.integers(1, 8000),
+    tout=st.integers(1, 2000),
+    extra=st.integers(1, 2000),
+    conc=st.integers(1, 512),
+)
 def test_a_longer_output_never_shortens_end_to_end_latency(dep, tin, tout, extra, conc):
     f = _fit_or_none(*dep)
     assume(f is not None and tin + tout + extra <= f.max_model_len)
@@ -172,8 +185,13 @@ def test_a_longer_output_never_shortens_end_to_end_latency(dep, tin, tout, extra
 
 
 @settings(max_examples=120, deadline=None)
-@given(dep=deployments, tin=st.integers(1, 8000), tout=st.integers(1, 2000), conc=st.integers(1, 512),
-       more=st.integers(1, 512))
+@given(
+    dep=deployments,
+    tin=st.integers(1, 8000),
+    tout=st.integers(1, 2000),
+    conc=st.integers(1, 512),
+    more=st.integers(1, 512),
+)
 def test_more_concurrency_never_lowers_throughput_nor_latency(dep, tin, tout, conc, more):
     f = _fit_or_none(*dep)
     assume(f is not None and tin + tout <= f.max_model_len)
@@ -184,8 +202,13 @@ def test_more_concurrency_never_lowers_throughput_nor_latency(dep, tin, tout, co
 
 
 @settings(max_examples=80, deadline=None)
-@given(model=st.sampled_from(MODELS), precision=st.sampled_from(["bf16", "fp8", "awq"]),
-       gpu=st.sampled_from(GPUS), tin=st.integers(1, 8000), tout=st.integers(1, 2000))
+@given(
+    model=st.sampled_from(MODELS),
+    precision=st.sampled_from(["bf16", "fp8", "awq"]),
+    gpu=st.sampled_from(GPUS),
+    tin=st.integers(1, 8000),
+    tout=st.integers(1, 2000),
+)
 def test_more_gpus_of_the_same_kind_never_hold_fewer_sequences(model, precision, gpu, tin, tout):
     held = []
     for n in (1, 2, 4, 8):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from costing.catalog import catalog
 from costing.errors import UserError
@@ -23,9 +24,16 @@ def _fit(model, precision, gpu, gpus):
 
 
 @settings(max_examples=150, deadline=None)
-@given(model=st.sampled_from(MODELS), precision=st.sampled_from(["bf16", "fp8", "int8", "awq"]),
-       gpu=st.sampled_from(GPUS), gpus=st.sampled_from([1, 2, 4, 8]), tin=st.integers(1, 16_000),
-       tout=st.integers(1, 4000), extra=st.integers(1, 2000), conc=st.integers(1, 2048))
+@given(
+    model=st.sampled_from(MODELS),
+    precision=st.sampled_from(["bf16", "fp8", "int8", "awq"]),
+    gpu=st.sampled_from(GPUS),
+    gpus=st.sampled_from([1, 2, 4, 8]),
+    tin=st.integers(1, 16_000),
+    tout=st.integers(1, 4000),
+    extra=st.integers(1, 2000),
+    conc=st.integers(1, 2048),
+)
 def test_no_crash_and_a_longer_output_never_shortens_latency(model, precision, gpu, gpus, tin, tout, extra, conc):
     fit = _fit(model, precision, gpu, gpus)
     assume(fit is not None and tin + tout + extra <= fit.max_model_len)

@@ -10,8 +10,16 @@ import pytest
 from costing.calibration import load_params
 from costing.fit import FitRequest, fit_check
 from costing.projection import project
-from costing.published import (DEFAULT_CSV, errors, fit_for_row, fit_params, median_abs, read_rows,
-                               sharegpt_output_lengths, simulate_burst)
+from costing.published import (
+    DEFAULT_CSV,
+    errors,
+    fit_for_row,
+    fit_params,
+    median_abs,
+    read_rows,
+    sharegpt_output_lengths,
+    simulate_burst,
+)
 
 
 def test_the_published_rows_ship_with_the_project():
@@ -26,7 +34,9 @@ def test_every_csv_row_maps_onto_the_catalog():
     rows = read_rows()
     assert len(rows) == len(raw)
     by_gpu = {r.gpu_raw: r for r in rows}
-    assert by_gpu["A100-PCIe-80GB"].gpu == "A100-80GB" and by_gpu["A100-PCIe-80GB"].gpu_override["bandwidth_gbs"] == 1935
+    assert (
+        by_gpu["A100-PCIe-80GB"].gpu == "A100-80GB" and by_gpu["A100-PCIe-80GB"].gpu_override["bandwidth_gbs"] == 1935
+    )
     assert by_gpu["H100-80GB"].gpu == "H100" and by_gpu["L40S-48GB"].gpu == "L40S" and by_gpu["A10G-24GB"].gpu == "A10G"
     hermes = [r for r, x in zip(rows, raw) if x["model"].startswith("Hermes")]
     assert hermes and all(r.model == "llama-3.1-405b" and r.precision == "fp8" for r in hermes)
@@ -60,13 +70,50 @@ def test_fit_params_moves_parameters_toward_the_data(tmp_path):
     path = tmp_path / "rows.csv"
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["source", "gpu", "gpu_count", "model", "params_b", "precision", "engine", "input_tokens",
-                    "output_tokens", "concurrency", "request_rate", "output_tok_s", "request_s", "ttft_ms",
-                    "tpot_ms", "e2e_s", "notes"])
+        w.writerow(
+            [
+                "source",
+                "gpu",
+                "gpu_count",
+                "model",
+                "params_b",
+                "precision",
+                "engine",
+                "input_tokens",
+                "output_tokens",
+                "concurrency",
+                "request_rate",
+                "output_tok_s",
+                "request_s",
+                "ttft_ms",
+                "tpot_ms",
+                "e2e_s",
+                "notes",
+            ]
+        )
         for c in (1, 2, 4, 8):
             pr = project(f, 550, 150, c, truth, engine="vllm-v0")  # the rows say vLLM 0.4.3
-            w.writerow(["synthetic", "A10G-24GB", 1, "Meta-Llama-3-8B-Instruct", 8, "FP16", "vLLM 0.4.3", 550, 150,
-                        c, "", pr.output_tokens_per_s, "", "", pr.tpot_ms, "", "tpot_ms column holds ITL"])
+            w.writerow(
+                [
+                    "synthetic",
+                    "A10G-24GB",
+                    1,
+                    "Meta-Llama-3-8B-Instruct",
+                    8,
+                    "FP16",
+                    "vLLM 0.4.3",
+                    550,
+                    150,
+                    c,
+                    "",
+                    pr.output_tokens_per_s,
+                    "",
+                    "",
+                    pr.tpot_ms,
+                    "",
+                    "tpot_ms column holds ITL",
+                ]
+            )
     fitted, info = fit_params(path, load_params(), names=["bw_eff"])
     assert info["rows_fitted"] == 4
     assert fitted.bw_eff == pytest.approx(0.55, abs=0.02)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from costing.errors import OverBudget
 from costing.review import cost_review, enforce_budget
@@ -11,8 +12,11 @@ from costing.spec import load_spec
 
 
 def _spec(**kw):
-    base = dict(model="llama-3.1-8b", target={"offer": "aws-g5.xlarge"},
-                workload={"requests_per_day": 10_000, "input_tokens": 1000, "output_tokens": 200})
+    base = dict(
+        model="llama-3.1-8b",
+        target={"offer": "aws-g5.xlarge"},
+        workload={"requests_per_day": 10_000, "input_tokens": 1000, "output_tokens": 200},
+    )
     for key, value in kw.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return load_spec(None, **base)
@@ -54,11 +58,22 @@ def test_spot_and_reserved_lower_the_monthly_cost_and_are_marked_derived():
 
 
 @settings(max_examples=40, deadline=None)
-@given(rpd=st.floats(10, 2_000_000), more=st.floats(1.01, 10), tin=st.integers(50, 4000), tout=st.integers(10, 1000),
-       offer=st.sampled_from(["aws-g5.xlarge", "runpod-a40x1-secure", "gcp-g2-standard-8", "aws-g5.12xlarge"]),
-       slo=st.one_of(st.none(), st.floats(5, 120)))
+@given(
+    rpd=st.floats(10, 2_000_000),
+    more=st.floats(1.01, 10),
+    tin=st.integers(50, 4000),
+    tout=st.integers(10, 1000),
+    offer=st.sampled_from(["aws-g5.xlarge", "runpod-a40x1-secure", "gcp-g2-standard-8", "aws-g5.12xlarge"]),
+    slo=st.one_of(st.none(), st.floats(5, 120)),
+)
 def test_more_traffic_never_costs_less(rpd, more, tin, tout, offer, slo):
     def monthly(r):
-        return cost_review(_spec(target={"offer": offer}, slo={"p90_latency_s": slo},
-                                 workload={"requests_per_day": r, "input_tokens": tin, "output_tokens": tout})).monthly_usd
+        return cost_review(
+            _spec(
+                target={"offer": offer},
+                slo={"p90_latency_s": slo},
+                workload={"requests_per_day": r, "input_tokens": tin, "output_tokens": tout},
+            )
+        ).monthly_usd
+
     assert monthly(rpd * more) >= monthly(rpd)

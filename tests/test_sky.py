@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from costing import readiness
-from selfhost.skypilot import render as sky
 from costing.fit import FitRequest, fit_check
 from costing.spec import load_spec, spec_from_dict
 from costing.vllm_args import shell_command, vllm_serve_argv
+from selfhost.skypilot import render as sky
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "templates" / "specs").glob("*.yaml"))
@@ -29,8 +29,9 @@ def console(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess
     """The real `selfhost` console script (falls back to `python -m selfhost.cli`)."""
     cmd = [SELFHOST] if SELFHOST else [sys.executable, "-m", "selfhost.cli"]
     clean = {k: v for k, v in os.environ.items() if k not in sky.SECRETS}
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=120,
-                          env={**clean, **(env or {})})
+    return subprocess.run(
+        [*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=120, env={**clean, **(env or {})}
+    )
 
 
 def spec(**kw):
@@ -38,6 +39,7 @@ def spec(**kw):
 
 
 # ----------------------------------------------------------------------------- golden files
+
 
 def test_there_are_templates_for_every_cloud_and_size():
     assert len(SPECS) >= 10
@@ -55,8 +57,13 @@ def test_shipped_template_is_the_render_of_its_spec(spec_path):
 
 
 def test_regenerator_check_mode_reports_up_to_date():
-    out = subprocess.run([sys.executable, "scripts/render_templates.py", "--check"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "scripts/render_templates.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -79,6 +86,7 @@ def test_embedded_spec_round_trips():
 
 
 # ----------------------------------------------------------------------------- rendering
+
 
 def test_task_pins_cloud_and_accelerators_and_autostop():
     task = sky.render_task(spec(target={"cloud": "runpod", "gpu": "A40"}))
@@ -113,7 +121,9 @@ def test_no_secret_value_is_ever_written(monkeypatch):
 
 def test_disk_and_initial_delay_grow_with_the_weights():
     small = sky.choose(spec(target={"offer": "aws-p4d.24xlarge"}))
-    big = sky.choose(spec_from_dict({"model": "llama-3.1-405b", "precision": "awq", "target": {"offer": "aws-p4d.24xlarge"}}))
+    big = sky.choose(
+        spec_from_dict({"model": "llama-3.1-405b", "precision": "awq", "target": {"offer": "aws-p4d.24xlarge"}})
+    )
     assert sky.disk_size_gb(big) > sky.disk_size_gb(small) > small.fit.weight_gib
     assert sky.disk_size_gb(big) > big.fit.weight_gib * 1.0737  # GB >= GiB of weights
     assert sky.initial_delay_s(big.fit) > sky.initial_delay_s(small.fit) >= readiness.ENGINE_START_S
@@ -141,8 +151,12 @@ def test_service_probe_is_an_authenticated_one_token_chat_completion():
 def test_replica_policy_follows_the_cost_review():
     from costing.review import cost_review
 
-    s = spec(target={"cloud": "aws", "gpu": "A10G"}, sky={"service": True},
-             workload={**WORKLOAD, "requests_per_day": 400_000, "peak_to_mean": 3.0}, slo={"p90_latency_s": 20})
+    s = spec(
+        target={"cloud": "aws", "gpu": "A10G"},
+        sky={"service": True},
+        workload={**WORKLOAD, "requests_per_day": 400_000, "peak_to_mean": 3.0},
+        slo={"p90_latency_s": 20},
+    )
     c = sky.choose(s)
     review = cost_review(c.spec, resolved=c.resolved)
     policy = sky.render_task(s)["service"]["replica_policy"]
@@ -165,8 +179,12 @@ def test_spot_service_falls_back_to_on_demand():
 
 def test_spot_service_with_several_replicas_keeps_one_on_demand():
     busy = {**WORKLOAD, "requests_per_day": 100_000, "peak_to_mean": 3.0}
-    s = spec(target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"}, workload=busy, sky={"service": True},
-             slo={"p90_latency_s": 20})
+    s = spec(
+        target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"},
+        workload=busy,
+        sky={"service": True},
+        slo={"p90_latency_s": 20},
+    )
     policy = sky.render_task(s)["service"]["replica_policy"]
     assert policy["min_replicas"] >= 2
     assert policy["base_ondemand_fallback_replicas"] == 1 and policy["dynamic_ondemand_fallback"] is True
@@ -174,7 +192,8 @@ def test_spot_service_with_several_replicas_keeps_one_on_demand():
 
 def test_service_without_workload_has_fixed_replicas():
     policy = sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G", "replicas": 2}, sky={"service": True}))[
-        "service"]["replica_policy"]
+        "service"
+    ]["replica_policy"]
     assert policy == {"min_replicas": 2, "max_replicas": 2}
 
 
@@ -185,7 +204,7 @@ def test_any_of_runs_the_command_fitted_to_each_gpu():
     assert "cloud" not in task["resources"]
     lens = {c.fit.gpu.name: c.fit.max_model_len for c in sky.choices(s)}
     assert lens["A40"] > lens["A10G"]  # a 24 GB card holds a shorter context
-    assert "case \"$GPU_NAME\"" in task["run"]
+    assert 'case "$GPU_NAME"' in task["run"]
     assert f"--max-model-len {lens['A40']}" in task["run"] and f"--max-model-len {lens['A10G']}" in task["run"]
     assert sky.cheapest(sky.choices(s)).offer.cloud == "runpod"
 
@@ -205,47 +224,70 @@ def test_spot_on_runpod_is_refused():
 
 
 def test_rendering_does_not_import_skypilot():
-    code = ("import sys; from selfhost.skypilot import commands, render as sky; from costing.spec import spec_from_dict;"
-            "sky.render_yaml(spec_from_dict({'model': 'llama-3.1-8b', 'target': {'cloud': 'aws', 'gpu': 'A10G'}}));"
-            "print('sky' in sys.modules)")
+    code = (
+        "import sys; from selfhost.skypilot import commands, render as sky; from costing.spec import spec_from_dict;"
+        "sky.render_yaml(spec_from_dict({'model': 'llama-3.1-8b', 'target': {'cloud': 'aws', 'gpu': 'A10G'}}));"
+        "print('sky' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
 
 def test_plan_does_not_import_skypilot():
-    code = ("import sys, runpy; sys.argv = ['selfhost', 'plan', '--spec', 'examples/llama-3.1-8b-runpod-a40.yaml'];"
-            "import selfhost.cli as c\n"
-            "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
-            "print('SKY' if 'sky' in sys.modules else 'NOSKY', file=sys.stderr)")
+    code = (
+        "import sys, runpy; sys.argv = ['selfhost', 'plan', '--spec', 'examples/llama-3.1-8b-runpod-a40.yaml'];"
+        "import selfhost.cli as c\n"
+        "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+        "print('SKY' if 'sky' in sys.modules else 'NOSKY', file=sys.stderr)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stderr.strip().splitlines()[-1] == "NOSKY", out.stderr
 
 
 # ----------------------------------------------------------------------------- the CLI
 
+
 def test_render_cli_writes_the_yaml_to_stdout():
     out = console("render", "sky", "--spec", "templates/specs/llama-3.1-8b-gcp-l4.yaml")
     assert out.returncode == 0, out.stderr
-    assert out.stdout == sky.render_spec_file(ROOT / "templates/specs/llama-3.1-8b-gcp-l4.yaml",
-                                              source="templates/specs/llama-3.1-8b-gcp-l4.yaml")
+    assert out.stdout == sky.render_spec_file(
+        ROOT / "templates/specs/llama-3.1-8b-gcp-l4.yaml", source="templates/specs/llama-3.1-8b-gcp-l4.yaml"
+    )
 
 
 def test_render_cli_flags_service_and_any_of():
-    out = console("render", "sky", "--model", "llama-3.1-8b", "--gpu", "A10G,L4", "--spot", "--service",
-                  "--requests-per-day", "3000", "--input-tokens", "1000", "--output-tokens", "250")
+    out = console(
+        "render",
+        "sky",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "A10G,L4",
+        "--spot",
+        "--service",
+        "--requests-per-day",
+        "3000",
+        "--input-tokens",
+        "1000",
+        "--output-tokens",
+        "250",
+    )
     assert out.returncode == 0, out.stderr
     task = yaml.safe_load(out.stdout)
     assert [p["cloud"] for p in task["resources"]["any_of"]] == ["aws", "gcp"]
     assert task["resources"]["use_spot"] is True and "service" in task
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--model", "llama-9", "--gpu", "A40"], "unknown model"),
-    (["--model", "llama-3.1-8b", "--gpu", "Z80"], "unknown GPU"),
-    (["--model", "llama-3.1-70b", "--gpu", "L4", "--gpus", "1"], "does not fit"),
-    (["--model", "llama-3.1-8b", "--gpu", "A40", "--cloud", "runpod", "--spot"], "RunPod"),
-    (["--model", "llama-3.1-8b", "--offer", "runpod-a40x1-community"], "Community"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--model", "llama-9", "--gpu", "A40"], "unknown model"),
+        (["--model", "llama-3.1-8b", "--gpu", "Z80"], "unknown GPU"),
+        (["--model", "llama-3.1-70b", "--gpu", "L4", "--gpus", "1"], "does not fit"),
+        (["--model", "llama-3.1-8b", "--gpu", "A40", "--cloud", "runpod", "--spot"], "RunPod"),
+        (["--model", "llama-3.1-8b", "--offer", "runpod-a40x1-community"], "Community"),
+    ],
+)
 def test_render_cli_refuses_bad_input_with_one_line(args, words):
     out = console("render", "sky", *args)
     assert out.returncode == 2
@@ -258,28 +300,37 @@ def test_launch_dry_run_prints_review_and_exact_command(tmp_path):
     out = console("launch", "sky", str(ROOT / "templates/llama-3.1-8b-runpod-a40.yaml"), "--dry-run", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "dry run, nothing launched" in out.stdout
-    cmd = (f"sky launch -c llama-3-1-8b-runpod-a40 -i {sky.DEV_CLUSTER_MINUTES} --down --wait-for none "
-           f"{ROOT / 'templates/llama-3.1-8b-runpod-a40.yaml'} --secret HF_TOKEN --secret VLLM_API_KEY")
+    cmd = (
+        f"sky launch -c llama-3-1-8b-runpod-a40 -i {sky.DEV_CLUSTER_MINUTES} --down --wait-for none "
+        f"{ROOT / 'templates/llama-3.1-8b-runpod-a40.yaml'} --secret HF_TOKEN --secret VLLM_API_KEY"
+    )
     assert cmd in out.stdout
     assert "runpod-a40x1-secure" in out.stdout  # the review priced the offer SkyPilot launches
     assert not (tmp_path / ".selfhost").exists()  # a rendered file is launched as is
 
 
 def test_launch_dry_run_of_a_spec_writes_the_task(tmp_path):
-    out = console("launch", "sky", str(ROOT / "templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml"),
-                  "--dry-run", cwd=tmp_path)
+    out = console(
+        "launch", "sky", str(ROOT / "templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml"), "--dry-run", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     written = tmp_path / ".selfhost" / "sky" / "llama-3-1-8b-gcp-l4-spot-svc.yaml"
     assert written.read_text() == (ROOT / "templates/llama-3.1-8b-gcp-l4-spot-service.yaml").read_text().replace(
-        " from templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml", "")
+        " from templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml", ""
+    )
     assert f"sky serve up -n llama-3-1-8b-gcp-l4-spot-svc {written.relative_to(tmp_path)}" in out.stdout
     assert "base_ondemand_fallback_replicas" in out.stdout  # what the on-demand replica adds to the review
     assert "dynamic_ondemand_fallback" in out.stdout
 
 
 def test_launch_without_secrets_launches_nothing(tmp_path):
-    out = console("launch", "sky", str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml"), cwd=tmp_path,
-                  env={"HF_TOKEN": "hf_x"})
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml"),
+        cwd=tmp_path,
+        env={"HF_TOKEN": "hf_x"},
+    )
     assert out.returncode == 2
     assert "VLLM_API_KEY" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert out.stdout == ""  # refused before the review is printed
@@ -287,8 +338,16 @@ def test_launch_without_secrets_launches_nothing(tmp_path):
 
 
 def test_launch_over_budget_stops_before_anything(tmp_path):
-    out = console("launch", "sky", str(ROOT / "templates/specs/llama-3.3-70b-aws-8xa100.yaml"),
-                  "--max-monthly-usd", "100", "--dry-run", cwd=tmp_path, env={"HF_TOKEN": "a", "VLLM_API_KEY": "b"})
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.3-70b-aws-8xa100.yaml"),
+        "--max-monthly-usd",
+        "100",
+        "--dry-run",
+        cwd=tmp_path,
+        env={"HF_TOKEN": "a", "VLLM_API_KEY": "b"},
+    )
     assert out.returncode == 2
     assert "budget" in out.stderr and "sky launch" not in out.stdout
     assert not (tmp_path / ".selfhost").exists()
@@ -296,23 +355,43 @@ def test_launch_over_budget_stops_before_anything(tmp_path):
 
 def test_launch_refuses_an_edited_template(tmp_path):
     edited = tmp_path / "t.yaml"
-    edited.write_text((ROOT / "templates/llama-3.1-8b-aws-a10g.yaml").read_text().replace(
-        "--max-num-seqs 256", "--max-num-seqs 999"))
+    edited.write_text(
+        (ROOT / "templates/llama-3.1-8b-aws-a10g.yaml").read_text().replace("--max-num-seqs 256", "--max-num-seqs 999")
+    )
     out = console("launch", "sky", str(edited), "--dry-run", cwd=tmp_path)
     assert out.returncode == 2 and "differs" in out.stderr
 
 
 def test_launch_command_passes_secrets_by_name_only():
     cmd = __import__("selfhost.skypilot.launch", fromlist=["x"]).sky_command("c1", Path("t.yaml"), False, 30, False)
-    assert cmd == ["sky", "launch", "-c", "c1", "-i", "30", "--down", "--wait-for", "none", "t.yaml",
-                   "--secret", "HF_TOKEN", "--secret", "VLLM_API_KEY"]
+    assert cmd == [
+        "sky",
+        "launch",
+        "-c",
+        "c1",
+        "-i",
+        "30",
+        "--down",
+        "--wait-for",
+        "none",
+        "t.yaml",
+        "--secret",
+        "HF_TOKEN",
+        "--secret",
+        "VLLM_API_KEY",
+    ]
 
 
 def test_any_of_refuses_one_gpu_type_with_two_settings():
     from costing.errors import UserError
 
-    s = spec_from_dict({"model": "llama-3.1-70b", "precision": "awq", "sky": {"any_of": [
-        {"cloud": "aws", "gpu": "A10G", "gpus": 4}, {"cloud": "aws", "gpu": "A10G", "gpus": 8}]}})
+    s = spec_from_dict(
+        {
+            "model": "llama-3.1-70b",
+            "precision": "awq",
+            "sky": {"any_of": [{"cloud": "aws", "gpu": "A10G", "gpus": 4}, {"cloud": "aws", "gpu": "A10G", "gpus": 8}]},
+        }
+    )
     with pytest.raises(UserError, match="different vLLM settings"):
         sky.render_task(s)
 
@@ -335,18 +414,45 @@ sys.exit(3)
 """)
     fake.chmod(0o755)
     template = ROOT / "templates/llama-3.1-8b-runpod-a40.yaml"
-    out = console("launch", "sky", str(template), "-c", "dev1", "-i", "30", cwd=tmp_path,
-                  env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(home),
-                       "HF_TOKEN": "hf_abc", "VLLM_API_KEY": "key_xyz"})
+    out = console(
+        "launch",
+        "sky",
+        str(template),
+        "-c",
+        "dev1",
+        "-i",
+        "30",
+        cwd=tmp_path,
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "HOME": str(home),
+            "HF_TOKEN": "hf_abc",
+            "VLLM_API_KEY": "key_xyz",
+        },
+    )
     assert out.returncode == 3, out.stderr  # sky's exit code is passed on
     call = __import__("json").loads(record.read_text())
-    assert call["argv"] == ["launch", "-c", "dev1", "-i", "30", "--down", "--wait-for", "none", str(template),
-                            "--secret", "HF_TOKEN", "--secret", "VLLM_API_KEY"]
+    assert call["argv"] == [
+        "launch",
+        "-c",
+        "dev1",
+        "-i",
+        "30",
+        "--down",
+        "--wait-for",
+        "none",
+        str(template),
+        "--secret",
+        "HF_TOKEN",
+        "--secret",
+        "VLLM_API_KEY",
+    ]
     assert (call["hf"], call["key"]) == ("hf_abc", "key_xyz")
     assert "hf_abc" not in out.stdout + out.stderr and "key_xyz" not in out.stdout + out.stderr
 
 
 # ----------------------------------------------------------------------------- the shell scripts, run
+
 
 def _stub(bin_dir: Path, name: str, body: str) -> None:
     path = bin_dir / name
@@ -354,7 +460,9 @@ def _stub(bin_dir: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def _run_script(tmp_path: Path, script: str, gpu_name: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, list]:
+def _run_script(
+    tmp_path: Path, script: str, gpu_name: str, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess, list]:
     """Run a rendered script under bash with stand-ins for nvidia-smi, vllm, ray and python3."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -363,8 +471,14 @@ def _run_script(tmp_path: Path, script: str, gpu_name: str, env: dict[str, str])
     for tool in ("vllm", "ray"):
         _stub(bin_dir, tool, f'printf "%s\\0" {tool} "$@" >> {log}; printf "\\n" >> {log}')
     _stub(bin_dir, "python3", 'echo "$SKYPILOT_NUM_NODES"')  # the head's "how many Ray nodes are alive"
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, cwd=tmp_path,
-                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), **env})
+    out = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), **env},
+    )
     calls = [line.rstrip("\0").split("\0") for line in log.read_text().splitlines()] if log.exists() else []
     return out, calls
 
@@ -398,8 +512,9 @@ def test_multi_node_run_joins_workers_to_the_head_and_serves_on_the_head(tmp_pat
     task = yaml.safe_load((ROOT / "templates" / "llama-3.1-405b-aws-2x8xa100-fp8.yaml").read_text())
     nodes = {"SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2", "SKYPILOT_NUM_NODES": "2", "VLLM_API_KEY": "k"}
     (tmp_path / "worker").mkdir()
-    worker, calls = _run_script(tmp_path / "worker", task["run"], "NVIDIA A100-SXM4-40GB",
-                                {**nodes, "SKYPILOT_NODE_RANK": "1"})
+    worker, calls = _run_script(
+        tmp_path / "worker", task["run"], "NVIDIA A100-SXM4-40GB", {**nodes, "SKYPILOT_NODE_RANK": "1"}
+    )
     assert worker.returncode == 0, worker.stderr
     assert calls == [["ray", "start", "--address", "10.0.0.1:6379", "--block"]]
     head, calls = _run_script(tmp_path, task["run"], "NVIDIA A100-SXM4-40GB", {**nodes, "SKYPILOT_NODE_RANK": "0"})
@@ -414,8 +529,13 @@ def test_setup_installs_the_pinned_vllm_and_downloads_into_hf_home(tmp_path):
     bin_dir.mkdir()
     log = tmp_path / "python3.log"
     _stub(bin_dir, "python3", f'printf "%s|%s\\n" "$HF_HOME" "$*" >> {log}')
-    out = subprocess.run(["bash", "-c", task["setup"]], capture_output=True, text=True, timeout=30,
-                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "HF_TOKEN": "t"})
+    out = subprocess.run(
+        ["bash", "-c", task["setup"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "HF_TOKEN": "t"},
+    )
     assert out.returncode == 0, out.stderr
     install, download = log.read_text().splitlines()
     hf_home = f"{tmp_path}/.cache/huggingface"
@@ -440,7 +560,9 @@ def test_plan_prices_the_offer_the_template_launches(spec_path):
 def test_any_of_target_must_be_the_cheapest_candidate():
     from costing.errors import UserError
 
-    s = spec(target={"offer": "aws-g5.xlarge"},
-             sky={"any_of": [{"cloud": "runpod", "gpu": "A40"}, {"cloud": "aws", "gpu": "A10G"}]})
+    s = spec(
+        target={"offer": "aws-g5.xlarge"},
+        sky={"any_of": [{"cloud": "runpod", "gpu": "A40"}, {"cloud": "aws", "gpu": "A10G"}]},
+    )
     with pytest.raises(UserError, match="not the cheapest any_of candidate.*runpod-a40x1-secure"):
         sky.choices(s)

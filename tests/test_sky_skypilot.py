@@ -22,14 +22,13 @@ SECRET_VALUES = {"HF_TOKEN": "hf-test-token", "VLLM_API_KEY": "key-test-123"}
 
 def _skypilot_report(paths: list[str]) -> dict:
     """Child process: load, validate and optimize every template with SkyPilot itself."""
-    import yaml
-
     import sky
+    import yaml
     from sky import check, optimizer
     from sky.serve import serve_utils
 
-    from selfhost.skypilot import launch
     from costing.errors import UserError
+    from selfhost.skypilot import launch
 
     enabled = [sky.AWS(), sky.GCP(), sky.RunPod()]  # no credentials here: as SkyPilot's own tests do
     check.get_cached_enabled_clouds_or_refresh = lambda *a, **k: enabled
@@ -45,21 +44,38 @@ def _skypilot_report(paths: list[str]) -> dict:
             if task.service is not None:
                 serve_utils.validate_service_task(task, pool=False)
                 svc = task.service
-                entry["service"] = {"headers": svc.readiness_headers, "post_data": svc.post_data,
-                                    "path": svc.readiness_path, "initial_delay": svc.initial_delay_seconds,
-                                    "timeout": svc.readiness_timeout_seconds, "min": svc.min_replicas,
-                                    "max": svc.max_replicas, "fallback": svc.use_ondemand_fallback}
+                entry["service"] = {
+                    "headers": svc.readiness_headers,
+                    "post_data": svc.post_data,
+                    "path": svc.readiness_path,
+                    "initial_delay": svc.initial_delay_seconds,
+                    "timeout": svc.readiness_timeout_seconds,
+                    "min": svc.min_replicas,
+                    "max": svc.max_replicas,
+                    "fallback": svc.use_ondemand_fallback,
+                }
             entry["num_nodes"] = task.num_nodes
-            entry["resources"] = [{"cloud": str(r.cloud), "accelerators": r.accelerators, "use_spot": r.use_spot,
-                                   "disk_size": r.disk_size, "instance_type": r.instance_type}
-                                  for r in task.resources]
+            entry["resources"] = [
+                {
+                    "cloud": str(r.cloud),
+                    "accelerators": r.accelerators,
+                    "use_spot": r.use_spot,
+                    "disk_size": r.disk_size,
+                    "instance_type": r.instance_type,
+                }
+                for r in task.resources
+            ]
             launch.validate_with_skypilot(Path(path).read_text(), task.service is not None)
             with sky.Dag() as dag:
                 dag.add(task)
             optimizer.Optimizer.optimize(dag, quiet=True)
             best = task.best_resources
-            entry["best"] = {"cloud": str(best.cloud), "instance_type": best.instance_type,
-                             "use_spot": best.use_spot, "hourly_usd": best.get_cost(3600) * task.num_nodes}
+            entry["best"] = {
+                "cloud": str(best.cloud),
+                "instance_type": best.instance_type,
+                "use_spot": best.use_spot,
+                "hourly_usd": best.get_cost(3600) * task.num_nodes,
+            }
         except Exception as err:  # reported, and the test fails with SkyPilot's message
             entry["error"] = f"{type(err).__name__}: {err}"
     # The exact commands `selfhost launch sky` runs, parsed (not invoked) by SkyPilot's own CLI.
@@ -68,9 +84,10 @@ def _skypilot_report(paths: list[str]) -> dict:
     for service in (False, True):
         cmd = launch.sky_command("c1", Path("t.yaml"), service, 45, True)
         click_cmd = sky_cli.serve_up if service else sky_cli.launch
-        ctx = click_cmd.make_context(" ".join(cmd[:3 if service else 2]), cmd[3 if service else 2:])
+        ctx = click_cmd.make_context(" ".join(cmd[: 3 if service else 2]), cmd[3 if service else 2 :])
         report[f"_cli_{'serve' if service else 'launch'}"] = {
-            k: v for k, v in ctx.params.items() if v not in (None, False, (), [])}
+            k: v for k, v in ctx.params.items() if v not in (None, False, (), [])
+        }
     try:
         launch.validate_with_skypilot("name: x\nresources: {acceleratorz: A40:1}\nrun: echo\n", False)
         report["_bad_yaml"] = "accepted"
@@ -85,10 +102,15 @@ def skypilot(tmp_path_factory) -> dict:
     from selfhost.skypilot.optimizer_catalog import write_catalog
 
     write_catalog(home)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_", "SKY"))},
-           **SECRET_VALUES, "HOME": str(home), "SKYPILOT_DISABLE_USAGE_COLLECTION": "1"}
-    out = subprocess.run([sys.executable, __file__, *map(str, TEMPLATES)], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=600)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_", "SKY"))},
+        **SECRET_VALUES,
+        "HOME": str(home),
+        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, __file__, *map(str, TEMPLATES)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -127,8 +149,8 @@ def test_service_passes_skyserve_validation_with_the_key_in_the_probe(skypilot, 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.stem)
 def test_skypilot_optimizer_picks_the_offer_the_cost_review_priced(skypilot, path):
-    from selfhost.skypilot.render import cheapest
     from costing.review import cost_review
+    from selfhost.skypilot.render import cheapest
 
     best = skypilot[path.name]["best"]
     spec, found = _ours(path)

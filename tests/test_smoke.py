@@ -11,11 +11,10 @@ import threading
 import time
 
 import pytest
-
-from tests.conftest import stand_in_server
-
 from fake_vllm_server import free_port
+
 from selfhost.check.smoke import render, run_smoke
+from tests.conftest import stand_in_server
 
 KEY = "sk-test"
 
@@ -39,8 +38,15 @@ def by_name(checks):
 
 def test_every_check_passes_on_a_healthy_protected_endpoint(server):
     checks = run_smoke(server, KEY)
-    assert [c.name for c in checks] == ["health", "models", "no key refused", "wrong key refused",
-                                        "chat completion", "streamed chat", "metrics"]
+    assert [c.name for c in checks] == [
+        "health",
+        "models",
+        "no key refused",
+        "wrong key refused",
+        "chat completion",
+        "streamed chat",
+        "metrics",
+    ]
     assert all(c.ok for c in checks), render(checks)
     assert "tiny" in by_name(checks)["models"].detail
 

@@ -18,13 +18,18 @@ def test_flags_override_the_spec_file(monkeypatch):
     assert spec.target.offer == "runpod-a40x1-secure"
 
 
-@pytest.mark.parametrize("data, where", [
-    ({"model": "llama-3.1-8b", "workload": {"requests_per_day": 0, "input_tokens": 1, "output_tokens": 1}},
-     "workload.requests_per_day"),
-    ({"model": "llama-3.1-8b", "target": {"pricing": "cheap"}}, "target.pricing"),
-    ({"model": "llama-3.1-8b", "gpus": 2}, "gpus"),
-    ({"model": "llama-3.1-8b", "vllm": {"gpu_memory_utilization": 1.5}}, "vllm.gpu_memory_utilization"),
-])
+@pytest.mark.parametrize(
+    "data, where",
+    [
+        (
+            {"model": "llama-3.1-8b", "workload": {"requests_per_day": 0, "input_tokens": 1, "output_tokens": 1}},
+            "workload.requests_per_day",
+        ),
+        ({"model": "llama-3.1-8b", "target": {"pricing": "cheap"}}, "target.pricing"),
+        ({"model": "llama-3.1-8b", "gpus": 2}, "gpus"),
+        ({"model": "llama-3.1-8b", "vllm": {"gpu_memory_utilization": 1.5}}, "vllm.gpu_memory_utilization"),
+    ],
+)
 def test_invalid_specs_are_one_line_user_errors(data, where):
     with pytest.raises(UserError) as err:
         load_spec(None, **data)

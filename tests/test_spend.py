@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from costing.catalog import apis_for, get_offer
 from costing.spec import ScheduleSpec, WorkloadSpec
-from costing.spend import (Traffic, api_usd, break_even, daily_tokens_at, hours_per_month, monthly_usd,
-                           replicas_needed, usd_per_million)
+from costing.spend import (
+    Traffic,
+    api_usd,
+    break_even,
+    daily_tokens_at,
+    hours_per_month,
+    monthly_usd,
+    replicas_needed,
+    usd_per_million,
+)
 
 
 def _api(model, provider, name=None):
@@ -25,8 +34,9 @@ def test_runpod_a40_is_about_280_a_month_at_24_by_30_hours():
 def test_schedule_scales_the_billed_hours():
     office = ScheduleSpec(hours_per_day=10, days_per_week=5)
     assert hours_per_month(office) == pytest.approx(730 * 10 / 24 * 5 / 7)
-    assert monthly_usd(1.0, office, replicas=2, storage_gb=100, storage_usd_per_gb_month=0.08) == \
-        pytest.approx(2 * (hours_per_month(office) + 8))
+    assert monthly_usd(1.0, office, replicas=2, storage_gb=100, storage_usd_per_gb_month=0.08) == pytest.approx(
+        2 * (hours_per_month(office) + 8)
+    )
 
 
 def test_4x_a40_against_azure_70b_breaks_even_near_250k_tokens_each_way_per_hour():
@@ -35,8 +45,15 @@ def test_4x_a40_against_azure_70b_breaks_even_near_250k_tokens_each_way_per_hour
     azure = _api("llama-3.1-70b", "azure")
     workload = WorkloadSpec(requests_per_day=1000, input_tokens=1000, output_tokens=1000)
     sched = ScheduleSpec()
-    be = break_even(azure, workload, sched, replica_monthly_usd=monthly_usd(hourly, sched),
-                    requests_per_s_per_replica=10.0, traffic=Traffic.of(workload, sched), selfhost_monthly=0)
+    be = break_even(
+        azure,
+        workload,
+        sched,
+        replica_monthly_usd=monthly_usd(hourly, sched),
+        requests_per_s_per_replica=10.0,
+        traffic=Traffic.of(workload, sched),
+        selfhost_monthly=0,
+    )
     tokens_per_hour_each_way = be.input_tokens_per_month / 730
     assert tokens_per_hour_each_way == pytest.approx(250_000, rel=0.01)
     assert be.output_tokens_per_month == be.input_tokens_per_month
@@ -56,8 +73,15 @@ def test_a10g_int8_case_is_about_4_4x_cheaper_than_gpt_4o_mini():
 def test_api_cheaper_at_every_traffic_when_one_replica_costs_more_per_request():
     groq = _api("llama-3.1-8b", "groq")
     w = WorkloadSpec(requests_per_day=1000, input_tokens=500, output_tokens=200)
-    be = break_even(groq, w, ScheduleSpec(), replica_monthly_usd=5000, requests_per_s_per_replica=0.5,
-                    traffic=Traffic.of(w, ScheduleSpec()), selfhost_monthly=5000)
+    be = break_even(
+        groq,
+        w,
+        ScheduleSpec(),
+        replica_monthly_usd=5000,
+        requests_per_s_per_replica=0.5,
+        traffic=Traffic.of(w, ScheduleSpec()),
+        selfhost_monthly=5000,
+    )
     assert be.requests_per_day is None and "full load" in be.reason and be.cheaper == "api"
 
 
@@ -73,8 +97,13 @@ def test_traffic_peak_rate_uses_the_operating_hours():
 
 
 @settings(max_examples=80, deadline=None)
-@given(price=st.floats(0.1, 50), bump=st.floats(0.01, 20), capacity=st.floats(0.05, 50),
-       tin=st.integers(1, 8000), tout=st.integers(1, 2000))
+@given(
+    price=st.floats(0.1, 50),
+    bump=st.floats(0.01, 20),
+    capacity=st.floats(0.05, 50),
+    tin=st.integers(1, 8000),
+    tout=st.integers(1, 2000),
+)
 def test_a_higher_gpu_price_never_lowers_the_break_even_traffic(price, bump, capacity, tin, tout):
     w = WorkloadSpec(requests_per_day=100, input_tokens=tin, output_tokens=tout)
     s = ScheduleSpec()

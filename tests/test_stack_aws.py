@@ -8,16 +8,24 @@ import json
 import pytest
 from stack_mocks import AMI, EIP, example_config, expected, is_secret, plain, refused, run, run_program
 
-from selfhost.aws.api import GPU_AMI_PARAMETERS
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
+from costing.vllm_args import VLLM_IMAGE, serve_args
+from selfhost.aws.api import GPU_AMI_PARAMETERS
 from selfhost.stack import aws_config as aws
 from selfhost.stack.boot_script import exec_start_argv
-from costing.vllm_args import VLLM_IMAGE, serve_args
 
-BASE = {"model": "llama-3.1-8b", "instanceType": "g5.xlarge", "pricing": "spot", "allowedCidrs": ["203.0.113.0/24"],
-        "requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250",
-        "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
+BASE = {
+    "model": "llama-3.1-8b",
+    "instanceType": "g5.xlarge",
+    "pricing": "spot",
+    "allowedCidrs": ["203.0.113.0/24"],
+    "requestsPerDay": "3000",
+    "inputTokens": "1000",
+    "outputTokens": "250",
+    "apiKey": "sk-test-key",
+    "hfToken": "hf_test_token",
+}
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
 
@@ -42,7 +50,7 @@ def test_spot_group_runs_the_costed_container_securely():
     # the container: the image and exactly the fit check's vLLM args, restarted by systemd
     script = user_data(mocks)
     argv = exec_start_argv(script)
-    assert argv[argv.index(VLLM_IMAGE) + 1:] == serve_args(fit.settings)
+    assert argv[argv.index(VLLM_IMAGE) + 1 :] == serve_args(fit.settings)
     assert "Restart=always" in script
     # secrets: stored as secrets, read at boot by ARN, never in user-data
     versions = mocks.of_type("aws:secretsmanager/secretVersion:SecretVersion")
@@ -75,9 +83,18 @@ def test_spot_group_runs_the_costed_container_securely():
 def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
     arn_key = "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/vllm-key-AbCdEf"
     arn_hf = "arn:aws:ssm:us-east-1:123456789012:parameter/team/hf-token"
-    config = {**BASE, "model": "llama-3.1-70b", "instanceType": "p4d.24xlarge", "pricing": "reserved-1y",
-              "reserveCapacity": "true", "availabilityZone": "us-east-1a", "apiKey": None, "hfToken": None,
-              "apiKeySecretArn": arn_key, "hfTokenSecretArn": arn_hf}
+    config = {
+        **BASE,
+        "model": "llama-3.1-70b",
+        "instanceType": "p4d.24xlarge",
+        "pricing": "reserved-1y",
+        "reserveCapacity": "true",
+        "availabilityZone": "us-east-1a",
+        "apiKey": None,
+        "hfToken": None,
+        "apiKeySecretArn": arn_key,
+        "hfTokenSecretArn": arn_hf,
+    }
     mocks, out = run(aws.build, {k: v for k, v in config.items() if v is not None})
     _, fit = expected("aws", "llama-3.1-70b", "aws-p4d.24xlarge", "reserved-1y")
     odcr = mocks.one("aws:ec2/capacityReservation:CapacityReservation")
@@ -97,20 +114,23 @@ def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
     statements = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])["Statement"]
     assert [s["Resource"] for s in statements[:2]] == [[arn_key], [arn_hf]]
     argv = exec_start_argv(script)
-    assert argv[argv.index(VLLM_IMAGE) + 1:] == serve_args(fit.settings)
+    assert argv[argv.index(VLLM_IMAGE) + 1 :] == serve_args(fit.settings)
     assert fit.settings.tensor_parallel_size == 8
     assert out["capacityReservationId"]
 
 
-@pytest.mark.parametrize("change, error, words", [
-    ({"instanceType": "g5.3xlarge"}, UserError, "unknown AWS instance type"),
-    ({"model": "llama-3.1-70b"}, DoesNotFit, "does not fit"),
-    ({"allowedCidrs": ["0.0.0.0/0"], "apiKey": None}, UserError, "without an API key"),
-    ({"hfToken": None}, UserError, "missing secret hfToken"),
-    ({"maxMonthlyUsd": "100"}, OverBudget, "exceeds the budget"),
-    ({"reserveCapacity": "true"}, UserError, "reserved pricing"),
-    ({"allowedCidrs": []}, UserError, "allowedCidrs is empty"),
-])
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        ({"instanceType": "g5.3xlarge"}, UserError, "unknown AWS instance type"),
+        ({"model": "llama-3.1-70b"}, DoesNotFit, "does not fit"),
+        ({"allowedCidrs": ["0.0.0.0/0"], "apiKey": None}, UserError, "without an API key"),
+        ({"hfToken": None}, UserError, "missing secret hfToken"),
+        ({"maxMonthlyUsd": "100"}, OverBudget, "exceeds the budget"),
+        ({"reserveCapacity": "true"}, UserError, "reserved pricing"),
+        ({"allowedCidrs": []}, UserError, "allowedCidrs is empty"),
+    ],
+)
 def test_bad_config_is_refused_before_any_resource(change, error, words):
     config = {k: v for k, v in {**BASE, **change}.items() if v is not None}
     mocks, err = refused(aws.build, config)
@@ -142,9 +162,12 @@ def test_quota_check_runs_against_the_aws_api_before_any_resource(monkeypatch, t
     EC2 GPU quotas: the stack must stop with the quota's code, having registered nothing)."""
     from moto.server import ThreadedMotoServer
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_CONFIG_FILE": str(tmp_path / "config"),
-                       "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials")}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+    }.items():
         monkeypatch.setenv(key, value)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -9,12 +9,20 @@ import subprocess
 
 import pytest
 
+from costing.vllm_args import VLLM_IMAGE
 from selfhost.stack import aws_config as aws
 from selfhost.stack.boot_script import SECRETS_FILE, boot_script, exec_start_argv, systemd_arg
-from costing.vllm_args import VLLM_IMAGE
 
-CONFIG = {"model": "llama-3.1-8b", "instanceType": "g5.xlarge", "allowedCidrs": "203.0.113.0/24",
-          "requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250", "apiKey": "x", "hfToken": "y"}
+CONFIG = {
+    "model": "llama-3.1-8b",
+    "instanceType": "g5.xlarge",
+    "allowedCidrs": "203.0.113.0/24",
+    "requestsPerDay": "3000",
+    "inputTokens": "1000",
+    "outputTokens": "250",
+    "apiKey": "x",
+    "hfToken": "y",
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +77,7 @@ def test_unit_restarts_and_runs_the_container_with_gpus(plan):
     assert argv[:2] == ["/usr/bin/docker", "run"]
     assert argv[argv.index("--gpus") + 1] == "all"
     assert argv[argv.index("-p") + 1] == f"{plan.port}:{plan.port}"
-    assert argv[argv.index(VLLM_IMAGE) + 1:] == plan.container_args
+    assert argv[argv.index(VLLM_IMAGE) + 1 :] == plan.container_args
     assert "vllm-watchdog" not in script
     assert "vllm-watchdog.service" in boot_script(plan, {}, watchdog_action="true")
 

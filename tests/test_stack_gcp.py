@@ -7,13 +7,21 @@ from stack_mocks import GCP_IP, example_config, expected, is_secret, plain, refu
 
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
+from costing.vllm_args import VLLM_IMAGE, serve_args
 from selfhost.stack import gcp_config as gcp
 from selfhost.stack.boot_script import exec_start_argv
-from costing.vllm_args import VLLM_IMAGE, serve_args
 
-BASE = {"model": "llama-3.1-8b", "machineType": "g2-standard-8", "pricing": "spot",
-        "allowedCidrs": ["203.0.113.0/24", "2001:db8::/32"], "requestsPerDay": "3000", "inputTokens": "1000",
-        "outputTokens": "250", "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
+BASE = {
+    "model": "llama-3.1-8b",
+    "machineType": "g2-standard-8",
+    "pricing": "spot",
+    "allowedCidrs": ["203.0.113.0/24", "2001:db8::/32"],
+    "requestsPerDay": "3000",
+    "inputTokens": "1000",
+    "outputTokens": "250",
+    "apiKey": "sk-test-key",
+    "hfToken": "hf_test_token",
+}
 TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 FIREWALL = "gcp:compute/firewall:Firewall"
@@ -34,7 +42,7 @@ def test_spot_group_of_one_with_autohealing_runs_the_costed_container():
     # the startup script: exactly the fit check's vLLM args; secret names, never values
     script = plain(template["metadata"])["startup-script"]
     argv = exec_start_argv(script)
-    assert argv[argv.index(VLLM_IMAGE) + 1:] == serve_args(fit.settings)
+    assert argv[argv.index(VLLM_IMAGE) + 1 :] == serve_args(fit.settings)
     assert "Restart=always" in script
     assert "sk-test-key" not in script and "hf_test_token" not in script
     assert "--secret=selfhost-gcp-api-key" in script and "--secret=selfhost-gcp-hf-token" in script
@@ -66,8 +74,13 @@ def test_spot_group_of_one_with_autohealing_runs_the_costed_container():
 
 
 def test_standard_provisioning_is_one_vm_on_the_static_address():
-    config = {**BASE, "model": "llama-3.1-70b", "precision": "fp8", "machineType": "g2-standard-48",
-              "pricing": "on-demand"}
+    config = {
+        **BASE,
+        "model": "llama-3.1-70b",
+        "precision": "fp8",
+        "machineType": "g2-standard-48",
+        "pricing": "on-demand",
+    }
     mocks, out = run(gcp.build, config)
     _, fit = expected("gcp", "llama-3.1-70b", "gcp-g2-standard-48", "on-demand", "fp8")
     vm = mocks.one("gcp:compute/instance:Instance")
@@ -77,19 +90,22 @@ def test_standard_provisioning_is_one_vm_on_the_static_address():
     assert vm["networkInterfaces"][0]["accessConfigs"][0]["natIp"] == GCP_IP
     assert vm["bootDisk"]["initializeParams"]["size"] >= gcp.BOOT_BASE_GB + fit.weight_gib
     argv = exec_start_argv(plain(vm["metadata"])["startup-script"])
-    assert argv[argv.index(VLLM_IMAGE) + 1:] == serve_args(fit.settings)
+    assert argv[argv.index(VLLM_IMAGE) + 1 :] == serve_args(fit.settings)
     assert mocks.of_type(MIG) == [] and mocks.of_type(TEMPLATE) == []
     assert out["instanceName"] == "selfhost-gcp"
 
 
-@pytest.mark.parametrize("change, error, words", [
-    ({"machineType": "a2-highgpu-1g"}, UserError, "unknown GCP machine type"),
-    ({"model": "llama-3.1-70b"}, DoesNotFit, "does not fit"),
-    ({"apiKey": None}, UserError, "missing secret apiKey"),
-    ({"allowedCidrs": ["::/0"], "apiKey": None}, UserError, "without an API key"),
-    ({"maxMonthlyUsd": "100"}, OverBudget, "exceeds the budget"),
-    ({"allowedCidrs": ["10.0.0.300/8"]}, UserError, "not a CIDR"),
-])
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        ({"machineType": "a2-highgpu-1g"}, UserError, "unknown GCP machine type"),
+        ({"model": "llama-3.1-70b"}, DoesNotFit, "does not fit"),
+        ({"apiKey": None}, UserError, "missing secret apiKey"),
+        ({"allowedCidrs": ["::/0"], "apiKey": None}, UserError, "without an API key"),
+        ({"maxMonthlyUsd": "100"}, OverBudget, "exceeds the budget"),
+        ({"allowedCidrs": ["10.0.0.300/8"]}, UserError, "not a CIDR"),
+    ],
+)
 def test_bad_config_is_refused_before_any_resource(change, error, words):
     config = {k: v for k, v in {**BASE, **change}.items() if v is not None}
     mocks, err = refused(gcp.build, config)
@@ -99,10 +115,15 @@ def test_bad_config_is_refused_before_any_resource(change, error, words):
 
 def test_shipped_program_runs_with_the_example_config():
     config = example_config("gcp")
-    config.update({"selfhost-gcp:apiKey": "sk-example", "selfhost-gcp:hfToken": "hf_example",
-                   "gcp:zone": "us-central1-b",
-                   # as `pulumi config set allowedCidrs 203.0.113.0/24,198.51.100.0/24` stores it
-                   "selfhost-gcp:allowedCidrs": "203.0.113.0/24,198.51.100.0/24"})
+    config.update(
+        {
+            "selfhost-gcp:apiKey": "sk-example",
+            "selfhost-gcp:hfToken": "hf_example",
+            "gcp:zone": "us-central1-b",
+            # as `pulumi config set allowedCidrs 203.0.113.0/24,198.51.100.0/24` stores it
+            "selfhost-gcp:allowedCidrs": "203.0.113.0/24,198.51.100.0/24",
+        }
+    )
     mocks = run_program("gcp", config, ["selfhost-gcp:apiKey", "selfhost-gcp:hfToken"])
     assert mocks.one(TEMPLATE)["machineType"] == "g2-standard-8"
     assert mocks.one(MIG)["zone"] == "us-central1-b"

@@ -9,20 +9,32 @@ import yaml
 from stack_mocks import ROOT, example_config, is_secret, plain, refused, run, run_program
 
 from costing.errors import DoesNotFit, OverBudget, UserError
+from costing.resolve import resolve
 from costing.review import cost_review
 from costing.spec import spec_from_dict
-from selfhost.stack import runpod_config as runpod
-from costing.resolve import resolve
 from costing.vllm_args import VLLM_IMAGE, serve_args
+from selfhost.stack import runpod_config as runpod
 
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}
-BASE = {"model": "llama-3.1-8b", "requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250",
-        "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
+BASE = {
+    "model": "llama-3.1-8b",
+    "requestsPerDay": "3000",
+    "inputTokens": "1000",
+    "outputTokens": "250",
+    "apiKey": "sk-test-key",
+    "hfToken": "hf_test_token",
+}
 
 
 def spec(model: str, offer: str, precision: str = "bf16"):
-    return spec_from_dict({"model": model, "precision": precision, "workload": WORKLOAD,
-                           "target": {"cloud": "runpod", "offer": offer, "replicas": 1}})
+    return spec_from_dict(
+        {
+            "model": model,
+            "precision": precision,
+            "workload": WORKLOAD,
+            "target": {"cloud": "runpod", "offer": offer, "replicas": 1},
+        }
+    )
 
 
 def test_pod_runs_the_costed_vllm_command_with_secret_env_and_volume():
@@ -56,8 +68,16 @@ def test_pod_runs_the_costed_vllm_command_with_secret_env_and_volume():
 def test_community_cloud_picks_enough_gpus_and_a_pod_volume():
     config = {**BASE, "model": "llama-3.1-70b", "precision": "fp8", "cloudType": "COMMUNITY"}
     mocks, out = run(runpod.build, config)
-    fit = resolve(spec_from_dict({"model": "llama-3.1-70b", "precision": "fp8", "workload": WORKLOAD,
-                                  "target": {"cloud": "runpod", "gpu": "A40"}})).fit
+    fit = resolve(
+        spec_from_dict(
+            {
+                "model": "llama-3.1-70b",
+                "precision": "fp8",
+                "workload": WORKLOAD,
+                "target": {"cloud": "runpod", "gpu": "A40"},
+            }
+        )
+    ).fit
     pod = mocks.one("runpod:index:Pod")
     assert pod["gpuCount"] == fit.gpus_per_node > 1
     assert pod["cloudType"] == "COMMUNITY"
@@ -68,16 +88,19 @@ def test_community_cloud_picks_enough_gpus_and_a_pod_volume():
     assert out["offer"] == f"runpod-a40x{fit.gpus_per_node}-community"
 
 
-@pytest.mark.parametrize("change, error, words", [
-    ({"pricing": "spot"}, UserError, "interruptible"),
-    ({"maxMonthlyUsd": "50"}, OverBudget, "exceeds the budget"),
-    ({"hfToken": None}, UserError, "missing secret hfToken"),
-    ({"apiKey": None}, UserError, "without an API key"),
-    ({"model": "llama-9"}, UserError, "unknown model"),
-    ({"model": "llama-3.1-70b", "gpuCount": "1"}, DoesNotFit, "does not fit"),
-    ({"gpuCount": "3"}, UserError, "no RunPod offer"),
-    ({"allowedCidrs": "10.0.0.0/8"}, UserError, "cannot restrict"),
-])
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        ({"pricing": "spot"}, UserError, "interruptible"),
+        ({"maxMonthlyUsd": "50"}, OverBudget, "exceeds the budget"),
+        ({"hfToken": None}, UserError, "missing secret hfToken"),
+        ({"apiKey": None}, UserError, "without an API key"),
+        ({"model": "llama-9"}, UserError, "unknown model"),
+        ({"model": "llama-3.1-70b", "gpuCount": "1"}, DoesNotFit, "does not fit"),
+        ({"gpuCount": "3"}, UserError, "no RunPod offer"),
+        ({"allowedCidrs": "10.0.0.0/8"}, UserError, "cannot restrict"),
+    ],
+)
 def test_bad_config_is_refused_before_any_resource(change, error, words):
     config = {k: v for k, v in {**BASE, **change}.items() if v is not None}
     mocks, err = refused(runpod.build, config)
@@ -99,18 +122,25 @@ def test_shipped_program_ends_with_one_line_and_no_resource_on_bad_config():
 
     config = example_config("runpod")
     config["selfhost-runpod:apiKey"] = "sk-example"  # hfToken left unset
-    with pytest.raises(pulumi.RunError, match=r"^error: missing secret hfToken.*Fix: pulumi config set --secret hfToken"):
+    with pytest.raises(
+        pulumi.RunError, match=r"^error: missing secret hfToken.*Fix: pulumi config set --secret hfToken"
+    ):
         run_program("runpod", config, ["selfhost-runpod:apiKey"])
 
 
 def test_spec_file_drives_model_workload_and_budget():
     path = ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml"
     example = spec_from_dict(yaml.safe_load(path.read_text()))
-    config = {"specFile": str(path), "cloudType": "SECURE",
-              "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
+    config = {"specFile": str(path), "cloudType": "SECURE", "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
     mocks, out = run(runpod.build, config)
-    review = cost_review(spec_from_dict({**example.model_dump(exclude_none=True),
-                                         "target": {"cloud": "runpod", "offer": "runpod-a40x1-secure", "replicas": 1}}))
+    review = cost_review(
+        spec_from_dict(
+            {
+                **example.model_dump(exclude_none=True),
+                "target": {"cloud": "runpod", "offer": "runpod-a40x1-secure", "replicas": 1},
+            }
+        )
+    )
     assert out["model"] == example.model and out["maxMonthlyUsd"] == example.budget.max_monthly_usd
     assert out["projectedMonthlyUsd"] == pytest.approx(review.monthly_usd, abs=0.01)
     # the stack config overrides the file: a budget below the projection refuses

@@ -48,8 +48,9 @@ def ami_parameter(os_name: str = DEFAULT_AMI_OS) -> str:
     return GPU_AMI_PARAMETERS[os_name]
 
 
-def gpu_ami_id(region: str, os_name: str = DEFAULT_AMI_OS, *, parameter: str | None = None,
-               endpoint_url: str | None = None) -> str:
+def gpu_ami_id(
+    region: str, os_name: str = DEFAULT_AMI_OS, *, parameter: str | None = None, endpoint_url: str | None = None
+) -> str:
     """The current GPU AMI id in `region`, from AWS's public SSM parameter (or your own `parameter`)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -58,9 +59,13 @@ def gpu_ami_id(region: str, os_name: str = DEFAULT_AMI_OS, *, parameter: str | N
         value = client("ssm", region, endpoint_url).get_parameter(Name=name)["Parameter"]["Value"]
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") == "ParameterNotFound":
-            raise UserError(f"the SSM parameter {name} does not exist in {region}",
-                            "pick a region where the Deep Learning AMI is published, or set amiId") from None
-        raise _aws_error(err, f"reading SSM parameter {name}", "check AWS credentials and ssm:GetParameter access") from None
+            raise UserError(
+                f"the SSM parameter {name} does not exist in {region}",
+                "pick a region where the Deep Learning AMI is published, or set amiId",
+            ) from None
+        raise _aws_error(
+            err, f"reading SSM parameter {name}", "check AWS credentials and ssm:GetParameter access"
+        ) from None
     except BotoCoreError as err:
         raise _aws_error(err, f"reading SSM parameter {name}", "configure AWS credentials (aws configure)") from None
     if not value.startswith("ami-"):
@@ -86,21 +91,28 @@ def spot_price(instance_type: str, region: str, *, endpoint_url: str | None = No
     latest: dict[str, tuple[datetime, float]] = {}
     try:
         pages = ec2.get_paginator("describe_spot_price_history").paginate(
-            InstanceTypes=[instance_type], ProductDescriptions=["Linux/UNIX"], StartTime=datetime.now(timezone.utc))
+            InstanceTypes=[instance_type], ProductDescriptions=["Linux/UNIX"], StartTime=datetime.now(timezone.utc)
+        )
         for page in pages:
             for row in page["SpotPriceHistory"]:
                 zone, when, price = row["AvailabilityZone"], row["Timestamp"], float(row["SpotPrice"])
                 if zone not in latest or when > latest[zone][0]:
                     latest[zone] = (when, price)
     except (ClientError, BotoCoreError) as err:
-        raise _aws_error(err, f"describe_spot_price_history for {instance_type} in {region}",
-                         "check AWS credentials and ec2:DescribeSpotPriceHistory access") from None
+        raise _aws_error(
+            err,
+            f"describe_spot_price_history for {instance_type} in {region}",
+            "check AWS credentials and ec2:DescribeSpotPriceHistory access",
+        ) from None
     if not latest:
-        raise UserError(f"no spot price for {instance_type} in {region}",
-                        "the type may not be offered as spot there: try another region or pricing on-demand")
+        raise UserError(
+            f"no spot price for {instance_type} in {region}",
+            "the type may not be offered as spot there: try another region or pricing on-demand",
+        )
     zone = min(latest, key=lambda z: latest[z][1])
-    return SpotPrice(instance_type, region, latest[zone][1], zone, latest[zone][0],
-                     {z: p for z, (_, p) in sorted(latest.items())})
+    return SpotPrice(
+        instance_type, region, latest[zone][1], zone, latest[zone][0], {z: p for z, (_, p) in sorted(latest.items())}
+    )
 
 
 @dataclass(frozen=True)
@@ -123,8 +135,9 @@ def quota_for(instance_type: str, pricing: str) -> tuple[str, str]:
     return GPU_QUOTAS[(family, market)]
 
 
-def gpu_quota(instance_type: str, vcpus: int, region: str, pricing: str = "on-demand", *,
-              endpoint_url: str | None = None) -> GpuQuota:
+def gpu_quota(
+    instance_type: str, vcpus: int, region: str, pricing: str = "on-demand", *, endpoint_url: str | None = None
+) -> GpuQuota:
     """The account's vCPU quota that gates `instance_type` (EC2 GPU quotas count vCPUs, not GPUs)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -133,19 +146,24 @@ def gpu_quota(instance_type: str, vcpus: int, region: str, pricing: str = "on-de
         quota = client("service-quotas", region, endpoint_url).get_service_quota(ServiceCode="ec2", QuotaCode=code)
         value = float(quota["Quota"]["Value"])
     except (ClientError, BotoCoreError, KeyError, NotImplementedError) as err:
-        raise UserError(f"could not read the EC2 quota {code} ({name}) in {region}: "
-                        f"{getattr(err, 'response', {}).get('Error', {}).get('Code') or type(err).__name__}",
-                        f"check it in the Service Quotas console (ec2 / {code}) before deploying") from None
+        raise UserError(
+            f"could not read the EC2 quota {code} ({name}) in {region}: "
+            f"{getattr(err, 'response', {}).get('Error', {}).get('Code') or type(err).__name__}",
+            f"check it in the Service Quotas console (ec2 / {code}) before deploying",
+        ) from None
     return GpuQuota(code, name, value, vcpus)
 
 
-def check_gpu_quota(instance_type: str, vcpus: int, region: str, pricing: str = "on-demand", *,
-                    endpoint_url: str | None = None) -> GpuQuota:
+def check_gpu_quota(
+    instance_type: str, vcpus: int, region: str, pricing: str = "on-demand", *, endpoint_url: str | None = None
+) -> GpuQuota:
     """Raise UserError when the quota is below what one `instance_type` needs."""
     quota = gpu_quota(instance_type, vcpus, region, pricing, endpoint_url=endpoint_url)
     if not quota.enough:
-        raise UserError(f"EC2 quota {quota.code} ({quota.name}) in {region} allows {quota.vcpus_allowed:g} vCPUs; "
-                        f"{instance_type} needs {vcpus}",
-                        f"request an increase: aws service-quotas request-service-quota-increase --service-code ec2 "
-                        f"--quota-code {quota.code} --desired-value {vcpus} --region {region}")
+        raise UserError(
+            f"EC2 quota {quota.code} ({quota.name}) in {region} allows {quota.vcpus_allowed:g} vCPUs; "
+            f"{instance_type} needs {vcpus}",
+            f"request an increase: aws service-quotas request-service-quota-increase --service-code ec2 "
+            f"--quota-code {quota.code} --desired-value {vcpus} --region {region}",
+        )
     return quota

@@ -7,7 +7,6 @@ GPU vCPU quota. boto3 is imported only inside the command (through selfhost.aws.
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -20,7 +19,9 @@ def preflight(offer_id: str, pricing: str, region: str | None, os_name: str) -> 
 
     offer = get_offer(offer_id)
     if offer.cloud != "aws":
-        raise UserError(f"offer {offer.id} is on {offer.cloud}, not AWS", "pass an aws-* offer (see `selfhost compare --cloud aws`)")
+        raise UserError(
+            f"offer {offer.id} is on {offer.cloud}, not AWS", "pass an aws-* offer (see `selfhost compare --cloud aws`)"
+        )
     check_pricing(pricing)
     region = region or offer.region
     ami = aws.gpu_ami_id(region, os_name)
@@ -28,16 +29,27 @@ def preflight(offer_id: str, pricing: str, region: str | None, os_name: str) -> 
     catalog_spot = offer.price("spot")
     try:
         quota = aws.check_gpu_quota(offer.instance_type, offer.vcpus, region, pricing)
-        quota_out = {"code": quota.code, "name": quota.name, "vcpus_allowed": quota.vcpus_allowed,
-                     "vcpus_needed": quota.vcpus_needed, "enough": True}
+        quota_out = {
+            "code": quota.code,
+            "name": quota.name,
+            "vcpus_allowed": quota.vcpus_allowed,
+            "vcpus_needed": quota.vcpus_needed,
+            "enough": True,
+        }
     except UserError as err:
         if "allows" in err.problem:  # a real shortfall: stop here
             raise
         quota_out = {"enough": None, "unknown": err.line()}  # unreadable: say which quota to check
     return {
-        "offer": offer.id, "instance_type": offer.instance_type, "region": region, "pricing": pricing,
-        "ami_id": ami, "ami_parameter": aws.ami_parameter(os_name),
-        "spot_usd_per_hour_live": spot.usd_per_hour, "spot_zone": spot.zone, "spot_by_zone": spot.by_zone,
+        "offer": offer.id,
+        "instance_type": offer.instance_type,
+        "region": region,
+        "pricing": pricing,
+        "ami_id": ami,
+        "ami_parameter": aws.ami_parameter(os_name),
+        "spot_usd_per_hour_live": spot.usd_per_hour,
+        "spot_zone": spot.zone,
+        "spot_by_zone": spot.by_zone,
         "spot_usd_per_hour_catalog": catalog_spot.usd_per_hour if catalog_spot else None,
         "on_demand_usd_per_hour": offer.on_demand,
         "quota": quota_out,
@@ -49,7 +61,7 @@ def register(app: typer.Typer) -> None:
     def aws_preflight(
         offer: str = typer.Option(..., "--offer", help="an aws-* offer, e.g. aws-g5.xlarge"),
         pricing: str = typer.Option("on-demand", "--pricing", help="on-demand | spot | reserved-1y | reserved-3y"),
-        region: Optional[str] = typer.Option(None, "--region", help="default: the offer's region"),
+        region: str | None = typer.Option(None, "--region", help="default: the offer's region"),
         os_name: str = typer.Option("ubuntu-22.04", "--os", help="GPU AMI flavour: ubuntu-22.04 | amazon-linux-2023"),
         fmt: str = typer.Option("table", "--format", help="table | json"),
     ) -> None:
@@ -63,11 +75,15 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{out['offer']} ({out['instance_type']}) in {out['region']}, {out['pricing']}")
         typer.echo(f"  GPU AMI        {out['ami_id']}  ({out['ami_parameter']})")
         cat = out["spot_usd_per_hour_catalog"]
-        typer.echo(f"  spot now       ${out['spot_usd_per_hour_live']:.4f}/h in {out['spot_zone']} "
-                   f"(catalog: ${cat:.4f}/h derived; on-demand ${out['on_demand_usd_per_hour']:.3f}/h)")
+        typer.echo(
+            f"  spot now       ${out['spot_usd_per_hour_live']:.4f}/h in {out['spot_zone']} "
+            f"(catalog: ${cat:.4f}/h derived; on-demand ${out['on_demand_usd_per_hour']:.3f}/h)"
+        )
         q = out["quota"]
         if q["enough"]:
-            typer.echo(f"  quota          {q['code']} ({q['name']}): {q['vcpus_allowed']:g} vCPUs allowed, "
-                       f"{q['vcpus_needed']} needed: ok")
+            typer.echo(
+                f"  quota          {q['code']} ({q['name']}): {q['vcpus_allowed']:g} vCPUs allowed, "
+                f"{q['vcpus_needed']} needed: ok"
+            )
         else:
             typer.echo(f"  quota          unknown: {q['unknown']}")

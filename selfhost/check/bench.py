@@ -16,8 +16,8 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from selfhost.check.bench_math import RequestResult, Slo, metrics
 
@@ -47,7 +47,32 @@ def prompt_ids(rng: random.Random, n: int) -> list[int]:
     return [rng.randrange(100, 4000) for _ in range(n)]
 
 
-_WORDS = "the of and to in is was for on that with as by at from it an are this be or has had not".split()
+_WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "on",
+    "that",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "it",
+    "an",
+    "are",
+    "this",
+    "be",
+    "or",
+    "has",
+    "had",
+    "not",
+]
 
 
 def prompt_text(rng: random.Random, n: int) -> str:
@@ -57,8 +82,14 @@ def prompt_text(rng: random.Random, n: int) -> str:
 
 def request_body(cfg: BenchConfig, rng: random.Random) -> tuple[str, bytes]:
     """Path and JSON body of one request: exact output length (ignore_eos), streamed, with usage."""
-    common = {"model": cfg.model, "max_tokens": cfg.output_tokens, "ignore_eos": True, "temperature": 0.0,
-              "stream": True, "stream_options": {"include_usage": True}}
+    common = {
+        "model": cfg.model,
+        "max_tokens": cfg.output_tokens,
+        "ignore_eos": True,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if cfg.api == "chat":
         body = {**common, "messages": [{"role": "user", "content": prompt_text(rng, cfg.input_tokens)}]}
         return "/v1/chat/completions", json.dumps(body).encode()
@@ -177,8 +208,13 @@ class PointRun:
     client_cpu_s: float
 
 
-async def run_point(cfg: BenchConfig, *, concurrency: int | None = None, request_rate: float | None = None,
-                    on_done: Callable[[RequestResult], None] | None = None) -> PointRun:
+async def run_point(
+    cfg: BenchConfig,
+    *,
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    on_done: Callable[[RequestResult], None] | None = None,
+) -> PointRun:
     """num_prompts requests at a fixed concurrency, or with Poisson arrivals at request_rate/s
     (concurrency then caps the requests in flight when given)."""
     rng = random.Random(cfg.seed)
@@ -189,6 +225,7 @@ async def run_point(cfg: BenchConfig, *, concurrency: int | None = None, request
     limit = concurrency or n
     sem = asyncio.Semaphore(limit)
     async with _session(limit) as session:
+
         async def go(i: int) -> RequestResult:
             async with sem:
                 r = await one_request(session, base, *bodies[i], hdrs, cfg)
@@ -218,13 +255,24 @@ def point_metrics(run: PointRun, slo: Slo) -> dict:
         conc = run.concurrency
     else:  # Little's law: mean requests in flight
         conc = sum(r.latency for r in run.results if r.ok) / max(run.duration_s, 1e-9)
-    return {"concurrency": conc, "request_rate": run.request_rate, **m,
-            "client": {"cpu_s": run.client_cpu_s, "cpu_percent": 100 * run.client_cpu_s / max(run.duration_s, 1e-9),
-                       "cpu_us_per_output_token": (1e6 * run.client_cpu_s / tokens) if tokens else None}}
+    return {
+        "concurrency": conc,
+        "request_rate": run.request_rate,
+        **m,
+        "client": {
+            "cpu_s": run.client_cpu_s,
+            "cpu_percent": 100 * run.client_cpu_s / max(run.duration_s, 1e-9),
+            "cpu_us_per_output_token": (1e6 * run.client_cpu_s / tokens) if tokens else None,
+        },
+    }
 
 
-def run_sweep(cfg: BenchConfig, concurrencies: list[int] | None = None, request_rate: float | None = None,
-              progress: Callable[[str, int], Callable[[RequestResult], None]] | None = None) -> list[dict]:
+def run_sweep(
+    cfg: BenchConfig,
+    concurrencies: list[int] | None = None,
+    request_rate: float | None = None,
+    progress: Callable[[str, int], Callable[[RequestResult], None]] | None = None,
+) -> list[dict]:
     """One point per concurrency (or one point at request_rate). `progress(label, total)` returns
     the per-request callback of a progress bar."""
     points = []

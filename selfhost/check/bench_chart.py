@@ -19,8 +19,12 @@ def write_chart(doc: dict, path: str | Path) -> Path:
     ax1.plot(x, [p["output_tokens_per_s"] for p in pts], "o-", label="measured")
     proj = [p for p in pts if p.get("projection")]
     if proj:
-        ax1.plot([p["concurrency"] for p in proj], [p["projection"]["output_tokens_per_s"] for p in proj], "s--",
-                 label="projected")
+        ax1.plot(
+            [p["concurrency"] for p in proj],
+            [p["projection"]["output_tokens_per_s"] for p in proj],
+            "s--",
+            label="projected",
+        )
     ax1.set_xlabel("concurrency")
     ax1.set_ylabel("output tokens/s")
     ax1.set_title("Throughput")

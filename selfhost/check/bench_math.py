@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 PERCENTILES = (50, 90, 99)
 
@@ -66,8 +66,10 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def summary_ms(values_s: Sequence[float], percentiles: Iterable[float] = PERCENTILES) -> dict[str, float]:
     """mean, median and the percentiles, in milliseconds."""
-    out = {"mean": (sum(values_s) / len(values_s) * 1000) if values_s else 0.0,
-           "median": percentile(values_s, 50) * 1000}
+    out = {
+        "mean": (sum(values_s) / len(values_s) * 1000) if values_s else 0.0,
+        "median": percentile(values_s, 50) * 1000,
+    }
     for p in percentiles:
         out[f"p{p:g}"] = percentile(values_s, p) * 1000
     return out

@@ -43,8 +43,15 @@ def attach_projections(points: list[dict], target: ProjectionTarget, input_token
     from costing.fit import FitRequest, fit_check
     from costing.projection import project
 
-    fit = fit_check(FitRequest(model=target.model, precision=target.precision, gpu=target.gpu, gpus=target.gpus,
-                               seq_len=input_tokens + output_tokens))
+    fit = fit_check(
+        FitRequest(
+            model=target.model,
+            precision=target.precision,
+            gpu=target.gpu,
+            gpus=target.gpus,
+            seq_len=input_tokens + output_tokens,
+        )
+    )
     for pt in points:
         conc = max(1, round(pt["concurrency"] or 1))
         proj = project(fit, input_tokens, output_tokens, conc)
@@ -52,22 +59,32 @@ def attach_projections(points: list[dict], target: ProjectionTarget, input_token
         if not pt["completed"]:
             pt["error_pct"] = None
             continue
-        pairs = {"output_tokens_per_s": (pt["output_tokens_per_s"], proj.output_tokens_per_s),
-                 "ttft_ms": (pt["ttft_ms"]["mean"], proj.ttft_ms),
-                 "tpot_ms": (pt["tpot_ms"]["mean"], proj.tpot_ms),
-                 "e2el_ms": (pt["e2el_ms"]["mean"], proj.e2e_latency_s * 1000)}
+        pairs = {
+            "output_tokens_per_s": (pt["output_tokens_per_s"], proj.output_tokens_per_s),
+            "ttft_ms": (pt["ttft_ms"]["mean"], proj.ttft_ms),
+            "tpot_ms": (pt["tpot_ms"]["mean"], proj.tpot_ms),
+            "e2el_ms": (pt["e2el_ms"]["mean"], proj.e2e_latency_s * 1000),
+        }
         pt["error_pct"] = {k: (100 * (m - p) / p if p else None) for k, (m, p) in pairs.items()}
 
 
 def document(cfg, points: list[dict], mode: str, target: ProjectionTarget | None) -> dict[str, Any]:
-    return {"schema": SCHEMA,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "url": cfg.url, "model": cfg.model, "api": cfg.api,
-            "input_tokens": cfg.input_tokens, "output_tokens": cfg.output_tokens, "num_prompts": cfg.num_prompts,
-            "mode": mode, "slo": asdict(cfg.slo), "timeouts": {"request_s": cfg.timeout_s, "read_s": cfg.read_timeout_s},
-            "target": asdict(target) if target else None,
-            "failed_requests": sum(p["failed"] for p in points),
-            "points": points}
+    return {
+        "schema": SCHEMA,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "url": cfg.url,
+        "model": cfg.model,
+        "api": cfg.api,
+        "input_tokens": cfg.input_tokens,
+        "output_tokens": cfg.output_tokens,
+        "num_prompts": cfg.num_prompts,
+        "mode": mode,
+        "slo": asdict(cfg.slo),
+        "timeouts": {"request_s": cfg.timeout_s, "read_s": cfg.read_timeout_s},
+        "target": asdict(target) if target else None,
+        "failed_requests": sum(p["failed"] for p in points),
+        "points": points,
+    }
 
 
 def _f(x: float | None, nd: int = 0) -> str:
@@ -80,12 +97,23 @@ def render_table(doc: dict) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{doc['model']} at {doc['url']}: {doc['input_tokens']} in / {doc['output_tokens']} out tokens",
-              box=box.SIMPLE)
+    t = Table(
+        title=f"{doc['model']} at {doc['url']}: {doc['input_tokens']} in / {doc['output_tokens']} out tokens",
+        box=box.SIMPLE,
+    )
     has_proj = any(p.get("projection") for p in doc["points"])
     has_goodput = any(p.get("goodput_rps") is not None for p in doc["points"])
-    for col in ("conc", "ok/fail", "req/s", "out tok/s", "TTFT p50/p90/p99 ms", "TPOT p50/p90/p99 ms",
-                "ITL p50/p99 ms", "E2E p50/p90/p99 s", "client CPU"):
+    for col in (
+        "conc",
+        "ok/fail",
+        "req/s",
+        "out tok/s",
+        "TTFT p50/p90/p99 ms",
+        "TPOT p50/p90/p99 ms",
+        "ITL p50/p99 ms",
+        "E2E p50/p90/p99 s",
+        "client CPU",
+    ):
         t.add_column(col, justify="right")
     if has_goodput:
         t.add_column("goodput req/s", justify="right")
@@ -94,20 +122,26 @@ def render_table(doc: dict) -> str:
         t.add_column("error tok/s | TPOT", justify="right")
     for p in doc["points"]:
         ttft, tpot, itl, e2e = p["ttft_ms"], p["tpot_ms"], p["itl_ms"], p["e2el_ms"]
-        row = [_f(p["concurrency"], 0 if p["request_rate"] is None else 1), f"{p['completed']}/{p['failed']}",
-               _f(p["requests_per_s"], 2), _f(p["output_tokens_per_s"]),
-               f"{_f(ttft['p50'], 1)}/{_f(ttft['p90'], 1)}/{_f(ttft['p99'], 1)}",
-               f"{_f(tpot['p50'], 2)}/{_f(tpot['p90'], 2)}/{_f(tpot['p99'], 2)}",
-               f"{_f(itl['p50'], 2)}/{_f(itl['p99'], 2)}",
-               f"{_f(e2e['p50'] / 1000, 2)}/{_f(e2e['p90'] / 1000, 2)}/{_f(e2e['p99'] / 1000, 2)}",
-               f"{p['client']['cpu_percent']:.0f}%"]
+        row = [
+            _f(p["concurrency"], 0 if p["request_rate"] is None else 1),
+            f"{p['completed']}/{p['failed']}",
+            _f(p["requests_per_s"], 2),
+            _f(p["output_tokens_per_s"]),
+            f"{_f(ttft['p50'], 1)}/{_f(ttft['p90'], 1)}/{_f(ttft['p99'], 1)}",
+            f"{_f(tpot['p50'], 2)}/{_f(tpot['p90'], 2)}/{_f(tpot['p99'], 2)}",
+            f"{_f(itl['p50'], 2)}/{_f(itl['p99'], 2)}",
+            f"{_f(e2e['p50'] / 1000, 2)}/{_f(e2e['p90'] / 1000, 2)}/{_f(e2e['p99'] / 1000, 2)}",
+            f"{p['client']['cpu_percent']:.0f}%",
+        ]
         if not p["completed"]:  # no latency samples: show none rather than zeros
             row[4:8] = ["-"] * 4
         if has_goodput:
             row.append(_f(p.get("goodput_rps"), 2))
         if has_proj:
             pr, err = p.get("projection"), p.get("error_pct")
-            row.append(f"{_f(pr['output_tokens_per_s'])} | {_f(pr['ttft_ms'], 1)} | {_f(pr['tpot_ms'], 2)}" if pr else "-")
+            row.append(
+                f"{_f(pr['output_tokens_per_s'])} | {_f(pr['ttft_ms'], 1)} | {_f(pr['tpot_ms'], 2)}" if pr else "-"
+            )
             row.append(f"{_f(err['output_tokens_per_s'])}% | {_f(err['tpot_ms'])}%" if err else "-")
         t.add_row(*row)
     console = Console(width=220, record=True, file=open("/dev/null", "w"))
@@ -118,9 +152,13 @@ def render_table(doc: dict) -> str:
             lines.append(f"  concurrency {_f(p['concurrency'])}: {n} failed: {msg}")
     if doc.get("target"):
         tg = doc["target"]
-        lines.append(f"projection: {tg['model']} {tg['precision']} on {tg['gpus']}x {tg['gpu']} "
-                     "(costing/projection.py); error = (measured - projected) / projected")
-    lines.append("client CPU = the bench client's own CPU time over the wall time (near 100% = the client is the bottleneck)")
+        lines.append(
+            f"projection: {tg['model']} {tg['precision']} on {tg['gpus']}x {tg['gpu']} "
+            "(costing/projection.py); error = (measured - projected) / projected"
+        )
+    lines.append(
+        "client CPU = the bench client's own CPU time over the wall time (near 100% = the client is the bottleneck)"
+    )
     return "\n".join(lines)
 
 

@@ -4,7 +4,6 @@ projection) happen inside the commands."""
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -34,7 +33,9 @@ def parse_concurrency(text: str) -> list[int]:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise UserError(f"--concurrency '{text}' is not a list of positive integers", "use e.g. --concurrency 1,4,16,64")
+        raise UserError(
+            f"--concurrency '{text}' is not a list of positive integers", "use e.g. --concurrency 1,4,16,64"
+        )
     return values
 
 
@@ -45,14 +46,21 @@ def discover_model(url: str, api_key: str | None, timeout_s: float) -> str:
     from costing.errors import UserError
 
     try:
-        r = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
-                      timeout=min(timeout_s, 30))
+        r = httpx.get(
+            f"{url}/v1/models",
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+            timeout=min(timeout_s, 30),
+        )
     except httpx.HTTPError as err:
-        raise UserError(f"cannot list the models at {url} ({type(err).__name__}: {err})",
-                        "check the URL and that the server is up, or pass --model") from None
+        raise UserError(
+            f"cannot list the models at {url} ({type(err).__name__}: {err})",
+            "check the URL and that the server is up, or pass --model",
+        ) from None
     if r.status_code != 200:
-        raise UserError(f"{url}/v1/models answered {r.status_code} ({' '.join(r.text[:120].split())})",
-                        "check --api-key, or pass --model")
+        raise UserError(
+            f"{url}/v1/models answered {r.status_code} ({' '.join(r.text[:120].split())})",
+            "check --api-key, or pass --model",
+        )
     ids = [m.get("id") for m in r.json().get("data", [])]
     if not ids:
         raise UserError(f"{url}/v1/models lists no model", "pass --model")
@@ -66,7 +74,7 @@ def register(app: typer.Typer) -> None:
     def smoke(
         url: str = typer.Argument(..., help="endpoint base URL, e.g. http://127.0.0.1:8000"),
         api_key: str = typer.Option(..., "--api-key", envvar="VLLM_API_KEY", help=KEY_HELP),
-        model: Optional[str] = typer.Option(None, "--model", help="served model name (default: the first listed)"),
+        model: str | None = typer.Option(None, "--model", help="served model name (default: the first listed)"),
         timeout: float = typer.Option(30.0, "--timeout", help="seconds per request (and longest silence)"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
     ) -> None:
@@ -83,31 +91,34 @@ def register(app: typer.Typer) -> None:
     def bench(
         url: str = typer.Argument(..., help="endpoint base URL, e.g. http://127.0.0.1:8000"),
         api_key: str = typer.Option(..., "--api-key", envvar="VLLM_API_KEY", help=KEY_HELP),
-        model: Optional[str] = typer.Option(None, "--model", help="served model name (default: the first listed)"),
+        model: str | None = typer.Option(None, "--model", help="served model name (default: the first listed)"),
         input_tokens: int = typer.Option(..., "--input-tokens", min=1, help="prompt tokens per request"),
         output_tokens: int = typer.Option(..., "--output-tokens", min=1, help="output tokens per request (ignore_eos)"),
-        concurrency: Optional[str] = typer.Option(None, "--concurrency", help="sweep, e.g. 1,4,16,64 (default)"),
-        request_rate: Optional[float] = typer.Option(None, "--request-rate", help="Poisson arrivals per second instead"),
-        num_prompts: Optional[int] = typer.Option(None, "--num-prompts", min=1, help="requests per point "
-                                                  "(default: max(32, 4 x concurrency))"),
+        concurrency: str | None = typer.Option(None, "--concurrency", help="sweep, e.g. 1,4,16,64 (default)"),
+        request_rate: float | None = typer.Option(None, "--request-rate", help="Poisson arrivals per second instead"),
+        num_prompts: int | None = typer.Option(
+            None, "--num-prompts", min=1, help="requests per point (default: max(32, 4 x concurrency))"
+        ),
         api: str = typer.Option("completions", "--api", help="completions (exact prompt length, token ids) or chat"),
         timeout: float = typer.Option(300.0, "--timeout", help="seconds per request"),
         read_timeout: float = typer.Option(30.0, "--read-timeout", help="longest silence mid-stream, seconds"),
-        slo_ttft_ms: Optional[float] = typer.Option(None, "--slo-ttft-ms", help="goodput SLO on TTFT"),
-        slo_tpot_ms: Optional[float] = typer.Option(None, "--slo-tpot-ms", help="goodput SLO on TPOT"),
-        slo_e2el_ms: Optional[float] = typer.Option(None, "--slo-e2el-ms", help="goodput SLO on end-to-end latency"),
+        slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="goodput SLO on TTFT"),
+        slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="goodput SLO on TPOT"),
+        slo_e2el_ms: float | None = typer.Option(None, "--slo-e2el-ms", help="goodput SLO on end-to-end latency"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
-        output: Optional[str] = typer.Option(None, "--output", help="also write the JSON here (for plan --calibration)"),
-        chart: Optional[str] = typer.Option(None, "--chart", help="write a PNG chart here"),
-        model_id: Optional[str] = typer.Option(None, "--model-id", help="catalog model for the projection, e.g. llama-3.1-8b"),
-        gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU for the projection, e.g. A40"),
+        output: str | None = typer.Option(None, "--output", help="also write the JSON here (for plan --calibration)"),
+        chart: str | None = typer.Option(None, "--chart", help="write a PNG chart here"),
+        model_id: str | None = typer.Option(
+            None, "--model-id", help="catalog model for the projection, e.g. llama-3.1-8b"
+        ),
+        gpu: str | None = typer.Option(None, "--gpu", help="GPU for the projection, e.g. A40"),
         gpus: int = typer.Option(1, "--gpus", help="GPUs for the projection"),
         precision: str = typer.Option("bf16", "--precision", help="precision for the projection"),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Load-test an endpoint: TTFT, TPOT, ITL, E2E (p50/p90/p99), tokens/s, goodput; exit 1 on failed requests."""
-        from selfhost.check.bench_math import Slo
         from costing.errors import UserError
+        from selfhost.check.bench_math import Slo
 
         _check_fmt(fmt, ("table", "json"))
         base = _check_url(url)
@@ -122,22 +133,36 @@ def register(app: typer.Typer) -> None:
         levels = None if request_rate else parse_concurrency(concurrency or "1,4,16,64")
         target = None
         if model_id or gpu:
-            from selfhost.check.bench_report import ProjectionTarget
             from costing.fit import FitRequest, fit_check
+            from selfhost.check.bench_report import ProjectionTarget
 
             if not (model_id and gpu):
-                raise UserError("the projection needs both --model-id and --gpu", "e.g. --model-id llama-3.1-8b --gpu A40")
+                raise UserError(
+                    "the projection needs both --model-id and --gpu", "e.g. --model-id llama-3.1-8b --gpu A40"
+                )
             target = ProjectionTarget(model_id, precision, gpu, gpus)
-            fit_check(FitRequest(model=model_id, precision=precision, gpu=gpu, gpus=gpus,
-                                 seq_len=input_tokens + output_tokens))  # bad target: fail before any load
+            fit_check(
+                FitRequest(
+                    model=model_id, precision=precision, gpu=gpu, gpus=gpus, seq_len=input_tokens + output_tokens
+                )
+            )  # bad target: fail before any load
         from selfhost.check.bench import BenchConfig
         from selfhost.check.bench_report import attach_projections, document, render
 
         served = model or discover_model(base, api_key, timeout)
-        cfg = BenchConfig(url=base, api_key=api_key, model=served, input_tokens=input_tokens,
-                          output_tokens=output_tokens, num_prompts=num_prompts, api=api, timeout_s=timeout,
-                          read_timeout_s=read_timeout, seed=seed,
-                          slo=Slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms))
+        cfg = BenchConfig(
+            url=base,
+            api_key=api_key,
+            model=served,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            num_prompts=num_prompts,
+            api=api,
+            timeout_s=timeout,
+            read_timeout_s=read_timeout,
+            seed=seed,
+            slo=Slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms),
+        )
         points = _run_with_progress(cfg, levels, request_rate)
         if target:
             attach_projections(points, target, input_tokens, output_tokens)
@@ -165,8 +190,16 @@ def _run_with_progress(cfg, levels, request_rate) -> list[dict]:
 
     from selfhost.check.bench import run_sweep
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fail]}"),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fail]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as bar:
+
         def progress(label: str, total: int):
             task = bar.add_task(label, total=total, fail="")
             failed = [0]
@@ -175,6 +208,7 @@ def _run_with_progress(cfg, levels, request_rate) -> list[dict]:
                 if not r.ok:
                     failed[0] += 1
                 bar.update(task, advance=1, fail=f"{failed[0]} failed" if failed[0] else "")
+
             return done
 
         return run_sweep(cfg, levels, request_rate, progress)

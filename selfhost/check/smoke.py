@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 
 @dataclass
@@ -72,8 +72,14 @@ class Smoke:
         return "refused with a wrong key (401)"
 
     def _chat_body(self, stream: bool) -> dict:
-        return {"model": self.model or "", "messages": [{"role": "user", "content": "Say hello."}],
-                "max_tokens": 8, "min_tokens": 2, "temperature": 0.0, "stream": stream}
+        return {
+            "model": self.model or "",
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "max_tokens": 8,
+            "min_tokens": 2,
+            "temperature": 0.0,
+            "stream": stream,
+        }
 
     def chat(self) -> str:
         r = self.client.post(f"{self.base}/v1/chat/completions", headers=_auth(self.key), json=self._chat_body(False))
@@ -86,8 +92,9 @@ class Smoke:
     def stream(self) -> str:
         deadline = time.monotonic() + self.timeout_s
         chunks, done, finish = 0, False, None
-        with self.client.stream("POST", f"{self.base}/v1/chat/completions", headers=_auth(self.key),
-                                json=self._chat_body(True)) as r:
+        with self.client.stream(
+            "POST", f"{self.base}/v1/chat/completions", headers=_auth(self.key), json=self._chat_body(True)
+        ) as r:
             if r.status_code != 200:
                 r.read()
                 raise AssertionError(f"streamed chat answered {r.status_code} {_brief(r)}")
@@ -117,9 +124,15 @@ class Smoke:
         return f"{len(names)} series" + (f" (e.g. {vllm[0]})" if vllm else "")
 
     def checks(self) -> list[tuple[str, Callable[[], str]]]:
-        return [("health", self.health), ("models", self.models), ("no key refused", self.no_key),
-                ("wrong key refused", self.wrong_key), ("chat completion", self.chat),
-                ("streamed chat", self.stream), ("metrics", self.metrics)]
+        return [
+            ("health", self.health),
+            ("models", self.models),
+            ("no key refused", self.no_key),
+            ("wrong key refused", self.wrong_key),
+            ("chat completion", self.chat),
+            ("streamed chat", self.stream),
+            ("metrics", self.metrics),
+        ]
 
 
 def _reason(err: BaseException, timeout_s: float) -> str:
@@ -138,8 +151,13 @@ def _reason(err: BaseException, timeout_s: float) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def run_smoke(url: str, api_key: str, model: str | None = None, timeout_s: float = 30.0,
-              on_check: Callable[[Check], None] | None = None) -> list[Check]:
+def run_smoke(
+    url: str,
+    api_key: str,
+    model: str | None = None,
+    timeout_s: float = 30.0,
+    on_check: Callable[[Check], None] | None = None,
+) -> list[Check]:
     """Run every check (a failure does not stop the others)."""
     smoke = Smoke(url, api_key, model, timeout_s)
     out = []
@@ -163,7 +181,9 @@ def render(checks: list[Check], fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2)
     width = max(len(c.name) for c in checks)
-    lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}  ({c.seconds * 1000:.0f} ms)" for c in checks]
+    lines = [
+        f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}  ({c.seconds * 1000:.0f} ms)" for c in checks
+    ]
     failed = sum(not c.ok for c in checks)
     lines.append(f"{len(checks) - failed}/{len(checks)} checks passed")
     return "\n".join(lines)

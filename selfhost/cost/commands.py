@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,13 +21,33 @@ def _check_format(fmt: str, allowed: tuple[str, ...]) -> str:
     return fmt
 
 
-def _spec_overrides(model, precision, gpu, gpus, cloud, offer, pricing, requests_per_day, input_tokens,
-                    output_tokens, peak_to_mean, p90_latency_s, max_monthly_usd, hours_per_day=None,
-                    days_per_week=None, replicas=None) -> dict:
-    workload = {"requests_per_day": requests_per_day, "input_tokens": input_tokens,
-                "output_tokens": output_tokens, "peak_to_mean": peak_to_mean}
+def _spec_overrides(
+    model,
+    precision,
+    gpu,
+    gpus,
+    cloud,
+    offer,
+    pricing,
+    requests_per_day,
+    input_tokens,
+    output_tokens,
+    peak_to_mean,
+    p90_latency_s,
+    max_monthly_usd,
+    hours_per_day=None,
+    days_per_week=None,
+    replicas=None,
+) -> dict:
+    workload = {
+        "requests_per_day": requests_per_day,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "peak_to_mean": peak_to_mean,
+    }
     return {
-        "model": model, "precision": precision,
+        "model": model,
+        "precision": precision,
         "target": {"gpu": gpu, "gpus": gpus, "cloud": cloud, "offer": offer, "pricing": pricing, "replicas": replicas},
         "workload": workload if any(v is not None for v in workload.values()) else None,
         "slo": {"p90_latency_s": p90_latency_s},
@@ -37,14 +56,16 @@ def _spec_overrides(model, precision, gpu, gpus, cloud, offer, pricing, requests
     }
 
 
-def _load_calibration(path: Optional[Path], fit):
+def _load_calibration(path: Path | None, fit):
     """Refit the projection from a `selfhost bench --output` JSON (None: the built-in calibration)."""
     if path is None:
         return None, None
     from costing.bench_refit import refit_from_bench
 
     if not path.is_file():
-        raise UserError(f"calibration file '{path}' not found", "pass the JSON written by `selfhost bench --output FILE`")
+        raise UserError(
+            f"calibration file '{path}' not found", "pass the JSON written by `selfhost bench --output FILE`"
+        )
     try:
         bench = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -58,7 +79,7 @@ def register(app: typer.Typer) -> None:
     def estimate(
         model: str = typer.Option(..., "--model", help="llama-3.1-8b, meta-llama/Llama-3.1-8B-Instruct, ..."),
         gpu: str = typer.Option(..., "--gpu", help="A40, A10G, L4, A100, A100-80GB, H100, L40S"),
-        gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (tensor parallel); default: fewest that fit"),
+        gpus: int | None = typer.Option(None, "--gpus", help="GPUs (tensor parallel); default: fewest that fit"),
         precision: str = typer.Option("bf16", "--precision", help="bf16 | fp16 | fp8 | int8 | awq"),
         input_tokens: int = typer.Option(..., "--input-tokens", help="prompt tokens per request"),
         output_tokens: int = typer.Option(..., "--output-tokens", help="generated tokens per request"),
@@ -68,23 +89,37 @@ def register(app: typer.Typer) -> None:
         """Project TTFT, TPOT, latency and tokens/s for a model on GPU x count at a concurrency."""
         from costing import projection
         from costing.report import projection_dict
-        from costing.spec import load_spec
         from costing.resolve import resolve
+        from costing.spec import load_spec
 
         _check_format(fmt, ("table", "json"))
-        for name, value in (("--input-tokens", input_tokens), ("--output-tokens", output_tokens),
-                            ("--concurrency", concurrency)):
+        for name, value in (
+            ("--input-tokens", input_tokens),
+            ("--output-tokens", output_tokens),
+            ("--concurrency", concurrency),
+        ):
             if value < 1:
                 raise UserError(f"{name} must be at least 1 (got {value})", f"pass a positive {name}")
-        spec = load_spec(None, model=model, precision=precision, target={"gpu": gpu, "gpus": gpus},
-                         workload={"requests_per_day": 1, "input_tokens": input_tokens, "output_tokens": output_tokens})
+        spec = load_spec(
+            None,
+            model=model,
+            precision=precision,
+            target={"gpu": gpu, "gpus": gpus},
+            workload={"requests_per_day": 1, "input_tokens": input_tokens, "output_tokens": output_tokens},
+        )
         fit = resolve(spec, need_offer=False).fit
         p = projection.project(fit, input_tokens, output_tokens, concurrency)
-        out = {"model": fit.model.id, "precision": fit.precision.id, "gpu": fit.gpu.name,
-               "gpus": fit.total_gpus, "input_tokens": input_tokens, "output_tokens": output_tokens,
-               "max_model_len": fit.max_model_len,
-               "max_concurrency": fit.max_concurrent_seqs(input_tokens + output_tokens),
-               **projection_dict(p)}
+        out = {
+            "model": fit.model.id,
+            "precision": fit.precision.id,
+            "gpu": fit.gpu.name,
+            "gpus": fit.total_gpus,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "max_model_len": fit.max_model_len,
+            "max_concurrency": fit.max_concurrent_seqs(input_tokens + output_tokens),
+            **projection_dict(p),
+        }
         if fmt == "json":
             typer.echo(json.dumps(out, indent=2))
             return
@@ -104,36 +139,54 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def plan(
-        spec_file: Optional[Path] = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
-        model: Optional[str] = typer.Option(None, "--model"),
-        gpu: Optional[str] = typer.Option(None, "--gpu"),
-        gpus: Optional[int] = typer.Option(None, "--gpus"),
-        cloud: Optional[str] = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
-        offer: Optional[str] = typer.Option(None, "--offer", help="an offer id, e.g. aws-g5.xlarge"),
-        precision: Optional[str] = typer.Option(None, "--precision"),
-        pricing: Optional[str] = typer.Option(None, "--pricing", help="on-demand | spot | reserved-1y | reserved-3y"),
-        requests_per_day: Optional[float] = typer.Option(None, "--requests-per-day"),
-        input_tokens: Optional[int] = typer.Option(None, "--input-tokens"),
-        output_tokens: Optional[int] = typer.Option(None, "--output-tokens"),
-        peak_to_mean: Optional[float] = typer.Option(None, "--peak-to-mean", help="peak traffic over the mean (>= 1)"),
-        p90_latency_s: Optional[float] = typer.Option(None, "--p90-latency-s", help="latency SLO"),
-        max_monthly_usd: Optional[float] = typer.Option(None, "--max-monthly-usd", help="budget: exit 2 when over"),
-        hours_per_day: Optional[float] = typer.Option(None, "--hours-per-day"),
-        days_per_week: Optional[float] = typer.Option(None, "--days-per-week"),
-        replicas: Optional[int] = typer.Option(None, "--replicas", help="fix the replica count"),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="bench JSON to refit the projection"),
-        chart: Optional[Path] = typer.Option(None, "--chart", help="write a cost-vs-traffic PNG"),
+        spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
+        model: str | None = typer.Option(None, "--model"),
+        gpu: str | None = typer.Option(None, "--gpu"),
+        gpus: int | None = typer.Option(None, "--gpus"),
+        cloud: str | None = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
+        offer: str | None = typer.Option(None, "--offer", help="an offer id, e.g. aws-g5.xlarge"),
+        precision: str | None = typer.Option(None, "--precision"),
+        pricing: str | None = typer.Option(None, "--pricing", help="on-demand | spot | reserved-1y | reserved-3y"),
+        requests_per_day: float | None = typer.Option(None, "--requests-per-day"),
+        input_tokens: int | None = typer.Option(None, "--input-tokens"),
+        output_tokens: int | None = typer.Option(None, "--output-tokens"),
+        peak_to_mean: float | None = typer.Option(None, "--peak-to-mean", help="peak traffic over the mean (>= 1)"),
+        p90_latency_s: float | None = typer.Option(None, "--p90-latency-s", help="latency SLO"),
+        max_monthly_usd: float | None = typer.Option(None, "--max-monthly-usd", help="budget: exit 2 when over"),
+        hours_per_day: float | None = typer.Option(None, "--hours-per-day"),
+        days_per_week: float | None = typer.Option(None, "--days-per-week"),
+        replicas: int | None = typer.Option(None, "--replicas", help="fix the replica count"),
+        calibration: Path | None = typer.Option(None, "--calibration", help="bench JSON to refit the projection"),
+        chart: Path | None = typer.Option(None, "--chart", help="write a cost-vs-traffic PNG"),
         fmt: str = FormatOpt,
     ) -> None:
         """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API."""
+        from costing.resolve import resolve
         from costing.review import cost_review, enforce_budget
         from costing.spec import load_spec
-        from costing.resolve import resolve
 
         _check_format(fmt, ("table", "json", "markdown"))
-        spec = load_spec(spec_file, **_spec_overrides(
-            model, precision, gpu, gpus, cloud, offer, pricing, requests_per_day, input_tokens, output_tokens,
-            peak_to_mean, p90_latency_s, max_monthly_usd, hours_per_day, days_per_week, replicas))
+        spec = load_spec(
+            spec_file,
+            **_spec_overrides(
+                model,
+                precision,
+                gpu,
+                gpus,
+                cloud,
+                offer,
+                pricing,
+                requests_per_day,
+                input_tokens,
+                output_tokens,
+                peak_to_mean,
+                p90_latency_s,
+                max_monthly_usd,
+                hours_per_day,
+                days_per_week,
+                replicas,
+            ),
+        )
         resolved = resolve(spec)
         params, label = _load_calibration(calibration, resolved.fit)
         review = cost_review(spec, params=params, calibration=label, resolved=resolved)
@@ -147,16 +200,16 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def compare(
-        spec_file: Optional[Path] = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
-        model: Optional[str] = typer.Option(None, "--model"),
-        precision: Optional[str] = typer.Option(None, "--precision"),
-        cloud: Optional[str] = typer.Option(None, "--cloud", help="only this cloud"),
-        pricing: Optional[str] = typer.Option(None, "--pricing"),
-        requests_per_day: Optional[float] = typer.Option(None, "--requests-per-day"),
-        input_tokens: Optional[int] = typer.Option(None, "--input-tokens"),
-        output_tokens: Optional[int] = typer.Option(None, "--output-tokens"),
-        peak_to_mean: Optional[float] = typer.Option(None, "--peak-to-mean"),
-        p90_latency_s: Optional[float] = typer.Option(None, "--p90-latency-s"),
+        spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
+        model: str | None = typer.Option(None, "--model"),
+        precision: str | None = typer.Option(None, "--precision"),
+        cloud: str | None = typer.Option(None, "--cloud", help="only this cloud"),
+        pricing: str | None = typer.Option(None, "--pricing"),
+        requests_per_day: float | None = typer.Option(None, "--requests-per-day"),
+        input_tokens: int | None = typer.Option(None, "--input-tokens"),
+        output_tokens: int | None = typer.Option(None, "--output-tokens"),
+        peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
+        p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
         fmt: str = FormatOpt,
     ) -> None:
         """Every offer that fits, ranked by monthly cost at the workload, with $/1M tokens and the SLO."""
@@ -164,7 +217,22 @@ def register(app: typer.Typer) -> None:
         from costing.spec import load_spec
 
         _check_format(fmt, ("table", "json", "markdown"))
-        spec = load_spec(spec_file, **_spec_overrides(
-            model, precision, None, None, cloud, None, pricing, requests_per_day, input_tokens, output_tokens,
-            peak_to_mean, p90_latency_s, None))
+        spec = load_spec(
+            spec_file,
+            **_spec_overrides(
+                model,
+                precision,
+                None,
+                None,
+                cloud,
+                None,
+                pricing,
+                requests_per_day,
+                input_tokens,
+                output_tokens,
+                peak_to_mean,
+                p90_latency_s,
+                None,
+            ),
+        )
         typer.echo(render_compare(compare_offers(spec), fmt), nl=False)

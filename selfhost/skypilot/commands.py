@@ -7,33 +7,68 @@ launch (to validate the YAML with its own parser before calling `sky`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from costing.errors import UserError
 
 
-def _overrides(model, precision, gpu, gpus, cloud, offer, region, nodes, spot, replicas, service, name,
-               requests_per_day, input_tokens, output_tokens, peak_to_mean, p90_latency_s) -> dict[str, Any]:
+def _overrides(
+    model,
+    precision,
+    gpu,
+    gpus,
+    cloud,
+    offer,
+    region,
+    nodes,
+    spot,
+    replicas,
+    service,
+    name,
+    requests_per_day,
+    input_tokens,
+    output_tokens,
+    peak_to_mean,
+    p90_latency_s,
+) -> dict[str, Any]:
     """Flags as spec overrides (None = not given). `--gpu A40,A10G,L4` becomes an any_of."""
     gpu_list = [g.strip() for g in gpu.split(",") if g.strip()] if gpu else []
-    workload = {"requests_per_day": requests_per_day, "input_tokens": input_tokens,
-                "output_tokens": output_tokens, "peak_to_mean": peak_to_mean}
-    target = {"gpus": gpus, "cloud": cloud, "offer": offer, "region": region, "nodes": nodes, "replicas": replicas,
-              "pricing": None if spot is None else ("spot" if spot else "on-demand")}
+    workload = {
+        "requests_per_day": requests_per_day,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "peak_to_mean": peak_to_mean,
+    }
+    target = {
+        "gpus": gpus,
+        "cloud": cloud,
+        "offer": offer,
+        "region": region,
+        "nodes": nodes,
+        "replicas": replicas,
+        "pricing": None if spot is None else ("spot" if spot else "on-demand"),
+    }
     sky: dict[str, Any] = {"service": service}
     if len(gpu_list) > 1:
-        sky["any_of"] = [{k: v for k, v in {"gpu": g, "cloud": cloud, "gpus": gpus}.items() if v is not None}
-                         for g in gpu_list]
+        sky["any_of"] = [
+            {k: v for k, v in {"gpu": g, "cloud": cloud, "gpus": gpus}.items() if v is not None} for g in gpu_list
+        ]
     elif gpu_list:
         target["gpu"] = gpu_list[0]
-    return {"name": name, "model": model, "precision": precision, "target": target,
-            "workload": workload if any(v is not None for v in workload.values()) else None,
-            "slo": {"p90_latency_s": p90_latency_s}, "sky": sky}
+    return {
+        "name": name,
+        "model": model,
+        "precision": precision,
+        "target": target,
+        "workload": workload if any(v is not None for v in workload.values()) else None,
+        "slo": {"p90_latency_s": p90_latency_s},
+        "sky": sky,
+    }
 
 
-def _load(spec_file: Optional[Path], overrides: dict[str, Any]):
+def _load(spec_file: Path | None, overrides: dict[str, Any]):
     from costing.spec import load_spec
 
     if overrides.get("sky", {}).get("any_of"):  # --gpu A,B,C replaces the spec file's placement
@@ -47,32 +82,51 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
 
     @render_app.command("sky")
     def render_sky(
-        spec_file: Optional[Path] = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
-        model: Optional[str] = typer.Option(None, "--model", help="llama-3.1-8b, meta-llama/Llama-3.1-8B-Instruct, ..."),
-        gpu: Optional[str] = typer.Option(None, "--gpu", help="A40, A10G, L4, A100, ...; A40,A10G,L4 renders any_of"),
-        gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node; default: fewest that fit"),
-        cloud: Optional[str] = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
-        offer: Optional[str] = typer.Option(None, "--offer", help="pin an offer, e.g. gcp-g2-standard-8"),
-        region: Optional[str] = typer.Option(None, "--region"),
-        nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes (pipeline parallel)"),
-        precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp16 | fp8 | int8 | awq"),
-        spot: Optional[bool] = typer.Option(None, "--spot/--on-demand", help="spot instances (aws, gcp)"),
-        service: Optional[bool] = typer.Option(None, "--service/--task", help="SkyServe service instead of a dev cluster"),
-        replicas: Optional[int] = typer.Option(None, "--replicas", help="fix the replica count"),
-        name: Optional[str] = typer.Option(None, "--name", help="task / service name"),
-        requests_per_day: Optional[float] = typer.Option(None, "--requests-per-day"),
-        input_tokens: Optional[int] = typer.Option(None, "--input-tokens"),
-        output_tokens: Optional[int] = typer.Option(None, "--output-tokens"),
-        peak_to_mean: Optional[float] = typer.Option(None, "--peak-to-mean"),
-        p90_latency_s: Optional[float] = typer.Option(None, "--p90-latency-s"),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
+        spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
+        model: str | None = typer.Option(None, "--model", help="llama-3.1-8b, meta-llama/Llama-3.1-8B-Instruct, ..."),
+        gpu: str | None = typer.Option(None, "--gpu", help="A40, A10G, L4, A100, ...; A40,A10G,L4 renders any_of"),
+        gpus: int | None = typer.Option(None, "--gpus", help="GPUs per node; default: fewest that fit"),
+        cloud: str | None = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
+        offer: str | None = typer.Option(None, "--offer", help="pin an offer, e.g. gcp-g2-standard-8"),
+        region: str | None = typer.Option(None, "--region"),
+        nodes: int | None = typer.Option(None, "--nodes", help="nodes (pipeline parallel)"),
+        precision: str | None = typer.Option(None, "--precision", help="bf16 | fp16 | fp8 | int8 | awq"),
+        spot: bool | None = typer.Option(None, "--spot/--on-demand", help="spot instances (aws, gcp)"),
+        service: bool | None = typer.Option(None, "--service/--task", help="SkyServe service instead of a dev cluster"),
+        replicas: int | None = typer.Option(None, "--replicas", help="fix the replica count"),
+        name: str | None = typer.Option(None, "--name", help="task / service name"),
+        requests_per_day: float | None = typer.Option(None, "--requests-per-day"),
+        input_tokens: int | None = typer.Option(None, "--input-tokens"),
+        output_tokens: int | None = typer.Option(None, "--output-tokens"),
+        peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
+        p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
+        out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
     ) -> None:
         """Render a SkyPilot task (or SkyServe service) YAML from the spec: offer, fit and `vllm serve` line."""
         from selfhost.skypilot.render import render_yaml
 
-        spec = _load(spec_file, _overrides(model, precision, gpu, gpus, cloud, offer, region, nodes, spot, replicas,
-                                           service, name, requests_per_day, input_tokens, output_tokens,
-                                           peak_to_mean, p90_latency_s))
+        spec = _load(
+            spec_file,
+            _overrides(
+                model,
+                precision,
+                gpu,
+                gpus,
+                cloud,
+                offer,
+                region,
+                nodes,
+                spot,
+                replicas,
+                service,
+                name,
+                requests_per_day,
+                input_tokens,
+                output_tokens,
+                peak_to_mean,
+                p90_latency_s,
+            ),
+        )
         text = render_yaml(spec, source=str(spec_file) if spec_file else None)
         if out:
             out.write_text(text)
@@ -82,35 +136,54 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
 
     @launch_app.command("sky")
     def launch_sky(
-        file: Optional[Path] = typer.Argument(None, help="a spec file, or a YAML `selfhost render sky` wrote"),
-        model: Optional[str] = typer.Option(None, "--model"),
-        gpu: Optional[str] = typer.Option(None, "--gpu", help="A40, A10G, L4, ...; A40,A10G,L4 for any_of"),
-        gpus: Optional[int] = typer.Option(None, "--gpus"),
-        cloud: Optional[str] = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
-        offer: Optional[str] = typer.Option(None, "--offer"),
-        region: Optional[str] = typer.Option(None, "--region"),
-        nodes: Optional[int] = typer.Option(None, "--nodes"),
-        precision: Optional[str] = typer.Option(None, "--precision"),
-        spot: Optional[bool] = typer.Option(None, "--spot/--on-demand"),
-        service: Optional[bool] = typer.Option(None, "--service/--task", help="`sky serve up` instead of `sky launch`"),
-        replicas: Optional[int] = typer.Option(None, "--replicas"),
-        name: Optional[str] = typer.Option(None, "--name"),
-        requests_per_day: Optional[float] = typer.Option(None, "--requests-per-day"),
-        input_tokens: Optional[int] = typer.Option(None, "--input-tokens"),
-        output_tokens: Optional[int] = typer.Option(None, "--output-tokens"),
-        peak_to_mean: Optional[float] = typer.Option(None, "--peak-to-mean"),
-        p90_latency_s: Optional[float] = typer.Option(None, "--p90-latency-s"),
-        max_monthly_usd: Optional[float] = typer.Option(None, "--max-monthly-usd", help="budget: refuse when over"),
-        cluster: Optional[str] = typer.Option(None, "--cluster", "-c", help="cluster / service name"),
-        minutes: int = typer.Option(120, "--minutes", "-i", min=1, help="dev cluster: torn down this long after launch"),
+        file: Path | None = typer.Argument(None, help="a spec file, or a YAML `selfhost render sky` wrote"),
+        model: str | None = typer.Option(None, "--model"),
+        gpu: str | None = typer.Option(None, "--gpu", help="A40, A10G, L4, ...; A40,A10G,L4 for any_of"),
+        gpus: int | None = typer.Option(None, "--gpus"),
+        cloud: str | None = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
+        offer: str | None = typer.Option(None, "--offer"),
+        region: str | None = typer.Option(None, "--region"),
+        nodes: int | None = typer.Option(None, "--nodes"),
+        precision: str | None = typer.Option(None, "--precision"),
+        spot: bool | None = typer.Option(None, "--spot/--on-demand"),
+        service: bool | None = typer.Option(None, "--service/--task", help="`sky serve up` instead of `sky launch`"),
+        replicas: int | None = typer.Option(None, "--replicas"),
+        name: str | None = typer.Option(None, "--name"),
+        requests_per_day: float | None = typer.Option(None, "--requests-per-day"),
+        input_tokens: int | None = typer.Option(None, "--input-tokens"),
+        output_tokens: int | None = typer.Option(None, "--output-tokens"),
+        peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
+        p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
+        max_monthly_usd: float | None = typer.Option(None, "--max-monthly-usd", help="budget: refuse when over"),
+        cluster: str | None = typer.Option(None, "--cluster", "-c", help="cluster / service name"),
+        minutes: int = typer.Option(
+            120, "--minutes", "-i", min=1, help="dev cluster: torn down this long after launch"
+        ),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the review and the command; launch nothing"),
         yes: bool = typer.Option(False, "--yes", "-y", help="pass --yes to sky (skip its confirmation)"),
     ) -> None:
         """Cost review first (stops on --max-monthly-usd), then `sky launch` / `sky serve up`."""
         from selfhost.skypilot import launch
 
-        overrides = _overrides(model, precision, gpu, gpus, cloud, offer, region, nodes, spot, replicas, service,
-                               name, requests_per_day, input_tokens, output_tokens, peak_to_mean, p90_latency_s)
+        overrides = _overrides(
+            model,
+            precision,
+            gpu,
+            gpus,
+            cloud,
+            offer,
+            region,
+            nodes,
+            spot,
+            replicas,
+            service,
+            name,
+            requests_per_day,
+            input_tokens,
+            output_tokens,
+            peak_to_mean,
+            p90_latency_s,
+        )
         rendered = None
         if file is not None and not file.is_file():
             raise UserError(f"file '{file}' not found", "give a spec file or a YAML from `selfhost render sky`")
@@ -118,14 +191,17 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         if found:
             spec, text = found
             if _given(overrides):
-                raise UserError(f"'{file}' is a rendered task: flags cannot change it",
-                                "re-render it with `selfhost render sky --spec SPEC ...`, or launch the spec file")
+                raise UserError(
+                    f"'{file}' is a rendered task: flags cannot change it",
+                    "re-render it with `selfhost render sky --spec SPEC ...`, or launch the spec file",
+                )
             launch.check_unchanged(spec, text, file)
             rendered = (text, file)
         else:
             spec = _load(file, overrides)
-        plan = launch.plan_launch(spec, rendered=rendered, cluster=cluster, minutes=minutes, yes=yes,
-                                  max_monthly_usd=max_monthly_usd)
+        plan = launch.plan_launch(
+            spec, rendered=rendered, cluster=cluster, minutes=minutes, yes=yes, max_monthly_usd=max_monthly_usd
+        )
         code = launch.execute(plan, dry_run=dry_run, echo=typer.echo)
         if code:
             raise typer.Exit(code)
@@ -136,4 +212,5 @@ def _given(overrides: dict[str, Any]) -> bool:
         if isinstance(v, dict):
             return any(walk(x) for x in v.values())
         return v is not None
+
     return walk(overrides)

@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from selfhost.skypilot import render
 from costing.errors import UserError
 from costing.spec import DeploymentSpec
+from selfhost.skypilot import render
 
 OUT_DIR = Path(".selfhost") / "sky"
 
@@ -51,10 +51,14 @@ def check_unchanged(spec: DeploymentSpec, text: str, path: Path) -> None:
     try:
         on_disk = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise UserError(f"'{path}' is not valid YAML ({str(err).splitlines()[0]})", "re-render it with `selfhost render sky`") from None
+        raise UserError(
+            f"'{path}' is not valid YAML ({str(err).splitlines()[0]})", "re-render it with `selfhost render sky`"
+        ) from None
     if on_disk != render.render_task(spec):
-        raise UserError(f"'{path}' differs from what its spec renders now (edited by hand, or the catalog changed)",
-                        "re-render it with `selfhost render sky` (or `make templates`)")
+        raise UserError(
+            f"'{path}' differs from what its spec renders now (edited by hand, or the catalog changed)",
+            "re-render it with `selfhost render sky` (or `make templates`)",
+        )
 
 
 def missing_secrets(env: dict[str, str] | None = None) -> list[str]:
@@ -73,8 +77,10 @@ def validate_with_skypilot(text: str, service: bool) -> None:
         if service:
             serve_utils.validate_service_task(task, pool=False)
     except Exception as err:  # SkyPilot raises ValueError/jsonschema errors with its own message
-        raise UserError(f"SkyPilot rejects the rendered YAML: {' '.join(str(err).split())}",
-                        "report this as a selfhost bug; re-render with `selfhost render sky`") from None
+        raise UserError(
+            f"SkyPilot rejects the rendered YAML: {' '.join(str(err).split())}",
+            "report this as a selfhost bug; re-render with `selfhost render sky`",
+        ) from None
 
 
 def sky_executable() -> str:
@@ -102,18 +108,29 @@ def spot_fallback_notes(review: Any, spec: DeploymentSpec, task: dict[str, Any])
         return []
     on_demand = review.offer.price("on-demand").usd_per_hour * review.fit.nodes
     premium = on_demand - review.hourly_usd
-    notes = [f"note: while spot is short, on-demand replicas stand in (dynamic_ondemand_fallback) at "
-             f"${on_demand:,.2f}/h instead of ${review.hourly_usd:,.2f}/h"]
+    notes = [
+        f"note: while spot is short, on-demand replicas stand in (dynamic_ondemand_fallback) at "
+        f"${on_demand:,.2f}/h instead of ${review.hourly_usd:,.2f}/h"
+    ]
     base = task["service"]["replica_policy"].get("base_ondemand_fallback_replicas", 0)
     if base:
-        notes.append(f"note: {base} replica(s) always run on-demand (base_ondemand_fallback_replicas): "
-                     f"${premium * base * review.hours_per_month:,.2f}/month more than this spot review")
+        notes.append(
+            f"note: {base} replica(s) always run on-demand (base_ondemand_fallback_replicas): "
+            f"${premium * base * review.hours_per_month:,.2f}/month more than this spot review"
+        )
     return notes
 
 
-def plan_launch(spec: DeploymentSpec, *, rendered: tuple[str, Path] | None = None, cluster: str | None = None,
-                minutes: int = render.DEV_CLUSTER_MINUTES, yes: bool = False, out_dir: Path = OUT_DIR,
-                max_monthly_usd: float | None = None) -> LaunchPlan:
+def plan_launch(
+    spec: DeploymentSpec,
+    *,
+    rendered: tuple[str, Path] | None = None,
+    cluster: str | None = None,
+    minutes: int = render.DEV_CLUSTER_MINUTES,
+    yes: bool = False,
+    out_dir: Path = OUT_DIR,
+    max_monthly_usd: float | None = None,
+) -> LaunchPlan:
     """Everything up to the launch: review, budget gate, YAML on disk, the exact command."""
     from costing.review import cost_review, enforce_budget
 
@@ -129,8 +146,10 @@ def plan_launch(spec: DeploymentSpec, *, rendered: tuple[str, Path] | None = Non
     name = cluster or render.task_name(spec, found)
     notes = spot_fallback_notes(review, spec, yaml.safe_load(text))
     if len(found) > 1:
-        notes.append(f"any_of: SkyPilot picks the cheapest candidate, {chosen.offer.id} "
-                     f"(${chosen.hourly_usd:.4f}/h), which this review prices")
+        notes.append(
+            f"any_of: SkyPilot picks the cheapest candidate, {chosen.offer.id} "
+            f"(${chosen.hourly_usd:.4f}/h), which this review prices"
+        )
     return LaunchPlan(spec, review, path, text, sky_command(name, path, spec.sky.service, minutes, yes), notes)
 
 
@@ -138,8 +157,10 @@ def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
     """Print the review and the command; unless dry_run, check secrets and SkyPilot's parser, then run it."""
     missing = missing_secrets()
     if missing and not dry_run:  # refuse before printing anything: one line, nothing launched
-        raise UserError(f"{' and '.join(missing)} not set in the environment; nothing was launched",
-                        f"export {' '.join(f'{m}=...' for m in missing)} (SkyPilot passes them as secrets)")
+        raise UserError(
+            f"{' and '.join(missing)} not set in the environment; nothing was launched",
+            f"export {' '.join(f'{m}=...' for m in missing)} (SkyPilot passes them as secrets)",
+        )
     echo(plan.review.render("table").rstrip("\n"))
     for note in plan.notes:
         echo(note)
@@ -164,12 +185,17 @@ def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
 def endpoint_hint(plan: LaunchPlan) -> str:
     """How to reach the server (the key stays in the environment)."""
     name = plan.command[plan.command.index("-n" if plan.service else "-c") + 1]
-    where = (f"$(sky serve status {name} --endpoint)" if plan.service
-             else f"$(sky status --endpoint {plan.review.fit.settings.port} {name})")
+    where = (
+        f"$(sky serve status {name} --endpoint)"
+        if plan.service
+        else f"$(sky status --endpoint {plan.review.fit.settings.port} {name})"
+    )
     model = plan.review.fit.settings.served_model_name
-    return (f"curl http://{where}/v1/chat/completions -H \"Authorization: Bearer $VLLM_API_KEY\" "
-            f"-H 'Content-Type: application/json' -d '{{\"model\": \"{model}\", "
-            f"\"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'")
+    return (
+        f'curl http://{where}/v1/chat/completions -H "Authorization: Bearer $VLLM_API_KEY" '
+        f'-H \'Content-Type: application/json\' -d \'{{"model": "{model}", '
+        f'"messages": [{{"role": "user", "content": "Hello"}}]}}\''
+    )
 
 
 def _write(plan: LaunchPlan) -> None:

@@ -19,11 +19,31 @@ from pathlib import Path
 from costing.catalog import Offer, catalog, get_gpu
 
 SCHEMA_VERSION = "v8"
-GPU_COLUMNS = ["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "GpuInfo",
-               "Price", "SpotPrice", "Region", "AvailabilityZone"]
+GPU_COLUMNS = [
+    "InstanceType",
+    "AcceleratorName",
+    "AcceleratorCount",
+    "vCPUs",
+    "MemoryGiB",
+    "GpuInfo",
+    "Price",
+    "SpotPrice",
+    "Region",
+    "AvailabilityZone",
+]
 AWS_COLUMNS = GPU_COLUMNS + ["Arch"]
-GCP_COLUMNS = ["InstanceType", "vCPUs", "MemoryGiB", "AcceleratorName", "AcceleratorCount", "GpuInfo",
-               "Region", "AvailabilityZone", "Price", "SpotPrice"]
+GCP_COLUMNS = [
+    "InstanceType",
+    "vCPUs",
+    "MemoryGiB",
+    "AcceleratorName",
+    "AcceleratorCount",
+    "GpuInfo",
+    "Region",
+    "AvailabilityZone",
+    "Price",
+    "SpotPrice",
+]
 SKY_CLOUD_NAMES = {"aws": "AWS", "gcp": "GCP", "runpod": "RunPod"}  # str(sky cloud)
 RUNPOD_ZONES = {"US": "US-CA-1"}  # one availability zone per RunPod region (SkyPilot's REGION_ZONES)
 EXTRA_FILES = {  # read lazily by SkyPilot; present (header only) so nothing is ever downloaded
@@ -46,8 +66,19 @@ def _zone(offer: Offer) -> str:
 
 def _gpu_info(offer: Offer) -> str:
     mib = int(get_gpu(offer.gpu).memory_gb * 1024)
-    return str({"Gpus": [{"Name": offer.gpu, "Manufacturer": "NVIDIA", "Count": float(offer.gpus),
-                          "MemoryInfo": {"SizeInMiB": mib}}], "TotalGpuMemoryInMiB": mib * offer.gpus})
+    return str(
+        {
+            "Gpus": [
+                {
+                    "Name": offer.gpu,
+                    "Manufacturer": "NVIDIA",
+                    "Count": float(offer.gpus),
+                    "MemoryInfo": {"SizeInMiB": mib},
+                }
+            ],
+            "TotalGpuMemoryInMiB": mib * offer.gpus,
+        }
+    )
 
 
 def _spot(offer: Offer) -> str:
@@ -57,16 +88,30 @@ def _spot(offer: Offer) -> str:
 
 def rows(offer: Offer) -> list[dict[str, object]]:
     """The catalog rows SkyPilot needs to price this offer."""
-    base = {"InstanceType": offer.instance_type, "AcceleratorName": offer.gpu, "AcceleratorCount": float(offer.gpus),
-            "vCPUs": float(offer.vcpus), "MemoryGiB": float(offer.ram_gb), "GpuInfo": _gpu_info(offer),
-            "Price": repr(offer.on_demand), "SpotPrice": _spot(offer), "Region": offer.region,
-            "AvailabilityZone": _zone(offer)}
+    base = {
+        "InstanceType": offer.instance_type,
+        "AcceleratorName": offer.gpu,
+        "AcceleratorCount": float(offer.gpus),
+        "vCPUs": float(offer.vcpus),
+        "MemoryGiB": float(offer.ram_gb),
+        "GpuInfo": _gpu_info(offer),
+        "Price": repr(offer.on_demand),
+        "SpotPrice": _spot(offer),
+        "Region": offer.region,
+        "AvailabilityZone": _zone(offer),
+    }
     if offer.cloud == "aws":
         return [{**base, "Arch": "x86_64"}]
     if offer.cloud == "gcp":
         vm = {**base, "AcceleratorName": "", "AcceleratorCount": "", "GpuInfo": ""}
-        gpu = {**base, "InstanceType": "", "vCPUs": "", "MemoryGiB": "", "Price": "0.0",
-               "SpotPrice": "0.0" if base["SpotPrice"] else ""}
+        gpu = {
+            **base,
+            "InstanceType": "",
+            "vCPUs": "",
+            "MemoryGiB": "",
+            "Price": "0.0",
+            "SpotPrice": "0.0" if base["SpotPrice"] else "",
+        }
         return [vm, gpu]
     return [base]
 
@@ -106,11 +151,19 @@ def write_catalog(home: Path, offers: Iterable[Offer] | None = None) -> Path:
         written.append(name)
     # The accelerator registry SkyPilot canonicalizes names with (AcceleratorName -> clouds, memory).
     gpus = sorted({o.gpu for o in chosen})
-    _write_csv(root / "common" / "accelerators.csv", ["AcceleratorName", "Clouds"],
-               [{"AcceleratorName": g, "Clouds": str(sorted({SKY_CLOUD_NAMES[o.cloud] for o in chosen if o.gpu == g}))}
-                for g in gpus])
-    _write_csv(root / "common" / "metadata.csv", ["GPU", "MemoryGB", "Manufacturer"],
-               [{"GPU": g, "MemoryGB": float(get_gpu(g).memory_gb), "Manufacturer": "NVIDIA"} for g in gpus])
+    _write_csv(
+        root / "common" / "accelerators.csv",
+        ["AcceleratorName", "Clouds"],
+        [
+            {"AcceleratorName": g, "Clouds": str(sorted({SKY_CLOUD_NAMES[o.cloud] for o in chosen if o.gpu == g}))}
+            for g in gpus
+        ],
+    )
+    _write_csv(
+        root / "common" / "metadata.csv",
+        ["GPU", "MemoryGB", "Manufacturer"],
+        [{"GPU": g, "MemoryGB": float(get_gpu(g).memory_gb), "Manufacturer": "NVIDIA"} for g in gpus],
+    )
     written += ["common/accelerators.csv", "common/metadata.csv"]
     for name in written:  # an md5 that matches nothing: "edited locally", never re-fetched
         meta = root / ".meta" / f"{name}.md5"

@@ -20,8 +20,8 @@ from costing.catalog import Offer, offers_for
 from costing.errors import UserError
 from costing.fit import FitResult
 from costing.readiness import startup_allowance_s
-from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.resolve import Resolved, resolve
+from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, shell_command, vllm_serve_argv
 
 VLLM_VERSION = VLLM_IMAGE.rsplit(":v", 1)[1]  # the pip pin matches the container image the stacks use
@@ -47,8 +47,13 @@ QPS_KEY = re.compile(r"[A-Z0-9]+(?::[0-9]+)?")  # SkyServe's pattern for per-acc
 
 # `nvidia-smi --query-gpu=name` patterns, to pick the fitted command on an any_of cluster.
 NVIDIA_SMI_NAMES = {
-    "A40": "'NVIDIA A40'", "A10G": "'NVIDIA A10G'", "L4": "'NVIDIA L4'", "L40S": "'NVIDIA L40S'",
-    "A100": "*A100*40GB*", "A100-80GB": "*A100*80GB*", "H100": "*H100*",
+    "A40": "'NVIDIA A40'",
+    "A10G": "'NVIDIA A10G'",
+    "L4": "'NVIDIA L4'",
+    "L40S": "'NVIDIA L40S'",
+    "A100": "*A100*40GB*",
+    "A100-80GB": "*A100*80GB*",
+    "H100": "*H100*",
 }
 
 
@@ -83,8 +88,10 @@ def _refuse_spot_on_runpod(spec: DeploymentSpec) -> None:
     t = spec.target
     on_runpod = t.cloud == "runpod" or (t.offer or "").startswith("runpod-")
     if t.pricing == "spot" and on_runpod:
-        raise UserError("spot on RunPod is not offered: RunPod is removing interruptible pods from its API",
-                        "use --on-demand on RunPod, or --spot with --cloud aws or --cloud gcp")
+        raise UserError(
+            "spot on RunPod is not offered: RunPod is removing interruptible pods from its API",
+            "use --on-demand on RunPod, or --spot with --cloud aws or --cloud gcp",
+        )
 
 
 def choose(spec: DeploymentSpec) -> Choice:
@@ -96,14 +103,20 @@ def choose(spec: DeploymentSpec) -> Choice:
     if sky_launchable(offer):
         return Choice(spec, resolved, pin_instance_type=bool(spec.target.offer))
     if spec.target.offer:
-        raise UserError(f"offer {offer.id} is a RunPod Community Cloud pod, which SkyPilot does not launch",
-                        "pick a Secure Cloud offer (e.g. --offer runpod-a40x1-secure)")
+        raise UserError(
+            f"offer {offer.id} is a RunPod Community Cloud pod, which SkyPilot does not launch",
+            "pick a Secure Cloud offer (e.g. --offer runpod-a40x1-secure)",
+        )
     pricing = spec.target.pricing
-    secure = [o for o in offers_for(gpu=offer.gpu, gpus=offer.gpus, cloud=offer.cloud)
-              if sky_launchable(o) and o.price(pricing)]
+    secure = [
+        o
+        for o in offers_for(gpu=offer.gpu, gpus=offer.gpus, cloud=offer.cloud)
+        if sky_launchable(o) and o.price(pricing)
+    ]
     if not secure:
-        raise UserError(f"no Secure Cloud {offer.gpus}x {offer.gpu} offer on RunPod in the catalog",
-                        "pick another --gpu or --cloud")
+        raise UserError(
+            f"no Secure Cloud {offer.gpus}x {offer.gpu} offer on RunPod in the catalog", "pick another --gpu or --cloud"
+        )
     best = min(secure, key=lambda o: (o.price(pricing).usd_per_hour, o.id))
     pinned = spec.model_copy(update={"target": spec.target.model_copy(update={"offer": best.id})})
     return Choice(pinned, resolve(pinned), pin_instance_type=False)
@@ -130,14 +143,18 @@ def choices(spec: DeploymentSpec) -> list[Choice]:
     found = [choose(s) for s in candidate_specs(spec)]
     nodes = {c.fit.nodes for c in found}
     if len(nodes) > 1:
-        raise UserError("any_of candidates need different node counts", "give candidates that fit on the same number of nodes")
+        raise UserError(
+            "any_of candidates need different node counts", "give candidates that fit on the same number of nodes"
+        )
     if spec.sky.any_of and (spec.target.offer or spec.target.gpu):
         planned = choose(spec.model_copy(update={"sky": spec.sky.model_copy(update={"any_of": ()})}))
         best = cheapest(found)
         if planned.offer.id != best.offer.id:
-            raise UserError(f"the spec's target ({planned.offer.id}) is not the cheapest any_of candidate "
-                            f"({best.offer.id}, what SkyPilot picks): plan and launch would price different offers",
-                            f"set target.offer to {best.offer.id}, or drop the target")
+            raise UserError(
+                f"the spec's target ({planned.offer.id}) is not the cheapest any_of candidate "
+                f"({best.offer.id}, what SkyPilot picks): plan and launch would price different offers",
+                f"set target.offer to {best.offer.id}, or drop the target",
+            )
     return found
 
 
@@ -147,6 +164,7 @@ def cheapest(found: list[Choice]) -> Choice:
 
 
 # ----------------------------------------------------------------------------- sizes and timings
+
 
 def disk_size_gb(choice: Choice) -> int:
     from costing.review import storage_gb_for
@@ -189,8 +207,11 @@ def replica_policy(choice: Choice, spot: bool) -> dict[str, Any]:
         mean = peak / spec.workload.peak_to_mean
         low = fixed or max(1, math.ceil(mean / per_replica - 1e-9))
         high = max(low, review.replicas)
-        policy = {"min_replicas": low, "max_replicas": high,
-                  "target_qps_per_replica": max(0.01, math.floor(per_replica * 100) / 100)}
+        policy = {
+            "min_replicas": low,
+            "max_replicas": high,
+            "target_qps_per_replica": max(0.01, math.floor(per_replica * 100) / 100),
+        }
     if spot:
         base = base_ondemand_replicas(policy["min_replicas"])
         if base:
@@ -206,17 +227,22 @@ def base_ondemand_replicas(min_replicas: int) -> int:
 
 # ----------------------------------------------------------------------------- scripts
 
+
 def _setup(repo: str) -> str:
-    download = (f"from huggingface_hub import snapshot_download; "
-                f"snapshot_download({repo!r}, ignore_patterns={IGNORE_PATTERNS!r})")
-    return "\n".join([
-        "set -e",
-        f"export HF_HOME={HF_HOME}",
-        f"python3 -m pip install --quiet 'vllm=={VLLM_VERSION}'",
-        "# Weights go to HF_HOME on the cluster disk once; later runs and restarts reuse them.",
-        f"python3 -c {json.dumps(download)}",
-        "",
-    ])
+    download = (
+        f"from huggingface_hub import snapshot_download; "
+        f"snapshot_download({repo!r}, ignore_patterns={IGNORE_PATTERNS!r})"
+    )
+    return "\n".join(
+        [
+            "set -e",
+            f"export HF_HOME={HF_HOME}",
+            f"python3 -m pip install --quiet 'vllm=={VLLM_VERSION}'",
+            "# Weights go to HF_HOME on the cluster disk once; later runs and restarts reuse them.",
+            f"python3 -c {json.dumps(download)}",
+            "",
+        ]
+    )
 
 
 def _serve_block(found: list[Choice]) -> list[str]:
@@ -225,15 +251,16 @@ def _serve_block(found: list[Choice]) -> list[str]:
     for c in found:
         cmd = shell_command(vllm_serve_argv(c.fit.settings, api_key_ref=True))
         if commands.setdefault(c.fit.gpu.name, cmd) != cmd:
-            raise UserError(f"any_of candidates with {c.fit.gpu.name} GPUs need different vLLM settings",
-                            "give each GPU type once (the same GPU count) in any_of")
+            raise UserError(
+                f"any_of candidates with {c.fit.gpu.name} GPUs need different vLLM settings",
+                "give each GPU type once (the same GPU count) in any_of",
+            )
     if len(set(commands.values())) == 1:
         return [next(iter(commands.values()))]
-    lines = ['GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n1)"',
-             'case "$GPU_NAME" in']
+    lines = ['GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n1)"', 'case "$GPU_NAME" in']
     for gpu, cmd in commands.items():
         lines += [f"  {NVIDIA_SMI_NAMES.get(gpu, repr('*' + gpu + '*'))})", f"    {cmd}", "    ;;"]
-    lines += ['  *)', '    echo "no fitted vLLM command for GPU $GPU_NAME" >&2', "    exit 1", "    ;;", "esac"]
+    lines += ["  *)", '    echo "no fitted vLLM command for GPU $GPU_NAME" >&2', "    exit 1", "    ;;", "esac"]
     return lines
 
 
@@ -250,13 +277,14 @@ def _run(found: list[Choice]) -> str:
             "  exit 0",
             "fi",
             "ray start --head --port 6379 --disable-usage-stats",
-            "until [ \"$(python3 -c 'import ray; ray.init(address=\"auto\", logging_level=\"error\"); "
-            "print(sum(n[\"Alive\"] for n in ray.nodes()))')\" -ge \"$SKYPILOT_NUM_NODES\" ]; do sleep 10; done",
+            'until [ "$(python3 -c \'import ray; ray.init(address="auto", logging_level="error"); '
+            'print(sum(n["Alive"] for n in ray.nodes()))\')" -ge "$SKYPILOT_NUM_NODES" ]; do sleep 10; done',
         ]
     return "\n".join(lines + serve + [""])
 
 
 # ----------------------------------------------------------------------------- the task
+
 
 def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
     spot = found[0].spec.target.pricing == "spot"
@@ -289,9 +317,7 @@ def _service(found: list[Choice]) -> dict[str, Any]:
     s = chosen.fit.settings
     probe = {
         "path": "/v1/chat/completions",
-        "post_data": {"model": s.served_model_name,
-                      "messages": [{"role": "user", "content": "ping"}],
-                      "max_tokens": 1},
+        "post_data": {"model": s.served_model_name, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1},
         # SkyPilot fills $VLLM_API_KEY from `--secret VLLM_API_KEY` when the service is brought up.
         "headers": {"Authorization": f"Bearer ${API_KEY_ENV}"},
         "initial_delay_seconds": initial_delay_s(fit),
@@ -305,8 +331,11 @@ def _service(found: list[Choice]) -> dict[str, Any]:
         if all(QPS_KEY.fullmatch(k) for k in per_gpu) and len(set(per_gpu.values())) > 1:
             policy["target_qps_per_replica"] = per_gpu
             # SkyServe requires this policy with per-accelerator QPS: it routes by each replica's capacity.
-            return {"readiness_probe": probe, "replica_policy": policy,
-                    "load_balancing_policy": "instance_aware_least_load"}
+            return {
+                "readiness_probe": probe,
+                "replica_policy": policy,
+                "load_balancing_policy": "instance_aware_least_load",
+            }
     return {"readiness_probe": probe, "replica_policy": policy}
 
 
@@ -335,13 +364,14 @@ def render_task(spec: DeploymentSpec, found: list[Choice] | None = None) -> dict
     task["resources"] = _resources(found, service)
     if found[0].fit.nodes > 1:
         task["num_nodes"] = found[0].fit.nodes
-    task["secrets"] = {name: None for name in SECRETS}
+    task["secrets"] = dict.fromkeys(SECRETS)
     task["setup"] = _setup(next(iter(repos)))
     task["run"] = _run(found)
     return task
 
 
 # ----------------------------------------------------------------------------- YAML
+
 
 class _Dumper(yaml.SafeDumper):
     pass
@@ -363,19 +393,27 @@ def spec_data(spec: DeploymentSpec) -> dict[str, Any]:
 def header(spec: DeploymentSpec, found: list[Choice], service: bool, source: str | None) -> str:
     chosen = cheapest(found)
     kind = "SkyServe service" if service else "SkyPilot dev-cluster task"
-    launch = "sky serve up -n NAME" if service else (f"sky launch -c NAME -i {DEV_CLUSTER_MINUTES} --down --wait-for none")
-    lines = [f"# {kind}, rendered by `selfhost render sky`{f' from {source}' if source else ''}. Do not edit:",
-             "# re-render (`make templates`) so the server launched stays the server that was costed."]
+    launch = (
+        "sky serve up -n NAME" if service else (f"sky launch -c NAME -i {DEV_CLUSTER_MINUTES} --down --wait-for none")
+    )
+    lines = [
+        f"# {kind}, rendered by `selfhost render sky`{f' from {source}' if source else ''}. Do not edit:",
+        "# re-render (`make templates`) so the server launched stays the server that was costed.",
+    ]
     for c in found:
         price = c.resolved.price
-        lines.append(f"#   {c.offer.id}: {c.offer.instance_type} {c.offer.region}, ${c.hourly_usd:.4f}/h "
-                     f"{c.spec.target.pricing} ({price.source if price else ''})")
+        lines.append(
+            f"#   {c.offer.id}: {c.offer.instance_type} {c.offer.region}, ${c.hourly_usd:.4f}/h "
+            f"{c.spec.target.pricing} ({price.source if price else ''})"
+        )
         lines.append(f"#     {c.fit.describe()}")
     if len(found) > 1:
         lines.append(f"#   cheapest (what SkyPilot picks and the cost review prices): {chosen.offer.id}")
-    lines += ["# Launch: selfhost launch sky THIS_FILE  (cost review first), or by hand:",
-              f"#   {launch} THIS_FILE --secret {HF_TOKEN_ENV} --secret {API_KEY_ENV}",
-              SPEC_MARKER + json.dumps(spec_data(spec), separators=(",", ":"), sort_keys=True)]
+    lines += [
+        "# Launch: selfhost launch sky THIS_FILE  (cost review first), or by hand:",
+        f"#   {launch} THIS_FILE --secret {HF_TOKEN_ENV} --secret {API_KEY_ENV}",
+        SPEC_MARKER + json.dumps(spec_data(spec), separators=(",", ":"), sort_keys=True),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -393,7 +431,7 @@ def embedded_spec(text: str) -> DeploymentSpec | None:
     """The spec a rendered file carries in its header, or None for a hand-written file."""
     for line in text.splitlines():
         if line.startswith(SPEC_MARKER):
-            return spec_from_dict(json.loads(line[len(SPEC_MARKER):]))
+            return spec_from_dict(json.loads(line[len(SPEC_MARKER) :]))
         if line and not line.startswith("#"):
             break
     return None

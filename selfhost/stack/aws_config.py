@@ -10,16 +10,29 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from costing.catalog import offers_for
-from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS, ami_parameter, check_gpu_quota
 from costing.errors import UserError
+from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS, ami_parameter, check_gpu_quota
 from selfhost.stack.boot_script import boot_script
 from selfhost.stack.plan import StackPlan, flag, plan_stack, str_list
 
-KEYS = ("instanceType", "gpu", "reserveCapacity", "availabilityZone", "vpcId", "subnetIds", "amiId", "amiOs",
-        "apiKeySecretArn", "hfTokenSecretArn", "image", "checkQuota")
+KEYS = (
+    "instanceType",
+    "gpu",
+    "reserveCapacity",
+    "availabilityZone",
+    "vpcId",
+    "subnetIds",
+    "amiId",
+    "amiOs",
+    "apiKeySecretArn",
+    "hfTokenSecretArn",
+    "image",
+    "checkQuota",
+)
 REF_KEYS = {"apiKey": "apiKeySecretArn", "hfToken": "hfTokenSecretArn"}
 ROOT_BASE_GB = 100  # the Deep Learning AMI's root snapshot plus the vllm/vllm-openai image
 ROOT_DEVICE = {"ubuntu-22.04": "/dev/sda1", "amazon-linux-2023": "/dev/xvda"}
@@ -32,8 +45,10 @@ def _target(config: Mapping[str, Any]) -> dict[str, Any]:
         offers = [o for o in offers_for(cloud="aws") if o.instance_type == instance_type]
         if not offers:
             known = ", ".join(sorted({o.instance_type for o in offers_for(cloud="aws")}))
-            raise UserError(f"unknown AWS instance type {instance_type!r} (the stack runs g5.* and p4d.24xlarge)",
-                            f"pulumi config set instanceType one of: {known}")
+            raise UserError(
+                f"unknown AWS instance type {instance_type!r} (the stack runs g5.* and p4d.24xlarge)",
+                f"pulumi config set instanceType one of: {known}",
+            )
         return {"offer": offers[0].id}
     return {"gpu": config.get("gpu") or "A10G"}
 
@@ -42,24 +57,32 @@ def _check_refs(config: Mapping[str, Any]) -> None:
     for key in REF_KEYS.values():
         ref = config.get(key)
         if ref and not str(ref).startswith(("arn:aws:secretsmanager:", "arn:aws:ssm:")):
-            raise UserError(f"{key} {ref!r} is not a Secrets Manager or SSM parameter ARN",
-                            f"pulumi config set {key} arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME")
+            raise UserError(
+                f"{key} {ref!r} is not a Secrets Manager or SSM parameter ARN",
+                f"pulumi config set {key} arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME",
+            )
 
 
 def plan(config: Mapping[str, Any]) -> StackPlan:
     _check_refs(config)
     os_name = str(config.get("amiOs") or DEFAULT_AMI_OS)
     if os_name not in GPU_AMI_PARAMETERS:
-        raise UserError(f"unknown amiOs {os_name!r}", f"pulumi config set amiOs one of: {', '.join(GPU_AMI_PARAMETERS)}")
+        raise UserError(
+            f"unknown amiOs {os_name!r}", f"pulumi config set amiOs one of: {', '.join(GPU_AMI_PARAMETERS)}"
+        )
     p = plan_stack("aws", config, _target(config), secret_ref_keys=REF_KEYS, default_name="selfhost-aws")
     if flag(config, "reserveCapacity"):
         if not p.pricing.startswith("reserved"):
-            raise UserError("reserveCapacity holds an On-Demand Capacity Reservation, billed whether used or not; "
-                            f"it goes with reserved pricing, not {p.pricing}",
-                            "pulumi config set pricing reserved-1y, or drop reserveCapacity")
+            raise UserError(
+                "reserveCapacity holds an On-Demand Capacity Reservation, billed whether used or not; "
+                f"it goes with reserved pricing, not {p.pricing}",
+                "pulumi config set pricing reserved-1y, or drop reserveCapacity",
+            )
         if not config.get("availabilityZone"):
-            raise UserError("reserveCapacity needs availabilityZone: a capacity reservation lives in one zone",
-                            "pulumi config set availabilityZone us-east-1a")
+            raise UserError(
+                "reserveCapacity needs availabilityZone: a capacity reservation lives in one zone",
+                "pulumi config set availabilityZone us-east-1a",
+            )
     return p
 
 
@@ -69,8 +92,10 @@ def resolve_region(stack_region: str | None, provider_region: str | None, offer_
 
     provider_region = provider_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if stack_region and provider_region and stack_region != provider_region:
-        raise UserError(f"stack config region {stack_region} differs from aws:region {provider_region}",
-                        f"pulumi config set aws:region {stack_region} (or drop region)")
+        raise UserError(
+            f"stack config region {stack_region} differs from aws:region {provider_region}",
+            f"pulumi config set aws:region {stack_region} (or drop region)",
+        )
     return stack_region or provider_region or offer_region
 
 
@@ -91,8 +116,10 @@ for i in 1 2 3 4 5; do
   sleep 10
 done"""
     fetch = {p.env_names[key]: fetch_command(ref, region) for key, ref in refs.items()}
-    action = (f"aws autoscaling set-instance-health --region {region} --instance-id \"$(cat /opt/selfhost/instance-id)\" "
-              "--health-status Unhealthy")
+    action = (
+        f'aws autoscaling set-instance-health --region {region} --instance-id "$(cat /opt/selfhost/instance-id)" '
+        "--health-status Unhealthy"
+    )
     return boot_script(p, fetch, prelude=prelude, watchdog_action=action)
 
 
@@ -102,14 +129,28 @@ def instance_policy(secret_arns: list[str], stack: str) -> str:
     sm = [a for a in secret_arns if not a.startswith("arn:aws:ssm:")]
     statements = []
     if sm:
-        statements.append({"Sid": "ReadVllmSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": sm})
+        statements.append(
+            {"Sid": "ReadVllmSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": sm}
+        )
     if ssm:
-        statements.append({"Sid": "ReadVllmParameters", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": ssm})
+        statements.append(
+            {"Sid": "ReadVllmParameters", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": ssm}
+        )
     statements += [
-        {"Sid": "AttachStackAddress", "Effect": "Allow", "Action": "ec2:AssociateAddress", "Resource": "*",
-         "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack}}},
-        {"Sid": "ReportOwnHealth", "Effect": "Allow", "Action": "autoscaling:SetInstanceHealth", "Resource": "*",
-         "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{STACK_TAG}": stack}}},
+        {
+            "Sid": "AttachStackAddress",
+            "Effect": "Allow",
+            "Action": "ec2:AssociateAddress",
+            "Resource": "*",
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack}},
+        },
+        {
+            "Sid": "ReportOwnHealth",
+            "Effect": "Allow",
+            "Action": "autoscaling:SetInstanceHealth",
+            "Resource": "*",
+            "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{STACK_TAG}": stack}},
+        },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
@@ -140,10 +181,16 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
             arns[key] = p.secret_refs[key]
             continue
         slug = "api-key" if key == "apiKey" else "hf-token"
-        store = aws.secretsmanager.Secret(f"{p.name}-{slug}", name_prefix=f"{p.name}/{slug}-", tags=tags,
-                                          description=f"selfhost {p.name}: {p.env_names[key]}", opts=child())
-        aws.secretsmanager.SecretVersion(f"{p.name}-{slug}", secret_id=store.id, secret_string=secret(p.secrets[key]),
-                                         opts=child())
+        store = aws.secretsmanager.Secret(
+            f"{p.name}-{slug}",
+            name_prefix=f"{p.name}/{slug}-",
+            tags=tags,
+            description=f"selfhost {p.name}: {p.env_names[key]}",
+            opts=child(),
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{p.name}-{slug}", secret_id=store.id, secret_string=secret(p.secrets[key]), opts=child()
+        )
         arns[key] = store.arn
 
     # Network: the configured subnets, or the default VPC's (in the reservation's zone when reserving).
@@ -159,68 +206,147 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
     v4 = [c for c in p.allowed_cidrs if ":" not in c]
     v6 = [c for c in p.allowed_cidrs if ":" in c]
     sg = aws.ec2.SecurityGroup(
-        f"{p.name}-api", vpc_id=vpc_id, description=f"selfhost {p.name}: vLLM API port from allowed CIDRs only",
-        ingress=[{"protocol": "tcp", "from_port": p.port, "to_port": p.port, "cidr_blocks": v4 or None,
-                  "ipv6_cidr_blocks": v6 or None, "description": "vLLM OpenAI API"}],
-        egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"],
-                 "description": "image pull, Hugging Face download, AWS APIs"}],
-        tags=tags, opts=child())
+        f"{p.name}-api",
+        vpc_id=vpc_id,
+        description=f"selfhost {p.name}: vLLM API port from allowed CIDRs only",
+        ingress=[
+            {
+                "protocol": "tcp",
+                "from_port": p.port,
+                "to_port": p.port,
+                "cidr_blocks": v4 or None,
+                "ipv6_cidr_blocks": v6 or None,
+                "description": "vLLM OpenAI API",
+            }
+        ],
+        egress=[
+            {
+                "protocol": "-1",
+                "from_port": 0,
+                "to_port": 0,
+                "cidr_blocks": ["0.0.0.0/0"],
+                "description": "image pull, Hugging Face download, AWS APIs",
+            }
+        ],
+        tags=tags,
+        opts=child(),
+    )
     eip = aws.ec2.Eip(f"{p.name}-ip", domain="vpc", tags=tags, opts=child())
 
     # Instance identity: read the two secrets, attach the address, report health. Nothing else.
-    role = aws.iam.Role(f"{p.name}-vm", tags=tags, opts=child(), assume_role_policy=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
-    aws.iam.RolePolicy(f"{p.name}-vm", role=role.id, opts=child(),
-                       policy=pulumi.Output.all(arns["apiKey"], arns["hfToken"]).apply(
-                           lambda a: instance_policy(list(a), p.name)))
+    role = aws.iam.Role(
+        f"{p.name}-vm",
+        tags=tags,
+        opts=child(),
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )
+    aws.iam.RolePolicy(
+        f"{p.name}-vm",
+        role=role.id,
+        opts=child(),
+        policy=pulumi.Output.all(arns["apiKey"], arns["hfToken"]).apply(lambda a: instance_policy(list(a), p.name)),
+    )
     profile = aws.iam.InstanceProfile(f"{p.name}-vm", role=role.name, tags=tags, opts=child())
 
     ami = config.get("amiId") or aws.ssm.get_parameter_output(name=ami_parameter(os_name)).insecure_value
     script = pulumi.Output.all(arns["apiKey"], arns["hfToken"], eip.allocation_id).apply(
-        lambda a: user_data(p, {"apiKey": a[0], "hfToken": a[1]}, region, a[2]))
+        lambda a: user_data(p, {"apiKey": a[0], "hfToken": a[1]}, region, a[2])
+    )
 
     reservation = None
     if flag(config, "reserveCapacity"):
         reservation = aws.ec2.CapacityReservation(
-            f"{p.name}-odcr", instance_type=p.offer.instance_type, instance_platform="Linux/UNIX",
-            availability_zone=az, instance_count=1, instance_match_criteria="targeted",
-            end_date_type="unlimited", tags=tags, opts=child())
+            f"{p.name}-odcr",
+            instance_type=p.offer.instance_type,
+            instance_platform="Linux/UNIX",
+            availability_zone=az,
+            instance_count=1,
+            instance_match_criteria="targeted",
+            end_date_type="unlimited",
+            tags=tags,
+            opts=child(),
+        )
 
     template = aws.ec2.LaunchTemplate(
-        f"{p.name}-vm", name_prefix=f"{p.name}-", image_id=ami, instance_type=p.offer.instance_type,
-        iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[sg.id],
-        metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
-                          "http_put_response_hop_limit": 1, "instance_metadata_tags": "disabled"},
-        block_device_mappings=[{"device_name": ROOT_DEVICE[os_name], "ebs": {
-            "volume_size": ROOT_BASE_GB + p.storage_gb, "volume_type": "gp3", "encrypted": "true",
-            "delete_on_termination": "true"}}],
-        capacity_reservation_specification=({"capacity_reservation_target": {"capacity_reservation_id": reservation.id}}
-                                            if reservation else None),
+        f"{p.name}-vm",
+        name_prefix=f"{p.name}-",
+        image_id=ami,
+        instance_type=p.offer.instance_type,
+        iam_instance_profile={"arn": profile.arn},
+        vpc_security_group_ids=[sg.id],
+        metadata_options={
+            "http_endpoint": "enabled",
+            "http_tokens": "required",
+            "http_put_response_hop_limit": 1,
+            "instance_metadata_tags": "disabled",
+        },
+        block_device_mappings=[
+            {
+                "device_name": ROOT_DEVICE[os_name],
+                "ebs": {
+                    "volume_size": ROOT_BASE_GB + p.storage_gb,
+                    "volume_type": "gp3",
+                    "encrypted": "true",
+                    "delete_on_termination": "true",
+                },
+            }
+        ],
+        capacity_reservation_specification=(
+            {"capacity_reservation_target": {"capacity_reservation_id": reservation.id}} if reservation else None
+        ),
         user_data=script.apply(lambda s: base64.b64encode(s.encode()).decode()),
         tag_specifications=[{"resource_type": "instance", "tags": tags}, {"resource_type": "volume", "tags": tags}],
-        update_default_version=True, tags=tags, opts=child())
+        update_default_version=True,
+        tags=tags,
+        opts=child(),
+    )
 
     group = aws.autoscaling.Group(
-        f"{p.name}-group", name_prefix=f"{p.name}-", min_size=1, max_size=1, desired_capacity=1,
-        vpc_zone_identifiers=subnets, capacity_rebalance=spot,
-        health_check_type="EC2", health_check_grace_period=p.readiness.initial_delay_s,
+        f"{p.name}-group",
+        name_prefix=f"{p.name}-",
+        min_size=1,
+        max_size=1,
+        desired_capacity=1,
+        vpc_zone_identifiers=subnets,
+        capacity_rebalance=spot,
+        health_check_type="EC2",
+        health_check_grace_period=p.readiness.initial_delay_s,
         mixed_instances_policy={
             "instances_distribution": {
                 "on_demand_base_capacity": 0 if spot else 1,
                 "on_demand_percentage_above_base_capacity": 0 if spot else 100,
-                "spot_allocation_strategy": "price-capacity-optimized"},
+                "spot_allocation_strategy": "price-capacity-optimized",
+            },
             "launch_template": {
-                "launch_template_specification": {"launch_template_id": template.id,
-                                                  "version": template.latest_version.apply(str)},
-                "overrides": [{"instance_type": p.offer.instance_type}]}},
+                "launch_template_specification": {
+                    "launch_template_id": template.id,
+                    "version": template.latest_version.apply(str),
+                },
+                "overrides": [{"instance_type": p.offer.instance_type}],
+            },
+        },
         instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 0}},
         tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in tags.items()],
-        opts=child())
+        opts=child(),
+    )
 
     return endpoint.finish(
         endpointUrl=eip.public_ip.apply(lambda ip: f"http://{ip}:{p.port}"),
         healthUrl=eip.public_ip.apply(lambda ip: f"http://{ip}:{p.port}{p.readiness.path}"),
-        groupName=group.name, groupId=group.id, launchTemplateId=template.id, publicIp=eip.public_ip,
-        amiId=ami, securityGroupId=sg.id, instanceType=p.offer.instance_type, spot=spot,
-        capacityReservationId=reservation.id if reservation else None)
+        groupName=group.name,
+        groupId=group.id,
+        launchTemplateId=template.id,
+        publicIp=eip.public_ip,
+        amiId=ami,
+        securityGroupId=sg.id,
+        instanceType=p.offer.instance_type,
+        spot=spot,
+        capacityReservationId=reservation.id if reservation else None,
+    )

@@ -24,20 +24,41 @@ def systemd_arg(arg: str) -> str:
 def docker_run(plan: StackPlan) -> list[str]:
     """`docker run` for the vLLM container: all GPUs, host IPC (NCCL), the API port, the HF cache."""
     port = plan.port
-    return ["/usr/bin/docker", "run", "--name", "vllm", "--rm", "--gpus", "all", "--ipc=host",
-            "-p", f"{port}:{port}", "--env-file", SECRETS_FILE, "-e", "HF_HOME=/hf",
-            "-v", f"{HF_CACHE}:/hf", plan.image, *plan.container_args]
+    return [
+        "/usr/bin/docker",
+        "run",
+        "--name",
+        "vllm",
+        "--rm",
+        "--gpus",
+        "all",
+        "--ipc=host",
+        "-p",
+        f"{port}:{port}",
+        "--env-file",
+        SECRETS_FILE,
+        "-e",
+        "HF_HOME=/hf",
+        "-v",
+        f"{HF_CACHE}:/hf",
+        plan.image,
+        *plan.container_args,
+    ]
 
 
 def fetch_line(env: str, cmd: str) -> str:
     """Fetch one secret into the env file. An assignment (unlike a printf argument) fails under `set -e`,
     and an empty value is refused: vLLM must never start without its API key."""
-    return (f"value=$({cmd})\n"
-            f"[ -n \"$value\" ] || {{ echo \"selfhost: {env} is empty\" >&2; exit 1; }}\n"
-            f"printf '%s=%s\\n' {env} \"$value\" >> \"$tmp\"")
+    return (
+        f"value=$({cmd})\n"
+        f'[ -n "$value" ] || {{ echo "selfhost: {env} is empty" >&2; exit 1; }}\n'
+        f'printf \'%s=%s\\n\' {env} "$value" >> "$tmp"'
+    )
 
 
-def boot_script(plan: StackPlan, fetch: dict[str, str], *, prelude: str = "", watchdog_action: str | None = None) -> str:
+def boot_script(
+    plan: StackPlan, fetch: dict[str, str], *, prelude: str = "", watchdog_action: str | None = None
+) -> str:
     """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value."""
     fetch_lines = "\n".join(fetch_line(env, cmd) for env, cmd in fetch.items())
     exec_start = " ".join(systemd_arg(a) for a in docker_run(plan))
@@ -105,7 +126,7 @@ WantedBy=multi-user.target
 EOF
 {watchdog}
 systemctl daemon-reload
-systemctl enable --now {UNIT}{' vllm-watchdog.service' if watchdog_action else ''}
+systemctl enable --now {UNIT}{" vllm-watchdog.service" if watchdog_action else ""}
 """
 
 
@@ -114,4 +135,4 @@ def exec_start_argv(script: str) -> list[str]:
     import shlex
 
     line = next(l for l in script.splitlines() if l.startswith("ExecStart=/usr/bin/docker run"))
-    return [a.replace("$$", "$").replace("%%", "%") for a in shlex.split(line[len("ExecStart="):])]
+    return [a.replace("$$", "$").replace("%%", "%") for a in shlex.split(line[len("ExecStart=") :])]

@@ -7,7 +7,8 @@ the plan (costed spec, container command, readiness, labels) and exports the com
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pulumi
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from costing.errors import UserError
 from costing.readiness import startup_allowance_s
@@ -22,10 +23,30 @@ OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 MAX_HEALTH_GRACE_S = 3600  # the longest initial delay the clouds' health checks accept
 
 # Config keys every stack reads (camelCase, as `pulumi config set` users expect).
-COMMON_KEYS = ("specFile", "name", "model", "precision", "pricing", "region", "maxModelLen", "maxNumSeqs",
-               "gpuMemoryUtilization", "servedModelName", "modelRepo", "port", "requestsPerDay",
-               "inputTokens", "outputTokens", "peakToMean", "p90LatencyS", "maxMonthlyUsd",
-               "storageGb", "allowedCidrs", "hoursPerDay", "daysPerWeek")
+COMMON_KEYS = (
+    "specFile",
+    "name",
+    "model",
+    "precision",
+    "pricing",
+    "region",
+    "maxModelLen",
+    "maxNumSeqs",
+    "gpuMemoryUtilization",
+    "servedModelName",
+    "modelRepo",
+    "port",
+    "requestsPerDay",
+    "inputTokens",
+    "outputTokens",
+    "peakToMean",
+    "p90LatencyS",
+    "maxMonthlyUsd",
+    "storageGb",
+    "allowedCidrs",
+    "hoursPerDay",
+    "daysPerWeek",
+)
 SECRET_KEYS = ("apiKey", "hfToken")
 
 
@@ -41,7 +62,7 @@ class Readiness:
     failure_threshold: int = 3
 
     @classmethod
-    def for_weights(cls, port: int, weight_gib: float) -> "Readiness":
+    def for_weights(cls, port: int, weight_gib: float) -> Readiness:
         """Long enough to pull the image and download the weights once, bounded to what clouds accept."""
         return cls("/health", port, min(MAX_HEALTH_GRACE_S, startup_allowance_s(weight_gib)))
 
@@ -106,6 +127,7 @@ class StackPlan:
 
 # ---- config parsing -------------------------------------------------------------------------
 
+
 def number(config: Mapping[str, Any], key: str, kind: type = float) -> Any:
     value = config.get(key)
     if value is None or value == "":
@@ -113,8 +135,10 @@ def number(config: Mapping[str, Any], key: str, kind: type = float) -> Any:
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise UserError(f"stack config {key} must be a {'whole number' if kind is int else 'number'}, got {value!r}",
-                        f"pulumi config set {key} <{kind.__name__}>") from None
+        raise UserError(
+            f"stack config {key} must be a {'whole number' if kind is int else 'number'}, got {value!r}",
+            f"pulumi config set {key} <{kind.__name__}>",
+        ) from None
 
 
 def flag(config: Mapping[str, Any], key: str) -> bool:
@@ -148,20 +172,31 @@ def spec_from_config(cloud: str, config: Mapping[str, Any], target: dict[str, An
 
     The stack always runs one replica on `cloud`; `target` carries the cloud module's offer choice.
     """
-    workload = {"requests_per_day": number(config, "requestsPerDay"),
-                "input_tokens": number(config, "inputTokens", int),
-                "output_tokens": number(config, "outputTokens", int),
-                "peak_to_mean": number(config, "peakToMean")}
-    vllm = {"max_model_len": number(config, "maxModelLen", int), "max_num_seqs": number(config, "maxNumSeqs", int),
-            "gpu_memory_utilization": number(config, "gpuMemoryUtilization"),
-            "served_model_name": config.get("servedModelName") or None, "model_repo": config.get("modelRepo") or None,
-            "port": number(config, "port", int)}
+    workload = {
+        "requests_per_day": number(config, "requestsPerDay"),
+        "input_tokens": number(config, "inputTokens", int),
+        "output_tokens": number(config, "outputTokens", int),
+        "peak_to_mean": number(config, "peakToMean"),
+    }
+    vllm = {
+        "max_model_len": number(config, "maxModelLen", int),
+        "max_num_seqs": number(config, "maxNumSeqs", int),
+        "gpu_memory_utilization": number(config, "gpuMemoryUtilization"),
+        "served_model_name": config.get("servedModelName") or None,
+        "model_repo": config.get("modelRepo") or None,
+        "port": number(config, "port", int),
+    }
     overrides: dict[str, Any] = {
         "name": config.get("name") or None,
         "model": config.get("model") or None,
         "precision": config.get("precision") or None,
-        "target": {"cloud": cloud, "pricing": config.get("pricing") or None, "replicas": 1,
-                   "region": config.get("region") or None, **target},
+        "target": {
+            "cloud": cloud,
+            "pricing": config.get("pricing") or None,
+            "replicas": 1,
+            "region": config.get("region") or None,
+            **target,
+        },
         "vllm": vllm,
         "workload": workload,
         "schedule": {"hours_per_day": number(config, "hoursPerDay"), "days_per_week": number(config, "daysPerWeek")},
@@ -171,7 +206,7 @@ def spec_from_config(cloud: str, config: Mapping[str, Any], target: dict[str, An
     }
     spec_file = config.get("specFile") or None
     if spec_file:
-        from costing.spec import read_spec_file, merge, spec_from_dict
+        from costing.spec import merge, read_spec_file, spec_from_dict
 
         base = read_spec_file(spec_file)
         base_target = {k: v for k, v in (base.get("target") or {}).items() if k in ("pricing", "region")}
@@ -200,8 +235,10 @@ def _drop_empty(data: dict[str, Any]) -> dict[str, Any]:
 
 def check_cidrs(cidrs: list[str], has_api_key: bool) -> tuple[str, ...]:
     if not cidrs:
-        raise UserError("stack config allowedCidrs is empty: the endpoint would be reachable by no one",
-                        "pulumi config set allowedCidrs 203.0.113.7/32 (your office or CI egress range)")
+        raise UserError(
+            "stack config allowedCidrs is empty: the endpoint would be reachable by no one",
+            "pulumi config set allowedCidrs 203.0.113.7/32 (your office or CI egress range)",
+        )
     normal = []
     for cidr in cidrs:
         try:
@@ -209,12 +246,16 @@ def check_cidrs(cidrs: list[str], has_api_key: bool) -> tuple[str, ...]:
         except ValueError:
             raise UserError(f"allowedCidrs entry {cidr!r} is not a CIDR block", "use e.g. 203.0.113.7/32") from None
     if any(c in OPEN_CIDRS for c in normal) and not has_api_key:
-        raise UserError("allowedCidrs opens the API port to the whole internet (0.0.0.0/0) without an API key",
-                        "pulumi config set --secret apiKey <key>, or narrow allowedCidrs")
+        raise UserError(
+            "allowedCidrs opens the API port to the whole internet (0.0.0.0/0) without an API key",
+            "pulumi config set --secret apiKey <key>, or narrow allowedCidrs",
+        )
     return tuple(dict.fromkeys(normal))
 
 
-def check_secrets(config: Mapping[str, Any], ref_keys: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str | None]]:
+def check_secrets(
+    config: Mapping[str, Any], ref_keys: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str | None]]:
     """Each secret given either as a value (`--secret`) or as a reference to an existing store entry."""
     values, refs = {}, {}
     for key in SECRET_KEYS:
@@ -222,8 +263,11 @@ def check_secrets(config: Mapping[str, Any], ref_keys: Mapping[str, str]) -> tup
         ref = (config.get(ref_key) or None) if ref_key else None
         value = config.get(key)
         if value is None and ref is None:
-            what = "the API key clients must send (vLLM's VLLM_API_KEY)" if key == "apiKey" else \
-                "a Hugging Face token with access to the gated Llama repos"
+            what = (
+                "the API key clients must send (vLLM's VLLM_API_KEY)"
+                if key == "apiKey"
+                else "a Hugging Face token with access to the gated Llama repos"
+            )
             alt = f", or pulumi config set {ref_key} <existing secret>" if ref_key else ""
             raise UserError(f"missing secret {key}: {what}", f"pulumi config set --secret {key} <value>{alt}")
         values[key] = value
@@ -232,8 +276,14 @@ def check_secrets(config: Mapping[str, Any], ref_keys: Mapping[str, str]) -> tup
 
 
 def labels_for(name: str, spec: DeploymentSpec, review: Any) -> dict[str, str]:
-    return {"app": "selfhost-vllm", "selfhost-stack": name, "model": review.fit.model.id,
-            "gpu": review.fit.gpu.name.lower(), "pricing": spec.target.pricing, "managed-by": "pulumi"}
+    return {
+        "app": "selfhost-vllm",
+        "selfhost-stack": name,
+        "model": review.fit.model.id,
+        "gpu": review.fit.gpu.name.lower(),
+        "pricing": spec.target.pricing,
+        "managed-by": "pulumi",
+    }
 
 
 def gcp_label(value: str) -> str:
@@ -242,9 +292,18 @@ def gcp_label(value: str) -> str:
 
 
 # The costing engine's fixes name CLI flags; a stack user sets config keys instead.
-FLAG_TO_KEY = {"--max-monthly-usd": "maxMonthlyUsd", "--model": "model", "--precision": "precision",
-               "--pricing": "pricing", "--gpus": "gpuCount", "--gpu": "gpu", "--offer": "instanceType",
-               "--requests-per-day": "requestsPerDay", "--input-tokens": "inputTokens", "--output-tokens": "outputTokens"}
+FLAG_TO_KEY = {
+    "--max-monthly-usd": "maxMonthlyUsd",
+    "--model": "model",
+    "--precision": "precision",
+    "--pricing": "pricing",
+    "--gpus": "gpuCount",
+    "--gpu": "gpu",
+    "--offer": "instanceType",
+    "--requests-per-day": "requestsPerDay",
+    "--input-tokens": "inputTokens",
+    "--output-tokens": "outputTokens",
+}
 
 
 def in_stack_words(err: UserError) -> UserError:
@@ -261,8 +320,14 @@ def in_stack_words(err: UserError) -> UserError:
     return new
 
 
-def plan_stack(cloud: str, config: Mapping[str, Any], target: dict[str, Any], *,
-               secret_ref_keys: Mapping[str, str] | None = None, default_name: str = "selfhost") -> StackPlan:
+def plan_stack(
+    cloud: str,
+    config: Mapping[str, Any],
+    target: dict[str, Any],
+    *,
+    secret_ref_keys: Mapping[str, str] | None = None,
+    default_name: str = "selfhost",
+) -> StackPlan:
     """Validate config, run the cost review and the budget gate. Raises UserError; registers nothing."""
     try:
         return _plan_stack(cloud, config, target, secret_ref_keys, default_name)
@@ -270,29 +335,47 @@ def plan_stack(cloud: str, config: Mapping[str, Any], target: dict[str, Any], *,
         raise in_stack_words(err) from None
 
 
-def _plan_stack(cloud: str, config: Mapping[str, Any], target: dict[str, Any],
-                secret_ref_keys: Mapping[str, str] | None, default_name: str) -> StackPlan:
+def _plan_stack(
+    cloud: str,
+    config: Mapping[str, Any],
+    target: dict[str, Any],
+    secret_ref_keys: Mapping[str, str] | None,
+    default_name: str,
+) -> StackPlan:
     from costing.review import cost_review, enforce_budget
 
     spec = spec_from_config(cloud, config, target)
-    has_key = config.get("apiKey") is not None or bool(secret_ref_keys and config.get(secret_ref_keys.get("apiKey", "")))
+    has_key = config.get("apiKey") is not None or bool(
+        secret_ref_keys and config.get(secret_ref_keys.get("apiKey", ""))
+    )
     cidrs = check_cidrs(str_list(config, "allowedCidrs"), has_key)
     secrets, refs = check_secrets(config, secret_ref_keys or {})
     if spec.workload is None:
-        raise UserError("no workload in the stack config: the cost review needs it",
-                        "pulumi config set requestsPerDay 3000; inputTokens 1000; outputTokens 250 (or a specFile with `workload:`)")
+        raise UserError(
+            "no workload in the stack config: the cost review needs it",
+            "pulumi config set requestsPerDay 3000; inputTokens 1000; outputTokens 250 (or a specFile with `workload:`)",
+        )
     review = cost_review(spec)
     if review.fit.nodes > 1:
-        raise UserError(f"{spec.model} needs {review.fit.nodes} nodes; the Pulumi stacks run one machine",
-                        "use more or bigger GPUs, a smaller precision, or `selfhost launch sky` for multi-node")
+        raise UserError(
+            f"{spec.model} needs {review.fit.nodes} nodes; the Pulumi stacks run one machine",
+            "use more or bigger GPUs, a smaller precision, or `selfhost launch sky` for multi-node",
+        )
     enforce_budget(review, spec.budget.max_monthly_usd)
     name = re.sub(r"[^a-z0-9-]", "-", (spec.name or default_name).lower()).strip("-")[:40] or default_name
     settings = review.fit.settings
     return StackPlan(
-        cloud=cloud, name=name, spec=spec, review=review,
+        cloud=cloud,
+        name=name,
+        spec=spec,
+        review=review,
         container_args=serve_args(settings),
         image=str(config.get("image") or VLLM_IMAGE),
         readiness=Readiness.for_weights(settings.port, review.fit.weight_gib),
         labels=labels_for(name, spec, review),
         storage_gb=int(math.ceil(review.storage_gb)),
-        allowed_cidrs=cidrs, secrets=secrets, secret_refs=refs, config=config)
+        allowed_cidrs=cidrs,
+        secrets=secrets,
+        secret_refs=refs,
+        config=config,
+    )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pulumi
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
@@ -47,25 +48,44 @@ class Recorder(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append((args.typ, args.name, args.inputs))
         state = dict(args.inputs)
-        state.update({
-            "aws:ec2/eip:Eip": {"publicIp": EIP, "allocationId": "eipalloc-0123"},
-            "aws:secretsmanager/secret:Secret": {"arn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{args.name}-Xy12"},
-            "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 1},
-            "aws:iam/instanceProfile:InstanceProfile": {"arn": f"arn:aws:iam::123456789012:instance-profile/{args.name}"},
-            "aws:iam/role:Role": {"name": args.name},
-            "aws:autoscaling/group:Group": {"name": f"{args.name}-asg"},
-            "gcp:compute/address:Address": {"address": GCP_IP, "selfLink": f"projects/p/regions/r/addresses/{args.name}"},
-            "gcp:serviceaccount/account:Account": {"email": f"{args.inputs.get('accountId')}@p.iam.gserviceaccount.com"},
-            "gcp:compute/instanceTemplate:InstanceTemplate": {"selfLinkUnique": f"projects/p/global/instanceTemplates/{args.name}?uniqueId=1"},
-            "gcp:compute/instance:Instance": {"instanceId": "1234567890"},
-            "gcp:compute/instanceGroupManager:InstanceGroupManager": {"name": args.name},
-        }.get(args.typ, {}))
+        state.update(
+            {
+                "aws:ec2/eip:Eip": {"publicIp": EIP, "allocationId": "eipalloc-0123"},
+                "aws:secretsmanager/secret:Secret": {
+                    "arn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{args.name}-Xy12"
+                },
+                "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 1},
+                "aws:iam/instanceProfile:InstanceProfile": {
+                    "arn": f"arn:aws:iam::123456789012:instance-profile/{args.name}"
+                },
+                "aws:iam/role:Role": {"name": args.name},
+                "aws:autoscaling/group:Group": {"name": f"{args.name}-asg"},
+                "gcp:compute/address:Address": {
+                    "address": GCP_IP,
+                    "selfLink": f"projects/p/regions/r/addresses/{args.name}",
+                },
+                "gcp:serviceaccount/account:Account": {
+                    "email": f"{args.inputs.get('accountId')}@p.iam.gserviceaccount.com"
+                },
+                "gcp:compute/instanceTemplate:InstanceTemplate": {
+                    "selfLinkUnique": f"projects/p/global/instanceTemplates/{args.name}?uniqueId=1"
+                },
+                "gcp:compute/instance:Instance": {"instanceId": "1234567890"},
+                "gcp:compute/instanceGroupManager:InstanceGroupManager": {"name": args.name},
+            }.get(args.typ, {})
+        )
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append((args.token, dict(args.args)))
         if args.token == "aws:ssm/getParameter:getParameter":
-            return {"name": args.args["name"], "value": AMI, "insecureValue": AMI, "type": "String", "id": args.args["name"]}
+            return {
+                "name": args.args["name"],
+                "value": AMI,
+                "insecureValue": AMI,
+                "type": "String",
+                "id": args.args["name"],
+            }
         if args.token == "aws:ec2/getVpc:getVpc":
             return {"id": "vpc-0default", "cidrBlock": "172.31.0.0/16", "default": True}
         if args.token == "aws:ec2/getSubnets:getSubnets":
@@ -137,13 +157,20 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] not in ("aws", "gcp", "runpod"):
-        print("usage: python -m selfhost.stack.preview {aws,gcp,runpod} stacks/<cloud>/Pulumi.<stack>.yaml", file=sys.stderr)
+        print(
+            "usage: python -m selfhost.stack.preview {aws,gcp,runpod} stacks/<cloud>/Pulumi.<stack>.yaml",
+            file=sys.stderr,
+        )
         return 2
     cloud, path = args
     module = importlib.import_module(f"selfhost.stack.{cloud}")
     config = stack_config(path, f"selfhost-{cloud}")
-    filled = [k for k in ("apiKey", "hfToken") if k not in config and f"{k}Secret" not in config and f"{k}SecretArn" not in config]
-    config.update({k: SECRET_PLACEHOLDER for k in filled})
+    filled = [
+        k
+        for k in ("apiKey", "hfToken")
+        if k not in config and f"{k}Secret" not in config and f"{k}SecretArn" not in config
+    ]
+    config.update(dict.fromkeys(filled, SECRET_PLACEHOLDER))
     try:
         mocks, outputs = run(module.build, config, project=f"selfhost-{cloud}")
     except UserError as err:

@@ -7,7 +7,8 @@ commitments, so the stack runs on-demand pods only (secure or community cloud).
 from __future__ import annotations
 
 import shlex
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from costing.catalog import get_offer, offers_for
 from costing.errors import UserError
@@ -25,27 +26,35 @@ MOUNT = "/workspace"
 def _cloud_type(config: Mapping[str, Any]) -> str:
     value = str(config.get("cloudType") or "SECURE").upper()
     if value not in CLOUD_TYPES:
-        raise UserError(f"unknown RunPod cloudType {config.get('cloudType')!r}", "pulumi config set cloudType SECURE (or COMMUNITY)")
+        raise UserError(
+            f"unknown RunPod cloudType {config.get('cloudType')!r}", "pulumi config set cloudType SECURE (or COMMUNITY)"
+        )
     return value
 
 
 def _target(config: Mapping[str, Any]) -> dict[str, Any]:
     pricing = config.get("pricing") or "on-demand"
     if pricing != "on-demand":
-        raise UserError(f"RunPod has no {pricing} pricing: it is removing interruptible (spot) pods from its API "
-                        "and sells no 1-/3-year commitments",
-                        "pulumi config set pricing on-demand, or use the aws/gcp stack for spot or reserved")
+        raise UserError(
+            f"RunPod has no {pricing} pricing: it is removing interruptible (spot) pods from its API "
+            "and sells no 1-/3-year commitments",
+            "pulumi config set pricing on-demand, or use the aws/gcp stack for spot or reserved",
+        )
     cloud_type = _cloud_type(config)
     count = config.get("gpuCount")
     if count in (None, ""):
         from costing.resolve import resolve
 
         count = resolve(spec_from_config("runpod", config, {"gpu": GPU}), need_offer=False).fit.gpus_per_node
-    offers = [o for o in offers_for(gpu=GPU, cloud="runpod") if o.cloud_type == cloud_type and str(o.gpus) == str(count)]
+    offers = [
+        o for o in offers_for(gpu=GPU, cloud="runpod") if o.cloud_type == cloud_type and str(o.gpus) == str(count)
+    ]
     if not offers:
         counts = sorted({o.gpus for o in offers_for(gpu=GPU, cloud="runpod")})
-        raise UserError(f"no RunPod offer of {count}x {GPU} on {cloud_type} cloud in the catalog",
-                        f"pulumi config set gpuCount one of {', '.join(map(str, counts))}")
+        raise UserError(
+            f"no RunPod offer of {count}x {GPU} on {cloud_type} cloud in the catalog",
+            f"pulumi config set gpuCount one of {', '.join(map(str, counts))}",
+        )
     return {"offer": get_offer(offers[0].id).id}
 
 
@@ -53,8 +62,10 @@ def plan(config: Mapping[str, Any]) -> StackPlan:
     """RunPod's HTTP proxy is public and has no firewall: the API key (always required) protects the pod."""
     cidrs = str_list(config, "allowedCidrs")
     if cidrs and not set(cidrs) & set(OPEN_CIDRS):
-        raise UserError("RunPod's proxy cannot restrict callers by address, so allowedCidrs can't be enforced",
-                        "drop allowedCidrs (the API key protects the pod), or use the aws/gcp stack for a firewall")
+        raise UserError(
+            "RunPod's proxy cannot restrict callers by address, so allowedCidrs can't be enforced",
+            "drop allowedCidrs (the API key protects the pod), or use the aws/gcp stack for a firewall",
+        )
     config = {**config, "allowedCidrs": cidrs or ["0.0.0.0/0"]}
     return plan_stack("runpod", config, _target(config), default_name="selfhost-runpod")
 
@@ -72,20 +83,40 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
     endpoint = VllmEndpoint(p)
     volume = None
     if secure:  # network volumes exist on Secure Cloud only
-        volume = runpodinfra.NetworkStorage(f"{p.name}-weights", name=f"{p.name}-weights", size=p.storage_gb,
-                                            data_center_id=data_center, opts=endpoint.child())
-    env = [{"key": p.env_names["apiKey"], "value": secret(p.secrets["apiKey"])},
-           {"key": p.env_names["hfToken"], "value": secret(p.secrets["hfToken"])},
-           {"key": "HF_HOME", "value": f"{MOUNT}/hf"}]
+        volume = runpodinfra.NetworkStorage(
+            f"{p.name}-weights",
+            name=f"{p.name}-weights",
+            size=p.storage_gb,
+            data_center_id=data_center,
+            opts=endpoint.child(),
+        )
+    env = [
+        {"key": p.env_names["apiKey"], "value": secret(p.secrets["apiKey"])},
+        {"key": p.env_names["hfToken"], "value": secret(p.secrets["hfToken"])},
+        {"key": "HF_HOME", "value": f"{MOUNT}/hf"},
+    ]
     pod = runpodinfra.Pod(
-        p.name, name=p.name, image_name=p.image, gpu_type_id=GPU_TYPE_ID, gpu_count=p.fit.gpus_per_node,
-        cloud_type=p.offer.cloud_type, docker_args=shlex.join(p.container_args), env=env,
-        ports=f"{p.port}/http", container_disk_in_gb=container_disk,
-        volume_mount_path=MOUNT, start_ssh=False,
-        network_volume_id=volume.id if volume else None, data_center_id=data_center if volume else None,
+        p.name,
+        name=p.name,
+        image_name=p.image,
+        gpu_type_id=GPU_TYPE_ID,
+        gpu_count=p.fit.gpus_per_node,
+        cloud_type=p.offer.cloud_type,
+        docker_args=shlex.join(p.container_args),
+        env=env,
+        ports=f"{p.port}/http",
+        container_disk_in_gb=container_disk,
+        volume_mount_path=MOUNT,
+        start_ssh=False,
+        network_volume_id=volume.id if volume else None,
+        data_center_id=data_center if volume else None,
         volume_in_gb=None if volume else p.storage_gb,
-        opts=endpoint.child(depends_on=[volume] if volume else None))
+        opts=endpoint.child(depends_on=[volume] if volume else None),
+    )
     url = pod.id.apply(lambda pod_id: f"https://{pod_id}-{p.port}.proxy.runpod.net")
-    return endpoint.finish(endpointUrl=url, podId=pod.id,
-                           weightsVolumeId=volume.id if volume else None,
-                           healthUrl=url.apply(lambda u: u + p.readiness.path))
+    return endpoint.finish(
+        endpointUrl=url,
+        podId=pod.id,
+        weightsVolumeId=volume.id if volume else None,
+        healthUrl=url.apply(lambda u: u + p.readiness.path),
+    )
