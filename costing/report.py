@@ -13,8 +13,6 @@ if TYPE_CHECKING:
     from costing.projection import Projection
     from costing.review import CostReview
 
-FORMATS = ("table", "json", "markdown")
-
 
 def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from costing import projection as proj
 from costing.catalog import apis_for, cloud_info
@@ -13,7 +12,6 @@ from costing.resolve import Resolved, resolve
 from costing.spec import DeploymentSpec, WorkloadSpec
 from costing.spend import BreakEven, Traffic, break_even, hours_per_month, monthly_usd, replicas_needed, usd_per_million
 
-SCHEMA = "selfhost.review/v1"
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
 
 
@@ -52,16 +50,6 @@ class CostReview:
     @property
     def max_monthly_usd(self) -> float | None:
         return self.spec.budget.max_monthly_usd
-
-    def to_dict(self) -> dict[str, Any]:
-        from costing.report import review_dict
-
-        return review_dict(self)
-
-    def render(self, fmt: str = "table") -> str:
-        from costing import report
-
-        return report.render(self, fmt)
 
 
 def require_workload(spec: DeploymentSpec) -> WorkloadSpec:

@@ -161,6 +161,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = FormatOpt,
     ) -> None:
         """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API."""
+        from costing import report
         from costing.resolve import resolve
         from costing.review import cost_review, enforce_budget
         from costing.spec import load_spec
@@ -190,7 +191,7 @@ def register(app: typer.Typer) -> None:
         resolved = resolve(spec)
         params, label = _load_calibration(calibration, resolved.fit)
         review = cost_review(spec, params=params, calibration=label, resolved=resolved)
-        typer.echo(review.render(fmt), nl=False)
+        typer.echo(report.render(review, fmt), nl=False)
         if chart:
             from costing.cost_chart import cost_chart
 

@@ -161,7 +161,9 @@ def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
             f"{' and '.join(missing)} not set in the environment; nothing was launched",
             f"export {' '.join(f'{m}=...' for m in missing)} (SkyPilot passes them as secrets)",
         )
-    echo(plan.review.render("table").rstrip("\n"))
+    from costing.report import render as render_review
+
+    echo(render_review(plan.review, "table").rstrip("\n"))
     for note in plan.notes:
         echo(note)
     if dry_run:
