@@ -200,7 +200,7 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
 
 
 def breakeven_rows(rv: CostReview) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for b in rv.breakeven:
         rows.append(
             (

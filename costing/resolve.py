@@ -95,5 +95,5 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
                 "pick another --gpus/--cloud/--pricing, or --offer (see `selfhost compare`)",
             )
         return Resolved(spec, fit, None, None)
-    offer = min(offers, key=lambda o: o.price(t.pricing).usd_per_hour)
+    offer = min(offers, key=lambda o: price_of(o, t.pricing).usd_per_hour)
     return Resolved(spec, fit, offer, price_of(offer, t.pricing))

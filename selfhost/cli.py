@@ -59,10 +59,13 @@ def _one_line(text: str) -> str:
 def _click_exceptions():
     """Typer >= 0.29 vendors click as typer._click; older typer uses click itself."""
     try:
-        from typer._click import exceptions
+        from typer import _click
+
+        return _click.exceptions
     except ImportError:  # pragma: no cover - depends on the installed typer
-        from click import exceptions
-    return exceptions
+        import click
+
+        return click.exceptions
 
 
 def main(argv: list[str] | None = None) -> None:

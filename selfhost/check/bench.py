@@ -251,6 +251,7 @@ def point_metrics(run: PointRun, slo: Slo) -> dict:
     """Metrics of one point plus the client's own overhead (its CPU time over the wall time)."""
     m = metrics(run.results, run.duration_s, slo)
     tokens = m["total_output_tokens"]
+    conc: float | None
     if run.request_rate is None:
         conc = run.concurrency
     else:  # Little's law: mean requests in flight

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 
@@ -50,7 +51,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
         try:
             server = target.start(
                 settings,
-                model_dir=model_path,
+                model_dir=Path(model_path) if model_path else None,
                 port=port or settings.port,
                 api_key=api_key,
                 kv_cache_gib=kv_cache_gib,

@@ -179,7 +179,7 @@ def build(out_dir: str | Path, seed: int = 0) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)
-    n_tokens = build_tokenizer(out, CONFIG["vocab_size"])
+    n_tokens = build_tokenizer(out, int(CONFIG["vocab_size"]))
     tok = AutoTokenizer.from_pretrained(out)
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     config = LlamaConfig(

@@ -18,7 +18,7 @@ def _patched_version(name: str) -> str:
 
 
 if __name__ == "__main__":  # must be guarded: the engine's spawned process re-imports this file
-    importlib.metadata.version = _patched_version
+    importlib.metadata.version = _patched_version  # type: ignore[assignment]
     from vllm.entrypoints.cli.main import main
 
     sys.argv[0] = "vllm"

@@ -184,11 +184,11 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
             peak_to_mean,
             p90_latency_s,
         )
-        rendered = None
+        rendered: tuple[str, Path] | None = None
         if file is not None and not file.is_file():
             raise UserError(f"file '{file}' not found", "give a spec file or a YAML from `selfhost render sky`")
         found = launch.spec_from_rendered(file) if file is not None else None
-        if found:
+        if found and file is not None:
             spec, text = found
             if _given(overrides):
                 raise UserError(

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -61,9 +62,9 @@ def check_unchanged(spec: DeploymentSpec, text: str, path: Path) -> None:
         )
 
 
-def missing_secrets(env: dict[str, str] | None = None) -> list[str]:
-    env = os.environ if env is None else env
-    return [name for name in render.SECRETS if not env.get(name)]
+def missing_secrets(env: Mapping[str, str] | None = None) -> list[str]:
+    given: Mapping[str, str] = os.environ if env is None else env
+    return [name for name in render.SECRETS if not given.get(name)]
 
 
 def validate_with_skypilot(text: str, service: bool) -> None:

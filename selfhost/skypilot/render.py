@@ -20,7 +20,7 @@ from costing.catalog import Offer, offers_for
 from costing.errors import UserError
 from costing.fit import FitResult
 from costing.readiness import startup_allowance_s
-from costing.resolve import Resolved, resolve
+from costing.resolve import Resolved, price_of, resolve
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, shell_command, vllm_serve_argv
 
@@ -117,7 +117,7 @@ def choose(spec: DeploymentSpec) -> Choice:
         raise UserError(
             f"no Secure Cloud {offer.gpus}x {offer.gpu} offer on RunPod in the catalog", "pick another --gpu or --cloud"
         )
-    best = min(secure, key=lambda o: (o.price(pricing).usd_per_hour, o.id))
+    best = min(secure, key=lambda o: (price_of(o, pricing).usd_per_hour, o.id))
     pinned = spec.model_copy(update={"target": spec.target.model_copy(update={"offer": best.id})})
     return Choice(pinned, resolve(pinned), pin_instance_type=False)
 
