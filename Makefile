@@ -43,8 +43,14 @@ $(GUIDELLM_STAMP):
 run: $(KIT_STAMP) $(VLLM_STAMP)
 	scripts/run_local_loop.sh
 
-test: $(KIT_STAMP) $(VLLM_STAMP)
+test: $(KIT_STAMP) $(VLLM_STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# Lint and types, clean: ruff (check and format) over the tree, mypy over the engine and the tool.
+lint: $(KIT_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Figures, not pass/fail: `selfhost plan` wall time, client throughput.
 bench: $(KIT_STAMP) $(VLLM_STAMP) $(GUIDELLM_STAMP)
