@@ -75,9 +75,8 @@ def run_fetch(body: str, tmp: Path) -> list[list[str]]:
     record.unlink(missing_ok=True)
     for tool in ("aws", "gcloud", "curl"):
         stub = bin_dir / tool
-        stub.write_text(
-            f'#!/bin/bash\nprintf "%s\\0" "$@" >> {shlex.quote(str(record))}\nprintf "\\n" >> {shlex.quote(str(record))}\necho value\n'
-        )
+        log = shlex.quote(str(record))
+        stub.write_text(f'#!/bin/bash\nprintf "%s\\0" "$@" >> {log}\nprintf "\\n" >> {log}\necho value\n')
         stub.chmod(0o755)
     script = tmp / "fetch.sh"
     script.write_text(body.replace("/run/selfhost", str(run_dir)))

@@ -25,9 +25,7 @@ from pulumi_policy import (
 OPEN = ("0.0.0.0/0", "::/0")
 SSH = 22
 # A literal secret in text a VM boots from or a process runs with (a reference like "$VAR" is fine).
-SECRET_ASSIGNMENT = re.compile(
-    r"\b[A-Z0-9_]*(API_KEY|TOKEN|SECRET|PASSWORD)[A-Z0-9_]*\s*=\s*['\"]?(?![$'\"\s])\S", re.IGNORECASE
-)
+SECRET_ASSIGNMENT = re.compile(r"\b[A-Z0-9_]*(API_KEY|TOKEN|SECRET|PASSWORD)[A-Z0-9_]*\s*=\s*['\"]?(?![$'\"\s])\S")
 SECRET_FLAG = re.compile(r"--(api-key|hf-token|token)(=|\s+)(?!\$)\S")
 HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)

@@ -197,7 +197,7 @@ def instances(
             scheduling=scheduling,
             service_account=service_account,
             shielded_instance_config=shielded,
-            resource_policies=[policy.self_link] if policy else None,
+            resource_policies=policy.self_link if policy else None,
             allow_stopping_for_update=True,
             opts=child(),
         )
