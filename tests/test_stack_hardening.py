@@ -196,3 +196,23 @@ def test_no_ssh_and_nothing_but_the_api_port_is_opened():
     mocks, _ = stack("aws", AWS)
     ingress = mocks.one("aws:ec2/securityGroup:SecurityGroup")["ingress"]
     assert [(r["fromPort"], r["toPort"]) for r in ingress] == [(8000, 8000)]
+
+
+def test_gcp_spot_with_a_domain_probes_vllm_from_googles_checkers_only():
+    config = {**GCP, "domain": "api.example.com", "allowedCidrs": ["0.0.0.0/0"]}
+    mocks, _ = stack("gcp", {k: v for k, v in config.items() if k != "allowPlainHttp"})
+    check = mocks.one("gcp:compute/healthCheck:HealthCheck")
+    assert check["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
+    rules = {r["name"].rsplit("-", 1)[-1]: r for r in mocks.of_type("gcp:compute/firewall:Firewall")}
+    assert rules["health"]["allows"][0]["ports"] == ["8000"]
+    assert sorted(rules["health"]["sourceRanges"]) == sorted(gcp_config.HEALTH_CHECK_RANGES)
+    assert rules["v4"]["allows"][0]["ports"] == ["443"] and rules["v4"]["sourceRanges"] == ["0.0.0.0/0"]
+    script = plain(mocks.one("gcp:compute/instanceTemplate:InstanceTemplate")["metadata"])["startup-script"]
+    assert TLS_UNIT in script
+
+
+def test_aws_group_and_template_names_carry_the_stack():
+    for stack_name in ("dev", "prod"):
+        mocks, _ = stack("aws", AWS, stack_name=stack_name)
+        for typ in (LT, "aws:autoscaling/group:Group"):
+            assert mocks.one(typ)["namePrefix"] == f"selfhost-aws-{stack_name}-selfhost-aws-"

@@ -30,16 +30,23 @@ def systemd_arg(arg: str) -> str:
 
 
 def docker_run(
-    plan: StackPlan, *, env: Mapping[str, str] | None = None, mounts: Sequence[tuple[str, str]] = ()
+    plan: StackPlan,
+    *,
+    env: Mapping[str, str] | None = None,
+    mounts: Sequence[tuple[str, str]] = (),
+    loopback_only: bool | None = None,
 ) -> list[str]:
     """`docker run` for the vLLM container: all GPUs, host IPC (NCCL), the API port, the HF cache.
 
-    With a domain the port is published on 127.0.0.1 only: clients reach vLLM through the TLS proxy.
+    With a domain the port is published on 127.0.0.1 only (clients reach vLLM through the TLS proxy),
+    unless `loopback_only=False` (a cloud health checker must reach it; its firewall admits only that).
     `env` (name -> non-secret value) and `mounts` (host path, container path read-only) are for layers
     the container loads (e.g. an auth middleware file); secrets go through the env file only.
     """
     port = plan.port
-    publish = f"127.0.0.1:{port}:{port}" if plan.domain else f"{port}:{port}"
+    if loopback_only is None:
+        loopback_only = plan.domain is not None
+    publish = f"127.0.0.1:{port}:{port}" if loopback_only else f"{port}:{port}"
     extra: list[str] = []
     for name, value in (env or {}).items():
         extra += ["-e", f"{name}={value}"]
@@ -135,11 +142,12 @@ def boot_script(
     watchdog_action: str | None = None,
     container_env: Mapping[str, str] | None = None,
     container_mounts: Sequence[tuple[str, str]] = (),
+    loopback_only: bool | None = None,
 ) -> str:
     """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value.
 
     Every value is checked for line breaks (none can end a heredoc) and quoted for the shell or systemd."""
-    run = docker_run(plan, env=container_env, mounts=container_mounts)
+    run = docker_run(plan, env=container_env, mounts=container_mounts, loopback_only=loopback_only)
     check_script_values({f"container argument {i}": a for i, a in enumerate(run)})
     check_script_values({**fetch, "prelude": prelude.replace("\n", " "), "watchdog": watchdog_action or ""})
     fetch_lines = "\n".join(fetch_line(env, cmd) for env, cmd in fetch.items())

@@ -121,5 +121,9 @@ def fetch_command(secret: str) -> str:
 
 
 def startup_script(p: StackPlan, secrets: dict[str, str]) -> str:
+    """The startup script. A spot group's autohealing probes vLLM's own port from Google's checkers
+    (a TLS proxy without SNI would fail them), so there vLLM is published beyond loopback; its firewall
+    admits only the checkers on that port."""
     fetch = {p.env_names[key]: fetch_command(sid) for key, sid in secrets.items()}
-    return boot_script(p, fetch, prelude=WAIT_FOR_GPU)
+    loopback_only = bool(p.domain) and p.pricing != "spot"
+    return boot_script(p, fetch, prelude=WAIT_FOR_GPU, loopback_only=loopback_only)

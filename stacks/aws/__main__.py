@@ -30,6 +30,7 @@ spot = p.pricing == "spot"
 az = config.get("availabilityZone") or None
 os_name = str(config.get("amiOs") or DEFAULT_AMI_OS)
 tags = {**p.labels, aws_config.STACK_TAG: p.scope}
+prefix = p.scope.replace("/", "-")[:200] + "-"  # launch template and group names: unique per project and stack
 endpoint = VllmEndpoint(p)
 child = endpoint.child
 
@@ -153,7 +154,7 @@ def instances(
         )
     template = aws.ec2.LaunchTemplate(
         f"{p.name}-vm",
-        name_prefix=f"{p.name}-",
+        name_prefix=prefix,
         image_id=ami,
         instance_type=p.offer.instance_type,
         iam_instance_profile={"arn": profile.arn},
@@ -186,7 +187,7 @@ def instances(
     )
     group = aws.autoscaling.Group(
         f"{p.name}-group",
-        name_prefix=f"{p.name}-",
+        name_prefix=prefix,
         min_size=1,
         max_size=1,
         desired_capacity=1,

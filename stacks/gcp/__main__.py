@@ -203,25 +203,22 @@ def instances(
         )
         return {"instanceName": vm.name, "instanceId": vm.instance_id}
 
-    r = p.readiness
-    health_port = api_port if p.domain else r.port
+    r = p.readiness  # vLLM's own port, from Google's health checkers only (with a domain too: no SNI there)
     gcp.compute.Firewall(
         f"{p.name}-health",
         name=f"{names.base}-health",
         network=net.self_link,
         direction="INGRESS",
-        allows=[{"protocol": "tcp", "ports": [str(health_port)]}],
+        allows=[{"protocol": "tcp", "ports": [str(r.port)]}],
         source_ranges=list(gcp_config.HEALTH_CHECK_RANGES),
         target_tags=[tag],
         description="Google health checkers: autohealing probe",
         opts=child(),
     )
-    probe = {"port": health_port, "request_path": r.path}
     check = gcp.compute.HealthCheck(
         f"{p.name}-health",
         name=f"{names.base}-health",
-        https_health_check=probe if p.domain else None,
-        http_health_check=None if p.domain else probe,
+        http_health_check={"port": r.port, "request_path": r.path},
         check_interval_sec=r.period_s,
         timeout_sec=r.timeout_s,
         unhealthy_threshold=r.failure_threshold,
@@ -259,7 +256,7 @@ def instances(
         target_size=1,
         versions=[{"name": "primary", "instance_template": template.self_link_unique}],
         auto_healing_policies={"health_check": check.id, "initial_delay_sec": r.initial_delay_s},
-        named_ports=[{"name": "https" if p.domain else "http", "port": health_port}],
+        named_ports=[{"name": "http", "port": r.port}],
         update_policy={
             "type": "PROACTIVE",
             "minimal_action": "REPLACE",
