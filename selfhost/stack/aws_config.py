@@ -151,7 +151,7 @@ def instance_policy(secret_arns: list[str], stack: str) -> str:
     `stack` is the plan's scope (project/stack/name), the value of the STACK_TAG every resource carries."""
     ssm = [a for a in secret_arns if a.startswith("arn:aws:ssm:")]
     sm = [a for a in secret_arns if not a.startswith("arn:aws:ssm:")]
-    statements = []
+    statements: list[dict[str, Any]] = []
     if sm:
         statements.append(
             {"Sid": "ReadVllmSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": sm}

@@ -24,15 +24,15 @@ def config_from_pulumi(keys: Iterable[str], secret_keys: Iterable[str] = SECRET_
     cfg = pulumi.Config()
     out: dict[str, Any] = {}
     for key in dict.fromkeys([*COMMON_KEYS, *keys]):
-        value = cfg.get(key)
-        if value is not None and key in LIST_KEYS and value.lstrip().startswith("["):
-            value = _json_list(key, value)  # a YAML list in Pulumi.<stack>.yaml; else "a,b" from `pulumi config set`
-        if value is not None:
-            out[key] = value
+        text = cfg.get(key)
+        if text is not None and key in LIST_KEYS and text.lstrip().startswith("["):
+            out[key] = _json_list(key, text)  # a YAML list in Pulumi.<stack>.yaml; else "a,b" from `pulumi config set`
+        elif text is not None:
+            out[key] = text
     for key in secret_keys:
-        value = cfg.get_secret(key)
-        if value is not None:
-            out[key] = value
+        secret_value = cfg.get_secret(key)
+        if secret_value is not None:
+            out[key] = secret_value
     return out
 
 

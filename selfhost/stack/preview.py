@@ -49,39 +49,38 @@ class PlaceholderMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append((args.typ, args.name, args.inputs))
         state = dict(args.inputs)
-        state.update(
-            {
-                "aws:ec2/eip:Eip": {"publicIp": EIP, "allocationId": "eipalloc-0123"},
-                "aws:secretsmanager/secret:Secret": {
-                    "arn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{args.name}-Xy12"
-                },
-                "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 1},
-                "aws:iam/instanceProfile:InstanceProfile": {
-                    "arn": f"arn:aws:iam::123456789012:instance-profile/{args.name}"
-                },
-                "aws:iam/role:Role": {"name": args.name},
-                "aws:autoscaling/group:Group": {"name": f"{args.name}-asg"},
-                "gcp:compute/address:Address": {
-                    "address": GCP_IP,
-                    "selfLink": f"projects/p/regions/r/addresses/{args.name}",
-                },
-                "gcp:serviceaccount/account:Account": {
-                    "email": f"{args.inputs.get('accountId')}@p.iam.gserviceaccount.com"
-                },
-                "gcp:compute/instanceTemplate:InstanceTemplate": {
-                    "selfLinkUnique": f"projects/p/global/instanceTemplates/{args.name}?uniqueId=1"
-                },
-                "gcp:compute/instance:Instance": {"instanceId": "1234567890"},
-                "gcp:compute/instanceGroupManager:InstanceGroupManager": {"name": args.name},
-                "gcp:compute/network:Network": {"selfLink": f"projects/p/global/networks/{args.inputs.get('name')}"},
-                "gcp:compute/subnetwork:Subnetwork": {
-                    "selfLink": f"projects/p/regions/r/subnetworks/{args.inputs.get('name')}"
-                },
-                "gcp:compute/resourcePolicy:ResourcePolicy": {
-                    "selfLink": f"projects/p/regions/r/resourcePolicies/{args.inputs.get('name')}"
-                },
-            }.get(args.typ, {})
-        )
+        placeholders: dict[str, dict[str, Any]] = {
+            "aws:ec2/eip:Eip": {"publicIp": EIP, "allocationId": "eipalloc-0123"},
+            "aws:secretsmanager/secret:Secret": {
+                "arn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{args.name}-Xy12"
+            },
+            "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 1},
+            "aws:iam/instanceProfile:InstanceProfile": {
+                "arn": f"arn:aws:iam::123456789012:instance-profile/{args.name}"
+            },
+            "aws:iam/role:Role": {"name": args.name},
+            "aws:autoscaling/group:Group": {"name": f"{args.name}-asg"},
+            "gcp:compute/address:Address": {
+                "address": GCP_IP,
+                "selfLink": f"projects/p/regions/r/addresses/{args.name}",
+            },
+            "gcp:serviceaccount/account:Account": {
+                "email": f"{args.inputs.get('accountId')}@p.iam.gserviceaccount.com"
+            },
+            "gcp:compute/instanceTemplate:InstanceTemplate": {
+                "selfLinkUnique": f"projects/p/global/instanceTemplates/{args.name}?uniqueId=1"
+            },
+            "gcp:compute/instance:Instance": {"instanceId": "1234567890"},
+            "gcp:compute/instanceGroupManager:InstanceGroupManager": {"name": args.name},
+            "gcp:compute/network:Network": {"selfLink": f"projects/p/global/networks/{args.inputs.get('name')}"},
+            "gcp:compute/subnetwork:Subnetwork": {
+                "selfLink": f"projects/p/regions/r/subnetworks/{args.inputs.get('name')}"
+            },
+            "gcp:compute/resourcePolicy:ResourcePolicy": {
+                "selfLink": f"projects/p/regions/r/resourcePolicies/{args.inputs.get('name')}"
+            },
+        }
+        state.update(placeholders.get(args.typ, {}))
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -141,11 +140,11 @@ def run_program(
             lambda vals: outputs.update(zip(keys, vals, strict=True))
         )
 
-    pulumi.export = lambda name, value: exported.__setitem__(name, value)  # type: ignore[assignment]
+    pulumi.export = lambda name, value: exported.__setitem__(name, value)
     try:
         run()
     finally:
-        pulumi.export = real_export  # type: ignore[assignment]
+        pulumi.export = real_export
         pulumi.runtime.set_all_config({}, [])
     return outputs
 
