@@ -135,3 +135,22 @@ def test_gcp_and_runpod_violations():
     pod = declared("runpod", COMMON)
     argv = changed(pod, "runpod:index:Pod", lambda p: p.update(dockerArgs=p["dockerArgs"] + " --api-key sk-live"))
     assert "secrets-in-secret-stores" in {p for p, _, _ in violations(argv)}
+
+
+def test_the_shipped_pack_enforces_every_rule():
+    """stacks/policy/__main__.py builds its PolicyPack from POLICIES (constructing it would start the
+    analyzer's server, so the program is read, not run)."""
+    import ast
+
+    from pulumi_policy import EnforcementLevel
+    from stack_mocks import ROOT
+
+    tree = ast.parse((ROOT / "stacks" / "policy" / "__main__.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "PolicyPack"]
+    assert len(calls) == 1
+    kwargs = {k.arg: ast.unparse(k.value) for k in calls[0].keywords}
+    assert kwargs["policies"] == "POLICIES" and kwargs["enforcement_level"] == "EnforcementLevel.MANDATORY"
+    names = [p.name for p in POLICIES]
+    assert len(set(names)) == len(names) == 5
+    assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in POLICIES)
+    assert "virtualenv: ../../.venv" in (ROOT / "stacks" / "policy" / "PulumiPolicy.yaml").read_text()
