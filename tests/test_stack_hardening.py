@@ -216,3 +216,10 @@ def test_aws_group_and_template_names_carry_the_stack():
         mocks, _ = stack("aws", AWS, stack_name=stack_name)
         for typ in (LT, "aws:autoscaling/group:Group"):
             assert mocks.one(typ)["namePrefix"] == f"selfhost-aws-{stack_name}-selfhost-aws-"
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2", "us-gov-west-1", "us-central1", "europe-west4"])
+def test_real_region_names_pass(region):
+    from selfhost.stack.checks import check_region
+
+    assert check_region(region) == region
