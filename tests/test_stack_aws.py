@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from stack_mocks import AMI, EIP, example_config, expected, is_secret, plain, refused, run, run_program
+from stack_mocks import AMI, EIP, example_config, expected, is_secret, plain, refused, stack
 
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
@@ -25,6 +25,7 @@ BASE = {
     "outputTokens": "250",
     "apiKey": "sk-test-key",
     "hfToken": "hf_test_token",
+    "allowPlainHttp": "true",
 }
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
@@ -35,7 +36,7 @@ def user_data(mocks) -> str:
 
 
 def test_spot_group_runs_the_costed_container_securely():
-    mocks, out = run(aws.build, BASE)
+    mocks, out = stack("aws", BASE)
     spec, fit = expected("aws", "llama-3.1-8b", "aws-g5.xlarge", "spot")
     lt = mocks.one(LT)
     assert lt["instanceType"] == "g5.xlarge" and fit.gpus_per_node == 1
@@ -95,7 +96,7 @@ def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
         "apiKeySecretArn": arn_key,
         "hfTokenSecretArn": arn_hf,
     }
-    mocks, out = run(aws.build, {k: v for k, v in config.items() if v is not None})
+    mocks, out = stack("aws", {k: v for k, v in config.items() if v is not None})
     _, fit = expected("aws", "llama-3.1-70b", "aws-p4d.24xlarge", "reserved-1y")
     odcr = mocks.one("aws:ec2/capacityReservation:CapacityReservation")
     assert odcr["instanceType"] == "p4d.24xlarge" and odcr["availabilityZone"] == "us-east-1a"
@@ -133,15 +134,15 @@ def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
 )
 def test_bad_config_is_refused_before_any_resource(change, error, words):
     config = {k: v for k, v in {**BASE, **change}.items() if v is not None}
-    mocks, err = refused(aws.build, config)
+    mocks, err = refused("aws", config)
     assert isinstance(err, error) and words in str(err)
     assert mocks.resources == [] and mocks.calls == []
 
 
 def test_shipped_program_runs_with_the_example_config():
     config = example_config("aws")
-    config.update({"selfhost-aws:apiKey": "sk-example", "selfhost-aws:hfToken": "hf_example"})
-    mocks = run_program("aws", config, ["selfhost-aws:apiKey", "selfhost-aws:hfToken"])
+    config.update({"apiKey": "sk-example", "hfToken": "hf_example"})
+    mocks, _ = stack("aws", config)
     assert mocks.one(LT)["instanceType"] == "g5.xlarge"
     assert mocks.one(ASG)["capacityRebalance"] is True
     ingress = mocks.one("aws:ec2/securityGroup:SecurityGroup")["ingress"]
@@ -174,7 +175,7 @@ def test_quota_check_runs_against_the_aws_api_before_any_resource(monkeypatch, t
     try:
         host, port = server.get_host_and_port()
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        mocks, err = refused(aws.build, {**BASE, "checkQuota": "true"})
+        mocks, err = refused("aws", {**BASE, "checkQuota": "true"})
     finally:
         server.stop()
     assert isinstance(err, UserError) and "L-3819A6DF" in str(err)  # G and VT spot quota

@@ -11,7 +11,7 @@ import pytest
 
 from costing.vllm_args import VLLM_IMAGE
 from selfhost.stack import aws_config as aws
-from selfhost.stack.boot_script import SECRETS_FILE, boot_script, exec_start_argv, systemd_arg
+from selfhost.stack.boot_script import DELIM, SECRETS_FILE, boot_script, exec_start_argv, systemd_arg
 
 CONFIG = {
     "model": "llama-3.1-8b",
@@ -22,6 +22,7 @@ CONFIG = {
     "outputTokens": "250",
     "apiKey": "x",
     "hfToken": "y",
+    "allowPlainHttp": "true",
 }
 
 
@@ -31,7 +32,7 @@ def plan():
 
 
 def fetch_script(script: str, run_dir: str) -> str:
-    body = re.search(r"cat > /opt/selfhost/fetch-secrets.sh <<'EOF'\n(.*?)\nEOF\n", script, re.S).group(1)
+    body = re.search(rf"cat > /opt/selfhost/fetch-secrets.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
     return body.replace(os.path.dirname(SECRETS_FILE), run_dir)
 
 

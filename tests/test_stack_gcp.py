@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from stack_mocks import GCP_IP, example_config, expected, is_secret, plain, refused, run, run_program
+from stack_mocks import GCP_IP, example_config, expected, is_secret, plain, refused, stack
 
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
@@ -21,6 +21,7 @@ BASE = {
     "outputTokens": "250",
     "apiKey": "sk-test-key",
     "hfToken": "hf_test_token",
+    "allowPlainHttp": "true",
 }
 TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
@@ -28,7 +29,7 @@ FIREWALL = "gcp:compute/firewall:Firewall"
 
 
 def test_spot_group_of_one_with_autohealing_runs_the_costed_container():
-    mocks, out = run(gcp.build, BASE)
+    mocks, out = stack("gcp", BASE)
     spec, fit = expected("gcp", "llama-3.1-8b", "gcp-g2-standard-8", "spot")
     template = mocks.one(TEMPLATE)
     # g2 bundles its L4s: the machine type carries the GPUs, no accelerator block
@@ -45,11 +46,12 @@ def test_spot_group_of_one_with_autohealing_runs_the_costed_container():
     assert argv[argv.index(VLLM_IMAGE) + 1 :] == serve_args(fit.settings)
     assert "Restart=always" in script
     assert "sk-test-key" not in script and "hf_test_token" not in script
-    assert "--secret=selfhost-gcp-api-key" in script and "--secret=selfhost-gcp-hf-token" in script
+    names = gcp.names(gcp.plan(BASE, scope=("selfhost-gcp", "dev")))
+    assert f"--secret={names.api_key_secret}" in script and f"--secret={names.hf_token_secret}" in script
     versions = mocks.of_type("gcp:secretmanager/secretVersion:SecretVersion")
     assert len(versions) == 2 and all(is_secret(v["secretData"]) for v in versions)
     readers = mocks.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
-    assert {r["secretId"] for r in readers} == {"selfhost-gcp-api-key", "selfhost-gcp-hf-token"}
+    assert {r["secretId"] for r in readers} == {names.api_key_secret, names.hf_token_secret}
     assert {r["role"] for r in readers} == {"roles/secretmanager.secretAccessor"}
     assert {r["member"] for r in readers} == {f"serviceAccount:{template['serviceAccount']['email']}"}
     # firewall: the API port from the configured ranges; Google's checkers for autohealing; nothing open
@@ -81,7 +83,7 @@ def test_standard_provisioning_is_one_vm_on_the_static_address():
         "machineType": "g2-standard-48",
         "pricing": "on-demand",
     }
-    mocks, out = run(gcp.build, config)
+    mocks, out = stack("gcp", config)
     _, fit = expected("gcp", "llama-3.1-70b", "gcp-g2-standard-48", "on-demand", "fp8")
     vm = mocks.one("gcp:compute/instance:Instance")
     assert vm["machineType"] == "g2-standard-48" and fit.gpus_per_node == 4
@@ -92,7 +94,7 @@ def test_standard_provisioning_is_one_vm_on_the_static_address():
     argv = exec_start_argv(plain(vm["metadata"])["startup-script"])
     assert argv[argv.index(VLLM_IMAGE) + 1 :] == serve_args(fit.settings)
     assert mocks.of_type(MIG) == [] and mocks.of_type(TEMPLATE) == []
-    assert out["instanceName"] == "selfhost-gcp"
+    assert out["instanceName"] == gcp.names(gcp.plan(config, scope=("selfhost-gcp", "dev"))).base
 
 
 @pytest.mark.parametrize(
@@ -108,7 +110,7 @@ def test_standard_provisioning_is_one_vm_on_the_static_address():
 )
 def test_bad_config_is_refused_before_any_resource(change, error, words):
     config = {k: v for k, v in {**BASE, **change}.items() if v is not None}
-    mocks, err = refused(gcp.build, config)
+    mocks, err = refused("gcp", config)
     assert isinstance(err, error) and words in str(err)
     assert mocks.resources == []
 
@@ -117,14 +119,14 @@ def test_shipped_program_runs_with_the_example_config():
     config = example_config("gcp")
     config.update(
         {
-            "selfhost-gcp:apiKey": "sk-example",
-            "selfhost-gcp:hfToken": "hf_example",
+            "apiKey": "sk-example",
+            "hfToken": "hf_example",
             "gcp:zone": "us-central1-b",
             # as `pulumi config set allowedCidrs 203.0.113.0/24,198.51.100.0/24` stores it
-            "selfhost-gcp:allowedCidrs": "203.0.113.0/24,198.51.100.0/24",
+            "allowedCidrs": "203.0.113.0/24,198.51.100.0/24",
         }
     )
-    mocks = run_program("gcp", config, ["selfhost-gcp:apiKey", "selfhost-gcp:hfToken"])
+    mocks, _ = stack("gcp", config)
     assert mocks.one(TEMPLATE)["machineType"] == "g2-standard-8"
     assert mocks.one(MIG)["zone"] == "us-central1-b"
     api = [rule for rule in mocks.of_type(FIREWALL) if rule["description"].startswith("selfhost")]

@@ -6,14 +6,13 @@ import shlex
 
 import pytest
 import yaml
-from stack_mocks import ROOT, example_config, is_secret, plain, refused, run, run_program
+from stack_mocks import ROOT, example_config, is_secret, plain, refused, stack
 
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.resolve import resolve
 from costing.review import cost_review
 from costing.spec import spec_from_dict
 from costing.vllm_args import VLLM_IMAGE, serve_args
-from selfhost.stack import runpod_config as runpod
 
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}
 BASE = {
@@ -38,7 +37,7 @@ def spec(model: str, offer: str, precision: str = "bf16"):
 
 
 def test_pod_runs_the_costed_vllm_command_with_secret_env_and_volume():
-    mocks, out = run(runpod.build, {**BASE, "maxMonthlyUsd": "1000"})
+    mocks, out = stack("runpod", {**BASE, "maxMonthlyUsd": "1000"})
     expected = spec("llama-3.1-8b", "runpod-a40x1-secure")
     fit = resolve(expected).fit
     pod = mocks.one("runpod:index:Pod")
@@ -67,7 +66,7 @@ def test_pod_runs_the_costed_vllm_command_with_secret_env_and_volume():
 
 def test_community_cloud_picks_enough_gpus_and_a_pod_volume():
     config = {**BASE, "model": "llama-3.1-70b", "precision": "fp8", "cloudType": "COMMUNITY"}
-    mocks, out = run(runpod.build, config)
+    mocks, out = stack("runpod", config)
     fit = resolve(
         spec_from_dict(
             {
@@ -94,7 +93,11 @@ def test_community_cloud_picks_enough_gpus_and_a_pod_volume():
         ({"pricing": "spot"}, UserError, "interruptible"),
         ({"maxMonthlyUsd": "50"}, OverBudget, "exceeds the budget"),
         ({"hfToken": None}, UserError, "missing secret hfToken"),
-        ({"apiKey": None}, UserError, "without an API key"),
+        ({"apiKey": None}, UserError, "missing secret apiKey"),  # named, not an allowedCidrs error
+        ({"hoursPerDay": "8"}, UserError, "can't be stopped and started on a schedule"),
+        ({"domain": "api.example.com"}, UserError, "domain does not apply"),
+        ({"storageGb": "5"}, UserError, "smaller than the"),
+        ({"modelRepo": "x/y\nrm -rf /"}, UserError, "modelRepo"),
         ({"model": "llama-9"}, UserError, "unknown model"),
         ({"model": "llama-3.1-70b", "gpuCount": "1"}, DoesNotFit, "does not fit"),
         ({"gpuCount": "3"}, UserError, "no RunPod offer"),
@@ -103,15 +106,15 @@ def test_community_cloud_picks_enough_gpus_and_a_pod_volume():
 )
 def test_bad_config_is_refused_before_any_resource(change, error, words):
     config = {k: v for k, v in {**BASE, **change}.items() if v is not None}
-    mocks, err = refused(runpod.build, config)
+    mocks, err = refused("runpod", config)
     assert isinstance(err, error) and words in str(err)
     assert mocks.resources == []
 
 
 def test_shipped_program_runs_with_the_example_config():
     config = example_config("runpod")
-    config.update({"selfhost-runpod:apiKey": "sk-example", "selfhost-runpod:hfToken": "hf_example"})
-    mocks = run_program("runpod", config, ["selfhost-runpod:apiKey", "selfhost-runpod:hfToken"])
+    config.update({"apiKey": "sk-example", "hfToken": "hf_example"})
+    mocks, _ = stack("runpod", config)
     pod = mocks.one("runpod:index:Pod")
     assert pod["gpuCount"] == 1 and pod["cloudType"] == "SECURE"
     assert is_secret(pod["env"])
@@ -121,18 +124,18 @@ def test_shipped_program_ends_with_one_line_and_no_resource_on_bad_config():
     import pulumi
 
     config = example_config("runpod")
-    config["selfhost-runpod:apiKey"] = "sk-example"  # hfToken left unset
+    config["apiKey"] = "sk-example"  # hfToken left unset
     with pytest.raises(
         pulumi.RunError, match=r"^error: missing secret hfToken.*Fix: pulumi config set --secret hfToken"
     ):
-        run_program("runpod", config, ["selfhost-runpod:apiKey"])
+        stack("runpod", config)
 
 
 def test_spec_file_drives_model_workload_and_budget():
     path = ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml"
     example = spec_from_dict(yaml.safe_load(path.read_text()))
     config = {"specFile": str(path), "cloudType": "SECURE", "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
-    mocks, out = run(runpod.build, config)
+    mocks, out = stack("runpod", config)
     review = cost_review(
         spec_from_dict(
             {
@@ -144,5 +147,5 @@ def test_spec_file_drives_model_workload_and_budget():
     assert out["model"] == example.model and out["maxMonthlyUsd"] == example.budget.max_monthly_usd
     assert out["projectedMonthlyUsd"] == pytest.approx(review.monthly_usd, abs=0.01)
     # the stack config overrides the file: a budget below the projection refuses
-    mocks, err = refused(runpod.build, {**config, "maxMonthlyUsd": "10"})
+    mocks, err = refused("runpod", {**config, "maxMonthlyUsd": "10"})
     assert isinstance(err, OverBudget) and mocks.resources == []

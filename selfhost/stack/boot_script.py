@@ -6,11 +6,19 @@ from the cloud's store through the VM's own identity, run again before every (re
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Mapping, Sequence
+
+from selfhost.stack.checks import check_script_values
 from selfhost.stack.plan import StackPlan
 
 UNIT = "vllm.service"
 SECRETS_FILE = "/run/selfhost/vllm.env"  # tmpfs, root only, rewritten at each start
 HF_CACHE = "/var/lib/selfhost/hf"
+CADDY_IMAGE = "caddy:2.8"  # TLS in front of vLLM: an ACME certificate for the stack's domain
+CADDY_DATA = "/var/lib/selfhost/caddy"  # keeps the certificate across restarts (no re-issue per boot)
+TLS_UNIT = "selfhost-tls.service"
+DELIM = "SELFHOST_EOF"  # heredoc delimiter; no rendered value may hold a line break, so none can end it
 
 
 def systemd_arg(arg: str) -> str:
@@ -21,9 +29,29 @@ def systemd_arg(arg: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def docker_run(plan: StackPlan) -> list[str]:
-    """`docker run` for the vLLM container: all GPUs, host IPC (NCCL), the API port, the HF cache."""
+def docker_run(
+    plan: StackPlan,
+    *,
+    env: Mapping[str, str] | None = None,
+    mounts: Sequence[tuple[str, str]] = (),
+    loopback_only: bool | None = None,
+) -> list[str]:
+    """`docker run` for the vLLM container: all GPUs, host IPC (NCCL), the API port, the HF cache.
+
+    With a domain the port is published on 127.0.0.1 only (clients reach vLLM through the TLS proxy),
+    unless `loopback_only=False` (a cloud health checker must reach it; its firewall admits only that).
+    `env` (name -> non-secret value) and `mounts` (host path, container path read-only) are for layers
+    the container loads (e.g. an auth middleware file); secrets go through the env file only.
+    """
     port = plan.port
+    if loopback_only is None:
+        loopback_only = plan.domain is not None
+    publish = f"127.0.0.1:{port}:{port}" if loopback_only else f"{port}:{port}"
+    extra: list[str] = []
+    for name, value in (env or {}).items():
+        extra += ["-e", f"{name}={value}"]
+    for host, inside in mounts:
+        extra += ["-v", f"{host}:{inside}:ro"]
     return [
         "/usr/bin/docker",
         "run",
@@ -34,21 +62,71 @@ def docker_run(plan: StackPlan) -> list[str]:
         "all",
         "--ipc=host",
         "-p",
-        f"{port}:{port}",
+        publish,
         "--env-file",
         SECRETS_FILE,
         "-e",
         "HF_HOME=/hf",
         "-v",
         f"{HF_CACHE}:/hf",
+        *extra,
         plan.image,
         *plan.container_args,
     ]
 
 
+def tls_proxy_run(plan: StackPlan) -> list[str]:
+    """`docker run` for Caddy: HTTPS on 443 for the domain (ACME TLS-ALPN), proxying to vLLM on loopback."""
+    return [
+        "/usr/bin/docker",
+        "run",
+        "--name",
+        "selfhost-tls",
+        "--rm",
+        "--network",
+        "host",
+        "-v",
+        f"{CADDY_DATA}:/data",
+        CADDY_IMAGE,
+        "caddy",
+        "reverse-proxy",
+        "--from",
+        f"https://{plan.domain}",
+        "--to",
+        f"127.0.0.1:{plan.port}",
+    ]
+
+
+def tls_unit(plan: StackPlan) -> str:
+    """The systemd unit that keeps the TLS proxy running (only with a domain)."""
+    if not plan.domain:
+        return ""
+    exec_start = " ".join(systemd_arg(a) for a in tls_proxy_run(plan))
+    return f"""mkdir -p {CADDY_DATA}
+cat > /etc/systemd/system/{TLS_UNIT} <<'{DELIM}'
+[Unit]
+Description=selfhost: HTTPS for {plan.domain} in front of vLLM
+After=docker.service network-online.target
+Requires=docker.service
+[Service]
+Restart=always
+RestartSec=15
+ExecStartPre=-/usr/bin/docker rm -f selfhost-tls
+ExecStart={exec_start}
+ExecStop=/usr/bin/docker stop -t 10 selfhost-tls
+[Install]
+WantedBy=multi-user.target
+{DELIM}
+"""
+
+
 def fetch_line(env: str, cmd: str) -> str:
     """Fetch one secret into the env file. An assignment (unlike a printf argument) fails under `set -e`,
-    and an empty value is refused: vLLM must never start without its API key."""
+    and an empty value is refused: vLLM must never start without its API key.
+
+    `cmd` is a shell command whose every value the caller has quoted (shlex.quote)."""
+    if not env.isidentifier():
+        raise ValueError(f"not an environment variable name: {env!r}")
     return (
         f"value=$({cmd})\n"
         f'[ -n "$value" ] || {{ echo "selfhost: {env} is empty" >&2; exit 1; }}\n'
@@ -57,28 +135,49 @@ def fetch_line(env: str, cmd: str) -> str:
 
 
 def boot_script(
-    plan: StackPlan, fetch: dict[str, str], *, prelude: str = "", watchdog_action: str | None = None
+    plan: StackPlan,
+    fetch: dict[str, str],
+    *,
+    prelude: str = "",
+    watchdog_action: str | None = None,
+    container_env: Mapping[str, str] | None = None,
+    container_mounts: Sequence[tuple[str, str]] = (),
+    loopback_only: bool | None = None,
 ) -> str:
-    """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value."""
+    """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value.
+
+    Every value is checked for line breaks (none can end a heredoc) and quoted for the shell or systemd."""
+    run = docker_run(plan, env=container_env, mounts=container_mounts, loopback_only=loopback_only)
+    check_script_values({f"container argument {i}": a for i, a in enumerate(run)})
+    check_script_values({**fetch, "prelude": prelude.replace("\n", " "), "watchdog": watchdog_action or ""})
     fetch_lines = "\n".join(fetch_line(env, cmd) for env, cmd in fetch.items())
-    exec_start = " ".join(systemd_arg(a) for a in docker_run(plan))
+    fit = plan.fit
+    headline = (
+        f"{fit.model.id} {fit.precision.id} on {fit.gpus_per_node}x {fit.gpu.name} ({plan.offer.id}, {plan.pricing})"
+    )
+    check_script_values({"headline": headline})
+    units = " ".join(
+        [UNIT, *(["vllm-watchdog.service"] if watchdog_action else []), *([TLS_UNIT] if plan.domain else [])]
+    )
+    exec_start = " ".join(systemd_arg(a) for a in run)
     r = plan.readiness
     watchdog = ""
+    probe = shlex.quote(f"http://127.0.0.1:{int(r.port)}{r.path}")
     if watchdog_action:
         watchdog = f"""
-cat > /opt/selfhost/watchdog.sh <<'EOF'
+cat > /opt/selfhost/watchdog.sh <<'{DELIM}'
 #!/bin/bash
 # Readiness: GET {r.path} on port {r.port}; after {r.failure_threshold} failures in a row the machine is replaced.
-sleep {r.initial_delay_s}
+sleep {int(r.initial_delay_s)}
 failures=0
 while true; do
-  if curl -fsS -m {r.timeout_s} -o /dev/null http://127.0.0.1:{r.port}{r.path}; then failures=0; else failures=$((failures+1)); fi
-  if [ "$failures" -ge {r.failure_threshold} ]; then {watchdog_action}; failures=0; fi
-  sleep {r.period_s}
+  if curl -fsS -m {int(r.timeout_s)} -o /dev/null {probe}; then failures=0; else failures=$((failures+1)); fi
+  if [ "$failures" -ge {int(r.failure_threshold)} ]; then {watchdog_action}; failures=0; fi
+  sleep {int(r.period_s)}
 done
-EOF
+{DELIM}
 chmod 700 /opt/selfhost/watchdog.sh
-cat > /etc/systemd/system/vllm-watchdog.service <<'EOF'
+cat > /etc/systemd/system/vllm-watchdog.service <<'{DELIM}'
 [Unit]
 Description=selfhost: report an unhealthy vLLM to the instance group
 After={UNIT}
@@ -87,15 +186,15 @@ Restart=always
 ExecStart=/opt/selfhost/watchdog.sh
 [Install]
 WantedBy=multi-user.target
-EOF
+{DELIM}
 """
     return f"""#!/bin/bash
-# selfhost: {plan.fit.model.id} {plan.fit.precision.id} on {plan.fit.gpus_per_node}x {plan.fit.gpu.name} ({plan.offer.id}, {plan.pricing})
+# selfhost: {headline}
 # Generated by selfhost.stack.boot_script. Secrets are fetched from the cloud's secret store at each start.
 set -euo pipefail
 mkdir -p /opt/selfhost {HF_CACHE}
 {prelude}
-cat > /opt/selfhost/fetch-secrets.sh <<'EOF'
+cat > /opt/selfhost/fetch-secrets.sh <<'{DELIM}'
 #!/bin/bash
 set -euo pipefail
 umask 077
@@ -104,9 +203,9 @@ tmp=$(mktemp /run/selfhost/env.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
 {fetch_lines}
 mv "$tmp" {SECRETS_FILE}
-EOF
+{DELIM}
 chmod 700 /opt/selfhost/fetch-secrets.sh
-cat > /etc/systemd/system/{UNIT} <<'EOF'
+cat > /etc/systemd/system/{UNIT} <<'{DELIM}'
 [Unit]
 Description=vLLM OpenAI-compatible server (selfhost)
 After=docker.service network-online.target
@@ -123,10 +222,10 @@ ExecStart={exec_start}
 ExecStop=/usr/bin/docker stop -t 30 vllm
 [Install]
 WantedBy=multi-user.target
-EOF
-{watchdog}
+{DELIM}
+{watchdog}{tls_unit(plan)}
 systemctl daemon-reload
-systemctl enable --now {UNIT}{" vllm-watchdog.service" if watchdog_action else ""}
+systemctl enable --now {units}
 """
 
 
@@ -134,5 +233,5 @@ def exec_start_argv(script: str) -> list[str]:
     """The vLLM unit's ExecStart as argv (for tests and `selfhost` inspection)."""
     import shlex
 
-    line = next(l for l in script.splitlines() if l.startswith("ExecStart=/usr/bin/docker run"))
+    line = next(x for x in script.splitlines() if x.startswith("ExecStart=/usr/bin/docker run"))
     return [a.replace("$$", "$").replace("%%", "%") for a in shlex.split(line[len("ExecStart=") :])]

@@ -1,32 +1,44 @@
-"""GCP: g2-standard-* (L4s bundled by the machine type) on a Deep Learning VM image.
+"""GCP, the non-resource part: config checks, names, the startup script.
 
-What differs from the other clouds: secrets in Secret Manager read at boot by the VM's own service
-account; spot as a zonal managed instance group of one (autohealing on vLLM's /health, the static
-IP kept by a per-instance config); standard provisioning as one VM that restarts after host events.
+The resources are declared in stacks/gcp/__main__.py. What differs from the other clouds: a dedicated
+VPC network and subnet per stack, Shielded VMs, secrets in Secret Manager read at boot by the VM's own
+service account; spot as a zonal managed instance group of one (autohealing on vLLM's /health, the
+static IP kept by a per-instance config); standard provisioning as one VM that restarts after host
+events; a part-time schedule as an instance-schedule resource policy (VM) or an autoscaler scaling
+schedule (group).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from costing.catalog import offers_for
 from costing.errors import UserError
 from selfhost.stack.boot_script import boot_script
-from selfhost.stack.plan import StackPlan, gcp_label, plan_stack
+from selfhost.stack.checks import check_gcp_secret, gcp_name
+from selfhost.stack.plan import StackPlan, plan_stack
 
 KEYS = (
     "machineType",
     "gpu",
     "zone",
-    "network",
+    "subnetCidr",
     "imageFamily",
     "imageProject",
     "apiKeySecret",
     "hfTokenSecret",
     "image",
+    "domain",
+    "allowPlainHttp",
+    "timeZone",
+    "scheduleStart",
 )
 REF_KEYS = {"apiKey": "apiKeySecret", "hfToken": "hfTokenSecret"}
+SUBNET_CIDR = "10.64.0.0/20"  # the stack's own subnet in its own network
 IMAGE_PROJECT = "deeplearning-platform-release"
 IMAGE_FAMILY = "common-cu124-debian-11-py310"  # Deep Learning VM: NVIDIA driver (installed at first boot), Docker
 BOOT_BASE_GB = 80  # the Deep Learning VM image plus the vllm/vllm-openai image
@@ -36,7 +48,8 @@ METADATA_PROJECT = (
 )
 WAIT_FOR_GPU = """# The Deep Learning VM installs the NVIDIA driver on first boot: wait for it.
 for i in $(seq 1 90); do nvidia-smi >/dev/null 2>&1 && break; sleep 10; done
-command -v docker >/dev/null || { echo "selfhost: docker is missing from the image (set imageFamily to a Deep Learning VM family)" >&2; exit 1; }"""
+command -v docker >/dev/null || {
+  echo "selfhost: docker is missing from the image (set imageFamily to a Deep Learning VM family)" >&2; exit 1; }"""
 
 
 def _target(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,210 +66,64 @@ def _target(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"gpu": config.get("gpu") or "L4"}
 
 
-def plan(config: Mapping[str, Any]) -> StackPlan:
+def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-gcp", "dev")) -> StackPlan:
     """Committed use (reserved-1y/3y) is a billing choice: it changes the cost review, not the VM."""
-    return plan_stack("gcp", config, _target(config), secret_ref_keys=REF_KEYS, default_name="selfhost-gcp")
+    for key in REF_KEYS.values():
+        if config.get(key):
+            check_gcp_secret(key, str(config[key]))
+    subnet_cidr(config)
+    return plan_stack(
+        "gcp", config, _target(config), secret_ref_keys=REF_KEYS, default_name="selfhost-gcp", scope=scope
+    )
+
+
+def subnet_cidr(config: Mapping[str, Any]) -> str:
+    value = str(config.get("subnetCidr") or SUBNET_CIDR)
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise UserError(
+            f"subnetCidr {value!r} is not a CIDR block", f"pulumi config set subnetCidr {SUBNET_CIDR}"
+        ) from None
+    if net.version != 4 or not net.is_private or not 8 <= net.prefixlen <= 29:
+        raise UserError(
+            f"subnetCidr {value} must be a private IPv4 range from /8 to /29",
+            f"pulumi config set subnetCidr {SUBNET_CIDR}",
+        )
+    return str(net)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Cloud names unique per (project, stack, spec name) and valid for GCP (start with a letter, lengths)."""
+
+    base: str  # instances, networks, templates, firewall rules (63)
+    account_id: str  # service account id (6-30)
+    api_key_secret: str
+    hf_token_secret: str
+
+
+def names(p: StackPlan) -> Names:
+    base = gcp_name(p.name, p.scope, max_len=40)
+    return Names(
+        base=base,
+        account_id=gcp_name(p.name, p.scope, max_len=30, min_len=6),
+        api_key_secret=f"{base}-api-key",
+        hf_token_secret=f"{base}-hf-token",
+    )
 
 
 def fetch_command(secret: str) -> str:
-    """Shell command printing the latest version of a Secret Manager secret (short id or full name)."""
+    """Shell command printing the latest version of a Secret Manager secret (short id or full name), quoted."""
     if secret.startswith("projects/"):
-        return f"gcloud secrets versions access latest --secret={secret}"
-    return f'gcloud secrets versions access latest --secret={secret} --project="$({METADATA_PROJECT})"'
+        return f"gcloud secrets versions access latest --secret={shlex.quote(secret)}"
+    return f'gcloud secrets versions access latest --secret={shlex.quote(secret)} --project="$({METADATA_PROJECT})"'
 
 
 def startup_script(p: StackPlan, secrets: dict[str, str]) -> str:
+    """The startup script. A spot group's autohealing probes vLLM's own port from Google's checkers
+    (a TLS proxy without SNI would fail them), so there vLLM is published beyond loopback; its firewall
+    admits only the checkers on that port."""
     fetch = {p.env_names[key]: fetch_command(sid) for key, sid in secrets.items()}
-    return boot_script(p, fetch, prelude=WAIT_FOR_GPU)
-
-
-def build(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate and cost (raising before any resource), then declare the VM (or spot group) and its needs."""
-    p = plan(config)
-    import pulumi
-    import pulumi_gcp as gcp
-
-    from selfhost.stack.component import VllmEndpoint, secret
-
-    gcp_cfg = pulumi.Config("gcp")
-    zone = str(config.get("zone") or gcp_cfg.get("zone") or f"{p.offer.region}-a")
-    region = zone.rsplit("-", 1)[0]
-    network = str(config.get("network") or "default")
-    spot = p.pricing == "spot"
-    labels = {k: gcp_label(v) for k, v in p.labels.items()}
-    tag = f"{p.name}-vllm"
-    endpoint = VllmEndpoint(p)
-    child = endpoint.child
-
-    sa = gcp.serviceaccount.Account(
-        f"{p.name}-vm",
-        account_id=f"{p.name}-vm"[:30].rstrip("-"),
-        display_name=f"selfhost {p.name} vLLM VM",
-        opts=child(),
-    )
-    member = sa.email.apply(lambda e: f"serviceAccount:{e}")
-    ids: dict[str, Any] = {}
-    for key in ("apiKey", "hfToken"):
-        slug = "api-key" if key == "apiKey" else "hf-token"
-        if p.secret_refs[key]:
-            sid: Any = p.secret_refs[key]
-        else:
-            store = gcp.secretmanager.Secret(
-                f"{p.name}-{slug}", secret_id=f"{p.name}-{slug}", labels=labels, replication={"auto": {}}, opts=child()
-            )
-            gcp.secretmanager.SecretVersion(
-                f"{p.name}-{slug}", secret=store.id, secret_data=secret(p.secrets[key]), opts=child()
-            )
-            sid = store.secret_id
-        gcp.secretmanager.SecretIamMember(
-            f"{p.name}-{slug}-reader",
-            secret_id=sid,
-            member=member,
-            role="roles/secretmanager.secretAccessor",
-            opts=child(),
-        )
-        ids[key] = sid
-
-    address = gcp.compute.Address(f"{p.name}-ip", region=region, labels=labels, opts=child())
-    v4 = [c for c in p.allowed_cidrs if ":" not in c]
-    v6 = [c for c in p.allowed_cidrs if ":" in c]
-    for family, ranges in (("v4", v4), ("v6", v6)):
-        if ranges:
-            gcp.compute.Firewall(
-                f"{p.name}-api-{family}",
-                network=network,
-                direction="INGRESS",
-                allows=[{"protocol": "tcp", "ports": [str(p.port)]}],
-                source_ranges=ranges,
-                target_tags=[tag],
-                description=f"selfhost {p.name}: vLLM API from allowed CIDRs",
-                opts=child(),
-            )
-    script = pulumi.Output.all(ids["apiKey"], ids["hfToken"]).apply(
-        lambda a: startup_script(p, {"apiKey": a[0], "hfToken": a[1]})
-    )
-    image = f"projects/{config.get('imageProject') or IMAGE_PROJECT}/global/images/family/{config.get('imageFamily') or IMAGE_FAMILY}"
-    metadata = {"startup-script": script, "install-nvidia-driver": "True", "enable-oslogin": "TRUE"}
-    # g2-standard-* bundles its L4s: no guest_accelerators block; GPUs can't live-migrate: TERMINATE.
-    scheduling = (
-        {
-            "provisioning_model": "SPOT",
-            "preemptible": True,
-            "automatic_restart": False,
-            "on_host_maintenance": "TERMINATE",
-            "instance_termination_action": "STOP",
-        }
-        if spot
-        else {
-            "provisioning_model": "STANDARD",
-            "preemptible": False,
-            "automatic_restart": True,
-            "on_host_maintenance": "TERMINATE",
-        }
-    )
-    disk_gb = BOOT_BASE_GB + p.storage_gb
-    service_account = {"email": sa.email, "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}
-    machine_type = p.offer.instance_type
-
-    if not spot:
-        vm = gcp.compute.Instance(
-            p.name,
-            name=p.name,
-            zone=zone,
-            machine_type=machine_type,
-            labels=labels,
-            tags=[tag],
-            boot_disk={"initialize_params": {"image": image, "size": disk_gb, "type": "pd-balanced", "labels": labels}},
-            network_interfaces=[{"network": network, "access_configs": [{"nat_ip": address.address}]}],
-            metadata=metadata,
-            scheduling=scheduling,
-            service_account=service_account,
-            allow_stopping_for_update=True,
-            opts=child(),
-        )
-        ids_out = {"instanceName": vm.name, "instanceId": vm.instance_id}
-    else:
-        gcp.compute.Firewall(
-            f"{p.name}-health",
-            network=network,
-            direction="INGRESS",
-            allows=[{"protocol": "tcp", "ports": [str(p.port)]}],
-            source_ranges=list(HEALTH_CHECK_RANGES),
-            target_tags=[tag],
-            description="Google health checkers: autohealing probe",
-            opts=child(),
-        )
-        r = p.readiness
-        check = gcp.compute.HealthCheck(
-            f"{p.name}-health",
-            http_health_check={"port": r.port, "request_path": r.path},
-            check_interval_sec=r.period_s,
-            timeout_sec=r.timeout_s,
-            unhealthy_threshold=r.failure_threshold,
-            healthy_threshold=1,
-            opts=child(),
-        )
-        template = gcp.compute.InstanceTemplate(
-            f"{p.name}-vm",
-            name_prefix=f"{p.name}-",
-            machine_type=machine_type,
-            labels=labels,
-            tags=[tag],
-            disks=[
-                {
-                    "source_image": image,
-                    "disk_size_gb": disk_gb,
-                    "disk_type": "pd-balanced",
-                    "boot": True,
-                    "auto_delete": True,
-                    "labels": labels,
-                }
-            ],
-            network_interfaces=[{"network": network, "access_configs": [{}]}],
-            metadata=metadata,
-            scheduling=scheduling,
-            service_account=service_account,
-            opts=child(),
-        )
-        group = gcp.compute.InstanceGroupManager(
-            f"{p.name}-group",
-            base_instance_name=p.name,
-            zone=zone,
-            target_size=1,
-            versions=[{"name": "primary", "instance_template": template.self_link_unique}],
-            auto_healing_policies={"health_check": check.id, "initial_delay_sec": r.initial_delay_s},
-            named_ports=[{"name": "http", "port": r.port}],
-            update_policy={
-                "type": "PROACTIVE",
-                "minimal_action": "REPLACE",
-                "replacement_method": "RECREATE",
-                "max_surge_fixed": 0,
-                "max_unavailable_fixed": 1,
-            },
-            opts=child(),
-        )
-        gcp.compute.PerInstanceConfig(
-            f"{p.name}-0",
-            name=f"{p.name}-0",
-            zone=zone,
-            instance_group_manager=group.name,
-            minimal_action="REPLACE",
-            preserved_state={
-                "external_ips": [
-                    {"interface_name": "nic0", "auto_delete": "NEVER", "ip_address": {"address": address.self_link}}
-                ]
-            },
-            opts=child(),
-        )
-        ids_out = {"groupName": group.name, "groupId": group.id, "instanceName": f"{p.name}-0"}
-
-    return endpoint.finish(
-        endpointUrl=address.address.apply(lambda ip: f"http://{ip}:{p.port}"),
-        healthUrl=address.address.apply(lambda ip: f"http://{ip}:{p.port}{p.readiness.path}"),
-        publicIp=address.address,
-        machineType=machine_type,
-        zone=zone,
-        image=image,
-        spot=spot,
-        **ids_out,
-    )
+    loopback_only = bool(p.domain) and p.pricing != "spot"
+    return boot_script(p, fetch, prelude=WAIT_FOR_GPU, loopback_only=loopback_only)

@@ -84,6 +84,18 @@ class StackPlan:
     secrets: dict[str, Any]  # apiKey / hfToken values (pulumi secrets) or None where an existing store ref is used
     secret_refs: dict[str, str | None]  # existing secret ids/ARNs from config, by key
     config: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    scope: str = ""  # project/stack/name: tags, IAM conditions and cloud names are unique per Pulumi stack
+    domain: str | None = None  # set: TLS with an ACME certificate for it (Caddy in front); None: plain HTTP
+    window: Any = None  # selfhost.stack.schedule.Window for a part-time schedule; None: always on
+
+    @property
+    def public_port(self) -> int:
+        """The port clients reach: 443 behind the TLS proxy, else vLLM's own."""
+        return 443 if self.domain else self.port
+
+    @property
+    def endpoint_scheme(self) -> str:
+        return "https" if self.domain else "http"
 
     @property
     def fit(self):
@@ -327,10 +339,18 @@ def plan_stack(
     *,
     secret_ref_keys: Mapping[str, str] | None = None,
     default_name: str = "selfhost",
+    scope: tuple[str, str] = ("selfhost", "dev"),
+    tls: bool = True,
+    schedulable: bool = True,
 ) -> StackPlan:
-    """Validate config, run the cost review and the budget gate. Raises UserError; registers nothing."""
+    """Validate config, run the cost review and the budget gate. Raises UserError; registers nothing.
+
+    `scope` is (Pulumi project, stack); `tls` says the cloud serves the endpoint itself (aws, gcp), so
+    plain HTTP needs allowPlainHttp; `schedulable` is False where nothing can stop and start the machine.
+    """
     try:
-        return _plan_stack(cloud, config, target, secret_ref_keys, default_name)
+        p = _plan_stack(cloud, config, target, secret_ref_keys, default_name)
+        return _harden(p, config, scope, tls=tls, schedulable=schedulable)
     except UserError as err:
         raise in_stack_words(err) from None
 
@@ -379,3 +399,57 @@ def _plan_stack(
         secret_refs=refs,
         config=config,
     )
+
+
+def _harden(
+    p: StackPlan, config: Mapping[str, Any], scope: tuple[str, str], *, tls: bool, schedulable: bool
+) -> StackPlan:
+    """The checks every value that reaches a boot script, a firewall or a cloud name goes through."""
+    from dataclasses import replace
+
+    from selfhost.stack import checks
+    from selfhost.stack.schedule import window
+
+    settings = p.fit.settings
+    checks.check_model_repo(settings.model_repo)
+    checks.check_served_name(settings.served_model_name)
+    checks.check_image(p.image)
+    if config.get("region"):
+        checks.check_region(str(config["region"]))
+    domain = checks.check_domain(config["domain"]) if tls and config.get("domain") else None
+    if not tls and config.get("domain"):
+        raise UserError(
+            f"the {p.cloud} endpoint is served over HTTPS by its proxy; domain does not apply", "drop domain"
+        )
+    checks.check_port(p.port, tls_proxy=domain is not None)
+    if tls and domain is None and not flag(config, "allowPlainHttp"):
+        raise UserError(
+            "no domain: the endpoint would serve plain HTTP, the API key in clear on the network",
+            "pulumi config set domain api.example.com (TLS with an ACME certificate), "
+            "or pulumi config set allowPlainHttp true",
+        )
+    if domain and not set(p.allowed_cidrs) & set(OPEN_CIDRS):
+        raise UserError(
+            "a domain's ACME certificate needs port 443 reachable by the certificate authority, "
+            "which allowedCidrs blocks",
+            "pulumi config set allowedCidrs 0.0.0.0/0 (the API key guards the endpoint), or drop domain "
+            "and set allowPlainHttp true behind your own TLS terminator",
+        )
+    weights_gb = p.fit.weight_gib * 1.073741824
+    if p.spec.storage_gb is not None and p.spec.storage_gb < weights_gb:
+        raise UserError(
+            f"storageGb {p.spec.storage_gb:g} is smaller than the {weights_gb:.1f} GB of weights",
+            f"pulumi config set storageGb {math.ceil(weights_gb * 1.2)} (or drop it: sized from the weights)",
+        )
+    schedule = p.spec.schedule
+    win = window(schedule.hours_per_day, schedule.days_per_week, config)
+    if win is not None and not schedulable:
+        raise UserError(
+            f"a {p.cloud} pod can't be stopped and started on a schedule, "
+            f"so {schedule.hours_per_day:g} h/day x {schedule.days_per_week:g} days/week can't be deployed",
+            "drop hoursPerDay/daysPerWeek (24/7), or use the aws/gcp stack for a part-time schedule",
+        )
+    project, stack = scope
+    scope_id = checks.scoped(p.name, project, stack)
+    labels = {**p.labels, "selfhost-stack": scope_id}
+    return replace(p, scope=scope_id, labels=labels, domain=domain, window=win)

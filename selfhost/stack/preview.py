@@ -2,16 +2,16 @@
 
     python -m selfhost.stack.preview aws stacks/aws/Pulumi.dev.yaml
 
-prints every resource (type, name, key inputs) and the outputs, after the same validation, cost review
-and budget gate as `pulumi up`. Cloud look-ups (AMI, default VPC) and provider-assigned values (IPs,
-ids, ARNs) are placeholders. The tests use the same Recorder.
+runs the shipped stacks/<cloud>/__main__.py beside the config file and prints every resource (type,
+name) and the outputs, after the same validation, cost review and budget gate as `pulumi up`. Cloud
+look-ups (AMI, default VPC) and provider-assigned values (IPs, ids, ARNs) are placeholders.
 """
 
 from __future__ import annotations
 
 import json
+import runpy
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ AMI = "ami-0dlbase0000000001"
 EIP = "203.0.113.10"
 GCP_IP = "198.51.100.7"
 SECRET_PLACEHOLDER = "[secret]"
+CLOUDS = ("aws", "gcp", "runpod")
 
 
 def is_secret(value: Any) -> bool:
@@ -38,8 +39,8 @@ def plain(value: Any) -> Any:
     return value
 
 
-class Recorder(pulumi.runtime.Mocks):
-    """Records every resource (type, name, inputs as the engine receives them: secrets stay wrapped)."""
+class PlaceholderMocks(pulumi.runtime.Mocks):
+    """Answers the engine with each resource's inputs plus placeholder provider values; keeps a list."""
 
     def __init__(self) -> None:
         self.resources: list[tuple[str, str, dict]] = []
@@ -48,32 +49,38 @@ class Recorder(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append((args.typ, args.name, args.inputs))
         state = dict(args.inputs)
-        state.update(
-            {
-                "aws:ec2/eip:Eip": {"publicIp": EIP, "allocationId": "eipalloc-0123"},
-                "aws:secretsmanager/secret:Secret": {
-                    "arn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{args.name}-Xy12"
-                },
-                "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 1},
-                "aws:iam/instanceProfile:InstanceProfile": {
-                    "arn": f"arn:aws:iam::123456789012:instance-profile/{args.name}"
-                },
-                "aws:iam/role:Role": {"name": args.name},
-                "aws:autoscaling/group:Group": {"name": f"{args.name}-asg"},
-                "gcp:compute/address:Address": {
-                    "address": GCP_IP,
-                    "selfLink": f"projects/p/regions/r/addresses/{args.name}",
-                },
-                "gcp:serviceaccount/account:Account": {
-                    "email": f"{args.inputs.get('accountId')}@p.iam.gserviceaccount.com"
-                },
-                "gcp:compute/instanceTemplate:InstanceTemplate": {
-                    "selfLinkUnique": f"projects/p/global/instanceTemplates/{args.name}?uniqueId=1"
-                },
-                "gcp:compute/instance:Instance": {"instanceId": "1234567890"},
-                "gcp:compute/instanceGroupManager:InstanceGroupManager": {"name": args.name},
-            }.get(args.typ, {})
-        )
+        placeholders: dict[str, dict[str, Any]] = {
+            "aws:ec2/eip:Eip": {"publicIp": EIP, "allocationId": "eipalloc-0123"},
+            "aws:secretsmanager/secret:Secret": {
+                "arn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{args.name}-Xy12"
+            },
+            "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 1},
+            "aws:iam/instanceProfile:InstanceProfile": {
+                "arn": f"arn:aws:iam::123456789012:instance-profile/{args.name}"
+            },
+            "aws:iam/role:Role": {"name": args.name},
+            "aws:autoscaling/group:Group": {"name": f"{args.name}-asg"},
+            "gcp:compute/address:Address": {
+                "address": GCP_IP,
+                "selfLink": f"projects/p/regions/r/addresses/{args.name}",
+            },
+            "gcp:serviceaccount/account:Account": {
+                "email": f"{args.inputs.get('accountId')}@p.iam.gserviceaccount.com"
+            },
+            "gcp:compute/instanceTemplate:InstanceTemplate": {
+                "selfLinkUnique": f"projects/p/global/instanceTemplates/{args.name}?uniqueId=1"
+            },
+            "gcp:compute/instance:Instance": {"instanceId": "1234567890"},
+            "gcp:compute/instanceGroupManager:InstanceGroupManager": {"name": args.name},
+            "gcp:compute/network:Network": {"selfLink": f"projects/p/global/networks/{args.inputs.get('name')}"},
+            "gcp:compute/subnetwork:Subnetwork": {
+                "selfLink": f"projects/p/regions/r/subnetworks/{args.inputs.get('name')}"
+            },
+            "gcp:compute/resourcePolicy:ResourcePolicy": {
+                "selfLink": f"projects/p/regions/r/resourcePolicies/{args.inputs.get('name')}"
+            },
+        }
+        state.update(placeholders.get(args.typ, {}))
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -90,17 +97,11 @@ class Recorder(pulumi.runtime.Mocks):
             return {"id": "vpc-0default", "cidrBlock": "172.31.0.0/16", "default": True}
         if args.token == "aws:ec2/getSubnets:getSubnets":
             return {"id": "us-east-1", "ids": ["subnet-0a", "subnet-0b"]}
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"projectId": "my-project", "number": "123456789012", "name": "my-project"}
         if args.token == "aws:ec2/getSubnet:getSubnet":
             return {"id": args.args["id"], "vpcId": "vpc-0given"}
         return {}
-
-    def of_type(self, typ: str) -> list[dict]:
-        return [inputs for t, _, inputs in self.resources if t == typ]
-
-    def one(self, typ: str) -> dict:
-        found = self.of_type(typ)
-        assert len(found) == 1, f"expected one {typ}, got {len(found)}: {[t for t, _, _ in self.resources]}"
-        return found[0]
 
 
 def ensure_event_loop() -> None:
@@ -113,32 +114,68 @@ def ensure_event_loop() -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def run(build: Callable[[dict], dict], config: dict[str, Any], project: str = "selfhost") -> tuple[Recorder, dict]:
-    """Run `build(config)` under fresh mocks; return the recorder and the resolved outputs."""
+def run_program(
+    program: str | Path,
+    project: str,
+    config: dict[str, str],
+    secret_keys: list[str],
+    mocks: PlaceholderMocks,
+    stack: str = "dev",
+) -> dict[str, Any]:
+    """Run a Pulumi program file under `mocks` with engine-style config (`project:key` -> string).
+
+    Returns the exported outputs, resolved. A refusal propagates as the program's pulumi.RunError."""
     ensure_event_loop()
-    mocks = Recorder()
-    pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    exported: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
+    real_export = pulumi.export
 
     @pulumi.runtime.test
-    def program():
-        declared = build(config)
-        keys = list(declared)
-        return pulumi.Output.all(*[declared[k] for k in keys]).apply(lambda vals: outputs.update(zip(keys, vals)))
+    def run():
+        runpy.run_path(str(program), run_name="__main__")
+        keys = list(exported)
+        return pulumi.Output.all(*[exported[k] for k in keys]).apply(
+            lambda vals: outputs.update(zip(keys, vals, strict=True))
+        )
 
-    program()
-    return mocks, outputs
+    pulumi.export = lambda name, value: exported.__setitem__(name, value)
+    try:
+        run()
+    finally:
+        pulumi.export = real_export
+        pulumi.runtime.set_all_config({}, [])
+    return outputs
+
+
+def engine_config(cloud: str, config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """A plain mapping (key -> value; `aws:region`-style keys kept) as the engine passes it, and the secret keys."""
+    project = f"selfhost-{cloud}"
+    out: dict[str, str] = {}
+    secret_keys = []
+    for key, value in config.items():
+        if value is None:
+            continue
+        full = key if ":" in key else f"{project}:{key}"
+        if isinstance(value, bool):
+            value = str(value).lower()
+        out[full] = value if isinstance(value, str) else json.dumps(value)
+        if key in ("apiKey", "hfToken"):
+            secret_keys.append(full)
+    return out, secret_keys
 
 
 def stack_config(path: str | Path, project: str) -> dict[str, Any]:
-    """A Pulumi.<stack>.yaml's own keys (project:key) as the stack reads them; `secure:` values are skipped."""
+    """A Pulumi.<stack>.yaml's config: the project's own keys unprefixed, provider keys (aws:region) as they
+    are; `secure:` values are skipped."""
     import yaml
 
     raw = (yaml.safe_load(Path(path).read_text()) or {}).get("config") or {}
     out = {}
     for key, value in raw.items():
-        name = key.split(":", 1)[1] if key.startswith(f"{project}:") else (None if ":" in key else key)
-        if name is None or (isinstance(value, dict) and "secure" in value):
+        name = key.split(":", 1)[1] if key.startswith(f"{project}:") else key
+        if isinstance(value, dict) and "secure" in value:
             continue
         out[name] = value
     return out
@@ -151,19 +188,14 @@ def _short(value: Any, width: int = 100) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import importlib
-
-    from costing.errors import UserError
-
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] not in ("aws", "gcp", "runpod"):
+    if len(args) != 2 or args[0] not in CLOUDS:
         print(
             "usage: python -m selfhost.stack.preview {aws,gcp,runpod} stacks/<cloud>/Pulumi.<stack>.yaml",
             file=sys.stderr,
         )
         return 2
     cloud, path = args
-    module = importlib.import_module(f"selfhost.stack.{cloud}")
     config = stack_config(path, f"selfhost-{cloud}")
     filled = [
         k
@@ -171,15 +203,21 @@ def main(argv: list[str] | None = None) -> int:
         if k not in config and f"{k}Secret" not in config and f"{k}SecretArn" not in config
     ]
     config.update(dict.fromkeys(filled, SECRET_PLACEHOLDER))
+    program = Path(path).resolve().parent / "__main__.py"
+    if not program.exists():
+        print(f"error: no {program}. Fix: give a Pulumi.<stack>.yaml inside stacks/<cloud>/.", file=sys.stderr)
+        return 2
+    engine, secret_keys = engine_config(cloud, config)
+    mocks = PlaceholderMocks()
     try:
-        mocks, outputs = run(module.build, config, project=f"selfhost-{cloud}")
-    except UserError as err:
-        print(err.line(), file=sys.stderr)
+        outputs = run_program(program, f"selfhost-{cloud}", engine, secret_keys, mocks)
+    except pulumi.RunError as err:
+        print(str(err), file=sys.stderr)
         return 2
     if filled:
         print(f"(secrets {', '.join(filled)} not in the file: placeholders used; `pulumi up` needs them set)")
     print(f"{len(mocks.resources)} resources:")
-    for typ, name, inputs in mocks.resources:
+    for typ, name, _ in mocks.resources:
         print(f"  {typ}  {name}")
     print("outputs:")
     for key, value in outputs.items():

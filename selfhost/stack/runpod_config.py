@@ -1,4 +1,6 @@
-"""RunPod: one pod of A40s running the vllm/vllm-openai image, the weights on a network volume.
+"""RunPod, the non-resource part: the offer, pricing and config checks (resources: stacks/runpod/__main__.py).
+
+One pod of A40s runs the vllm/vllm-openai image, the weights on a network volume (Secure Cloud).
 
 RunPod has no spot here: it is removing interruptible pods from its API, and it sells no 1-/3-year
 commitments, so the stack runs on-demand pods only (secure or community cloud).
@@ -6,7 +8,7 @@ commitments, so the stack runs on-demand pods only (secure or community cloud).
 
 from __future__ import annotations
 
-import shlex
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +16,10 @@ from costing.catalog import get_offer, offers_for
 from costing.errors import UserError
 from selfhost.stack.plan import OPEN_CIDRS, StackPlan, number, plan_stack, spec_from_config, str_list
 
-KEYS = ("gpuCount", "cloudType", "dataCenterId", "image", "containerDiskGb")
+__all__ = ["CONTAINER_DISK_GB", "DEFAULT_DATA_CENTER", "GPU_TYPE_ID", "KEYS", "MOUNT", "container_disk_gb", "plan"]
+
+KEYS = ("gpuCount", "cloudType", "dataCenterId", "image", "containerDiskGb", "domain", "timeZone", "scheduleStart")
+DATA_CENTER = re.compile(r"[A-Z]{2}(-[A-Z0-9]+){1,3}")
 GPU = "A40"
 GPU_TYPE_ID = "NVIDIA A40"  # RunPod's gpuTypeId
 CLOUD_TYPES = ("SECURE", "COMMUNITY")
@@ -58,8 +63,19 @@ def _target(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"offer": get_offer(offers[0].id).id}
 
 
-def plan(config: Mapping[str, Any]) -> StackPlan:
+def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-runpod", "dev")) -> StackPlan:
     """RunPod's HTTP proxy is public and has no firewall: the API key (always required) protects the pod."""
+    if config.get("apiKey") is None:
+        raise UserError(
+            "missing secret apiKey: the API key clients must send (RunPod's proxy is public; the key is what "
+            "protects the pod)",
+            "pulumi config set --secret apiKey <value>",
+        )
+    center = str(config.get("dataCenterId") or DEFAULT_DATA_CENTER)
+    if not DATA_CENTER.fullmatch(center):
+        raise UserError(
+            f"dataCenterId {center!r} is not a RunPod data center id", "pulumi config set dataCenterId US-KS-2"
+        )
     cidrs = str_list(config, "allowedCidrs")
     if cidrs and not set(cidrs) & set(OPEN_CIDRS):
         raise UserError(
@@ -67,56 +83,17 @@ def plan(config: Mapping[str, Any]) -> StackPlan:
             "drop allowedCidrs (the API key protects the pod), or use the aws/gcp stack for a firewall",
         )
     config = {**config, "allowedCidrs": cidrs or ["0.0.0.0/0"]}
-    return plan_stack("runpod", config, _target(config), default_name="selfhost-runpod")
+    return plan_stack(
+        "runpod", config, _target(config), default_name="selfhost-runpod", scope=scope, tls=False, schedulable=False
+    )
 
 
-def build(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate and cost (raising before any resource), then declare the pod and its volume."""
-    p = plan(config)
-    import runpodinfra
-
-    from selfhost.stack.component import VllmEndpoint, secret
-
-    secure = p.offer.cloud_type == "SECURE"
-    data_center = str(config.get("dataCenterId") or DEFAULT_DATA_CENTER)
-    container_disk = number(config, "containerDiskGb", int) or CONTAINER_DISK_GB
-    endpoint = VllmEndpoint(p)
-    volume = None
-    if secure:  # network volumes exist on Secure Cloud only
-        volume = runpodinfra.NetworkStorage(
-            f"{p.name}-weights",
-            name=f"{p.name}-weights",
-            size=p.storage_gb,
-            data_center_id=data_center,
-            opts=endpoint.child(),
+def container_disk_gb(config: Mapping[str, Any]) -> int:
+    value = number(config, "containerDiskGb", int)
+    if value is None:
+        return CONTAINER_DISK_GB
+    if not 10 <= value <= 2000:
+        raise UserError(
+            f"containerDiskGb {value} is outside 10..2000", f"pulumi config set containerDiskGb {CONTAINER_DISK_GB}"
         )
-    env = [
-        {"key": p.env_names["apiKey"], "value": secret(p.secrets["apiKey"])},
-        {"key": p.env_names["hfToken"], "value": secret(p.secrets["hfToken"])},
-        {"key": "HF_HOME", "value": f"{MOUNT}/hf"},
-    ]
-    pod = runpodinfra.Pod(
-        p.name,
-        name=p.name,
-        image_name=p.image,
-        gpu_type_id=GPU_TYPE_ID,
-        gpu_count=p.fit.gpus_per_node,
-        cloud_type=p.offer.cloud_type,
-        docker_args=shlex.join(p.container_args),
-        env=env,
-        ports=f"{p.port}/http",
-        container_disk_in_gb=container_disk,
-        volume_mount_path=MOUNT,
-        start_ssh=False,
-        network_volume_id=volume.id if volume else None,
-        data_center_id=data_center if volume else None,
-        volume_in_gb=None if volume else p.storage_gb,
-        opts=endpoint.child(depends_on=[volume] if volume else None),
-    )
-    url = pod.id.apply(lambda pod_id: f"https://{pod_id}-{p.port}.proxy.runpod.net")
-    return endpoint.finish(
-        endpointUrl=url,
-        podId=pod.id,
-        weightsVolumeId=volume.id if volume else None,
-        healthUrl=url.apply(lambda u: u + p.readiness.path),
-    )
+    return value

@@ -1,0 +1,155 @@
+"""Checks on the values a stack puts into boot scripts, firewall rules and cloud resource names.
+
+Every value that reaches a shell line is validated here first (and shell-quoted where it is used);
+a value that fails raises one UserError before any resource is declared. Pulumi-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zoneinfo
+from collections.abc import Mapping
+from typing import Any
+
+from costing.errors import UserError
+
+SSH_PORT = 22
+TLS_PORTS = (80, 443)  # the TLS proxy (Caddy) holds these when a domain is set
+# Ports the stack's own layers listen on; the serving port may not take them. The auth layer adds its own.
+RESERVED_PORTS: dict[int, str] = {SSH_PORT: "SSH"}
+
+HF_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+LOCAL_PATH = re.compile(r"/[A-Za-z0-9._/-]{1,250}")
+SERVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
+IMAGE = re.compile(r"[a-z0-9][a-z0-9._/-]{0,200}(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?")
+DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+REGION = re.compile(r"[a-z]{2,12}(-[a-z]{2,12}){0,3}-?\d{1,2}")  # us-east-1 (AWS), us-central1 (GCP)
+AWS_ARN = re.compile(r"arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:[A-Za-z0-9/_+=.@:-]{1,512}")
+GCP_SECRET = re.compile(r"(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/secrets/)?[A-Za-z0-9_-]{1,255}")
+HH_MM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+
+
+def _full(pattern: re.Pattern[str], value: str) -> bool:
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def check_model_repo(value: str) -> str:
+    """A Hugging Face repo `owner/name` or an absolute local path; nothing a shell could read as more."""
+    if _full(HF_REPO, value) or (_full(LOCAL_PATH, value) and "/../" not in value + "/"):
+        return value
+    raise UserError(
+        f"modelRepo {value!r} is neither a Hugging Face repo (owner/name) nor an absolute path",
+        "pulumi config set modelRepo meta-llama/Llama-3.1-8B-Instruct",
+    )
+
+
+def check_served_name(value: str) -> str:
+    if _full(SERVED_NAME, value):
+        return value
+    raise UserError(
+        f"servedModelName {value!r} must be letters, digits and . _ : / - (at most 128)",
+        "pulumi config set servedModelName llama-3.1-8b",
+    )
+
+
+def check_image(value: str) -> str:
+    if _full(IMAGE, value):
+        return value
+    raise UserError(
+        f"image {value!r} is not a container image reference", "pulumi config set image vllm/vllm-openai:TAG"
+    )
+
+
+def check_region(value: str, key: str = "region") -> str:
+    if _full(REGION, value):
+        return value
+    raise UserError(f"{key} {value!r} is not a cloud region name", f"pulumi config set {key} us-east-1")
+
+
+def check_domain(value: str) -> str:
+    text = str(value).strip().lower().rstrip(".")
+    if _full(DOMAIN, text):
+        return text
+    raise UserError(f"domain {value!r} is not a DNS name", "pulumi config set domain api.example.com")
+
+
+def check_port(port: int, *, tls_proxy: bool) -> int:
+    """The serving port: never SSH, no other privileged port but 80/443, none a layer of the stack holds."""
+    taken = dict(RESERVED_PORTS)
+    if tls_proxy:
+        taken.update(dict.fromkeys(TLS_PORTS, "the TLS proxy"))
+    if port in taken:
+        raise UserError(f"port {port} is used by {taken[port]}", "pulumi config set port 8000")
+    if port < 1024 and port not in TLS_PORTS:
+        raise UserError(
+            f"port {port} is a privileged port (below 1024, other than 80/443)", "pulumi config set port 8000"
+        )
+    return port
+
+
+def check_aws_ref(key: str, ref: str) -> str:
+    """A Secrets Manager secret or SSM parameter ARN (the SSM one must name a parameter)."""
+    fix = f"pulumi config set {key} arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME"
+    if not _full(AWS_ARN, ref):
+        raise UserError(f"{key} {ref!r} is not a Secrets Manager or SSM parameter ARN", fix)
+    if ":ssm:" in ref and ":parameter/" not in ref:
+        raise UserError(
+            f"{key} {ref!r} is an SSM ARN without :parameter/NAME",
+            f"pulumi config set {key} arn:aws:ssm:REGION:ACCOUNT:parameter/NAME",
+        )
+    return ref
+
+
+def check_gcp_secret(key: str, ref: str) -> str:
+    if _full(GCP_SECRET, ref):
+        return ref
+    raise UserError(
+        f"{key} {ref!r} is not a Secret Manager secret id or projects/P/secrets/NAME",
+        f"pulumi config set {key} projects/my-project/secrets/vllm-api-key",
+    )
+
+
+def check_time_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise UserError(
+            f"timeZone {value!r} is not an IANA time zone", "pulumi config set timeZone Europe/Berlin"
+        ) from None
+    return value
+
+
+def check_script_values(values: Mapping[str, Any]) -> None:
+    """Last line of defence in the renderers: no value with a newline or NUL ever reaches a script."""
+    for name, value in values.items():
+        if any(c in str(value) for c in "\n\r\0"):
+            raise UserError(f"{name} contains a line break or NUL", f"pulumi config set {name} without it")
+
+
+# ---- resource names ------------------------------------------------------------------------------
+
+
+def scoped(name: str, project: str, stack: str) -> str:
+    """The stack's scope string (tags, IAM conditions): project/stack/name, so dev and prod never overlap."""
+    return f"{project}/{stack}/{name}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
+
+
+def gcp_name(base: str, scope: str, max_len: int = 63, min_len: int = 1) -> str:
+    """A GCP resource name `[a-z]([-a-z0-9]*[a-z0-9])?`, unique per scope: slug + a short hash of the scope.
+
+    A base starting with a digit gets an `s` prefix (GCP names and service-account ids must start with a letter).
+    """
+    digest = hashlib.sha256(scope.encode()).hexdigest()[:6]
+    slug = _slug(base) or "selfhost"
+    if not slug[0].isalpha():
+        slug = "s" + slug
+    head = slug[: max_len - len(digest) - 1].rstrip("-")
+    name = f"{head}-{digest}"
+    if len(name) < min_len:
+        name = name + "-" + "0" * (min_len - len(name) - 1)
+    return name

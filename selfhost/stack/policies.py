@@ -1,0 +1,206 @@
+"""The mandatory rules of the selfhost policy pack (stacks/policy): what every stack must never declare.
+
+Each rule is a pulumi-policy ResourceValidationPolicy over the engine's view of a resource (camelCase
+properties, secrets already unwrapped). `pulumi preview --policy-pack stacks/policy` runs them before
+anything is created; the tests run the same validate functions over what each stack declares under
+Pulumi's mocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+OPEN = ("0.0.0.0/0", "::/0")
+SSH = 22
+# A literal secret in text a VM boots from or a process runs with (a reference like "$VAR" is fine).
+SECRET_ASSIGNMENT = re.compile(r"\b[A-Z0-9_]*(API_KEY|TOKEN|SECRET|PASSWORD)[A-Z0-9_]*\s*=\s*['\"]?(?![$'\"\s])\S")
+SECRET_FLAG = re.compile(r"--(api-key|hf-token|token)(=|\s+)(?!\$)\S")
+HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
+SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
+
+
+Ports = list[tuple[int, int]] | None  # inclusive port ranges; None: every port and protocol
+
+
+def _rules(props: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    return list(props.get(key) or [])
+
+
+def _aws_ports(rule: Mapping[str, Any], protocol_key: str = "protocol") -> Ports:
+    if str(rule.get(protocol_key)) in ("-1", "all"):
+        return None
+    return [(int(rule.get("fromPort", 0)), int(rule.get("toPort", 65535)))]
+
+
+def _gcp_ports(allow: Mapping[str, Any]) -> Ports:
+    if str(allow.get("protocol")) == "all" or not allow.get("ports"):
+        return None
+    out = []
+    for item in allow["ports"]:
+        low, _, high = str(item).partition("-")
+        out.append((int(low), int(high or low)))
+    return out
+
+
+def _covers(ports: Ports, port: int) -> bool:
+    return ports is None or any(low <= port <= high for low, high in ports)
+
+
+def _within(ports: Ports, allowed: Iterable[int]) -> bool:
+    """Every port the rule admits is in `allowed`."""
+    allowed = set(allowed)
+    return ports is not None and all(p in allowed for low, high in ports for p in range(low, high + 1))
+
+
+def _ingress(args: ResourceValidationArgs) -> Iterable[tuple[list[str], Ports, str]]:
+    """(sources, ports, what) for each ingress rule of an AWS security group (or rule) or a GCP firewall."""
+    props = args.props
+    if args.resource_type == "aws:ec2/securityGroup:SecurityGroup":
+        for rule in _rules(props, "ingress"):
+            sources = [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])]
+            yield sources, _aws_ports(rule), f"ingress {rule.get('fromPort')}-{rule.get('toPort')}"
+    elif args.resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+        sources = [s for s in (props.get("cidrIpv4"), props.get("cidrIpv6")) if s]
+        yield sources, _aws_ports(props, "ipProtocol"), "ingress rule"
+    elif args.resource_type == "gcp:compute/firewall:Firewall" and props.get("direction", "INGRESS") == "INGRESS":
+        sources = list(props.get("sourceRanges") or [])
+        for allow in _rules(props, "allows"):
+            what = f"allow {allow.get('protocol')} {allow.get('ports') or 'all ports'}"
+            yield sources, _gcp_ports(allow), what
+
+
+def imdsv2(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """EC2 instances and launch templates require IMDSv2 session tokens."""
+    if args.resource_type not in ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"):
+        return
+    options = args.props.get("metadataOptions") or {}
+    if options.get("httpEndpoint") == "disabled":
+        return
+    if options.get("httpTokens") != "required":
+        report_violation("instance metadata must require IMDSv2 tokens (metadataOptions.httpTokens = required)", None)
+
+
+def encrypted_disks(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Every EBS volume (launch template, instance, standalone) is encrypted."""
+    props = args.props
+    if args.resource_type == "aws:ebs/volume:Volume":
+        if str(props.get("encrypted")).lower() != "true":
+            report_violation("EBS volume must be encrypted", None)
+        return
+    if args.resource_type == "aws:ec2/launchTemplate:LaunchTemplate":
+        for mapping in _rules(props, "blockDeviceMappings"):
+            ebs = mapping.get("ebs")
+            if ebs is not None and str(ebs.get("encrypted")).lower() != "true":
+                report_violation(f"EBS volume {mapping.get('deviceName')} must be encrypted", None)
+    if args.resource_type == "aws:ec2/instance:Instance":
+        root = props.get("rootBlockDevice") or {}
+        if str(root.get("encrypted")).lower() != "true":
+            report_violation("the root volume must be encrypted", None)
+        for mapping in _rules(props, "ebsBlockDevices"):
+            if str(mapping.get("encrypted")).lower() != "true":
+                report_violation(f"EBS volume {mapping.get('deviceName')} must be encrypted", None)
+
+
+def no_open_ingress(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Nothing open to 0.0.0.0/0 or ::/0, except the API port when the pack's config allows it."""
+    allowed = [int(p) for p in (args.get_config() or {}).get("openApiPorts") or []]
+    for sources, ports, what in _ingress(args):
+        if not set(sources) & set(OPEN) or _within(ports, allowed):
+            continue
+        report_violation(
+            f"{what} is open to the internet ({', '.join(s for s in sources if s in OPEN)}); allow only the "
+            "API port, with openApiPorts in the policy config",
+            None,
+        )
+
+
+def no_ssh_ingress(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """No rule lets anyone reach port 22."""
+    for sources, ports, what in _ingress(args):
+        if sources and _covers(ports, SSH):
+            report_violation(f"{what} allows SSH (port 22) from {', '.join(sources)}", None)
+
+
+def secrets_in_stores(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Secrets live in a secret store or the environment: never in boot scripts, argv or plain parameters."""
+    props = args.props
+    texts: list[tuple[str, str]] = []
+    if args.resource_type == "aws:ec2/launchTemplate:LaunchTemplate" and props.get("userData"):
+        texts.append(("userData", _b64(str(props["userData"]))))
+    if args.resource_type == "aws:ec2/instance:Instance" and props.get("userData"):
+        texts.append(("userData", str(props["userData"])))
+    if args.resource_type in ("gcp:compute/instance:Instance", "gcp:compute/instanceTemplate:InstanceTemplate"):
+        metadata = props.get("metadata") or {}
+        for key, value in metadata.items():
+            if SECRET_NAME.search(key):
+                report_violation(f"metadata key {key!r} looks like a secret: keep it in Secret Manager", None)
+            texts.append((f"metadata {key}", str(value)))
+        if props.get("metadataStartupScript"):
+            texts.append(("metadataStartupScript", str(props["metadataStartupScript"])))
+    if args.resource_type == "runpod:index:Pod":
+        texts.append(("dockerArgs", str(props.get("dockerArgs") or "")))
+    secret_named = SECRET_NAME.search(str(props.get("name") or ""))
+    if args.resource_type == "aws:ssm/parameter:Parameter" and secret_named and props.get("type") != "SecureString":
+        report_violation("a secret-named SSM parameter must be a SecureString", None)
+    for where, text in texts:
+        for pattern in (SECRET_ASSIGNMENT, SECRET_FLAG, HF_TOKEN):
+            match = pattern.search(text)
+            if match:
+                report_violation(f"{where} holds a secret value ({match.group(0)[:24]}...): use the secret store", None)
+                break
+
+
+def _b64(text: str) -> str:
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return text
+
+
+POLICIES = [
+    ResourceValidationPolicy(
+        name="imdsv2-required",
+        description="EC2 instances and launch templates require IMDSv2 (session tokens).",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=imdsv2,
+    ),
+    ResourceValidationPolicy(
+        name="encrypted-disks",
+        description="Every EBS volume is encrypted.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=encrypted_disks,
+    ),
+    ResourceValidationPolicy(
+        name="no-open-ingress",
+        description="No ingress from 0.0.0.0/0 or ::/0, except the API port listed in openApiPorts.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=no_open_ingress,
+        config_schema=PolicyConfigSchema(
+            properties={"openApiPorts": {"type": "array", "items": {"type": "integer"}, "default": []}}
+        ),
+    ),
+    ResourceValidationPolicy(
+        name="no-ssh-ingress",
+        description="No security group or firewall rule admits port 22.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=no_ssh_ingress,
+    ),
+    ResourceValidationPolicy(
+        name="secrets-in-secret-stores",
+        description="No secret value in user-data, startup scripts, container arguments or plain parameters.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=secrets_in_stores,
+    ),
+]

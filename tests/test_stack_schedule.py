@@ -1,0 +1,104 @@
+"""A part-time schedule is deployed, never only costed: AWS scheduled actions, a GCP instance schedule;
+RunPod and GCP spot groups refuse it with one line and the fix."""
+
+from __future__ import annotations
+
+import pytest
+from stack_mocks import refused, stack
+
+from costing.errors import UserError
+from costing.review import cost_review
+from selfhost.stack import aws_config
+from selfhost.stack.schedule import window
+
+AWS = {
+    "model": "llama-3.1-8b",
+    "instanceType": "g5.xlarge",
+    "pricing": "on-demand",
+    "allowedCidrs": ["203.0.113.0/24"],
+    "requestsPerDay": "3000",
+    "inputTokens": "1000",
+    "outputTokens": "250",
+    "apiKey": "sk-test-key",
+    "hfToken": "hf_test_token",
+    "allowPlainHttp": True,
+}
+GCP = {k: v for k, v in {**AWS, "machineType": "g2-standard-8"}.items() if k != "instanceType"}
+PART_TIME = {"hoursPerDay": "8", "daysPerWeek": "5", "scheduleStart": "09:00", "timeZone": "Europe/Berlin"}
+SCHEDULE = "aws:autoscaling/schedule:Schedule"
+
+
+def test_aws_part_time_becomes_scheduled_actions_in_the_stack_time_zone():
+    mocks, out = stack("aws", {**AWS, **PART_TIME})
+    actions = {a["scheduledActionName"]: a for a in mocks.of_type(SCHEDULE)}
+    assert set(actions) == {"selfhost-start", "selfhost-stop"}
+    start, stop = actions["selfhost-start"], actions["selfhost-stop"]
+    assert start["recurrence"] == "0 9 * * 1,2,3,4,5" and stop["recurrence"] == "0 17 * * 1,2,3,4,5"
+    assert (start["minSize"], start["maxSize"], start["desiredCapacity"]) == (1, 1, 1)
+    assert (stop["minSize"], stop["maxSize"], stop["desiredCapacity"]) == (0, 0, 0)
+    assert start["timeZone"] == stop["timeZone"] == "Europe/Berlin"
+    assert start["autoscalingGroupName"] == stop["autoscalingGroupName"] == "selfhost-aws-group-asg"
+    # what runs is what was costed: 8 h x 5 days, the hours the review bills
+    spec = aws_config.plan({**AWS, **PART_TIME}).spec
+    assert (spec.schedule.hours_per_day, spec.schedule.days_per_week) == (8, 5)
+    assert out["projectedMonthlyUsd"] == pytest.approx(round(cost_review(spec).monthly_usd, 2))
+    assert out["schedule"] == "start 0 9 * * 1,2,3,4,5 / stop 0 17 * * 1,2,3,4,5 (Europe/Berlin)"
+
+
+def test_always_on_declares_no_schedule():
+    mocks, out = stack("aws", AWS)
+    assert mocks.of_type(SCHEDULE) == [] and out["schedule"] == "always on"
+
+
+@pytest.mark.parametrize(
+    "hours, days, start, start_cron, stop_cron",
+    [
+        (8, 5, "09:00", "0 9 * * 1,2,3,4,5", "0 17 * * 1,2,3,4,5"),
+        (8, 5, "20:30", "30 20 * * 1,2,3,4,5", "30 4 * * 2,3,4,5,6"),  # crosses midnight: next day's date
+        (24, 5, "00:00", "0 0 * * 1", "0 0 * * 6"),  # Monday 00:00 to Saturday 00:00
+        (12, 7, "06:00", "0 6 * * 0,1,2,3,4,5,6", "0 18 * * 0,1,2,3,4,5,6"),
+        (7.5, 1, "08:15", "15 8 * * 1", "45 15 * * 1"),
+    ],
+)
+def test_window_crons(hours, days, start, start_cron, stop_cron):
+    w = window(hours, days, {"scheduleStart": start})
+    assert (w.start_cron(), w.stop_cron(), w.time_zone) == (start_cron, stop_cron, "UTC")
+
+
+def test_gcp_on_demand_part_time_is_an_instance_schedule_on_the_vm():
+    mocks, _ = stack("gcp", {**GCP, **PART_TIME})
+    policy = mocks.one("gcp:compute/resourcePolicy:ResourcePolicy")
+    schedule = policy["instanceSchedulePolicy"]
+    assert schedule["vmStartSchedule"]["schedule"] == "0 9 * * 1,2,3,4,5"
+    assert schedule["vmStopSchedule"]["schedule"] == "0 17 * * 1,2,3,4,5"
+    assert schedule["timeZone"] == "Europe/Berlin"
+    vm = mocks.one("gcp:compute/instance:Instance")
+    assert vm["resourcePolicies"] == f"projects/p/regions/r/resourcePolicies/{policy['name']}"
+    grant = mocks.one("gcp:projects/iAMMember:IAMMember")
+    assert grant["role"] == "roles/compute.instanceAdmin.v1"
+    assert grant["member"] == "serviceAccount:service-123456789012@compute-system.iam.gserviceaccount.com"
+
+
+@pytest.mark.parametrize(
+    "cloud, change, words",
+    [
+        ("gcp", {"pricing": "spot"}, "can't scale on a schedule"),
+        ("aws", {"daysPerWeek": "4.5"}, "daysPerWeek 4.5 is not a whole number of days"),
+        ("aws", {"hoursPerDay": "7.3333"}, "not a whole number of minutes"),
+        ("aws", {"timeZone": "Mars/Olympus"}, "not an IANA time zone"),
+        ("gcp", {"scheduleStart": "9am"}, "not HH:MM"),
+        ("aws", {"scheduleStart": "24:00"}, "not HH:MM"),
+    ],
+)
+def test_a_schedule_that_cannot_run_is_refused(cloud, change, words):
+    base = AWS if cloud == "aws" else GCP
+    mocks, err = refused(cloud, {**base, **PART_TIME, **change})
+    assert isinstance(err, UserError) and words in str(err) and "Fix:" in err.line()
+    assert mocks.resources == []
+
+
+def test_runpod_refuses_a_part_time_schedule_with_the_fix():
+    config = {k: v for k, v in AWS.items() if k not in ("instanceType", "allowedCidrs", "allowPlainHttp")}
+    mocks, err = refused("runpod", {**config, "hoursPerDay": "8"})
+    assert "can't be stopped and started on a schedule" in err.problem
+    assert "use the aws/gcp stack" in err.fix and mocks.resources == []
