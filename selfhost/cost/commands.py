@@ -38,6 +38,7 @@ def _spec_overrides(
     hours_per_day=None,
     days_per_week=None,
     replicas=None,
+    region=None,
 ) -> dict:
     workload = {
         "requests_per_day": requests_per_day,
@@ -48,7 +49,15 @@ def _spec_overrides(
     return {
         "model": model,
         "precision": precision,
-        "target": {"gpu": gpu, "gpus": gpus, "cloud": cloud, "offer": offer, "pricing": pricing, "replicas": replicas},
+        "target": {
+            "gpu": gpu,
+            "gpus": gpus,
+            "cloud": cloud,
+            "offer": offer,
+            "pricing": pricing,
+            "replicas": replicas,
+            "region": region,
+        },
         "workload": workload if any(v is not None for v in workload.values()) else None,
         "slo": {"p90_latency_s": p90_latency_s},
         "budget": {"max_monthly_usd": max_monthly_usd},
@@ -158,6 +167,12 @@ def register(app: typer.Typer) -> None:
         replicas: int | None = typer.Option(None, "--replicas", help="fix the replica count"),
         calibration: Path | None = typer.Option(None, "--calibration", help="bench JSON to refit the projection"),
         chart: Path | None = typer.Option(None, "--chart", help="write a cost-vs-traffic PNG"),
+        region: str | None = typer.Option(
+            None, "--region", help="price this region (e.g. eu-west-1); default: the spec's"
+        ),
+        max_price_age_days: int | None = typer.Option(
+            None, "--max-price-age-days", help="CI: exit 2 when a price used is older than this"
+        ),
         fmt: str = FormatOpt,
     ) -> None:
         """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API."""
@@ -185,6 +200,7 @@ def register(app: typer.Typer) -> None:
                 hours_per_day,
                 days_per_week,
                 replicas,
+                region,
             ),
         )
         resolved = resolve(spec)
@@ -196,6 +212,9 @@ def register(app: typer.Typer) -> None:
 
             cost_chart(review, chart)
             typer.echo(f"chart written to {chart}", err=True)
+        from costing.price_age import enforce_price_age
+
+        enforce_price_age(review, max_price_age_days)
         enforce_budget(review)
 
     @app.command()
