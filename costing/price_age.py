@@ -72,7 +72,7 @@ def enforce_price_age(rv: CostReview, max_days: int | None) -> None:
         raise UserError(f"--max-price-age-days must be 0-3650 (got {max_days})", "pass a number of days, e.g. 30")
     old = stale_prices(rv, max_days)
     if old:
-        what, as_of, age = max(old, key=lambda o: o[2] if o[2] is not None else 10**6)
+        what, as_of, _age = max(old, key=lambda o: o[2] if o[2] is not None else 10**6)
         raise UserError(
             f"{len(old)} price(s) in this review are older than {max_days} days "
             f"(oldest: {what}, as of {as_of or 'undated'})",
