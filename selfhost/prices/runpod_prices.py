@@ -42,7 +42,7 @@ def refresh(pods: list[tuple[str, str, int, str]], regions: list[str], retrieved
             continue
         try:
             info = runpod.get_gpu(gpu_id, count)
-        except Exception as err:  # the SDK raises bare Exception/ValueError/its own errors: name it on one line
+        except Exception as err:  # noqa: BLE001 - the SDK raises bare Exception (and requests errors): one line
             raise CloudFailure(f"{type(err).__name__}: {' '.join(str(err).split())[:200]}") from None
         per_gpu = info.get(PRICE_FIELD[cloud_type]) if isinstance(info, dict) else None
         if isinstance(per_gpu, (int, float)) and per_gpu > 0:
