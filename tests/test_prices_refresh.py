@@ -126,6 +126,7 @@ def test_refresh_writes_a_dated_snapshot_that_plan_prefers_and_offline_restores(
             "RUNPOD_API_KEY": "test-key",
             "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json"),
             "NO_COLOR": "1",
+            "SELFHOST_PRICES": "",  # this test is about the refreshed snapshot being preferred
         }
         out = selfhost("prices", "refresh", "--cloud", "aws", "--region", "eu-west-1", env=env)
         assert out.returncode == 0, out.stderr

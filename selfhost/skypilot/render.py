@@ -291,8 +291,9 @@ def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
 
     def placement(c: Choice) -> dict[str, Any]:
         p: dict[str, Any] = {"cloud": c.offer.cloud}
-        if c.spec.target.region:
-            p["region"] = c.spec.target.region
+        region = c.spec.target.region or c.offer.region  # pin the region the review priced
+        if region:
+            p["region"] = region
         p["accelerators"] = accelerator(c)
         if c.pin_instance_type:
             p["instance_type"] = c.offer.instance_type
