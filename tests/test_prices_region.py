@@ -1,0 +1,47 @@
+"""Prices per region and zone: --region chooses the price, spot names its zone and date, stale prices warn."""
+
+from __future__ import annotations
+
+import json
+
+PLAN = ["plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", "--pricing", "spot"]
+WORK = ["--requests-per-day", "3000", "--input-tokens", "1000", "--output-tokens", "250"]
+
+
+def _json(selfhost, *args):
+    out = selfhost(*PLAN, *WORK, *args, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_region_chooses_the_spot_market_and_the_review_names_zone_and_date(selfhost):
+    from costing.catalog import get_offer
+
+    eu, us = _json(selfhost, "--region", "eu-west-1"), _json(selfhost)
+    offer = get_offer("aws-g5.xlarge")
+    eu_zones = {r.zone: r.usd_per_hour for r in offer.prices if r.region == "eu-west-1" and r.pricing == "spot"}
+    assert eu["target"]["region"] == "eu-west-1" and eu["target"]["zone"] in eu_zones
+    assert eu["target"]["hourly_usd"] == min(eu_zones.values()) != us["target"]["hourly_usd"]
+    assert us["target"]["region"] == "us-east-1" and eu["target"]["price_derived"] is False
+    assert eu["target"]["price_as_of"] and all(p["as_of"] for p in eu["prices"]["used"])
+    table = selfhost(*PLAN, *WORK, "--region", "eu-west-1").stdout
+    assert f"eu-west-1 {eu['target']['zone']}" in table and f"price as of {eu['target']['price_as_of']}" in table
+
+
+def test_an_unpriced_region_is_refused_listing_the_priced_ones(selfhost):
+    out = selfhost(*PLAN, *WORK, "--region", "ap-south-1")
+    assert out.returncode == 2 and "no price for region ap-south-1" in out.stderr
+    assert "eu-west-1, us-east-1, us-west-2" in out.stderr and "Traceback" not in out.stderr
+    out = selfhost("plan", "--model", "llama-3.1-8b", "--gpu", "L4", "--cloud", "gcp", *WORK, "--region", "mars-1")
+    assert out.returncode == 2 and "us-central1" in out.stderr
+
+
+def test_old_prices_warn_and_max_price_age_days_fails_ci(selfhost):
+    out = selfhost("plan", "--model", "llama-3.1-8b", "--offer", "gcp-g2-standard-8", *WORK)
+    assert out.returncode == 0 and "warning: price of gcp-g2-standard-8 on-demand" in out.stdout
+    gate = selfhost(
+        "plan", "--model", "llama-3.1-8b", "--offer", "gcp-g2-standard-8", *WORK, "--max-price-age-days", "30"
+    )
+    assert gate.returncode == 2 and "older than 30 days" in gate.stderr
+    bad = selfhost(*PLAN, *WORK, "--max-price-age-days", "-1")
+    assert bad.returncode == 2 and "--max-price-age-days" in bad.stderr
