@@ -37,11 +37,12 @@ def test_an_unpriced_region_is_refused_listing_the_priced_ones(selfhost):
 
 
 def test_old_prices_warn_and_max_price_age_days_fails_ci(selfhost):
-    out = selfhost("plan", "--model", "llama-3.1-8b", "--offer", "gcp-g2-standard-8", *WORK)
-    assert out.returncode == 0 and "warning: price of gcp-g2-standard-8 on-demand" in out.stdout
-    gate = selfhost(
-        "plan", "--model", "llama-3.1-8b", "--offer", "gcp-g2-standard-8", *WORK, "--max-price-age-days", "30"
-    )
+    old = ["plan", "--model", "llama-3.1-8b", "--offer", "runpod-a40x1-community", *WORK]  # a 2024 price
+    out = selfhost(*old)
+    assert out.returncode == 0 and "warning: price of runpod-a40x1-community on-demand (US)" in out.stdout
+    gate = selfhost(*old, "--max-price-age-days", "30")
     assert gate.returncode == 2 and "older than 30 days" in gate.stderr
+    fresh = selfhost("plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", *WORK, "--format", "json")
+    assert not [w for w in json.loads(fresh.stdout)["prices"]["warnings"] if "aws-g5.xlarge" in w]
     bad = selfhost(*PLAN, *WORK, "--max-price-age-days", "-1")
     assert bad.returncode == 2 and "--max-price-age-days" in bad.stderr
