@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from costing.errors import UserError
+
 PLAN = ["plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", "--pricing", "spot"]
 WORK = ["--requests-per-day", "3000", "--input-tokens", "1000", "--output-tokens", "250"]
 
@@ -46,3 +50,33 @@ def test_old_prices_warn_and_max_price_age_days_fails_ci(selfhost):
     assert not [w for w in json.loads(fresh.stdout)["prices"]["warnings"] if "aws-g5.xlarge" in w]
     bad = selfhost(*PLAN, *WORK, "--max-price-age-days", "-1")
     assert bad.returncode == 2 and "--max-price-age-days" in bad.stderr
+
+
+def test_the_stack_provider_region_chooses_the_price(monkeypatch):
+    """AWS_REGION (aws:region) and a GCP zone are where the stack runs: the review prices that region."""
+    import base64
+
+    from costing.review import cost_review
+    from costing.spec import spec_from_dict
+    from selfhost.stack import aws_config, gcp_config
+    from selfhost.stack.preview import plain, run
+
+    work = {"requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250", "apiKey": "k", "hfToken": "h"}
+    base = {"model": "llama-3.1-8b", "pricing": "spot", "allowedCidrs": ["203.0.113.0/24"], **work}
+    spec = {"model": "llama-3.1-8b", "workload": {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}}
+
+    def monthly(offer, region):
+        target = {"offer": offer, "pricing": "spot", "region": region, "replicas": 1}
+        return round(cost_review(spec_from_dict({**spec, "target": target})).monthly_usd, 2)
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    mocks, out = run(aws_config.build, {**base, "instanceType": "g5.xlarge"})
+    assert out["projectedMonthlyUsd"] == monthly("aws-g5.xlarge", "eu-west-1") != monthly("aws-g5.xlarge", "us-east-1")
+    script = base64.b64decode(plain(mocks.one("aws:ec2/launchTemplate:LaunchTemplate")["userData"])).decode()
+    assert "--region eu-west-1" in script
+    mocks, out = run(gcp_config.build, {**base, "machineType": "g2-standard-8", "zone": "europe-west4-b"})
+    assert out["projectedMonthlyUsd"] == monthly("gcp-g2-standard-8", "europe-west4")
+    assert out["projectedMonthlyUsd"] != monthly("gcp-g2-standard-8", "us-central1")
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    with pytest.raises(UserError, match="no price for region ap-south-1"):
+        run(aws_config.build, {**base, "instanceType": "g5.xlarge"})

@@ -157,13 +157,16 @@ def instance_policy(secret_arns: list[str], stack: str) -> str:
 
 def build(config: Mapping[str, Any]) -> dict[str, Any]:
     """Validate and cost (raising before any resource), then declare the group and what it needs."""
-    p = plan(config)
     import pulumi
+
+    # The provider's region is where the instance runs, so it is the region the review prices.
+    chosen = resolve_region(config.get("region"), pulumi.Config("aws").get("region"), "") or None
+    p = plan({**config, "region": chosen} if chosen else config)
     import pulumi_aws as aws
 
     from selfhost.stack.component import VllmEndpoint, secret
 
-    region = resolve_region(config.get("region"), pulumi.Config("aws").get("region"), p.offer.region)
+    region = chosen or p.offer.region
     if flag(config, "checkQuota"):  # needs AWS credentials at preview time: opt-in (recommended in CI)
         check_gpu_quota(p.offer.instance_type, p.offer.vcpus, region, p.pricing)
     az = config.get("availabilityZone") or None

@@ -72,14 +72,17 @@ def startup_script(p: StackPlan, secrets: dict[str, str]) -> str:
 
 def build(config: Mapping[str, Any]) -> dict[str, Any]:
     """Validate and cost (raising before any resource), then declare the VM (or spot group) and its needs."""
-    p = plan(config)
     import pulumi
+
+    gcp_cfg = pulumi.Config("gcp")
+    # The provider's zone is where the VM runs, so its region is the one the review prices.
+    chosen = config.get("zone") or gcp_cfg.get("zone")
+    p = plan({**config, "region": str(chosen).rsplit("-", 1)[0]} if chosen and not config.get("region") else config)
     import pulumi_gcp as gcp
 
     from selfhost.stack.component import VllmEndpoint, secret
 
-    gcp_cfg = pulumi.Config("gcp")
-    zone = str(config.get("zone") or gcp_cfg.get("zone") or f"{p.offer.region}-a")
+    zone = str(chosen or f"{p.review.resolved.price.region or p.offer.region}-a")
     region = zone.rsplit("-", 1)[0]
     network = str(config.get("network") or "default")
     spot = p.pricing == "spot"
