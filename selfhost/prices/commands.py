@@ -10,7 +10,7 @@ CLOUDS = ("aws", "gcp", "runpod")
 DEFAULT_REGIONS = {
     "aws": ["us-east-1", "us-west-2", "eu-west-1"],
     "gcp": ["us-central1", "us-east4", "europe-west4"],
-    "runpod": ["US"],
+    "runpod": ["US", "CA", "CZ", "FR", "NL", "RO", "SE", "IS", "NO"],  # SkyPilot's RunPod regions (countries)
 }
 
 
