@@ -77,11 +77,13 @@ GCP_SKUS = [
     sku("Nvidia L4 GPU running in Americas", "OnDemand", ["us-central1", "us-east4"], 0.56),
     sku("Spot Preemptible G2 Instance Core running in Americas", "Preemptible", ["us-central1"], 0.01),
     sku("Spot Preemptible G2 Instance Ram running in Americas", "Preemptible", ["us-central1"], 0.001, "GiBy.h"),
-    sku("Spot Preemptible Nvidia L4 GPU running in Americas", "Preemptible", ["us-central1"], 0.2),
+    sku("Nvidia L4 GPU attached to Spot Preemptible VMs running in Americas", "Preemptible", ["us-central1"], 0.2),
     sku("Commitment v1: G2 Cpu in Americas for 1 Year", "Commit1Yr", ["us-central1"], 0.0157),
     sku("Commitment v1: G2 Ram in Americas for 1 Year", "Commit1Yr", ["us-central1"], 0.00184, "GiBy.h"),
     sku("Commitment v1: Nvidia L4 GPU in Americas for 1 Year", "Commit1Yr", ["us-central1"], 0.35),
     sku("G2 Sole Tenancy Instance Core running in Americas", "OnDemand", ["us-central1"], 9.0),  # ignored
+    sku("Nvidia L4 GPU Virtual Workstation running in Americas", "OnDemand", ["us-central1"], 9.0),  # ignored
+    sku("G2 Custom Instance Core running in Americas", "OnDemand", ["us-central1"], 9.0),  # ignored
     sku("N1 Predefined Instance Core running in Americas", "OnDemand", ["us-central1"], 9.0),  # ignored
 ]
 

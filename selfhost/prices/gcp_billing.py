@@ -14,7 +14,7 @@ COMPUTE_ENGINE = "services/6F81-5844-456A"  # Compute Engine's service id in the
 API = "Cloud Billing Catalog API (CloudCatalogClient.list_skus, Compute Engine G2 + L4 SKUs)"
 ENDPOINT_ENV = "SELFHOST_GCP_CATALOG_ENDPOINT"  # optional: a proxy or mirror of cloudbilling.googleapis.com
 USAGE = {"OnDemand": "on-demand", "Preemptible": "spot", "Commit1Yr": "reserved-1y", "Commit3Yr": "reserved-3y"}
-SKIP = ("sole tenancy", "reserved", "dws", "calendar", "flex", "custom", "extended")
+SKIP = ("sole tenancy", "reserved", "dws", "calendar", "flex", "custom", "extended", "workstation")
 
 
 def client(endpoint: str | None = None, credentials: Any = None):
