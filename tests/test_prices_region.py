@@ -80,3 +80,12 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
     monkeypatch.setenv("AWS_REGION", "ap-south-1")
     with pytest.raises(UserError, match="no price for region ap-south-1"):
         run(aws_config.build, {**base, "instanceType": "g5.xlarge"})
+
+
+def test_compare_in_a_region_ranks_the_offers_priced_there(selfhost):
+    args = ["compare", "--model", "llama-3.1-8b", "--pricing", "spot", "--region", "europe-west4", *WORK]
+    out = json.loads(selfhost(*args, "--format", "json").stdout)
+    assert out["offers"] and {o["cloud"] for o in out["offers"]} == {"gcp"}
+    assert all(
+        "no price for region europe-west4" in s["reason"] for s in out["skipped"] if s["offer"].startswith("aws")
+    )

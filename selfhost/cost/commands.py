@@ -229,6 +229,9 @@ def register(app: typer.Typer) -> None:
         output_tokens: int | None = typer.Option(None, "--output-tokens"),
         peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
         p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
+        region: str | None = typer.Option(
+            None, "--region", help="price this region; offers not priced there are skipped"
+        ),
         fmt: str = FormatOpt,
     ) -> None:
         """Every offer that fits, ranked by monthly cost at the workload, with $/1M tokens and the SLO."""
@@ -252,6 +255,7 @@ def register(app: typer.Typer) -> None:
                 peak_to_mean,
                 p90_latency_s,
                 None,
+                region=region,
             ),
         )
         typer.echo(render_compare(compare_offers(spec), fmt), nl=False)
