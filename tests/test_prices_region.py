@@ -89,3 +89,16 @@ def test_compare_in_a_region_ranks_the_offers_priced_there(selfhost):
     assert all(
         "no price for region europe-west4" in s["reason"] for s in out["skipped"] if s["offer"].startswith("aws")
     )
+
+
+def test_skypilot_tasks_pin_the_region_the_review_priced():
+    from costing.spec import spec_from_dict
+    from selfhost.skypilot import render as sky
+
+    def task(**target):
+        return sky.render_task(spec_from_dict({"model": "llama-3.1-8b", "target": target}))["resources"]
+
+    assert task(offer="aws-g5.xlarge", pricing="spot", region="eu-west-1")["region"] == "eu-west-1"
+    assert task(offer="aws-g5.xlarge")["region"] == "us-east-1"  # the offer's default, as `plan` prices it
+    assert task(cloud="gcp", gpu="L4", region="europe-west4")["region"] == "europe-west4"
+    assert task(cloud="runpod", gpu="A40", region="RO")["region"] == "RO"  # Community -> Secure, same region
