@@ -331,7 +331,7 @@ def _key(r: PriceRow) -> tuple[str, str, str, str, str]:
 def snapshot_label() -> str:
     """Which snapshot priced this run (for reviews)."""
     path = latest_snapshot()
-    return f"refreshed snapshot {path}" if path else f"shipped snapshot ({SHIPPED_SNAPSHOT})"
+    return f"refreshed snapshot {path}" if path else f"shipped snapshot {SHIPPED_SNAPSHOT}"
 
 
 def cloud_info(cloud: str) -> dict[str, Any]:
