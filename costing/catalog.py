@@ -6,9 +6,13 @@ Every entry keeps its `source` and `as_of` so a review can cite what it used.
 from __future__ import annotations
 
 import difflib
+import json
+import math
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -101,6 +105,23 @@ class Price:
     pricing: str
     source: str
     derived: bool
+    region: str | None = None
+    zone: str | None = None  # the availability zone of a spot market price
+    as_of: str | None = None  # the date the figure was published or retrieved (YYYY-MM-DD)
+
+
+@dataclass(frozen=True)
+class PriceRow:
+    """One figure of a price snapshot: an instance's hourly USD price in a region (and zone, for spot)."""
+
+    cloud: str
+    instance_type: str
+    region: str
+    pricing: str
+    usd_per_hour: float
+    source: str
+    as_of: str
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,27 +133,64 @@ class Offer:
     gpus: int
     vcpus: int
     ram_gb: float
-    region: str
-    on_demand: float
-    explicit: dict[str, float]
+    region: str  # the default region: the one priced when neither the spec nor --region names one
     cloud_type: str | None
-    source: str
-    as_of: str
+    prices: tuple[PriceRow, ...] = ()
 
-    def price(self, pricing: str) -> Price | None:
-        """Hourly price under `pricing`, or None where the cloud does not offer it."""
+    @property
+    def regions(self) -> list[str]:
+        """Regions with an on-demand price for this offer (sorted)."""
+        return sorted({r.region for r in self.prices if r.pricing == "on-demand"})
+
+    def rows(self, pricing: str, region: str | None = None) -> list[PriceRow]:
+        region = region or self.region
+        return [r for r in self.prices if r.pricing == pricing and r.region == region]
+
+    @property
+    def on_demand(self) -> float:
+        """On-demand USD/h in the default region (inf when unpriced there)."""
+        price = self.price("on-demand")
+        return price.usd_per_hour if price else float("inf")
+
+    @property
+    def source(self) -> str:
+        price = self.price("on-demand")
+        return price.source if price else "unpriced"
+
+    @property
+    def as_of(self) -> str:
+        price = self.price("on-demand")
+        return price.as_of if price and price.as_of else "unpriced"
+
+    def price(self, pricing: str, region: str | None = None) -> Price | None:
+        """Hourly price under `pricing` in `region` (default: the offer's region), or None where unpriced.
+
+        Spot is the cheapest zone's market price in the region; a pricing the snapshot lacks is derived
+        from the cloud's discount rule, labelled as a last resort.
+        """
+        region = region or self.region
+        found = self.rows(pricing, region)
+        if found:
+            row = min(found, key=lambda r: (r.usd_per_hour, r.zone or ""))
+            where = f"{region} {row.zone}" if row.zone else region
+            return Price(
+                row.usd_per_hour, pricing, f"{row.source}, {where} ({row.as_of})", False, region, row.zone, row.as_of
+            )
         if pricing == "on-demand":
-            return Price(self.on_demand, pricing, f"{self.source} ({self.as_of})", False)
-        if pricing in self.explicit:
-            return Price(self.explicit[pricing], pricing, f"{self.source} ({self.as_of})", False)
+            return None
         rule = cloud_info(self.cloud)["discounts"].get(pricing)
-        if not rule:
+        base = self.price("on-demand", region)
+        if not rule or base is None:
             return None
         return Price(
-            round(self.on_demand * rule["factor"], 6),
+            round(base.usd_per_hour * rule["factor"], 6),
             pricing,
-            f"derived: on-demand x {rule['factor']} ({rule['source']})",
+            f"derived (last resort, no {pricing} price in the snapshot): on-demand x {rule['factor']} "
+            f"({rule['source']})",
             True,
+            region,
+            None,
+            base.as_of,
         )
 
 
@@ -190,14 +248,90 @@ def catalog() -> Catalog:
     }
     gpus = {name: Gpu(name=name, **g) for name, g in _read("gpus.yaml")["gpus"].items()}
     raw_offers = _read("offers.yaml")
+    by_type: dict[tuple[str, str], list[PriceRow]] = {}
+    for row in price_rows():
+        by_type.setdefault((row.cloud, row.instance_type), []).append(row)
     offers = {}
     for oid, o in raw_offers["offers"].items():
-        explicit = {k: o.pop(k) for k in ("spot", "reserved-1y", "reserved-3y") if k in o}
-        offers[oid] = Offer(id=oid, explicit=explicit, cloud_type=o.pop("cloud_type", None), **o)
+        prices = tuple(by_type.get((o["cloud"], o["instance_type"]), ()))
+        offers[oid] = Offer(id=oid, cloud_type=o.pop("cloud_type", None), prices=prices, **o)
     apis = tuple(
         ApiPrice(models=tuple(a.pop("models")), closed=a.pop("closed", False), **a) for a in _read("apis.yaml")["apis"]
     )
     return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias)
+
+
+SHIPPED_SNAPSHOT = "costing/data/prices.yaml"
+PRICES_ENV = "SELFHOST_PRICES"  # `shipped`: ignore refreshed snapshots (what `--offline` sets)
+
+
+def snapshot_dir() -> Path:
+    """Where `selfhost prices refresh` writes its dated snapshots (the user's cache folder)."""
+    import platformdirs
+
+    return platformdirs.user_cache_path("selfhost") / "prices"
+
+
+def latest_snapshot() -> Path | None:
+    """The newest refreshed snapshot, or None (then the shipped one is used)."""
+    if os.environ.get(PRICES_ENV, "").strip().lower() == "shipped":
+        return None
+    folder = snapshot_dir()
+    found = sorted(folder.glob("prices-*.json")) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+def _rows(items: list[dict[str, Any]]) -> list[PriceRow]:
+    return [
+        PriceRow(
+            cloud=str(r["cloud"]),
+            instance_type=str(r["instance_type"]),
+            region=str(r["region"]),
+            pricing=str(r["pricing"]),
+            usd_per_hour=float(r["usd_per_hour"]),
+            source=str(r["source"]),
+            as_of=str(r["as_of"]),
+            zone=r.get("zone") or None,
+        )
+        for r in items
+        if isinstance(r.get("usd_per_hour"), (int, float))
+        and math.isfinite(r["usd_per_hour"])
+        and r["usd_per_hour"] > 0
+    ]
+
+
+def shipped_rows() -> list[PriceRow]:
+    return _rows(_read("prices.yaml")["prices"])
+
+
+def price_rows() -> list[PriceRow]:
+    """The price snapshot in use: the newest refreshed one laid over the shipped one (row by row)."""
+    rows = {_key(r): r for r in shipped_rows()}
+    path = latest_snapshot()
+    if path is not None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(
+                f"price snapshot {path} is unreadable ({err})",
+                "run `selfhost prices refresh` again, or delete that file to use the shipped prices",
+            ) from None
+        refreshed = _rows(list(data.get("prices", [])))
+        for key in {(r.cloud, r.instance_type, r.region, r.pricing) for r in refreshed}:
+            for old in [k for k in rows if k[:4] == key]:  # a refreshed market replaces all its zones
+                del rows[old]
+        rows.update({_key(r): r for r in refreshed})
+    return list(rows.values())
+
+
+def _key(r: PriceRow) -> tuple[str, str, str, str, str]:
+    return (r.cloud, r.instance_type, r.region, r.pricing, r.zone or "")
+
+
+def snapshot_label() -> str:
+    """Which snapshot priced this run (for reviews)."""
+    path = latest_snapshot()
+    return f"refreshed snapshot {path}" if path else f"shipped snapshot {SHIPPED_SNAPSHOT}"
 
 
 def cloud_info(cloud: str) -> dict[str, Any]:

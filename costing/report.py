@@ -53,7 +53,8 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
             "offer": offer.id if offer else None,
             "cloud": offer.cloud if offer else None,
             "instance_type": offer.instance_type if offer else None,
-            "region": offer.region if offer else None,
+            "region": (price.region or offer.region) if offer and price else None,
+            "zone": price.zone if price else None,
             "gpu": fit.gpu.name,
             "gpus_per_node": fit.gpus_per_node,
             "nodes": fit.nodes,
@@ -61,6 +62,7 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
             "hourly_usd": _r(rv.hourly_usd, 4),
             "price_source": price.source if price else None,
             "price_derived": price.derived if price else None,
+            "price_as_of": price.as_of if price else None,
             "gpu_source": f"{fit.gpu.source} ({fit.gpu.as_of})",
         },
         "fit": {
@@ -135,7 +137,27 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
         ],
         "calibration": rv.calibration,
         "notes": rv.notes,
+        "prices": _prices_dict(rv),
     }
+
+
+def _prices_dict(rv: CostReview) -> dict[str, Any]:
+    """Each price the review used, with its date and source, and the ones older than 30 days."""
+    from costing.catalog import snapshot_label
+    from costing.price_age import age_days, dated_prices, warnings
+
+    return {
+        "snapshot": snapshot_label(),
+        "used": [{"what": w, "as_of": a, "age_days": age_days(a), "source": s} for w, a, s in dated_prices(rv)],
+        "warnings": warnings(rv),
+    }
+
+
+def price_rows(rv: CostReview) -> list[str]:
+    """One line per price: what, date, source (the table and markdown show these under the review)."""
+    from costing.price_age import dated_prices
+
+    return [f"{w}: as of {a}, {s}" for w, a, s in dated_prices(rv)]
 
 
 def _money(x: float | None) -> str:
@@ -154,8 +176,14 @@ def _count(x: float | None) -> str:
 def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
     fit, p, d = rv.fit, rv.projection, review_dict(rv)
     t = d["target"]
-    where = f"{t['offer']} ({t['instance_type']}, {t['region']})" if t["offer"] else f"{fit.total_gpus}x {fit.gpu.name}"
+    zone = f" {t['zone']}" if t.get("zone") else ""
+    where = (
+        f"{t['offer']} ({t['instance_type']}, {t['region']}{zone})"
+        if t["offer"]
+        else f"{fit.total_gpus}x {fit.gpu.name}"
+    )
     price = f"{_money(rv.hourly_usd)}/h {rv.spec.target.pricing}" + (" (derived)" if t["price_derived"] else "")
+    price += f", price as of {t['price_as_of']}" if t.get("price_as_of") else ""
     slo = rv.spec.slo.p90_latency_s
     return [
         ("Model", f"{fit.model.id} {fit.precision.id} ({fit.settings.model_repo})"),
@@ -246,6 +274,14 @@ def render_table(rv: CostReview) -> str:
     console.print(table)
     for note in rv.notes:
         console.print(f"note: {note}", soft_wrap=True)
+    from costing.catalog import snapshot_label
+    from costing.price_age import warnings
+
+    console.print(f"prices ({snapshot_label()}):", soft_wrap=True)
+    for line in price_rows(rv):
+        console.print(f"  {line}", soft_wrap=True)
+    for line in warnings(rv):
+        console.print(f"warning: {line}", soft_wrap=True)
     console.print(f"calibration: {rv.calibration}", soft_wrap=True)
     return console.export_text()
 
@@ -262,6 +298,13 @@ def render_markdown(rv: CostReview) -> str:
     lines.append("")
     for note in rv.notes:
         lines.append(f"> note: {note}")
+    from costing.price_age import warnings
+
+    for line in warnings(rv):
+        lines.append(f"> warning: {line}")
+    lines += ["", "<details><summary>Prices: date and source</summary>", ""]
+    lines += [f"- {line}" for line in price_rows(rv)]
+    lines += ["", "</details>", ""]
     lines.append(
         f"<sub>Prices and hardware figures carry their sources in `selfhost plan --format json`. "
         f"Calibration: {rv.calibration}.</sub>"

@@ -45,8 +45,15 @@ def fit_request(spec: DeploymentSpec, gpu: str, gpus: int) -> FitRequest:
     )
 
 
-def price_of(offer: Offer, pricing: str) -> Price:
-    price = offer.price(pricing)
+def price_of(offer: Offer, pricing: str, region: str | None = None) -> Price:
+    """The offer's price in `region` (default: its own); an unpriced region is refused, listing the priced ones."""
+    if region and region not in offer.regions:
+        raise UserError(
+            f"{offer.id} has no price for region {region}",
+            f"use --region with one of: {', '.join(offer.regions) or 'none'} "
+            f"(or `selfhost prices refresh --cloud {offer.cloud} --region {region}`)",
+        )
+    price = offer.price(pricing, region)
     if price is None:
         clouds_with = "aws or gcp" if pricing != "on-demand" else "another cloud"
         raise UserError(
@@ -76,7 +83,7 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
                 f"offer {offer.id} has {offer.gpus} GPUs, not {t.gpus}", "drop --gpus or pick a matching offer"
             )
         fit = fit_check(fit_request(spec, offer.gpu, offer.gpus))
-        return Resolved(spec, fit, offer, price_of(offer, t.pricing))
+        return Resolved(spec, fit, offer, price_of(offer, t.pricing, t.region))
     if not t.gpu:
         raise UserError("no GPU or offer given", "pass --gpu (e.g. --gpu A40) or --offer (e.g. --offer aws-g5.xlarge)")
     gpu = get_gpu(t.gpu).name
@@ -86,7 +93,14 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
     else:
         available = sorted({o.gpus for o in offers_for(gpu=gpu, cloud=t.cloud)}) or [1, 2, 4, 8]
         fit = smallest_fit(req, tuple(n for n in (1, 2, 4, 8) if n in available) or (1, 2, 4, 8))
-    offers = [o for o in offers_for(gpu=gpu, gpus=fit.gpus_per_node, cloud=t.cloud) if o.price(t.pricing)]
+    shaped = offers_for(gpu=gpu, gpus=fit.gpus_per_node, cloud=t.cloud)
+    if t.region and shaped and not any(t.region in o.regions for o in shaped):
+        priced = sorted({r for o in shaped for r in o.regions})
+        raise UserError(
+            f"no {fit.gpus_per_node}x {gpu} offer has a price for region {t.region}",
+            f"use --region with one of: {', '.join(priced)} (or `selfhost prices refresh --region {t.region}`)",
+        )
+    offers = [o for o in shaped if (not t.region or t.region in o.regions) and o.price(t.pricing, t.region)]
     if not offers:
         if need_offer:
             where = f" on {t.cloud}" if t.cloud else ""
@@ -95,5 +109,5 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
                 "pick another --gpus/--cloud/--pricing, or --offer (see `selfhost compare`)",
             )
         return Resolved(spec, fit, None, None)
-    offer = min(offers, key=lambda o: price_of(o, t.pricing).usd_per_hour)
-    return Resolved(spec, fit, offer, price_of(offer, t.pricing))
+    offer = min(offers, key=lambda o: price_of(o, t.pricing, t.region).usd_per_hour)
+    return Resolved(spec, fit, offer, price_of(offer, t.pricing, t.region))

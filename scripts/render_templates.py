@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+os.environ.setdefault("SELFHOST_PRICES", "shipped")  # templates are priced from the shipped snapshot
 
 from costing.review import cost_review
 from costing.spec import load_spec

@@ -32,6 +32,8 @@ app.add_typer(render_app, name="render")
 app.add_typer(launch_app, name="launch")
 app.add_typer(up_app, name="up")
 app.add_typer(down_app, name="down")
+prices_app = typer.Typer(help="Prices from each cloud's own API, per region and zone, dated.", no_args_is_help=True)
+app.add_typer(prices_app, name="prices")
 
 
 def _register_commands() -> None:
@@ -47,6 +49,9 @@ def _register_commands() -> None:
     cloud_commands.register(app)
     deploy_commands.register(render_app, launch_app)
     local_commands.register(up_app, down_app)
+    from selfhost.prices import commands as prices_commands
+
+    prices_commands.register(prices_app)
 
 
 _register_commands()

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Hermetic prices: tests read the shipped snapshot, never a `selfhost prices refresh` in the user's cache.
+os.environ.setdefault("SELFHOST_PRICES", "shipped")
 SELFHOST = [sys.executable, "-m", "selfhost.cli"]
 
 

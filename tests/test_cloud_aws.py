@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
+from costing.catalog import get_offer
 from costing.errors import UserError
 from selfhost.aws import api as aws
 
@@ -118,7 +119,9 @@ def test_aws_preflight_command_against_moto(moto_url, selfhost):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["ami_id"] == "ami-0123456789abcdef0" and out["instance_type"] == "g5.xlarge"
-    assert out["spot_usd_per_hour_live"] > 0 and out["spot_usd_per_hour_catalog"] == pytest.approx(1.006 * 0.4)
+    assert out["spot_usd_per_hour_live"] > 0 and out["spot_usd_per_hour_catalog"] == pytest.approx(
+        get_offer("aws-g5.xlarge").price("spot").usd_per_hour
+    )
     assert out["quota"]["enough"] is None and "L-3819A6DF" in out["quota"]["unknown"]  # moto has no GPU quotas
     bad = selfhost("aws-preflight", "--offer", "gcp-g2-standard-8", env=env)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not AWS" in bad.stderr

@@ -54,7 +54,8 @@ def test_spot_and_reserved_lower_the_monthly_cost_and_are_marked_derived():
     spot = cost_review(_spec(target={"pricing": "spot"}))
     reserved = cost_review(_spec(target={"pricing": "reserved-3y"}))
     assert spot.monthly_usd < on_demand and reserved.monthly_usd < on_demand
-    assert any("derived" in n for n in spot.notes)
+    assert spot.resolved.price.zone and not any("derived" in n for n in spot.notes)  # the zone's market price
+    assert any("derived" in n and "last resort" in n for n in reserved.notes)
 
 
 @settings(max_examples=40, deadline=None)

@@ -26,7 +26,9 @@ def preflight(offer_id: str, pricing: str, region: str | None, os_name: str) -> 
     region = region or offer.region
     ami = aws.gpu_ami_id(region, os_name)
     spot = aws.spot_price(offer.instance_type, region)
-    catalog_spot = offer.price("spot")
+    priced = region in offer.regions  # the snapshot's price for this region, if it has one
+    catalog_spot = offer.price("spot", region) if priced else None
+    catalog_on_demand = offer.price("on-demand", region) if priced else None
     try:
         quota = aws.check_gpu_quota(offer.instance_type, offer.vcpus, region, pricing)
         quota_out = {
@@ -51,7 +53,8 @@ def preflight(offer_id: str, pricing: str, region: str | None, os_name: str) -> 
         "spot_zone": spot.zone,
         "spot_by_zone": spot.by_zone,
         "spot_usd_per_hour_catalog": catalog_spot.usd_per_hour if catalog_spot else None,
-        "on_demand_usd_per_hour": offer.on_demand,
+        "spot_catalog_source": catalog_spot.source if catalog_spot else None,
+        "on_demand_usd_per_hour": catalog_on_demand.usd_per_hour if catalog_on_demand else None,
         "quota": quota_out,
     }
 
@@ -74,11 +77,13 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(f"{out['offer']} ({out['instance_type']}) in {out['region']}, {out['pricing']}")
         typer.echo(f"  GPU AMI        {out['ami_id']}  ({out['ami_parameter']})")
-        cat = out["spot_usd_per_hour_catalog"]
-        typer.echo(
-            f"  spot now       ${out['spot_usd_per_hour_live']:.4f}/h in {out['spot_zone']} "
-            f"(catalog: ${cat:.4f}/h derived; on-demand ${out['on_demand_usd_per_hour']:.3f}/h)"
+        cat, od = out["spot_usd_per_hour_catalog"], out["on_demand_usd_per_hour"]
+        snapshot = (
+            f"snapshot: ${cat:.4f}/h, {out['spot_catalog_source']}; on-demand ${od:.3f}/h"
+            if cat is not None and od is not None
+            else f"no snapshot price for {out['region']}"
         )
+        typer.echo(f"  spot now       ${out['spot_usd_per_hour_live']:.4f}/h in {out['spot_zone']} ({snapshot})")
         q = out["quota"]
         if q["enough"]:
             typer.echo(

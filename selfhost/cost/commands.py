@@ -38,6 +38,7 @@ def _spec_overrides(
     hours_per_day=None,
     days_per_week=None,
     replicas=None,
+    region=None,
 ) -> dict:
     workload = {
         "requests_per_day": requests_per_day,
@@ -48,7 +49,15 @@ def _spec_overrides(
     return {
         "model": model,
         "precision": precision,
-        "target": {"gpu": gpu, "gpus": gpus, "cloud": cloud, "offer": offer, "pricing": pricing, "replicas": replicas},
+        "target": {
+            "gpu": gpu,
+            "gpus": gpus,
+            "cloud": cloud,
+            "offer": offer,
+            "pricing": pricing,
+            "replicas": replicas,
+            "region": region,
+        },
         "workload": workload if any(v is not None for v in workload.values()) else None,
         "slo": {"p90_latency_s": p90_latency_s},
         "budget": {"max_monthly_usd": max_monthly_usd},
@@ -158,6 +167,12 @@ def register(app: typer.Typer) -> None:
         replicas: int | None = typer.Option(None, "--replicas", help="fix the replica count"),
         calibration: Path | None = typer.Option(None, "--calibration", help="bench JSON to refit the projection"),
         chart: Path | None = typer.Option(None, "--chart", help="write a cost-vs-traffic PNG"),
+        region: str | None = typer.Option(
+            None, "--region", help="price this region (e.g. eu-west-1); default: the spec's"
+        ),
+        max_price_age_days: int | None = typer.Option(
+            None, "--max-price-age-days", help="CI: exit 2 when a price used is older than this"
+        ),
         fmt: str = FormatOpt,
     ) -> None:
         """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API."""
@@ -186,6 +201,7 @@ def register(app: typer.Typer) -> None:
                 hours_per_day,
                 days_per_week,
                 replicas,
+                region,
             ),
         )
         resolved = resolve(spec)
@@ -197,6 +213,9 @@ def register(app: typer.Typer) -> None:
 
             cost_chart(review, chart)
             typer.echo(f"chart written to {chart}", err=True)
+        from costing.price_age import enforce_price_age
+
+        enforce_price_age(review, max_price_age_days)
         enforce_budget(review)
 
     @app.command()
@@ -211,6 +230,9 @@ def register(app: typer.Typer) -> None:
         output_tokens: int | None = typer.Option(None, "--output-tokens"),
         peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
         p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
+        region: str | None = typer.Option(
+            None, "--region", help="price this region; offers not priced there are skipped"
+        ),
         fmt: str = FormatOpt,
     ) -> None:
         """Every offer that fits, ranked by monthly cost at the workload, with $/1M tokens and the SLO."""
@@ -234,6 +256,7 @@ def register(app: typer.Typer) -> None:
                 peak_to_mean,
                 p90_latency_s,
                 None,
+                region=region,
             ),
         )
         typer.echo(render_compare(compare_offers(spec), fmt), nl=False)

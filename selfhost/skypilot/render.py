@@ -107,17 +107,17 @@ def choose(spec: DeploymentSpec) -> Choice:
             f"offer {offer.id} is a RunPod Community Cloud pod, which SkyPilot does not launch",
             "pick a Secure Cloud offer (e.g. --offer runpod-a40x1-secure)",
         )
-    pricing = spec.target.pricing
+    pricing, region = spec.target.pricing, spec.target.region
     secure = [
         o
         for o in offers_for(gpu=offer.gpu, gpus=offer.gpus, cloud=offer.cloud)
-        if sky_launchable(o) and o.price(pricing)
+        if sky_launchable(o) and (not region or region in o.regions) and o.price(pricing, region)
     ]
     if not secure:
         raise UserError(
             f"no Secure Cloud {offer.gpus}x {offer.gpu} offer on RunPod in the catalog", "pick another --gpu or --cloud"
         )
-    best = min(secure, key=lambda o: (price_of(o, pricing).usd_per_hour, o.id))
+    best = min(secure, key=lambda o: (price_of(o, pricing, region).usd_per_hour, o.id))
     pinned = spec.model_copy(update={"target": spec.target.model_copy(update={"offer": best.id})})
     return Choice(pinned, resolve(pinned), pin_instance_type=False)
 
@@ -291,8 +291,10 @@ def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
 
     def placement(c: Choice) -> dict[str, Any]:
         p: dict[str, Any] = {"cloud": c.offer.cloud}
-        if c.spec.target.region:
-            p["region"] = c.spec.target.region
+        price = c.resolved.price
+        region = (price.region if price else None) or c.spec.target.region or c.offer.region  # the priced region
+        if region:
+            p["region"] = region
         p["accelerators"] = accelerator(c)
         if c.pin_instance_type:
             p["instance_type"] = c.offer.instance_type

@@ -91,7 +91,7 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-aws", "d
     return p
 
 
-def resolve_region(stack_region: str | None, provider_region: str | None, offer_region: str) -> str:
+def resolve_region(stack_region: str | None, provider_region: str | None, offer_region: str | None) -> str | None:
     """The provider's region (aws:region, else AWS_REGION) is where resources go; the boot script must agree."""
     import os
 
@@ -101,7 +101,8 @@ def resolve_region(stack_region: str | None, provider_region: str | None, offer_
             f"stack config region {stack_region} differs from aws:region {provider_region}",
             f"pulumi config set aws:region {stack_region} (or drop region)",
         )
-    return check_region(stack_region or provider_region or offer_region, "aws:region")
+    chosen = stack_region or provider_region or offer_region
+    return check_region(chosen, "aws:region") if chosen else None
 
 
 def fetch_command(ref: str, region: str) -> str:

@@ -21,8 +21,10 @@ from selfhost.stack.plan import flag, str_list
 # ---- config: checked and costed before any resource ------------------------------------------------
 with refusals():
     config = read_config(aws_config.KEYS)
-    p = aws_config.plan(config, scope=stack_scope())
-    region = aws_config.resolve_region(config.get("region"), pulumi.Config("aws").get("region"), p.offer.region)
+    # The provider's region is where the instances run, so it is the region the review prices.
+    chosen = aws_config.resolve_region(config.get("region"), pulumi.Config("aws").get("region"), None)
+    p = aws_config.plan({**config, "region": chosen} if chosen else config, scope=stack_scope())
+    region = chosen or p.review.resolved.price.region or p.offer.region
     if flag(config, "checkQuota"):  # needs AWS credentials at preview time: opt-in (recommended in CI)
         check_gpu_quota(p.offer.instance_type, p.offer.vcpus, region, p.pricing)
 

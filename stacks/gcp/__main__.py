@@ -17,7 +17,10 @@ from selfhost.stack.plan import gcp_label
 # ---- config: checked and costed before any resource ------------------------------------------------
 with refusals():
     config = read_config(gcp_config.KEYS)
-    p = gcp_config.plan(config, scope=stack_scope())
+    # The provider's zone is where the VM runs, so its region is the one the review prices.
+    chosen = config.get("zone") or pulumi.Config("gcp").get("zone")
+    in_zone = {**config, "region": str(chosen).rsplit("-", 1)[0]} if chosen and not config.get("region") else config
+    p = gcp_config.plan(in_zone, scope=stack_scope())
     spot = p.pricing == "spot"
     if spot and p.window:
         from costing.errors import UserError
@@ -28,7 +31,7 @@ with refusals():
             "the VM), or drop hoursPerDay/daysPerWeek",
         )
 
-zone = str(config.get("zone") or pulumi.Config("gcp").get("zone") or f"{p.offer.region}-a")
+zone = str(chosen or f"{p.review.resolved.price.region or p.offer.region}-a")
 region = zone.rsplit("-", 1)[0]
 names = gcp_config.names(p)
 labels = {k: gcp_label(v) for k, v in p.labels.items()}

@@ -1,0 +1,80 @@
+"""How old each price in a review is: a warning line past 30 days, and the CI gate `--max-price-age-days`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from costing.errors import UserError
+
+if TYPE_CHECKING:
+    from costing.review import CostReview
+
+WARN_AFTER_DAYS = 30
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def age_days(as_of: str | None, on: dt.date | None = None) -> int | None:
+    """Whole days since `as_of` (YYYY-MM-DD...), or None when the date is missing or unreadable."""
+    if not as_of:
+        return None
+    try:
+        day = dt.date.fromisoformat(str(as_of)[:10])
+    except ValueError:
+        return None
+    return ((on or today()) - day).days
+
+
+def dated_prices(rv: CostReview) -> list[tuple[str, str | None, str]]:
+    """(what, as_of, source) for every price the review used: the compute price, storage, each API."""
+    out: list[tuple[str, str | None, str]] = []
+    price, offer = rv.resolved.price, rv.offer
+    if price is not None and offer is not None:
+        where = f"{price.region} {price.zone}" if price.zone else str(price.region)
+        out.append((f"{offer.id} {price.pricing} ({where})", price.as_of, price.source))
+        from costing.catalog import cloud_info
+
+        cloud = cloud_info(offer.cloud)
+        out.append((f"{offer.cloud} storage", str(cloud.get("as_of")), str(cloud.get("storage_source"))))
+    for b in rv.breakeven:
+        out.append((b.api.label, b.api.as_of, b.api.source))
+    return out
+
+
+def stale_prices(rv: CostReview, max_days: int = WARN_AFTER_DAYS) -> list[tuple[str, str | None, int | None]]:
+    """(what, as_of, age in days) of each price older than `max_days` (or undated)."""
+    found = []
+    for what, as_of, _ in dated_prices(rv):
+        age = age_days(as_of)
+        if age is None or age > max_days:
+            found.append((what, as_of, age))
+    return found
+
+
+def warnings(rv: CostReview) -> list[str]:
+    lines = []
+    for what, as_of, age in stale_prices(rv):
+        when = f"{age} days old (as of {as_of})" if age is not None else "undated"
+        lines.append(
+            f"price of {what} is {when}: refresh it (`selfhost prices refresh`, or the provider's pricing page)"
+        )
+    return lines
+
+
+def enforce_price_age(rv: CostReview, max_days: int | None) -> None:
+    """The CI gate: refuse a review that used a price older than `max_days` (exit code 2)."""
+    if max_days is None:
+        return
+    if max_days < 0 or max_days > 3650:
+        raise UserError(f"--max-price-age-days must be 0-3650 (got {max_days})", "pass a number of days, e.g. 30")
+    old = stale_prices(rv, max_days)
+    if old:
+        what, as_of, _age = max(old, key=lambda o: o[2] if o[2] is not None else 10**6)
+        raise UserError(
+            f"{len(old)} price(s) in this review are older than {max_days} days "
+            f"(oldest: {what}, as of {as_of or 'undated'})",
+            "run `selfhost prices refresh` (or raise --max-price-age-days)",
+        )

@@ -1,0 +1,106 @@
+"""Prices per region and zone: --region chooses the price, spot names its zone and date, stale prices warn."""
+
+from __future__ import annotations
+
+import json
+
+PLAN = ["plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", "--pricing", "spot"]
+WORK = ["--requests-per-day", "3000", "--input-tokens", "1000", "--output-tokens", "250"]
+
+
+def _json(selfhost, *args):
+    out = selfhost(*PLAN, *WORK, *args, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_region_chooses_the_spot_market_and_the_review_names_zone_and_date(selfhost):
+    from costing.catalog import get_offer
+
+    eu, us = _json(selfhost, "--region", "eu-west-1"), _json(selfhost)
+    offer = get_offer("aws-g5.xlarge")
+    eu_zones = {r.zone: r.usd_per_hour for r in offer.prices if r.region == "eu-west-1" and r.pricing == "spot"}
+    assert eu["target"]["region"] == "eu-west-1" and eu["target"]["zone"] in eu_zones
+    assert eu["target"]["hourly_usd"] == min(eu_zones.values()) != us["target"]["hourly_usd"]
+    assert us["target"]["region"] == "us-east-1" and eu["target"]["price_derived"] is False
+    assert eu["target"]["price_as_of"] and all(p["as_of"] for p in eu["prices"]["used"])
+    table = selfhost(*PLAN, *WORK, "--region", "eu-west-1").stdout
+    assert f"eu-west-1 {eu['target']['zone']}" in table and f"price as of {eu['target']['price_as_of']}" in table
+
+
+def test_an_unpriced_region_is_refused_listing_the_priced_ones(selfhost):
+    out = selfhost(*PLAN, *WORK, "--region", "ap-south-1")
+    assert out.returncode == 2 and "no price for region ap-south-1" in out.stderr
+    assert "eu-west-1, us-east-1, us-west-2" in out.stderr and "Traceback" not in out.stderr
+    out = selfhost("plan", "--model", "llama-3.1-8b", "--gpu", "L4", "--cloud", "gcp", *WORK, "--region", "mars-1")
+    assert out.returncode == 2 and "us-central1" in out.stderr
+
+
+def test_old_prices_warn_and_max_price_age_days_fails_ci(selfhost):
+    old = ["plan", "--model", "llama-3.1-8b", "--offer", "runpod-a40x1-community", *WORK]  # a 2024 price
+    out = selfhost(*old)
+    assert out.returncode == 0 and "warning: price of runpod-a40x1-community on-demand (US)" in out.stdout
+    gate = selfhost(*old, "--max-price-age-days", "30")
+    assert gate.returncode == 2 and "older than 30 days" in gate.stderr
+    fresh = selfhost("plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", *WORK, "--format", "json")
+    assert not [w for w in json.loads(fresh.stdout)["prices"]["warnings"] if "aws-g5.xlarge" in w]
+    bad = selfhost(*PLAN, *WORK, "--max-price-age-days", "-1")
+    assert bad.returncode == 2 and "--max-price-age-days" in bad.stderr
+
+
+def test_the_stack_provider_region_chooses_the_price(monkeypatch):
+    """AWS_REGION (aws:region) and a GCP zone are where the stack runs: the review prices that region."""
+    import base64
+
+    from stack_mocks import plain, refused, stack
+
+    from costing.review import cost_review
+    from costing.spec import spec_from_dict
+
+    work = {"requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250", "apiKey": "k", "hfToken": "h"}
+    base = {
+        "model": "llama-3.1-8b",
+        "pricing": "spot",
+        "allowedCidrs": ["203.0.113.0/24"],
+        "allowPlainHttp": "true",
+        **work,
+    }
+    spec = {"model": "llama-3.1-8b", "workload": {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}}
+
+    def monthly(offer, region):
+        target = {"offer": offer, "pricing": "spot", "region": region, "replicas": 1}
+        return round(cost_review(spec_from_dict({**spec, "target": target})).monthly_usd, 2)
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    mocks, out = stack("aws", {**base, "instanceType": "g5.xlarge"})
+    assert out["projectedMonthlyUsd"] == monthly("aws-g5.xlarge", "eu-west-1") != monthly("aws-g5.xlarge", "us-east-1")
+    script = base64.b64decode(plain(mocks.one("aws:ec2/launchTemplate:LaunchTemplate")["userData"])).decode()
+    assert "--region eu-west-1" in script
+    mocks, out = stack("gcp", {**base, "machineType": "g2-standard-8", "zone": "europe-west4-b"})
+    assert out["projectedMonthlyUsd"] == monthly("gcp-g2-standard-8", "europe-west4")
+    assert out["projectedMonthlyUsd"] != monthly("gcp-g2-standard-8", "us-central1")
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    mocks, err = refused("aws", {**base, "instanceType": "g5.xlarge"})
+    assert "no price for region ap-south-1" in str(err) and mocks.resources == []
+
+
+def test_compare_in_a_region_ranks_the_offers_priced_there(selfhost):
+    args = ["compare", "--model", "llama-3.1-8b", "--pricing", "spot", "--region", "europe-west4", *WORK]
+    out = json.loads(selfhost(*args, "--format", "json").stdout)
+    assert out["offers"] and {o["cloud"] for o in out["offers"]} == {"gcp"}
+    assert all(
+        "no price for region europe-west4" in s["reason"] for s in out["skipped"] if s["offer"].startswith("aws")
+    )
+
+
+def test_skypilot_tasks_pin_the_region_the_review_priced():
+    from costing.spec import spec_from_dict
+    from selfhost.skypilot import render as sky
+
+    def task(**target):
+        return sky.render_task(spec_from_dict({"model": "llama-3.1-8b", "target": target}))["resources"]
+
+    assert task(offer="aws-g5.xlarge", pricing="spot", region="eu-west-1")["region"] == "eu-west-1"
+    assert task(offer="aws-g5.xlarge")["region"] == "us-east-1"  # the offer's default, as `plan` prices it
+    assert task(cloud="gcp", gpu="L4", region="europe-west4")["region"] == "europe-west4"
+    assert task(cloud="runpod", gpu="A40", region="RO")["region"] == "RO"  # Community -> Secure, same region
