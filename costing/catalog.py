@@ -54,6 +54,8 @@ class Model:
         """The Hugging Face repo to serve at `precision` (None: no known checkpoint)."""
         if precision in ("bf16", "fp16"):
             return self.hf_repo
+        if precision == "fp8":  # no FP8 checkpoint: vLLM quantizes the 16-bit weights to FP8 as it loads them
+            return self.quantized_repos.get(precision, self.hf_repo)
         return self.quantized_repos.get(precision)
 
     def quant_method_of(self, repo: str) -> str | None:

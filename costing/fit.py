@@ -38,6 +38,7 @@ class VllmSettings:
     enable_prefix_caching: bool = True
     port: int = 8000
     extra_args: tuple[str, ...] = ()
+    checkpoint_quantization: str | None = None  # the quant_method the checkpoint's config.json declares
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ def _fit(req: FitRequest) -> FitResult:
         enable_prefix_caching=req.enable_prefix_caching,
         port=req.port,
         extra_args=tuple(req.extra_args),
+        checkpoint_quantization=model.quant_method_of(repo),
     )
     return FitResult(
         model,
