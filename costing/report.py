@@ -279,7 +279,7 @@ COST_HEADERS = ("Item", "Pricing", "Replicas", "Hours/mo", "$/h", "$/month")
 
 
 def cost_rows(rv: CostReview) -> list[tuple[str, ...]]:
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             c.item,
             c.pricing,

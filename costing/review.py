@@ -165,6 +165,8 @@ def cheapest_meeting_slo(spec: DeploymentSpec, params: proj.Params | None = None
     from costing.catalog import catalog, get_model
 
     workload, slo = require_workload(spec), spec.slo.p90_latency_s
+    if slo is None:
+        return None
     model = get_model(spec.model)
     precisions = dict.fromkeys([spec.precision, "bf16", "fp8", "int8", "awq"])
     best: tuple[float, str] | None = None
