@@ -210,6 +210,11 @@ def _fleet(spec: DeploymentSpec, traffic: Traffic, capacity_rps: float) -> Fleet
     floor = HIGH_AVAILABILITY_REPLICAS if availability == "high" else 1
     at_peak = replicas_needed(peak, capacity_rps)
     fixed = spec.target.replicas
+    if fixed and fixed < floor:
+        raise UserError(
+            f"availability high needs at least {floor} replicas; {fixed} is fixed (a stack runs one machine)",
+            "drop `availability: high`, or fix --replicas at 2 or more where the target runs several",
+        )
     autoscaled = spec.sky.service and not fixed
     if autoscaled:
         low = max(floor, replicas_needed(off_peak, capacity_rps))

@@ -151,3 +151,19 @@ def test_json_is_json_all_the_way_down():
         raise AssertionError(f"non-finite {name} in JSON")
 
     json.loads(text, parse_constant=refuse)
+
+
+def test_availability_high_is_refused_where_one_machine_runs():
+    from selfhost.skypilot import render
+
+    high = {
+        "model": "llama-3.1-8b",
+        "availability": "high",
+        "target": {"offer": "aws-g5.xlarge"},
+        "workload": {"requests_per_day": 100, "input_tokens": 100, "output_tokens": 10},
+    }
+    with pytest.raises(UserError, match="dev cluster is one machine"):
+        render.render_task(load_spec(None, **high))
+    with pytest.raises(UserError, match="at least 2 replicas"):
+        cost_review(load_spec(None, **{**high, "target": {"offer": "aws-g5.xlarge", "replicas": 1}}))
+    assert cost_review(load_spec(None, **high)).replicas >= 2  # `plan` prices two machines

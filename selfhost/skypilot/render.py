@@ -98,6 +98,7 @@ def choose(spec: DeploymentSpec) -> Choice:
     """The offer SkyPilot will launch for one target, priced as the cost review prices it."""
     _refuse_spot_on_runpod(spec)
     refuse_part_time(spec)
+    refuse_single_machine_availability(spec)
     resolved = resolve(spec)
     offer = resolved.offer
     if offer is None:  # resolve(need_offer=True) raises instead
@@ -218,6 +219,15 @@ def replica_policy(choice: Choice, spot: bool) -> dict[str, Any]:
 def base_ondemand_replicas(min_replicas: int) -> int:
     """On-demand replicas always kept in a spot service (never all of them)."""
     return BASE_ONDEMAND_FALLBACK_REPLICAS if min_replicas > BASE_ONDEMAND_FALLBACK_REPLICAS else 0
+
+
+def refuse_single_machine_availability(spec: DeploymentSpec) -> None:
+    """A dev cluster is one machine: it cannot give the >= 2 replicas `availability: high` asks for."""
+    if spec.availability == "high" and not spec.sky.service:
+        raise UserError(
+            "availability high needs at least 2 replicas, and a SkyPilot dev cluster is one machine",
+            "render a SkyServe service (--service), or drop `availability: high`",
+        )
 
 
 def refuse_part_time(spec: DeploymentSpec) -> None:
