@@ -18,7 +18,8 @@ FORMATS = ("table", "json", "markdown")
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
-    return None if x is None else round(float(x), nd)
+    """Rounded; None for 'does not apply' and for a non-finite value (JSON has no inf or NaN)."""
+    return None if x is None or not math.isfinite(x) else round(float(x), nd)
 
 
 def projection_dict(p: Projection) -> dict[str, Any]:
@@ -374,7 +375,7 @@ def render_markdown(rv: CostReview) -> str:
 
 def render(rv: CostReview, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(review_dict(rv), indent=2) + "\n"
+        return json.dumps(review_dict(rv), indent=2, allow_nan=False) + "\n"
     if fmt == "markdown":
         return render_markdown(rv)
     return render_table(rv)

@@ -266,3 +266,33 @@ def test_any_spec_file_gives_exit_0_with_sane_numbers_or_one_line_exit_2(spec):
         path = Path(tmp) / "spec.yaml"
         path.write_text(yaml.safe_dump(spec, allow_unicode=True))
         _check(run_cli("plan", "--spec", str(path), "--format", "json"), "json")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    gpu=FLAG_VALUES["--gpu"],
+    gpus=st.one_of(st.none(), FLAG_VALUES["--gpus"]),
+    precision=FLAG_VALUES["--precision"],
+    tokens_in=NUM.map(str),
+    tokens_out=NUM.map(str),
+    concurrency=NUM.map(str),
+    fmt=st.sampled_from(["table", "json"]),
+)
+def test_any_estimate_gives_finite_numbers_or_one_line_exit_2(
+    gpu, gpus, precision, tokens_in, tokens_out, concurrency, fmt
+):
+    args = ["estimate", "--model", "llama-3.1-8b", "--gpu", gpu, "--precision", precision, "--format", fmt]
+    args += ["--input-tokens", tokens_in, "--output-tokens", tokens_out, "--concurrency", concurrency]
+    if gpus is not None:
+        args += ["--gpus", gpus]
+    result = run_cli(*args)
+    event(f"exit {result.code}")
+    assert "Traceback" not in result.stderr
+    if result.code == 0:
+        if fmt == "json":
+            data = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+            # queued clients wait (Little's law), so TTFT may be long, but finite and positive
+            assert 0 < data["ttft_ms"] < 1e15 and 0 < data["output_tokens_per_s"] < 1e7
+        return
+    lines = result.stderr.strip().splitlines()
+    assert result.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
