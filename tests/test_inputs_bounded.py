@@ -296,3 +296,25 @@ def test_any_estimate_gives_finite_numbers_or_one_line_exit_2(
         return
     lines = result.stderr.strip().splitlines()
     assert result.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    config=st.dictionaries(
+        st.sampled_from(sorted({k.config_key for k in SPEC_KEYS if k.config_key})),
+        st.one_of(NUM.map(str), TEXT, st.booleans()),
+        max_size=8,
+    )
+)
+def test_any_stack_config_becomes_a_spec_or_one_user_error(config):
+    """The Pulumi side of the declared mapping: config values are strings a user typed."""
+    from costing.errors import UserError
+    from costing.spec import DeploymentSpec
+    from selfhost.stack.plan import spec_from_config
+
+    try:
+        spec = spec_from_config("aws", {"model": "llama-3.1-8b", **config}, {"offer": "aws-g5.xlarge"})
+    except UserError as err:
+        assert "\n" not in err.line()
+        return
+    assert isinstance(spec, DeploymentSpec) and spec.target.replicas == 1 and spec.target.cloud == "aws"
