@@ -43,7 +43,7 @@ def compare_offers(spec: DeploymentSpec) -> tuple[list[CostReview], list[Skipped
     if not reviews:
         raise UserError(
             f"no offer{' on ' + spec.target.cloud if spec.target.cloud else ''} fits {spec.model} "
-            f"{spec.precision} at this workload; closest misses: "
+            f"{spec.precision}{' within the SLO' if spec.slo.p90_latency_s else ''} at this workload; closest misses: "
             + "; ".join(f"{s.offer_id} ({s.reason})" for s in closest_misses(skipped)),
             "relax --p90-latency-s, shorten the requests, pick another --precision or drop --cloud",
         )
