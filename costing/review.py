@@ -142,7 +142,7 @@ def refuse_unschedulable(spec: DeploymentSpec, resolved: Resolved) -> None:
         raise UserError(
             f"RunPod pods run until deleted: a schedule of {spec.schedule.hours_per_day:g} h/day, "
             f"{spec.schedule.days_per_week:g} days/week cannot be deployed there",
-            "use the full schedule (--hours-per-day 24 --days-per-week 7) on RunPod, or --cloud aws/gcp, "
+            "use the full schedule (--hours-per-day 24 --days-per-week 7) on RunPod, or an aws/gcp target, "
             "whose stacks deploy scheduled scaling",
         )
 

@@ -167,3 +167,19 @@ def test_availability_high_is_refused_where_one_machine_runs():
     with pytest.raises(UserError, match="at least 2 replicas"):
         cost_review(load_spec(None, **{**high, "target": {"offer": "aws-g5.xlarge", "replicas": 1}}))
     assert cost_review(load_spec(None, **high)).replicas >= 2  # `plan` prices two machines
+
+
+def test_a_runpod_stack_refuses_a_part_time_schedule_in_config_words():
+    from pathlib import Path
+
+    import yaml
+
+    from selfhost.stack import runpod_config
+
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "stacks/runpod/Pulumi.dev.yaml").read_text())["config"]
+    config = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith("selfhost-runpod:")}
+    config.update(apiKey="sk-test", hfToken="hf_test", hoursPerDay="8")
+    with pytest.raises(UserError) as err:
+        runpod_config.plan(config)
+    assert "config hoursPerDay 24" in err.value.line() and "--hours-per-day" not in err.value.line()

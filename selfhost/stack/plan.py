@@ -18,6 +18,7 @@ from costing.errors import UserError
 from costing.readiness import startup_allowance_s
 from costing.spec import (
     CONFIG_KEYS,
+    SPEC_KEYS,
     DeploymentSpec,
     load_spec,
     merge,
@@ -251,16 +252,10 @@ def gcp_label(value: str) -> str:
 
 # The costing engine's fixes name CLI flags; a stack user sets config keys instead.
 FLAG_TO_KEY = {
-    "--max-monthly-usd": "maxMonthlyUsd",
-    "--model": "model",
-    "--precision": "precision",
-    "--pricing": "pricing",
-    "--gpus": "gpuCount",
+    **{k.flag: k.config_key for k in SPEC_KEYS if k.flag and k.config_key},  # the one declared mapping
+    "--gpus": "gpuCount",  # the stacks pick the machine by their own keys
     "--gpu": "gpu",
     "--offer": "instanceType",
-    "--requests-per-day": "requestsPerDay",
-    "--input-tokens": "inputTokens",
-    "--output-tokens": "outputTokens",
 }
 
 
