@@ -42,6 +42,7 @@ class Model:
     quantized_repos: dict[str, str]
     source: str
     as_of: str
+    quant_methods: dict[str, str] = field(default_factory=dict)  # repo -> its config.json quant_method
 
     @property
     def embedding_params(self) -> float:
@@ -57,7 +58,13 @@ class Model:
         """The Hugging Face repo to serve at `precision` (None: no known checkpoint)."""
         if precision in ("bf16", "fp16"):
             return self.hf_repo
+        if precision == "fp8":  # no FP8 checkpoint: vLLM quantizes the 16-bit weights to FP8 as it loads them
+            return self.quantized_repos.get(precision, self.hf_repo)
         return self.quantized_repos.get(precision)
+
+    def quant_method_of(self, repo: str) -> str | None:
+        """The quantization a checkpoint declares in its config.json (None: an unquantized repo)."""
+        return self.quant_methods.get(repo)
 
 
 @dataclass(frozen=True)
@@ -237,8 +244,13 @@ def catalog() -> Catalog:
     models = {}
     alias: dict[str, str] = {}
     for mid, m in _read("models.yaml")["models"].items():
+        quantized = dict(m.pop("quantized_repos", {}) or {})
         models[mid] = Model(
-            id=mid, aliases=tuple(m.pop("aliases", ())), quantized_repos=dict(m.pop("quantized_repos", {}) or {}), **m
+            id=mid,
+            aliases=tuple(m.pop("aliases", ())),
+            quantized_repos={p: q["repo"] for p, q in quantized.items()},
+            quant_methods={q["repo"]: q["quant_method"] for q in quantized.values()},
+            **m,
         )
         for name in (mid, models[mid].hf_repo, *models[mid].aliases):
             alias[name.lower()] = mid

@@ -6,7 +6,7 @@ import io
 import json
 from dataclasses import dataclass
 
-from costing.catalog import catalog, get_model
+from costing.catalog import catalog, get_gpu, get_model
 from costing.errors import UserError
 from costing.review import CostReview, cost_review, require_workload
 from costing.spec import DeploymentSpec
@@ -16,6 +16,7 @@ from costing.spec import DeploymentSpec
 class Skipped:
     offer_id: str
     reason: str
+    p90_s: float | None = None  # set when the offer fits but misses the latency SLO
 
 
 def compare_offers(spec: DeploymentSpec) -> tuple[list[CostReview], list[Skipped]]:
@@ -35,11 +36,31 @@ def compare_offers(spec: DeploymentSpec) -> tuple[list[CostReview], list[Skipped
             }
         )
         try:
-            reviews.append(cost_review(candidate))
+            reviews.append(cost_review(candidate, suggest=False))
         except UserError as err:
-            skipped.append(Skipped(offer.id, err.problem))
+            skipped.append(Skipped(offer.id, err.problem, getattr(err, "p90_s", None)))
     reviews.sort(key=lambda r: (r.slo_met is False, r.monthly_usd))
+    if not reviews:
+        raise UserError(
+            f"no offer{' on ' + spec.target.cloud if spec.target.cloud else ''} fits {spec.model} "
+            f"{spec.precision}{' within the SLO' if spec.slo.p90_latency_s else ''} at this workload; closest misses: "
+            + "; ".join(f"{s.offer_id} ({s.reason})" for s in closest_misses(skipped)),
+            "relax --p90-latency-s, shorten the requests, pick another --precision or drop --cloud",
+        )
     return reviews, skipped
+
+
+def closest_misses(skipped: list[Skipped], limit: int = 3) -> list[Skipped]:
+    """SLO misses first (they fit; nearest p90 first), then the offers with the most GPU memory."""
+
+    def key(s: Skipped) -> tuple[int, float]:
+        if s.p90_s is not None:
+            return (0, s.p90_s)
+        offer = catalog().offers.get(s.offer_id)
+        memory = offer.gpus * get_gpu(offer.gpu).usable_gib if offer else 0.0
+        return (1, -memory)
+
+    return sorted(skipped, key=key)[:limit]
 
 
 def compare_rows(reviews: list[CostReview]) -> list[dict]:

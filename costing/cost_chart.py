@@ -12,7 +12,9 @@ from costing.spend import api_usd, monthly_usd, operating_days_per_month
 def cost_curves(review: CostReview, points: int = 200) -> dict:
     """The data behind the chart (requests/day on x; $/month on y), so it can be tested without pixels."""
     w, sched = review.workload, review.spec.schedule
-    per_replica_day = review.projection.requests_per_s * sched.hours_per_day * 3600 / w.peak_to_mean
+    per_replica_day = (
+        review.projection.requests_per_s * review.spec.target_utilization * sched.hours_per_day * 3600 / w.peak_to_mean
+    )
     x_max = max(
         w.requests_per_day * 2,
         per_replica_day * 3,
@@ -20,7 +22,9 @@ def cost_curves(review: CostReview, points: int = 200) -> dict:
     )
     xs = [x_max * i / points for i in range(1, points + 1)]
     days = operating_days_per_month(sched)
-    replica_month = monthly_usd(review.hourly_usd, sched, 1, review.storage_gb, review.storage_usd_per_gb_month)
+    replica_month = monthly_usd(
+        review.hourly_usd, sched, 1, review.storage_gb, review.storage_usd_per_gb_month, review.spec.target.pricing
+    )
     selfhost = [
         replica_month * max(1, math.ceil(x / per_replica_day - 1e-9)) if per_replica_day > 0 else math.inf for x in xs
     ]

@@ -14,7 +14,10 @@ BLOCK_SIZE = 16  # vLLM's KV cache block (tokens)
 CUDA_CONTEXT_GIB = 0.75  # CUDA context + cuBLAS/NCCL workspaces outside torch's allocator
 CUDA_GRAPHS_GIB = 0.35  # captured CUDA graphs (vLLM default, no --enforce-eager)
 NCCL_GIB = 0.25
-MULTI_NODE_CLOUDS = ("aws", "gcp")  # RunPod pods are single-node  # extra buffers per GPU when tensor/pipeline parallel
+MULTI_NODE_CLOUDS = ("aws", "gcp")  # RunPod pods are single-node
+# --max-model-len stays at most this share of the estimated KV capacity: vLLM refuses to start when the
+# longest sequence does not fit its measured KV cache, so an estimate a few percent high must not stop it.
+KV_MARGIN = 0.9
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class VllmSettings:
     enable_prefix_caching: bool = True
     port: int = 8000
     extra_args: tuple[str, ...] = ()
+    checkpoint_quantization: str | None = None  # the quant_method the checkpoint's config.json declares
 
 
 @dataclass(frozen=True)
@@ -175,16 +179,18 @@ def _fit(req: FitRequest) -> FitResult:
             f"max_model_len {req.max_model_len:,} exceeds {model.id}'s context of {model.max_context:,}",
             f"use at most {model.max_context}",
         )
-    if req.max_model_len and req.max_model_len > capacity:
+    longest = int(capacity * KV_MARGIN) // BLOCK_SIZE * BLOCK_SIZE  # the margin under the KV estimate
+    if req.max_model_len and req.max_model_len > longest:
         raise _NoFit(
-            f"max_model_len {req.max_model_len:,} is larger than the {capacity:,} tokens the KV cache holds "
-            f"({kv_gib:.1f} GiB/GPU after {need})"
+            f"max_model_len {req.max_model_len:,} is more than {KV_MARGIN:.0%} of the {capacity:,} tokens the KV "
+            f"cache holds ({kv_gib:.1f} GiB/GPU after {need}; the margin keeps an estimate a few percent high "
+            "from stopping vLLM)"
         )
-    max_len = min(wanted_len, capacity)
+    max_len = min(wanted_len, longest)
     if max_len < wanted_len and not req.max_model_len:
         notes.append(
-            f"max_model_len capped at {max_len:,} (the KV cache holds {capacity:,} tokens; "
-            f"the model allows {model.max_context:,})"
+            f"max_model_len capped at {max_len:,}: {KV_MARGIN:.0%} of the {capacity:,} tokens the KV cache holds "
+            f"(margin for the estimate; the model allows {model.max_context:,})"
         )
     if req.seq_len and req.seq_len > max_len:
         raise _NoFit(
@@ -202,12 +208,15 @@ def _fit(req: FitRequest) -> FitResult:
         gpu_memory_utilization=req.gpu_memory_utilization,
         max_num_seqs=max_seqs,
         max_num_batched_tokens=batched,
-        quantization=precision.vllm_quantization,
+        # A pre-quantized checkpoint declares its method (vLLM reads it); only dynamic FP8 of a 16-bit repo
+        # needs the flag, and a flag that differs from the checkpoint's method stops vLLM.
+        quantization=None if model.quant_method_of(repo) else precision.vllm_quantization,
         dtype=precision.vllm_dtype,
         kv_cache_dtype=req.kv_cache_dtype,
         enable_prefix_caching=req.enable_prefix_caching,
         port=req.port,
         extra_args=tuple(req.extra_args),
+        checkpoint_quantization=model.quant_method_of(repo),
     )
     return FitResult(
         model,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
-    return None if x is None else round(float(x), nd)
+    """Rounded; None for 'does not apply' and for a non-finite value (JSON has no inf or NaN)."""
+    return None if x is None or not math.isfinite(x) else round(float(x), nd)
 
 
 def projection_dict(p: Projection) -> dict[str, Any]:
@@ -31,10 +33,21 @@ def projection_dict(p: Projection) -> dict[str, Any]:
         "p90_e2e_latency_s": _r(p.p90_e2e_latency_s, 3),
         "output_tokens_per_s": _r(p.output_tokens_per_s, 2),
         "requests_per_s": _r(p.requests_per_s, 4),
-        "assumptions": {
-            k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in p.assumptions.items()
-        },
+        "assumptions": jsonable(p.assumptions),
     }
+
+
+def jsonable(value: Any) -> Any:
+    """JSON all the way down: mappings and sequences kept as JSON objects and arrays, floats finite."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (int, str, bool, type(None))):
+        return value
+    return str(value)
 
 
 def review_dict(rv: CostReview) -> dict[str, Any]:
@@ -102,13 +115,28 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
         "e2e_latency_s": _r(p.e2e_latency_s, 3),
         "max_concurrency": p.concurrency,
         "replicas": rv.replicas,
+        "target_utilization": rv.spec.target_utilization,
+        "fleet": fleet_dict(rv),
+        "schedule": schedule_dict(rv),
         "hours_per_month": _r(rv.hours_per_month, 2),
+        "billed_hours_per_month": _r(rv.billed_hours_per_month, 2),
         "storage_gb": rv.storage_gb,
         "monthly_usd": _r(rv.monthly_usd, 2),
         "monthly_breakdown": {
-            "compute_usd": _r(rv.hourly_usd * rv.hours_per_month * rv.replicas, 2),
-            "storage_usd": _r(rv.storage_gb * rv.storage_usd_per_gb_month * rv.replicas, 2),
+            "compute_usd": _r(sum(c.usd for c in rv.cost_lines if c.pricing != "storage"), 2),
+            "storage_usd": _r(sum(c.usd for c in rv.cost_lines if c.pricing == "storage"), 2),
         },
+        "cost_lines": [
+            {
+                "item": c.item,
+                "pricing": c.pricing,
+                "replicas": _r(c.replicas, 3),
+                "hours": _r(c.hours, 2),
+                "usd_per_hour": _r(c.usd_per_hour, 4),
+                "usd": _r(c.usd, 2),
+            }
+            for c in rv.cost_lines
+        ],
         "usd_per_million_output_tokens": _r(rv.usd_per_million_output_tokens, 4),
         "usd_per_million_output_tokens_full_load": _r(rv.usd_per_million_output_tokens_full_load, 4),
         "budget": {
@@ -160,6 +188,35 @@ def price_rows(rv: CostReview) -> list[str]:
     return [f"{w}: as of {a}, {s}" for w, a, s in dated_prices(rv)]
 
 
+def fleet_dict(rv: CostReview) -> dict[str, Any]:
+    """What the deployment must run: replica counts and the autoscaler's target (SkyServe takes these)."""
+    f = rv.fleet
+    if f is None:
+        return {}
+    return {
+        "min_replicas": f.min_replicas,
+        "max_replicas": f.max_replicas,
+        "base_ondemand_replicas": f.base_ondemand_replicas,
+        "autoscaled": f.autoscaled,
+        "target_qps_per_replica": _r(f.requests_per_s_per_replica, 4),
+        "off_peak_requests_per_s": _r(f.off_peak_requests_per_s, 4),
+        "availability": f.availability,
+    }
+
+
+def schedule_dict(rv: CostReview) -> dict[str, Any]:
+    """The schedule the deployment must run (a stack turns a part-time one into scheduled scaling)."""
+    sc = rv.spec.schedule
+    return {
+        "hours_per_day": sc.hours_per_day,
+        "days_per_week": sc.days_per_week,
+        "days_per_month": sc.days_per_month,
+        "part_time": sc.part_time,
+        "runs_hours_per_month": _r(rv.hours_per_month, 2),
+        "billed_hours_per_month": _r(rv.billed_hours_per_month, 2),
+    }
+
+
 def _money(x: float | None) -> str:
     return "-" if x is None else f"${x:,.2f}"
 
@@ -207,12 +264,9 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
             f"{p.requests_per_s:,.2f} req/s per replica",
         ),
         ("SLO", "none" if not slo else f"p90 <= {slo:g} s: {'met' if rv.slo_met else 'MISSED'}"),
-        ("Replicas", f"{rv.replicas} (peak {rv.traffic.peak_requests_per_s:,.3f} req/s)"),
-        (
-            "Monthly",
-            f"{_money(rv.monthly_usd)} ({rv.hours_per_month:,.0f} h x {rv.replicas} replica(s) + "
-            f"{rv.storage_gb:,.0f} GB storage)",
-        ),
+        ("Replicas", _replicas_text(rv)),
+        ("Schedule", _schedule_text(rv)),
+        ("Monthly", f"{_money(rv.monthly_usd)} (sum of the cost table)"),
         (
             "$/1M output",
             f"{_money(rv.usd_per_million_output_tokens)} at this workload, "
@@ -225,6 +279,46 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
             else f"{_money(rv.max_monthly_usd)}: {'within' if rv.monthly_usd <= rv.max_monthly_usd else 'OVER'}",
         ),
     ]
+
+
+def _replicas_text(rv: CostReview) -> str:
+    f = rv.fleet
+    util = f"at {rv.spec.target_utilization:.0%} target utilization"
+    peak = f"peak {rv.traffic.peak_requests_per_s:,.3f} req/s"
+    if f is None or not f.autoscaled:
+        return f"{rv.replicas} ({peak}, {util}, availability {f.availability if f else 'standard'})"
+    return (
+        f"{f.min_replicas} to {f.max_replicas}, autoscaled at {f.requests_per_s_per_replica:,.2f} req/s each "
+        f"({peak}, {util}, availability {f.availability})"
+    )
+
+
+def _schedule_text(rv: CostReview) -> str:
+    sc = rv.spec.schedule
+    days = f"{sc.days_per_month:g} days/month" if sc.days_per_month else f"{sc.days_per_week:g} days/week"
+    text = f"{sc.hours_per_day:g} h/day, {days}: runs {rv.hours_per_month:,.0f} h/month"
+    if rv.billed_hours_per_month != rv.hours_per_month:
+        text += f", billed {rv.billed_hours_per_month:,.0f} h ({rv.spec.target.pricing} commitment)"
+    return text
+
+
+COST_HEADERS = ("Item", "Pricing", "Replicas", "Hours/mo", "$/h", "$/month")
+
+
+def cost_rows(rv: CostReview) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [
+        (
+            c.item,
+            c.pricing,
+            f"{c.replicas:,.2f}".rstrip("0").rstrip("."),
+            f"{c.hours:,.0f}",
+            f"{c.usd_per_hour:,.4f}",
+            _money(c.usd),
+        )
+        for c in rv.cost_lines
+    ]
+    rows.append(("total", "", "", "", "", _money(rv.monthly_usd)))
+    return rows
 
 
 def breakeven_rows(rv: CostReview) -> list[tuple[str, ...]]:
@@ -266,6 +360,12 @@ def render_table(rv: CostReview) -> str:
     for k, v in summary_rows(rv):
         summary.add_row(k, v)
     console.print(summary)
+    costs = Table(title="Monthly cost (what runs)", title_justify="left")
+    for h in COST_HEADERS:
+        costs.add_column(h, justify="left" if h in ("Item", "Pricing") else "right")
+    for row in cost_rows(rv):
+        costs.add_row(*row)
+    console.print(costs)
     table = Table(title="Against pay-per-token APIs (same workload)", title_justify="left")
     for h in BREAKEVEN_HEADERS:
         table.add_column(h, justify="left" if h in ("API", "Cheaper") else "right", no_wrap=h == "API")
@@ -292,6 +392,8 @@ def render_markdown(rv: CostReview) -> str:
     for k, v in summary_rows(rv):
         v = f"`{v}`" if k == "vLLM" else v.replace("|", "\\|")
         lines.append(f"| **{k}** | {v} |")
+    lines += ["", "| " + " | ".join(COST_HEADERS) + " |", "|" + "---|" * len(COST_HEADERS)]
+    lines += ["| " + " | ".join(row) + " |" for row in cost_rows(rv)]
     lines += ["", "| " + " | ".join(BREAKEVEN_HEADERS) + " |", "|" + "---|" * len(BREAKEVEN_HEADERS)]
     for row in breakeven_rows(rv):
         lines.append("| " + " | ".join(row) + " |")
@@ -314,7 +416,7 @@ def render_markdown(rv: CostReview) -> str:
 
 def render(rv: CostReview, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(review_dict(rv), indent=2) + "\n"
+        return json.dumps(review_dict(rv), indent=2, allow_nan=False) + "\n"
     if fmt == "markdown":
         return render_markdown(rv)
     return render_table(rv)

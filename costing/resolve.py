@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from costing.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
 from costing.errors import UserError
-from costing.fit import FitRequest, FitResult, fit_check, smallest_fit
+from costing.fit import MULTI_NODE_CLOUDS, FitRequest, FitResult, fit_check, smallest_fit
 from costing.spec import DeploymentSpec
 
 
@@ -68,6 +68,12 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
     t = spec.target
     if t.cloud:
         check_cloud(t.cloud)
+    on_runpod = t.cloud == "runpod" or (t.offer or "").startswith("runpod-")
+    if t.nodes > 1 and on_runpod:
+        raise UserError(
+            f"RunPod pods are single machines: {t.nodes} nodes cannot be deployed there",
+            "use nodes: 1 with more GPUs or a smaller precision, or an aws/gcp offer for multi-node",
+        )
     if t.offer:
         offer = get_offer(t.offer)
         if t.cloud and offer.cloud != t.cloud:
@@ -101,6 +107,8 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
             f"use --region with one of: {', '.join(priced)} (or `selfhost prices refresh --region {t.region}`)",
         )
     offers = [o for o in shaped if (not t.region or t.region in o.regions) and o.price(t.pricing, t.region)]
+    if fit.nodes > 1:
+        offers = [o for o in offers if o.cloud in MULTI_NODE_CLOUDS]
     if not offers:
         if need_offer:
             where = f" on {t.cloud}" if t.cloud else ""

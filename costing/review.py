@@ -10,9 +10,61 @@ from costing.catalog import apis_for, cloud_info
 from costing.errors import OverBudget, UserError
 from costing.resolve import Resolved, resolve
 from costing.spec import DeploymentSpec, WorkloadSpec
-from costing.spend import BreakEven, Traffic, break_even, hours_per_month, monthly_usd, replicas_needed, usd_per_million
+from costing.spend import (
+    COMMITTED_PRICING,
+    HOURS_PER_MONTH,
+    BreakEven,
+    Traffic,
+    billed_hours_per_month,
+    break_even,
+    hours_per_month,
+    monthly_usd,
+    replicas_needed,
+    usd_per_million,
+)
 
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
+
+
+# The peak profile the expected replica-hours assume: the peak rate holds for this share of the
+# operating hours and the rest runs at the off-peak rate that keeps the daily mean (an assumption,
+# printed with the review; a measured traffic profile replaces it).
+PEAK_HOURS_SHARE = 0.25
+HIGH_AVAILABILITY_REPLICAS = 2  # one zone's outage or a spot preemption leaves one replica serving
+BASE_ONDEMAND_REPLICAS = 1  # SkyServe spot services keep one on-demand replica once two or more run
+
+
+class SloUnreachable(UserError):
+    """No concurrency of this configuration meets the latency SLO (even one client alone misses it)."""
+
+    def __init__(self, problem: str, fix: str | None, p90_s: float) -> None:
+        super().__init__(problem, fix)
+        self.p90_s = p90_s
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What runs: replica counts, the autoscaler's target and the expected replica-hours a month."""
+
+    min_replicas: int
+    max_replicas: int
+    base_ondemand_replicas: int  # of min_replicas, on-demand in a spot service
+    autoscaled: bool  # SkyServe scales between min and max on QPS; otherwise max runs all the time
+    requests_per_s_per_replica: float  # SLO-bound capacity x target utilization: the autoscaler's target
+    off_peak_requests_per_s: float
+    availability: str
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One row of the monthly cost table: replicas x hours x $/h (or storage)."""
+
+    item: str
+    pricing: str
+    replicas: float
+    hours: float  # billed hours a month, each
+    usd_per_hour: float
+    usd: float
 
 
 @dataclass
@@ -23,8 +75,8 @@ class CostReview:
     traffic: Traffic
     projection: proj.Projection  # at the SLO-bound (or maximal) concurrency: what one replica serves
     full_load: proj.Projection
-    replicas: int
-    hours_per_month: float
+    replicas: int  # the most replicas that run (at peak)
+    hours_per_month: float  # hours the schedule runs
     storage_gb: float
     storage_usd_per_gb_month: float
     monthly_usd: float
@@ -34,6 +86,9 @@ class CostReview:
     slo_met: bool | None
     calibration: str
     notes: list[str] = field(default_factory=list)
+    fleet: Fleet | None = None
+    cost_lines: list[CostLine] = field(default_factory=list)
+    billed_hours_per_month: float = HOURS_PER_MONTH
 
     @property
     def fit(self):
@@ -68,45 +123,210 @@ def storage_gb_for(spec: DeploymentSpec, weight_gib: float) -> float:
     return float(math.ceil(weight_gib * 1.0737 * WEIGHT_DISK_HEADROOM / 10) * 10)
 
 
+def refuse_unschedulable(spec: DeploymentSpec, resolved: Resolved) -> None:
+    """A part-time schedule is billed only where something stops the machines: not RunPod pods."""
+    offer = resolved.offer
+    if spec.schedule.part_time and offer is not None and offer.cloud == "runpod":
+        raise UserError(
+            f"RunPod pods run until deleted: a schedule of {spec.schedule.hours_per_day:g} h/day, "
+            f"{spec.schedule.days_per_week:g} days/week cannot be deployed there",
+            "use the full schedule (--hours-per-day 24 --days-per-week 7) on RunPod, or an aws/gcp target, "
+            "whose stacks deploy scheduled scaling",
+        )
+
+
+def _slo_reason(point: proj.Projection, workload: WorkloadSpec, slo: float) -> str:
+    """Which term breaks the SLO at one client: the prefill (TTFT) or the decode (output x TPOT)."""
+    ttft_s = point.ttft_ms / 1e3
+    decode_s = (workload.output_tokens - 1) * point.tpot_ms / 1e3
+    term = "decode" if decode_s >= ttft_s else "TTFT"
+    return (
+        f"at one client p90 is {point.p90_e2e_latency_s:,.2f} s (TTFT {ttft_s:,.2f} s for "
+        f"{workload.input_tokens:,} input tokens + {workload.output_tokens - 1:,} x TPOT {point.tpot_ms:,.1f} ms "
+        f"decode = {decode_s:,.2f} s): the {term} term alone "
+        f"{'exceeds' if max(ttft_s, decode_s) > slo else 'takes most of'} the {slo:g} s SLO"
+    )
+
+
+def cheapest_meeting_slo(spec: DeploymentSpec, params: proj.Params | None = None) -> str | None:
+    """The cheapest catalog offer and precision whose one-client p90 meets the SLO, as text (None: none does)."""
+    from costing.catalog import catalog, get_model
+
+    workload, slo = require_workload(spec), spec.slo.p90_latency_s
+    if slo is None:
+        return None
+    model = get_model(spec.model)
+    precisions = dict.fromkeys([spec.precision, "bf16", "fp8", "int8", "awq"])
+    best: tuple[float, str] | None = None
+    for offer in catalog().offers.values():
+        price = offer.price(spec.target.pricing) or offer.price("on-demand")
+        if price is None or (best and price.usd_per_hour > best[0]):
+            continue
+        for precision in precisions:
+            if model.repo_for(precision) is None:
+                continue
+            cand = spec.model_copy(
+                update={
+                    "precision": precision,
+                    "target": spec.target.model_copy(
+                        update={"offer": offer.id, "gpu": None, "gpus": None, "cloud": None, "nodes": 1}
+                    ),
+                }
+            )
+            try:
+                fit = resolve(cand).fit
+                one = proj.project(fit, workload.input_tokens, workload.output_tokens, 1, params)
+            except UserError:
+                continue
+            if one.p90_e2e_latency_s <= slo and (best is None or price.usd_per_hour < best[0]):
+                best = (
+                    price.usd_per_hour,
+                    f"{offer.id} at {precision} (${price.usd_per_hour:.2f}/h {price.pricing}, "
+                    f"p90 {one.p90_e2e_latency_s:.2f} s at one client)",
+                )
+    return best[1] if best else None
+
+
+def _fleet(spec: DeploymentSpec, traffic: Traffic, capacity_rps: float) -> Fleet:
+    """Replica counts from the peak (max) and the off-peak rate (min), each replica at the target utilization."""
+    workload = require_workload(spec)
+    peak = traffic.peak_requests_per_s
+    mean = peak / workload.peak_to_mean
+    share = PEAK_HOURS_SHARE if workload.peak_to_mean > 1 else 1.0
+    off_peak = max(0.0, (mean - share * peak) / (1 - share)) if share < 1 else mean
+    availability = spec.effective_availability
+    floor = HIGH_AVAILABILITY_REPLICAS if availability == "high" else 1
+    at_peak = replicas_needed(peak, capacity_rps)
+    fixed = spec.target.replicas
+    if fixed and fixed < floor:
+        raise UserError(
+            f"availability high needs at least {floor} replicas; {fixed} is fixed (a stack runs one machine)",
+            "drop `availability: high`, or fix --replicas at 2 or more where the target runs several",
+        )
+    autoscaled = spec.sky.service and not fixed
+    if autoscaled:
+        low = max(floor, replicas_needed(off_peak, capacity_rps))
+        high = max(low, at_peak)
+    else:
+        low = high = fixed or max(floor, at_peak)
+    spot_service = spec.sky.service and spec.target.pricing == "spot"
+    base = BASE_ONDEMAND_REPLICAS if spot_service and low > BASE_ONDEMAND_REPLICAS else 0
+    return Fleet(low, high, base, autoscaled, capacity_rps, off_peak, availability)
+
+
+def _cost_lines(
+    spec: DeploymentSpec, resolved: Resolved, fleet: Fleet, storage_gb: float, storage_price: float
+) -> list[CostLine]:
+    """The monthly table: expected replica-hours over the schedule and the peak profile, plus disks."""
+    pricing = spec.target.pricing
+    hourly = resolved.hourly_usd or 0.0
+    run_hours = hours_per_month(spec.schedule)
+    billed = billed_hours_per_month(spec.schedule, pricing)
+    committed = pricing in COMMITTED_PRICING
+    lines: list[CostLine] = []
+
+    def add(item: str, pricing_: str, replicas: float, hours: float, usd_per_hour: float) -> None:
+        if replicas > 0:
+            lines.append(CostLine(item, pricing_, replicas, hours, usd_per_hour, replicas * hours * usd_per_hour))
+
+    always = fleet.min_replicas - fleet.base_ondemand_replicas
+    add("replicas, always on" if fleet.autoscaled else "replicas", pricing, always, billed, hourly)
+    if fleet.base_ondemand_replicas:
+        offer = resolved.offer
+        od = offer.price("on-demand") if offer else None
+        od_hourly = (od.usd_per_hour if od else hourly) * resolved.fit.nodes
+        add("on-demand base replica (spot fallback)", "on-demand", fleet.base_ondemand_replicas, run_hours, od_hourly)
+    extra = fleet.max_replicas - fleet.min_replicas
+    if extra:
+        share = 1.0 if committed else PEAK_HOURS_SHARE
+        add(f"peak replicas (autoscaled, {share:.0%} of hours)", pricing, extra, billed * share, hourly)
+    disks = fleet.min_replicas + extra * (1.0 if committed else PEAK_HOURS_SHARE)
+    if storage_gb and storage_price:
+        lines.append(
+            CostLine(
+                f"disk {storage_gb:,.0f} GB per replica",
+                "storage",
+                disks,
+                HOURS_PER_MONTH,
+                storage_gb * storage_price / HOURS_PER_MONTH,
+                disks * storage_gb * storage_price,
+            )
+        )
+    return lines
+
+
 def cost_review(
     spec: DeploymentSpec,
     *,
     params: proj.Params | None = None,
     calibration: str | None = None,
     resolved: Resolved | None = None,
+    suggest: bool = True,
 ) -> CostReview:
-    """Everything `selfhost plan` reports. Raises UserError for bad input or a model that doesn't fit."""
+    """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
+    schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`)."""
     workload = require_workload(spec)
     resolved = resolved or resolve(spec)
+    refuse_unschedulable(spec, resolved)
     fit = resolved.fit
-    I, O = workload.input_tokens, workload.output_tokens
+    tokens_in, tokens_out = workload.input_tokens, workload.output_tokens
     slo = spec.slo.p90_latency_s
-    full = proj.max_throughput(fit, I, O, params=params)
-    point = proj.slo_concurrency(fit, I, O, slo, params=params) if slo else full
+    full = proj.max_throughput(fit, tokens_in, tokens_out, params=params)
+    point = proj.slo_concurrency(fit, tokens_in, tokens_out, slo, params=params) if slo else full
+    if slo and point.p90_e2e_latency_s > slo:
+        where = resolved.offer.id if resolved.offer else f"{fit.total_gpus}x {fit.gpu.name}"
+        problem = f"the p90 latency SLO of {slo:g} s is missed on {where} at {fit.precision.id}: " + _slo_reason(
+            point, workload, slo
+        )
+        fix = None
+        if suggest:
+            best = cheapest_meeting_slo(spec, params)
+            fix = (
+                f"the cheapest catalog configuration that meets it is {best}"
+                if best
+                else "no catalog configuration meets it; raise --p90-latency-s or shorten the requests"
+            )
+        raise SloUnreachable(problem, fix or "raise --p90-latency-s, or pick a faster GPU", point.p90_e2e_latency_s)
     traffic = Traffic.of(workload, spec.schedule)
-    needed = replicas_needed(traffic.peak_requests_per_s, point.requests_per_s)
-    replicas = spec.target.replicas or needed
+    utilization = spec.target_utilization
+    fleet = _fleet(spec, traffic, point.requests_per_s * utilization)
+    replicas = fleet.max_replicas
     notes = list(fit.notes)
+    needed = replicas_needed(traffic.peak_requests_per_s, point.requests_per_s, utilization)
     if spec.target.replicas and spec.target.replicas < needed:
-        notes.append(f"{spec.target.replicas} replica(s) fixed by the spec; the peak load needs {needed}")
+        notes.append(
+            f"{spec.target.replicas} replica(s) fixed by the spec; the peak load needs {needed} "
+            f"at {utilization:.0%} utilization"
+        )
     if resolved.price and resolved.price.derived:
         notes.append(f"{spec.target.pricing} price is derived: {resolved.price.source}")
+    if spec.target.pricing in COMMITTED_PRICING:
+        notes.append(
+            f"{spec.target.pricing} is a commitment: billed {HOURS_PER_MONTH:g} h a month per replica "
+            f"whatever the schedule (it runs {hours_per_month(spec.schedule):,.0f} h)"
+        )
+    if fleet.autoscaled and fleet.max_replicas > fleet.min_replicas:
+        notes.append(
+            f"peak profile assumed: the peak rate for {PEAK_HOURS_SHARE:.0%} of operating hours, "
+            f"{fleet.off_peak_requests_per_s:,.3f} req/s off-peak (keeps the daily mean)"
+        )
+    if fleet.base_ondemand_replicas:
+        notes.append(
+            "spot replicas that are preempted are replaced by on-demand ones until spot returns "
+            "(dynamic fallback): not in the table, a preemption costs the on-demand price for its duration"
+        )
     hourly = resolved.hourly_usd or 0.0
     cloud = cloud_info(resolved.offer.cloud) if resolved.offer else {"storage_usd_per_gb_month": 0.0}
     storage = storage_gb_for(spec, fit.weight_gib)
     storage_price = float(cloud["storage_usd_per_gb_month"])
-    monthly = monthly_usd(hourly, spec.schedule, replicas, storage, storage_price)
-    replica_monthly = monthly_usd(hourly, spec.schedule, 1, storage, storage_price)
+    lines = _cost_lines(spec, resolved, fleet, storage, storage_price)
+    monthly = sum(line.usd for line in lines)
+    replica_monthly = monthly_usd(hourly, spec.schedule, 1, storage, storage_price, spec.target.pricing)
     per_m_workload = monthly / traffic.output_tokens_per_month * 1e6
     per_m_full = usd_per_million(hourly, full.output_tokens_per_s)
-    slo_met = None if not slo else point.p90_e2e_latency_s <= slo
-    if slo and not slo_met:
-        notes.append(
-            f"the p90 latency SLO of {slo:g} s is missed even at concurrency 1 "
-            f"(p90 {point.p90_e2e_latency_s:.2f} s): pick a faster GPU or a smaller model"
-        )
+    slo_met = None if not slo else True
     evens = [
-        break_even(api, workload, spec.schedule, replica_monthly, point.requests_per_s, traffic, monthly)
+        break_even(api, workload, spec.schedule, replica_monthly, fleet.requests_per_s_per_replica, traffic, monthly)
         for api in apis_for(fit.model.id)
     ]
     evens.sort(key=lambda b: b.api_monthly_usd)
@@ -128,6 +348,9 @@ def cost_review(
         slo_met,
         calibration or str(point.assumptions.get("calibration", "built-in (costing/data/calibration.json)")),
         notes,
+        fleet,
+        lines,
+        billed_hours_per_month(spec.schedule, spec.target.pricing),
     )
 
 

@@ -12,6 +12,8 @@ Example (`examples/llama-3.1-8b-runpod.yaml`):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,55 +23,91 @@ from costing.errors import UserError
 
 Pricing = Literal["on-demand", "spot", "reserved-1y", "reserved-3y"]
 Cloud = Literal["runpod", "aws", "gcp"]
+Availability = Literal["standard", "high"]
+
+# Limits every number is held to (named in the error message, so a user knows why).
+MAX_CONTEXT_TOKENS = 131_072  # the longest Llama 3.x context
+MAX_REQUESTS_PER_DAY = 1e9  # about 11,600 requests/s: beyond one fleet a review can size
+MAX_REPLICAS = 1_000  # beyond any single-account GPU quota on the clouds in the catalog
+MAX_MONTHLY_USD = 1e8
+MAX_STORAGE_GB = 16_384  # 16 TiB: the largest gp3 / pd-balanced volume
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TargetSpec(_Strict):
     cloud: Cloud | None = None
     offer: str | None = None
     gpu: str | None = None
-    gpus: int | None = Field(None, ge=1, le=8)
-    nodes: int = Field(1, ge=1, le=4, description="nodes for pipeline parallel (multi-node)")
+    gpus: int | None = Field(None, ge=1, le=8, description="GPUs per node: at most 8 in one machine")
+    nodes: int = Field(1, ge=1, le=4, description="nodes for pipeline parallel (multi-node), at most 4")
     pricing: Pricing = "on-demand"
-    region: str | None = None
-    replicas: int | None = Field(None, ge=1, description="fixed replica count; default: what the workload needs")
+    region: str | None = Field(None, max_length=64)
+    replicas: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_REPLICAS,
+        description=f"fixed replica count, at most {MAX_REPLICAS:,} (GPU quotas); default: what the workload needs",
+    )
 
 
 class VllmSpec(_Strict):
-    max_model_len: int | None = Field(None, ge=16)
-    gpu_memory_utilization: float = Field(0.90, gt=0.3, le=0.98)
-    max_num_seqs: int | None = Field(None, ge=1)
-    max_num_batched_tokens: int | None = Field(None, ge=16)
+    max_model_len: int | None = Field(
+        None, ge=256, le=MAX_CONTEXT_TOKENS, description=f"tokens, at most {MAX_CONTEXT_TOKENS:,} (Llama 3.x context)"
+    )
+    gpu_memory_utilization: float = Field(0.90, gt=0.3, le=0.98, description="share of GPU memory vLLM may use")
+    max_num_seqs: int | None = Field(None, ge=1, le=4096, description="sequences per batch, at most 4,096")
+    max_num_batched_tokens: int | None = Field(
+        None, ge=16, le=MAX_CONTEXT_TOKENS, description=f"tokens per step, at most {MAX_CONTEXT_TOKENS:,}"
+    )
     enable_prefix_caching: bool = True
     kv_cache_dtype: Literal["auto", "fp8"] = "auto"
-    served_model_name: str | None = None
-    model_repo: str | None = Field(None, description="override the Hugging Face repo or a local path")
-    port: int = Field(8000, ge=1, le=65535)
+    served_model_name: str | None = Field(None, min_length=1, max_length=128)
+    model_repo: str | None = Field(
+        None, min_length=1, max_length=256, description="override the Hugging Face repo or a local path"
+    )
+    port: int = Field(8000, ge=1024, le=65535, description="a TCP port from 1024 to 65535")
     extra_args: tuple[str, ...] = ()
 
 
 class WorkloadSpec(_Strict):
-    requests_per_day: float = Field(gt=0)
-    input_tokens: int = Field(ge=1)
-    output_tokens: int = Field(ge=1)
-    peak_to_mean: float = Field(1.0, ge=1.0, description="peak-hour traffic over the daily mean")
+    requests_per_day: float = Field(
+        gt=0, le=MAX_REQUESTS_PER_DAY, description="at most 1e9 a day (about 11,600/s, beyond one fleet)"
+    )
+    input_tokens: int = Field(
+        ge=1, le=MAX_CONTEXT_TOKENS, description=f"at most {MAX_CONTEXT_TOKENS:,} (Llama 3.x context)"
+    )
+    output_tokens: int = Field(
+        ge=1, le=MAX_CONTEXT_TOKENS, description=f"at most {MAX_CONTEXT_TOKENS:,} (Llama 3.x context)"
+    )
+    peak_to_mean: float = Field(
+        1.0, ge=1.0, le=24.0, description="peak-hour traffic over the mean, 1 to 24 (a whole day in one hour)"
+    )
 
 
 class ScheduleSpec(_Strict):
-    hours_per_day: float = Field(24, gt=0, le=24)
-    days_per_week: float = Field(7, gt=0, le=7)
-    days_per_month: float | None = Field(None, gt=0, le=31, description="override: billed days a month (e.g. 30)")
+    hours_per_day: float = Field(24, ge=1, le=24, description="hours a day the deployment runs, 1 to 24")
+    days_per_week: float = Field(7, ge=1, le=7, description="days a week it runs, 1 to 7")
+    days_per_month: float | None = Field(
+        None, ge=1, le=31, description="override: billed days a month (e.g. 30), 1 to 31"
+    )
+
+    @property
+    def part_time(self) -> bool:
+        """Not 24x7: something must stop and start the machines for this to be what is billed."""
+        return self.hours_per_day < 24 or self.days_per_week < 7 or self.days_per_month is not None
 
 
 class SloSpec(_Strict):
-    p90_latency_s: float | None = Field(None, gt=0)
+    p90_latency_s: float | None = Field(None, gt=0, le=3600, description="seconds, at most 3,600 (one hour)")
 
 
 class BudgetSpec(_Strict):
-    max_monthly_usd: float | None = Field(None, gt=0)
+    max_monthly_usd: float | None = Field(
+        None, gt=0, le=MAX_MONTHLY_USD, description=f"dollars a month, at most {MAX_MONTHLY_USD:,.0f}"
+    )
 
 
 class SkySpec(_Strict):
@@ -93,14 +131,60 @@ class DeploymentSpec(_Strict):
     schedule: ScheduleSpec = ScheduleSpec()
     slo: SloSpec = SloSpec()
     budget: BudgetSpec = BudgetSpec()
-    storage_gb: float | None = Field(None, gt=0, description="disk for weights; default: sized from the weights")
+    storage_gb: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_STORAGE_GB,
+        description=f"disk for weights, at most {MAX_STORAGE_GB:,} GB (the largest volume); default: from the weights",
+    )
+    target_utilization: float = Field(
+        0.8,
+        ge=0.1,
+        le=1.0,
+        description="share of each replica's SLO-bound capacity the peak may use (headroom), 0.1 to 1",
+    )
+    availability: Availability | None = Field(
+        None,
+        description="high: at least 2 replicas across zones; default: high for spot services, else standard",
+    )
     sky: SkySpec = SkySpec()
+
+    @property
+    def effective_availability(self) -> Availability:
+        if self.availability:
+            return self.availability
+        return "high" if (self.sky.service and self.target.pricing == "spot") else "standard"
+
+
+def _field_description(loc: tuple[Any, ...]) -> str | None:
+    """The description (which names the limit) of the spec field at `loc`, if any."""
+    model: Any = DeploymentSpec
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            if isinstance(part, int):
+                continue  # an index into a tuple of sub-models
+            return None
+        info = fields[part]
+        model = info.annotation
+        for arg in getattr(model, "__args__", ()):  # X | None, tuple[X, ...]
+            if getattr(arg, "model_fields", None):
+                model = arg
+    return info.description if info else None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _describe(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "spec"
-    return f"{where}: {first['msg']} (got {first.get('input')!r})"
+    text = f"{where}: {first['msg']} (got {_short(first.get('input'))})"
+    why = _field_description(tuple(first["loc"]))
+    return f"{text}; {why}" if why else text
 
 
 def spec_from_dict(data: dict[str, Any]) -> DeploymentSpec:
@@ -120,13 +204,22 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise UserError(f"spec file '{path}' not found", "give the path of a YAML spec with --spec")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"spec file '{path}' is not UTF-8 text (byte {err.start})", "save the spec as UTF-8 YAML"
+        ) from None
     except yaml.YAMLError as err:
         raise UserError(
             f"spec file '{path}' is not valid YAML ({str(err).splitlines()[0]})", "fix the YAML syntax"
         ) from None
     if not isinstance(data, dict):
         raise UserError(f"spec file '{path}' must hold a mapping", "start it with `model: ...`")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise UserError(
+            f"spec file '{path}' has a key that is not a name ({_short(bad[0])})", "use field names as keys"
+        )
     return data
 
 
@@ -137,7 +230,13 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if isinstance(value, dict):
-            out[key] = merge(dict(out.get(key) or {}), value)
+            current = out.get(key) or {}
+            if not isinstance(current, Mapping):
+                raise UserError(
+                    f"spec field {key} must be a mapping, got {_short(current)}",
+                    f"write `{key}:` as fields (e.g. `{key}: {{...}}`), see README, 'The deployment spec'",
+                )
+            out[key] = merge(dict(current), value)
         else:
             out[key] = value
     return out
@@ -150,3 +249,110 @@ def load_spec(path: str | Path | None = None, **overrides: Any) -> DeploymentSpe
     if "model" not in data:
         raise UserError("no model given", "pass --model (e.g. --model llama-3.1-8b) or set `model:` in the spec")
     return spec_from_dict(data)
+
+
+# ---- one declared mapping: spec field <-> CLI flag <-> Pulumi stack config key ----------------------
+
+
+@dataclass(frozen=True)
+class SpecKey:
+    """One spec field, the `selfhost` flag that sets it and the `pulumi config` key that sets it."""
+
+    path: str  # dotted spec path, e.g. "workload.requests_per_day"
+    flag: str | None  # CLI flag (its Python parameter name is the flag without dashes, '-' -> '_')
+    config_key: str | None  # Pulumi stack config key (camelCase)
+    kind: type = str
+
+    @property
+    def param(self) -> str | None:
+        return self.flag[2:].replace("-", "_") if self.flag else None
+
+
+SPEC_KEYS: tuple[SpecKey, ...] = (
+    SpecKey("name", "--name", "name"),
+    SpecKey("model", "--model", "model"),
+    SpecKey("precision", "--precision", "precision"),
+    SpecKey("target.cloud", "--cloud", None),  # a stack's cloud is the stack's own
+    SpecKey("target.offer", "--offer", None),  # stacks pick the machine by their own keys (instanceType, ...)
+    SpecKey("target.gpu", "--gpu", None),
+    SpecKey("target.gpus", "--gpus", None, int),
+    SpecKey("target.nodes", "--nodes", None, int),
+    SpecKey("target.pricing", "--pricing", "pricing"),
+    SpecKey("target.region", "--region", "region"),
+    SpecKey("target.replicas", "--replicas", None, int),  # a stack runs one machine
+    SpecKey("vllm.max_model_len", "--max-model-len", "maxModelLen", int),
+    SpecKey("vllm.max_num_seqs", "--max-num-seqs", "maxNumSeqs", int),
+    SpecKey("vllm.gpu_memory_utilization", "--gpu-memory-utilization", "gpuMemoryUtilization", float),
+    SpecKey("vllm.served_model_name", "--served-model-name", "servedModelName"),
+    SpecKey("vllm.model_repo", "--model-repo", "modelRepo"),
+    SpecKey("vllm.port", "--port", "port", int),
+    SpecKey("workload.requests_per_day", "--requests-per-day", "requestsPerDay", float),
+    SpecKey("workload.input_tokens", "--input-tokens", "inputTokens", int),
+    SpecKey("workload.output_tokens", "--output-tokens", "outputTokens", int),
+    SpecKey("workload.peak_to_mean", "--peak-to-mean", "peakToMean", float),
+    SpecKey("schedule.hours_per_day", "--hours-per-day", "hoursPerDay", float),
+    SpecKey("schedule.days_per_week", "--days-per-week", "daysPerWeek", float),
+    SpecKey("slo.p90_latency_s", "--p90-latency-s", "p90LatencyS", float),
+    SpecKey("budget.max_monthly_usd", "--max-monthly-usd", "maxMonthlyUsd", float),
+    SpecKey("storage_gb", "--storage-gb", "storageGb", float),
+    SpecKey("target_utilization", "--target-utilization", "targetUtilization", float),
+    SpecKey("availability", "--availability", "availability"),
+    SpecKey("sky.service", "--service", None, bool),
+)
+BY_PARAM = {k.param: k for k in SPEC_KEYS if k.param}
+BY_CONFIG_KEY = {k.config_key: k for k in SPEC_KEYS if k.config_key}
+CONFIG_KEYS = tuple(BY_CONFIG_KEY)
+
+
+def _nest(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in pairs:
+        *parents, leaf = path.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def overrides_from_flags(**flags: Any) -> dict[str, Any]:
+    """CLI flag values (by parameter name; None = not given) as nested spec overrides."""
+    unknown = sorted(set(flags) - set(BY_PARAM))
+    if unknown:
+        raise TypeError(f"not spec flags: {unknown}")  # a programming error, not user input
+    return _nest([(BY_PARAM[name].path, value) for name, value in flags.items() if value is not None])
+
+
+def _config_value(key: SpecKey, value: Any) -> Any:
+    if key.kind is str:
+        return str(value)
+    if key.kind is bool:
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in ("true", "false"):
+            return value if isinstance(value, bool) else text == "true"
+    else:
+        try:
+            number = float(value) if not isinstance(value, bool) else None
+            if number is not None and number == number and abs(number) != float("inf"):
+                if key.kind is float:
+                    return number
+                if number == int(number):
+                    return int(number)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    what = {int: "whole number", float: "finite number", bool: "true or false"}[key.kind]
+    raise UserError(
+        f"stack config {key.config_key} must be a {what}, got {_short(value)}",
+        f"pulumi config set {key.config_key} <{what}>",
+    )
+
+
+def overrides_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Pulumi stack config (camelCase keys, string values) as nested spec overrides; empty = not given."""
+    pairs = []
+    for name, key in BY_CONFIG_KEY.items():
+        value = config.get(name)
+        if value is None or value == "":
+            continue
+        pairs.append((key.path, _config_value(key, value)))
+    return _nest(pairs)

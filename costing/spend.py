@@ -20,6 +20,15 @@ def hours_per_month(schedule: ScheduleSpec) -> float:
     return HOURS_PER_MONTH * (schedule.hours_per_day / 24) * (schedule.days_per_week / 7)
 
 
+COMMITTED_PRICING = ("reserved-1y", "reserved-3y")  # AWS reserved instances, GCP committed use
+
+
+def billed_hours_per_month(schedule: ScheduleSpec, pricing: str = "on-demand") -> float:
+    """Hours a month one replica is billed: a commitment (reserved / committed use) is paid for all 730
+    hours whether the machine runs or not; on-demand and spot only for the hours it runs."""
+    return HOURS_PER_MONTH if pricing in COMMITTED_PRICING else hours_per_month(schedule)
+
+
 def operating_days_per_month(schedule: ScheduleSpec) -> float:
     if schedule.days_per_month:
         return schedule.days_per_month
@@ -32,9 +41,11 @@ def monthly_usd(
     replicas: int = 1,
     storage_gb: float = 0.0,
     storage_usd_per_gb_month: float = 0.0,
+    pricing: str = "on-demand",
 ) -> float:
     """Compute for the billed hours plus storage (billed all month, one volume per replica)."""
-    return replicas * (hourly_usd * hours_per_month(schedule) + storage_gb * storage_usd_per_gb_month)
+    hours = billed_hours_per_month(schedule, pricing)
+    return replicas * (hourly_usd * hours + storage_gb * storage_usd_per_gb_month)
 
 
 def usd_per_million(hourly_usd: float, tokens_per_s: float) -> float:
@@ -66,11 +77,12 @@ class Traffic:
         )
 
 
-def replicas_needed(peak_requests_per_s: float, requests_per_s_per_replica: float) -> int:
-    """Replicas to serve the peak rate, each at its SLO-bound capacity (at least one)."""
-    if requests_per_s_per_replica <= 0:
+def replicas_needed(peak_requests_per_s: float, requests_per_s_per_replica: float, utilization: float = 1.0) -> int:
+    """Replicas to serve the peak rate, each loaded to `utilization` of its SLO-bound capacity (at least one)."""
+    capacity = requests_per_s_per_replica * utilization
+    if capacity <= 0:
         return 1 if peak_requests_per_s <= 0 else 10**6
-    return max(1, math.ceil(peak_requests_per_s / requests_per_s_per_replica - 1e-9))
+    return max(1, math.ceil(peak_requests_per_s / capacity - 1e-9))
 
 
 def api_usd(api: ApiPrice, input_tokens: float, output_tokens: float) -> float:

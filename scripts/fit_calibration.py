@@ -13,9 +13,11 @@ from costing.published import DEFAULT_CSV, errors, fit_params, median_abs
 
 SOURCES = {
     "v1_step_overhead_ms": "fixed, not fitted: the calibration rows are vLLM 0.4/0.5 (V0 engine); the V1 engine the "
-    "kit deploys (vllm/vllm-openai v0.11) spends less per step. Published single-stream "
+    "kit deploys (vllm/vllm-openai v0.32) spends less per step. Published single-stream "
     "decode of Llama 3.1 8B bf16 with vLLM V1 is 1.3-2.0 ms slower than the bandwidth-bound "
-    "step at bw_eff (A100-40GB, vLLM 0.23, ~75 tok/s; H100, vLLM 0.21, TPOT 6.5 ms)",
+    "step at bw_eff (A100-40GB, vLLM 0.23, ~75 tok/s; H100, vLLM 0.21, TPOT 6.5 ms). "
+    "Not re-checked for 0.32 (2026-11-30): no GPU measurement of 0.32 was at hand, so 1.6 ms stands "
+    "until a bench refit (`--calibration`) measures it",
     "overlap_power": "fixed: memory and compute overlap as the 2-norm (m^2 + c^2)^(1/2); not fitted",
     "p90_over_mean": "fixed assumption: fixed-length closed-loop requests, p90 e2e ~ 1.15 x mean "
     "(no p90 in the calibration CSV; `selfhost plan --calibration bench.json` refits it)",

@@ -26,7 +26,8 @@ def test_weights_shrink_with_precision():
 def test_8b_on_a10g_caps_max_model_len_to_what_the_kv_cache_holds():
     fit = fit_check(FitRequest(model="llama-3.1-8b", gpu="A10G"))
     assert fit.max_model_len < 131_072  # vLLM would refuse 128k: "max seq len larger than the KV cache"
-    assert fit.max_model_len == fit.kv_capacity_tokens
+    assert fit.max_model_len <= 0.9 * fit.kv_capacity_tokens  # the stated margin under the KV estimate
+    assert fit.max_model_len > 0.9 * fit.kv_capacity_tokens - 16  # ... and no more (one block)
     assert 20_000 < fit.kv_capacity_tokens < 45_000  # ~3.5-4 GiB of KV / 128 KiB per token
     assert any("capped" in note for note in fit.notes)
 
@@ -43,7 +44,8 @@ def test_405b_bf16_on_p4d_is_refused_and_awq_fits():
     with pytest.raises(DoesNotFit, match="awq"):
         fit_check(FitRequest(model="llama-3.1-405b", gpu="A100", gpus=8))
     fit = fit_check(FitRequest(model="llama-3.1-405b", precision="awq", gpu="A100", gpus=8))
-    assert fit.settings.quantization == "awq_marlin" and fit.settings.tensor_parallel_size == 8
+    # the AWQ checkpoint declares quant_method awq: vLLM reads it, and a different flag would stop it
+    assert fit.settings.quantization is None and fit.settings.tensor_parallel_size == 8
 
 
 def test_405b_fp8_needs_two_p4d_nodes_with_pipeline_parallel():
@@ -63,8 +65,38 @@ def test_fp8_on_ampere_is_noted_as_weight_only():
 def test_a_request_longer_than_the_kv_cache_is_refused():
     with pytest.raises(DoesNotFit, match="longer than"):
         fit_check(FitRequest(model="llama-3.1-8b", gpu="A10G", seq_len=100_000))
-    with pytest.raises(DoesNotFit, match="larger than"):
+    with pytest.raises(DoesNotFit, match="more than 90% of"):
         fit_check(FitRequest(model="llama-3.1-8b", gpu="A10G", max_model_len=65_536))
+
+
+def test_max_model_len_keeps_the_margin_under_the_kv_estimate():
+    fit = fit_check(FitRequest(model="llama-3.1-8b", gpu="A10G"))
+    at_margin = (fit.kv_capacity_tokens * 9 // 10) // 16 * 16
+    assert fit_check(FitRequest(model="llama-3.1-8b", gpu="A10G", max_model_len=at_margin)).max_model_len == at_margin
+    with pytest.raises(DoesNotFit, match="90%"):
+        fit_check(FitRequest(model="llama-3.1-8b", gpu="A10G", max_model_len=fit.kv_capacity_tokens))
+
+
+@pytest.mark.parametrize(
+    "model, precision, flag",
+    [
+        ("llama-3.3-70b", "fp8", None),  # RedHatAI FP8-dynamic: compressed-tensors in its config.json
+        ("llama-3.1-405b", "fp8", None),  # Meta's FP8: fbgemm_fp8
+        ("llama-3.1-70b", "awq", None),  # AWQ-INT4: awq
+        ("llama-3.1-8b", "int8", None),  # W8A8: compressed-tensors
+        ("llama-3.2-3b", "fp8", "fp8"),  # no FP8 checkpoint known: dynamic FP8 of the bf16 repo
+    ],
+)
+def test_quantization_flag_follows_the_checkpoint(model, precision, flag):
+    from costing.catalog import get_model
+
+    m = get_model(model)
+    repo = m.repo_for(precision)
+    gpus = 8 if m.params_b > 20 else 1
+    req = FitRequest(model=model, precision=precision, gpu="H100", gpus=gpus, model_repo=repo or m.hf_repo)
+    settings = fit_check(req).settings
+    assert settings.quantization == flag
+    assert (m.quant_method_of(settings.model_repo) is None) == (flag is not None)
 
 
 def test_bad_parallelism_is_a_user_error():

@@ -66,8 +66,8 @@ def test_local_command_is_the_cloud_command_with_only_the_listed_cpu_changes(mod
 
 
 def test_multi_gpu_and_quantized_specs_are_adjusted_explicitly(model_dir):
-    s = settings(model="llama-3.1-70b", precision="awq", gpu="A40", gpus=2)
-    assert s.tensor_parallel_size == 2 and s.quantization
+    s = settings(model="llama-3.2-3b", precision="fp8", gpu="A40", gpus=2)  # dynamic FP8 of the bf16 repo
+    assert s.tensor_parallel_size == 2 and s.quantization == "fp8"
     local, notes = target.cpu_adjustments(s, model_dir, port=8000)
     assert local.tensor_parallel_size == 1 and local.quantization is None
     here = flags(target.local_argv(local, model_dir, Path("py"))[4:])

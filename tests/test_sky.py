@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from costing import readiness
+from costing.errors import UserError
 from costing.fit import FitRequest, fit_check
 from costing.spec import load_spec, spec_from_dict
 from costing.vllm_args import shell_command, vllm_serve_argv
@@ -162,12 +163,20 @@ def test_replica_policy_follows_the_cost_review():
     policy = sky.render_task(s)["service"]["replica_policy"]
     assert policy["max_replicas"] == review.replicas > 1
     assert policy["min_replicas"] < policy["max_replicas"]  # the mean needs fewer than the peak
-    assert policy["target_qps_per_replica"] == pytest.approx(review.projection.requests_per_s, abs=0.01)
-    assert policy["target_qps_per_replica"] <= review.projection.requests_per_s
+    # the autoscaler's target is one replica's SLO-bound rate at the spec's target utilization (0.8)
+    target = review.projection.requests_per_s * review.spec.target_utilization
+    assert policy["target_qps_per_replica"] == pytest.approx(target, abs=0.01)
+    assert policy["target_qps_per_replica"] <= target
+    assert policy["min_replicas"] == review.fleet.min_replicas and policy["max_replicas"] == review.fleet.max_replicas
 
 
 def test_spot_service_falls_back_to_on_demand():
-    s = spec(target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"}, workload=WORKLOAD, sky={"service": True})
+    s = spec(
+        target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"},
+        workload=WORKLOAD,
+        sky={"service": True},
+        availability="standard",
+    )
     task = sky.render_task(s)
     assert task["resources"]["use_spot"] is True
     policy = task["service"]["replica_policy"]
@@ -175,6 +184,27 @@ def test_spot_service_falls_back_to_on_demand():
     assert policy["dynamic_ondemand_fallback"] is True
     # SkyServe runs `base` of N replicas on-demand: with one replica that would be no spot at all
     assert "base_ondemand_fallback_replicas" not in policy
+
+
+def test_spot_service_defaults_to_high_availability_and_prices_its_on_demand_replica():
+    from costing.review import cost_review
+
+    s = spec(target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"}, workload=WORKLOAD, sky={"service": True})
+    policy = sky.render_task(s)["service"]["replica_policy"]
+    assert policy["min_replicas"] == 2 and policy["base_ondemand_fallback_replicas"] == 1
+    review = cost_review(s)
+    on_demand = [c for c in review.cost_lines if c.pricing == "on-demand"]
+    assert len(on_demand) == 1 and on_demand[0].replicas == 1
+    assert on_demand[0].usd_per_hour == pytest.approx(review.offer.price("on-demand").usd_per_hour)
+    assert review.monthly_usd == pytest.approx(sum(c.usd for c in review.cost_lines))
+
+
+def test_part_time_schedule_is_refused_for_skypilot():
+    for service in (False, True):
+        with pytest.raises(UserError, match="schedule"):
+            sky.render_task(
+                spec(target={"cloud": "aws", "gpu": "A10G"}, schedule={"hours_per_day": 8}, sky={"service": service})
+            )
 
 
 def test_spot_service_with_several_replicas_keeps_one_on_demand():

@@ -12,6 +12,7 @@ import typer
 
 from costing.errors import UserError
 
+MAX_CONCURRENCY = 100_000  # requests in flight against one server: far beyond any max_num_seqs
 FormatOpt = typer.Option("table", "--format", help="table | json | markdown")
 
 
@@ -19,50 +20,6 @@ def _check_format(fmt: str, allowed: tuple[str, ...]) -> str:
     if fmt not in allowed:
         raise UserError(f"unknown format '{fmt}'", f"use --format with one of: {', '.join(allowed)}")
     return fmt
-
-
-def _spec_overrides(
-    model,
-    precision,
-    gpu,
-    gpus,
-    cloud,
-    offer,
-    pricing,
-    requests_per_day,
-    input_tokens,
-    output_tokens,
-    peak_to_mean,
-    p90_latency_s,
-    max_monthly_usd,
-    hours_per_day=None,
-    days_per_week=None,
-    replicas=None,
-    region=None,
-) -> dict:
-    workload = {
-        "requests_per_day": requests_per_day,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "peak_to_mean": peak_to_mean,
-    }
-    return {
-        "model": model,
-        "precision": precision,
-        "target": {
-            "gpu": gpu,
-            "gpus": gpus,
-            "cloud": cloud,
-            "offer": offer,
-            "pricing": pricing,
-            "replicas": replicas,
-            "region": region,
-        },
-        "workload": workload if any(v is not None for v in workload.values()) else None,
-        "slo": {"p90_latency_s": p90_latency_s},
-        "budget": {"max_monthly_usd": max_monthly_usd},
-        "schedule": {"hours_per_day": hours_per_day, "days_per_week": days_per_week},
-    }
 
 
 def _load_calibration(path: Path | None, fit):
@@ -109,6 +66,11 @@ def register(app: typer.Typer) -> None:
         ):
             if value < 1:
                 raise UserError(f"{name} must be at least 1 (got {value})", f"pass a positive {name}")
+        if concurrency > MAX_CONCURRENCY:
+            raise UserError(
+                f"--concurrency {concurrency} is more clients than one server is ever sent ({MAX_CONCURRENCY:,})",
+                f"pass at most {MAX_CONCURRENCY:,}",
+            )
         spec = load_spec(
             None,
             model=model,
@@ -165,6 +127,10 @@ def register(app: typer.Typer) -> None:
         hours_per_day: float | None = typer.Option(None, "--hours-per-day"),
         days_per_week: float | None = typer.Option(None, "--days-per-week"),
         replicas: int | None = typer.Option(None, "--replicas", help="fix the replica count"),
+        target_utilization: float | None = typer.Option(
+            None, "--target-utilization", help="share of a replica's SLO capacity the peak may use (default 0.8)"
+        ),
+        availability: str | None = typer.Option(None, "--availability", help="standard | high (>= 2 replicas)"),
         calibration: Path | None = typer.Option(None, "--calibration", help="bench JSON to refit the projection"),
         chart: Path | None = typer.Option(None, "--chart", help="write a cost-vs-traffic PNG"),
         region: str | None = typer.Option(
@@ -179,29 +145,35 @@ def register(app: typer.Typer) -> None:
         from costing import report
         from costing.resolve import resolve
         from costing.review import cost_review, enforce_budget
-        from costing.spec import load_spec
+        from costing.spec import load_spec, overrides_from_flags
 
         _check_format(fmt, ("table", "json", "markdown"))
+        if chart and not chart.parent.is_dir():
+            raise UserError(
+                f"--chart folder '{chart.parent}' does not exist", "create it, or give another --chart path"
+            )
         spec = load_spec(
             spec_file,
-            **_spec_overrides(
-                model,
-                precision,
-                gpu,
-                gpus,
-                cloud,
-                offer,
-                pricing,
-                requests_per_day,
-                input_tokens,
-                output_tokens,
-                peak_to_mean,
-                p90_latency_s,
-                max_monthly_usd,
-                hours_per_day,
-                days_per_week,
-                replicas,
-                region,
+            **overrides_from_flags(
+                model=model,
+                gpu=gpu,
+                gpus=gpus,
+                cloud=cloud,
+                offer=offer,
+                precision=precision,
+                pricing=pricing,
+                requests_per_day=requests_per_day,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                peak_to_mean=peak_to_mean,
+                p90_latency_s=p90_latency_s,
+                max_monthly_usd=max_monthly_usd,
+                hours_per_day=hours_per_day,
+                days_per_week=days_per_week,
+                replicas=replicas,
+                target_utilization=target_utilization,
+                availability=availability,
+                region=region,
             ),
         )
         resolved = resolve(spec)
@@ -233,29 +205,31 @@ def register(app: typer.Typer) -> None:
         region: str | None = typer.Option(
             None, "--region", help="price this region; offers not priced there are skipped"
         ),
+        hours_per_day: float | None = typer.Option(None, "--hours-per-day"),
+        days_per_week: float | None = typer.Option(None, "--days-per-week"),
+        target_utilization: float | None = typer.Option(None, "--target-utilization"),
         fmt: str = FormatOpt,
     ) -> None:
         """Every offer that fits, ranked by monthly cost at the workload, with $/1M tokens and the SLO."""
         from costing.compare import compare_offers, render_compare
-        from costing.spec import load_spec
+        from costing.spec import load_spec, overrides_from_flags
 
         _check_format(fmt, ("table", "json", "markdown"))
         spec = load_spec(
             spec_file,
-            **_spec_overrides(
-                model,
-                precision,
-                None,
-                None,
-                cloud,
-                None,
-                pricing,
-                requests_per_day,
-                input_tokens,
-                output_tokens,
-                peak_to_mean,
-                p90_latency_s,
-                None,
+            **overrides_from_flags(
+                model=model,
+                precision=precision,
+                cloud=cloud,
+                pricing=pricing,
+                requests_per_day=requests_per_day,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                peak_to_mean=peak_to_mean,
+                p90_latency_s=p90_latency_s,
+                hours_per_day=hours_per_day,
+                days_per_week=days_per_week,
+                target_utilization=target_utilization,
                 region=region,
             ),
         )

