@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from costing.errors import UserError
 
@@ -31,6 +31,9 @@ MAX_REQUESTS_PER_DAY = 1e9  # about 11,600 requests/s: beyond one fleet a review
 MAX_REPLICAS = 1_000  # beyond any single-account GPU quota on the clouds in the catalog
 MAX_MONTHLY_USD = 1e8
 MAX_STORAGE_GB = 16_384  # 16 TiB: the largest gp3 / pd-balanced volume
+
+
+SSH_PORT = 22
 
 
 class _Strict(BaseModel):
@@ -68,8 +71,18 @@ class VllmSpec(_Strict):
     model_repo: str | None = Field(
         None, min_length=1, max_length=256, description="override the Hugging Face repo or a local path"
     )
-    port: int = Field(8000, ge=1024, le=65535, description="a TCP port from 1024 to 65535")
+    port: int = Field(8000, ge=1, le=65535, description="a TCP port: 80, 443 or 1024 to 65535, never 22")
     extra_args: tuple[str, ...] = ()
+
+    @field_validator("port")
+    @classmethod
+    def _serving_port(cls, port: int) -> int:
+        """Never SSH's port; no other privileged port but 80/443 (the API is served on one port)."""
+        if port == SSH_PORT:
+            raise ValueError(f"port {port} is used by SSH")
+        if port < 1024 and port not in (80, 443):
+            raise ValueError(f"port {port} is a privileged port (below 1024, other than 80/443)")
+        return port
 
 
 class WorkloadSpec(_Strict):

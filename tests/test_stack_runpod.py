@@ -94,7 +94,7 @@ def test_community_cloud_picks_enough_gpus_and_a_pod_volume():
         ({"maxMonthlyUsd": "50"}, OverBudget, "exceeds the budget"),
         ({"hfToken": None}, UserError, "missing secret hfToken"),
         ({"apiKey": None}, UserError, "missing secret apiKey"),  # named, not an allowedCidrs error
-        ({"hoursPerDay": "8"}, UserError, "can't be stopped and started on a schedule"),
+        ({"hoursPerDay": "8"}, UserError, "cannot be deployed there"),
         ({"domain": "api.example.com"}, UserError, "domain does not apply"),
         ({"storageGb": "5"}, UserError, "smaller than the"),
         ({"modelRepo": "x/y\nrm -rf /"}, UserError, "modelRepo"),

@@ -100,5 +100,5 @@ def test_a_schedule_that_cannot_run_is_refused(cloud, change, words):
 def test_runpod_refuses_a_part_time_schedule_with_the_fix():
     config = {k: v for k, v in AWS.items() if k not in ("instanceType", "allowedCidrs", "allowPlainHttp")}
     mocks, err = refused("runpod", {**config, "hoursPerDay": "8"})
-    assert "can't be stopped and started on a schedule" in err.problem
-    assert "use the aws/gcp stack" in err.fix and mocks.resources == []
+    assert "cannot be deployed there" in err.problem
+    assert "aws/gcp target" in err.fix and mocks.resources == []
