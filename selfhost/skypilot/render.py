@@ -23,6 +23,7 @@ from costing.readiness import startup_allowance_s
 from costing.resolve import Resolved, resolve
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, shell_command, vllm_serve_argv
+from selfhost import auth_install
 
 VLLM_VERSION = VLLM_IMAGE.rsplit(":v", 1)[1]  # the pip pin matches the container image the stacks use
 SECRETS = (HF_TOKEN_ENV, API_KEY_ENV)
@@ -67,7 +68,8 @@ class Choice:
 
     @property
     def offer(self) -> Offer:
-        assert self.resolved.offer is not None
+        if self.resolved.offer is None:  # choose() resolves with an offer
+            raise ValueError("a Choice is always resolved to an offer")
         return self.resolved.offer
 
     @property
@@ -99,7 +101,8 @@ def choose(spec: DeploymentSpec) -> Choice:
     _refuse_spot_on_runpod(spec)
     resolved = resolve(spec)
     offer = resolved.offer
-    assert offer is not None
+    if offer is None:  # resolve() picks an offer unless asked not to
+        raise ValueError(f"no offer resolved for {spec.target}")
     if sky_launchable(offer):
         return Choice(spec, resolved, pin_instance_type=bool(spec.target.offer))
     if spec.target.offer:
@@ -249,7 +252,7 @@ def _serve_block(found: list[Choice]) -> list[str]:
     """`vllm serve ...` from the one builder; on an any_of cluster, the line fitted to its GPU."""
     commands: dict[str, str] = {}
     for c in found:
-        cmd = shell_command(vllm_serve_argv(c.fit.settings, api_key_ref=True))
+        cmd = shell_command(vllm_serve_argv(c.fit.settings))
         if commands.setdefault(c.fit.gpu.name, cmd) != cmd:
             raise UserError(
                 f"any_of candidates with {c.fit.gpu.name} GPUs need different vLLM settings",
@@ -266,7 +269,12 @@ def _serve_block(found: list[Choice]) -> list[str]:
 
 def _run(found: list[Choice]) -> str:
     lines = ["set -e", f"export HF_HOME={HF_HOME}"]
-    serve = _serve_block(found)
+    serve = [
+        # vLLM's --middleware loads the auth layer from here; the key stays in the environment (secrets).
+        auth_install.install_shell(auth_install.SKY_DIR),
+        f'export PYTHONPATH="{auth_install.SKY_DIR}${{PYTHONPATH:+:$PYTHONPATH}}"',
+        *_serve_block(found),
+    ]
     if found[0].fit.nodes > 1:
         # Pipeline parallel across nodes: vLLM runs the workers through a Ray cluster of the nodes
         # (port 6379; SkyPilot's own Ray uses 6380). The head serves once every node has joined.

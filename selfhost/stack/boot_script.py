@@ -6,6 +6,7 @@ from the cloud's store through the VM's own identity, run again before every (re
 
 from __future__ import annotations
 
+from selfhost import auth_install
 from selfhost.stack.plan import StackPlan
 
 UNIT = "vllm.service"
@@ -41,6 +42,7 @@ def docker_run(plan: StackPlan) -> list[str]:
         "HF_HOME=/hf",
         "-v",
         f"{HF_CACHE}:/hf",
+        *auth_install.docker_run_flags(),  # the auth layer vLLM's --middleware loads
         plan.image,
         *plan.container_args,
     ]
@@ -95,6 +97,7 @@ EOF
 set -euo pipefail
 mkdir -p /opt/selfhost {HF_CACHE}
 {prelude}
+{auth_install.install_shell(auth_install.CONTAINER_DIR)}
 cat > /opt/selfhost/fetch-secrets.sh <<'EOF'
 #!/bin/bash
 set -euo pipefail

@@ -6,7 +6,6 @@ commitments, so the stack runs on-demand pods only (secure or community cloud).
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,6 +74,7 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
     p = plan(config)
     import runpodinfra
 
+    from selfhost import auth_install
     from selfhost.stack.component import VllmEndpoint, secret
 
     secure = p.offer.cloud_type == "SECURE"
@@ -102,7 +102,7 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
         gpu_type_id=GPU_TYPE_ID,
         gpu_count=p.fit.gpus_per_node,
         cloud_type=p.offer.cloud_type,
-        docker_args=shlex.join(p.container_args),
+        docker_args=auth_install.runpod_docker_args(p.container_args),  # writes the auth layer, execs vLLM
         env=env,
         ports=f"{p.port}/http",
         container_disk_in_gb=container_disk,
