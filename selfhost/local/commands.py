@@ -73,7 +73,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
         for note in server.notes:
             print(f"CPU adjustment: {note}")
         print(f"log: {server.log}")
-        print(f"next: VLLM_API_KEY=<the api_key above> selfhost smoke {server.url}; stop: selfhost down local")
+        print(f"next: VLLM_API_KEY=<api_key from that file> selfhost smoke {server.url}; stop: selfhost down local")
 
     @down_app.command("local")
     def down_local() -> None:
