@@ -29,9 +29,9 @@ def _digest(value: bytes) -> bytes:
 
 def load_key(environ=os.environ) -> bytes:
     """The key from the environment; refuses a missing or short one (the server must not start open)."""
-    key = (environ.get(KEY_ENV) or "").strip()
-    if len(key) < MIN_KEY_CHARS:
-        problem = "is not set" if not key else f"is shorter than {MIN_KEY_CHARS} characters"
+    key = environ.get(KEY_ENV) or ""  # used as is, as vLLM's own /v1 check uses it
+    if len(key.strip()) < MIN_KEY_CHARS:
+        problem = "is not set" if not key.strip() else f"is shorter than {MIN_KEY_CHARS} characters"
         raise RuntimeError(f"selfhost_auth: {KEY_ENV} {problem}; refusing to serve without an API key")
     return key.encode()
 
@@ -65,7 +65,7 @@ class BearerAuth:
                 scheme, _, token = value.partition(b" ")
                 if scheme.lower() != b"bearer":
                     return False
-                return hmac.compare_digest(_digest(token.strip()), self._want)
+                return hmac.compare_digest(_digest(token), self._want)
         return False
 
     async def __call__(self, scope, receive, send) -> None:
