@@ -208,3 +208,18 @@ def test_vm_boot_script_writes_the_module_and_mounts_it_into_the_container():
     serve = argv[argv.index(VLLM_IMAGE) + 1 :]
     assert serve[serve.index("--middleware") + 1] == "selfhost_auth.BearerAuth"
     assert KEY not in script and not [a for a in argv if "api-key" in a or "API_KEY=" in a]
+
+
+def test_no_api_key_flag_in_any_template_or_emitted_command():
+    root = Path(__file__).resolve().parents[1]
+    templates = sorted((root / "templates").glob("*.yaml"))
+    assert templates
+    for path in templates:
+        text = path.read_text()
+        assert "--api-key" not in text and "--middleware selfhost_auth.BearerAuth" in text, path.name
+    from costing.report import review_dict
+    from costing.review import cost_review
+    from costing.spec import load_spec
+
+    command = review_dict(cost_review(load_spec(root / "examples" / "llama-3.1-8b-runpod-a40.yaml")))["vllm"]["command"]
+    assert "--api-key" not in command and command.endswith("--middleware selfhost_auth.BearerAuth")
