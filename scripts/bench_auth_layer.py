@@ -30,6 +30,41 @@ from selfhost.local import server as target  # noqa: E402
 from selfhost.local.commands import _settings  # noqa: E402
 
 
+def per_request_us(key: str, calls: int = 200_000) -> float:
+    """The middleware's own time per request: BearerAuth around an empty ASGI app, minus the bare app."""
+    import asyncio
+    import time
+
+    from selfhost.auth_middleware import BearerAuth
+
+    async def bare(scope, receive, send) -> None:
+        return None
+
+    scope = {
+        "type": "http",
+        "path": "/v1/chat/completions",
+        "method": "POST",
+        "root_path": "",
+        "headers": [
+            (b"host", b"x"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {key}".encode()),
+        ],
+    }
+
+    async def timed(app) -> float:
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            await app(scope, None, None)
+        return (time.perf_counter() - t0) / calls
+
+    async def best() -> float:
+        layer = BearerAuth(bare, key=key)
+        return min([await timed(layer) for _ in range(3)]) - min([await timed(bare) for _ in range(3)])
+
+    return asyncio.run(best()) * 1e6
+
+
 def start(with_layer: bool, key: str) -> tuple[subprocess.Popen, str]:
     python = target.vllm_python()
     model = target.ensure_tiny_model(python)
@@ -77,9 +112,14 @@ def main() -> None:
     ap.add_argument("--num-prompts", type=int, default=64)
     ap.add_argument("--input-tokens", type=int, default=128)
     ap.add_argument("--output-tokens", type=int, default=64)
+    ap.add_argument("--micro-only", action="store_true", help="only time the middleware itself, no server")
     a = ap.parse_args()
     key = secrets.token_urlsafe(24)
+    if a.micro_only:
+        print(f"the layer's own time: {per_request_us(key):.1f} us per request (200,000 calls, best of 3)")
+        return
     print(f"auth layer {AUTH_MIDDLEWARE}; bench {a.input_tokens} in / {a.output_tokens} out, {a.num_prompts} requests")
+    print(f"the layer's own time: {per_request_us(key):.1f} us per request (200,000 calls, best of 3)")
     print("round  layer    conc  req/s   out tok/s  TTFT p50 ms  E2E p50 ms")
     for r in range(a.first_round, a.first_round + a.rounds):
         for with_layer in (True, False) if r % 2 else (False, True):  # alternate who goes first
