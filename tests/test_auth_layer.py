@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from selfhost import auth_install
 from selfhost.auth_middleware import MIN_KEY_CHARS, BearerAuth, load_key
@@ -223,3 +225,18 @@ def test_no_api_key_flag_in_any_template_or_emitted_command():
 
     command = review_dict(cost_review(load_spec(root / "examples" / "llama-3.1-8b-runpod-a40.yaml")))["vllm"]["command"]
     assert "--api-key" not in command and command.endswith("--middleware selfhost_auth.BearerAuth")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    path=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=40).map(lambda p: "/" + p),
+    method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+    root=st.sampled_from(["", "/api"]),
+)
+def test_without_the_key_only_reading_health_passes(path, method, root):
+    sent = call(root + path, method, root_path=root)
+    if path == "/health" and method in ("GET", "HEAD"):
+        assert status(sent) == 200
+    else:
+        assert status(sent) == 401
+    assert status(call(root + path, method, f"Bearer {KEY}", root_path=root)) == 200
