@@ -93,7 +93,7 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
         "vllm": {
             **asdict(s),
             "extra_args": list(s.extra_args),
-            "command": shell_command(vllm_serve_argv(s, api_key_ref=True)),
+            "command": shell_command(vllm_serve_argv(s)),
         },
         "workload": {
             "requests_per_day": rv.workload.requests_per_day,

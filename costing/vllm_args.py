@@ -2,8 +2,10 @@
 
 The fit check's VllmSettings go in; the SkyPilot templates, the Pulumi stacks (container args) and
 the local target all call this, so the server deployed is the server that was costed. The API key
-never appears here: vLLM reads it from the VLLM_API_KEY environment variable (the same as
-`--api-key`), and shell renderings pass `--api-key "$VLLM_API_KEY"` so the value stays out of files.
+never appears here, nor in any argv: vLLM and the auth layer read it from the VLLM_API_KEY environment
+variable (vLLM logs its non-default arguments, so `--api-key` would put the key in the log and `ps`).
+Every command loads the auth layer (selfhost/auth_middleware.py, shipped as the `selfhost_auth` module
+by selfhost/auth_install.py), which guards every route but /health: vLLM's own key check covers /v1 only.
 """
 
 from __future__ import annotations
@@ -23,15 +25,13 @@ API_KEY_REF = f"${API_KEY_ENV}"
 # DEPRECATED_QUANTIZATION_METHODS; a test checks this against the pinned vLLM). Meta's Llama 3.1 405B FP8
 # checkpoint declares fbgemm_fp8.
 DEPRECATED_QUANT_METHODS = ("fbgemm_fp8", "fp_quant")
+AUTH_MIDDLEWARE = "selfhost_auth.BearerAuth"  # selfhost/auth_middleware.py as each target installs it
 
 
-def serve_args(
-    settings: VllmSettings, *, model: str | None = None, host: str = "0.0.0.0", api_key_ref: bool = False
-) -> list[str]:
+def serve_args(settings: VllmSettings, *, model: str | None = None, host: str = "0.0.0.0") -> list[str]:
     """Arguments after `vllm serve`: the model, then flags. `model` overrides the repo (a local path).
 
-    api_key_ref=True adds `--api-key $VLLM_API_KEY` (for shells that expand it); otherwise the
-    server takes the key from its VLLM_API_KEY environment variable.
+    No `--api-key`: the server takes the key from its VLLM_API_KEY environment variable.
     """
     s = settings
     args = [
@@ -66,8 +66,7 @@ def serve_args(
     if s.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", s.kv_cache_dtype]
     args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
-    if api_key_ref:
-        args += ["--api-key", API_KEY_REF]
+    args += ["--middleware", AUTH_MIDDLEWARE]
     args += list(s.extra_args)
     return args
 

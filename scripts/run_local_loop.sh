@@ -21,7 +21,7 @@ read -r URL KEY MODEL < <($PY -c 'import json,sys; d=json.load(open(sys.argv[1])
 echo "serving $MODEL at $URL"
 
 echo "== 3/5 smoke"
-$SELFHOST smoke "$URL" --api-key "$KEY" --model "$MODEL"
+VLLM_API_KEY="$KEY" $SELFHOST smoke "$URL" --model "$MODEL"  # the key by env: argv shows in ps
 
 # Workload and projection target from the spec (the bench prints the projection for that GPU beside
 # each point measured here on the CPU: the error column shows how far a laptop is from an A40).
@@ -35,7 +35,7 @@ print(w.input_tokens if w else 1000, w.output_tokens if w else 250, s.model, f.g
 PYEOF
 )
 echo "== 4/5 bench: $IN_TOK in / $OUT_TOK out tokens, projection for $MODEL_ID $PREC on ${GPUS}x $GPU"
-$SELFHOST bench "$URL" --api-key "$KEY" --model "$MODEL" --concurrency "${CONCURRENCY:-1,4,16}" \
+VLLM_API_KEY="$KEY" $SELFHOST bench "$URL" --model "$MODEL" --concurrency "${CONCURRENCY:-1,4,16}" \
   --input-tokens "$IN_TOK" --output-tokens "$OUT_TOK" \
   --model-id "$MODEL_ID" --gpu "$GPU" --gpus "$GPUS" --precision "$PREC" \
   --output "$OUT/bench.json" --chart "$OUT/bench.png"

@@ -4,12 +4,14 @@ For the client benchmark (scripts/bench_clients.py) and the tests: it measures t
 model. Raw asyncio (no framework): each request's whole SSE body is pre-rendered once per output
 length and written in large slices, so the server side costs almost nothing per token.
 
-    python tests/fake_vllm_server.py --port 18100 [--api-key K] [--model fake] [--stall-after N]
+    python tests/fake_vllm_server.py --port 18100 [--api-key K] [--guard all|v1] [--model fake] [--stall-after N]
 
-Endpoints: GET /health, GET /v1/models, GET /metrics, POST /v1/completions and
-/v1/chat/completions (stream or not; `max_tokens` output tokens; one token per chunk; a usage
-event when `stream_options.include_usage`). `--stall-after N` stops sending (without closing)
-after N chunks: a server that stalls mid-stream.
+Endpoints: GET /health, GET /v1/models, GET /metrics, GET /version, GET /openapi.json, POST
+/v1/completions, /v1/chat/completions and /invocations (stream or not; `max_tokens` output tokens;
+one token per chunk; a usage event when `stream_options.include_usage`). With --api-key, `--guard all`
+(default) needs the key on every route but /health, as the kit's auth layer does; `--guard v1` guards
+/v1 only, as plain vLLM's --api-key does. `--stall-after N` stops sending (without closing) after N
+chunks: a server that stalls mid-stream.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import json
 import time
+from typing import ClassVar
 
 _TOKEN_TEXT = " tok"
 
@@ -87,8 +90,21 @@ def _chunked(data: bytes) -> bytes:
 
 
 class FakeServer:
-    def __init__(self, model: str, api_key: str | None, stall_after: int | None, slice_events: int = 64) -> None:
-        self.model, self.api_key, self.stall_after = model, api_key, stall_after
+    ROUTES: ClassVar[dict[str, str]] = {
+        "/health": "GET",
+        "/metrics": "GET",
+        "/version": "GET",
+        "/openapi.json": "GET",
+        "/v1/models": "GET",
+        "/v1/completions": "POST",
+        "/v1/chat/completions": "POST",
+        "/invocations": "POST",
+    }
+
+    def __init__(
+        self, model: str, api_key: str | None, stall_after: int | None, slice_events: int = 64, guard: str = "all"
+    ) -> None:
+        self.model, self.api_key, self.stall_after, self.guard = model, api_key, stall_after, guard
         self.render = Renderer(model)
         self.slice_events = slice_events
         self.served_tokens = 0
@@ -111,12 +127,23 @@ class FakeServer:
         if path == "/health":
             writer.write(_response("200 OK", b""))
             return
+        guarded = self.api_key and (self.guard == "all" or path.startswith("/v1"))
+        if guarded and hdrs.get("authorization") != f"Bearer {self.api_key}":
+            writer.write(_response("401 Unauthorized", b'{"error":"Unauthorized"}'))
+            return
+        if path in self.ROUTES and method != self.ROUTES[path]:
+            writer.write(_response("405 Method Not Allowed", b'{"detail":"Method Not Allowed"}'))
+            return
         if path == "/metrics":
             text = f"# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total {self.served_tokens}\n"
             writer.write(_response("200 OK", text.encode(), "text/plain"))
             return
-        if self.api_key and hdrs.get("authorization") != f"Bearer {self.api_key}":
-            writer.write(_response("401 Unauthorized", b'{"error":"Unauthorized"}'))
+        if path == "/version":
+            writer.write(_response("200 OK", b'{"version":"fake"}'))
+            return
+        if path == "/openapi.json":
+            paths = {p: {m.lower(): {}} for p, m in self.ROUTES.items()}
+            writer.write(_response("200 OK", json.dumps({"openapi": "3.1.0", "paths": paths}).encode()))
             return
         if path == "/v1/models":
             data = {
@@ -125,7 +152,7 @@ class FakeServer:
             }
             writer.write(_response("200 OK", json.dumps(data).encode()))
             return
-        kind = {"/v1/chat/completions": "chat", "/v1/completions": "text"}.get(path)
+        kind = {"/v1/chat/completions": "chat", "/invocations": "chat", "/v1/completions": "text"}.get(path)
         if method != "POST" or kind is None:
             writer.write(_response("404 Not Found", b'{"error":"not found"}'))
             return
@@ -181,10 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=18100)
     ap.add_argument("--model", default="fake")
     ap.add_argument("--api-key")
+    ap.add_argument("--guard", choices=("all", "v1"), default="all", help="routes the key guards")
     ap.add_argument("--stall-after", type=int, help="send this many events, then stall (never close)")
     ap.add_argument("--slice-events", type=int, default=64, help="events per write")
     a = ap.parse_args(argv)
-    asyncio.run(serve(a.host, a.port, FakeServer(a.model, a.api_key, a.stall_after, a.slice_events)))
+    asyncio.run(serve(a.host, a.port, FakeServer(a.model, a.api_key, a.stall_after, a.slice_events, a.guard)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -48,11 +49,13 @@ def vllm(tmp_path_factory):
         missing = err.line()
     if missing:
         pytest.fail(f"the end-to-end tests need the vLLM CPU virtualenv: {missing}", pytrace=False)
-    env = {"SELFHOST_SCRATCH": str(tmp_path_factory.mktemp("scratch"))}
+    # the key goes in by environment only, as users are told to (argv shows in `ps`)
+    env = {"SELFHOST_SCRATCH": str(tmp_path_factory.mktemp("scratch")), "VLLM_API_KEY": secrets.token_urlsafe(24)}
     up = cli("up", "local", "--port", str(free_port()), "--format", "json", "--timeout", "400", env=env, timeout=480)
     if up.returncode != 0:
         pytest.fail(f"`selfhost up local` failed:\n{up.stderr[-3000:]}", pytrace=False)
     info = json.loads(up.stdout)
+    assert info["api_key"] == env["VLLM_API_KEY"]
     yield info
     down = cli("down", "local", env=env, timeout=60)
     gone = not Path(f"/proc/{info['pid']}").exists()
@@ -63,11 +66,59 @@ def vllm(tmp_path_factory):
 
 
 def test_smoke_passes_on_the_local_server(vllm):
-    p = cli("smoke", vllm["url"], "--api-key", vllm["api_key"], "--model", vllm["model"], "--format", "json")
+    p = cli("smoke", vllm["url"], "--model", vllm["model"], "--format", "json", env={"VLLM_API_KEY": vllm["api_key"]})
     assert p.returncode == 0, p.stdout
     checks = {c["name"]: c for c in json.loads(p.stdout)["checks"]}
     assert checks["no key refused"]["ok"] and checks["wrong key refused"]["ok"]
     assert "vllm:" in checks["metrics"]["detail"]
+    routes = checks["every route needs the key"]
+    assert routes["ok"] and "routes from its /openapi.json" in routes["detail"], routes
+
+
+def test_nothing_but_health_answers_without_the_key(vllm):
+    """The auth layer on the real vLLM: every route it serves, by GET and POST, without a key or with a wrong one."""
+    import httpx
+
+    from selfhost.check.smoke import UNLISTED_ROUTES, shipped_routes
+
+    url, good = vllm["url"], {"Authorization": f"Bearer {vllm['api_key']}"}
+    schema = httpx.get(f"{url}/openapi.json", headers=good, timeout=30).json()
+    routes = sorted({*schema["paths"], *UNLISTED_ROUTES, *shipped_routes()[1]} - {"/health"})
+    assert {"/invocations", "/tokenize", "/detokenize", "/metrics", "/version", "/load", "/scale_elastic_ep"} <= set(
+        routes
+    )
+    answered = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for path in routes:
+            for method in ("GET", "POST"):
+                for headers in ({}, {"Authorization": "Bearer wrong-" + vllm["api_key"]}):
+                    r = client.request(method, path.replace("{response_id}", "x"), headers=headers, json={})
+                    if r.status_code != 401 or r.json()["error"]["code"] != 401:
+                        answered.append(f"{method} {path} {r.status_code}")
+        assert answered == []
+        assert client.get("/health").status_code == 200
+        for path in ("/metrics", "/version", "/openapi.json", "/docs", "/load"):
+            assert client.get(path, headers=good).status_code == 200, path
+        r = client.post("/invocations", headers=good, json={"prompt": "hi", "max_tokens": 2})
+        assert r.status_code == 200 and r.json()["choices"]
+
+
+def test_the_key_is_in_no_command_line_and_not_in_the_log(vllm):
+    key = vllm["api_key"].encode()
+    environ = Path(f"/proc/{vllm['pid']}/environ").read_bytes().split(b"\0")
+    assert b"VLLM_API_KEY=" + key in environ  # the server has it: by environment
+    seen = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if key in cmdline:
+                seen.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    assert seen == []
+    assert "selfhost_auth.BearerAuth" in Path(vllm["log"]).read_text()  # vLLM logged its args: the key is not one
+    assert key not in Path(vllm["log"]).read_bytes()
 
 
 def test_smoke_with_a_wrong_key_fails(vllm):

@@ -21,6 +21,7 @@ from fake_vllm_server import free_port
 from costing.errors import UserError
 from costing.fit import FitRequest, fit_check
 from costing.vllm_args import vllm_serve_argv
+from selfhost import auth_install
 from selfhost.local import server as target
 
 
@@ -83,6 +84,7 @@ def test_server_env_is_offline_with_caches_in_the_scratch_folder(tmp_path, monke
     assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_TARGET_DEVICE"] == "cpu"
     for var in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME", "HF_HOME"):
         assert env[var].startswith(str(tmp_path))
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path / "auth")  # where --middleware finds selfhost_auth
 
 
 def test_missing_vllm_venv_is_a_clear_error(monkeypatch, tmp_path):
@@ -158,7 +160,8 @@ def test_up_json_state_file_and_down_by_pid(fake_env):
 
 def test_up_with_given_key_and_table_output(fake_env):
     env, model_dir = fake_env
-    up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(free_port()), "--api-key", "mykey")
+    env = {**env, "VLLM_API_KEY": "mykey-0123456789abcdef"}  # by environment: argv shows in `ps`
+    up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(free_port()))
     try:
         assert up.returncode == 0, up.stderr
         assert "mykey" not in up.stdout + up.stderr  # the key is never printed in table mode: it is in the state file
@@ -166,9 +169,19 @@ def test_up_with_given_key_and_table_output(fake_env):
             "api key: `api_key` in " in up.stdout and "CPU adjustment:" in up.stdout and "--enforce-eager" in up.stdout
         )
         state = json.loads((Path(env["SELFHOST_SCRATCH"]) / "local" / "state.json").read_text())
-        assert state["api_key"] == "mykey"
+        assert state["api_key"] == "mykey-0123456789abcdef"
+        # the auth layer's module is written where the server's PYTHONPATH points
+        written = Path(env["SELFHOST_SCRATCH"]) / "auth" / "selfhost_auth.py"
+        assert written.read_bytes() == auth_install.source()
     finally:
         run_cli(env, "down", "local")
+
+
+def test_a_short_key_is_refused_before_anything_starts(fake_env):
+    env, model_dir = fake_env
+    up = run_cli({**env, "VLLM_API_KEY": "short"}, "up", "local", "--model-path", str(model_dir))
+    assert up.returncode == 2 and "shorter than 16 characters" in up.stderr and "Traceback" not in up.stderr
+    assert not (Path(env["SELFHOST_SCRATCH"]) / "local").exists()
 
 
 def test_server_that_dies_is_reported_with_its_log_tail(fake_env):

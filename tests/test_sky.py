@@ -18,6 +18,7 @@ from costing.errors import UserError
 from costing.fit import FitRequest, fit_check
 from costing.spec import load_spec, spec_from_dict
 from costing.vllm_args import shell_command, vllm_serve_argv
+from selfhost import auth_install
 from selfhost.skypilot import render as sky
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +74,9 @@ def test_shipped_template_runs_the_fitted_vllm_command(spec_path):
     task = yaml.safe_load((ROOT / "templates" / spec_path.name).read_text())
     found = sky.choices(load_spec(spec_path))
     for c in found:
-        assert shell_command(vllm_serve_argv(c.fit.settings, api_key_ref=True)) in task["run"]
-    assert task["secrets"] == {"HF_TOKEN": None, "VLLM_API_KEY": None}
+        assert shell_command(vllm_serve_argv(c.fit.settings)) in task["run"]
+    assert "--api-key" not in task["run"] and "--middleware selfhost_auth.BearerAuth" in task["run"]
+    assert task["secrets"] == {"HF_TOKEN": None, "VLLM_API_KEY": None}  # the key reaches vLLM as env only
     assert f"vllm=={sky.VLLM_VERSION}" in task["setup"]
     assert found[0].fit.settings.model_repo in task["setup"]
 
@@ -117,7 +119,8 @@ def test_no_secret_value_is_ever_written(monkeypatch):
     monkeypatch.setenv("VLLM_API_KEY", "sk-secret-value-456")
     text = sky.render_yaml(spec(target={"cloud": "aws", "gpu": "A10G"}, workload=WORKLOAD, sky={"service": True}))
     assert "secret_value" not in text
-    assert '--api-key "$VLLM_API_KEY"' in text
+    assert "--api-key" not in text  # vLLM logs its args: the key reaches it as the VLLM_API_KEY secret's env
+    assert "Authorization: Bearer $VLLM_API_KEY" in text  # the readiness probe's header, filled in by SkyPilot
 
 
 def test_disk_and_initial_delay_grow_with_the_weights():
@@ -528,8 +531,9 @@ def test_any_of_run_starts_the_vllm_fitted_to_the_gpu_found(tmp_path, gpu, smi):
     assert out.returncode == 0, out.stderr
     found = sky.choices(load_spec(ROOT / "templates" / "specs" / "llama-3.1-8b-any.yaml"))
     fitted = next(c for c in found if c.fit.gpu.name == gpu)
-    expected = [a.replace("$VLLM_API_KEY", "k-123") for a in vllm_serve_argv(fitted.fit.settings, api_key_ref=True)]
-    assert calls == [expected]
+    assert calls == [vllm_serve_argv(fitted.fit.settings)]
+    # the auth layer vLLM's --middleware loads, written by the run script itself
+    assert (tmp_path / ".selfhost" / "python" / "selfhost_auth.py").read_bytes() == auth_install.source()
 
 
 def test_any_of_run_refuses_a_gpu_it_has_no_fit_for(tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 import yaml
 from stack_mocks import ROOT, example_config, is_secret, plain, refused, stack
@@ -13,6 +11,7 @@ from costing.resolve import resolve
 from costing.review import cost_review
 from costing.spec import spec_from_dict
 from costing.vllm_args import VLLM_IMAGE, serve_args
+from selfhost.auth_install import runpod_serve_args
 
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}
 BASE = {
@@ -44,7 +43,7 @@ def test_pod_runs_the_costed_vllm_command_with_secret_env_and_volume():
     assert pod["gpuTypeId"] == "NVIDIA A40" and pod["gpuCount"] == fit.gpus_per_node == 1
     assert pod["cloudType"] == "SECURE"
     assert pod["imageName"] == VLLM_IMAGE
-    assert shlex.split(pod["dockerArgs"]) == serve_args(fit.settings)
+    assert runpod_serve_args(pod["dockerArgs"]) == serve_args(fit.settings)
     assert pod["ports"] == f"{fit.settings.port}/http"
     # the weights live on a network volume at least as big as the weights
     volume = mocks.one("runpod:index:NetworkStorage")
@@ -81,7 +80,7 @@ def test_community_cloud_picks_enough_gpus_and_a_pod_volume():
     assert pod["gpuCount"] == fit.gpus_per_node > 1
     assert pod["cloudType"] == "COMMUNITY"
     assert "--tensor-parallel-size" in pod["dockerArgs"]
-    assert shlex.split(pod["dockerArgs"]) == serve_args(fit.settings)
+    assert runpod_serve_args(pod["dockerArgs"]) == serve_args(fit.settings)
     assert mocks.of_type("runpod:index:NetworkStorage") == []  # network volumes are Secure Cloud only
     assert pod["volumeInGb"] >= fit.weight_gib
     assert out["offer"] == f"runpod-a40x{fit.gpus_per_node}-community"

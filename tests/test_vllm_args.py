@@ -3,7 +3,7 @@ from __future__ import annotations
 import shlex
 
 from costing.fit import FitRequest, fit_check
-from costing.vllm_args import serve_args, shell_command, vllm_serve_argv
+from costing.vllm_args import AUTH_MIDDLEWARE, shell_command, vllm_serve_argv
 
 
 def _flag(argv, name):
@@ -20,12 +20,12 @@ def test_command_line_carries_the_fit_check_settings():
     assert "--enable-prefix-caching" in argv and "--pipeline-parallel-size" not in argv
 
 
-def test_api_key_is_a_reference_never_a_value():
+def test_no_api_key_in_the_command_and_the_auth_layer_always_loaded():
     fit = fit_check(FitRequest(model="llama-3.1-8b", gpu="L4"))
-    line = shell_command(vllm_serve_argv(fit.settings, api_key_ref=True))
-    assert '--api-key "$VLLM_API_KEY"' in line
-    assert "--api-key" not in serve_args(fit.settings)  # container: vLLM reads VLLM_API_KEY itself
-    assert shlex.split(line)[-1] == "$VLLM_API_KEY"
+    argv = vllm_serve_argv(fit.settings)
+    assert not [a for a in argv if a.startswith("--api-key") or "API_KEY" in a]  # vLLM reads VLLM_API_KEY itself
+    assert _flag(argv, "--middleware") == AUTH_MIDDLEWARE == "selfhost_auth.BearerAuth"
+    assert shlex.split(shell_command(argv)) == argv
 
 
 def test_pipeline_parallel_and_local_model_override():

