@@ -193,6 +193,7 @@ def test_vm_boot_script_writes_the_module_and_mounts_it_into_the_container():
             "model": "llama-3.1-8b",
             "instanceType": "g5.xlarge",
             "allowedCidrs": "203.0.113.0/24",
+            "allowPlainHttp": "true",
             "requestsPerDay": "3000",
             "inputTokens": "1000",
             "outputTokens": "250",
