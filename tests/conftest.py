@@ -38,3 +38,13 @@ def stand_in_server(*args: str):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def pytest_addoption(parser):
+    """`pytest --update-golden`: rewrite golden files (tests/golden/) from the current output instead of comparing."""
+    parser.addoption("--update-golden", action="store_true", default=False, help="rewrite golden files")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return bool(request.config.getoption("--update-golden"))
