@@ -49,6 +49,7 @@ def _register_commands() -> None:
     diff_commands.register(app)
     gate_commands.register(app)
     reap_commands.register(app)
+    reap_commands.register_ttl(app)
     check_commands.register(app)
     cloud_commands.register(app)
     deploy_commands.register(render_app, launch_app)

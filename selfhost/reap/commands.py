@@ -135,3 +135,34 @@ def register(app: typer.Typer) -> None:
         print(render(_receipt_rows(results, now), fmt))
         if failures:
             raise typer.Exit(1)
+
+
+def register_ttl(app: typer.Typer) -> None:
+    @app.command("ttl")
+    def ttl_command(
+        ttl_text: str = typer.Option(..., "--ttl", help="time to live: 90m, 8h, 3d (5m..90d)"),
+        name: str = typer.Option(..., "--name", help="deployment or preview name, e.g. pr-12"),
+        hourly_usd: float | None = typer.Option(None, "--hourly-usd", help="recorded for the cost receipt"),
+        fmt: str = typer.Option("json", "--format", help="json, or github (key=value lines for $GITHUB_OUTPUT)"),
+    ) -> None:
+        """The expires-at marks for a new deployment: AWS tags / GCP labels, RunPod env, SkyPilot name, autostop."""
+        from selfhost.reap import ttl
+
+        if fmt not in ("json", "github"):
+            raise UserError(f"unknown --format {fmt}", "use json or github")
+        tags = ttl.ttl_tags(ttl_text, preview=name, hourly_usd=hourly_usd)
+        expiry = ttl.parse_expiry(tags[ttl.EXPIRES_KEY])
+        if expiry is None:  # cannot happen: ttl_tags formats it
+            raise UserError("internal: expiry not readable", "report this")
+        out = {
+            "expires_at": expiry.isoformat(),
+            "name": ttl.named(name, expiry),
+            "tags": tags,
+            "runpod_env": ttl.runpod_env(tags),
+            "autostop_minutes": ttl.autostop_minutes(ttl_text),
+        }
+        if fmt == "json":
+            print(json.dumps(out, indent=2))
+            return
+        print(f"name={out['name']}\nexpires_at={out['expires_at']}\nautostop_minutes={out['autostop_minutes']}")
+        print(f"tags={json.dumps(tags, separators=(',', ':'))}")
