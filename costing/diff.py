@@ -69,6 +69,14 @@ def _side(review: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _get(side: dict[str, Any] | None, key: str) -> float | None:
+    return None if side is None else side.get(key)
+
+
+def _api_monthly(side: dict[str, Any] | None, api: str) -> float | None:
+    return None if side is None else side["breakeven"].get(api, {}).get("api_monthly_usd")
+
+
 def _delta(base: float | None, head: float | None) -> float | None:
     if base is None and head is None:
         return None
@@ -107,15 +115,9 @@ def _project(item: DiffInput) -> dict[str, Any]:
             "monthly_percent": _percent(b_month, h_month),
             "replicas": (head["replicas"] if head else 0) - (base["replicas"] if base else 0),
             "usd_per_million_output_tokens": _delta(
-                base and base["usd_per_million_output_tokens"], head and head["usd_per_million_output_tokens"]
+                _get(base, "usd_per_million_output_tokens"), _get(head, "usd_per_million_output_tokens")
             ),
-            "api_monthly_usd": {
-                api: _delta(
-                    base and base["breakeven"].get(api, {}).get("api_monthly_usd"),
-                    head and head["breakeven"].get(api, {}).get("api_monthly_usd"),
-                )
-                for api in apis
-            },
+            "api_monthly_usd": {api: _delta(_api_monthly(base, api), _api_monthly(head, api)) for api in apis},
         },
     }
 

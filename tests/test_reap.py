@@ -323,3 +323,20 @@ def test_unreachable_cloud_is_skipped_only_when_not_named(tmp_path):
            "GOOGLE_CLOUD_PROJECT": "", "SELFHOST_SKY": ""}  # fmt: skip
     p = reap("--dry-run", env=env)
     assert p.returncode == 0 and "skipping runpod" in p.stderr and "skipping aws" in p.stderr
+
+
+def test_ttl_command_gives_the_marks_for_a_new_deployment():
+    before = dt.datetime.now(UTC)
+    p = run_selfhost("ttl", "--ttl", "8h", "--name", "pr-12", "--hourly-usd", "0.39")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    expiry = dt.datetime.fromisoformat(out["expires_at"])
+    assert before + dt.timedelta(hours=8) <= expiry <= dt.datetime.now(UTC) + dt.timedelta(hours=8, minutes=1)
+    assert ttl.expiry_in_name(out["name"]) == expiry and out["name"].startswith("pr-12-exp-")
+    assert ttl.parse_expiry(out["tags"]["expires-at"]) == expiry and out["tags"]["preview"] == "pr-12"
+    assert out["runpod_env"]["SELFHOST_EXPIRES_AT"] == out["tags"]["expires-at"] and out["autostop_minutes"] == 60
+    gh = run_selfhost("ttl", "--ttl", "90m", "--name", "pr-12", "--format", "github")
+    lines = dict(line.split("=", 1) for line in gh.stdout.splitlines())
+    assert set(lines) == {"name", "expires_at", "autostop_minutes", "tags"} and json.loads(lines["tags"])
+    bad = run_selfhost("ttl", "--ttl", "1y", "--name", "pr-12")
+    assert bad.returncode == 2 and "TTL '1y'" in bad.stderr and bad.stderr.count("\n") == 1

@@ -203,9 +203,10 @@ class SkyReaper:
     cloud = "sky"
 
     def __init__(self, hourly_usd: float | None = None) -> None:
-        self.sky = os.environ.get("SELFHOST_SKY") or shutil.which("sky")
-        if not self.sky:
+        sky = os.environ.get("SELFHOST_SKY") or shutil.which("sky")
+        if not sky:
             raise UserError("the `sky` command is not installed", "pip install 'selfhost[sky]'")
+        self.sky: str = sky
         self.hourly_usd = hourly_usd
 
     def _run(self, *args: str) -> str:
