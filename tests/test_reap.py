@@ -122,8 +122,9 @@ def test_aws_reap_lists_and_terminates_only_expired_tagged_instances(moto):
     }
     dry = reap("--cloud", "aws", "--dry-run", "--format", "json", env=moto)
     assert dry.returncode == 0, dry.stderr
-    seen = by_name(json.loads(dry.stdout))
-    assert set(seen) == {"pr-7", "pr-8", "odd"}  # only instances carrying the mark are ever listed
+    assert set(by_name(json.loads(dry.stdout))) == {"pr-7"}  # the dry run lists only marked, expired instances
+    seen = by_name(json.loads(reap("--cloud", "aws", "--dry-run", "--all", "--format", "json", env=moto).stdout))
+    assert set(seen) == {"pr-7", "pr-8", "odd"}  # --all: every instance carrying the mark, never another
     assert seen["pr-7"]["action"] == "would terminate" and seen["pr-7"]["hourly_usd"] == pytest.approx(1.006)
     assert seen["pr-8"]["action"] == "kept" and seen["odd"]["action"] == "kept"  # unreadable mark: left alone
     states = lambda: {  # noqa: E731
@@ -210,7 +211,8 @@ def test_gcp_reap_deletes_only_expired_labelled_instances(gcp):
     state, env = gcp
     dry = reap("--cloud", "gcp", "--dry-run", "--format", "json", env=env)
     assert dry.returncode == 0, dry.stderr
-    seen = by_name(json.loads(dry.stdout))
+    assert set(by_name(json.loads(dry.stdout))) == {"pr-7-l4"}
+    seen = by_name(json.loads(reap("--cloud", "gcp", "--dry-run", "--all", "--format", "json", env=env).stdout))
     assert set(seen) == {"pr-7-l4", "pr-8-l4"}
     assert seen["pr-7-l4"]["action"] == "would terminate" and seen["pr-7-l4"]["where"] == "us-central1-a"
     assert seen["pr-8-l4"]["action"] == "kept" and seen["pr-7-l4"]["hourly_usd"] == pytest.approx(0.8536)
@@ -254,7 +256,7 @@ def runpod_api(tmp_path):
 
 def test_runpod_reap_terminates_expired_and_closed_preview_pods_only(runpod_api):
     state, env = runpod_api
-    dry = reap("--cloud", "runpod", "--dry-run", "--format", "json", env=env)
+    dry = reap("--cloud", "runpod", "--dry-run", "--all", "--format", "json", env=env)
     assert dry.returncode == 0, dry.stderr
     doc = json.loads(dry.stdout)
     seen = by_name(doc)
@@ -298,7 +300,7 @@ def test_sky_reap_downs_expired_clusters_by_name(tmp_path):
     log = tmp_path / "argv.log"
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SKY_LOG": str(log),
            "FAKE_SKY_STATUS": str(status)}  # fmt: skip
-    p = reap("--cloud", "sky", "--hourly-usd", "0.39", "--format", "json", env=env)
+    p = reap("--cloud", "sky", "--hourly-usd", "0.39", "--all", "--format", "json", env=env)
     assert p.returncode == 0, p.stderr
     seen = by_name(json.loads(p.stdout))
     assert set(seen) == {f"pr-7-exp-{PAST}", f"pr-8-exp-{FUTURE}"}

@@ -64,7 +64,7 @@ def render(rows: list[dict], fmt: str) -> str:
         lines += ["", f"**Total: {_money(total)}** (hours up x hourly price)"]
         return "\n".join(lines)
     if not rows:
-        return "no deployment carries an expires-at mark"
+        return "nothing to tear down: no marked deployment is past its expires-at"
     from rich.console import Console
     from rich.table import Table
 
@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
             None, "--hourly-usd", help="price for the receipt where none is tagged"
         ),
         fmt: str = typer.Option("table", "--format", help="table | json | markdown (the cost receipt)"),
+        show_all: bool = typer.Option(False, "--all", help="also list marked deployments not yet due (kept)"),
     ) -> None:
         """Tear down deployments past their expires-at mark; never anything without the mark."""
         from selfhost.reap import ttl
@@ -120,7 +121,8 @@ def register(app: typer.Typer) -> None:
                     preview is not None and d.preview == preview
                 )
                 if not due:
-                    results.append((d, "kept"))
+                    if show_all:
+                        results.append((d, "kept"))
                     continue
                 if dry_run:
                     results.append((d, "would terminate"))
