@@ -162,5 +162,14 @@ def test_base_ref_reads_the_base_from_git_and_marks_new_specs_added(selfhost, tm
     assert a["status"] == "changed" and a["delta"]["replicas"] == 1 and a["base_source"].startswith("main:")
     assert b["status"] == "added" and b["base"] is None
     assert doc["totals"]["delta_monthly_usd"] == pytest.approx(3 * a["base"]["monthly_usd"], abs=0.05)
+    git("add", ".")
+    git("commit", "-q", "-m", "b")
+    git("branch", "with-b")
+    (tmp_path / "deploy" / "b.yaml").unlink()  # a deployment removed by the change
+    p = selfhost("diff", "--base-ref", "with-b", str(tmp_path / "deploy" / "b.yaml"), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    gone = json.loads(p.stdout)
+    assert gone["projects"][0]["status"] == "removed" and gone["totals"]["head_monthly_usd"] == 0
+    assert gone["totals"]["delta_monthly_usd"] == pytest.approx(-gone["totals"]["base_monthly_usd"])
     bad = selfhost("diff", "--base-ref", "no-such-ref", str(tmp_path / "deploy" / "a.yaml"))
     assert bad.returncode == 2 and "--base-ref" in bad.stderr

@@ -90,3 +90,51 @@ def test_the_checks_do_catch_a_bad_workflow(tmp_path):
     assert lint.returncode != 0 and "SC2086" in lint.stdout
     zz = subprocess.run([tool("zizmor"), "--offline", "--no-progress", str(bad)], capture_output=True, text=True)
     assert zz.returncode != 0 and "template-injection" in zz.stdout and "unpinned-uses" in zz.stdout
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_the_cost_diff_step_runs_in_a_pull_request_checkout(tmp_path):
+    """Run cost-diff.yml's own `run:` scripts (diff, then gate) in a git checkout shaped like the PR's: a spec
+    changed, one added, one deleted; the comment file is written and the gate's exit code is the job's."""
+    wf = yaml.safe_load((ROOT / "examples" / "ci" / "github" / "cost-diff.yml").read_text())
+    steps = {s.get("name"): s for s in wf["jobs"]["diff"]["steps"]}
+    diff_script, gate_script = steps["Cost diff against the base branch"]["run"], steps["Budget gate"]["run"]
+    repo = tmp_path / "repo"
+    (repo / "deploy").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "selfhost").write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m selfhost.cli "$@"\n')
+    (bin_dir / "selfhost").chmod(0o755)
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    spec = yaml.safe_load((ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml").read_text())
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.invalid")
+    git("config", "user.name", "t")
+    (repo / "deploy" / "a.yaml").write_text(yaml.safe_dump(spec))
+    (repo / "deploy" / "gone.yaml").write_text(yaml.safe_dump({**spec, "name": "gone"}))
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    git("update-ref", "refs/remotes/origin/main", "HEAD")
+    git("checkout", "-q", "-b", "pr")
+    (repo / "deploy" / "a.yaml").write_text(yaml.safe_dump({**spec, "target": {**spec["target"], "replicas": 3}}))
+    (repo / "deploy" / "new.yaml").write_text(yaml.safe_dump({**spec, "name": "new"}))
+    git("rm", "-q", "deploy/gone.yaml")
+    git("add", ".")
+    git("commit", "-q", "-m", "pr")
+    out = tmp_path / "github_output"
+    env = {**wf["env"], "BASE_REF": "main", "GITHUB_OUTPUT": str(out), "PATH": f"{bin_dir}:{BIN}:/usr/bin:/bin"}
+    p = subprocess.run(
+        ["bash", "-e", "-c", diff_script], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    rc = out.read_text().strip().removeprefix("rc=")
+    comment = (repo / "diff.md").read_text()
+    assert comment.startswith("<!-- selfhost-cost-diff -->") and "3 deployment(s), 3 changed" in comment
+    assert "(deploy/gone.yaml" not in comment and "gone (origin/main:deploy/gone.yaml, removed)" in comment
+    # a +2 replica change (+200%) breaches the 25% gate: the gate step fails the job with the diff's exit code
+    assert rc == "2" and "--max-increase-percent" in (repo / "gate.txt").read_text()
+    g = subprocess.run(["bash", "-e", "-c", gate_script], cwd=repo, env={**env, "RC": rc}, capture_output=True)
+    assert g.returncode == 2

@@ -18,11 +18,12 @@ def base_spec_from_git(ref: str, path: Path) -> dict | None:
     """The spec at `path` as of git `ref` (None: the file does not exist at that ref, i.e. a new deployment)."""
     import yaml
 
-    folder = path.resolve().parent
+    folder = path.absolute().parent
+    while not folder.is_dir() and folder != folder.parent:  # a spec deleted with its folder
+        folder = folder.parent
+    rel = path.absolute().relative_to(folder).as_posix()
     try:
-        proc = subprocess.run(
-            ["git", "show", f"{ref}:./{path.name}"], cwd=folder, capture_output=True, text=True, timeout=60
-        )
+        proc = subprocess.run(["git", "show", f"{ref}:./{rel}"], cwd=folder, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
         raise UserError("git is not installed", "install git, or pass the base spec with --base") from None
     if proc.returncode != 0:
@@ -95,6 +96,13 @@ def register(app: typer.Typer) -> None:
             )
         items = []
         for i, head_path in enumerate(heads):
+            if base_ref and not head_path.exists():  # deleted on this branch: the base is all there is
+                gone = base_spec_from_git(base_ref, head_path)
+                if gone is None:
+                    raise UserError(f"spec file '{head_path}' not found here nor at {base_ref}", "check the path")
+                src = f"{base_ref}:{head_path}"
+                items.append(DiffInput(_name(gone, head_path), src, None, _review(gone, src), None))
+                continue
             head_data = read_spec_file(head_path)
             if base:
                 base_data: dict | None = read_spec_file(base[i])
