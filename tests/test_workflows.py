@@ -3,6 +3,7 @@ zizmor, pin every action by commit, and give each job its own least-privilege pe
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -57,6 +58,8 @@ def test_the_local_pipeline_script_passes_shellcheck():
 def test_least_privilege_pins_and_secrets(path):
     wf = yaml.safe_load(path.read_text())
     assert wf["permissions"] == {}, "top-level permissions must be empty; each job asks for its own"
+    # an explicit `shell: bash` makes Actions run scripts with -eo pipefail (the implicit default is only -e)
+    assert wf["defaults"]["run"]["shell"] == "bash"
     for name, job in wf["jobs"].items():
         assert "permissions" in job, f"job {name} has no permissions block"
         assert "write-all" not in str(job["permissions"]) and "contents: write" not in str(job["permissions"])
@@ -138,3 +141,74 @@ def test_the_cost_diff_step_runs_in_a_pull_request_checkout(tmp_path):
     assert rc == "2" and "--max-increase-percent" in (repo / "gate.txt").read_text()
     g = subprocess.run(["bash", "-e", "-c", gate_script], cwd=repo, env={**env, "RC": rc}, capture_output=True)
     assert g.returncode == 2
+
+
+def wrapper_bin(tmp_path: Path) -> Path:
+    """A `selfhost` on PATH that runs this checkout's CLI (what `pip install selfhost` gives a runner)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "selfhost").write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m selfhost.cli "$@"\n')
+    (bin_dir / "selfhost").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)
+    return bin_dir
+
+
+def step_script(workflow: str, job: str, name: str) -> tuple[dict, str]:
+    wf = yaml.safe_load((ROOT / "examples" / "ci" / "github" / workflow).read_text())
+    return wf["env"], next(s["run"] for s in wf["jobs"][job]["steps"] if s.get("name") == name)
+
+
+def test_the_deploy_verify_step_smokes_benches_and_gates_an_endpoint(tmp_path):
+    """deploy.yml's verify script against the local OpenAI-compatible stand-in: artifacts written, gate applied."""
+    from conftest import stand_in_server
+
+    env, script = step_script("deploy.yml", "verify", "Smoke, bench and gate (measured vs projected)")
+    bin_dir = wrapper_bin(tmp_path)
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml", tmp_path / "deploy" / "production.yaml")
+    key = "verify-step-key"
+    with stand_in_server("--api-key", key, "--model", "llama-3.1-8b") as url:
+        base = {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "VLLM_API_KEY": key, "URL": url}
+        ok = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env={**base, "MIN_RATIO": "0"},
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+        assert all((tmp_path / f).stat().st_size > 0 for f in ("review.json", "smoke.json", "bench.json", "bench.png"))
+        assert "gate passed" in (tmp_path / "gate.txt").read_text()
+        # the review's concurrency is in the sweep, so the gate compares like with like
+        assert "no point at the review's concurrency" not in (tmp_path / "gate.txt").read_text()
+        # `shell: bash` (the workflows' default) runs scripts with -eo pipefail: `gate | tee` fails the step
+        red_env = {**base, "MIN_RATIO": "1000"}
+        red = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", script], cwd=tmp_path, env=red_env, capture_output=True, text=True
+        )
+        assert red.returncode == 1 and "gate FAILED" in red.stdout
+
+
+def test_the_preview_close_step_tears_down_by_name_and_writes_the_receipt(tmp_path):
+    """preview.yml's close script with a fake `sky` recording its argv: `sky down -y` of this PR's cluster only."""
+    env, script = step_script("preview.yml", "down", "Tear down and write the cost receipt")
+    bin_dir = wrapper_bin(tmp_path)
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml", tmp_path / "deploy" / "preview.yaml")
+    (bin_dir / "sky").write_text(
+        f"#!{sys.executable}\nimport json, os, sys, time\n"
+        "open(os.environ['SKY_LOG'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[1:2] == ['status']:\n"
+        "    t = int(time.time()) - 2 * 3600\n"
+        "    print(json.dumps([{'name': 'pr-12-exp-20991231t2359z', 'launched_at': t, 'status': 'UP'},\n"
+        "                      {'name': 'pr-13-exp-20991231t2359z', 'launched_at': t, 'status': 'UP'},\n"
+        "                      {'name': 'prod', 'launched_at': t, 'status': 'UP'}]))\n"
+    )
+    (bin_dir / "sky").chmod(0o755)
+    summary = tmp_path / "summary.md"
+    run_env = {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "PR": "12", "SKY_LOG": str(tmp_path / "sky.log"),
+               "GITHUB_STEP_SUMMARY": str(summary)}  # fmt: skip
+    p = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=run_env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    calls = [json.loads(line) for line in (tmp_path / "sky.log").read_text().splitlines()]
+    assert calls == [["status", "-o", "json"], ["down", "-y", "pr-12-exp-20991231t2359z"]]
+    receipt = (tmp_path / "receipt.md").read_text()
+    review = json.loads((tmp_path / "review.json").read_text())
+    cost = 2 * review["target"]["hourly_usd"]  # 2 h up x the review's hourly price
+    assert "| sky | pr-12-exp-20991231t2359z |" in receipt and f"**Total: ${cost:,.2f}**" in receipt
+    assert summary.read_text() == receipt
