@@ -132,9 +132,22 @@ def test_aws_reap_lists_and_terminates_only_expired_tagged_instances(moto):
     }
     assert set(states().values()) == {"running"}  # the dry run touched nothing
 
+    asg = boto3.client("autoscaling", endpoint_url=moto["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    asg.create_launch_configuration(LaunchConfigurationName="lc", ImageId=ami, InstanceType="g5.xlarge")
+    for group, expiry in (("pr-9-spot", PAST), ("prod-spot", FUTURE)):
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=group, LaunchConfigurationName="lc", MinSize=1, MaxSize=1, DesiredCapacity=1,
+            AvailabilityZones=["us-east-1a"],
+            Tags=[{"Key": "expires-at", "Value": expiry, "PropagateAtLaunch": True, "ResourceId": group,
+                   "ResourceType": "auto-scaling-group"}],
+        )  # fmt: skip
+    dry = by_name(json.loads(reap("--cloud", "aws", "--dry-run", "--format", "json", env=moto).stdout))
+    assert set(dry) == {"pr-7", "pr-9-spot"}  # the expired group as a whole, not its instance
     real = reap("--cloud", "aws", "--format", "json", env=moto)
     assert real.returncode == 0, real.stderr
     assert by_name(json.loads(real.stdout))["pr-7"]["action"] == "terminated"
+    assert [g["AutoScalingGroupName"] for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]] == ["prod-spot"]
     after = states()
     assert after[ids["expired"]] in ("shutting-down", "terminated")
     assert all(after[ids[k]] == "running" for k in ("future", "untagged", "malformed", "other-tags"))

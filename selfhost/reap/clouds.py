@@ -45,8 +45,16 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
+ASG_TAG = "aws:autoscaling:groupName"
+
+
 class AwsReaper:
-    """EC2 instances tagged `expires-at` (pending, running, stopping or stopped), in the given regions."""
+    """Auto Scaling groups and EC2 instances tagged `expires-at`, in the given regions.
+
+    A group (the spot stacks run an Auto Scaling group of one) is deleted as a whole: terminating its instance
+    would only make it launch another. Its instances are left to the group. What else a stack made (security
+    group, address, role) stays for `pulumi destroy`; the reaper stops the spend.
+    """
 
     cloud = "aws"
 
@@ -58,8 +66,38 @@ class AwsReaper:
         if not self.regions:
             raise UserError("no AWS region given", "pass --region (repeat for several) or set AWS_REGION")
         self._clients = {r: boto3.client("ec2", region_name=r) for r in self.regions}
+        self._asg = {r: boto3.client("autoscaling", region_name=r) for r in self.regions}
 
     def list_marked(self) -> list[Deployment]:
+        return self._groups() + self._instances()
+
+    def _groups(self) -> list[Deployment]:
+        out = []
+        for region, asg in self._asg.items():
+            pages = asg.get_paginator("describe_auto_scaling_groups").paginate(
+                Filters=[{"Name": "tag-key", "Values": [ttl.EXPIRES_KEY]}]
+            )
+            for page in pages:
+                for g in page.get("AutoScalingGroups", []):
+                    tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
+                    if ttl.EXPIRES_KEY not in tags:
+                        continue
+                    out.append(
+                        Deployment(
+                            "aws",
+                            "asg:" + g["AutoScalingGroupName"],
+                            g["AutoScalingGroupName"],
+                            region,
+                            f"group of {len(g.get('Instances', []))}",
+                            ttl.parse_expiry(tags[ttl.EXPIRES_KEY]),
+                            tags.get(ttl.PREVIEW_KEY),
+                            ttl.hourly_from_tag(tags.get(ttl.HOURLY_KEY)),
+                            _utc(g.get("CreatedTime")),
+                        )
+                    )
+        return out
+
+    def _instances(self) -> list[Deployment]:
         out = []
         for region, ec2 in self._clients.items():
             pages = ec2.get_paginator("describe_instances").paginate(
@@ -72,7 +110,7 @@ class AwsReaper:
                 for res in page.get("Reservations", []):
                     for inst in res.get("Instances", []):
                         tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-                        if ttl.EXPIRES_KEY not in tags:
+                        if ttl.EXPIRES_KEY not in tags or ASG_TAG in tags:  # a group's instance: the group goes
                             continue
                         out.append(
                             Deployment(
@@ -90,7 +128,10 @@ class AwsReaper:
         return out
 
     def terminate(self, d: Deployment) -> None:
-        self._clients[d.where].terminate_instances(InstanceIds=[d.id])
+        if d.id.startswith("asg:"):
+            self._asg[d.where].delete_auto_scaling_group(AutoScalingGroupName=d.name, ForceDelete=True)
+        else:
+            self._clients[d.where].terminate_instances(InstanceIds=[d.id])
 
 
 class GcpReaper:
@@ -236,7 +277,19 @@ class SkyReaper:
         self._run("down", "-y", d.name)
 
 
+EXTRA = {"aws": "aws", "gcp": "gcp", "runpod": "runpod", "sky": "sky"}
+
+
 def reaper(cloud: str, *, regions=None, gcp_project=None, hourly_usd=None):
+    try:
+        return _reaper(cloud, regions=regions, gcp_project=gcp_project, hourly_usd=hourly_usd)
+    except ImportError as err:
+        raise UserError(
+            f"{cloud} support is not installed ({err.name} is missing)", f"pip install 'selfhost[{EXTRA[cloud]}]'"
+        ) from None
+
+
+def _reaper(cloud: str, *, regions=None, gcp_project=None, hourly_usd=None):
     if cloud == "aws":
         return AwsReaper(regions)
     if cloud == "gcp":
