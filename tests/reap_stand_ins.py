@@ -84,11 +84,19 @@ def make_handler(kind: str, state_path: Path, api_key: str | None):
                             "selfLink": f"https://www.googleapis.com/compute/v1/projects/{m.group(1)}/aggregated/instances",
                         },
                     )
-                m = re.fullmatch(r"/compute/v1/projects/([^/]+)/zones/([^/]+)/instances/([^/]+)", url.path)
+                m = re.fullmatch(
+                    r"/compute/v1/projects/([^/]+)/zones/([^/]+)/(instances|instanceGroupManagers)/([^/]+)", url.path
+                )
                 if self.command == "DELETE" and m:
-                    project, zone, name = m.groups()
+                    project, zone, kind_, name = m.groups()
                     before = len(state["instances"])
-                    state["instances"] = [i for i in state["instances"] if i["name"] != name]
+
+                    def made_by_group(inst: dict) -> bool:
+                        items = (inst.get("metadata") or {}).get("items", [])
+                        return any(i["key"] == "created-by" and i["value"].endswith("/" + name) for i in items)
+
+                    gone = made_by_group if kind_ == "instanceGroupManagers" else lambda i: i["name"] == name
+                    state["instances"] = [i for i in state["instances"] if not gone(i)]
                     save(state)
                     if len(state["instances"]) == before:
                         return self._send(
@@ -103,7 +111,7 @@ def make_handler(kind: str, state_path: Path, api_key: str | None):
                             "name": f"operation-delete-{name}",
                             "zone": zone_url,
                             "operationType": "delete",
-                            "targetLink": f"{zone_url}/instances/{name}",
+                            "targetLink": f"{zone_url}/{kind_}/{name}",
                             "status": "DONE",
                             "progress": 100,
                         },

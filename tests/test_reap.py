@@ -197,6 +197,8 @@ def gcp(tmp_path):
         gcp_instance("pr-8-l4", {"expires-at": FUTURE}, zone="europe-west4-a"),
         gcp_instance("prod-l4", {"team": "ml"}),
         gcp_instance("nolabels", {}),
+        *[gcp_instance(f"pr-10-mig-{i}", {"expires-at": PAST}) | {"metadata": {"items": [{"key": "created-by",
+          "value": "projects/1/zones/us-central1-a/instanceGroupManagers/pr-10-mig"}]}} for i in ("a1b2", "c3d4")],
     ]}))  # fmt: skip
     adc = tmp_path / "adc.json"  # Application Default Credentials: a throwaway service-account key made here
     adc.write_text(json.dumps(service_account_info(f"http://127.0.0.1:{port}/token")))
@@ -224,9 +226,9 @@ def test_gcp_reap_deletes_only_expired_labelled_instances(gcp):
     state, env = gcp
     dry = reap("--cloud", "gcp", "--dry-run", "--format", "json", env=env)
     assert dry.returncode == 0, dry.stderr
-    assert set(by_name(json.loads(dry.stdout))) == {"pr-7-l4"}
+    assert set(by_name(json.loads(dry.stdout))) == {"pr-7-l4", "pr-10-mig"}  # a group's instances: the group
     seen = by_name(json.loads(reap("--cloud", "gcp", "--dry-run", "--all", "--format", "json", env=env).stdout))
-    assert set(seen) == {"pr-7-l4", "pr-8-l4"}
+    assert set(seen) == {"pr-7-l4", "pr-8-l4", "pr-10-mig"}
     assert seen["pr-7-l4"]["action"] == "would terminate" and seen["pr-7-l4"]["where"] == "us-central1-a"
     assert seen["pr-8-l4"]["action"] == "kept" and seen["pr-7-l4"]["hourly_usd"] == pytest.approx(0.8536)
     requests = json.loads(state.read_text())["requests"]
@@ -238,7 +240,10 @@ def test_gcp_reap_deletes_only_expired_labelled_instances(gcp):
     after = json.loads(state.read_text())
     assert sorted(i["name"] for i in after["instances"]) == ["nolabels", "pr-8-l4", "prod-l4"]
     deletes = [r["path"] for r in after["requests"] if r["method"] == "DELETE"]
-    assert deletes == ["/compute/v1/projects/demo/zones/us-central1-a/instances/pr-7-l4"]
+    assert sorted(deletes) == [
+        "/compute/v1/projects/demo/zones/us-central1-a/instanceGroupManagers/pr-10-mig",
+        "/compute/v1/projects/demo/zones/us-central1-a/instances/pr-7-l4",
+    ]
 
 
 # --- RunPod: the SDK on a local GraphQL stand-in --------------------------------------------------------------------

@@ -135,7 +135,11 @@ class AwsReaper:
 
 
 class GcpReaper:
-    """Compute Engine instances labelled `expires-at`, in every zone of the project (aggregated list)."""
+    """Compute Engine instances labelled `expires-at`, in every zone of the project (aggregated list).
+
+    An instance a managed instance group made (the spot stacks: metadata `created-by` names the group) is reaped
+    by deleting its group: deleting the instance alone would only make the group recreate it.
+    """
 
     cloud = "gcp"
 
@@ -146,9 +150,9 @@ class GcpReaper:
         if not self.project:
             raise UserError("no GCP project given", "pass --gcp-project or set GOOGLE_CLOUD_PROJECT")
         endpoint = os.environ.get("SELFHOST_GCP_COMPUTE_ENDPOINT")
-        self.client = compute_v1.InstancesClient(
-            transport="rest", client_options={"api_endpoint": endpoint} if endpoint else None
-        )
+        options = {"api_endpoint": endpoint} if endpoint else None
+        self.client = compute_v1.InstancesClient(transport="rest", client_options=options)
+        self.groups = compute_v1.InstanceGroupManagersClient(transport="rest", client_options=options)
 
     def list_marked(self) -> list[Deployment]:
         out = []
@@ -160,11 +164,19 @@ class GcpReaper:
                     continue
                 zone = inst.zone.rsplit("/", 1)[-1]
                 created = dt.datetime.fromisoformat(inst.creation_timestamp) if inst.creation_timestamp else None
+                meta = {i.key: i.value for i in inst.metadata.items} if inst.metadata else {}
+                group = meta.get("created-by", "")
+                if "/instanceGroupManagers/" in group:
+                    name, ident = group.rsplit("/", 1)[-1], "mig:" + group.rsplit("/", 1)[-1]
+                    if any(d.id == ident and d.where == zone for d in out):
+                        continue
+                else:
+                    name, ident = inst.name, str(inst.id) if inst.id else inst.name
                 out.append(
                     Deployment(
                         "gcp",
-                        str(inst.id) if inst.id else inst.name,
-                        inst.name,
+                        ident,
+                        name,
                         zone,
                         inst.status,
                         ttl.parse_expiry(labels[ttl.EXPIRES_KEY]),
@@ -176,7 +188,10 @@ class GcpReaper:
         return out
 
     def terminate(self, d: Deployment) -> None:
-        op = self.client.delete(project=self.project, zone=d.where, instance=d.name)
+        if d.id.startswith("mig:"):
+            op = self.groups.delete(project=self.project, zone=d.where, instance_group_manager=d.name)
+        else:
+            op = self.client.delete(project=self.project, zone=d.where, instance=d.name)
         op.result(timeout=600)
 
 
