@@ -155,7 +155,7 @@ class GcpReaper:
         self.groups = compute_v1.InstanceGroupManagersClient(transport="rest", client_options=options)
 
     def list_marked(self) -> list[Deployment]:
-        out = []
+        out: list[Deployment] = []
         request = {"project": self.project, "filter": f"labels.{ttl.EXPIRES_KEY}:*"}
         for _scope, scoped in self.client.aggregated_list(request=request):
             for inst in scoped.instances:
