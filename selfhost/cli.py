@@ -41,10 +41,17 @@ def _register_commands() -> None:
     from selfhost.aws import commands as cloud_commands
     from selfhost.check import commands as check_commands
     from selfhost.cost import commands as cost_commands
+    from selfhost.diff import commands as diff_commands
+    from selfhost.gate import commands as gate_commands
     from selfhost.local import commands as local_commands
+    from selfhost.reap import commands as reap_commands
     from selfhost.skypilot import commands as deploy_commands
 
     cost_commands.register(app)
+    diff_commands.register(app)
+    gate_commands.register(app)
+    reap_commands.register(app)
+    reap_commands.register_ttl(app)
     check_commands.register(app)
     cloud_commands.register(app)
     deploy_commands.register(render_app, launch_app)

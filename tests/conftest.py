@@ -54,3 +54,4 @@ def stand_in_server(*args: str):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+

@@ -1,0 +1,131 @@
+"""`selfhost diff`: what a change of deployment specs does to cost, capacity and break-even (issue 14).
+
+Base specs come from files (`--base`) or from git (`--base-ref main` reads each head spec's path at that ref with
+`git show`). Only the costing engine and git (a subprocess) are used: no cloud SDK, no HTTP client.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import typer
+
+from costing.errors import UserError
+
+
+def base_spec_from_git(ref: str, path: Path) -> dict | None:
+    """The spec at `path` as of git `ref` (None: the file does not exist at that ref, i.e. a new deployment)."""
+    import yaml
+
+    folder = path.absolute().parent
+    while not folder.is_dir() and folder != folder.parent:  # a spec deleted with its folder
+        folder = folder.parent
+    rel = path.absolute().relative_to(folder).as_posix()
+    try:
+        proc = subprocess.run(["git", "show", f"{ref}:./{rel}"], cwd=folder, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise UserError("git is not installed", "install git, or pass the base spec with --base") from None
+    if proc.returncode != 0:
+        err = " ".join(proc.stderr.split())
+        if "exists on disk, but not in" in err or "does not exist in" in err:
+            return None
+        raise UserError(f"`git show {ref}:{path}` failed ({err[:200]})", "check --base-ref names a branch or commit")
+    try:
+        data = yaml.safe_load(proc.stdout) or {}
+    except yaml.YAMLError as err:
+        raise UserError(
+            f"{path} at {ref} is not valid YAML ({str(err).splitlines()[0]})", "fix it on the base"
+        ) from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} at {ref} must hold a mapping", "start it with `model: ...`")
+    return data
+
+
+def _review(data: dict, where: str) -> dict:
+    from costing.review import cost_review
+    from costing.spec import spec_from_dict
+
+    try:
+        return cost_review(spec_from_dict(data)).to_dict()
+    except UserError as err:
+        raise UserError(f"{where}: {err.problem}", err.fix) from None
+
+
+def _name(data: dict | None, path: Path) -> str:
+    return str((data or {}).get("name") or path.stem)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def diff(
+        specs: list[Path] | None = typer.Argument(None, help="head spec files (with --base-ref)"),
+        base: list[Path] | None = typer.Option(None, "--base", help="base spec (repeat; pairs with --head in order)"),
+        head: list[Path] | None = typer.Option(None, "--head", help="head spec (repeat)"),
+        base_ref: str | None = typer.Option(None, "--base-ref", help="read each head spec's base from this git ref"),
+        max_monthly_usd: float | None = typer.Option(None, "--max-monthly-usd", help="gate: head total per month"),
+        max_increase_usd: float | None = typer.Option(None, "--max-increase-usd", help="gate: monthly increase, $"),
+        max_increase_percent: float | None = typer.Option(
+            None, "--max-increase-percent", help="gate: monthly increase, %"
+        ),
+        fmt: str = typer.Option("table", "--format", help="table | markdown | json"),
+        output: Path | None = typer.Option(None, "--output", help="also write the rendered diff to this file"),
+    ) -> None:
+        """Cost diff between base and head specs: offer, GPUs, replicas, monthly $, $/1M, SLO, break-even.
+
+        Exit 2 when a gate (--max-monthly-usd, --max-increase-usd, --max-increase-percent) is breached; the diff
+        is printed (and written) first so a CI job can post it.
+        """
+        from costing.diff import FORMATS, DiffInput, Gates, check_gate_values, diff_reviews, render
+        from costing.spec import read_spec_file
+
+        if fmt not in FORMATS:
+            raise UserError(f"unknown format '{fmt}'", f"use --format with one of: {', '.join(FORMATS)}")
+        gates = Gates(max_monthly_usd, max_increase_usd, max_increase_percent)
+        check_gate_values(gates)
+        heads = list(head or []) + list(specs or [])
+        if not heads:
+            raise UserError("no head spec given", "pass --base OLD.yaml --head NEW.yaml, or --base-ref main SPEC...")
+        if base and base_ref:
+            raise UserError("--base and --base-ref are alternatives", "give one of them")
+        if not base and not base_ref:
+            raise UserError("no base given", "pass --base OLD.yaml (one per --head) or --base-ref main")
+        if base and (len(base) != len(heads) or specs):
+            raise UserError(
+                f"{len(base)} --base for {len(heads)} head spec(s)", "give one --base per --head, in the same order"
+            )
+        items = []
+        for i, head_path in enumerate(heads):
+            if base_ref and not head_path.exists():  # deleted on this branch: the base is all there is
+                gone = base_spec_from_git(base_ref, head_path)
+                if gone is None:
+                    raise UserError(f"spec file '{head_path}' not found here nor at {base_ref}", "check the path")
+                src = f"{base_ref}:{head_path}"
+                items.append(DiffInput(_name(gone, head_path), src, None, _review(gone, src), None))
+                continue
+            head_data = read_spec_file(head_path)
+            if base:
+                base_data: dict | None = read_spec_file(base[i])
+                base_src: str | None = str(base[i])
+            else:
+                base_data = base_spec_from_git(str(base_ref), head_path)
+                base_src = f"{base_ref}:{head_path}" if base_data is not None else None
+            items.append(
+                DiffInput(
+                    _name(head_data, head_path),
+                    base_src,
+                    str(head_path),
+                    None if base_data is None else _review(base_data, base_src or str(head_path)),
+                    _review(head_data, str(head_path)),
+                )
+            )
+        doc = diff_reviews(items, gates)
+        text = render(doc, fmt)
+        typer.echo(text, nl=False)
+        if output:
+            output.write_text(text)
+            typer.echo(f"wrote {output}", err=True)
+        if doc["gates"]["breaches"]:
+            raise UserError(
+                "budget gate breached: " + "; ".join(doc["gates"]["breaches"]), "review the cost diff above"
+            )

