@@ -274,9 +274,12 @@ def predict(row: Row, fit, params: Params) -> Predicted:
 
     if row.burst:
         return simulate_burst(fit, params, row.burst, row.input_tokens, row.output_tokens, row.engine)
-    conc = row.concurrency or max(1, admissible(fit, row.input_tokens, row.output_tokens))
+    conc = row.concurrency or max(1, admissible(fit, row.input_tokens, row.output_tokens, row.engine))
     pr = project(fit, row.input_tokens, row.output_tokens, conc, params, engine=row.engine)
-    return Predicted(pr.output_tokens_per_s, pr.tpot_ms, pr.ttft_ms, pr.e2e_latency_s, pr.concurrency)
+    # llmperf's per-request ITL is the sum of the gaps after the first token over all output tokens
+    o = row.output_tokens
+    tpot = pr.tpot_ms * (o - 1) / o if row.tpot_kind == "ITL" else pr.tpot_ms
+    return Predicted(pr.output_tokens_per_s, tpot, pr.ttft_ms, pr.e2e_latency_s, pr.concurrency)
 
 
 def prepared_rows(path: str | Path = DEFAULT_CSV) -> list[tuple[Row, Any]]:
@@ -288,7 +291,7 @@ def prepared_rows(path: str | Path = DEFAULT_CSV) -> list[tuple[Row, Any]]:
 
 
 def _residuals(items, params: Params, names: list[str], x) -> list[float]:
-    p = replace(params, **dict(zip(names, (float(v) for v in x))))
+    p = replace(params, **dict(zip(names, (float(v) for v in x), strict=False)))
     out = []
     for row, fit, w_tok, w_tpot in items:
         pred = predict(row, fit, p)
@@ -334,7 +337,7 @@ def fit_params(
         diff_step=1e-3,
         max_nfev=400,
     )
-    fitted = replace(start, **{n: float(round(v, 5)) for n, v in zip(names, res.x)})
+    fitted = replace(start, **{n: float(round(v, 5)) for n, v in zip(names, res.x, strict=False)})
     info = {
         "rows_in_csv": len(prepared),
         "rows_fitted": len(usable),

@@ -53,7 +53,6 @@ def test_refit_from_bench_recovers_a_slower_endpoint():
         mine = project(f, 500, 200, pt["concurrency"], refit)
         assert mine.output_tokens_per_s == pytest.approx(pt["output_tokens_per_s"], rel=0.05)
         assert mine.tpot_ms == pytest.approx(pt["tpot_ms"]["mean"], rel=0.05)
-    assert refit.p90_over_mean == pytest.approx(1.08)
     assert "bench" in refit.source_of("bw_eff") and "bench" in refit.source
 
 
