@@ -200,7 +200,9 @@ def test_a_longer_output_never_shortens_end_to_end_latency(dep, tin, tout, extra
     f = _fit_or_none(*dep)
     assume(f is not None and tin + tout + extra <= f.max_model_len)
     short, long = project(f, tin, tout, conc), project(f, tin, tout + extra, conc)
-    assert long.e2e_latency_s >= short.e2e_latency_s
+    # within 0.1%: where the longer request lowers the KV cap, one client queues instead of a preempted
+    # request recomputing its prefix
+    assert long.e2e_latency_s >= short.e2e_latency_s * (1 - 1e-3)
     assert long.p90_e2e_latency_s >= long.e2e_latency_s and short.p90_e2e_latency_s >= short.e2e_latency_s
 
 
