@@ -94,6 +94,8 @@ def map_precision(name: str) -> str:
 
 def map_engine(name: str) -> str:
     low = name.lower()
+    if "tensorrt" in low:
+        return "trtllm"  # NIM containers that name their TensorRT-LLM profile are TensorRT-LLM
     if low.startswith("nim"):
         return "vllm-v0"  # NIM rows: same source measured within 3% of vLLM 0.4.3 at concurrency 1-16
     # every vLLM row in the CSV is vLLM 0.4/0.5 (the V0 engine): its per-step overhead is fitted apart
@@ -401,6 +403,7 @@ SOURCE_GROUPS = (  # (substring of the CSV source, the source it belongs to)
     ("TensorRT-LLM issue", "TensorRT-LLM user issues"),
     ("LambdaLabsML", "LambdaLabs vllm-benchmark"),
     ("NVIDIA A10G", "A10G llmperf README"),
+    ("NVIDIA NIM benchmarking", "NIM benchmarking docs"),
 )
 METRICS = ("output_tok_s", "tpot_ms", "ttft_ms", "e2e_s")
 
