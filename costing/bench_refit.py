@@ -78,8 +78,14 @@ def bench_points(bench: dict[str, Any]) -> list[BenchPoint]:
     return out
 
 
-REFIT = ("bw_eff", "v1_step_overhead_ms", "seq_overhead_us", "mfu_prefill")  # a bench measures the V1 engine
-REFIT_BOUNDS = {**FITTED, "v1_step_overhead_ms": FITTED["step_overhead_ms"]}
+# a bench measures the V1 engine, and the time each request spends outside it
+REFIT = ("bw_eff", "v1_step_overhead_ms", "seq_overhead_us", "mfu_prefill", "request_overhead_ms")
+REFIT_BOUNDS = {
+    **FITTED,
+    "v1_step_overhead_ms": FITTED["step_overhead_ms"],
+    "request_overhead_ms": (0.0, 1000.0),
+    "seq_overhead_us": (0.0, 2000.0),  # an endpoint's own CPU per sequence: CPU backends pay far more than GPUs
+}
 
 
 def refit_from_bench(
@@ -159,7 +165,9 @@ class LatencyPoly:
         return [1.0, i, o, c, i * i, o * o, c * c, i * o, i * c, o * c]
 
     def predict(self, input_tokens: float, output_tokens: float, concurrency: float) -> float:
-        return sum(a * b for a, b in zip(self.coef, self.features(input_tokens, output_tokens, concurrency), strict=False))
+        return sum(
+            a * b for a, b in zip(self.coef, self.features(input_tokens, output_tokens, concurrency), strict=False)
+        )
 
 
 def fit_latency_poly(bench: dict[str, Any]) -> LatencyPoly:

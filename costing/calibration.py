@@ -47,6 +47,7 @@ class Params:
     allreduce_latency_us: float = 10.0  # per tensor-parallel all-reduce (2 per layer per step)
     allreduce_bw_eff: float = 0.7  # fraction of the interconnect bandwidth a ring all-reduce reaches
     trtllm_speedup: float = 1.3  # TensorRT-LLM step time = vLLM step time / this
+    request_overhead_ms: float = 0.0  # per request outside the engine steps (HTTP, tokenizing); bench refit only
     internode_latency_us: float = 50.0  # pipeline-parallel hop between nodes (one way); fixed assumption
     internode_gbs: float = 12.5  # bytes/s between nodes (100 Gbit/s); fixed assumption
     sources: dict[str, str] = field(default_factory=dict, compare=False)

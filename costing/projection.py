@@ -299,13 +299,19 @@ def project(
     rho = min(RHO_MAX, load)
     busy = i / st.chunk_budget * st.t_mix  # the budget one prompt takes: the queue's service time
     random_wait = rho / (2 * (1 - rho)) * busy if c > 1 else 0.0
-    ttft = 0.5 * st.t_dec + service
+    ttft = p.request_overhead_ms * 1e-3 + 0.5 * st.t_dec + service
     e2e = ttft + (o - 1) * st.tpot
     rps = c / e2e
     admission_wait = requested / rps - e2e  # closed loop: clients beyond the cap queue (Little's law)
 
     def ttft_q(q: int) -> float:
-        return admission_wait + q / 100 * st.t_dec + _wait_quantile(rho, random_wait, q / 100) + service
+        return (
+            p.request_overhead_ms * 1e-3
+            + admission_wait
+            + q / 100 * st.t_dec
+            + _wait_quantile(rho, random_wait, q / 100)
+            + service
+        )
 
     def tpot_q(q: int) -> float:
         if o <= 1 or st.mixed >= 1:

@@ -16,6 +16,8 @@ SOURCES = {
     "kit deploys (vllm/vllm-openai v0.11) spends less per step. Published single-stream "
     "decode of Llama 3.1 8B bf16 with vLLM V1 is 1.3-2.0 ms slower than the bandwidth-bound "
     "step at bw_eff (A100-40GB, vLLM 0.23, ~75 tok/s; H100, vLLM 0.21, TPOT 6.5 ms)",
+    "request_overhead_ms": "fixed at 0: the published rows do not separate a per-request time (HTTP, tokenizing) "
+    "from the engine steps; `selfhost plan --calibration bench.json` refits it",
     "internode_latency_us": "fixed assumption: one-way latency of a pipeline-parallel hop between nodes over the "
     "cloud network (NCCL send/recv; tens of microseconds with RDMA, more over TCP); no multi-node row to fit it",
     "internode_gbs": "fixed assumption: 12.5 GB/s (100 Gbit/s) between nodes; no multi-node row to fit it",
