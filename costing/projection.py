@@ -28,7 +28,8 @@ Imports nothing heavy (no numpy/scipy): one call takes well under a millisecond.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from costing.calibration import Params, load_params
 from costing.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weight_bytes
@@ -265,6 +266,32 @@ def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, eng
     return _Steady(c, t_dec, t_mix, mixed, tpot, chunk, own_steps, preempted, budget, demand, t_own)
 
 
+@lru_cache(maxsize=1)
+def _vendor_tables() -> dict[tuple, tuple[float, str]]:
+    """TensorRT-LLM maximum-throughput tables in the published data (vendor docs, not user reports):
+    (model, precision, gpu, gpus, input, output) -> (output tok/s, source)."""
+    from costing.published import read_rows
+
+    out: dict[tuple, tuple[float, str]] = {}
+    for r in read_rows():
+        if r.engine != "trtllm" or r.concurrency or r.burst or not r.output_tok_s or r.gpu_override:
+            continue
+        if "perf-overview" not in r.source:
+            continue
+        key = (r.model, r.precision, r.gpu, r.gpus, r.input_tokens, r.output_tokens)
+        if key not in out or r.output_tok_s > out[key][0]:
+            out[key] = (r.output_tok_s, r.source.split(" (")[0])
+    return out
+
+
+def vendor_ceiling(fit: FitResult, input_tokens: int, output_tokens: int) -> tuple[float, str] | None:
+    """The vendor's maximum output tok/s for this exact configuration, if the published data has it."""
+    if fit.nodes != 1:
+        return None
+    key = (fit.model.id, fit.precision.id, fit.gpu.name, fit.total_gpus, input_tokens, output_tokens)
+    return _vendor_tables().get(key)
+
+
 def project(
     fit: FitResult,
     input_tokens: int,
@@ -291,6 +318,12 @@ def project(
     c = min(requested, cap)
     capped = c < requested
     st = _steady(hw, p, fit, i, o, c, engine)
+    ceiling = vendor_ceiling(fit, i, o) if engine == "vllm" else None
+    if ceiling:  # never above the vendor's maximum table for this configuration: slow every step to it
+        e2e0 = p.request_overhead_ms * 1e-3 + 0.5 * st.t_dec + st.prefill_steps * st.t_own + (o - 1) * st.tpot
+        if c * o / e2e0 > ceiling[0]:
+            k = c * o / e2e0 / ceiling[0]
+            st = replace(st, t_dec=st.t_dec * k, t_mix=st.t_mix * k, tpot=st.tpot * k, t_own=st.t_own * k)
     # TTFT: the phase in the step under way (uniform) and the prompt's chunks, in steps that also carry
     # their share of the other clients' prompts (work-conserving: past the budget the steps carry the
     # excess, which is the mean wait for room); the tails add an M/D/1 wait for the budget at load rho.
@@ -338,6 +371,7 @@ def project(
         "admissible_concurrency": cap,
         "max_num_seqs": f"{fit.settings.max_num_seqs} ({MAX_NUM_SEQS_SOURCE})",
         "max_num_batched_tokens": fit.settings.max_num_batched_tokens,
+        "vendor_ceiling": f"{ceiling[0]:,.0f} output tok/s ({ceiling[1]})" if ceiling else None,
         "preempted_share": round(st.preempted, 4),
         "mixed_step_share": round(st.mixed, 4),
         "workload": "closed loop: each client sends its next request when the last one ends; "

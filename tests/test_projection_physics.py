@@ -97,3 +97,21 @@ def test_throughput_rises_with_concurrency_up_to_the_cap(dep, tin, tout, conc):
     lower = project(f, tin, tout, max(1, c // 2)).output_tokens_per_s
     assert project(f, tin, tout, c).output_tokens_per_s >= lower * (1 - 1e-6)
     assert admissible(f, tin, tout) >= full
+
+
+def test_never_above_the_vendor_maximum_table_for_the_same_configuration():
+    from costing.projection import _vendor_tables
+
+    tables = _vendor_tables()
+    assert len(tables) > 200
+    checked = 0
+    for (model, precision, gpu, gpus, tin, tout), (ceiling, source) in tables.items():
+        f = _fit(model, precision, gpu, gpus)
+        if f is None or tin + tout > f.max_model_len:
+            continue
+        top = max_throughput(f, tin, tout)
+        assert top.output_tokens_per_s <= ceiling * (1 + 1e-9), (model, precision, gpu, gpus, tin, tout)
+        checked += 1
+        if top.output_tokens_per_s >= ceiling * (1 - 1e-9):
+            assert source in str(top.assumptions["vendor_ceiling"])
+    assert checked > 200
