@@ -3,6 +3,8 @@ the vendor's maximum table, and the saturation target of issue 12."""
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -115,3 +117,14 @@ def test_never_above_the_vendor_maximum_table_for_the_same_configuration():
         if top.output_tokens_per_s >= ceiling * (1 - 1e-9):
             assert source in str(top.assumptions["vendor_ceiling"])
     assert checked > 200
+
+
+def test_estimate_takes_nodes_and_refuses_too_many(selfhost):
+    base = ["estimate", "--model", "llama-3.1-405b", "--precision", "fp8", "--gpu", "H100", "--gpus", "8"]
+    base += ["--input-tokens", "1000", "--output-tokens", "200", "--concurrency", "1", "--format", "json"]
+    one, two = (json.loads(selfhost(*base, "--nodes", n).stdout) for n in ("1", "2"))
+    assert one["nodes"] == 1 and two["nodes"] == 2 and two["gpus"] == 16
+    assert two["tpot_ms"] >= one["tpot_ms"] and two["assumptions"]["pipeline_parallel"] == 2
+    assert two["tails"]["ttft_ms"]["p50"] <= two["tails"]["ttft_ms"]["p99"]
+    bad = selfhost(*base, "--nodes", "9")
+    assert bad.returncode == 2 and bad.stdout == "" and "nodes" in bad.stderr and "Traceback" not in bad.stderr
