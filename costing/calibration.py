@@ -18,6 +18,8 @@ DATA_FILE = "calibration.json"
 # Parameters the fit may move, with bounds; the rest are fixed, named assumptions.
 FITTED = {
     "bw_eff": (0.3, 0.92),  # microbenchmarks reach ~90% of datasheet HBM/GDDR bandwidth
+    "kv_bw_eff": (0.2, 0.92),  # paged-attention reads of the KV cache (scattered 16-token blocks)
+    "overlap": (0.0, 1.0),  # 0: memory and compute time add; 1: the shorter hides under the longer
     "mfu_prefill": (0.1, 1.0),
     "mfu_decode": (0.05, 1.0),
     "weight_only_mfu": (0.1, 1.0),
@@ -33,7 +35,9 @@ FITTED = {
 class Params:
     """Named efficiency parameters of the projection (see costing/projection.py for the physics)."""
 
-    bw_eff: float = 0.80  # fraction of datasheet memory bandwidth a decode step reaches
+    bw_eff: float = 0.80  # fraction of datasheet memory bandwidth a decode step reaches reading weights
+    kv_bw_eff: float = 0.70  # fraction of datasheet bandwidth paged attention reaches reading the KV cache
+    overlap: float = 0.5  # share of the shorter of memory / compute time hidden under the longer one
     mfu_prefill: float = 0.55  # fraction of dense TFLOPS in prefill (large GEMMs)
     mfu_decode: float = 0.45  # fraction of dense TFLOPS in decode GEMMs at large batch
     weight_only_mfu: float = 0.6  # compute left to dequantizing kernels (FP8-on-Ampere Marlin, AWQ)
@@ -43,8 +47,9 @@ class Params:
     allreduce_latency_us: float = 10.0  # per tensor-parallel all-reduce (2 per layer per step)
     allreduce_bw_eff: float = 0.7  # fraction of the interconnect bandwidth a ring all-reduce reaches
     trtllm_speedup: float = 1.3  # TensorRT-LLM step time = vLLM step time / this
-    overlap_power: float = 2.0  # memory/compute smooth max: (m^k + c^k)^(1/k); fixed, not fitted
-    p90_over_mean: float = 1.15  # p90 / mean end-to-end latency; fixed assumption unless refitted
+    request_overhead_ms: float = 0.0  # per request outside the engine steps (HTTP, tokenizing); bench refit only
+    internode_latency_us: float = 50.0  # pipeline-parallel hop between nodes (one way); fixed assumption
+    internode_gbs: float = 12.5  # bytes/s between nodes (100 Gbit/s); fixed assumption
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 

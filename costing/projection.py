@@ -1,19 +1,26 @@
 """Performance projection: TTFT, TPOT, end-to-end latency and throughput of a vLLM deployment.
 
 Physics first, then a few named efficiency parameters fitted on published measurements
-(costing/data/calibration.json, written by `make calibrate`):
+(costing/data/calibration.json, written by `make calibrate`; each parameter carries its source):
 
-- one engine step (one output token for every running sequence, plus chunked-prefill work) takes
-  the smooth maximum of its memory time (weights per GPU + the KV cache of every sequence in the
-  batch, read once, at `bw_eff` of the datasheet bandwidth) and its compute time (2 x params FLOPs
-  per token + attention, at `mfu_decode` / `mfu_prefill` of the dense TFLOPS of the precision's
-  compute type; weight-only kernels (FP8 on Ampere, AWQ) reach `weight_only_mfu` of that),
-  plus tensor-parallel all-reduces (2 per layer: latency + ring traffic over the interconnect at
-  `allreduce_bw_eff`) and the engine's per-step and per-sequence overhead;
-- closed loop with C concurrent requests and continuous batching with chunked prefill: every step
-  decodes C sequences and also carries C x input/output prefill tokens (each request's prompt,
-  amortized over its output), so TPOT = the step time; TTFT = half a step of waiting plus the
-  prefill of the prompt in chunks of max_num_batched_tokens; end-to-end = TTFT + (output - 1) x TPOT.
+- one engine step (one output token for every running sequence, plus chunked-prefill work): memory
+  time (the weights at `bw_eff` and the batch's KV cache at `kv_bw_eff` of the datasheet bandwidth)
+  and compute time (2 x params FLOPs per token + attention, at `mfu_decode` / `mfu_prefill` of the
+  dense TFLOPS; weight-only kernels reach `weight_only_mfu` of that) overlap by the fitted `overlap`
+  (longer + (1 - overlap) x shorter); plus tensor-parallel all-reduces (`allreduce_latency_us`,
+  `allreduce_bw_eff`) and CPU time outside the GPU growing with the batch (`v1_step_overhead_ms` +
+  `seq_overhead_us` per sequence: scheduler, sampling, detokenization);
+- pipeline parallel: a token crosses every stage in turn (the sum of the stage times plus an
+  inter-node hop, `internode_latency_us` / `internode_gbs`), while the stages work on different
+  micro-batches: more nodes never shorten one stream's TPOT, they raise throughput;
+- closed loop with C clients, continuous batching with chunked prefill: a share of the steps carry
+  a prefill chunk (up to max_num_batched_tokens minus the decodes) and are slower for every running
+  sequence (chunked-prefill interference); the running batch is bounded by max_num_seqs (vLLM 0.32's
+  default for the GPU) and by the KV cache at the mean context; requests beyond the full-length
+  capacity are preempted once and recompute their prefix;
+- TTFT = the phase in the current step + an M/D/1 queue on the prefill budget + the prompt's chunks
+  + the admission queue when clients exceed the running batch; p50/p90/p99 of TTFT, TPOT and e2e come
+  from these terms (no fixed tail ratio).
 
 Imports nothing heavy (no numpy/scipy): one call takes well under a millisecond.
 """
@@ -21,11 +28,17 @@ Imports nothing heavy (no numpy/scipy): one call takes well under a millisecond.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from costing.calibration import Params, load_params
-from costing.fit import FitResult, kv_bytes_per_token_per_gpu, weight_bytes
+from costing.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weight_bytes
 
+# The deployed engine's defaults (vLLM 0.32, vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults, OpenAI
+# server usage context): max_num_seqs 1024 and max_num_batched_tokens 8192 per replica on GPUs with >= 70 GiB
+# that are not A100 (H100, H200), 1024 / 16384 at >= 160 GiB, else 256 / 2048; then
+# max_num_seqs = min(max_num_seqs, max_num_batched_tokens). costing.fit applies them.
+MAX_NUM_SEQS_SOURCE = "vLLM 0.32 OpenAI-server default: 1024 on >=70 GiB non-A100 GPUs, else 256 (arg_utils.py)"
 ENGINES = ("vllm", "vllm-v0", "trtllm")  # vllm: the V1 engine the kit deploys; vllm-v0: 0.4/0.5
 
 
@@ -41,6 +54,15 @@ class Projection:
     p90_e2e_latency_s: float
     output_tokens_per_s: float
     requests_per_s: float
+    ttft_p50_ms: float = 0.0
+    ttft_p90_ms: float = 0.0
+    ttft_p99_ms: float = 0.0
+    tpot_p50_ms: float = 0.0
+    tpot_p90_ms: float = 0.0
+    tpot_p99_ms: float = 0.0
+    e2e_p50_s: float = 0.0
+    e2e_p99_s: float = 0.0
+    itl_p50_ms: float = 0.0  # median gap between two tokens: a decode-only step unless most steps carry prefill
     assumptions: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -89,6 +111,66 @@ class Hardware:
         )
 
 
+@dataclass(frozen=True)
+class StepParts:
+    """One engine step, split by where its time goes (seconds)."""
+
+    gpu: float  # every stage's memory and compute time, with `overlap` applied per stage
+    comm: float  # tensor-parallel all-reduces of every stage plus the inter-node hops
+    cpu: float  # scheduler, sampling and bookkeeping outside the GPU
+    total: float
+
+
+def step_parts(
+    hw: Hardware,
+    p: Params,
+    batch: float,
+    context: float,
+    prefill_tokens: float,
+    prefill_len: float,
+    engine: str = "vllm",
+) -> StepParts:
+    """One engine step: `batch` sequences decode one token each at a mean context of `context`
+    tokens, and `prefill_tokens` prompt tokens (of prompts `prefill_len` long) are prefilled.
+
+    Pipeline parallel: the batch is split into micro-batches (at most one per stage, vLLM's virtual
+    engines); a token crosses every stage in turn, so the step a sequence sees is the sum of its
+    stages' times plus a hop between nodes per stage boundary, while the other stages work on the
+    other micro-batches (throughput = batch / step)."""
+    pp, tp = hw.pp, hw.tp
+    micro = float(min(pp, max(1.0, math.ceil(batch)))) if batch > 0 else 1.0
+    b, pf = batch / micro, prefill_tokens / micro  # one micro-batch, as one stage sees it
+    # memory: this stage's share of the weights at bw_eff, the micro-batch's KV cache at kv_bw_eff
+    # (kv_bytes_per_token_per_gpu already counts only this stage's layers)
+    mem = hw.weight_bytes_per_gpu / (hw.bandwidth * p.bw_eff) + b * context * hw.kv_bytes_per_token_per_gpu / (
+        hw.bandwidth * p.kv_bw_eff
+    )
+    # FLOPs of this stage: 2 per parameter per token, plus attention (QK^T and AV: 4 x layers x hidden
+    # x context per decoded token; a causal prefill attends to half its prompt on average)
+    decode_flops = b * (2 * hw.params + 4 * hw.layers * hw.hidden * context) / pp
+    prefill_flops = pf * (2 * hw.params + 2 * hw.layers * hw.hidden * prefill_len) / pp
+    kernel = p.weight_only_mfu if hw.weight_only else 1.0
+    peak = tp * hw.flops * kernel
+    compute = decode_flops / (peak * p.mfu_decode) + prefill_flops / (peak * p.mfu_prefill)
+    stage_gpu = max(mem, compute) + (1.0 - p.overlap) * min(mem, compute)
+    stage_comm = 0.0
+    if tp > 1:  # two all-reduces per layer of the activations of every token in the micro-batch
+        ring = 2 * (tp - 1) / tp * (b + pf) * hw.hidden * 2
+        per = p.allreduce_latency_us * 1e-6 + ring / (hw.interconnect * p.allreduce_bw_eff)
+        stage_comm = 2 * (hw.layers / pp) * per
+    hop = 0.0
+    if pp > 1:  # the micro-batch's hidden states go to the next node
+        hop = p.internode_latency_us * 1e-6 + (b + pf) * hw.hidden * 2 / (p.internode_gbs * 1e9)
+    gpu = pp * stage_gpu
+    comm = pp * stage_comm + (pp - 1) * hop
+    step_ms = p.v1_step_overhead_ms if engine == "vllm" else p.step_overhead_ms
+    cpu = step_ms * 1e-3 + p.seq_overhead_us * 1e-6 * (batch + prefill_tokens / max(prefill_len, 1.0))
+    total = gpu + comm + cpu
+    if engine == "trtllm":
+        total /= p.trtllm_speedup
+    return StepParts(gpu, comm, cpu, total)
+
+
 def step_time_s(
     hw: Hardware,
     p: Params,
@@ -98,40 +180,37 @@ def step_time_s(
     prefill_len: float,
     engine: str = "vllm",
 ) -> float:
-    """Seconds for one engine step: `batch` sequences decode one token each at a mean context of
-    `context` tokens, and `prefill_tokens` prompt tokens (of prompts `prefill_len` long) are prefilled."""
-    mem = (hw.weight_bytes_per_gpu + batch * context * hw.kv_bytes_per_token_per_gpu) / (hw.bandwidth * p.bw_eff)
-    # FLOPs: 2 per parameter per token, plus attention (QK^T and AV: 4 x layers x hidden x context per
-    # decoded token; a causal prefill attends to half its prompt on average).
-    decode_flops = batch * (2 * hw.params + 4 * hw.layers * hw.hidden * context)
-    prefill_flops = prefill_tokens * (2 * hw.params + 2 * hw.layers * hw.hidden * prefill_len)
-    kernel = p.weight_only_mfu if hw.weight_only else 1.0
-    peak = hw.gpus * hw.flops * kernel
-    compute = decode_flops / (peak * p.mfu_decode) + prefill_flops / (peak * p.mfu_prefill)
-    gpu = (mem**p.overlap_power + compute**p.overlap_power) ** (1.0 / p.overlap_power)
-    comm = 0.0
-    if hw.tp > 1:  # two all-reduces per layer of the activations of every token in the step
-        ring = 2 * (hw.tp - 1) / hw.tp * (batch + prefill_tokens) * hw.hidden * 2
-        comm = 2 * hw.layers * (p.allreduce_latency_us * 1e-6 + ring / (hw.interconnect * p.allreduce_bw_eff))
-    if hw.pp > 1:  # activations handed to the next node once per stage boundary
-        hop = (batch + prefill_tokens) * hw.hidden * 2
-        comm += (hw.pp - 1) * (p.allreduce_latency_us * 1e-6 + hop / (hw.interconnect * p.allreduce_bw_eff))
-    step_ms = p.v1_step_overhead_ms if engine == "vllm" else p.step_overhead_ms
-    overhead = step_ms * 1e-3 + p.seq_overhead_us * 1e-6 * (batch + prefill_tokens / max(prefill_len, 1.0))
-    total = gpu + comm + overhead
-    return total / p.trtllm_speedup if engine == "trtllm" else total
+    """Seconds a sequence waits between two of its tokens (see step_parts)."""
+    return step_parts(hw, p, batch, context, prefill_tokens, prefill_len, engine).total
 
 
-def admissible(fit: FitResult, input_tokens: int, output_tokens: int) -> int:
-    """Highest concurrency the KV cache and max_num_seqs admit for this request length."""
-    return fit.max_concurrent_seqs(input_tokens + output_tokens)
+# Engines that allocate KV blocks as sequences grow and preempt (recompute) when the cache is full;
+# TensorRT-LLM's default scheduler (GUARANTEED_NO_EVICT) reserves a request's full length up front.
+PREEMPTING = ("vllm", "vllm-v0")
+RHO_MAX = 0.9  # highest load on the prefill budget the TTFT tail is taken at
+Z = {50: 0.0, 90: 1.2816, 99: 2.3263}  # standard normal quantiles
 
 
-def _cap_reason(fit: FitResult, seq_len: int, cap: int) -> str:
-    by_seqs = fit.settings.max_num_seqs
+def admissible(fit: FitResult, input_tokens: int, output_tokens: int, engine: str = "vllm") -> int:
+    """Highest running batch: max_num_seqs (never above max_num_batched_tokens, as vLLM clamps it) and
+    the KV cache. vLLM allocates blocks as sequences grow, so in steady state a batch of staggered
+    requests holds its mean context (input + output/2 tokens) each; beyond the full-length capacity it
+    preempts and recomputes (see project)."""
+    seqs = min(fit.settings.max_num_seqs, max(1, fit.settings.max_num_batched_tokens))
+    full = fit.max_concurrent_seqs(input_tokens + output_tokens)
+    if engine not in PREEMPTING or full < 1:
+        return min(seqs, full)
+    mean_ctx = input_tokens + math.ceil(output_tokens / 2)
+    by_mean = (fit.kv_capacity_tokens // BLOCK_SIZE) // max(1, math.ceil(mean_ctx / BLOCK_SIZE))
+    return int(max(full, min(seqs, by_mean)))
+
+
+def _cap_reason(fit: FitResult, input_tokens: int, output_tokens: int, cap: int) -> str:
+    by_seqs = min(fit.settings.max_num_seqs, fit.settings.max_num_batched_tokens)
     if cap >= by_seqs:
         return f"max_num_seqs is {by_seqs:,}"
-    return f"KV cache holds {cap:,} sequences of {seq_len:,} tokens"
+    mean_ctx = input_tokens + math.ceil(output_tokens / 2)
+    return f"KV cache holds {cap:,} sequences at their mean context of {mean_ctx:,} tokens"
 
 
 def _check(input_tokens: int, output_tokens: int, concurrency: int) -> None:
@@ -140,6 +219,77 @@ def _check(input_tokens: int, output_tokens: int, concurrency: int) -> None:
     for name, value in (("input tokens", input_tokens), ("output tokens", output_tokens), ("concurrency", concurrency)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 1 or value != value:
             raise UserError(f"{name} must be a positive number, got {value!r}", f"give {name} of at least 1")
+        if value > 10_000_000:
+            raise UserError(f"{name} of {value!r} is out of range", f"give {name} of at most 10,000,000")
+
+
+def _wait_quantile(rho: float, mean_wait: float, q: float) -> float:
+    """Quantile of an M/D/1-like queue's wait: zero with probability 1 - rho, otherwise exponential
+    with mean mean_wait / rho (the usual heavy-traffic approximation)."""
+    if rho <= 0 or mean_wait <= 0 or q <= 1 - rho:
+        return 0.0
+    return mean_wait / rho * math.log(rho / (1 - q))
+
+
+@dataclass(frozen=True)
+class _Steady:
+    c: int
+    t_dec: float  # a step with decodes only
+    t_mix: float  # a step that also carries a prefill chunk
+    mixed: float  # share of steps that carry a prefill chunk
+    tpot: float  # mean
+    chunk: float  # prefill tokens a mixed step carries
+    prefill_steps: int  # mixed steps one prompt needs
+    preempted: float  # share of requests preempted once (recompute)
+    chunk_budget: float  # prompt tokens a step can take beside the decodes
+    demand: float  # prompt tokens per decode step (others' prompts and recomputed prefixes)
+    t_own: float  # a step carrying this request's own prompt chunk
+
+
+def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, engine: str) -> _Steady:
+    context = i + o / 2.0  # mean context a decoded token attends to
+    full = fit.max_concurrent_seqs(i + o) if engine in PREEMPTING else c
+    preempted = max(0.0, (c - full) / c) if full >= 1 else 0.0
+    budget = max(1.0, fit.settings.max_num_batched_tokens - (c - 1))  # decodes are scheduled first
+    own_steps = math.ceil(i / budget)  # steps that carry a chunk of this request's prompt
+    # prompt work per step a request sees over its cycle (own_steps + o - 1 steps): the other requests'
+    # prompts once each, plus the prefix a preempted request recomputes (its prompt and half its output)
+    demand = ((c - 1) * i + c * preempted * (i + o / 2.0)) / (own_steps + o - 1)
+    chunk = min(budget, max(float(i), demand))
+    mixed = min(1.0, demand / chunk) if demand > 0 else 0.0
+    decoding = c if o > 1 else 0  # a one-token request ends with its prefill step: nothing decodes
+    t_dec = step_time_s(hw, p, decoding, context, 0.0, i, engine)
+    t_mix = step_time_s(hw, p, decoding, context, chunk, i, engine)
+    tpot = step_time_s(hw, p, c, context, demand, i, engine)  # the mean step: prefill work spread evenly
+    # a step that carries a chunk of this request's own prompt, beside its share of the others' prompts
+    t_own = step_time_s(hw, p, decoding, context, i / own_steps + demand, i, engine)
+    return _Steady(c, t_dec, t_mix, mixed, tpot, chunk, own_steps, preempted, budget, demand, t_own)
+
+
+@lru_cache(maxsize=1)
+def _vendor_tables() -> dict[tuple, tuple[float, str]]:
+    """TensorRT-LLM maximum-throughput tables in the published data (vendor docs, not user reports):
+    (model, precision, gpu, gpus, input, output) -> (output tok/s, source)."""
+    from costing.published import read_rows
+
+    out: dict[tuple, tuple[float, str]] = {}
+    for r in read_rows():
+        if r.engine != "trtllm" or r.concurrency or r.burst or not r.output_tok_s or r.gpu_override:
+            continue
+        if "perf-overview" not in r.source:
+            continue
+        key = (r.model, r.precision, r.gpu, r.gpus, r.input_tokens, r.output_tokens)
+        if key not in out or r.output_tok_s > out[key][0]:
+            out[key] = (r.output_tok_s, r.source.split(" (")[0])
+    return out
+
+
+def vendor_ceiling(fit: FitResult, input_tokens: int, output_tokens: int) -> tuple[float, str] | None:
+    """The vendor's maximum output tok/s for this exact configuration, if the published data has it."""
+    if fit.nodes != 1:
+        return None
+    key = (fit.model.id, fit.precision.id, fit.gpu.name, fit.total_gpus, input_tokens, output_tokens)
+    return _vendor_tables().get(key)
 
 
 def project(
@@ -157,7 +307,7 @@ def project(
     hw = Hardware.of(fit)
     i, o, requested = int(input_tokens), int(output_tokens), int(concurrency)
     seq_len = i + o
-    cap = admissible(fit, i, o)
+    cap = admissible(fit, i, o, engine)
     if cap < 1:
         from costing.errors import DoesNotFit
 
@@ -167,20 +317,45 @@ def project(
         )
     c = min(requested, cap)
     capped = c < requested
-    context = i + o / 2.0  # mean context a decoded token attends to
-    tpot = step_time_s(hw, p, c, context, c * i / o, i, engine)
-    chunk = max(1, fit.settings.max_num_batched_tokens)
-    chunks = math.ceil(i / chunk)
-    prefill_steps = (
-        sum(step_time_s(hw, p, c - 1, context, min(chunk, i - k * chunk), i, engine) for k in range(chunks))
-        if chunks <= 64
-        else chunks * step_time_s(hw, p, c - 1, context, chunk, i, engine)
-    )
-    ttft = 0.5 * tpot + prefill_steps
-    e2e = ttft + (o - 1) * tpot
+    st = _steady(hw, p, fit, i, o, c, engine)
+    ceiling = vendor_ceiling(fit, i, o) if engine == "vllm" else None
+    if ceiling:  # never above the vendor's maximum table for this configuration: slow every step to it
+        e2e0 = p.request_overhead_ms * 1e-3 + 0.5 * st.t_dec + st.prefill_steps * st.t_own + (o - 1) * st.tpot
+        if c * o / e2e0 > ceiling[0]:
+            k = c * o / e2e0 / ceiling[0]
+            st = replace(st, t_dec=st.t_dec * k, t_mix=st.t_mix * k, tpot=st.tpot * k, t_own=st.t_own * k)
+    # TTFT: the phase in the step under way (uniform) and the prompt's chunks, in steps that also carry
+    # their share of the other clients' prompts (work-conserving: past the budget the steps carry the
+    # excess, which is the mean wait for room); the tails add an M/D/1 wait for the budget at load rho.
+    service = st.prefill_steps * st.t_own
+    load = (st.demand + i / (st.prefill_steps + o - 1)) / st.chunk_budget  # all prompt tokens per step / budget
+    rho = min(RHO_MAX, load)
+    busy = i / st.chunk_budget * st.t_mix  # the budget one prompt takes: the queue's service time
+    random_wait = rho / (2 * (1 - rho)) * busy if c > 1 else 0.0
+    ttft = p.request_overhead_ms * 1e-3 + 0.5 * st.t_dec + service
+    e2e = ttft + (o - 1) * st.tpot
     rps = c / e2e
-    client_e2e = requested / rps  # Little's law: requests beyond the cap queue
-    client_ttft = ttft + (client_e2e - e2e)
+    admission_wait = requested / rps - e2e  # closed loop: clients beyond the cap queue (Little's law)
+
+    def ttft_q(q: int) -> float:
+        return (
+            p.request_overhead_ms * 1e-3
+            + admission_wait
+            + q / 100 * st.t_dec
+            + _wait_quantile(rho, random_wait, q / 100)
+            + service
+        )
+
+    def tpot_q(q: int) -> float:
+        if o <= 1 or st.mixed >= 1:
+            return st.tpot
+        sd = math.sqrt(st.mixed * (1 - st.mixed) / (o - 1))
+        share = min(1.0, max(0.0, st.mixed + Z[q] * sd))  # share of a request's steps that are mixed
+        return max(st.t_dec, st.tpot + (share - st.mixed) * (st.t_mix - st.t_dec))
+
+    quant = {q: (ttft_q(q), tpot_q(q)) for q in Z}
+    e2e_q = {q: t + (o - 1) * tp for q, (t, tp) in quant.items()}
+    client_e2e = e2e + admission_wait
     assumptions: dict[str, object] = {
         "engine": engine,
         "model": f"{fit.model.id} {fit.precision.id} on {fit.total_gpus}x {fit.gpu.name}",
@@ -194,23 +369,39 @@ def project(
         "interconnect_gbs": fit.gpu.interconnect_gbs,
         "gpu_source": fit.gpu.source,
         "admissible_concurrency": cap,
-        "max_num_batched_tokens": chunk,
+        "max_num_seqs": f"{fit.settings.max_num_seqs} ({MAX_NUM_SEQS_SOURCE})",
+        "max_num_batched_tokens": fit.settings.max_num_batched_tokens,
+        "vendor_ceiling": f"{ceiling[0]:,.0f} output tok/s ({ceiling[1]})" if ceiling else None,
+        "preempted_share": round(st.preempted, 4),
+        "mixed_step_share": round(st.mixed, 4),
         "workload": "closed loop: each client sends its next request when the last one ends; "
         "fixed input/output lengths; continuous batching with chunked prefill",
-        "p90_tail": f"p90 e2e = {p.p90_over_mean:g} x mean ({p.source_of('p90_over_mean')})",
+        "tails": "TTFT: uniform phase in the step + prompt chunks (in steps carrying the others' prompts) + "
+        "an M/D/1 wait on the budget (tails) + admission queue; "
+        "TPOT: binomial share of steps carrying a prefill chunk; e2e quantile = TTFT + (output-1) x TPOT "
+        "quantiles (comonotone sum, an upper bound)",
         "params": p.to_assumptions(),
     }
     return Projection(
         concurrency=c,
         requested_concurrency=requested,
         capped=capped,
-        cap_reason=_cap_reason(fit, seq_len, cap) if capped else None,
-        ttft_ms=client_ttft * 1e3,
-        tpot_ms=tpot * 1e3,
+        cap_reason=_cap_reason(fit, i, o, cap) if capped else None,
+        ttft_ms=(ttft + admission_wait) * 1e3,
+        tpot_ms=st.tpot * 1e3,
         e2e_latency_s=client_e2e,
-        p90_e2e_latency_s=client_e2e * p.p90_over_mean,
+        p90_e2e_latency_s=max(client_e2e, e2e_q[90]),
         output_tokens_per_s=rps * o,
         requests_per_s=rps,
+        ttft_p50_ms=quant[50][0] * 1e3,
+        ttft_p90_ms=quant[90][0] * 1e3,
+        ttft_p99_ms=quant[99][0] * 1e3,
+        tpot_p50_ms=quant[50][1] * 1e3,
+        tpot_p90_ms=quant[90][1] * 1e3,
+        tpot_p99_ms=quant[99][1] * 1e3,
+        e2e_p50_s=e2e_q[50],
+        e2e_p99_s=max(client_e2e, e2e_q[99]),
+        itl_p50_ms=(st.t_mix if st.mixed >= 0.5 else st.t_dec) * 1e3,
         assumptions=assumptions,
     )
 
@@ -228,7 +419,7 @@ def slo_concurrency(
     KV cache and max_num_seqs admit. When even one request misses the SLO the concurrency-1
     projection is returned: the caller sees p90_e2e_latency_s > p90_latency_s."""
     p = params or load_params()
-    cap = max(1, admissible(fit, int(input_tokens), int(output_tokens)))
+    cap = max(1, admissible(fit, int(input_tokens), int(output_tokens), engine))
     best = project(fit, input_tokens, output_tokens, 1, p, engine=engine)
     if best.p90_e2e_latency_s > p90_latency_s:
         return best
@@ -249,6 +440,14 @@ def slo_concurrency(
 def max_throughput(
     fit: FitResult, input_tokens: int, output_tokens: int, params: Params | None = None, *, engine: str = "vllm"
 ) -> Projection:
-    """The projection at the highest admissible concurrency (throughput rises with concurrency)."""
-    cap = max(1, admissible(fit, int(input_tokens), int(output_tokens)))
-    return project(fit, input_tokens, output_tokens, cap, params, engine=engine)
+    """The projection at the admissible concurrency with the highest throughput: throughput rises with
+    concurrency up to the KV cache's full-length capacity; past it vLLM preempts and recomputes, which
+    may cost more than the larger batch gains."""
+    cap = max(1, admissible(fit, int(input_tokens), int(output_tokens), engine))
+    top = project(fit, input_tokens, output_tokens, cap, params, engine=engine)
+    full = fit.max_concurrent_seqs(int(input_tokens) + int(output_tokens))
+    if 1 <= full < cap:
+        safe = project(fit, input_tokens, output_tokens, full, params, engine=engine)
+        if safe.output_tokens_per_s > top.output_tokens_per_s:
+            return safe
+    return top

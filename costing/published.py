@@ -94,6 +94,8 @@ def map_precision(name: str) -> str:
 
 def map_engine(name: str) -> str:
     low = name.lower()
+    if "tensorrt" in low:
+        return "trtllm"  # NIM containers that name their TensorRT-LLM profile are TensorRT-LLM
     if low.startswith("nim"):
         return "vllm-v0"  # NIM rows: same source measured within 3% of vLLM 0.4.3 at concurrency 1-16
     # every vLLM row in the CSV is vLLM 0.4/0.5 (the V0 engine): its per-step overhead is fitted apart
@@ -274,9 +276,12 @@ def predict(row: Row, fit, params: Params) -> Predicted:
 
     if row.burst:
         return simulate_burst(fit, params, row.burst, row.input_tokens, row.output_tokens, row.engine)
-    conc = row.concurrency or max(1, admissible(fit, row.input_tokens, row.output_tokens))
+    conc = row.concurrency or max(1, admissible(fit, row.input_tokens, row.output_tokens, row.engine))
     pr = project(fit, row.input_tokens, row.output_tokens, conc, params, engine=row.engine)
-    return Predicted(pr.output_tokens_per_s, pr.tpot_ms, pr.ttft_ms, pr.e2e_latency_s, pr.concurrency)
+    # llmperf's per-request ITL is the sum of the gaps after the first token over all output tokens
+    o = row.output_tokens
+    tpot = pr.tpot_ms * (o - 1) / o if row.tpot_kind == "ITL" else pr.tpot_ms
+    return Predicted(pr.output_tokens_per_s, tpot, pr.ttft_ms, pr.e2e_latency_s, pr.concurrency)
 
 
 def prepared_rows(path: str | Path = DEFAULT_CSV) -> list[tuple[Row, Any]]:
@@ -287,8 +292,12 @@ def prepared_rows(path: str | Path = DEFAULT_CSV) -> list[tuple[Row, Any]]:
 # Fitting (scipy, only under `make calibrate`)
 
 
+PRIOR = Params()
+PRIOR_WEIGHT = 0.3
+
+
 def _residuals(items, params: Params, names: list[str], x) -> list[float]:
-    p = replace(params, **dict(zip(names, (float(v) for v in x))))
+    p = replace(params, **dict(zip(names, (float(v) for v in x), strict=False)))
     out = []
     for row, fit, w_tok, w_tpot in items:
         pred = predict(row, fit, p)
@@ -296,6 +305,11 @@ def _residuals(items, params: Params, names: list[str], x) -> list[float]:
             out.append(w_tok * math.log(pred.output_tok_s / row.output_tok_s))
         if row.tpot_ms and w_tpot:
             out.append(w_tpot * math.log(pred.tpot_ms / row.tpot_ms))
+    # a weak prior toward the defaults (Params()), as a share of each parameter's range: a parameter the
+    # rows do not pin down (e.g. weight_only_mfu when no row runs weight-only kernels) stays near its default
+    for n, v in zip(names, x, strict=True):
+        lo, hi = FITTED[n]
+        out.append(PRIOR_WEIGHT * (float(v) - getattr(PRIOR, n)) / (hi - lo))
     return out
 
 
@@ -304,7 +318,8 @@ def group_weights(rows: Iterable[Row]) -> dict[str, float]:
     count equally in the fit, however many rows each has."""
     rows = list(rows)
     counts = {e: sum(1 for r in rows if r.engine == e and r.fit_weight) for e in ("vllm-v0", "trtllm")}
-    return {e: math.sqrt(max(counts.values()) / c) if c else 0.0 for e, c in counts.items()}
+    top = max(counts.values()) or 1
+    return {e: math.sqrt(top / c) if c else 0.0 for e, c in counts.items()}
 
 
 def fit_params(
@@ -312,12 +327,18 @@ def fit_params(
 ) -> tuple[Params, dict[str, Any]]:
     """Least squares on log errors (soft-L1, so a few outliers do not drag the fit) of output tok/s
     and TPOT over every usable row."""
+    return fit_params_on(prepared_rows(path), start, names)
+
+
+def fit_params_on(
+    prepared: list[tuple[Row, Any]], start: Params | None = None, names: list[str] | None = None
+) -> tuple[Params, dict[str, Any]]:
+    """fit_params on rows already read and mapped (cross-validation fits on subsets)."""
     import numpy as np
     from scipy.optimize import least_squares
 
     start = start or Params()
     names = names or list(FITTED)
-    prepared = prepared_rows(path)
     usable = [(r, f) for r, f in prepared if f is not None and r.fit_weight > 0]
     gw = group_weights(r for r, _ in usable)
     items = [(r, f, gw[r.engine], gw[r.engine]) for r, f in usable]
@@ -334,7 +355,7 @@ def fit_params(
         diff_step=1e-3,
         max_nfev=400,
     )
-    fitted = replace(start, **{n: float(round(v, 5)) for n, v in zip(names, res.x)})
+    fitted = replace(start, **{n: float(round(v, 5)) for n, v in zip(names, res.x, strict=False)})
     info = {
         "rows_in_csv": len(prepared),
         "rows_fitted": len(usable),
@@ -371,3 +392,65 @@ def median_abs(values: Iterable[float | None]) -> float | None:
         return None
     mid = len(xs) // 2
     return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Leave-one-source-out cross-validation (`make accuracy`)
+
+SOURCE_GROUPS = (  # (substring of the CSV source, the source it belongs to)
+    ("perf-overview.md (v0.15", "TensorRT-LLM perf-overview v0.15"),
+    ("perf-overview.md @", "TensorRT-LLM perf-overview v1.0"),
+    ("TensorRT-LLM issue", "TensorRT-LLM user issues"),
+    ("LambdaLabsML", "LambdaLabs vllm-benchmark"),
+    ("NVIDIA A10G", "A10G llmperf README"),
+    ("NVIDIA NIM benchmarking", "NIM benchmarking docs"),
+)
+METRICS = ("output_tok_s", "tpot_ms", "ttft_ms", "e2e_s")
+
+
+def source_group(row: Row) -> str:
+    """The publication a row comes from: rows of one source share a setup, so they are held out together."""
+    for needle, name in SOURCE_GROUPS:
+        if needle in row.source:
+            return name
+    return row.source.split(" (")[0][:60]
+
+
+def regime(row: Row, fit) -> str:
+    """light: a few requests in flight; saturated: the engine's admissible maximum (or a burst or client
+    count at or above it); moderate: in between."""
+    if row.concurrency is None and not row.burst:
+        return "saturated"
+    n = row.burst or row.concurrency or 1
+    cap = fit.max_concurrent_seqs(row.input_tokens + row.output_tokens) if fit is not None else 256
+    if n <= 4 or (row.burst and n <= 16):
+        return "light"
+    return "saturated" if n >= min(cap, 64) else "moderate"
+
+
+def _errors_of(row: Row, pred: Predicted) -> dict[str, float]:
+    out = {}
+    for m in METRICS:
+        meas = getattr(row, m)
+        if meas:
+            out[m] = getattr(pred, m) / meas - 1
+    return out
+
+
+def cross_validate(path: str | Path = DEFAULT_CSV, start: Params | None = None) -> list[dict[str, Any]]:
+    """Fit on every source but one, predict that one; every row once, with its held-out errors."""
+    prepared = prepared_rows(path)
+    groups = sorted({source_group(r) for r, _ in prepared})
+    out = []
+    for held in groups:
+        train = [(r, f) for r, f in prepared if source_group(r) != held]
+        params, _ = fit_params_on(train, start or Params())
+        for row, fit in prepared:
+            if source_group(row) != held:
+                continue
+            rec: dict[str, Any] = {"row": row, "fit": fit, "source": held, "regime": regime(row, fit), "errors": {}}
+            if fit is not None:
+                rec["pred"] = predict(row, fit, params)
+                rec["errors"] = _errors_of(row, rec["pred"])
+            out.append(rec)
+    return out

@@ -18,9 +18,11 @@ SOURCES = {
     "step at bw_eff (A100-40GB, vLLM 0.23, ~75 tok/s; H100, vLLM 0.21, TPOT 6.5 ms). "
     "Not re-checked for 0.32 (2026-11-30): no GPU measurement of 0.32 was at hand, so 1.6 ms stands "
     "until a bench refit (`--calibration`) measures it",
-    "overlap_power": "fixed: memory and compute overlap as the 2-norm (m^2 + c^2)^(1/2); not fitted",
-    "p90_over_mean": "fixed assumption: fixed-length closed-loop requests, p90 e2e ~ 1.15 x mean "
-    "(no p90 in the calibration CSV; `selfhost plan --calibration bench.json` refits it)",
+    "request_overhead_ms": "fixed at 0: the published rows do not separate a per-request time (HTTP, tokenizing) "
+    "from the engine steps; `selfhost plan --calibration bench.json` refits it",
+    "internode_latency_us": "fixed assumption: one-way latency of a pipeline-parallel hop between nodes over the "
+    "cloud network (NCCL send/recv; tens of microseconds with RDMA, more over TCP); no multi-node row to fit it",
+    "internode_gbs": "fixed assumption: 12.5 GB/s (100 Gbit/s) between nodes; no multi-node row to fit it",
 }
 
 

@@ -54,4 +54,3 @@ def stand_in_server(*args: str):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-

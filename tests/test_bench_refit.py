@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,6 @@ def test_refit_from_bench_recovers_a_slower_endpoint():
         mine = project(f, 500, 200, pt["concurrency"], refit)
         assert mine.output_tokens_per_s == pytest.approx(pt["output_tokens_per_s"], rel=0.05)
         assert mine.tpot_ms == pytest.approx(pt["tpot_ms"]["mean"], rel=0.05)
-    assert refit.p90_over_mean == pytest.approx(1.08)
     assert "bench" in refit.source_of("bw_eff") and "bench" in refit.source
 
 
@@ -96,3 +96,30 @@ def test_latency_poly_fits_a_quadratic_surface():
     assert isinstance(poly, LatencyPoly) and poly.points == len(pts) and poly.rmse_s < 1e-6
     assert poly.predict(1000, 300, 8) == pytest.approx(true(1000, 300, 8), rel=1e-6)
     assert math.isfinite(poly.predict(1, 1, 1))
+
+
+RECORDED = Path(__file__).parent / "data" / "bench-local-cpu.json"
+
+
+def test_a_recorded_bench_of_the_local_target_refits_the_projection_onto_its_points():
+    """tests/data/bench-local-cpu.json: `selfhost bench` of `selfhost up local` (vLLM 0.32 on this machine's
+    CPU, tiny random-weight Llama, 256 in / 256 out, concurrency 1-8, recorded 2026-11-30). The CPU target
+    has no catalog GPU; the refit runs on the fastest small configuration the catalog has (Llama 3.2 1B on
+    an H100), whose physics leaves room for the CPU's per-request and per-sequence times."""
+    bench = json.loads(RECORDED.read_text())
+    f = fit_check(FitRequest(model="llama-3.2-1b", gpu="H100"))
+    points = bench_points(bench)
+    assert len(points) == 4 and all(pt.output_tokens_per_s and pt.tpot_ms for pt in points)
+
+    def worst(params):
+        errs = []
+        for pt in points:
+            pr = project(f, pt.input_tokens, pt.output_tokens, pt.concurrency, params)
+            errs += [abs(pr.output_tokens_per_s / pt.output_tokens_per_s - 1), abs(pr.tpot_ms / pt.tpot_ms - 1)]
+        return max(errs)
+
+    shipped, refit = worst(load_params()), worst(refit_from_bench(bench, f))
+    assert refit < shipped / 5  # the refit moves the projection onto this endpoint
+    # within 15% on every point's tok/s and TPOT (not 5%: on the shared 2-core machine the recorded TTFT
+    # falls from 361 ms at one client to 141 ms at eight, which no load-monotone model follows)
+    assert refit <= 0.15

@@ -19,3 +19,16 @@ def test_save_and_load_round_trip(tmp_path):
     path = save_params(p, tmp_path / "c.json")
     back = load_params_file(path)
     assert back.values() == p.values() and back.sources == p.sources and back.provenance == p.provenance
+
+
+def test_make_calibrate_reproduces_the_shipped_parameters():
+    """`make calibrate` (scripts/fit_calibration.py) on the shipped CSV gives the shipped values."""
+    import hashlib
+
+    from costing.published import DEFAULT_CSV, fit_params
+
+    shipped = load_params()
+    assert shipped.provenance["csv_sha256"] == hashlib.sha256(DEFAULT_CSV.read_bytes()).hexdigest()
+    fitted, _ = fit_params(DEFAULT_CSV, Params())
+    for name in FITTED:
+        assert abs(getattr(fitted, name) - getattr(shipped, name)) <= 1e-4 * max(1.0, abs(getattr(shipped, name)))

@@ -1,4 +1,5 @@
-"""Sanity properties of the projection over random valid inputs (hypothesis): no crash, monotonic where physics says so."""
+"""Sanity properties of the projection over random valid inputs (hypothesis): no crash, monotonic where physics
+says so."""
 
 from __future__ import annotations
 

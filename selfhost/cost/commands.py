@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", help="llama-3.1-8b, meta-llama/Llama-3.1-8B-Instruct, ..."),
         gpu: str = typer.Option(..., "--gpu", help="A40, A10G, L4, A100, A100-80GB, H100, L40S"),
         gpus: int | None = typer.Option(None, "--gpus", help="GPUs (tensor parallel); default: fewest that fit"),
+        nodes: int = typer.Option(1, "--nodes", help="nodes (pipeline parallel stages), 1-4"),
         precision: str = typer.Option("bf16", "--precision", help="bf16 | fp16 | fp8 | int8 | awq"),
         input_tokens: int = typer.Option(..., "--input-tokens", help="prompt tokens per request"),
         output_tokens: int = typer.Option(..., "--output-tokens", help="generated tokens per request"),
@@ -75,7 +76,7 @@ def register(app: typer.Typer) -> None:
             None,
             model=model,
             precision=precision,
-            target={"gpu": gpu, "gpus": gpus},
+            target={"gpu": gpu, "gpus": gpus, "nodes": nodes},
             workload={"requests_per_day": 1, "input_tokens": input_tokens, "output_tokens": output_tokens},
         )
         fit = resolve(spec, need_offer=False).fit
@@ -88,8 +89,26 @@ def register(app: typer.Typer) -> None:
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "max_model_len": fit.max_model_len,
-            "max_concurrency": fit.max_concurrent_seqs(input_tokens + output_tokens),
+            "nodes": fit.nodes,
+            "max_concurrency": projection.admissible(fit, input_tokens, output_tokens),
             **projection_dict(p),
+            "tails": {
+                "ttft_ms": {
+                    "p50": round(p.ttft_p50_ms, 2),
+                    "p90": round(p.ttft_p90_ms, 2),
+                    "p99": round(p.ttft_p99_ms, 2),
+                },
+                "tpot_ms": {
+                    "p50": round(p.tpot_p50_ms, 3),
+                    "p90": round(p.tpot_p90_ms, 3),
+                    "p99": round(p.tpot_p99_ms, 3),
+                },
+                "e2e_s": {
+                    "p50": round(p.e2e_p50_s, 3),
+                    "p90": round(p.p90_e2e_latency_s, 3),
+                    "p99": round(p.e2e_p99_s, 3),
+                },
+            },
         }
         if fmt == "json":
             typer.echo(json.dumps(out, indent=2))
@@ -102,6 +121,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  TTFT              {p.ttft_ms:,.1f} ms")
         typer.echo(f"  TPOT              {p.tpot_ms:,.2f} ms")
         typer.echo(f"  e2e latency       {p.e2e_latency_s:,.3f} s (p90 {p.p90_e2e_latency_s:,.3f} s)")
+        typer.echo(f"  TTFT p50/p90/p99  {p.ttft_p50_ms:,.1f} / {p.ttft_p90_ms:,.1f} / {p.ttft_p99_ms:,.1f} ms")
+        typer.echo(f"  TPOT p50/p90/p99  {p.tpot_p50_ms:,.2f} / {p.tpot_p90_ms:,.2f} / {p.tpot_p99_ms:,.2f} ms")
         typer.echo("assumptions:")
         for key, value in p.assumptions.items():
             if isinstance(value, dict):  # fitted parameters: name -> {value, source}
