@@ -1,6 +1,6 @@
 """Cost diff: two cost reviews (base → head) of each deployment spec → one diff document, like `infracost diff`.
 
-The engine part only: inputs are review dicts (`CostReview.to_dict()`, schema selfhost.review/v1) or None for a
+The engine part only: inputs are review dicts (`costing.report.review_dict`, schema selfhost.review/v1) or None for a
 deployment added or removed; output is a JSON-ready document (schema selfhost.diff/v1), its renderings (table,
 markdown for the pull-request comment, JSON) and the budget gates. No cloud or git access here.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import TYPE_CHECKING
 
 from costing.errors import UserError
@@ -14,6 +15,13 @@ WARN_AFTER_DAYS = 30
 
 
 def today() -> dt.date:
+    """UTC today, or SELFHOST_TODAY (YYYY-MM-DD): golden files and CI reproduce a review of a given day."""
+    fixed = os.environ.get("SELFHOST_TODAY")
+    if fixed:
+        try:
+            return dt.date.fromisoformat(fixed)
+        except ValueError:
+            raise UserError(f"SELFHOST_TODAY {fixed!r} is not a date", "set it as YYYY-MM-DD, or unset it") from None
     return dt.datetime.now(dt.timezone.utc).date()
 
 

@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Hermetic prices: tests read the shipped snapshot, never a `selfhost prices refresh` in the user's cache.
 os.environ.setdefault("SELFHOST_PRICES", "shipped")
+# Reviews warn about prices older than 30 days: golden output is the review of one fixed day.
+os.environ.setdefault("SELFHOST_TODAY", "2026-11-30")
 SELFHOST = [sys.executable, "-m", "selfhost.cli"]
 
 

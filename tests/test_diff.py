@@ -13,6 +13,7 @@ import yaml
 from conftest import ROOT
 
 from costing.diff import DiffInput, Gates, diff_reviews
+from costing.report import review_dict
 from costing.review import cost_review
 from costing.spec import load_spec
 
@@ -25,7 +26,7 @@ PAIRS = [
 
 
 def review(path: str | Path, **overrides) -> dict:
-    return cost_review(load_spec(ROOT / path, **overrides)).to_dict()
+    return review_dict(cost_review(load_spec(ROOT / path, **overrides)))
 
 
 @pytest.mark.parametrize("fmt,suffix", [("table", "txt"), ("markdown", "md"), ("json", "json")])

@@ -13,7 +13,7 @@ GOLDEN = ROOT / "tests" / "golden"
 SPEC = "examples/llama-3.1-8b-runpod-a40.yaml"
 WORKLOAD = ("--requests-per-day", "20000", "--input-tokens", "1000", "--output-tokens", "250")
 # A fixed terminal: rich sizes tables to it; no colour codes.
-ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}
+ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb", "SELFHOST_TODAY": "2026-11-30", "SELFHOST_PRICES": "shipped"}
 
 CASES: dict[str, tuple[str, ...]] = {
     "plan.txt": ("plan", "--spec", SPEC),
@@ -142,5 +142,5 @@ def test_bench_report_from_a_recorded_bench_matches_golden(fmt: str, update_gold
 def test_golden_files_have_a_case() -> None:
     """No stale golden file: each one belongs to a case above."""
     known = set(CASES) | {"bench-report.txt", "bench-report.json"}
-    stale = sorted(p.name for p in GOLDEN.iterdir() if p.name not in known and not p.name.startswith("diff."))
+    stale = sorted(p.name for p in GOLDEN.iterdir() if p.name not in known and not p.name.startswith("diff"))
     assert not stale, f"golden files with no case: {stale}"

@@ -43,11 +43,12 @@ def base_spec_from_git(ref: str, path: Path) -> dict | None:
 
 
 def _review(data: dict, where: str) -> dict:
+    from costing.report import review_dict
     from costing.review import cost_review
     from costing.spec import spec_from_dict
 
     try:
-        return cost_review(spec_from_dict(data)).to_dict()
+        return review_dict(cost_review(spec_from_dict(data)))
     except UserError as err:
         raise UserError(f"{where}: {err.problem}", err.fix) from None
 
