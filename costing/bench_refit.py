@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from costing.calibration import FITTED, Params, load_params
 
@@ -127,7 +127,7 @@ def refit_from_bench(
             lo, hi = REFIT_BOUNDS[n]
             for factor in (1 + step, 1 / (1 + step)):
                 v = getattr(cur, n) * factor if getattr(cur, n) > 0 else (hi - lo) * 0.01 * factor
-                cand = replace(cur, **{n: min(hi, max(lo, v))})
+                cand = replace(cur, **cast(dict[str, Any], {n: min(hi, max(lo, v))}))
                 val = loss(cand)
                 if val < best - 1e-12:
                     cur, best, improved = cand, val, True

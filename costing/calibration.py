@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 DATA_FILE = "calibration.json"
 
@@ -79,7 +79,7 @@ class Params:
         sources = dict(self.sources)
         if source:
             sources.update(dict.fromkeys(values, source))
-        return replace(self, sources=sources, **values)
+        return replace(self, sources=sources, **cast(dict[str, Any], values))
 
 
 def params_to_dict(p: Params) -> dict[str, Any]:

@@ -99,8 +99,10 @@ class Gpu:
 
     def dense_tflops(self, compute: str) -> float:
         """Dense TFLOPS for a compute type, falling back to bf16 where the GPU lacks it."""
-        value = self.tflops.get(compute)
-        return float(value if value else self.tflops["bf16"])
+        value = self.tflops.get(compute) or self.tflops.get("bf16")
+        if value is None:
+            raise UserError(f"GPU {self.name} has no bf16 TFLOPS in the catalog", "add it to costing/data/gpus.yaml")
+        return float(value)
 
     def computes_natively(self, precision: Precision) -> bool:
         return self.arch in precision.native_archs

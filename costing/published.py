@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from costing.calibration import FITTED, Params, load_params
 
@@ -152,8 +152,8 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                     precision=map_precision(r["precision"]),
                     engine=map_engine(engine_raw),
                     engine_raw=engine_raw,
-                    input_tokens=int(i),
-                    output_tokens=int(o),
+                    input_tokens=int(i or 0),
+                    output_tokens=int(o or 0),
                     concurrency=conc,
                     burst=burst,
                     output_tok_s=_num(r["output_tok_s"]),
@@ -297,7 +297,7 @@ PRIOR_WEIGHT = 0.3
 
 
 def _residuals(items, params: Params, names: list[str], x) -> list[float]:
-    p = replace(params, **dict(zip(names, (float(v) for v in x), strict=False)))
+    p = replace(params, **cast(dict[str, Any], dict(zip(names, (float(v) for v in x), strict=False))))
     out = []
     for row, fit, w_tok, w_tpot in items:
         pred = predict(row, fit, p)
@@ -355,7 +355,7 @@ def fit_params_on(
         diff_step=1e-3,
         max_nfev=400,
     )
-    fitted = replace(start, **{n: float(round(v, 5)) for n, v in zip(names, res.x, strict=False)})
+    fitted = replace(start, **cast(dict[str, Any], {n: float(round(v, 5)) for n, v in zip(names, res.x, strict=False)}))
     info = {
         "rows_in_csv": len(prepared),
         "rows_fitted": len(usable),

@@ -76,7 +76,7 @@ def main() -> None:
     print(f"{'command':34} {'median s':>9} {'p90 s':>7} {'max s':>7}")
     for name, args in CASES.items():
         t = sorted(timed(args, runs))
-        p90 = t[min(len(t) - 1, int(round(0.9 * (len(t) - 1))))]
+        p90 = t[min(len(t) - 1, round(0.9 * (len(t) - 1)))]
         flag = "" if not name.startswith("plan") else ("  ok" if statistics.median(t) <= TARGET_S else "  OVER TARGET")
         print(f"{name:34} {statistics.median(t):9.3f} {p90:7.3f} {t[-1]:7.3f}{flag}")
 

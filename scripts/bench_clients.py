@@ -35,10 +35,12 @@ from selfhost.check.bench import BenchConfig, run_point, point_metrics
 from selfhost.check.bench_math import Slo
 url, c, n, i, o = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 cfg = BenchConfig(url=url, api_key=None, model="fake", input_tokens=i, output_tokens=o, num_prompts=n)
-asyncio.run(run_point(BenchConfig(url=url, api_key=None, model="fake", input_tokens=i, output_tokens=o, num_prompts=c), concurrency=c))  # warm-up
+warm = BenchConfig(url=url, api_key=None, model="fake", input_tokens=i, output_tokens=o, num_prompts=c)
+asyncio.run(run_point(warm, concurrency=c))  # warm-up
 pm = point_metrics(asyncio.run(run_point(cfg, concurrency=c)), Slo())
-print(json.dumps({"tok_s": pm["output_tokens_per_s"], "failed": pm["failed"], "cpu_percent": pm["client"]["cpu_percent"],
-                  "us_per_token": pm["client"]["cpu_us_per_output_token"]}))
+client = pm["client"]
+print(json.dumps({"tok_s": pm["output_tokens_per_s"], "failed": pm["failed"], "cpu_percent": client["cpu_percent"],
+                  "us_per_token": client["cpu_us_per_output_token"]}))
 """
 
 

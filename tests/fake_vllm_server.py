@@ -247,7 +247,7 @@ def start_subprocess(port: int, *args: str, python: str | None = None, preexec_f
             return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"fake server exited with code {proc.returncode}")
+                raise RuntimeError(f"fake server exited with code {proc.returncode}") from None
             time.sleep(0.05)
     proc.terminate()
     raise RuntimeError("fake server did not start")

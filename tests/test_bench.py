@@ -4,6 +4,7 @@ respected, the JSON that `selfhost plan --calibration` reads, the chart, exit co
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def url():
 
 
 def cfg(url: str, **kw) -> BenchConfig:
-    base = dict(url=url, api_key=KEY, model="tiny", input_tokens=20, output_tokens=50, num_prompts=12)
+    base = {"url": url, "api_key": KEY, "model": "tiny", "input_tokens": 20, "output_tokens": 50, "num_prompts": 12}
     return BenchConfig(**{**base, **kw})
 
 
@@ -60,8 +61,8 @@ def test_request_rate_mode_uses_poisson_arrivals(url):
     run = asyncio.run(run_point(cfg(url, num_prompts=20), request_rate=100.0))
     assert all(r.ok for r in run.results)
     starts = sorted(r.start for r in run.results)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert len(set(round(g, 4) for g in gaps)) > 5  # random gaps, not a fixed interval
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len({round(g, 4) for g in gaps}) > 5  # random gaps, not a fixed interval
     assert time.monotonic() - t0 < 10
     assert point_metrics(run, Slo())["request_rate"] == 100.0
 

@@ -284,7 +284,7 @@ def test_plan_does_not_import_the_heavy_sdks(selfhost):
 
     code = (
         "import sys; from selfhost.cli import main\n"
-        "try:\n    main(" + repr(PLAN + ["--format", "json"]) + ")\nexcept SystemExit: pass\n"
+        "try:\n    main(" + repr([*PLAN, "--format", "json"]) + ")\nexcept SystemExit: pass\n"
         "heavy = [m for m in ('sky', 'pulumi', 'boto3', 'httpx', 'aiohttp', 'matplotlib', 'scipy', 'numpy') "
         "if m in sys.modules]\nprint('HEAVY', heavy, file=sys.stderr)"
     )

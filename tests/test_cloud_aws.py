@@ -75,7 +75,7 @@ def test_gpu_ami_from_your_own_parameter(moto_url):
 
 
 def test_missing_ami_parameter_is_one_clear_error(moto_url):
-    with pytest.raises(UserError, match="amazon-linux-2023.*does not exist in us-east-1"):
+    with pytest.raises(UserError, match=r"amazon-linux-2023.*does not exist in us-east-1"):
         aws.gpu_ami_id(REGION, "amazon-linux-2023", endpoint_url=moto_url)
     with pytest.raises(UserError, match="no GPU AMI parameter for OS 'windows'"):
         aws.gpu_ami_id(REGION, "windows", endpoint_url=moto_url)

@@ -94,7 +94,7 @@ def test_missing_vllm_venv_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_model_path_without_config_is_refused(tmp_path):
-    with pytest.raises(UserError, match="config.json"):
+    with pytest.raises(UserError, match=r"config\.json"):
         target.model_max_len(tmp_path)
 
 

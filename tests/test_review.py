@@ -12,11 +12,11 @@ from costing.spec import load_spec
 
 
 def _spec(**kw):
-    base = dict(
-        model="llama-3.1-8b",
-        target={"offer": "aws-g5.xlarge"},
-        workload={"requests_per_day": 10_000, "input_tokens": 1000, "output_tokens": 200},
-    )
+    base = {
+        "model": "llama-3.1-8b",
+        "target": {"offer": "aws-g5.xlarge"},
+        "workload": {"requests_per_day": 10_000, "input_tokens": 1000, "output_tokens": 200},
+    }
     for key, value in kw.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return load_spec(None, **base)

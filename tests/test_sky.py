@@ -598,5 +598,5 @@ def test_any_of_target_must_be_the_cheapest_candidate():
         target={"offer": "aws-g5.xlarge"},
         sky={"any_of": [{"cloud": "runpod", "gpu": "A40"}, {"cloud": "aws", "gpu": "A10G"}]},
     )
-    with pytest.raises(UserError, match="not the cheapest any_of candidate.*runpod-a40x1-secure"):
+    with pytest.raises(UserError, match=r"not the cheapest any_of candidate.*runpod-a40x1-secure"):
         sky.choices(s)

@@ -16,7 +16,9 @@ from costing.errors import UserError
 # (NVIDIA driver, Docker and the NVIDIA container toolkit installed; g5 and p4d supported).
 GPU_AMI_PARAMETERS = {
     "ubuntu-22.04": "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
-    "amazon-linux-2023": "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id",
+    "amazon-linux-2023": (
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+    ),
 }
 DEFAULT_AMI_OS = "ubuntu-22.04"
 

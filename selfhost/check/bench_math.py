@@ -82,9 +82,7 @@ def meets_slo(r: RequestResult, slo: Slo) -> bool:
         return False
     if slo.tpot_ms is not None and (r.tpot or 0.0) * 1000 > slo.tpot_ms:
         return False
-    if slo.e2el_ms is not None and r.latency * 1000 > slo.e2el_ms:
-        return False
-    return True
+    return not (slo.e2el_ms is not None and r.latency * 1000 > slo.e2el_ms)
 
 
 def metrics(results: Sequence[RequestResult], duration_s: float, slo: Slo = Slo()) -> dict:

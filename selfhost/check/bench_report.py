@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -144,8 +145,9 @@ def render_table(doc: dict) -> str:
             )
             row.append(f"{_f(err['output_tokens_per_s'])}% | {_f(err['tpot_ms'])}%" if err else "-")
         t.add_row(*row)
-    console = Console(width=220, record=True, file=open("/dev/null", "w"))
-    console.print(t)
+    with open(os.devnull, "w") as sink:
+        console = Console(width=220, record=True, file=sink)
+        console.print(t)
     lines = [ln.rstrip() for ln in console.export_text().strip("\n").splitlines()]
     for p in doc["points"]:
         for msg, n in p["errors"].items():

@@ -124,10 +124,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  TTFT p50/p90/p99  {p.ttft_p50_ms:,.1f} / {p.ttft_p90_ms:,.1f} / {p.ttft_p99_ms:,.1f} ms")
         typer.echo(f"  TPOT p50/p90/p99  {p.tpot_p50_ms:,.2f} / {p.tpot_p90_ms:,.2f} / {p.tpot_p99_ms:,.2f} ms")
         typer.echo("assumptions:")
-        for key, value in p.assumptions.items():
-            if isinstance(value, dict):  # fitted parameters: name -> {value, source}
-                value = ", ".join(f"{k}={v['value'] if isinstance(v, dict) else v}" for k, v in value.items())
-            typer.echo(f"  {key}: {value}")
+        for name, assumed in p.assumptions.items():
+            if isinstance(assumed, dict):  # fitted parameters: name -> {value, source}
+                assumed = ", ".join(f"{k}={v['value'] if isinstance(v, dict) else v}" for k, v in assumed.items())
+            typer.echo(f"  {name}: {assumed}")
 
     @app.command()
     def plan(

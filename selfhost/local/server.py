@@ -11,6 +11,7 @@ A state file (PID, URL, key, model) lets `selfhost down local` stop the server b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -290,10 +291,8 @@ def stop_pid(pid: int, grace_s: float = 30.0) -> bool:
             if not Path(f"/proc/{pid}").exists():
                 return True
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return True
 
 

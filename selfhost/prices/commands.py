@@ -73,10 +73,10 @@ def refresh(clouds: list[str], regions: list[str], offline: bool) -> int:
                 failed.append(cloud)
                 progress.console.print(f"error: {cloud}: {failure}", soft_wrap=True)
                 continue
-            except Exception as err:  # noqa: BLE001 - one cloud's surprise must not stop the others or show a traceback
+            except Exception as exc:  # noqa: BLE001 - one cloud's surprise must not stop the others or show a traceback
                 failed.append(cloud)
-                detail = " ".join(str(err).split())[:200]
-                progress.console.print(f"error: {cloud}: unexpected {type(err).__name__}: {detail}", soft_wrap=True)
+                detail = " ".join(str(exc).split())[:200]
+                progress.console.print(f"error: {cloud}: unexpected {type(exc).__name__}: {detail}", soft_wrap=True)
                 continue
             progress.update(task, completed=progress.tasks[task].total)
             rows += got

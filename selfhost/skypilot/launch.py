@@ -77,7 +77,7 @@ def validate_with_skypilot(text: str, service: bool) -> None:
         task = sky.Task.from_yaml_config(cfg, secrets_overrides=[(name, "placeholder") for name in render.SECRETS])
         if service:
             serve_utils.validate_service_task(task, pool=False)
-    except Exception as err:  # SkyPilot raises ValueError/jsonschema errors with its own message
+    except Exception as err:  # noqa: BLE001 - SkyPilot raises ValueError/jsonschema errors with its own message
         raise UserError(
             f"SkyPilot rejects the rendered YAML: {' '.join(str(err).split())}",
             "report this as a selfhost bug; re-render with `selfhost render sky`",

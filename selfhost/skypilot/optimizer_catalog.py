@@ -31,7 +31,7 @@ GPU_COLUMNS = [
     "Region",
     "AvailabilityZone",
 ]
-AWS_COLUMNS = GPU_COLUMNS + ["Arch"]
+AWS_COLUMNS = [*GPU_COLUMNS, "Arch"]
 GCP_COLUMNS = [
     "InstanceType",
     "vCPUs",

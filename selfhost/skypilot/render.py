@@ -187,7 +187,7 @@ def probe_timeout_s(fit: FitResult) -> int:
     flops = 2 * fit.model.params_b * 1e9 * fit.settings.max_num_batched_tokens
     compute = fit.precision.compute if fit.gpu.computes_natively(fit.precision) else "bf16"
     step_s = flops / (fit.total_gpus * fit.gpu.dense_tflops(compute) * 1e12 * PREFILL_MFU)
-    return max(MIN_PROBE_TIMEOUT_S, int(math.ceil(PROBE_QUEUE_STEPS * step_s)))
+    return max(MIN_PROBE_TIMEOUT_S, math.ceil(PROBE_QUEUE_STEPS * step_s))
 
 
 def replica_policy(choice: Choice, spot: bool) -> dict[str, Any]:

@@ -326,7 +326,8 @@ def _plan_stack(
     if spec.workload is None:
         raise UserError(
             "no workload in the stack config: the cost review needs it",
-            "pulumi config set requestsPerDay 3000; inputTokens 1000; outputTokens 250 (or a specFile with `workload:`)",
+            "pulumi config set requestsPerDay 3000; inputTokens 1000; outputTokens 250 "
+            "(or a specFile with `workload:`)",
         )
     review = cost_review(spec)
     if review.fit.nodes > 1:
@@ -346,7 +347,7 @@ def _plan_stack(
         image=str(config.get("image") or VLLM_IMAGE),
         readiness=Readiness.for_weights(settings.port, review.fit.weight_gib),
         labels=labels_for(name, spec, review),
-        storage_gb=int(math.ceil(review.storage_gb)),
+        storage_gb=math.ceil(review.storage_gb),
         allowed_cidrs=cidrs,
         secrets=secrets,
         secret_refs=refs,
