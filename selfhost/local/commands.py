@@ -46,6 +46,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
             raise UserError(f"unknown --format {fmt}", "use table or json")
         settings = _settings(spec)
         target.check_can_start(model_path, port or settings.port)
+        target.vllm_python()  # a missing vLLM environment is refused before anything starts
         if fmt == "table":
             print("starting vLLM on the CPU (ready in about 40 s)...", file=sys.stderr)
         try:
