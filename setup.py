@@ -27,6 +27,7 @@ class BuildPyWithBundled(build_py):
     def run(self) -> None:
         super().run()
         target = Path(self.build_lib) / "selfhost" / "_bundled"
+        shutil.rmtree(target, ignore_errors=True)  # no stale copy of a file since removed from the repo
         for folder, patterns in BUNDLED:
             for pattern in patterns:
                 for src in sorted((HERE / folder).glob(pattern)):

