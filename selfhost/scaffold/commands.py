@@ -35,6 +35,8 @@ def register(app: typer.Typer) -> None:
             f"{choice.spec['model']} {choice.spec['precision']} on {choice.offer_id} "
             f"({choice.spec['target']['pricing']}): projected ${choice.monthly_usd:,.2f}/month at the example workload"
         )
+        here = Path.cwd()
         for path in files:
-            print(f"  wrote {path.relative_to(directory.parent)}")
-        print(f"next: cd {directory.name} and follow README.md (start with `selfhost plan --spec selfhost.yaml`)")
+            print(f"  wrote {path.relative_to(here) if path.is_relative_to(here) else path}")
+        where = directory.relative_to(here) if directory.is_relative_to(here) else directory
+        print(f"next: cd {where}, then follow README.md (first: `selfhost plan --spec selfhost.yaml`)")
