@@ -127,7 +127,10 @@ def test_the_wheel_carries_data_stack_programs_and_examples(kit):
     # nothing with a generic top-level name lands in site-packages
     with zipfile.ZipFile(kit.wheel) as whl:
         tops = {n.split("/")[0] for n in whl.namelist()}
+        metadata = whl.read(f"selfhost-{VERSION}.dist-info/METADATA").decode()
     assert tops == {"costing", "selfhost", f"selfhost-{VERSION}.dist-info"}
+    # what the Pulumi projects `selfhost init` writes install (requirements.txt: selfhost[pulumi])
+    assert "Provides-Extra: pulumi" in metadata and "Requires-Dist: platformdirs" in metadata
 
 
 def test_plan_and_render_sky_run_from_another_folder(kit):
@@ -451,7 +454,8 @@ def test_vllm_environment_lookup_order(monkeypatch, tmp_path):
     [
         (["--cloud", "azure"], "unknown --cloud azure"),
         (["--ci", "gitlab"], "unknown --ci gitlab"),
-        (["--model", "llama-9"], "llama-9"),
+        (["--model", "llama-9"], "unknown model 'llama-9'"),
+        (["--precision", "fp4"], "fp4"),
         (["--cloud", "runpod", "--model", "llama-3.1-405b"], "no single machine of the runpod target"),
         (["--cloud", "aws", "--virtualenv", "/nonexistent/venv"], "--virtualenv /nonexistent/venv has no bin/python"),
     ],

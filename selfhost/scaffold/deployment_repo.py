@@ -80,9 +80,12 @@ def _offers(cloud: str, pricing: str) -> list:
 
 def choose(cloud: str, model: str, precision: str) -> Choice:
     """The cheapest offer on `cloud` that fits `model` at `precision` and meets the SLO, by the cost review."""
+    from costing.catalog import get_model, get_precision
     from costing.review import cost_review
     from costing.spec import spec_from_dict
 
+    get_model(model)  # unknown names: the catalog's refusal, with the choices
+    get_precision(precision)
     pricing = PRICING[cloud]
     best: Choice | None = None
     reasons: list[str] = []
@@ -97,9 +100,7 @@ def choose(cloud: str, model: str, precision: str) -> Choice:
         }
         try:
             review = cost_review(spec_from_dict(data))
-        except UserError as err:
-            if "model" in err.problem and "unknown" in err.problem:
-                raise
+        except UserError as err:  # does not fit, misses the SLO: the next offer
             reasons.append(err.problem)
             continue
         if best is None or review.monthly_usd < best.monthly_usd:
