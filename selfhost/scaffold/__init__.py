@@ -1,0 +1,1 @@
+"""`selfhost init`: a deployment folder for the user's own repository."""

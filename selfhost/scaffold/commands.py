@@ -1,0 +1,42 @@
+"""`selfhost init DIR` (issue 15)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add `init` to the top-level app."""
+
+    @app.command("init")
+    def init(
+        directory: Path = typer.Argument(..., help="the deployment folder to create (new, or without these files)"),
+        cloud: str = typer.Option("runpod", "--cloud", help="aws, gcp or runpod (a Pulumi project) or sky (SkyPilot)"),
+        model: str = typer.Option("llama-3.1-8b", "--model", help="a model of the catalog (`selfhost estimate`)"),
+        precision: str = typer.Option("bf16", "--precision", help="bf16, fp8, awq, ..."),
+        ci: str | None = typer.Option(None, "--ci", help="also write the kit's CI workflow: github"),
+        virtualenv: Path | None = typer.Option(
+            None,
+            "--virtualenv",
+            help="Pulumi runs the program in this existing environment (with selfhost[pulumi]) instead of "
+            "a venv/ that `pulumi install` makes from requirements.txt",
+        ),
+    ) -> None:
+        """Scaffold a deployment folder: the spec, the Pulumi project or the SkyPilot YAML, CI, a README."""
+        from selfhost.scaffold import deployment_repo
+
+        directory = directory.expanduser().absolute()
+        venv = virtualenv.expanduser().absolute() if virtualenv else None
+        files, choice = deployment_repo.files_for(directory, cloud, model, precision, ci, venv)
+        deployment_repo.write(files)
+        print(
+            f"{choice.spec['model']} {choice.spec['precision']} on {choice.offer_id} "
+            f"({choice.spec['target']['pricing']}): projected ${choice.monthly_usd:,.2f}/month at the example workload"
+        )
+        here = Path.cwd()
+        for path in files:
+            print(f"  wrote {path.relative_to(here) if path.is_relative_to(here) else path}")
+        where = directory.relative_to(here) if directory.is_relative_to(here) else directory
+        print(f"next: cd {where}, then follow README.md (first: `selfhost plan --spec selfhost.yaml`)")

@@ -1,0 +1,312 @@
+"""`selfhost init DIR`: a deployment folder for the user's own repository.
+
+What it writes (nothing is overwritten; every refusal comes before the first file):
+- `selfhost.yaml`: the deployment spec (examples/ style): `selfhost plan --spec selfhost.yaml` costs it;
+- for aws, gcp and runpod: the Pulumi project, the kit's stack program (`__main__.py`, as shipped),
+  `Pulumi.yaml` (its virtualenv made by `pulumi install` from requirements.txt, or one given) and
+  `Pulumi.dev.yaml` (the shipped example config, the machine set, everything else from the spec
+  through `specFile`, so the spec stays the one place for model, workload and budget);
+- for sky: `sky.yaml`, the SkyPilot task rendered from the spec (selfhost.skypilot.render);
+- with `--ci github`: the kit's GitHub workflow(s) under .github/workflows/;
+- README.md with the next commands.
+
+The machine is the cheapest offer on that cloud that fits the model and meets the spec's SLO (the cost
+review decides, as `selfhost compare` would); the budget is that projection with headroom, said so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from costing.errors import UserError
+from selfhost import bundled
+
+CLOUDS = ("aws", "gcp", "runpod", "sky")
+CI_PROVIDERS = ("github",)
+SPEC_FILE = "selfhost.yaml"
+SKY_FILE = "sky.yaml"
+# The example deployment's workload and SLO (examples/llama-3.1-8b-runpod-a40.yaml): a starting point.
+WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 2.0}
+SLO = {"p90_latency_s": 20}
+BUDGET_HEADROOM = 1.25  # budget = projection x this, rounded up to $50: `pulumi up` refuses above it
+# Pricing of each stack's example config (stacks/<cloud>/Pulumi.dev.yaml); SkyPilot tasks: on-demand.
+PRICING = {"aws": "spot", "gcp": "spot", "runpod": "on-demand", "sky": "on-demand"}
+# Stack config keys that pick the machine, from the chosen offer.
+MACHINE_KEYS = {
+    "aws": lambda offer: {"instanceType": offer.instance_type},
+    "gcp": lambda offer: {"machineType": offer.instance_type},
+    "runpod": lambda offer: {"gpuCount": str(offer.gpus), "cloudType": offer.id.rsplit("-", 1)[1].upper()},
+}
+# Stack config keys the spec carries instead (Pulumi.dev.yaml points at it with specFile).
+FROM_SPEC_KEYS = (
+    "specFile",
+    "model",
+    "precision",
+    "pricing",
+    "requestsPerDay",
+    "inputTokens",
+    "outputTokens",
+    "peakToMean",
+    "p90LatencyS",
+    "maxMonthlyUsd",
+)
+
+
+@dataclass(frozen=True)
+class Choice:
+    spec: dict[str, Any]
+    offer_id: str
+    offer: Any
+    monthly_usd: float
+
+
+def _offers(cloud: str, pricing: str) -> list:
+    from costing.catalog import offers_for
+    from selfhost.skypilot.render import sky_launchable
+
+    if cloud == "sky":
+        return [o for o in offers_for() if sky_launchable(o) and o.price(pricing)]
+    found = [o for o in offers_for(cloud=cloud) if o.price(pricing)]
+    if cloud == "runpod":  # the stack's example: SECURE cloud (the weights on a network volume)
+        found = [o for o in found if o.id.endswith("-secure")]
+    return found
+
+
+def choose(cloud: str, model: str, precision: str) -> Choice:
+    """The cheapest offer on `cloud` that fits `model` at `precision` and meets the SLO, by the cost review."""
+    from costing.catalog import get_model, get_precision
+    from costing.review import cost_review
+    from costing.spec import spec_from_dict
+
+    get_model(model)  # unknown names: the catalog's refusal, with the choices
+    get_precision(precision)
+    pricing = PRICING[cloud]
+    best: Choice | None = None
+    reasons: list[str] = []
+    for offer in _offers(cloud, pricing):
+        data = {
+            "name": f"{model}-{cloud}".replace(".", "-"),
+            "model": model,
+            "precision": precision,
+            "target": {"offer": offer.id, "pricing": pricing, "replicas": 1},
+            "workload": dict(WORKLOAD),
+            "slo": dict(SLO),
+        }
+        try:
+            review = cost_review(spec_from_dict(data))
+        except UserError as err:  # does not fit, misses the SLO: the next offer
+            reasons.append(err.problem)
+            continue
+        if best is None or review.monthly_usd < best.monthly_usd:
+            best = Choice(data, offer.id, offer, review.monthly_usd)
+    if best is None:
+        why = reasons[-1] if reasons else f"no {pricing} offer on {cloud}"
+        raise UserError(
+            f"no single machine of the {cloud} target serves {model} at {precision} ({why})",
+            "pass a smaller --model or --precision fp8/awq, or another --cloud",
+        )
+    budget = math.ceil(best.monthly_usd * BUDGET_HEADROOM / 50) * 50
+    best.spec["budget"] = {"max_monthly_usd": budget}
+    return best
+
+
+def _spec_text(choice: Choice, cloud: str) -> str:
+    head = [
+        f"# Deployment spec: {choice.spec['model']} {choice.spec['precision']} on {choice.offer_id} "
+        f"({choice.spec['target']['pricing']}), made by `selfhost init`.",
+        "# `selfhost plan --spec selfhost.yaml` costs it; "
+        + (
+            "`selfhost render sky` deploys it (sky.yaml)."
+            if cloud == "sky"
+            else "the Pulumi stack reads it (specFile)."
+        ),
+        f"# budget: the projection at init (${choice.monthly_usd:,.2f}/month) plus 25%: set your own.",
+        "# Edit the workload to your traffic: it decides the cost review and the break-even against the APIs.",
+    ]
+    return "\n".join(head) + "\n" + yaml.safe_dump(choice.spec, sort_keys=False)
+
+
+def _key_of(line: str, project: str) -> str | None:
+    m = re.match(rf"\s*#?\s*{re.escape(project)}:(\w+):", line)
+    return m.group(1) if m else None
+
+
+def stack_config_text(cloud: str, offer) -> str:
+    """The shipped Pulumi.dev.yaml: the machine from the offer, the spec's keys replaced by specFile."""
+    project = f"selfhost-{cloud}"
+    machine = MACHINE_KEYS[cloud](offer)
+    shipped = (bundled.stack_program(cloud) / "Pulumi.dev.yaml").read_text().splitlines()
+    out: list[str] = []
+    placed: set[str] = set()
+    for line in shipped:
+        key = _key_of(line, project)
+        if key in FROM_SPEC_KEYS:
+            if "specFile" not in placed:
+                indent = line[: len(line) - len(line.lstrip())]
+                out.append(
+                    f"{indent}{project}:specFile: {SPEC_FILE}   # model, precision, pricing, workload, SLO, budget"
+                )
+                placed.add("specFile")
+            continue
+        if key in machine and not line.lstrip().startswith("#"):
+            prefix = line[: line.index(f"{project}:{key}:") + len(f"{project}:{key}:")]
+            comment = line.split("#", 1)[1] if "#" in line else ""
+            out.append(f"{prefix} {_yaml_scalar(machine[key])}" + (f"   #{comment}" if comment else ""))
+            placed.add(key)
+            continue
+        out.append(line)
+    missing = [k for k in ("specFile", *machine) if k not in placed]
+    if missing:
+        raise UserError(
+            f"the {cloud} stack's Pulumi.dev.yaml shipped with this selfhost has no {', '.join(missing)} key",
+            "report it as a selfhost bug (selfhost init copies that file)",
+        )
+    return "\n".join(out) + "\n"
+
+
+def _yaml_scalar(value: str) -> str:
+    return f'"{value}"' if value.isdigit() else value
+
+
+def pulumi_yaml_text(cloud: str, virtualenv: Path | None) -> str:
+    """The shipped Pulumi.yaml with a virtualenv that works outside this repository."""
+    out = []
+    for line in (bundled.stack_program(cloud) / "Pulumi.yaml").read_text().splitlines():
+        stripped = line.lstrip()
+        indent = line[: len(line) - len(stripped)]
+        if stripped.startswith("#") and ("virtualenv" in stripped or "make venv" in stripped):
+            continue
+        if stripped.startswith("virtualenv:"):
+            if virtualenv is None:
+                out.append(f"{indent}# `pulumi install` creates it and installs requirements.txt (selfhost[pulumi])")
+                out.append(f"{indent}virtualenv: venv")
+            else:
+                out.append(f"{indent}# an existing environment with selfhost[pulumi] installed")
+                out.append(f"{indent}virtualenv: {virtualenv}")
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def requirements_text() -> str:
+    from selfhost.versions import kit_version
+
+    version = kit_version()
+    pin = f"=={version}" if version[0].isdigit() else ""
+    return f"selfhost[pulumi]{pin}\n"
+
+
+def readme_text(directory: Path, cloud: str, choice: Choice, ci: list[str]) -> str:
+    name = directory.name
+    lines = [
+        f"# {name}: {choice.spec['model']} on {cloud}",
+        "",
+        f"Made by `selfhost init`: {choice.spec['model']} {choice.spec['precision']} on {choice.offer_id} "
+        f"({choice.spec['target']['pricing']}), projected ${choice.monthly_usd:,.2f}/month at the example workload.",
+        "",
+        "Cost review (edit `selfhost.yaml` first: the workload is an example):",
+        "",
+        "    selfhost plan --spec selfhost.yaml",
+        "",
+    ]
+    if cloud == "sky":
+        lines += [
+            "Deploy with SkyPilot (`pipx install 'selfhost[sky]'` or `pip install 'selfhost[sky]'`):",
+            "",
+            "    selfhost render sky --spec selfhost.yaml --out sky.yaml   # again after each edit of the spec",
+            "    export HF_TOKEN=hf_... VLLM_API_KEY=$(openssl rand -hex 24)",
+            "    selfhost launch sky sky.yaml   # the cost review first; refuses above the spec's budget",
+        ]
+    else:
+        secrets = [
+            '    pulumi config set --secret apiKey "$(openssl rand -hex 24)"',
+            "    pulumi config set --secret hfToken hf_...",
+        ]
+        extra = {
+            "aws": [
+                "    pulumi config set aws:region us-east-1",
+                "    pulumi config set --path 'allowedCidrs[0]' 203.0.113.7/32   # who may call the API",
+            ],
+            "gcp": [
+                "    pulumi config set gcp:project YOUR-PROJECT",
+                "    pulumi config set --path 'allowedCidrs[0]' 203.0.113.7/32   # who may call the API",
+            ],
+            "runpod": ["    pulumi config set --secret runpod:token YOUR-RUNPOD-API-KEY"],
+        }[cloud]
+        lines += [
+            "Deploy with Pulumi (the program is the kit's stack; `Pulumi.dev.yaml` picks the machine):",
+            "",
+            "    pulumi install          # venv/ with requirements.txt (selfhost[pulumi])",
+            "    pulumi stack init dev   # uses Pulumi.dev.yaml",
+            *extra,
+            *secrets,
+            "    pulumi preview && pulumi up   # refuses above the spec's budget",
+            '    selfhost smoke "$(pulumi stack output endpointUrl)" --api-key "$(pulumi config get apiKey)"',
+        ]
+    if ci:
+        lines += ["", "CI: " + ", ".join(ci) + " (see the comments at the top of each workflow)."]
+    lines += [
+        "",
+        "Try the same vLLM command line on this machine's CPU first: `selfhost local install`, then",
+        "`selfhost up local --spec selfhost.yaml`, `selfhost smoke ...`, `selfhost down local`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def files_for(
+    directory: Path,
+    cloud: str,
+    model: str,
+    precision: str,
+    ci: str | None,
+    virtualenv: Path | None,
+) -> tuple[dict[Path, str], Choice]:
+    """Every file `selfhost init` writes, with its text; refusals (UserError) before anything is written."""
+    if cloud not in CLOUDS:
+        raise UserError(f"unknown --cloud {cloud}", f"use one of {', '.join(CLOUDS)}")
+    if ci is not None and ci not in CI_PROVIDERS:
+        raise UserError(f"unknown --ci {ci}", f"use one of {', '.join(CI_PROVIDERS)}")
+    workflows = bundled.ci_workflows(ci) if ci else []
+    if ci and not workflows:
+        raise UserError(
+            f"this selfhost ships no {ci} workflow (examples/ci/{ci}/*.yml is missing from the package)",
+            "drop --ci, or upgrade to a selfhost that ships the workflow",
+        )
+    if virtualenv is not None and not (virtualenv / "bin" / "python").exists():
+        raise UserError(f"--virtualenv {virtualenv} has no bin/python", "give a virtualenv with selfhost[pulumi]")
+    choice = choose(cloud, model, precision)
+    files: dict[Path, str] = {directory / SPEC_FILE: _spec_text(choice, cloud)}
+    if cloud == "sky":
+        from costing.spec import spec_from_dict
+        from selfhost.skypilot.render import render_yaml
+
+        files[directory / SKY_FILE] = render_yaml(spec_from_dict(choice.spec), source=SPEC_FILE)
+    else:
+        program = bundled.stack_program(cloud)
+        files[directory / "Pulumi.yaml"] = pulumi_yaml_text(cloud, virtualenv)
+        files[directory / "Pulumi.dev.yaml"] = stack_config_text(cloud, choice.offer)
+        files[directory / "__main__.py"] = (program / "__main__.py").read_text()
+        files[directory / "requirements.txt"] = requirements_text()
+        files[directory / ".gitignore"] = "venv/\n__pycache__/\n"
+    for wf in workflows:
+        files[directory / ".github" / "workflows" / wf.name] = wf.read_text()
+    files[directory / "README.md"] = readme_text(directory, cloud, choice, [w.name for w in workflows])
+    return files, choice
+
+
+def write(files: dict[Path, str]) -> None:
+    """Write them all, or nothing when one already exists."""
+    existing = [p for p in files if p.exists()]
+    if existing:
+        raise UserError(
+            f"{existing[0]} already exists (selfhost init never overwrites)", "choose a new or empty folder"
+        )
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
