@@ -137,6 +137,8 @@ def step_parts(
     engines); a token crosses every stage in turn, so the step a sequence sees is the sum of its
     stages' times plus a hop between nodes per stage boundary, while the other stages work on the
     other micro-batches (throughput = batch / step)."""
+    if engine not in ENGINES:  # an unknown name must not silently get another engine's overhead
+        raise ValueError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
     pp, tp = hw.pp, hw.tp
     micro = float(min(pp, max(1.0, math.ceil(batch)))) if batch > 0 else 1.0
     b, pf = batch / micro, prefill_tokens / micro  # one micro-batch, as one stage sees it

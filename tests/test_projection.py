@@ -270,3 +270,11 @@ def test_the_deployed_engine_is_vllm_v1_with_its_own_step_overhead():
     p = load_params()
     assert v0.tpot_ms - v1.tpot_ms == pytest.approx(p.step_overhead_ms - p.v1_step_overhead_ms, rel=1e-6)
     assert v1.assumptions["engine"] == "vllm" and "V0" in p.source_of("v1_step_overhead_ms")
+
+
+def test_an_unknown_engine_is_refused_not_given_another_engines_overhead():
+    fit = fit_check(FitRequest(model="llama-3.1-8b", precision="bf16", gpu="A40", gpus=1))
+    for engine in ("vllm", "vllm-v0", "trtllm"):
+        assert project(fit, 500, 250, 4, engine=engine).tpot_ms > 0
+    with pytest.raises(ValueError, match="unknown engine 'vLLM'"):
+        project(fit, 500, 250, 4, engine="vLLM")
