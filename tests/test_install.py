@@ -199,7 +199,8 @@ import base64, json, os, runpy, sys
 from pathlib import Path
 import pulumi, yaml
 import costing, selfhost
-from stack_mocks import Recorder, ensure_event_loop, plain
+from stack_mocks import Recorder, plain
+from selfhost.stack.preview import run_program
 
 folder, cloud = Path(sys.argv[1]), sys.argv[2]
 os.chdir(folder)
@@ -207,16 +208,8 @@ project = f"selfhost-{cloud}"
 raw = yaml.safe_load(Path("Pulumi.dev.yaml").read_text())["config"]
 config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 secrets = {f"{project}:apiKey": "sk-example", f"{project}:hfToken": "hf_example"}
-ensure_event_loop()
 mocks = Recorder()
-pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False)
-pulumi.runtime.set_all_config({**config, **secrets}, list(secrets))
-
-@pulumi.runtime.test
-def program():
-    runpy.run_path(str(folder / "__main__.py"), run_name="__main__")
-
-program()
+run_program(folder / "__main__.py", project, {**config, **secrets}, list(secrets), mocks)
 
 def texts(value):
     # every string in the inputs, base64 user-data decoded (the AWS boot script)
