@@ -46,7 +46,8 @@ def dated_prices(rv: CostReview) -> list[tuple[str, str | None, str]]:
         from costing.catalog import cloud_info
 
         cloud = cloud_info(offer.cloud)
-        out.append((f"{offer.cloud} storage", str(cloud.get("as_of")), str(cloud.get("storage_source"))))
+        stored = cloud.get("storage_as_of") or cloud.get("as_of")
+        out.append((f"{offer.cloud} storage", str(stored), str(cloud.get("storage_source"))))
     for b in rv.breakeven:
         out.append((b.api.label, b.api.as_of, b.api.source))
     return out

@@ -77,6 +77,15 @@ def test_apis_include_the_closed_models_for_every_llama():
     assert any(a.provider == "azure" and a.input == 2.68 and a.output == 3.54 for a in apis_for("llama-3.1-70b"))
 
 
+def test_every_llama_has_an_open_model_api_and_70b_compares_with_deepinfra():
+    # Dropping retired APIs (Fireworks' Llama 3.x, Groq's 3.2 previews) left each model an open-weights API.
+    for model in catalog().models:
+        assert [a for a in apis_for(model) if not a.closed], model
+    labels = {a.label for a in apis_for("llama-3.3-70b")}
+    assert "deepinfra/Llama-3.3-70B-Instruct-Turbo" in labels
+    assert not [a for a in catalog().apis if a.provider == "fireworks"]
+
+
 def test_every_offer_is_priced_in_its_default_region_and_every_price_is_dated():
     for offer in catalog().offers.values():
         assert offer.region in offer.regions, offer.id

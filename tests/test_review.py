@@ -31,7 +31,7 @@ def test_review_numbers_hang_together():
     assert rv.usd_per_million_output_tokens == pytest.approx(rv.monthly_usd / out_tokens * 1e6)
     assert rv.usd_per_million_output_tokens_full_load < rv.usd_per_million_output_tokens
     assert rv.full_load.output_tokens_per_s >= rv.projection.output_tokens_per_s * 0.999
-    assert {b.api.provider for b in rv.breakeven} >= {"groq", "together", "fireworks", "bedrock", "azure", "openai"}
+    assert {b.api.provider for b in rv.breakeven} >= {"groq", "together", "bedrock", "azure", "openai"}
 
 
 def test_the_slo_bounds_the_concurrency_and_adds_replicas():
