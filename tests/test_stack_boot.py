@@ -88,3 +88,31 @@ def test_systemd_quoting_round_trips(arg):
     quoted = systemd_arg(arg)
     assert "$" not in quoted.replace("$$", "") and "%" not in quoted.replace("%%", "")
     assert exec_start_argv(f"ExecStart=/usr/bin/docker run {quoted}\n")[2] == arg
+
+
+def ready_script(script: str, env_file: str, base_url: str) -> str:
+    body = re.search(rf"cat > /opt/selfhost/ready.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
+    return body.replace(SECRETS_FILE, env_file).replace("http://127.0.0.1:8000", base_url)
+
+
+@pytest.mark.parametrize(
+    "env_line, ok",
+    [("VLLM_API_KEY=sk-ready=1", True), ("VLLM_API_KEY=sk-wrong", False), ("HF_TOKEN=only", False)],
+    ids=["right-key", "wrong-key", "no-key"],
+)
+def test_readiness_probe_is_an_authenticated_completion(plan, tmp_path, env_line, ok):
+    """The AWS readiness gate and watchdog run ready.sh: run for real in bash against the local stand-in
+    (auth on every route but /health, like the kit's layer), it passes only with the right key."""
+    from conftest import stand_in_server
+
+    script = aws.user_data(plan, {"apiKey": "arn:aws:ssm:us-east-1:1:parameter/k", "hfToken": "arn:aws:ssm:x"}, "r")
+    assert "vllm-watchdog.service" in script and "selfhost-ready.service" in script
+    assert "--lifecycle-hook-name selfhost-ready --lifecycle-action-result CONTINUE" in script
+    env_file = tmp_path / "vllm.env"
+    env_file.write_text(env_line + "\nHF_TOKEN=hf_x\n")
+    with stand_in_server("--api-key", "sk-ready=1", "--model", plan.fit.settings.served_model_name) as url:
+        path = tmp_path / "ready.sh"
+        path.write_text(ready_script(script, str(env_file), url))
+        done = subprocess.run(["bash", str(path)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode == 0) is ok, done.stderr
+    assert "sk-ready" not in script

@@ -49,9 +49,9 @@ def test_aws_iam_conditions_and_tags_are_scoped_by_project_and_stack():
         conditions = [s["Condition"]["StringEquals"] for s in statements if "Condition" in s]
         assert conditions and all(list(c.values()) == [scope] for c in conditions)
         # the resources the conditions match carry that exact tag value
-        eip_tags = mocks.one("aws:ec2/eip:Eip")["tags"]
+        lb_tags = mocks.one("aws:lb/loadBalancer:LoadBalancer")["tags"]
         group_tags = {t["key"]: t["value"] for t in mocks.one("aws:autoscaling/group:Group")["tags"]}
-        assert eip_tags[aws_config.STACK_TAG] == group_tags[aws_config.STACK_TAG] == scope
+        assert lb_tags[aws_config.STACK_TAG] == group_tags[aws_config.STACK_TAG] == scope
         prefixes = {s["namePrefix"] for s in mocks.of_type("aws:secretsmanager/secret:Secret")}
         assert all(f"/{stack_name}/" in prefix for prefix in prefixes)
         assert out["stackScope"] == scope
@@ -148,7 +148,7 @@ def test_serving_port_rules(port, tls, ok):
         ("aws", {"region": "us-east-1'; id; '"}, "region"),
         ("aws", {"allowPlainHttp": None}, "plain HTTP"),
         ("gcp", {"allowPlainHttp": "false"}, "plain HTTP"),
-        ("aws", {"domain": "api.example.com"}, "ACME certificate needs port 443"),
+        ("gcp", {"domain": "api.example.com"}, "ACME certificate needs port 443"),
         ("aws", {"domain": "not a domain", "allowedCidrs": ["0.0.0.0/0"]}, "not a DNS name"),
         ("gcp", {"subnetCidr": "8.8.8.0/24"}, "private IPv4"),
     ],
@@ -162,7 +162,33 @@ def test_bad_config_is_one_line_and_nothing_declared(cloud, change, words):
     assert mocks.resources == [] and mocks.calls == []
 
 
-@pytest.mark.parametrize("cloud", ["aws", "gcp"])
+def test_aws_domain_is_https_on_the_load_balancer_with_a_dns_validated_certificate():
+    """ACM validates by a DNS record, so allowedCidrs may stay narrow; no proxy runs on the instances."""
+    config = {k: v for k, v in {**AWS, "domain": "API.Example.com", "allowPlainHttp": None}.items() if v is not None}
+    mocks, out = stack("aws", config)
+    cert = mocks.one("aws:acm/certificate:Certificate")
+    assert cert["domainName"] == "api.example.com" and cert["validationMethod"] == "DNS"
+    assert mocks.one("aws:acm/certificateValidation:CertificateValidation")["certificateArn"].endswith(
+        "certificate/selfhost-aws-cert"
+    )
+    listener = mocks.one("aws:lb/listener:Listener")
+    assert (listener["port"], listener["protocol"]) == (443, "HTTPS")
+    assert listener["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    assert listener["certificateArn"].endswith("certificate/selfhost-aws-cert")
+    lb_sg = mocks.of_type("aws:ec2/securityGroup:SecurityGroup")[0]
+    assert [(r["fromPort"], r["cidrBlocks"]) for r in lb_sg["ingress"]] == [(443, ["203.0.113.0/24"])]
+    script = aws_user_data(mocks)
+    assert CADDY_IMAGE not in script and TLS_UNIT not in script
+    argv = exec_start_argv(script)
+    assert (
+        argv[argv.index("-p") + 1] == "8000:8000"
+    )  # the load balancer reaches vLLM; its security group admits only it
+    assert out["endpointUrl"] == "https://api.example.com" and out["transport"].startswith("https")
+    assert out["dnsRecord"].startswith("api.example.com CNAME ")
+    assert out["certificateValidation"] == ["_x1.api.example.com. CNAME _x2.acm-validations.aws."]
+
+
+@pytest.mark.parametrize("cloud", ["gcp"])
 def test_a_domain_gets_https_through_caddy_and_vllm_stays_on_loopback(cloud):
     base = AWS if cloud == "aws" else {**GCP, "pricing": "on-demand"}
     config = {**base, "domain": "API.Example.com", "allowedCidrs": ["0.0.0.0/0"], "allowPlainHttp": None}
@@ -194,8 +220,8 @@ def test_no_ssh_and_nothing_but_the_api_port_is_opened():
     for rule in mocks.of_type("gcp:compute/firewall:Firewall"):
         assert all("22" not in a["ports"] for a in rule["allows"])
     mocks, _ = stack("aws", AWS)
-    ingress = mocks.one("aws:ec2/securityGroup:SecurityGroup")["ingress"]
-    assert [(r["fromPort"], r["toPort"]) for r in ingress] == [(8000, 8000)]
+    ingress = [r for g in mocks.of_type("aws:ec2/securityGroup:SecurityGroup") for r in g["ingress"]]
+    assert [(r["fromPort"], r["toPort"]) for r in ingress] == [(8000, 8000)] * 2
 
 
 def test_gcp_spot_with_a_domain_probes_vllm_from_googles_checkers_only():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 
+from costing.vllm_args import API_KEY_ENV
 from selfhost import auth_install
 from selfhost.stack.checks import check_script_values
 from selfhost.stack.plan import StackPlan
@@ -19,6 +20,7 @@ HF_CACHE = "/var/lib/selfhost/hf"
 CADDY_IMAGE = "caddy:2.8"  # TLS in front of vLLM: an ACME certificate for the stack's domain
 CADDY_DATA = "/var/lib/selfhost/caddy"  # keeps the certificate across restarts (no re-issue per boot)
 TLS_UNIT = "selfhost-tls.service"
+GATE_UNIT = "selfhost-ready.service"
 DELIM = "SELFHOST_EOF"  # heredoc delimiter; no rendered value may hold a line break, so none can end it
 
 
@@ -122,6 +124,55 @@ WantedBy=multi-user.target
 """
 
 
+def ready_script(plan: StackPlan) -> str:
+    """/opt/selfhost/ready.sh: exit 0 only when this machine's vLLM answers a 1-token authenticated completion.
+
+    vLLM's /health answers while a wedged engine cannot generate; this probe generates. The key is read
+    from the root-only env file and handed to curl as a header file (process substitution), never in argv."""
+    import json
+
+    r = plan.readiness
+    body = json.dumps({"model": plan.fit.settings.served_model_name, "prompt": "ping", "max_tokens": 1})
+    url = f"http://127.0.0.1:{int(r.port)}/v1/completions"
+    return f"""#!/bin/bash
+# Ready: a 1-token completion with the API key, answered by the vLLM on this machine.
+set -euo pipefail
+key=$(awk -v name={API_KEY_ENV} 'index($0, name "=") == 1 {{ print substr($0, length(name) + 2) }}' {SECRETS_FILE})
+[ -n "$key" ]
+curl -fsS -m {int(r.timeout_s) * 3} -o /dev/null -H @<(printf 'Authorization: Bearer %s\\n' "$key") \\
+  -H 'Content-Type: application/json' -d {shlex.quote(body)} {shlex.quote(url)}
+"""
+
+
+def gate_unit(plan: StackPlan, action: str) -> str:
+    """A oneshot unit: wait (up to the readiness allowance) until ready.sh passes, then run `action`
+    (e.g. complete the group's launch lifecycle hook, so the machine joins the load balancer only now)."""
+    r = plan.readiness
+    return f"""cat > /opt/selfhost/gate.sh <<'{DELIM}'
+#!/bin/bash
+# Readiness gate: nothing routes to this machine before it has served one authenticated completion.
+deadline=$(( $(date +%s) + {int(r.initial_delay_s)} ))
+until /opt/selfhost/ready.sh; do
+  [ "$(date +%s)" -lt "$deadline" ] || {{ echo "selfhost: not ready after {int(r.initial_delay_s)} s" >&2; exit 1; }}
+  sleep 10
+done
+{action}
+{DELIM}
+chmod 700 /opt/selfhost/gate.sh
+cat > /etc/systemd/system/{GATE_UNIT} <<'{DELIM}'
+[Unit]
+Description=selfhost: let this machine join the load balancer once vLLM serves
+After={UNIT}
+[Service]
+Type=oneshot
+TimeoutStartSec=0
+ExecStart=/opt/selfhost/gate.sh
+[Install]
+WantedBy=multi-user.target
+{DELIM}
+"""
+
+
 def fetch_line(env: str, cmd: str) -> str:
     """Fetch one secret into the env file. An assignment (unlike a printf argument) fails under `set -e`,
     and an empty value is refused: vLLM must never start without its API key.
@@ -142,16 +193,31 @@ def boot_script(
     *,
     prelude: str = "",
     watchdog_action: str | None = None,
+    ready_action: str | None = None,
     container_env: Mapping[str, str] | None = None,
     container_mounts: Sequence[tuple[str, str]] = (),
     loopback_only: bool | None = None,
+    tls_proxy: bool = True,
 ) -> str:
     """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value.
 
+    `tls_proxy`: run Caddy for `domain` on the VM (False where the cloud's load balancer holds the
+    certificate). `watchdog_action` runs after the readiness probe (ready.sh: a 1-token authenticated completion) fails
+    three times in a row; `ready_action` runs once, the first time the probe passes (the readiness gate).
+
     Every value is checked for line breaks (none can end a heredoc) and quoted for the shell or systemd."""
+    if not tls_proxy and loopback_only is None:
+        loopback_only = False  # the cloud's load balancer terminates TLS and must reach vLLM
     run = docker_run(plan, env=container_env, mounts=container_mounts, loopback_only=loopback_only)
     check_script_values({f"container argument {i}": a for i, a in enumerate(run)})
-    check_script_values({**fetch, "prelude": prelude.replace("\n", " "), "watchdog": watchdog_action or ""})
+    check_script_values(
+        {
+            **fetch,
+            "prelude": prelude.replace("\n", " "),
+            "watchdog": watchdog_action or "",
+            "ready": ready_action or "",
+        }
+    )
     fetch_lines = "\n".join(fetch_line(env, cmd) for env, cmd in fetch.items())
     fit = plan.fit
     headline = (
@@ -159,21 +225,33 @@ def boot_script(
     )
     check_script_values({"headline": headline})
     units = " ".join(
-        [UNIT, *(["vllm-watchdog.service"] if watchdog_action else []), *([TLS_UNIT] if plan.domain else [])]
+        [
+            UNIT,
+            *(["vllm-watchdog.service"] if watchdog_action else []),
+            *([GATE_UNIT] if ready_action else []),
+            *([TLS_UNIT] if plan.domain and tls_proxy else []),
+        ]
     )
     exec_start = " ".join(systemd_arg(a) for a in run)
     r = plan.readiness
     watchdog = ""
-    probe = shlex.quote(f"http://127.0.0.1:{int(r.port)}{r.path}")
+    probes = ""
+    if watchdog_action or ready_action:
+        probes = f"""cat > /opt/selfhost/ready.sh <<'{DELIM}'
+{ready_script(plan).rstrip()}
+{DELIM}
+chmod 700 /opt/selfhost/ready.sh
+{gate_unit(plan, ready_action) if ready_action else ""}"""
     if watchdog_action:
         watchdog = f"""
 cat > /opt/selfhost/watchdog.sh <<'{DELIM}'
 #!/bin/bash
-# Readiness: GET {r.path} on port {r.port}; after {r.failure_threshold} failures in a row the machine is replaced.
+# Liveness: a 1-token authenticated completion on port {r.port}; after {r.failure_threshold} failures in a row
+# the machine is replaced.
 sleep {int(r.initial_delay_s)}
 failures=0
 while true; do
-  if curl -fsS -m {int(r.timeout_s)} -o /dev/null {probe}; then failures=0; else failures=$((failures+1)); fi
+  if /opt/selfhost/ready.sh; then failures=0; else failures=$((failures+1)); fi
   if [ "$failures" -ge {int(r.failure_threshold)} ]; then {watchdog_action}; failures=0; fi
   sleep {int(r.period_s)}
 done
@@ -226,7 +304,7 @@ ExecStop=/usr/bin/docker stop -t 30 vllm
 [Install]
 WantedBy=multi-user.target
 {DELIM}
-{watchdog}{tls_unit(plan)}
+{probes}{watchdog}{tls_unit(plan) if tls_proxy else ""}
 systemctl daemon-reload
 systemctl enable --now {units}
 """
