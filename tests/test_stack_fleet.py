@@ -9,7 +9,7 @@ import pytest
 from stack_mocks import refused, stack
 
 from costing.errors import UserError
-from selfhost.stack import aws_config
+from selfhost.stack import aws_config, gcp_config
 
 COMMON = {
     "model": "llama-3.1-8b",
@@ -22,7 +22,10 @@ COMMON = {
     "allowPlainHttp": "true",
 }
 AWS = {**COMMON, "instanceType": "g5.xlarge"}
+GCP = {**COMMON, "machineType": "g2-standard-8"}
 ASG = "aws:autoscaling/group:Group"
+MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+SCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
 
 
 def workload_for(plan_fn, config: dict, replicas: int) -> dict:
@@ -101,3 +104,57 @@ def test_aws_fewer_than_two_zones_is_refused_with_nothing_declared():
     mocks, err = refused("aws", {**AWS, "requestsPerDay": "3000", "subnetIds": ["subnet-0a", "subnet-1a"]})
     assert isinstance(err, UserError) and "span 1 availability zone(s) (us-east-1a)" in str(err)
     assert mocks.resources == []
+
+
+def gcp_fleet(mocks) -> dict[str, tuple[int, int, bool, dict]]:
+    """label -> (min, max, spot, autoscaling policy) per group, from what the stack declared."""
+    spot = {
+        n.rsplit("-", 1)[-1]: i["scheduling"]["provisioningModel"] == "SPOT"
+        for t, n, i in mocks.resources
+        if t == "gcp:compute/instanceTemplate:InstanceTemplate"
+    }
+    out = {}
+    for t, name, inputs in mocks.resources:
+        if t == SCALER:
+            label = name.rsplit("-", 1)[-1]
+            policy = inputs["autoscalingPolicy"]
+            out[label] = (policy["minReplicas"], policy["maxReplicas"], spot[label], policy)
+    return out
+
+
+@pytest.mark.parametrize("replicas, pricing", [(1, "on-demand"), (3, "spot"), (10, "spot")])
+def test_gcp_groups_hold_the_fleet_the_review_sized(replicas, pricing):
+    config = workload_for(gcp_config.plan, {**GCP, "pricing": pricing}, replicas)
+    plan = gcp_config.plan(config)
+    fleet = plan.fleet
+    assert fleet.max_replicas == replicas
+    mocks, out = stack("gcp", config)
+    groups = gcp_fleet(mocks)
+    assert sum(low for low, _, _, _ in groups.values()) == fleet.min_replicas
+    assert sum(high for _, high, _, _ in groups.values()) == fleet.max_replicas
+    on_demand = sum(high for _, high, spot, _ in groups.values() if not spot)
+    if pricing == "spot":
+        assert on_demand == fleet.base_ondemand_replicas == 1 and groups["spot"][2] is True
+    else:
+        assert on_demand == fleet.max_replicas and set(groups) == {"standard"}
+    for low, high, _, policy in groups.values():
+        if high > low:  # scales on the load balancer's utilisation at the review's target
+            assert policy["loadBalancingUtilization"]["target"] == plan.spec.target_utilization
+    for group in mocks.of_type(MIG):
+        assert len(group["distributionPolicyZones"]) >= 2
+        assert group["autoHealingPolicies"]["initialDelaySec"] >= gcp_config.DRIVER_WAIT_S
+    backend = mocks.one("gcp:compute/backendService:BackendService")
+    assert len(backend["backends"]) == len(groups)
+    assert mocks.one("gcp:compute/globalForwardingRule:GlobalForwardingRule")["target"]
+    assert out["minReplicas"] == fleet.min_replicas and out["maxReplicas"] == fleet.max_replicas
+
+
+def test_gcp_issue_workload_200k_a_day_spot_across_zones_with_standard_fallback():
+    """The issue's done-when: 200,000 requests/day on g2-standard-8, peak x2."""
+    config = {**GCP, "pricing": "spot", "requestsPerDay": "200000"}
+    fleet = gcp_config.plan(config).fleet
+    mocks, out = stack("gcp", config)
+    groups = gcp_fleet(mocks)
+    assert fleet.max_replicas >= 3 and sum(high for _, high, _, _ in groups.values()) == fleet.max_replicas
+    assert groups["standard"][:3] == (1, 1, False) and groups["spot"][2] is True
+    assert len(out["zones"]) >= 2

@@ -16,7 +16,7 @@ import pulumi
 
 from selfhost.stack.plan import COMMON_KEYS, SECRET_KEYS, StackPlan
 
-LIST_KEYS = ("allowedCidrs", "subnetIds")
+LIST_KEYS = ("allowedCidrs", "subnetIds", "zones")
 
 
 def config_from_pulumi(keys: Iterable[str], secret_keys: Iterable[str] = SECRET_KEYS) -> dict[str, Any]:

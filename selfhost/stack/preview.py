@@ -101,6 +101,13 @@ class PlaceholderMocks(pulumi.runtime.Mocks):
             },
             "gcp:compute/instance:Instance": {"instanceId": "1234567890"},
             "gcp:compute/instanceGroupManager:InstanceGroupManager": {"name": args.name},
+            "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": {
+                "instanceGroup": f"projects/p/regions/r/instanceGroups/{args.inputs.get('name')}"
+            },
+            "gcp:compute/globalAddress:GlobalAddress": {"address": GCP_IP},
+            "gcp:compute/securityPolicy:SecurityPolicy": {
+                "selfLink": f"projects/p/global/securityPolicies/{args.inputs.get('name')}"
+            },
             "gcp:compute/network:Network": {"selfLink": f"projects/p/global/networks/{args.inputs.get('name')}"},
             "gcp:compute/subnetwork:Subnetwork": {
                 "selfLink": f"projects/p/regions/r/subnetworks/{args.inputs.get('name')}"
@@ -126,6 +133,9 @@ class PlaceholderMocks(pulumi.runtime.Mocks):
             return {"id": args.args.get("id") or "vpc-0default", "cidrBlock": "172.31.0.0/16", "default": True}
         if args.token == "aws:ec2/getSubnets:getSubnets":
             return {"id": "us-east-1", "ids": ["subnet-0a", "subnet-0b", "subnet-0c"]}
+        if args.token == "gcp:compute/getZones:getZones":
+            region = args.args.get("region") or "us-central1"
+            return {"id": region, "names": [f"{region}-{z}" for z in ("a", "b", "c", "f")]}
         if args.token == "gcp:organizations/getProject:getProject":
             return {"projectId": "my-project", "number": "123456789012", "name": "my-project"}
         if args.token == "aws:ec2/getSubnet:getSubnet":  # the zone is the id's last letter: subnet-0a -> us-east-1a
