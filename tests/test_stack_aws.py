@@ -93,6 +93,14 @@ def test_spot_group_runs_the_costed_container_securely():
     assert ":targetgroup/selfhost-aws-tg/" in arn
     assert mocks.of_type("aws:ec2/capacityReservation:CapacityReservation") == []
     assert mocks.of_type("aws:ec2/eip:Eip") == []
+    # the weights mirror: private, KMS-encrypted, TLS only; the role reads and fills this bucket only
+    assert script.count("/opt/selfhost/weights.sh restore") == 1
+    sse = mocks.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    assert json.loads(mocks.one("aws:s3/bucketPolicy:BucketPolicy")["policy"])["Statement"][0]["Effect"] == "Deny"
+    mirror = next(s for s in policy["Statement"] if s.get("Sid") == "WeightsMirror")
+    assert mirror["Resource"] == ["arn:aws:s3:::selfhost-weights-0a1b2c3d", "arn:aws:s3:::selfhost-weights-0a1b2c3d/*"]
+    assert out["weightsMirror"].startswith("s3://selfhost-weights-0a1b2c3d/hf/")
     # outputs
     assert out["endpointUrl"] == f"http://{LB_DNS}:8000"
     assert out["groupName"] and out["instanceType"] == "g5.xlarge"

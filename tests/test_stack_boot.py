@@ -116,3 +116,59 @@ def test_readiness_probe_is_an_authenticated_completion(plan, tmp_path, env_line
         done = subprocess.run(["bash", str(path)], capture_output=True, text=True, timeout=60)
     assert (done.returncode == 0) is ok, done.stderr
     assert "sk-ready" not in script
+
+
+def test_weights_mirror_is_filled_once_and_restored_with_symlinks_then_offline(plan, tmp_path):
+    """weights.sh run for real in bash, with a stand-in `aws` CLI over a local folder as the bucket:
+    the first replica (nothing in the bucket) starts online and saves after serving; the next restores
+    the Hugging Face cache (symlinks kept), runs offline, and uploads nothing."""
+    script = aws.user_data(plan, {"apiKey": "arn:aws:ssm:x", "hfToken": "arn:aws:ssm:y"}, "us-east-1", "my-bucket")
+    assert "ExecStartPre=/opt/selfhost/weights.sh restore" in script
+    gate = re.search(rf"cat > /opt/selfhost/gate.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
+    assert gate.rstrip().endswith("/opt/selfhost/weights.sh save")  # only after the readiness probe passed
+    body = re.search(rf"cat > /opt/selfhost/weights.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
+    bucket, bin_dir = tmp_path / "bucket", tmp_path / "bin"
+    bucket.mkdir()
+    bin_dir.mkdir()
+    stub = bin_dir / "aws"
+    stub.write_text(
+        "#!/bin/bash\n"
+        'obj="$BUCKET/object"\n'
+        'if [ "$1 $2" = "s3api head-object" ]; then [ -f "$obj" ]; exit; fi\n'
+        'args=("$@"); n=${#args[@]}\n'
+        'if [ "${args[n-2]}" = "-" ]; then cat > "$obj"; echo saved >> "$BUCKET/uploads"; else cat "$obj"; fi\n'
+    )
+    stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "BUCKET": str(bucket)}
+
+    def replica(name: str) -> tuple:
+        root = tmp_path / name
+        (root / "run").mkdir(parents=True)
+        (root / "var" / "hf").mkdir(parents=True)
+        path = root / "weights.sh"
+        path.write_text(
+            body.replace("/var/lib/selfhost", str(root / "var")).replace("/run/selfhost", str(root / "run"))
+        )
+        env_file = root / "run" / os.path.basename(SECRETS_FILE)
+        env_file.write_text("VLLM_API_KEY=k\n")
+        return root, path, env_file
+
+    first, path, env_file = replica("first")
+    blobs = first / "var" / "hf" / "hub" / "models--meta-llama--x" / "blobs"
+    snap = first / "var" / "hf" / "hub" / "models--meta-llama--x" / "snapshots" / "abc"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    (blobs / "f00d").write_text("weights")
+    (snap / "model.safetensors").symlink_to("../../blobs/f00d")
+    assert subprocess.run(["bash", str(path), "restore"], env=env, timeout=30).returncode == 0
+    assert "HF_HUB_OFFLINE" not in env_file.read_text()  # nothing mirrored yet: it downloads as before
+    assert subprocess.run(["bash", str(path), "save"], env=env, timeout=30).returncode == 0
+    assert (bucket / "uploads").read_text() == "saved\n"
+
+    second, path, env_file = replica("second")
+    assert subprocess.run(["bash", str(path), "restore"], env=env, timeout=30).returncode == 0
+    link = second / "var" / "hf" / "hub" / "models--meta-llama--x" / "snapshots" / "abc" / "model.safetensors"
+    assert link.is_symlink() and link.read_text() == "weights"
+    assert env_file.read_text().endswith("HF_HUB_OFFLINE=1\n")
+    assert subprocess.run(["bash", str(path), "save"], env=env, timeout=30).returncode == 0
+    assert (bucket / "uploads").read_text() == "saved\n"  # filled once

@@ -101,6 +101,11 @@ def test_spot_groups_across_zones_behind_the_load_balancer_run_the_costed_contai
     assert backend["loadBalancingScheme"] == "EXTERNAL_MANAGED"
     assert mocks.one("gcp:compute/globalForwardingRule:GlobalForwardingRule")["portRange"] == "80"
     assert mocks.of_type("gcp:compute/instance:Instance") == []
+    # the weights mirror: a private bucket in the region, objects readable and writable by the VMs only
+    bucket = mocks.one("gcp:storage/bucket:Bucket")
+    assert bucket["uniformBucketLevelAccess"] is True and bucket["publicAccessPrevention"] == "enforced"
+    assert mocks.one("gcp:storage/bucketIAMMember:BucketIAMMember")["member"] == readers[0]["member"]
+    assert f"gcloud storage cat gs://{bucket['name']}/hf/" in script
     # outputs
     assert out["endpointUrl"] == f"http://{GCP_IP}" and out["groupNames"]
     assert out["projectedMonthlyUsd"] == pytest.approx(review.monthly_usd, abs=0.01)

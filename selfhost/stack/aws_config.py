@@ -12,6 +12,7 @@ On-Demand Capacity Reservation, and scheduled actions for a part-time schedule.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from costing.catalog import offers_for
 from costing.errors import UserError
 from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS
-from selfhost.stack.boot_script import boot_script
+from selfhost.stack.boot_script import WeightsCache, boot_script
 from selfhost.stack.checks import check_aws_ref, check_region
 from selfhost.stack.plan import StackPlan, flag, plan_stack
 
@@ -176,7 +177,29 @@ def fetch_command(ref: str, region: str) -> str:
     )
 
 
-def user_data(p: StackPlan, refs: dict[str, str], region: str) -> str:
+def weights_key(p: StackPlan) -> str:
+    """The mirror's object: one per model repo (the fit's, checked by check_model_repo)."""
+    return f"hf/{p.fit.settings.model_repo}.tar"
+
+
+def weights_cache(p: StackPlan, bucket: str, region: str) -> WeightsCache:
+    """The S3 mirror's commands (values quoted). A stream over 50 GB needs its size up front."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise UserError(f"S3 bucket name {bucket!r} is malformed", "re-run pulumi up")
+    q = shlex.quote
+    url = f"s3://{bucket}/{weights_key(p)}"
+    size = int(p.storage_gb * 1e9)
+    return WeightsCache(
+        where=url,
+        exists=(
+            f"aws s3api head-object --region {q(region)} --bucket {q(bucket)} --key {q(weights_key(p))} >/dev/null 2>&1"
+        ),
+        restore=f"aws s3 cp --region {q(region)} --only-show-errors {q(url)} -",
+        save=f"aws s3 cp --region {q(region)} --only-show-errors --expected-size {size} - {q(url)}",
+    )
+
+
+def user_data(p: StackPlan, refs: dict[str, str], region: str, bucket: str | None = None) -> str:
     """The boot script: the vLLM unit, the readiness gate (completes the launch lifecycle hook only after a
     1-token authenticated completion succeeds on this machine) and the watchdog. No address is attached:
     clients reach the load balancer, which routes only to machines that passed the gate and its /health."""
@@ -201,11 +224,15 @@ def user_data(p: StackPlan, refs: dict[str, str], region: str) -> str:
         f'--auto-scaling-group-name "$({group})" --lifecycle-hook-name {READY_HOOK} '
         "--lifecycle-action-result CONTINUE"
     )
-    return boot_script(p, fetch, prelude=prelude, watchdog_action=action, ready_action=ready, tls_proxy=False)
+    weights = weights_cache(p, bucket, region) if bucket else None
+    return boot_script(
+        p, fetch, prelude=prelude, watchdog_action=action, ready_action=ready, tls_proxy=False, weights=weights
+    )
 
 
-def instance_policy(secret_arns: list[str], stack: str) -> str:
-    """Read only this stack's two secrets; report only its own health and readiness (the lifecycle hook).
+def instance_policy(secret_arns: list[str], stack: str, bucket_arn: str | None = None) -> str:
+    """Read only this stack's two secrets; read and fill only its weights mirror; report only its own
+    health and readiness (the lifecycle hook).
 
     `stack` is the plan's scope (project/stack/name), the value of the STACK_TAG every resource carries."""
     ssm = [a for a in secret_arns if a.startswith("arn:aws:ssm:")]
@@ -218,6 +245,15 @@ def instance_policy(secret_arns: list[str], stack: str) -> str:
     if ssm:
         statements.append(
             {"Sid": "ReadVllmParameters", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": ssm}
+        )
+    if bucket_arn:
+        statements.append(
+            {
+                "Sid": "WeightsMirror",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"],
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            }
         )
     statements += [
         {
@@ -235,3 +271,22 @@ def instance_policy(secret_arns: list[str], stack: str) -> str:
         },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> str:
+    """Refuse any request to the weights mirror that is not over TLS."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "TlsOnly",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from costing.vllm_args import API_KEY_ENV
 from selfhost import auth_install
@@ -124,6 +125,43 @@ WantedBy=multi-user.target
 """
 
 
+@dataclass(frozen=True)
+class WeightsCache:
+    """The stack's object-store mirror of the Hugging Face cache: one tar stream (symlinks kept), filled by
+    the first replica once it serves, restored by every later one before vLLM starts (then offline).
+
+    Each field is a shell command whose values the caller has quoted: `exists` succeeds when the object
+    is there, `restore` writes it to stdout, `save` reads it from stdin."""
+
+    where: str  # e.g. s3://bucket/key, for the log lines
+    exists: str
+    restore: str
+    save: str
+
+
+def weights_script(plan: StackPlan, cache: WeightsCache) -> str:
+    """/opt/selfhost/weights.sh restore|save. Restore never blocks vLLM: without the mirror it downloads
+    from Hugging Face as before; with it, HF_HUB_OFFLINE=1 keeps the replica off Hugging Face entirely."""
+    marker = "/var/lib/selfhost/weights-restored"
+    return f"""#!/bin/bash
+# Weights mirror {cache.where}: restore before vLLM starts; save once, after this replica first served.
+set -uo pipefail
+case "${{1:-}}" in
+  restore)
+    if [ ! -f {marker} ] && {cache.exists}; then
+      {cache.restore} | tar -C {HF_CACHE} -xf - && touch {marker} || echo "selfhost: weights restore failed" >&2
+    fi
+    [ -f {marker} ] && echo HF_HUB_OFFLINE=1 >> {SECRETS_FILE}
+    exit 0 ;;
+  save)
+    [ -f {marker} ] || {cache.exists} || tar -C {HF_CACHE} -cf - hub | {cache.save} \
+      || echo "selfhost: weights upload failed" >&2
+    exit 0 ;;
+esac
+exit 2
+"""
+
+
 def ready_script(plan: StackPlan) -> str:
     """/opt/selfhost/ready.sh: exit 0 only when this machine's vLLM answers a 1-token authenticated completion.
 
@@ -198,12 +236,15 @@ def boot_script(
     container_mounts: Sequence[tuple[str, str]] = (),
     loopback_only: bool | None = None,
     tls_proxy: bool = True,
+    weights: WeightsCache | None = None,
 ) -> str:
     """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value.
 
-    `tls_proxy`: run Caddy for `domain` on the VM (False where the cloud's load balancer holds the
-    certificate). `watchdog_action` runs after the readiness probe (ready.sh: a 1-token authenticated completion) fails
-    three times in a row; `ready_action` runs once, the first time the probe passes (the readiness gate).
+    `weights`: restore the Hugging Face cache from the stack's bucket before each vLLM start, and fill
+    the bucket once this replica has passed its readiness probe. `tls_proxy`: run Caddy for `domain` on
+    the VM (False where the cloud's load balancer holds the certificate). `watchdog_action` runs after
+    the readiness probe (ready.sh: a 1-token authenticated completion) fails three times in a row;
+    `ready_action` runs once, the first time the probe passes (the readiness gate).
 
     Every value is checked for line breaks (none can end a heredoc) and quoted for the shell or systemd."""
     if not tls_proxy and loopback_only is None:
@@ -216,8 +257,12 @@ def boot_script(
             "prelude": prelude.replace("\n", " "),
             "watchdog": watchdog_action or "",
             "ready": ready_action or "",
+            **({"weights": " ".join((weights.exists, weights.restore, weights.save))} if weights else {}),
         }
     )
+    if weights:  # save after the first successful probe: the readiness gate's action, or its own unit
+        save = "/opt/selfhost/weights.sh save"
+        ready_action = f"{ready_action}\n{save}" if ready_action else save
     fetch_lines = "\n".join(fetch_line(env, cmd) for env, cmd in fetch.items())
     fit = plan.fit
     headline = (
@@ -236,8 +281,14 @@ def boot_script(
     r = plan.readiness
     watchdog = ""
     probes = ""
+    if weights:
+        probes = f"""cat > /opt/selfhost/weights.sh <<'{DELIM}'
+{weights_script(plan, weights).rstrip()}
+{DELIM}
+chmod 700 /opt/selfhost/weights.sh
+"""
     if watchdog_action or ready_action:
-        probes = f"""cat > /opt/selfhost/ready.sh <<'{DELIM}'
+        probes += f"""cat > /opt/selfhost/ready.sh <<'{DELIM}'
 {ready_script(plan).rstrip()}
 {DELIM}
 chmod 700 /opt/selfhost/ready.sh
@@ -298,7 +349,7 @@ Restart=always
 RestartSec=15
 TimeoutStartSec=0
 ExecStartPre=/opt/selfhost/fetch-secrets.sh
-ExecStartPre=-/usr/bin/docker rm -f vllm
+{"ExecStartPre=/opt/selfhost/weights.sh restore" + chr(10) if weights else ""}ExecStartPre=-/usr/bin/docker rm -f vllm
 ExecStart={exec_start}
 ExecStop=/usr/bin/docker stop -t 30 vllm
 [Install]

@@ -12,6 +12,7 @@ schedule; autohealing on vLLM's /health after the driver install and the model l
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 
 from costing.catalog import offers_for
 from costing.errors import UserError
-from selfhost.stack.boot_script import boot_script
+from selfhost.stack.boot_script import WeightsCache, boot_script
 from selfhost.stack.checks import check_gcp_secret, gcp_name
 from selfhost.stack.plan import MAX_HEALTH_GRACE_S, OPEN_CIDRS, StackPlan, plan_stack
 
@@ -126,14 +127,32 @@ def fetch_command(secret: str) -> str:
     return f'gcloud secrets versions access latest --secret={shlex.quote(secret)} --project="$({METADATA_PROJECT})"'
 
 
-def startup_script(p: StackPlan, secrets: dict[str, str]) -> str:
+def weights_cache(p: StackPlan, bucket: str) -> WeightsCache:
+    """The Cloud Storage mirror's commands (values quoted)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]", bucket):
+        raise UserError(f"Cloud Storage bucket name {bucket!r} is malformed", "re-run pulumi up")
+    url = shlex.quote(f"gs://{bucket}/hf/{p.fit.settings.model_repo}.tar")
+    return WeightsCache(
+        where=f"gs://{bucket}/hf/{p.fit.settings.model_repo}.tar",
+        exists=f"gcloud storage objects describe {url} >/dev/null 2>&1",
+        restore=f"gcloud storage cat {url}",
+        save=f"gcloud storage cp - {url}",
+    )
+
+
+def startup_script(p: StackPlan, secrets: dict[str, str], bucket: str | None = None) -> str:
     """The startup script. The load balancer holds the certificate and reaches vLLM's own port (its
     firewall admits only Google's front ends and checkers). The watchdog restarts vLLM when a 1-token
     authenticated completion fails three times: /health then fails, the load balancer stops routing to
     the VM and autohealing recreates it if it does not come back."""
     fetch = {p.env_names[key]: fetch_command(sid) for key, sid in secrets.items()}
     return boot_script(
-        p, fetch, prelude=WAIT_FOR_GPU, watchdog_action="systemctl restart vllm.service", tls_proxy=False
+        p,
+        fetch,
+        prelude=WAIT_FOR_GPU,
+        watchdog_action="systemctl restart vllm.service",
+        tls_proxy=False,
+        weights=weights_cache(p, bucket) if bucket else None,
     )
 
 

@@ -69,6 +69,10 @@ class PlaceholderMocks(pulumi.runtime.Mocks):
             },
             "aws:iam/role:Role": {"name": args.name},
             "aws:autoscaling/group:Group": {"name": f"{args.name}-asg"},
+            "aws:s3/bucket:Bucket": {
+                "bucket": f"{args.inputs.get('bucketPrefix', '')}0a1b2c3d",
+                "arn": f"arn:aws:s3:::{args.inputs.get('bucketPrefix', '')}0a1b2c3d",
+            },
             "aws:lb/loadBalancer:LoadBalancer": {
                 "arn": f"{ELB_ARN}:loadbalancer/app/{args.name}/50dc6c495c0c9188",
                 "arnSuffix": f"app/{args.name}/50dc6c495c0c9188",

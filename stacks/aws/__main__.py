@@ -2,7 +2,7 @@
 
 Read top to bottom: config (validated and cost-reviewed; a bad value or a budget overrun ends
 `pulumi up` with one line and nothing declared), then the steps secrets -> network -> load_balancer ->
-identity -> instances -> scaling -> schedule, then the exports. The cost review sizes the fleet (min =
+weights_bucket -> identity -> instances -> scaling -> schedule, then the exports. The cost review sizes the fleet (min =
 off-peak replicas, max = peak replicas at the target utilization, the on-demand base of a spot fleet,
 requests/s per replica); the group, its target tracking and the load balancer are declared from it.
 Shared pieces (config -> spec, cost review, budget, the VllmEndpoint component, exports) come from
@@ -206,8 +206,41 @@ def load_balancer(lb_sg: aws.ec2.SecurityGroup) -> tuple[aws.lb.LoadBalancer, aw
     return lb, target_group, validation_records
 
 
-def identity(arns: dict[str, pulumi.Input[str]]) -> aws.iam.InstanceProfile:
-    """The instance role: read the two secrets, report its own health and readiness (lifecycle hook)."""
+def weights_bucket() -> aws.s3.Bucket:
+    """The weights mirror: a private, encrypted bucket the first replica fills once (after it served)
+    and every later replica restores from before vLLM starts, so scale-out never waits on Hugging Face."""
+    bucket = aws.s3.Bucket(
+        f"{p.name}-weights", bucket_prefix="selfhost-weights-", force_destroy=True, tags=tags, opts=child()
+    )
+    aws.s3.BucketPublicAccessBlock(
+        f"{p.name}-weights",
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=child(),
+    )
+    aws.s3.BucketOwnershipControls(
+        f"{p.name}-weights", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child()
+    )
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{p.name}-weights",
+        bucket=bucket.id,
+        rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}, "bucket_key_enabled": True}],
+        opts=child(),
+    )
+    aws.s3.BucketPolicy(
+        f"{p.name}-weights",
+        bucket=bucket.id,
+        policy=bucket.arn.apply(aws_config.tls_only_bucket_policy),
+        opts=child(),
+    )
+    return bucket
+
+
+def identity(arns: dict[str, pulumi.Input[str]], bucket: aws.s3.Bucket) -> aws.iam.InstanceProfile:
+    """The instance role: read the two secrets and the weights mirror, report its own health and readiness."""
     role = aws.iam.Role(
         f"{p.name}-vm",
         tags=tags,
@@ -225,8 +258,8 @@ def identity(arns: dict[str, pulumi.Input[str]]) -> aws.iam.InstanceProfile:
         f"{p.name}-vm",
         role=role.id,
         opts=child(),
-        policy=pulumi.Output.all(arns["apiKey"], arns["hfToken"]).apply(
-            lambda a: aws_config.instance_policy(list(a), p.scope)
+        policy=pulumi.Output.all(arns["apiKey"], arns["hfToken"], bucket.arn).apply(
+            lambda a: aws_config.instance_policy([a[0], a[1]], p.scope, a[2])
         ),
     )
     return aws.iam.InstanceProfile(f"{p.name}-vm", role=role.name, tags=tags, opts=child())
@@ -234,6 +267,7 @@ def identity(arns: dict[str, pulumi.Input[str]]) -> aws.iam.InstanceProfile:
 
 def instances(
     arns: dict[str, pulumi.Input[str]],
+    bucket: aws.s3.Bucket,
     vm_sg: aws.ec2.SecurityGroup,
     target_group: aws.lb.TargetGroup,
     profile: aws.iam.InstanceProfile,
@@ -245,8 +279,8 @@ def instances(
     pinned_ami = config.get("amiId")
     ami = pinned_ami or aws.ssm.get_parameter_output(name=ami_parameter(os_name)).insecure_value
     keep_ami = not pinned_ami and not flag(config, "refreshAmi")
-    script = pulumi.Output.all(arns["apiKey"], arns["hfToken"]).apply(
-        lambda a: aws_config.user_data(p, {"apiKey": a[0], "hfToken": a[1]}, region)
+    script = pulumi.Output.all(arns["apiKey"], arns["hfToken"], bucket.bucket).apply(
+        lambda a: aws_config.user_data(p, {"apiKey": a[0], "hfToken": a[1]}, region, a[2])
     )
     reservation = None
     if flag(config, "reserveCapacity"):
@@ -398,8 +432,9 @@ def schedule(group: aws.autoscaling.Group) -> list[aws.autoscaling.Schedule]:
 arns = secrets()
 lb_sg, vm_sg = network()
 lb, target_group, validation_records = load_balancer(lb_sg)
-profile = identity(arns)
-group, template, reservation = instances(arns, vm_sg, target_group, profile)
+bucket = weights_bucket()
+profile = identity(arns, bucket)
+group, template, reservation = instances(arns, bucket, vm_sg, target_group, profile)
 scaling(group, lb, target_group)
 schedule(group)
 
@@ -425,6 +460,7 @@ endpoint.finish(
     securityGroupId=vm_sg.id,
     loadBalancerSecurityGroupId=lb_sg.id,
     instanceType=p.offer.instance_type,
+    weightsMirror=bucket.bucket.apply(lambda b: f"s3://{b}/{aws_config.weights_key(p)}"),
     spot=spot,
     capacityReservationId=reservation.id if reservation else None,
 )

@@ -2,7 +2,7 @@
 
 Read top to bottom: config (validated and cost-reviewed; a bad value or a budget overrun ends
 `pulumi up` with one line and nothing declared), then the steps network -> identity -> secrets ->
-groups -> load_balancer, then the exports. The cost review sizes the fleet (min = off-peak replicas,
+weights_bucket -> groups -> load_balancer, then the exports. The cost review sizes the fleet (min = off-peak replicas,
 max = peak replicas at the target utilization, the on-demand base of a spot fleet, requests/s per
 replica): regional managed instance groups across two or more zones hold it, an autoscaler per group
 scales on the load balancer's utilisation, and a part-time schedule is an autoscaler scaling schedule.
@@ -116,19 +116,43 @@ def secrets(sa: gcp.serviceaccount.Account) -> dict[str, pulumi.Input[str]]:
     return ids
 
 
+def weights_bucket(sa: gcp.serviceaccount.Account) -> gcp.storage.Bucket:
+    """The weights mirror: a private bucket in the region (uniform access, public access prevented,
+    encrypted at rest by Google) the first replica fills once and later replicas restore from."""
+    bucket = gcp.storage.Bucket(
+        f"{p.name}-weights",
+        name=f"{names.base}-weights",
+        location=region,
+        uniform_bucket_level_access=True,
+        public_access_prevention="enforced",
+        force_destroy=True,
+        labels=labels,
+        opts=child(),
+    )
+    gcp.storage.BucketIAMMember(
+        f"{p.name}-weights",
+        bucket=bucket.name,
+        role="roles/storage.objectAdmin",
+        member=sa.email.apply(lambda e: f"serviceAccount:{e}"),
+        opts=child(),
+    )
+    return bucket
+
+
 def groups(
     net: gcp.compute.Network,
     subnet: gcp.compute.Subnetwork,
     sa: gcp.serviceaccount.Account,
     ids: dict[str, pulumi.Input[str]],
+    bucket: gcp.storage.Bucket,
 ) -> tuple[gcp.compute.HealthCheck, list[tuple[gcp_config.Group, gcp.compute.RegionInstanceGroupManager]]]:
     """One regional managed group per provisioning model, across the zones, each with its autoscaler.
 
     Spot: a spot group (the fleet above the base) and a standard group holding the review's on-demand
     base replicas (the fallback when spot capacity is gone). Otherwise one standard group. Updates
     surge one VM per zone and take none away (100% healthy); autohealing waits past the driver install."""
-    script = pulumi.Output.all(ids["apiKey"], ids["hfToken"]).apply(
-        lambda a: gcp_config.startup_script(p, {"apiKey": a[0], "hfToken": a[1]})
+    script = pulumi.Output.all(ids["apiKey"], ids["hfToken"], bucket.name).apply(
+        lambda a: gcp_config.startup_script(p, {"apiKey": a[0], "hfToken": a[1]}, a[2])
     )
     metadata = {"startup-script": script, "install-nvidia-driver": "True", "enable-oslogin": "TRUE"}
     check = gcp.compute.HealthCheck(
@@ -290,7 +314,8 @@ def load_balancer(
 net, subnet = network()
 sa = identity()
 ids = secrets(sa)
-check, members = groups(net, subnet, sa, ids)
+bucket = weights_bucket(sa)
+check, members = groups(net, subnet, sa, ids, bucket)
 address = load_balancer(check, members)
 
 # ---- exports (the cost review's figures are added by the component) ---------------------------------
@@ -306,6 +331,7 @@ endpoint.finish(
     region=region,
     zones=zones,
     image=image,
+    weightsMirror=bucket.name.apply(lambda b: f"gs://{b}/hf/{p.fit.settings.model_repo}.tar"),
     spot=spot,
     minReplicas=fleet.min_replicas,
     maxReplicas=fleet.max_replicas,
