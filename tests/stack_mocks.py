@@ -20,12 +20,13 @@ from selfhost.stack.preview import (
     LB_DNS,
     PlaceholderMocks,
     engine_config,
+    ensure_event_loop,
     is_secret,
     plain,
     run_program,
 )
 
-__all__ = ["AMI", "EIP", "GCP_IP", "LB_DNS", "Recorder", "is_secret", "plain", "refused", "stack"]
+__all__ = ["AMI", "EIP", "GCP_IP", "LB_DNS", "Recorder", "ensure_event_loop", "is_secret", "plain", "refused", "stack"]
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}  # the stacks' example config
