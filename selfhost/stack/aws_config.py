@@ -225,9 +225,7 @@ def user_data(p: StackPlan, refs: dict[str, str], region: str, bucket: str | Non
         "--lifecycle-action-result CONTINUE"
     )
     weights = weights_cache(p, bucket, region) if bucket else None
-    return boot_script(
-        p, fetch, prelude=prelude, watchdog_action=action, ready_action=ready, tls_proxy=False, weights=weights
-    )
+    return boot_script(p, fetch, prelude=prelude, watchdog_action=action, ready_action=ready, weights=weights)
 
 
 def instance_policy(secret_arns: list[str], stack: str, bucket_arn: str | None = None) -> str:

@@ -18,9 +18,6 @@ from selfhost.stack.plan import StackPlan
 UNIT = "vllm.service"
 SECRETS_FILE = "/run/selfhost/vllm.env"  # tmpfs, root only, rewritten at each start
 HF_CACHE = "/var/lib/selfhost/hf"
-CADDY_IMAGE = "caddy:2.8"  # TLS in front of vLLM: an ACME certificate for the stack's domain
-CADDY_DATA = "/var/lib/selfhost/caddy"  # keeps the certificate across restarts (no re-issue per boot)
-TLS_UNIT = "selfhost-tls.service"
 GATE_UNIT = "selfhost-ready.service"
 DELIM = "SELFHOST_EOF"  # heredoc delimiter; no rendered value may hold a line break, so none can end it
 
@@ -38,18 +35,17 @@ def docker_run(
     *,
     env: Mapping[str, str] | None = None,
     mounts: Sequence[tuple[str, str]] = (),
-    loopback_only: bool | None = None,
+    loopback_only: bool = False,
 ) -> list[str]:
     """`docker run` for the vLLM container: all GPUs, host IPC (NCCL), the API port, the HF cache.
 
-    With a domain the port is published on 127.0.0.1 only (clients reach vLLM through the TLS proxy),
-    unless `loopback_only=False` (a cloud health checker must reach it; its firewall admits only that).
-    `env` (name -> non-secret value) and `mounts` (host path, container path read-only) are for layers
-    the container loads (e.g. an auth middleware file); secrets go through the env file only.
+    The port is published on the VM's interfaces: the cloud's load balancer (which holds the TLS
+    certificate) reaches it, and its security group / firewall admits only that. `loopback_only`
+    publishes it on 127.0.0.1 instead. `env` (name -> non-secret value) and `mounts` (host path,
+    container path read-only) are for layers the container loads (e.g. an auth middleware file);
+    secrets go through the env file only.
     """
     port = plan.port
-    if loopback_only is None:
-        loopback_only = plan.domain is not None
     publish = f"127.0.0.1:{port}:{port}" if loopback_only else f"{port}:{port}"
     extra: list[str] = []
     for name, value in (env or {}).items():
@@ -78,51 +74,6 @@ def docker_run(
         plan.image,
         *plan.container_args,
     ]
-
-
-def tls_proxy_run(plan: StackPlan) -> list[str]:
-    """`docker run` for Caddy: HTTPS on 443 for the domain (ACME TLS-ALPN), proxying to vLLM on loopback."""
-    return [
-        "/usr/bin/docker",
-        "run",
-        "--name",
-        "selfhost-tls",
-        "--rm",
-        "--network",
-        "host",
-        "-v",
-        f"{CADDY_DATA}:/data",
-        CADDY_IMAGE,
-        "caddy",
-        "reverse-proxy",
-        "--from",
-        f"https://{plan.domain}",
-        "--to",
-        f"127.0.0.1:{plan.port}",
-    ]
-
-
-def tls_unit(plan: StackPlan) -> str:
-    """The systemd unit that keeps the TLS proxy running (only with a domain)."""
-    if not plan.domain:
-        return ""
-    exec_start = " ".join(systemd_arg(a) for a in tls_proxy_run(plan))
-    return f"""mkdir -p {CADDY_DATA}
-cat > /etc/systemd/system/{TLS_UNIT} <<'{DELIM}'
-[Unit]
-Description=selfhost: HTTPS for {plan.domain} in front of vLLM
-After=docker.service network-online.target
-Requires=docker.service
-[Service]
-Restart=always
-RestartSec=15
-ExecStartPre=-/usr/bin/docker rm -f selfhost-tls
-ExecStart={exec_start}
-ExecStop=/usr/bin/docker stop -t 10 selfhost-tls
-[Install]
-WantedBy=multi-user.target
-{DELIM}
-"""
 
 
 @dataclass(frozen=True)
@@ -234,21 +185,17 @@ def boot_script(
     ready_action: str | None = None,
     container_env: Mapping[str, str] | None = None,
     container_mounts: Sequence[tuple[str, str]] = (),
-    loopback_only: bool | None = None,
-    tls_proxy: bool = True,
+    loopback_only: bool = False,
     weights: WeightsCache | None = None,
 ) -> str:
     """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value.
 
     `weights`: restore the Hugging Face cache from the stack's bucket before each vLLM start, and fill
-    the bucket once this replica has passed its readiness probe. `tls_proxy`: run Caddy for `domain` on
-    the VM (False where the cloud's load balancer holds the certificate). `watchdog_action` runs after
+    the bucket once this replica has passed its readiness probe. `watchdog_action` runs after
     the readiness probe (ready.sh: a 1-token authenticated completion) fails three times in a row;
     `ready_action` runs once, the first time the probe passes (the readiness gate).
 
     Every value is checked for line breaks (none can end a heredoc) and quoted for the shell or systemd."""
-    if not tls_proxy and loopback_only is None:
-        loopback_only = False  # the cloud's load balancer terminates TLS and must reach vLLM
     run = docker_run(plan, env=container_env, mounts=container_mounts, loopback_only=loopback_only)
     check_script_values({f"container argument {i}": a for i, a in enumerate(run)})
     check_script_values(
@@ -274,7 +221,6 @@ def boot_script(
             UNIT,
             *(["vllm-watchdog.service"] if watchdog_action else []),
             *([GATE_UNIT] if ready_action else []),
-            *([TLS_UNIT] if plan.domain and tls_proxy else []),
         ]
     )
     exec_start = " ".join(systemd_arg(a) for a in run)
@@ -355,7 +301,7 @@ ExecStop=/usr/bin/docker stop -t 30 vllm
 [Install]
 WantedBy=multi-user.target
 {DELIM}
-{probes}{watchdog}{tls_unit(plan) if tls_proxy else ""}
+{probes}{watchdog}
 systemctl daemon-reload
 systemctl enable --now {units}
 """

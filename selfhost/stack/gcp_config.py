@@ -151,7 +151,6 @@ def startup_script(p: StackPlan, secrets: dict[str, str], bucket: str | None = N
         fetch,
         prelude=WAIT_FOR_GPU,
         watchdog_action="systemctl restart vllm.service",
-        tls_proxy=False,
         weights=weights_cache(p, bucket) if bucket else None,
     )
 
