@@ -172,3 +172,36 @@ def test_weights_mirror_is_filled_once_and_restored_with_symlinks_then_offline(p
     assert env_file.read_text().endswith("HF_HUB_OFFLINE=1\n")
     assert subprocess.run(["bash", str(path), "save"], env=env, timeout=30).returncode == 0
     assert (bucket / "uploads").read_text() == "saved\n"  # filled once
+
+
+def test_gcp_readiness_endpoint_follows_the_authenticated_probe(tmp_path):
+    """The GCP health check asks GET /ready on the VM: the file appears when the gate's probe passes and
+    goes when the watchdog sees three failures (run in bash with a stand-in probe and restart)."""
+    from selfhost.stack import gcp_config
+
+    p = gcp_config.plan({**CONFIG, "instanceType": None, "machineType": "g2-standard-8"})
+    script = gcp_config.startup_script(p, {"apiKey": "a", "hfToken": "b"})
+    assert f"http.server {gcp_config.ready_port(p)} --bind 0.0.0.0 --directory /run/selfhost/health" in script
+
+    def body(name: str) -> str:
+        text = re.search(rf"cat > /opt/selfhost/{name}.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
+        text = text.replace("/run/selfhost/health", str(tmp_path / "health")).replace("/opt/selfhost", str(tmp_path))
+        return text.replace("systemctl restart vllm.service", f"echo restarted >> {tmp_path}/restarts")
+
+    ready = tmp_path / "health" / "ready"
+    probe = tmp_path / "ready.sh"
+    (tmp_path / "gate.sh").write_text(body("gate"))
+    probe.write_text("#!/bin/bash\nexit 0\n")
+    probe.chmod(0o755)
+    assert subprocess.run(["bash", str(tmp_path / "gate.sh")], timeout=30).returncode == 0
+    assert ready.exists()
+    # the watchdog after its initial wait: a failing probe three times withdraws readiness and restarts vLLM
+    watchdog = re.sub(r"^sleep \d+$", "", body("watchdog"), count=1, flags=re.M).replace("sleep 30", "sleep 0")
+    watchdog = watchdog.replace("while true", "for i in 1 2 3")
+    (tmp_path / "watchdog.sh").write_text(watchdog)
+    probe.write_text("#!/bin/bash\nexit 1\n")
+    assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], timeout=30).returncode == 0
+    assert not ready.exists() and (tmp_path / "restarts").read_text() == "restarted\n"
+    probe.write_text("#!/bin/bash\nexit 0\n")
+    assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], timeout=30).returncode == 0
+    assert ready.exists()  # serving again: back in the rotation

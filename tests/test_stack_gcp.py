@@ -69,7 +69,7 @@ def test_spot_groups_across_zones_behind_the_load_balancer_run_the_costed_contai
     # firewall: vLLM's port from Google's front ends and checkers only; callers filtered by Cloud Armor
     [rule] = mocks.of_type(FIREWALL)
     assert sorted(rule["sourceRanges"]) == sorted(gcp.HEALTH_CHECK_RANGES)
-    assert rule["allows"] == [{"protocol": "tcp", "ports": ["8000"]}]
+    assert rule["allows"] == [{"protocol": "tcp", "ports": ["8000", "8001"]}]  # vLLM, the readiness endpoint
     armor = mocks.one("gcp:compute/securityPolicy:SecurityPolicy")["rules"]
     assert armor[0]["match"]["config"]["srcIpRanges"] == ["203.0.113.0/24", "2001:db8::/32"]
     assert armor[0]["action"] == "allow" and armor[-1]["action"] == "deny(403)"
@@ -91,8 +91,10 @@ def test_spot_groups_across_zones_behind_the_load_balancer_run_the_costed_contai
         healing = group["autoHealingPolicies"]
         assert healing["healthCheck"] == "selfhost-gcp-health-id"
         assert healing["initialDelaySec"] >= gcp.DRIVER_WAIT_S + 600
+    # health: the VM's readiness endpoint, 200 only while an authenticated 1-token completion succeeds
     check = mocks.one("gcp:compute/healthCheck:HealthCheck")
-    assert check["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
+    assert check["httpHealthCheck"] == {"port": 8001, "requestPath": "/ready"}
+    assert "--directory /run/selfhost/health" in script and "touch /run/selfhost/health/ready" in script
     # the load balancer: each group a backend at the review's SLO-bound rate; HTTP on 80 (allowPlainHttp)
     backend = mocks.one("gcp:compute/backendService:BackendService")
     assert {b["group"].rsplit("/", 1)[-1] for b in backend["backends"]} == {g["name"] for g in groups.values()}

@@ -201,7 +201,7 @@ def test_gcp_domain_is_https_on_the_load_balancer_with_a_google_managed_certific
     assert mocks.of_type("gcp:compute/securityPolicy:SecurityPolicy") == []  # open to all: the key guards it
     # vLLM's port from Google's front ends and checkers only; no proxy on the VMs
     [rule] = mocks.of_type("gcp:compute/firewall:Firewall")
-    assert rule["allows"][0]["ports"] == ["8000"]
+    assert rule["allows"][0]["ports"] == ["8000", "8001"]
     assert sorted(rule["sourceRanges"]) == sorted(gcp_config.HEALTH_CHECK_RANGES)
     for template in mocks.of_type("gcp:compute/instanceTemplate:InstanceTemplate"):
         script = plain(template["metadata"])["startup-script"]

@@ -19,6 +19,8 @@ UNIT = "vllm.service"
 SECRETS_FILE = "/run/selfhost/vllm.env"  # tmpfs, root only, rewritten at each start
 HF_CACHE = "/var/lib/selfhost/hf"
 GATE_UNIT = "selfhost-ready.service"
+HEALTH_UNIT = "selfhost-health.service"
+READY_DIR = "/run/selfhost/health"  # holds `ready` while the authenticated probe passes (ready_port)
 DELIM = "SELFHOST_EOF"  # heredoc delimiter; no rendered value may hold a line break, so none can end it
 
 
@@ -187,13 +189,17 @@ def boot_script(
     container_mounts: Sequence[tuple[str, str]] = (),
     loopback_only: bool = False,
     weights: WeightsCache | None = None,
+    ready_port: int | None = None,
 ) -> str:
     """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value.
 
     `weights`: restore the Hugging Face cache from the stack's bucket before each vLLM start, and fill
     the bucket once this replica has passed its readiness probe. `watchdog_action` runs after
     the readiness probe (ready.sh: a 1-token authenticated completion) fails three times in a row;
-    `ready_action` runs once, the first time the probe passes (the readiness gate).
+    `ready_action` runs once, the first time the probe passes (the readiness gate). `ready_port`: a
+    tiny local endpoint answers GET /ready with 200 only while the probe passes (the gate creates the
+    file, the watchdog removes it after three failures and restores it on success): a cloud health
+    check pointed there routes to a VM only once it generates, never to a wedged engine.
 
     Every value is checked for line breaks (none can end a heredoc) and quoted for the shell or systemd."""
     run = docker_run(plan, env=container_env, mounts=container_mounts, loopback_only=loopback_only)
@@ -207,6 +213,12 @@ def boot_script(
             **({"weights": " ".join((weights.exists, weights.restore, weights.save))} if weights else {}),
         }
     )
+    if ready_port is not None:
+        mark = f"mkdir -p {READY_DIR} && touch {READY_DIR}/ready"
+        ready_action = f"{mark}\n{ready_action}" if ready_action else mark
+        if not watchdog_action:
+            watchdog_action = "true"
+        watchdog_action = f"rm -f {READY_DIR}/ready; {watchdog_action}"
     if weights:  # save after the first successful probe: the readiness gate's action, or its own unit
         save = "/opt/selfhost/weights.sh save"
         ready_action = f"{ready_action}\n{save}" if ready_action else save
@@ -221,6 +233,7 @@ def boot_script(
             UNIT,
             *(["vllm-watchdog.service"] if watchdog_action else []),
             *([GATE_UNIT] if ready_action else []),
+            *([HEALTH_UNIT] if ready_port is not None else []),
         ]
     )
     exec_start = " ".join(systemd_arg(a) for a in run)
@@ -239,6 +252,21 @@ chmod 700 /opt/selfhost/weights.sh
 {DELIM}
 chmod 700 /opt/selfhost/ready.sh
 {gate_unit(plan, ready_action) if ready_action else ""}"""
+    restore = f" [ -d {READY_DIR} ] && touch {READY_DIR}/ready;" if ready_port is not None else ""
+    health = ""
+    if ready_port is not None:
+        health = f"""cat > /etc/systemd/system/{HEALTH_UNIT} <<'{DELIM}'
+[Unit]
+Description=selfhost: GET /ready on port {int(ready_port)} is 200 only while vLLM serves authenticated completions
+After=network-online.target
+[Service]
+Restart=always
+ExecStartPre=/bin/mkdir -p {READY_DIR}
+ExecStart=/usr/bin/python3 -m http.server {int(ready_port)} --bind 0.0.0.0 --directory {READY_DIR}
+[Install]
+WantedBy=multi-user.target
+{DELIM}
+"""
     if watchdog_action:
         watchdog = f"""
 cat > /opt/selfhost/watchdog.sh <<'{DELIM}'
@@ -248,7 +276,7 @@ cat > /opt/selfhost/watchdog.sh <<'{DELIM}'
 sleep {int(r.initial_delay_s)}
 failures=0
 while true; do
-  if /opt/selfhost/ready.sh; then failures=0; else failures=$((failures+1)); fi
+  if /opt/selfhost/ready.sh; then failures=0;{restore} else failures=$((failures+1)); fi
   if [ "$failures" -ge {int(r.failure_threshold)} ]; then {watchdog_action}; failures=0; fi
   sleep {int(r.period_s)}
 done
@@ -301,7 +329,7 @@ ExecStop=/usr/bin/docker stop -t 30 vllm
 [Install]
 WantedBy=multi-user.target
 {DELIM}
-{probes}{watchdog}
+{probes}{watchdog}{health}
 systemctl daemon-reload
 systemctl enable --now {units}
 """

@@ -49,6 +49,7 @@ DRIVER_WAIT_S = 900  # WAIT_FOR_GPU: 90 tries x 10 s for the NVIDIA driver on fi
 BACKEND_TIMEOUT_S = 600  # a long non-streamed completion must not be cut at the default 30 s
 DRAIN_S = 120  # a replaced or scaled-in VM finishes its in-flight requests
 MIN_ZONES = 2
+READY_PATH = "/ready"  # the local readiness endpoint (selfhost.stack.boot_script, ready_port)
 ARMOR_RANGES_PER_RULE = 10  # Cloud Armor's limit of source ranges in one basic rule
 METADATA_PROJECT = (
     "curl -fsS -H 'Metadata-Flavor: Google' http://metadata.google.internal/computeMetadata/v1/project/project-id"
@@ -140,17 +141,25 @@ def weights_cache(p: StackPlan, bucket: str) -> WeightsCache:
     )
 
 
+def ready_port(p: StackPlan) -> int:
+    """The local readiness endpoint's port (GET /ready), next to vLLM's."""
+    return p.port + 1 if p.port < 65535 else p.port - 1
+
+
 def startup_script(p: StackPlan, secrets: dict[str, str], bucket: str | None = None) -> str:
     """The startup script. The load balancer holds the certificate and reaches vLLM's own port (its
-    firewall admits only Google's front ends and checkers). The watchdog restarts vLLM when a 1-token
-    authenticated completion fails three times: /health then fails, the load balancer stops routing to
-    the VM and autohealing recreates it if it does not come back."""
+    firewall admits only Google's front ends and checkers). Readiness: the health check asks a local
+    endpoint (`ready_port`, GET /ready) that answers 200 only once a 1-token authenticated completion
+    succeeded and while it keeps succeeding; after three failures the watchdog withdraws it and
+    restarts vLLM, so the load balancer stops routing to the VM and autohealing replaces it if it
+    does not come back."""
     fetch = {p.env_names[key]: fetch_command(sid) for key, sid in secrets.items()}
     return boot_script(
         p,
         fetch,
         prelude=WAIT_FOR_GPU,
         watchdog_action="systemctl restart vllm.service",
+        ready_port=ready_port(p),
         weights=weights_cache(p, bucket) if bucket else None,
     )
 

@@ -69,7 +69,7 @@ def network() -> tuple[gcp.compute.Network, gcp.compute.Subnetwork]:
         name=f"{names.base}-lb",
         network=net.self_link,
         direction="INGRESS",
-        allows=[{"protocol": "tcp", "ports": [str(r.port)]}],
+        allows=[{"protocol": "tcp", "ports": [str(r.port), str(gcp_config.ready_port(p))]}],
         source_ranges=list(gcp_config.HEALTH_CHECK_RANGES),
         target_tags=[tag],
         description="Google front ends and health checkers: the load balancer and autohealing",
@@ -158,7 +158,8 @@ def groups(
     check = gcp.compute.HealthCheck(
         f"{p.name}-health",
         name=f"{names.base}-health",
-        http_health_check={"port": r.port, "request_path": r.path},
+        # the VM's readiness endpoint: 200 only while vLLM serves an authenticated 1-token completion
+        http_health_check={"port": gcp_config.ready_port(p), "request_path": gcp_config.READY_PATH},
         check_interval_sec=r.period_s,
         timeout_sec=r.timeout_s,
         unhealthy_threshold=r.failure_threshold,
