@@ -143,6 +143,7 @@ def test_standard_provisioning_is_a_managed_group_too():
         ({"allowedCidrs": ["::/0"], "apiKey": None}, UserError, "without an API key"),
         ({"maxMonthlyUsd": "100"}, OverBudget, "exceeds the budget"),
         ({"allowedCidrs": ["10.0.0.300/8"]}, UserError, "not a CIDR"),
+        ({"zone": "us-central1-a"}, UserError, "zone pins one zone"),
     ],
 )
 def test_bad_config_is_refused_before_any_resource(change, error, words):

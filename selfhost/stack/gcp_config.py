@@ -28,6 +28,7 @@ KEYS = (
     "machineType",
     "gpu",
     "zones",
+    "zone",  # replaced by zones: refused with the fix
     "subnetCidr",
     "imageFamily",
     "imageProject",
@@ -76,6 +77,11 @@ def _target(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-gcp", "dev")) -> StackPlan:
     """Committed use (reserved-1y/3y) is a billing choice: it changes the cost review, not the VM."""
+    if config.get("zone"):
+        raise UserError(
+            "zone pins one zone; the stack runs regional groups across two or more zones",
+            f"pulumi config rm zone; pulumi config set zones '{config['zone']},...' (or set gcp:region)",
+        )
     for key in REF_KEYS.values():
         if config.get(key):
             check_gcp_secret(key, str(config[key]))
