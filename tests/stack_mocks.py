@@ -13,9 +13,20 @@ from typing import Any
 import pulumi
 import yaml
 
-from selfhost.stack.preview import AMI, EIP, GCP_IP, PlaceholderMocks, engine_config, is_secret, plain, run_program
+from selfhost.stack.preview import (
+    AMI,
+    EIP,
+    GCP_IP,
+    LB_DNS,
+    PlaceholderMocks,
+    engine_config,
+    ensure_event_loop,
+    is_secret,
+    plain,
+    run_program,
+)
 
-__all__ = ["AMI", "EIP", "GCP_IP", "Recorder", "is_secret", "plain", "refused", "stack"]
+__all__ = ["AMI", "EIP", "GCP_IP", "LB_DNS", "Recorder", "ensure_event_loop", "is_secret", "plain", "refused", "stack"]
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}  # the stacks' example config
@@ -73,7 +84,8 @@ def expected(cloud: str, model: str, offer: str, pricing: str, precision: str = 
             "model": model,
             "precision": precision,
             "workload": WORKLOAD,
-            "target": {"cloud": cloud, "offer": offer, "pricing": pricing, "replicas": 1},
+            "target": {"cloud": cloud, "offer": offer, "pricing": pricing},
+            "sky": {"service": cloud != "runpod"},  # aws/gcp run a group the review sizes as autoscaled
         }
     )
     return spec, resolve(spec).fit

@@ -317,4 +317,4 @@ def test_any_stack_config_becomes_a_spec_or_one_user_error(config):
     except UserError as err:
         assert "\n" not in err.line()
         return
-    assert isinstance(spec, DeploymentSpec) and spec.target.replicas == 1 and spec.target.cloud == "aws"
+    assert isinstance(spec, DeploymentSpec) and spec.target.replicas is None and spec.target.cloud == "aws"

@@ -67,16 +67,16 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
     }
     spec = {"model": "llama-3.1-8b", "workload": {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}}
 
-    def monthly(offer, region):
-        target = {"offer": offer, "pricing": "spot", "region": region, "replicas": 1}
-        return round(cost_review(spec_from_dict({**spec, "target": target})).monthly_usd, 2)
+    def monthly(offer, region):  # the fleet the stacks run: the review sizes it as a service
+        target = {"offer": offer, "pricing": "spot", "region": region}
+        return round(cost_review(spec_from_dict({**spec, "target": target, "sky": {"service": True}})).monthly_usd, 2)
 
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     mocks, out = stack("aws", {**base, "instanceType": "g5.xlarge"})
     assert out["projectedMonthlyUsd"] == monthly("aws-g5.xlarge", "eu-west-1") != monthly("aws-g5.xlarge", "us-east-1")
     script = base64.b64decode(plain(mocks.one("aws:ec2/launchTemplate:LaunchTemplate")["userData"])).decode()
     assert "--region eu-west-1" in script
-    mocks, out = stack("gcp", {**base, "machineType": "g2-standard-8", "zone": "europe-west4-b"})
+    mocks, out = stack("gcp", {**base, "machineType": "g2-standard-8", "gcp:zone": "europe-west4-b"})
     assert out["projectedMonthlyUsd"] == monthly("gcp-g2-standard-8", "europe-west4")
     assert out["projectedMonthlyUsd"] != monthly("gcp-g2-standard-8", "us-central1")
     monkeypatch.setenv("AWS_REGION", "ap-south-1")

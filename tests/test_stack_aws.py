@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from stack_mocks import AMI, EIP, example_config, expected, is_secret, plain, refused, stack
+from stack_mocks import AMI, LB_DNS, example_config, expected, is_secret, plain, refused, stack
 
 from costing.errors import DoesNotFit, OverBudget, UserError
 from costing.review import cost_review
@@ -62,20 +62,47 @@ def test_spot_group_runs_the_costed_container_securely():
     secret_arns = policy["Statement"][0]["Resource"]
     assert policy["Statement"][0]["Action"] == "secretsmanager:GetSecretValue" and len(secret_arns) == 2
     assert all(f"--secret-id {arn}" in script for arn in secret_arns)
-    # ingress: the API port only, from the configured CIDRs only
-    ingress = mocks.one("aws:ec2/securityGroup:SecurityGroup")["ingress"]
-    assert [(r["fromPort"], r["toPort"], r["cidrBlocks"]) for r in ingress] == [(8000, 8000, ["203.0.113.0/24"])]
-    # spot that comes back: a group of one with capacity rebalancing and a health-check grace period
-    group = mocks.one(ASG)
-    assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (1, 1, 1)
-    assert group["capacityRebalance"] is True
-    dist = group["mixedInstancesPolicy"]["instancesDistribution"]
-    assert dist["onDemandPercentageAboveBaseCapacity"] == 0 and dist["onDemandBaseCapacity"] == 0
-    assert group["healthCheckGracePeriod"] >= 600
-    assert mocks.of_type("aws:ec2/capacityReservation:CapacityReservation") == []
-    # outputs
+    # ingress: the load balancer's port from the configured CIDRs only; vLLM's port from the load balancer only
+    groups = {g["description"].split(": ", 1)[1]: g for g in mocks.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    lb_in = groups["API port from allowed CIDRs only"]["ingress"]
+    assert [(r["fromPort"], r["toPort"], r["cidrBlocks"]) for r in lb_in] == [(8000, 8000, ["203.0.113.0/24"])]
+    vm_in = groups["vLLM port from the load balancer only"]["ingress"]
+    assert [(r["fromPort"], r.get("cidrBlocks"), r["securityGroups"]) for r in vm_in] == [
+        (8000, None, ["selfhost-aws-api-id"])
+    ]
+    # spot with an on-demand base, sized by the review, behind the load balancer, rolling at 100% healthy
     review = cost_review(spec)
-    assert out["endpointUrl"] == f"http://{EIP}:8000"
+    group = mocks.one(ASG)
+    fleet = review.fleet
+    assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (
+        fleet.min_replicas,
+        fleet.max_replicas,
+        fleet.min_replicas,
+    )
+    assert group["capacityRebalance"] is True and group["healthCheckType"] == "ELB"
+    dist = group["mixedInstancesPolicy"]["instancesDistribution"]
+    assert dist["onDemandPercentageAboveBaseCapacity"] == 0
+    assert dist["onDemandBaseCapacity"] == fleet.base_ondemand_replicas >= 1
+    refresh = group["instanceRefresh"]["preferences"]
+    assert (refresh["minHealthyPercentage"], refresh["maxHealthyPercentage"]) == (100, 200)
+    hook = group["initialLifecycleHooks"][0]
+    assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING" and hook["defaultResult"] == "ABANDON"
+    assert hook["heartbeatTimeout"] >= 600
+    assert f"--lifecycle-hook-name {hook['name']} --lifecycle-action-result CONTINUE" in script
+    [arn] = group["targetGroupArns"]
+    assert ":targetgroup/selfhost-aws-tg/" in arn
+    assert mocks.of_type("aws:ec2/capacityReservation:CapacityReservation") == []
+    assert mocks.of_type("aws:ec2/eip:Eip") == []
+    # the weights mirror: private, KMS-encrypted, TLS only; the role reads and fills this bucket only
+    assert script.count("/opt/selfhost/weights.sh restore") == 1
+    sse = mocks.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    assert json.loads(mocks.one("aws:s3/bucketPolicy:BucketPolicy")["policy"])["Statement"][0]["Effect"] == "Deny"
+    mirror = next(s for s in policy["Statement"] if s.get("Sid") == "WeightsMirror")
+    assert mirror["Resource"] == ["arn:aws:s3:::selfhost-weights-0a1b2c3d", "arn:aws:s3:::selfhost-weights-0a1b2c3d/*"]
+    assert out["weightsMirror"].startswith("s3://selfhost-weights-0a1b2c3d/hf/")
+    # outputs
+    assert out["endpointUrl"] == f"http://{LB_DNS}:8000"
     assert out["groupName"] and out["instanceType"] == "g5.xlarge"
     assert out["projectedMonthlyUsd"] == pytest.approx(review.monthly_usd, abs=0.01)
     assert out["usdPerMillionOutputTokens"] == pytest.approx(review.usd_per_million_output_tokens, rel=1e-3)
@@ -100,14 +127,13 @@ def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
     _, fit = expected("aws", "llama-3.1-70b", "aws-p4d.24xlarge", "reserved-1y")
     odcr = mocks.one("aws:ec2/capacityReservation:CapacityReservation")
     assert odcr["instanceType"] == "p4d.24xlarge" and odcr["availabilityZone"] == "us-east-1a"
-    assert odcr["instanceCount"] == 1
-    assert mocks.one(LT)["capacityReservationSpecification"]["capacityReservationTarget"]["capacityReservationId"]
     group = mocks.one(ASG)
+    # an open reservation for every replica the review bills; the group's instances in its zone use it
+    assert odcr["instanceCount"] == group["maxSize"] and odcr["instanceMatchCriteria"] == "open"
     assert group["capacityRebalance"] is False
     assert group["mixedInstancesPolicy"]["instancesDistribution"]["onDemandPercentageAboveBaseCapacity"] == 100
-    # the subnets are looked up in the reservation's zone
-    subnet_call = next(args for token, args in mocks.calls if token == "aws:ec2/getSubnets:getSubnets")
-    assert {"name": "availability-zone", "values": ["us-east-1a"]} in subnet_call["filters"]
+    # the group still spans every zone of the VPC
+    assert len(group["vpcZoneIdentifiers"]) >= 2
     # no secrets created: the existing ARNs are read at boot and are all the role may read
     assert mocks.of_type("aws:secretsmanager/secret:Secret") == []
     script = user_data(mocks)
@@ -130,6 +156,7 @@ def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
         ({"maxMonthlyUsd": "100"}, OverBudget, "exceeds the budget"),
         ({"reserveCapacity": "true"}, UserError, "reserved pricing"),
         ({"allowedCidrs": []}, UserError, "allowedCidrs is empty"),
+        ({"availabilityZone": "us-east-1a"}, UserError, "availabilityZone pins one zone"),
     ],
 )
 def test_bad_config_is_refused_before_any_resource(change, error, words):
@@ -145,7 +172,7 @@ def test_shipped_program_runs_with_the_example_config():
     mocks, _ = stack("aws", config)
     assert mocks.one(LT)["instanceType"] == "g5.xlarge"
     assert mocks.one(ASG)["capacityRebalance"] is True
-    ingress = mocks.one("aws:ec2/securityGroup:SecurityGroup")["ingress"]
+    ingress = mocks.of_type("aws:ec2/securityGroup:SecurityGroup")[0]["ingress"]
     assert ingress[0]["cidrBlocks"] == ["203.0.113.0/24"]
     # aws:region from the example config is the region the boot script uses
     script = base64.b64decode(plain(mocks.one(LT)["userData"])).decode()

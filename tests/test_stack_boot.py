@@ -88,3 +88,120 @@ def test_systemd_quoting_round_trips(arg):
     quoted = systemd_arg(arg)
     assert "$" not in quoted.replace("$$", "") and "%" not in quoted.replace("%%", "")
     assert exec_start_argv(f"ExecStart=/usr/bin/docker run {quoted}\n")[2] == arg
+
+
+def ready_script(script: str, env_file: str, base_url: str) -> str:
+    body = re.search(rf"cat > /opt/selfhost/ready.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
+    return body.replace(SECRETS_FILE, env_file).replace("http://127.0.0.1:8000", base_url)
+
+
+@pytest.mark.parametrize(
+    "env_line, ok",
+    [("VLLM_API_KEY=sk-ready=1", True), ("VLLM_API_KEY=sk-wrong", False), ("HF_TOKEN=only", False)],
+    ids=["right-key", "wrong-key", "no-key"],
+)
+def test_readiness_probe_is_an_authenticated_completion(plan, tmp_path, env_line, ok):
+    """The AWS readiness gate and watchdog run ready.sh: run for real in bash against the local stand-in
+    (auth on every route but /health, like the kit's layer), it passes only with the right key."""
+    from conftest import stand_in_server
+
+    script = aws.user_data(plan, {"apiKey": "arn:aws:ssm:us-east-1:1:parameter/k", "hfToken": "arn:aws:ssm:x"}, "r")
+    assert "vllm-watchdog.service" in script and "selfhost-ready.service" in script
+    assert "--lifecycle-hook-name selfhost-ready --lifecycle-action-result CONTINUE" in script
+    env_file = tmp_path / "vllm.env"
+    env_file.write_text(env_line + "\nHF_TOKEN=hf_x\n")
+    with stand_in_server("--api-key", "sk-ready=1", "--model", plan.fit.settings.served_model_name) as url:
+        path = tmp_path / "ready.sh"
+        path.write_text(ready_script(script, str(env_file), url))
+        done = subprocess.run(["bash", str(path)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode == 0) is ok, done.stderr
+    assert "sk-ready" not in script
+
+
+def test_weights_mirror_is_filled_once_and_restored_with_symlinks_then_offline(plan, tmp_path):
+    """weights.sh run for real in bash, with a stand-in `aws` CLI over a local folder as the bucket:
+    the first replica (nothing in the bucket) starts online and saves after serving; the next restores
+    the Hugging Face cache (symlinks kept), runs offline, and uploads nothing."""
+    script = aws.user_data(plan, {"apiKey": "arn:aws:ssm:x", "hfToken": "arn:aws:ssm:y"}, "us-east-1", "my-bucket")
+    assert "ExecStartPre=/opt/selfhost/weights.sh restore" in script
+    gate = re.search(rf"cat > /opt/selfhost/gate.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
+    assert gate.rstrip().endswith("/opt/selfhost/weights.sh save")  # only after the readiness probe passed
+    body = re.search(rf"cat > /opt/selfhost/weights.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
+    bucket, bin_dir = tmp_path / "bucket", tmp_path / "bin"
+    bucket.mkdir()
+    bin_dir.mkdir()
+    stub = bin_dir / "aws"
+    stub.write_text(
+        "#!/bin/bash\n"
+        'obj="$BUCKET/object"\n'
+        'if [ "$1 $2" = "s3api head-object" ]; then [ -f "$obj" ]; exit; fi\n'
+        'args=("$@"); n=${#args[@]}\n'
+        'if [ "${args[n-2]}" = "-" ]; then cat > "$obj"; echo saved >> "$BUCKET/uploads"; else cat "$obj"; fi\n'
+    )
+    stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "BUCKET": str(bucket)}
+
+    def replica(name: str) -> tuple:
+        root = tmp_path / name
+        (root / "run").mkdir(parents=True)
+        (root / "var" / "hf").mkdir(parents=True)
+        path = root / "weights.sh"
+        path.write_text(
+            body.replace("/var/lib/selfhost", str(root / "var")).replace("/run/selfhost", str(root / "run"))
+        )
+        env_file = root / "run" / os.path.basename(SECRETS_FILE)
+        env_file.write_text("VLLM_API_KEY=k\n")
+        return root, path, env_file
+
+    first, path, env_file = replica("first")
+    blobs = first / "var" / "hf" / "hub" / "models--meta-llama--x" / "blobs"
+    snap = first / "var" / "hf" / "hub" / "models--meta-llama--x" / "snapshots" / "abc"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    (blobs / "f00d").write_text("weights")
+    (snap / "model.safetensors").symlink_to("../../blobs/f00d")
+    assert subprocess.run(["bash", str(path), "restore"], env=env, timeout=30).returncode == 0
+    assert "HF_HUB_OFFLINE" not in env_file.read_text()  # nothing mirrored yet: it downloads as before
+    assert subprocess.run(["bash", str(path), "save"], env=env, timeout=30).returncode == 0
+    assert (bucket / "uploads").read_text() == "saved\n"
+
+    second, path, env_file = replica("second")
+    assert subprocess.run(["bash", str(path), "restore"], env=env, timeout=30).returncode == 0
+    link = second / "var" / "hf" / "hub" / "models--meta-llama--x" / "snapshots" / "abc" / "model.safetensors"
+    assert link.is_symlink() and link.read_text() == "weights"
+    assert env_file.read_text().endswith("HF_HUB_OFFLINE=1\n")
+    assert subprocess.run(["bash", str(path), "save"], env=env, timeout=30).returncode == 0
+    assert (bucket / "uploads").read_text() == "saved\n"  # filled once
+
+
+def test_gcp_readiness_endpoint_follows_the_authenticated_probe(tmp_path):
+    """The GCP health check asks GET /ready on the VM: the file appears when the gate's probe passes and
+    goes when the watchdog sees three failures (run in bash with a stand-in probe and restart)."""
+    from selfhost.stack import gcp_config
+
+    p = gcp_config.plan({**CONFIG, "instanceType": None, "machineType": "g2-standard-8"})
+    script = gcp_config.startup_script(p, {"apiKey": "a", "hfToken": "b"})
+    assert f"http.server {gcp_config.ready_port(p)} --bind 0.0.0.0 --directory /run/selfhost/health" in script
+
+    def body(name: str) -> str:
+        text = re.search(rf"cat > /opt/selfhost/{name}.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
+        text = text.replace("/run/selfhost/health", str(tmp_path / "health")).replace("/opt/selfhost", str(tmp_path))
+        return text.replace("systemctl restart vllm.service", f"echo restarted >> {tmp_path}/restarts")
+
+    ready = tmp_path / "health" / "ready"
+    probe = tmp_path / "ready.sh"
+    (tmp_path / "gate.sh").write_text(body("gate"))
+    probe.write_text("#!/bin/bash\nexit 0\n")
+    probe.chmod(0o755)
+    assert subprocess.run(["bash", str(tmp_path / "gate.sh")], timeout=30).returncode == 0
+    assert ready.exists()
+    # the watchdog after its initial wait: a failing probe three times withdraws readiness and restarts vLLM
+    watchdog = re.sub(r"^sleep \d+$", "", body("watchdog"), count=1, flags=re.M).replace("sleep 30", "sleep 0")
+    watchdog = watchdog.replace("while true", "for i in 1 2 3")
+    (tmp_path / "watchdog.sh").write_text(watchdog)
+    probe.write_text("#!/bin/bash\nexit 1\n")
+    assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], timeout=30).returncode == 0
+    assert not ready.exists() and (tmp_path / "restarts").read_text() == "restarted\n"
+    probe.write_text("#!/bin/bash\nexit 0\n")
+    assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], timeout=30).returncode == 0
+    assert ready.exists()  # serving again: back in the rotation

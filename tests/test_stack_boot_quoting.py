@@ -95,11 +95,11 @@ def run_fetch(body: str, tmp: Path) -> list[list[str]]:
 def test_aws_secret_refs_and_region_stay_one_argument(plan, tmp_path, value):
     ref = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{value}"
     try:
-        script = aws_config.user_data(plan, {"apiKey": ref, "hfToken": PLAIN_REF}, value or "r", "eipalloc-0123")
+        script = aws_config.user_data(plan, {"apiKey": ref, "hfToken": PLAIN_REF}, value or "r")
     except UserError:
         assert any(c in value for c in "\n\r")  # only a line break is refused here; the rest is quoted
         return
-    benign = aws_config.user_data(plan, {"apiKey": PLAIN_REF, "hfToken": PLAIN_REF}, "us-east-1", "eipalloc-0123")
+    benign = aws_config.user_data(plan, {"apiKey": PLAIN_REF, "hfToken": PLAIN_REF}, "us-east-1")
     assert syntax_ok(script)
     assert shape(trace(script, tmp_path)) == shape(trace(benign, tmp_path))
     calls = run_fetch(fetch_body(script), tmp_path)
@@ -137,7 +137,7 @@ def test_model_repo_and_served_name_are_validated_then_passed_literally(repo, na
     except UserError as err:
         assert "modelRepo" in str(err) or "servedModelName" in str(err)
         return
-    script = aws_config.user_data(p, {"apiKey": PLAIN_REF, "hfToken": PLAIN_REF}, "us-east-1", "eipalloc-0123")
+    script = aws_config.user_data(p, {"apiKey": PLAIN_REF, "hfToken": PLAIN_REF}, "us-east-1")
     assert syntax_ok(script)
     argv = exec_start_argv(script)
     if repo:

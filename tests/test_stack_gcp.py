@@ -24,18 +24,30 @@ BASE = {
     "allowPlainHttp": "true",
 }
 TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
-MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 FIREWALL = "gcp:compute/firewall:Firewall"
 
 
-def test_spot_group_of_one_with_autohealing_runs_the_costed_container():
+MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+SCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
+
+
+def by_label(mocks, typ):
+    return {name.rsplit("-", 1)[-1]: inputs for t, name, inputs in mocks.resources if t == typ}
+
+
+def test_spot_groups_across_zones_behind_the_load_balancer_run_the_costed_container():
     mocks, out = stack("gcp", BASE)
     spec, fit = expected("gcp", "llama-3.1-8b", "gcp-g2-standard-8", "spot")
-    template = mocks.one(TEMPLATE)
+    review = cost_review(spec)
+    fleet = review.fleet
+    templates = by_label(mocks, TEMPLATE)
+    assert set(templates) == {"spot", "standard"}
+    template = templates["spot"]
     # g2 bundles its L4s: the machine type carries the GPUs, no accelerator block
     assert template["machineType"] == "g2-standard-8" and fit.gpus_per_node == 1
     assert "guestAccelerators" not in template
     assert template["scheduling"]["provisioningModel"] == "SPOT"
+    assert templates["standard"]["scheduling"]["provisioningModel"] == "STANDARD"
     assert template["scheduling"]["onHostMaintenance"] == "TERMINATE"
     disk = template["disks"][0]
     assert "deeplearning-platform-release" in disk["sourceImage"] and disk["boot"] is True
@@ -44,7 +56,7 @@ def test_spot_group_of_one_with_autohealing_runs_the_costed_container():
     script = plain(template["metadata"])["startup-script"]
     argv = exec_start_argv(script)
     assert argv[argv.index(VLLM_IMAGE) + 1 :] == serve_args(fit.settings)
-    assert "Restart=always" in script
+    assert "Restart=always" in script and "systemctl restart vllm.service" in script
     assert "sk-test-key" not in script and "hf_test_token" not in script
     names = gcp.names(gcp.plan(BASE, scope=("selfhost-gcp", "dev")))
     assert f"--secret={names.api_key_secret}" in script and f"--secret={names.hf_token_secret}" in script
@@ -54,28 +66,55 @@ def test_spot_group_of_one_with_autohealing_runs_the_costed_container():
     assert {r["secretId"] for r in readers} == {names.api_key_secret, names.hf_token_secret}
     assert {r["role"] for r in readers} == {"roles/secretmanager.secretAccessor"}
     assert {r["member"] for r in readers} == {f"serviceAccount:{template['serviceAccount']['email']}"}
-    # firewall: the API port from the configured ranges; Google's checkers for autohealing; nothing open
-    rules = mocks.of_type(FIREWALL)
-    ranges = sorted(r for rule in rules for r in rule["sourceRanges"])
-    assert sorted(ranges) == sorted(["203.0.113.0/24", "2001:db8::/32", *gcp.HEALTH_CHECK_RANGES])
-    assert all(rule["allows"] == [{"protocol": "tcp", "ports": ["8000"]}] for rule in rules)
-    # spot that comes back: a group of one, autohealing on vLLM's /health
-    group = mocks.one(MIG)
-    assert group["targetSize"] == 1 and group["versions"][0]["instanceTemplate"].endswith("uniqueId=1")
+    # firewall: vLLM's port from Google's front ends and checkers only; callers filtered by Cloud Armor
+    [rule] = mocks.of_type(FIREWALL)
+    assert sorted(rule["sourceRanges"]) == sorted(gcp.HEALTH_CHECK_RANGES)
+    assert rule["allows"] == [{"protocol": "tcp", "ports": ["8000", "8001"]}]  # vLLM, the readiness endpoint
+    armor = mocks.one("gcp:compute/securityPolicy:SecurityPolicy")["rules"]
+    assert armor[0]["match"]["config"]["srcIpRanges"] == ["203.0.113.0/24", "2001:db8::/32"]
+    assert armor[0]["action"] == "allow" and armor[-1]["action"] == "deny(403)"
+    # the fleet: spot above the on-demand base, the base in a standard group; both regional, 2+ zones
+    groups, scalers = by_label(mocks, MIG), by_label(mocks, SCALER)
+    base = fleet.base_ondemand_replicas
+    assert base == 1
+    spot_policy, std_policy = scalers["spot"]["autoscalingPolicy"], scalers["standard"]["autoscalingPolicy"]
+    assert (spot_policy["minReplicas"], spot_policy["maxReplicas"]) == (
+        fleet.min_replicas - base,
+        fleet.max_replicas - base,
+    )
+    assert (std_policy["minReplicas"], std_policy["maxReplicas"]) == (base, base)
+    for group in groups.values():
+        assert len(group["distributionPolicyZones"]) >= 2
+        assert group["versions"][0]["instanceTemplate"].endswith("uniqueId=1")
+        update = group["updatePolicy"]
+        assert update["maxUnavailableFixed"] == 0 and update["maxSurgeFixed"] >= len(group["distributionPolicyZones"])
+        healing = group["autoHealingPolicies"]
+        assert healing["healthCheck"] == "selfhost-gcp-health-id"
+        assert healing["initialDelaySec"] >= gcp.DRIVER_WAIT_S + 600
+    # health: the VM's readiness endpoint, 200 only while an authenticated 1-token completion succeeds
     check = mocks.one("gcp:compute/healthCheck:HealthCheck")
-    assert check["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
-    assert group["autoHealingPolicies"]["healthCheck"] == "selfhost-gcp-health-id"
-    assert group["autoHealingPolicies"]["initialDelaySec"] >= 600
-    pinned = mocks.one("gcp:compute/perInstanceConfig:PerInstanceConfig")["preservedState"]["externalIps"][0]
-    assert pinned["autoDelete"] == "NEVER"
+    assert check["httpHealthCheck"] == {"port": 8001, "requestPath": "/ready"}
+    assert "--directory /run/selfhost/health" in script and "touch /run/selfhost/health/ready" in script
+    # the load balancer: each group a backend at the review's SLO-bound rate; HTTP on 80 (allowPlainHttp)
+    backend = mocks.one("gcp:compute/backendService:BackendService")
+    assert {b["group"].rsplit("/", 1)[-1] for b in backend["backends"]} == {g["name"] for g in groups.values()}
+    rate = fleet.requests_per_s_per_replica / spec.target_utilization
+    assert all(b["maxRatePerInstance"] == pytest.approx(rate, rel=1e-3) for b in backend["backends"])
+    assert backend["loadBalancingScheme"] == "EXTERNAL_MANAGED"
+    assert mocks.one("gcp:compute/globalForwardingRule:GlobalForwardingRule")["portRange"] == "80"
+    assert mocks.of_type("gcp:compute/instance:Instance") == []
+    # the weights mirror: a private bucket in the region, objects readable and writable by the VMs only
+    bucket = mocks.one("gcp:storage/bucket:Bucket")
+    assert bucket["uniformBucketLevelAccess"] is True and bucket["publicAccessPrevention"] == "enforced"
+    assert mocks.one("gcp:storage/bucketIAMMember:BucketIAMMember")["member"] == readers[0]["member"]
+    assert f"gcloud storage cat gs://{bucket['name']}/hf/" in script
     # outputs
-    review = cost_review(spec)
-    assert out["endpointUrl"] == f"http://{GCP_IP}:8000" and out["groupName"]
+    assert out["endpointUrl"] == f"http://{GCP_IP}" and out["groupNames"]
     assert out["projectedMonthlyUsd"] == pytest.approx(review.monthly_usd, abs=0.01)
     assert out["usdPerMillionOutputTokens"] == pytest.approx(review.usd_per_million_output_tokens, rel=1e-3)
 
 
-def test_standard_provisioning_is_one_vm_on_the_static_address():
+def test_standard_provisioning_is_a_managed_group_too():
     config = {
         **BASE,
         "model": "llama-3.1-70b",
@@ -85,16 +124,14 @@ def test_standard_provisioning_is_one_vm_on_the_static_address():
     }
     mocks, out = stack("gcp", config)
     _, fit = expected("gcp", "llama-3.1-70b", "gcp-g2-standard-48", "on-demand", "fp8")
-    vm = mocks.one("gcp:compute/instance:Instance")
-    assert vm["machineType"] == "g2-standard-48" and fit.gpus_per_node == 4
-    assert vm["scheduling"]["provisioningModel"] == "STANDARD" and vm["scheduling"]["automaticRestart"] is True
-    assert vm["scheduling"]["onHostMaintenance"] == "TERMINATE"
-    assert vm["networkInterfaces"][0]["accessConfigs"][0]["natIp"] == GCP_IP
-    assert vm["bootDisk"]["initializeParams"]["size"] >= gcp.BOOT_BASE_GB + fit.weight_gib
-    argv = exec_start_argv(plain(vm["metadata"])["startup-script"])
+    template = mocks.one(TEMPLATE)
+    assert template["machineType"] == "g2-standard-48" and fit.gpus_per_node == 4
+    assert template["scheduling"]["provisioningModel"] == "STANDARD"
+    assert template["disks"][0]["diskSizeGb"] >= gcp.BOOT_BASE_GB + fit.weight_gib
+    argv = exec_start_argv(plain(template["metadata"])["startup-script"])
     assert argv[argv.index(VLLM_IMAGE) + 1 :] == serve_args(fit.settings)
-    assert mocks.of_type(MIG) == [] and mocks.of_type(TEMPLATE) == []
-    assert out["instanceName"] == gcp.names(gcp.plan(config, scope=("selfhost-gcp", "dev"))).base
+    assert mocks.one(MIG)["name"].endswith("-standard") and mocks.of_type("gcp:compute/instance:Instance") == []
+    assert out["onDemandBaseReplicas"] is None
 
 
 @pytest.mark.parametrize(
@@ -106,6 +143,7 @@ def test_standard_provisioning_is_one_vm_on_the_static_address():
         ({"allowedCidrs": ["::/0"], "apiKey": None}, UserError, "without an API key"),
         ({"maxMonthlyUsd": "100"}, OverBudget, "exceeds the budget"),
         ({"allowedCidrs": ["10.0.0.300/8"]}, UserError, "not a CIDR"),
+        ({"zone": "us-central1-a"}, UserError, "zone pins one zone"),
     ],
 )
 def test_bad_config_is_refused_before_any_resource(change, error, words):
@@ -121,13 +159,20 @@ def test_shipped_program_runs_with_the_example_config():
         {
             "apiKey": "sk-example",
             "hfToken": "hf_example",
+            "gcp:region": None,
             "gcp:zone": "us-central1-b",
             # as `pulumi config set allowedCidrs 203.0.113.0/24,198.51.100.0/24` stores it
             "allowedCidrs": "203.0.113.0/24,198.51.100.0/24",
         }
     )
-    mocks, _ = stack("gcp", config)
-    assert mocks.one(TEMPLATE)["machineType"] == "g2-standard-8"
-    assert mocks.one(MIG)["zone"] == "us-central1-b"
-    api = [rule for rule in mocks.of_type(FIREWALL) if rule["description"].startswith("selfhost")]
-    assert api[0]["sourceRanges"] == ["203.0.113.0/24", "198.51.100.0/24"]
+    mocks, out = stack("gcp", config)
+    assert {t["machineType"] for t in mocks.of_type(TEMPLATE)} == {"g2-standard-8"}
+    assert out["region"] == "us-central1"  # from the provider's zone
+    armor = mocks.one("gcp:compute/securityPolicy:SecurityPolicy")["rules"]
+    assert armor[0]["match"]["config"]["srcIpRanges"] == ["203.0.113.0/24", "198.51.100.0/24"]
+
+
+def test_fewer_than_two_zones_is_refused_with_nothing_declared():
+    mocks, err = refused("gcp", {**BASE, "zones": ["us-central1-a", "europe-west4-b"]})
+    assert isinstance(err, UserError) and "1 zone(s) of us-central1" in str(err)
+    assert mocks.resources == []

@@ -12,7 +12,7 @@ from stack_mocks import plain, refused, stack
 
 from costing.errors import UserError
 from selfhost.stack import aws_config, gcp_config
-from selfhost.stack.boot_script import CADDY_IMAGE, TLS_UNIT, exec_start_argv
+from selfhost.stack.boot_script import exec_start_argv
 from selfhost.stack.checks import check_port, gcp_name
 
 COMMON = {
@@ -49,9 +49,9 @@ def test_aws_iam_conditions_and_tags_are_scoped_by_project_and_stack():
         conditions = [s["Condition"]["StringEquals"] for s in statements if "Condition" in s]
         assert conditions and all(list(c.values()) == [scope] for c in conditions)
         # the resources the conditions match carry that exact tag value
-        eip_tags = mocks.one("aws:ec2/eip:Eip")["tags"]
+        lb_tags = mocks.one("aws:lb/loadBalancer:LoadBalancer")["tags"]
         group_tags = {t["key"]: t["value"] for t in mocks.one("aws:autoscaling/group:Group")["tags"]}
-        assert eip_tags[aws_config.STACK_TAG] == group_tags[aws_config.STACK_TAG] == scope
+        assert lb_tags[aws_config.STACK_TAG] == group_tags[aws_config.STACK_TAG] == scope
         prefixes = {s["namePrefix"] for s in mocks.of_type("aws:secretsmanager/secret:Secret")}
         assert all(f"/{stack_name}/" in prefix for prefix in prefixes)
         assert out["stackScope"] == scope
@@ -70,7 +70,7 @@ def test_gcp_has_its_own_network_and_shielded_vms_with_valid_unique_names():
         for rule in mocks.of_type("gcp:compute/firewall:Firewall"):
             assert rule["network"] == f"projects/p/global/networks/{net['name']}"
             assert "default" not in rule["network"]
-        template = mocks.one("gcp:compute/instanceTemplate:InstanceTemplate")
+        template = mocks.of_type("gcp:compute/instanceTemplate:InstanceTemplate")[0]
         assert template["networkInterfaces"][0]["subnetwork"] == "selfhost-gcp-subnet-id"
         assert template["shieldedInstanceConfig"] == {
             "enableSecureBoot": True,
@@ -78,7 +78,7 @@ def test_gcp_has_its_own_network_and_shielded_vms_with_valid_unique_names():
             "enableIntegrityMonitoring": True,
         }
         names = [net["name"], subnet["name"], *(r["name"] for r in mocks.of_type("gcp:compute/firewall:Firewall"))]
-        names += [mocks.one("gcp:compute/instanceGroupManager:InstanceGroupManager")["name"]]
+        names += [g["name"] for g in mocks.of_type("gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager")]
         assert all(GCP_NAME.fullmatch(n) for n in names), names
         account = mocks.one("gcp:serviceaccount/account:Account")["accountId"]
         assert SA_ID.fullmatch(account)
@@ -87,11 +87,11 @@ def test_gcp_has_its_own_network_and_shielded_vms_with_valid_unique_names():
     assert not outs["dev"] & outs["prod"]  # two stacks in one project never collide
 
 
-def test_gcp_standard_vm_is_shielded_on_the_stack_subnet():
+def test_gcp_standard_vms_are_shielded_on_the_stack_subnet():
     mocks, _ = stack("gcp", {**GCP, "pricing": "on-demand"})
-    vm = mocks.one("gcp:compute/instance:Instance")
-    assert vm["shieldedInstanceConfig"]["enableSecureBoot"] is True
-    assert vm["networkInterfaces"][0]["subnetwork"] == "selfhost-gcp-subnet-id"
+    template = mocks.one("gcp:compute/instanceTemplate:InstanceTemplate")
+    assert template["shieldedInstanceConfig"]["enableSecureBoot"] is True
+    assert template["networkInterfaces"][0]["subnetwork"] == "selfhost-gcp-subnet-id"
 
 
 @pytest.mark.parametrize("name", ["1st-team", "9", "Ünïcode team!", "a" * 80, "x"])
@@ -148,7 +148,7 @@ def test_serving_port_rules(port, tls, ok):
         ("aws", {"region": "us-east-1'; id; '"}, "region"),
         ("aws", {"allowPlainHttp": None}, "plain HTTP"),
         ("gcp", {"allowPlainHttp": "false"}, "plain HTTP"),
-        ("aws", {"domain": "api.example.com"}, "ACME certificate needs port 443"),
+        ("gcp", {"domain": "api.example.com"}, "ACME certificate needs port 443"),
         ("aws", {"domain": "not a domain", "allowedCidrs": ["0.0.0.0/0"]}, "not a DNS name"),
         ("gcp", {"subnetCidr": "8.8.8.0/24"}, "private IPv4"),
     ],
@@ -162,24 +162,52 @@ def test_bad_config_is_one_line_and_nothing_declared(cloud, change, words):
     assert mocks.resources == [] and mocks.calls == []
 
 
-@pytest.mark.parametrize("cloud", ["aws", "gcp"])
-def test_a_domain_gets_https_through_caddy_and_vllm_stays_on_loopback(cloud):
-    base = AWS if cloud == "aws" else {**GCP, "pricing": "on-demand"}
-    config = {**base, "domain": "API.Example.com", "allowedCidrs": ["0.0.0.0/0"], "allowPlainHttp": None}
-    mocks, out = stack(cloud, {k: v for k, v in config.items() if v is not None})
-    if cloud == "aws":
-        script = aws_user_data(mocks)
-        ingress = mocks.one("aws:ec2/securityGroup:SecurityGroup")["ingress"]
-        assert [(r["fromPort"], r["toPort"], r["cidrBlocks"]) for r in ingress] == [(443, 443, ["0.0.0.0/0"])]
-    else:
-        script = plain(mocks.one("gcp:compute/instance:Instance")["metadata"])["startup-script"]
-        rules = mocks.of_type("gcp:compute/firewall:Firewall")
-        assert {tuple(a["ports"]) for r in rules for a in r["allows"]} == {("443",)}
+def test_aws_domain_is_https_on_the_load_balancer_with_a_dns_validated_certificate():
+    """ACM validates by a DNS record, so allowedCidrs may stay narrow; no proxy runs on the instances."""
+    config = {k: v for k, v in {**AWS, "domain": "API.Example.com", "allowPlainHttp": None}.items() if v is not None}
+    mocks, out = stack("aws", config)
+    cert = mocks.one("aws:acm/certificate:Certificate")
+    assert cert["domainName"] == "api.example.com" and cert["validationMethod"] == "DNS"
+    assert mocks.one("aws:acm/certificateValidation:CertificateValidation")["certificateArn"].endswith(
+        "certificate/selfhost-aws-cert"
+    )
+    listener = mocks.one("aws:lb/listener:Listener")
+    assert (listener["port"], listener["protocol"]) == (443, "HTTPS")
+    assert listener["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    assert listener["certificateArn"].endswith("certificate/selfhost-aws-cert")
+    lb_sg = mocks.of_type("aws:ec2/securityGroup:SecurityGroup")[0]
+    assert [(r["fromPort"], r["cidrBlocks"]) for r in lb_sg["ingress"]] == [(443, ["203.0.113.0/24"])]
+    script = aws_user_data(mocks)
+    assert "caddy" not in script.lower()  # TLS ends at the load balancer
     argv = exec_start_argv(script)
-    assert argv[argv.index("-p") + 1] == "127.0.0.1:8000:8000"  # only the proxy reaches vLLM
-    caddy = next(line for line in script.splitlines() if CADDY_IMAGE in line)
-    assert "--from https://api.example.com" in caddy and "--to 127.0.0.1:8000" in caddy
-    assert "enable --now vllm.service" in script and TLS_UNIT in script
+    assert (
+        argv[argv.index("-p") + 1] == "8000:8000"
+    )  # the load balancer reaches vLLM; its security group admits only it
+    assert out["endpointUrl"] == "https://api.example.com" and out["transport"].startswith("https")
+    assert out["dnsRecord"].startswith("api.example.com CNAME ")
+    assert out["certificateValidation"] == ["_x1.api.example.com. CNAME _x2.acm-validations.aws."]
+
+
+@pytest.mark.parametrize("pricing", ["on-demand", "spot"])
+def test_gcp_domain_is_https_on_the_load_balancer_with_a_google_managed_certificate(pricing):
+    config = {**GCP, "pricing": pricing, "domain": "API.Example.com", "allowedCidrs": ["0.0.0.0/0"]}
+    mocks, out = stack("gcp", {k: v for k, v in config.items() if v is not None and k != "allowPlainHttp"})
+    cert = mocks.one("gcp:compute/managedSslCertificate:ManagedSslCertificate")
+    assert cert["managed"]["domains"] == ["api.example.com"]
+    proxy = mocks.one("gcp:compute/targetHttpsProxy:TargetHttpsProxy")
+    assert proxy["sslCertificates"] == ["selfhost-gcp-cert-id"]
+    assert mocks.one("gcp:compute/globalForwardingRule:GlobalForwardingRule")["portRange"] == "443"
+    assert mocks.of_type("gcp:compute/targetHttpProxy:TargetHttpProxy") == []
+    assert mocks.of_type("gcp:compute/securityPolicy:SecurityPolicy") == []  # open to all: the key guards it
+    # vLLM's port from Google's front ends and checkers only; no proxy on the VMs
+    [rule] = mocks.of_type("gcp:compute/firewall:Firewall")
+    assert rule["allows"][0]["ports"] == ["8000", "8001"]
+    assert sorted(rule["sourceRanges"]) == sorted(gcp_config.HEALTH_CHECK_RANGES)
+    for template in mocks.of_type("gcp:compute/instanceTemplate:InstanceTemplate"):
+        script = plain(template["metadata"])["startup-script"]
+        assert "caddy" not in script.lower()  # TLS ends at the load balancer
+        argv = exec_start_argv(script)
+        assert argv[argv.index("-p") + 1] == "8000:8000"
     assert out["endpointUrl"] == "https://api.example.com" and out["transport"].startswith("https")
     assert out["dnsRecord"].startswith("api.example.com A ")
 
@@ -194,21 +222,8 @@ def test_no_ssh_and_nothing_but_the_api_port_is_opened():
     for rule in mocks.of_type("gcp:compute/firewall:Firewall"):
         assert all("22" not in a["ports"] for a in rule["allows"])
     mocks, _ = stack("aws", AWS)
-    ingress = mocks.one("aws:ec2/securityGroup:SecurityGroup")["ingress"]
-    assert [(r["fromPort"], r["toPort"]) for r in ingress] == [(8000, 8000)]
-
-
-def test_gcp_spot_with_a_domain_probes_vllm_from_googles_checkers_only():
-    config = {**GCP, "domain": "api.example.com", "allowedCidrs": ["0.0.0.0/0"]}
-    mocks, _ = stack("gcp", {k: v for k, v in config.items() if k != "allowPlainHttp"})
-    check = mocks.one("gcp:compute/healthCheck:HealthCheck")
-    assert check["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
-    rules = {r["name"].rsplit("-", 1)[-1]: r for r in mocks.of_type("gcp:compute/firewall:Firewall")}
-    assert rules["health"]["allows"][0]["ports"] == ["8000"]
-    assert sorted(rules["health"]["sourceRanges"]) == sorted(gcp_config.HEALTH_CHECK_RANGES)
-    assert rules["v4"]["allows"][0]["ports"] == ["443"] and rules["v4"]["sourceRanges"] == ["0.0.0.0/0"]
-    script = plain(mocks.one("gcp:compute/instanceTemplate:InstanceTemplate")["metadata"])["startup-script"]
-    assert TLS_UNIT in script
+    ingress = [r for g in mocks.of_type("aws:ec2/securityGroup:SecurityGroup") for r in g["ingress"]]
+    assert [(r["fromPort"], r["toPort"]) for r in ingress] == [(8000, 8000)] * 2
 
 
 def test_aws_group_and_template_names_carry_the_stack():

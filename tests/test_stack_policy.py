@@ -84,6 +84,7 @@ def changed(resources, typ, edit):
 
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 SG = "aws:ec2/securityGroup:SecurityGroup"
+PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 
 
 def _user_data_with_key(props):
@@ -106,6 +107,7 @@ def _user_data_with_key(props):
             "no-open-ingress",
         ),
         (LT, _user_data_with_key, "secrets-in-secret-stores"),
+        (PAB, lambda p: p.update(restrictPublicBuckets=False), "private-buckets"),
     ],
 )
 def test_each_rule_catches_its_violation(aws_resources, typ, edit, rule):
@@ -132,6 +134,8 @@ def test_gcp_and_runpod_violations():
         lambda p: p["metadata"].update({"hf-token": "hf_abcdefghijklmnopqrstuvwxyz0123"}),
     )
     assert "secrets-in-secret-stores" in {p for p, _, _ in violations(leaked)}
+    public = changed(gcp, "gcp:storage/bucket:Bucket", lambda p: p.update(publicAccessPrevention="inherited"))
+    assert "private-buckets" in {p for p, _, _ in violations(public)}
     pod = declared("runpod", COMMON)
     argv = changed(pod, "runpod:index:Pod", lambda p: p.update(dockerArgs=p["dockerArgs"] + " --api-key sk-live"))
     assert "secrets-in-secret-stores" in {p for p, _, _ in violations(argv)}
@@ -151,6 +155,6 @@ def test_the_shipped_pack_enforces_every_rule():
     kwargs = {k.arg: ast.unparse(k.value) for k in calls[0].keywords}
     assert kwargs["policies"] == "POLICIES" and kwargs["enforcement_level"] == "EnforcementLevel.MANDATORY"
     names = [p.name for p in POLICIES]
-    assert len(set(names)) == len(names) == 5
+    assert len(set(names)) == len(names) == 6
     assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in POLICIES)
     assert "virtualenv: ../../.venv" in (ROOT / "stacks" / "policy" / "PulumiPolicy.yaml").read_text()

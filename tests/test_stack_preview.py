@@ -9,7 +9,7 @@ from stack_mocks import ROOT
 from selfhost.stack import preview
 
 
-@pytest.mark.parametrize("cloud, count", [("aws", 12), ("gcp", 17), ("runpod", 3)])
+@pytest.mark.parametrize("cloud, count", [("aws", 20), ("gcp", 26), ("runpod", 3)])
 def test_preview_runs_the_shipped_program_on_the_example_config(cloud, count, capsys):
     assert preview.main([cloud, str(ROOT / "stacks" / cloud / "Pulumi.dev.yaml")]) == 0
     out = capsys.readouterr().out

@@ -101,6 +101,8 @@ def test_community_cloud_picks_enough_gpus_and_a_pod_volume():
         ({"model": "llama-3.1-70b", "gpuCount": "1"}, DoesNotFit, "does not fit"),
         ({"gpuCount": "3"}, UserError, "no RunPod offer"),
         ({"allowedCidrs": "10.0.0.0/8"}, UserError, "cannot restrict"),
+        ({"availability": "high"}, UserError, "the review sizes 2 replicas"),
+        ({"requestsPerDay": "1000000"}, UserError, "the RunPod stack runs one pod"),
     ],
 )
 def test_bad_config_is_refused_before_any_resource(change, error, words):
@@ -108,6 +110,8 @@ def test_bad_config_is_refused_before_any_resource(change, error, words):
     mocks, err = refused("runpod", config)
     assert isinstance(err, error) and words in str(err)
     assert mocks.resources == []
+    if "one pod" in str(err) or "replicas" in str(err):  # more than one replica: the fleet paths, named
+        assert "aws or gcp stack" in err.fix and "SkyServe" in err.fix and "\n" not in err.line()
 
 
 def test_shipped_program_runs_with_the_example_config():

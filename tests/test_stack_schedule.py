@@ -1,5 +1,5 @@
-"""A part-time schedule is deployed, never only costed: AWS scheduled actions, a GCP instance schedule;
-RunPod and GCP spot groups refuse it with one line and the fix."""
+"""A part-time schedule is deployed, never only costed: AWS scheduled actions, GCP autoscaler scaling
+schedules; RunPod refuses it with one line and the fix."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from stack_mocks import refused, stack
 
 from costing.errors import UserError
 from costing.review import cost_review
-from selfhost.stack import aws_config
+from selfhost.stack import aws_config, gcp_config
 from selfhost.stack.schedule import window
 
 AWS = {
@@ -65,24 +65,27 @@ def test_window_crons(hours, days, start, start_cron, stop_cron):
     assert (w.start_cron(), w.stop_cron(), w.time_zone) == (start_cron, stop_cron, "UTC")
 
 
-def test_gcp_on_demand_part_time_is_an_instance_schedule_on_the_vm():
-    mocks, _ = stack("gcp", {**GCP, **PART_TIME})
-    policy = mocks.one("gcp:compute/resourcePolicy:ResourcePolicy")
-    schedule = policy["instanceSchedulePolicy"]
-    assert schedule["vmStartSchedule"]["schedule"] == "0 9 * * 1,2,3,4,5"
-    assert schedule["vmStopSchedule"]["schedule"] == "0 17 * * 1,2,3,4,5"
-    assert schedule["timeZone"] == "Europe/Berlin"
-    vm = mocks.one("gcp:compute/instance:Instance")
-    assert vm["resourcePolicies"] == f"projects/p/regions/r/resourcePolicies/{policy['name']}"
-    grant = mocks.one("gcp:projects/iAMMember:IAMMember")
-    assert grant["role"] == "roles/compute.instanceAdmin.v1"
-    assert grant["member"] == "serviceAccount:service-123456789012@compute-system.iam.gserviceaccount.com"
+@pytest.mark.parametrize("pricing", ["on-demand", "spot"])
+def test_gcp_part_time_is_an_autoscaler_scaling_schedule_on_every_group(pricing):
+    mocks, _ = stack("gcp", {**GCP, **PART_TIME, "pricing": pricing})
+    fleet = gcp_config.plan({**GCP, **PART_TIME, "pricing": pricing}).fleet
+    scalers = mocks.of_type("gcp:compute/regionAutoscaler:RegionAutoscaler")
+    assert len(scalers) == (2 if pricing == "spot" and fleet.base_ondemand_replicas else 1)
+    held = 0
+    for scaler in scalers:
+        policy = scaler["autoscalingPolicy"]
+        [hours] = policy["scalingSchedules"]
+        assert policy["minReplicas"] == 0  # outside the window nothing runs (the costed hours)
+        assert hours["schedule"] == "0 9 * * 1,2,3,4,5" and hours["timeZone"] == "Europe/Berlin"
+        assert hours["durationSec"] == 8 * 3600
+        held += hours["minRequiredReplicas"]
+    assert held == fleet.min_replicas  # in the window: the review's off-peak fleet
+    assert mocks.of_type("gcp:compute/resourcePolicy:ResourcePolicy") == []
 
 
 @pytest.mark.parametrize(
     "cloud, change, words",
     [
-        ("gcp", {"pricing": "spot"}, "can't scale on a schedule"),
         ("aws", {"daysPerWeek": "4.5"}, "daysPerWeek 4.5 is not a whole number of days"),
         ("aws", {"hoursPerDay": "7.3333"}, "not a whole number of minutes"),
         ("aws", {"timeZone": "Mars/Olympus"}, "not an IANA time zone"),

@@ -37,6 +37,7 @@ SLO = {"p90_latency_s": 20}
 BUDGET_HEADROOM = 1.25  # budget = projection x this, rounded up to $50: `pulumi up` refuses above it
 # Pricing of each stack's example config (stacks/<cloud>/Pulumi.dev.yaml); SkyPilot tasks: on-demand.
 PRICING = {"aws": "spot", "gcp": "spot", "runpod": "on-demand", "sky": "on-demand"}
+STACK_FLEETS = ("aws", "gcp")  # stacks whose group the review sizes (selfhost.stack.plan autoscaled)
 # Stack config keys that pick the machine, from the chosen offer.
 MACHINE_KEYS = {
     "aws": lambda offer: {"instanceType": offer.instance_type},
@@ -98,6 +99,9 @@ def choose(cloud: str, model: str, precision: str) -> Choice:
             "workload": dict(WORKLOAD),
             "slo": dict(SLO),
         }
+        if cloud in STACK_FLEETS:  # the aws/gcp stacks run the fleet the review sizes: cost that one
+            data["target"] = {"offer": offer.id, "pricing": pricing}
+            data["sky"] = {"service": True}
         try:
             review = cost_review(spec_from_dict(data))
         except UserError as err:  # does not fit, misses the SLO: the next offer

@@ -1,9 +1,11 @@
 """AWS, the non-resource part: config checks, the boot script, the instance role's policy text.
 
 The resources are declared in stacks/aws/__main__.py. What differs from the other clouds: the GPU AMI
-(AWS's public SSM parameter), secrets in Secrets Manager (or SSM SecureString) read at boot through
-the instance role, recovery by the group (spot with capacity rebalancing; an in-VM readiness watchdog
-marks a wedged server unhealthy), a stable Elastic IP the instance attaches at boot, an optional
+(AWS's public SSM parameter, resolved once and then kept), secrets in Secrets Manager (or SSM
+SecureString) read at boot through the instance role, an Application Load Balancer in front of an Auto
+Scaling group across two or more zones (spot with an on-demand base, every instance type with the same
+GPUs), a launch lifecycle hook the instance completes only once it has served a 1-token authenticated
+completion (the readiness gate), an in-VM watchdog that marks a wedged server unhealthy, an optional
 On-Demand Capacity Reservation, and scheduled actions for a part-time schedule.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 from costing.catalog import offers_for
 from costing.errors import UserError
 from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS
-from selfhost.stack.boot_script import boot_script
+from selfhost.stack.boot_script import WeightsCache, boot_script
 from selfhost.stack.checks import check_aws_ref, check_region
 from selfhost.stack.plan import StackPlan, flag, plan_stack
 
@@ -39,11 +41,23 @@ KEYS = (
     "allowPlainHttp",
     "timeZone",
     "scheduleStart",
+    "refreshAmi",
 )
 REF_KEYS = {"apiKey": "apiKeySecretArn", "hfToken": "hfTokenSecretArn"}
 ROOT_BASE_GB = 100  # the Deep Learning AMI's root snapshot plus the vllm/vllm-openai image
 ROOT_DEVICE = {"ubuntu-22.04": "/dev/sda1", "amazon-linux-2023": "/dev/xvda"}
 STACK_TAG = "selfhost-stack"
+READY_HOOK = "selfhost-ready"  # the launch lifecycle hook the readiness gate completes
+MIN_ZONES = 2
+LB_IDLE_TIMEOUT_S = 600  # a long non-streamed completion must not be cut at the default 60 s
+DRAIN_S = 120  # a replaced or scaled-in instance finishes its in-flight requests before it goes
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.3 and 1.2 only
+HEALTH_GRACE_S = 120  # after the readiness gate completes the lifecycle hook: vLLM already serves
+
+
+def requests_per_minute(requests_per_s: float) -> float:
+    """ALBRequestCountPerTarget counts a minute's requests per target."""
+    return round(requests_per_s * 60, 2)
 
 
 def _target(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,7 +89,15 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-aws", "d
         raise UserError(
             f"unknown amiOs {os_name!r}", f"pulumi config set amiOs one of: {', '.join(GPU_AMI_PARAMETERS)}"
         )
-    p = plan_stack("aws", config, _target(config), secret_ref_keys=REF_KEYS, default_name="selfhost-aws", scope=scope)
+    p = plan_stack(
+        "aws",
+        config,
+        _target(config),
+        secret_ref_keys=REF_KEYS,
+        default_name="selfhost-aws",
+        scope=scope,
+        acme_on_443=False,  # ACM validates the domain by a DNS record, not over port 443
+    )
     if flag(config, "reserveCapacity"):
         if not p.pricing.startswith("reserved"):
             raise UserError(
@@ -88,7 +110,42 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-aws", "d
                 "reserveCapacity needs availabilityZone: a capacity reservation lives in one zone",
                 "pulumi config set availabilityZone us-east-1a",
             )
+    elif config.get("availabilityZone"):
+        raise UserError(
+            "availabilityZone pins one zone; the group spans every zone of the VPC (two or more) behind the "
+            "load balancer, and only a capacity reservation lives in one zone",
+            "drop availabilityZone (or use it with reserveCapacity and reserved pricing)",
+        )
     return p
+
+
+def instance_types(p: StackPlan) -> list[str]:
+    """Every AWS instance type with the plan's GPUs (same model, same count: the same vLLM command runs
+    unchanged) that the fit check accepts, the costed one first, then by on-demand price."""
+    from costing.fit import fit_check
+    from costing.resolve import fit_request
+
+    chosen = p.offer
+    same = offers_for(gpu=chosen.gpu, gpus=chosen.gpus, cloud="aws")
+    fit_check(fit_request(p.spec, chosen.gpu, chosen.gpus))  # raises DoesNotFit if the shape cannot hold it
+    rest = sorted((o for o in same if o.instance_type != chosen.instance_type), key=lambda o: (o.on_demand, o.id))
+    return [chosen.instance_type, *(o.instance_type for o in rest)]
+
+
+def zone_subnets(subnets: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """(subnet id, zone) pairs -> zone -> subnet ids; fewer than two zones is refused (the load balancer
+    and the group need two, so one zone's outage leaves replicas serving)."""
+    by_zone: dict[str, list[str]] = {}
+    for subnet_id, zone in subnets:
+        by_zone.setdefault(zone, []).append(subnet_id)
+    if len(by_zone) < MIN_ZONES:
+        found = ", ".join(sorted(by_zone)) or "none"
+        raise UserError(
+            f"the subnets span {len(by_zone)} availability zone(s) ({found}); the load balancer and the group "
+            f"need {MIN_ZONES} or more",
+            "pulumi config set subnetIds 'subnet-a,subnet-b' with subnets in two zones (or a vpcId whose subnets do)",
+        )
+    return by_zone
 
 
 def resolve_region(stack_region: str | None, provider_region: str | None, offer_region: str | None) -> str | None:
@@ -120,10 +177,32 @@ def fetch_command(ref: str, region: str) -> str:
     )
 
 
-def user_data(p: StackPlan, refs: dict[str, str], region: str, allocation_id: str) -> str:
-    """The boot script: IMDSv2 for the instance id, attach the Elastic IP, then the vLLM unit and watchdog."""
-    if not re.fullmatch(r"eipalloc-[0-9a-f]{1,40}", allocation_id):
-        raise UserError(f"Elastic IP allocation id {allocation_id!r} is malformed", "re-run pulumi up")
+def weights_key(p: StackPlan) -> str:
+    """The mirror's object: one per model repo (the fit's, checked by check_model_repo)."""
+    return f"hf/{p.fit.settings.model_repo}.tar"
+
+
+def weights_cache(p: StackPlan, bucket: str, region: str) -> WeightsCache:
+    """The S3 mirror's commands (values quoted). A stream over 50 GB needs its size up front."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise UserError(f"S3 bucket name {bucket!r} is malformed", "re-run pulumi up")
+    q = shlex.quote
+    url = f"s3://{bucket}/{weights_key(p)}"
+    size = int(p.storage_gb * 1e9)
+    return WeightsCache(
+        where=url,
+        exists=(
+            f"aws s3api head-object --region {q(region)} --bucket {q(bucket)} --key {q(weights_key(p))} >/dev/null 2>&1"
+        ),
+        restore=f"aws s3 cp --region {q(region)} --only-show-errors {q(url)} -",
+        save=f"aws s3 cp --region {q(region)} --only-show-errors --expected-size {size} - {q(url)}",
+    )
+
+
+def user_data(p: StackPlan, refs: dict[str, str], region: str, bucket: str | None = None) -> str:
+    """The boot script: the vLLM unit, the readiness gate (completes the launch lifecycle hook only after a
+    1-token authenticated completion succeeds on this machine) and the watchdog. No address is attached:
+    clients reach the load balancer, which routes only to machines that passed the gate and its /health."""
     q = shlex.quote
     imds = "http://169.254.169.254/latest"
     prelude = "\n".join(
@@ -131,23 +210,27 @@ def user_data(p: StackPlan, refs: dict[str, str], region: str, allocation_id: st
             f"IMDS_TOKEN=$(curl -fsS -X PUT {imds}/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",
             f'curl -fsS -H "X-aws-ec2-metadata-token: $IMDS_TOKEN" {imds}/meta-data/instance-id'
             " > /opt/selfhost/instance-id",
-            "for i in 1 2 3 4 5; do",
-            f"  aws ec2 associate-address --region {q(region)} --allocation-id {q(allocation_id)}"
-            ' --instance-id "$(cat /opt/selfhost/instance-id)" --allow-reassociation && break',
-            "  sleep 10",
-            "done",
         ]
     )
     fetch = {p.env_names[key]: fetch_command(ref, region) for key, ref in refs.items()}
-    action = (
-        f'aws autoscaling set-instance-health --region {q(region)} --instance-id "$(cat /opt/selfhost/instance-id)" '
-        "--health-status Unhealthy"
+    me = '--instance-id "$(cat /opt/selfhost/instance-id)"'
+    action = f"aws autoscaling set-instance-health --region {q(region)} {me} --health-status Unhealthy"
+    group = (
+        f"aws autoscaling describe-auto-scaling-instances --region {q(region)} --instance-ids "
+        '"$(cat /opt/selfhost/instance-id)" --query "AutoScalingInstances[0].AutoScalingGroupName" --output text'
     )
-    return boot_script(p, fetch, prelude=prelude, watchdog_action=action)
+    ready = (
+        f"aws autoscaling complete-lifecycle-action --region {q(region)} {me} "
+        f'--auto-scaling-group-name "$({group})" --lifecycle-hook-name {READY_HOOK} '
+        "--lifecycle-action-result CONTINUE"
+    )
+    weights = weights_cache(p, bucket, region) if bucket else None
+    return boot_script(p, fetch, prelude=prelude, watchdog_action=action, ready_action=ready, weights=weights)
 
 
-def instance_policy(secret_arns: list[str], stack: str) -> str:
-    """Read only this stack's two secrets; attach only this stack's address; report only its own health.
+def instance_policy(secret_arns: list[str], stack: str, bucket_arn: str | None = None) -> str:
+    """Read only this stack's two secrets; read and fill only its weights mirror; report only its own
+    health and readiness (the lifecycle hook).
 
     `stack` is the plan's scope (project/stack/name), the value of the STACK_TAG every resource carries."""
     ssm = [a for a in secret_arns if a.startswith("arn:aws:ssm:")]
@@ -161,20 +244,47 @@ def instance_policy(secret_arns: list[str], stack: str) -> str:
         statements.append(
             {"Sid": "ReadVllmParameters", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": ssm}
         )
+    if bucket_arn:
+        statements.append(
+            {
+                "Sid": "WeightsMirror",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"],
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            }
+        )
     statements += [
         {
-            "Sid": "AttachStackAddress",
+            "Sid": "FindOwnGroup",
             "Effect": "Allow",
-            "Action": "ec2:AssociateAddress",
+            "Action": "autoscaling:DescribeAutoScalingInstances",
             "Resource": "*",
-            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack}},
         },
         {
             "Sid": "ReportOwnHealth",
             "Effect": "Allow",
-            "Action": "autoscaling:SetInstanceHealth",
+            "Action": ["autoscaling:SetInstanceHealth", "autoscaling:CompleteLifecycleAction"],
             "Resource": "*",
             "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{STACK_TAG}": stack}},
         },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> str:
+    """Refuse any request to the weights mirror that is not over TLS."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "TlsOnly",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+    )

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+from costing.vllm_args import API_KEY_ENV
 from selfhost import auth_install
 from selfhost.stack.checks import check_script_values
 from selfhost.stack.plan import StackPlan
@@ -16,9 +18,9 @@ from selfhost.stack.plan import StackPlan
 UNIT = "vllm.service"
 SECRETS_FILE = "/run/selfhost/vllm.env"  # tmpfs, root only, rewritten at each start
 HF_CACHE = "/var/lib/selfhost/hf"
-CADDY_IMAGE = "caddy:2.8"  # TLS in front of vLLM: an ACME certificate for the stack's domain
-CADDY_DATA = "/var/lib/selfhost/caddy"  # keeps the certificate across restarts (no re-issue per boot)
-TLS_UNIT = "selfhost-tls.service"
+GATE_UNIT = "selfhost-ready.service"
+HEALTH_UNIT = "selfhost-health.service"
+READY_DIR = "/run/selfhost/health"  # holds `ready` while the authenticated probe passes (ready_port)
 DELIM = "SELFHOST_EOF"  # heredoc delimiter; no rendered value may hold a line break, so none can end it
 
 
@@ -35,18 +37,17 @@ def docker_run(
     *,
     env: Mapping[str, str] | None = None,
     mounts: Sequence[tuple[str, str]] = (),
-    loopback_only: bool | None = None,
+    loopback_only: bool = False,
 ) -> list[str]:
     """`docker run` for the vLLM container: all GPUs, host IPC (NCCL), the API port, the HF cache.
 
-    With a domain the port is published on 127.0.0.1 only (clients reach vLLM through the TLS proxy),
-    unless `loopback_only=False` (a cloud health checker must reach it; its firewall admits only that).
-    `env` (name -> non-secret value) and `mounts` (host path, container path read-only) are for layers
-    the container loads (e.g. an auth middleware file); secrets go through the env file only.
+    The port is published on the VM's interfaces: the cloud's load balancer (which holds the TLS
+    certificate) reaches it, and its security group / firewall admits only that. `loopback_only`
+    publishes it on 127.0.0.1 instead. `env` (name -> non-secret value) and `mounts` (host path,
+    container path read-only) are for layers the container loads (e.g. an auth middleware file);
+    secrets go through the env file only.
     """
     port = plan.port
-    if loopback_only is None:
-        loopback_only = plan.domain is not None
     publish = f"127.0.0.1:{port}:{port}" if loopback_only else f"{port}:{port}"
     extra: list[str] = []
     for name, value in (env or {}).items():
@@ -77,45 +78,86 @@ def docker_run(
     ]
 
 
-def tls_proxy_run(plan: StackPlan) -> list[str]:
-    """`docker run` for Caddy: HTTPS on 443 for the domain (ACME TLS-ALPN), proxying to vLLM on loopback."""
-    return [
-        "/usr/bin/docker",
-        "run",
-        "--name",
-        "selfhost-tls",
-        "--rm",
-        "--network",
-        "host",
-        "-v",
-        f"{CADDY_DATA}:/data",
-        CADDY_IMAGE,
-        "caddy",
-        "reverse-proxy",
-        "--from",
-        f"https://{plan.domain}",
-        "--to",
-        f"127.0.0.1:{plan.port}",
-    ]
+@dataclass(frozen=True)
+class WeightsCache:
+    """The stack's object-store mirror of the Hugging Face cache: one tar stream (symlinks kept), filled by
+    the first replica once it serves, restored by every later one before vLLM starts (then offline).
+
+    Each field is a shell command whose values the caller has quoted: `exists` succeeds when the object
+    is there, `restore` writes it to stdout, `save` reads it from stdin."""
+
+    where: str  # e.g. s3://bucket/key, for the log lines
+    exists: str
+    restore: str
+    save: str
 
 
-def tls_unit(plan: StackPlan) -> str:
-    """The systemd unit that keeps the TLS proxy running (only with a domain)."""
-    if not plan.domain:
-        return ""
-    exec_start = " ".join(systemd_arg(a) for a in tls_proxy_run(plan))
-    return f"""mkdir -p {CADDY_DATA}
-cat > /etc/systemd/system/{TLS_UNIT} <<'{DELIM}'
+def weights_script(plan: StackPlan, cache: WeightsCache) -> str:
+    """/opt/selfhost/weights.sh restore|save. Restore never blocks vLLM: without the mirror it downloads
+    from Hugging Face as before; with it, HF_HUB_OFFLINE=1 keeps the replica off Hugging Face entirely."""
+    marker = "/var/lib/selfhost/weights-restored"
+    return f"""#!/bin/bash
+# Weights mirror {cache.where}: restore before vLLM starts; save once, after this replica first served.
+set -uo pipefail
+case "${{1:-}}" in
+  restore)
+    if [ ! -f {marker} ] && {cache.exists}; then
+      {cache.restore} | tar -C {HF_CACHE} -xf - && touch {marker} || echo "selfhost: weights restore failed" >&2
+    fi
+    [ -f {marker} ] && echo HF_HUB_OFFLINE=1 >> {SECRETS_FILE}
+    exit 0 ;;
+  save)
+    [ -f {marker} ] || {cache.exists} || tar -C {HF_CACHE} -cf - hub | {cache.save} \
+      || echo "selfhost: weights upload failed" >&2
+    exit 0 ;;
+esac
+exit 2
+"""
+
+
+def ready_script(plan: StackPlan) -> str:
+    """/opt/selfhost/ready.sh: exit 0 only when this machine's vLLM answers a 1-token authenticated completion.
+
+    vLLM's /health answers while a wedged engine cannot generate; this probe generates. The key is read
+    from the root-only env file and handed to curl as a header file (process substitution), never in argv."""
+    import json
+
+    r = plan.readiness
+    body = json.dumps({"model": plan.fit.settings.served_model_name, "prompt": "ping", "max_tokens": 1})
+    url = f"http://127.0.0.1:{int(r.port)}/v1/completions"
+    return f"""#!/bin/bash
+# Ready: a 1-token completion with the API key, answered by the vLLM on this machine.
+set -euo pipefail
+key=$(awk -v name={API_KEY_ENV} 'index($0, name "=") == 1 {{ print substr($0, length(name) + 2) }}' {SECRETS_FILE})
+[ -n "$key" ]
+curl -fsS -m {int(r.timeout_s) * 3} -o /dev/null -H @<(printf 'Authorization: Bearer %s\\n' "$key") \\
+  -H 'Content-Type: application/json' -d {shlex.quote(body)} {shlex.quote(url)}
+"""
+
+
+def gate_unit(plan: StackPlan, action: str) -> str:
+    """A oneshot unit: wait (up to the readiness allowance) until ready.sh passes, then run `action`
+    (e.g. complete the group's launch lifecycle hook, so the machine joins the load balancer only now)."""
+    r = plan.readiness
+    return f"""cat > /opt/selfhost/gate.sh <<'{DELIM}'
+#!/bin/bash
+# Readiness gate: nothing routes to this machine before it has served one authenticated completion.
+deadline=$(( $(date +%s) + {int(r.initial_delay_s)} ))
+until /opt/selfhost/ready.sh; do
+  [ "$(date +%s)" -lt "$deadline" ] || {{ echo "selfhost: not ready after {int(r.initial_delay_s)} s" >&2; exit 1; }}
+  sleep 10
+done
+{action}
+{DELIM}
+chmod 700 /opt/selfhost/gate.sh
+cat > /etc/systemd/system/{GATE_UNIT} <<'{DELIM}'
 [Unit]
-Description=selfhost: HTTPS for {plan.domain} in front of vLLM
-After=docker.service network-online.target
-Requires=docker.service
+Description=selfhost: let this machine join the load balancer once vLLM serves
+After={UNIT}
 [Service]
-Restart=always
-RestartSec=15
-ExecStartPre=-/usr/bin/docker rm -f selfhost-tls
-ExecStart={exec_start}
-ExecStop=/usr/bin/docker stop -t 10 selfhost-tls
+Type=oneshot
+TimeoutStartSec=0
+ExecStart=/opt/selfhost/gate.sh
 [Install]
 WantedBy=multi-user.target
 {DELIM}
@@ -142,16 +184,44 @@ def boot_script(
     *,
     prelude: str = "",
     watchdog_action: str | None = None,
+    ready_action: str | None = None,
     container_env: Mapping[str, str] | None = None,
     container_mounts: Sequence[tuple[str, str]] = (),
-    loopback_only: bool | None = None,
+    loopback_only: bool = False,
+    weights: WeightsCache | None = None,
+    ready_port: int | None = None,
 ) -> str:
     """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value.
+
+    `weights`: restore the Hugging Face cache from the stack's bucket before each vLLM start, and fill
+    the bucket once this replica has passed its readiness probe. `watchdog_action` runs after
+    the readiness probe (ready.sh: a 1-token authenticated completion) fails three times in a row;
+    `ready_action` runs once, the first time the probe passes (the readiness gate). `ready_port`: a
+    tiny local endpoint answers GET /ready with 200 only while the probe passes (the gate creates the
+    file, the watchdog removes it after three failures and restores it on success): a cloud health
+    check pointed there routes to a VM only once it generates, never to a wedged engine.
 
     Every value is checked for line breaks (none can end a heredoc) and quoted for the shell or systemd."""
     run = docker_run(plan, env=container_env, mounts=container_mounts, loopback_only=loopback_only)
     check_script_values({f"container argument {i}": a for i, a in enumerate(run)})
-    check_script_values({**fetch, "prelude": prelude.replace("\n", " "), "watchdog": watchdog_action or ""})
+    check_script_values(
+        {
+            **fetch,
+            "prelude": prelude.replace("\n", " "),
+            "watchdog": watchdog_action or "",
+            "ready": ready_action or "",
+            **({"weights": " ".join((weights.exists, weights.restore, weights.save))} if weights else {}),
+        }
+    )
+    if ready_port is not None:
+        mark = f"mkdir -p {READY_DIR} && touch {READY_DIR}/ready"
+        ready_action = f"{mark}\n{ready_action}" if ready_action else mark
+        if not watchdog_action:
+            watchdog_action = "true"
+        watchdog_action = f"rm -f {READY_DIR}/ready; {watchdog_action}"
+    if weights:  # save after the first successful probe: the readiness gate's action, or its own unit
+        save = "/opt/selfhost/weights.sh save"
+        ready_action = f"{ready_action}\n{save}" if ready_action else save
     fetch_lines = "\n".join(fetch_line(env, cmd) for env, cmd in fetch.items())
     fit = plan.fit
     headline = (
@@ -159,21 +229,54 @@ def boot_script(
     )
     check_script_values({"headline": headline})
     units = " ".join(
-        [UNIT, *(["vllm-watchdog.service"] if watchdog_action else []), *([TLS_UNIT] if plan.domain else [])]
+        [
+            UNIT,
+            *(["vllm-watchdog.service"] if watchdog_action else []),
+            *([GATE_UNIT] if ready_action else []),
+            *([HEALTH_UNIT] if ready_port is not None else []),
+        ]
     )
     exec_start = " ".join(systemd_arg(a) for a in run)
     r = plan.readiness
     watchdog = ""
-    probe = shlex.quote(f"http://127.0.0.1:{int(r.port)}{r.path}")
+    probes = ""
+    if weights:
+        probes = f"""cat > /opt/selfhost/weights.sh <<'{DELIM}'
+{weights_script(plan, weights).rstrip()}
+{DELIM}
+chmod 700 /opt/selfhost/weights.sh
+"""
+    if watchdog_action or ready_action:
+        probes += f"""cat > /opt/selfhost/ready.sh <<'{DELIM}'
+{ready_script(plan).rstrip()}
+{DELIM}
+chmod 700 /opt/selfhost/ready.sh
+{gate_unit(plan, ready_action) if ready_action else ""}"""
+    restore = f" [ -d {READY_DIR} ] && touch {READY_DIR}/ready;" if ready_port is not None else ""
+    health = ""
+    if ready_port is not None:
+        health = f"""cat > /etc/systemd/system/{HEALTH_UNIT} <<'{DELIM}'
+[Unit]
+Description=selfhost: GET /ready on port {int(ready_port)} is 200 only while vLLM serves authenticated completions
+After=network-online.target
+[Service]
+Restart=always
+ExecStartPre=/bin/mkdir -p {READY_DIR}
+ExecStart=/usr/bin/python3 -m http.server {int(ready_port)} --bind 0.0.0.0 --directory {READY_DIR}
+[Install]
+WantedBy=multi-user.target
+{DELIM}
+"""
     if watchdog_action:
         watchdog = f"""
 cat > /opt/selfhost/watchdog.sh <<'{DELIM}'
 #!/bin/bash
-# Readiness: GET {r.path} on port {r.port}; after {r.failure_threshold} failures in a row the machine is replaced.
+# Liveness: a 1-token authenticated completion on port {r.port}; after {r.failure_threshold} failures in a row
+# the machine is replaced.
 sleep {int(r.initial_delay_s)}
 failures=0
 while true; do
-  if curl -fsS -m {int(r.timeout_s)} -o /dev/null {probe}; then failures=0; else failures=$((failures+1)); fi
+  if /opt/selfhost/ready.sh; then failures=0;{restore} else failures=$((failures+1)); fi
   if [ "$failures" -ge {int(r.failure_threshold)} ]; then {watchdog_action}; failures=0; fi
   sleep {int(r.period_s)}
 done
@@ -220,13 +323,13 @@ Restart=always
 RestartSec=15
 TimeoutStartSec=0
 ExecStartPre=/opt/selfhost/fetch-secrets.sh
-ExecStartPre=-/usr/bin/docker rm -f vllm
+{"ExecStartPre=/opt/selfhost/weights.sh restore" + chr(10) if weights else ""}ExecStartPre=-/usr/bin/docker rm -f vllm
 ExecStart={exec_start}
 ExecStop=/usr/bin/docker stop -t 30 vllm
 [Install]
 WantedBy=multi-user.target
 {DELIM}
-{watchdog}{tls_unit(plan)}
+{probes}{watchdog}{health}
 systemctl daemon-reload
 systemctl enable --now {units}
 """

@@ -16,7 +16,7 @@ import pulumi
 
 from selfhost.stack.plan import COMMON_KEYS, SECRET_KEYS, StackPlan
 
-LIST_KEYS = ("allowedCidrs", "subnetIds")
+LIST_KEYS = ("allowedCidrs", "subnetIds", "zones")
 
 
 def config_from_pulumi(keys: Iterable[str], secret_keys: Iterable[str] = SECRET_KEYS) -> dict[str, Any]:
@@ -90,7 +90,7 @@ class VllmEndpoint(pulumi.ComponentResource):
         if plan.cloud != "runpod" and not plan.domain:
             pulumi.log.warn(
                 "plain HTTP (allowPlainHttp): the API key crosses the network unencrypted; "
-                "set domain for TLS with an ACME certificate",
+                "set domain for TLS (a certificate on the load balancer)",
                 self,
             )
 
@@ -100,7 +100,7 @@ class VllmEndpoint(pulumi.ComponentResource):
     def finish(self, **outputs: Any) -> dict[str, Any]:
         """Register and export the plan's outputs plus the cloud's (endpointUrl, ids)."""
         p = self.plan
-        transport = f"https (ACME certificate for {p.domain})" if p.domain else "http (allowPlainHttp)"
+        transport = f"https (certificate for {p.domain})" if p.domain else "http (allowPlainHttp)"
         if p.cloud == "runpod":
             transport = "https (RunPod proxy)"
         schedule = (

@@ -88,6 +88,11 @@ class StackPlan:
         return self.review.fit
 
     @property
+    def fleet(self):
+        """The review's replica plan (costing.review.Fleet): min/max replicas, base on-demand, target QPS."""
+        return self.review.fleet
+
+    @property
     def offer(self):
         return self.review.offer
 
@@ -165,14 +170,18 @@ def str_list(config: Mapping[str, Any], key: str) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
-def spec_from_config(cloud: str, config: Mapping[str, Any], target: dict[str, Any]) -> DeploymentSpec:
+def spec_from_config(
+    cloud: str, config: Mapping[str, Any], target: dict[str, Any], *, autoscaled: bool = False
+) -> DeploymentSpec:
     """The DeploymentSpec: the spec file named by `specFile` (if any) with the stack's keys laid over it.
 
-    The stack always runs one replica on `cloud`; `target` carries the cloud module's offer choice.
+    `target` carries the cloud module's offer choice. `autoscaled`: the stack runs a group the review
+    sizes as an autoscaled service (min = off-peak replicas, max = peak, spot with an on-demand base), the
+    same fleet a SkyServe service gets; otherwise the review sizes a fixed count (what the peak needs).
     """
     overrides = merge(
         overrides_from_config(config),  # the one declared key -> field mapping (costing.spec.SPEC_KEYS)
-        {"target": {"cloud": cloud, "replicas": 1, **target}},
+        {"target": {"cloud": cloud, **target}, "sky": {"service": autoscaled, "any_of": []}},
     )
     spec_file = config.get("specFile") or None
     if spec_file:
@@ -295,15 +304,19 @@ def plan_stack(
     scope: tuple[str, str] = ("selfhost", "dev"),
     tls: bool = True,
     schedulable: bool = True,
+    autoscaled: bool = True,
+    acme_on_443: bool = True,
 ) -> StackPlan:
     """Validate config, run the cost review and the budget gate. Raises UserError; registers nothing.
 
     `scope` is (Pulumi project, stack); `tls` says the cloud serves the endpoint itself (aws, gcp), so
-    plain HTTP needs allowPlainHttp; `schedulable` is False where nothing can stop and start the machine.
+    plain HTTP needs allowPlainHttp; `schedulable` is False where nothing can stop and start the machine;
+    `autoscaled`: the review sizes the replica group the stack runs (spec_from_config); `acme_on_443`:
+    the certificate for `domain` is validated over port 443 (so allowedCidrs must let the CA in), not DNS.
     """
     try:
-        p = _plan_stack(cloud, config, target, secret_ref_keys, default_name)
-        return _harden(p, config, scope, tls=tls, schedulable=schedulable)
+        p = _plan_stack(cloud, config, target, secret_ref_keys, default_name, autoscaled)
+        return _harden(p, config, scope, tls=tls, schedulable=schedulable, acme_on_443=acme_on_443)
     except UserError as err:
         raise in_stack_words(err) from None
 
@@ -314,10 +327,11 @@ def _plan_stack(
     target: dict[str, Any],
     secret_ref_keys: Mapping[str, str] | None,
     default_name: str,
+    autoscaled: bool,
 ) -> StackPlan:
     from costing.review import cost_review, enforce_budget
 
-    spec = spec_from_config(cloud, config, target)
+    spec = spec_from_config(cloud, config, target, autoscaled=autoscaled)
     has_key = config.get("apiKey") is not None or bool(
         secret_ref_keys and config.get(secret_ref_keys.get("apiKey", ""))
     )
@@ -356,7 +370,7 @@ def _plan_stack(
 
 
 def _harden(
-    p: StackPlan, config: Mapping[str, Any], scope: tuple[str, str], *, tls: bool, schedulable: bool
+    p: StackPlan, config: Mapping[str, Any], scope: tuple[str, str], *, tls: bool, schedulable: bool, acme_on_443: bool
 ) -> StackPlan:
     """The checks every value that reaches a boot script, a firewall or a cloud name goes through."""
     from dataclasses import replace
@@ -382,7 +396,7 @@ def _harden(
             "pulumi config set domain api.example.com (TLS with an ACME certificate), "
             "or pulumi config set allowPlainHttp true",
         )
-    if domain and not set(p.allowed_cidrs) & set(OPEN_CIDRS):
+    if domain and acme_on_443 and not set(p.allowed_cidrs) & set(OPEN_CIDRS):
         raise UserError(
             "a domain's ACME certificate needs port 443 reachable by the certificate authority, "
             "which allowedCidrs blocks",

@@ -162,6 +162,20 @@ def secrets_in_stores(args: ResourceValidationArgs, report_violation: ReportViol
                 break
 
 
+def private_buckets(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Buckets (the weights mirrors) are private: every S3 public-access block on, GCS uniform access
+    with public access prevented."""
+    props = args.props
+    if args.resource_type == "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock":
+        keys = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+        off = [k for k in keys if props.get(k) is not True]
+        if off:
+            report_violation(f"S3 public access block must set {', '.join(off)} to true", None)
+    uniform = props.get("uniformBucketLevelAccess") is True and props.get("publicAccessPrevention") == "enforced"
+    if args.resource_type == "gcp:storage/bucket:Bucket" and not uniform:
+        report_violation("Cloud Storage bucket must use uniform access with public access prevention", None)
+
+
 def _b64(text: str) -> str:
     try:
         return base64.b64decode(text, validate=True).decode("utf-8", "replace")
@@ -196,6 +210,12 @@ POLICIES = [
         description="No security group or firewall rule admits port 22.",
         enforcement_level=EnforcementLevel.MANDATORY,
         validate=no_ssh_ingress,
+    ),
+    ResourceValidationPolicy(
+        name="private-buckets",
+        description="S3 buckets block all public access; Cloud Storage buckets enforce public access prevention.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=private_buckets,
     ),
     ResourceValidationPolicy(
         name="secrets-in-secret-stores",

@@ -20,6 +20,8 @@ from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 AMI = "ami-0dlbase0000000001"
 EIP = "203.0.113.10"
+LB_DNS = "vllm-123456789.us-east-1.elb.amazonaws.com"
+ELB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012"
 GCP_IP = "198.51.100.7"
 SECRET_PLACEHOLDER = "[secret]"
 CLOUDS = ("aws", "gcp", "runpod")
@@ -45,6 +47,13 @@ class PlaceholderMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[tuple[str, str, dict]] = []
         self.calls: list[tuple[str, dict]] = []
+        self.ignored: dict[str, list[str]] = {}  # resource name -> ignore_changes (what a later `up` leaves alone)
+
+    def transformation(self, args: pulumi.ResourceTransformationArgs) -> None:
+        """A stack transformation that records each resource's ignore_changes (the mocks don't see options)."""
+        if args.opts and args.opts.ignore_changes:
+            self.ignored[args.name] = list(args.opts.ignore_changes)
+        return None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append((args.typ, args.name, args.inputs))
@@ -60,6 +69,30 @@ class PlaceholderMocks(pulumi.runtime.Mocks):
             },
             "aws:iam/role:Role": {"name": args.name},
             "aws:autoscaling/group:Group": {"name": f"{args.name}-asg"},
+            "aws:s3/bucket:Bucket": {
+                "bucket": f"{args.inputs.get('bucketPrefix', '')}0a1b2c3d",
+                "arn": f"arn:aws:s3:::{args.inputs.get('bucketPrefix', '')}0a1b2c3d",
+            },
+            "aws:lb/loadBalancer:LoadBalancer": {
+                "arn": f"{ELB_ARN}:loadbalancer/app/{args.name}/50dc6c495c0c9188",
+                "arnSuffix": f"app/{args.name}/50dc6c495c0c9188",
+                "dnsName": LB_DNS,
+            },
+            "aws:lb/targetGroup:TargetGroup": {
+                "arn": f"{ELB_ARN}:targetgroup/{args.name}/73e2d6bc24d8a067",
+                "arnSuffix": f"targetgroup/{args.name}/73e2d6bc24d8a067",
+            },
+            "aws:acm/certificate:Certificate": {
+                "arn": f"arn:aws:acm:us-east-1:123456789012:certificate/{args.name}",
+                "domainValidationOptions": [
+                    {
+                        "domainName": args.inputs.get("domainName"),
+                        "resourceRecordName": f"_x1.{args.inputs.get('domainName')}.",
+                        "resourceRecordType": "CNAME",
+                        "resourceRecordValue": "_x2.acm-validations.aws.",
+                    }
+                ],
+            },
             "gcp:compute/address:Address": {
                 "address": GCP_IP,
                 "selfLink": f"projects/p/regions/r/addresses/{args.name}",
@@ -72,6 +105,13 @@ class PlaceholderMocks(pulumi.runtime.Mocks):
             },
             "gcp:compute/instance:Instance": {"instanceId": "1234567890"},
             "gcp:compute/instanceGroupManager:InstanceGroupManager": {"name": args.name},
+            "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": {
+                "instanceGroup": f"projects/p/regions/r/instanceGroups/{args.inputs.get('name')}"
+            },
+            "gcp:compute/globalAddress:GlobalAddress": {"address": GCP_IP},
+            "gcp:compute/securityPolicy:SecurityPolicy": {
+                "selfLink": f"projects/p/global/securityPolicies/{args.inputs.get('name')}"
+            },
             "gcp:compute/network:Network": {"selfLink": f"projects/p/global/networks/{args.inputs.get('name')}"},
             "gcp:compute/subnetwork:Subnetwork": {
                 "selfLink": f"projects/p/regions/r/subnetworks/{args.inputs.get('name')}"
@@ -94,13 +134,17 @@ class PlaceholderMocks(pulumi.runtime.Mocks):
                 "id": args.args["name"],
             }
         if args.token == "aws:ec2/getVpc:getVpc":
-            return {"id": "vpc-0default", "cidrBlock": "172.31.0.0/16", "default": True}
+            return {"id": args.args.get("id") or "vpc-0default", "cidrBlock": "172.31.0.0/16", "default": True}
         if args.token == "aws:ec2/getSubnets:getSubnets":
-            return {"id": "us-east-1", "ids": ["subnet-0a", "subnet-0b"]}
+            return {"id": "us-east-1", "ids": ["subnet-0a", "subnet-0b", "subnet-0c"]}
+        if args.token == "gcp:compute/getZones:getZones":
+            region = args.args.get("region") or "us-central1"
+            return {"id": region, "names": [f"{region}-{z}" for z in ("a", "b", "c", "f")]}
         if args.token == "gcp:organizations/getProject:getProject":
             return {"projectId": "my-project", "number": "123456789012", "name": "my-project"}
-        if args.token == "aws:ec2/getSubnet:getSubnet":
-            return {"id": args.args["id"], "vpcId": "vpc-0given"}
+        if args.token == "aws:ec2/getSubnet:getSubnet":  # the zone is the id's last letter: subnet-0a -> us-east-1a
+            subnet_id = args.args["id"]
+            return {"id": subnet_id, "vpcId": "vpc-0given", "availabilityZone": f"us-east-1{subnet_id[-1]}"}
         return {}
 
 
@@ -134,6 +178,7 @@ def run_program(
 
     @pulumi.runtime.test
     def run():
+        pulumi.runtime.register_stack_transformation(mocks.transformation)
         runpy.run_path(str(program), run_name="__main__")
         keys = list(exported)
         return pulumi.Output.all(*[exported[k] for k in keys]).apply(

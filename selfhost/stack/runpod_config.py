@@ -1,6 +1,8 @@
 """RunPod, the non-resource part: the offer, pricing and config checks (resources: stacks/runpod/__main__.py).
 
 One pod of A40s runs the vllm/vllm-openai image, the weights on a network volume (Secure Cloud).
+A workload the review sizes at more than one replica is refused (RunPod's proxy gives each pod its
+own URL and nothing here balances across pods): the aws/gcp stacks and SkyServe run fleets.
 
 RunPod has no spot here: it is removing interruptible pods from its API, and it sells no 1-/3-year
 commitments, so the stack runs on-demand pods only (secure or community cloud).
@@ -83,9 +85,25 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-runpod",
             "drop allowedCidrs (the API key protects the pod), or use the aws/gcp stack for a firewall",
         )
     config = {**config, "allowedCidrs": cidrs or ["0.0.0.0/0"]}
-    return plan_stack(
-        "runpod", config, _target(config), default_name="selfhost-runpod", scope=scope, tls=False, schedulable=False
+    p = plan_stack(
+        "runpod",
+        config,
+        _target(config),
+        default_name="selfhost-runpod",
+        scope=scope,
+        tls=False,
+        schedulable=False,
+        autoscaled=False,
     )
+    replicas = p.fleet.max_replicas
+    if replicas > 1:
+        raise UserError(
+            f"the review sizes {replicas} replicas ({p.fleet.availability} availability, the peak load); the "
+            "RunPod stack runs one pod, with no load balancer to spread requests over more",
+            "use the aws or gcp stack (a load-balanced, autoscaled group) or `selfhost launch sky` with "
+            "service: true (SkyServe), or lower requestsPerDay/peakToMean",
+        )
+    return p
 
 
 def container_disk_gb(config: Mapping[str, Any]) -> int:

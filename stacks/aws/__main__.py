@@ -1,10 +1,12 @@
 """selfhost on AWS: vLLM serving Llama 3.x on g5.* / p4d.24xlarge, costed before anything is declared.
 
 Read top to bottom: config (validated and cost-reviewed; a bad value or a budget overrun ends
-`pulumi up` with one line and nothing declared), then the steps secrets -> network -> identity ->
-instances -> schedule, then the exports. Shared pieces (config -> spec, cost review, budget, the
-VllmEndpoint component, exports) come from selfhost.stack; the boot script and IAM policy text from
-selfhost.stack.aws_config.
+`pulumi up` with one line and nothing declared), then the steps secrets -> network -> load_balancer ->
+weights_bucket -> identity -> instances -> scaling -> schedule, then the exports. The cost review sizes the fleet (min =
+off-peak replicas, max = peak replicas at the target utilization, the on-demand base of a spot fleet,
+requests/s per replica); the group, its target tracking and the load balancer are declared from it.
+Shared pieces (config -> spec, cost review, budget, the VllmEndpoint component, exports) come from
+selfhost.stack; the boot script and IAM policy text from selfhost.stack.aws_config.
 """
 
 import base64
@@ -27,12 +29,23 @@ with refusals():
     region = chosen or p.review.resolved.price.region or p.offer.region
     if flag(config, "checkQuota"):  # needs AWS credentials at preview time: opt-in (recommended in CI)
         check_gpu_quota(p.offer.instance_type, p.offer.vcpus, region, p.pricing)
+    instance_types = aws_config.instance_types(p)
+    # The subnets (configured, or the VPC's) and their zones: two or more, or nothing is declared.
+    given = str_list(config, "subnetIds")
+    vpc_id = config.get("vpcId") or (
+        aws.ec2.get_subnet(id=given[0]).vpc_id if given else aws.ec2.get_vpc(default=True).id
+    )
+    ids = given or aws.ec2.get_subnets(filters=[{"name": "vpc-id", "values": [vpc_id]}]).ids
+    by_zone = aws_config.zone_subnets([(s, aws.ec2.get_subnet(id=s).availability_zone) for s in ids])
+    vpc_cidr = aws.ec2.get_vpc(id=vpc_id).cidr_block
 
 spot = p.pricing == "spot"
-az = config.get("availabilityZone") or None
+fleet = p.fleet
+r = p.readiness
 os_name = str(config.get("amiOs") or DEFAULT_AMI_OS)
 tags = {**p.labels, aws_config.STACK_TAG: p.scope}
 prefix = p.scope.replace("/", "-")[:200] + "-"  # launch template and group names: unique per project and stack
+subnets = [s for zone in sorted(by_zone) for s in by_zone[zone]]
 endpoint = VllmEndpoint(p)
 child = endpoint.child
 
@@ -59,21 +72,12 @@ def secrets() -> dict[str, pulumi.Input[str]]:
     return arns
 
 
-def network() -> tuple[pulumi.Input[list[str]], aws.ec2.SecurityGroup, aws.ec2.Eip]:
-    """Subnets (configured, or the default VPC's), the API port's security group, the stable address."""
-    subnet_ids = str_list(config, "subnetIds")
-    if subnet_ids:
-        vpc_id = config.get("vpcId") or aws.ec2.get_subnet_output(id=subnet_ids[0]).vpc_id
-        subnets: pulumi.Input[list[str]] = subnet_ids
-    else:
-        vpc_id = config.get("vpcId") or aws.ec2.get_vpc_output(default=True).id
-        filters = [{"name": "vpc-id", "values": [vpc_id]}]
-        if az:
-            filters.append({"name": "availability-zone", "values": [az]})
-        subnets = aws.ec2.get_subnets_output(filters=filters).ids
+def network() -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+    """Two security groups: the load balancer's (the listener port from allowed CIDRs only) and the
+    instances' (vLLM's port from the load balancer only; egress for the image, weights and AWS APIs)."""
     v4 = [c for c in p.allowed_cidrs if ":" not in c]
     v6 = [c for c in p.allowed_cidrs if ":" in c]
-    sg = aws.ec2.SecurityGroup(
+    lb_sg = aws.ec2.SecurityGroup(
         f"{p.name}-api",
         vpc_id=vpc_id,
         description=f"selfhost {p.scope}: API port from allowed CIDRs only",
@@ -84,7 +88,32 @@ def network() -> tuple[pulumi.Input[list[str]], aws.ec2.SecurityGroup, aws.ec2.E
                 "to_port": p.public_port,
                 "cidr_blocks": v4 or None,
                 "ipv6_cidr_blocks": v6 or None,
-                "description": "HTTPS (TLS proxy to vLLM)" if p.domain else "vLLM OpenAI API",
+                "description": "HTTPS (ACM certificate on the load balancer)" if p.domain else "vLLM OpenAI API",
+            }
+        ],
+        egress=[
+            {
+                "protocol": "tcp",
+                "from_port": p.port,
+                "to_port": p.port,
+                "cidr_blocks": [vpc_cidr],
+                "description": "to vLLM on the instances",
+            }
+        ],
+        tags=tags,
+        opts=child(),
+    )
+    vm_sg = aws.ec2.SecurityGroup(
+        f"{p.name}-vm",
+        vpc_id=vpc_id,
+        description=f"selfhost {p.scope}: vLLM port from the load balancer only",
+        ingress=[
+            {
+                "protocol": "tcp",
+                "from_port": p.port,
+                "to_port": p.port,
+                "security_groups": [lb_sg.id],
+                "description": "the load balancer (requests and /health)",
             }
         ],
         egress=[
@@ -93,18 +122,125 @@ def network() -> tuple[pulumi.Input[list[str]], aws.ec2.SecurityGroup, aws.ec2.E
                 "from_port": 0,
                 "to_port": 0,
                 "cidr_blocks": ["0.0.0.0/0"],
-                "description": "image pull, Hugging Face download, AWS APIs, ACME",
+                "description": "image pull, Hugging Face download, AWS APIs",
             }
         ],
         tags=tags,
         opts=child(),
     )
-    eip = aws.ec2.Eip(f"{p.name}-ip", domain="vpc", tags=tags, opts=child())
-    return subnets, sg, eip
+    return lb_sg, vm_sg
 
 
-def identity(arns: dict[str, pulumi.Input[str]]) -> aws.iam.InstanceProfile:
-    """The instance role: read the two secrets, attach this stack's address, report its own health."""
+def load_balancer(lb_sg: aws.ec2.SecurityGroup) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup, pulumi.Output]:
+    """An Application Load Balancer in one subnet per zone; HTTPS with an ACM certificate (DNS-validated)
+    when a domain is set, else HTTP on vLLM's port (allowPlainHttp). Targets: the group's instances,
+    healthy on /health (the one path the auth layer opens) once the readiness gate has let them in."""
+    lb = aws.lb.LoadBalancer(
+        f"{p.name}-lb",
+        name_prefix="vllm-",
+        load_balancer_type="application",
+        internal=False,
+        subnets=[by_zone[zone][0] for zone in sorted(by_zone)],
+        security_groups=[lb_sg.id],
+        drop_invalid_header_fields=True,
+        idle_timeout=aws_config.LB_IDLE_TIMEOUT_S,
+        tags=tags,
+        opts=child(),
+    )
+    target_group = aws.lb.TargetGroup(
+        f"{p.name}-tg",
+        name_prefix="vllm-",
+        port=p.port,
+        protocol="HTTP",
+        target_type="instance",
+        vpc_id=vpc_id,
+        deregistration_delay=aws_config.DRAIN_S,
+        health_check={
+            "path": r.path,
+            "port": "traffic-port",
+            "protocol": "HTTP",
+            "matcher": "200",
+            "interval": r.period_s,
+            "timeout": r.timeout_s,
+            "healthy_threshold": 2,
+            "unhealthy_threshold": r.failure_threshold,
+        },
+        tags=tags,
+        opts=child(),
+    )
+    forward = [{"type": "forward", "target_group_arn": target_group.arn}]
+    validation_records: pulumi.Output = pulumi.Output.from_input(None)
+    if p.domain:
+        certificate = aws.acm.Certificate(
+            f"{p.name}-cert", domain_name=p.domain, validation_method="DNS", tags=tags, opts=child()
+        )
+        validation_records = certificate.domain_validation_options.apply(
+            lambda options: [
+                f"{o['resource_record_name']} {o['resource_record_type']} {o['resource_record_value']}"
+                for o in (options or [])
+            ]
+        )
+        # Waits until the certificate is issued: add the CNAME record ACM shows (certificateValidation).
+        issued = aws.acm.CertificateValidation(f"{p.name}-cert", certificate_arn=certificate.arn, opts=child())
+        aws.lb.Listener(
+            f"{p.name}-https",
+            load_balancer_arn=lb.arn,
+            port=443,
+            protocol="HTTPS",
+            ssl_policy=aws_config.TLS_POLICY,
+            certificate_arn=issued.certificate_arn,
+            default_actions=forward,
+            tags=tags,
+            opts=child(),
+        )
+    else:
+        aws.lb.Listener(
+            f"{p.name}-http",
+            load_balancer_arn=lb.arn,
+            port=p.public_port,
+            protocol="HTTP",
+            default_actions=forward,
+            tags=tags,
+            opts=child(),
+        )
+    return lb, target_group, validation_records
+
+
+def weights_bucket() -> aws.s3.Bucket:
+    """The weights mirror: a private, encrypted bucket the first replica fills once (after it served)
+    and every later replica restores from before vLLM starts, so scale-out never waits on Hugging Face."""
+    bucket = aws.s3.Bucket(
+        f"{p.name}-weights", bucket_prefix="selfhost-weights-", force_destroy=True, tags=tags, opts=child()
+    )
+    aws.s3.BucketPublicAccessBlock(
+        f"{p.name}-weights",
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=child(),
+    )
+    aws.s3.BucketOwnershipControls(
+        f"{p.name}-weights", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child()
+    )
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{p.name}-weights",
+        bucket=bucket.id,
+        rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}, "bucket_key_enabled": True}],
+        opts=child(),
+    )
+    aws.s3.BucketPolicy(
+        f"{p.name}-weights",
+        bucket=bucket.id,
+        policy=bucket.arn.apply(aws_config.tls_only_bucket_policy),
+        opts=child(),
+    )
+    return bucket
+
+
+def identity(arns: dict[str, pulumi.Input[str]], bucket: aws.s3.Bucket) -> aws.iam.InstanceProfile:
+    """The instance role: read the two secrets and the weights mirror, report its own health and readiness."""
     role = aws.iam.Role(
         f"{p.name}-vm",
         tags=tags,
@@ -122,8 +258,8 @@ def identity(arns: dict[str, pulumi.Input[str]]) -> aws.iam.InstanceProfile:
         f"{p.name}-vm",
         role=role.id,
         opts=child(),
-        policy=pulumi.Output.all(arns["apiKey"], arns["hfToken"]).apply(
-            lambda a: aws_config.instance_policy(list(a), p.scope)
+        policy=pulumi.Output.all(arns["apiKey"], arns["hfToken"], bucket.arn).apply(
+            lambda a: aws_config.instance_policy([a[0], a[1]], p.scope, a[2])
         ),
     )
     return aws.iam.InstanceProfile(f"{p.name}-vm", role=role.name, tags=tags, opts=child())
@@ -131,25 +267,30 @@ def identity(arns: dict[str, pulumi.Input[str]]) -> aws.iam.InstanceProfile:
 
 def instances(
     arns: dict[str, pulumi.Input[str]],
-    subnets: pulumi.Input[list[str]],
-    sg: aws.ec2.SecurityGroup,
-    eip: aws.ec2.Eip,
+    bucket: aws.s3.Bucket,
+    vm_sg: aws.ec2.SecurityGroup,
+    target_group: aws.lb.TargetGroup,
     profile: aws.iam.InstanceProfile,
-) -> tuple[aws.autoscaling.Group, aws.ec2.LaunchTemplate, pulumi.Input[str], aws.ec2.CapacityReservation | None]:
-    """The launch template (IMDSv2, encrypted root, the boot script) and the group of one that runs it."""
-    ami = config.get("amiId") or aws.ssm.get_parameter_output(name=ami_parameter(os_name)).insecure_value
-    script = pulumi.Output.all(arns["apiKey"], arns["hfToken"], eip.allocation_id).apply(
+) -> tuple[aws.autoscaling.Group, aws.ec2.LaunchTemplate, aws.ec2.CapacityReservation | None]:
+    """The launch template (IMDSv2, encrypted root, the boot script) and the group the review sized.
+
+    The AMI is resolved once: later AMI releases change nothing (ignore_changes) unless amiId is set or
+    refreshAmi is true; a template change rolls through the group launching before terminating."""
+    pinned_ami = config.get("amiId")
+    ami = pinned_ami or aws.ssm.get_parameter_output(name=ami_parameter(os_name)).insecure_value
+    keep_ami = not pinned_ami and not flag(config, "refreshAmi")
+    script = pulumi.Output.all(arns["apiKey"], arns["hfToken"], bucket.bucket).apply(
         lambda a: aws_config.user_data(p, {"apiKey": a[0], "hfToken": a[1]}, region, a[2])
     )
     reservation = None
     if flag(config, "reserveCapacity"):
-        reservation = aws.ec2.CapacityReservation(
+        reservation = aws.ec2.CapacityReservation(  # open: the group's instances in that zone use it
             f"{p.name}-odcr",
             instance_type=p.offer.instance_type,
             instance_platform="Linux/UNIX",
-            availability_zone=az,
-            instance_count=1,
-            instance_match_criteria="targeted",
+            availability_zone=config.get("availabilityZone"),
+            instance_count=fleet.max_replicas,
+            instance_match_criteria="open",
             end_date_type="unlimited",
             tags=tags,
             opts=child(),
@@ -160,7 +301,7 @@ def instances(
         image_id=ami,
         instance_type=p.offer.instance_type,
         iam_instance_profile={"arn": profile.arn},
-        vpc_security_group_ids=[sg.id],
+        vpc_security_group_ids=[vm_sg.id],
         metadata_options={
             "http_endpoint": "enabled",
             "http_tokens": "required",
@@ -178,29 +319,40 @@ def instances(
                 },
             }
         ],
-        capacity_reservation_specification=(
-            {"capacity_reservation_target": {"capacity_reservation_id": reservation.id}} if reservation else None
-        ),
         user_data=script.apply(lambda s: base64.b64encode(s.encode()).decode()),
         tag_specifications=[{"resource_type": "instance", "tags": tags}, {"resource_type": "volume", "tags": tags}],
         update_default_version=True,
         tags=tags,
-        opts=child(),
+        opts=child(ignore_changes=["imageId"] if keep_ami else None),
     )
+    ignored = ["desiredCapacity"]  # the target tracking policy (and the schedule) own it after creation
+    if p.window:
+        ignored += ["minSize", "maxSize"]  # the scheduled actions set them
     group = aws.autoscaling.Group(
         f"{p.name}-group",
         name_prefix=prefix,
-        min_size=1,
-        max_size=1,
-        desired_capacity=1,
+        min_size=fleet.min_replicas,
+        max_size=fleet.max_replicas,
+        desired_capacity=fleet.min_replicas,
         vpc_zone_identifiers=subnets,
+        target_group_arns=[target_group.arn],
         capacity_rebalance=spot,
-        health_check_type="EC2",
-        health_check_grace_period=p.readiness.initial_delay_s,
+        health_check_type="ELB",
+        health_check_grace_period=aws_config.HEALTH_GRACE_S,
+        default_instance_warmup=r.initial_delay_s,
+        initial_lifecycle_hooks=[
+            {  # the instance joins the target group only when its readiness gate completes this hook
+                "name": aws_config.READY_HOOK,
+                "lifecycle_transition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+                "default_result": "ABANDON",
+                "heartbeat_timeout": r.initial_delay_s,
+            }
+        ],
         mixed_instances_policy={
             "instances_distribution": {
-                "on_demand_base_capacity": 0 if spot else 1,
+                "on_demand_base_capacity": fleet.base_ondemand_replicas if spot else 0,
                 "on_demand_percentage_above_base_capacity": 0 if spot else 100,
+                "on_demand_allocation_strategy": "prioritized",  # the costed type first
                 "spot_allocation_strategy": "price-capacity-optimized",
             },
             "launch_template": {
@@ -208,31 +360,66 @@ def instances(
                     "launch_template_id": template.id,
                     "version": template.latest_version.apply(str),
                 },
-                "overrides": [{"instance_type": p.offer.instance_type}],
+                "overrides": [{"instance_type": t} for t in instance_types],
             },
         },
-        instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 0}},
+        # An update (new template, new AMI when asked) and a spot rebalance launch the new instance and
+        # wait for it to pass the gate and /health before the old one drains: 100% healthy throughout.
+        instance_refresh={
+            "strategy": "Rolling",
+            "preferences": {
+                "min_healthy_percentage": 100,
+                "max_healthy_percentage": 200,
+                "instance_warmup": str(r.initial_delay_s),
+                "skip_matching": True,
+            },
+        },
+        instance_maintenance_policy={"min_healthy_percentage": 100, "max_healthy_percentage": 200},
         tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in tags.items()],
-        opts=child(ignore_changes=["desiredCapacity", "minSize", "maxSize"] if p.window else None),
+        opts=child(ignore_changes=ignored),
     )
-    return group, template, ami, reservation
+    return group, template, reservation
+
+
+def scaling(group: aws.autoscaling.Group, lb: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup) -> None:
+    """Target tracking on requests per target: the review's requests/s per replica (its SLO-bound
+    capacity at the target utilization) as requests a minute. Only where min and max differ."""
+    if fleet.max_replicas <= fleet.min_replicas:
+        return
+    aws.autoscaling.Policy(
+        f"{p.name}-requests",
+        autoscaling_group_name=group.name,
+        policy_type="TargetTrackingScaling",
+        estimated_instance_warmup=r.initial_delay_s,
+        target_tracking_configuration={
+            "predefined_metric_specification": {
+                "predefined_metric_type": "ALBRequestCountPerTarget",
+                "resource_label": pulumi.Output.concat(lb.arn_suffix, "/", target_group.arn_suffix),
+            },
+            "target_value": aws_config.requests_per_minute(fleet.requests_per_s_per_replica),
+        },
+        opts=child(),
+    )
 
 
 def schedule(group: aws.autoscaling.Group) -> list[aws.autoscaling.Schedule]:
-    """A part-time schedule: scale to one at the window's start and to zero at its end (the costed hours)."""
+    """A part-time schedule: the review's fleet at the window's start, zero at its end (the costed hours)."""
     if p.window is None:
         return []
     w = p.window
     actions = []
-    for action, size, cron in (("start", 1, w.start_cron()), ("stop", 0, w.stop_cron())):
+    sizes = ((fleet.min_replicas, fleet.max_replicas, fleet.min_replicas), (0, 0, 0))
+    for action, (low, high, desired), cron in zip(
+        ("start", "stop"), sizes, (w.start_cron(), w.stop_cron()), strict=True
+    ):
         actions.append(
             aws.autoscaling.Schedule(
                 f"{p.name}-{action}",
                 scheduled_action_name=f"selfhost-{action}",
                 autoscaling_group_name=group.name,
-                min_size=size,
-                max_size=size,
-                desired_capacity=size,
+                min_size=low,
+                max_size=high,
+                desired_capacity=desired,
                 recurrence=cron,
                 time_zone=w.time_zone,
                 opts=child(),
@@ -243,25 +430,37 @@ def schedule(group: aws.autoscaling.Group) -> list[aws.autoscaling.Schedule]:
 
 # ---- the program: the steps in order -----------------------------------------------------------------
 arns = secrets()
-subnets, sg, eip = network()
-profile = identity(arns)
-group, template, ami, reservation = instances(arns, subnets, sg, eip, profile)
+lb_sg, vm_sg = network()
+lb, target_group, validation_records = load_balancer(lb_sg)
+bucket = weights_bucket()
+profile = identity(arns, bucket)
+group, template, reservation = instances(arns, bucket, vm_sg, target_group, profile)
+scaling(group, lb, target_group)
 schedule(group)
 
 # ---- exports (the cost review's figures are added by the component) ---------------------------------
 host = p.domain or None
-url = eip.public_ip.apply(lambda ip: f"https://{host}" if host else f"http://{ip}:{p.port}")
+url = lb.dns_name.apply(lambda dns: f"https://{host}" if host else f"http://{dns}:{p.public_port}")
 endpoint.finish(
     endpointUrl=url,
-    healthUrl=url.apply(lambda u: u + p.readiness.path),
+    healthUrl=url.apply(lambda u: u + r.path),
+    loadBalancerDns=lb.dns_name,
+    dnsRecord=lb.dns_name.apply(lambda dns: f"{host} CNAME {dns}") if host else None,
+    certificateValidation=validation_records if host else None,
     groupName=group.name,
     groupId=group.id,
+    minReplicas=fleet.min_replicas,
+    maxReplicas=fleet.max_replicas,
+    onDemandBaseReplicas=fleet.base_ondemand_replicas if spot else None,  # on-demand/reserved: all of them
+    targetRequestsPerMinutePerReplica=aws_config.requests_per_minute(fleet.requests_per_s_per_replica),
+    zones=sorted(by_zone),
+    instanceTypes=instance_types,
     launchTemplateId=template.id,
-    publicIp=eip.public_ip,
-    dnsRecord=eip.public_ip.apply(lambda ip: f"{host} A {ip}") if host else None,
-    amiId=ami,
-    securityGroupId=sg.id,
+    amiId=template.image_id,
+    securityGroupId=vm_sg.id,
+    loadBalancerSecurityGroupId=lb_sg.id,
     instanceType=p.offer.instance_type,
+    weightsMirror=bucket.bucket.apply(lambda b: f"s3://{b}/{aws_config.weights_key(p)}"),
     spot=spot,
     capacityReservationId=reservation.id if reservation else None,
 )
