@@ -3,14 +3,21 @@ optimizer over a local catalog written from our offers (selfhost.skypilot.optimi
 
 SkyPilot reads its catalogs from $HOME/.sky when it is imported, so SkyPilot runs in one child
 process with a temporary HOME (this file run as a script); the tests assert on what it reports.
+AWS credentials are configured against a moto server on 127.0.0.1 (started and stopped here):
+SkyPilot then fetches the account's zone mapping and keeps only catalog rows whose zone ID the
+account has, as it does for a real user. A second check compares our price snapshot with rows of
+SkyPilot's published catalog (tests/data/skypilot_published_rows.csv, with their source and date).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,9 +37,15 @@ def _skypilot_report(paths: list[str]) -> dict:
     from costing.errors import UserError
     from selfhost.skypilot import launch
 
-    enabled = [sky.AWS(), sky.GCP(), sky.RunPod()]  # no credentials here: as SkyPilot's own tests do
+    # AWS has credentials (moto); GCP and RunPod none: enabled by hand, as SkyPilot's own tests do.
+    enabled = [sky.AWS(), sky.GCP(), sky.RunPod()]
     check.get_cached_enabled_clouds_or_refresh = lambda *a, **k: enabled
     report: dict = {}
+    from sky.catalog import aws_catalog
+
+    aws_rows = aws_catalog._get_df()  # pylint: disable=protected-access  # zone IDs mapped with the credentials
+    report["_aws_zones"] = sorted(set(aws_rows["AvailabilityZone"]))
+    report["_aws_identity"] = sky.AWS.get_active_user_identity()
     for path in paths:
         entry: dict = {}
         report[Path(path).name] = entry
@@ -73,6 +86,7 @@ def _skypilot_report(paths: list[str]) -> dict:
             entry["best"] = {
                 "cloud": str(best.cloud),
                 "instance_type": best.instance_type,
+                "region": best.region,
                 "use_spot": best.use_spot,
                 "hourly_usd": best.get_cost(3600) * task.num_nodes,
             }
@@ -96,23 +110,68 @@ def _skypilot_report(paths: list[str]) -> dict:
     return report
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def skypilot(tmp_path_factory) -> dict:
+def moto_aws():
+    """A moto server on 127.0.0.1 and the AWS settings that point boto3 (and so SkyPilot) at it."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def sky_env(home: Path, aws: dict) -> dict:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_", "SKY"))},
+        **aws,
+        "HOME": str(home),
+        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def skypilot(tmp_path_factory, moto_aws) -> dict:
     home = tmp_path_factory.mktemp("skyhome")
     from selfhost.skypilot.optimizer_catalog import write_catalog
 
     write_catalog(home)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_", "SKY"))},
-        **SECRET_VALUES,
-        "HOME": str(home),
-        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
-    }
+    env = {**sky_env(home, moto_aws), **SECRET_VALUES}
     out = subprocess.run(
         [sys.executable, __file__, *map(str, TEMPLATES)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_aws_catalog_goes_through_the_accounts_zone_mapping(skypilot):
+    """With credentials SkyPilot maps zone IDs to the account's zone names; a catalog written with
+    names (or IDs the account lacks) would lose every row here."""
+    assert skypilot["_aws_identity"], "SkyPilot found no AWS identity: the optimizer ran without credentials"
+    zones = skypilot["_aws_zones"]
+    assert zones and all(z[-1].isalpha() and z[:-1] in {"us-east-1", "us-west-2", "eu-west-1"} for z in zones), zones
 
 
 def _ours(path: Path):
@@ -159,7 +218,56 @@ def test_skypilot_optimizer_picks_the_offer_the_cost_review_priced(skypilot, pat
     assert review.offer.id == chosen.offer.id
     assert (best["cloud"].lower(), best["instance_type"]) == (review.offer.cloud, review.offer.instance_type)
     assert best["use_spot"] == (spec.target.pricing == "spot")
+    assert best["region"] == review.offer.price(spec.target.pricing, spec.target.region).region
     assert best["hourly_usd"] == pytest.approx(review.hourly_usd, abs=1e-6)
+
+
+PUBLISHED = ROOT / "tests" / "data" / "skypilot_published_rows.csv"
+
+
+def _published_rows() -> list[dict[str, str]]:
+    lines = [ln for ln in PUBLISHED.read_text().splitlines() if not ln.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def price_gaps(published: list[dict[str, str]]) -> list[str]:
+    """Every difference between SkyPilot's published rows and our price snapshot, one line each."""
+    from costing.catalog import catalog
+
+    ours = {(o.cloud, o.instance_type): o for o in catalog().offers.values()}
+    gaps = []
+    for row in published:
+        offer = ours.get((row["cloud"], row["InstanceType"]))
+        where = f"{row['InstanceType']} {row['Region']} {row['AvailabilityZone']}"
+        if offer is None or row["Region"] not in offer.regions:
+            continue  # SkyPilot lists it; we do not ship it (in that region)
+        if offer.gpu != row["AcceleratorName"] or offer.gpus != float(row["AcceleratorCount"]):
+            published = f"{row['AcceleratorCount']}x {row['AcceleratorName']}"
+            gaps.append(f"{where}: GPUs {offer.gpus}x {offer.gpu}, published {published}")
+        od = offer.rows("on-demand", row["Region"])
+        if not od or abs(od[0].usd_per_hour - float(row["Price"])) > 1e-6:
+            gaps.append(f"{where}: on-demand ours {od[0].usd_per_hour if od else 'none'}, published {row['Price']}")
+        spot = [r for r in offer.rows("spot", row["Region"]) if r.zone == row["AvailabilityZone"]]
+        if row["SpotPrice"] and (not spot or abs(spot[0].usd_per_hour - float(row["SpotPrice"])) > 1e-6):
+            gaps.append(f"{where}: spot ours {spot[0].usd_per_hour if spot else 'none'}, published {row['SpotPrice']}")
+    return gaps
+
+
+def test_published_rows_file_names_its_source_and_date():
+    head = " ".join(PUBLISHED.read_text().splitlines()[:3])
+    assert "skypilot-catalog" in head and "00148f2" in head and "2026-11-30" in PUBLISHED.read_text()
+
+
+def test_our_prices_match_skypilots_published_rows():
+    published = _published_rows()
+    assert {r["InstanceType"] for r in published} >= {"p4d.24xlarge", "p4de.24xlarge"}
+    assert price_gaps(published) == []
+
+
+def test_a_price_gap_is_reported_with_both_figures():
+    row = {**_published_rows()[1], "Price": "99.0", "SpotPrice": "0.1"}
+    gaps = price_gaps([row])
+    assert len(gaps) == 2 and "published 99.0" in gaps[0] and "published 0.1" in gaps[1]
 
 
 def test_skypilot_cli_accepts_the_launch_commands(skypilot):
