@@ -329,10 +329,30 @@ def test_render_cli_refuses_bad_input_with_one_line(args, words):
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], out.stderr
 
 
-def test_launch_dry_run_prints_review_and_exact_command(tmp_path):
-    out = console("launch", "sky", str(ROOT / "templates/llama-3.1-8b-runpod-a40.yaml"), "--dry-run", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def sky_offline(tmp_path_factory):
+    """The environment of a `launch sky --dry-run`: SkyPilot's HOME with our catalogs, AWS (only) through moto."""
+    import sky_stand_ins
+
+    home = sky_stand_ins.sky_home(tmp_path_factory.mktemp("skyhome"))
+    with sky_stand_ins.moto_aws() as aws:
+        yield sky_stand_ins.sky_env(home, aws)
+
+
+def test_launch_dry_run_prints_review_and_exact_command(tmp_path, sky_offline):
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/llama-3.1-8b-runpod-a40.yaml"),
+        "--dry-run",
+        cwd=tmp_path,
+        env=sky_offline,
+    )
     assert out.returncode == 0, out.stderr
     assert "dry run, nothing launched" in out.stdout
+    # SkyPilot's optimizer ran on the YAML: RunPod is not enabled here (only AWS has credentials).
+    assert "review:   runpod 1x_A40_SECURE US, $0.4400/h" in out.stdout
+    assert "SkyPilot's optimizer found nowhere to launch it" in out.stdout and "sky check" in out.stdout
     cmd = (
         f"sky launch -c llama-3-1-8b-runpod-a40 -i {sky.DEV_CLUSTER_MINUTES} --down --wait-for none "
         f"{ROOT / 'templates/llama-3.1-8b-runpod-a40.yaml'} --secret HF_TOKEN --secret VLLM_API_KEY"
@@ -342,12 +362,45 @@ def test_launch_dry_run_prints_review_and_exact_command(tmp_path):
     assert not (tmp_path / ".selfhost").exists()  # a rendered file is launched as is
 
 
-def test_launch_dry_run_of_a_spec_writes_the_task(tmp_path):
+def test_launch_dry_run_shows_skypilots_choice_beside_the_review(tmp_path, sky_offline):
     out = console(
-        "launch", "sky", str(ROOT / "templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml"), "--dry-run", cwd=tmp_path
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml"),
+        "--dry-run",
+        cwd=tmp_path,
+        env=sky_offline,
     )
     assert out.returncode == 0, out.stderr
-    written = tmp_path / ".selfhost" / "sky" / "llama-3-1-8b-gcp-l4-spot-svc.yaml"
+    review = next(ln for ln in out.stdout.splitlines() if ln.startswith("review:"))
+    chosen = next(ln for ln in out.stdout.splitlines() if ln.startswith("SkyPilot:"))
+    price = review.rsplit(",", 1)[1]
+    # SkyPilot ran `sky check` (AWS through moto), mapped the zone ID the review priced to the
+    # account's zone name and picked the same instance at the same price.
+    assert review.startswith("review:   aws g5.2xlarge us-east-1 use1-az") and chosen.endswith(price)
+    assert chosen.startswith("SkyPilot: aws g5.2xlarge us-east-1 us-east-1")
+    assert "SkyPilot's optimizer picks what the review priced" in out.stdout
+    assert "<sky-payload>" not in out.stdout + out.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing in the current folder: the YAML went to a temp folder
+    written = Path(out.stdout.split("The task is in ", 1)[1].split(";", 1)[0])
+    assert written.name == "llama-3-1-8b-aws-a10g-spot-svc.yaml" and written.parent.name.startswith("selfhost-sky-")
+    written.unlink()
+    written.parent.rmdir()
+
+
+def test_launch_dry_run_of_a_spec_writes_the_task(tmp_path, sky_offline):
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml"),
+        "--dry-run",
+        "--out",
+        "rendered",
+        cwd=tmp_path,
+        env=sky_offline,
+    )
+    assert out.returncode == 0, out.stderr
+    written = tmp_path / "rendered" / "llama-3-1-8b-gcp-l4-spot-svc.yaml"
     assert written.read_text() == (ROOT / "templates/llama-3.1-8b-gcp-l4-spot-service.yaml").read_text().replace(
         " from templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml", ""
     )
@@ -600,3 +653,46 @@ def test_any_of_target_must_be_the_cheapest_candidate():
     )
     with pytest.raises(UserError, match=r"not the cheapest any_of candidate.*runpod-a40x1-secure"):
         sky.choices(s)
+
+
+def test_secrets_from_the_store_are_refused_for_a_service(tmp_path):
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml"),
+        "--secrets-from-store",
+        "--dry-run",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    line = out.stderr.strip()
+    assert len(line.splitlines()) == 1 and "literal 'Bearer $VLLM_API_KEY'" in line and "--secret-file" in line
+
+
+def test_secrets_from_the_store_pass_no_secret_flag_for_a_dev_cluster():
+    from selfhost.skypilot import launch
+
+    cmd = launch.sky_command("c1", Path("t.yaml"), False, 30, False, "store")
+    assert "--secret" not in cmd and "--secret-file" not in cmd
+    launch.check_secret_source("store", False, None)  # a dev cluster has no probe: accepted
+
+
+def test_secret_file_readable_by_others_is_refused(tmp_path):
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("HF_TOKEN=hf\nVLLM_API_KEY=k\n")
+    secrets.chmod(0o644)
+    args = ("launch", "sky", str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml"), "--dry-run")
+    out = console(*args, "--secret-file", str(secrets), cwd=tmp_path)
+    assert out.returncode == 2 and f"chmod 600 {secrets}" in out.stderr and out.stdout == ""
+    secrets.write_text("HF_TOKEN=hf\n")
+    secrets.chmod(0o600)
+    out = console(*args, "--secret-file", str(secrets), cwd=tmp_path)
+    assert out.returncode == 2 and "lacks VLLM_API_KEY" in out.stderr
+
+
+def test_secret_file_goes_to_sky_as_secret_file(tmp_path):
+    from selfhost.skypilot import launch
+
+    secrets = tmp_path / "secrets.env"
+    cmd = launch.sky_command("s1", Path("t.yaml"), True, 30, False, "file", secrets)
+    assert cmd[-2:] == ["--secret-file", str(secrets)] and "--secret" not in cmd

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from costing.errors import UserError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sky_stand_ins
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = sorted((ROOT / "templates").glob("*.yaml"))
@@ -102,6 +104,7 @@ def _skypilot_report(paths: list[str]) -> dict:
         report[f"_cli_{'serve' if service else 'launch'}"] = {
             k: v for k, v in ctx.params.items() if v not in (None, False, (), [])
         }
+    report["_probe_by_source"] = _probe_headers_by_secret_source(next(p for p in paths if "service" in p))
     try:
         launch.validate_with_skypilot("name: x\nresources: {acceleratorz: A40:1}\nrun: echo\n", False)
         report["_bad_yaml"] = "accepted"
@@ -110,46 +113,72 @@ def _skypilot_report(paths: list[str]) -> dict:
     return report
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _probe_headers_by_secret_source(path: str) -> dict:
+    """The readiness headers SkyPilot's own `sky serve up` path builds, for each way the key reaches it.
+
+    `env` and `file` run the exact command `selfhost launch sky` would run through SkyPilot's CLI
+    parser and its task builder (`_generate_task_with_service`, which fills secrets into the service
+    section); `store` loads the YAML with no secret values, then resolves the null secrets through
+    SkyPilot's managed-secrets step (`execution._resolve_managed_secrets`) with a provider standing in
+    for a secret store."""
+    import inspect
+    import stat
+    import tempfile
+
+    import sky
+    from sky import execution
+    from sky.client.cli import command as sky_cli
+    from sky.server import plugins
+
+    from selfhost.skypilot import launch
+
+    def serve_up_task(cmd: list[str]) -> sky.Task:
+        ctx = sky_cli.serve_up.make_context("sky serve up", cmd[3:])
+        params = ctx.params
+        sig = inspect.signature(sky_cli._generate_task_with_service)  # pylint: disable=protected-access
+        kwargs = {
+            k: params.get(k) if k in params else (None if v.default is inspect.Parameter.empty else v.default)
+            for k, v in sig.parameters.items()
+        }
+        kwargs.update(
+            service_name=params["service_name"],
+            service_yaml_args=params["service_yaml"],
+            not_supported_cmd="sky serve up",
+            pool=False,
+        )
+        return sky_cli._generate_task_with_service(**kwargs)  # pylint: disable=protected-access
+
+    out: dict = {}
+    task = serve_up_task(launch.sky_command("svc", Path(path), True, 30, True, "env"))
+    out["env"] = task.service.readiness_headers
+    folder = Path(tempfile.mkdtemp())
+    secret_file = folder / "secrets.env"
+    secret_file.write_text("".join(f"{k}={v}-from-file\n" for k, v in SECRET_VALUES.items()))
+    secret_file.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    launch.file_secrets(secret_file)  # selfhost's own checks pass on it
+    task = serve_up_task(launch.sky_command("svc", Path(path), True, 30, True, "file", secret_file))
+    out["file"] = task.service.readiness_headers
+
+    class Store(plugins.ManagedSecretsProvider):
+        async def resolve(self, refs, **_):
+            return plugins.ResolvedSecrets(env_vars={r.name: SECRET_VALUES[r.name] + "-from-store" for r in refs})
+
+    ctx = plugins.ExtensionContext()
+    ctx._managed_secrets_provider = Store()  # pylint: disable=protected-access
+    plugins._EXTENSION_CONTEXT = ctx  # pylint: disable=protected-access
+    cmd = launch.sky_command("svc", Path(path), True, 30, True, "store")
+    task = serve_up_task(cmd)
+    with sky.Dag() as dag:
+        dag.add(task)
+    execution._resolve_managed_secrets(dag)  # pylint: disable=protected-access
+    out["store"] = {"headers": task.service.readiness_headers, "env": task.envs.get("VLLM_API_KEY"), "cmd": cmd}
+    return out
 
 
 @pytest.fixture(scope="module")
 def moto_aws():
-    """A moto server on 127.0.0.1 and the AWS settings that point boto3 (and so SkyPilot) at it."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def sky_env(home: Path, aws: dict) -> dict:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_", "SKY"))},
-        **aws,
-        "HOME": str(home),
-        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
-    }
+    with sky_stand_ins.moto_aws() as aws:
+        yield aws
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +187,7 @@ def skypilot(tmp_path_factory, moto_aws) -> dict:
     from selfhost.skypilot.optimizer_catalog import write_catalog
 
     write_catalog(home)
-    env = {**sky_env(home, moto_aws), **SECRET_VALUES}
+    env = {**sky_stand_ins.sky_env(home, moto_aws), **SECRET_VALUES}
     out = subprocess.run(
         [sys.executable, __file__, *map(str, TEMPLATES)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
     )
@@ -277,6 +306,26 @@ def test_skypilot_cli_accepts_the_launch_commands(skypilot):
     assert dev["secret"] == [list(kv) for kv in SECRET_VALUES.items()]  # read from the environment by name
     assert svc["service_name"] == "c1" and svc["service_yaml"] == ["t.yaml"] and svc["yes"] is True
     assert svc["secret"] == dev["secret"]
+
+
+def test_probe_key_from_the_environment_or_a_secret_file_reaches_the_probe(skypilot):
+    by_source = skypilot["_probe_by_source"]
+    key = SECRET_VALUES["VLLM_API_KEY"]
+    assert by_source["env"] == {"Authorization": f"Bearer {key}"}
+    assert by_source["file"] == {"Authorization": f"Bearer {key}-from-file"}
+
+
+def test_probe_key_from_skypilots_secret_store_stays_literal_so_selfhost_refuses_it(skypilot):
+    """Why `--secrets-from-store` is refused for services: SkyPilot resolves the stored key into the task's
+    environment, after the probe headers were filled in."""
+    from selfhost.skypilot import launch
+
+    store = skypilot["_probe_by_source"]["store"]
+    assert store["env"] == SECRET_VALUES["VLLM_API_KEY"] + "-from-store"  # the server gets the key ...
+    assert store["headers"] == {"Authorization": "Bearer $VLLM_API_KEY"}  # ... the probe does not
+    assert "--secret" not in store["cmd"]
+    with pytest.raises(UserError, match="literal 'Bearer \\$VLLM_API_KEY'"):
+        launch.check_secret_source("store", True, None)
 
 
 def test_launch_validation_reports_skypilots_rejection(skypilot):

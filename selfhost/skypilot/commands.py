@@ -121,7 +121,18 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         minutes: int = typer.Option(
             120, "--minutes", "-i", min=1, help="dev cluster: torn down this long after launch"
         ),
-        dry_run: bool = typer.Option(False, "--dry-run", help="print the review and the command; launch nothing"),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="review, SkyPilot's parser and optimizer on the YAML, the command; launch nothing"
+        ),
+        out: Path | None = typer.Option(
+            None, "--out", help="folder for the rendered YAML (default: a new temporary folder)"
+        ),
+        secret_file: Path | None = typer.Option(
+            None, "--secret-file", help="dotenv file (chmod 600) with HF_TOKEN and VLLM_API_KEY, passed to sky"
+        ),
+        secrets_from_store: bool = typer.Option(
+            False, "--secrets-from-store", help="SkyPilot's secret store resolves the secrets (dev clusters only)"
+        ),
         yes: bool = typer.Option(False, "--yes", "-y", help="pass --yes to sky (skip its confirmation)"),
     ) -> None:
         """Cost review first (stops on --max-monthly-usd), then `sky launch` / `sky serve up`."""
@@ -161,8 +172,21 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
             rendered = (text, file)
         else:
             spec = _load(file, overrides)
+        if secret_file is not None and secrets_from_store:
+            raise UserError("--secret-file and --secrets-from-store are two ways to pass the secrets", "give one")
+        source = "file" if secret_file is not None else ("store" if secrets_from_store else "env")
+        if out is not None and out.exists() and not out.is_dir():
+            raise UserError(f"--out '{out}' is a file", "give a folder (it is created if missing)")
         plan = launch.plan_launch(
-            spec, rendered=rendered, cluster=cluster, minutes=minutes, yes=yes, max_monthly_usd=max_monthly_usd
+            spec,
+            rendered=rendered,
+            cluster=cluster,
+            minutes=minutes,
+            yes=yes,
+            max_monthly_usd=max_monthly_usd,
+            out_dir=out,
+            secret_source=source,
+            secret_file=secret_file,
         )
         code = launch.execute(plan, dry_run=dry_run, echo=typer.echo)
         if code:
