@@ -557,6 +557,8 @@ def _run_script(
     for tool in ("vllm", "ray"):
         _stub(bin_dir, tool, f'printf "%s\\0" {tool} "$@" >> {log}; printf "\\n" >> {log}')
     _stub(bin_dir, "python3", 'echo "$SKYPILOT_NUM_NODES"')  # the head's "how many Ray nodes are alive"
+    _stub(bin_dir, "sleep", "exit 0")  # a worker's `exec sleep infinity`
+    _stub(bin_dir, "pgrep", "exit 1")  # no Ray running yet
     out = subprocess.run(
         ["bash", "-c", script],
         capture_output=True,
@@ -603,10 +605,21 @@ def test_multi_node_run_joins_workers_to_the_head_and_serves_on_the_head(tmp_pat
         tmp_path / "worker", task["run"], "NVIDIA A100-SXM4-40GB", {**nodes, "SKYPILOT_NODE_RANK": "1"}
     )
     assert worker.returncode == 0, worker.stderr
-    assert calls == [["ray", "start", "--address", "10.0.0.1:6379", "--block"]]
+    assert calls == [
+        ["ray", "start", "--address", "10.0.0.1:6379", "--node-ip-address", "10.0.0.2", "--disable-usage-stats"]
+    ]
     head, calls = _run_script(tmp_path, task["run"], "NVIDIA A100-SXM4-40GB", {**nodes, "SKYPILOT_NODE_RANK": "0"})
     assert head.returncode == 0, head.stderr
-    assert calls[0] == ["ray", "start", "--head", "--port", "6379", "--disable-usage-stats"]
+    assert calls[0] == [
+        "ray",
+        "start",
+        "--head",
+        "--port",
+        "6379",
+        "--node-ip-address",
+        "10.0.0.1",
+        "--disable-usage-stats",
+    ]
     assert calls[1][:2] == ["vllm", "serve"] and "--pipeline-parallel-size" in calls[1]
 
 
@@ -696,3 +709,66 @@ def test_secret_file_goes_to_sky_as_secret_file(tmp_path):
     secrets = tmp_path / "secrets.env"
     cmd = launch.sky_command("s1", Path("t.yaml"), True, 30, False, "file", secrets)
     assert cmd[-2:] == ["--secret-file", str(secrets)] and "--secret" not in cmd
+
+
+def _ray_part(template: str) -> str:
+    """The multi-node preamble of a template's run script, up to where vLLM starts."""
+    run = yaml.safe_load((ROOT / "templates" / template).read_text())["run"]
+    return run.split("# selfhost auth layer")[0]
+
+
+def _run_ray_part(tmp_path: Path, rank: int, ray_running: bool) -> list[str]:
+    """Run the preamble in bash with `ray`, `pgrep`, `sleep` and `python3` stubs; return the ray calls."""
+    stubs = tmp_path / f"bin-{rank}-{ray_running}"
+    stubs.mkdir()
+    log = stubs / "ray.log"
+    for name, body in {
+        "ray": f'echo "$* VLLM_HOST_IP=$VLLM_HOST_IP" >> {log}',
+        "pgrep": f"exit {0 if ray_running else 1}",
+        "sleep": "exit 0",
+        "python3": "echo 2",
+    }.items():
+        (stubs / name).write_text(f"#!/bin/sh\n{body}\n")
+        (stubs / name).chmod(0o755)
+    env = {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2",
+        "SKYPILOT_NODE_RANK": str(rank),
+        "SKYPILOT_NUM_NODES": "2",
+    }
+    script = _ray_part("llama-3.1-405b-aws-2x8xa100-fp8.yaml")
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_multi_node_ray_start_per_node_address_and_idempotent(tmp_path):
+    head = _run_ray_part(tmp_path, 0, ray_running=False)
+    assert head == ["start --head --port 6379 --node-ip-address 10.0.0.1 --disable-usage-stats VLLM_HOST_IP=10.0.0.1"]
+    worker = _run_ray_part(tmp_path, 1, ray_running=False)
+    assert worker == [
+        "start --address 10.0.0.1:6379 --node-ip-address 10.0.0.2 --disable-usage-stats VLLM_HOST_IP=10.0.0.2"
+    ]
+    # A re-run (sky exec, a restarted job) finds Ray on 6379 and starts nothing.
+    assert _run_ray_part(tmp_path, 0, ray_running=True) == []
+    assert _run_ray_part(tmp_path, 1, ray_running=True) == []
+
+
+def test_multi_node_uses_the_best_network_tier_where_the_cloud_has_one():
+    for path in (ROOT / "templates").glob("*.yaml"):
+        task = yaml.safe_load(path.read_text())
+        multi = task.get("num_nodes", 1) > 1
+        assert (task["resources"].get("network_tier") == "best") == (
+            multi and task["resources"].get("cloud") in ("aws", "gcp")
+        ), path.name
+        assert ("export VLLM_HOST_IP" in task["run"]) == multi, path.name
+
+
+def test_405b_fp8_fits_one_p4de_node_cheaper_than_two_p4d():
+    one = load_spec(ROOT / "templates/specs/llama-3.1-405b-aws-8xa100-80gb-fp8.yaml")
+    two = load_spec(ROOT / "templates/specs/llama-3.1-405b-aws-2x8xa100-fp8.yaml")
+    (c1,), (c2,) = sky.choices(one), sky.choices(two)
+    assert (c1.fit.nodes, c1.fit.gpus_per_node, c1.offer.gpu) == (1, 8, "A100-80GB")
+    assert c1.hourly_usd < c2.hourly_usd and c2.fit.nodes == 2
+    assert "num_nodes" not in sky.render_task(one)

@@ -43,6 +43,11 @@ MIN_PROBE_TIMEOUT_S = 15  # SkyServe's default
 # on-demand replica is kept only when at least one spot replica remains beside it; a single-replica
 # service relies on dynamic_ondemand_fallback (on-demand stands in while spot is short).
 BASE_ONDEMAND_FALLBACK_REPLICAS = 1
+RAY_PORT = 6379
+RAY_RUNNING = f"pgrep -f 'gcs_server.*--gcs_server_port={RAY_PORT}|raylet.*:{RAY_PORT}' >/dev/null"
+# network_tier: best (EFA on AWS, GPUDirect on GCP) for the pipeline-parallel traffic between nodes;
+# it adds no charge on these instances. RunPod has no network tiers.
+NETWORK_TIER_CLOUDS = ("aws", "gcp")
 QPS_KEY = re.compile(r"[A-Z0-9]+(?::[0-9]+)?")  # SkyServe's pattern for per-accelerator target QPS
 
 # `nvidia-smi --query-gpu=name` patterns, to pick the fitted command on an any_of cluster.
@@ -292,15 +297,21 @@ def _run(found: list[Choice]) -> str:
         *_serve_block(found),
     ]
     if found[0].fit.nodes > 1:
-        # Pipeline parallel across nodes: vLLM runs the workers through a Ray cluster of the nodes
-        # (port 6379; SkyPilot's own Ray uses 6380). The head serves once every node has joined.
+        # Pipeline parallel across nodes, as SkyPilot's vllm-multinode example does it: vLLM runs the
+        # workers through a Ray cluster of the nodes (port 6379; SkyPilot's own Ray uses 6380), each
+        # node announcing its own address (VLLM_HOST_IP). `ray start` only where no Ray listens on 6379
+        # yet, so re-running the job (`sky exec`, a restarted replica) does not fail on it.
         lines += [
             'HEAD_IP="$(echo "$SKYPILOT_NODE_IPS" | head -n1)"',
+            'VLLM_HOST_IP="$(echo "$SKYPILOT_NODE_IPS" | sed -n "$((SKYPILOT_NODE_RANK + 1))p")"',
+            "export VLLM_HOST_IP",
             'if [ "$SKYPILOT_NODE_RANK" != "0" ]; then',
-            '  until ray start --address "$HEAD_IP:6379" --block; do sleep 10; done',
-            "  exit 0",
+            f"  {RAY_RUNNING} || until ray start --address \"$HEAD_IP:{RAY_PORT}\" "
+            '--node-ip-address "$VLLM_HOST_IP" --disable-usage-stats; do sleep 10; done',
+            "  exec sleep infinity",
             "fi",
-            "ray start --head --port 6379 --disable-usage-stats",
+            f'{RAY_RUNNING} || ray start --head --port {RAY_PORT} --node-ip-address "$VLLM_HOST_IP" '
+            "--disable-usage-stats",
             'until [ "$(python3 -c \'import ray; ray.init(address="auto", logging_level="error"); '
             'print(sum(n["Alive"] for n in ray.nodes()))\')" -ge "$SKYPILOT_NUM_NODES" ]; do sleep 10; done',
         ]
@@ -327,6 +338,8 @@ def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
     res: dict[str, Any] = {}
     if len(found) == 1:
         res.update(placement(found[0]))
+    if found[0].fit.nodes > 1 and all(c.offer.cloud in NETWORK_TIER_CLOUDS for c in found):
+        res["network_tier"] = "best"
     res["use_spot"] = spot
     res["disk_size"] = max(disk_size_gb(c) for c in found)
     res["ports"] = found[0].fit.settings.port
