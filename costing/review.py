@@ -214,6 +214,9 @@ def _fleet(spec: DeploymentSpec, traffic: Traffic, capacity_rps: float) -> Fleet
     return Fleet(low, high, base, autoscaled, capacity_rps, off_peak, availability)
 
 
+GIB_IN_GB = 1024**3 / 1e9
+
+
 def _cost_lines(
     spec: DeploymentSpec, resolved: Resolved, fleet: Fleet, storage_gb: float, storage_price: float
 ) -> list[CostLine]:
@@ -241,6 +244,24 @@ def _cost_lines(
         share = 1.0 if committed else PEAK_HOURS_SHARE
         add(f"peak replicas (autoscaled, {share:.0%} of hours)", pricing, extra, billed * share, hourly)
     disks = fleet.min_replicas + extra * (1.0 if committed else PEAK_HOURS_SHARE)
+    if spec.sky.weights_store and resolved.offer is not None:  # one copy of the weights, shared by the replicas
+        bucket_price = float(cloud_info(resolved.offer.cloud).get("bucket_usd_per_gb_month") or 0.0)
+        if not bucket_price:
+            raise UserError(
+                f"a weights bucket on {resolved.offer.cloud} is not offered here (no bucket price in the catalog)",
+                "drop sky.weights_store, or deploy on aws (s3://) or gcp (gs://)",
+            )
+        bucket_gb = round(resolved.fit.weight_gib * GIB_IN_GB, 1)
+        lines.append(
+            CostLine(
+                f"weights bucket {bucket_gb:,.0f} GB ({spec.sky.weights_store})",
+                "storage",
+                1,
+                HOURS_PER_MONTH,
+                bucket_gb * bucket_price / HOURS_PER_MONTH,
+                bucket_gb * bucket_price,
+            )
+        )
     if storage_gb and storage_price:
         lines.append(
             CostLine(

@@ -772,3 +772,66 @@ def test_405b_fp8_fits_one_p4de_node_cheaper_than_two_p4d():
     assert (c1.fit.nodes, c1.fit.gpus_per_node, c1.offer.gpu) == (1, 8, "A100-80GB")
     assert c1.hourly_usd < c2.hourly_usd and c2.fit.nodes == 2
     assert "num_nodes" not in sky.render_task(one)
+
+
+def _store_spec(store: str = "s3://acme-llm-weights/llama", path: str = "llama-3.3-70b-aws-8xa100-spot-service.yaml"):
+    spec = load_spec(ROOT / "templates/specs" / path)
+    return spec.model_copy(update={"sky": spec.sky.model_copy(update={"weights_store": store})})
+
+
+def test_weights_bucket_is_mounted_filled_once_and_served_from(tmp_path):
+    spec = _store_spec()
+    task = sky.render_task(spec)
+    assert task["file_mounts"] == {"/weights": {"source": "s3://acme-llm-weights/llama", "mode": "MOUNT_CACHED"}}
+    repo = sky.choose(spec).fit.settings.model_repo
+    assert f"vllm serve /weights/{repo} " in task["run"] and "export HF_HUB_OFFLINE=1" in task["run"]
+    # The setup fills the bucket only when the marker is missing: a replacement replica downloads nothing.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "python3.log"
+    _stub(bin_dir, "python3", f'echo "$*" >> {log}')
+    _stub(bin_dir, "touch", f'echo "touch $*" >> {log}')
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    script = task["setup"].replace("/weights", str(tmp_path / "weights"))
+    first = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert first.returncode == 0, first.stderr
+    calls = log.read_text().splitlines()
+    assert "snapshot_download" in calls[1] and f"local_dir='{tmp_path}/weights/{repo}'" in calls[1]
+    assert calls[2] == f"touch {tmp_path}/weights/{repo}/.selfhost-complete"
+    (tmp_path / "weights" / repo).mkdir(parents=True)
+    (tmp_path / "weights" / repo / ".selfhost-complete").write_text("")
+    log.unlink()
+    again = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert again.returncode == 0 and not any("snapshot_download" in c for c in log.read_text().splitlines())
+
+
+def test_weights_bucket_shortens_the_probe_delay_and_is_costed():
+    from costing.review import cost_review
+
+    spec = _store_spec()
+    plain = load_spec(ROOT / "templates/specs/llama-3.3-70b-aws-8xa100-spot-service.yaml")
+    fit = sky.choose(spec).fit
+    with_store = sky.render_task(spec)["service"]["readiness_probe"]["initial_delay_seconds"]
+    from_hub = sky.render_task(plain)["service"]["readiness_probe"]["initial_delay_seconds"]
+    assert with_store == sky.initial_delay_s(fit, "s3://acme-llm-weights/llama") < from_hub
+    assert with_store >= readiness.ENGINE_START_S + fit.weight_gib * 1024**3 / sky.BUCKET_READ_BYTES_PER_S
+    line = next(x for x in cost_review(spec).cost_lines if x.item.startswith("weights bucket"))
+    assert line.usd == pytest.approx(fit.weight_gib * 1024**3 / 1e9 * 0.023, rel=0.01)
+    assert not any(x.item.startswith("weights bucket") for x in cost_review(plain).cost_lines)
+
+
+@pytest.mark.parametrize(
+    ("store", "path", "words"),
+    [
+        ("gs://acme-weights/llama", "llama-3.3-70b-aws-8xa100-spot-service.yaml", "across clouds"),
+        ("s3://acme-weights/llama", "llama-3.1-8b-runpod-a40-service.yaml", "bucket on runpod is not offered"),
+    ],
+)
+def test_weights_bucket_on_another_cloud_is_refused(store, path, words):
+    with pytest.raises(UserError, match=words):
+        sky.render_task(_store_spec(store, path))
+
+
+def test_weights_bucket_must_be_a_bucket_url():
+    with pytest.raises(Exception, match="weights_store"):
+        spec_from_dict({"model": "llama-3.1-8b", "sky": {"weights_store": "/mnt/weights"}})

@@ -105,12 +105,35 @@ def _skypilot_report(paths: list[str]) -> dict:
             k: v for k, v in ctx.params.items() if v not in (None, False, (), [])
         }
     report["_probe_by_source"] = _probe_headers_by_secret_source(next(p for p in paths if "service" in p))
+    report["_weights_store"] = _weights_store_service()
     try:
         launch.validate_with_skypilot("name: x\nresources: {acceleratorz: A40:1}\nrun: echo\n", False)
         report["_bad_yaml"] = "accepted"
     except UserError as err:
         report["_bad_yaml"] = err.line()
     return report
+
+
+def _weights_store_service() -> dict:
+    """A service with a weights bucket, through SkyPilot's parser, SkyServe's checks and its optimizer."""
+    import sky
+    import yaml
+    from sky import optimizer
+    from sky.serve import serve_utils
+
+    from costing.spec import load_spec
+    from selfhost.skypilot import render
+
+    spec = load_spec(ROOT / "templates/specs/llama-3.3-70b-aws-8xa100-spot-service.yaml")
+    spec = spec.model_copy(update={"sky": spec.sky.model_copy(update={"weights_store": "s3://acme-weights/llama"})})
+    text = render.render_yaml(spec)
+    task = sky.Task.from_yaml_config(yaml.safe_load(text), secrets_overrides=list(SECRET_VALUES.items()))
+    serve_utils.validate_service_task(task, pool=False)
+    with sky.Dag() as dag:
+        dag.add(task)
+    optimizer.Optimizer.optimize(dag, quiet=True)
+    mounts = {path: (st.source, st.mode.value) for path, st in task.storage_mounts.items()}
+    return {"mounts": mounts, "delay": task.service.initial_delay_seconds, "best": task.best_resources.instance_type}
 
 
 def _probe_headers_by_secret_source(path: str) -> dict:
@@ -326,6 +349,12 @@ def test_probe_key_from_skypilots_secret_store_stays_literal_so_selfhost_refuses
     assert "--secret" not in store["cmd"]
     with pytest.raises(UserError, match="literal 'Bearer \\$VLLM_API_KEY'"):
         launch.check_secret_source("store", True, None)
+
+
+def test_weights_bucket_mount_is_what_skypilot_mounts(skypilot):
+    store = skypilot["_weights_store"]
+    assert store["mounts"] == {"/weights": ["s3://acme-weights/llama", "MOUNT_CACHED"]}
+    assert store["best"] == "p4d.24xlarge" and store["delay"] < 2040  # 70B from Hugging Face: 2,040 s
 
 
 def test_launch_validation_reports_skypilots_rejection(skypilot):

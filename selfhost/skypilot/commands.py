@@ -62,6 +62,9 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         output_tokens: int | None = typer.Option(None, "--output-tokens"),
         peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
         p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
+        weights_store: str | None = typer.Option(
+            None, "--weights-store", help="s3://BUCKET/PREFIX or gs://...: weights filled once, read by every replica"
+        ),
         out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
     ) -> None:
         """Render a SkyPilot task (or SkyServe service) YAML from the spec: offer, fit and `vllm serve` line."""
@@ -87,6 +90,7 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
                 output_tokens=output_tokens,
                 peak_to_mean=peak_to_mean,
                 p90_latency_s=p90_latency_s,
+                weights_store=weights_store,
             ),
         )
         text = render_yaml(spec, source=str(spec_file) if spec_file else None)
@@ -116,6 +120,7 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         output_tokens: int | None = typer.Option(None, "--output-tokens"),
         peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
         p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
+        weights_store: str | None = typer.Option(None, "--weights-store", help="s3://BUCKET/PREFIX or gs://..."),
         max_monthly_usd: float | None = typer.Option(None, "--max-monthly-usd", help="budget: refuse when over"),
         cluster: str | None = typer.Option(None, "--cluster", "-c", help="cluster / service name"),
         minutes: int = typer.Option(
@@ -156,6 +161,7 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
             output_tokens=output_tokens,
             peak_to_mean=peak_to_mean,
             p90_latency_s=p90_latency_s,
+            weights_store=weights_store,
         )
         rendered: tuple[str, Path] | None = None
         if file is not None and not file.is_file():
