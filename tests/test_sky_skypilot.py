@@ -68,7 +68,17 @@ def _skypilot_report(paths: list[str]) -> dict:
                     "min": svc.min_replicas,
                     "max": svc.max_replicas,
                     "fallback": svc.use_ondemand_fallback,
+                    "spot_placer": svc.spot_placer,
                 }
+                if svc.spot_placer:  # SpotHedge's own view of the locations and their prices
+                    from sky.serve import spot_placer
+
+                    placer = spot_placer.SpotPlacer.from_task(svc, task)
+                    costs = []
+                    for loc in placer.location2status:
+                        placer._min_cost_location([loc])  # pylint: disable=protected-access  # fills location2cost
+                        costs.append([loc.region, loc.zone, placer.location2cost[loc]])
+                    entry["spot_locations"] = sorted(costs, key=lambda c: c[2])
             entry["num_nodes"] = task.num_nodes
             entry["resources"] = [
                 {
@@ -320,6 +330,32 @@ def test_a_price_gap_is_reported_with_both_figures():
     row = {**_published_rows()[1], "Price": "99.0", "SpotPrice": "0.1"}
     gaps = price_gaps([row])
     assert len(gaps) == 2 and "published 99.0" in gaps[0] and "published 0.1" in gaps[1]
+
+
+@pytest.mark.parametrize("path", [p for p in TEMPLATES if "spot-service" in p.stem], ids=lambda p: p.stem)
+def test_spothedge_spot_replicas_are_priced_at_skypilots_zone_prices(skypilot, path):
+    """SkyPilot's SpotHedge places spot replicas one per zone, cheapest first: the review's spot lines are
+    the mean of SkyPilot's own zone prices for those replicas (any_of services run without it)."""
+    from costing.review import cost_review
+    from selfhost.skypilot.render import cheapest
+
+    entry = skypilot[path.name]
+    _spec, found = _ours(path)
+    if len(found) > 1:
+        assert entry["service"]["spot_placer"] is None
+        return
+    assert entry["service"]["spot_placer"] == "dynamic_fallback"
+    review = cost_review(cheapest(found).spec, resolved=cheapest(found).resolved)
+    locations = entry["spot_locations"]
+    assert {loc[0] for loc in locations} == {review.resolved.price.region}  # the region the review priced
+    zone_prices = [loc[2] * found[0].fit.nodes for loc in locations]
+    spot_lines = [line for line in review.cost_lines if line.pricing == "spot"]
+    first = 0
+    for line in spot_lines:
+        n = round(line.replicas)
+        expected = sum(zone_prices[i % len(zone_prices)] for i in range(first, first + n)) / n
+        assert line.usd_per_hour == pytest.approx(expected, abs=1e-6), line
+        first += n
 
 
 def test_skypilot_cli_accepts_the_launch_commands(skypilot):

@@ -148,7 +148,9 @@ def candidate_specs(spec: DeploymentSpec) -> list[DeploymentSpec]:
     out = []
     for cand in spec.sky.any_of:
         target = TargetSpec.model_validate({**base, **cand.model_dump(exclude_unset=True)})
-        out.append(spec.model_copy(update={"target": target, "sky": spec.sky.model_copy(update={"any_of": ()})}))
+        # any_of stays on each candidate's spec: its review knows SkyPilot may pick another candidate
+        # (no SpotHedge across candidates with different GPUs).
+        out.append(spec.model_copy(update={"target": target}))
     return out
 
 
@@ -252,6 +254,10 @@ def replica_policy(choice: Choice, spot: bool) -> dict[str, Any]:
         if base:
             policy["base_ondemand_fallback_replicas"] = base
         policy["dynamic_ondemand_fallback"] = True
+        if spot_hedge([choice]):
+            # SpotHedge: spot replicas spread over the region's zones, cheapest first, moving away from
+            # a zone that preempts them (the review prices each replica at its zone's price).
+            policy["spot_placer"] = "dynamic_fallback"
     return policy
 
 
@@ -377,8 +383,16 @@ def _run(found: list[Choice]) -> str:
 # ----------------------------------------------------------------------------- the task
 
 
+def spot_hedge(found: list[Choice]) -> bool:
+    """SpotHedge for this service's spot replicas (the review prices them zone by zone when it is)."""
+    from costing.review import spot_hedge as priced_with_hedge
+
+    return len(found) == 1 and priced_with_hedge(found[0].spec, found[0].resolved)
+
+
 def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
     spot = found[0].spec.target.pricing == "spot"
+    hedge = service and spot_hedge(found)
 
     def placement(c: Choice) -> dict[str, Any]:
         p: dict[str, Any] = {"cloud": c.offer.cloud}
@@ -387,7 +401,12 @@ def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
         if region:
             p["region"] = region
         p["accelerators"] = accelerator(c)
-        if c.pin_instance_type:
+        if c.pin_instance_type and hedge:
+            # SpotHedge needs SkyPilot to pick the instance in each zone: the offer's shape picks it
+            # (it is the cheapest with these GPUs and at least these vCPUs and memory).
+            p["cpus"] = f"{c.offer.vcpus}+"
+            p["memory"] = f"{c.offer.ram_gb:g}+"
+        elif c.pin_instance_type:
             p["instance_type"] = c.offer.instance_type
         return p
 
