@@ -114,13 +114,15 @@ def file_secrets(path: Path) -> dict[str, str]:
 def validate_with_skypilot(text: str, service: bool) -> None:
     """SkyPilot's own parser (and SkyServe's checks) on the file, before anything is created."""
     import sky
+    from sky import sky_logging
     from sky.serve import serve_utils
 
     cfg = yaml.safe_load(text)
     try:
         task = sky.Task.from_yaml_config(cfg, secrets_overrides=[(name, "placeholder") for name in render.SECRETS])
         if service:
-            serve_utils.validate_service_task(task, pool=False)
+            with sky_logging.silent():  # SpotHedge's check fetches zones: no spinner payloads in our output
+                serve_utils.validate_service_task(task, pool=False)
     except Exception as err:  # noqa: BLE001 - SkyPilot raises ValueError/jsonschema errors with its own message
         raise UserError(
             f"SkyPilot rejects the rendered YAML: {' '.join(str(err).split())}",
