@@ -835,3 +835,17 @@ def test_weights_bucket_on_another_cloud_is_refused(store, path, words):
 def test_weights_bucket_must_be_a_bucket_url():
     with pytest.raises(Exception, match="weights_store"):
         spec_from_dict({"model": "llama-3.1-8b", "sky": {"weights_store": "/mnt/weights"}})
+
+
+def test_launch_out_must_be_a_folder(tmp_path):
+    (tmp_path / "taken").write_text("")
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml"),
+        "--dry-run",
+        "--out",
+        "taken",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2 and out.stdout == "" and "is a file" in out.stderr
