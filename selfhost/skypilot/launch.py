@@ -298,6 +298,8 @@ def optimizer_lines(plan: LaunchPlan) -> list[str]:
     review = f"review:   {offer.cloud} {ours}, ${plan.review.hourly_usd:,.4f}/h"
     try:
         best = skypilot_choice(plan.yaml_text)
+    except ImportError:
+        return [review, "SkyPilot: not installed here (pip install 'selfhost[sky]'), so its optimizer did not run"]
     except UserError as err:
         return [review, f"SkyPilot: {err.problem} ({err.fix})"]
     where = " ".join(x for x in (best["region"], best["zone"]) if x)

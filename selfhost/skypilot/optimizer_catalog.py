@@ -106,7 +106,9 @@ def aws_zone_ids(offers: Iterable[Offer]) -> dict[str, list[str]]:
 
 def _zones(offer: Offer, region: str, aws_zones: dict[str, list[str]]) -> list[str]:
     if offer.cloud == "aws":
-        return aws_zones.get(region, [])
+        if not aws_zones.get(region):  # SkyPilot's AWS rows are per zone ID: none known, no row at all
+            raise ValueError(f"no AWS zone IDs known for {region} (the price snapshot has no spot row there)")
+        return aws_zones[region]
     if offer.cloud == "gcp":
         return [f"{region}{GCP_ZONE_SUFFIX}"]
     return [RUNPOD_ZONES.get(region, f"{region}-1")]
