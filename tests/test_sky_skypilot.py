@@ -48,6 +48,9 @@ def _skypilot_report(paths: list[str]) -> dict:
     aws_rows = aws_catalog._get_df()  # pylint: disable=protected-access  # zone IDs mapped with the credentials
     report["_aws_zones"] = sorted(set(aws_rows["AvailabilityZone"]))
     report["_aws_identity"] = sky.AWS.get_active_user_identity()
+    from sky.catalog.data_fetchers import fetch_runpod
+
+    report["_runpod_zones"] = {region: zones[0] for region, zones in fetch_runpod.REGION_ZONES.items()}
     for path in paths:
         entry: dict = {}
         report[Path(path).name] = entry
@@ -391,6 +394,12 @@ def test_weights_bucket_mount_is_what_skypilot_mounts(skypilot):
     store = skypilot["_weights_store"]
     assert store["mounts"] == {"/weights": ["s3://acme-weights/llama", "MOUNT_CACHED"]}
     assert store["best"] == "p4d.24xlarge" and store["delay"] < 2040  # 70B from Hugging Face: 2,040 s
+
+
+def test_runpod_zones_are_skypilots_data_centres(skypilot):
+    from selfhost.skypilot.optimizer_catalog import RUNPOD_ZONES
+
+    assert {r: skypilot["_runpod_zones"].get(r) for r in RUNPOD_ZONES} == RUNPOD_ZONES
 
 
 def test_launch_validation_reports_skypilots_rejection(skypilot):
