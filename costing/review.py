@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from costing import projection as proj
-from costing.catalog import apis_for, cloud_info
+from costing.catalog import apis_for, cloud_info, offers_for
 from costing.errors import OverBudget, UserError
 from costing.resolve import Resolved, resolve
 from costing.spec import DeploymentSpec, WorkloadSpec
@@ -214,6 +214,42 @@ def _fleet(spec: DeploymentSpec, traffic: Traffic, capacity_rps: float) -> Fleet
     return Fleet(low, high, base, autoscaled, capacity_rps, off_peak, availability)
 
 
+GIB_IN_GB = 1024**3 / 1e9
+SPOT_HEDGE_CLOUDS = ("aws", "gcp")
+
+
+def spot_hedge(spec: DeploymentSpec, resolved: Resolved) -> bool:
+    """Whether a SkyServe service runs its spot replicas with SpotHedge (`spot_placer: dynamic_fallback`).
+
+    SkyPilot accepts it only when every placement asks for the same resources but the location, and it
+    picks the instance itself (no pinned instance type): so the offer must be the cheapest one with its
+    GPUs and at least its vCPUs and memory, the one SkyPilot picks from `accelerators` + `cpus` + `memory`."""
+    offer = resolved.offer
+    if not (spec.sky.service and spec.target.pricing == "spot" and not spec.sky.any_of and offer is not None):
+        return False
+    if offer.cloud not in SPOT_HEDGE_CLOUDS or resolved.price is None:
+        return False
+    region = resolved.price.region
+    same_shape = [
+        o
+        for o in offers_for(gpu=offer.gpu, gpus=offer.gpus, cloud=offer.cloud)
+        if o.vcpus >= offer.vcpus and o.ram_gb >= offer.ram_gb and o.price("spot", region) is not None
+    ]
+    cheapest = min(same_shape, key=lambda o: (o.price("spot", region).usd_per_hour, o.id))  # type: ignore[union-attr]
+    return cheapest.id == offer.id
+
+
+def spot_zone_hourly(resolved: Resolved, first: int, count: int) -> float:
+    """Mean hourly price of spot replicas `first`..`first + count` under SpotHedge: it places each new
+    replica in the cheapest zone not yet used (cycling when replicas outnumber zones), so replica i runs
+    at the i-th cheapest zone price of the region."""
+    offer, price = resolved.offer, resolved.price
+    zones = sorted(r.usd_per_hour for r in offer.rows("spot", price.region)) if offer and price else []
+    if not zones or count <= 0:
+        return resolved.hourly_usd or 0.0
+    return sum(zones[i % len(zones)] for i in range(first, first + count)) / count * resolved.fit.nodes
+
+
 def _cost_lines(
     spec: DeploymentSpec, resolved: Resolved, fleet: Fleet, storage_gb: float, storage_price: float
 ) -> list[CostLine]:
@@ -230,7 +266,10 @@ def _cost_lines(
             lines.append(CostLine(item, pricing_, replicas, hours, usd_per_hour, replicas * hours * usd_per_hour))
 
     always = fleet.min_replicas - fleet.base_ondemand_replicas
-    add("replicas, always on" if fleet.autoscaled else "replicas", pricing, always, billed, hourly)
+    hedge = spot_hedge(spec, resolved)
+    spread = " (SpotHedge: one zone each, cheapest first)" if hedge else ""
+    label = "replicas, always on" if fleet.autoscaled else "replicas"
+    add(label + spread, pricing, always, billed, spot_zone_hourly(resolved, 0, always) if hedge else hourly)
     if fleet.base_ondemand_replicas:
         offer = resolved.offer
         od = offer.price("on-demand") if offer else None
@@ -239,8 +278,27 @@ def _cost_lines(
     extra = fleet.max_replicas - fleet.min_replicas
     if extra:
         share = 1.0 if committed else PEAK_HOURS_SHARE
-        add(f"peak replicas (autoscaled, {share:.0%} of hours)", pricing, extra, billed * share, hourly)
+        peak_hourly = spot_zone_hourly(resolved, always, extra) if hedge else hourly
+        add(f"peak replicas (autoscaled, {share:.0%} of hours){spread}", pricing, extra, billed * share, peak_hourly)
     disks = fleet.min_replicas + extra * (1.0 if committed else PEAK_HOURS_SHARE)
+    if spec.sky.weights_store and resolved.offer is not None:  # one copy of the weights, shared by the replicas
+        bucket_price = float(cloud_info(resolved.offer.cloud).get("bucket_usd_per_gb_month") or 0.0)
+        if not bucket_price:
+            raise UserError(
+                f"a weights bucket on {resolved.offer.cloud} is not offered here (no bucket price in the catalog)",
+                "drop sky.weights_store, or deploy on aws (s3://) or gcp (gs://)",
+            )
+        bucket_gb = round(resolved.fit.weight_gib * GIB_IN_GB, 1)
+        lines.append(
+            CostLine(
+                f"weights bucket {bucket_gb:,.0f} GB ({spec.sky.weights_store})",
+                "storage",
+                1,
+                HOURS_PER_MONTH,
+                bucket_gb * bucket_price / HOURS_PER_MONTH,
+                bucket_gb * bucket_price,
+            )
+        )
     if storage_gb and storage_price:
         lines.append(
             CostLine(

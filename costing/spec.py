@@ -132,6 +132,12 @@ class SkySpec(_Strict):
         description="candidate targets SkyPilot picks the cheapest of; "
         "each replaces cloud/offer/gpu/gpus/region of `target`",
     )
+    weights_store: str | None = Field(
+        None,
+        pattern=r"^(s3|gs)://[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9](/[A-Za-z0-9._\-/]*)?$",
+        description="bucket (s3://BUCKET/PREFIX on AWS, gs://... on GCP) mounted on every replica: filled once "
+        "from Hugging Face, then replicas load the weights from it",
+    )
 
 
 class DeploymentSpec(_Strict):
@@ -311,6 +317,7 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
     SpecKey("target_utilization", "--target-utilization", "targetUtilization", float),
     SpecKey("availability", "--availability", "availability"),
     SpecKey("sky.service", "--service", None, bool),
+    SpecKey("sky.weights_store", "--weights-store", None),
 )
 BY_PARAM = {k.param: k for k in SPEC_KEYS if k.param}
 BY_CONFIG_KEY = {k.config_key: k for k in SPEC_KEYS if k.config_key}

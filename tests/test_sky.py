@@ -329,10 +329,30 @@ def test_render_cli_refuses_bad_input_with_one_line(args, words):
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], out.stderr
 
 
-def test_launch_dry_run_prints_review_and_exact_command(tmp_path):
-    out = console("launch", "sky", str(ROOT / "templates/llama-3.1-8b-runpod-a40.yaml"), "--dry-run", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def sky_offline(tmp_path_factory):
+    """The environment of a `launch sky --dry-run`: SkyPilot's HOME with our catalogs, AWS (only) through moto."""
+    import sky_stand_ins
+
+    home = sky_stand_ins.sky_home(tmp_path_factory.mktemp("skyhome"))
+    with sky_stand_ins.moto_aws() as aws:
+        yield sky_stand_ins.sky_env(home, aws)
+
+
+def test_launch_dry_run_prints_review_and_exact_command(tmp_path, sky_offline):
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/llama-3.1-8b-runpod-a40.yaml"),
+        "--dry-run",
+        cwd=tmp_path,
+        env=sky_offline,
+    )
     assert out.returncode == 0, out.stderr
     assert "dry run, nothing launched" in out.stdout
+    # SkyPilot's optimizer ran on the YAML: RunPod is not enabled here (only AWS has credentials).
+    assert "review:   runpod 1x_A40_SECURE US, $0.4400/h" in out.stdout
+    assert "SkyPilot's optimizer found nowhere to launch it" in out.stdout and "sky check" in out.stdout
     cmd = (
         f"sky launch -c llama-3-1-8b-runpod-a40 -i {sky.DEV_CLUSTER_MINUTES} --down --wait-for none "
         f"{ROOT / 'templates/llama-3.1-8b-runpod-a40.yaml'} --secret HF_TOKEN --secret VLLM_API_KEY"
@@ -342,12 +362,45 @@ def test_launch_dry_run_prints_review_and_exact_command(tmp_path):
     assert not (tmp_path / ".selfhost").exists()  # a rendered file is launched as is
 
 
-def test_launch_dry_run_of_a_spec_writes_the_task(tmp_path):
+def test_launch_dry_run_shows_skypilots_choice_beside_the_review(tmp_path, sky_offline):
     out = console(
-        "launch", "sky", str(ROOT / "templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml"), "--dry-run", cwd=tmp_path
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml"),
+        "--dry-run",
+        cwd=tmp_path,
+        env=sky_offline,
     )
     assert out.returncode == 0, out.stderr
-    written = tmp_path / ".selfhost" / "sky" / "llama-3-1-8b-gcp-l4-spot-svc.yaml"
+    review = next(ln for ln in out.stdout.splitlines() if ln.startswith("review:"))
+    chosen = next(ln for ln in out.stdout.splitlines() if ln.startswith("SkyPilot:"))
+    price = review.rsplit(",", 1)[1]
+    # SkyPilot ran `sky check` (AWS through moto), mapped the zone ID the review priced to the
+    # account's zone name and picked the same instance at the same price.
+    assert review.startswith("review:   aws g5.2xlarge us-east-1 use1-az") and chosen.endswith(price)
+    assert chosen.startswith("SkyPilot: aws g5.2xlarge us-east-1 us-east-1")
+    assert "SkyPilot's optimizer picks what the review priced" in out.stdout
+    assert "<sky-payload>" not in out.stdout + out.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing in the current folder: the YAML went to a temp folder
+    written = Path(out.stdout.split("The task is in ", 1)[1].split(";", 1)[0])
+    assert written.name == "llama-3-1-8b-aws-a10g-spot-svc.yaml" and written.parent.name.startswith("selfhost-sky-")
+    written.unlink()
+    written.parent.rmdir()
+
+
+def test_launch_dry_run_of_a_spec_writes_the_task(tmp_path, sky_offline):
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml"),
+        "--dry-run",
+        "--out",
+        "rendered",
+        cwd=tmp_path,
+        env=sky_offline,
+    )
+    assert out.returncode == 0, out.stderr
+    written = tmp_path / "rendered" / "llama-3-1-8b-gcp-l4-spot-svc.yaml"
     assert written.read_text() == (ROOT / "templates/llama-3.1-8b-gcp-l4-spot-service.yaml").read_text().replace(
         " from templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml", ""
     )
@@ -504,6 +557,8 @@ def _run_script(
     for tool in ("vllm", "ray"):
         _stub(bin_dir, tool, f'printf "%s\\0" {tool} "$@" >> {log}; printf "\\n" >> {log}')
     _stub(bin_dir, "python3", 'echo "$SKYPILOT_NUM_NODES"')  # the head's "how many Ray nodes are alive"
+    _stub(bin_dir, "sleep", "exit 0")  # a worker's `exec sleep infinity`
+    _stub(bin_dir, "pgrep", "exit 1")  # no Ray running yet
     out = subprocess.run(
         ["bash", "-c", script],
         capture_output=True,
@@ -550,10 +605,21 @@ def test_multi_node_run_joins_workers_to_the_head_and_serves_on_the_head(tmp_pat
         tmp_path / "worker", task["run"], "NVIDIA A100-SXM4-40GB", {**nodes, "SKYPILOT_NODE_RANK": "1"}
     )
     assert worker.returncode == 0, worker.stderr
-    assert calls == [["ray", "start", "--address", "10.0.0.1:6379", "--block"]]
+    assert calls == [
+        ["ray", "start", "--address", "10.0.0.1:6379", "--node-ip-address", "10.0.0.2", "--disable-usage-stats"]
+    ]
     head, calls = _run_script(tmp_path, task["run"], "NVIDIA A100-SXM4-40GB", {**nodes, "SKYPILOT_NODE_RANK": "0"})
     assert head.returncode == 0, head.stderr
-    assert calls[0] == ["ray", "start", "--head", "--port", "6379", "--disable-usage-stats"]
+    assert calls[0] == [
+        "ray",
+        "start",
+        "--head",
+        "--port",
+        "6379",
+        "--node-ip-address",
+        "10.0.0.1",
+        "--disable-usage-stats",
+    ]
     assert calls[1][:2] == ["vllm", "serve"] and "--pipeline-parallel-size" in calls[1]
 
 
@@ -600,3 +666,186 @@ def test_any_of_target_must_be_the_cheapest_candidate():
     )
     with pytest.raises(UserError, match=r"not the cheapest any_of candidate.*runpod-a40x1-secure"):
         sky.choices(s)
+
+
+def test_secrets_from_the_store_are_refused_for_a_service(tmp_path):
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml"),
+        "--secrets-from-store",
+        "--dry-run",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    line = out.stderr.strip()
+    assert len(line.splitlines()) == 1 and "literal 'Bearer $VLLM_API_KEY'" in line and "--secret-file" in line
+
+
+def test_secrets_from_the_store_pass_no_secret_flag_for_a_dev_cluster():
+    from selfhost.skypilot import launch
+
+    cmd = launch.sky_command("c1", Path("t.yaml"), False, 30, False, "store")
+    assert "--secret" not in cmd and "--secret-file" not in cmd
+    launch.check_secret_source("store", False, None)  # a dev cluster has no probe: accepted
+
+
+def test_secret_file_readable_by_others_is_refused(tmp_path):
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("HF_TOKEN=hf\nVLLM_API_KEY=k\n")
+    secrets.chmod(0o644)
+    args = ("launch", "sky", str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml"), "--dry-run")
+    out = console(*args, "--secret-file", str(secrets), cwd=tmp_path)
+    assert out.returncode == 2 and f"chmod 600 {secrets}" in out.stderr and out.stdout == ""
+    secrets.write_text("HF_TOKEN=hf\n")
+    secrets.chmod(0o600)
+    out = console(*args, "--secret-file", str(secrets), cwd=tmp_path)
+    assert out.returncode == 2 and "lacks VLLM_API_KEY" in out.stderr
+
+
+def test_secret_file_goes_to_sky_as_secret_file(tmp_path):
+    from selfhost.skypilot import launch
+
+    secrets = tmp_path / "secrets.env"
+    cmd = launch.sky_command("s1", Path("t.yaml"), True, 30, False, "file", secrets)
+    assert cmd[-2:] == ["--secret-file", str(secrets)] and "--secret" not in cmd
+
+
+def _ray_part(template: str) -> str:
+    """The multi-node preamble of a template's run script, up to where vLLM starts."""
+    run = yaml.safe_load((ROOT / "templates" / template).read_text())["run"]
+    return run.split("# selfhost auth layer")[0]
+
+
+def _run_ray_part(tmp_path: Path, rank: int, ray_running: bool) -> list[str]:
+    """Run the preamble in bash with `ray`, `pgrep`, `sleep` and `python3` stubs; return the ray calls."""
+    stubs = tmp_path / f"bin-{rank}-{ray_running}"
+    stubs.mkdir()
+    log = stubs / "ray.log"
+    for name, body in {
+        "ray": f'echo "$* VLLM_HOST_IP=$VLLM_HOST_IP" >> {log}',
+        "pgrep": f"exit {0 if ray_running else 1}",
+        "sleep": "exit 0",
+        "python3": "echo 2",
+    }.items():
+        (stubs / name).write_text(f"#!/bin/sh\n{body}\n")
+        (stubs / name).chmod(0o755)
+    env = {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2",
+        "SKYPILOT_NODE_RANK": str(rank),
+        "SKYPILOT_NUM_NODES": "2",
+    }
+    script = _ray_part("llama-3.1-405b-aws-2x8xa100-fp8.yaml")
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_multi_node_ray_start_per_node_address_and_idempotent(tmp_path):
+    head = _run_ray_part(tmp_path, 0, ray_running=False)
+    assert head == ["start --head --port 6379 --node-ip-address 10.0.0.1 --disable-usage-stats VLLM_HOST_IP=10.0.0.1"]
+    worker = _run_ray_part(tmp_path, 1, ray_running=False)
+    assert worker == [
+        "start --address 10.0.0.1:6379 --node-ip-address 10.0.0.2 --disable-usage-stats VLLM_HOST_IP=10.0.0.2"
+    ]
+    # A re-run (sky exec, a restarted job) finds Ray on 6379 and starts nothing.
+    assert _run_ray_part(tmp_path, 0, ray_running=True) == []
+    assert _run_ray_part(tmp_path, 1, ray_running=True) == []
+
+
+def test_multi_node_uses_the_best_network_tier_where_the_cloud_has_one():
+    for path in (ROOT / "templates").glob("*.yaml"):
+        task = yaml.safe_load(path.read_text())
+        multi = task.get("num_nodes", 1) > 1
+        assert (task["resources"].get("network_tier") == "best") == (
+            multi and task["resources"].get("cloud") in ("aws", "gcp")
+        ), path.name
+        assert ("export VLLM_HOST_IP" in task["run"]) == multi, path.name
+
+
+def test_405b_fp8_fits_one_p4de_node_cheaper_than_two_p4d():
+    one = load_spec(ROOT / "templates/specs/llama-3.1-405b-aws-8xa100-80gb-fp8.yaml")
+    two = load_spec(ROOT / "templates/specs/llama-3.1-405b-aws-2x8xa100-fp8.yaml")
+    (c1,), (c2,) = sky.choices(one), sky.choices(two)
+    assert (c1.fit.nodes, c1.fit.gpus_per_node, c1.offer.gpu) == (1, 8, "A100-80GB")
+    assert c1.hourly_usd < c2.hourly_usd and c2.fit.nodes == 2
+    assert "num_nodes" not in sky.render_task(one)
+
+
+def _store_spec(store: str = "s3://acme-llm-weights/llama", path: str = "llama-3.3-70b-aws-8xa100-spot-service.yaml"):
+    spec = load_spec(ROOT / "templates/specs" / path)
+    return spec.model_copy(update={"sky": spec.sky.model_copy(update={"weights_store": store})})
+
+
+def test_weights_bucket_is_mounted_filled_once_and_served_from(tmp_path):
+    spec = _store_spec()
+    task = sky.render_task(spec)
+    assert task["file_mounts"] == {"/weights": {"source": "s3://acme-llm-weights/llama", "mode": "MOUNT_CACHED"}}
+    repo = sky.choose(spec).fit.settings.model_repo
+    assert f"vllm serve /weights/{repo} " in task["run"] and "export HF_HUB_OFFLINE=1" in task["run"]
+    # The setup fills the bucket only when the marker is missing: a replacement replica downloads nothing.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "python3.log"
+    _stub(bin_dir, "python3", f'echo "$*" >> {log}')
+    _stub(bin_dir, "touch", f'echo "touch $*" >> {log}')
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    script = task["setup"].replace("/weights", str(tmp_path / "weights"))
+    first = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert first.returncode == 0, first.stderr
+    calls = log.read_text().splitlines()
+    assert "snapshot_download" in calls[1] and f"local_dir='{tmp_path}/weights/{repo}'" in calls[1]
+    assert calls[2] == f"touch {tmp_path}/weights/{repo}/.selfhost-complete"
+    (tmp_path / "weights" / repo).mkdir(parents=True)
+    (tmp_path / "weights" / repo / ".selfhost-complete").write_text("")
+    log.unlink()
+    again = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert again.returncode == 0 and not any("snapshot_download" in c for c in log.read_text().splitlines())
+
+
+def test_weights_bucket_shortens_the_probe_delay_and_is_costed():
+    from costing.review import cost_review
+
+    spec = _store_spec()
+    plain = load_spec(ROOT / "templates/specs/llama-3.3-70b-aws-8xa100-spot-service.yaml")
+    fit = sky.choose(spec).fit
+    with_store = sky.render_task(spec)["service"]["readiness_probe"]["initial_delay_seconds"]
+    from_hub = sky.render_task(plain)["service"]["readiness_probe"]["initial_delay_seconds"]
+    assert with_store == sky.initial_delay_s(fit, "s3://acme-llm-weights/llama") < from_hub
+    assert with_store >= readiness.ENGINE_START_S + fit.weight_gib * 1024**3 / sky.BUCKET_READ_BYTES_PER_S
+    line = next(x for x in cost_review(spec).cost_lines if x.item.startswith("weights bucket"))
+    assert line.usd == pytest.approx(fit.weight_gib * 1024**3 / 1e9 * 0.023, rel=0.01)
+    assert not any(x.item.startswith("weights bucket") for x in cost_review(plain).cost_lines)
+
+
+@pytest.mark.parametrize(
+    ("store", "path", "words"),
+    [
+        ("gs://acme-weights/llama", "llama-3.3-70b-aws-8xa100-spot-service.yaml", "across clouds"),
+        ("s3://acme-weights/llama", "llama-3.1-8b-runpod-a40-service.yaml", "bucket on runpod is not offered"),
+    ],
+)
+def test_weights_bucket_on_another_cloud_is_refused(store, path, words):
+    with pytest.raises(UserError, match=words):
+        sky.render_task(_store_spec(store, path))
+
+
+def test_weights_bucket_must_be_a_bucket_url():
+    with pytest.raises(Exception, match="weights_store"):
+        spec_from_dict({"model": "llama-3.1-8b", "sky": {"weights_store": "/mnt/weights"}})
+
+
+def test_launch_out_must_be_a_folder(tmp_path):
+    (tmp_path / "taken").write_text("")
+    out = console(
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml"),
+        "--dry-run",
+        "--out",
+        "taken",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2 and out.stdout == "" and "is a file" in out.stderr

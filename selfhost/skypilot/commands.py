@@ -62,6 +62,9 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         output_tokens: int | None = typer.Option(None, "--output-tokens"),
         peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
         p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
+        weights_store: str | None = typer.Option(
+            None, "--weights-store", help="s3://BUCKET/PREFIX or gs://...: weights filled once, read by every replica"
+        ),
         out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
     ) -> None:
         """Render a SkyPilot task (or SkyServe service) YAML from the spec: offer, fit and `vllm serve` line."""
@@ -87,6 +90,7 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
                 output_tokens=output_tokens,
                 peak_to_mean=peak_to_mean,
                 p90_latency_s=p90_latency_s,
+                weights_store=weights_store,
             ),
         )
         text = render_yaml(spec, source=str(spec_file) if spec_file else None)
@@ -116,12 +120,24 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         output_tokens: int | None = typer.Option(None, "--output-tokens"),
         peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
         p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
+        weights_store: str | None = typer.Option(None, "--weights-store", help="s3://BUCKET/PREFIX or gs://..."),
         max_monthly_usd: float | None = typer.Option(None, "--max-monthly-usd", help="budget: refuse when over"),
         cluster: str | None = typer.Option(None, "--cluster", "-c", help="cluster / service name"),
         minutes: int = typer.Option(
             120, "--minutes", "-i", min=1, help="dev cluster: torn down this long after launch"
         ),
-        dry_run: bool = typer.Option(False, "--dry-run", help="print the review and the command; launch nothing"),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="review, SkyPilot's parser and optimizer on the YAML, the command; launch nothing"
+        ),
+        out: Path | None = typer.Option(
+            None, "--out", help="folder for the rendered YAML (default: a new temporary folder)"
+        ),
+        secret_file: Path | None = typer.Option(
+            None, "--secret-file", help="dotenv file (chmod 600) with HF_TOKEN and VLLM_API_KEY, passed to sky"
+        ),
+        secrets_from_store: bool = typer.Option(
+            False, "--secrets-from-store", help="SkyPilot's secret store resolves the secrets (dev clusters only)"
+        ),
         yes: bool = typer.Option(False, "--yes", "-y", help="pass --yes to sky (skip its confirmation)"),
     ) -> None:
         """Cost review first (stops on --max-monthly-usd), then `sky launch` / `sky serve up`."""
@@ -145,6 +161,7 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
             output_tokens=output_tokens,
             peak_to_mean=peak_to_mean,
             p90_latency_s=p90_latency_s,
+            weights_store=weights_store,
         )
         rendered: tuple[str, Path] | None = None
         if file is not None and not file.is_file():
@@ -161,8 +178,21 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
             rendered = (text, file)
         else:
             spec = _load(file, overrides)
+        if secret_file is not None and secrets_from_store:
+            raise UserError("--secret-file and --secrets-from-store are two ways to pass the secrets", "give one")
+        source = "file" if secret_file is not None else ("store" if secrets_from_store else "env")
+        if out is not None and out.exists() and not out.is_dir():
+            raise UserError(f"--out '{out}' is a file", "give a folder (it is created if missing)")
         plan = launch.plan_launch(
-            spec, rendered=rendered, cluster=cluster, minutes=minutes, yes=yes, max_monthly_usd=max_monthly_usd
+            spec,
+            rendered=rendered,
+            cluster=cluster,
+            minutes=minutes,
+            yes=yes,
+            max_monthly_usd=max_monthly_usd,
+            out_dir=out,
+            secret_source=source,
+            secret_file=secret_file,
         )
         code = launch.execute(plan, dry_run=dry_run, echo=typer.echo)
         if code:

@@ -1,8 +1,17 @@
 """`selfhost launch sky`: the cost review first, then `sky launch` (dev cluster) or `sky serve up`.
 
-Nothing is launched when the spec is bad, the review is over budget, a secret is missing from the
-environment, SkyPilot's own parser rejects the YAML, or with --dry-run. Secrets reach SkyPilot as
-`--secret NAME` (it reads the value from the environment): never on a command line or in a file.
+Nothing is launched when the spec is bad, the review is over budget, a secret is missing, SkyPilot's
+own parser rejects the YAML, or with --dry-run (which runs SkyPilot's parser and optimizer on the
+YAML and prints SkyPilot's choice beside the review's).
+
+Secrets reach SkyPilot one of three ways, never as a value on a command line:
+- `env` (default): `--secret NAME`, SkyPilot's CLI reads the value from the environment;
+- `file`: `--secret-file PATH`, a dotenv file readable by its owner only;
+- `store`: no flag, SkyPilot's managed secrets provider resolves the null secrets at launch. SkyPilot
+  0.14 fills `$VLLM_API_KEY` into a service's readiness-probe header only from values it has when it
+  parses the YAML (`Task.from_yaml_config` skips null secrets), and resolves stored secrets later,
+  into the task's environment: the probe would send the literal `$VLLM_API_KEY` and get 401 forever.
+  So `store` is refused for services (fine for dev clusters, which have no probe).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +33,7 @@ from costing.errors import UserError
 from costing.spec import DeploymentSpec
 from selfhost.skypilot import render
 
-OUT_DIR = Path(".selfhost") / "sky"
+SECRET_SOURCES = ("env", "file", "store")
 
 
 @dataclass
@@ -34,6 +44,7 @@ class LaunchPlan:
     yaml_text: str
     command: list[str]
     notes: list[str]
+    secret_source: str = "env"
 
     @property
     def service(self) -> bool:
@@ -67,16 +78,51 @@ def missing_secrets(env: Mapping[str, str] | None = None) -> list[str]:
     return [name for name in render.SECRETS if not given.get(name)]
 
 
+def check_secret_source(source: str, service: bool, secret_file: Path | None) -> None:
+    """Refuse a way of passing the secrets that cannot give the service a working keyed probe."""
+    if source not in SECRET_SOURCES:
+        raise UserError(f"unknown secret source '{source}'", f"use one of {', '.join(SECRET_SOURCES)}")
+    if source == "store" and service:
+        raise UserError(
+            "with secrets from SkyPilot's secret store, SkyPilot 0.14 leaves the readiness probe's header as the "
+            "literal 'Bearer $VLLM_API_KEY' (it fills probe headers only from values given at `sky serve up`), "
+            "so every probe would get 401 and no replica would become ready",
+            "pass the key from the environment (the default, `--secret VLLM_API_KEY`) or with --secret-file FILE",
+        )
+    if (source == "file") != (secret_file is not None):
+        raise UserError("--secret-file goes with the file secret source", "give --secret-file PATH (a dotenv file)")
+
+
+def file_secrets(path: Path) -> dict[str, str]:
+    """The secrets in a dotenv file, parsed as SkyPilot's CLI parses it; refused unless owner-only."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        raise UserError(f"secret file '{path}' not found", "create it with NAME=value lines, then chmod 600 it")
+    if path.stat().st_mode & 0o077:
+        raise UserError(
+            f"secret file '{path}' is readable by other users (mode {path.stat().st_mode & 0o777:o})",
+            f"chmod 600 {path}",
+        )
+    values = {k: v for k, v in dotenv_values(path).items() if v}
+    missing = [name for name in render.SECRETS if name not in values]
+    if missing:
+        raise UserError(f"secret file '{path}' lacks {' and '.join(missing)}", f"add {missing[0]}=... to {path}")
+    return values
+
+
 def validate_with_skypilot(text: str, service: bool) -> None:
     """SkyPilot's own parser (and SkyServe's checks) on the file, before anything is created."""
     import sky
+    from sky import sky_logging
     from sky.serve import serve_utils
 
     cfg = yaml.safe_load(text)
     try:
         task = sky.Task.from_yaml_config(cfg, secrets_overrides=[(name, "placeholder") for name in render.SECRETS])
         if service:
-            serve_utils.validate_service_task(task, pool=False)
+            with sky_logging.silent():  # SpotHedge's check fetches zones: no spinner payloads in our output
+                serve_utils.validate_service_task(task, pool=False)
     except Exception as err:  # noqa: BLE001 - SkyPilot raises ValueError/jsonschema errors with its own message
         raise UserError(
             f"SkyPilot rejects the rendered YAML: {' '.join(str(err).split())}",
@@ -93,8 +139,20 @@ def sky_executable() -> str:
     return found
 
 
-def sky_command(name: str, path: Path, service: bool, minutes: int, yes: bool) -> list[str]:
-    secrets = [arg for s in render.SECRETS for arg in ("--secret", s)]
+def sky_command(
+    name: str,
+    path: Path,
+    service: bool,
+    minutes: int,
+    yes: bool,
+    secret_source: str = "env",
+    secret_file: Path | None = None,
+) -> list[str]:
+    secrets: list[str] = []
+    if secret_source == "env":
+        secrets = [arg for s in render.SECRETS for arg in ("--secret", s)]
+    elif secret_source == "file":
+        secrets = ["--secret-file", str(secret_file)]
     if service:
         cmd = ["sky", "serve", "up", "-n", name, str(path), *secrets]
     else:
@@ -128,11 +186,18 @@ def plan_launch(
     cluster: str | None = None,
     minutes: int = render.DEV_CLUSTER_MINUTES,
     yes: bool = False,
-    out_dir: Path = OUT_DIR,
+    out_dir: Path | None = None,
     max_monthly_usd: float | None = None,
+    secret_source: str = "env",
+    secret_file: Path | None = None,
 ) -> LaunchPlan:
-    """Everything up to the launch: review, budget gate, YAML on disk, the exact command."""
+    """Everything up to the launch: review, budget gate, YAML path, the exact command.
+
+    A YAML rendered here goes to `out_dir` (the user's --out) or else a new temporary folder: never
+    silently into the current folder."""
     from costing.review import cost_review, enforce_budget
+
+    check_secret_source(secret_source, spec.sky.service, secret_file)
 
     found = render.choices(spec)
     chosen = render.cheapest(found)
@@ -142,7 +207,8 @@ def plan_launch(
         text, path = rendered
     else:
         text = render.render_yaml(spec)
-        path = out_dir / f"{render.task_name(spec, found)}.yaml"
+        folder = out_dir if out_dir is not None else Path(tempfile.mkdtemp(prefix="selfhost-sky-"))
+        path = folder / f"{render.task_name(spec, found)}.yaml"
     name = cluster or render.task_name(spec, found)
     notes = spot_fallback_notes(review, spec, yaml.safe_load(text))
     if len(found) > 1:
@@ -150,12 +216,15 @@ def plan_launch(
             f"any_of: SkyPilot picks the cheapest candidate, {chosen.offer.id} "
             f"(${chosen.hourly_usd:.4f}/h), which this review prices"
         )
-    return LaunchPlan(spec, review, path, text, sky_command(name, path, spec.sky.service, minutes, yes), notes)
+    command = sky_command(name, path, spec.sky.service, minutes, yes, secret_source, secret_file)
+    return LaunchPlan(spec, review, path, text, command, notes, secret_source)
 
 
 def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
     """Print the review and the command; unless dry_run, check secrets and SkyPilot's parser, then run it."""
-    missing = missing_secrets()
+    if plan.secret_source == "file":
+        file_secrets(Path(plan.command[plan.command.index("--secret-file") + 1]))
+    missing = missing_secrets() if plan.secret_source == "env" else []
     if missing and not dry_run:  # refuse before printing anything: one line, nothing launched
         raise UserError(
             f"{' and '.join(missing)} not set in the environment; nothing was launched",
@@ -170,6 +239,8 @@ def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
         if missing:
             echo(f"note: set {', '.join(missing)} in the environment before launching")
         _write(plan)
+        for line in optimizer_lines(plan):
+            echo(line)
         echo(f"dry run, nothing launched. The task is in {plan.yaml_path}; the launch would run:")
         echo("  " + shlex.join(plan.command))
         echo(f"then: {endpoint_hint(plan)}")
@@ -182,6 +253,67 @@ def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
     if code == 0:
         echo(f"endpoint: {endpoint_hint(plan)}")
     return code
+
+
+def skypilot_choice(text: str) -> dict[str, Any]:
+    """SkyPilot's parser and optimizer on the YAML (SkyPilot imported here only): what it would launch.
+
+    Uses the user's own SkyPilot setup (enabled clouds, catalogs); raises UserError when SkyPilot
+    rejects the YAML or can launch it nowhere."""
+    validate_with_skypilot(text, "service:" in text)
+    import sky
+    from sky import optimizer, sky_logging
+
+    task = sky.Task.from_yaml_config(
+        yaml.safe_load(text), secrets_overrides=[(name, "placeholder") for name in render.SECRETS]
+    )
+    try:
+        with sky.Dag() as dag:
+            dag.add(task)
+        with sky_logging.silent():  # no spinner payloads in our output
+            optimizer.Optimizer.optimize(dag, quiet=True)
+    except Exception as err:  # noqa: BLE001 - NoCloudAccessError, ResourcesUnavailableError, ...
+        raise UserError(
+            f"SkyPilot's optimizer found nowhere to launch it: {' '.join(str(err).split())[:300]}",
+            "run `sky check` to enable a cloud with credentials",
+        ) from None
+    best = task.best_resources
+    if best is None:  # optimize() sets it or raises
+        raise UserError("SkyPilot's optimizer chose no resources", "run `sky check`")
+    return {
+        "cloud": str(best.cloud).lower(),
+        "instance_type": best.instance_type,
+        "region": best.region,
+        "zone": best.zone,
+        "use_spot": best.use_spot,
+        "hourly_usd": best.get_cost(3600) * task.num_nodes,
+    }
+
+
+def optimizer_lines(plan: LaunchPlan) -> list[str]:
+    """SkyPilot's choice beside the review's (or why SkyPilot could not choose)."""
+    offer = plan.review.offer
+    price = plan.review.resolved.price
+    ours = f"{offer.instance_type} {' '.join(x for x in (price.region, price.zone) if x) if price else offer.region}"
+    review = f"review:   {offer.cloud} {ours}, ${plan.review.hourly_usd:,.4f}/h"
+    try:
+        best = skypilot_choice(plan.yaml_text)
+    except ImportError:
+        return [review, "SkyPilot: not installed here (pip install 'selfhost[sky]'), so its optimizer did not run"]
+    except UserError as err:
+        return [review, f"SkyPilot: {err.problem} ({err.fix})"]
+    where = " ".join(x for x in (best["region"], best["zone"]) if x)
+    line = f"SkyPilot: {best['cloud']} {best['instance_type']} {where}, ${best['hourly_usd']:,.4f}/h"
+    same = (best["cloud"], best["instance_type"]) == (offer.cloud, offer.instance_type) and abs(
+        best["hourly_usd"] - plan.review.hourly_usd
+    ) < 1e-6
+    return [
+        review,
+        line,
+        "SkyPilot's optimizer picks what the review priced"
+        if same
+        else "note: SkyPilot's optimizer picks differently from the review (its catalog or your enabled clouds differ)",
+    ]
 
 
 def endpoint_hint(plan: LaunchPlan) -> str:

@@ -8,6 +8,12 @@ the offer the cost review picked, at the same hourly price.
 Columns follow SkyPilot's fetchers (sky/catalog/data_fetchers/fetch_{aws,gcp,runpod}.py).
 GCP prices a G2 VM as host VM + attached L4s; our offers carry the whole G2 price (L4 included),
 so it goes on the VM row and the accelerator rows cost 0: SkyPilot's sum is our figure.
+
+Every priced region of an offer gets its rows, one per availability zone, as SkyPilot's own files
+have them: AWS zones are zone IDs (`use1-az6`; with AWS credentials SkyPilot maps them to the
+account's zone names and drops rows whose ID the account lacks), GCP zones are names
+(`us-central1-a`), RunPod zones are its data-centre IDs. Spot prices sit on the zone they were
+quoted for (the price snapshot keeps AWS spot prices per zone ID).
 """
 
 from __future__ import annotations
@@ -45,7 +51,20 @@ GCP_COLUMNS = [
     "SpotPrice",
 ]
 SKY_CLOUD_NAMES = {"aws": "AWS", "gcp": "GCP", "runpod": "RunPod"}  # str(sky cloud)
-RUNPOD_ZONES = {"US": "US-CA-1"}  # one availability zone per RunPod region (SkyPilot's REGION_ZONES)
+# The first data centre of each RunPod region, as SkyPilot's fetcher lists them (fetch_runpod.REGION_ZONES;
+# a test checks this table against it).
+RUNPOD_ZONES = {
+    "CA": "CA-MTL-1",
+    "CZ": "EU-CZ-1",
+    "FR": "EU-FR-1",
+    "IS": "EUR-IS-1",
+    "NL": "EU-NL-1",
+    "NO": "EUR-NO-1",
+    "RO": "EU-RO-1",
+    "SE": "EU-SE-1",
+    "US": "US-CA-1",
+}
+GCP_ZONE_SUFFIX = "-a"  # one zone per GCP region: L4 and A100 VMs exist in zone -a of every region we price
 EXTRA_FILES = {  # read lazily by SkyPilot; present (header only) so nothing is ever downloaded
     "aws/images.csv": ["Tag", "Region", "OS", "OSVersion", "ImageId", "CreationDate"],
     "aws/instance_quota_mapping.csv": ["InstanceType", "QuotaCode"],
@@ -58,12 +77,6 @@ def catalog_dir(home: Path) -> Path:
     return Path(home) / ".sky" / "catalogs" / SCHEMA_VERSION
 
 
-def _zone(offer: Offer) -> str:
-    if offer.cloud == "runpod":
-        return RUNPOD_ZONES.get(offer.region, f"{offer.region}-1")
-    return f"{offer.region}a"
-
-
 def _gpu_info(offer: Offer) -> str:
     mib = int(get_gpu(offer.gpu).memory_gb * 1024)
     return str(
@@ -72,7 +85,7 @@ def _gpu_info(offer: Offer) -> str:
                 {
                     "Name": offer.gpu,
                     "Manufacturer": "NVIDIA",
-                    "Count": float(offer.gpus),
+                    "Count": offer.gpus,
                     "MemoryInfo": {"SizeInMiB": mib},
                 }
             ],
@@ -81,39 +94,65 @@ def _gpu_info(offer: Offer) -> str:
     )
 
 
-def _spot(offer: Offer) -> str:
-    price = offer.price("spot")
-    return "" if price is None else repr(price.usd_per_hour)
+def aws_zone_ids(offers: Iterable[Offer]) -> dict[str, list[str]]:
+    """Region -> the AWS zone IDs the price snapshot quotes (spot prices are per zone)."""
+    zones: dict[str, set[str]] = {}
+    for o in offers:
+        for r in o.prices:
+            if o.cloud == "aws" and r.zone:
+                zones.setdefault(r.region, set()).add(r.zone)
+    return {region: sorted(z) for region, z in zones.items()}
 
 
-def rows(offer: Offer) -> list[dict[str, object]]:
-    """The catalog rows SkyPilot needs to price this offer."""
-    base = {
-        "InstanceType": offer.instance_type,
-        "AcceleratorName": offer.gpu,
-        "AcceleratorCount": float(offer.gpus),
-        "vCPUs": float(offer.vcpus),
-        "MemoryGiB": float(offer.ram_gb),
-        "GpuInfo": _gpu_info(offer),
-        "Price": repr(offer.on_demand),
-        "SpotPrice": _spot(offer),
-        "Region": offer.region,
-        "AvailabilityZone": _zone(offer),
-    }
+def _zones(offer: Offer, region: str, aws_zones: dict[str, list[str]]) -> list[str]:
     if offer.cloud == "aws":
-        return [{**base, "Arch": "x86_64"}]
+        if not aws_zones.get(region):  # SkyPilot's AWS rows are per zone ID: none known, no row at all
+            raise ValueError(f"no AWS zone IDs known for {region} (the price snapshot has no spot row there)")
+        return aws_zones[region]
     if offer.cloud == "gcp":
-        vm = {**base, "AcceleratorName": "", "AcceleratorCount": "", "GpuInfo": ""}
-        gpu = {
-            **base,
-            "InstanceType": "",
-            "vCPUs": "",
-            "MemoryGiB": "",
-            "Price": "0.0",
-            "SpotPrice": "0.0" if base["SpotPrice"] else "",
-        }
-        return [vm, gpu]
-    return [base]
+        return [f"{region}{GCP_ZONE_SUFFIX}"]
+    return [RUNPOD_ZONES.get(region, f"{region}-1")]
+
+
+def rows(offer: Offer, aws_zones: dict[str, list[str]] | None = None) -> list[dict[str, object]]:
+    """The catalog rows SkyPilot needs to price this offer: every priced region, one row per zone."""
+    aws_zones = aws_zones if aws_zones is not None else aws_zone_ids([offer])
+    out: list[dict[str, object]] = []
+    for region in offer.regions:
+        on_demand = offer.rows("on-demand", region)[0].usd_per_hour
+        spot = offer.rows("spot", region)
+        for zone in _zones(offer, region, aws_zones):
+            # AWS quotes spot per zone; GCP (and the rest) one spot price for the region.
+            quoted = [r.usd_per_hour for r in spot if r.zone in (zone, None)]
+            base = {
+                "InstanceType": offer.instance_type,
+                "AcceleratorName": offer.gpu,
+                "AcceleratorCount": float(offer.gpus),
+                "vCPUs": float(offer.vcpus),
+                "MemoryGiB": float(offer.ram_gb),
+                "GpuInfo": _gpu_info(offer),
+                "Price": repr(on_demand),
+                "SpotPrice": repr(min(quoted)) if quoted else "",
+                "Region": region,
+                "AvailabilityZone": zone,
+            }
+            if offer.cloud == "aws":
+                out.append({**base, "Arch": "x86_64"})
+            elif offer.cloud == "gcp":
+                out.append({**base, "AcceleratorName": "", "AcceleratorCount": "", "GpuInfo": ""})
+                out.append(
+                    {
+                        **base,
+                        "InstanceType": "",
+                        "vCPUs": "",
+                        "MemoryGiB": "",
+                        "Price": "0.0",
+                        "SpotPrice": "0.0" if base["SpotPrice"] else "",
+                    }
+                )
+            else:
+                out.append(base)
+    return out
 
 
 def sky_offers(offers: Iterable[Offer] | None = None) -> list[Offer]:
@@ -142,8 +181,9 @@ def write_catalog(home: Path, offers: Iterable[Offer] | None = None) -> Path:
     chosen = sky_offers(offers)
     layout = {"aws": AWS_COLUMNS, "gcp": GCP_COLUMNS, "runpod": GPU_COLUMNS}
     written = []
+    aws_zones = aws_zone_ids(chosen)
     for cloud, columns in layout.items():
-        data = [r for o in chosen if o.cloud == cloud for r in rows(o)]
+        data = [r for o in chosen if o.cloud == cloud for r in rows(o, aws_zones)]
         _write_csv(root / cloud / "vms.csv", columns, data)
         written.append(f"{cloud}/vms.csv")
     for name, columns in EXTRA_FILES.items():

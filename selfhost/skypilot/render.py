@@ -19,7 +19,7 @@ import yaml
 from costing.catalog import Offer, offers_for
 from costing.errors import UserError
 from costing.fit import FitResult
-from costing.readiness import startup_allowance_s
+from costing.readiness import ENGINE_START_S, startup_allowance_s
 from costing.resolve import Resolved, price_of, resolve
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_VERSION, shell_command, vllm_serve_argv
@@ -28,7 +28,16 @@ from selfhost import auth_install
 SECRETS = (HF_TOKEN_ENV, API_KEY_ENV)
 HF_HOME = '"$HOME/.cache/huggingface"'  # on the cluster's own disk: kept across job re-runs and stop/start
 IGNORE_PATTERNS = ["original/*"]  # meta-llama repos also ship consolidated .pth weights vLLM never reads
-SPEC_MARKER = "# selfhost-spec: "  # the header line that carries the spec a file was rendered from
+SPEC_MARKER = "# selfhost-spec: "
+# A weights bucket (spec `sky.weights_store`) is mounted here with SkyPilot's MOUNT_CACHED mode (rclone's
+# VFS cache: reads cached on the local disk, writes uploaded in the background). The first replica fills
+# it from Hugging Face; every later or replacement replica reads the weights from the bucket.
+WEIGHTS_MOUNT = "/weights"
+WEIGHTS_DONE = ".selfhost-complete"  # written last, after every file of the snapshot is in the bucket
+BUCKET_CLOUD = {"s3": "aws", "gs": "gcp"}
+# Reading the weights through the mount: a conservative single-instance rate for S3/GCS through rclone
+# (multi-stream object reads reach several hundred MB/s inside a region; rclone VFS caching, 2026-11-30).
+BUCKET_READ_BYTES_PER_S = 200e6  # the header line that carries the spec a file was rendered from
 
 # Dev clusters: a serving job never lets a cluster go idle, so autostop waits for nothing and
 # tears the cluster down this long after launch (`sky autostop -i N` extends it).
@@ -43,6 +52,11 @@ MIN_PROBE_TIMEOUT_S = 15  # SkyServe's default
 # on-demand replica is kept only when at least one spot replica remains beside it; a single-replica
 # service relies on dynamic_ondemand_fallback (on-demand stands in while spot is short).
 BASE_ONDEMAND_FALLBACK_REPLICAS = 1
+RAY_PORT = 6379
+RAY_RUNNING = f"pgrep -f 'gcs_server.*--gcs_server_port={RAY_PORT}|raylet.*:{RAY_PORT}' >/dev/null"
+# network_tier: best (EFA on AWS, GPUDirect on GCP) for the pipeline-parallel traffic between nodes;
+# it adds no charge on these instances. RunPod has no network tiers.
+NETWORK_TIER_CLOUDS = ("aws", "gcp")
 QPS_KEY = re.compile(r"[A-Z0-9]+(?::[0-9]+)?")  # SkyServe's pattern for per-accelerator target QPS
 
 # `nvidia-smi --query-gpu=name` patterns, to pick the fitted command on an any_of cluster.
@@ -134,7 +148,9 @@ def candidate_specs(spec: DeploymentSpec) -> list[DeploymentSpec]:
     out = []
     for cand in spec.sky.any_of:
         target = TargetSpec.model_validate({**base, **cand.model_dump(exclude_unset=True)})
-        out.append(spec.model_copy(update={"target": target, "sky": spec.sky.model_copy(update={"any_of": ()})}))
+        # any_of stays on each candidate's spec: its review knows SkyPilot may pick another candidate
+        # (no SpotHedge across candidates with different GPUs).
+        out.append(spec.model_copy(update={"target": target}))
     return out
 
 
@@ -177,9 +193,33 @@ def disk_size_gb(choice: Choice) -> int:
     return int(math.ceil((weights + SYSTEM_DISK_GB) / 10) * 10)
 
 
-def initial_delay_s(fit: FitResult) -> int:
-    """Seconds a new replica may take to answer: engine start plus downloading the weights."""
-    return startup_allowance_s(fit.weight_gib)
+def initial_delay_s(fit: FitResult, weights_store: str | None = None) -> int:
+    """Seconds a new replica may take to answer: engine start plus fetching the weights (from Hugging
+    Face, or from the weights bucket the first replica filled)."""
+    if not weights_store:
+        return startup_allowance_s(fit.weight_gib)
+    read = fit.weight_gib * 1024**3 / BUCKET_READ_BYTES_PER_S
+    return int(math.ceil((ENGINE_START_S + read) / 60) * 60)
+
+
+def weights_dir(repo: str) -> str:
+    return f"{WEIGHTS_MOUNT}/{repo}"
+
+
+def refuse_weights_store_elsewhere(spec: DeploymentSpec, found: list[Choice]) -> None:
+    """A bucket is read by every replica: on the replicas' cloud only (cross-cloud reads are billed egress)."""
+    store = spec.sky.weights_store
+    if not store:
+        return
+    cloud = BUCKET_CLOUD[store.split("://", 1)[0]]
+    others = sorted({c.offer.cloud for c in found} - {cloud})
+    if others:
+        raise UserError(
+            f"weights bucket {store} is on {cloud}, but replicas may run on {', '.join(others)}: every replica "
+            "would read the weights across clouds (billed egress, not in the review)",
+            f"use a {'gs' if others == ['gcp'] else 's3'}:// bucket for {', '.join(others)} replicas, "
+            "or keep the candidates on one cloud",
+        )
 
 
 def probe_timeout_s(fit: FitResult) -> int:
@@ -214,6 +254,10 @@ def replica_policy(choice: Choice, spot: bool) -> dict[str, Any]:
         if base:
             policy["base_ondemand_fallback_replicas"] = base
         policy["dynamic_ondemand_fallback"] = True
+        if spot_hedge([choice]):
+            # SpotHedge: spot replicas spread over the region's zones, cheapest first, moving away from
+            # a zone that preempts them (the review prices each replica at its zone's price).
+            policy["spot_placer"] = "dynamic_fallback"
     return policy
 
 
@@ -247,7 +291,26 @@ def refuse_part_time(spec: DeploymentSpec) -> None:
 # ----------------------------------------------------------------------------- scripts
 
 
-def _setup(repo: str) -> str:
+def _setup(repo: str, weights_store: str | None = None) -> str:
+    if weights_store:
+        target = weights_dir(repo)
+        fill = (
+            f"from huggingface_hub import snapshot_download; "
+            f"snapshot_download({repo!r}, local_dir={target!r}, ignore_patterns={IGNORE_PATTERNS!r})"
+        )
+        return "\n".join(
+            [
+                "set -e",
+                f"python3 -m pip install --quiet 'vllm=={VLLM_VERSION}'",
+                f"# Weights: in {weights_store} (mounted at {WEIGHTS_MOUNT}), filled from Hugging Face once;",
+                "# a later or replacement replica finds the marker and downloads nothing.",
+                f'if [ ! -f "{target}/{WEIGHTS_DONE}" ]; then',
+                f"  python3 -c {json.dumps(fill)}",
+                f'  touch "{target}/{WEIGHTS_DONE}"',
+                "fi",
+                "",
+            ]
+        )
     download = (
         f"from huggingface_hub import snapshot_download; "
         f"snapshot_download({repo!r}, ignore_patterns={IGNORE_PATTERNS!r})"
@@ -267,8 +330,10 @@ def _setup(repo: str) -> str:
 def _serve_block(found: list[Choice]) -> list[str]:
     """`vllm serve ...` from the one builder; on an any_of cluster, the line fitted to its GPU."""
     commands: dict[str, str] = {}
+    store = found[0].spec.sky.weights_store
     for c in found:
-        cmd = shell_command(vllm_serve_argv(c.fit.settings))
+        model = weights_dir(c.fit.settings.model_repo) if store else None
+        cmd = shell_command(vllm_serve_argv(c.fit.settings, model=model))
         if commands.setdefault(c.fit.gpu.name, cmd) != cmd:
             raise UserError(
                 f"any_of candidates with {c.fit.gpu.name} GPUs need different vLLM settings",
@@ -285,6 +350,8 @@ def _serve_block(found: list[Choice]) -> list[str]:
 
 def _run(found: list[Choice]) -> str:
     lines = ["set -e", f"export HF_HOME={HF_HOME}"]
+    if found[0].spec.sky.weights_store:
+        lines.append("export HF_HUB_OFFLINE=1  # the weights come from the bucket: no Hugging Face at serve time")
     serve = [
         # vLLM's --middleware loads the auth layer from here; the key stays in the environment (secrets).
         auth_install.install_shell(auth_install.SKY_DIR),
@@ -292,15 +359,21 @@ def _run(found: list[Choice]) -> str:
         *_serve_block(found),
     ]
     if found[0].fit.nodes > 1:
-        # Pipeline parallel across nodes: vLLM runs the workers through a Ray cluster of the nodes
-        # (port 6379; SkyPilot's own Ray uses 6380). The head serves once every node has joined.
+        # Pipeline parallel across nodes, as SkyPilot's vllm-multinode example does it: vLLM runs the
+        # workers through a Ray cluster of the nodes (port 6379; SkyPilot's own Ray uses 6380), each
+        # node announcing its own address (VLLM_HOST_IP). `ray start` only where no Ray listens on 6379
+        # yet, so re-running the job (`sky exec`, a restarted replica) does not fail on it.
         lines += [
             'HEAD_IP="$(echo "$SKYPILOT_NODE_IPS" | head -n1)"',
+            'VLLM_HOST_IP="$(echo "$SKYPILOT_NODE_IPS" | sed -n "$((SKYPILOT_NODE_RANK + 1))p")"',
+            "export VLLM_HOST_IP",
             'if [ "$SKYPILOT_NODE_RANK" != "0" ]; then',
-            '  until ray start --address "$HEAD_IP:6379" --block; do sleep 10; done',
-            "  exit 0",
+            f'  {RAY_RUNNING} || until ray start --address "$HEAD_IP:{RAY_PORT}" '
+            '--node-ip-address "$VLLM_HOST_IP" --disable-usage-stats; do sleep 10; done',
+            "  exec sleep infinity",
             "fi",
-            "ray start --head --port 6379 --disable-usage-stats",
+            f'{RAY_RUNNING} || ray start --head --port {RAY_PORT} --node-ip-address "$VLLM_HOST_IP" '
+            "--disable-usage-stats",
             'until [ "$(python3 -c \'import ray; ray.init(address="auto", logging_level="error"); '
             'print(sum(n["Alive"] for n in ray.nodes()))\')" -ge "$SKYPILOT_NUM_NODES" ]; do sleep 10; done',
         ]
@@ -310,8 +383,16 @@ def _run(found: list[Choice]) -> str:
 # ----------------------------------------------------------------------------- the task
 
 
+def spot_hedge(found: list[Choice]) -> bool:
+    """SpotHedge for this service's spot replicas (the review prices them zone by zone when it is)."""
+    from costing.review import spot_hedge as priced_with_hedge
+
+    return len(found) == 1 and priced_with_hedge(found[0].spec, found[0].resolved)
+
+
 def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
     spot = found[0].spec.target.pricing == "spot"
+    hedge = service and spot_hedge(found)
 
     def placement(c: Choice) -> dict[str, Any]:
         p: dict[str, Any] = {"cloud": c.offer.cloud}
@@ -320,13 +401,20 @@ def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
         if region:
             p["region"] = region
         p["accelerators"] = accelerator(c)
-        if c.pin_instance_type:
+        if c.pin_instance_type and hedge:
+            # SpotHedge needs SkyPilot to pick the instance in each zone: the offer's shape picks it
+            # (it is the cheapest with these GPUs and at least these vCPUs and memory).
+            p["cpus"] = f"{c.offer.vcpus}+"
+            p["memory"] = f"{c.offer.ram_gb:g}+"
+        elif c.pin_instance_type:
             p["instance_type"] = c.offer.instance_type
         return p
 
     res: dict[str, Any] = {}
     if len(found) == 1:
         res.update(placement(found[0]))
+    if found[0].fit.nodes > 1 and all(c.offer.cloud in NETWORK_TIER_CLOUDS for c in found):
+        res["network_tier"] = "best"
     res["use_spot"] = spot
     res["disk_size"] = max(disk_size_gb(c) for c in found)
     res["ports"] = found[0].fit.settings.port
@@ -346,7 +434,7 @@ def _service(found: list[Choice]) -> dict[str, Any]:
         "post_data": {"model": s.served_model_name, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1},
         # SkyPilot fills $VLLM_API_KEY from `--secret VLLM_API_KEY` when the service is brought up.
         "headers": {"Authorization": f"Bearer ${API_KEY_ENV}"},
-        "initial_delay_seconds": initial_delay_s(fit),
+        "initial_delay_seconds": initial_delay_s(fit, chosen.spec.sky.weights_store),
         "timeout_seconds": max(probe_timeout_s(c.fit) for c in found),
     }
     spot = chosen.spec.target.pricing == "spot"
@@ -391,8 +479,11 @@ def render_task(spec: DeploymentSpec, found: list[Choice] | None = None) -> dict
     task["resources"] = _resources(found, service)
     if found[0].fit.nodes > 1:
         task["num_nodes"] = found[0].fit.nodes
+    refuse_weights_store_elsewhere(spec, found)
+    if spec.sky.weights_store:
+        task["file_mounts"] = {WEIGHTS_MOUNT: {"source": spec.sky.weights_store, "mode": "MOUNT_CACHED"}}
     task["secrets"] = dict.fromkeys(SECRETS)
-    task["setup"] = _setup(next(iter(repos)))
+    task["setup"] = _setup(next(iter(repos)), spec.sky.weights_store)
     task["run"] = _run(found)
     return task
 
