@@ -95,7 +95,9 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
             "extra_args": list(s.extra_args),
             "command": shell_command(vllm_serve_argv(s)),
         },
-        "workload": {
+        "workload": None
+        if rv.no_workload
+        else {
             "requests_per_day": rv.workload.requests_per_day,
             "input_tokens": rv.workload.input_tokens,
             "output_tokens": rv.workload.output_tokens,
@@ -105,6 +107,7 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
             "output_tokens_per_month": _r(rv.traffic.output_tokens_per_month, 0),
             "peak_requests_per_s": _r(rv.traffic.peak_requests_per_s, 4),
         },
+        **({"no_workload": no_workload_dict(rv)} if rv.no_workload else {}),
         "slo": {"p90_latency_s": rv.spec.slo.p90_latency_s, "met": rv.slo_met},
         "projection": projection_dict(p),
         "full_load": projection_dict(rv.full_load),
@@ -166,6 +169,26 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
         "calibration": rv.calibration,
         "notes": rv.notes,
         "prices": _prices_dict(rv),
+    }
+
+
+def no_workload_dict(rv: CostReview) -> dict[str, Any]:
+    """What a review without a workload assumed: one replica saturated at the default shape all its hours."""
+    from costing.review import NO_WORKLOAD_LABEL
+
+    w, t = rv.workload, rv.traffic
+    return {
+        "label": NO_WORKLOAD_LABEL,
+        "replicas": 1,
+        "default_shape": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens},
+        "full_load_requests_per_s": _r(rv.full_load.requests_per_s, 4),
+        "full_load_output_tokens_per_s": _r(rv.full_load.output_tokens_per_s, 2),
+        "full_load_output_tokens_per_month": _r(t.output_tokens_per_month, 0),
+        "breakeven_basis": (
+            "breakeven_output_tokens_per_month: the output tokens a month (with input at the default shape's "
+            "ratio) at which the API's bill equals one replica's monthly cost; api_monthly_usd: the API's bill "
+            "for the replica's full-load volume"
+        ),
     }
 
 
@@ -242,6 +265,8 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
     price = f"{_money(rv.hourly_usd)}/h {rv.spec.target.pricing}" + (" (derived)" if t["price_derived"] else "")
     price += f", price as of {t['price_as_of']}" if t.get("price_as_of") else ""
     slo = rv.spec.slo.p90_latency_s
+    if rv.no_workload:
+        return _no_workload_rows(rv, where, price)
     return [
         ("Model", f"{fit.model.id} {fit.precision.id} ({fit.settings.model_repo})"),
         ("Target", f"{where}, {fit.total_gpus}x {fit.gpu.name}, {price}"),
@@ -272,6 +297,41 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
             f"{_money(rv.usd_per_million_output_tokens)} at this workload, "
             f"{_money(rv.usd_per_million_output_tokens_full_load)} at full load",
         ),
+        (
+            "Budget",
+            "none"
+            if rv.max_monthly_usd is None
+            else f"{_money(rv.max_monthly_usd)}: {'within' if rv.monthly_usd <= rv.max_monthly_usd else 'OVER'}",
+        ),
+    ]
+
+
+def _no_workload_rows(rv: CostReview, where: str, price: str) -> list[tuple[str, str]]:
+    """The summary of a price review (no workload): one replica, saturated at the default shape."""
+    from costing.review import NO_WORKLOAD_LABEL
+
+    fit, f, w = rv.fit, rv.full_load, rv.workload
+    return [
+        ("Review", f"{NO_WORKLOAD_LABEL} (pass --requests-per-day/--input-tokens/--output-tokens to size a fleet)"),
+        ("Model", f"{fit.model.id} {fit.precision.id} ({fit.settings.model_repo})"),
+        ("Target", f"{where}, {fit.total_gpus}x {fit.gpu.name}, {price}"),
+        (
+            "Fit",
+            f"weights {fit.weight_gib:.1f} GiB, KV {fit.kv_gib_per_gpu:.1f} GiB/GPU = "
+            f"{fit.kv_capacity_tokens:,} tokens, max_model_len {fit.max_model_len:,}",
+        ),
+        ("vLLM", shell_command(vllm_serve_argv(fit.settings))),
+        (
+            "Full load",
+            f"default shape {w.input_tokens:,} in / {w.output_tokens:,} out, concurrency {f.concurrency}"
+            f"{' (capped)' if f.capped else ''}: {f.output_tokens_per_s:,.0f} output tok/s, "
+            f"{f.requests_per_s:,.2f} req/s, TTFT {f.ttft_ms:,.0f} ms, TPOT {f.tpot_ms:,.1f} ms, "
+            f"p90 e2e {f.p90_e2e_latency_s:,.2f} s",
+        ),
+        ("Volume", f"{_count(rv.traffic.output_tokens_per_month)} output tokens/month at full load over the schedule"),
+        ("Schedule", _schedule_text(rv)),
+        ("Monthly", f"{_money(rv.monthly_usd)} for one replica (sum of the cost table)"),
+        ("$/1M output", f"{_money(rv.usd_per_million_output_tokens_full_load)} at full load"),
         (
             "Budget",
             "none"
@@ -349,12 +409,23 @@ BREAKEVEN_HEADERS = (
 )
 
 
+def _breakeven_title(rv: CostReview) -> str:
+    if not rv.no_workload:
+        return "Against pay-per-token APIs (same workload)"
+    w = rv.workload
+    return (
+        f"Against pay-per-token APIs (API $/mo: the replica's full-load volume; break-even: output tokens/month "
+        f"where the API costs the replica's monthly price, input at {w.input_tokens:,}:{w.output_tokens:,})"
+    )
+
+
 def render_table(rv: CostReview) -> str:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(record=True, file=io.StringIO(), width=132, force_terminal=False, color_system=None)
-    summary = Table(show_header=False, title="selfhost cost review", title_justify="left")
+    title = "selfhost price review (no workload given: one replica, full load)" if rv.no_workload else None
+    summary = Table(show_header=False, title=title or "selfhost cost review", title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
     for k, v in summary_rows(rv):
@@ -366,7 +437,7 @@ def render_table(rv: CostReview) -> str:
     for row in cost_rows(rv):
         costs.add_row(*row)
     console.print(costs)
-    table = Table(title="Against pay-per-token APIs (same workload)", title_justify="left")
+    table = Table(title=_breakeven_title(rv), title_justify="left")
     for h in BREAKEVEN_HEADERS:
         table.add_column(h, justify="left" if h in ("API", "Cheaper") else "right", no_wrap=h == "API")
     for row in breakeven_rows(rv):
@@ -387,13 +458,15 @@ def render_table(rv: CostReview) -> str:
 
 
 def render_markdown(rv: CostReview) -> str:
-    lines = [f"### selfhost cost review: {rv.fit.model.id} on {rv.offer.id if rv.offer else rv.fit.gpu.name}", ""]
+    kind = "price review (no workload given: one replica, full load)" if rv.no_workload else "cost review"
+    lines = [f"### selfhost {kind}: {rv.fit.model.id} on {rv.offer.id if rv.offer else rv.fit.gpu.name}", ""]
     lines += ["| | |", "|---|---|"]
     for k, v in summary_rows(rv):
         v = f"`{v}`" if k == "vLLM" else v.replace("|", "\\|")
         lines.append(f"| **{k}** | {v} |")
     lines += ["", "| " + " | ".join(COST_HEADERS) + " |", "|" + "---|" * len(COST_HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in cost_rows(rv)]
+    lines += ["", f"**{_breakeven_title(rv)}**"] if rv.no_workload else []
     lines += ["", "| " + " | ".join(BREAKEVEN_HEADERS) + " |", "|" + "---|" * len(BREAKEVEN_HEADERS)]
     for row in breakeven_rows(rv):
         lines.append("| " + " | ".join(row) + " |")

@@ -89,6 +89,7 @@ class CostReview:
     fleet: Fleet | None = None
     cost_lines: list[CostLine] = field(default_factory=list)
     billed_hours_per_month: float = HOURS_PER_MONTH
+    no_workload: bool = False  # a price review: one replica at full load at DEFAULT_SHAPE (see full_load_review)
 
     @property
     def fit(self):
@@ -410,6 +411,51 @@ def cost_review(
         lines,
         billed_hours_per_month(spec.schedule, spec.target.pricing),
     )
+
+
+# The request shape a review without a workload assumes (the spec example's; printed with the review).
+DEFAULT_SHAPE = (1000, 250)  # input tokens, output tokens per request
+NO_WORKLOAD_LABEL = "no workload given: one replica, full load"
+
+
+def full_load_review(
+    spec: DeploymentSpec, *, params: proj.Params | None = None, calibration: str | None = None
+) -> CostReview:
+    """The price review of one always-on replica when no workload is given: the replica saturated (at the
+    default request shape) for every hour of the schedule. What is costed is one replica of the offer;
+    the break-even is the output volume a month at which each API's bill equals that replica's cost."""
+    if spec.workload is not None:
+        raise UserError("full_load_review is for a spec without a workload", "call cost_review")
+    tokens_in, tokens_out = DEFAULT_SHAPE
+    probe = spec.model_copy(
+        update={"workload": WorkloadSpec(requests_per_day=1, input_tokens=tokens_in, output_tokens=tokens_out)}
+    )
+    resolved = resolve(probe)
+    full = proj.max_throughput(resolved.fit, tokens_in, tokens_out, params=params)
+    per_day = full.requests_per_s * spec.schedule.hours_per_day * 3600
+    if not (per_day > 0 and math.isfinite(per_day)):
+        raise UserError(
+            f"{resolved.fit.describe()} serves no requests of {tokens_in} in / {tokens_out} out at full load",
+            "pass a workload (--requests-per-day, --input-tokens, --output-tokens) or a larger target",
+        )
+    saturated = spec.model_copy(
+        update={
+            "workload": WorkloadSpec(requests_per_day=per_day, input_tokens=tokens_in, output_tokens=tokens_out),
+            "target": spec.target.model_copy(update={"replicas": 1}),
+            "slo": spec.slo.model_copy(update={"p90_latency_s": None}),
+            "availability": "standard",
+            "target_utilization": 1.0,
+        }
+    )
+    review = cost_review(saturated, params=params, calibration=calibration, resolved=resolve(saturated))
+    review.no_workload = True
+    review.notes = [
+        f"{NO_WORKLOAD_LABEL}: {full.requests_per_s:,.3f} req/s of {tokens_in:,} in / {tokens_out:,} out "
+        f"(the default shape) for every scheduled hour; pass a workload to size replicas",
+        *(["the latency SLO is not checked without a workload"] if spec.slo.p90_latency_s else []),
+        *review.notes,
+    ]
+    return review
 
 
 def enforce_budget(review: CostReview, max_monthly_usd: float | None = None) -> None:

@@ -117,7 +117,7 @@ def _one_line_error(result, *needles):
             ],
             ["--requests-per-day", "valid number"],
         ),
-        (["plan", "--model", "llama-3.1-8b", "--gpu", "A40"], ["no workload"]),
+        (["plan", "--model", "llama-3.1-8b", "--gpu", "A40", "--chart", "cost.png"], ["no workload", "--chart"]),
         (
             [
                 "plan",

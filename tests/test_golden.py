@@ -35,6 +35,10 @@ CASES: dict[str, tuple[str, ...]] = {
         "--format",
         "markdown",
     ),
+    "plan-no-workload.txt": (
+        "plan",
+        *("--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", "--pricing", "spot", "--region", "eu-west-1"),
+    ),
     "compare.txt": ("compare", "--model", "llama-3.1-8b", *WORKLOAD, "--p90-latency-s", "20"),
     "compare.md": ("compare", "--model", "llama-3.1-70b", "--precision", "awq", *WORKLOAD, "--format", "markdown"),
     "estimate.txt": (

@@ -162,7 +162,9 @@ def register(app: typer.Typer) -> None:
         ),
         fmt: str = FormatOpt,
     ) -> None:
-        """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API."""
+        """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API.
+
+        Without a workload: a price review of one always-on replica at full load."""
         from costing import report
         from costing.resolve import resolve
         from costing.review import cost_review, enforce_budget
@@ -197,9 +199,19 @@ def register(app: typer.Typer) -> None:
                 region=region,
             ),
         )
-        resolved = resolve(spec)
-        params, label = _load_calibration(calibration, resolved.fit)
-        review = cost_review(spec, params=params, calibration=label, resolved=resolved)
+        if spec.workload is None:  # a price review: one replica of the offer at full load
+            from costing.review import full_load_review
+
+            if chart:
+                raise UserError(
+                    "--chart plots cost against traffic: no workload given", "pass a workload, or drop --chart"
+                )
+            params, label = _load_calibration(calibration, resolve(spec).fit)
+            review = full_load_review(spec, params=params, calibration=label)
+        else:
+            resolved = resolve(spec)
+            params, label = _load_calibration(calibration, resolved.fit)
+            review = cost_review(spec, params=params, calibration=label, resolved=resolved)
         typer.echo(report.render(review, fmt), nl=False)
         if chart:
             from costing.cost_chart import cost_chart
