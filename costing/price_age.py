@@ -48,6 +48,11 @@ def dated_prices(rv: CostReview) -> list[tuple[str, str | None, str]]:
         cloud = cloud_info(offer.cloud)
         stored = cloud.get("storage_as_of") or cloud.get("as_of")
         out.append((f"{offer.cloud} storage", str(stored), str(cloud.get("storage_source"))))
+        if rv.spec.sky.weights_store and cloud.get("bucket_usd_per_gb_month"):  # the weights bucket's cost line
+            bucket_as_of = cloud.get("bucket_as_of")
+            out.append(
+                (f"{offer.cloud} bucket", str(bucket_as_of) if bucket_as_of else None, str(cloud.get("bucket_source")))
+            )
     for b in rv.breakeven:
         out.append((b.api.label, b.api.as_of, b.api.source))
     return out

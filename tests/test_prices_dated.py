@@ -1,4 +1,4 @@
-"""Every shipped price (compute rows, pay-per-token APIs, storage rates) carries a source and a 2026 date.
+"""Every shipped price (compute rows, pay-per-token APIs, disk and bucket rates) carries a source and a 2026 date.
 
 A figure that could not be re-dated is listed in NOT_REDATED with the reason it is still shipped; its case is
 a strict xfail, so re-dating it (or dropping it) makes the test fail until the entry is taken off the list.
@@ -23,8 +23,9 @@ NOT_REDATED = {
     "prices runpod 2x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
     "prices runpod 4x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
     "prices runpod 8x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
-    # Every GCP review needs a disk rate; pd-balanced us-central1 was not found in a dated 2026 copy.
-    "storage gcp": "GCP pd-balanced: no dated 2026 source",
+    # Only reviews with a weights bucket (sky.weights_store on aws) use it; the newest dated copy of S3 Standard
+    # us-east-1's $0.023 found is a 2022 table (the 2026 copies of the S3 pricing page found leave it unrendered).
+    "bucket aws": "S3 Standard: no dated 2026 source",
 }
 
 
@@ -42,6 +43,8 @@ def _shipped() -> list[tuple[str, str, str]]:
         out.append((f"api {a['provider']}/{a['api_model']}", a["as_of"], a["source"]))
     for cloud, c in _data("offers.yaml")["clouds"].items():
         out.append((f"storage {cloud}", c.get("storage_as_of"), c.get("storage_source")))
+        if c.get("bucket_usd_per_gb_month"):
+            out.append((f"bucket {cloud}", c.get("bucket_as_of"), c.get("bucket_source")))
     return out
 
 
@@ -77,3 +80,31 @@ def test_a_pre_2026_price_is_caught():
     with pytest.raises(AssertionError):
         _check("x", "2026-05-01", "")
     _check("x", "2026-01-01", "s")
+
+
+@pytest.mark.parametrize(
+    "cloud, offer, store",
+    [("aws", "aws-g5.xlarge", "s3://weights-bucket/llama"), ("gcp", None, "gs://weights-bucket/llama")],
+)
+def test_a_review_with_a_weights_bucket_dates_the_bucket_rate(cloud, offer, store):
+    # The bucket is a cost line, so its rate's date and source are listed with the review's other prices.
+    from costing.price_age import dated_prices
+    from costing.review import cost_review
+    from costing.spec import DeploymentSpec
+
+    target = {"offer": offer} if offer else {"cloud": cloud, "gpu": "L4"}
+    spec = DeploymentSpec.model_validate(
+        {
+            "model": "llama-3.1-8b",
+            "target": target,
+            "workload": {"requests_per_day": 1000, "input_tokens": 1000, "output_tokens": 250},
+            "sky": {"weights_store": store},
+        }
+    )
+    rv = cost_review(spec)
+    listed = {what: (as_of, source) for what, as_of, source in dated_prices(rv)}
+    c = _data("offers.yaml")["clouds"][cloud]
+    assert listed[f"{cloud} bucket"] == (str(c["bucket_as_of"]), c["bucket_source"])
+    assert any(line.item.startswith("weights bucket") for line in rv.cost_lines)
+    plain = cost_review(spec.model_copy(update={"sky": spec.sky.model_copy(update={"weights_store": None})}))
+    assert f"{cloud} bucket" not in {what for what, _, _ in dated_prices(plain)}
