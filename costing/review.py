@@ -426,6 +426,11 @@ def full_load_review(
     the break-even is the output volume a month at which each API's bill equals that replica's cost."""
     if spec.workload is not None:
         raise UserError("full_load_review is for a spec without a workload", "call cost_review")
+    if spec.target.replicas and spec.target.replicas > 1:
+        raise UserError(
+            f"{spec.target.replicas} replicas fixed but no workload given: the price review costs one replica",
+            "drop --replicas, or pass a workload (--requests-per-day, --input-tokens, --output-tokens)",
+        )
     tokens_in, tokens_out = DEFAULT_SHAPE
     probe = spec.model_copy(
         update={"workload": WorkloadSpec(requests_per_day=1, input_tokens=tokens_in, output_tokens=tokens_out)}
@@ -453,6 +458,11 @@ def full_load_review(
         f"{NO_WORKLOAD_LABEL}: {full.requests_per_s:,.3f} req/s of {tokens_in:,} in / {tokens_out:,} out "
         f"(the default shape) for every scheduled hour; pass a workload to size replicas",
         *(["the latency SLO is not checked without a workload"] if spec.slo.p90_latency_s else []),
+        *(
+            [f"availability high runs at least {HIGH_AVAILABILITY_REPLICAS} replicas: this review costs one"]
+            if spec.effective_availability == "high"
+            else []
+        ),
         *review.notes,
     ]
     return review

@@ -114,3 +114,11 @@ def test_stack_plan_refuses_without_workload():
             },
             {"offer": "aws-g5.xlarge"},
         )
+
+
+def test_fixed_replicas_without_workload_are_refused_and_high_availability_is_noted():
+    out = run_selfhost(*ISSUE, "--replicas", "3", env=ENV)
+    assert out.returncode == 2 and "no workload" in out.stderr and "--replicas" in out.stderr
+    d = json.loads(_plan("--availability", "high", "--p90-latency-s", "5", "--format", "json"))
+    assert d["fleet"]["max_replicas"] == 1 and d["slo"]["p90_latency_s"] is None
+    assert any("availability high" in n for n in d["notes"]) and any("SLO is not checked" in n for n in d["notes"])
