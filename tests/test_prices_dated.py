@@ -18,7 +18,8 @@ OLDEST = dt.date(2026, 1, 1)
 # What is still shipped with an older date, and why it is not removed.
 NOT_REDATED = {
     # The RunPod stack's `cloudType COMMUNITY` is costed from these rows (tests/test_stack_runpod.py); no public
-    # 2026 source lists A40 Community Cloud (SkyPilot's catalog has Secure Cloud only). A refresh reads them.
+    # 2026 source lists A40 Community Cloud (SkyPilot's catalog and the 2026-08/09 RunPod rows of the
+    # privum/ai-compute-prices dataset have A40 in Secure Cloud only). A refresh reads them from RunPod's API.
     "prices runpod 1x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
     "prices runpod 2x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
     "prices runpod 4x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
