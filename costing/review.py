@@ -10,6 +10,7 @@ from costing.catalog import apis_for, cloud_info, offers_for
 from costing.errors import OverBudget, UserError
 from costing.resolve import Resolved, resolve
 from costing.spec import DeploymentSpec, WorkloadSpec
+from costing.spot_risk import SpotRisk, spot_risk
 from costing.spend import (
     COMMITTED_PRICING,
     HOURS_PER_MONTH,
@@ -89,6 +90,7 @@ class CostReview:
     fleet: Fleet | None = None
     cost_lines: list[CostLine] = field(default_factory=list)
     billed_hours_per_month: float = HOURS_PER_MONTH
+    spot_risk: SpotRisk | None = None  # spot pricing only: interruptions, cold start, fallback cost
 
     @property
     def fit(self):
@@ -320,9 +322,13 @@ def cost_review(
     calibration: str | None = None,
     resolved: Resolved | None = None,
     suggest: bool = True,
+    weights_mirror: str | None = None,
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
-    schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`)."""
+    schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
+
+    `weights_mirror`: the bucket a deployment restores the weights from (the Pulumi stacks' mirror); the
+    spec's `sky.weights_store` otherwise; neither: replicas download from Hugging Face (the cold start)."""
     workload = require_workload(spec)
     resolved = resolved or resolve(spec)
     refuse_unschedulable(spec, resolved)
@@ -409,6 +415,7 @@ def cost_review(
         fleet,
         lines,
         billed_hours_per_month(spec.schedule, spec.target.pricing),
+        spot_risk(resolved, fleet, lines, weights_mirror or spec.sky.weights_store),
     )
 
 
