@@ -10,7 +10,6 @@ from costing.catalog import apis_for, cloud_info, offers_for
 from costing.errors import OverBudget, UserError
 from costing.resolve import Resolved, resolve
 from costing.spec import DeploymentSpec, WorkloadSpec
-from costing.spot_risk import SpotRisk, spot_risk
 from costing.spend import (
     COMMITTED_PRICING,
     HOURS_PER_MONTH,
@@ -23,6 +22,7 @@ from costing.spend import (
     replicas_needed,
     usd_per_million,
 )
+from costing.spot_risk import SpotRisk, spot_risk
 
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
 

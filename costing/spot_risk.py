@@ -23,8 +23,8 @@ from costing.readiness import (
 from costing.spend import HOURS_PER_MONTH
 
 if TYPE_CHECKING:
-    from costing.review import CostLine, Fleet
     from costing.resolve import Resolved
+    from costing.review import CostLine, Fleet
 
 DATA_FILE = "costing/data/spot_risk.yaml"
 ENGINE_START_BASIS = "assumption: image pull, weight load, torch.compile and CUDA graph capture"
