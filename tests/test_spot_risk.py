@@ -147,3 +147,28 @@ def test_every_format_carries_the_spot_figures():
         out = render(rv, fmt)
         assert "Spot risk" in out and "Cold start" in out and "Spot fallback" in out
         assert rv.spot_risk.rate.band in out
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp"])
+def test_a_spot_stack_reviews_its_cold_start_from_its_own_weights_mirror(cloud):
+    from selfhost.stack import aws_config, gcp_config
+
+    common = {
+        "model": "llama-3.1-8b",
+        "requestsPerDay": "200000",
+        "inputTokens": "1000",
+        "outputTokens": "250",
+        "pricing": "spot",
+        "apiKey": "sk-test-key",
+        "hfToken": "hf_test_token",
+        "allowedCidrs": ["203.0.113.0/24"],
+        "allowPlainHttp": "true",
+    }
+    if cloud == "aws":
+        p = aws_config.plan({**common, "instanceType": "g5.xlarge"})
+    else:
+        p = gcp_config.plan({**common, "machineType": "g2-standard-8"})
+    cold = p.review.spot_risk.cold_start
+    assert "weights mirror" in cold.weights_from
+    assert cold.read_bytes_per_s == readiness.BUCKET_READ_BYTES_PER_S
+    assert cold.seconds == pytest.approx(readiness.cold_start_s(p.fit.weight_gib, from_bucket=True))
