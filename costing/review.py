@@ -385,6 +385,17 @@ def cost_review(
     storage_price = float(cloud["storage_usd_per_gb_month"])
     lines = _cost_lines(spec, resolved, fleet, storage, storage_price)
     monthly = sum(line.usd for line in lines)
+    risk = spot_risk(resolved, fleet, lines, weights_mirror or spec.sky.weights_store)
+    if risk and risk.rate.published:
+        from costing.price_age import WARN_AFTER_DAYS, age_days
+
+        age = age_days(risk.rate.as_of)
+        if age is None or age > WARN_AFTER_DAYS:
+            notes.append(
+                f"the spot interruption band is {age if age is not None else 'of unknown'} days old (as of "
+                f"{risk.rate.as_of}; the Spot Instance Advisor reports the trailing month): refresh "
+                "costing/data/spot_risk.yaml from AWS's spot-advisor-data.json"
+            )
     replica_monthly = monthly_usd(hourly, spec.schedule, 1, storage, storage_price, spec.target.pricing)
     per_m_workload = monthly / traffic.output_tokens_per_month * 1e6
     per_m_full = usd_per_million(hourly, full.output_tokens_per_s)
@@ -415,7 +426,7 @@ def cost_review(
         fleet,
         lines,
         billed_hours_per_month(spec.schedule, spec.target.pricing),
-        spot_risk(resolved, fleet, lines, weights_mirror or spec.sky.weights_store),
+        risk,
     )
 
 

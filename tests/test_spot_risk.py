@@ -172,3 +172,13 @@ def test_a_spot_stack_reviews_its_cold_start_from_its_own_weights_mirror(cloud):
     assert "weights mirror" in cold.weights_from
     assert cold.read_bytes_per_s == readiness.BUCKET_READ_BYTES_PER_S
     assert cold.seconds == pytest.approx(readiness.cold_start_s(p.fit.weight_gib, from_bucket=True))
+
+
+def test_an_old_interruption_band_is_flagged_with_its_age(monkeypatch):
+    as_of = str(spot_risk_data()["aws"]["as_of"])
+    monkeypatch.setenv("SELFHOST_TODAY", as_of)
+    assert not [n for n in review_of(AWS_SPOT).notes if "interruption band" in n]
+    monkeypatch.setenv("SELFHOST_TODAY", "2099-01-01")
+    flagged = [n for n in review_of(AWS_SPOT).notes if "interruption band" in n]
+    assert len(flagged) == 1 and as_of in flagged[0]
+    assert not [n for n in review_of(GCP_SPOT).notes if "interruption band" in n]  # nothing published to age
