@@ -169,6 +169,52 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
         "calibration": rv.calibration,
         "notes": rv.notes,
         "prices": _prices_dict(rv),
+        **({"spot_risk": spot_risk_dict(rv)} if rv.spot_risk else {}),
+    }
+
+
+def _bounds(values: tuple[float | None, float | None, float | None], nd: int) -> dict[str, float | None]:
+    low, central, high = values
+    return {"low": _r(low, nd), "central": _r(central, nd), "high": _r(high, nd)}
+
+
+def spot_risk_dict(rv: CostReview) -> dict[str, Any] | None:
+    """Spot reviews only: cold start, interruptions a month (published band), minutes without a replica,
+    and the on-demand fallback cost beside the spot saving (README, 'How to read a cost review')."""
+    risk = rv.spot_risk
+    if risk is None:
+        return None
+    cs, rate = risk.cold_start, risk.rate
+    return {
+        "cold_start_s": _r(cs.seconds, 1),
+        "cold_start": {
+            "weight_gib": _r(cs.weight_gib, 2),
+            "weights_from": cs.weights_from,
+            "read_bytes_per_s": cs.read_bytes_per_s,
+            "read_basis": cs.read_basis,
+            "weights_s": _r(cs.weights_s, 1),
+            "engine_start_s": cs.engine_start_s,
+            "engine_start_basis": cs.engine_start_basis,
+        },
+        "interruption_rate": {
+            "published": rate.published,
+            "band": rate.band,
+            "low_share_per_month": rate.low,
+            "high_share_per_month": rate.high,
+            "central_share_per_month": _r(rate.central, 4),
+            "central_basis": rate.basis,
+            "source": rate.source,
+            "as_of": rate.as_of,
+            "note": rate.note or None,
+        },
+        "spot_replica_months": _r(risk.spot_replica_months, 3),
+        "interruptions_per_month": _bounds(risk.interruptions_per_month, 3),
+        "minutes_without_replica_per_month": _bounds(risk.minutes_without_replica, 1),
+        "ondemand_fallback_replicas": risk.ondemand_fallback_replicas,
+        "ondemand_fallback_usd": _r(risk.ondemand_fallback_usd, 2),
+        "all_ondemand_compute_usd": _r(risk.all_ondemand_usd, 2),
+        "spot_compute_usd": _r(risk.spot_compute_usd, 2),
+        "spot_saving_usd": _r(risk.spot_saving_usd, 2),
     }
 
 
@@ -303,6 +349,7 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
             if rv.max_monthly_usd is None
             else f"{_money(rv.max_monthly_usd)}: {'within' if rv.monthly_usd <= rv.max_monthly_usd else 'OVER'}",
         ),
+        *spot_risk_rows(rv),
     ]
 
 
@@ -339,6 +386,57 @@ def _no_workload_rows(rv: CostReview, where: str, price: str) -> list[tuple[str,
             else f"{_money(rv.max_monthly_usd)}: {'within' if rv.monthly_usd <= rv.max_monthly_usd else 'OVER'}",
         ),
     ]
+
+
+def _span(values: tuple[float | None, float | None, float | None], fmt: str) -> str:
+    low, central, high = values
+    if central is None:
+        return "-"
+    text = format(central, fmt)
+    if high is None:
+        return f"at least {text}"
+    return f"{text} ({format(low or 0.0, fmt)} to {format(high, fmt)})"
+
+
+def spot_risk_rows(rv: CostReview) -> list[tuple[str, str]]:
+    """Spot reviews only: the cold start, the interruption risk and the fallback cost, each with its basis."""
+    risk = rv.spot_risk
+    if risk is None:
+        return []
+    cs, rate, offer = risk.cold_start, risk.rate, rv.offer
+    cold = (
+        f"{cs.seconds / 60:,.1f} min for a replacement replica: engine start {cs.engine_start_s:,.0f} s "
+        f"({cs.engine_start_basis}) + reading {cs.weight_gib:,.1f} GiB of weights (the fit) from "
+        f"{cs.weights_from} at {cs.read_bytes_per_s / 1e6:,.0f} MB/s, {cs.weights_s:,.0f} s ({cs.read_basis})"
+    )
+    where = f"{offer.instance_type if offer else '-'} in {rv.resolved.price.region if rv.resolved.price else '-'}"
+    if rate.published:
+        interrupts = _span(risk.interruptions_per_month, ",.3f")
+        minutes = _span(risk.minutes_without_replica, ",.1f")
+        risk_text = (
+            f"{interrupts} interruptions/month = Spot Advisor band {rate.band} of {where} interrupted a month "
+            f"({rate.basis}; bounds in brackets) x {risk.spot_replica_months:,.2f} spot replica-months; "
+            f"x cold start = {minutes} min/month without that replica "
+            f"(source: {rate.source}, as of {rate.as_of})"
+        )
+    else:
+        risk_text = (
+            f"no published rate: {rate.note} (source: {rate.source}, as of {rate.as_of}); expected "
+            f"interruptions and minutes without a replica are not projected"
+        )
+    if risk.ondemand_fallback_replicas:
+        fallback = (
+            f"on-demand fallback capacity {risk.ondemand_fallback_replicas:g} base replica "
+            f"{_money(risk.ondemand_fallback_usd)}/month (in the table)"
+        )
+    else:
+        fallback = "no on-demand fallback capacity: while a replacement starts, one replica fewer serves"
+    saving = (
+        f"; spot saves {_money(risk.spot_saving_usd)}/month vs all on-demand ({_money(risk.all_ondemand_usd)} compute)"
+        if risk.spot_saving_usd is not None
+        else "; no on-demand price to compare"
+    )
+    return [("Cold start", cold), ("Spot risk", risk_text), ("Spot fallback", fallback + saving)]
 
 
 def _replicas_text(rv: CostReview) -> str:

@@ -22,6 +22,7 @@ from costing.spend import (
     replicas_needed,
     usd_per_million,
 )
+from costing.spot_risk import SpotRisk, spot_risk
 
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
 
@@ -90,6 +91,7 @@ class CostReview:
     cost_lines: list[CostLine] = field(default_factory=list)
     billed_hours_per_month: float = HOURS_PER_MONTH
     no_workload: bool = False  # a price review: one replica at full load at DEFAULT_SHAPE (see full_load_review)
+    spot_risk: SpotRisk | None = None  # spot pricing only: interruptions, cold start, fallback cost
 
     @property
     def fit(self):
@@ -321,9 +323,13 @@ def cost_review(
     calibration: str | None = None,
     resolved: Resolved | None = None,
     suggest: bool = True,
+    weights_mirror: str | None = None,
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
-    schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`)."""
+    schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
+
+    `weights_mirror`: the bucket a deployment restores the weights from (the Pulumi stacks' mirror); the
+    spec's `sky.weights_store` otherwise; neither: replicas download from Hugging Face (the cold start)."""
     workload = require_workload(spec)
     resolved = resolved or resolve(spec)
     refuse_unschedulable(spec, resolved)
@@ -380,6 +386,17 @@ def cost_review(
     storage_price = float(cloud["storage_usd_per_gb_month"])
     lines = _cost_lines(spec, resolved, fleet, storage, storage_price)
     monthly = sum(line.usd for line in lines)
+    risk = spot_risk(resolved, fleet, lines, weights_mirror or spec.sky.weights_store)
+    if risk and risk.rate.published:
+        from costing.price_age import WARN_AFTER_DAYS, age_days
+
+        age = age_days(risk.rate.as_of)
+        if age is None or age > WARN_AFTER_DAYS:
+            notes.append(
+                f"the spot interruption band is {age if age is not None else 'of unknown'} days old (as of "
+                f"{risk.rate.as_of}; the Spot Instance Advisor reports the trailing month): refresh "
+                "costing/data/spot_risk.yaml from AWS's spot-advisor-data.json"
+            )
     replica_monthly = monthly_usd(hourly, spec.schedule, 1, storage, storage_price, spec.target.pricing)
     per_m_workload = monthly / traffic.output_tokens_per_month * 1e6
     per_m_full = usd_per_million(hourly, full.output_tokens_per_s)
@@ -410,6 +427,7 @@ def cost_review(
         fleet,
         lines,
         billed_hours_per_month(spec.schedule, spec.target.pricing),
+        risk,
     )
 
 

@@ -73,6 +73,22 @@ CASES: dict[str, tuple[str, ...]] = {
         "--format",
         "json",
     ),
+    # Spot reviews: cold start, interruptions a month (a published band, or "no published rate"), fallback cost.
+    "plan-spot-aws.md": (
+        "plan",
+        "--spec",
+        "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml",
+        "--format",
+        "markdown",
+    ),
+    "plan-spot-aws.json": (
+        "plan",
+        "--spec",
+        "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml",
+        "--format",
+        "json",
+    ),
+    "plan-spot-gcp.txt": ("plan", "--spec", "templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml"),
     "render-sky-gcp-l4.yaml": ("render", "sky", "--spec", "templates/specs/llama-3.1-8b-gcp-l4.yaml"),
     "render-sky-spot-service.yaml": (
         "render",

@@ -19,7 +19,7 @@ import yaml
 from costing.catalog import Offer, offers_for
 from costing.errors import UserError
 from costing.fit import FitResult
-from costing.readiness import ENGINE_START_S, startup_allowance_s
+from costing.readiness import BUCKET_READ_BYTES_PER_S, ENGINE_START_S, startup_allowance_s
 from costing.resolve import Resolved, price_of, resolve
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_VERSION, shell_command, vllm_serve_argv
@@ -35,9 +35,6 @@ SPEC_MARKER = "# selfhost-spec: "
 WEIGHTS_MOUNT = "/weights"
 WEIGHTS_DONE = ".selfhost-complete"  # written last, after every file of the snapshot is in the bucket
 BUCKET_CLOUD = {"s3": "aws", "gs": "gcp"}
-# Reading the weights through the mount: a conservative single-instance rate for S3/GCS through rclone
-# (multi-stream object reads reach several hundred MB/s inside a region; rclone VFS caching, 2026-11-30).
-BUCKET_READ_BYTES_PER_S = 200e6  # the header line that carries the spec a file was rendered from
 
 # Dev clusters: a serving job never lets a cluster go idle, so autostop waits for nothing and
 # tears the cluster down this long after launch (`sky autostop -i N` extends it).

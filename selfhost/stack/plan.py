@@ -343,7 +343,9 @@ def _plan_stack(
             "pulumi config set requestsPerDay 3000; inputTokens 1000; outputTokens 250 "
             "(or a specFile with `workload:`)",
         )
-    review = cost_review(spec)
+    # The aws and gcp stacks restore every later replica's weights from their own bucket mirror.
+    mirror = {"aws": "the stack's S3 weights mirror", "gcp": "the stack's GCS weights mirror"}.get(cloud)
+    review = cost_review(spec, weights_mirror=mirror)
     if review.fit.nodes > 1:
         raise UserError(
             f"{spec.model} needs {review.fit.nodes} nodes; the Pulumi stacks run one machine",
