@@ -427,7 +427,7 @@ def cost_review(
         fleet,
         lines,
         billed_hours_per_month(spec.schedule, spec.target.pricing),
-        risk,
+        spot_risk=risk,
     )
 
 
