@@ -26,6 +26,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import sky_stand_ins
 import tomllib
 import yaml
 from conftest import ROOT
@@ -270,19 +271,22 @@ def test_init_sky_yaml_passes_skypilots_parser_and_optimizer(kit, tmp_path):
     home = tmp_path / "skyhome"
     write_catalog(home)
     secrets = {"HF_TOKEN": "hf-test-token", "VLLM_API_KEY": "key-test-123"}
-    env = {
-        **{k: v for k, v in _clean_env().items() if not k.startswith(("AWS_", "GOOGLE_", "SKY"))},
-        **secrets,
-        "HOME": str(home),
-        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
-    }
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "test_sky_skypilot.py"), str(target / "sky.yaml")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    # The same check as the shipped templates: SkyPilot with AWS credentials against a moto server.
+    with sky_stand_ins.moto_aws() as aws:
+        env = {
+            **{k: v for k, v in _clean_env().items() if not k.startswith(("AWS_", "GOOGLE_", "SKY"))},
+            **aws,
+            **secrets,
+            "HOME": str(home),
+            "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+        }
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "tests" / "test_sky_skypilot.py"), str(target / "sky.yaml")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
     assert out.returncode == 0, out.stderr[-3000:]
     entry = json.loads(out.stdout.strip().splitlines()[-1])["sky.yaml"]
     assert "error" not in entry, entry.get("error")

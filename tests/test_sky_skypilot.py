@@ -117,7 +117,9 @@ def _skypilot_report(paths: list[str]) -> dict:
         report[f"_cli_{'serve' if service else 'launch'}"] = {
             k: v for k, v in ctx.params.items() if v not in (None, False, (), [])
         }
-    report["_probe_by_source"] = _probe_headers_by_secret_source(next(p for p in paths if "service" in p))
+    services = [p for p in paths if "service" in p]
+    if services:  # the shipped set has services; a single task (e.g. from `selfhost init`) has none
+        report["_probe_by_source"] = _probe_headers_by_secret_source(services[0])
     report["_weights_store"] = _weights_store_service()
     try:
         launch.validate_with_skypilot("name: x\nresources: {acceleratorz: A40:1}\nrun: echo\n", False)
