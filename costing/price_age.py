@@ -48,11 +48,16 @@ def dated_prices(rv: CostReview) -> list[tuple[str, str | None, str]]:
         cloud = cloud_info(offer.cloud)
         stored = cloud.get("storage_as_of") or cloud.get("as_of")
         out.append((f"{offer.cloud} storage", str(stored), str(cloud.get("storage_source"))))
-        if rv.spec.sky.weights_store and cloud.get("bucket_usd_per_gb_month"):  # the weights bucket's cost line
+        mirror = any(line.item.startswith("weights mirror bucket") for line in rv.cost_lines)  # a stack's
+        if (rv.spec.sky.weights_store or mirror) and cloud.get("bucket_usd_per_gb_month"):  # the bucket's cost line
             bucket_as_of = cloud.get("bucket_as_of")
             out.append(
                 (f"{offer.cloud} bucket", str(bucket_as_of) if bucket_as_of else None, str(cloud.get("bucket_source")))
             )
+        if any(line.pricing == "stack" for line in rv.cost_lines):  # a stack's load balancer and WAF rows
+            for kind, row in (cloud.get("stack_resources") or {}).items():
+                if row.get("usd_per_hour"):
+                    out.append((f"{offer.cloud} {kind}", str(row.get("as_of")), str(row.get("source"))))
     for b in rv.breakeven:
         out.append((b.api.label, b.api.as_of, b.api.source))
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from costing import projection as proj
 from costing.catalog import apis_for, cloud_info, offers_for
@@ -316,6 +317,63 @@ def _cost_lines(
     return lines
 
 
+STACK_RESOURCES = ("load_balancer", "waf", "weights_mirror")
+
+
+def _stack_lines(cloud: str, weight_gib: float, traffic: Traffic, resources: tuple[str, ...]) -> list[CostLine]:
+    """Rows for what a Pulumi stack runs besides the replicas: its load balancer, its WAF policy and its
+    weights mirror bucket. Fixed hourly parts are exact; the ALB's LCUs are counted from new connections
+    only (one per request, at the mean rate): a minimum. A part without a dated price says "not priced"."""
+    unknown = sorted(set(resources) - set(STACK_RESOURCES))
+    if unknown:
+        raise ValueError(f"unknown stack resources {unknown}")
+    info = cloud_info(cloud)
+    priced: dict[str, Any] = info.get("stack_resources") or {}
+    lines: list[CostLine] = []
+    for kind in ("load_balancer", "waf"):
+        if kind not in resources:
+            continue
+        row = priced.get(kind) or {"what": kind.replace("_", " "), "not_priced": "no price in the catalog"}
+        if row.get("not_priced") or not row.get("usd_per_hour"):
+            lines.append(CostLine(f"{row['what']}: not priced: {row.get('not_priced')}", "stack", 1, 0, 0.0, 0.0))
+            continue
+        hourly = float(row["usd_per_hour"])
+        lines.append(CostLine(row["what"], "stack", 1, HOURS_PER_MONTH, hourly, hourly * HOURS_PER_MONTH))
+        if row.get("lcu_usd_per_hour"):
+            per_lcu = float(row["new_connections_per_s_per_lcu"])
+            lcu_hours = traffic.requests_per_month / 3600 / per_lcu
+            lcu = float(row["lcu_usd_per_hour"])
+            lines.append(
+                CostLine(
+                    f"{row['what']} LCUs, minimum: new connections only (1 per request, {per_lcu:g}/s per LCU)",
+                    "stack",
+                    1,
+                    lcu_hours,  # LCU-hours a month
+                    lcu,
+                    lcu_hours * lcu,
+                )
+            )
+    if "weights_mirror" in resources:
+        bucket_price = float(info.get("bucket_usd_per_gb_month") or 0.0)
+        gb = round(weight_gib * GIB_IN_GB, 1)
+        if bucket_price:
+            lines.append(
+                CostLine(
+                    f"weights mirror bucket {gb:,.0f} GB (the stack's)",
+                    "storage",
+                    1,
+                    HOURS_PER_MONTH,
+                    gb * bucket_price / HOURS_PER_MONTH,
+                    gb * bucket_price,
+                )
+            )
+        else:
+            lines.append(
+                CostLine(f"weights mirror bucket {gb:,.0f} GB: not priced: no bucket rate", "storage", 1, 0, 0.0, 0.0)
+            )
+    return lines
+
+
 def cost_review(
     spec: DeploymentSpec,
     *,
@@ -324,12 +382,14 @@ def cost_review(
     resolved: Resolved | None = None,
     suggest: bool = True,
     weights_mirror: str | None = None,
+    stack_resources: tuple[str, ...] = (),
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
     schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
 
     `weights_mirror`: the bucket a deployment restores the weights from (the Pulumi stacks' mirror); the
-    spec's `sky.weights_store` otherwise; neither: replicas download from Hugging Face (the cold start)."""
+    spec's `sky.weights_store` otherwise; neither: replicas download from Hugging Face (the cold start).
+    `stack_resources`: what a Pulumi stack runs besides the replicas (STACK_RESOURCES), each a cost row."""
     workload = require_workload(spec)
     resolved = resolved or resolve(spec)
     refuse_unschedulable(spec, resolved)
@@ -385,8 +445,11 @@ def cost_review(
     storage = storage_gb_for(spec, fit.weight_gib)
     storage_price = float(cloud["storage_usd_per_gb_month"])
     lines = _cost_lines(spec, resolved, fleet, storage, storage_price)
-    monthly = sum(line.usd for line in lines)
+    stack = _stack_lines(resolved.offer.cloud, fit.weight_gib, traffic, stack_resources) if resolved.offer else []
+    notes += [f"{line.item}; not in the monthly total" for line in stack if ": not priced: " in line.item]
     risk = spot_risk(resolved, fleet, lines, weights_mirror or spec.sky.weights_store)
+    lines += stack
+    monthly = sum(line.usd for line in lines)
     if risk and risk.rate.published:
         from costing.price_age import WARN_AFTER_DAYS, age_days
 

@@ -46,6 +46,9 @@ def _shipped() -> list[tuple[str, str, str]]:
         out.append((f"storage {cloud}", c.get("storage_as_of"), c.get("storage_source")))
         if c.get("bucket_usd_per_gb_month"):
             out.append((f"bucket {cloud}", c.get("bucket_as_of"), c.get("bucket_source")))
+        for kind, row in (c.get("stack_resources") or {}).items():
+            if not row.get("not_priced"):
+                out.append((f"stack {cloud} {kind}", row.get("as_of"), row.get("source")))
     return out
 
 

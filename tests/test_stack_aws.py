@@ -71,7 +71,7 @@ def test_spot_group_runs_the_costed_container_securely():
         (8000, None, ["selfhost-aws-api-id"])
     ]
     # spot with an on-demand base, sized by the review, behind the load balancer, rolling at 100% healthy
-    review = cost_review(spec)
+    review = cost_review(spec, stack_resources=("load_balancer", "weights_mirror"))
     group = mocks.one(ASG)
     fleet = review.fleet
     assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (

@@ -345,7 +345,13 @@ def _plan_stack(
         )
     # The aws and gcp stacks restore every later replica's weights from their own bucket mirror.
     mirror = {"aws": "the stack's S3 weights mirror", "gcp": "the stack's GCS weights mirror"}.get(cloud)
-    review = cost_review(spec, weights_mirror=mirror)
+    # ... and run a load balancer, a WAF policy where callers are limited (GCP's Cloud Armor; AWS limits
+    # them with the load balancer's security group), and that bucket: each a row in the review.
+    resources: tuple[str, ...] = ()
+    if mirror:
+        waf = cloud == "gcp" and not set(cidrs) & set(OPEN_CIDRS)
+        resources = ("load_balancer", "waf", "weights_mirror") if waf else ("load_balancer", "weights_mirror")
+    review = cost_review(spec, weights_mirror=mirror, stack_resources=resources)
     if review.fit.nodes > 1:
         raise UserError(
             f"{spec.model} needs {review.fit.nodes} nodes; the Pulumi stacks run one machine",
