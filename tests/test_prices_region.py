@@ -67,9 +67,18 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
     }
     spec = {"model": "llama-3.1-8b", "workload": {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}}
 
-    def monthly(offer, region):  # the fleet the stacks run: the review sizes it as a service
+    def monthly(offer, region):  # the fleet the stacks run (sized as a service) plus what each stack runs beside it
         target = {"offer": offer, "pricing": "spot", "region": region}
-        return round(cost_review(spec_from_dict({**spec, "target": target, "sky": {"service": True}})).monthly_usd, 2)
+        cloud = offer.split("-", 1)[0]
+        resources = (
+            ("load_balancer", "weights_mirror") if cloud == "aws" else ("load_balancer", "waf", "weights_mirror")
+        )
+        review = cost_review(
+            spec_from_dict({**spec, "target": target, "sky": {"service": True}}),
+            weights_mirror=f"the stack's {'S3' if cloud == 'aws' else 'GCS'} weights mirror",
+            stack_resources=resources,
+        )
+        return round(review.monthly_usd, 2)
 
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     mocks, out = stack("aws", {**base, "instanceType": "g5.xlarge"})
