@@ -281,6 +281,7 @@ class SpecKey:
     flag: str | None  # CLI flag (its Python parameter name is the flag without dashes, '-' -> '_')
     config_key: str | None  # Pulumi stack config key (camelCase)
     kind: type = str
+    help: str = ""  # the flag's --help text
 
     @property
     def param(self) -> str | None:
@@ -288,36 +289,51 @@ class SpecKey:
 
 
 SPEC_KEYS: tuple[SpecKey, ...] = (
-    SpecKey("name", "--name", "name"),
-    SpecKey("model", "--model", "model"),
-    SpecKey("precision", "--precision", "precision"),
-    SpecKey("target.cloud", "--cloud", None),  # a stack's cloud is the stack's own
-    SpecKey("target.offer", "--offer", None),  # stacks pick the machine by their own keys (instanceType, ...)
-    SpecKey("target.gpu", "--gpu", None),
-    SpecKey("target.gpus", "--gpus", None, int),
-    SpecKey("target.nodes", "--nodes", None, int),
-    SpecKey("target.pricing", "--pricing", "pricing"),
-    SpecKey("target.region", "--region", "region"),
-    SpecKey("target.replicas", "--replicas", None, int),  # a stack runs one machine
+    SpecKey("name", "--name", "name", help="task / service name"),
+    SpecKey("model", "--model", "model", help="llama-3.1-8b, meta-llama/Llama-3.1-8B-Instruct, ..."),
+    SpecKey("precision", "--precision", "precision", help="bf16 | fp16 | fp8 | int8 | awq"),
+    SpecKey("target.cloud", "--cloud", None, help="runpod | aws | gcp"),  # a stack's cloud is the stack's own
+    SpecKey(
+        "target.offer", "--offer", None, help="pin an offer, e.g. aws-g5.xlarge"
+    ),  # stacks pick the machine by their own keys (instanceType, ...)
+    SpecKey("target.gpu", "--gpu", None, help="A40, A10G, L4, A100, ..."),
+    SpecKey("target.gpus", "--gpus", None, int, help="GPUs per node; default: fewest that fit"),
+    SpecKey("target.nodes", "--nodes", None, int, help="nodes (pipeline parallel)"),
+    SpecKey("target.pricing", "--pricing", "pricing", help="on-demand | spot | reserved-1y | reserved-3y"),
+    SpecKey(
+        "target.region", "--region", "region", help="price and deploy this region (e.g. eu-west-1); default: the spec's"
+    ),
+    SpecKey("target.replicas", "--replicas", None, int, help="fix the replica count"),  # a stack runs one machine
     SpecKey("vllm.max_model_len", "--max-model-len", "maxModelLen", int),
     SpecKey("vllm.max_num_seqs", "--max-num-seqs", "maxNumSeqs", int),
     SpecKey("vllm.gpu_memory_utilization", "--gpu-memory-utilization", "gpuMemoryUtilization", float),
     SpecKey("vllm.served_model_name", "--served-model-name", "servedModelName"),
     SpecKey("vllm.model_repo", "--model-repo", "modelRepo"),
     SpecKey("vllm.port", "--port", "port", int),
-    SpecKey("workload.requests_per_day", "--requests-per-day", "requestsPerDay", float),
-    SpecKey("workload.input_tokens", "--input-tokens", "inputTokens", int),
-    SpecKey("workload.output_tokens", "--output-tokens", "outputTokens", int),
-    SpecKey("workload.peak_to_mean", "--peak-to-mean", "peakToMean", float),
-    SpecKey("schedule.hours_per_day", "--hours-per-day", "hoursPerDay", float),
-    SpecKey("schedule.days_per_week", "--days-per-week", "daysPerWeek", float),
-    SpecKey("slo.p90_latency_s", "--p90-latency-s", "p90LatencyS", float),
-    SpecKey("budget.max_monthly_usd", "--max-monthly-usd", "maxMonthlyUsd", float),
+    SpecKey("workload.requests_per_day", "--requests-per-day", "requestsPerDay", float, help="requests a day"),
+    SpecKey("workload.input_tokens", "--input-tokens", "inputTokens", int, help="mean prompt tokens a request"),
+    SpecKey("workload.output_tokens", "--output-tokens", "outputTokens", int, help="mean generated tokens a request"),
+    SpecKey("workload.peak_to_mean", "--peak-to-mean", "peakToMean", float, help="peak traffic over the mean (>= 1)"),
+    SpecKey("schedule.hours_per_day", "--hours-per-day", "hoursPerDay", float, help="hours a day the deployment runs"),
+    SpecKey("schedule.days_per_week", "--days-per-week", "daysPerWeek", float, help="days a week the deployment runs"),
+    SpecKey("slo.p90_latency_s", "--p90-latency-s", "p90LatencyS", float, help="latency SLO: p90 end-to-end seconds"),
+    SpecKey("budget.max_monthly_usd", "--max-monthly-usd", "maxMonthlyUsd", float, help="budget: exit 2 when over"),
     SpecKey("storage_gb", "--storage-gb", "storageGb", float),
-    SpecKey("target_utilization", "--target-utilization", "targetUtilization", float),
-    SpecKey("availability", "--availability", "availability"),
+    SpecKey(
+        "target_utilization",
+        "--target-utilization",
+        "targetUtilization",
+        float,
+        help="share of a replica's SLO capacity the peak may use (default 0.8)",
+    ),
+    SpecKey("availability", "--availability", "availability", help="standard | high (>= 2 replicas)"),
     SpecKey("sky.service", "--service", None, bool),
-    SpecKey("sky.weights_store", "--weights-store", None),
+    SpecKey(
+        "sky.weights_store",
+        "--weights-store",
+        None,
+        help="s3://BUCKET/PREFIX or gs://...: weights filled once, read by every replica",
+    ),
 )
 BY_PARAM = {k.param: k for k in SPEC_KEYS if k.param}
 BY_CONFIG_KEY = {k.config_key: k for k in SPEC_KEYS if k.config_key}

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from costing.errors import UserError
+from selfhost.spec_options import spec_options
 
 MAX_CONCURRENCY = 100_000  # requests in flight against one server: far beyond any max_num_seqs
 FormatOpt = typer.Option("table", "--format", help="table | json | markdown")
@@ -130,33 +132,32 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  {name}: {assumed}")
 
     @app.command()
+    @spec_options(
+        "model",
+        "gpu",
+        "gpus",
+        "cloud",
+        "offer",
+        "precision",
+        "pricing",
+        "region",
+        "requests_per_day",
+        "input_tokens",
+        "output_tokens",
+        "peak_to_mean",
+        "p90_latency_s",
+        "max_monthly_usd",
+        "hours_per_day",
+        "days_per_week",
+        "replicas",
+        "target_utilization",
+        "availability",
+    )
     def plan(
+        flags: dict[str, Any],
         spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
-        model: str | None = typer.Option(None, "--model"),
-        gpu: str | None = typer.Option(None, "--gpu"),
-        gpus: int | None = typer.Option(None, "--gpus"),
-        cloud: str | None = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
-        offer: str | None = typer.Option(None, "--offer", help="an offer id, e.g. aws-g5.xlarge"),
-        precision: str | None = typer.Option(None, "--precision"),
-        pricing: str | None = typer.Option(None, "--pricing", help="on-demand | spot | reserved-1y | reserved-3y"),
-        requests_per_day: float | None = typer.Option(None, "--requests-per-day"),
-        input_tokens: int | None = typer.Option(None, "--input-tokens"),
-        output_tokens: int | None = typer.Option(None, "--output-tokens"),
-        peak_to_mean: float | None = typer.Option(None, "--peak-to-mean", help="peak traffic over the mean (>= 1)"),
-        p90_latency_s: float | None = typer.Option(None, "--p90-latency-s", help="latency SLO"),
-        max_monthly_usd: float | None = typer.Option(None, "--max-monthly-usd", help="budget: exit 2 when over"),
-        hours_per_day: float | None = typer.Option(None, "--hours-per-day"),
-        days_per_week: float | None = typer.Option(None, "--days-per-week"),
-        replicas: int | None = typer.Option(None, "--replicas", help="fix the replica count"),
-        target_utilization: float | None = typer.Option(
-            None, "--target-utilization", help="share of a replica's SLO capacity the peak may use (default 0.8)"
-        ),
-        availability: str | None = typer.Option(None, "--availability", help="standard | high (>= 2 replicas)"),
         calibration: Path | None = typer.Option(None, "--calibration", help="bench JSON to refit the projection"),
         chart: Path | None = typer.Option(None, "--chart", help="write a cost-vs-traffic PNG"),
-        region: str | None = typer.Option(
-            None, "--region", help="price this region (e.g. eu-west-1); default: the spec's"
-        ),
         max_price_age_days: int | None = typer.Option(
             None, "--max-price-age-days", help="CI: exit 2 when a price used is older than this"
         ),
@@ -175,30 +176,7 @@ def register(app: typer.Typer) -> None:
             raise UserError(
                 f"--chart folder '{chart.parent}' does not exist", "create it, or give another --chart path"
             )
-        spec = load_spec(
-            spec_file,
-            **overrides_from_flags(
-                model=model,
-                gpu=gpu,
-                gpus=gpus,
-                cloud=cloud,
-                offer=offer,
-                precision=precision,
-                pricing=pricing,
-                requests_per_day=requests_per_day,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                peak_to_mean=peak_to_mean,
-                p90_latency_s=p90_latency_s,
-                max_monthly_usd=max_monthly_usd,
-                hours_per_day=hours_per_day,
-                days_per_week=days_per_week,
-                replicas=replicas,
-                target_utilization=target_utilization,
-                availability=availability,
-                region=region,
-            ),
-        )
+        spec = load_spec(spec_file, **overrides_from_flags(**flags))
         if spec.workload is None:  # a price review: one replica of the offer at full load
             from costing.review import full_load_review
 
@@ -224,23 +202,25 @@ def register(app: typer.Typer) -> None:
         enforce_budget(review)
 
     @app.command()
+    @spec_options(
+        "model",
+        "precision",
+        "cloud",
+        "pricing",
+        "region",
+        "requests_per_day",
+        "input_tokens",
+        "output_tokens",
+        "peak_to_mean",
+        "p90_latency_s",
+        "hours_per_day",
+        "days_per_week",
+        "target_utilization",
+        help={"cloud": "only this cloud", "region": "price this region; offers not priced there are skipped"},
+    )
     def compare(
+        flags: dict[str, Any],
         spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
-        model: str | None = typer.Option(None, "--model"),
-        precision: str | None = typer.Option(None, "--precision"),
-        cloud: str | None = typer.Option(None, "--cloud", help="only this cloud"),
-        pricing: str | None = typer.Option(None, "--pricing"),
-        requests_per_day: float | None = typer.Option(None, "--requests-per-day"),
-        input_tokens: int | None = typer.Option(None, "--input-tokens"),
-        output_tokens: int | None = typer.Option(None, "--output-tokens"),
-        peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
-        p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
-        region: str | None = typer.Option(
-            None, "--region", help="price this region; offers not priced there are skipped"
-        ),
-        hours_per_day: float | None = typer.Option(None, "--hours-per-day"),
-        days_per_week: float | None = typer.Option(None, "--days-per-week"),
-        target_utilization: float | None = typer.Option(None, "--target-utilization"),
         fmt: str = FormatOpt,
     ) -> None:
         """Every offer that fits, ranked by monthly cost at the workload, with $/1M tokens and the SLO."""
@@ -248,22 +228,5 @@ def register(app: typer.Typer) -> None:
         from costing.spec import load_spec, overrides_from_flags
 
         _check_format(fmt, ("table", "json", "markdown"))
-        spec = load_spec(
-            spec_file,
-            **overrides_from_flags(
-                model=model,
-                precision=precision,
-                cloud=cloud,
-                pricing=pricing,
-                requests_per_day=requests_per_day,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                peak_to_mean=peak_to_mean,
-                p90_latency_s=p90_latency_s,
-                hours_per_day=hours_per_day,
-                days_per_week=days_per_week,
-                target_utilization=target_utilization,
-                region=region,
-            ),
-        )
+        spec = load_spec(spec_file, **overrides_from_flags(**flags))
         typer.echo(render_compare(compare_offers(spec), fmt), nl=False)

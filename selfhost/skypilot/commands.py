@@ -12,6 +12,29 @@ from typing import Any
 import typer
 
 from costing.errors import UserError
+from selfhost.spec_options import spec_options
+
+# The spec flags both commands take (costing.spec.SPEC_KEYS); --spot/--on-demand and --service/--task are
+# SkyPilot's own spelling of `pricing` and `service`, and --gpu takes a list (any_of).
+SKY_FLAGS = (
+    "model",
+    "gpu",
+    "gpus",
+    "cloud",
+    "offer",
+    "region",
+    "nodes",
+    "precision",
+    "replicas",
+    "name",
+    "requests_per_day",
+    "input_tokens",
+    "output_tokens",
+    "peak_to_mean",
+    "p90_latency_s",
+    "weights_store",
+)
+SKY_HELP = {"gpu": "A40, A10G, L4, A100, ...; A40,A10G,L4 renders any_of"}
 
 
 def _overrides(*, gpu: str | None, spot: bool | None, **flags: Any) -> dict[str, Any]:
@@ -43,56 +66,18 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
     """Add the SkyPilot commands to the render and launch groups."""
 
     @render_app.command("sky")
+    @spec_options(*SKY_FLAGS, help=SKY_HELP)
     def render_sky(
+        flags: dict[str, Any],
         spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
-        model: str | None = typer.Option(None, "--model", help="llama-3.1-8b, meta-llama/Llama-3.1-8B-Instruct, ..."),
-        gpu: str | None = typer.Option(None, "--gpu", help="A40, A10G, L4, A100, ...; A40,A10G,L4 renders any_of"),
-        gpus: int | None = typer.Option(None, "--gpus", help="GPUs per node; default: fewest that fit"),
-        cloud: str | None = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
-        offer: str | None = typer.Option(None, "--offer", help="pin an offer, e.g. gcp-g2-standard-8"),
-        region: str | None = typer.Option(None, "--region"),
-        nodes: int | None = typer.Option(None, "--nodes", help="nodes (pipeline parallel)"),
-        precision: str | None = typer.Option(None, "--precision", help="bf16 | fp16 | fp8 | int8 | awq"),
         spot: bool | None = typer.Option(None, "--spot/--on-demand", help="spot instances (aws, gcp)"),
         service: bool | None = typer.Option(None, "--service/--task", help="SkyServe service instead of a dev cluster"),
-        replicas: int | None = typer.Option(None, "--replicas", help="fix the replica count"),
-        name: str | None = typer.Option(None, "--name", help="task / service name"),
-        requests_per_day: float | None = typer.Option(None, "--requests-per-day"),
-        input_tokens: int | None = typer.Option(None, "--input-tokens"),
-        output_tokens: int | None = typer.Option(None, "--output-tokens"),
-        peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
-        p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
-        weights_store: str | None = typer.Option(
-            None, "--weights-store", help="s3://BUCKET/PREFIX or gs://...: weights filled once, read by every replica"
-        ),
         out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
     ) -> None:
         """Render a SkyPilot task (or SkyServe service) YAML from the spec: offer, fit and `vllm serve` line."""
         from selfhost.skypilot.render import render_yaml
 
-        spec = _load(
-            spec_file,
-            _overrides(
-                model=model,
-                precision=precision,
-                gpu=gpu,
-                gpus=gpus,
-                cloud=cloud,
-                offer=offer,
-                region=region,
-                nodes=nodes,
-                spot=spot,
-                replicas=replicas,
-                service=service,
-                name=name,
-                requests_per_day=requests_per_day,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                peak_to_mean=peak_to_mean,
-                p90_latency_s=p90_latency_s,
-                weights_store=weights_store,
-            ),
-        )
+        spec = _load(spec_file, _overrides(spot=spot, service=service, **flags))
         text = render_yaml(spec, source=str(spec_file) if spec_file else None)
         if out:
             out.write_text(text)
@@ -101,26 +86,12 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
             typer.echo(text, nl=False)
 
     @launch_app.command("sky")
+    @spec_options(*SKY_FLAGS, help=SKY_HELP)
     def launch_sky(
+        flags: dict[str, Any],
         file: Path | None = typer.Argument(None, help="a spec file, or a YAML `selfhost render sky` wrote"),
-        model: str | None = typer.Option(None, "--model"),
-        gpu: str | None = typer.Option(None, "--gpu", help="A40, A10G, L4, ...; A40,A10G,L4 for any_of"),
-        gpus: int | None = typer.Option(None, "--gpus"),
-        cloud: str | None = typer.Option(None, "--cloud", help="runpod | aws | gcp"),
-        offer: str | None = typer.Option(None, "--offer"),
-        region: str | None = typer.Option(None, "--region"),
-        nodes: int | None = typer.Option(None, "--nodes"),
-        precision: str | None = typer.Option(None, "--precision"),
-        spot: bool | None = typer.Option(None, "--spot/--on-demand"),
+        spot: bool | None = typer.Option(None, "--spot/--on-demand", help="spot instances (aws, gcp)"),
         service: bool | None = typer.Option(None, "--service/--task", help="`sky serve up` instead of `sky launch`"),
-        replicas: int | None = typer.Option(None, "--replicas"),
-        name: str | None = typer.Option(None, "--name"),
-        requests_per_day: float | None = typer.Option(None, "--requests-per-day"),
-        input_tokens: int | None = typer.Option(None, "--input-tokens"),
-        output_tokens: int | None = typer.Option(None, "--output-tokens"),
-        peak_to_mean: float | None = typer.Option(None, "--peak-to-mean"),
-        p90_latency_s: float | None = typer.Option(None, "--p90-latency-s"),
-        weights_store: str | None = typer.Option(None, "--weights-store", help="s3://BUCKET/PREFIX or gs://..."),
         max_monthly_usd: float | None = typer.Option(None, "--max-monthly-usd", help="budget: refuse when over"),
         cluster: str | None = typer.Option(None, "--cluster", "-c", help="cluster / service name"),
         minutes: int = typer.Option(
@@ -143,26 +114,7 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         """Cost review first (stops on --max-monthly-usd), then `sky launch` / `sky serve up`."""
         from selfhost.skypilot import launch
 
-        overrides = _overrides(
-            model=model,
-            precision=precision,
-            gpu=gpu,
-            gpus=gpus,
-            cloud=cloud,
-            offer=offer,
-            region=region,
-            nodes=nodes,
-            spot=spot,
-            replicas=replicas,
-            service=service,
-            name=name,
-            requests_per_day=requests_per_day,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            peak_to_mean=peak_to_mean,
-            p90_latency_s=p90_latency_s,
-            weights_store=weights_store,
-        )
+        overrides = _overrides(spot=spot, service=service, **flags)
         rendered: tuple[str, Path] | None = None
         if file is not None and not file.is_file():
             raise UserError(f"file '{file}' not found", "give a spec file or a YAML from `selfhost render sky`")
