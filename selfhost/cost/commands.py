@@ -15,6 +15,11 @@ from costing.errors import UserError
 from selfhost.spec_options import spec_options
 
 MAX_CONCURRENCY = 100_000  # requests in flight against one server: far beyond any max_num_seqs
+# The workload, schedule and SLO flags every costing command takes (costing.spec.SPEC_KEYS).
+WORKLOAD_FLAGS = (
+    "requests_per_day", "input_tokens", "output_tokens", "peak_to_mean", "p90_latency_s",
+    "hours_per_day", "days_per_week", "target_utilization",
+)  # fmt: skip
 FormatOpt = typer.Option("table", "--format", help="table | json | markdown")
 
 
@@ -133,26 +138,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @spec_options(
-        "model",
-        "gpu",
-        "gpus",
-        "cloud",
-        "offer",
-        "precision",
-        "pricing",
-        "region",
-        "requests_per_day",
-        "input_tokens",
-        "output_tokens",
-        "peak_to_mean",
-        "p90_latency_s",
-        "max_monthly_usd",
-        "hours_per_day",
-        "days_per_week",
-        "replicas",
-        "target_utilization",
-        "availability",
-    )
+        "model", "gpu", "gpus", "cloud", "offer", "precision", "pricing", "region",
+        *WORKLOAD_FLAGS, "max_monthly_usd", "replicas", "availability",
+    )  # fmt: skip
     def plan(
         flags: dict[str, Any],
         spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
@@ -203,21 +191,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @spec_options(
-        "model",
-        "precision",
-        "cloud",
-        "pricing",
-        "region",
-        "requests_per_day",
-        "input_tokens",
-        "output_tokens",
-        "peak_to_mean",
-        "p90_latency_s",
-        "hours_per_day",
-        "days_per_week",
-        "target_utilization",
+        "model", "precision", "cloud", "pricing", "region", *WORKLOAD_FLAGS,
         help={"cloud": "only this cloud", "region": "price this region; offers not priced there are skipped"},
-    )
+    )  # fmt: skip
     def compare(
         flags: dict[str, Any],
         spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
