@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from costing.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
 from costing.errors import UserError
@@ -119,3 +120,40 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
         return Resolved(spec, fit, None, None)
     offer = min(offers, key=lambda o: price_of(o, t.pricing, t.region).usd_per_hour)
     return Resolved(spec, fit, offer, price_of(offer, t.pricing, t.region))
+
+
+def across_zones(resolved: Resolved, zones: Sequence[str]) -> Resolved:
+    """The spot price of a replica group spread over `zones` (zone IDs, e.g. use1-az1): an AWS Auto
+    Scaling group balances its instances across its subnets' zones, so a replica costs the mean of those
+    zones' market prices, not the cheapest zone's. Unchanged for other pricing, no zones, or a spot
+    price the snapshot derives (no market rows at all, labelled as such). Refuses a zone with no price."""
+    offer, price = resolved.offer, resolved.price
+    if resolved.spec.target.pricing != "spot" or offer is None or price is None or not zones:
+        return resolved
+    by_zone = {r.zone: r for r in offer.rows("spot", price.region) if r.zone}
+    if not by_zone:
+        return resolved
+    missing = sorted(set(zones) - set(by_zone))
+    if missing:
+        raise UserError(
+            f"no {offer.instance_type} spot price for zone(s) {', '.join(missing)} of {price.region} "
+            f"(priced: {', '.join(sorted(by_zone))})",
+            f"run `selfhost prices refresh --cloud {offer.cloud} --region {price.region}`, "
+            "or give subnets in priced zones",
+        )
+    rows = [by_zone[z] for z in sorted(set(zones))]
+    mean = sum(r.usd_per_hour for r in rows) / len(rows)
+    as_of = min((r.as_of for r in rows if r.as_of), default=price.as_of)
+    each = ", ".join(f"{r.zone} ${r.usd_per_hour:.4f}" for r in rows)
+    return replace(
+        resolved,
+        price=Price(
+            round(mean, 6),
+            "spot",
+            f"{rows[0].source}, {price.region}: mean of the group's {len(rows)} zones ({each}) ({as_of})",
+            False,
+            price.region,
+            ", ".join(r.zone or "" for r in rows),
+            as_of,
+        ),
+    )

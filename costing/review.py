@@ -9,7 +9,7 @@ from typing import Any
 from costing import projection as proj
 from costing.catalog import apis_for, cloud_info, offers_for
 from costing.errors import OverBudget, UserError
-from costing.resolve import Resolved, resolve
+from costing.resolve import Resolved, across_zones, resolve
 from costing.spec import DeploymentSpec, WorkloadSpec
 from costing.spend import (
     COMMITTED_PRICING,
@@ -255,7 +255,12 @@ def spot_zone_hourly(resolved: Resolved, first: int, count: int) -> float:
 
 
 def _cost_lines(
-    spec: DeploymentSpec, resolved: Resolved, fleet: Fleet, storage_gb: float, storage_price: float
+    spec: DeploymentSpec,
+    resolved: Resolved,
+    fleet: Fleet,
+    storage_gb: float,
+    storage_price: float,
+    cloud_group: bool = False,
 ) -> list[CostLine]:
     """The monthly table: expected replica-hours over the schedule and the peak profile, plus disks."""
     pricing = spec.target.pricing
@@ -270,8 +275,10 @@ def _cost_lines(
             lines.append(CostLine(item, pricing_, replicas, hours, usd_per_hour, replicas * hours * usd_per_hour))
 
     always = fleet.min_replicas - fleet.base_ondemand_replicas
-    hedge = spot_hedge(spec, resolved)
+    hedge = spot_hedge(spec, resolved) and not cloud_group
     spread = " (SpotHedge: one zone each, cheapest first)" if hedge else ""
+    if cloud_group and resolved.price and resolved.price.zone and "," in resolved.price.zone:
+        spread = f" (balanced across zones {resolved.price.zone})"
     label = "replicas, always on" if fleet.autoscaled else "replicas"
     add(label + spread, pricing, always, billed, spot_zone_hourly(resolved, 0, always) if hedge else hourly)
     if fleet.base_ondemand_replicas:
@@ -383,15 +390,22 @@ def cost_review(
     suggest: bool = True,
     weights_mirror: str | None = None,
     stack_resources: tuple[str, ...] = (),
+    spot_zones: tuple[str, ...] = (),
+    cloud_group: bool = False,
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
     schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
 
     `weights_mirror`: the bucket a deployment restores the weights from (the Pulumi stacks' mirror); the
     spec's `sky.weights_store` otherwise; neither: replicas download from Hugging Face (the cold start).
-    `stack_resources`: what a Pulumi stack runs besides the replicas (STACK_RESOURCES), each a cost row."""
+    `stack_resources`: what a Pulumi stack runs besides the replicas (STACK_RESOURCES), each a cost row.
+    `spot_zones`: the zones a spot group spreads its replicas over (AWS's Auto Scaling group): each
+    replica costs their mean market price; none: the cheapest zone (where SkyPilot launches).
+    `cloud_group`: the replicas run in the cloud's own instance group (the Pulumi stacks' Auto Scaling
+    group or managed instance group), not SkyServe: no SpotHedge placement, and a preempted spot replica
+    comes back as spot (the on-demand base keeps serving), not as an on-demand fallback."""
     workload = require_workload(spec)
-    resolved = resolved or resolve(spec)
+    resolved = across_zones(resolved or resolve(spec), spot_zones)
     refuse_unschedulable(spec, resolved)
     fit = resolved.fit
     tokens_in, tokens_out = workload.input_tokens, workload.output_tokens
@@ -435,7 +449,12 @@ def cost_review(
             f"peak profile assumed: the peak rate for {PEAK_HOURS_SHARE:.0%} of operating hours, "
             f"{fleet.off_peak_requests_per_s:,.3f} req/s off-peak (keeps the daily mean)"
         )
-    if fleet.base_ondemand_replicas:
+    if fleet.base_ondemand_replicas and cloud_group:
+        notes.append(
+            "a preempted spot replica is replaced by spot capacity when the market has it (the group's own "
+            "rebalancing); the on-demand base replica serves meanwhile: no on-demand fallback beyond the table"
+        )
+    elif fleet.base_ondemand_replicas:
         notes.append(
             "spot replicas that are preempted are replaced by on-demand ones until spot returns "
             "(dynamic fallback): not in the table, a preemption costs the on-demand price for its duration"
@@ -444,7 +463,7 @@ def cost_review(
     cloud = cloud_info(resolved.offer.cloud) if resolved.offer else {"storage_usd_per_gb_month": 0.0}
     storage = storage_gb_for(spec, fit.weight_gib)
     storage_price = float(cloud["storage_usd_per_gb_month"])
-    lines = _cost_lines(spec, resolved, fleet, storage, storage_price)
+    lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group)
     stack = _stack_lines(resolved.offer.cloud, fit.weight_gib, traffic, stack_resources) if resolved.offer else []
     notes += [f"{line.item}; not in the monthly total" for line in stack if ": not priced: " in line.item]
     risk = spot_risk(resolved, fleet, lines, weights_mirror or spec.sky.weights_store)

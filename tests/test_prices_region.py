@@ -67,7 +67,7 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
     }
     spec = {"model": "llama-3.1-8b", "workload": {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}}
 
-    def monthly(offer, region):  # the fleet the stacks run (sized as a service) plus what each stack runs beside it
+    def monthly(offer, region, zones=()):  # the fleet the stacks run (sized as a service) plus what they run beside it
         target = {"offer": offer, "pricing": "spot", "region": region}
         cloud = offer.split("-", 1)[0]
         resources = (
@@ -77,12 +77,18 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
             spec_from_dict({**spec, "target": target, "sky": {"service": True}}),
             weights_mirror=f"the stack's {'S3' if cloud == 'aws' else 'GCS'} weights mirror",
             stack_resources=resources,
+            spot_zones=zones,
+            cloud_group=True,
         )
         return round(review.monthly_usd, 2)
 
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     mocks, out = stack("aws", {**base, "instanceType": "g5.xlarge"})
-    assert out["projectedMonthlyUsd"] == monthly("aws-g5.xlarge", "eu-west-1") != monthly("aws-g5.xlarge", "us-east-1")
+    # the group spans the mock VPC's three zones: its spot replicas cost their mean market price
+    zones = ("euw1-az1", "euw1-az2", "euw1-az3")
+    assert out["projectedMonthlyUsd"] == monthly("aws-g5.xlarge", "eu-west-1", zones)
+    assert monthly("aws-g5.xlarge", "eu-west-1", zones) > monthly("aws-g5.xlarge", "eu-west-1")  # cheapest zone
+    assert out["projectedMonthlyUsd"] != monthly("aws-g5.xlarge", "us-east-1", ("use1-az1", "use1-az4", "use1-az6"))
     script = base64.b64decode(plain(mocks.one("aws:ec2/launchTemplate:LaunchTemplate")["userData"])).decode()
     assert "--region eu-west-1" in script
     mocks, out = stack("gcp", {**base, "machineType": "g2-standard-8", "gcp:zone": "europe-west4-b"})

@@ -14,6 +14,7 @@ from costing.vllm_args import VLLM_IMAGE, serve_args
 from selfhost.aws.api import GPU_AMI_PARAMETERS
 from selfhost.stack import aws_config as aws
 from selfhost.stack.boot_script import exec_start_argv
+from selfhost.stack.preview import ZONE_IDS
 
 BASE = {
     "model": "llama-3.1-8b",
@@ -71,7 +72,12 @@ def test_spot_group_runs_the_costed_container_securely():
         (8000, None, ["selfhost-aws-api-id"])
     ]
     # spot with an on-demand base, sized by the review, behind the load balancer, rolling at 100% healthy
-    review = cost_review(spec, stack_resources=("load_balancer", "weights_mirror"))
+    # the group spans the mock VPC's three subnets: spot replicas cost those zones' mean market price
+    zones = tuple(sorted(ZONE_IDS["us-east-1"].values()))
+    review = cost_review(spec, stack_resources=("load_balancer", "weights_mirror"), spot_zones=zones, cloud_group=True)
+    cheapest_zone = cost_review(spec, stack_resources=("load_balancer", "weights_mirror"), cloud_group=True)
+    assert review.monthly_usd > cheapest_zone.monthly_usd
+    assert review.resolved.price.zone == ", ".join(zones)
     group = mocks.one(ASG)
     fleet = review.fleet
     assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (
@@ -207,3 +213,41 @@ def test_quota_check_runs_against_the_aws_api_before_any_resource(monkeypatch, t
         server.stop()
     assert isinstance(err, UserError) and "L-3819A6DF" in str(err)  # G and VT spot quota
     assert mocks.resources == []
+
+
+def _spot_plan(region: str, instance_type: str = "g5.xlarge", zones: tuple[str, ...] = ()):
+    config = {**BASE, "pricing": "spot", "instanceType": instance_type, "region": region}
+    return aws.plan(config, zones=zones)
+
+
+def test_spot_group_keeps_only_types_no_dearer_than_the_costed_one_in_its_zones():
+    """price-capacity-optimized may launch any listed type: a spot group lists only the types whose market
+    price in each of its zones is at most the costed type's there, so the review is an upper bound."""
+    from costing.catalog import offers_for
+
+    def market(instance_type: str, region: str) -> dict[str, float]:
+        [offer] = [o for o in offers_for(cloud="aws") if o.instance_type == instance_type]
+        return {r.zone: r.usd_per_hour for r in offer.rows("spot", region)}
+
+    for region in ("us-east-1", "us-west-2", "eu-west-1"):
+        zones = tuple(sorted(ZONE_IDS[region].values()))
+        p = _spot_plan(region, zones=zones)
+        kept = aws.instance_types(p, zones)
+        costed = market("g5.xlarge", region)
+        assert kept[0] == "g5.xlarge"
+        for other in {o.instance_type for o in offers_for(gpu="A10G", gpus=1, cloud="aws")} - {"g5.xlarge"}:
+            theirs = market(other, region)
+            cheaper = all(z in theirs and theirs[z] <= costed[z] for z in zones)
+            assert (other in kept) == cheaper, (region, other)
+    # the shipped snapshot: in us-west-2 g5.2xlarge spot is cheaper than g5.xlarge in every zone
+    assert "g5.2xlarge" in aws.instance_types(_spot_plan("us-west-2"), tuple(sorted(ZONE_IDS["us-west-2"].values())))
+    on_demand = aws.plan({**BASE, "pricing": "on-demand", "instanceType": "g5.xlarge"})
+    assert len(aws.instance_types(on_demand)) > 3  # on-demand takes them in order: the costed type first
+
+
+def test_spot_zones_without_a_market_price_are_refused():
+    with pytest.raises(UserError) as err:
+        _spot_plan("us-east-1", zones=("use1-az1", "use1-az3"))
+    assert "no g5.xlarge spot price for zone(s) use1-az3 of us-east-1" in str(err.value)
+    # the fix names the refresh command with its own flags, not stack config keys
+    assert "`selfhost prices refresh --cloud aws --region us-east-1`" in err.value.fix

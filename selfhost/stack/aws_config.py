@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from costing.catalog import offers_for
+from costing.catalog import Offer, offers_for
 from costing.errors import UserError
 from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS
 from selfhost.stack.boot_script import WeightsCache, boot_script
@@ -81,8 +81,11 @@ def _check_refs(config: Mapping[str, Any]) -> None:
             check_aws_ref(key, str(ref))
 
 
-def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-aws", "dev")) -> StackPlan:
-    """Checks and the cost review, Pulumi-free; `scope` is (Pulumi project, stack)."""
+def plan(
+    config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-aws", "dev"), zones: tuple[str, ...] = ()
+) -> StackPlan:
+    """Checks and the cost review, Pulumi-free; `scope` is (Pulumi project, stack); `zones`: the zone IDs
+    of the group's subnets (spot replicas are priced at their mean: the group balances across them)."""
     _check_refs(config)
     os_name = str(config.get("amiOs") or DEFAULT_AMI_OS)
     if os_name not in GPU_AMI_PARAMETERS:
@@ -97,6 +100,7 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-aws", "d
         default_name="selfhost-aws",
         scope=scope,
         acme_on_443=False,  # ACM validates the domain by a DNS record, not over port 443
+        spot_zones=zones,
     )
     if flag(config, "reserveCapacity"):
         if not p.pricing.startswith("reserved"):
@@ -119,9 +123,14 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-aws", "d
     return p
 
 
-def instance_types(p: StackPlan) -> list[str]:
+def instance_types(p: StackPlan, zones: tuple[str, ...] = ()) -> list[str]:
     """Every AWS instance type with the plan's GPUs (same model, same count: the same vLLM command runs
-    unchanged) that the fit check accepts, the costed one first, then by on-demand price."""
+    unchanged) that the fit check accepts, the costed one first, then by on-demand price.
+
+    On-demand takes them in that order (the costed type unless its capacity is short). Spot picks among
+    its pools by price and capacity, so a spot group keeps only the types whose market price in every
+    one of the group's `zones` is at most the costed type's there: the review's price is an upper bound
+    on what the group can launch."""
     from costing.fit import fit_check
     from costing.resolve import fit_request
 
@@ -129,6 +138,17 @@ def instance_types(p: StackPlan) -> list[str]:
     same = offers_for(gpu=chosen.gpu, gpus=chosen.gpus, cloud="aws")
     fit_check(fit_request(p.spec, chosen.gpu, chosen.gpus))  # raises DoesNotFit if the shape cannot hold it
     rest = sorted((o for o in same if o.instance_type != chosen.instance_type), key=lambda o: (o.on_demand, o.id))
+    if p.pricing == "spot":
+        region = p.review.resolved.price.region if p.review.resolved.price else chosen.region
+
+        def market(o: Offer) -> dict[str, float]:
+            return {r.zone: r.usd_per_hour for r in o.rows("spot", region) if r.zone}
+
+        costed = market(chosen)
+        where = zones or tuple(costed)
+        rest = [
+            o for o in rest if (m := market(o)) and all(z in m and z in costed and m[z] <= costed[z] for z in where)
+        ]
     return [chosen.instance_type, *(o.instance_type for o in rest)]
 
 

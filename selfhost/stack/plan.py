@@ -284,9 +284,14 @@ def in_stack_words(err: UserError) -> UserError:
     """The same error (same class), its fix naming `pulumi config set` keys rather than CLI flags."""
     if not err.fix:
         return err
-    fix = err.fix
-    for flag_name, key in FLAG_TO_KEY.items():
-        fix = re.sub(rf"(?<![\w-]){re.escape(flag_name)}(?![\w-])", f"config {key}", fix)
+    parts = re.split(r"(`[^`]*`)", err.fix)  # a quoted `selfhost ...` command keeps its own flags
+    for i, part in enumerate(parts):
+        if part.startswith("`selfhost "):
+            continue
+        for flag_name, key in FLAG_TO_KEY.items():
+            part = re.sub(rf"(?<![\w-]){re.escape(flag_name)}(?![\w-])", f"config {key}", part)
+        parts[i] = part
+    fix = "".join(parts)
     if fix == err.fix:
         return err
     new = type(err).__new__(type(err))
@@ -306,16 +311,18 @@ def plan_stack(
     schedulable: bool = True,
     autoscaled: bool = True,
     acme_on_443: bool = True,
+    spot_zones: tuple[str, ...] = (),
 ) -> StackPlan:
     """Validate config, run the cost review and the budget gate. Raises UserError; registers nothing.
 
     `scope` is (Pulumi project, stack); `tls` says the cloud serves the endpoint itself (aws, gcp), so
     plain HTTP needs allowPlainHttp; `schedulable` is False where nothing can stop and start the machine;
     `autoscaled`: the review sizes the replica group the stack runs (spec_from_config); `acme_on_443`:
-    the certificate for `domain` is validated over port 443 (so allowedCidrs must let the CA in), not DNS.
+    the certificate for `domain` is validated over port 443 (so allowedCidrs must let the CA in), not DNS;
+    `spot_zones`: the zone IDs a spot group spreads over, priced at their mean (costing.resolve.across_zones).
     """
     try:
-        p = _plan_stack(cloud, config, target, secret_ref_keys, default_name, autoscaled)
+        p = _plan_stack(cloud, config, target, secret_ref_keys, default_name, autoscaled, spot_zones)
         return _harden(p, config, scope, tls=tls, schedulable=schedulable, acme_on_443=acme_on_443)
     except UserError as err:
         raise in_stack_words(err) from None
@@ -328,6 +335,7 @@ def _plan_stack(
     secret_ref_keys: Mapping[str, str] | None,
     default_name: str,
     autoscaled: bool,
+    spot_zones: tuple[str, ...] = (),
 ) -> StackPlan:
     from costing.review import cost_review, enforce_budget
 
@@ -351,7 +359,13 @@ def _plan_stack(
     if mirror:
         waf = cloud == "gcp" and not set(cidrs) & set(OPEN_CIDRS)
         resources = ("load_balancer", "waf", "weights_mirror") if waf else ("load_balancer", "weights_mirror")
-    review = cost_review(spec, weights_mirror=mirror, stack_resources=resources)
+    review = cost_review(
+        spec,
+        weights_mirror=mirror,
+        stack_resources=resources,
+        spot_zones=spot_zones,
+        cloud_group=bool(mirror),  # the aws and gcp stacks run their own instance group, not SkyServe
+    )
     if review.fit.nodes > 1:
         raise UserError(
             f"{spec.model} needs {review.fit.nodes} nodes; the Pulumi stacks run one machine",

@@ -10,6 +10,7 @@ look-ups (AMI, default VPC) and provider-assigned values (IPs, ids, ARNs) are pl
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -24,6 +25,11 @@ LB_DNS = "vllm-123456789.us-east-1.elb.amazonaws.com"
 ELB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012"
 GCP_IP = "198.51.100.7"
 SECRET_PLACEHOLDER = "[secret]"
+ZONE_IDS = {  # zone name letter -> zone ID, per region (in AWS the mapping differs per account)
+    "us-east-1": {"a": "use1-az4", "b": "use1-az6", "c": "use1-az1"},
+    "us-west-2": {"a": "usw2-az2", "b": "usw2-az1", "c": "usw2-az3"},
+    "eu-west-1": {"a": "euw1-az3", "b": "euw1-az1", "c": "euw1-az2"},
+}
 CLOUDS = ("aws", "gcp", "runpod")
 
 
@@ -144,7 +150,15 @@ class PlaceholderMocks(pulumi.runtime.Mocks):
             return {"projectId": "my-project", "number": "123456789012", "name": "my-project"}
         if args.token == "aws:ec2/getSubnet:getSubnet":  # the zone is the id's last letter: subnet-0a -> us-east-1a
             subnet_id = args.args["id"]
-            return {"id": subnet_id, "vpcId": "vpc-0given", "availabilityZone": f"us-east-1{subnet_id[-1]}"}
+            region = pulumi.Config("aws").get("region") or os.environ.get("AWS_REGION") or "us-east-1"
+            letter = subnet_id[-1]
+            ids = ZONE_IDS.get(region, {})
+            return {
+                "id": subnet_id,
+                "vpcId": "vpc-0given",
+                "availabilityZone": f"{region}{letter}",
+                "availabilityZoneId": ids.get(letter, f"{region}-az-{letter}"),
+            }
         return {}
 
 

@@ -25,19 +25,24 @@ with refusals():
     config = read_config(aws_config.KEYS)
     # The provider's region is where the instances run, so it is the region the review prices.
     chosen = aws_config.resolve_region(config.get("region"), pulumi.Config("aws").get("region"), None)
-    p = aws_config.plan({**config, "region": chosen} if chosen else config, scope=stack_scope())
-    region = chosen or p.review.resolved.price.region or p.offer.region
-    if flag(config, "checkQuota"):  # needs AWS credentials at preview time: opt-in (recommended in CI)
-        check_gpu_quota(p.offer.instance_type, p.offer.vcpus, region, p.pricing)
-    instance_types = aws_config.instance_types(p)
+    settings = {**config, "region": chosen} if chosen else config
+    p = aws_config.plan(settings, scope=stack_scope())  # checked and costed before any AWS call
     # The subnets (configured, or the VPC's) and their zones: two or more, or nothing is declared.
     given = str_list(config, "subnetIds")
     vpc_id = config.get("vpcId") or (
         aws.ec2.get_subnet(id=given[0]).vpc_id if given else aws.ec2.get_vpc(default=True).id
     )
     ids = given or aws.ec2.get_subnets(filters=[{"name": "vpc-id", "values": [vpc_id]}]).ids
-    by_zone = aws_config.zone_subnets([(s, aws.ec2.get_subnet(id=s).availability_zone) for s in ids])
+    found = [aws.ec2.get_subnet(id=s) for s in ids]
+    by_zone = aws_config.zone_subnets([(s.id, s.availability_zone) for s in found])
+    zone_ids = tuple(sorted({s.availability_zone_id for s in found}))
     vpc_cidr = aws.ec2.get_vpc(id=vpc_id).cidr_block
+    if p.pricing == "spot":  # spot replicas cost the mean market price of these zones (the group balances)
+        p = aws_config.plan(settings, scope=stack_scope(), zones=zone_ids)
+    region = chosen or p.review.resolved.price.region or p.offer.region
+    if flag(config, "checkQuota"):  # needs AWS credentials at preview time: opt-in (recommended in CI)
+        check_gpu_quota(p.offer.instance_type, p.offer.vcpus, region, p.pricing)
+    instance_types = aws_config.instance_types(p, zone_ids)
 
 spot = p.pricing == "spot"
 fleet = p.fleet
