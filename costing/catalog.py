@@ -352,6 +352,30 @@ def cloud_info(cloud: str) -> dict[str, Any]:
     return catalog().clouds[cloud]
 
 
+ANY_REGION = "*"  # a rate that is the same in every region (RunPod's network volumes)
+
+
+def regional_rate(cloud: str, kind: str, region: str | None) -> dict[str, Any] | None:
+    """The cloud's dated `kind` rate in `region`: `storage` (the replicas' disks) or `bucket` (a weights
+    bucket), a dict with usd_per_gb_month, source and as_of; None where no dated rate is shipped there."""
+    rates: dict[str, Any] = cloud_info(cloud).get(kind) or {}
+    return rates.get(str(region)) or rates.get(ANY_REGION)
+
+
+def rate_regions(cloud: str, kind: str) -> list[str]:
+    """Regions with a dated `kind` rate (sorted)."""
+    return sorted(r for r in (cloud_info(cloud).get(kind) or {}) if r != ANY_REGION)
+
+
+def stack_rate(cloud: str, kind: str, region: str | None) -> tuple[str, dict[str, Any] | None, str]:
+    """(what, rate in `region` or None, why unpriced) of a stack resource (`load_balancer`, `waf`)."""
+    row: dict[str, Any] = (cloud_info(cloud).get("stack_resources") or {}).get(kind) or {}
+    what = str(row.get("what") or kind.replace("_", " "))
+    rate = (row.get("regions") or {}).get(str(region))
+    why = str(row.get("not_priced") or "no price in the catalog")
+    return what, (rate if rate and rate.get("usd_per_hour") else None), why
+
+
 def _unknown(kind: str, value: str, known: list[str], flag: str) -> UserError:
     close = difflib.get_close_matches(value, known, n=1, cutoff=0.5)
     hint = f"did you mean {close[0]}? " if close else ""
