@@ -191,15 +191,17 @@ class Offer:
         base = self.price("on-demand", region)
         if not rule or base is None:
             return None
+        # A derived price is as old as the older of its inputs: the on-demand price and the discount rule.
+        dates = [d for d in (base.as_of, str(rule.get("as_of") or "")) if d]
         return Price(
             round(base.usd_per_hour * rule["factor"], 6),
             pricing,
             f"derived (last resort, no {pricing} price in the snapshot): on-demand x {rule['factor']} "
-            f"({rule['source']})",
+            f"({rule['source']}, rule as of {rule.get('as_of') or 'undated'})",
             True,
             region,
             None,
-            base.as_of,
+            min(dates) if dates else None,
         )
 
 

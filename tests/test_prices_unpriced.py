@@ -119,3 +119,22 @@ def test_alb_lcus_count_processed_bytes_when_they_exceed_new_connections():
     [lcu] = rows(light, f"{alb['what']} LCUs, minimum")
     assert "new connections" in lcu.item
     assert lcu.hours == pytest.approx(light.traffic.requests_per_month / 3600 / rate["new_connections_per_s_per_lcu"])
+
+
+def test_gcp_commitments_are_dated_rows_and_a_derived_price_is_as_old_as_its_rule():
+    from costing.catalog import cloud_info, get_offer
+    from costing.price_age import warnings
+
+    g2 = get_offer("gcp-g2-standard-8")
+    for pricing in ("reserved-1y", "reserved-3y"):
+        for region in ("us-central1", "us-east4", "europe-west4"):
+            price = g2.price(pricing, region)
+            assert price is not None and not price.derived and price.as_of >= "2026-01-01"
+            assert price.usd_per_hour < g2.price("on-demand", region).usd_per_hour
+    # AWS publishes no dated commitment price here: the factor-derived price carries the factor's date
+    rule = cloud_info("aws")["discounts"]["reserved-1y"]
+    review = cost_review(spec({"offer": "aws-g5.xlarge", "pricing": "reserved-1y"}))
+    price = review.resolved.price
+    assert price.derived and price.as_of == rule["as_of"] < "2026-01-01"
+    assert f"rule as of {rule['as_of']}" in price.source
+    assert any(w.startswith("price of aws-g5.xlarge reserved-1y") for w in warnings(review))
