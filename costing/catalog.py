@@ -191,15 +191,17 @@ class Offer:
         base = self.price("on-demand", region)
         if not rule or base is None:
             return None
+        # A derived price is as old as the older of its inputs: the on-demand price and the discount rule.
+        dates = [d for d in (base.as_of, str(rule.get("as_of") or "")) if d]
         return Price(
             round(base.usd_per_hour * rule["factor"], 6),
             pricing,
             f"derived (last resort, no {pricing} price in the snapshot): on-demand x {rule['factor']} "
-            f"({rule['source']})",
+            f"({rule['source']}, rule as of {rule.get('as_of') or 'undated'})",
             True,
             region,
             None,
-            base.as_of,
+            min(dates) if dates else None,
         )
 
 
@@ -350,6 +352,30 @@ def snapshot_label() -> str:
 
 def cloud_info(cloud: str) -> dict[str, Any]:
     return catalog().clouds[cloud]
+
+
+ANY_REGION = "*"  # a rate that is the same in every region (RunPod's network volumes)
+
+
+def regional_rate(cloud: str, kind: str, region: str | None) -> dict[str, Any] | None:
+    """The cloud's dated `kind` rate in `region`: `storage` (the replicas' disks) or `bucket` (a weights
+    bucket), a dict with usd_per_gb_month, source and as_of; None where no dated rate is shipped there."""
+    rates: dict[str, Any] = cloud_info(cloud).get(kind) or {}
+    return rates.get(str(region)) or rates.get(ANY_REGION)
+
+
+def rate_regions(cloud: str, kind: str) -> list[str]:
+    """Regions with a dated `kind` rate (sorted)."""
+    return sorted(r for r in (cloud_info(cloud).get(kind) or {}) if r != ANY_REGION)
+
+
+def stack_rate(cloud: str, kind: str, region: str | None) -> tuple[str, dict[str, Any] | None, str]:
+    """(what, rate in `region` or None, why unpriced) of a stack resource (`load_balancer`, `waf`)."""
+    row: dict[str, Any] = (cloud_info(cloud).get("stack_resources") or {}).get(kind) or {}
+    what = str(row.get("what") or kind.replace("_", " "))
+    rate = (row.get("regions") or {}).get(str(region))
+    why = str(row.get("not_priced") or "no price in the catalog")
+    return what, (rate if rate and rate.get("usd_per_hour") else None), why
 
 
 def _unknown(kind: str, value: str, known: list[str], flag: str) -> UserError:

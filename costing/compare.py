@@ -123,7 +123,11 @@ def render_compare(result: tuple[list[CostReview], list[Skipped]], fmt: str) -> 
     if fmt == "markdown":
         lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-        lines += [f"\n{len(skipped)} offer(s) do not fit: " + ", ".join(s.offer_id for s in skipped)] if skipped else []
+        lines += (
+            [f"\n{len(skipped)} offer(s) skipped (do not fit, or no price): " + ", ".join(s.offer_id for s in skipped)]
+            if skipped
+            else []
+        )
         return "\n".join(lines) + "\n"
     from rich.console import Console
     from rich.table import Table
@@ -137,7 +141,8 @@ def render_compare(result: tuple[list[CostReview], list[Skipped]], fmt: str) -> 
     console.print(table)
     if skipped:
         console.print(
-            f"{len(skipped)} offer(s) do not fit (reasons in --format json): " + ", ".join(s.offer_id for s in skipped),
+            f"{len(skipped)} offer(s) skipped (do not fit, or no price; reasons in --format json): "
+            + ", ".join(s.offer_id for s in skipped),
             soft_wrap=True,
         )
     return console.export_text()

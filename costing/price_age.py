@@ -43,21 +43,22 @@ def dated_prices(rv: CostReview) -> list[tuple[str, str | None, str]]:
     if price is not None and offer is not None:
         where = f"{price.region} {price.zone}" if price.zone else str(price.region)
         out.append((f"{offer.id} {price.pricing} ({where})", price.as_of, price.source))
-        from costing.catalog import cloud_info
+        from costing.catalog import regional_rate, stack_rate
+        from costing.review import priced_region
 
-        cloud = cloud_info(offer.cloud)
-        stored = cloud.get("storage_as_of") or cloud.get("as_of")
-        out.append((f"{offer.cloud} storage", str(stored), str(cloud.get("storage_source"))))
-        mirror = any(line.item.startswith("weights mirror bucket") for line in rv.cost_lines)  # a stack's
-        if (rv.spec.sky.weights_store or mirror) and cloud.get("bucket_usd_per_gb_month"):  # the bucket's cost line
-            bucket_as_of = cloud.get("bucket_as_of")
-            out.append(
-                (f"{offer.cloud} bucket", str(bucket_as_of) if bucket_as_of else None, str(cloud.get("bucket_source")))
-            )
+        region = priced_region(rv.resolved)
+        disk = regional_rate(offer.cloud, "storage", region)
+        if disk is not None and any(line.item.startswith("disk ") and line.usd for line in rv.cost_lines):
+            out.append((f"{offer.cloud} storage ({region})", str(disk.get("as_of")), str(disk.get("source"))))
+        bucket = regional_rate(offer.cloud, "bucket", region)
+        buckets = ("weights bucket", "weights mirror bucket")
+        if bucket is not None and any(line.item.startswith(buckets) and line.usd for line in rv.cost_lines):
+            out.append((f"{offer.cloud} bucket ({region})", str(bucket.get("as_of")), str(bucket.get("source"))))
         if any(line.pricing == "stack" for line in rv.cost_lines):  # a stack's load balancer and WAF rows
-            for kind, row in (cloud.get("stack_resources") or {}).items():
-                if row.get("usd_per_hour"):
-                    out.append((f"{offer.cloud} {kind}", str(row.get("as_of")), str(row.get("source"))))
+            for kind in ("load_balancer", "waf"):
+                _what, row, _why = stack_rate(offer.cloud, kind, region)
+                if row is not None:
+                    out.append((f"{offer.cloud} {kind} ({region})", str(row.get("as_of")), str(row.get("source"))))
     for b in rv.breakeven:
         out.append((b.api.label, b.api.as_of, b.api.source))
     return out

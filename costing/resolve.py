@@ -48,6 +48,14 @@ def fit_request(spec: DeploymentSpec, gpu: str, gpus: int) -> FitRequest:
 
 def price_of(offer: Offer, pricing: str, region: str | None = None) -> Price:
     """The offer's price in `region` (default: its own); an unpriced region is refused, listing the priced ones."""
+    if offer.cloud == "runpod" and offer.cloud_type == "COMMUNITY" and not offer.prices:
+        # No dated 2026 source lists Community Cloud prices, so none is shipped: a refresh reads them from RunPod.
+        secure = offer.id.replace("-community", "-secure")
+        raise UserError(
+            f"no dated RunPod Community Cloud price is shipped for {offer.id}",
+            "run `selfhost prices refresh --cloud runpod` with RUNPOD_API_KEY set (it reads Community prices from "
+            f"RunPod's API), or use Secure Cloud: --offer {secure} (the RunPod stack: cloudType SECURE)",
+        )
     if region and region not in offer.regions:
         raise UserError(
             f"{offer.id} has no price for region {region}",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from costing import projection as proj
-from costing.catalog import apis_for, cloud_info, offers_for
+from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
 from costing.errors import OverBudget, UserError
 from costing.resolve import Resolved, across_zones, resolve
 from costing.spec import DeploymentSpec, WorkloadSpec
@@ -259,7 +258,7 @@ def _cost_lines(
     resolved: Resolved,
     fleet: Fleet,
     storage_gb: float,
-    storage_price: float,
+    storage_price: float | None,
     cloud_group: bool = False,
 ) -> list[CostLine]:
     """The monthly table: expected replica-hours over the schedule and the peak profile, plus disks."""
@@ -293,12 +292,19 @@ def _cost_lines(
         add(f"peak replicas (autoscaled, {share:.0%} of hours){spread}", pricing, extra, billed * share, peak_hourly)
     disks = fleet.min_replicas + extra * (1.0 if committed else PEAK_HOURS_SHARE)
     if spec.sky.weights_store and resolved.offer is not None:  # one copy of the weights, shared by the replicas
-        bucket_price = float(cloud_info(resolved.offer.cloud).get("bucket_usd_per_gb_month") or 0.0)
-        if not bucket_price:
+        cloud, region = resolved.offer.cloud, priced_region(resolved)
+        rate = regional_rate(cloud, "bucket", region)
+        if rate is None and not rate_regions(cloud, "bucket"):
             raise UserError(
-                f"a weights bucket on {resolved.offer.cloud} is not offered here (no bucket price in the catalog)",
+                f"a weights bucket on {cloud} is not offered here (no bucket price in the catalog)",
                 "drop sky.weights_store, or deploy on aws (s3://) or gcp (gs://)",
             )
+        if rate is None:
+            raise UserError(
+                f"no dated {cloud} bucket rate is shipped for region {region}: the weights bucket cannot be costed",
+                f"drop sky.weights_store, or use --region with one of: {', '.join(rate_regions(cloud, 'bucket'))}",
+            )
+        bucket_price = float(rate["usd_per_gb_month"])
         bucket_gb = round(resolved.fit.weight_gib * GIB_IN_GB, 1)
         lines.append(
             CostLine(
@@ -308,6 +314,18 @@ def _cost_lines(
                 HOURS_PER_MONTH,
                 bucket_gb * bucket_price / HOURS_PER_MONTH,
                 bucket_gb * bucket_price,
+            )
+        )
+    if storage_gb and storage_price is None and resolved.offer is not None:
+        where = f"{resolved.offer.cloud} {priced_region(resolved)}"
+        lines.append(
+            CostLine(
+                f"disk {storage_gb:,.0f} GB per replica: not priced: no dated disk rate for {where}",
+                "storage",
+                disks,
+                0,
+                0.0,
+                0.0,
             )
         )
     if storage_gb and storage_price:
@@ -327,43 +345,57 @@ def _cost_lines(
 STACK_RESOURCES = ("load_balancer", "waf", "weights_mirror")
 
 
-def _stack_lines(cloud: str, weight_gib: float, traffic: Traffic, resources: tuple[str, ...]) -> list[CostLine]:
+def priced_region(resolved: Resolved) -> str:
+    """The region the review prices: the compute price's, else the offer's default."""
+    if resolved.price is not None and resolved.price.region:
+        return str(resolved.price.region)
+    return str(resolved.offer.region) if resolved.offer else ""
+
+
+# ALB processed bytes per request: (input + output tokens) x BYTES_PER_TOKEN, an assumption (English text in
+# JSON is about 4 bytes a token; request and response framing are not counted).
+BYTES_PER_TOKEN = 4
+
+
+def _stack_lines(
+    cloud: str, region: str, weight_gib: float, traffic: Traffic, workload: WorkloadSpec, resources: tuple[str, ...]
+) -> list[CostLine]:
     """Rows for what a Pulumi stack runs besides the replicas: its load balancer, its WAF policy and its
-    weights mirror bucket. Fixed hourly parts are exact; the ALB's LCUs are counted from new connections
-    only (one per request, at the mean rate): a minimum. A part without a dated price says "not priced"."""
+    weights mirror bucket, at `region`'s rates. Fixed hourly parts are exact; the ALB's LCUs are a minimum:
+    the larger of new connections (one per request, at the mean rate) and processed bytes (an assumed
+    BYTES_PER_TOKEN per token). A part without a dated price in the region says "not priced"."""
     unknown = sorted(set(resources) - set(STACK_RESOURCES))
     if unknown:
         raise ValueError(f"unknown stack resources {unknown}")
-    info = cloud_info(cloud)
-    priced: dict[str, Any] = info.get("stack_resources") or {}
     lines: list[CostLine] = []
     for kind in ("load_balancer", "waf"):
         if kind not in resources:
             continue
-        row = priced.get(kind) or {"what": kind.replace("_", " "), "not_priced": "no price in the catalog"}
-        if row.get("not_priced") or not row.get("usd_per_hour"):
-            lines.append(CostLine(f"{row['what']}: not priced: {row.get('not_priced')}", "stack", 1, 0, 0.0, 0.0))
+        what, row, why = stack_rate(cloud, kind, region)
+        if row is None:
+            lines.append(CostLine(f"{what}: not priced: {why} ({region})", "stack", 1, 0, 0.0, 0.0))
             continue
         hourly = float(row["usd_per_hour"])
-        lines.append(CostLine(row["what"], "stack", 1, HOURS_PER_MONTH, hourly, hourly * HOURS_PER_MONTH))
+        lines.append(CostLine(what, "stack", 1, HOURS_PER_MONTH, hourly, hourly * HOURS_PER_MONTH))
         if row.get("lcu_usd_per_hour"):
             per_lcu = float(row["new_connections_per_s_per_lcu"])
-            lcu_hours = traffic.requests_per_month / 3600 / per_lcu
+            by_connections = traffic.requests_per_month / 3600 / per_lcu  # LCU-hours a month
+            label = f"new connections (1 per request, {per_lcu:g}/s per LCU)"
+            gb_per_lcu = float(row.get("processed_gb_per_hour_per_lcu") or 0)
+            by_bytes = 0.0
+            if gb_per_lcu:
+                request_bytes = (workload.input_tokens + workload.output_tokens) * BYTES_PER_TOKEN
+                by_bytes = traffic.requests_per_month * request_bytes / 1e9 / gb_per_lcu
+                if by_bytes > by_connections:
+                    label = f"processed bytes ({gb_per_lcu:g} GB/h per LCU; {BYTES_PER_TOKEN} bytes a token assumed)"
+            lcu_hours = max(by_connections, by_bytes)
             lcu = float(row["lcu_usd_per_hour"])
-            lines.append(
-                CostLine(
-                    f"{row['what']} LCUs, minimum: new connections only (1 per request, {per_lcu:g}/s per LCU)",
-                    "stack",
-                    1,
-                    lcu_hours,  # LCU-hours a month
-                    lcu,
-                    lcu_hours * lcu,
-                )
-            )
+            lines.append(CostLine(f"{what} LCUs, minimum: {label}", "stack", 1, lcu_hours, lcu, lcu_hours * lcu))
     if "weights_mirror" in resources:
-        bucket_price = float(info.get("bucket_usd_per_gb_month") or 0.0)
+        rate = regional_rate(cloud, "bucket", region)
         gb = round(weight_gib * GIB_IN_GB, 1)
-        if bucket_price:
+        if rate is not None:
+            bucket_price = float(rate["usd_per_gb_month"])
             lines.append(
                 CostLine(
                     f"weights mirror bucket {gb:,.0f} GB (the stack's)",
@@ -376,7 +408,14 @@ def _stack_lines(cloud: str, weight_gib: float, traffic: Traffic, resources: tup
             )
         else:
             lines.append(
-                CostLine(f"weights mirror bucket {gb:,.0f} GB: not priced: no bucket rate", "storage", 1, 0, 0.0, 0.0)
+                CostLine(
+                    f"weights mirror bucket {gb:,.0f} GB: not priced: no dated bucket rate for {cloud} {region}",
+                    "storage",
+                    1,
+                    0,
+                    0.0,
+                    0.0,
+                )
             )
     return lines
 
@@ -460,14 +499,20 @@ def cost_review(
             "(dynamic fallback): not in the table, a preemption costs the on-demand price for its duration"
         )
     hourly = resolved.hourly_usd or 0.0
-    cloud = cloud_info(resolved.offer.cloud) if resolved.offer else {"storage_usd_per_gb_month": 0.0}
+    region = priced_region(resolved)
+    disk_rate = regional_rate(resolved.offer.cloud, "storage", region) if resolved.offer else None
     storage = storage_gb_for(spec, fit.weight_gib)
-    storage_price = float(cloud["storage_usd_per_gb_month"])
+    storage_price = float(disk_rate["usd_per_gb_month"]) if disk_rate else (None if resolved.offer else 0.0)
     lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group)
-    stack = _stack_lines(resolved.offer.cloud, fit.weight_gib, traffic, stack_resources) if resolved.offer else []
-    notes += [f"{line.item}; not in the monthly total" for line in stack if ": not priced: " in line.item]
+    stack = (
+        _stack_lines(resolved.offer.cloud, region, fit.weight_gib, traffic, workload, stack_resources)
+        if resolved.offer
+        else []
+    )
     risk = spot_risk(resolved, fleet, lines, weights_mirror or spec.sky.weights_store)
     lines += stack
+    notes += [f"{line.item}; not in the monthly total" for line in lines if ": not priced: " in line.item]
+    storage_price = storage_price or 0.0
     monthly = sum(line.usd for line in lines)
     if risk and risk.rate.published:
         from costing.price_age import WARN_AFTER_DAYS, age_days

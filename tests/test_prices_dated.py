@@ -15,19 +15,10 @@ import yaml
 
 OLDEST = dt.date(2026, 1, 1)
 
-# What is still shipped with an older date, and why it is not removed.
-NOT_REDATED = {
-    # The RunPod stack's `cloudType COMMUNITY` is costed from these rows (tests/test_stack_runpod.py); no public
-    # 2026 source lists A40 Community Cloud (SkyPilot's catalog and the 2026-08/09 RunPod rows of the
-    # privum/ai-compute-prices dataset have A40 in Secure Cloud only). A refresh reads them from RunPod's API.
-    "prices runpod 1x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
-    "prices runpod 2x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
-    "prices runpod 4x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
-    "prices runpod 8x_A40_COMMUNITY US on-demand": "RunPod A40 Community Cloud: no dated 2026 source",
-    # Only reviews with a weights bucket (sky.weights_store on aws) use it; the newest dated copy of S3 Standard
-    # us-east-1's $0.023 found is a 2022 table (the 2026 copies of the S3 pricing page found leave it unrendered).
-    "bucket aws": "S3 Standard: no dated 2026 source",
-}
+# What is still shipped with an older date, and why it is not removed. Empty: a figure without a dated 2026
+# source is not shipped (RunPod Community Cloud, S3/EBS/ALB outside us-east-1, GCP's forwarding rule and Cloud
+# Armor): the kit refuses it or shows a "not priced" row (tests below).
+NOT_REDATED: dict[str, str] = {}
 
 
 def _data(name: str) -> dict[str, Any]:
@@ -43,12 +34,12 @@ def _shipped() -> list[tuple[str, str, str]]:
     for a in _data("apis.yaml")["apis"]:
         out.append((f"api {a['provider']}/{a['api_model']}", a["as_of"], a["source"]))
     for cloud, c in _data("offers.yaml")["clouds"].items():
-        out.append((f"storage {cloud}", c.get("storage_as_of"), c.get("storage_source")))
-        if c.get("bucket_usd_per_gb_month"):
-            out.append((f"bucket {cloud}", c.get("bucket_as_of"), c.get("bucket_source")))
+        for kind in ("storage", "bucket"):
+            for region, rate in (c.get(kind) or {}).items():
+                out.append((f"{kind} {cloud} {region}", rate.get("as_of"), rate.get("source")))
         for kind, row in (c.get("stack_resources") or {}).items():
-            if not row.get("not_priced"):
-                out.append((f"stack {cloud} {kind}", row.get("as_of"), row.get("source")))
+            for region, rate in (row.get("regions") or {}).items():
+                out.append((f"stack {cloud} {kind} {region}", rate.get("as_of"), rate.get("source")))
     return out
 
 
@@ -107,8 +98,9 @@ def test_a_review_with_a_weights_bucket_dates_the_bucket_rate(cloud, offer, stor
     )
     rv = cost_review(spec)
     listed = {what: (as_of, source) for what, as_of, source in dated_prices(rv)}
-    c = _data("offers.yaml")["clouds"][cloud]
-    assert listed[f"{cloud} bucket"] == (str(c["bucket_as_of"]), c["bucket_source"])
+    region = rv.resolved.price.region
+    rate = _data("offers.yaml")["clouds"][cloud]["bucket"][region]
+    assert listed[f"{cloud} bucket ({region})"] == (str(rate["as_of"]), rate["source"])
     assert any(line.item.startswith("weights bucket") for line in rv.cost_lines)
     plain = cost_review(spec.model_copy(update={"sky": spec.sky.model_copy(update={"weights_store": None})}))
-    assert f"{cloud} bucket" not in {what for what, _, _ in dated_prices(plain)}
+    assert f"{cloud} bucket ({region})" not in {what for what, _, _ in dated_prices(plain)}

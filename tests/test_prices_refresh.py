@@ -146,7 +146,13 @@ def test_refresh_writes_a_dated_snapshot_that_plan_prefers_and_offline_restores(
     review = json.loads(selfhost(*plan, env=env).stdout)
     assert review["target"]["hourly_usd"] == 1.5 and "Price List" in review["target"]["price_source"]
     assert review["prices"]["snapshot"].startswith("refreshed snapshot")
+    # RunPod Community Cloud: priced only by a refresh (no dated shipped price), refused again offline
+    community = ["plan", "--model", "llama-3.1-8b", "--offer", "runpod-a40x1-community", *plan[7:]]
+    review = json.loads(selfhost(*community, env=env).stdout)
+    assert review["target"]["hourly_usd"] == 0.41 and "RunPod GraphQL" in review["target"]["price_source"]
     assert selfhost("prices", "refresh", "--offline", env=env).returncode == 0
+    out = selfhost(*community, env=env)
+    assert out.returncode == 2 and "no dated RunPod Community Cloud price" in out.stderr
     review = json.loads(selfhost(*plan, env=env).stdout)
     assert review["target"]["hourly_usd"] == next(
         r.usd_per_hour

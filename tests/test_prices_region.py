@@ -37,9 +37,9 @@ def test_an_unpriced_region_is_refused_listing_the_priced_ones(selfhost):
 
 
 def test_old_prices_warn_and_max_price_age_days_fails_ci(selfhost):
-    old = ["plan", "--model", "llama-3.1-8b", "--offer", "runpod-a40x1-community", *WORK]  # a 2024 price
+    old = ["plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", *WORK]  # its disk rate is of 2026-02-24
     out = selfhost(*old)
-    assert out.returncode == 0 and "warning: price of runpod-a40x1-community on-demand (US)" in out.stdout
+    assert out.returncode == 0 and "warning: price of aws storage (us-east-1) is 279 days old" in out.stdout
     gate = selfhost(*old, "--max-price-age-days", "30")
     assert gate.returncode == 2 and "older than 30 days" in gate.stderr
     fresh = selfhost("plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", *WORK, "--format", "json")

@@ -102,7 +102,7 @@ def test_task_pins_cloud_and_accelerators_and_autostop():
 
 
 def test_runpod_community_offer_is_replaced_by_secure_for_skypilot():
-    # The catalog's cheapest 1x A40 is Community Cloud, which SkyPilot's RunPod catalog does not list.
+    # Community Cloud: SkyPilot's RunPod catalog does not list it (and the kit ships no dated price for it).
     c = sky.choose(spec(target={"cloud": "runpod", "gpu": "A40"}))
     assert c.offer.cloud_type == "SECURE"
     assert c.offer.id == "runpod-a40x1-secure"

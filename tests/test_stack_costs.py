@@ -25,23 +25,25 @@ def rows(review, prefix):
 
 def test_an_aws_stack_review_costs_its_load_balancer_and_weights_mirror():
     review = aws_config.plan(AWS).review
-    alb = OFFERS["aws"]["stack_resources"]["load_balancer"]
-    [fixed] = [line for line in review.cost_lines if line.item == alb["what"]]
+    region = review.resolved.price.region
+    what = OFFERS["aws"]["stack_resources"]["load_balancer"]["what"]
+    alb = OFFERS["aws"]["stack_resources"]["load_balancer"]["regions"][region]
+    [fixed] = [line for line in review.cost_lines if line.item == what]
     assert fixed.usd == pytest.approx(alb["usd_per_hour"] * HOURS_PER_MONTH)
     # LCUs, a labelled minimum: one new connection per request, `new_connections_per_s_per_lcu` per LCU
-    [lcu] = rows(review, f"{alb['what']} LCUs, minimum")
+    [lcu] = rows(review, f"{what} LCUs, minimum: new connections")
     lcu_hours = review.traffic.requests_per_month / 3600 / alb["new_connections_per_s_per_lcu"]
     assert lcu.usd == pytest.approx(lcu_hours * alb["lcu_usd_per_hour"]) and lcu.usd > 0
     [mirror] = rows(review, "weights mirror bucket")
     gb = round(review.fit.weight_gib * GIB_IN_GB, 1)
-    assert mirror.usd == pytest.approx(gb * OFFERS["aws"]["bucket_usd_per_gb_month"])
+    assert mirror.usd == pytest.approx(gb * OFFERS["aws"]["bucket"][region]["usd_per_gb_month"])
     # the total is the plain review's plus these rows; no WAF row (AWS limits callers with a security group)
     plain = cost_review(review.spec)
     assert review.monthly_usd == pytest.approx(plain.monthly_usd + fixed.usd + lcu.usd + mirror.usd)
     assert not rows(review, "Cloud Armor")
     listed = {what: (as_of, source) for what, as_of, source in dated_prices(review)}
-    assert listed["aws load_balancer"] == (alb["as_of"], alb["source"])
-    assert "aws bucket" in listed
+    assert listed[f"aws load_balancer ({region})"] == (alb["as_of"], alb["source"])
+    assert f"aws bucket ({region})" in listed
 
 
 def test_a_gcp_stack_review_shows_what_has_no_dated_price_as_not_priced():
@@ -53,7 +55,8 @@ def test_a_gcp_stack_review_shows_what_has_no_dated_price_as_not_priced():
         assert any(note.startswith(line.item) for note in review.notes)
     [mirror] = rows(review, "weights mirror bucket")
     gb = round(review.fit.weight_gib * GIB_IN_GB, 1)
-    assert mirror.usd == pytest.approx(gb * OFFERS["gcp"]["bucket_usd_per_gb_month"])
+    region = review.resolved.price.region
+    assert mirror.usd == pytest.approx(gb * OFFERS["gcp"]["bucket"][region]["usd_per_gb_month"])
     assert review.monthly_usd == pytest.approx(cost_review(review.spec).monthly_usd + mirror.usd)
 
 

@@ -63,7 +63,34 @@ def test_pod_runs_the_costed_vllm_command_with_secret_env_and_volume():
     assert out["containerArgs"] == serve_args(fit.settings)
 
 
-def test_community_cloud_picks_enough_gpus_and_a_pod_volume():
+@pytest.fixture
+def refreshed_community_prices(monkeypatch, tmp_path):
+    """A refreshed snapshot with RunPod Community prices (what `selfhost prices refresh --cloud runpod` writes);
+    the shipped one has none (no dated 2026 source)."""
+    import datetime as dt
+
+    from costing import catalog as cat
+    from selfhost.prices import snapshot
+
+    monkeypatch.setenv("SELFHOST_PRICES", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    when = dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.timezone.utc)
+    api = "RunPod GraphQL API (stand-in)"
+    rows = [snapshot.row("runpod", f"{n}x_A40_COMMUNITY", "US", "on-demand", 0.41 * n, api, when) for n in (1, 2, 4, 8)]
+    snapshot.write(rows, when, cat.snapshot_dir())
+    cat.catalog.cache_clear()
+    yield
+    cat.catalog.cache_clear()
+
+
+def test_community_cloud_without_a_dated_price_is_refused_before_any_resource():
+    config = {**BASE, "model": "llama-3.1-70b", "precision": "fp8", "cloudType": "COMMUNITY"}
+    mocks, err = refused("runpod", config)
+    assert "no dated RunPod Community Cloud price is shipped" in str(err) and mocks.resources == []
+    assert "selfhost prices refresh --cloud runpod" in err.line() and "cloudType SECURE" in err.line()
+
+
+def test_community_cloud_picks_enough_gpus_and_a_pod_volume(refreshed_community_prices):
     config = {**BASE, "model": "llama-3.1-70b", "precision": "fp8", "cloudType": "COMMUNITY"}
     mocks, out = stack("runpod", config)
     fit = resolve(
