@@ -53,7 +53,7 @@ class BenchPoint:
         return self.itl_p50_ms is not None and self.itl_p50_ms <= 0 and self.output_tokens > 2
 
 
-def bench_points(bench: dict[str, Any]) -> list[BenchPoint]:
+def bench_points(bench: dict[str, Any] | list[Any]) -> list[BenchPoint]:
     """Points of a bench JSON. Expected schema (extra keys ignored, each field optional unless noted):
 
         {"model": str, "input_tokens": int, "output_tokens": int,      # run-level defaults
