@@ -131,9 +131,12 @@ def simulate_bench_point(
     prefilled together (chunks of max_num_batched_tokens after the running decodes, FCFS admission up
     to max_num_seqs) while the steady state of costing.projection assumes staggered arrivals. Each step
     takes costing.projection.step_time_s for its decodes and prefill chunks (the same physics the cost
-    review uses); runs of decode-only steps are summed in one go. Returns the bench's means: TTFT, TPOT
-    ((latency - TTFT) / (output - 1)), latency and output tok/s over the whole run (ramp and drain
-    included, as the bench's duration includes them)."""
+    review uses); runs of decode-only steps are summed in one go. `request_overhead_ms` is the serving
+    process's own time per request (HTTP, parsing the prompt, handing it to the engine): one event loop
+    does it for one request at a time, and streams nothing meanwhile, so a cohort's first tokens wait for
+    the whole cohort to be taken in (with one client it is the plain delay costing.projection adds).
+    Returns the bench's means: TTFT, TPOT ((latency - TTFT) / (output - 1)), latency and output tok/s
+    over the whole run (ramp and drain included, as the bench's duration includes them)."""
     from costing.projection import Hardware, admissible, step_time_s
 
     hw = Hardware.of(fit)
@@ -141,10 +144,29 @@ def simulate_bench_point(
     budget = max(1, int(fit.settings.max_num_batched_tokens))
     max_seqs = max(1, min(int(fit.settings.max_num_seqs), budget, admissible(fit, i, o)))
     overhead = params.request_overhead_ms * 1e-3
+    busy: list[list[float]] = []  # the serving process's busy periods taking requests in: [start, end]
+
+    def send(at: float) -> _Request:
+        start = max(at, busy[-1][1]) if busy else at
+        if busy and start <= busy[-1][1]:
+            busy[-1][1] = start + overhead
+        else:
+            busy.append([start, start + overhead])
+        return _Request(at, start + overhead)
+
+    def delivered(at: float) -> float:
+        """When a token the engine produced at `at` reaches the client: after the busy period it falls in."""
+        for start, end in reversed(busy):
+            if start <= at < end:
+                return end
+            if end <= at:
+                break
+        return at
+
     t, sent = 0.0, 0
     pending: list[_Request] = []
     for _ in range(min(concurrency, n)):
-        pending.append(_Request(0.0, overhead))
+        pending.append(send(0.0))
         sent += 1
     waiting: list[_Request] = []
     running: list[_Request] = []
@@ -189,18 +211,18 @@ def simulate_bench_point(
         for r, k in chunks:
             r.prefilled += k
             if r.prefilled >= i:  # the step that ends a prompt samples its first token
-                r.generated, r.first = 1, t
+                r.generated, r.first = 1, delivered(t)
         for r in [r for r in running if r.generated >= o]:
-            r.done = t
+            r.done = delivered(t)
             running.remove(r)
             finished.append(r)
             if sent < n:
-                pending.append(_Request(t, t + overhead))
+                pending.append(send(r.done))
                 sent += 1
     ttft = statistics.fmean(r.first - r.sent for r in finished)
     e2e = statistics.fmean(r.done - r.sent for r in finished)
     tpot = statistics.fmean((r.done - r.first) / (o - 1) for r in finished) if o > 1 else 0.0
-    return BenchRun(ttft * 1e3, tpot * 1e3, e2e, n * o / max(t, 1e-12))
+    return BenchRun(ttft * 1e3, tpot * 1e3, e2e, n * o / max(max(r.done for r in finished), 1e-12))
 
 
 # What one endpoint's sweep identifies, each a named parameter of costing/projection.py's step. The
