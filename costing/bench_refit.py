@@ -312,16 +312,21 @@ def error_summary(rows: Sequence[PointFit]) -> dict[str, dict[str, float | int]]
     return out
 
 
-def describe_errors(summary: dict[str, Any], points: int, merged: int) -> str:
+def describe_errors(summary: dict[str, Any], points: int, merged: int, at_bound: Sequence[str] = ()) -> str:
     """One line for the review: how close the refit projection is to the bench's points."""
     parts = [
         f"{m} {s['median_abs_pct']:.1f}% (worst {s['max_abs_pct']:.1f}%)" for m, s in summary.items() if s.get("points")
     ]
-    line = f"median |error| on {points} measured points: " + ", ".join(parts)
+    line = f"replayed, the refit is within median |error| on {points} measured points: " + ", ".join(parts)
     if merged:
         line += (
             f"; {merged} of {points} points streamed merged tokens (the server's API process behind its engine): "
             "their TTFT and TPOT measure delivery, so the refit fits their end-to-end latency"
+        )
+    if at_bound:
+        line += (
+            f"; {', '.join(at_bound)} at the bound of its range: the measured endpoint is beyond what this "
+            "model on this GPU can be (is the bench of this deployment?)"
         )
     return line
 
@@ -477,6 +482,14 @@ def refit_from_bench(
     rows = point_fits(points, fit, out)
     summary = error_summary(rows)
     merged = sum(r.merged for r in rows)
+    # at the end of a range where that means "beyond this hardware": an efficiency or a time at its top,
+    # or no step time left beside the weight reads (a per-request or per-sequence time of 0 is fine)
+    at_bound = [
+        n
+        for n, (lo, hi) in zip(names, bounds, strict=True)
+        if getattr(fitted, n) >= hi - 0.0025 * (hi - lo)
+        or (n == "v1_step_overhead_ms" and fitted.v1_step_overhead_ms < 0.01)
+    ]
     return replace(
         out,
         provenance={
@@ -488,7 +501,8 @@ def refit_from_bench(
                 "fitted": list(names),
                 "merged_points": merged,
                 "errors": summary,
-                "summary": describe_errors(summary, len(points), merged),
+                "at_bound": at_bound,
+                "summary": describe_errors(summary, len(points), merged, at_bound),
             },
         },
     )

@@ -341,3 +341,15 @@ def test_plan_with_calibration_reports_the_refits_error_on_the_bench_points(tmp_
         assert f"{metric} 0." in line  # within 1%: the bench is the model's own replay
     shipped = run_cli("plan", "--spec", str(spec), "--format", "json")
     assert "bench" not in json.loads(shipped.stdout)["calibration"]
+
+
+def test_a_bench_of_a_faster_endpoint_than_the_spec_is_flagged():
+    """The tiny CPU model is faster than Llama 3.2 1B's weight reads on an A40 allow: the refit runs out
+    of per-step time and says so in the review's line instead of claiming a fit."""
+    bench = json.loads(LOCAL.read_text())
+    refit = refit_from_bench(bench, fit_check(FitRequest(model="llama-3.2-1b", gpu="A40")))
+    info = refit.provenance["refit"]
+    assert info["at_bound"] == ["v1_step_overhead_ms"] and "is the bench of this deployment?" in info["summary"]
+    assert info["errors"]["e2e"]["max_abs_pct"] > 20  # and the errors show it
+    fine = refit_from_bench(bench, fit_check(FitRequest(model="llama-3.2-1b", gpu="H100")))
+    assert fine.provenance["refit"]["at_bound"] == []
