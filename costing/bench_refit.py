@@ -3,8 +3,9 @@ and the degree-2 latency regression of the 002 source analysis.
 
 The refit is a bounded least-squares fit (Levenberg-Marquardt, pure Python: `selfhost plan` loads no
 numpy or scipy) of the parameters a single-endpoint sweep can identify, on the log errors of each
-point's tok/s, TPOT and TTFT. Parameters the sweep cannot tell apart (a per-step constant and a
-per-request constant, at one prompt length) are held near the published-data fit by a weak prior, so
+point's tok/s, TPOT and TTFT, each point compared with a replay of the bench's own closed loop through
+vLLM's scheduler (simulate_bench_point). Parameters the sweep cannot tell apart (a per-step constant and
+a per-request constant, at one prompt length) are held near the published-data fit by a weak prior, so
 the refit moves only what the bench measures. Points whose streamed tokens arrived merged (vLLM's API
 server fell behind the engine: most gaps between chunks are zero) have a TTFT and TPOT that measure the
 delivery, not the engine; there the refit fits the end-to-end latency instead, and says so.
@@ -57,16 +58,20 @@ def bench_points(bench: dict[str, Any] | list[Any]) -> list[BenchPoint]:
     """Points of a bench JSON. Expected schema (extra keys ignored, each field optional unless noted):
 
         {"model": str, "input_tokens": int, "output_tokens": int,      # run-level defaults
+         "mode": "concurrency",                                         # a closed-loop sweep: replayed
          "points": [{"concurrency": int,                                # required
+                     "completed" | "num_requests": int,                 # requests of a sweep point
                      "input_tokens" | "mean_input_tokens": number,
                      "output_tokens" | "mean_output_tokens": number,
                      "output_tokens_per_s": number,
                      "ttft_ms": number | {"mean"|"median"|"p50"|"p90": number},
                      "tpot_ms": number | {"mean"|"median": number},
+                     "itl_ms": {"p50"|"median": number},                # 0: merged stream
                      "e2e_latency_s": number | {"mean", "p90"}  or  "e2el_ms": {"mean", "p90"},
                      "requests_per_s": number}]}
 
-    A bare list of points is accepted too. Points without concurrency or tokens are skipped."""
+    A bare list of points is accepted too (compared with the steady state). Points without concurrency
+    or tokens are skipped."""
     raw = bench.get("points", []) if isinstance(bench, dict) else bench
     top = bench if isinstance(bench, dict) else {}
     sweep = top.get("mode") == "concurrency"  # `selfhost bench --concurrency`: a closed loop of fixed lengths
@@ -244,8 +249,8 @@ REFIT_BOUNDS = {
     "seq_overhead_us": (0.0, 100_000.0),  # an endpoint's own CPU per sequence: CPU backends pay far more than GPUs
 }
 # Weight of the prior that holds each parameter at the published-data fit, per unit of its logit: it
-# decides only what the bench cannot (a direction no measurement moves); one percent of log error on
-# a single measurement outweighs a whole unit.
+# decides only what the bench cannot (a direction no measurement moves); a whole unit costs as much as
+# a 1% error on a single measurement.
 PRIOR_WEIGHT = 0.01
 METRICS = ("tok/s", "TPOT", "TTFT", "e2e")
 
