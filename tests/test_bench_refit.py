@@ -267,8 +267,9 @@ SMALL = [DATA / "bench-local-small-256.json", DATA / "bench-local-small-1024.jso
 def _small(points=slice(None)):
     """The two recorded sweeps of the local target serving a small random-weight Llama (8 layers, hidden
     512, 31M parameters: `selfhost up local --model-path`, vLLM 0.32 on one core of this machine; 256 in /
-    128 out at 1-16 clients and 1024 in / 64 out at 1-8, 2026-11-30). Its streams are not merged (ITL p50
-    11-36 ms), so TTFT and TPOT measure the engine; each point sent fresh prompts."""
+    128 out at 1-16 clients and 1024 in / 64 out at 1-8, 48 and 32 requests a point, 2026-11-30, recorded
+    while the machine was otherwise quiet). Its streams are not merged (ITL p50 10-32 ms), so TTFT and
+    TPOT measure the engine; each point sent fresh prompts."""
     docs = [json.loads(p.read_text()) for p in SMALL]
     return {**docs[0], "points": [pt for d in docs for pt in d["points"][points]]}
 
@@ -298,11 +299,10 @@ def test_a_recorded_sweep_predicts_the_concurrencies_it_was_not_fitted_on():
         assert len(e) == 2 and max(e) <= 0.05, (metric, e)
 
 
-def test_a_clean_recorded_sweep_of_the_local_target_refits_tok_s_tpot_and_ttft():
+def test_both_recorded_sweeps_refit_together_within_5_percent():
     """Both prompt lengths at once (they tell the per-sequence time from the prefill chunks' interference).
     The CPU target is described by the smallest catalog model on an A40 with the efficiencies the bench
-    measures (about 2% of the A40's prefill FLOPs). Not within 5% at every point: the 16-client point ran
-    while other jobs shared the 2 cores (its tok/s is below the 8-client point's), the rest is noise."""
+    measures (about 2% of the A40's prefill FLOPs)."""
     bench = _small()
     f = fit_check(FitRequest(model="llama-3.2-1b", gpu="A40"))
     points = bench_points(bench)
@@ -311,17 +311,18 @@ def test_a_clean_recorded_sweep_of_the_local_target_refits_tok_s_tpot_and_ttft()
     errs = _errors(bench, f, refit, ("tok/s", "TPOT", "TTFT", "e2e"))
     shipped = _errors(bench, f, load_params(), ("tok/s", "TPOT", "TTFT", "e2e"))
     for metric, e in errs.items():
-        assert statistics.median(e) <= 0.075 and max(e) <= 0.25, (metric, e)
-        assert statistics.median(e) < statistics.median(shipped[metric]) / 3, metric
+        assert statistics.median(e) <= 0.05 and max(e) <= 0.10, (metric, e)
+        assert statistics.median(e) < statistics.median(shipped[metric]) / 10, metric
     assert refit.mfu_prefill < 0.1  # the bench measured a device far slower than the spec's GPU
 
 
-def test_a_clean_recorded_sweep_predicts_its_held_out_points():
-    """Fit on every other concurrency of both sweeps, predict the others."""
+def test_both_recorded_sweeps_predict_their_held_out_points():
+    """Fit on every other concurrency of both sweeps (1, 4, 16 clients at 256 tokens; 1, 4 at 1024),
+    predict the others (2 and 8 of each)."""
     f = fit_check(FitRequest(model="llama-3.2-1b", gpu="A40"))
     refit = refit_from_bench(_small(slice(None, None, 2)), f)
     for metric, e in _errors(_small(slice(1, None, 2)), f, refit, ("tok/s", "TPOT", "TTFT", "e2e")).items():
-        assert statistics.median(e) <= 0.08 and max(e) <= 0.20, (metric, e)
+        assert len(e) == 4 and statistics.median(e) <= 0.10 and max(e) <= 0.20, (metric, e)
 
 
 def test_refit_parameters_are_the_named_ones_with_their_source():
