@@ -317,12 +317,15 @@ def error_summary(rows: Sequence[PointFit]) -> dict[str, dict[str, float | int]]
     return out
 
 
-def describe_errors(summary: dict[str, Any], points: int, merged: int, at_bound: Sequence[str] = ()) -> str:
+def describe_errors(
+    summary: dict[str, Any], points: int, merged: int, at_bound: Sequence[str] = (), replayed: bool = True
+) -> str:
     """One line for the review: how close the refit projection is to the bench's points."""
     parts = [
         f"{m} {s['median_abs_pct']:.1f}% (worst {s['max_abs_pct']:.1f}%)" for m, s in summary.items() if s.get("points")
     ]
-    line = f"replayed, the refit is within median |error| on {points} measured points: " + ", ".join(parts)
+    how = "replaying the bench's closed loop, the refit" if replayed else "the refit projection"
+    line = f"{how} is within median |error| on {points} measured points: " + ", ".join(parts)
     if merged:
         line += (
             f"; {merged} of {points} points streamed merged tokens (the server's API process behind its engine): "
@@ -507,7 +510,7 @@ def refit_from_bench(
                 "merged_points": merged,
                 "errors": summary,
                 "at_bound": at_bound,
-                "summary": describe_errors(summary, len(points), merged, at_bound),
+                "summary": describe_errors(summary, len(points), merged, at_bound, any(p.requests for p in points)),
             },
         },
     )

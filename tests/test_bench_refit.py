@@ -127,6 +127,32 @@ def test_a_sweep_of_known_parameters_is_recovered_within_5_percent():
     assert summary["tok/s"]["points"] == 12 and summary["TTFT"]["max_abs_pct"] < 1
 
 
+def test_steady_state_points_of_known_parameters_are_recovered_within_5_percent():
+    """Another shape of bench: a bare list of points (no sweep, so compared with the steady state of
+    costing.projection) projected with known parameters at two prompt lengths."""
+    f = fit_check(FitRequest(model="llama-3.1-8b", gpu="A40"))
+    truth = replace(load_params(), **TRUTH)
+    points = []
+    for i, o in ((256, 128), (2048, 64)):
+        for c in (1, 2, 4, 8, 16, 32):
+            pr = project(f, i, o, c, truth)
+            points.append(
+                {
+                    "concurrency": c,
+                    "input_tokens": i,
+                    "output_tokens": o,
+                    "output_tokens_per_s": pr.output_tokens_per_s,
+                    "tpot_ms": pr.tpot_ms,
+                    "ttft_ms": pr.ttft_ms,
+                    "e2e_latency_s": pr.e2e_latency_s,
+                }
+            )
+    refit = refit_from_bench(points, f)
+    for name, value in TRUTH.items():
+        assert getattr(refit, name) == pytest.approx(value, rel=0.05), name
+    assert refit.provenance["refit"]["summary"].startswith("the refit projection is within")
+
+
 def test_a_refit_predicts_the_concurrencies_it_was_not_fitted_on():
     """Held out: fit on every other concurrency of a simulated sweep, check the others."""
     f = fit_check(FitRequest(model="llama-3.1-8b", gpu="A40"))
@@ -363,6 +389,7 @@ def test_plan_with_calibration_reports_the_refits_error_on_the_bench_points(tmp_
     assert res.code in (0, 2), res.stderr  # 2: over the example's budget, which the slower endpoint may be
     line = json.loads(res.stdout)["calibration"]
     assert "refit from measured bench bench.json" in line and "median |error| on 3 measured points" in line
+    assert "replaying the bench's closed loop" in line
     for metric in ("tok/s", "TPOT", "TTFT"):
         assert f"{metric} 0." in line  # within 1%: the bench is the model's own replay
     shipped = run_cli("plan", "--spec", str(spec), "--format", "json")
