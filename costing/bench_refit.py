@@ -84,26 +84,50 @@ def bench_points(bench: dict[str, Any] | list[Any]) -> list[BenchPoint]:
         o = _pick(pt.get("output_tokens")) or _pick(pt.get("mean_output_tokens")) or _pick(top.get("output_tokens"))
         if not conc or not i or not o:
             continue
+        requests = (_pick(pt.get("completed")) or _pick(pt.get("num_requests")) or 0.0) if sweep else 0.0
+        for name, value in (("concurrency", conc), ("input_tokens", i), ("output_tokens", o), ("requests", requests)):
+            if not math.isfinite(value) or value > MAX_POINT[name]:
+                _refuse(name, value, conc)
         e2e = pt.get("e2e_latency_s")
         e2e_mean, e2e_p90 = _pick(e2e, "mean"), _pick(e2e, "p90") if isinstance(e2e, dict) else None
         if e2e_mean is None and isinstance(pt.get("e2el_ms"), dict):
             e2e_mean = (_pick(pt["e2el_ms"], "mean") or 0) / 1e3 or None
             e2e_p90 = (_pick(pt["e2el_ms"], "p90") or 0) / 1e3 or None
-        out.append(
-            BenchPoint(
-                round(conc),
-                round(i),
-                max(1, round(o)),
-                _pick(pt.get("output_tokens_per_s")),
-                _pick(pt.get("tpot_ms"), "mean", "median", "p50"),
-                _pick(pt.get("ttft_ms"), "mean", "median", "p50"),
-                e2e_mean,
-                e2e_p90,
-                _pick(pt.get("itl_ms"), "p50", "median"),
-                round(_pick(pt.get("completed")) or _pick(pt.get("num_requests")) or 0) or None if sweep else None,
-            )
+        point = BenchPoint(
+            round(conc),
+            round(i),
+            max(1, round(o)),
+            _pick(pt.get("output_tokens_per_s")),
+            _pick(pt.get("tpot_ms"), "mean", "median", "p50"),
+            _pick(pt.get("ttft_ms"), "mean", "median", "p50"),
+            e2e_mean,
+            e2e_p90,
+            _pick(pt.get("itl_ms"), "p50", "median"),
+            round(requests) or None,
         )
+        _check_point(point)
+        out.append(point)
     return out
+
+
+MAX_POINT = {"concurrency": 100_000, "input_tokens": 10_000_000, "output_tokens": 10_000_000, "requests": 20_000}
+
+
+def _refuse(name: str, value: float, concurrency: float) -> None:
+    from costing.errors import UserError
+
+    limit = f", at most {MAX_POINT[name]:,}" if name in MAX_POINT else ""
+    raise UserError(
+        f"the bench point at concurrency {concurrency:g} has {name} {value!r}, out of range",
+        f"pass the JSON written by `selfhost bench` (finite, non-negative numbers{limit})",
+    )
+
+
+def _check_point(pt: BenchPoint) -> None:
+    """Numbers of a bench point are finite and bounded (the replay's work grows with them)."""
+    for name, value in vars(pt).items():
+        if value is not None and (not math.isfinite(value) or value < 0 or value > MAX_POINT.get(name, math.inf)):
+            _refuse(name, value, pt.concurrency)
 
 
 @dataclass

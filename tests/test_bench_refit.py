@@ -406,3 +406,34 @@ def test_a_bench_of_a_faster_endpoint_than_the_spec_is_flagged():
     assert info["errors"]["e2e"]["max_abs_pct"] > 20  # and the errors show it
     fine = refit_from_bench(bench, fit_check(FitRequest(model="llama-3.2-1b", gpu="H100")))
     assert fine.provenance["refit"]["at_bound"] == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("output_tokens_per_s", float("inf")),
+        ("output_tokens_per_s", float("nan")),
+        ("tpot_ms", -3.0),
+        ("concurrency", 1e9),
+        ("concurrency", float("inf")),
+        ("completed", 1e7),
+        ("mean_input_tokens", float("nan")),
+    ],
+)
+def test_a_bench_point_out_of_range_is_refused(field, value):
+    """Numbers of a bench are finite and bounded (the replay's work grows with concurrency and requests)."""
+    doc = json.loads(SMALL[0].read_text())
+    doc["points"][1][field] = value
+    with pytest.raises(UserError, match="out of range"):
+        bench_points(doc)
+
+
+def test_plan_refuses_a_bench_with_a_non_finite_number(tmp_path):
+    from tests.cli_inprocess import one_line_error, run_cli
+
+    doc = json.loads(SMALL[0].read_text())
+    doc["points"][0]["output_tokens_per_s"] = float("inf")
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(doc))  # Python's json writes Infinity, and reads it back
+    spec = DATA.parent.parent / "examples" / "llama-3.1-8b-runpod-a40.yaml"
+    one_line_error(run_cli("plan", "--spec", str(spec), "--calibration", str(bench)), "out of range", "selfhost bench")
