@@ -1,9 +1,21 @@
 """Refit the projection from a `selfhost bench` run of a real endpoint (`selfhost plan --calibration`),
-and the degree-2 latency regression of the 002 source analysis."""
+and the degree-2 latency regression of the 002 source analysis.
+
+The refit is a bounded least-squares fit (Levenberg-Marquardt, pure Python: `selfhost plan` loads no
+numpy or scipy) of the parameters a single-endpoint sweep can identify, on the log errors of each
+point's tok/s, TPOT and TTFT, each point compared with a replay of the bench's own closed loop through
+vLLM's scheduler (simulate_bench_point). Parameters the sweep cannot tell apart (a per-step constant and
+a per-request constant, at one prompt length) are held near the published-data fit by a weak prior, so
+the refit moves only what the bench measures. Points whose streamed tokens arrived merged (vLLM's API
+server fell behind the engine: most gaps between chunks are zero) have a TTFT and TPOT that measure the
+delivery, not the engine; there the refit fits the end-to-end latency instead, and says so.
+"""
 
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -31,24 +43,38 @@ class BenchPoint:
     ttft_ms: float | None
     e2e_mean_s: float | None
     e2e_p90_s: float | None
+    itl_p50_ms: float | None = None  # median gap between streamed chunks (0: most tokens arrived merged)
+    requests: int | None = None  # requests of a closed-loop sweep point (None: compare with the steady state)
+
+    @property
+    def merged(self) -> bool:
+        """True when at least half the gaps between streamed chunks are zero: the server delivered
+        tokens in bursts (its API process behind the engine), so TTFT and TPOT split the latency by
+        delivery, not by engine work; the end-to-end latency and tok/s still measure the engine."""
+        return self.itl_p50_ms is not None and self.itl_p50_ms <= 0 and self.output_tokens > 2
 
 
-def bench_points(bench: dict[str, Any]) -> list[BenchPoint]:
+def bench_points(bench: dict[str, Any] | list[Any]) -> list[BenchPoint]:
     """Points of a bench JSON. Expected schema (extra keys ignored, each field optional unless noted):
 
         {"model": str, "input_tokens": int, "output_tokens": int,      # run-level defaults
+         "mode": "concurrency",                                         # a closed-loop sweep: replayed
          "points": [{"concurrency": int,                                # required
+                     "completed" | "num_requests": int,                 # requests of a sweep point
                      "input_tokens" | "mean_input_tokens": number,
                      "output_tokens" | "mean_output_tokens": number,
                      "output_tokens_per_s": number,
                      "ttft_ms": number | {"mean"|"median"|"p50"|"p90": number},
                      "tpot_ms": number | {"mean"|"median": number},
+                     "itl_ms": {"p50"|"median": number},                # 0: merged stream
                      "e2e_latency_s": number | {"mean", "p90"}  or  "e2el_ms": {"mean", "p90"},
                      "requests_per_s": number}]}
 
-    A bare list of points is accepted too. Points without concurrency or tokens are skipped."""
+    A bare list of points is accepted too (compared with the steady state). Points without concurrency
+    or tokens are skipped."""
     raw = bench.get("points", []) if isinstance(bench, dict) else bench
     top = bench if isinstance(bench, dict) else {}
+    sweep = top.get("mode") == "concurrency"  # `selfhost bench --concurrency`: a closed loop of fixed lengths
     out = []
     for pt in raw or []:
         if not isinstance(pt, dict) or pt.get("completed") == 0:
@@ -58,94 +84,457 @@ def bench_points(bench: dict[str, Any]) -> list[BenchPoint]:
         o = _pick(pt.get("output_tokens")) or _pick(pt.get("mean_output_tokens")) or _pick(top.get("output_tokens"))
         if not conc or not i or not o:
             continue
+        requests = (_pick(pt.get("completed")) or _pick(pt.get("num_requests")) or 0.0) if sweep else 0.0
+        for name, value in (("concurrency", conc), ("input_tokens", i), ("output_tokens", o), ("requests", requests)):
+            if not math.isfinite(value) or value > MAX_POINT[name]:
+                _refuse(name, value, conc)
         e2e = pt.get("e2e_latency_s")
         e2e_mean, e2e_p90 = _pick(e2e, "mean"), _pick(e2e, "p90") if isinstance(e2e, dict) else None
         if e2e_mean is None and isinstance(pt.get("e2el_ms"), dict):
             e2e_mean = (_pick(pt["e2el_ms"], "mean") or 0) / 1e3 or None
             e2e_p90 = (_pick(pt["e2el_ms"], "p90") or 0) / 1e3 or None
-        out.append(
-            BenchPoint(
-                round(conc),
-                round(i),
-                max(1, round(o)),
-                _pick(pt.get("output_tokens_per_s")),
-                _pick(pt.get("tpot_ms"), "mean", "median", "p50"),
-                _pick(pt.get("ttft_ms"), "mean", "median", "p50"),
-                e2e_mean,
-                e2e_p90,
-            )
+        point = BenchPoint(
+            round(conc),
+            round(i),
+            max(1, round(o)),
+            _pick(pt.get("output_tokens_per_s")),
+            _pick(pt.get("tpot_ms"), "mean", "median", "p50"),
+            _pick(pt.get("ttft_ms"), "mean", "median", "p50"),
+            e2e_mean,
+            e2e_p90,
+            _pick(pt.get("itl_ms"), "p50", "median"),
+            round(requests) or None,
         )
+        _check_point(point)
+        out.append(point)
     return out
 
 
-# a bench measures the V1 engine, and the time each request spends outside it
-REFIT = ("bw_eff", "v1_step_overhead_ms", "seq_overhead_us", "mfu_prefill", "request_overhead_ms")
+MAX_POINT = {"concurrency": 100_000, "input_tokens": 10_000_000, "output_tokens": 10_000_000, "requests": 20_000}
+
+
+def _refuse(name: str, value: float, concurrency: float) -> None:
+    from costing.errors import UserError
+
+    limit = f", at most {MAX_POINT[name]:,}" if name in MAX_POINT else ""
+    raise UserError(
+        f"the bench point at concurrency {concurrency:g} has {name} {value!r}, out of range",
+        f"pass the JSON written by `selfhost bench` (finite, non-negative numbers{limit})",
+    )
+
+
+def _check_point(pt: BenchPoint) -> None:
+    """Numbers of a bench point are finite and bounded (the replay's work grows with them)."""
+    for name, value in vars(pt).items():
+        if value is not None and (not math.isfinite(value) or value < 0 or value > MAX_POINT.get(name, math.inf)):
+            _refuse(name, value, pt.concurrency)
+
+
+@dataclass
+class _Request:
+    sent: float
+    arrive: float
+    prefilled: int = 0
+    generated: int = 0
+    first: float = 0.0
+    done: float = 0.0
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """What `selfhost bench` measures at one closed-loop point (means over its requests)."""
+
+    ttft_ms: float
+    tpot_ms: float
+    e2e_latency_s: float
+    output_tokens_per_s: float
+
+
+def simulate_bench_point(
+    fit, params: Params, input_tokens: int, output_tokens: int, concurrency: int, requests: int
+) -> BenchRun:
+    """Replay one point of a `selfhost bench` concurrency sweep through vLLM's scheduler, step by step.
+
+    The bench starts `concurrency` requests at once and sends the next when one ends, every request with
+    the same prompt and output length: the clients stay in lock-step cohorts, whose prompts are
+    prefilled together (chunks of max_num_batched_tokens after the running decodes, FCFS admission up
+    to max_num_seqs) while the steady state of costing.projection assumes staggered arrivals. Each step
+    takes costing.projection.step_time_s for its decodes and prefill chunks (the same physics the cost
+    review uses); runs of decode-only steps are summed in one go. `request_overhead_ms` is the serving
+    process's own time per request (HTTP, parsing the prompt, handing it to the engine): one event loop
+    does it for one request at a time, and streams nothing meanwhile, so a cohort's first tokens wait for
+    the whole cohort to be taken in (with one client it is the plain delay costing.projection adds).
+    Returns the bench's means: TTFT, TPOT ((latency - TTFT) / (output - 1)), latency and output tok/s
+    over the whole run (ramp and drain included, as the bench's duration includes them)."""
+    from costing.projection import Hardware, admissible, step_time_s
+
+    hw = Hardware.of(fit)
+    i, o, n = int(input_tokens), max(1, int(output_tokens)), max(1, int(requests))
+    budget = max(1, int(fit.settings.max_num_batched_tokens))
+    max_seqs = max(1, min(int(fit.settings.max_num_seqs), budget, admissible(fit, i, o)))
+    overhead = params.request_overhead_ms * 1e-3
+    busy: list[list[float]] = []  # the serving process's busy periods taking requests in: [start, end]
+
+    def send(at: float) -> _Request:
+        start = max(at, busy[-1][1]) if busy else at
+        if busy and start <= busy[-1][1]:
+            busy[-1][1] = start + overhead
+        else:
+            busy.append([start, start + overhead])
+        return _Request(at, start + overhead)
+
+    def delivered(at: float) -> float:
+        """When a token the engine produced at `at` reaches the client: after the busy period it falls in."""
+        for start, end in reversed(busy):
+            if start <= at < end:
+                return end
+            if end <= at:
+                break
+        return at
+
+    t, sent = 0.0, 0
+    pending: list[_Request] = []
+    for _ in range(min(concurrency, n)):
+        pending.append(send(0.0))
+        sent += 1
+    waiting: list[_Request] = []
+    running: list[_Request] = []
+    finished: list[_Request] = []
+    while len(finished) < n:
+        arrived = [r for r in pending if r.arrive <= t]
+        if arrived:
+            pending = [r for r in pending if r.arrive > t]
+            waiting += arrived
+        if not running and not waiting:
+            t = min(r.arrive for r in pending)
+            continue
+        tokens = budget
+        decodes = [r for r in running if r.prefilled >= i]
+        tokens -= len(decodes)
+        chunks: list[tuple[_Request, int]] = []
+        for r in running:
+            if r.prefilled < i and tokens > 0:
+                take = min(i - r.prefilled, tokens)
+                chunks.append((r, take))
+                tokens -= take
+        while waiting and len(running) < max_seqs and tokens > 0:
+            r = waiting.pop(0)
+            running.append(r)
+            take = min(i, tokens)
+            chunks.append((r, take))
+            tokens -= take
+        ctx = sum(i + r.generated for r in decodes) / len(decodes) if decodes else float(i)
+        steps = 1
+        if not chunks:  # decode only until the next request ends or arrives: one sum for the run
+            steps = min(o - r.generated for r in decodes)
+            dt = step_time_s(hw, params, len(decodes), ctx + (steps - 1) / 2, 0.0, i)
+            nxt = min((r.arrive for r in pending), default=math.inf) if len(running) < max_seqs else math.inf
+            if t + steps * dt > nxt:
+                steps = max(1, math.ceil((nxt - t) / dt))
+            dt = step_time_s(hw, params, len(decodes), ctx + (steps - 1) / 2, 0.0, i) * steps
+        else:
+            dt = step_time_s(hw, params, len(decodes), ctx, float(sum(k for _, k in chunks)), i)
+        t += dt
+        for r in decodes:
+            r.generated += steps
+        for r, k in chunks:
+            r.prefilled += k
+            if r.prefilled >= i:  # the step that ends a prompt samples its first token
+                r.generated, r.first = 1, delivered(t)
+        for r in [r for r in running if r.generated >= o]:
+            r.done = delivered(t)
+            running.remove(r)
+            finished.append(r)
+            if sent < n:
+                pending.append(send(r.done))
+                sent += 1
+    ttft = statistics.fmean(r.first - r.sent for r in finished)
+    e2e = statistics.fmean(r.done - r.sent for r in finished)
+    tpot = statistics.fmean((r.done - r.first) / (o - 1) for r in finished) if o > 1 else 0.0
+    return BenchRun(ttft * 1e3, tpot * 1e3, e2e, n * o / max(max(r.done for r in finished), 1e-12))
+
+
+# What one endpoint's sweep identifies, each a named parameter of costing/projection.py's step. The
+# efficiencies are relative to the spec's GPU datasheet; a bench may measure an endpoint far slower than
+# that GPU (the local target is a CPU), so their lower bounds are wider than the published-data fit's:
+# - v1_step_overhead_ms: the per-step constant beside the weight reads (bw_eff, the same constant per
+#   step: a bench cannot tell them apart, so bw_eff stays at the published fit);
+# - seq_overhead_us: per running sequence per step (sampling, detokenization; a CPU backend's decode
+#   compute, like mfu_decode, which it cannot tell apart): TPOT's growth with concurrency;
+# - kv_bw_eff: attention's KV-cache reads, growing with batch x context (TPOT across prompt lengths);
+# - mfu_prefill: prompt work, in TTFT and in the chunks the steps carry at high concurrency;
+# - request_overhead_ms: per request outside the engine steps (HTTP, tokenizing, hand-off to the engine).
+REFIT = ("v1_step_overhead_ms", "seq_overhead_us", "kv_bw_eff", "mfu_prefill", "request_overhead_ms")
+DEVICE_FLOOR = 1e-4  # an efficiency a bench may reach against the spec's GPU datasheet (a CPU: about 1e-3)
 REFIT_BOUNDS = {
-    **FITTED,
-    "v1_step_overhead_ms": FITTED["step_overhead_ms"],
-    "request_overhead_ms": (0.0, 1000.0),
-    "seq_overhead_us": (0.0, 2000.0),  # an endpoint's own CPU per sequence: CPU backends pay far more than GPUs
+    **{k: (DEVICE_FLOOR, hi) for k, (lo, hi) in FITTED.items()},
+    "v1_step_overhead_ms": (0.0, 1000.0),
+    "request_overhead_ms": (0.0, 10_000.0),
+    "seq_overhead_us": (0.0, 100_000.0),  # an endpoint's own CPU per sequence: CPU backends pay far more than GPUs
 }
+# Weight of the prior that holds each parameter at the published-data fit, per unit of its logit: it
+# decides only what the bench cannot (a direction no measurement moves); a whole unit costs as much as
+# a 1% error on a single measurement.
+PRIOR_WEIGHT = 0.01
+METRICS = ("tok/s", "TPOT", "TTFT", "e2e")
+
+
+@dataclass(frozen=True)
+class PointFit:
+    """One bench point: measured and projected tok/s, TPOT (ms), TTFT (ms), mean e2e (s)."""
+
+    concurrency: int
+    input_tokens: int
+    output_tokens: int
+    merged: bool
+    measured: dict[str, float | None]
+    projected: dict[str, float]
+
+    def error(self, metric: str) -> float | None:
+        """projected / measured - 1, or None when the bench did not measure it."""
+        meas = self.measured.get(metric)
+        return self.projected[metric] / meas - 1 if meas and meas > 0 else None
+
+    def fitted(self) -> tuple[str, ...]:
+        """The metrics the refit fits on this point (TTFT and TPOT split a merged stream by delivery)."""
+        return ("tok/s", "e2e") if self.merged else ("tok/s", "TPOT", "TTFT")
+
+
+def modelled(fit, params: Params, pt: BenchPoint) -> dict[str, float]:
+    """The model's tok/s, TPOT (ms), TTFT (ms) and mean latency (s) for a bench point: the bench's own
+    closed loop replayed (simulate_bench_point) when the point says how many requests it ran, else
+    the steady state of costing.projection.project."""
+    if pt.requests:
+        run = simulate_bench_point(fit, params, pt.input_tokens, pt.output_tokens, pt.concurrency, pt.requests)
+        return {"tok/s": run.output_tokens_per_s, "TPOT": run.tpot_ms, "TTFT": run.ttft_ms, "e2e": run.e2e_latency_s}
+    from costing.projection import project
+
+    pr = project(fit, pt.input_tokens, pt.output_tokens, pt.concurrency, params)
+    return {"tok/s": pr.output_tokens_per_s, "TPOT": pr.tpot_ms, "TTFT": pr.ttft_ms, "e2e": pr.e2e_latency_s}
+
+
+def point_fits(points: Sequence[BenchPoint], fit, params: Params) -> list[PointFit]:
+    return [
+        PointFit(
+            pt.concurrency,
+            pt.input_tokens,
+            pt.output_tokens,
+            pt.merged,
+            {"tok/s": pt.output_tokens_per_s, "TPOT": pt.tpot_ms, "TTFT": pt.ttft_ms, "e2e": pt.e2e_mean_s},
+            modelled(fit, params, pt),
+        )
+        for pt in points
+    ]
+
+
+def error_summary(rows: Sequence[PointFit]) -> dict[str, dict[str, float | int]]:
+    """Per metric: the points that measured it, the median and the largest |error| in percent."""
+    out: dict[str, dict[str, float | int]] = {}
+    for m in METRICS:
+        errs = [abs(e) for e in (r.error(m) for r in rows) if e is not None]
+        if errs:
+            out[m] = {
+                "points": len(errs),
+                "median_abs_pct": round(100 * statistics.median(errs), 2),
+                "max_abs_pct": round(100 * max(errs), 2),
+            }
+    return out
+
+
+def describe_errors(
+    summary: dict[str, Any], points: int, merged: int, at_bound: Sequence[str] = (), replayed: bool = True
+) -> str:
+    """One line for the review: how close the refit projection is to the bench's points."""
+    parts = [
+        f"{m} {s['median_abs_pct']:.1f}% (worst {s['max_abs_pct']:.1f}%)" for m, s in summary.items() if s.get("points")
+    ]
+    how = "replaying the bench's closed loop, the refit" if replayed else "the refit projection"
+    line = f"{how} is within median |error| on {points} measured points: " + ", ".join(parts)
+    if merged:
+        line += (
+            f"; {merged} of {points} points streamed merged tokens (the server's API process behind its engine): "
+            "their TTFT and TPOT measure delivery, so the refit fits their end-to-end latency"
+        )
+    if at_bound:
+        line += (
+            f"; {', '.join(at_bound)} at the bound of its range: the measured endpoint is beyond what this "
+            "model on this GPU can be (is the bench of this deployment?)"
+        )
+    return line
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    """Gaussian elimination with partial pivoting (the n x n normal equations, n <= 6)."""
+    n = len(b)
+    m = [[*row, b[i]] for i, row in enumerate(a)]
+    for col in range(n):
+        piv = max(range(col, n), key=lambda r: abs(m[r][col]))
+        if abs(m[piv][col]) < 1e-300:
+            continue
+        m[col], m[piv] = m[piv], m[col]
+        for r in range(col + 1, n):
+            f = m[r][col] / m[col][col]
+            for k in range(col, n + 1):
+                m[r][k] -= f * m[col][k]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        if abs(m[r][r]) < 1e-300:
+            continue
+        x[r] = (m[r][n] - sum(m[r][k] * x[k] for k in range(r + 1, n))) / m[r][r]
+    return x
+
+
+def least_squares(
+    residuals: Callable[[list[float]], list[float]], x0: Sequence[float], max_iter: int = 200
+) -> tuple[list[float], float]:
+    """Levenberg-Marquardt (Marquardt's diagonal scaling, forward-difference Jacobian): the x that
+    minimises sum(residuals(x)^2), and that sum. Unbounded: bounds come from the caller's transform."""
+    x = list(x0)
+    r = residuals(x)
+    cost = sum(v * v for v in r)
+    mu, h, stalls = 1e-3, 1e-6, 0
+    for _ in range(max_iter):
+        cols = []
+        for j in range(len(x)):
+            xj = x[:]
+            xj[j] += h
+            cols.append([(a - b) / h for a, b in zip(residuals(xj), r, strict=True)])
+        jtj = [[sum(a * b for a, b in zip(ci, cj, strict=True)) for cj in cols] for ci in cols]
+        grad = [sum(a * b for a, b in zip(ci, r, strict=True)) for ci in cols]
+        if max(abs(g) for g in grad) < 1e-12:
+            break
+        while True:
+            damped = [
+                [v + (mu * max(row[i], 1e-12) if i == k else 0.0) for k, v in enumerate(row)]
+                for i, row in enumerate(jtj)
+            ]
+            step = _solve(damped, [-g for g in grad])
+            cand = [a + b for a, b in zip(x, step, strict=True)]
+            rc = residuals(cand)
+            cc = sum(v * v for v in rc)
+            if cc < cost:
+                stalls = stalls + 1 if cost - cc < 1e-10 * (1 + cost) else 0
+                x, r, cost, mu = cand, rc, cc, max(mu / 3, 1e-12)
+                break
+            mu *= 4
+            if mu > 1e12:  # no step lowers the cost: a minimum (to the finite-difference precision)
+                return x, cost
+        if stalls >= 3:
+            break
+    return x, cost
+
+
+def _to_unit(value: float, lo: float, hi: float) -> float:
+    """The logit of a bounded parameter (values at a bound are moved a thousandth of the range inside)."""
+    span = hi - lo
+    u = min(1 - 1e-3, max(1e-3, (value - lo) / span))
+    return math.log(u / (1 - u))
+
+
+def _from_unit(z: float, lo: float, hi: float) -> float:
+    return lo + (hi - lo) / (1 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+SLOWER = ("bw_eff", "mfu_decode", "kv_bw_eff")  # efficiencies of a decode step: divided by its slowdown
+LONGER = ("v1_step_overhead_ms", "seq_overhead_us")  # times of a decode step: multiplied by it
+
+
+def _device_start(points: Sequence[BenchPoint], fit, base: Params, names: tuple[str, ...]) -> dict[str, float] | None:
+    """A second starting point for the least squares: the published fit slowed (or sped up) uniformly to
+    the bench's lightest-load point, decode step and prefill apart. A bench of a device far from the
+    spec's GPU (a CPU) starts near its own scale instead of in the published fit's basin."""
+    pt = min(points, key=lambda q: q.concurrency)
+    pr = modelled(fit, base, pt)
+    if pt.merged or not (pt.tpot_ms and pt.ttft_ms):
+        if not pt.e2e_mean_s:
+            return None
+        k_step = k_pre = pt.e2e_mean_s / pr["e2e"]
+    else:
+        k_step, k_pre = pt.tpot_ms / pr["TPOT"], pt.ttft_ms / pr["TTFT"]
+    out = {}
+    for n in names:
+        v = getattr(base, n)
+        v = v / k_step if n in SLOWER else v * k_step if n in LONGER else v
+        v = v / k_pre if n == "mfu_prefill" else v
+        lo, hi = REFIT_BOUNDS[n]
+        out[n] = min(hi, max(lo, v))
+    return out
 
 
 def refit_from_bench(
-    bench: dict[str, Any], fit, params: Params | None = None, names: tuple[str, ...] = REFIT
+    bench: dict[str, Any] | list[Any], fit, params: Params | None = None, names: tuple[str, ...] = REFIT
 ) -> Params:
-    """Refit the parameters a single-endpoint sweep can identify (memory efficiency, per-step and
-    per-sequence overhead from TPOT and tok/s; prefill MFU from TTFT; tails come from the model)
-    by a bounded coordinate search on log errors. Pure Python: runs without scipy."""
-    from costing.projection import project
+    """Refit `names` to the bench's points (see the module docstring): least squares on the log errors
+    of tok/s, TPOT and TTFT (end-to-end latency on merged-stream points), each parameter inside its
+    bound, plus the weak prior toward `params` (default: the shipped fit). The result's provenance
+    holds the per-metric error on the bench's points."""
+    from costing.errors import UserError
 
     base = params or load_params()
     points = bench_points(bench)
     if not points:
-        from costing.errors import UserError
-
         raise UserError(
             "the bench JSON has no usable points (concurrency, input and output tokens)",
             "pass the JSON written by `selfhost bench`",
         )
+    names = tuple(n for n in names if hasattr(base, n))
+    bounds = [REFIT_BOUNDS[n] for n in names]
+    z0 = [_to_unit(getattr(base, n), lo, hi) for n, (lo, hi) in zip(names, bounds, strict=True)]
 
-    def loss(p: Params) -> float:
-        total = 0.0
-        for pt in points:
-            pr = project(fit, pt.input_tokens, pt.output_tokens, pt.concurrency, p)
-            for meas, proj in (
-                (pt.output_tokens_per_s, pr.output_tokens_per_s),
-                (pt.tpot_ms, pr.tpot_ms),
-                (pt.ttft_ms, pr.ttft_ms),
-            ):
-                if meas and meas > 0:
-                    total += math.log(proj / meas) ** 2
-        return total
+    def at(z: Sequence[float]) -> Params:
+        values = {n: _from_unit(v, lo, hi) for n, v, (lo, hi) in zip(names, z, bounds, strict=True)}
+        return replace(base, **cast(dict[str, Any], values))
 
-    cur, best = base, loss(base)
-    step = 0.5
-    for _ in range(40):
-        improved = False
-        for n in names:
-            lo, hi = REFIT_BOUNDS[n]
-            for factor in (1 + step, 1 / (1 + step)):
-                v = getattr(cur, n) * factor if getattr(cur, n) > 0 else (hi - lo) * 0.01 * factor
-                cand = replace(cur, **cast(dict[str, Any], {n: min(hi, max(lo, v))}))
-                val = loss(cand)
-                if val < best - 1e-12:
-                    cur, best, improved = cand, val, True
-        if not improved:
-            step /= 2
-            if step < 0.01:
-                break
-    source = f"refit from bench ({len(points)} points)"
-    values = {n: round(getattr(cur, n), 5) for n in names}
-    out = base.with_values(source=source, **values)
+    measured = [
+        [(m, v) for m, v in row.measured.items() if m in row.fitted() and v and v > 0]
+        for row in point_fits(points, fit, base)
+    ]
+    if not any(measured):
+        raise UserError(
+            "the bench JSON's points measured no tok/s, TPOT, TTFT or latency",
+            "pass the JSON written by `selfhost bench` (points with completed requests)",
+        )
+
+    def residuals(z: list[float]) -> list[float]:
+        p = at(z)
+        out = []
+        for pt, meas in zip(points, measured, strict=True):
+            proj = modelled(fit, p, pt)
+            out += [math.log(max(proj[m], 1e-12) / v) for m, v in meas]
+        return out + [PRIOR_WEIGHT * (a - b) for a, b in zip(z, z0, strict=True)]
+
+    starts = [z0]
+    scaled = _device_start(points, fit, base, names)
+    if scaled is not None:
+        starts.append([_to_unit(scaled[n], lo, hi) for n, (lo, hi) in zip(names, bounds, strict=True)])
+    z, loss = min((least_squares(residuals, s) for s in starts), key=lambda zl: zl[1])
+    fitted = at(z)
+    values = {n: float(f"{getattr(fitted, n):.6g}") for n in names}
+    out = base.with_values(source=f"refit from bench ({len(points)} points)", **values)
+    rows = point_fits(points, fit, out)
+    summary = error_summary(rows)
+    merged = sum(r.merged for r in rows)
+    # at the end of a range where that means "beyond this hardware": an efficiency or a time at its top,
+    # or no step time left beside the weight reads (a per-request or per-sequence time of 0 is fine)
+    at_bound = [
+        n
+        for n, (lo, hi) in zip(names, bounds, strict=True)
+        if getattr(fitted, n) >= hi - 0.0025 * (hi - lo)
+        or (n == "v1_step_overhead_ms" and fitted.v1_step_overhead_ms < 0.01)
+    ]
     return replace(
         out,
         provenance={
             **base.provenance,
             "refit": {
                 "points": len(points),
-                "loss": best,
+                "loss": loss,
                 "model": bench.get("model") if isinstance(bench, dict) else None,
+                "fitted": list(names),
+                "merged_points": merged,
+                "errors": summary,
+                "at_bound": at_bound,
+                "summary": describe_errors(summary, len(points), merged, at_bound, any(p.requests for p in points)),
             },
         },
     )

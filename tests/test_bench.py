@@ -14,7 +14,7 @@ import pytest
 from fake_vllm_server import free_port
 
 from costing.bench_refit import bench_points
-from selfhost.check.bench import BenchConfig, point_metrics, run_point, run_sweep
+from selfhost.check.bench import BenchConfig, point_metrics, point_rng, prompt_ids, run_point, run_sweep
 from selfhost.check.bench_math import Slo
 from tests.conftest import stand_in_server
 
@@ -223,3 +223,14 @@ def test_cli_bad_flags_are_one_line_errors_before_any_request(url, args, words):
     p = _cli("bench", url, "--api-key", KEY, "--model", "tiny", "--input-tokens", "8", "--output-tokens", "8", *args)
     assert p.returncode == 2
     assert p.stderr.startswith("error:") and words in p.stderr and "Traceback" not in p.stderr
+
+
+def test_no_two_points_of_a_sweep_send_the_same_prompts():
+    """vLLM's prefix cache (on by default in the kit) would skip the prefill of a prompt an earlier point
+    sent: each point (and each prompt length) draws its own prompts, reproducibly."""
+    c = cfg("http://127.0.0.1:1")
+    first = [prompt_ids(point_rng(c, conc, None), 20) for conc in (1, 2, 4)]
+    assert len({tuple(p) for p in first}) == 3
+    assert prompt_ids(point_rng(c, 2, None), 20) == first[1]  # the same point again: the same prompts
+    longer = cfg("http://127.0.0.1:1", input_tokens=40)
+    assert prompt_ids(point_rng(longer, 1, None), 40)[:20] != first[0]

@@ -208,6 +208,13 @@ class PointRun:
     client_cpu_s: float
 
 
+def point_rng(cfg: BenchConfig, concurrency: int | None, request_rate: float | None) -> random.Random:
+    """The prompts' random source of one point: seeded by the run's seed, prompt length and the point, so
+    a sweep's points (and runs of other lengths on the same server) never repeat a prompt the server's
+    prefix cache already holds, which would skip their prefill and shorten their TTFT."""
+    return random.Random(f"{cfg.seed}:{cfg.input_tokens}:{concurrency}:{request_rate}")
+
+
 async def run_point(
     cfg: BenchConfig,
     *,
@@ -217,7 +224,7 @@ async def run_point(
 ) -> PointRun:
     """num_prompts requests at a fixed concurrency, or with Poisson arrivals at request_rate/s
     (concurrency then caps the requests in flight when given)."""
-    rng = random.Random(cfg.seed)
+    rng = point_rng(cfg, concurrency, request_rate)
     base = cfg.url.rstrip("/")
     hdrs = headers(cfg.api_key)
     n = prompts_for(cfg, concurrency)

@@ -44,7 +44,8 @@ def _load_calibration(path: Path | None, fit):
     except json.JSONDecodeError as err:
         raise UserError(f"calibration file '{path}' is not JSON ({err.msg})", "pass a `selfhost bench` JSON") from None
     params = refit_from_bench(bench, fit)
-    return params, f"refit from measured bench {path.name} ({getattr(params, 'source', 'bench')})"
+    summary = params.provenance.get("refit", {}).get("summary")  # the refit's error on the bench's own points
+    return params, f"refit from measured bench {path.name} ({params.source})" + (f"; {summary}" if summary else "")
 
 
 def register(app: typer.Typer) -> None:
