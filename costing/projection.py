@@ -7,9 +7,11 @@ Physics first, then a few named efficiency parameters fitted on published measur
   time (the weights at `bw_eff` and the batch's KV cache at `kv_bw_eff` of the datasheet bandwidth)
   and compute time (2 x params FLOPs per token + attention, at `mfu_decode` / `mfu_prefill` of the
   dense TFLOPS; weight-only kernels reach `weight_only_mfu` of that) overlap by the fitted `overlap`
-  (longer + (1 - overlap) x shorter); plus tensor-parallel all-reduces (`allreduce_latency_us`,
-  `allreduce_bw_eff`) and CPU time outside the GPU growing with the batch (`v1_step_overhead_ms` +
-  `seq_overhead_us` per sequence: scheduler, sampling, detokenization);
+  (longer + (1 - overlap) x shorter); plus tensor-parallel all-reduces (`allreduce_latency_us` and
+  `allreduce_hop_us` per GPU beyond two, `allreduce_bw_eff`) and CPU time outside the GPU growing with
+  the batch (`v1_step_overhead_ms` + `seq_overhead_us` per sequence: scheduler, sampling,
+  detokenization); TensorRT-LLM: its kernels `trtllm_speedup` faster, its C++ executor's own
+  `trtllm_step_overhead_ms` + `trtllm_seq_overhead_us` per sequence instead of vLLM's Python time;
 - pipeline parallel: a token crosses every stage in turn (the sum of the stage times plus an
   inter-node hop, `internode_latency_us` / `internode_gbs`), while the stages work on different
   micro-batches: more nodes never shorten one stream's TPOT, they raise throughput;
@@ -158,18 +160,24 @@ def step_parts(
     stage_comm = 0.0
     if tp > 1:  # two all-reduces per layer of the activations of every token in the micro-batch
         ring = 2 * (tp - 1) / tp * (b + pf) * hw.hidden * 2
-        per = p.allreduce_latency_us * 1e-6 + ring / (hw.interconnect * p.allreduce_bw_eff)
+        # latency: a fixed part and one hop per GPU beyond the second (a ring or one-shot all-reduce reaches
+        # every peer), so tensor parallel costs more per step the wider it is, whatever the model's size
+        latency = (p.allreduce_latency_us + (tp - 2) * p.allreduce_hop_us) * 1e-6
+        per = latency + ring / (hw.interconnect * p.allreduce_bw_eff)
         stage_comm = 2 * (hw.layers / pp) * per
     hop = 0.0
     if pp > 1:  # the micro-batch's hidden states go to the next node
         hop = p.internode_latency_us * 1e-6 + (b + pf) * hw.hidden * 2 / (p.internode_gbs * 1e9)
     gpu = pp * stage_gpu
     comm = pp * stage_comm + (pp - 1) * hop
-    step_ms = p.v1_step_overhead_ms if engine == "vllm" else p.step_overhead_ms
-    cpu = step_ms * 1e-3 + p.seq_overhead_us * 1e-6 * (batch + prefill_tokens / max(prefill_len, 1.0))
+    seqs = batch + prefill_tokens / max(prefill_len, 1.0)
+    if engine == "trtllm":  # its kernels are faster by trtllm_speedup; its C++ executor has its own overheads
+        gpu, comm = gpu / p.trtllm_speedup, comm / p.trtllm_speedup
+        cpu = p.trtllm_step_overhead_ms * 1e-3 + p.trtllm_seq_overhead_us * 1e-6 * seqs
+    else:
+        step_ms = p.v1_step_overhead_ms if engine == "vllm" else p.step_overhead_ms
+        cpu = step_ms * 1e-3 + p.seq_overhead_us * 1e-6 * seqs
     total = gpu + comm + cpu
-    if engine == "trtllm":
-        total /= p.trtllm_speedup
     return StepParts(gpu, comm, cpu, total)
 
 

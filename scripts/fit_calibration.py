@@ -42,15 +42,17 @@ def main() -> None:
         "csv": str(csv_path.name),
         "csv_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "method": "scipy.optimize.least_squares, soft-L1 loss on log(projected/measured) of output tok/s and "
-        "TPOT; vLLM-family and TensorRT-LLM rows weighted to equal total weight",
+        "method": "scipy.optimize.least_squares, soft-L1 loss on log(projected/measured) of output tok/s, "
+        "TPOT and (at half weight) TTFT; vLLM-family and TensorRT-LLM rows weighted to equal total weight",
         "rows": {k: v for k, v in info.items() if k.startswith("rows")},
         "group_weights": info["group_weights"],
         "median_abs_error": {"output_tokens_per_s": round(tok, 4), "tpot_ms": round(tpot, 4)},
         "row_assumptions": {
             "lambdalabs": "vLLM 0.5.4, 320 ShareGPT prompts at once (~205 in / 204 out, output lengths "
-            "exponential): simulated burst, max_num_seqs 256, gpu_memory_utilization 0.90, no "
-            "chunked prefill (max_num_batched_tokens 2048), multi-GPU = tensor parallel",
+            "exponential): simulated burst, max_num_seqs 256, gpu_memory_utilization 0.90, multi-GPU = "
+            "tensor parallel; the result JSONs at 2k context: no chunked prefill (max_num_batched_tokens 2048); "
+            "the summary table (benchmark_v0.md), run at each setup's longest context (128k; 70B on one GPU 4k): "
+            "vLLM 0.5.4 turns chunked prefill on above 32K context with max_num_batched_tokens 512",
             "a10g_llmperf": "closed loop at the stated concurrency, 550 in / 150 out; tpot column is ITL; "
             "NIM rows projected as vLLM",
             "trtllm_max_load": "steady state at the admissible maximum: batch <= 2048, KV cache at 0.95 of "
