@@ -49,7 +49,7 @@ GPU_NAMES = {  # CSV name -> (catalog name, override or None)
     "A10G-24GB": ("A10G", None),
     # form factor not stated by the source (SXM assumed, the catalog's A100-80GB); see the row's notes
     "A100-80GB": ("A100-80GB", None),
-    "A100-SXM4-40GB": ("A100-40GB", None),
+    "A100-SXM4-40GB": ("A100", None),  # the catalog's A100 is the 40 GB card
     "L4-24GB": ("L4", None),
     "A40-48GB": ("A40", None),
 }
@@ -445,6 +445,7 @@ SOURCE_GROUPS = (  # (substring of the CSV source, the source it belongs to)
     ("NVIDIA A10G", "A10G llmperf README"),
     ("NVIDIA NIM benchmarking", "NIM benchmarking docs"),
     ("sgl-project/sglang benchmark/benchmark_vllm_060", "SGLang vs vLLM 0.6.0 README"),
+    ("_posts/2026-04-22-fp8-kvcache", "vLLM blog FP8 KV cache (0.19.1)"),
 )
 METRICS = ("output_tok_s", "tpot_ms", "ttft_ms", "e2e_s")
 
