@@ -447,6 +447,7 @@ SOURCE_GROUPS = (  # (substring of the CSV source, the source it belongs to)
     ("sgl-project/sglang benchmark/benchmark_vllm_060", "SGLang vs vLLM 0.6.0 README"),
     ("_posts/2026-04-22-fp8-kvcache", "vLLM blog FP8 KV cache (0.19.1)"),
     ("johnmusgrave.com/p/vllm-throughput-latency-sweep", "A100-40GB sweep blog (0.23.0)"),
+    ("arc53/llm-price-compass", "llm-price-compass L4 (community)"),
 )
 METRICS = ("output_tok_s", "tpot_ms", "ttft_ms", "e2e_s")
 
