@@ -54,6 +54,11 @@ GPU_NAMES = {  # CSV name -> (catalog name, override or None)
     "H100-80GB": ("H100", None),
     "L40S-48GB": ("L40S", None),
     "A10G-24GB": ("A10G", None),
+    # form factor not stated by the source (SXM assumed, the catalog's A100-80GB); see the row's notes
+    "A100-80GB": ("A100-80GB", None),
+    "A100-SXM4-40GB": ("A100", None),  # the catalog's A100 is the 40 GB card
+    "L4-24GB": ("L4", None),
+    "A40-48GB": ("A40", None),
 }
 
 
@@ -82,6 +87,7 @@ class Row:
     gpu_override: dict[str, Any] | None = None
     fit_weight: float = 1.0  # 0 = shown in the accuracy report, left out of the fit
     note: str = ""
+    request_rate: float | None = None  # open-loop Poisson arrivals (requests/s) when no concurrency is stated
 
     def label(self) -> str:
         return f"{self.gpus}x {self.gpu_raw} {self.model} {self.precision} {self.engine}"
@@ -105,6 +111,9 @@ def map_engine(name: str) -> str:
         return "trtllm"  # NIM containers that name their TensorRT-LLM profile are TensorRT-LLM
     if low.startswith("nim"):
         return "vllm-v0"  # NIM rows: same source measured within 3% of vLLM 0.4.3 at concurrency 1-16
+    m = re.search(r"vllm\s*v?(\d+)\.(\d+)", low)
+    if m and (int(m.group(1)), int(m.group(2))) >= (0, 8):
+        return "vllm"  # vLLM 0.8 and later: the V1 engine (the default from 0.8.0)
     # every vLLM row in the CSV is vLLM 0.4/0.5 (the V0 engine): its per-step overhead is fitted apart
     # from the V1 engine's that the kit deploys (Params.v1_step_overhead_ms)
     return "trtllm" if "tensorrt" in low else "vllm-v0"
@@ -133,10 +142,12 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
             elif conc_text.isdigit():
                 conc = int(conc_text)
             i, o = _num(r["input_tokens"]), _num(r["output_tokens"])
+            rate = _num(r.get("request_rate") or "")
+            rate = rate if rate is not None and 0 < rate < math.inf and not conc_text else None
             weight, note = 1.0, ""
             if burst:
                 i, o = i or SHAREGPT_IN, o or SHAREGPT_OUT
-            if not conc_text:
+            if not conc_text and rate is None:
                 weight, note = 0.0, "batch size not stated (user report): projected at max load, left out of the fit"
             tpot_kind = None
             if _num(r["tpot_ms"]) is not None:
@@ -171,6 +182,7 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                     gpu_override=override,
                     fit_weight=weight,
                     note=note,
+                    request_rate=rate,
                 )
             )
     return rows
@@ -190,14 +202,17 @@ def fit_for_row(row: Row):
     from costing.fit import FitRequest, fit_check
 
     trt = row.engine == "trtllm"
+    v1 = row.engine == "vllm"  # vLLM >= 0.8: the V1 engine's own defaults (costing.fit applies them)
     req = FitRequest(
         model=row.model,
         precision=row.precision,
         gpu=row.gpu,
         gpus=row.gpus,
         gpu_memory_utilization=TRTLLM_MEMORY_FRACTION if trt else 0.90,
-        max_num_seqs=VLLM_054_MAX_NUM_SEQS,
-        max_num_batched_tokens=TRTLLM_BATCHED_TOKENS
+        max_num_seqs=None if v1 else VLLM_054_MAX_NUM_SEQS,
+        max_num_batched_tokens=None
+        if v1
+        else TRTLLM_BATCHED_TOKENS
         if trt
         else (
             VLLM_054_CHUNKED_TOKENS
@@ -346,6 +361,25 @@ def simulate_burst(fit, params, n: int, input_tokens: int, mean_output: int, eng
     return _burst_result(outs, ttft, finish, t, slots)
 
 
+def poisson_concurrency(fit, params: Params, i: int, o: int, rate: float, engine: str) -> int:
+    """Requests in flight under open-loop arrivals at `rate` requests/s (Little's law): the smallest
+    concurrency c whose projected end-to-end latency W(c) satisfies rate x W(c) <= c, at most the
+    admissible maximum (past it the queue grows without bound and the engine runs full)."""
+    from costing.projection import admissible, project
+
+    cap = max(1, admissible(fit, i, o, engine))
+    lo, hi = 1, cap
+    if rate * project(fit, i, o, hi, params, engine=engine).e2e_latency_s > hi:
+        return cap
+    while lo < hi:  # rate x W(c) - c falls as c rises (W grows slower than c below the cap)
+        mid = (lo + hi) // 2
+        if rate * project(fit, i, o, mid, params, engine=engine).e2e_latency_s <= mid:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def predict(row: Row, fit, params: Params) -> Predicted:
     from costing.projection import admissible, project
 
@@ -353,6 +387,12 @@ def predict(row: Row, fit, params: Params) -> Predicted:
         return simulate_burst_chunked(fit, params, row.burst, row.input_tokens, row.output_tokens, row.engine)
     if row.burst:
         return simulate_burst(fit, params, row.burst, row.input_tokens, row.output_tokens, row.engine)
+    if row.request_rate and not row.concurrency:
+        i, o = row.input_tokens, row.output_tokens
+        conc = poisson_concurrency(fit, params, i, o, row.request_rate, row.engine)
+        pr = project(fit, i, o, conc, params, engine=row.engine)
+        tok_s = min(pr.output_tokens_per_s, row.request_rate * o)  # open loop: throughput = arrivals
+        return Predicted(tok_s, pr.tpot_ms, pr.ttft_ms, pr.e2e_latency_s, float(conc))
     conc = row.concurrency or max(1, admissible(fit, row.input_tokens, row.output_tokens, row.engine))
     pr = project(fit, row.input_tokens, row.output_tokens, conc, params, engine=row.engine)
     # llmperf's per-request ITL is the sum of the gaps after the first token over all output tokens
@@ -397,7 +437,7 @@ def group_weights(rows: Iterable[Row]) -> dict[str, float]:
     """Per-row weight so vLLM-family rows (the engine the kit deploys) and TensorRT-LLM vendor tables
     count equally in the fit, however many rows each has."""
     rows = list(rows)
-    counts = {e: sum(1 for r in rows if r.engine == e and r.fit_weight) for e in ("vllm-v0", "trtllm")}
+    counts = {e: sum(1 for r in rows if r.engine == e and r.fit_weight) for e in ("vllm-v0", "trtllm", "vllm")}
     top = max(counts.values()) or 1
     return {e: math.sqrt(top / c) if c else 0.0 for e, c in counts.items()}
 
@@ -484,6 +524,10 @@ SOURCE_GROUPS = (  # (substring of the CSV source, the source it belongs to)
     ("LambdaLabsML", "LambdaLabs vllm-benchmark"),
     ("NVIDIA A10G", "A10G llmperf README"),
     ("NVIDIA NIM benchmarking", "NIM benchmarking docs"),
+    ("sgl-project/sglang benchmark/benchmark_vllm_060", "SGLang vs vLLM 0.6.0 README"),
+    ("_posts/2026-04-22-fp8-kvcache", "vLLM blog FP8 KV cache (0.19.1)"),
+    ("johnmusgrave.com/p/vllm-throughput-latency-sweep", "A100-40GB sweep blog (0.23.0)"),
+    ("arc53/llm-price-compass", "llm-price-compass L4 (community)"),
 )
 METRICS = ("output_tok_s", "tpot_ms", "ttft_ms", "e2e_s")
 
