@@ -24,7 +24,12 @@ FITTED = {
     "mfu_decode": (0.05, 1.0),  # idem, decode GEMMs (the datasheet peak is the ceiling)
     "weight_only_mfu": (0.1, 1.0),  # dequantizing kernels never beat the 16-bit peak they run at
     "step_overhead_ms": (0.0, 40.0),  # vLLM 0.4/0.5 per-step Python time: ms, not tens of ms, on a server CPU
+    "v1_step_overhead_ms": (0.0, 10.0),  # vLLM V1's engine-core loop: a few ms at most on a server CPU
     "seq_overhead_us": (0.0, 200.0),  # per sequence per step (sampling, detokenizing, streaming): 0.2 ms at most
+    "v0_seq_overhead_us": (0.0, 300.0),  # V0 streams every token from the engine's own Python process
+    # vLLM 0.6 multi-step scheduling (N = 10 steps a run): at best the whole CPU time is spread over the N steps
+    # (1/N), at worst none of it (per-token detokenizing and streaming stay per step)
+    "multistep_cpu_share": (0.1, 1.0),
     "allreduce_latency_us": (1.0, 200.0),  # one NCCL/custom all-reduce of a few KB: microseconds to ~0.1 ms
     "allreduce_bw_eff": (0.02, 1.0),  # a share of the link's datasheet bandwidth
     "trtllm_speedup": (0.5, 5.0),  # TensorRT-LLM kernels vs vLLM's on the same GPU: within 2x either way
@@ -49,10 +54,12 @@ class Params:
     weight_only_mfu: float = 0.6  # compute left to dequantizing kernels (FP8-on-Ampere Marlin, AWQ)
     step_overhead_ms: float = 3.0  # vLLM V0 (0.4/0.5, the calibration rows): time per step outside the GPU
     v1_step_overhead_ms: float = 1.6  # vLLM V1 (>= 0.8, what the kit deploys): fixed, see fit_calibration.py
-    seq_overhead_us: float = 20.0  # per sequence per step (sampling, detokenization, bookkeeping)
+    seq_overhead_us: float = 20.0  # vLLM V1: per sequence per step (sampling, detokenization, bookkeeping)
     allreduce_latency_us: float = 10.0  # per tensor-parallel all-reduce (2 per layer per step)
     allreduce_bw_eff: float = 0.7  # fraction of the interconnect bandwidth a ring all-reduce reaches
     trtllm_speedup: float = 1.3  # TensorRT-LLM step time = vLLM step time / this
+    v0_seq_overhead_us: float = 20.0  # vLLM V0 (0.4-0.6): per sequence per step, API server in the same process
+    multistep_cpu_share: float = 1.0  # share of V0's CPU time per step left with multi-step scheduling (vLLM 0.6)
     allreduce_hop_us: float = 0.0  # added to each all-reduce per GPU beyond the second (ring / one-shot peers)
     trtllm_step_overhead_ms: float = 1.0  # TensorRT-LLM executor time per step outside the GPU
     trtllm_seq_overhead_us: float = 5.0  # TensorRT-LLM executor time per sequence per step

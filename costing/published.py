@@ -111,6 +111,8 @@ def map_engine(name: str) -> str:
         return "trtllm"  # NIM containers that name their TensorRT-LLM profile are TensorRT-LLM
     if low.startswith("nim"):
         return "vllm-v0"  # NIM rows: same source measured within 3% of vLLM 0.4.3 at concurrency 1-16
+    if "num-scheduler-steps" in low:
+        return "vllm-v0-multistep"  # vLLM 0.6 with multi-step scheduling (V0 engine, CPU time amortized)
     m = re.search(r"vllm\s*v?(\d+)\.(\d+)", low)
     if m and (int(m.group(1)), int(m.group(2))) >= (0, 8):
         return "vllm"  # vLLM 0.8 and later: the V1 engine (the default from 0.8.0)
@@ -438,8 +440,11 @@ def group_weights(rows: Iterable[Row]) -> dict[str, float]:
     count equally in the fit, however many rows each has."""
     rows = list(rows)
     counts = {e: sum(1 for r in rows if r.engine == e and r.fit_weight) for e in ("vllm-v0", "trtllm", "vllm")}
+    counts["vllm-v0"] += sum(1 for r in rows if r.engine == "vllm-v0-multistep" and r.fit_weight)
     top = max(counts.values()) or 1
-    return {e: math.sqrt(top / c) if c else 0.0 for e, c in counts.items()}
+    out = {e: math.sqrt(top / c) if c else 0.0 for e, c in counts.items()}
+    out["vllm-v0-multistep"] = out["vllm-v0"]  # the V0 engine with multi-step scheduling: one group
+    return out
 
 
 def fit_params(
@@ -540,9 +545,14 @@ def source_group(row: Row) -> str:
     return row.source.split(" (")[0][:60]
 
 
-def regime(row: Row, fit) -> str:
+def regime(row: Row, fit, in_flight: float | None = None) -> str:
     """light: a few requests in flight; saturated: the engine's admissible maximum (or a burst or client
-    count at or above it); moderate: in between."""
+    count at or above it); moderate: in between. Open-loop rows (a request rate) are classed by the
+    requests in flight the projection finds for them (`in_flight`, Little's law)."""
+    if row.request_rate and not row.concurrency and not row.burst and in_flight:
+        n = max(1, round(in_flight))
+        cap = fit.max_concurrent_seqs(row.input_tokens + row.output_tokens) if fit is not None else 256
+        return "light" if n <= 4 else "saturated" if n >= min(cap, 64) else "moderate"
     if row.concurrency is None and not row.burst:
         return "saturated"
     n = row.burst or row.concurrency or 1
@@ -576,5 +586,6 @@ def cross_validate(path: str | Path = DEFAULT_CSV, start: Params | None = None) 
             if fit is not None:
                 rec["pred"] = predict(row, fit, params)
                 rec["errors"] = _errors_of(row, rec["pred"])
+                rec["regime"] = regime(row, fit, rec["pred"].concurrency)
             out.append(rec)
     return out

@@ -22,6 +22,7 @@ from costing.published import (
     read_rows,
     sharegpt_output_lengths,
     simulate_burst,
+    simulate_burst_chunked,
 )
 
 
@@ -138,9 +139,32 @@ def test_burst_throughput_is_below_the_full_batch_steady_state():
     assert light.output_tok_s < burst.output_tok_s and light.tpot_ms < burst.tpot_ms
 
 
+def test_long_context_summary_rows_run_chunked_prefill_and_the_first_prompts_answer_early():
+    """LambdaLabs' summary table ran Llama 3.1 at its longest context: vLLM 0.5.4 chunks prefills (512 tokens a
+    step, decodes first), so the first requests answer after one step instead of after every prompt's prefill."""
+    from costing.published import VLLM_054_CHUNKED_TOKENS, long_context_chunked
+
+    rows = read_rows()
+    table = [r for r in rows if r.burst and "benchmark_v0.md" in r.source]
+    assert table and all(long_context_chunked(r) == (not (r.model == "llama-3.1-70b" and r.gpus == 1)) for r in table)
+    chunked = next(r for r in table if r.model == "llama-3.1-8b" and r.gpus == 1 and r.gpu == "A100-80GB")
+    assert fit_for_row(chunked).settings.max_num_batched_tokens == VLLM_054_CHUNKED_TOKENS
+    assert not any(long_context_chunked(r) for r in rows if "benchmark_v0.md" not in r.source)
+    p = load_params()
+    f = fit_check(FitRequest(model="llama-3-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=512))
+    big = fit_check(FitRequest(model="llama-3-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=2048))
+    one_by_one = simulate_burst_chunked(f, p, 320, 205, 204, "vllm-v0")
+    all_first = simulate_burst(big, p, 320, 205, 204)
+    assert one_by_one.output_tok_s > 0 and one_by_one.ttft_ms > 0 and one_by_one.tpot_ms > 0
+    # decodes go first in every step, so they never stall behind prefill-only steps (lower TPOT), while the
+    # prompts enter at most 512 tokens a step (a longer mean wait for the first token)
+    assert one_by_one.tpot_ms < all_first.tpot_ms and one_by_one.ttft_ms > all_first.ttft_ms
+
+
 def test_vllm_08_and_later_rows_run_the_v1_engine():
     assert map_engine("vLLM 0.8.5") == "vllm" and map_engine("vllm v0.10.1 (V1)") == "vllm"
     assert map_engine("vLLM 0.6.0 (V0)") == "vllm-v0" and map_engine("vLLM 0.4.3") == "vllm-v0"
+    assert map_engine("vLLM 0.6.0 (V0, --num-scheduler-steps 10)") == "vllm-v0-multistep"
     assert map_engine("TensorRT-LLM 0.15.0") == "trtllm"
 
 
