@@ -342,10 +342,14 @@ def simulate_burst(fit, params, n: int, input_tokens: int, mean_output: int, eng
     heap: list[tuple[int, int]] = []  # (decode-step count at which the request finishes, request)
     waiting = list(range(n))[::-1]
     ttft, finish = [0.0] * n, [0.0] * n
+    prefill_s: dict[int, float] = {}  # step times by prompts in the step / by running batch: a burst of
+    decode_s: dict[int, float] = {}  # thousands of prompts repeats the same few step shapes
     while waiting or heap:
         if waiting and len(heap) < slots:
             k = min(per_step, slots - len(heap), len(waiting))
-            t += step_time_s(hw, params, 0, ctx, k * input_tokens, input_tokens, engine)
+            if k not in prefill_s:
+                prefill_s[k] = step_time_s(hw, params, 0, ctx, k * input_tokens, input_tokens, engine)
+            t += prefill_s[k]
             for _ in range(k):
                 r = waiting.pop()
                 ttft[r] = t
@@ -355,7 +359,10 @@ def simulate_burst(fit, params, n: int, input_tokens: int, mean_output: int, eng
                     heapq.heappush(heap, (decoded + outs[r] - 1, r))
             continue
         steps = heap[0][0] - decoded
-        t += steps * step_time_s(hw, params, len(heap), ctx, 0, input_tokens, engine)
+        b = len(heap)
+        if b not in decode_s:
+            decode_s[b] = step_time_s(hw, params, b, ctx, 0, input_tokens, engine)
+        t += steps * decode_s[b]
         decoded += steps
         while heap and heap[0][0] == decoded:
             _, r = heapq.heappop(heap)
