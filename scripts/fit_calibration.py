@@ -65,7 +65,8 @@ def main() -> None:
             "the summary table (benchmark_v0.md), run at each setup's longest context (128k; 70B on one GPU 4k): "
             "vLLM 0.5.4 turns chunked prefill on above 32K context with max_num_batched_tokens 512",
             "a10g_llmperf": "closed loop at the stated concurrency, 550 in / 150 out; tpot column is ITL; "
-            "NIM rows projected as vLLM",
+            "NIM rows projected as vLLM; llmperf counted tokens with Llama 2's tokenizer (1/0.85 client tokens "
+            "per Llama 3 token): the server sees 550/1.18 prompt tokens, tok/s and ITL are per client token",
             "trtllm_max_load": "steady state at the admissible maximum: batch <= 2048, KV cache at 0.95 of "
             "memory, FP8 KV cache on FP8 rows, max_num_tokens 8192; A100-PCIe = A100-80GB "
             "with 1,935 GB/s and PCIe Gen4 interconnect",

@@ -161,6 +161,26 @@ def test_long_context_summary_rows_run_chunked_prefill_and_the_first_prompts_ans
     assert one_by_one.tpot_ms < all_first.tpot_ms and one_by_one.ttft_ms > all_first.ttft_ms
 
 
+def test_llmperf_rows_are_predicted_in_the_clients_llama2_token_counts():
+    """llmperf counted tokens with Llama 2's tokenizer: the server sees fewer prompt tokens than the row states,
+    and the row's tok/s and ITL are per client-counted token; no other source is converted."""
+    from costing.published import LLMPERF_TOKEN_RATIO, client_token_ratio, predict
+
+    rows = read_rows()
+    a10g = [r for r in rows if r.gpu == "A10G"]
+    assert a10g and all(client_token_ratio(r) == LLMPERF_TOKEN_RATIO for r in a10g)
+    assert all(client_token_ratio(r) == 1.0 for r in rows if r.gpu != "A10G")
+    row = next(r for r in a10g if r.concurrency == 4)
+    p = load_params()
+    f = fit_for_row(row)
+    served = project(f, round(550 / LLMPERF_TOKEN_RATIO), 150, 4, p, engine=row.engine)
+    pred = predict(row, f, p)
+    assert pred.output_tok_s == pytest.approx(served.output_tokens_per_s * LLMPERF_TOKEN_RATIO)
+    assert pred.tpot_ms == pytest.approx(served.tpot_ms * 149 / 150 / LLMPERF_TOKEN_RATIO)
+    assert pred.ttft_ms == pytest.approx(served.ttft_ms)
+    assert pred.ttft_ms < project(f, 550, 150, 4, p, engine=row.engine).ttft_ms  # a shorter prompt served
+
+
 def test_vllm_08_and_later_rows_run_the_v1_engine():
     assert map_engine("vLLM 0.8.5") == "vllm" and map_engine("vllm v0.10.1 (V1)") == "vllm"
     assert map_engine("vLLM 0.6.0 (V0)") == "vllm-v0" and map_engine("vLLM 0.4.3") == "vllm-v0"
