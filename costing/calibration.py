@@ -23,7 +23,7 @@ FITTED = {
     "mfu_prefill": (0.1, 1.0),  # a share of the datasheet's dense peak: at most all of it
     "mfu_decode": (0.05, 1.0),  # idem, decode GEMMs (the datasheet peak is the ceiling)
     "weight_only_mfu": (0.1, 1.0),  # dequantizing kernels never beat the 16-bit peak they run at
-    "step_overhead_ms": (0.0, 40.0),  # vLLM 0.4/0.5 per-step Python time: ms, not tens of ms, on a server CPU
+    "step_overhead_ms": (0.0, 40.0),  # vLLM 0.4-0.6 (V0) per-step Python time: ms, not tens of ms, on a server CPU
     "v1_step_overhead_ms": (0.0, 10.0),  # vLLM V1's engine-core loop: a few ms at most on a server CPU
     "seq_overhead_us": (0.0, 200.0),  # per sequence per step (sampling, detokenizing, streaming): 0.2 ms at most
     "v0_seq_overhead_us": (0.0, 300.0),  # V0 streams every token from the engine's own Python process
@@ -32,7 +32,7 @@ FITTED = {
     "multistep_cpu_share": (0.1, 1.0),
     "allreduce_latency_us": (1.0, 200.0),  # one NCCL/custom all-reduce of a few KB: microseconds to ~0.1 ms
     "allreduce_bw_eff": (0.02, 1.0),  # a share of the link's datasheet bandwidth
-    "trtllm_speedup": (0.5, 5.0),  # TensorRT-LLM kernels vs vLLM's on the same GPU: within 2x either way
+    "trtllm_speedup": (0.5, 5.0),  # TensorRT-LLM vs vLLM kernels, one GPU: half to 5x (vendor rows pin it)
     # ring / one-shot all-reduce: one more peer per added GPU; NVLink/NVSwitch hops cost ~1-5 us, PCIe more
     "allreduce_hop_us": (0.0, 30.0),
     # TensorRT-LLM's C++ executor: its own time per step and per sequence (not vLLM's Python scheduler); the
