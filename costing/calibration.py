@@ -20,14 +20,25 @@ FITTED = {
     "bw_eff": (0.3, 0.92),  # microbenchmarks reach ~90% of datasheet HBM/GDDR bandwidth
     "kv_bw_eff": (0.2, 0.92),  # paged-attention reads of the KV cache (scattered 16-token blocks)
     "overlap": (0.0, 1.0),  # 0: memory and compute time add; 1: the shorter hides under the longer
-    "mfu_prefill": (0.1, 1.0),
-    "mfu_decode": (0.05, 1.0),
-    "weight_only_mfu": (0.1, 1.0),
-    "step_overhead_ms": (0.0, 40.0),
-    "seq_overhead_us": (0.0, 200.0),
-    "allreduce_latency_us": (1.0, 200.0),
-    "allreduce_bw_eff": (0.02, 1.0),
-    "trtllm_speedup": (0.5, 5.0),
+    "mfu_prefill": (0.1, 1.0),  # a share of the datasheet's dense peak: at most all of it
+    "mfu_decode": (0.05, 1.0),  # idem, decode GEMMs (the datasheet peak is the ceiling)
+    "weight_only_mfu": (0.1, 1.0),  # dequantizing kernels never beat the 16-bit peak they run at
+    "step_overhead_ms": (0.0, 40.0),  # vLLM 0.4-0.6 (V0) per-step Python time: ms, not tens of ms, on a server CPU
+    "v1_step_overhead_ms": (0.0, 10.0),  # vLLM V1's engine-core loop: a few ms at most on a server CPU
+    "seq_overhead_us": (0.0, 200.0),  # per sequence per step (sampling, detokenizing, streaming): 0.2 ms at most
+    "v0_seq_overhead_us": (0.0, 300.0),  # V0 streams every token from the engine's own Python process
+    # vLLM 0.6 multi-step scheduling (N = 10 steps a run): at best the whole CPU time is spread over the N steps
+    # (1/N), at worst none of it (per-token detokenizing and streaming stay per step)
+    "multistep_cpu_share": (0.1, 1.0),
+    "allreduce_latency_us": (1.0, 200.0),  # one NCCL/custom all-reduce of a few KB: microseconds to ~0.1 ms
+    "allreduce_bw_eff": (0.02, 1.0),  # a share of the link's datasheet bandwidth
+    "trtllm_speedup": (0.5, 5.0),  # TensorRT-LLM vs vLLM kernels, one GPU: half to 5x (vendor rows pin it)
+    # ring / one-shot all-reduce: one more peer per added GPU; NVLink/NVSwitch hops cost ~1-5 us, PCIe more
+    "allreduce_hop_us": (0.0, 30.0),
+    # TensorRT-LLM's C++ executor: its own time per step and per sequence (not vLLM's Python scheduler); the
+    # vendor tables run batches of thousands, so tens of microseconds per sequence would already dominate
+    "trtllm_step_overhead_ms": (0.0, 10.0),
+    "trtllm_seq_overhead_us": (0.0, 50.0),
 }
 
 
@@ -43,10 +54,15 @@ class Params:
     weight_only_mfu: float = 0.6  # compute left to dequantizing kernels (FP8-on-Ampere Marlin, AWQ)
     step_overhead_ms: float = 3.0  # vLLM V0 (0.4/0.5, the calibration rows): time per step outside the GPU
     v1_step_overhead_ms: float = 1.6  # vLLM V1 (>= 0.8, what the kit deploys): fixed, see fit_calibration.py
-    seq_overhead_us: float = 20.0  # per sequence per step (sampling, detokenization, bookkeeping)
+    seq_overhead_us: float = 20.0  # vLLM V1: per sequence per step (sampling, detokenization, bookkeeping)
     allreduce_latency_us: float = 10.0  # per tensor-parallel all-reduce (2 per layer per step)
     allreduce_bw_eff: float = 0.7  # fraction of the interconnect bandwidth a ring all-reduce reaches
     trtllm_speedup: float = 1.3  # TensorRT-LLM step time = vLLM step time / this
+    v0_seq_overhead_us: float = 20.0  # vLLM V0 (0.4-0.6): per sequence per step, API server in the same process
+    multistep_cpu_share: float = 1.0  # share of V0's CPU time per step left with multi-step scheduling (vLLM 0.6)
+    allreduce_hop_us: float = 0.0  # added to each all-reduce per GPU beyond the second (ring / one-shot peers)
+    trtllm_step_overhead_ms: float = 1.0  # TensorRT-LLM executor time per step outside the GPU
+    trtllm_seq_overhead_us: float = 5.0  # TensorRT-LLM executor time per sequence per step
     request_overhead_ms: float = 0.0  # per request outside the engine steps (HTTP, tokenizing); bench refit only
     internode_latency_us: float = 50.0  # pipeline-parallel hop between nodes (one way); fixed assumption
     internode_gbs: float = 12.5  # bytes/s between nodes (100 Gbit/s); fixed assumption

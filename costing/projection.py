@@ -7,9 +7,11 @@ Physics first, then a few named efficiency parameters fitted on published measur
   time (the weights at `bw_eff` and the batch's KV cache at `kv_bw_eff` of the datasheet bandwidth)
   and compute time (2 x params FLOPs per token + attention, at `mfu_decode` / `mfu_prefill` of the
   dense TFLOPS; weight-only kernels reach `weight_only_mfu` of that) overlap by the fitted `overlap`
-  (longer + (1 - overlap) x shorter); plus tensor-parallel all-reduces (`allreduce_latency_us`,
-  `allreduce_bw_eff`) and CPU time outside the GPU growing with the batch (`v1_step_overhead_ms` +
-  `seq_overhead_us` per sequence: scheduler, sampling, detokenization);
+  (longer + (1 - overlap) x shorter); plus tensor-parallel all-reduces (`allreduce_latency_us` and
+  `allreduce_hop_us` per GPU beyond two, `allreduce_bw_eff`) and CPU time outside the GPU growing with
+  the batch (`v1_step_overhead_ms` + `seq_overhead_us` per sequence: scheduler, sampling,
+  detokenization); TensorRT-LLM: its kernels `trtllm_speedup` faster, its C++ executor's own
+  `trtllm_step_overhead_ms` + `trtllm_seq_overhead_us` per sequence instead of vLLM's Python time;
 - pipeline parallel: a token crosses every stage in turn (the sum of the stage times plus an
   inter-node hop, `internode_latency_us` / `internode_gbs`), while the stages work on different
   micro-batches: more nodes never shorten one stream's TPOT, they raise throughput;
@@ -39,7 +41,11 @@ from costing.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weigh
 # that are not A100 (H100, H200), 1024 / 16384 at >= 160 GiB, else 256 / 2048; then
 # max_num_seqs = min(max_num_seqs, max_num_batched_tokens). costing.fit applies them.
 MAX_NUM_SEQS_SOURCE = "vLLM 0.32 OpenAI-server default: 1024 on >=70 GiB non-A100 GPUs, else 256 (arg_utils.py)"
-ENGINES = ("vllm", "vllm-v0", "trtllm")  # vllm: the V1 engine the kit deploys; vllm-v0: 0.4/0.5
+# vllm: the V1 engine the kit deploys; vllm-v0: 0.4-0.6; vllm-v0-multistep: 0.6 with --num-scheduler-steps
+ENGINES = ("vllm", "vllm-v0", "vllm-v0-multistep", "trtllm")
+# vLLM 0.6's multi-step scheduling launches N decode steps at once (the published rows use N = 10): a new
+# request waits out the run under way, and V0's CPU time per step shrinks to `multistep_cpu_share` of it
+MULTISTEP_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -158,18 +164,27 @@ def step_parts(
     stage_comm = 0.0
     if tp > 1:  # two all-reduces per layer of the activations of every token in the micro-batch
         ring = 2 * (tp - 1) / tp * (b + pf) * hw.hidden * 2
-        per = p.allreduce_latency_us * 1e-6 + ring / (hw.interconnect * p.allreduce_bw_eff)
+        # latency: a fixed part and one hop per GPU beyond the second (a ring or one-shot all-reduce reaches
+        # every peer), so tensor parallel costs more per step the wider it is, whatever the model's size
+        latency = (p.allreduce_latency_us + (tp - 2) * p.allreduce_hop_us) * 1e-6
+        per = latency + ring / (hw.interconnect * p.allreduce_bw_eff)
         stage_comm = 2 * (hw.layers / pp) * per
     hop = 0.0
     if pp > 1:  # the micro-batch's hidden states go to the next node
         hop = p.internode_latency_us * 1e-6 + (b + pf) * hw.hidden * 2 / (p.internode_gbs * 1e9)
     gpu = pp * stage_gpu
     comm = pp * stage_comm + (pp - 1) * hop
-    step_ms = p.v1_step_overhead_ms if engine == "vllm" else p.step_overhead_ms
-    cpu = step_ms * 1e-3 + p.seq_overhead_us * 1e-6 * (batch + prefill_tokens / max(prefill_len, 1.0))
+    seqs = batch + prefill_tokens / max(prefill_len, 1.0)
+    if engine == "trtllm":  # its kernels are faster by trtllm_speedup; its C++ executor has its own overheads
+        gpu, comm = gpu / p.trtllm_speedup, comm / p.trtllm_speedup
+        cpu = p.trtllm_step_overhead_ms * 1e-3 + p.trtllm_seq_overhead_us * 1e-6 * seqs
+    elif engine == "vllm":
+        cpu = p.v1_step_overhead_ms * 1e-3 + p.seq_overhead_us * 1e-6 * seqs
+    else:  # V0: scheduler, sampling, detokenizing and streaming in the API server's own Python process
+        cpu = p.step_overhead_ms * 1e-3 + p.v0_seq_overhead_us * 1e-6 * seqs
+        if engine == "vllm-v0-multistep":
+            cpu *= p.multistep_cpu_share
     total = gpu + comm + cpu
-    if engine == "trtllm":
-        total /= p.trtllm_speedup
     return StepParts(gpu, comm, cpu, total)
 
 
@@ -188,7 +203,7 @@ def step_time_s(
 
 # Engines that allocate KV blocks as sequences grow and preempt (recompute) when the cache is full;
 # TensorRT-LLM's default scheduler (GUARANTEED_NO_EVICT) reserves a request's full length up front.
-PREEMPTING = ("vllm", "vllm-v0")
+PREEMPTING = ("vllm", "vllm-v0", "vllm-v0-multistep")
 RHO_MAX = 0.9  # highest load on the prefill budget the TTFT tail is taken at
 Z = {50: 0.0, 90: 1.2816, 99: 2.3263}  # standard normal quantiles
 
@@ -334,7 +349,10 @@ def project(
     rho = min(RHO_MAX, load)
     busy = i / st.chunk_budget * st.t_mix  # the budget one prompt takes: the queue's service time
     random_wait = rho / (2 * (1 - rho)) * busy if c > 1 else 0.0
-    ttft = p.request_overhead_ms * 1e-3 + 0.5 * st.t_dec + service
+    # a new request waits out the step under way; with multi-step scheduling (vLLM 0.6) the whole run of
+    # MULTISTEP_STEPS decode steps the scheduler launched at once
+    phase = st.t_dec * (MULTISTEP_STEPS if engine == "vllm-v0-multistep" else 1)
+    ttft = p.request_overhead_ms * 1e-3 + 0.5 * phase + service
     e2e = ttft + (o - 1) * st.tpot
     rps = c / e2e
     admission_wait = requested / rps - e2e  # closed loop: clients beyond the cap queue (Little's law)
@@ -343,7 +361,7 @@ def project(
         return (
             p.request_overhead_ms * 1e-3
             + admission_wait
-            + q / 100 * st.t_dec
+            + q / 100 * phase
             + _wait_quantile(rho, random_wait, q / 100)
             + service
         )

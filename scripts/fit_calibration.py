@@ -12,17 +12,28 @@ from costing.calibration import FITTED, Params, save_params
 from costing.published import DEFAULT_CSV, errors, fit_params, median_abs
 
 SOURCES = {
-    "v1_step_overhead_ms": "fixed, not fitted: the calibration rows are vLLM 0.4/0.5 (V0 engine); the V1 engine the "
-    "kit deploys (vllm/vllm-openai v0.32) spends less per step. Published single-stream "
-    "decode of Llama 3.1 8B bf16 with vLLM V1 is 1.3-2.0 ms slower than the bandwidth-bound "
-    "step at bw_eff (A100-40GB, vLLM 0.23, ~75 tok/s; H100, vLLM 0.21, TPOT 6.5 ms). "
-    "Not re-checked for 0.32 (2026-11-30): no GPU measurement of 0.32 was at hand, so 1.6 ms stands "
-    "until a bench refit (`--calibration`) measures it",
     "request_overhead_ms": "fixed at 0: the published rows do not separate a per-request time (HTTP, tokenizing) "
     "from the engine steps; `selfhost plan --calibration bench.json` refits it",
     "internode_latency_us": "fixed assumption: one-way latency of a pipeline-parallel hop between nodes over the "
     "cloud network (NCCL send/recv; tens of microseconds with RDMA, more over TCP); no multi-node row to fit it",
     "internode_gbs": "fixed assumption: 12.5 GB/s (100 Gbit/s) between nodes; no multi-node row to fit it",
+}
+
+
+# What each fitted parameter stands for and which rows pin it (appended to "fitted on ...")
+NOTES = {
+    "v1_step_overhead_ms": "vLLM V1 (>= 0.8, what the kit deploys) per-step engine-core time; pinned by the V1 rows "
+    "(single-stream TPOT of 8B on H100 and A100 minus the bandwidth-bound step)",
+    "seq_overhead_us": "vLLM V1 per sequence per step; few V1 rows at batch > 1, so it stays near its prior "
+    "(20 us) until a bench refit (`--calibration`) measures it",
+    "step_overhead_ms": "vLLM V0 (0.4-0.6) per-step Python time",
+    "v0_seq_overhead_us": "vLLM V0 (0.4-0.6) per sequence per step: sampling, detokenizing and streaming each token "
+    "from the API server's own Python process",
+    "multistep_cpu_share": "share of V0's CPU time per step left under vLLM 0.6's multi-step scheduling (10 steps a "
+    "run); pinned by the vLLM 0.6.0 rows only, prior 1 (no saving assumed)",
+    "allreduce_hop_us": "all-reduce latency added per GPU beyond two (ring / one-shot peers)",
+    "trtllm_step_overhead_ms": "TensorRT-LLM C++ executor time per step (vendor tables and NIM rows)",
+    "trtllm_seq_overhead_us": "TensorRT-LLM C++ executor time per sequence per step",
 }
 
 
@@ -37,22 +48,25 @@ def main() -> None:
     tok = median_abs(r["tok_err"] for r in recs)
     tpot = median_abs(r["tpot_err"] for r in recs)
     source = f"fitted on {csv_path.name} ({info['rows_fitted']} rows), {dt.date.today().isoformat()}"
-    sources = dict.fromkeys(FITTED, source) | SOURCES
+    sources = {k: f"{source}; {NOTES[k]}" if k in NOTES else source for k in FITTED} | SOURCES
     provenance = {
         "csv": str(csv_path.name),
         "csv_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "method": "scipy.optimize.least_squares, soft-L1 loss on log(projected/measured) of output tok/s and "
-        "TPOT; vLLM-family and TensorRT-LLM rows weighted to equal total weight",
+        "method": "scipy.optimize.least_squares, soft-L1 loss on log(projected/measured) of output tok/s, "
+        "TPOT and (at half weight) TTFT; vLLM-family and TensorRT-LLM rows weighted to equal total weight",
         "rows": {k: v for k, v in info.items() if k.startswith("rows")},
         "group_weights": info["group_weights"],
         "median_abs_error": {"output_tokens_per_s": round(tok, 4), "tpot_ms": round(tpot, 4)},
         "row_assumptions": {
             "lambdalabs": "vLLM 0.5.4, 320 ShareGPT prompts at once (~205 in / 204 out, output lengths "
-            "exponential): simulated burst, max_num_seqs 256, gpu_memory_utilization 0.90, no "
-            "chunked prefill (max_num_batched_tokens 2048), multi-GPU = tensor parallel",
+            "exponential): simulated burst, max_num_seqs 256, gpu_memory_utilization 0.90, multi-GPU = "
+            "tensor parallel; the result JSONs at 2k context: no chunked prefill (max_num_batched_tokens 2048); "
+            "the summary table (benchmark_v0.md), run at each setup's longest context (128k; 70B on one GPU 4k): "
+            "vLLM 0.5.4 turns chunked prefill on above 32K context with max_num_batched_tokens 512",
             "a10g_llmperf": "closed loop at the stated concurrency, 550 in / 150 out; tpot column is ITL; "
-            "NIM rows projected as vLLM",
+            "NIM rows projected as vLLM; llmperf counted tokens with Llama 2's tokenizer (1/0.85 client tokens "
+            "per Llama 3 token): the server sees 550/1.18 prompt tokens, tok/s and ITL are per client token",
             "trtllm_max_load": "steady state at the admissible maximum: batch <= 2048, KV cache at 0.95 of "
             "memory, FP8 KV cache on FP8 rows, max_num_tokens 8192; A100-PCIe = A100-80GB "
             "with 1,935 GB/s and PCIe Gen4 interconnect",

@@ -268,8 +268,42 @@ def test_the_deployed_engine_is_vllm_v1_with_its_own_step_overhead():
     v1 = project(f, 1024, 128, 1)
     v0 = project(f, 1024, 128, 1, engine="vllm-v0")
     p = load_params()
-    assert v0.tpot_ms - v1.tpot_ms == pytest.approx(p.step_overhead_ms - p.v1_step_overhead_ms, rel=1e-6)
-    assert v1.assumptions["engine"] == "vllm" and "V0" in p.source_of("v1_step_overhead_ms")
+    one_seq = (p.v0_seq_overhead_us - p.seq_overhead_us) / 1e3  # one sequence in the batch
+    assert v0.tpot_ms - v1.tpot_ms == pytest.approx(p.step_overhead_ms - p.v1_step_overhead_ms + one_seq, rel=1e-6)
+    assert v1.assumptions["engine"] == "vllm" and "V1" in p.source_of("v1_step_overhead_ms")
+
+
+def test_each_engine_pays_its_own_cpu_time_and_tensor_parallel_costs_more_the_wider_it_is():
+    """V0's per-sequence Python time is not V1's nor TensorRT-LLM's; multi-step scheduling shrinks V0's CPU
+    time to its fitted share; each GPU beyond two adds an all-reduce hop."""
+    from dataclasses import replace
+
+    from costing.calibration import load_params
+    from costing.projection import MULTISTEP_STEPS, Hardware, step_parts
+
+    p = replace(
+        load_params(),
+        v0_seq_overhead_us=150.0,
+        seq_overhead_us=10.0,
+        trtllm_seq_overhead_us=5.0,
+        allreduce_hop_us=0.0,
+        multistep_cpu_share=0.4,
+    )
+    hw = Hardware.of(fit_check(FitRequest(model="llama-3.1-8b", gpu="H100", gpus=1)))
+    v0, v1, trt = (step_parts(hw, p, 256, 1000, 0, 1000, e).cpu for e in ("vllm-v0", "vllm", "trtllm"))
+    multi = step_parts(hw, p, 256, 1000, 0, 1000, "vllm-v0-multistep").cpu
+    assert v0 == pytest.approx(p.step_overhead_ms * 1e-3 + 256 * 150e-6)
+    assert v1 == pytest.approx(p.v1_step_overhead_ms * 1e-3 + 256 * 10e-6)
+    assert trt == pytest.approx(p.trtllm_step_overhead_ms * 1e-3 + 256 * 5e-6)
+    assert multi == pytest.approx(v0 * p.multistep_cpu_share) and MULTISTEP_STEPS == 10
+    hop = replace(p, allreduce_hop_us=5.0)
+    comm = {}
+    for tp in (2, 4, 8):
+        hw_tp = Hardware.of(fit_check(FitRequest(model="llama-3.1-8b", gpu="H100", gpus=tp)))
+        comm[tp] = step_parts(hw_tp, hop, 1, 1000, 0, 1000).comm - step_parts(hw_tp, p, 1, 1000, 0, 1000).comm
+    layers = 32  # two all-reduces per layer, one hop per GPU beyond two
+    assert comm[2] == pytest.approx(0.0, abs=1e-12)
+    assert comm[4] == pytest.approx(2 * layers * 2 * 5e-6) and comm[8] == pytest.approx(2 * layers * 6 * 5e-6)
 
 
 def test_an_unknown_engine_is_refused_not_given_another_engines_overhead():

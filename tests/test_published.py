@@ -15,10 +15,14 @@ from costing.published import (
     errors,
     fit_for_row,
     fit_params,
+    map_engine,
     median_abs,
+    poisson_concurrency,
+    predict,
     read_rows,
     sharegpt_output_lengths,
     simulate_burst,
+    simulate_burst_chunked,
 )
 
 
@@ -40,9 +44,9 @@ def test_every_csv_row_maps_onto_the_catalog():
     assert by_gpu["H100-80GB"].gpu == "H100" and by_gpu["L40S-48GB"].gpu == "L40S" and by_gpu["A10G-24GB"].gpu == "A10G"
     hermes = [r for r, x in zip(rows, raw, strict=False) if x["model"].startswith("Hermes")]
     assert hermes and all(r.model == "llama-3.1-405b" and r.precision == "fp8" for r in hermes)
-    lambda_rows = [r for r in rows if r.burst]
+    lambda_rows = [r for r in rows if r.burst and "LambdaLabsML" in r.source]
     assert lambda_rows and all(r.input_tokens == 205 and r.output_tokens == 204 for r in lambda_rows)
-    a10g = [r for r in rows if r.gpu == "A10G"]
+    a10g = [r for r in rows if r.gpu == "A10G" and "NVIDIA A10G" in r.source]
     assert sorted({r.concurrency for r in a10g}) == [1, 4, 16, 64] and all(r.tpot_kind == "ITL" for r in a10g)
     assert all(r.engine == "trtllm" for r in rows if "TensorRT" in r.engine_raw)
     assert {r.precision for r in rows} == {"fp8", "bf16"}
@@ -133,3 +137,92 @@ def test_burst_throughput_is_below_the_full_batch_steady_state():
     assert 0 < burst.output_tok_s < steady.output_tokens_per_s
     light = simulate_burst(f, p, 10, 205, 204)
     assert light.output_tok_s < burst.output_tok_s and light.tpot_ms < burst.tpot_ms
+
+
+def test_long_context_summary_rows_run_chunked_prefill_and_the_first_prompts_answer_early():
+    """LambdaLabs' summary table ran Llama 3.1 at its longest context: vLLM 0.5.4 chunks prefills (512 tokens a
+    step, decodes first), so the first requests answer after one step instead of after every prompt's prefill."""
+    from costing.published import VLLM_054_CHUNKED_TOKENS, long_context_chunked
+
+    rows = read_rows()
+    table = [r for r in rows if r.burst and "benchmark_v0.md" in r.source]
+    assert table and all(long_context_chunked(r) == (not (r.model == "llama-3.1-70b" and r.gpus == 1)) for r in table)
+    chunked = next(r for r in table if r.model == "llama-3.1-8b" and r.gpus == 1 and r.gpu == "A100-80GB")
+    assert fit_for_row(chunked).settings.max_num_batched_tokens == VLLM_054_CHUNKED_TOKENS
+    assert not any(long_context_chunked(r) for r in rows if "benchmark_v0.md" not in r.source)
+    p = load_params()
+    f = fit_check(FitRequest(model="llama-3-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=512))
+    big = fit_check(FitRequest(model="llama-3-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=2048))
+    one_by_one = simulate_burst_chunked(f, p, 320, 205, 204, "vllm-v0")
+    all_first = simulate_burst(big, p, 320, 205, 204)
+    assert one_by_one.output_tok_s > 0 and one_by_one.ttft_ms > 0 and one_by_one.tpot_ms > 0
+    # decodes go first in every step, so they never stall behind prefill-only steps (lower TPOT), while the
+    # prompts enter at most 512 tokens a step (a longer mean wait for the first token)
+    assert one_by_one.tpot_ms < all_first.tpot_ms and one_by_one.ttft_ms > all_first.ttft_ms
+
+
+def test_llmperf_rows_are_predicted_in_the_clients_llama2_token_counts():
+    """llmperf counted tokens with Llama 2's tokenizer: the server sees fewer prompt tokens than the row states,
+    and the row's tok/s and ITL are per client-counted token; no other source is converted."""
+    from costing.published import LLMPERF_TOKEN_RATIO, client_token_ratio, predict
+
+    rows = read_rows()
+    a10g = [r for r in rows if r.gpu == "A10G"]
+    assert a10g and all(client_token_ratio(r) == LLMPERF_TOKEN_RATIO for r in a10g)
+    assert all(client_token_ratio(r) == 1.0 for r in rows if r.gpu != "A10G")
+    row = next(r for r in a10g if r.concurrency == 4)
+    p = load_params()
+    f = fit_for_row(row)
+    served = project(f, round(550 / LLMPERF_TOKEN_RATIO), 150, 4, p, engine=row.engine)
+    pred = predict(row, f, p)
+    assert pred.output_tok_s == pytest.approx(served.output_tokens_per_s * LLMPERF_TOKEN_RATIO)
+    assert pred.tpot_ms == pytest.approx(served.tpot_ms * 149 / 150 / LLMPERF_TOKEN_RATIO)
+    assert pred.ttft_ms == pytest.approx(served.ttft_ms)
+    assert pred.ttft_ms < project(f, 550, 150, 4, p, engine=row.engine).ttft_ms  # a shorter prompt served
+
+
+def test_vllm_08_and_later_rows_run_the_v1_engine():
+    assert map_engine("vLLM 0.8.5") == "vllm" and map_engine("vllm v0.10.1 (V1)") == "vllm"
+    assert map_engine("vLLM 0.6.0 (V0)") == "vllm-v0" and map_engine("vLLM 0.4.3") == "vllm-v0"
+    assert map_engine("vLLM 0.6.0 (V0, --num-scheduler-steps 10)") == "vllm-v0-multistep"
+    assert map_engine("TensorRT-LLM 0.15.0") == "trtllm"
+
+
+def _rate_row(tmp_path, rate: str, concurrency: str = ""):
+    path = tmp_path / "rows.csv"
+    with open(DEFAULT_CSV, newline="") as fh:
+        header = next(csv.reader(fh))
+    values = dict.fromkeys(header, "")
+    values.update(
+        source="synthetic",
+        gpu="A100-80GB",
+        gpu_count="1",
+        model="Llama-3.1-8B-Instruct",
+        precision="BF16",
+        engine="vLLM 0.9.2",
+        input_tokens="512",
+        output_tokens="256",
+        concurrency=concurrency,
+        request_rate=rate,
+        tpot_ms="20",
+    )
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=header)
+        w.writeheader()
+        w.writerow(values)
+    return read_rows(path)[0]
+
+
+def test_a_request_rate_row_is_open_loop_poisson_and_fitted(tmp_path):
+    row = _rate_row(tmp_path, "2")
+    assert row.request_rate == 2 and row.concurrency is None and row.fit_weight == 1 and row.engine == "vllm"
+    assert _rate_row(tmp_path, "inf").request_rate is None  # inf without a count: max load, as before
+    assert _rate_row(tmp_path, "2", concurrency="8").request_rate is None  # a stated concurrency wins
+    f, p = fit_for_row(row), load_params()
+    light, heavy = predict(row, f, p), predict(replace(row, request_rate=20.0), f, p)
+    assert light.output_tok_s == pytest.approx(2 * 256)  # below saturation every arrival is served
+    assert heavy.concurrency > light.concurrency and heavy.tpot_ms > light.tpot_ms
+    # Little's law: the requests in flight cover the arrivals over one end-to-end latency
+    c = poisson_concurrency(f, p, 512, 256, 2.0, "vllm")
+    assert c >= 2.0 * project(f, 512, 256, c, p, engine="vllm").e2e_latency_s
+    assert c == 1 or c - 1 < 2.0 * project(f, 512, 256, c - 1, p, engine="vllm").e2e_latency_s
