@@ -217,28 +217,28 @@ def spec_from_dict(data: dict[str, Any]) -> DeploymentSpec:
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise UserError(f"spec file '{path}' not found", "give the path of a YAML spec with --spec")
+    return parse_spec_yaml(p.read_bytes(), f"spec file '{path}'")
+
+
+def parse_spec_yaml(raw: bytes, where: str, yaml_fix: str = "fix the YAML syntax") -> dict[str, Any]:
+    """A spec's YAML bytes as a mapping with string keys; `where` names it in the errors (a file, or a
+    file at a git ref), `yaml_fix` is the fix for a syntax error."""
+    import yaml
+
     try:
-        data = yaml.safe_load(p.read_bytes().decode("utf-8")) or {}
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
     except UnicodeDecodeError as err:
-        raise UserError(
-            f"spec file '{path}' is not UTF-8 text (byte {err.start})", "save the spec as UTF-8 YAML"
-        ) from None
+        raise UserError(f"{where} is not UTF-8 text (byte {err.start})", "save the spec as UTF-8 YAML") from None
     except yaml.YAMLError as err:
-        raise UserError(
-            f"spec file '{path}' is not valid YAML ({str(err).splitlines()[0]})", "fix the YAML syntax"
-        ) from None
+        raise UserError(f"{where} is not valid YAML ({str(err).splitlines()[0]})", yaml_fix) from None
     if not isinstance(data, dict):
-        raise UserError(f"spec file '{path}' must hold a mapping", "start it with `model: ...`")
+        raise UserError(f"{where} must hold a mapping", "start it with `model: ...`")
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
-        raise UserError(
-            f"spec file '{path}' has a key that is not a name ({_short(bad[0])})", "use field names as keys"
-        )
+        raise UserError(f"{where} has a key that is not a name ({_short(bad[0])})", "use field names as keys")
     return data
 
 

@@ -174,3 +174,32 @@ def test_base_ref_reads_the_base_from_git_and_marks_new_specs_added(selfhost, tm
     assert gone["totals"]["delta_monthly_usd"] == pytest.approx(-gone["totals"]["base_monthly_usd"])
     bad = selfhost("diff", "--base-ref", "no-such-ref", str(tmp_path / "deploy" / "a.yaml"))
     assert bad.returncode == 2 and "--base-ref" in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"model: [unclosed\n", "is not valid YAML"),
+        (b"model: caf\xe9\n", "is not UTF-8 text"),
+        (b"- a list\n", "must hold a mapping"),
+        (b"1: one\n", "has a key that is not a name"),
+    ],
+)
+def test_a_bad_base_at_a_git_ref_is_refused_in_one_line(selfhost, tmp_path, content, words):
+    """The base read from git goes through the same checks as a spec file (costing.spec.parse_spec_yaml)."""
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.invalid")
+    git("config", "user.name", "t")
+    head = tmp_path / "a.yaml"
+    head.write_bytes(content)
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    head.write_text((ROOT / EXAMPLE).read_text())
+    p = selfhost("diff", "--base-ref", "main", str(head))
+    assert p.returncode == 2 and f"at main {words}" in p.stderr and p.stderr.count("\n") == 1
+    assert "Traceback" not in p.stderr

@@ -16,30 +16,22 @@ from costing.errors import UserError
 
 def base_spec_from_git(ref: str, path: Path) -> dict | None:
     """The spec at `path` as of git `ref` (None: the file does not exist at that ref, i.e. a new deployment)."""
-    import yaml
+    from costing.spec import parse_spec_yaml
 
     folder = path.absolute().parent
     while not folder.is_dir() and folder != folder.parent:  # a spec deleted with its folder
         folder = folder.parent
     rel = path.absolute().relative_to(folder).as_posix()
     try:
-        proc = subprocess.run(["git", "show", f"{ref}:./{rel}"], cwd=folder, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["git", "show", f"{ref}:./{rel}"], cwd=folder, capture_output=True, timeout=60)
     except FileNotFoundError:
         raise UserError("git is not installed", "install git, or pass the base spec with --base") from None
     if proc.returncode != 0:
-        err = " ".join(proc.stderr.split())
+        err = " ".join(proc.stderr.decode(errors="replace").split())
         if "exists on disk, but not in" in err or "does not exist in" in err:
             return None
         raise UserError(f"`git show {ref}:{path}` failed ({err[:200]})", "check --base-ref names a branch or commit")
-    try:
-        data = yaml.safe_load(proc.stdout) or {}
-    except yaml.YAMLError as err:
-        raise UserError(
-            f"{path} at {ref} is not valid YAML ({str(err).splitlines()[0]})", "fix it on the base"
-        ) from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} at {ref} must hold a mapping", "start it with `model: ...`")
-    return data
+    return parse_spec_yaml(proc.stdout, f"{path} at {ref}", "fix it on the base")
 
 
 def _review(data: dict, where: str) -> dict:
