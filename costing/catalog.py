@@ -155,6 +155,10 @@ class Offer:
         region = region or self.region
         return [r for r in self.prices if r.pricing == pricing and r.region == region]
 
+    def by_zone(self, pricing: str, region: str | None = None) -> dict[str, PriceRow]:
+        """The rows of a market priced per zone (spot), by zone ID."""
+        return {r.zone: r for r in self.rows(pricing, region) if r.zone}
+
     @property
     def on_demand(self) -> float:
         """On-demand USD/h in the default region (inf when unpriced there)."""

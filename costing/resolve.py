@@ -138,7 +138,7 @@ def across_zones(resolved: Resolved, zones: Sequence[str]) -> Resolved:
     offer, price = resolved.offer, resolved.price
     if resolved.spec.target.pricing != "spot" or offer is None or price is None or not zones:
         return resolved
-    by_zone = {r.zone: r for r in offer.rows("spot", price.region) if r.zone}
+    by_zone = offer.by_zone("spot", price.region)
     if not by_zone:
         return resolved
     missing = sorted(set(zones) - set(by_zone))

@@ -142,7 +142,7 @@ def instance_types(p: StackPlan, zones: tuple[str, ...] = ()) -> list[str]:
         region = p.review.resolved.price.region if p.review.resolved.price else chosen.region
 
         def market(o: Offer) -> dict[str, float]:
-            return {r.zone: r.usd_per_hour for r in o.rows("spot", region) if r.zone}
+            return {zone: r.usd_per_hour for zone, r in o.by_zone("spot", region).items()}
 
         costed = market(chosen)
         where = zones or tuple(costed)
