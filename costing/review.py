@@ -304,42 +304,28 @@ def _cost_lines(
                 f"no dated {cloud} bucket rate is shipped for region {region}: the weights bucket cannot be costed",
                 f"drop sky.weights_store, or use --region with one of: {', '.join(rate_regions(cloud, 'bucket'))}",
             )
-        bucket_price = float(rate["usd_per_gb_month"])
         bucket_gb = round(resolved.fit.weight_gib * GIB_IN_GB, 1)
-        lines.append(
-            CostLine(
-                f"weights bucket {bucket_gb:,.0f} GB ({spec.sky.weights_store})",
-                "storage",
-                1,
-                HOURS_PER_MONTH,
-                bucket_gb * bucket_price / HOURS_PER_MONTH,
-                bucket_gb * bucket_price,
-            )
-        )
+        item = f"weights bucket {bucket_gb:,.0f} GB ({spec.sky.weights_store})"
+        lines.append(_storage_line(item, 1, bucket_gb, float(rate["usd_per_gb_month"])))
     if storage_gb and storage_price is None and resolved.offer is not None:
         where = f"{resolved.offer.cloud} {priced_region(resolved)}"
-        lines.append(
-            CostLine(
-                f"disk {storage_gb:,.0f} GB per replica: not priced: no dated disk rate for {where}",
-                "storage",
-                disks,
-                0,
-                0.0,
-                0.0,
-            )
-        )
+        item = f"disk {storage_gb:,.0f} GB per replica"
+        lines.append(_not_priced(item, f"no dated disk rate for {where}", "storage", disks))
     if storage_gb and storage_price:
-        lines.append(
-            CostLine(
-                f"disk {storage_gb:,.0f} GB per replica",
-                "storage",
-                disks,
-                HOURS_PER_MONTH,
-                storage_gb * storage_price / HOURS_PER_MONTH,
-                disks * storage_gb * storage_price,
-            )
-        )
+        lines.append(_storage_line(f"disk {storage_gb:,.0f} GB per replica", disks, storage_gb, storage_price))
     return lines
+
+
+def _storage_line(item: str, units: float, gb: float, usd_per_gb_month: float) -> CostLine:
+    """`units` copies of `gb` GB of storage, billed every hour of the month."""
+    return CostLine(
+        item, "storage", units, HOURS_PER_MONTH, gb * usd_per_gb_month / HOURS_PER_MONTH, units * gb * usd_per_gb_month
+    )
+
+
+def _not_priced(item: str, why: str, pricing: str, units: float = 1) -> CostLine:
+    """A row for something that runs but has no dated price: shown, noted, not in the total."""
+    return CostLine(f"{item}: not priced: {why}", pricing, units, 0, 0.0, 0.0)
 
 
 STACK_RESOURCES = ("load_balancer", "waf", "weights_mirror")
@@ -373,7 +359,7 @@ def _stack_lines(
             continue
         what, row, why = stack_rate(cloud, kind, region)
         if row is None:
-            lines.append(CostLine(f"{what}: not priced: {why} ({region})", "stack", 1, 0, 0.0, 0.0))
+            lines.append(_not_priced(what, f"{why} ({region})", "stack"))
             continue
         hourly = float(row["usd_per_hour"])
         lines.append(CostLine(what, "stack", 1, HOURS_PER_MONTH, hourly, hourly * HOURS_PER_MONTH))
@@ -394,29 +380,11 @@ def _stack_lines(
     if "weights_mirror" in resources:
         rate = regional_rate(cloud, "bucket", region)
         gb = round(weight_gib * GIB_IN_GB, 1)
+        item = f"weights mirror bucket {gb:,.0f} GB"
         if rate is not None:
-            bucket_price = float(rate["usd_per_gb_month"])
-            lines.append(
-                CostLine(
-                    f"weights mirror bucket {gb:,.0f} GB (the stack's)",
-                    "storage",
-                    1,
-                    HOURS_PER_MONTH,
-                    gb * bucket_price / HOURS_PER_MONTH,
-                    gb * bucket_price,
-                )
-            )
+            lines.append(_storage_line(f"{item} (the stack's)", 1, gb, float(rate["usd_per_gb_month"])))
         else:
-            lines.append(
-                CostLine(
-                    f"weights mirror bucket {gb:,.0f} GB: not priced: no dated bucket rate for {cloud} {region}",
-                    "storage",
-                    1,
-                    0,
-                    0.0,
-                    0.0,
-                )
-            )
+            lines.append(_not_priced(item, f"no dated bucket rate for {cloud} {region}", "storage"))
     return lines
 
 
