@@ -6,11 +6,15 @@ from importlib import metadata
 
 from costing.vllm_args import VLLM_IMAGE
 
+# The distribution's name (pyproject.toml): the command is `selfhost`, the package on the registry would be this
+# one (the bare name `selfhost` belongs to an unrelated project there).
+DISTRIBUTION = "selfhost-llm"
+
 
 def kit_version() -> str:
     """The installed distribution's version (pyproject.toml's, via the wheel or the editable install)."""
     try:
-        return metadata.version("selfhost")
+        return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:  # running from a clone that was never pip-installed
         return "unknown (not installed: run from a source tree)"
 

@@ -93,7 +93,7 @@ def kit(tmp_path_factory) -> Kit:
         timeout=600,
     )
     assert build.returncode == 0, build.stderr[-2000:]
-    (wheel,) = dist.glob("selfhost-*.whl")
+    (wheel,) = dist.glob("selfhost_llm-*.whl")
     kit = Kit(base, wheel)
     subprocess.run([sys.executable, "-m", "venv", str(kit.venv)], check=True, env=_clean_env())
     install = subprocess.run(
@@ -128,8 +128,8 @@ def test_the_wheel_carries_data_stack_programs_and_examples(kit):
     # nothing with a generic top-level name lands in site-packages
     with zipfile.ZipFile(kit.wheel) as whl:
         tops = {n.split("/")[0] for n in whl.namelist()}
-        metadata = whl.read(f"selfhost-{VERSION}.dist-info/METADATA").decode()
-    assert tops == {"costing", "selfhost", f"selfhost-{VERSION}.dist-info"}
+        metadata = whl.read(f"selfhost_llm-{VERSION}.dist-info/METADATA").decode()
+    assert tops == {"costing", "selfhost", f"selfhost_llm-{VERSION}.dist-info"}
     # what the Pulumi projects `selfhost init` writes install (requirements.txt: selfhost[pulumi])
     assert "Provides-Extra: pulumi" in metadata and "Requires-Dist: platformdirs" in metadata
 
