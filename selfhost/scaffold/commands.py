@@ -16,7 +16,15 @@ def register(app: typer.Typer) -> None:
         cloud: str = typer.Option("runpod", "--cloud", help="aws, gcp or runpod (a Pulumi project) or sky (SkyPilot)"),
         model: str = typer.Option("llama-3.1-8b", "--model", help="a model of the catalog (`selfhost estimate`)"),
         precision: str = typer.Option("bf16", "--precision", help="bf16, fp8, awq, ..."),
-        ci: str | None = typer.Option(None, "--ci", help="also write the kit's CI workflow: github"),
+        ci: str | None = typer.Option(
+            None, "--ci", help="github: also write the cost-diff and deploy workflows at the git repository's root"
+        ),
+        kit_wheel: Path | None = typer.Option(
+            None,
+            "--kit-wheel",
+            help="this kit's wheel to commit in vendor/ (default: the one it was installed from, or built from "
+            "its clone)",
+        ),
         virtualenv: Path | None = typer.Option(
             None,
             "--virtualenv",
@@ -29,7 +37,8 @@ def register(app: typer.Typer) -> None:
 
         directory = directory.expanduser().absolute()
         venv = virtualenv.expanduser().absolute() if virtualenv else None
-        files, choice = deployment_repo.files_for(directory, cloud, model, precision, ci, venv)
+        wheel = kit_wheel.expanduser().absolute() if kit_wheel else None
+        files, choice = deployment_repo.files_for(directory, cloud, model, precision, ci, venv, wheel)
         deployment_repo.write(files)
         print(
             f"{choice.spec['model']} {choice.spec['precision']} on {choice.offer_id} "

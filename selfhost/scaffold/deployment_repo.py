@@ -26,6 +26,7 @@ import yaml
 
 from costing.errors import UserError
 from selfhost import bundled
+from selfhost.scaffold import ci_github, kit_wheel
 
 CLOUDS = ("aws", "gcp", "runpod", "sky")
 CI_PROVIDERS = ("github",)
@@ -198,21 +199,28 @@ def pulumi_yaml_text(cloud: str, virtualenv: Path | None) -> str:
     return "\n".join(out) + "\n"
 
 
-def requirements_text() -> str:
-    from selfhost.versions import kit_version
+def requirements_text(wheel_name: str, cloud: str) -> str:
+    """The kit that wrote this folder, from the wheel committed beside it (`pulumi install` and CI read this)."""
+    extra = "sky" if cloud == "sky" else "pulumi"
+    return (
+        f"# selfhost, the kit that wrote this folder: its wheel in {kit_wheel.VENDOR}/ (the CI workflows check it\n"
+        f"# against {kit_wheel.VENDOR}/{kit_wheel.SUMS} first). Nothing is resolved by name on a package index.\n"
+        f"./{kit_wheel.VENDOR}/{wheel_name}[{extra}]\n"
+    )
 
-    version = kit_version()
-    pin = f"=={version}" if version[0].isdigit() else ""
-    return f"selfhost[pulumi]{pin}\n"
 
-
-def readme_text(directory: Path, cloud: str, choice: Choice, ci: list[str]) -> str:
+def readme_text(directory: Path, cloud: str, choice: Choice, repo: ci_github.Repo | None, workflows: list[Path]) -> str:
     name = directory.name
     lines = [
         f"# {name}: {choice.spec['model']} on {cloud}",
         "",
         f"Made by `selfhost init`: {choice.spec['model']} {choice.spec['precision']} on {choice.offer_id} "
         f"({choice.spec['target']['pricing']}), projected ${choice.monthly_usd:,.2f}/month at the example workload.",
+        "",
+        "The kit that wrote this folder is committed in `vendor/` (its wheel and `SHA256SUMS`); `requirements.txt`",
+        "installs exactly that file. Install it where you run the commands below:",
+        "",
+        "    python -m venv venv && venv/bin/pip install -r requirements.txt && . venv/bin/activate",
         "",
         "Cost review (edit `selfhost.yaml` first: the workload is an example):",
         "",
@@ -221,7 +229,7 @@ def readme_text(directory: Path, cloud: str, choice: Choice, ci: list[str]) -> s
     ]
     if cloud == "sky":
         lines += [
-            "Deploy with SkyPilot (`pipx install 'selfhost[sky]'` or `pip install 'selfhost[sky]'`):",
+            "Deploy with SkyPilot:",
             "",
             "    selfhost render sky --spec selfhost.yaml --out sky.yaml   # again after each edit of the spec",
             "    export HF_TOKEN=hf_... VLLM_API_KEY=$(openssl rand -hex 24)",
@@ -229,8 +237,8 @@ def readme_text(directory: Path, cloud: str, choice: Choice, ci: list[str]) -> s
         ]
     else:
         secrets = [
-            '    pulumi config set --secret apiKey "$(openssl rand -hex 24)"',
-            "    pulumi config set --secret hfToken hf_...",
+            "    openssl rand -hex 24 | pulumi config set --secret apiKey   # the value by stdin, not argv",
+            "    pulumi config set --secret hfToken   # prompts for the token (hf_...)",
         ]
         extra = {
             "aws": [
@@ -241,20 +249,38 @@ def readme_text(directory: Path, cloud: str, choice: Choice, ci: list[str]) -> s
                 "    pulumi config set gcp:project YOUR-PROJECT",
                 "    pulumi config set --path 'allowedCidrs[0]' 203.0.113.7/32   # who may call the API",
             ],
-            "runpod": ["    pulumi config set --secret runpod:token YOUR-RUNPOD-API-KEY"],
+            "runpod": ["    pulumi config set --secret runpod:token   # prompts for your RunPod API key"],
         }[cloud]
         lines += [
             "Deploy with Pulumi (the program is the kit's stack; `Pulumi.dev.yaml` picks the machine):",
             "",
-            "    pulumi install          # venv/ with requirements.txt (selfhost[pulumi])",
+            "    pulumi install          # venv/ from requirements.txt (the committed kit, with its Pulumi extra)",
             "    pulumi stack init dev   # uses Pulumi.dev.yaml",
             *extra,
             *secrets,
             "    pulumi preview && pulumi up   # refuses above the spec's budget",
-            '    selfhost smoke "$(pulumi stack output endpointUrl)" --api-key "$(pulumi config get apiKey)"',
+            '    export VLLM_API_KEY="$(pulumi config get apiKey)"   # smoke reads the key from the environment',
+            '    selfhost smoke "$(pulumi stack output endpointUrl)"',
         ]
-    if ci:
-        lines += ["", "CI: " + ", ".join(ci) + " (see the comments at the top of each workflow)."]
+    if repo is not None:
+        where = [p.relative_to(repo.root).as_posix() for p in workflows]
+        target = (
+            f"SkyServe service `{repo.service}`"
+            if cloud == "sky"
+            else f"Pulumi stack `{ci_github.STACK}` (`Pulumi.{ci_github.STACK}.yaml`)"
+        )
+        lines += [
+            "",
+            "## CI (GitHub Actions)",
+            "",
+            f"`{where[0]}`: every pull request touching `{repo.rel}` gets the cost diff as a comment (a fork's,",
+            "in the job summary) and fails when the spec exceeds its own budget.",
+            f"`{where[1]}`: every push to `{repo.branch}` touching `{repo.rel}` (or a manual run) deploys the",
+            f"{target},",
+            "then smoke, bench and the gate; a deployment that passes is tagged "
+            f"`{repo.good_tag}`, and a failing one is replaced by that",
+            "tagged commit. Nothing is ever destroyed by CI. Set-up (secrets, OIDC) is at the top of each workflow.",
+        ]
     lines += [
         "",
         "Try the same vLLM command line on this machine's CPU first: `selfhost local install`, then",
@@ -270,22 +296,29 @@ def files_for(
     precision: str,
     ci: str | None,
     virtualenv: Path | None,
-) -> tuple[dict[Path, str], Choice]:
-    """Every file `selfhost init` writes, with its text; refusals (UserError) before anything is written."""
+    wheel: Path | None = None,
+) -> tuple[dict[Path, str | bytes], Choice]:
+    """Every file `selfhost init` writes, with its content; refusals (UserError) before anything is written."""
+    from selfhost.versions import kit_version
+
     if cloud not in CLOUDS:
         raise UserError(f"unknown --cloud {cloud}", f"use one of {', '.join(CLOUDS)}")
     if ci is not None and ci not in CI_PROVIDERS:
         raise UserError(f"unknown --ci {ci}", f"use one of {', '.join(CI_PROVIDERS)}")
-    workflows = bundled.ci_workflows(ci) if ci else []
-    if ci and not workflows:
-        raise UserError(
-            f"this selfhost ships no {ci} workflow (examples/ci/{ci}/*.yml is missing from the package)",
-            "drop --ci, or upgrade to a selfhost that ships the workflow",
-        )
     if virtualenv is not None and not (virtualenv / "bin" / "python").exists():
         raise UserError(f"--virtualenv {virtualenv} has no bin/python", "give a virtualenv with selfhost[pulumi]")
+    if virtualenv is not None and ci:
+        raise UserError(
+            f"--virtualenv {virtualenv} is a path on this machine, which CI runners do not have",
+            "drop --virtualenv with --ci (the workflows make venv/ from requirements.txt, as `pulumi install` does)",
+        )
+    repo = ci_github.find_repo(directory) if ci else None
+    version = kit_version()
+    kit = kit_wheel.current(version, wheel)
     choice = choose(cloud, model, precision)
-    files: dict[Path, str] = {directory / SPEC_FILE: _spec_text(choice, cloud)}
+    if cloud == "sky" and ci:  # deployed from CI: a SkyServe service (what the workflow runs and the review costs)
+        choice.spec["sky"] = {"service": True}
+    files: dict[Path, str | bytes] = {directory / SPEC_FILE: _spec_text(choice, cloud)}
     if cloud == "sky":
         from costing.spec import spec_from_dict
         from selfhost.skypilot.render import render_yaml
@@ -294,17 +327,29 @@ def files_for(
     else:
         program = bundled.stack_program(cloud)
         files[directory / "Pulumi.yaml"] = pulumi_yaml_text(cloud, virtualenv)
-        files[directory / "Pulumi.dev.yaml"] = stack_config_text(cloud, choice.offer)
+        config = stack_config_text(cloud, choice.offer)
+        files[directory / "Pulumi.dev.yaml"] = config
+        if repo is not None:  # the stack the deploy workflow creates and updates
+            files[directory / f"Pulumi.{ci_github.STACK}.yaml"] = config
         files[directory / "__main__.py"] = (program / "__main__.py").read_text()
-        files[directory / "requirements.txt"] = requirements_text()
-        files[directory / ".gitignore"] = "venv/\n__pycache__/\n"
-    for wf in workflows:
-        files[directory / ".github" / "workflows" / wf.name] = wf.read_text()
-    files[directory / "README.md"] = readme_text(directory, cloud, choice, [w.name for w in workflows])
+    files[directory / "requirements.txt"] = requirements_text(kit.name, cloud)
+    files[directory / kit_wheel.VENDOR / kit.name] = kit.data
+    files[directory / kit_wheel.VENDOR / kit_wheel.SUMS] = kit.sums_text()
+    files[directory / ".gitignore"] = "venv/\n__pycache__/\n" + ("task.yaml\n" if cloud == "sky" else "")
+    workflow_paths: list[Path] = []
+    if repo is not None:
+        region = None
+        if cloud == "aws":
+            dev = yaml.safe_load(str(files[directory / "Pulumi.dev.yaml"])) or {}
+            region = str(dev.get("config", {}).get("aws:region"))
+        flows = ci_github.workflows(repo, cloud, kit.name, version, region)
+        files.update(flows)
+        workflow_paths = list(flows)
+    files[directory / "README.md"] = readme_text(directory, cloud, choice, repo, workflow_paths)
     return files, choice
 
 
-def write(files: dict[Path, str]) -> None:
+def write(files: dict[Path, str | bytes]) -> None:
     """Write them all, or nothing when one already exists."""
     existing = [p for p in files if p.exists()]
     if existing:
@@ -313,4 +358,7 @@ def write(files: dict[Path, str]) -> None:
         )
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
