@@ -229,13 +229,23 @@ def _tokenize(src: str) -> list[tuple[str, Any]]:
 
 # ---------------------------------------------------------------------------------------------------- parser
 
-CONTEXTS = {"github", "env", "vars", "secrets", "inputs", "steps", "needs", "job", "jobs", "runner", "strategy",
-            "matrix"}  # fmt: skip
+CONTEXTS = frozenset(
+    ["github", "env", "vars", "secrets", "inputs", "steps", "needs", "job", "jobs", "runner", "strategy", "matrix"]
+)
 FUNCTIONS: dict[str, tuple[int, int]] = {  # name (lower) → (min args, max args)
-    "contains": (2, 2), "startswith": (2, 2), "endswith": (2, 2), "format": (1, 99), "join": (1, 2),
-    "tojson": (1, 1), "fromjson": (1, 1), "hashfiles": (1, 99),
-    "success": (0, 0), "failure": (0, 0), "always": (0, 0), "cancelled": (0, 0),
-}  # fmt: skip
+    "contains": (2, 2),
+    "startswith": (2, 2),
+    "endswith": (2, 2),
+    "format": (1, 99),
+    "join": (1, 2),
+    "tojson": (1, 1),
+    "fromjson": (1, 1),
+    "hashfiles": (1, 99),
+    "success": (0, 0),
+    "failure": (0, 0),
+    "always": (0, 0),
+    "cancelled": (0, 0),
+}
 STATUS_FUNCTIONS = {"success", "failure", "always", "cancelled"}
 
 Node = tuple  # ("lit", v) ("ctx", name) ("prop", obj, name) ("index", obj, node) ("star", obj) ("call", name, args)
@@ -823,8 +833,17 @@ def checkout(ctx: StepContext) -> dict[str, str]:
     else:
         target, sha = run.event.ref, run.event.sha
     if depth == 0:
-        _git("fetch", "-q", upload, "--prune", "--no-recurse-submodules", "origin",
-             "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", cwd=dest)  # fmt: skip
+        _git(
+            "fetch",
+            "-q",
+            upload,
+            "--prune",
+            "--no-recurse-submodules",
+            "origin",
+            "+refs/heads/*:refs/remotes/origin/*",
+            "+refs/tags/*:refs/tags/*",
+            cwd=dest,
+        )
         with contextlib.suppress(ActionFailed):
             _git("cat-file", "-e", f"{sha}^{{commit}}", cwd=dest)
             depth = -1  # have it
@@ -1146,18 +1165,27 @@ def run_workflow(
     if not isinstance(wf, dict) or not isinstance(wf.get("jobs"), dict):
         raise HarnessError(f"{path}: not a workflow (no jobs)")
     _check_expressions(wf)
+    run_steps = {to_str(st.get("name")) for j in wf["jobs"].values() for st in j.get("steps") or [] if "run" in st}
+    unknown = sorted(set(overrides or {}) - run_steps)
+    if unknown:
+        raise HarnessError(f"overrides name no `run:` step of {path}: {unknown} (run steps: {sorted(run_steps)})")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    run = Run(workflow=wf, event=copy.deepcopy(event), repo=Path(repo), workdir=workdir,
-              vars={k: yaml_str(v) for k, v in (vars or {}).items()},
-              secrets={k: yaml_str(v) for k, v in (secrets or {}).items()}, repository=repository)  # fmt: skip
+    run = Run(
+        workflow=wf,
+        event=copy.deepcopy(event),
+        repo=Path(repo),
+        workdir=workdir,
+        vars={k: yaml_str(v) for k, v in (vars or {}).items()},
+        secrets={k: yaml_str(v) for k, v in (secrets or {}).items()},
+        repository=repository,
+    )
     token = "ghs_" + hashlib.sha256(str(workdir).encode()).hexdigest()[:36]
     run.secrets.setdefault("GITHUB_TOKEN", token)
     if run.is_fork_pr:  # "secrets are not passed to workflows that are triggered by a pull request from a fork"
         run.secrets = {"GITHUB_TOKEN": run.secrets["GITHUB_TOKEN"]}
     run.masks = [v for v in {*(secrets or {}).values(), token} if isinstance(v, str) and v]
-    runner = _Runner(run, {**DEFAULT_ACTIONS, **(actions or {})}, base_env or {}, step_timeout, overrides or {},
-                     actor)  # fmt: skip
+    runner = _Runner(run, {**DEFAULT_ACTIONS, **(actions or {})}, base_env or {}, step_timeout, overrides or {}, actor)
     jobs = wf["jobs"]
     for job_id in _job_order(jobs):
         run.jobs[job_id] = runner.run_job(job_id, jobs[job_id])
@@ -1167,8 +1195,15 @@ def run_workflow(
 class _Runner:
     """Runs jobs and steps of one Run."""
 
-    def __init__(self, run: Run, actions: dict[str, Action], base_env: dict, timeout: float,
-                 overrides: dict[str, str], actor: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run: Run,
+        actions: dict[str, Action],
+        base_env: dict,
+        timeout: float,
+        overrides: dict[str, str],
+        actor: str,
+    ) -> None:
         self.run, self.actions, self.timeout, self.overrides = run, actions, timeout, overrides
         self.base_env = {k: yaml_str(v) for k, v in base_env.items()}
         self.base_env.setdefault("PATH", "/usr/bin:/bin")
@@ -1190,28 +1225,53 @@ class _Runner:
             ev.payload.setdefault("inputs", {k: to_str(v) for k, v in self.inputs.items()})
         owner = run.repository.split("/")[0]
         self.github: dict[str, Any] = {
-            "event_name": ev.name, "event": ev.payload, "sha": ev.sha, "ref": ev.ref,
-            "ref_name": re.sub(r"^refs/(heads|tags)/", "", ev.ref), "ref_type": "tag" if ev.ref.startswith(
-                "refs/tags/") else "branch", "base_ref": ev.base_ref, "head_ref": ev.head_ref,
-            "repository": run.repository, "repository_owner": owner, "actor": actor, "triggering_actor": actor,
-            "run_id": "1", "run_number": "1", "run_attempt": "1", "workflow": wf.get("name") or "",
-            "server_url": "https://github.com", "api_url": "https://api.github.com", "event_path": str(self.event_path),
-            "token": run.secrets["GITHUB_TOKEN"], "retention_days": "90",
-        }  # fmt: skip
+            "event_name": ev.name,
+            "event": ev.payload,
+            "sha": ev.sha,
+            "ref": ev.ref,
+            "ref_name": re.sub(r"^refs/(heads|tags)/", "", ev.ref),
+            "ref_type": "tag" if ev.ref.startswith("refs/tags/") else "branch",
+            "base_ref": ev.base_ref,
+            "head_ref": ev.head_ref,
+            "repository": run.repository,
+            "repository_owner": owner,
+            "actor": actor,
+            "triggering_actor": actor,
+            "run_id": "1",
+            "run_number": "1",
+            "run_attempt": "1",
+            "workflow": wf.get("name") or "",
+            "server_url": "https://github.com",
+            "api_url": "https://api.github.com",
+            "event_path": str(self.event_path),
+            "token": run.secrets["GITHUB_TOKEN"],
+            "retention_days": "90",
+        }
 
     # -------------------------------------------------------------------------------------------------- jobs
 
     def run_job(self, job_id: str, job: dict) -> JobResult:
-        run, jobs = self.run, run_wf_jobs(self.run)
+        run = self.run
+        jobs = run.workflow["jobs"]
         say = run.say
         needs = {n: {"result": run.jobs[n].result, "outputs": run.jobs[n].outputs} for n in _needs(job)}
         ancestors = [run.jobs[a].result for a in _ancestors(jobs, job_id)]
         status = {"success": all(r == "success" for r in ancestors), "failure": any(r == "failure" for r in ancestors)}
-        values = {"github": {**self.github, "job": job_id}, "needs": needs, "vars": run.vars, "inputs": self.inputs,
-                  "strategy": {}, "matrix": {}}  # fmt: skip
+        values = {
+            "github": {**self.github, "job": job_id},
+            "needs": needs,
+            "vars": run.vars,
+            "inputs": self.inputs,
+            "strategy": {},
+            "matrix": {},
+        }
         declared = job.get("permissions", run.workflow.get("permissions"))
-        result = JobResult(id=job_id, result="skipped", permissions=job.get("permissions"),
-                           token_permissions=token_permissions(declared, run.is_fork_pr))  # fmt: skip
+        result = JobResult(
+            id=job_id,
+            result="skipped",
+            permissions=job.get("permissions"),
+            token_permissions=token_permissions(declared, run.is_fork_pr),
+        )
         say(f"== job {job_id}")
         if not truthy(evaluate_node(condition_node(job.get("if")), ExprContext(values, status))):
             say(f"   skipped (if: {job.get('if', 'success()')})")
@@ -1228,17 +1288,34 @@ class _Runner:
         for d in (workspace, temp, files):
             d.mkdir(parents=True)
         result.workspace = workspace
-        values["runner"] = {"os": "Linux", "arch": "X64", "name": "harness", "temp": str(temp),
-                            "tool_cache": str(run.workdir / "toolcache"), "environment": "github-hosted"}  # fmt: skip
+        values["runner"] = {
+            "os": "Linux",
+            "arch": "X64",
+            "name": "harness",
+            "temp": str(temp),
+            "tool_cache": str(run.workdir / "toolcache"),
+            "environment": "github-hosted",
+        }
         values["github"]["workspace"] = str(workspace)
         job_env: dict[str, str] = {}
         for layer in (run.workflow.get("env") or {}, job.get("env") or {}):
             ctx = ExprContext({**values, "env": dict(job_env)}, workspace=workspace)
             job_env.update({k: to_str(interpolate(v, ctx)) for k, v in layer.items()})
-        defaults = {**((run.workflow.get("defaults") or {}).get("run") or {}), **((job.get("defaults") or {}).get(
-            "run") or {})}  # fmt: skip
-        state = _JobState(job_id=job_id, job=job, values=values, job_env=job_env, workspace=workspace, temp=temp,
-                          files=files, defaults=defaults, token=result.token_permissions)  # fmt: skip
+        defaults = {
+            **((run.workflow.get("defaults") or {}).get("run") or {}),
+            **((job.get("defaults") or {}).get("run") or {}),
+        }
+        state = _JobState(
+            job_id=job_id,
+            job=job,
+            values=values,
+            job_env=job_env,
+            workspace=workspace,
+            temp=temp,
+            files=files,
+            defaults=defaults,
+            token=result.token_permissions,
+        )
         summaries: list[str] = []
         try:
             for index, step in enumerate(job.get("steps") or []):
@@ -1251,8 +1328,9 @@ class _Runner:
             state.kill_leftovers()
         result.summary = run.mask("".join(summaries))
         result.result = "failure" if state.failed else "success"
-        ctx = ExprContext({**values, "steps": state.steps_ctx, "env": job_env,
-                           "job": {"status": result.result}}, workspace=workspace)  # fmt: skip
+        ctx = ExprContext(
+            {**values, "steps": state.steps_ctx, "env": job_env, "job": {"status": result.result}}, workspace=workspace
+        )
         for name, expr in (job.get("outputs") or {}).items():
             value = to_str(interpolate(expr, ctx))
             if any(s and s in value for s in run.masks):
@@ -1270,8 +1348,12 @@ class _Runner:
         uses = step.get("uses")
         first = (step.get("run") or "").strip().split("\n")[0]
         name = to_str(step.get("name")) if step.get("name") is not None else (f"Run {uses}" if uses else f"Run {first}")
-        values = {**st.values, "steps": st.steps_ctx, "job": {"status": "failure" if st.failed else "success"},
-                  "env": {**st.job_env, **st.github_env}}  # fmt: skip
+        values = {
+            **st.values,
+            "steps": st.steps_ctx,
+            "job": {"status": "failure" if st.failed else "success"},
+            "env": {**st.job_env, **st.github_env},
+        }
         status = {"success": not st.failed, "failure": st.failed}
         if not truthy(evaluate_node(condition_node(step.get("if")), ExprContext(values, status, st.workspace))):
             run.say(f"-- {name}: skipped")
@@ -1287,21 +1369,48 @@ class _Runner:
             f.write_text("")
         path = os.pathsep.join([*reversed(st.path_prefix), self.base_env["PATH"]])
         github_defaults = {
-            "GITHUB_WORKSPACE": str(st.workspace), "GITHUB_OUTPUT": str(f_out), "GITHUB_ENV": str(f_env),
-            "GITHUB_PATH": str(f_path), "GITHUB_STEP_SUMMARY": str(f_sum), "GITHUB_SHA": run.event.sha,
-            "GITHUB_REF": run.event.ref, "GITHUB_REF_NAME": self.github["ref_name"],
-            "GITHUB_REF_TYPE": self.github["ref_type"], "GITHUB_EVENT_NAME": run.event.name,
-            "GITHUB_EVENT_PATH": str(self.event_path), "GITHUB_REPOSITORY": run.repository,
-            "GITHUB_REPOSITORY_OWNER": self.github["repository_owner"], "GITHUB_BASE_REF": run.event.base_ref,
-            "GITHUB_HEAD_REF": run.event.head_ref, "GITHUB_ACTIONS": "true", "GITHUB_ACTOR": self.github["actor"],
-            "GITHUB_RUN_ID": "1", "GITHUB_RUN_NUMBER": "1", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_JOB": st.job_id,
-            "GITHUB_WORKFLOW": self.github["workflow"], "GITHUB_SERVER_URL": self.github["server_url"],
-            "GITHUB_API_URL": self.github["api_url"], "GITHUB_ACTION": sid or f"__run_{index}",
-            "RUNNER_TEMP": str(st.temp), "RUNNER_OS": "Linux", "RUNNER_ARCH": "X64", "RUNNER_NAME": "harness",
-            "RUNNER_TOOL_CACHE": str(run.workdir / "toolcache"), "RUNNER_ENVIRONMENT": "github-hosted",
-        }  # fmt: skip
-        env = {"HOME": str(run.workdir / "home"), "CI": "true", **self.base_env, **st.job_env, **st.github_env,
-               **step_env, **github_defaults, "PATH": path}  # fmt: skip
+            "GITHUB_WORKSPACE": str(st.workspace),
+            "GITHUB_OUTPUT": str(f_out),
+            "GITHUB_ENV": str(f_env),
+            "GITHUB_PATH": str(f_path),
+            "GITHUB_STEP_SUMMARY": str(f_sum),
+            "GITHUB_SHA": run.event.sha,
+            "GITHUB_REF": run.event.ref,
+            "GITHUB_REF_NAME": self.github["ref_name"],
+            "GITHUB_REF_TYPE": self.github["ref_type"],
+            "GITHUB_EVENT_NAME": run.event.name,
+            "GITHUB_EVENT_PATH": str(self.event_path),
+            "GITHUB_REPOSITORY": run.repository,
+            "GITHUB_REPOSITORY_OWNER": self.github["repository_owner"],
+            "GITHUB_BASE_REF": run.event.base_ref,
+            "GITHUB_HEAD_REF": run.event.head_ref,
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_ACTOR": self.github["actor"],
+            "GITHUB_RUN_ID": "1",
+            "GITHUB_RUN_NUMBER": "1",
+            "GITHUB_RUN_ATTEMPT": "1",
+            "GITHUB_JOB": st.job_id,
+            "GITHUB_WORKFLOW": self.github["workflow"],
+            "GITHUB_SERVER_URL": self.github["server_url"],
+            "GITHUB_API_URL": self.github["api_url"],
+            "GITHUB_ACTION": sid or f"__run_{index}",
+            "RUNNER_TEMP": str(st.temp),
+            "RUNNER_OS": "Linux",
+            "RUNNER_ARCH": "X64",
+            "RUNNER_NAME": "harness",
+            "RUNNER_TOOL_CACHE": str(run.workdir / "toolcache"),
+            "RUNNER_ENVIRONMENT": "github-hosted",
+        }
+        env = {
+            "HOME": str(run.workdir / "home"),
+            "CI": "true",
+            **self.base_env,
+            **st.job_env,
+            **st.github_env,
+            **step_env,
+            **github_defaults,
+            "PATH": path,
+        }
         (run.workdir / "home").mkdir(exist_ok=True)
         run.say(f"-- {name}")
         outputs: dict[str, str] = {}
@@ -1326,8 +1435,9 @@ class _Runner:
                     f"pass run_workflow(..., actions={{{key!r}: fn}})"
                 )
             with_ = {k: to_str(interpolate(v, ctx)) for k, v in (step.get("with") or {}).items()}
-            sctx = StepContext(job_id=st.job_id, step=step, with_=with_, env=env, workspace=st.workspace, run=run,
-                               permissions=st.token)  # fmt: skip
+            sctx = StepContext(
+                job_id=st.job_id, step=step, with_=with_, env=env, workspace=st.workspace, run=run, permissions=st.token
+            )
             try:
                 outputs = {k: to_str(v) for k, v in (self.actions[key](sctx) or {}).items()}
                 code = 0
@@ -1361,8 +1471,9 @@ class _Runner:
             st.steps_ctx[sid] = {"outputs": outputs, "outcome": outcome, "conclusion": conclusion}
         return StepResult(sid, name, outcome, conclusion, outputs, stdout, stderr, code)
 
-    def run_script(self, st: _JobState, index: int, script: str, shell: str | None, cwd: Path,
-                   env: dict[str, str]) -> tuple[int, str, str]:  # fmt: skip
+    def run_script(
+        self, st: _JobState, index: int, script: str, shell: str | None, cwd: Path, env: dict[str, str]
+    ) -> tuple[int, str, str]:
         """Write the script to a file and run it with the step's shell; kill its process group on timeout."""
         template = SHELLS.get(shell or "", shell) if shell else DEFAULT_SHELL
         ext = ".py" if shell == "python" else ".sh"
@@ -1381,8 +1492,9 @@ class _Runner:
             return 1, "", f"An error occurred trying to start process with working directory '{cwd}': no such directory"
         out_f, err_f = st.files / f"stdout_{index}", st.files / f"stderr_{index}"
         with out_f.open("wb") as out, err_f.open("wb") as err:
-            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+            )
             st.pgids.append(proc.pid)
             try:
                 code = proc.wait(timeout=self.timeout)
@@ -1406,10 +1518,6 @@ class _Runner:
 
 def _protected(name: str) -> bool:
     return name.startswith(("GITHUB_", "RUNNER_"))
-
-
-def run_wf_jobs(run: Run) -> dict:
-    return run.workflow["jobs"]
 
 
 @dataclass

@@ -683,6 +683,8 @@ def test_workflow_dispatch_inputs_defaults_and_overrides(tmp_path, repo):
     assert run.job("j").steps[1].stdout == "true true\n" and "replaced by the test's override" in run.log
     run = go(tmp_path, repo, text, Event("schedule", {}, sha), overrides={"Install": "true"})
     assert run.job("j").steps[1].stdout == " \n"  # no inputs outside workflow_dispatch
+    with pytest.raises(HarnessError, match="overrides name no `run:` step"):
+        go(tmp_path, repo, text, Event("schedule", {}, sha), overrides={"Instal": "true"})
 
 
 def selfhost_bin(tmp_path: Path) -> Path:
