@@ -83,7 +83,7 @@ def start_endpoint(api_key: str, model: str, broken: bool) -> str:
 
     port = free_port()
     args = ["--api-key", api_key, "--model", model, "--guard", "v1" if broken else "all"]
-    proc = start_subprocess(port, *args)
+    proc = start_subprocess(port, *args, preexec_fn=os.setsid)  # the "cloud" outlives the CI step
     with (cloud() / "pids").open("a") as f:
         f.write(f"{proc.pid}\n")
     return f"http://127.0.0.1:{port}"
