@@ -3,6 +3,11 @@
 The engine part only: inputs are review dicts (`costing.report.review_dict`, schema selfhost.review/v1) or None for a
 deployment added or removed; output is a JSON-ready document (schema selfhost.diff/v1), its renderings (table,
 markdown for the pull-request comment, JSON) and the budget gates. No cloud or git access here.
+
+Gates: the flags (`Gates`: head total, increase in $ and %) and each head spec's own `budget.max_monthly_usd`,
+judged exactly as `selfhost plan --spec` and the stacks judge it (`costing.review.enforce_budget`: the review's
+unrounded monthly total above the budget), so the pull-request check and the deploy never disagree on a spec.
+Base specs' budgets are not gates (the base is what runs today).
 """
 
 from __future__ import annotations
@@ -134,6 +139,7 @@ def diff_reviews(items: list[DiffInput], gates: Gates | None = None) -> dict[str
         "delta_percent": _percent(base_total, head_total),
     }
     gates = gates or Gates()
+    budgets = spec_budgets(items)
     return {
         "schema": SCHEMA,
         "projects": projects,
@@ -142,9 +148,41 @@ def diff_reviews(items: list[DiffInput], gates: Gates | None = None) -> dict[str
             "max_monthly_usd": gates.max_monthly_usd,
             "max_increase_usd": gates.max_increase_usd,
             "max_increase_percent": gates.max_increase_percent,
-            "breaches": breaches(totals, gates),
+            "spec_budgets": budgets,
+            "breaches": breaches(totals, gates) + [b["breach"] for b in budgets if b["breach"]],
         },
     }
+
+
+def spec_budgets(items: list[DiffInput]) -> list[dict[str, Any]]:
+    """Each head spec's own budget as a gate: the verdict is the review's (`budget.within`, computed like
+    `costing.review.enforce_budget` from the unrounded total), the sentence worded like plan's refusal."""
+    out = []
+    for item in items:
+        head = item.head
+        if head is None or (head.get("budget") or {}).get("max_monthly_usd") is None:
+            continue
+        budget = float(head["budget"]["max_monthly_usd"])
+        over = head["budget"]["within"] is False
+        t = head["target"]
+        what = t.get("offer") or t.get("gpu")
+        out.append(
+            {
+                "name": item.name,
+                "head_source": item.head_source,
+                "monthly_usd": head["monthly_usd"],
+                "max_monthly_usd": budget,
+                "within": not over,
+                "breach": (
+                    f"{item.name} ({item.head_source}): projected {_money(head['monthly_usd'])}/month for "
+                    f"{head['replicas']} replica(s) of {what} exceeds the budget of {_money(budget)} "
+                    "(budget.max_monthly_usd in the spec)"
+                )
+                if over
+                else None,
+            }
+        )
+    return out
 
 
 def breaches(totals: dict[str, Any], gates: Gates) -> list[str]:
@@ -272,10 +310,17 @@ def summary_line(doc: dict[str, Any]) -> str:
 def _gate_lines(doc: dict[str, Any]) -> list[str]:
     g = doc["gates"]
     set_gates = [k for k in ("max_monthly_usd", "max_increase_usd", "max_increase_percent") if g[k] is not None]
-    if not set_gates:
+    budgets = g.get("spec_budgets") or []
+    if not set_gates and not budgets:
         return []
     if not g["breaches"]:
-        return ["budget gates passed: " + ", ".join(f"--{k.replace('_', '-')} {g[k]:g}" for k in set_gates)]
+        return [
+            "budget gates passed: "
+            + ", ".join(
+                [f"--{k.replace('_', '-')} {g[k]:g}" for k in set_gates]
+                + [f"{b['name']} budget {_money(b['max_monthly_usd'])}" for b in budgets]
+            )
+        ]
     return [f"BUDGET GATE FAILED: {b}" for b in g["breaches"]]
 
 

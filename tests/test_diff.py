@@ -15,7 +15,7 @@ from conftest import ROOT
 from costing.diff import DiffInput, Gates, diff_reviews
 from costing.report import review_dict
 from costing.review import cost_review
-from costing.spec import load_spec
+from costing.spec import load_spec, spec_from_dict
 
 EXAMPLE = "examples/llama-3.1-8b-runpod-a40.yaml"
 GOLDEN = ROOT / "tests" / "golden"
@@ -65,6 +65,7 @@ def heavier(tmp_path) -> Path:
     spec = yaml.safe_load((ROOT / EXAMPLE).read_text())
     peak = spec["workload"]["peak_to_mean"]
     spec["workload"]["requests_per_day"] = math.ceil((base["replicas"] + 0.5) * per_replica_rps * 86400 / peak)
+    del spec["budget"]  # the spec's own budget is a gate too (tested below): these tests exercise the flags
     path = tmp_path / "heavier.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -101,7 +102,9 @@ def test_gates(selfhost, tmp_path, flag, value, breached):
 def test_gates_in_the_engine_name_each_breach():
     base, head = review(EXAMPLE), review(EXAMPLE, target={"replicas": 3})
     doc = diff_reviews([DiffInput("x", "a", "b", base, head)], Gates(1.0, 1.0, 1.0))
-    assert len(doc["gates"]["breaches"]) == 3
+    # the three flags, then the head spec's own budget (3 replicas cost more than the example's budget)
+    assert head["monthly_usd"] > head["budget"]["max_monthly_usd"]
+    assert len(doc["gates"]["breaches"]) == 4 and doc["gates"]["breaches"][3].startswith("x (b): projected ")
     assert doc["totals"]["delta_monthly_usd"] == pytest.approx(2 * base["monthly_usd"], abs=0.02)
     added = diff_reviews([DiffInput("x", None, "b", None, head)], Gates(max_increase_percent=50))
     assert added["projects"][0]["status"] == "added" and added["totals"]["delta_percent"] is None
@@ -151,6 +154,7 @@ def test_base_ref_reads_the_base_from_git_and_marks_new_specs_added(selfhost, tm
     git("add", ".")
     git("commit", "-q", "-m", "base")
     spec["target"]["replicas"] = 2
+    spec["budget"]["max_monthly_usd"] *= 2  # each head's own budget is a gate: it grows with the replicas
     (tmp_path / "deploy" / "a.yaml").write_text(yaml.safe_dump(spec))
     (tmp_path / "deploy" / "b.yaml").write_text(yaml.safe_dump({**spec, "name": "new-one"}))
     p = selfhost(
@@ -203,3 +207,96 @@ def test_a_bad_base_at_a_git_ref_is_refused_in_one_line(selfhost, tmp_path, cont
     p = selfhost("diff", "--base-ref", "main", str(head))
     assert p.returncode == 2 and f"at main {words}" in p.stderr and p.stderr.count("\n") == 1
     assert "Traceback" not in p.stderr
+
+
+# --- each head spec's own budget is a gate, judged as `selfhost plan --spec` judges it ----------------------------
+
+# Two deployments as specs carry them: the example (one RunPod A40, on-demand) and an AWS spot service (the
+# group the stack runs, as `selfhost init --cloud aws` wrote it before availability was chosen).
+BUDGET_SPECS = {
+    "runpod": yaml.safe_load((ROOT / EXAMPLE).read_text()),
+    "aws-spot": {
+        "name": "llama-3-1-8b-aws",
+        "model": "llama-3.1-8b",
+        "precision": "bf16",
+        "target": {"offer": "aws-g5.xlarge", "pricing": "spot"},
+        "workload": {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 2.0},
+        "slo": {"p90_latency_s": 20},
+        "sky": {"service": True},
+    },
+}
+
+
+def _budget_cases() -> list[tuple[str, int, str]]:
+    """(spec, requests/day, how the budget sits against that spec's projected total)."""
+    where = ("exactly", "cent-below", "cent-above", "as-displayed", "half", "double")
+    return [(s, rpd, w) for s in BUDGET_SPECS for rpd in (3000, 60000, 600000) for w in where]
+
+
+def _budget_for(monthly: float, where: str) -> float:
+    return {
+        "exactly": monthly,  # the unrounded projection: within (plan refuses only above the budget)
+        "cent-below": monthly - 0.01,
+        "cent-above": monthly + 0.01,
+        "as-displayed": round(monthly, 2),  # what a user copies from the plan's output
+        "half": monthly / 2,
+        "double": monthly * 2,
+    }[where]
+
+
+@pytest.mark.parametrize("name,requests_per_day,where", _budget_cases())
+def test_diff_refuses_a_head_over_its_own_budget_exactly_when_plan_does(tmp_path, name, requests_per_day, where):
+    """The PR check (`selfhost diff`) and the deploy (`selfhost plan --spec`, then the stack) never disagree."""
+    from cli_inprocess import run_cli
+
+    data = yaml.safe_load(yaml.safe_dump(BUDGET_SPECS[name]))
+    data["workload"]["requests_per_day"] = requests_per_day
+    data.pop("budget", None)
+    monthly = cost_review(spec_from_dict(data)).monthly_usd
+    data["budget"] = {"max_monthly_usd": _budget_for(monthly, where)}
+    spec = tmp_path / "head.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({**data, "budget": {"max_monthly_usd": monthly / 2}}))  # not a gate
+
+    plan = run_cli("plan", "--spec", spec, "--format", "json")
+    diff = run_cli("diff", "--base", base, "--head", spec, "--format", "json")
+    assert plan.code in (0, 2) and diff.code in (0, 2), (plan, diff)
+    # over the budget is refused, at or under it passes (as-displayed: either, as long as both agree)
+    assert plan.code == {"exactly": 0, "cent-below": 2, "cent-above": 0, "half": 2, "double": 0}.get(where, plan.code)
+    assert diff.code == plan.code, f"plan exit {plan.code}, diff exit {diff.code}: {plan.stderr}{diff.stderr}"
+    doc = json.loads(diff.stdout)  # printed before the gate refuses
+    [gate] = doc["gates"]["spec_budgets"]
+    assert gate["within"] == (plan.code == 0) and gate["max_monthly_usd"] == data["budget"]["max_monthly_usd"]
+    if plan.code == 2:
+        refusal = plan.stderr.strip()
+        assert "exceeds the budget of" in refusal
+        # diff names the spec and says what plan says: the same projection, replicas, offer and budget
+        problem = refusal.removeprefix("error: ").split(". Fix:")[0]
+        assert diff.stderr.count("\n") == 1 and problem in diff.stderr and str(spec) in diff.stderr
+        assert doc["gates"]["breaches"] == [gate["breach"]] and data["name"] in gate["breach"]
+    else:
+        assert doc["gates"]["breaches"] == [] and gate["breach"] is None and diff.stderr == ""
+
+
+def test_a_base_over_its_budget_is_not_a_gate_and_each_head_is_named(tmp_path):
+    from cli_inprocess import run_cli
+
+    over = yaml.safe_load((ROOT / EXAMPLE).read_text())
+    over["budget"]["max_monthly_usd"] = review(EXAMPLE)["monthly_usd"] / 2
+    (tmp_path / "over.yaml").write_text(yaml.safe_dump(over))
+    # base over budget, head within (the change fixes it): passes, and says which budget it checked
+    p = run_cli("diff", "--base", tmp_path / "over.yaml", "--head", EXAMPLE)
+    assert p.code == 0, p.stderr
+    assert f"budget gates passed: {over['name']} budget $600.00" in p.stdout
+    # two heads, one over: the gate names that one only, in the table, the markdown and the JSON
+    for fmt, mark in (("table", "BUDGET GATE FAILED: "), ("markdown", "> ❌ BUDGET GATE FAILED: ")):
+        p = run_cli(
+            "diff", "--base", EXAMPLE, "--head", tmp_path / "over.yaml",
+            "--base", "tests/golden/diff/base-gcp.yaml", "--head", "tests/golden/diff/head-gcp.yaml", "--format", fmt,
+        )  # fmt: skip
+        assert p.code == 2
+        failed = [line for line in p.stdout.splitlines() if line.startswith(mark)]
+        assert len(failed) == 1 and str(tmp_path / "over.yaml") in failed[0], p.stdout
+        assert f"exceeds the budget of ${over['budget']['max_monthly_usd']:,.2f}" in failed[0]
+        assert p.stderr.count("\n") == 1 and "budget gate breached" in p.stderr

@@ -66,8 +66,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Cost diff between base and head specs: offer, GPUs, replicas, monthly $, $/1M, SLO, break-even.
 
-        Exit 2 when a gate (--max-monthly-usd, --max-increase-usd, --max-increase-percent) is breached; the diff
-        is printed (and written) first so a CI job can post it.
+        Exit 2 when a gate is breached: the flags (--max-monthly-usd, --max-increase-usd, --max-increase-percent)
+        and each head spec's own budget.max_monthly_usd (as `selfhost plan --spec` enforces it; base specs'
+        budgets are not gates). The diff is printed (and written) first so a CI job can post it.
         """
         from costing.diff import FORMATS, DiffInput, Gates, check_gate_values, diff_reviews, render
         from costing.spec import read_spec_file
@@ -119,6 +120,14 @@ def register(app: typer.Typer) -> None:
             output.write_text(text)
             typer.echo(f"wrote {output}", err=True)
         if doc["gates"]["breaches"]:
+            own = any(b["breach"] for b in doc["gates"]["spec_budgets"])
             raise UserError(
-                "budget gate breached: " + "; ".join(doc["gates"]["breaches"]), "review the cost diff above"
+                "budget gate breached: " + "; ".join(doc["gates"]["breaches"]),
+                "review the cost diff above"
+                + (
+                    "; a spec's own budget is what `selfhost plan --spec` and the stack enforce: raise its "
+                    "budget.max_monthly_usd, lower the traffic, or pick a cheaper offer/pricing"
+                    if own
+                    else ""
+                ),
             )
