@@ -17,6 +17,18 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("llama-3.1-8b", "--model", help="a model of the catalog (`selfhost estimate`)"),
         precision: str = typer.Option("bf16", "--precision", help="bf16, fp8, awq, ..."),
         ci: str | None = typer.Option(None, "--ci", help="also write the kit's CI workflow: github"),
+        availability: str = typer.Option(
+            "standard",
+            "--availability",
+            help="standard (one replica may run alone) or high (2+ across zones; aws, gcp): the cheapest pricing "
+            "(on-demand or spot) that meets it is chosen",
+        ),
+        domain: str | None = typer.Option(
+            None,
+            "--domain",
+            help="aws, gcp: serve HTTPS for this DNS name (written to Pulumi.dev.yaml); without it `pulumi up` "
+            "refuses until you set one or opt in to plain HTTP",
+        ),
         virtualenv: Path | None = typer.Option(
             None,
             "--virtualenv",
@@ -29,7 +41,12 @@ def register(app: typer.Typer) -> None:
 
         directory = directory.expanduser().absolute()
         venv = virtualenv.expanduser().absolute() if virtualenv else None
-        files, choice = deployment_repo.files_for(directory, cloud, model, precision, ci, venv)
+        if cloud in deployment_repo.CLOUDS:  # an unknown --cloud: files_for's refusal
+            domain = deployment_repo.check_domain_option(cloud, domain)
+            deployment_repo.check_availability(cloud, availability)
+        files, choice = deployment_repo.files_for(
+            directory, cloud, model, precision, ci, venv, availability=availability, domain=domain
+        )
         deployment_repo.write(files)
         print(
             f"{choice.spec['model']} {choice.spec['precision']} on {choice.offer_id} "
