@@ -19,6 +19,7 @@ which is how a test makes a release fail its gate.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -91,10 +92,8 @@ def start_endpoint(api_key: str, model: str, broken: bool) -> str:
 
 def stop_endpoint(pid: int | None) -> None:
     if pid:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 15)
-        except ProcessLookupError:
-            pass
 
 
 # ---- pulumi ------------------------------------------------------------------------------------------------------

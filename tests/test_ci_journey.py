@@ -19,6 +19,7 @@ destroyed; the same by workflow_dispatch; a first deployment failing with nothin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -204,7 +205,9 @@ class Journey:
             if not ctx.can_write("id-token"):
                 raise gha.ActionFailed("GitHub Actions did not inject $ACTIONS_ID_TOKEN_REQUEST_TOKEN")
             creds = ctx.run.workdir / f"gha-creds-{ctx.job_id}.json"
-            creds.write_text(json.dumps({"type": "external_account", "audience": ctx.with_["workload_identity_provider"]}))
+            creds.write_text(
+                json.dumps({"type": "external_account", "audience": ctx.with_["workload_identity_provider"]})
+            )
             ctx.set_env("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
             ctx.set_env("GOOGLE_CLOUD_PROJECT", "my-project")
             return {"credentials_file_path": str(creds)}
@@ -245,10 +248,8 @@ class Journey:
 
     def stop(self) -> None:
         for pid in cloud_stand_in.endpoint_pids(self.cloud_dir):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture
@@ -325,7 +326,10 @@ def test_init_then_pull_requests_then_deploys_and_rollbacks(journey: Journey):
     assert pr.job("diff").result == "success", explain(pr)
     comment = (pr.comments / f"selfhost-cost-diff-{j.folder.replace('/', '-')}.md").read_text()
     assert "<!-- selfhost-cost-diff -->" in comment and "selfhost.yaml" in comment
-    assert "Successfully installed selfhost-llm-" in pr.job("diff").step("Install selfhost (the committed wheel, hash-checked)").stdout
+    assert (
+        "Successfully installed selfhost-llm-"
+        in pr.job("diff").step("Install selfhost (the committed wheel, hash-checked)").stdout
+    )
 
     # -- over the spec's own budget: the same comment, and the check fails with exit 2 --------------------------
     sha = j.commit_spec(_budget(100), "a budget below the projection", branch="tight-budget")

@@ -174,7 +174,8 @@ def test_bad_config_is_refused_before_any_resource(change, error, words):
 
 def test_shipped_program_runs_with_the_example_config():
     config = example_config("aws")
-    config.update({"apiKey": "sk-example", "hfToken": "hf_example"})
+    # the shipped config leaves the transport to the user (a domain, or this explicit opt-in)
+    config.update({"apiKey": "sk-example", "hfToken": "hf_example", "allowPlainHttp": "true"})
     mocks, _ = stack("aws", config)
     assert mocks.one(LT)["instanceType"] == "g5.xlarge"
     assert mocks.one(ASG)["capacityRebalance"] is True

@@ -163,6 +163,7 @@ def test_shipped_program_runs_with_the_example_config():
             "gcp:zone": "us-central1-b",
             # as `pulumi config set allowedCidrs 203.0.113.0/24,198.51.100.0/24` stores it
             "allowedCidrs": "203.0.113.0/24,198.51.100.0/24",
+            "allowPlainHttp": "true",  # the shipped config leaves the transport to the user: opt in here
         }
     )
     mocks, out = stack("gcp", config)

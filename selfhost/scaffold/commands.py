@@ -25,6 +25,18 @@ def register(app: typer.Typer) -> None:
             help="this kit's wheel to commit in vendor/ (default: the one it was installed from, or built from "
             "its clone)",
         ),
+        availability: str = typer.Option(
+            "standard",
+            "--availability",
+            help="standard (one replica may run alone) or high (2+ across zones; aws, gcp): the cheapest pricing "
+            "(on-demand or spot) that meets it is chosen",
+        ),
+        domain: str | None = typer.Option(
+            None,
+            "--domain",
+            help="aws, gcp: serve HTTPS for this DNS name (written to Pulumi.dev.yaml); without it `pulumi up` "
+            "refuses until you set one or opt in to plain HTTP",
+        ),
         virtualenv: Path | None = typer.Option(
             None,
             "--virtualenv",
@@ -38,7 +50,12 @@ def register(app: typer.Typer) -> None:
         directory = directory.expanduser().absolute()
         venv = virtualenv.expanduser().absolute() if virtualenv else None
         wheel = kit_wheel.expanduser().absolute() if kit_wheel else None
-        files, choice = deployment_repo.files_for(directory, cloud, model, precision, ci, venv, wheel)
+        if cloud in deployment_repo.CLOUDS:  # an unknown --cloud: files_for's refusal
+            domain = deployment_repo.check_domain_option(cloud, domain)
+            deployment_repo.check_availability(cloud, availability)
+        files, choice = deployment_repo.files_for(
+            directory, cloud, model, precision, ci, venv, wheel, availability=availability, domain=domain
+        )
         deployment_repo.write(files)
         print(
             f"{choice.spec['model']} {choice.spec['precision']} on {choice.offer_id} "

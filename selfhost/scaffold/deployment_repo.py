@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,17 @@ SKY_FILE = "sky.yaml"
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 2.0}
 SLO = {"p90_latency_s": 20}
 BUDGET_HEADROOM = 1.25  # budget = projection x this, rounded up to $50: `pulumi up` refuses above it
-# Pricing of each stack's example config (stacks/<cloud>/Pulumi.dev.yaml); SkyPilot tasks: on-demand.
-PRICING = {"aws": "spot", "gcp": "spot", "runpod": "on-demand", "sky": "on-demand"}
+# The pricings each target deploys by default, tried by `choose` (where the catalog prices the offer):
+# reserved/committed pricing needs a commitment the stacks do not buy; RunPod has no spot (its stack refuses).
+PRICINGS = {
+    "aws": ("on-demand", "spot"),
+    "gcp": ("on-demand", "spot"),
+    "runpod": ("on-demand",),
+    "sky": ("on-demand", "spot"),
+}
+AVAILABILITIES = ("standard", "high")
 STACK_FLEETS = ("aws", "gcp")  # stacks whose group the review sizes (selfhost.stack.plan autoscaled)
+TLS_STACKS = ("aws", "gcp")  # stacks that serve TLS for a `domain` themselves (runpod: its proxy is HTTPS)
 # Stack config keys that pick the machine, from the chosen offer.
 MACHINE_KEYS = {
     "aws": lambda offer: {"instanceType": offer.instance_type},
@@ -66,6 +74,9 @@ class Choice:
     offer_id: str
     offer: Any
     monthly_usd: float
+    availability: str = "standard"
+    # the cheapest fitting offer's monthly total at each pricing tried (the chosen pricing among them)
+    alternatives: dict[str, float] = field(default_factory=dict)
 
 
 def _offers(cloud: str, pricing: str) -> list:
@@ -80,45 +91,97 @@ def _offers(cloud: str, pricing: str) -> list:
     return found
 
 
-def choose(cloud: str, model: str, precision: str) -> Choice:
-    """The cheapest offer on `cloud` that fits `model` at `precision` and meets the SLO, by the cost review."""
+def _candidate(cloud: str, model: str, precision: str, offer_id: str, pricing: str, availability: str) -> dict:
+    """The spec `selfhost init` writes for one offer and pricing."""
+    data: dict[str, Any] = {
+        "name": f"{model}-{cloud}".replace(".", "-"),
+        "model": model,
+        "precision": precision,
+        "target": {"offer": offer_id, "pricing": pricing, "replicas": 1},
+        "workload": dict(WORKLOAD),
+        "slo": dict(SLO),
+        "availability": availability,
+    }
+    if cloud in STACK_FLEETS:  # the aws/gcp stacks run the fleet the review sizes: cost that one
+        data["target"] = {"offer": offer_id, "pricing": pricing}
+        data["sky"] = {"service": True}
+    return data
+
+
+def check_availability(cloud: str, availability: str) -> None:
+    """`--availability`: a known value the target can run (UserError otherwise)."""
+    from costing.review import HIGH_AVAILABILITY_REPLICAS
+
+    if availability not in AVAILABILITIES:
+        raise UserError(f"unknown --availability {availability}", f"use one of {', '.join(AVAILABILITIES)}")
+    if availability == "high" and cloud not in STACK_FLEETS:
+        runs = "the runpod stack runs one pod" if cloud == "runpod" else "sky.yaml is one `sky launch` cluster"
+        raise UserError(
+            f"--availability high needs {HIGH_AVAILABILITY_REPLICAS}+ replicas across zones; {runs}",
+            "use --cloud aws or --cloud gcp (a group across zones), or --availability standard",
+        )
+
+
+def choose(cloud: str, model: str, precision: str, availability: str = "standard") -> Choice:
+    """The cheapest offer and pricing on `cloud` that fits `model` at `precision`, meets the SLO and runs
+    with `availability`, by the cost review. Every pricing the target deploys by default is tried
+    (PRICINGS: on-demand, and spot where the catalog prices it; never reserved/committed, which needs a
+    commitment the stack does not buy)."""
     from costing.catalog import get_model, get_precision
     from costing.review import cost_review
     from costing.spec import spec_from_dict
 
     get_model(model)  # unknown names: the catalog's refusal, with the choices
     get_precision(precision)
-    pricing = PRICING[cloud]
+    check_availability(cloud, availability)
     best: Choice | None = None
+    cheapest: dict[str, float] = {}  # pricing -> the cheapest fitting offer's monthly total
     reasons: list[str] = []
-    for offer in _offers(cloud, pricing):
-        data = {
-            "name": f"{model}-{cloud}".replace(".", "-"),
-            "model": model,
-            "precision": precision,
-            "target": {"offer": offer.id, "pricing": pricing, "replicas": 1},
-            "workload": dict(WORKLOAD),
-            "slo": dict(SLO),
-        }
-        if cloud in STACK_FLEETS:  # the aws/gcp stacks run the fleet the review sizes: cost that one
-            data["target"] = {"offer": offer.id, "pricing": pricing}
-            data["sky"] = {"service": True}
-        try:
-            review = cost_review(spec_from_dict(data))
-        except UserError as err:  # does not fit, misses the SLO: the next offer
-            reasons.append(err.problem)
-            continue
-        if best is None or review.monthly_usd < best.monthly_usd:
-            best = Choice(data, offer.id, offer, review.monthly_usd)
+    for pricing in PRICINGS[cloud]:
+        for offer in _offers(cloud, pricing):
+            data = _candidate(cloud, model, precision, offer.id, pricing, availability)
+            try:
+                review = cost_review(spec_from_dict(data))
+            except UserError as err:  # does not fit, misses the SLO: the next offer
+                reasons.append(err.problem)
+                continue
+            if pricing not in cheapest or review.monthly_usd < cheapest[pricing]:
+                cheapest[pricing] = review.monthly_usd
+            if best is None or review.monthly_usd < best.monthly_usd:
+                best = Choice(data, offer.id, offer, review.monthly_usd, availability)
     if best is None:
-        why = reasons[-1] if reasons else f"no {pricing} offer on {cloud}"
+        why = reasons[-1] if reasons else f"no {' or '.join(PRICINGS[cloud])} offer on {cloud}"
         raise UserError(
             f"no single machine of the {cloud} target serves {model} at {precision} ({why})",
             "pass a smaller --model or --precision fp8/awq, or another --cloud",
         )
     budget = math.ceil(best.monthly_usd * BUDGET_HEADROOM / 50) * 50
     best.spec["budget"] = {"max_monthly_usd": budget}
-    return best
+    return replace(best, alternatives=cheapest)
+
+
+def pricing_comment(choice: Choice, cloud: str) -> list[str]:
+    """Why this pricing, in the spec's header: the alternatives' monthly figures, and what a spot reclaim
+    does to a single replica."""
+    pricing = choice.spec["target"]["pricing"]
+    others = ", ".join(f"{p} ${usd:,.2f}" for p, usd in choice.alternatives.items())
+    if len(choice.alternatives) > 1:
+        lines = [
+            f"# pricing {pricing}: the cheapest that meets availability {choice.availability} ({others}/month "
+            "for the cheapest machine at each)."
+        ]
+    else:
+        lines = [f"# pricing {pricing}: the only one the {cloud} target deploys here ({others}/month)."]
+    if pricing == "spot" and choice.availability == "standard":
+        back = (
+            "until the group replaces it (another spot machine, once the cloud has capacity)"
+            if cloud in STACK_FLEETS
+            else "and `sky launch` does not bring it back (launch again)"
+        )
+        lines.append(f"# availability standard on spot: one replica, so a spot reclaim stops the endpoint {back}.")
+        if cloud in STACK_FLEETS:
+            lines.append("# `selfhost init --availability high` keeps an on-demand replica beside spot ones (more $).")
+    return lines
 
 
 def _spec_text(choice: Choice, cloud: str) -> str:
@@ -131,6 +194,7 @@ def _spec_text(choice: Choice, cloud: str) -> str:
             if cloud == "sky"
             else "the Pulumi stack reads it (specFile)."
         ),
+        *pricing_comment(choice, cloud),
         f"# budget: the projection at init (${choice.monthly_usd:,.2f}/month) plus 25%: set your own.",
         "# Edit the workload to your traffic: it decides the cost review and the break-even against the APIs.",
     ]
@@ -142,31 +206,92 @@ def _key_of(line: str, project: str) -> str | None:
     return m.group(1) if m else None
 
 
-def stack_config_text(cloud: str, offer) -> str:
-    """The shipped Pulumi.dev.yaml: the machine from the offer, the spec's keys replaced by specFile."""
+def check_domain_option(cloud: str, domain: str | None) -> str | None:
+    """`--domain`: a DNS name (the stacks' own check), for the targets whose stack serves TLS for one."""
+    if domain is None:
+        return None
+    if cloud not in TLS_STACKS:
+        why = (
+            "the runpod endpoint is served over HTTPS by RunPod's proxy"
+            if cloud == "runpod"
+            else "a `sky launch` cluster gets no certificate from selfhost (put your own TLS terminator in front)"
+        )
+        raise UserError(f"--domain does not apply to --cloud {cloud}: {why}", "drop --domain")
+    from selfhost.stack.checks import check_domain
+
+    try:
+        return check_domain(domain)
+    except UserError:
+        raise UserError(f"--domain {domain!r} is not a DNS name", "pass a name like --domain api.example.com") from None
+
+
+def tls_config_note(cloud: str, domain: str | None = None) -> list[str]:
+    """README lines on the endpoint's transport for the aws/gcp stacks (none for runpod and sky).
+
+    Without a domain: the stack refuses `pulumi up` until the user sets one or opts in to plain HTTP;
+    with one: the DNS records its certificate needs."""
+    if cloud not in TLS_STACKS:
+        return []
+    if domain:
+        dns = {
+            "aws": "add the CNAME ACM shows (output certificateValidation) while `pulumi up` waits, then a CNAME "
+            "from the domain to the output loadBalancerDns",
+            "gcp": "point an A record at the output publicIp: Google issues the certificate once it resolves",
+        }[cloud]
+        return [f"HTTPS on {domain} (`domain` in Pulumi.dev.yaml): {dns}."]
+    return [
+        "Transport: `pulumi up` refuses until you choose one (the API key must not cross the internet in clear):",
+        "",
+        "    pulumi config set domain api.example.com   # HTTPS with a certificate for your name (recommended)",
+        "    pulumi config set allowPlainHttp true      # or plain HTTP, e.g. behind your own TLS terminator",
+        "",
+    ]
+
+
+def stack_config_text(cloud: str, offer, domain: str | None = None) -> str:
+    """The shipped Pulumi.dev.yaml: the machine from the offer, the spec's keys replaced by specFile, and
+    `domain` when given (else the shipped commented line stays: `pulumi up` refuses until one is chosen).
+    gcp with a domain: allowedCidrs 0.0.0.0/0, since Google's certificate is issued over port 443 (the
+    stack refuses a domain otherwise; the API key guards the endpoint)."""
     project = f"selfhost-{cloud}"
     machine = MACHINE_KEYS[cloud](offer)
     shipped = (bundled.stack_program(cloud) / "Pulumi.dev.yaml").read_text().splitlines()
     out: list[str] = []
     placed: set[str] = set()
+    skipping_cidrs = False  # gcp with a domain: the shipped allowedCidrs items are replaced
     for line in shipped:
         key = _key_of(line, project)
+        commented = line.lstrip().startswith("#")
+        indent = line[: len(line) - len(line.lstrip())]
+        if skipping_cidrs and line.lstrip().startswith("- "):
+            continue
+        skipping_cidrs = False
+        if key == "allowedCidrs" and not commented and domain and cloud == "gcp":
+            out.append(
+                f"{indent}{project}:allowedCidrs: [0.0.0.0/0]   # the certificate authority reaches 443; "
+                "the API key guards the endpoint"
+            )
+            skipping_cidrs = True
+            continue
         if key in FROM_SPEC_KEYS:
             if "specFile" not in placed:
-                indent = line[: len(line) - len(line.lstrip())]
                 out.append(
                     f"{indent}{project}:specFile: {SPEC_FILE}   # model, precision, pricing, workload, SLO, budget"
                 )
                 placed.add("specFile")
             continue
-        if key in machine and not line.lstrip().startswith("#"):
+        if key == "domain" and domain and "domain" not in placed:
+            out.append(f"{indent}{project}:domain: {domain}   # HTTPS: `selfhost init --domain`")
+            placed.add("domain")
+            continue
+        if key in machine and not commented:
             prefix = line[: line.index(f"{project}:{key}:") + len(f"{project}:{key}:")]
             comment = line.split("#", 1)[1] if "#" in line else ""
             out.append(f"{prefix} {_yaml_scalar(machine[key])}" + (f"   #{comment}" if comment else ""))
             placed.add(key)
             continue
         out.append(line)
-    missing = [k for k in ("specFile", *machine) if k not in placed]
+    missing = [k for k in ("specFile", *machine, *(["domain"] if domain else [])) if k not in placed]
     if missing:
         raise UserError(
             f"the {cloud} stack's Pulumi.dev.yaml shipped with this selfhost has no {', '.join(missing)} key",
@@ -209,7 +334,14 @@ def requirements_text(wheel_name: str, cloud: str) -> str:
     )
 
 
-def readme_text(directory: Path, cloud: str, choice: Choice, repo: ci_github.Repo | None, workflows: list[Path]) -> str:
+def readme_text(
+    directory: Path,
+    cloud: str,
+    choice: Choice,
+    repo: ci_github.Repo | None,
+    workflows: list[Path],
+    domain: str | None = None,
+) -> str:
     name = directory.name
     lines = [
         f"# {name}: {choice.spec['model']} on {cloud}",
@@ -258,6 +390,7 @@ def readme_text(directory: Path, cloud: str, choice: Choice, repo: ci_github.Rep
             "    pulumi stack init dev   # uses Pulumi.dev.yaml",
             *extra,
             *secrets,
+            *(["", *tls_config_note(cloud, domain)] if tls_config_note(cloud, domain) else []),
             "    pulumi preview && pulumi up   # refuses above the spec's budget",
             '    export VLLM_API_KEY="$(pulumi config get apiKey)"   # smoke reads the key from the environment',
             '    selfhost smoke "$(pulumi stack output endpointUrl)"',
@@ -297,6 +430,8 @@ def files_for(
     ci: str | None,
     virtualenv: Path | None,
     wheel: Path | None = None,
+    availability: str = "standard",
+    domain: str | None = None,
 ) -> tuple[dict[Path, str | bytes], Choice]:
     """Every file `selfhost init` writes, with its content; refusals (UserError) before anything is written."""
     from selfhost.versions import kit_version
@@ -315,7 +450,7 @@ def files_for(
     repo = ci_github.find_repo(directory) if ci else None
     version = kit_version()
     kit = kit_wheel.current(version, wheel)
-    choice = choose(cloud, model, precision)
+    choice = choose(cloud, model, precision, availability)
     if cloud == "sky" and ci:  # deployed from CI: a SkyServe service (what the workflow runs and the review costs)
         choice.spec["sky"] = {"service": True}
     files: dict[Path, str | bytes] = {directory / SPEC_FILE: _spec_text(choice, cloud)}
@@ -327,7 +462,7 @@ def files_for(
     else:
         program = bundled.stack_program(cloud)
         files[directory / "Pulumi.yaml"] = pulumi_yaml_text(cloud, virtualenv)
-        config = stack_config_text(cloud, choice.offer)
+        config = stack_config_text(cloud, choice.offer, domain)
         files[directory / "Pulumi.dev.yaml"] = config
         if repo is not None:  # the stack the deploy workflow creates and updates
             files[directory / f"Pulumi.{ci_github.STACK}.yaml"] = config
@@ -345,7 +480,7 @@ def files_for(
         flows = ci_github.workflows(repo, cloud, kit.name, version, region)
         files.update(flows)
         workflow_paths = list(flows)
-    files[directory / "README.md"] = readme_text(directory, cloud, choice, repo, workflow_paths)
+    files[directory / "README.md"] = readme_text(directory, cloud, choice, repo, workflow_paths, domain)
     return files, choice
 
 
