@@ -74,6 +74,7 @@ golden: $(KIT_STAMP)
 # SkyPilot templates: re-render templates/*.yaml from templates/specs/*.yaml (a golden test checks them).
 templates: $(KIT_STAMP)
 	$(BIN)/python scripts/render_templates.py
+	$(BIN)/python scripts/render_workflows.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(GUIDELLM_VENV) .scratch

@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 # (source folder in the repository, glob patterns): copied to selfhost/_bundled/<source folder>/
 BUNDLED = (
     ("stacks", ("*/__main__.py", "*/Pulumi.yaml", "*/Pulumi.dev.yaml")),
-    ("examples", ("*.yaml", "ci/github/*.yml")),
+    ("examples", ("*.yaml",)),
 )
 
 

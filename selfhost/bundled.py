@@ -34,8 +34,3 @@ def stack_program(cloud: str) -> Path:
 
 def example_spec() -> Path:
     return root() / "examples" / EXAMPLE_SPEC
-
-
-def ci_workflows(provider: str) -> list[Path]:
-    """examples/ci/<provider>/*.yml, the CI workflows `selfhost init --ci` copies (empty when none ship)."""
-    return sorted((root() / "examples" / "ci" / provider).glob("*.yml"))

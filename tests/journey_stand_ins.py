@@ -48,10 +48,10 @@ def fail(message: str, code: int = 1) -> None:
     raise SystemExit(code)
 
 
-def write_bin(bin_dir: Path) -> Path:
-    """`pulumi` and `sky` executables in bin_dir (put it on PATH)."""
+def write_bin(bin_dir: Path, *tools: str) -> Path:
+    """`pulumi` and/or `sky` executables in bin_dir (put it on PATH)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    for tool in ("pulumi", "sky"):
+    for tool in tools:
         path = bin_dir / tool
         path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" {tool} "$@"\n')
         path.chmod(0o755)
@@ -293,9 +293,17 @@ def sky(argv: list[str]) -> None:
         return
     if argv[:2] in (["serve", "up"], ["serve", "update"]):
         update = argv[1] == "update"
-        positional = [a for a in argv[2:] if not a.startswith("-")]
-        secrets = [argv[i + 1] for i, a in enumerate(argv) if a == "--secret"]
-        positional = [a for a in positional if a not in secrets and a not in ("blue_green", "rolling")]
+        with_value = {"-n", "--service-name", "--mode", "--secret", "--env", "--env-file", "--secret-file"}
+        positional, secrets, i = [], [], 2
+        while i < len(argv):
+            if argv[i] in with_value:
+                if argv[i] == "--secret":
+                    secrets.append(argv[i + 1])
+                i += 2
+                continue
+            if not argv[i].startswith("-"):
+                positional.append(argv[i])
+            i += 1
         name = positional[0] if update else _opt(argv, "-n")
         task_path = Path(positional[1] if update else positional[0])
         path = folder / f"{name}.json"

@@ -78,10 +78,11 @@ class Journey:
         self.base, self.cloud, self.wheel = base, cloud, wheel
         self.repo, self.origin, self.cloud_dir = base / "repo", base / "origin.git", base / "cloud"
         self.cloud_dir.mkdir(parents=True)
-        bin_dir = cloud_stand_in.write_bin(base / "standin-bin")
-        self.pulumi_bin = bin_dir
+        # pulumi/actions puts `pulumi` on PATH; `sky` is what `pip install selfhost-llm[sky]` would bring along
+        self.pulumi_bin = cloud_stand_in.write_bin(base / "pulumi-bin", "pulumi")
+        sky_bin = cloud_stand_in.write_bin(base / "sky-bin", "sky")
         self.env = {
-            "PATH": "/usr/bin:/bin",
+            "PATH": f"/usr/bin:/bin:{sky_bin}",
             "PYTHONPATH": str(runner_site),
             "HOME": str(base / "home"),
             "JOURNEY_CLOUD": str(self.cloud_dir),

@@ -1,11 +1,10 @@
 """The local GitHub Actions runner (tests/gha_harness.py) the workflow journey tests stand on: expressions, job and
-step conditions, outputs and env files, workspaces, the stand-ins, triggers, masking; and one smoke run of the
-shipped cost-diff.yml."""
+step conditions, outputs and env files, workspaces, the stand-ins, triggers, masking. The shipped workflows run
+through it in tests/test_ci_journey.py."""
 
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -685,59 +684,3 @@ def test_workflow_dispatch_inputs_defaults_and_overrides(tmp_path, repo):
     assert run.job("j").steps[1].stdout == " \n"  # no inputs outside workflow_dispatch
     with pytest.raises(HarnessError, match="overrides name no `run:` step"):
         go(tmp_path, repo, text, Event("schedule", {}, sha), overrides={"Instal": "true"})
-
-
-def selfhost_bin(tmp_path: Path) -> Path:
-    """A `selfhost` on PATH that runs this checkout's CLI (what `pip install selfhost` gives a runner)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "selfhost").write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m selfhost.cli "$@"\n')
-    (bin_dir / "selfhost").chmod(0o755)
-    return bin_dir
-
-
-def test_smoke_the_shipped_cost_diff_workflow_on_a_pull_request(tmp_path):
-    """cost-diff.yml end to end: checkout with history, the diff step as written, the comment, the budget gate."""
-    workflow = ROOT / "examples" / "ci" / "github" / "cost-diff.yml"
-    repo = tmp_path / "specs"
-    (repo / "deploy").mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "t@example.invalid")
-    git(repo, "config", "user.name", "t")
-    spec = yaml.safe_load((ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml").read_text())
-    (repo / "deploy" / "a.yaml").write_text(yaml.safe_dump(spec))
-    (repo / "deploy" / "gone.yaml").write_text(yaml.safe_dump({**spec, "name": "gone"}))
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "base")
-    git(repo, "checkout", "-q", "-b", "pr")
-    (repo / "deploy" / "a.yaml").write_text(yaml.safe_dump({**spec, "target": {**spec["target"], "replicas": 3}}))
-    git(repo, "rm", "-q", "deploy/gone.yaml")
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "pr")
-    event = Event("pull_request", {"action": "synchronize", "number": 7, "pull_request": {
-        "number": 7, "head": {"ref": "pr", "repo": {"fork": False}}, "base": {"ref": "main"}}},
-        sha=git(repo, "rev-parse", "HEAD"), ref="refs/pull/7/merge", base_ref="main", head_ref="pr")  # fmt: skip
-    assert triggers(workflow, event, ["deploy/a.yaml", "deploy/gone.yaml"])
-    base_env = {"PATH": f"{selfhost_bin(tmp_path)}:/usr/bin:/bin", "SELFHOST_PRICES": "shipped",
-                "SELFHOST_TODAY": "2026-11-30"}  # fmt: skip
-    run = run_workflow(workflow, event, repo, base_env=base_env, workdir=tmp_path / "gha", step_timeout=300,
-                       overrides={"Install selfhost": 'python -c "import sys; print(sys.version)"'})  # fmt: skip
-    diff = run.job("diff")
-    comment = (run.comments / "selfhost-cost-diff.md").read_text()
-    assert (
-        comment.startswith("<!-- selfhost-cost-diff -->") and "gone (origin/main:deploy/gone.yaml, removed)" in comment
-    )
-    # +2 replicas (+200%) breaches the 25% gate: the gate step fails the job with the diff's exit code
-    assert diff.step("diff").outputs == {"rc": "2"}, diff.step("diff").stdout + diff.step("diff").stderr
-    assert [s.outcome for s in diff.steps] == ["success"] * 5 + ["failure"]
-    assert diff.step("Budget gate").exit_code == 2 and diff.result == "failure"
-    assert diff.token_permissions["pull-requests"] == "write" and diff.token_permissions["issues"] == "none"
-    # the same PR from a fork: everything runs, but the comment cannot be posted
-    fork = Event(event.name, {**event.payload, "pull_request": {**event.payload["pull_request"], "head": {
-        "ref": "pr", "repo": {"fork": True}}}}, event.sha, event.ref, event.base_ref, event.head_ref)  # fmt: skip
-    shutil.rmtree(tmp_path / "gha")
-    run = run_workflow(workflow, fork, repo, base_env=base_env, workdir=tmp_path / "gha", step_timeout=300,
-                       overrides={"Install selfhost": "true"})  # fmt: skip
-    sticky = run.job("diff").step("Sticky PR comment (one per PR, updated on each push)")
-    assert sticky.outcome == "failure" and "Resource not accessible by integration" in sticky.stderr
-    assert run.job("diff").step("Budget gate").outcome == "skipped"  # default success(): skipped after a failure

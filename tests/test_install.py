@@ -155,19 +155,25 @@ def test_init_scaffolds_a_folder_whose_spec_plans(kit, cloud):
     target, out = _init(kit, cloud)
     assert out.returncode == 0, out.stderr
     written = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
-    expected = {"README.md", "selfhost.yaml"} | (
-        {"sky.yaml"}
-        if cloud == "sky"
-        else {"Pulumi.yaml", "Pulumi.dev.yaml", "__main__.py", "requirements.txt", ".gitignore"}
+    kit_files = {"requirements.txt", ".gitignore", f"vendor/{kit.wheel.name}", "vendor/SHA256SUMS"}
+    expected = (
+        {"README.md", "selfhost.yaml"}
+        | kit_files
+        | ({"sky.yaml"} if cloud == "sky" else {"Pulumi.yaml", "Pulumi.dev.yaml", "__main__.py"})
     )
     assert set(written) == expected
+    # the kit that wrote the folder is the wheel this kit was installed from, byte for byte, and its hash checks
+    assert (target / "vendor" / kit.wheel.name).read_bytes() == kit.wheel.read_bytes()
+    sums = subprocess.run(["sha256sum", "--check", "--strict", "vendor/SHA256SUMS"], cwd=target, capture_output=True)
+    assert sums.returncode == 0, sums.stdout
+    extra = "sky" if cloud == "sky" else "pulumi"
+    assert (target / "requirements.txt").read_text().splitlines()[-1] == f"./vendor/{kit.wheel.name}[{extra}]"
     plan = kit.run("plan", "--spec", "selfhost.yaml", "--format", "json", cwd=target)
     assert plan.returncode == 0, plan.stderr  # the budget it wrote holds: plan's gate passes
     if cloud != "sky":
         assert (target / "__main__.py").read_text() == (ROOT / "stacks" / cloud / "__main__.py").read_text()
         project = yaml.safe_load((target / "Pulumi.yaml").read_text())
         assert project["name"] == f"selfhost-{cloud}" and project["runtime"]["options"]["virtualenv"] == "venv"
-        assert (target / "requirements.txt").read_text().strip() == f"selfhost[pulumi]=={VERSION}"
         config = yaml.safe_load((target / "Pulumi.dev.yaml").read_text())["config"]
         assert config[f"selfhost-{cloud}:specFile"] == "selfhost.yaml"
         assert f"selfhost-{cloud}:model" not in config  # the spec is the one place for the model
@@ -183,16 +189,21 @@ def test_init_refuses_to_overwrite_in_one_line(kit):
     assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before  # nothing written
 
 
-def test_init_ci_github_copies_the_shipped_workflow_or_names_what_is_missing(kit):
-    shipped = sorted((ROOT / "examples" / "ci" / "github").glob("*.yml"))
-    target, out = _init(kit, "sky", "--ci", "github", folder="sky-ci")
-    if shipped:
-        assert out.returncode == 0, out.stderr
-        for wf in shipped:
-            assert (target / ".github" / "workflows" / wf.name).read_text() == wf.read_text()
-    else:
-        assert out.returncode == 2 and "examples/ci/github/*.yml" in out.stderr
-        assert not target.exists()
+def test_init_ci_github_writes_the_workflows_at_the_git_root_or_refuses_outside_one(kit):
+    outside, refused = _init(kit, "sky", "--ci", "github", folder="no-git/sky-ci")
+    assert refused.returncode == 2 and "not inside a git repository" in refused.stderr and "git init" in refused.stderr
+    assert not outside.exists()
+    root = kit.work / "repos" / "with-git"
+    root.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "-b", "trunk"], cwd=root, check=True)
+    target, out = _init(kit, "sky", "--ci", "github", folder="with-git/deploy/sky-ci")
+    assert out.returncode == 0, out.stderr
+    flows = sorted(p.name for p in (root / ".github" / "workflows").iterdir())
+    assert flows == ["selfhost-deploy-sky-ci-cost-diff.yml", "selfhost-deploy-sky-ci-deploy.yml"]
+    assert not (target / ".github").exists()
+    deploy = yaml.safe_load((root / ".github" / "workflows" / flows[1]).read_text())
+    assert deploy[True]["push"] == {"branches": ["trunk"], "paths": ["deploy/sky-ci/**"]}
+    assert deploy["env"]["SPEC"] == "deploy/sky-ci/selfhost.yaml" and (root / deploy["env"]["SPEC"]).is_file()
 
 
 PROGRAM_CHECK = """
@@ -464,22 +475,6 @@ def test_init_refusals_are_one_line_and_write_nothing(selfhost, tmp_path, args, 
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert message in out.stderr and "Fix:" in out.stderr
     assert not (tmp_path / "repo").exists()
-
-
-def test_init_copies_the_shipped_ci_workflows(monkeypatch, tmp_path):
-    """The --ci mechanism, with a workflow placed where the wheel carries them (selfhost/_bundled/examples/ci)."""
-    from selfhost import bundled
-    from selfhost.scaffold import deployment_repo
-
-    shipped = tmp_path / "bundled"
-    (shipped / "examples" / "ci" / "github").mkdir(parents=True)
-    workflow = "name: cost review\non: pull_request\njobs: {}\n"
-    (shipped / "examples" / "ci" / "github" / "selfhost-review.yml").write_text(workflow)
-    monkeypatch.setattr(bundled, "INSTALLED", shipped)
-    files, _ = deployment_repo.files_for(tmp_path / "repo", "sky", "llama-3.1-8b", "bf16", "github", None)
-    deployment_repo.write(files)
-    assert (tmp_path / "repo" / ".github" / "workflows" / "selfhost-review.yml").read_text() == workflow
-    assert "selfhost-review.yml" in (tmp_path / "repo" / "README.md").read_text()
 
 
 def test_init_picks_a_machine_that_fits_and_keeps_the_pulumi_config_on_it(tmp_path):
