@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 
 from costing.vllm_args import VLLM_IMAGE
 
@@ -17,6 +18,41 @@ def kit_version() -> str:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:  # running from a clone that was never pip-installed
         return "unknown (not installed: run from a source tree)"
+
+
+def source_tree() -> Path | None:
+    """The clone this kit runs from (its pyproject.toml beside the package), or None for an installed wheel."""
+    import selfhost
+
+    root = Path(selfhost.__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    return root if pyproject.is_file() and f'name = "{DISTRIBUTION}"' in pyproject.read_text() else None
+
+
+def direct_url() -> dict:
+    """PEP 610's record of where pip installed this kit from ({} when none is recorded)."""
+    import json
+
+    for dist in metadata.distributions(name=DISTRIBUTION):
+        text = dist.read_text("direct_url.json")
+        if text:
+            return json.loads(text)
+    return {}
+
+
+def install_hint(extra: str) -> str:
+    """How to add an extra to this very install (the kit is not on a package index: never by name)."""
+    from urllib.parse import unquote, urlparse
+
+    tree = source_tree()
+    if tree is not None:
+        return f"pip install -e '{tree}[{extra}]'"
+    url = direct_url().get("url", "")
+    where = unquote(urlparse(url).path) if url.startswith("file://") else ""
+    if where.endswith(".whl"):
+        return f"pip install '{where}[{extra}]'"
+    wheel = f"./selfhost_llm-{kit_version()}-py3-none-any.whl"
+    return f"install this kit's wheel with the {extra} extra (pip install '{wheel}[{extra}]')"
 
 
 def vllm_version() -> str:

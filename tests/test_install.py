@@ -130,7 +130,7 @@ def test_the_wheel_carries_data_stack_programs_and_examples(kit):
         tops = {n.split("/")[0] for n in whl.namelist()}
         metadata = whl.read(f"selfhost_llm-{VERSION}.dist-info/METADATA").decode()
     assert tops == {"costing", "selfhost", f"selfhost_llm-{VERSION}.dist-info"}
-    # what the Pulumi projects `selfhost init` writes install (requirements.txt: selfhost[pulumi])
+    # what the Pulumi projects `selfhost init` writes install (requirements.txt: the vendored wheel with [pulumi])
     assert "Provides-Extra: pulumi" in metadata and "Requires-Dist: platformdirs" in metadata
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from costing.errors import UserError
 from selfhost.reap import ttl
+from selfhost.versions import install_hint
 
 CLOUDS = ("aws", "gcp", "runpod", "sky")
 
@@ -261,7 +262,7 @@ class SkyReaper:
     def __init__(self, hourly_usd: float | None = None) -> None:
         sky = os.environ.get("SELFHOST_SKY") or shutil.which("sky")
         if not sky:
-            raise UserError("the `sky` command is not installed", "pip install 'selfhost[sky]'")
+            raise UserError("the `sky` command is not installed", install_hint("sky"))
         self.sky: str = sky
         self.hourly_usd = hourly_usd
 
@@ -300,7 +301,7 @@ def reaper(cloud: str, *, regions=None, gcp_project=None, hourly_usd=None):
         return _reaper(cloud, regions=regions, gcp_project=gcp_project, hourly_usd=hourly_usd)
     except ImportError as err:
         raise UserError(
-            f"{cloud} support is not installed ({err.name} is missing)", f"pip install 'selfhost[{EXTRA[cloud]}]'"
+            f"{cloud} support is not installed ({err.name} is missing)", install_hint(EXTRA[cloud])
         ) from None
 
 

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         virtualenv: Path | None = typer.Option(
             None,
             "--virtualenv",
-            help="Pulumi runs the program in this existing environment (with selfhost[pulumi]) instead of "
+            help="Pulumi runs the program in this existing environment (with this kit and its pulumi extra) instead of "
             "a venv/ that `pulumi install` makes from requirements.txt",
         ),
     ) -> None:

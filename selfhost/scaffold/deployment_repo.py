@@ -314,10 +314,12 @@ def pulumi_yaml_text(cloud: str, virtualenv: Path | None) -> str:
             continue
         if stripped.startswith("virtualenv:"):
             if virtualenv is None:
-                out.append(f"{indent}# `pulumi install` creates it and installs requirements.txt (selfhost[pulumi])")
+                out.append(
+                    f"{indent}# `pulumi install` makes it from requirements.txt (the kit in vendor/, pulumi extra)"
+                )
                 out.append(f"{indent}virtualenv: venv")
             else:
-                out.append(f"{indent}# an existing environment with selfhost[pulumi] installed")
+                out.append(f"{indent}# an existing environment with this kit (its pulumi extra) installed")
                 out.append(f"{indent}virtualenv: {virtualenv}")
             continue
         out.append(line)
@@ -441,7 +443,10 @@ def files_for(
     if ci is not None and ci not in CI_PROVIDERS:
         raise UserError(f"unknown --ci {ci}", f"use one of {', '.join(CI_PROVIDERS)}")
     if virtualenv is not None and not (virtualenv / "bin" / "python").exists():
-        raise UserError(f"--virtualenv {virtualenv} has no bin/python", "give a virtualenv with selfhost[pulumi]")
+        raise UserError(
+            f"--virtualenv {virtualenv} has no bin/python",
+            "give a virtualenv with this kit and its pulumi extra installed",
+        )
     if virtualenv is not None and ci:
         raise UserError(
             f"--virtualenv {virtualenv} is a path on this machine, which CI runners do not have",

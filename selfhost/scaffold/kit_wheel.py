@@ -6,25 +6,24 @@ distribution name is ever resolved on a package index: the bare name `selfhost` 
 
 Where the wheel comes from, by how this kit was installed (PEP 610's direct_url.json):
 - from a wheel file (`pip install ./selfhost_llm-….whl`, pipx): that file, if it still has the hash pip recorded;
-- from a clone (`pip install -e .`, `make venv`): a wheel built from it now (`pip wheel --no-deps`);
+- from a clone (`pip install -e .`, `make venv`, or the clone on the path): a wheel built from it now
+  (`pip wheel --no-deps`);
 - otherwise (a VCS URL, an index): refused, unless `--kit-wheel` names one; it must be this version.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from costing.errors import UserError
-from selfhost.versions import DISTRIBUTION
+from selfhost.versions import DISTRIBUTION, direct_url, source_tree
 
 WHEEL_PREFIX = DISTRIBUTION.replace("-", "_") + "-"
 VENDOR = "vendor"
@@ -71,14 +70,6 @@ def from_file(path: Path, version: str) -> KitWheel:
     return KitWheel(path.name, path.read_bytes())
 
 
-def _direct_url() -> dict | None:
-    try:
-        text = metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
-    except metadata.PackageNotFoundError:
-        return None
-    return json.loads(text) if text else None
-
-
 _BUILT: dict[Path, KitWheel] = {}  # one build per clone per process (tests run init many times in one process)
 
 
@@ -104,8 +95,18 @@ def current(version: str, given: Path | None = None) -> KitWheel:
     """The running kit's wheel (see the module docstring)."""
     if given is not None:
         return from_file(given, version)
-    direct = _direct_url()
-    url = (direct or {}).get("url", "")
+    tree = source_tree()
+    if tree is not None:  # running from a clone (an editable install, or on the path)
+        if tree not in _BUILT:
+            built = _build(tree)
+            try:
+                _BUILT[tree] = from_file(built, version)
+            finally:
+                built.unlink(missing_ok=True)
+                built.parent.rmdir()
+        return _BUILT[tree]
+    direct = direct_url()
+    url = direct.get("url", "")
     path = Path(unquote(urlparse(url).path)) if url.startswith("file://") else None
     if direct and path is not None and "archive_info" in direct and path.suffix == ".whl":
         recorded = (direct["archive_info"].get("hashes") or {}).get("sha256") or direct["archive_info"].get(
@@ -118,15 +119,6 @@ def current(version: str, given: Path | None = None) -> KitWheel:
                 "pass --kit-wheel PATH with this version's wheel, so CI installs exactly the kit that wrote the files",
             )
         return KitWheel(path.name, data)
-    if direct and path is not None and "dir_info" in direct:
-        if path not in _BUILT:
-            built = _build(path)
-            try:
-                _BUILT[path] = from_file(built, version)
-            finally:
-                built.unlink(missing_ok=True)
-                built.parent.rmdir()
-        return _BUILT[path]
     how = "from a VCS URL" if direct and "vcs_info" in direct else "from a package index or an unknown source"
     raise UserError(
         f"this selfhost was installed {how}, and init commits the kit's own wheel beside the spec",

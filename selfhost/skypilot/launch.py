@@ -32,6 +32,7 @@ import yaml
 from costing.errors import UserError
 from costing.spec import DeploymentSpec
 from selfhost.skypilot import render
+from selfhost.versions import install_hint
 
 SECRET_SOURCES = ("env", "file", "store")
 
@@ -135,7 +136,7 @@ def sky_executable() -> str:
     local = Path(sys.executable).parent / "sky"
     found = shutil.which("sky") or (str(local) if local.exists() else None)
     if not found:
-        raise UserError("the `sky` command is not installed", "pip install 'selfhost[sky]' (skypilot[aws,gcp,runpod])")
+        raise UserError("the `sky` command is not installed", install_hint("sky") + " (skypilot[aws,gcp,runpod])")
     return found
 
 
@@ -299,7 +300,7 @@ def optimizer_lines(plan: LaunchPlan) -> list[str]:
     try:
         best = skypilot_choice(plan.yaml_text)
     except ImportError:
-        return [review, "SkyPilot: not installed here (pip install 'selfhost[sky]'), so its optimizer did not run"]
+        return [review, f"SkyPilot: not installed here ({install_hint('sky')}), so its optimizer did not run"]
     except UserError as err:
         return [review, f"SkyPilot: {err.problem} ({err.fix})"]
     where = " ".join(x for x in (best["region"], best["zone"]) if x)
