@@ -434,3 +434,18 @@ def test_a_tampered_wheel_is_refused_before_anything_runs(tmp_path, wheel, runne
     assert step.name.startswith("Install selfhost") and "FAILED" in step.stdout + step.stderr
     assert cloud_stand_in.calls(j.cloud_dir) == []
     shutil.rmtree(tmp_path / "repo", ignore_errors=True)
+
+
+@pytest.mark.parametrize("journey", ["runpod"], indirect=True)
+def test_a_pull_request_removing_the_deployment_prices_what_goes_away(journey: Journey):
+    j = journey
+    j.init()
+    git(j.repo, "checkout", "-q", "-b", "retire")
+    git(j.repo, "rm", "-q", "-r", j.folder)
+    git(j.repo, "commit", "-q", "-m", "retire the deployment")
+    git(j.repo, "push", "-q", "origin", "retire")
+    sha = git(j.repo, "rev-parse", "HEAD")
+    run = j.run("cost-diff", pr_event(j, sha, 21, "retire"), changed=[f"{j.folder}/selfhost.yaml"])
+    assert run.job("diff").result == "success", explain(run)
+    comment = (run.comments / f"selfhost-cost-diff-{j.folder.replace('/', '-')}.md").read_text()
+    assert "removed" in comment and "-$" in comment  # the base's monthly cost goes away

@@ -41,6 +41,8 @@ ID_TOKEN = "      id-token: write # OIDC to the cloud: no long-lived key is stor
 PULUMI_BACKEND = (
     "#   - the Pulumi state backend (vars.PULUMI_BACKEND_URL, e.g. s3://my-pulumi-state or gs://…) with its\n"
     "#     passphrase (secrets.PULUMI_CONFIG_PASSPHRASE), or a Pulumi Cloud token (secrets.PULUMI_ACCESS_TOKEN);\n"
+    "#     with a passphrase, create the stack once where you run Pulumi (`pulumi stack init production`) and\n"
+    "#     commit the `encryptionsalt` line it adds to Pulumi.production.yaml, so every run decrypts alike;\n"
 )
 KEYS = (
     "#   - in the `production` environment's secrets: VLLM_API_KEY (the endpoint's key) and HF_TOKEN (gated\n"
