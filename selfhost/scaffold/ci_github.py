@@ -48,13 +48,18 @@ KEYS = (
     "#   - in the `production` environment's secrets: VLLM_API_KEY (the endpoint's key) and HF_TOKEN (gated\n"
     "#     weights).\n"
 )
+VERIFY_RUNNER = (
+    "#   - a runner inside the stack's allowedCidrs for the smoke and bench (vars.SELFHOST_VERIFY_RUNNER, a\n"
+    "#     self-hosted runner's label; default ubuntu-latest, whose addresses change).\n"
+)
 SETUP = {
     "aws": "#   - an IAM role trusting GitHub's OIDC provider for this repository's `production` environment\n"
-    "#     (vars.AWS_DEPLOY_ROLE_ARN): no access keys are stored anywhere;\n" + PULUMI_BACKEND + KEYS,
+    "#     (vars.AWS_DEPLOY_ROLE_ARN): no access keys are stored anywhere;\n" + PULUMI_BACKEND + KEYS + VERIFY_RUNNER,
     "gcp": "#   - Workload Identity Federation for this repository (vars.GCP_WORKLOAD_IDENTITY_PROVIDER) and the\n"
     "#     service account it impersonates (vars.GCP_DEPLOY_SERVICE_ACCOUNT): no key file is stored anywhere;\n"
     + PULUMI_BACKEND
-    + KEYS,
+    + KEYS
+    + VERIFY_RUNNER,
     "runpod": "#   - RUNPOD_API_KEY in the `production` environment's secrets (RunPod has no OIDC);\n"
     + PULUMI_BACKEND
     + KEYS,
