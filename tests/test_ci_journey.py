@@ -40,6 +40,18 @@ REPOSITORY = "octo-org/llama-deploy"
 BROKEN = "name: bad-release"  # a spec carrying this line comes up misconfigured in the stand-in cloud
 
 
+def lint_workflows(paths: list[Path]) -> None:
+    """actionlint (with shellcheck on every `run:`) and zizmor on the workflows init wrote."""
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    lint = subprocess.run([str(bin_dir / "actionlint"), *map(str, paths)], capture_output=True, text=True, env=env)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    zz = subprocess.run(
+        [str(bin_dir / "zizmor"), "--offline", "--no-progress", *map(str, paths)], capture_output=True, text=True
+    )
+    assert zz.returncode == 0 and "No findings" in zz.stdout + zz.stderr, zz.stdout + zz.stderr
+
+
 def git(repo: Path, *args: str) -> str:
     p = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
     return p.stdout.strip()
@@ -320,6 +332,7 @@ def test_init_then_pull_requests_then_deploys_and_rollbacks(journey: Journey):
     j.init(*(["--domain", "api.example.com"] if j.cloud in ("aws", "gcp") else []))
     root_workflows = sorted(p.name for p in (j.repo / ".github" / "workflows").iterdir())
     assert root_workflows == [j.workflow("cost-diff").name, j.workflow("deploy").name]
+    lint_workflows([j.workflow("cost-diff"), j.workflow("deploy")])
 
     # -- a pull request within budget: the cost comment, green ------------------------------------------------
     sha = j.commit_spec(_rpd(3500), "a bit more traffic", branch="more-traffic")
