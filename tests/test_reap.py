@@ -541,3 +541,22 @@ def test_ttl_command_gives_one_expiry_for_the_marks_the_name_and_the_autostop():
     assert bad.returncode == 2 and "TTL '1y'" in bad.stderr and bad.stderr.count("\n") == 1
     nobody = run_selfhost("ttl", "--ttl", "8h", "--name", "pr-12", env={"GITHUB_REPOSITORY": ""})
     assert nobody.returncode == 2 and "no owner" in nobody.stderr and nobody.stderr.count("\n") == 1
+
+
+def test_render_sky_carries_the_ttl_autostop_and_a_rendered_preview_task_still_launches(tmp_path):
+    import yaml
+
+    from selfhost.skypilot import launch
+
+    spec = str(ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml")
+    out = tmp_path / "task.yaml"
+    p = run_selfhost("render", "sky", "--spec", spec, "--task", "--autostop-minutes", "481", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    assert yaml.safe_load(text)["resources"]["autostop"] == {"idle_minutes": 481, "down": True, "wait_for": "none"}
+    assert "-i 481 --down --wait-for none" in text
+    found = launch.spec_from_rendered(out)
+    assert found is not None
+    launch.check_unchanged(found[0], found[1], out)  # `selfhost launch sky task.yaml` accepts it as rendered
+    bad = run_selfhost("render", "sky", "--spec", spec, "--service", "--autostop-minutes", "60")
+    assert bad.returncode == 2 and "--autostop-minutes" in bad.stderr and bad.stderr.count("\n") == 1

@@ -169,6 +169,11 @@ def ttl_tags(
     return tags
 
 
+def marks_of(tags: dict[str, str]) -> dict[str, str]:
+    """The kit's marks among a resource's tags or labels."""
+    return {k: v for k, v in tags.items() if k in MARK_KEYS}
+
+
 def hourly_from_tag(value: str | None) -> float | None:
     try:
         return None if value is None else float(value.replace("_", "."))
