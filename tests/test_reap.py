@@ -550,13 +550,19 @@ def test_render_sky_carries_the_ttl_autostop_and_a_rendered_preview_task_still_l
 
     spec = str(ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml")
     out = tmp_path / "task.yaml"
-    p = run_selfhost("render", "sky", "--spec", spec, "--task", "--autostop-minutes", "481", "--out", str(out))
+    marks = ttl.ttl_tags("8h", owner=ME, preview="pr-12")
+    p = run_selfhost("render", "sky", "--spec", spec, "--task", "--autostop-minutes", "481", "--labels",
+                     json.dumps(marks), "--out", str(out))  # fmt: skip
     assert p.returncode == 0, p.stderr
     text = out.read_text()
     assert yaml.safe_load(text)["resources"]["autostop"] == {"idle_minutes": 481, "down": True, "wait_for": "none"}
+    assert yaml.safe_load(text)["resources"]["labels"] == marks
     assert "-i 481 --down --wait-for none" in text
     found = launch.spec_from_rendered(out)
     assert found is not None
     launch.check_unchanged(found[0], found[1], out)  # `selfhost launch sky task.yaml` accepts it as rendered
     bad = run_selfhost("render", "sky", "--spec", spec, "--service", "--autostop-minutes", "60")
     assert bad.returncode == 2 and "--autostop-minutes" in bad.stderr and bad.stderr.count("\n") == 1
+    for junk in ("not json", '{"Owner": "x"}', '{"owner": "a/b"}', "[1]"):
+        bad = run_selfhost("render", "sky", "--spec", spec, "--task", "--labels", junk)
+        assert bad.returncode == 2 and "--labels" in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr

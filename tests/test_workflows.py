@@ -215,6 +215,7 @@ def test_a_preview_with_an_8h_ttl_is_not_stopped_before_8h(tmp_path):
     assert json.loads(out["tags"])["expires-at"] == ttl.format_expiry(expiry)
     task = yaml.safe_load((tmp_path / "task.yaml").read_text())
     assert task["resources"]["autostop"] == {"idle_minutes": minutes, "down": True, "wait_for": "none"}
+    assert task["resources"]["labels"] == json.loads(out["tags"])  # the VMs carry the owner and expiry marks
     assert start + dt.timedelta(minutes=minutes) >= expiry  # SkyPilot starts counting after this: later still
 
     launch = steps["Launch the preview"]

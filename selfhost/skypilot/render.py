@@ -387,7 +387,9 @@ def spot_hedge(found: list[Choice]) -> bool:
     return len(found) == 1 and priced_with_hedge(found[0].spec, found[0].resolved)
 
 
-def _resources(found: list[Choice], service: bool, autostop_minutes: int | None = None) -> dict[str, Any]:
+def _resources(
+    found: list[Choice], service: bool, autostop_minutes: int | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     spot = found[0].spec.target.pricing == "spot"
     hedge = service and spot_hedge(found)
 
@@ -418,9 +420,30 @@ def _resources(found: list[Choice], service: bool, autostop_minutes: int | None 
     if not service:
         minutes = autostop_minutes or DEV_CLUSTER_MINUTES
         res["autostop"] = {"idle_minutes": minutes, "down": True, "wait_for": "none"}
+    if labels:  # the kit's owner and expiry marks on the VMs (AWS tags, GCP labels): see selfhost.reap.ttl
+        res["labels"] = dict(labels)
     if len(found) > 1:
         res["any_of"] = [placement(c) for c in found]
     return res
+
+
+LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def check_labels(text: str) -> dict[str, str]:
+    """`--labels`: a JSON object of GCP-label-safe keys and values (the `tags` `selfhost ttl` prints)."""
+    fix = 'pass the tags `selfhost ttl --format github` prints, e.g. --labels \'{"owner": "acme_sapp"}\''
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--labels is not JSON ({err.msg})", fix) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and LABEL.fullmatch(k) and LABEL_VALUE.fullmatch(v)
+        for k, v in data.items()
+    ):
+        raise UserError("--labels must map lowercase label keys to label values (a-z, 0-9, _ and -)", fix)
+    return data
 
 
 def _service(found: list[Choice]) -> dict[str, Any]:
@@ -465,7 +488,10 @@ def task_name(spec: DeploymentSpec, found: list[Choice]) -> str:
 
 
 def render_task(
-    spec: DeploymentSpec, found: list[Choice] | None = None, autostop_minutes: int | None = None
+    spec: DeploymentSpec,
+    found: list[Choice] | None = None,
+    autostop_minutes: int | None = None,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The SkyPilot task (with a `service:` section when spec.sky.service) as a dict. `autostop_minutes`: a dev
     cluster's hard stop that long after launch (default DEV_CLUSTER_MINUTES; a preview: `selfhost ttl`'s, the
@@ -483,7 +509,7 @@ def render_task(
     task: dict[str, Any] = {"name": task_name(spec, found)}
     if service:
         task["service"] = _service(found)
-    task["resources"] = _resources(found, service, autostop_minutes)
+    task["resources"] = _resources(found, service, autostop_minutes, labels)
     if found[0].fit.nodes > 1:
         task["num_nodes"] = found[0].fit.nodes
     refuse_weights_store_elsewhere(spec, found)
@@ -547,10 +573,16 @@ def dump(task: dict[str, Any]) -> str:
     return yaml.dump(task, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100_000)
 
 
-def render_yaml(spec: DeploymentSpec, *, source: str | None = None, autostop_minutes: int | None = None) -> str:
+def render_yaml(
+    spec: DeploymentSpec,
+    *,
+    source: str | None = None,
+    autostop_minutes: int | None = None,
+    labels: dict[str, str] | None = None,
+) -> str:
     """The YAML file: a header naming the offers, the fit and the spec, then the task."""
     found = choices(spec)
-    task = render_task(spec, found, autostop_minutes)
+    task = render_task(spec, found, autostop_minutes, labels)
     return header(spec, found, spec.sky.service, source, autostop_minutes) + dump(task)
 
 
