@@ -85,33 +85,39 @@ def make_handler(kind: str, state_path: Path, api_key: str | None):
                         },
                     )
                 m = re.fullmatch(
-                    r"/compute/v1/projects/([^/]+)/zones/([^/]+)/(instances|instanceGroupManagers)/([^/]+)", url.path
+                    r"/compute/v1/projects/([^/]+)/(zones|regions)/([^/]+)/(instances|instanceGroupManagers)/([^/]+)",
+                    url.path,
                 )
                 if self.command == "DELETE" and m:
-                    project, zone, kind_, name = m.groups()
+                    project, scope, where, kind_, name = m.groups()
                     before = len(state["instances"])
+                    # a group's instances name it in metadata created-by: .../{zones|regions}/W/instanceGroupManagers/N
+                    made_by = f"/{scope}/{where}/instanceGroupManagers/{name}"
 
                     def made_by_group(inst: dict) -> bool:
                         items = (inst.get("metadata") or {}).get("items", [])
-                        return any(i["key"] == "created-by" and i["value"].endswith("/" + name) for i in items)
+                        return any(i["key"] == "created-by" and i["value"].endswith(made_by) for i in items)
 
-                    gone = made_by_group if kind_ == "instanceGroupManagers" else lambda i: i["name"] == name
+                    def this_instance(inst: dict) -> bool:
+                        return scope == "zones" and inst["name"] == name and inst["zone"].endswith(f"/zones/{where}")
+
+                    gone = made_by_group if kind_ == "instanceGroupManagers" else this_instance
                     state["instances"] = [i for i in state["instances"] if not gone(i)]
                     save(state)
                     if len(state["instances"]) == before:
                         return self._send(
                             404, {"error": {"code": 404, "message": f"The resource '{name}' was not found"}}
                         )
-                    zone_url = f"https://www.googleapis.com/compute/v1/projects/{project}/zones/{zone}"
+                    scope_url = f"https://www.googleapis.com/compute/v1/projects/{project}/{scope}/{where}"
                     return self._send(
                         200,
                         {
                             "kind": "compute#operation",
                             "id": "7",
                             "name": f"operation-delete-{name}",
-                            "zone": zone_url,
+                            scope[:-1]: scope_url,
                             "operationType": "delete",
-                            "targetLink": f"{zone_url}/{kind_}/{name}",
+                            "targetLink": f"{scope_url}/{kind_}/{name}",
                             "status": "DONE",
                             "progress": 100,
                         },

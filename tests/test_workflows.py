@@ -149,31 +149,102 @@ def test_the_deploy_verify_step_smokes_benches_and_gates_an_endpoint(tmp_path):
         assert red.returncode == 1 and "gate FAILED" in red.stdout
 
 
-def test_the_preview_close_step_tears_down_by_name_and_writes_the_receipt(tmp_path):
-    """preview.yml's close script with a fake `sky` recording its argv: `sky down -y` of this PR's cluster only."""
-    env, script = step_script("preview.yml", "down", "Tear down and write the cost receipt")
-    bin_dir = wrapper_bin(tmp_path)
-    (tmp_path / env["SPEC"]).parent.mkdir(parents=True)
-    shutil.copy(ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml", tmp_path / env["SPEC"])
+def fake_sky(bin_dir: Path, clusters: list[str]) -> None:
+    """A `sky` on PATH recording its argv in $SKY_LOG; `sky status -o json` lists `clusters` (up 2 h)."""
     (bin_dir / "sky").write_text(
         f"#!{sys.executable}\nimport json, os, sys, time\n"
         "open(os.environ['SKY_LOG'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
         "if sys.argv[1:2] == ['status']:\n"
         "    t = int(time.time()) - 2 * 3600\n"
-        "    print(json.dumps([{'name': 'pr-12-exp-20991231t2359z', 'launched_at': t, 'status': 'UP'},\n"
-        "                      {'name': 'pr-13-exp-20991231t2359z', 'launched_at': t, 'status': 'UP'},\n"
-        "                      {'name': 'prod', 'launched_at': t, 'status': 'UP'}]))\n"
+        f"    print(json.dumps([{{'name': n, 'launched_at': t, 'status': 'UP'}} for n in {clusters!r}]))\n"
     )
     (bin_dir / "sky").chmod(0o755)
+
+
+def test_the_preview_close_step_tears_down_this_repositorys_preview_and_writes_the_receipt(tmp_path):
+    """preview.yml's close script with a fake `sky` recording its argv: `sky down -y` of this repository's cluster
+    for this PR only; another repository's pr-12 and an unmarked cluster are left alone."""
+    from selfhost.reap import ttl
+
+    env, script = step_script("preview.yml", "down", "Tear down and write the cost receipt")
+    bin_dir = wrapper_bin(tmp_path)
+    (tmp_path / env["SPEC"]).parent.mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml", tmp_path / env["SPEC"])
+    later = ttl.parse_expiry("20991231t2359z")
+    assert later is not None
+    ours, theirs = ttl.named("pr-12", later, "acme/app"), ttl.named("pr-12", later, "rival/app")
+    fake_sky(bin_dir, [ours, ttl.named("pr-13", later, "acme/app"), theirs, "pr-12-exp-20991231t2359z", "prod"])
     summary = tmp_path / "summary.md"
     run_env = {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "PR": "12", "SKY_LOG": str(tmp_path / "sky.log"),
-               "GITHUB_STEP_SUMMARY": str(summary)}  # fmt: skip
+               "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_REPOSITORY": "acme/app"}  # fmt: skip
     p = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=run_env, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
     calls = [json.loads(line) for line in (tmp_path / "sky.log").read_text().splitlines()]
-    assert calls == [["status", "-o", "json"], ["down", "-y", "pr-12-exp-20991231t2359z"]]
+    assert calls == [["status", "-o", "json"], ["down", "-y", ours]]
     receipt = (tmp_path / "receipt.md").read_text()
     review = json.loads((tmp_path / "review.json").read_text())
     cost = 2 * review["target"]["hourly_usd"]  # 2 h up x the review's hourly price
-    assert "| sky | pr-12-exp-20991231t2359z |" in receipt and f"**Total: ${cost:,.2f}**" in receipt
+    assert f"| sky | cluster | {ours} |" in receipt and f"**Total: ${cost:,.2f}**" in receipt
     assert summary.read_text() == receipt
+
+
+def test_a_preview_with_an_8h_ttl_is_not_stopped_before_8h(tmp_path):
+    """preview.yml's TTL step (the real CLI) then its launch step (a fake `sky`): the comment's expiry, the cluster
+    name, the rendered task's autostop and `sky launch -i` agree, and the autostop (a hard stop counted from when
+    SkyPilot sets it, after the launch) fires no earlier than the TTL."""
+    import datetime as dt
+
+    from selfhost.reap import ttl
+
+    wf = yaml.safe_load((ROOT / "examples" / "ci" / "github" / "preview.yml").read_text())
+    assert wf["env"]["TTL"] == "8h"
+    steps = {s.get("name"): s for s in wf["jobs"]["up"]["steps"]}
+    env, ttl_script = step_script("preview.yml", "up", "Cost review (budget gate) and TTL marks")
+    bin_dir = wrapper_bin(tmp_path)
+    (tmp_path / env["SPEC"]).parent.mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml", tmp_path / env["SPEC"])
+    outputs = tmp_path / "outputs.txt"
+    start = dt.datetime.now(dt.timezone.utc)
+    run_env = {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "PR": "12", "GITHUB_OUTPUT": str(outputs),
+               "GITHUB_REPOSITORY": "acme/app"}  # fmt: skip
+    p = subprocess.run(["bash", "-e", "-c", ttl_script], cwd=tmp_path, env=run_env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    expiry, minutes = dt.datetime.fromisoformat(out["expires_at"]), int(out["autostop_minutes"])
+    assert expiry >= start + dt.timedelta(hours=8) and ttl.expiry_in_name(out["name"]) == expiry
+    assert json.loads(out["tags"])["expires-at"] == ttl.format_expiry(expiry)
+    task = yaml.safe_load((tmp_path / "task.yaml").read_text())
+    assert task["resources"]["autostop"] == {"idle_minutes": minutes, "down": True, "wait_for": "none"}
+    assert task["resources"]["labels"] == json.loads(out["tags"])  # the VMs carry the owner and expiry marks
+    assert start + dt.timedelta(minutes=minutes) >= expiry  # SkyPilot starts counting after this: later still
+
+    launch = steps["Launch the preview"]
+    assert launch["env"]["AUTOSTOP_MINUTES"] == "${{ steps.ttl.outputs.autostop_minutes }}"
+    assert launch["env"]["NAME"] == "${{ steps.ttl.outputs.name }}"
+    assert steps["Preview comment"]["env"]["EXPIRES"] == "${{ steps.ttl.outputs.expires_at }}"
+    fake_sky(bin_dir, [])
+    launch_env = {**env, "PATH": f"{bin_dir}:/usr/bin:/bin", "SKY_LOG": str(tmp_path / "sky.log"),
+                  "NAME": out["name"], "AUTOSTOP_MINUTES": out["autostop_minutes"], "HF_TOKEN": "hf",
+                  "VLLM_API_KEY": "k", "GITHUB_ENV": str(tmp_path / "env.txt")}  # fmt: skip
+    q = subprocess.run(
+        ["bash", "-e", "-c", launch["run"]], cwd=tmp_path, env=launch_env, capture_output=True, text=True
+    )
+    assert q.returncode == 0, q.stdout + q.stderr
+    argv = json.loads((tmp_path / "sky.log").read_text().splitlines()[0])
+    assert argv[:4] == ["launch", "-y", "-c", out["name"]] and "task.yaml" in argv
+    assert argv[argv.index("-i") + 1] == str(minutes) and "--down" in argv
+    assert argv[argv.index("--wait-for") + 1] == "none"
+
+
+def test_ci_passes_the_skypilot_identity_wherever_sky_runs():
+    """`sky status` lists only the caller's clusters: every step that launches, lists or tears down runs as the
+    service account (its token from the environment's secret store), beside the API server endpoint."""
+    for name in ("preview.yml", "reap.yml"):
+        wf = yaml.safe_load((ROOT / "examples" / "ci" / "github" / name).read_text())
+        assert wf["env"]["SKYPILOT_API_SERVER_ENDPOINT"] == "${{ vars.SKYPILOT_API_SERVER_ENDPOINT }}"
+        sky_steps = [s for job in wf["jobs"].values() for s in job["steps"]
+                     if re.search(r"(^|\s)sky (launch|status|down)|--cloud sky", s.get("run", ""))]  # fmt: skip
+        assert sky_steps, name
+        for step in sky_steps:
+            token = step.get("env", {}).get("SKYPILOT_SERVICE_ACCOUNT_TOKEN")
+            assert token == "${{ secrets.SKYPILOT_SERVICE_ACCOUNT_TOKEN }}", (name, step.get("name"))

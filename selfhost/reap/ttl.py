@@ -1,36 +1,52 @@
-"""Time to live: the `expires-at` mark every deployment carries, in a form each cloud accepts.
+"""Owner and time to live: the marks every deployment the kit makes carries, in a form each cloud accepts.
 
-One value format, valid as an AWS tag, a GCP label (lowercase, digits, `-`, `_`; 63 chars), a RunPod pod env var
-and inside a SkyPilot cluster or service name: `20261130t0900z` (UTC, to the minute).
+Marks (AWS tags, GCP labels; RunPod pod env as SELFHOST_<KEY>; SkyPilot in the cluster/service name):
+- `managed-by: selfhost`: the kit made it;
+- `owner`: who owns it, `owner_mark(owner)`, the owner encoded in GCP's label charset (see below);
+- `selfhost-stack`: the Pulumi project/stack/name (stacks only);
+- `expires-at`: when a TTL is set, `20261130t0900z` (UTC, to the minute; valid as an AWS tag, a GCP label, an
+  env value and inside a SkyPilot name); `preview` and `hourly-usd` where known.
 
-Where the marks go (the stacks and templates merge `ttl_tags(...)` into what they create):
-- AWS (stacks/aws): the instance's `tags` (and its volumes' via `volume_tags`): {"expires-at", "managed-by",
-  "preview", "hourly-usd"}.
-- GCP (stacks/gcp): the instance's `labels` (same keys; values already label-safe).
-- RunPod (stacks/runpod): the pod's `env` as SELFHOST_EXPIRES_AT / SELFHOST_PREVIEW / SELFHOST_HOURLY_USD
-  (`runpod_env(...)`), and the pod name suffix from `named(...)`.
-- SkyPilot: the cluster or service name from `named(name, expires)` (e.g. `pr-12-exp-20261130t0900z`), plus
-  `sky launch --down -i MINUTES` (`autostop_minutes(...)`) so an idle cluster also goes on its own.
-`selfhost reap` tears down what is past its mark and never touches anything without one.
+The owner, one precedence everywhere (`selfhost ttl`, `selfhost reap`, the stacks): `--owner` (stack config
+`owner`), else $GITHUB_REPOSITORY (set on every GitHub Actions runner, e.g. `acme/llm-serving`). None: refused.
+Encoded for GCP labels (lowercase letters, digits, `-`, `_`; 63 characters): lowercased (GitHub names are case
+blind), `_` -> `__`, `/` -> `_s`, `.` -> `_d`, any other character -> `_x<hex>_`; longer than 63: 54 characters, `-`
+and 8 hex digits of its SHA-256. Distinct owners get distinct marks.
+
+SkyPilot keeps no labels `sky status` shows, so a cluster or service name carries the marks:
+`<name>-sh<8 hex of sha256(owner mark)>-exp-<time>` (e.g. `pr-12-sh1a2b3c4d-exp-20261130t0900z`); a name
+without the kit's `-sh<hash>-exp-` shape, or with another owner's hash, is never the kit's.
+
+`selfhost reap` acts only where managed-by is `selfhost` AND the owner is the caller's AND the expiry is past
+(or the preview is the one named). The SkyPilot autostop is the same expiry (`autostop_minutes`): never earlier.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
+import os
 import re
+from collections.abc import Mapping
 
 from costing.errors import UserError
 
 EXPIRES_KEY = "expires-at"
 MANAGED_KEY = "managed-by"
+MANAGED_VALUE = "selfhost"
+OWNER_KEY = "owner"
+STACK_KEY = "selfhost-stack"
 PREVIEW_KEY = "preview"
 HOURLY_KEY = "hourly-usd"
+OWNER_HASH_KEY = "owner-hash"  # SkyPilot: from the name, never a tag
+MARK_KEYS = (EXPIRES_KEY, MANAGED_KEY, OWNER_KEY, STACK_KEY, PREVIEW_KEY, HOURLY_KEY)
 ENV_PREFIX = "SELFHOST_"
 NAME_MARK = "-exp-"
+OWNER_ENV = "GITHUB_REPOSITORY"
 _FMT = "%Y%m%dt%H%Mz"
-_VALUE = re.compile(r"^\d{8}t\d{4}z$")
-_IN_NAME = re.compile(r"-exp-(\d{8}t\d{4}z)(?:$|-)")
+_VALUE = re.compile(r"^\d{8}t\d{4}z$", re.IGNORECASE)
+_KIT_NAME = re.compile(r"^(?P<preview>[a-z][a-z0-9_-]*?)-sh(?P<owner>[0-9a-f]{8})-exp-(?P<expiry>\d{8}t\d{4}z)$")
 _TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$")
 MIN_TTL = dt.timedelta(minutes=5)
 MAX_TTL = dt.timedelta(days=90)
@@ -59,11 +75,12 @@ def format_expiry(when: dt.datetime) -> str:
 
 
 def parse_expiry(value: str | None) -> dt.datetime | None:
-    """The expiry in a mark, or None when it is absent or malformed (then the deployment is left alone)."""
+    """The expiry in a mark (`20261130t0900z`; upper case `20261130T0900Z` is the same instant), or None when it
+    is absent or malformed: then the deployment is left alone (and the reaper warns)."""
     if not value or not _VALUE.match(value):
         return None
     try:
-        return dt.datetime.strptime(value, _FMT).replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(value.lower(), _FMT).replace(tzinfo=dt.timezone.utc)
     except ValueError:
         return None
 
@@ -84,15 +101,65 @@ def _label_safe(value: str) -> str:
     return out
 
 
+def resolve_owner(given: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The owner: `given` (--owner, stack config owner), else $GITHUB_REPOSITORY; refused when neither is set."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    owner = (given or "").strip() or (environ.get(OWNER_ENV) or "").strip()
+    if not owner:
+        raise UserError(
+            "no owner: the reaper could not tell this repository's deployments from anyone else's",
+            "pass --owner OWNER/REPO (stack config: pulumi config set owner OWNER/REPO), or run in GitHub Actions "
+            "($GITHUB_REPOSITORY)",
+        )
+    if len(owner) > 200 or any(ord(c) < 33 or ord(c) > 126 for c in owner):
+        raise UserError(f"owner {owner!r} is not an id", "use the repository, e.g. --owner acme/llm-serving")
+    return owner
+
+
+def owner_mark(owner: str) -> str:
+    """The owner in GCP's label charset, one mark per owner (see the module docstring)."""
+    out = []
+    for ch in owner.strip().lower():
+        if ch.isascii() and (ch.isalnum() or ch == "-"):
+            out.append(ch)
+        else:
+            out.append({"_": "__", "/": "_s", ".": "_d"}.get(ch) or f"_x{ord(ch):x}_")
+    mark = "".join(out)
+    if len(mark) > 63:
+        mark = mark[:54] + "-" + hashlib.sha256(mark.encode()).hexdigest()[:8]
+    return mark
+
+
+def owner_hash(owner: str) -> str:
+    """8 hex digits naming the owner inside a SkyPilot name."""
+    return hashlib.sha256(owner_mark(owner).encode()).hexdigest()[:8]
+
+
+def owner_tags(owner: str, *, stack: str | None = None) -> dict[str, str]:
+    """The marks of every deployment the kit makes: managed-by, owner (and the stack scope)."""
+    tags = {MANAGED_KEY: MANAGED_VALUE, OWNER_KEY: owner_mark(owner)}
+    if stack:
+        tags[STACK_KEY] = _label_safe(stack)
+    return tags
+
+
 def ttl_tags(
-    ttl: str | dt.timedelta,
+    ttl: str | dt.timedelta | None,
     *,
+    owner: str,
     preview: str | None = None,
     hourly_usd: float | None = None,
     now: dt.datetime | None = None,
+    expires: dt.datetime | None = None,
+    stack: str | None = None,
 ) -> dict[str, str]:
-    """The tags (AWS) / labels (GCP) a deployment with this TTL carries. Values are GCP-label-safe."""
-    tags = {EXPIRES_KEY: format_expiry(expires_at(ttl, now)), MANAGED_KEY: "selfhost"}
+    """The tags (AWS) / labels (GCP) a deployment carries: owner marks, and `expires-at` from the TTL (or the
+    exact `expires`). Values are GCP-label-safe."""
+    tags = owner_tags(owner, stack=stack)
+    if expires is None and ttl is not None:
+        expires = expires_at(ttl, now)
+    if expires is not None:
+        tags[EXPIRES_KEY] = format_expiry(expires)
     if preview:
         tags[PREVIEW_KEY] = _label_safe(preview)
     if hourly_usd is not None:
@@ -100,6 +167,11 @@ def ttl_tags(
             raise UserError(f"hourly price {hourly_usd} is not a price", "pass the review's target.hourly_usd")
         tags[HOURLY_KEY] = f"{hourly_usd:.4f}".replace(".", "_")  # GCP labels allow no '.'
     return tags
+
+
+def marks_of(tags: dict[str, str]) -> dict[str, str]:
+    """The kit's marks among a resource's tags or labels."""
+    return {k: v for k, v in tags.items() if k in MARK_KEYS}
 
 
 def hourly_from_tag(value: str | None) -> float | None:
@@ -116,27 +188,64 @@ def runpod_env(tags: dict[str, str]) -> dict[str, str]:
 
 def tags_from_runpod_env(env: dict[str, str]) -> dict[str, str]:
     out = {}
-    for key in (EXPIRES_KEY, MANAGED_KEY, PREVIEW_KEY, HOURLY_KEY):
+    for key in MARK_KEYS:
         value = env.get(ENV_PREFIX + key.upper().replace("-", "_"))
         if value is not None:
             out[key] = value
     return out
 
 
-def named(name: str, expires: dt.datetime) -> str:
-    """A SkyPilot cluster/service (or RunPod pod) name carrying its expiry: `<name>-exp-<yyyymmddthhmmz>`."""
+def named(name: str, expires: dt.datetime, owner: str) -> str:
+    """A SkyPilot cluster/service name carrying the kit's marks: `<name>-sh<owner hash>-exp-<yyyymmddthhmmz>`."""
     base = _label_safe(name).strip("-_")
     if not base or not base[0].isalpha():
         base = "sh-" + base
-    return f"{base[:40]}{NAME_MARK}{format_expiry(expires)}"
+    return f"{base[:40]}-sh{owner_hash(owner)}{NAME_MARK}{format_expiry(expires)}"
+
+
+def marks_in_name(name: str) -> dict[str, str]:
+    """The marks a kit-made SkyPilot name carries ({} for any other name: never the kit's)."""
+    m = _KIT_NAME.match(name or "")
+    if not m:
+        return {}
+    return {
+        MANAGED_KEY: MANAGED_VALUE,
+        OWNER_HASH_KEY: m.group("owner"),
+        EXPIRES_KEY: m.group("expiry"),
+        PREVIEW_KEY: m.group("preview"),
+    }
 
 
 def expiry_in_name(name: str) -> dt.datetime | None:
-    m = _IN_NAME.search(name or "")
-    return parse_expiry(m.group(1)) if m else None
+    return parse_expiry(marks_in_name(name).get(EXPIRES_KEY))
 
 
-def autostop_minutes(ttl: str | dt.timedelta) -> int:
-    """`sky launch --down -i N`: idle minutes before SkyPilot tears the cluster down on its own (capped at the TTL)."""
-    delta = parse_ttl(ttl) if isinstance(ttl, str) else ttl
-    return max(5, min(60, int(delta.total_seconds() // 60)))
+def autostop_minutes(expires: dt.datetime, now: dt.datetime | None = None) -> int:
+    """SkyPilot's autostop (`down: true`, `wait_for: none`: a hard stop that many minutes after it is set, which
+    is after this moment): the minutes until the expiry, rounded up, so it never fires before the TTL."""
+    seconds = (expires - (now or now_utc())).total_seconds()
+    return max(1, math.ceil(seconds / 60))
+
+
+def decide(marks: dict[str, str], *, owner: str, preview: str | None, now: dt.datetime) -> tuple[bool, str]:
+    """(remove?, why) for one deployment's marks: only the kit's, of this owner, past its expiry (or the preview
+    named). Everything else is kept, whatever else it carries."""
+    if marks.get(MANAGED_KEY) != MANAGED_VALUE:
+        return False, "foreign: not managed-by selfhost"
+    if OWNER_KEY in marks:
+        mine = marks[OWNER_KEY] == owner_mark(owner)
+    else:
+        mine = marks.get(OWNER_HASH_KEY) == owner_hash(owner)
+    if not mine:
+        return False, "foreign: another owner"
+    if preview is not None and marks.get(PREVIEW_KEY) == _label_safe(preview):
+        return True, f"preview {marks[PREVIEW_KEY]} closed"
+    raw = marks.get(EXPIRES_KEY)
+    if raw is None:
+        return False, "no expires-at"
+    expiry = parse_expiry(raw)
+    if expiry is None:
+        return False, f"malformed expires-at {raw!r}"
+    if expiry > now:
+        return False, "not expired"
+    return True, "expired"

@@ -73,12 +73,21 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         spot: bool | None = typer.Option(None, "--spot/--on-demand", help="spot instances (aws, gcp)"),
         service: bool | None = typer.Option(None, "--service/--task", help="SkyServe service instead of a dev cluster"),
         out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
+        autostop_minutes: int | None = typer.Option(
+            None, "--autostop-minutes", help="dev cluster: torn down this long after launch (a preview: `selfhost ttl`)"
+        ),
+        labels: str | None = typer.Option(
+            None, "--labels", help="JSON labels for the VMs: the owner and expiry marks (`selfhost ttl`'s tags)"
+        ),
     ) -> None:
         """Render a SkyPilot task (or SkyServe service) YAML from the spec: offer, fit and `vllm serve` line."""
-        from selfhost.skypilot.render import render_yaml
+        from selfhost.skypilot.render import check_labels, render_yaml
 
+        marks = check_labels(labels) if labels is not None else None
         spec = _load(spec_file, _overrides(spot=spot, service=service, **flags))
-        text = render_yaml(spec, source=str(spec_file) if spec_file else None)
+        text = render_yaml(
+            spec, source=str(spec_file) if spec_file else None, autostop_minutes=autostop_minutes, labels=marks
+        )
         if out:
             out.write_text(text)
             typer.echo(f"wrote {out}", err=True)

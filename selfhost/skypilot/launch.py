@@ -67,7 +67,13 @@ def check_unchanged(spec: DeploymentSpec, text: str, path: Path) -> None:
         raise UserError(
             f"'{path}' is not valid YAML ({str(err).splitlines()[0]})", "re-render it with `selfhost render sky`"
         ) from None
-    if on_disk != render.render_task(spec):
+    # what `render sky --autostop-minutes/--labels` set (a preview's TTL and marks) is not part of the costing
+    res = (on_disk.get("resources") or {}) if isinstance(on_disk, dict) else {}
+    autostop = res.get("autostop") if isinstance(res, dict) else None
+    minutes = autostop.get("idle_minutes") if isinstance(autostop, dict) and not spec.sky.service else None
+    labels = res.get("labels") if isinstance(res, dict) and isinstance(res.get("labels"), dict) else None
+    rendered = render.render_task(spec, autostop_minutes=minutes if isinstance(minutes, int) else None, labels=labels)
+    if on_disk != rendered:
         raise UserError(
             f"'{path}' differs from what its spec renders now (edited by hand, or the catalog changed)",
             "re-render it with `selfhost render sky` (or `make templates`)",

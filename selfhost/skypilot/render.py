@@ -387,7 +387,9 @@ def spot_hedge(found: list[Choice]) -> bool:
     return len(found) == 1 and priced_with_hedge(found[0].spec, found[0].resolved)
 
 
-def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
+def _resources(
+    found: list[Choice], service: bool, autostop_minutes: int | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     spot = found[0].spec.target.pricing == "spot"
     hedge = service and spot_hedge(found)
 
@@ -416,10 +418,32 @@ def _resources(found: list[Choice], service: bool) -> dict[str, Any]:
     res["disk_size"] = max(disk_size_gb(c) for c in found)
     res["ports"] = found[0].fit.settings.port
     if not service:
-        res["autostop"] = {"idle_minutes": DEV_CLUSTER_MINUTES, "down": True, "wait_for": "none"}
+        minutes = autostop_minutes or DEV_CLUSTER_MINUTES
+        res["autostop"] = {"idle_minutes": minutes, "down": True, "wait_for": "none"}
+    if labels:  # the kit's owner and expiry marks on the VMs (AWS tags, GCP labels): see selfhost.reap.ttl
+        res["labels"] = dict(labels)
     if len(found) > 1:
         res["any_of"] = [placement(c) for c in found]
     return res
+
+
+LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def check_labels(text: str) -> dict[str, str]:
+    """`--labels`: a JSON object of GCP-label-safe keys and values (the `tags` `selfhost ttl` prints)."""
+    fix = 'pass the tags `selfhost ttl --format github` prints, e.g. --labels \'{"owner": "acme_sapp"}\''
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--labels is not JSON ({err.msg})", fix) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and LABEL.fullmatch(k) and LABEL_VALUE.fullmatch(v)
+        for k, v in data.items()
+    ):
+        raise UserError("--labels must map lowercase label keys to label values (a-z, 0-9, _ and -)", fix)
+    return data
 
 
 def _service(found: list[Choice]) -> dict[str, Any]:
@@ -463,9 +487,21 @@ def task_name(spec: DeploymentSpec, found: list[Choice]) -> str:
     return f"{c.fit.model.id}-{c.fit.precision.id}-{where}x{c.fit.total_gpus}".replace(".", "-")
 
 
-def render_task(spec: DeploymentSpec, found: list[Choice] | None = None) -> dict[str, Any]:
-    """The SkyPilot task (with a `service:` section when spec.sky.service) as a dict."""
+def render_task(
+    spec: DeploymentSpec,
+    found: list[Choice] | None = None,
+    autostop_minutes: int | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The SkyPilot task (with a `service:` section when spec.sky.service) as a dict. `autostop_minutes`: a dev
+    cluster's hard stop that long after launch (default DEV_CLUSTER_MINUTES; a preview: `selfhost ttl`'s, the
+    minutes to its expiry)."""
     service = spec.sky.service
+    if autostop_minutes is not None and (service or autostop_minutes < 1):
+        raise UserError(
+            "--autostop-minutes applies to a dev cluster (a task), at least 1 minute",
+            "drop it for a SkyServe service, or render with --task and e.g. --autostop-minutes 480",
+        )
     found = found or choices(spec)
     repos = {c.fit.settings.model_repo for c in found}
     if len(repos) > 1:
@@ -473,7 +509,7 @@ def render_task(spec: DeploymentSpec, found: list[Choice] | None = None) -> dict
     task: dict[str, Any] = {"name": task_name(spec, found)}
     if service:
         task["service"] = _service(found)
-    task["resources"] = _resources(found, service)
+    task["resources"] = _resources(found, service, autostop_minutes, labels)
     if found[0].fit.nodes > 1:
         task["num_nodes"] = found[0].fit.nodes
     refuse_weights_store_elsewhere(spec, found)
@@ -505,12 +541,13 @@ def spec_data(spec: DeploymentSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json", exclude_defaults=True)
 
 
-def header(spec: DeploymentSpec, found: list[Choice], service: bool, source: str | None) -> str:
+def header(
+    spec: DeploymentSpec, found: list[Choice], service: bool, source: str | None, autostop_minutes: int | None = None
+) -> str:
     chosen = cheapest(found)
     kind = "SkyServe service" if service else "SkyPilot dev-cluster task"
-    launch = (
-        "sky serve up -n NAME" if service else (f"sky launch -c NAME -i {DEV_CLUSTER_MINUTES} --down --wait-for none")
-    )
+    minutes = autostop_minutes or DEV_CLUSTER_MINUTES
+    launch = "sky serve up -n NAME" if service else (f"sky launch -c NAME -i {minutes} --down --wait-for none")
     lines = [
         f"# {kind}, rendered by `selfhost render sky`{f' from {source}' if source else ''}. Do not edit:",
         "# re-render (`make templates`) so the server launched stays the server that was costed.",
@@ -536,10 +573,17 @@ def dump(task: dict[str, Any]) -> str:
     return yaml.dump(task, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100_000)
 
 
-def render_yaml(spec: DeploymentSpec, *, source: str | None = None) -> str:
+def render_yaml(
+    spec: DeploymentSpec,
+    *,
+    source: str | None = None,
+    autostop_minutes: int | None = None,
+    labels: dict[str, str] | None = None,
+) -> str:
     """The YAML file: a header naming the offers, the fit and the spec, then the task."""
     found = choices(spec)
-    return header(spec, found, spec.sky.service, source) + dump(render_task(spec, found))
+    task = render_task(spec, found, autostop_minutes, labels)
+    return header(spec, found, spec.sky.service, source, autostop_minutes) + dump(task)
 
 
 def embedded_spec(text: str) -> DeploymentSpec | None:

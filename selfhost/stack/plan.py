@@ -32,7 +32,7 @@ OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 MAX_HEALTH_GRACE_S = 3600  # the longest initial delay the clouds' health checks accept
 
 # Config keys every stack reads (camelCase, as `pulumi config set` users expect).
-COMMON_KEYS = ("specFile", *CONFIG_KEYS, "allowedCidrs")
+COMMON_KEYS = ("specFile", *CONFIG_KEYS, "allowedCidrs", *("owner", "ttl", "expiresAt", "preview"))
 SECRET_KEYS = ("apiKey", "hfToken")
 
 
@@ -262,8 +262,38 @@ def labels_for(name: str, spec: DeploymentSpec, review: Any) -> dict[str, str]:
         "model": review.fit.model.id,
         "gpu": review.fit.gpu.name.lower(),
         "pricing": spec.target.pricing,
-        "managed-by": "pulumi",
+        "managed-by": "selfhost",
     }
+
+
+def ownership_marks(config: Mapping[str, Any]) -> dict[str, str]:
+    """The owner and TTL marks (selfhost.reap.ttl) from stack config: `owner` (else $GITHUB_REPOSITORY), `ttl`
+    (e.g. 8h, from this `pulumi up`) or `expiresAt` (the exact mark `selfhost ttl` printed, e.g. 20261130t0900z),
+    `preview` (e.g. pr-12). A TTL without an owner is refused: the reaper could never tell it from anyone else's."""
+    from selfhost.reap import ttl
+
+    text, exact = config.get("ttl") or None, config.get("expiresAt") or None
+    if text and exact:
+        raise UserError("stack config sets both ttl and expiresAt", "keep one: pulumi config rm ttl (or expiresAt)")
+    expires = None
+    if exact:
+        expires = ttl.parse_expiry(str(exact))
+        if expires is None:
+            raise UserError(
+                f"stack config expiresAt {exact!r} is not an expiry mark",
+                "pulumi config set expiresAt 20261130t0900z (UTC; what `selfhost ttl` prints as tags.expires-at)",
+            )
+    elif text:
+        expires = ttl.expires_at(str(text))
+    owner_given = str(config.get("owner") or "") or None
+    try:
+        owner = ttl.resolve_owner(owner_given)
+    except UserError:
+        if expires is not None or owner_given:
+            raise
+        return {ttl.MANAGED_KEY: ttl.MANAGED_VALUE}  # no owner and no TTL: nothing the reaper may ever touch
+    preview = config.get("preview") or None
+    return ttl.ttl_tags(None, owner=owner, expires=expires, preview=str(preview) if preview else None)
 
 
 def gcp_label(value: str) -> str:
@@ -441,5 +471,5 @@ def _harden(
         )
     project, stack = scope
     scope_id = checks.scoped(p.name, project, stack)
-    labels = {**p.labels, "selfhost-stack": scope_id}
+    labels = {**p.labels, "selfhost-stack": scope_id, **ownership_marks(config)}
     return replace(p, scope=scope_id, labels=labels, domain=domain, window=win)

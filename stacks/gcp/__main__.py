@@ -227,6 +227,7 @@ def groups(
                 "min_ready_sec": gcp_config.autoheal_delay_s(p),
             },
             wait_for_instances=False,
+            all_instances_config={"labels": labels},  # the owner and expiry marks on every VM it makes
             opts=child(ignore_changes=["targetSize"]),  # the autoscaler owns it
         )
         policy: dict = {
@@ -258,7 +259,7 @@ def load_balancer(
     requests/s per VM), URL map, HTTPS proxy with a Google-managed certificate for the domain (else HTTP
     on port 80 with allowPlainHttp), a global forwarding rule on the stack's global address. Callers
     outside allowedCidrs are refused by a Cloud Armor policy (a firewall can't see them through the proxy)."""
-    address = gcp.compute.GlobalAddress(f"{p.name}-ip", name=names.base, opts=child())
+    address = gcp.compute.GlobalAddress(f"{p.name}-ip", name=names.base, labels=labels, opts=child())
     armor = None
     if not gcp_config.open_to_all(p):
         armor = gcp.compute.SecurityPolicy(
@@ -266,6 +267,7 @@ def load_balancer(
             name=f"{names.base}-callers",
             description=f"selfhost {p.scope}: allowedCidrs only",
             rules=gcp_config.armor_rules(p),
+            labels=labels,
             opts=child(),
         )
     backend = gcp.compute.BackendService(
@@ -306,6 +308,7 @@ def load_balancer(
         ip_address=address.id,
         port_range=str(gcp_config.listener_port(p)),
         load_balancing_scheme="EXTERNAL_MANAGED",
+        labels=labels,
         opts=child(),
     )
     return address

@@ -9,6 +9,7 @@ selfhost.stack; the offer and checks from selfhost.stack.runpod_config.
 import runpodinfra
 
 from selfhost import auth_install
+from selfhost.reap import ttl
 from selfhost.stack import runpod_config
 from selfhost.stack.component import VllmEndpoint, read_config, refusals, secret, stack_scope
 
@@ -42,6 +43,8 @@ def pod(weights: runpodinfra.NetworkStorage | None) -> runpodinfra.Pod:
         {"key": p.env_names["apiKey"], "value": secret(p.secrets["apiKey"])},
         {"key": p.env_names["hfToken"], "value": secret(p.secrets["hfToken"])},
         {"key": "HF_HOME", "value": f"{runpod_config.MOUNT}/hf"},
+        # the owner and expiry marks `selfhost reap` scopes by (SELFHOST_MANAGED_BY, SELFHOST_OWNER, ...)
+        *({"key": k, "value": v} for k, v in ttl.runpod_env(ttl.marks_of(p.labels)).items()),
     ]
     return runpodinfra.Pod(
         p.name,
