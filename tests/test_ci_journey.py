@@ -281,7 +281,7 @@ def push_event(sha: str, before: str) -> gha.Event:
     return gha.Event("push", {"before": before, "after": sha, "ref": "refs/heads/main"}, sha)
 
 
-def pr_event(journey: Journey, sha: str, number: int, branch: str, fork: bool = False) -> gha.Event:
+def pr_event(sha: str, number: int, branch: str, fork: bool = False) -> gha.Event:
     head_repo = "someone/llama-deploy" if fork else REPOSITORY
     payload = {
         "action": "synchronize",
@@ -336,7 +336,7 @@ def test_init_then_pull_requests_then_deploys_and_rollbacks(journey: Journey):
 
     # -- a pull request within budget: the cost comment, green ------------------------------------------------
     sha = j.commit_spec(_rpd(3500), "a bit more traffic", branch="more-traffic")
-    pr = j.run("cost-diff", pr_event(j, sha, 11, "more-traffic"), changed=[f"{j.folder}/selfhost.yaml"])
+    pr = j.run("cost-diff", pr_event(sha, 11, "more-traffic"), changed=[f"{j.folder}/selfhost.yaml"])
     assert pr.job("diff").result == "success", explain(pr)
     comment = (pr.comments / f"selfhost-cost-diff-{j.folder.replace('/', '-')}.md").read_text()
     assert "<!-- selfhost-cost-diff -->" in comment and "selfhost.yaml" in comment
@@ -347,14 +347,14 @@ def test_init_then_pull_requests_then_deploys_and_rollbacks(journey: Journey):
 
     # -- over the spec's own budget: the same comment, and the check fails with exit 2 --------------------------
     sha = j.commit_spec(_budget(100), "a budget below the projection", branch="tight-budget")
-    over = j.run("cost-diff", pr_event(j, sha, 12, "tight-budget"), changed=[f"{j.folder}/selfhost.yaml"])
+    over = j.run("cost-diff", pr_event(sha, 12, "tight-budget"), changed=[f"{j.folder}/selfhost.yaml"])
     assert over.job("diff").result == "failure"
     gate = over.job("diff").step("Budget gate")
     assert gate.exit_code == 2 and "$100.00" in over.log and "exceeds" in over.log
     assert (over.comments / f"selfhost-cost-diff-{j.folder.replace('/', '-')}.md").exists()
 
     # -- a fork's pull request: read-only token, the diff in the job summary, green on cost ----------------------
-    fork = j.run("cost-diff", pr_event(j, j.commit_spec(_rpd(3200), "fork", branch="fork"), 13, "fork", fork=True))
+    fork = j.run("cost-diff", pr_event(j.commit_spec(_rpd(3200), "fork", branch="fork"), 13, "fork", fork=True))
     assert fork.job("diff").result == "success", explain(fork)
     assert "<!-- selfhost-cost-diff -->" in fork.summary("diff")
     assert not (fork.comments / f"selfhost-cost-diff-{j.folder.replace('/', '-')}.md").exists()
@@ -458,7 +458,42 @@ def test_a_pull_request_removing_the_deployment_prices_what_goes_away(journey: J
     git(j.repo, "commit", "-q", "-m", "retire the deployment")
     git(j.repo, "push", "-q", "origin", "retire")
     sha = git(j.repo, "rev-parse", "HEAD")
-    run = j.run("cost-diff", pr_event(j, sha, 21, "retire"), changed=[f"{j.folder}/selfhost.yaml"])
+    run = j.run("cost-diff", pr_event(sha, 21, "retire"), changed=[f"{j.folder}/selfhost.yaml"])
     assert run.job("diff").result == "success", explain(run)
     comment = (run.comments / f"selfhost-cost-diff-{j.folder.replace('/', '-')}.md").read_text()
     assert "removed" in comment and "-$" in comment  # the base's monthly cost goes away
+
+
+def test_previews_run_only_for_this_repositorys_labelled_pull_requests_and_a_failed_one_says_so(tmp_path):
+    """preview.yml: no job for an unlabelled or a fork's pull request (no install, no receipt, no cloud login for
+    a fork's code); a preview that fails still posts its comment, saying it failed."""
+    workflow = ROOT / "examples" / "ci" / "github" / "preview.yml"
+    repo, origin = tmp_path / "repo", tmp_path / "origin.git"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("no deploy/preview folder here: the install step fails\n")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=d@example.invalid", "-c", "user.name=d", "commit", "-q", "-m", "x")
+    git(repo, "clone", "-q", "--bare", str(repo), str(origin))
+    sha = git(repo, "rev-parse", "HEAD")
+
+    def event(action: str, labels: list[str], fork: bool = False) -> gha.Event:
+        ev = pr_event(sha, 31, "feature", fork=fork)
+        ev.payload["action"] = action
+        ev.payload["pull_request"]["labels"] = [{"name": n} for n in labels]
+        return ev
+
+    def run(ev: gha.Event, name: str) -> gha.Run:
+        return gha.run_workflow(
+            workflow, ev, origin, workdir=tmp_path / name, repository=REPOSITORY, base_env={"PATH": "/usr/bin:/bin"}
+        )
+
+    closed = run(event("closed", []), "closed")
+    assert closed.job("up").result == "skipped" and closed.job("down").result == "skipped"
+    fork = run(event("labeled", ["preview"], fork=True), "fork")
+    assert fork.job("up").result == "skipped"
+    failed = run(event("labeled", ["preview"]), "failed")
+    assert failed.job("up").result == "failure"
+    assert failed_step(failed, "up").name.startswith("Install selfhost")
+    comment = (failed.comments / "selfhost-preview.md").read_text()
+    assert "selfhost preview: failed" in comment and "/actions/runs/" in comment
