@@ -11,6 +11,7 @@ by selfhost/auth_install.py), which guards every route but /health: vLLM's own k
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
 from costing.fit import VllmSettings
 
@@ -26,10 +27,48 @@ API_KEY_REF = f"${API_KEY_ENV}"
 # checkpoint declares fbgemm_fp8.
 DEPRECATED_QUANT_METHODS = ("fbgemm_fp8", "fp_quant")
 AUTH_MIDDLEWARE = "selfhost_auth.BearerAuth"  # selfhost/auth_middleware.py as each target installs it
+# Multi-node: vLLM's own multiprocessing backend across nodes (`--nnodes/--node-rank/--master-addr/--master-port`,
+# workers `--headless`), no Ray. The head's torch.distributed rendezvous listens on this port (vLLM's default
+# ParallelConfig.master_port, given explicitly so the script says which port the nodes use).
+MASTER_PORT = 29501
 
 
-def serve_args(settings: VllmSettings, *, model: str | None = None, host: str = "0.0.0.0") -> list[str]:
-    """Arguments after `vllm serve`: the model, then flags. `model` overrides the repo (a local path).
+@dataclass(frozen=True)
+class NodeRole:
+    """This node's part in a multi-node server: rank "0" is the head (the API server and the first pipeline
+    stages), any other rank a headless worker running its GPUs' stages. `rank` and `master_addr` may be "$VAR"
+    references the run script expands (shell_command keeps them expandable)."""
+
+    nodes: int
+    rank: str
+    master_addr: str
+    master_port: int = MASTER_PORT
+
+    @property
+    def head(self) -> bool:
+        return self.rank == "0"
+
+
+def node_args(role: NodeRole) -> list[str]:
+    """vLLM's multi-node flags for one node (multiprocessing backend: vLLM starts every node's workers itself)."""
+    args = [
+        "--nnodes",
+        str(role.nodes),
+        "--node-rank",
+        role.rank,
+        "--master-addr",
+        role.master_addr,
+        "--master-port",
+        str(role.master_port),
+    ]
+    return args if role.head else [*args, "--headless"]
+
+
+def serve_args(
+    settings: VllmSettings, *, model: str | None = None, host: str = "0.0.0.0", node: NodeRole | None = None
+) -> list[str]:
+    """Arguments after `vllm serve`: the model, then flags. `model` overrides the repo (a local path); `node`
+    adds the multi-node flags of one node (a server over several nodes needs one command per role).
 
     No `--api-key`: the server takes the key from its VLLM_API_KEY environment variable.
     """
@@ -68,6 +107,10 @@ def serve_args(settings: VllmSettings, *, model: str | None = None, host: str = 
     args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
     args += ["--middleware", AUTH_MIDDLEWARE]
     args += list(s.extra_args)
+    if node is not None:
+        if node.nodes < 2 or node.nodes != s.pipeline_parallel_size:
+            raise ValueError(f"{node.nodes} nodes for pipeline parallel {s.pipeline_parallel_size}: one stage a node")
+        args += node_args(node)
     return args
 
 

