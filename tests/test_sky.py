@@ -31,6 +31,7 @@ def console(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess
     """The real `selfhost` console script (falls back to `python -m selfhost.cli`)."""
     cmd = [SELFHOST] if SELFHOST else [sys.executable, "-m", "selfhost.cli"]
     clean = {k: v for k, v in os.environ.items() if k not in sky.SECRETS}
+    clean["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])  # this checkout
     return subprocess.run(
         [*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=120, env={**clean, **(env or {})}
     )
@@ -789,3 +790,142 @@ def test_launch_out_must_be_a_folder(tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 2 and out.stdout == "" and "is a file" in out.stderr
+
+
+# ----------------------------------------------------------------------------- names are data, not paths
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if not p.is_dir())
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--name", "../../escape-x"], "name '../../escape-x' is not a SkyPilot name"),
+        (["--name", "Bad Name!"], "name 'Bad Name!' is not a SkyPilot name"),
+        (["--cluster", "a;b"], "--cluster 'a;b' is not a SkyPilot name"),
+        (["--cluster", "bad name;rm -rf ~"], "is not a SkyPilot name"),
+        (["--name", "-lead"], "is not a SkyPilot name"),
+    ],
+)
+def test_launch_refuses_a_name_that_is_not_a_skypilot_name(tmp_path, args, words):
+    deep = tmp_path / "a" / "b"
+    temp = deep / "tmp"
+    temp.mkdir(parents=True)
+    spec_file = str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml")
+    for extra in ([], ["--out", "rendered"]):
+        out = console("launch", "sky", spec_file, *args, "--dry-run", *extra, cwd=deep, env={"TMPDIR": str(temp)})
+        assert out.returncode == 2 and out.stdout == "", out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and "Fix:" in lines[0]
+        assert _files(tmp_path) == [] and list(temp.iterdir()) == []  # nothing written, no temp folder left
+
+
+@pytest.mark.parametrize("name", ["../../escape-x", "Bad Name!", "a/b"])
+def test_render_refuses_a_name_that_is_not_a_skypilot_name(tmp_path, name):
+    spec_file = str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml")
+    out = console("render", "sky", "--spec", spec_file, "--name", name, "--out", "t.yaml", cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == "" and len(out.stderr.strip().splitlines()) == 1
+    assert "not a SkyPilot name" in out.stderr and _files(tmp_path) == []
+
+
+def test_a_spec_file_name_is_checked_too():
+    with pytest.raises(UserError, match="not a SkyPilot name"):
+        sky.render_task(spec(name="x;y", target={"cloud": "aws", "gpu": "A10G"}))
+    sky.render_task(spec(name="llama.dev_1-a", target={"cloud": "aws", "gpu": "A10G"}))  # SkyPilot's rule allows it
+
+
+@pytest.mark.parametrize(
+    "out_arg, words",
+    [("missing/task.yaml", "--out folder 'missing' does not exist"), ("folder", "--out 'folder' is a folder")],
+)
+def test_render_out_into_a_missing_folder_or_onto_a_folder_is_one_line(tmp_path, out_arg, words):
+    (tmp_path / "folder").mkdir()
+    out = console(
+        "render",
+        "sky",
+        "--spec",
+        str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml"),
+        "--out",
+        out_arg,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], out.stderr
+    assert _files(tmp_path) == []
+
+
+def test_a_refused_launch_leaves_no_temp_folder(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    out = console(  # a real launch without the secrets: refused before anything
+        "launch",
+        "sky",
+        str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml"),
+        cwd=tmp_path,
+        env={"TMPDIR": str(temp)},
+    )
+    assert out.returncode == 2 and "VLLM_API_KEY" in out.stderr
+    assert list(temp.iterdir()) == []
+
+
+_REJECTED_DRY_RUN = """
+import dataclasses, json, sys, tempfile
+from pathlib import Path
+from costing.errors import UserError
+from costing.spec import load_spec
+from selfhost.skypilot import launch
+plan = launch.plan_launch(load_spec(Path(sys.argv[1])))
+report = {"temp_parent": str(plan.temp_dir.parent)}
+for key, bad in (
+    ("yaml", dataclasses.replace(plan, yaml_text=plan.yaml_text.replace("accelerators:", "acceleratorz:"))),
+    ("name", dataclasses.replace(plan, name="9-starts-with-a-digit")),
+):
+    printed = []
+    try:
+        launch.execute(bad, dry_run=True, echo=printed.append)
+        report[key] = "accepted"
+    except UserError as err:
+        report[key] = err.line()
+    report[key + "_printed"] = printed
+    report[key + "_temp_left"] = plan.temp_dir.exists()
+print(json.dumps(report))
+"""
+
+
+def test_a_dry_run_skypilot_rejects_exits_2_and_leaves_nothing(tmp_path):
+    """SkyPilot's own parser and name rule run first in a dry run: what it rejects is refused, nothing printed
+    or kept (SkyPilot itself runs in a child process with a HOME holding our catalogs)."""
+    import sky_stand_ins
+
+    home = sky_stand_ins.sky_home(tmp_path / "home")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**sky_stand_ins.sky_env(home, {}), "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)}
+    spec_file = str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g.yaml")
+    out = subprocess.run(
+        [sys.executable, "-c", _REJECTED_DRY_RUN, spec_file], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert report["temp_parent"] == str(temp)
+    assert report["yaml"].startswith("error: SkyPilot rejects the rendered YAML")
+    assert report["name"].startswith("error: SkyPilot rejects the name") and "9-starts-with-a-digit" in report["name"]
+    assert report["yaml_printed"] == [] and report["name_printed"] == []
+    assert not report["yaml_temp_left"] and list(temp.iterdir()) == []
+
+
+def test_name_rules_are_skypilots_own():
+    """The copies of SkyPilot's name regexes (rendering does not import SkyPilot) are SkyPilot's constants."""
+    code = (
+        "import json; from sky.skylet import constants; from sky import task;"
+        "print(json.dumps([constants.CLUSTER_NAME_VALID_REGEX, task._VALID_NAME_REGEX]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert __import__("json").loads(out.stdout.strip().splitlines()[-1]) == [
+        sky.SKY_CLUSTER_NAME.pattern,
+        sky.SKY_TASK_NAME.pattern,
+    ]

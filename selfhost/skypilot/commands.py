@@ -55,11 +55,32 @@ def _overrides(*, gpu: str | None, spot: bool | None, **flags: Any) -> dict[str,
 
 def _load(spec_file: Path | None, overrides: dict[str, Any]):
     from costing.spec import load_spec
+    from selfhost.skypilot.render import check_name
 
     if overrides.get("sky", {}).get("any_of"):  # --gpu A,B,C replaces the spec file's placement
         for key in ("gpu", "offer", "cloud"):
             overrides["target"].pop(key, None)
-    return load_spec(spec_file, **overrides)
+    spec = load_spec(spec_file, **overrides)
+    check_name(spec.name)  # a name is data (SkyPilot's name rule), never a path
+    return spec
+
+
+def _check_out_file(out: Path) -> None:
+    """`render sky --out FILE`: a file path in an existing folder (checked before anything is written)."""
+    if out.is_dir():
+        raise UserError(f"--out '{out}' is a folder", f"give a file path, e.g. --out {out / 'task.yaml'}")
+    if not out.parent.is_dir():
+        raise UserError(
+            f"--out folder '{out.parent}' does not exist",
+            f"create it first (mkdir -p {out.parent}) or pick another path",
+        )
+
+
+def _write_out(out: Path, text: str) -> None:
+    try:
+        out.write_text(text)
+    except OSError as err:
+        raise UserError(f"cannot write --out '{out}' ({err.strerror})", "pick a path you can write") from None
 
 
 def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
@@ -84,12 +105,14 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         from selfhost.skypilot.render import check_labels, render_yaml
 
         marks = check_labels(labels) if labels is not None else None
+        if out:
+            _check_out_file(out)
         spec = _load(spec_file, _overrides(spot=spot, service=service, **flags))
         text = render_yaml(
             spec, source=str(spec_file) if spec_file else None, autostop_minutes=autostop_minutes, labels=marks
         )
         if out:
-            out.write_text(text)
+            _write_out(out, text)
             typer.echo(f"wrote {out}", err=True)
         else:
             typer.echo(text, nl=False)
@@ -122,7 +145,9 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
     ) -> None:
         """Cost review first (stops on --max-monthly-usd), then `sky launch` / `sky serve up`."""
         from selfhost.skypilot import launch
+        from selfhost.skypilot.render import check_name
 
+        check_name(cluster, "--cluster")
         overrides = _overrides(spot=spot, service=service, **flags)
         rendered: tuple[str, Path] | None = None
         if file is not None and not file.is_file():

@@ -46,6 +46,8 @@ class LaunchPlan:
     command: list[str]
     notes: list[str]
     secret_source: str = "env"
+    temp_dir: Path | None = None  # the temporary folder made for the YAML: removed when the launch is refused
+    name: str | None = None  # the cluster / service name
 
     @property
     def service(self) -> bool:
@@ -118,12 +120,20 @@ def file_secrets(path: Path) -> dict[str, str]:
     return values
 
 
-def validate_with_skypilot(text: str, service: bool) -> None:
-    """SkyPilot's own parser (and SkyServe's checks) on the file, before anything is created."""
+def validate_with_skypilot(text: str, service: bool, name: str | None = None) -> None:
+    """SkyPilot's own parser (and SkyServe's checks) on the file, and its own rule on the cluster / service
+    name, before anything is created. Raises ImportError when SkyPilot is not installed."""
     import sky
     from sky import sky_logging
     from sky.serve import serve_utils
+    from sky.utils import common_utils
 
+    try:  # `sky serve up` holds a service name to the same rule as a cluster name
+        common_utils.check_cluster_name_is_valid(name)
+    except Exception as err:  # noqa: BLE001 - InvalidClusterNameError, with SkyPilot's message
+        raise UserError(
+            f"SkyPilot rejects the name: {' '.join(str(err).split())}", "give --cluster e.g. 'llama-8b-dev'"
+        ) from None
     cfg = yaml.safe_load(text)
     try:
         task = sky.Task.from_yaml_config(cfg, secrets_overrides=[(name, "placeholder") for name in render.SECRETS])
@@ -210,13 +220,21 @@ def plan_launch(
     chosen = render.cheapest(found)
     review = cost_review(chosen.spec, resolved=chosen.resolved)
     enforce_budget(review, max_monthly_usd)
+    render.check_name(cluster, "--cluster")
+    name = cluster or render.task_name(spec, found)
+    temp_dir = None
     if rendered:
         text, path = rendered
     else:
         text = render.render_yaml(spec)
-        folder = out_dir if out_dir is not None else Path(tempfile.mkdtemp(prefix="selfhost-sky-"))
-        path = folder / f"{render.task_name(spec, found)}.yaml"
-    name = cluster or render.task_name(spec, found)
+        file_name = f"{render.task_name(spec, found)}.yaml"  # a SkyPilot name: no '/', no leading '.'
+        if Path(file_name).name != file_name or file_name.startswith("."):
+            raise UserError(f"task name {file_name!r} is not a file name", "give the spec a SkyPilot name")
+        if out_dir is None:
+            temp_dir = Path(tempfile.mkdtemp(prefix="selfhost-sky-"))
+            path = temp_dir / file_name
+        else:
+            path = out_dir / file_name
     notes = spot_fallback_notes(review, spec, yaml.safe_load(text))
     if len(found) > 1:
         notes.append(
@@ -224,11 +242,23 @@ def plan_launch(
             f"(${chosen.hourly_usd:.4f}/h), which this review prices"
         )
     command = sky_command(name, path, spec.sky.service, minutes, yes, secret_source, secret_file)
-    return LaunchPlan(spec, review, path, text, command, notes, secret_source)
+    return LaunchPlan(spec, review, path, text, command, notes, secret_source, temp_dir, name)
 
 
 def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
-    """Print the review and the command; unless dry_run, check secrets and SkyPilot's parser, then run it."""
+    """Print the review and the command; unless dry_run, check secrets and SkyPilot's parser, then run it.
+
+    SkyPilot's parser and name rule run first in a dry run too: a task or name SkyPilot rejects is refused
+    (exit 2) before anything is printed or written. A refused launch leaves no temporary folder behind."""
+    try:
+        return _execute(plan, dry_run=dry_run, echo=echo)
+    except BaseException:
+        if plan.temp_dir is not None and not plan.yaml_path.exists():
+            shutil.rmtree(plan.temp_dir, ignore_errors=True)
+        raise
+
+
+def _execute(plan: LaunchPlan, *, dry_run: bool, echo) -> int:
     if plan.secret_source == "file":
         file_secrets(Path(plan.command[plan.command.index("--secret-file") + 1]))
     missing = missing_secrets() if plan.secret_source == "env" else []
@@ -237,6 +267,14 @@ def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
             f"{' and '.join(missing)} not set in the environment; nothing was launched",
             f"export {' '.join(f'{m}=...' for m in missing)} (SkyPilot passes them as secrets)",
         )
+    try:
+        validate_with_skypilot(plan.yaml_text, plan.service, plan.name)
+    except ImportError:
+        if not dry_run:
+            raise UserError(
+                "SkyPilot is not installed here, so its parser cannot check the task; nothing was launched",
+                install_hint("sky") + " (skypilot[aws,gcp,runpod])",
+            ) from None
     from costing.report import render as render_review
 
     echo(render_review(plan.review, "table").rstrip("\n"))
@@ -252,9 +290,8 @@ def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
         echo("  " + shlex.join(plan.command))
         echo(f"then: {endpoint_hint(plan)}")
         return 0
-    validate_with_skypilot(plan.yaml_text, plan.service)
-    _write(plan)
     cmd = [sky_executable(), *plan.command[1:]]
+    _write(plan)
     echo("$ " + shlex.join(plan.command))
     code = subprocess.run(cmd, check=False).returncode
     if code == 0:
@@ -340,6 +377,11 @@ def endpoint_hint(plan: LaunchPlan) -> str:
 
 
 def _write(plan: LaunchPlan) -> None:
-    if not plan.yaml_path.exists() or plan.yaml_path.read_text() != plan.yaml_text:
-        plan.yaml_path.parent.mkdir(parents=True, exist_ok=True)
-        plan.yaml_path.write_text(plan.yaml_text)
+    try:
+        if not plan.yaml_path.exists() or plan.yaml_path.read_text() != plan.yaml_text:
+            plan.yaml_path.parent.mkdir(parents=True, exist_ok=True)
+            plan.yaml_path.write_text(plan.yaml_text)
+    except OSError as err:
+        raise UserError(
+            f"cannot write the task to '{plan.yaml_path}' ({err.strerror})", "give --out a folder you can write"
+        ) from None

@@ -495,8 +495,34 @@ def accelerator(c: Choice) -> str:
     return f"{c.fit.gpu.name}:{c.fit.gpus_per_node}"
 
 
+# SkyPilot's own name rules (SkyPilot 0.14), copied because rendering does not import SkyPilot; a test checks the
+# copies against SkyPilot's constants. A cluster or service name: sky.skylet.constants.CLUSTER_NAME_VALID_REGEX
+# (sky.utils.common_utils.check_cluster_name_is_valid; `sky serve up` holds service names to the same regex). A
+# task name: sky.task._VALID_NAME_REGEX (Task.name). A spec's `name` is both (the task's name and the default
+# cluster/service name), and a file name (`launch sky` writes NAME.yaml): these rules admit no '/', no '..'
+# start, no spaces or shell characters.
+SKY_CLUSTER_NAME = re.compile(r"[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?")
+SKY_TASK_NAME = re.compile(r"[a-zA-Z0-9]+(?:[._-]{1,2}[a-zA-Z0-9]+)*")
+
+
+def check_name(name: str | None, what: str = "name") -> None:
+    """Refuse a spec `name` (what="name") or a `--cluster` (what="--cluster") SkyPilot would refuse."""
+    if name is None:
+        return
+    ok = SKY_CLUSTER_NAME.fullmatch(name) and (what == "--cluster" or SKY_TASK_NAME.fullmatch(name))
+    if not ok:
+        raise UserError(
+            f"{what} {name!r} is not a SkyPilot name (a letter first, then letters, digits, '-', '_' or '.', "
+            "ending in a letter or digit)",
+            "give e.g. --cluster llama-8b-dev"
+            if what == "--cluster"
+            else "set the spec's name (--name) to e.g. llama-8b-dev",
+        )
+
+
 def task_name(spec: DeploymentSpec, found: list[Choice]) -> str:
     if spec.name:
+        check_name(spec.name)
         return spec.name
     c = found[0]
     where = "any" if len(found) > 1 else f"{c.offer.cloud}-{c.fit.gpu.name.lower()}"
@@ -512,6 +538,7 @@ def render_task(
     """The SkyPilot task (with a `service:` section when spec.sky.service) as a dict. `autostop_minutes`: a dev
     cluster's hard stop that long after launch (default DEV_CLUSTER_MINUTES; a preview: `selfhost ttl`'s, the
     minutes to its expiry)."""
+    check_name(spec.name)
     service = spec.sky.service
     if autostop_minutes is not None and (service or autostop_minutes < 1):
         raise UserError(
