@@ -138,6 +138,26 @@ class SkySpec(_Strict):
         description="bucket (s3://BUCKET/PREFIX on AWS, gs://... on GCP) mounted on every replica: filled once "
         "from Hugging Face, then replicas load the weights from it",
     )
+    tls_keyfile: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="a service's TLS private key (PEM, on the machine running `sky serve up`): SkyServe's endpoint "
+        "serves HTTPS (service.tls)",
+    )
+    tls_certfile: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="a service's TLS certificate chain (PEM), with tls_keyfile",
+    )
+    allow_plain_http: bool = Field(
+        False,
+        description="serve a SkyServe service over plain HTTP (the API key in clear on the network), e.g. behind "
+        "your own TLS terminator; without it a service needs tls_keyfile and tls_certfile",
+    )
 
 
 class DeploymentSpec(_Strict):
@@ -333,6 +353,15 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
         "--weights-store",
         None,
         help="s3://BUCKET/PREFIX or gs://...: weights filled once, read by every replica",
+    ),
+    SpecKey("sky.tls_keyfile", "--tls-keyfile", None, help="service: TLS private key (PEM) for an HTTPS endpoint"),
+    SpecKey("sky.tls_certfile", "--tls-certfile", None, help="service: TLS certificate chain (PEM)"),
+    SpecKey(
+        "sky.allow_plain_http",
+        "--allow-plain-http",
+        None,
+        bool,
+        help="service: plain HTTP endpoint (the API key in clear), e.g. behind your own TLS terminator",
     ),
 )
 BY_PARAM = {k.param: k for k in SPEC_KEYS if k.param}

@@ -6,6 +6,7 @@ SkyPilot's own parser and optimizer are exercised in test_sky_skypilot.py.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ from selfhost.skypilot import render as sky
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "templates" / "specs").glob("*.yaml"))
 SELFHOST = str(ROOT / ".venv" / "bin" / "selfhost") if (ROOT / ".venv" / "bin" / "selfhost").exists() else None
+# A SkyServe service with a certificate (SkyServe serves HTTPS with it; the files are read at `sky serve up`).
+SERVICE = {"service": True, "tls_keyfile": "~/tls/key.pem", "tls_certfile": "~/tls/cert.pem"}
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 2.0}
 
 
@@ -31,10 +34,9 @@ def console(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess
     """The real `selfhost` console script (falls back to `python -m selfhost.cli`)."""
     cmd = [SELFHOST] if SELFHOST else [sys.executable, "-m", "selfhost.cli"]
     clean = {k: v for k, v in os.environ.items() if k not in sky.SECRETS}
-    clean["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])  # this checkout
-    return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=120, env={**clean, **(env or {})}
-    )
+    full = {**clean, **(env or {})}
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [full.get("PYTHONPATH")])])  # this checkout's code
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=120, env=full)
 
 
 def spec(**kw):
@@ -118,7 +120,7 @@ def test_pinned_offer_renders_its_instance_type():
 def test_no_secret_value_is_ever_written(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
     monkeypatch.setenv("VLLM_API_KEY", "sk-secret-value-456")
-    text = sky.render_yaml(spec(target={"cloud": "aws", "gpu": "A10G"}, workload=WORKLOAD, sky={"service": True}))
+    text = sky.render_yaml(spec(target={"cloud": "aws", "gpu": "A10G"}, workload=WORKLOAD, sky=SERVICE))
     assert "secret_value" not in text
     assert "--api-key" not in text  # vLLM logs its args: the key reaches it as the VLLM_API_KEY secret's env
     assert "Authorization: Bearer $VLLM_API_KEY" in text  # the readiness probe's header, filled in by SkyPilot
@@ -144,7 +146,7 @@ def test_probe_timeout_grows_with_the_model_per_gpu():
 
 
 def test_service_probe_is_an_authenticated_one_token_chat_completion():
-    task = sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G"}, workload=WORKLOAD, sky={"service": True}))
+    task = sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G"}, workload=WORKLOAD, sky=SERVICE))
     probe = task["service"]["readiness_probe"]
     assert probe["path"] == "/v1/chat/completions"
     assert probe["post_data"]["max_tokens"] == 1
@@ -158,7 +160,7 @@ def test_replica_policy_follows_the_cost_review():
 
     s = spec(
         target={"cloud": "aws", "gpu": "A10G"},
-        sky={"service": True},
+        sky=SERVICE,
         workload={**WORKLOAD, "requests_per_day": 400_000, "peak_to_mean": 3.0},
         slo={"p90_latency_s": 20},
     )
@@ -178,7 +180,7 @@ def test_spot_service_falls_back_to_on_demand():
     s = spec(
         target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"},
         workload=WORKLOAD,
-        sky={"service": True},
+        sky=SERVICE,
         availability="standard",
     )
     task = sky.render_task(s)
@@ -193,7 +195,7 @@ def test_spot_service_falls_back_to_on_demand():
 def test_spot_service_defaults_to_high_availability_and_prices_its_on_demand_replica():
     from costing.review import cost_review
 
-    s = spec(target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"}, workload=WORKLOAD, sky={"service": True})
+    s = spec(target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"}, workload=WORKLOAD, sky=SERVICE)
     policy = sky.render_task(s)["service"]["replica_policy"]
     assert policy["min_replicas"] == 2 and policy["base_ondemand_fallback_replicas"] == 1
     review = cost_review(s)
@@ -207,7 +209,11 @@ def test_part_time_schedule_is_refused_for_skypilot():
     for service in (False, True):
         with pytest.raises(UserError, match="schedule"):
             sky.render_task(
-                spec(target={"cloud": "aws", "gpu": "A10G"}, schedule={"hours_per_day": 8}, sky={"service": service})
+                spec(
+                    target={"cloud": "aws", "gpu": "A10G"},
+                    schedule={"hours_per_day": 8},
+                    sky={**SERVICE, "service": True} if service else {},
+                )
             )
 
 
@@ -216,7 +222,7 @@ def test_spot_service_with_several_replicas_keeps_one_on_demand():
     s = spec(
         target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"},
         workload=busy,
-        sky={"service": True},
+        sky=SERVICE,
         slo={"p90_latency_s": 20},
     )
     policy = sky.render_task(s)["service"]["replica_policy"]
@@ -225,9 +231,9 @@ def test_spot_service_with_several_replicas_keeps_one_on_demand():
 
 
 def test_service_without_workload_has_fixed_replicas():
-    policy = sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G", "replicas": 2}, sky={"service": True}))[
-        "service"
-    ]["replica_policy"]
+    policy = sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G", "replicas": 2}, sky=SERVICE))["service"][
+        "replica_policy"
+    ]
     assert policy == {"min_replicas": 2, "max_replicas": 2}
 
 
@@ -301,6 +307,7 @@ def test_render_cli_flags_service_and_any_of():
         "A10G,L4",
         "--spot",
         "--service",
+        "--allow-plain-http",
         "--requests-per-day",
         "3000",
         "--input-tokens",
@@ -929,3 +936,67 @@ def test_name_rules_are_skypilots_own():
         sky.SKY_CLUSTER_NAME.pattern,
         sky.SKY_TASK_NAME.pattern,
     ]
+
+
+# ----------------------------------------------------------------------------- HTTPS for SkyServe services
+
+
+def test_a_service_renders_skyserves_tls_from_the_spec():
+    task = sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G"}, sky=SERVICE))
+    assert task["service"]["tls"] == {"keyfile": "~/tls/key.pem", "certfile": "~/tls/cert.pem"}
+
+
+def test_a_service_without_tls_is_refused_unless_plain_http_is_opted_in():
+    with pytest.raises(UserError, match=r"plain HTTP.*sky\.allow_plain_http: true \(or --allow-plain-http\)"):
+        sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G"}, sky={"service": True}))
+    task = sky.render_task(
+        spec(target={"cloud": "aws", "gpu": "A10G"}, sky={"service": True, "allow_plain_http": True})
+    )
+    assert "tls" not in task["service"]
+
+
+@pytest.mark.parametrize(
+    "sky_section, words",
+    [
+        ({"service": True, "tls_keyfile": "k.pem"}, "tls_certfile (--tls-certfile) is missing"),
+        ({"service": True, "tls_certfile": "c.pem"}, "tls_keyfile (--tls-keyfile) is missing"),
+        ({"tls_keyfile": "k.pem", "tls_certfile": "c.pem"}, "apply to a SkyServe service"),
+        ({"allow_plain_http": True}, "applies to a SkyServe service"),
+        ({**SERVICE, "allow_plain_http": True}, "drop allow_plain_http"),
+    ],
+)
+def test_tls_settings_that_do_not_make_sense_are_refused(sky_section, words):
+    with pytest.raises(UserError, match=re.escape(words)):
+        sky.render_task(spec(target={"cloud": "aws", "gpu": "A10G"}, sky=sky_section))
+
+
+def test_render_cli_refuses_a_plain_http_service_in_one_line_naming_the_opt_in(tmp_path):
+    args = ("render", "sky", "--model", "llama-3.1-8b", "--gpu", "A10G", "--service", "--out", "task.yaml")
+    out = console(*args, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == "" and _files(tmp_path) == []
+    (line,) = out.stderr.strip().splitlines()
+    assert "plain HTTP" in line and "--allow-plain-http" in line and "sky.allow_plain_http: true" in line
+    assert "--tls-keyfile" in line and "--tls-certfile" in line
+    out = console(*args, "--tls-keyfile", "k.pem", "--tls-certfile", "c.pem", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    task = yaml.safe_load((tmp_path / "task.yaml").read_text())
+    assert task["service"]["tls"] == {"keyfile": "k.pem", "certfile": "c.pem"}
+    out = console(*args, "--allow-plain-http", cwd=tmp_path)
+    assert out.returncode == 0 and "tls" not in yaml.safe_load((tmp_path / "task.yaml").read_text())["service"]
+
+
+def test_launch_hint_is_https_with_tls_and_the_files_must_exist_to_launch(tmp_path, sky_offline):
+    spec_file = str(ROOT / "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml")
+    home = Path(sky_offline["HOME"])
+    out = console("launch", "sky", spec_file, "--dry-run", "--out", "r", cwd=tmp_path, env=sky_offline)
+    assert out.returncode == 0, out.stderr
+    hint = next(ln for ln in out.stdout.splitlines() if ln.startswith("then: curl"))
+    # SkyPilot's `sky serve status --endpoint` prints https://HOST:PORT for a service with service.tls
+    assert '"$(sky serve status llama-3-1-8b-aws-a10g-spot-svc --endpoint)/v1/chat/completions"' in hint
+    assert hint.endswith("# https:// (service.tls)") and "http://$(" not in hint
+    assert "note: TLS file ~/.selfhost/tls/key.pem not found here" in out.stdout
+    real = console("launch", "sky", spec_file, cwd=tmp_path, env={**sky_offline, "HF_TOKEN": "h", "VLLM_API_KEY": "k"})
+    assert real.returncode == 2 and real.stdout == ""
+    (line,) = real.stderr.strip().splitlines()
+    assert "TLS file ~/.selfhost/tls/key.pem not found" in line and "nothing was launched" in line
+    assert not (home / ".selfhost").exists()

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+if __name__ == "__main__":  # run as SkyPilot's child process: this checkout's code, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from costing.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,6 +74,9 @@ def _skypilot_report(paths: list[str]) -> dict:
                     "max": svc.max_replicas,
                     "fallback": svc.use_ondemand_fallback,
                     "spot_placer": svc.spot_placer,
+                    "tls": None
+                    if svc.tls_credential is None
+                    else [svc.tls_credential.keyfile, svc.tls_credential.certfile],
                 }
                 if svc.spot_placer:  # SpotHedge's own view of the locations and their prices
                     from sky.serve import spot_placer
@@ -121,6 +126,7 @@ def _skypilot_report(paths: list[str]) -> dict:
     if services:  # the shipped set has services; a single task (e.g. from `selfhost init`) has none
         report["_probe_by_source"] = _probe_headers_by_secret_source(services[0])
     report["_weights_store"] = _weights_store_service()
+    report["_plain_http"] = _plain_http_service()
     try:
         launch.validate_with_skypilot("name: x\nresources: {acceleratorz: A40:1}\nrun: echo\n", False)
         report["_bad_yaml"] = "accepted"
@@ -149,6 +155,23 @@ def _weights_store_service() -> dict:
     optimizer.Optimizer.optimize(dag, quiet=True)
     mounts = {path: (st.source, st.mode.value) for path, st in task.storage_mounts.items()}
     return {"mounts": mounts, "delay": task.service.initial_delay_seconds, "best": task.best_resources.instance_type}
+
+
+def _plain_http_service() -> dict:
+    """A service opted in to plain HTTP (sky.allow_plain_http), through SkyPilot's parser and SkyServe's checks."""
+    import sky
+    import yaml
+    from sky.serve import serve_utils
+
+    from costing.spec import load_spec
+    from selfhost.skypilot import render
+
+    spec = load_spec(ROOT / "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml")
+    plain = spec.sky.model_copy(update={"tls_keyfile": None, "tls_certfile": None, "allow_plain_http": True})
+    text = render.render_yaml(spec.model_copy(update={"sky": plain}))
+    task = sky.Task.from_yaml_config(yaml.safe_load(text), secrets_overrides=list(SECRET_VALUES.items()))
+    serve_utils.validate_service_task(task, pool=False)
+    return {"tls": task.service.tls_credential is not None}
 
 
 def _probe_headers_by_secret_source(path: str) -> dict:
@@ -392,6 +415,18 @@ def test_probe_key_from_skypilots_secret_store_stays_literal_so_selfhost_refuses
     assert "--secret" not in store["cmd"]
     with pytest.raises(UserError, match="literal 'Bearer \\$VLLM_API_KEY'"):
         launch.check_secret_source("store", True, None)
+
+
+@pytest.mark.parametrize("path", [p for p in TEMPLATES if "service" in p.stem], ids=lambda p: p.stem)
+def test_service_serves_https_with_the_specs_certificate(skypilot, path):
+    """SkyPilot's own parser reads the rendered service.tls: SkyServe's load balancer serves HTTPS with it."""
+    spec, _ = _ours(path)
+    assert skypilot[path.name]["service"]["tls"] == [spec.sky.tls_keyfile, spec.sky.tls_certfile]
+    assert spec.sky.tls_keyfile and spec.sky.tls_certfile
+
+
+def test_a_plain_http_service_is_only_rendered_when_opted_in(skypilot):
+    assert skypilot["_plain_http"] == {"tls": False}
 
 
 def test_weights_bucket_mount_is_what_skypilot_mounts(skypilot):

@@ -33,6 +33,9 @@ SKY_FLAGS = (
     "peak_to_mean",
     "p90_latency_s",
     "weights_store",
+    "tls_keyfile",
+    "tls_certfile",
+    "allow_plain_http",
 )
 SKY_HELP = {"gpu": "A40, A10G, L4, A100, ...; A40,A10G,L4 renders any_of"}
 

@@ -267,6 +267,12 @@ def _execute(plan: LaunchPlan, *, dry_run: bool, echo) -> int:
             f"{' and '.join(missing)} not set in the environment; nothing was launched",
             f"export {' '.join(f'{m}=...' for m in missing)} (SkyPilot passes them as secrets)",
         )
+    tls_missing = missing_tls_files(plan.spec)
+    if tls_missing and not dry_run:
+        raise UserError(
+            f"TLS file {tls_missing[0]} not found here (`sky serve up` reads and uploads it); nothing was launched",
+            "put the PEM file there, or re-render with --tls-keyfile/--tls-certfile pointing at yours",
+        )
     try:
         validate_with_skypilot(plan.yaml_text, plan.service, plan.name)
     except ImportError:
@@ -283,6 +289,8 @@ def _execute(plan: LaunchPlan, *, dry_run: bool, echo) -> int:
     if dry_run:
         if missing:
             echo(f"note: set {', '.join(missing)} in the environment before launching")
+        for path in tls_missing:
+            echo(f"note: TLS file {path} not found here: `sky serve up` needs it")
         _write(plan)
         for line in optimizer_lines(plan):
             echo(line)
@@ -360,19 +368,30 @@ def optimizer_lines(plan: LaunchPlan) -> list[str]:
     ]
 
 
+def missing_tls_files(spec: DeploymentSpec) -> list[str]:
+    """The service's TLS files that do not exist here (SkyPilot expands `~` as this does)."""
+    files = [spec.sky.tls_keyfile, spec.sky.tls_certfile] if spec.sky.service else []
+    return [f for f in files if f is not None and not Path(f).expanduser().is_file()]
+
+
 def endpoint_hint(plan: LaunchPlan) -> str:
-    """How to reach the server (the key stays in the environment)."""
+    """How to reach the server (the key stays in the environment).
+
+    A service: `sky serve status NAME --endpoint` prints the scheme itself (SkyPilot 0.14's serve
+    status: https:// when the service has service.tls, else http://), so the hint uses it as printed. A dev
+    cluster: `sky status --endpoint PORT NAME` prints HOST:PORT of vLLM's own plain-HTTP port."""
     name = plan.command[plan.command.index("-n" if plan.service else "-c") + 1]
-    where = (
-        f"$(sky serve status {name} --endpoint)"
-        if plan.service
-        else f"$(sky status --endpoint {plan.review.fit.settings.port} {name})"
-    )
     model = plan.review.fit.settings.served_model_name
+    if plan.service:
+        url = f"$(sky serve status {name} --endpoint)"
+        how = "https:// (service.tls)" if plan.spec.sky.tls_keyfile else "plain http:// (allow_plain_http)"
+    else:
+        url = f"http://$(sky status --endpoint {plan.review.fit.settings.port} {name})"
+        how = "plain http:// (a dev cluster's vLLM port)"
     return (
-        f'curl http://{where}/v1/chat/completions -H "Authorization: Bearer $VLLM_API_KEY" '
+        f'curl "{url}/v1/chat/completions" -H "Authorization: Bearer $VLLM_API_KEY" '
         f'-H \'Content-Type: application/json\' -d \'{{"model": "{model}", '
-        f'"messages": [{{"role": "user", "content": "Hello"}}]}}\''
+        f'"messages": [{{"role": "user", "content": "Hello"}}]}}\'  # {how}'
     )
 
 

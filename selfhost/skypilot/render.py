@@ -462,6 +462,48 @@ def check_labels(text: str) -> dict[str, str]:
     return data
 
 
+PLAIN_HTTP_FIX = (
+    "give the service a certificate: sky.tls_keyfile and sky.tls_certfile in the spec (or --tls-keyfile KEY.pem "
+    "--tls-certfile CERT.pem), or opt in to plain HTTP with sky.allow_plain_http: true (or --allow-plain-http), "
+    "e.g. behind your own TLS terminator"
+)
+
+
+def service_tls(spec: DeploymentSpec) -> dict[str, str] | None:
+    """SkyServe's `service.tls` for the spec, or None for a plain-HTTP service the user opted in to.
+
+    A SkyServe endpoint is plain HTTP unless the service names a key and certificate (SkyServe's load
+    balancer then serves HTTPS with them): every request carries the API key, so a service without TLS is
+    refused unless the spec opts in (sky.allow_plain_http), as the Pulumi stacks refuse plain HTTP without
+    allowPlainHttp. The files are read where `sky serve up` runs (SkyPilot uploads them)."""
+    sk = spec.sky
+    given = (sk.tls_keyfile is not None, sk.tls_certfile is not None)
+    if any(given) and not sk.service:
+        raise UserError(
+            "tls_keyfile/tls_certfile apply to a SkyServe service (a dev cluster's port serves vLLM directly)",
+            "render a service (--service, sky.service: true), or drop the TLS files",
+        )
+    if sk.allow_plain_http and not sk.service:
+        raise UserError("allow_plain_http applies to a SkyServe service", "drop it, or render a service (--service)")
+    if given[0] != given[1]:
+        missing = "tls_certfile (--tls-certfile)" if given[0] else "tls_keyfile (--tls-keyfile)"
+        raise UserError(f"TLS needs both a key and a certificate; {missing} is missing", f"give {missing}")
+    if all(given):
+        if sk.allow_plain_http:
+            raise UserError(
+                "the spec gives TLS files and allow_plain_http: the endpoint would serve HTTPS",
+                "drop allow_plain_http (or the TLS files)",
+            )
+        return {"keyfile": str(sk.tls_keyfile), "certfile": str(sk.tls_certfile)}
+    if sk.service and not sk.allow_plain_http:
+        raise UserError(
+            "a SkyServe service without TLS serves plain HTTP: every request's API key would cross the network "
+            "unencrypted",
+            PLAIN_HTTP_FIX,
+        )
+    return None
+
+
 def _service(found: list[Choice]) -> dict[str, Any]:
     chosen = cheapest(found)
     fit = max((c.fit for c in found), key=lambda f: (f.weight_gib, probe_timeout_s(f)))
@@ -483,12 +525,18 @@ def _service(found: list[Choice]) -> dict[str, Any]:
         if known and all(QPS_KEY.fullmatch(k) for k in per_gpu) and len(set(per_gpu.values())) > 1:
             policy["target_qps_per_replica"] = per_gpu
             # SkyServe requires this policy with per-accelerator QPS: it routes by each replica's capacity.
-            return {
+            out = {
                 "readiness_probe": probe,
                 "replica_policy": policy,
                 "load_balancing_policy": "instance_aware_least_load",
             }
-    return {"readiness_probe": probe, "replica_policy": policy}
+            tls = service_tls(chosen.spec)
+            return {**out, "tls": tls} if tls else out
+    out = {"readiness_probe": probe, "replica_policy": policy}
+    tls = service_tls(chosen.spec)
+    if tls:
+        out["tls"] = tls
+    return out
 
 
 def accelerator(c: Choice) -> str:
@@ -545,6 +593,7 @@ def render_task(
             "--autostop-minutes applies to a dev cluster (a task), at least 1 minute",
             "drop it for a SkyServe service, or render with --task and e.g. --autostop-minutes 480",
         )
+    service_tls(spec)  # a service: TLS or the plain-HTTP opt-in
     found = found or choices(spec)
     repos = {c.fit.settings.model_repo for c in found}
     if len(repos) > 1:
