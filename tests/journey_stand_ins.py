@@ -314,6 +314,10 @@ def sky(argv: list[str]) -> None:
             fail(f"--secret {missing[0]}: not set in the environment")
         text = task_path.read_text()
         task = yaml.safe_load(text)
+        tls = (task.get("service") or {}).get("tls") or {}
+        for role in ("keyfile", "certfile"):  # SkyPilot uploads them from the client: they must be there
+            if role in tls and not Path(os.path.expanduser(tls[role])).is_file():
+                fail(f"service.tls.{role} {tls[role]} does not exist")
         model = next((a for a in str(task.get("run", "")).split() if a.startswith("--served-model-name=")), None)
         served = model.split("=", 1)[1] if model else _served_name(str(task.get("run", "")))
         state = json.loads(path.read_text()) if update else {"name": name, "versions": []}

@@ -173,6 +173,8 @@ class Journey:
                 "PULUMI_CONFIG_PASSPHRASE": "journey-passphrase",
                 "RUNPOD_API_KEY": "rp_journey",
                 "SKYPILOT_SERVICE_ACCOUNT_TOKEN": "sky_journey_token",
+                "SELFHOST_TLS_KEY": "-----BEGIN PRIVATE KEY-----\njourney\n-----END PRIVATE KEY-----",
+                "SELFHOST_TLS_CERT": "-----BEGIN CERTIFICATE-----\njourney\n-----END CERTIFICATE-----",
             },
             base_env=self.env,
             workdir=self.base / f"run-{self.runs}",

@@ -22,6 +22,9 @@ from costing.errors import UserError
 
 TEMPLATES = Path(__file__).with_name("github")
 STACK = "production"
+# where the SkyServe deploy workflow writes the service's certificate (the spec's sky.tls_keyfile/certfile)
+TLS_KEYFILE = "~/.selfhost/tls/key.pem"
+TLS_CERTFILE = "~/.selfhost/tls/cert.pem"
 TAG_PREFIX = "selfhost-good/"
 
 # Pinned as in the shipped workflows (actionlint and zizmor check the rendered files).
@@ -65,7 +68,10 @@ SETUP = {
     + KEYS,
     "sky": "#   - a SkyPilot API server the runs share (vars.SKYPILOT_API_SERVER_ENDPOINT; GitHub runners keep no\n"
     "#     state) holding the cloud credentials, and a service account token of it\n"
-    "#     (secrets.SKYPILOT_SERVICE_ACCOUNT_TOKEN, `sky_...`) so every run is the same SkyPilot user;\n" + KEYS,
+    "#     (secrets.SKYPILOT_SERVICE_ACCOUNT_TOKEN, `sky_...`) so every run is the same SkyPilot user;\n"
+    "#   - the service's HTTPS certificate for SkyServe's load balancer: secrets.SELFHOST_TLS_KEY and\n"
+    "#     secrets.SELFHOST_TLS_CERT (PEM; the spec's sky.tls_keyfile/tls_certfile name where they are written);\n"
+    + KEYS,
 }
 RUNPOD_SECRET_ENV = "          RUNPOD_API_KEY: ${{ secrets.RUNPOD_API_KEY }}\n"
 RUNPOD_SECRET_CONFIG = (

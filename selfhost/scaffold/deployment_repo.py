@@ -457,7 +457,12 @@ def files_for(
     kit = kit_wheel.current(version, wheel)
     choice = choose(cloud, model, precision, availability)
     if cloud == "sky" and ci:  # deployed from CI: a SkyServe service (what the workflow runs and the review costs)
-        choice.spec["sky"] = {"service": True}
+        # HTTPS on SkyServe's load balancer: the deploy workflow writes these from the environment's secrets
+        choice.spec["sky"] = {
+            "service": True,
+            "tls_keyfile": ci_github.TLS_KEYFILE,
+            "tls_certfile": ci_github.TLS_CERTFILE,
+        }
     files: dict[Path, str | bytes] = {directory / SPEC_FILE: _spec_text(choice, cloud)}
     if cloud == "sky":
         from costing.spec import spec_from_dict
