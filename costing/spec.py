@@ -74,6 +74,15 @@ class VllmSpec(_Strict):
     port: int = Field(8000, ge=1, le=65535, description="a TCP port: 80, 443 or 1024 to 65535, never 22")
     extra_args: tuple[str, ...] = ()
 
+    @field_validator("model_repo", "served_model_name")
+    @classmethod
+    def _not_an_option(cls, value: str | None) -> str | None:
+        """Both go on `vllm serve`'s command line as values: one starting with '-' would be read as a flag (a
+        model_repo of `--grpc` is vLLM's unauthenticated gRPC server), whitespace or control characters split it."""
+        if value is not None and (value.startswith("-") or any(c.isspace() or ord(c) < 32 for c in value)):
+            raise ValueError("may not start with '-' nor hold spaces or control characters")
+        return value
+
     @field_validator("port")
     @classmethod
     def _serving_port(cls, port: int) -> int:
@@ -208,12 +217,28 @@ def _describe(err: ValidationError) -> str:
 
 def spec_from_dict(data: dict[str, Any]) -> DeploymentSpec:
     """Validate a spec mapping; bad input becomes one UserError line."""
+    _check_extra_args(data)  # before validation: pydantic's message would echo the value (maybe a key)
     try:
         return DeploymentSpec.model_validate(data)
     except ValidationError as err:
         raise UserError(
             f"invalid deployment spec, {_describe(err)}", "correct that field (see README, 'The deployment spec')"
         ) from None
+
+
+def _check_extra_args(data: Mapping[str, Any]) -> None:
+    """`vllm.extra_args` may carry only flags reviewed safe for the pinned vLLM (costing.vllm_allowlist)."""
+    from costing.vllm_allowlist import check_extra_args
+
+    vllm = data.get("vllm")
+    extra = vllm.get("extra_args") if isinstance(vllm, Mapping) else None
+    if extra is None:
+        return
+    if isinstance(extra, str) or not isinstance(extra, list | tuple):
+        raise UserError("vllm.extra_args must be a list of strings", "write it as `extra_args: [--flag, value]`")
+    if not all(isinstance(a, str) for a in extra):
+        raise UserError("vllm.extra_args must hold strings only", "quote each item (e.g. `['--seed', '1']`)")
+    check_extra_args(extra)
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:

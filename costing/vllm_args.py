@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 
 from costing.fit import VllmSettings
+from costing.vllm_allowlist import check_extra_args
 
 API_KEY_ENV = "VLLM_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
@@ -67,6 +68,7 @@ def serve_args(settings: VllmSettings, *, model: str | None = None, host: str = 
         args += ["--kv-cache-dtype", s.kv_cache_dtype]
     args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
     args += ["--middleware", AUTH_MIDDLEWARE]
+    check_extra_args(s.extra_args)  # also checked when the spec is read; settings may come from elsewhere
     args += list(s.extra_args)
     return args
 

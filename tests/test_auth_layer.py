@@ -111,10 +111,44 @@ def test_lifespan_passes_through():
 @pytest.mark.parametrize("value", [None, "", "   ", "short-key"])
 def test_no_key_or_a_short_one_refuses_to_load(value):
     env = {} if value is None else {"VLLM_API_KEY": value}
-    with pytest.raises(RuntimeError, match="refusing to serve without an API key"):
+    with pytest.raises(RuntimeError, match="refusing to serve without a usable API key"):
         load_key(env)
     assert load_key({"VLLM_API_KEY": KEY}) == KEY.encode()
     assert len(KEY) >= MIN_KEY_CHARS
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("a" * 16, "different characters"),
+        ("abcabcabcabcabcabc", "different characters"),
+        (KEY + "\n", "newline"),
+        (" " + KEY, "space"),
+        (KEY + "é", "non-ASCII"),  # vLLM's /v1 check compares latin-1: the right key would be refused there
+    ],
+)
+def test_a_weak_or_unsendable_key_refuses_to_load(value, why):
+    with pytest.raises(RuntimeError, match=why):
+        load_key({"VLLM_API_KEY": value})
+
+
+def test_the_local_launcher_checks_the_key_before_vllm_loads(tmp_path):
+    """vllm_main.py imports the auth layer (its key checks) before vLLM: a bad key stops it at once, exit 2,
+    before any model load. Run by this test's Python, which has no vLLM: getting past the check would fail
+    differently (ImportError)."""
+    auth_install.write_module(tmp_path)
+    launcher = Path(__file__).resolve().parents[1] / "selfhost" / "local" / "vllm_main.py"
+    for key, why in ((None, "is not set"), ("a" * 20, "different characters"), (KEY + "\n", "newline")):
+        env = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
+        env["PYTHONPATH"] = str(tmp_path)
+        if key is not None:
+            env["VLLM_API_KEY"] = key
+        argv = [sys.executable, str(launcher), "serve", "m", "--middleware", "selfhost_auth.BearerAuth"]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert proc.returncode == 2 and why in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    env["VLLM_API_KEY"] = KEY  # a good key gets past the check (then fails: no vLLM in this interpreter)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert proc.returncode not in (0, 2) and "vllm" in proc.stderr
 
 
 def _import_shipped(folder: Path, key: str | None) -> subprocess.CompletedProcess:
