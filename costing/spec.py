@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from costing.errors import UserError
 
@@ -76,11 +76,13 @@ class VllmSpec(_Strict):
 
     @field_validator("model_repo", "served_model_name")
     @classmethod
-    def _not_an_option(cls, value: str | None) -> str | None:
+    def _not_an_option(cls, value: str | None, info: ValidationInfo) -> str | None:
         """Both go on `vllm serve`'s command line as values: one starting with '-' would be read as a flag (a
-        model_repo of `--grpc` is vLLM's unauthenticated gRPC server), whitespace or control characters split it."""
-        if value is not None and (value.startswith("-") or any(c.isspace() or ord(c) < 32 for c in value)):
-            raise ValueError("may not start with '-' nor hold spaces or control characters")
+        model_repo of `--grpc` is vLLM's unauthenticated gRPC server). Characters a shell or script would
+        split on are the stacks' own checks (selfhost.stack.checks), which name the stack config key."""
+        if value is not None and value.lstrip().startswith("-"):
+            key = next((k.config_key for k in SPEC_KEYS if k.path == f"vllm.{info.field_name}"), None)
+            raise ValueError(f"may not start with '-' (vLLM would read it as a flag; stack config {key})")
         return value
 
     @field_validator("port")

@@ -213,8 +213,14 @@ def test_runpod_start_command_writes_the_module_and_execs_vllm_with_it(tmp_path)
     assert done.returncode == 0, done.stderr
     assert (folder / "selfhost_auth.py").read_bytes() == auth_install.source()
     assert (tmp_path / "argv").read_text().splitlines() == ["serve", *args]
+    (tmp_path / "argv").unlink()
+    for weak in ("a" * 20, KEY + "\n", None):  # the key checks run before vLLM starts: vLLM never runs
+        bad = {k: v for k, v in env.items() if k != "VLLM_API_KEY"} | ({"VLLM_API_KEY": weak} if weak else {})
+        done = subprocess.run([*doc["entrypoint"], script], env=bad, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and "VLLM_API_KEY" in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / "argv").exists()
     no_key = subprocess.run([*doc["entrypoint"], script], env={"PATH": env["PATH"]}, capture_output=True, timeout=30)
-    assert no_key.returncode == 9  # the module refuses to load: vLLM would not start open
+    assert no_key.returncode == 2  # refused by the key check before vLLM (and its import of the module) runs
 
 
 def test_vm_boot_script_writes_the_module_and_mounts_it_into_the_container():
