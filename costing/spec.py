@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from costing.errors import UserError
 
@@ -73,6 +73,17 @@ class VllmSpec(_Strict):
     )
     port: int = Field(8000, ge=1, le=65535, description="a TCP port: 80, 443 or 1024 to 65535, never 22")
     extra_args: tuple[str, ...] = ()
+
+    @field_validator("model_repo", "served_model_name")
+    @classmethod
+    def _not_an_option(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Both go on `vllm serve`'s command line as values: one starting with '-' would be read as a flag (a
+        model_repo of `--grpc` is vLLM's unauthenticated gRPC server). Characters a shell or script would
+        split on are the stacks' own checks (selfhost.stack.checks), which name the stack config key."""
+        if value is not None and value.lstrip().startswith("-"):
+            key = next((k.config_key for k in SPEC_KEYS if k.path == f"vllm.{info.field_name}"), None)
+            raise ValueError(f"may not start with '-' (vLLM would read it as a flag; stack config {key})")
+        return value
 
     @field_validator("port")
     @classmethod
@@ -228,12 +239,28 @@ def _describe(err: ValidationError) -> str:
 
 def spec_from_dict(data: dict[str, Any]) -> DeploymentSpec:
     """Validate a spec mapping; bad input becomes one UserError line."""
+    _check_extra_args(data)  # before validation: pydantic's message would echo the value (maybe a key)
     try:
         return DeploymentSpec.model_validate(data)
     except ValidationError as err:
         raise UserError(
             f"invalid deployment spec, {_describe(err)}", "correct that field (see README, 'The deployment spec')"
         ) from None
+
+
+def _check_extra_args(data: Mapping[str, Any]) -> None:
+    """`vllm.extra_args` may carry only flags reviewed safe for the pinned vLLM (costing.vllm_allowlist)."""
+    from costing.vllm_allowlist import check_extra_args
+
+    vllm = data.get("vllm")
+    extra = vllm.get("extra_args") if isinstance(vllm, Mapping) else None
+    if extra is None:
+        return
+    if isinstance(extra, str) or not isinstance(extra, list | tuple):
+        raise UserError("vllm.extra_args must be a list of strings", "write it as `extra_args: [--flag, value]`")
+    if not all(isinstance(a, str) for a in extra):
+        raise UserError("vllm.extra_args must hold strings only", "quote each item (e.g. `['--seed', '1']`)")
+    check_extra_args(extra)
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:

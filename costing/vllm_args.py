@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass
 
 from costing.fit import VllmSettings
+from costing.vllm_allowlist import check_extra_args
 
 API_KEY_ENV = "VLLM_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
@@ -106,6 +107,7 @@ def serve_args(
         args += ["--kv-cache-dtype", s.kv_cache_dtype]
     args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
     args += ["--middleware", AUTH_MIDDLEWARE]
+    check_extra_args(s.extra_args)  # also checked when the spec is read; settings may come from elsewhere
     args += list(s.extra_args)
     if node is not None:
         if node.nodes < 2 or node.nodes != s.pipeline_parallel_size:

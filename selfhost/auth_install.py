@@ -66,6 +66,11 @@ def docker_run_flags() -> list[str]:
     return ["-v", f"{CONTAINER_DIR}:{CONTAINER_DIR}:ro", "-e", f"PYTHONPATH={CONTAINER_DIR}"]
 
 
+# The auth layer's key rules (selfhost.auth_middleware.key_problem) before vLLM loads a model: a missing or weak
+# key stops the start in seconds, not after the weights are loaded (vLLM imports --middleware last).
+KEY_CHECK = f"python3 -m {MODULE}"
+
+
 def runpod_docker_args(serve_args: list[str]) -> str:
     """RunPod's start command for the vllm/vllm-openai image: its JSON form replaces the image's
     entrypoint (`vllm serve`) with `bash -c SCRIPT`, which writes the module and execs vLLM."""
@@ -74,6 +79,7 @@ def runpod_docker_args(serve_args: list[str]) -> str:
             "set -e",
             install_shell(CONTAINER_DIR),
             f"export PYTHONPATH={CONTAINER_DIR}",
+            KEY_CHECK,
             "exec vllm serve " + shlex.join(serve_args),
         ]
     )

@@ -27,12 +27,31 @@ def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
 
+MIN_DISTINCT_CHARS = 8  # "aaaaaaaaaaaaaaaa" or "abababab..." is not a key
+
+
+def key_problem(key: str | None) -> str | None:
+    """What is wrong with an API key, or None. The rules every selfhost entry point applies before any model
+    loads: set; printable ASCII with no whitespace (a trailing newline can never be sent in a header, and
+    vLLM's own /v1 check compares latin-1, so a non-ASCII key is refused there); at least MIN_KEY_CHARS long;
+    not low-entropy (at least MIN_DISTINCT_CHARS different characters)."""
+    if not key:
+        return "is not set"
+    if not all("!" <= c <= "~" for c in key):
+        return "holds a space, newline, control or non-ASCII character (use printable ASCII only)"
+    if len(key) < MIN_KEY_CHARS:
+        return f"is shorter than {MIN_KEY_CHARS} characters"
+    if len(set(key)) < MIN_DISTINCT_CHARS:
+        return f"has fewer than {MIN_DISTINCT_CHARS} different characters (a guessable key)"
+    return None
+
+
 def load_key(environ=os.environ) -> bytes:
-    """The key from the environment; refuses a missing or short one (the server must not start open)."""
+    """The key from the environment; refuses a missing or weak one (the server must not start open)."""
     key = environ.get(KEY_ENV) or ""  # used as is, as vLLM's own /v1 check uses it
-    if len(key.strip()) < MIN_KEY_CHARS:
-        problem = "is not set" if not key.strip() else f"is shorter than {MIN_KEY_CHARS} characters"
-        raise RuntimeError(f"selfhost_auth: {KEY_ENV} {problem}; refusing to serve without an API key")
+    problem = key_problem(key)
+    if problem:
+        raise RuntimeError(f"selfhost_auth: {KEY_ENV} {problem}; refusing to serve without a usable API key")
     return key.encode()
 
 
@@ -82,5 +101,22 @@ class BearerAuth:
             await send({"type": "websocket.close", "code": 1008})  # policy violation; the server answers 403
 
 
-if __name__ != "selfhost.auth_middleware":  # loaded as the shipped module: refuse to load without a key
+def main() -> int:
+    """`python -m selfhost_auth`: check the key before vLLM starts (the launchers run this first)."""
+    import sys
+
+    problem = key_problem(os.environ.get(KEY_ENV))
+    if problem:
+        print(
+            f"error: {KEY_ENV} {problem}. Fix: set a random key, e.g. python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))'.",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+if __name__ not in ("selfhost.auth_middleware", "__main__"):  # loaded as the shipped module: no key, no load
     load_key()

@@ -111,10 +111,44 @@ def test_lifespan_passes_through():
 @pytest.mark.parametrize("value", [None, "", "   ", "short-key"])
 def test_no_key_or_a_short_one_refuses_to_load(value):
     env = {} if value is None else {"VLLM_API_KEY": value}
-    with pytest.raises(RuntimeError, match="refusing to serve without an API key"):
+    with pytest.raises(RuntimeError, match="refusing to serve without a usable API key"):
         load_key(env)
     assert load_key({"VLLM_API_KEY": KEY}) == KEY.encode()
     assert len(KEY) >= MIN_KEY_CHARS
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("a" * 16, "different characters"),
+        ("abcabcabcabcabcabc", "different characters"),
+        (KEY + "\n", "newline"),
+        (" " + KEY, "space"),
+        (KEY + "é", "non-ASCII"),  # vLLM's /v1 check compares latin-1: the right key would be refused there
+    ],
+)
+def test_a_weak_or_unsendable_key_refuses_to_load(value, why):
+    with pytest.raises(RuntimeError, match=why):
+        load_key({"VLLM_API_KEY": value})
+
+
+def test_the_local_launcher_checks_the_key_before_vllm_loads(tmp_path):
+    """vllm_main.py imports the auth layer (its key checks) before vLLM: a bad key stops it at once, exit 2,
+    before any model load. Run by this test's Python, which has no vLLM: getting past the check would fail
+    differently (ImportError)."""
+    auth_install.write_module(tmp_path)
+    launcher = Path(__file__).resolve().parents[1] / "selfhost" / "local" / "vllm_main.py"
+    for key, why in ((None, "is not set"), ("a" * 20, "different characters"), (KEY + "\n", "newline")):
+        env = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
+        env["PYTHONPATH"] = str(tmp_path)
+        if key is not None:
+            env["VLLM_API_KEY"] = key
+        argv = [sys.executable, str(launcher), "serve", "m", "--middleware", "selfhost_auth.BearerAuth"]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert proc.returncode == 2 and why in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    env["VLLM_API_KEY"] = KEY  # a good key gets past the check (then fails: no vLLM in this interpreter)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert proc.returncode not in (0, 2) and "vllm" in proc.stderr
 
 
 def _import_shipped(folder: Path, key: str | None) -> subprocess.CompletedProcess:
@@ -179,8 +213,14 @@ def test_runpod_start_command_writes_the_module_and_execs_vllm_with_it(tmp_path)
     assert done.returncode == 0, done.stderr
     assert (folder / "selfhost_auth.py").read_bytes() == auth_install.source()
     assert (tmp_path / "argv").read_text().splitlines() == ["serve", *args]
+    (tmp_path / "argv").unlink()
+    for weak in ("a" * 20, KEY + "\n", None):  # the key checks run before vLLM starts: vLLM never runs
+        bad = {k: v for k, v in env.items() if k != "VLLM_API_KEY"} | ({"VLLM_API_KEY": weak} if weak else {})
+        done = subprocess.run([*doc["entrypoint"], script], env=bad, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and "VLLM_API_KEY" in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / "argv").exists()
     no_key = subprocess.run([*doc["entrypoint"], script], env={"PATH": env["PATH"]}, capture_output=True, timeout=30)
-    assert no_key.returncode == 9  # the module refuses to load: vLLM would not start open
+    assert no_key.returncode == 2  # refused by the key check before vLLM (and its import of the module) runs
 
 
 def test_vm_boot_script_writes_the_module_and_mounts_it_into_the_container():

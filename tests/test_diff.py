@@ -300,3 +300,39 @@ def test_a_base_over_its_budget_is_not_a_gate_and_each_head_is_named(tmp_path):
         assert len(failed) == 1 and str(tmp_path / "over.yaml") in failed[0], p.stdout
         assert f"exceeds the budget of ${over['budget']['max_monthly_usd']:,.2f}" in failed[0]
         assert p.stderr.count("\n") == 1 and "budget gate breached" in p.stderr
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+@pytest.mark.parametrize("ref", ["--output=x", "-p", "--output", "main --output=x", "main:x", "-"])
+def test_an_option_shaped_base_ref_is_refused_before_git_runs(selfhost, tmp_path, ref):
+    """Issue 24: `--base-ref=--output=FILE` was handed to `git show` as an option (git wrote FILE)."""
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
+    head = tmp_path / "a.yaml"
+    head.write_text((ROOT / EXAMPLE).read_text())
+    before = sorted(p.name for p in tmp_path.iterdir())
+    p = selfhost("diff", f"--base-ref={ref}", str(head))
+    assert p.returncode == 2 and "--base-ref" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert sorted(q.name for q in tmp_path.iterdir()) == before and not (ROOT / "x").exists()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_a_ref_is_resolved_to_a_commit_id_before_git_show(tmp_path, monkeypatch):
+    from selfhost.diff import commands
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.invalid")
+    git("config", "user.name", "t")
+    (tmp_path / "a.yaml").write_text((ROOT / EXAMPLE).read_text())
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    calls = []
+    real = subprocess.run
+    monkeypatch.setattr(commands.subprocess, "run", lambda argv, **kw: calls.append(argv) or real(argv, **kw))
+    assert commands.base_spec_from_git("main", tmp_path / "a.yaml")
+    rev_parse, show = calls
+    assert rev_parse[:5] == ["git", "rev-parse", "--verify", "--quiet", "--end-of-options"]
+    commit = real(["git", "rev-parse", "main"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert show == ["git", "show", f"{commit}:./a.yaml"]

@@ -51,12 +51,15 @@ def vllm(tmp_path_factory):
     if missing:
         pytest.fail(f"the end-to-end tests need the vLLM CPU virtualenv: {missing}", pytrace=False)
     # the key goes in by environment only, as users are told to (argv shows in `ps`)
-    env = {"SELFHOST_SCRATCH": str(tmp_path_factory.mktemp("scratch")), "VLLM_API_KEY": secrets.token_urlsafe(24)}
+    env = {
+        "SELFHOST_SCRATCH": str(tmp_path_factory.mktemp("scratch")),
+        "SELFHOST_LOCAL_API_KEY": secrets.token_urlsafe(24),
+    }
     up = cli("up", "local", "--port", str(free_port()), "--format", "json", "--timeout", "400", env=env, timeout=480)
     if up.returncode != 0:
         pytest.fail(f"`selfhost up local` failed:\n{up.stderr[-3000:]}", pytrace=False)
     info = json.loads(up.stdout)
-    assert info["api_key"] == env["VLLM_API_KEY"]
+    assert info["api_key"] == env["SELFHOST_LOCAL_API_KEY"]
     yield info
     down = cli("down", "local", env=env, timeout=60)
     gone = not Path(f"/proc/{info['pid']}").exists()

@@ -160,7 +160,8 @@ def test_up_json_state_file_and_down_by_pid(fake_env):
 
 def test_up_with_given_key_and_table_output(fake_env):
     env, model_dir = fake_env
-    env = {**env, "VLLM_API_KEY": "mykey-0123456789abcdef"}  # by environment: argv shows in `ps`
+    # by environment (argv shows in `ps`); a production key exported as VLLM_API_KEY is never taken
+    env = {**env, "SELFHOST_LOCAL_API_KEY": "mykey-0123456789abcdef", "VLLM_API_KEY": "prod-key-0123456789abcdef"}
     up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--port", str(free_port()))
     try:
         assert up.returncode == 0, up.stderr
@@ -170,6 +171,7 @@ def test_up_with_given_key_and_table_output(fake_env):
         )
         state = json.loads((Path(env["SELFHOST_SCRATCH"]) / "local" / "state.json").read_text())
         assert state["api_key"] == "mykey-0123456789abcdef"
+        assert "prod-key" not in json.dumps(state)
         # the auth layer's module is written where the server's PYTHONPATH points
         written = Path(env["SELFHOST_SCRATCH"]) / "auth" / "selfhost_auth.py"
         assert written.read_bytes() == auth_install.source()
@@ -177,11 +179,57 @@ def test_up_with_given_key_and_table_output(fake_env):
         run_cli(env, "down", "local")
 
 
-def test_a_short_key_is_refused_before_anything_starts(fake_env):
+WEAK_KEYS = [
+    ("Zq8vR2mW", "shorter than 16 characters"),
+    ("a" * 16, "different characters"),
+    ("ab" * 12, "different characters"),
+    ("Zq8vR2mWx4Tn7LpB9cYd\n", "newline"),
+    ("Zq8vR2mWx4Tn7LpB 9cYd", "space"),
+    ("Zq8vR2mWx4Tn7LpB9cYdé", "non-ASCII"),
+]
+
+
+@pytest.mark.parametrize(("key", "why"), WEAK_KEYS, ids=[w[1] + str(i) for i, w in enumerate(WEAK_KEYS)])
+def test_a_weak_key_is_refused_before_anything_starts(fake_env, key, why):
     env, model_dir = fake_env
-    up = run_cli({**env, "VLLM_API_KEY": "short"}, "up", "local", "--model-path", str(model_dir))
-    assert up.returncode == 2 and "shorter than 16 characters" in up.stderr and "Traceback" not in up.stderr
+    up = run_cli({**env, "SELFHOST_LOCAL_API_KEY": key}, "up", "local", "--model-path", str(model_dir))
+    assert up.returncode == 2 and why in up.stderr and "Traceback" not in up.stderr, up.stderr
+    assert len(up.stderr.strip().splitlines()) == 1 and key.strip() not in up.stderr
     assert not (Path(env["SELFHOST_SCRATCH"]) / "local").exists()
+
+
+def test_key_files_are_private_from_the_first_byte_with_umask_000(fake_env):
+    env, model_dir = fake_env
+    scratch = Path(env["SELFHOST_SCRATCH"])
+    port = free_port()
+    cmd = [sys.executable, "-m", "selfhost.cli", "up", "local", "--model-path", str(model_dir), "--port", str(port)]
+    up = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, preexec_fn=lambda: os.umask(0))
+    try:
+        assert up.returncode == 0, up.stderr
+        state = scratch / "local" / "state.json"
+        assert oct(state.stat().st_mode & 0o777) == "0o600"
+        assert oct(state.parent.stat().st_mode & 0o777) == "0o700"
+        # created with that mode (no write-then-chmod window): the writer opens it 0600 before writing
+        seen = []
+        real_open = os.open
+
+        def spy(path, flags, mode=0o777, *a, **k):
+            seen.append((str(path), flags, mode))
+            return real_open(path, flags, mode, *a, **k)
+
+        old = os.umask(0)
+        try:
+            os.open = spy  # type: ignore[assignment]
+            target.write_private(scratch / "x" / "k.json", "{}")
+        finally:
+            os.open = real_open  # type: ignore[assignment]
+            os.umask(old)
+        assert seen and seen[0][2] == 0o600 and seen[0][1] & os.O_CREAT and seen[0][1] & os.O_EXCL
+        assert oct((scratch / "x").stat().st_mode & 0o777) == "0o700"
+        assert oct((scratch / "x" / "k.json").stat().st_mode & 0o777) == "0o600"
+    finally:
+        assert run_cli(env, "down", "local").returncode == 0
+    assert not (scratch / "local" / "state.json").exists()  # `down` removes the file holding the key
 
 
 def test_server_that_dies_is_reported_with_its_log_tail(fake_env):

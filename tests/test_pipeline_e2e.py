@@ -43,7 +43,9 @@ def run_pipeline(out: Path, scratch: Path, *gate_args: str) -> subprocess.Comple
         "BENCH_INPUT_TOKENS": "64",
         "BENCH_OUTPUT_TOKENS": "32",
         "BENCH_PROMPTS": "8",
+        "TMPDIR": str(out.parent / "tmp"),  # where the script's private folder for the key goes (and is removed)
     }
+    (out.parent / "tmp").mkdir(exist_ok=True)
     return subprocess.run(
         ["bash", str(SCRIPT), SPEC, str(out), *gate_args],
         capture_output=True,
@@ -57,6 +59,11 @@ def run_pipeline(out: Path, scratch: Path, *gate_args: str) -> subprocess.Comple
 def assert_torn_down(out: Path, scratch: Path, proc: subprocess.CompletedProcess) -> None:
     endpoint = json.loads((out / "endpoint.json").read_text())
     pid = endpoint["pid"]
+    # issue 24: the key is in no file the pipeline leaves (OUT_DIR may be uploaded), its private folder is gone
+    assert "api_key" not in endpoint and endpoint["url"].startswith("http://127.0.0.1:")
+    assert not [p for p in out.rglob("*") if p.is_file() and b"api_key" in p.read_bytes()]
+    tmp = out.parent / "tmp"  # the script's `mktemp -d` folder (tmp.XXXXXXXXXX) is removed at teardown
+    assert not list(tmp.glob("tmp.*")) and not [p for p in tmp.rglob("*.json") if b"api_key" in p.read_bytes()]
     gone = not Path(f"/proc/{pid}").exists()
     if not gone:  # the test started it: stop it by PID before failing
         os.kill(pid, 9)

@@ -50,3 +50,15 @@ def test_missing_model_and_missing_file(tmp_path):
 
 def test_merge_skips_unset_flags():
     assert merge({"a": 1, "b": {"c": 2}}, {"a": None, "b": {"c": None, "d": 3}}) == {"a": 1, "b": {"c": 2, "d": 3}}
+
+
+@pytest.mark.parametrize("field", ["model_repo", "served_model_name"])
+@pytest.mark.parametrize("value", ["--grpc", "-x", " --root-path=/x"])
+def test_command_line_values_are_never_options(field, value):
+    """Issue 24: `vllm.model_repo: --grpc` would be read by `vllm serve` as its gRPC flag."""
+    from costing.errors import UserError
+    from costing.spec import load_spec
+
+    with pytest.raises(UserError, match=field):
+        load_spec(None, model="llama-3.1-8b", vllm={field: value})
+    assert load_spec(None, model="llama-3.1-8b", vllm={field: "meta-llama/Llama-3.1-8B"})

@@ -158,3 +158,100 @@ def test_the_shipped_pack_enforces_every_rule():
     assert len(set(names)) == len(names) == 6
     assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in POLICIES)
     assert "virtualenv: ../../.venv" in (ROOT / "stacks" / "policy" / "PulumiPolicy.yaml").read_text()
+
+
+# --- issue 24: the gaps measured in the pack --------------------------------------------------------------------
+
+SGR = "aws:ec2/securityGroupRule:SecurityGroupRule"
+
+
+def _sg_rule(**over):
+    base = {"type": "ingress", "securityGroupId": "sg-1", "protocol": "tcp", "fromPort": 8000, "toPort": 8000}
+    return (SGR, "extra-rule", {**base, "cidrBlocks": ["203.0.113.0/24"], **over})
+
+
+def _rules_hit(resources, open_ports=()) -> set[str]:
+    return {p for p, _, _ in violations(resources, open_ports)}
+
+
+def test_a_standalone_security_group_rule_is_checked(aws_resources):
+    assert _rules_hit([*aws_resources, _sg_rule()]) == set()  # a good rule passes
+    ssh = _sg_rule(fromPort=22, toPort=22, cidrBlocks=["0.0.0.0/0"])
+    assert {"no-ssh-ingress", "no-open-ingress"} <= _rules_hit([*aws_resources, ssh])
+    egress = _sg_rule(type="egress", fromPort=22, toPort=22, cidrBlocks=["0.0.0.0/0"])
+    assert _rules_hit([*aws_resources, egress]) == set()
+
+
+@pytest.mark.parametrize("typ", [SG, SGR])
+def test_a_port_of_none_is_the_widest_range_not_a_crash(aws_resources, typ):
+    if typ == SG:
+        bad = changed(aws_resources, SG, lambda p: p["ingress"][0].update(fromPort=None, toPort=None))
+    else:
+        bad = [*aws_resources, _sg_rule(fromPort=None, toPort=None)]
+    assert "no-ssh-ingress" in _rules_hit(bad)  # None admits every port, 22 among them
+
+
+def _user_data_with(line):
+    def edit(props):
+        script = base64.b64decode(props["userData"]).decode() + "\n" + line + "\n"
+        props["userData"] = base64.b64encode(script.encode()).decode()
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "curl -H 'Authorization: Bearer sk-live-0123456789abcdef' http://127.0.0.1:8000/v1/models",
+        "api_key: Zq8vR2mWx4Tn7LpB9cYd",
+        '{"token": "Zq8vR2mWx4Tn7LpB9cYd"}',
+        "echo sk-proj-0123456789abcdefghij > /etc/key",
+    ],
+)
+def test_secrets_in_user_data_are_found_by_pattern(aws_resources, line):
+    assert "secrets-in-secret-stores" in _rules_hit(changed(aws_resources, LT, _user_data_with(line)))
+    harmless = changed(aws_resources, LT, _user_data_with("api_key: $VLLM_API_KEY  # a reference"))
+    assert _rules_hit(harmless) == set()
+
+
+def test_a_plain_runpod_env_secret_fails_and_a_runpod_secret_reference_passes():
+    pod = declared("runpod", COMMON)
+    pod_type = "runpod:index:Pod"
+    plain_secret = changed(pod, pod_type, lambda p: p["env"].append({"key": "OPENAI_API_KEY", "value": "Zq8vR2mWx4"}))
+    found = violations(plain_secret)
+    assert "secrets-in-secret-stores" in {p for p, _, _ in found}
+    assert any("OPENAI_API_KEY" in m and "RUNPOD_SECRET" in m for _, _, m in found)
+    by_value = changed(pod, pod_type, lambda p: p["env"].append({"key": "EXTRA", "value": "hf_" + "a" * 30}))
+    assert "secrets-in-secret-stores" in _rules_hit(by_value)
+    ref = {"key": "OPENAI_API_KEY", "value": "{{ RUNPOD_SECRET_openai }}"}
+    assert _rules_hit(changed(pod, pod_type, lambda p: p["env"].append(ref))) == set()
+
+
+BACKEND = "gcp:compute/backendService:BackendService"
+
+
+def test_an_open_gcp_load_balancer_needs_cloud_armor_or_the_pack_config():
+    gcp = declared("gcp", {**GCP, "allowPlainHttp": True})
+    assert any(t == BACKEND and p.get("securityPolicy") for t, _, p in gcp)  # allowedCidrs: Cloud Armor
+    open_lb = changed(gcp, BACKEND, lambda p: p.pop("securityPolicy"))
+    found = violations(open_lb)
+    assert [(p, t) for p, _, m in found for t in ["Cloud Armor"] if t in m] == [("no-open-ingress", "Cloud Armor")]
+    assert violations(open_lb, open_ports=[443]) == []  # the API declared public to the pack
+    cloud, config, _ = CASES["gcp-domain"]  # open to all: passes only with the pack config, as on AWS
+    assert "no-open-ingress" in _rules_hit(declared(cloud, config))
+
+
+def test_gcp_messages_name_ports_and_ranges_readably():
+    from pulumi_policy.proxy import _ListProxy
+
+    gcp = declared("gcp", {**GCP, "allowPlainHttp": True})
+    fw = "gcp:compute/firewall:Firewall"
+
+    def edit(p):  # as the engine hands them: lists behind proxies
+        p["sourceRanges"] = _ListProxy(["0.0.0.0/0"], [])
+        p["allows"] = [{"protocol": "tcp", "ports": _ListProxy(["22", "8000-8001"], [])}]
+
+    found = violations(changed(gcp, fw, edit))
+    messages = [m for p, _, m in found if p in ("no-ssh-ingress", "no-open-ingress")]
+    assert messages and all("Proxy" not in m and "object at" not in m for m in messages), messages
+    assert any("22, 8000-8001" in m and "0.0.0.0/0" in m for m in messages), messages

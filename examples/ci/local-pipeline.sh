@@ -22,18 +22,29 @@ json_field() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys
 echo "== review"
 "${selfhost[@]}" plan --spec "$spec" --format json >"$out/review.json"
 
+# `up --format json` holds the API key: it is written only to a 0600 file in a private (0700) folder outside
+# OUT_DIR (which CI may upload), removed at teardown; OUT_DIR/endpoint.json keeps the rest (url, model, pid, log).
+secrets_dir=$(umask 077 && mktemp -d)
 teardown() {
   echo "== teardown"
   "${selfhost[@]}" down local
+  rm -rf "$secrets_dir"
 }
 trap teardown EXIT
 
 echo "== deploy"
-"${selfhost[@]}" up local --spec "$spec" --port "${PORT:-8000}" --format json >"$out/endpoint.json"
+(umask 077 && "${selfhost[@]}" up local --spec "$spec" --port "${PORT:-8000}" --format json >"$secrets_dir/endpoint.json")
+"$py" - "$secrets_dir/endpoint.json" >"$out/endpoint.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d.pop("api_key", None)
+print(json.dumps(d, indent=2))
+PY
 url=$(json_field "$out/endpoint.json" url)
 model=$(json_field "$out/endpoint.json" model)
-VLLM_API_KEY=$(json_field "$out/endpoint.json" api_key)
+VLLM_API_KEY=$(json_field "$secrets_dir/endpoint.json" api_key)
 export VLLM_API_KEY # smoke and bench read the key from the environment, never from argv
+rm -f "$secrets_dir/endpoint.json"
 
 echo "== smoke"
 "${selfhost[@]}" smoke "$url" --model "$model" --format json >"$out/smoke.json"

@@ -6,12 +6,43 @@ Base specs come from files (`--base`) or from git (`--base-ref main` reads each 
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
 import typer
 
 from costing.errors import UserError
+
+
+def resolve_ref(ref: str, folder: Path) -> str:
+    """The commit `ref` names, as a full hex id: never handed to git as an option (`--output=FILE` would be one).
+
+    Refused before git runs: a ref starting with `-`, or holding whitespace, control characters or `:`. Then
+    `git rev-parse --verify --end-of-options REF^{commit}` (git >= 2.24) resolves it; only the hex id it prints
+    goes on to `git show`."""
+    if not ref or ref.startswith("-") or any(c.isspace() or ord(c) < 32 or c in ":\x7f" for c in ref):
+        raise UserError(
+            f"--base-ref {ref[:60]!r} is not a git branch, tag or commit",
+            "give a ref such as main, origin/main or a commit id (it may not start with '-')",
+        )
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except FileNotFoundError:
+        raise UserError("git is not installed", "install git, or pass the base spec with --base") from None
+    commit = proc.stdout.strip()
+    if proc.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+        raise UserError(
+            f"--base-ref {ref} is not a commit in the git repository of {folder}",
+            "check --base-ref names a branch, tag or commit (fetch it first in a shallow CI clone)",
+        )
+    return commit
 
 
 def base_spec_from_git(ref: str, path: Path) -> dict | None:
@@ -22,10 +53,8 @@ def base_spec_from_git(ref: str, path: Path) -> dict | None:
     while not folder.is_dir() and folder != folder.parent:  # a spec deleted with its folder
         folder = folder.parent
     rel = path.absolute().relative_to(folder).as_posix()
-    try:
-        proc = subprocess.run(["git", "show", f"{ref}:./{rel}"], cwd=folder, capture_output=True, timeout=60)
-    except FileNotFoundError:
-        raise UserError("git is not installed", "install git, or pass the base spec with --base") from None
+    commit = resolve_ref(ref, folder)
+    proc = subprocess.run(["git", "show", f"{commit}:./{rel}"], cwd=folder, capture_output=True, timeout=60)
     if proc.returncode != 0:
         err = " ".join(proc.stderr.decode(errors="replace").split())
         if "exists on disk, but not in" in err or "does not exist in" in err:

@@ -35,8 +35,9 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
         api_key: str | None = typer.Option(
             None,
             "--api-key",
-            envvar="VLLM_API_KEY",
-            help="default: $VLLM_API_KEY, else a new random key (prefer the variable: argv shows in `ps`)",
+            envvar="SELFHOST_LOCAL_API_KEY",
+            help="default: $SELFHOST_LOCAL_API_KEY, else a new random key (prefer the variable: argv shows in "
+            "`ps`). Never $VLLM_API_KEY: a production key exported in this shell would land in the state file",
         ),
         kv_cache_gib: float = typer.Option(1.0, "--kv-cache-gib", help="VLLM_CPU_KVCACHE_SPACE"),
         timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait for /health"),
@@ -49,6 +50,8 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
 
         if fmt not in ("table", "json"):
             raise UserError(f"unknown --format {fmt}", "use table or json")
+        if api_key is not None:
+            target.check_key(api_key)  # the auth layer's rules, before anything is built or started
         settings = _settings(spec)
         target.check_can_start(model_path, port or settings.port)
         target.vllm_python()  # a missing vLLM environment is refused before anything starts

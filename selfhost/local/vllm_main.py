@@ -18,6 +18,12 @@ def _patched_version(name: str) -> str:
 
 
 if __name__ == "__main__":  # must be guarded: the engine's spawned process re-imports this file
+    if "--middleware" in sys.argv:  # the auth layer's key checks, before vLLM loads a model (not after)
+        try:
+            import selfhost_auth  # noqa: F401  on PYTHONPATH: importing it checks the key
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
     importlib.metadata.version = _patched_version  # type: ignore[assignment]
     from vllm.entrypoints.cli.main import main
 

@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from costing.vllm_allowlist import check_env
 from costing.vllm_args import API_KEY_ENV
 from selfhost import auth_install
 from selfhost.stack.checks import check_script_values
@@ -50,6 +51,7 @@ def docker_run(
     port = plan.port
     publish = f"127.0.0.1:{port}:{port}" if loopback_only else f"{port}:{port}"
     extra: list[str] = []
+    check_env(env or {}, "the vLLM container's environment")
     for name, value in (env or {}).items():
         extra += ["-e", f"{name}={value}"]
     for host, inside in mounts:

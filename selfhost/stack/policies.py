@@ -28,7 +28,21 @@ SSH = 22
 SECRET_ASSIGNMENT = re.compile(r"\b[A-Z0-9_]*(API_KEY|TOKEN|SECRET|PASSWORD)[A-Z0-9_]*\s*=\s*['\"]?(?![$'\"\s])\S")
 SECRET_FLAG = re.compile(r"--(api-key|hf-token|token)(=|\s+)(?!\$)\S")
 HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
+# an OpenAI-style key, a bearer credential, `api_key: value` / `"token": "value"` (YAML, JSON, INI)
+SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_-]{12,}")
+BEARER = re.compile(r"\bBearer\s+(?![$<{])[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+SECRET_KEY_VALUE = re.compile(  # preceded by a line start, space, brace, comma or quote: not an ARN's `:secret:`
+    r"(?:^|[\s{,\"'])[A-Za-z0-9_.-]*(api[_-]?key|token|secret|password)[\"']?[ \t]*:[ \t]*[\"']?"
+    r"(?![$'\"\s{<]|null\b)[^\s'\",}]{6,}",
+    re.IGNORECASE | re.MULTILINE,
+)
+SECRET_PATTERNS = (SECRET_ASSIGNMENT, SECRET_FLAG, HF_TOKEN, SK_KEY, BEARER, SECRET_KEY_VALUE)
 SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
+# The env the RunPod stack itself fills from Pulumi secrets (encrypted in the state); any other secret-named
+# variable must be a RunPod secret reference, `{{ RUNPOD_SECRET_name }}`.
+KIT_SECRET_ENV = frozenset({"VLLM_API_KEY", "HF_TOKEN"})
+RUNPOD_SECRET_REF = re.compile(r"^\{\{\s*RUNPOD_SECRET_[A-Za-z0-9_-]+\s*\}\}$")
+EXTERNAL_SCHEMES = ("EXTERNAL", "EXTERNAL_MANAGED")
 
 
 Ports = list[tuple[int, int]] | None  # inclusive port ranges; None: every port and protocol
@@ -38,10 +52,18 @@ def _rules(props: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     return list(props.get(key) or [])
 
 
+def _port(value: Any, default: int) -> int:
+    """A port bound; None, "" or anything unreadable is the widest bound (a rule is never skipped, nor crashes)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
 def _aws_ports(rule: Mapping[str, Any], protocol_key: str = "protocol") -> Ports:
     if str(rule.get(protocol_key)) in ("-1", "all"):
         return None
-    return [(int(rule.get("fromPort", 0)), int(rule.get("toPort", 65535)))]
+    return [(_port(rule.get("fromPort"), 0), _port(rule.get("toPort"), 65535))]
 
 
 def _gcp_ports(allow: Mapping[str, Any]) -> Ports:
@@ -50,8 +72,15 @@ def _gcp_ports(allow: Mapping[str, Any]) -> Ports:
     out = []
     for item in allow["ports"]:
         low, _, high = str(item).partition("-")
-        out.append((int(low), int(high or low)))
+        out.append((_port(low, 0), _port(high or low, 65535)))
     return out
+
+
+def _text(values: Any) -> str:
+    """A list as "a, b" (the engine hands proxies, whose repr is not their items)."""
+    if values is None or isinstance(values, str):
+        return str(values)
+    return ", ".join(str(v) for v in list(values))
 
 
 def _covers(ports: Ports, port: int) -> bool:
@@ -71,13 +100,17 @@ def _ingress(args: ResourceValidationArgs) -> Iterable[tuple[list[str], Ports, s
         for rule in _rules(props, "ingress"):
             sources = [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])]
             yield sources, _aws_ports(rule), f"ingress {rule.get('fromPort')}-{rule.get('toPort')}"
+    elif args.resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule" and props.get("type") == "ingress":
+        sources = [*(props.get("cidrBlocks") or []), *(props.get("ipv6CidrBlocks") or [])]
+        yield sources, _aws_ports(props), f"ingress rule {props.get('fromPort')}-{props.get('toPort')}"
     elif args.resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
         sources = [s for s in (props.get("cidrIpv4"), props.get("cidrIpv6")) if s]
         yield sources, _aws_ports(props, "ipProtocol"), "ingress rule"
     elif args.resource_type == "gcp:compute/firewall:Firewall" and props.get("direction", "INGRESS") == "INGRESS":
         sources = list(props.get("sourceRanges") or [])
         for allow in _rules(props, "allows"):
-            what = f"allow {allow.get('protocol')} {allow.get('ports') or 'all ports'}"
+            ports = _text(allow.get("ports")) if allow.get("ports") else "all ports"
+            what = f"allow {allow.get('protocol')} {ports}"
             yield sources, _gcp_ports(allow), what
 
 
@@ -116,11 +149,23 @@ def encrypted_disks(args: ResourceValidationArgs, report_violation: ReportViolat
 def no_open_ingress(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """Nothing open to 0.0.0.0/0 or ::/0, except the API port when the pack's config allows it."""
     allowed = [int(p) for p in (args.get_config() or {}).get("openApiPorts") or []]
+    props = args.props
+    if (
+        args.resource_type == "gcp:compute/backendService:BackendService"
+        and props.get("loadBalancingScheme") in EXTERNAL_SCHEMES
+        and not props.get("securityPolicy")
+        and not allowed
+    ):  # an external load balancer answers everyone unless a Cloud Armor policy restricts the callers
+        report_violation(
+            "external load balancer backend has no Cloud Armor security policy: it is open to the internet; "
+            "restrict callers (allowedCidrs), or allow the API port with openApiPorts in the policy config",
+            None,
+        )
     for sources, ports, what in _ingress(args):
         if not set(sources) & set(OPEN) or _within(ports, allowed):
             continue
         report_violation(
-            f"{what} is open to the internet ({', '.join(s for s in sources if s in OPEN)}); allow only the "
+            f"{what} is open to the internet ({_text(s for s in sources if s in OPEN)}); allow only the "
             "API port, with openApiPorts in the policy config",
             None,
         )
@@ -130,7 +175,7 @@ def no_ssh_ingress(args: ResourceValidationArgs, report_violation: ReportViolati
     """No rule lets anyone reach port 22."""
     for sources, ports, what in _ingress(args):
         if sources and _covers(ports, SSH):
-            report_violation(f"{what} allows SSH (port 22) from {', '.join(sources)}", None)
+            report_violation(f"{what} allows SSH (port 22) from {_text(sources)}", None)
 
 
 def secrets_in_stores(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -151,14 +196,26 @@ def secrets_in_stores(args: ResourceValidationArgs, report_violation: ReportViol
             texts.append(("metadataStartupScript", str(props["metadataStartupScript"])))
     if args.resource_type == "runpod:index:Pod":
         texts.append(("dockerArgs", str(props.get("dockerArgs") or "")))
+        for item in props.get("env") or []:
+            name, value = str(item.get("key") or ""), str(item.get("value") or "")
+            if name in KIT_SECRET_ENV or RUNPOD_SECRET_REF.match(value):
+                continue
+            if SECRET_NAME.search(name):
+                report_violation(
+                    f"pod env {name} holds a plain secret value: use a RunPod secret ({{{{ RUNPOD_SECRET_name }}}})",
+                    None,
+                )
+            else:
+                texts.append((f"pod env {name}", value))
     secret_named = SECRET_NAME.search(str(props.get("name") or ""))
     if args.resource_type == "aws:ssm/parameter:Parameter" and secret_named and props.get("type") != "SecureString":
         report_violation("a secret-named SSM parameter must be a SecureString", None)
     for where, text in texts:
-        for pattern in (SECRET_ASSIGNMENT, SECRET_FLAG, HF_TOKEN):
+        for pattern in SECRET_PATTERNS:
             match = pattern.search(text)
             if match:
-                report_violation(f"{where} holds a secret value ({match.group(0)[:24]}...): use the secret store", None)
+                shown = match.group(0)[:12]  # enough to find it, not the secret
+                report_violation(f"{where} holds a secret value ({shown}...): use the secret store", None)
                 break
 
 
