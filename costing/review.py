@@ -343,6 +343,21 @@ def priced_region(resolved: Resolved) -> str:
 BYTES_PER_TOKEN = 4
 
 
+def alb_lcu_hours(row: dict, requests_per_month: float, tokens_per_request: int) -> tuple[str, float]:
+    """(the billed dimension, LCU-hours a month) of an ALB: the larger of new connections (one per request)
+    and processed bytes (BYTES_PER_TOKEN per token): a minimum, as the rate's dimensions are billed."""
+    per_lcu = float(row["new_connections_per_s_per_lcu"])
+    by_connections = requests_per_month / 3600 / per_lcu  # LCU-hours a month
+    label = f"new connections (1 per request, {per_lcu:g}/s per LCU)"
+    gb_per_lcu = float(row.get("processed_gb_per_hour_per_lcu") or 0)
+    by_bytes = 0.0
+    if gb_per_lcu:
+        by_bytes = requests_per_month * tokens_per_request * BYTES_PER_TOKEN / 1e9 / gb_per_lcu
+        if by_bytes > by_connections:
+            label = f"processed bytes ({gb_per_lcu:g} GB/h per LCU; {BYTES_PER_TOKEN} bytes a token assumed)"
+    return label, max(by_connections, by_bytes)
+
+
 def _stack_lines(
     cloud: str, region: str, weight_gib: float, traffic: Traffic, workload: WorkloadSpec, resources: tuple[str, ...]
 ) -> list[CostLine]:
@@ -364,17 +379,8 @@ def _stack_lines(
         hourly = float(row["usd_per_hour"])
         lines.append(CostLine(what, "stack", 1, HOURS_PER_MONTH, hourly, hourly * HOURS_PER_MONTH))
         if row.get("lcu_usd_per_hour"):
-            per_lcu = float(row["new_connections_per_s_per_lcu"])
-            by_connections = traffic.requests_per_month / 3600 / per_lcu  # LCU-hours a month
-            label = f"new connections (1 per request, {per_lcu:g}/s per LCU)"
-            gb_per_lcu = float(row.get("processed_gb_per_hour_per_lcu") or 0)
-            by_bytes = 0.0
-            if gb_per_lcu:
-                request_bytes = (workload.input_tokens + workload.output_tokens) * BYTES_PER_TOKEN
-                by_bytes = traffic.requests_per_month * request_bytes / 1e9 / gb_per_lcu
-                if by_bytes > by_connections:
-                    label = f"processed bytes ({gb_per_lcu:g} GB/h per LCU; {BYTES_PER_TOKEN} bytes a token assumed)"
-            lcu_hours = max(by_connections, by_bytes)
+            request_tokens = workload.input_tokens + workload.output_tokens
+            label, lcu_hours = alb_lcu_hours(row, traffic.requests_per_month, request_tokens)
             lcu = float(row["lcu_usd_per_hour"])
             lines.append(CostLine(f"{what} LCUs, minimum: {label}", "stack", 1, lcu_hours, lcu, lcu_hours * lcu))
     if "weights_mirror" in resources:
