@@ -260,6 +260,7 @@ def _cost_lines(
     storage_gb: float,
     storage_price: float | None,
     cloud_group: bool = False,
+    boot_disk_gb: float = 0.0,
 ) -> list[CostLine]:
     """The monthly table: expected replica-hours over the schedule and the peak profile, plus disks."""
     pricing = spec.target.pricing
@@ -282,7 +283,7 @@ def _cost_lines(
     add(label + spread, pricing, always, billed, spot_zone_hourly(resolved, 0, always) if hedge else hourly)
     if fleet.base_ondemand_replicas:
         offer = resolved.offer
-        od = offer.price("on-demand") if offer else None
+        od = offer.price("on-demand", priced_region(resolved)) if offer else None  # the region priced, not the default
         od_hourly = (od.usd_per_hour if od else hourly) * resolved.fit.nodes
         add("on-demand base replica (spot fallback)", "on-demand", fleet.base_ondemand_replicas, run_hours, od_hourly)
     extra = fleet.max_replicas - fleet.min_replicas
@@ -291,6 +292,8 @@ def _cost_lines(
         peak_hourly = spot_zone_hourly(resolved, always, extra) if hedge else hourly
         add(f"peak replicas (autoscaled, {share:.0%} of hours){spread}", pricing, extra, billed * share, peak_hourly)
     disks = fleet.min_replicas + extra * (1.0 if committed else PEAK_HOURS_SHARE)
+    if cloud_group:  # the group deletes a replica's disk with it: disks live the replicas' running hours
+        disks = (fleet.min_replicas + extra * PEAK_HOURS_SHARE) * run_hours / HOURS_PER_MONTH
     if spec.sky.weights_store and resolved.offer is not None:  # one copy of the weights, shared by the replicas
         cloud, region = resolved.offer.cloud, priced_region(resolved)
         rate = regional_rate(cloud, "bucket", region)
@@ -307,12 +310,15 @@ def _cost_lines(
         bucket_gb = round(resolved.fit.weight_gib * GIB_IN_GB, 1)
         item = f"weights bucket {bucket_gb:,.0f} GB ({spec.sky.weights_store})"
         lines.append(_storage_line(item, 1, bucket_gb, float(rate["usd_per_gb_month"])))
+    disk_gb = storage_gb + boot_disk_gb
+    item = f"disk {disk_gb:,.0f} GB per replica"
+    if boot_disk_gb:
+        item += f" ({boot_disk_gb:,.0f} GB system + {storage_gb:,.0f} GB weights)"
     if storage_gb and storage_price is None and resolved.offer is not None:
         where = f"{resolved.offer.cloud} {priced_region(resolved)}"
-        item = f"disk {storage_gb:,.0f} GB per replica"
         lines.append(_not_priced(item, f"no dated disk rate for {where}", "storage", disks))
     if storage_gb and storage_price:
-        lines.append(_storage_line(f"disk {storage_gb:,.0f} GB per replica", disks, storage_gb, storage_price))
+        lines.append(_storage_line(item, disks, disk_gb, storage_price))
     return lines
 
 
@@ -405,6 +411,7 @@ def cost_review(
     stack_resources: tuple[str, ...] = (),
     spot_zones: tuple[str, ...] = (),
     cloud_group: bool = False,
+    boot_disk_gb: float = 0.0,
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
     schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
@@ -416,7 +423,8 @@ def cost_review(
     replica costs their mean market price; none: the cheapest zone (where SkyPilot launches).
     `cloud_group`: the replicas run in the cloud's own instance group (the Pulumi stacks' Auto Scaling
     group or managed instance group), not SkyServe: no SpotHedge placement, and a preempted spot replica
-    comes back as spot (the on-demand base keeps serving), not as an on-demand fallback."""
+    comes back as spot (the on-demand base keeps serving), not as an on-demand fallback; its disks are deleted
+    with the replicas. `boot_disk_gb`: the system part of each replica's disk, costed with the weights' part."""
     workload = require_workload(spec)
     resolved = across_zones(resolved or resolve(spec), spot_zones)
     refuse_unschedulable(spec, resolved)
@@ -477,7 +485,7 @@ def cost_review(
     disk_rate = regional_rate(resolved.offer.cloud, "storage", region) if resolved.offer else None
     storage = storage_gb_for(spec, fit.weight_gib)
     storage_price = float(disk_rate["usd_per_gb_month"]) if disk_rate else (None if resolved.offer else 0.0)
-    lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group)
+    lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group, boot_disk_gb)
     stack = (
         _stack_lines(resolved.offer.cloud, region, fit.weight_gib, traffic, workload, stack_resources)
         if resolved.offer

@@ -28,7 +28,9 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def preview_json(program: str | Path, project: str, config: dict[str, Any], stack: str = "dev") -> dict[str, Any]:
+def preview_json(
+    program: str | Path, project: str, config: dict[str, Any], stack: str = "dev", outputs: dict | None = None
+) -> dict[str, Any]:
     """Run `program` under mocks with a plain config (keys as `pulumi config set` takes them) and return
     the preview document. A refusal propagates as the program's pulumi.RunError."""
     plain = {k: v for k, v in config.items() if ":" in k}  # provider keys (aws:region) as they are
@@ -36,7 +38,9 @@ def preview_json(program: str | Path, project: str, config: dict[str, Any], stac
     engine = {**engine_config("x", plain)[0], **{f"{project}:{k.split(':', 1)[1]}": v for k, v in own.items()}}
     secret_keys = [f"{project}:{k.split(':', 1)[1]}" for k in secret_keys]
     mocks = PlaceholderMocks()
-    run_program(program, project, engine, secret_keys, mocks, stack=stack)
+    exported = run_program(program, project, engine, secret_keys, mocks, stack=stack)
+    if outputs is not None:  # the stack's exports (a preview of a create prints none): for the tests
+        outputs.update(exported)
     steps = []
     for typ, name, inputs in mocks.resources:
         urn = f"urn:pulumi:{stack}::{project}::{typ}::{name}"
