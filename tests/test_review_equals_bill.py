@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pytest
 import yaml
 from conftest import ROOT
 from stack_mocks import expected
@@ -127,3 +128,62 @@ def test_generated_stack_configurations_bill_what_the_review_costs(tmp_path: Pat
     assert not divergent, f"{len(divergent)} of {accepted} accepted configurations bill != review:\n" + "\n".join(
         divergent
     )
+
+
+TEMPLATES = sorted((ROOT / "templates").glob("*.yaml"))
+
+
+def _review_of(spec_path: Path):
+    from costing.review import cost_review, full_load_review
+    from costing.spec import load_spec
+
+    spec = load_spec(str(spec_path))
+    return cost_review(spec) if spec.workload else full_load_review(spec)
+
+
+def test_every_skypilot_template_bills_what_its_review_costs() -> None:
+    """templates/X.yaml is rendered from templates/specs/X.yaml: SkyPilot runs what that review priced."""
+    from selfhost.bill.sky import bill_task
+
+    assert len(TEMPLATES) >= 10
+    divergent = []
+    for template in TEMPLATES:
+        review = _review_of(ROOT / "templates" / "specs" / template.name).monthly_usd
+        bill = bill_task(template).monthly_usd
+        if abs(bill - review) / review > TOLERANCE:
+            divergent.append(f"{template.name}: review ${review:,.2f}, bill ${bill:,.2f} ({bill / review - 1:+.1%})")
+    assert not divergent, f"{len(divergent)} of {len(TEMPLATES)} templates bill != review:\n" + "\n".join(divergent)
+
+
+@pytest.mark.parametrize("availability", ["high", "standard"])
+def test_a_spot_service_rendered_without_a_workload_is_priced_as_skyserve_runs_it(
+    availability: str, tmp_path: Path
+) -> None:
+    """No workload: SkyServe runs min = max = 2 (one on-demand base) for availability high; the review too."""
+    from conftest import run_selfhost
+
+    from selfhost.bill.sky import bill_task
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "nowl",
+                "model": "llama-3.1-8b",
+                "target": {"cloud": "aws", "offer": "aws-g5.2xlarge", "pricing": "spot"},
+                "sky": {"service": True},
+                "availability": availability,
+            }
+        )
+    )
+    task = tmp_path / "task.yaml"
+    out = run_selfhost("render", "sky", "--spec", str(spec), "--out", str(task))
+    assert out.returncode == 0, out.stderr
+    policy = yaml.safe_load(task.read_text())["service"]["replica_policy"]
+    review = _review_of(spec)
+    assert review.fleet.max_replicas == policy["max_replicas"] and review.fleet.min_replicas == policy["min_replicas"]
+    assert review.fleet.base_ondemand_replicas == policy.get("base_ondemand_fallback_replicas", 0)
+    # the replicas as priced (their disks are the template test's: SkyPilot's disk_size, an open divergence)
+    billed = sum(line.usd for line in bill_task(task).lines if "disk" not in line.item)
+    costed = sum(line.usd for line in review.cost_lines if not line.item.startswith("disk "))
+    assert billed == pytest.approx(costed, rel=TOLERANCE)

@@ -40,8 +40,8 @@ def register(app: typer.Typer) -> None:
         region: str | None = typer.Option(None, "--region", help="when the preview's config names none"),
     ) -> None:
         """Price every resource a deployment declares (Pulumi preview or SkyPilot task) from the catalog."""
+        from selfhost.bill.display import render
         from selfhost.bill.price import Usage, bill_preview, gate
-        from selfhost.bill.render import render
 
         if fmt not in FORMATS:
             raise UserError(f"unknown format '{fmt}'", f"use --format with one of: {', '.join(FORMATS)}")
