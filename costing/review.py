@@ -260,6 +260,7 @@ def _cost_lines(
     storage_gb: float,
     storage_price: float | None,
     cloud_group: bool = False,
+    boot_disk_gb: float = 0.0,
 ) -> list[CostLine]:
     """The monthly table: expected replica-hours over the schedule and the peak profile, plus disks."""
     pricing = spec.target.pricing
@@ -282,7 +283,7 @@ def _cost_lines(
     add(label + spread, pricing, always, billed, spot_zone_hourly(resolved, 0, always) if hedge else hourly)
     if fleet.base_ondemand_replicas:
         offer = resolved.offer
-        od = offer.price("on-demand") if offer else None
+        od = offer.price("on-demand", priced_region(resolved)) if offer else None  # the region priced, not the default
         od_hourly = (od.usd_per_hour if od else hourly) * resolved.fit.nodes
         add("on-demand base replica (spot fallback)", "on-demand", fleet.base_ondemand_replicas, run_hours, od_hourly)
     extra = fleet.max_replicas - fleet.min_replicas
@@ -291,6 +292,8 @@ def _cost_lines(
         peak_hourly = spot_zone_hourly(resolved, always, extra) if hedge else hourly
         add(f"peak replicas (autoscaled, {share:.0%} of hours){spread}", pricing, extra, billed * share, peak_hourly)
     disks = fleet.min_replicas + extra * (1.0 if committed else PEAK_HOURS_SHARE)
+    if cloud_group:  # the group deletes a replica's disk with it: disks live the replicas' running hours
+        disks = (fleet.min_replicas + extra * PEAK_HOURS_SHARE) * run_hours / HOURS_PER_MONTH
     if spec.sky.weights_store and resolved.offer is not None:  # one copy of the weights, shared by the replicas
         cloud, region = resolved.offer.cloud, priced_region(resolved)
         rate = regional_rate(cloud, "bucket", region)
@@ -307,12 +310,15 @@ def _cost_lines(
         bucket_gb = round(resolved.fit.weight_gib * GIB_IN_GB, 1)
         item = f"weights bucket {bucket_gb:,.0f} GB ({spec.sky.weights_store})"
         lines.append(_storage_line(item, 1, bucket_gb, float(rate["usd_per_gb_month"])))
+    disk_gb = storage_gb + boot_disk_gb
+    item = f"disk {disk_gb:,.0f} GB per replica"
+    if boot_disk_gb:
+        item += f" ({boot_disk_gb:,.0f} GB system + {storage_gb:,.0f} GB weights)"
     if storage_gb and storage_price is None and resolved.offer is not None:
         where = f"{resolved.offer.cloud} {priced_region(resolved)}"
-        item = f"disk {storage_gb:,.0f} GB per replica"
         lines.append(_not_priced(item, f"no dated disk rate for {where}", "storage", disks))
     if storage_gb and storage_price:
-        lines.append(_storage_line(f"disk {storage_gb:,.0f} GB per replica", disks, storage_gb, storage_price))
+        lines.append(_storage_line(item, disks, disk_gb, storage_price))
     return lines
 
 
@@ -343,6 +349,21 @@ def priced_region(resolved: Resolved) -> str:
 BYTES_PER_TOKEN = 4
 
 
+def alb_lcu_hours(row: dict, requests_per_month: float, tokens_per_request: int) -> tuple[str, float]:
+    """(the billed dimension, LCU-hours a month) of an ALB: the larger of new connections (one per request)
+    and processed bytes (BYTES_PER_TOKEN per token): a minimum, as the rate's dimensions are billed."""
+    per_lcu = float(row["new_connections_per_s_per_lcu"])
+    by_connections = requests_per_month / 3600 / per_lcu  # LCU-hours a month
+    label = f"new connections (1 per request, {per_lcu:g}/s per LCU)"
+    gb_per_lcu = float(row.get("processed_gb_per_hour_per_lcu") or 0)
+    by_bytes = 0.0
+    if gb_per_lcu:
+        by_bytes = requests_per_month * tokens_per_request * BYTES_PER_TOKEN / 1e9 / gb_per_lcu
+        if by_bytes > by_connections:
+            label = f"processed bytes ({gb_per_lcu:g} GB/h per LCU; {BYTES_PER_TOKEN} bytes a token assumed)"
+    return label, max(by_connections, by_bytes)
+
+
 def _stack_lines(
     cloud: str, region: str, weight_gib: float, traffic: Traffic, workload: WorkloadSpec, resources: tuple[str, ...]
 ) -> list[CostLine]:
@@ -364,17 +385,8 @@ def _stack_lines(
         hourly = float(row["usd_per_hour"])
         lines.append(CostLine(what, "stack", 1, HOURS_PER_MONTH, hourly, hourly * HOURS_PER_MONTH))
         if row.get("lcu_usd_per_hour"):
-            per_lcu = float(row["new_connections_per_s_per_lcu"])
-            by_connections = traffic.requests_per_month / 3600 / per_lcu  # LCU-hours a month
-            label = f"new connections (1 per request, {per_lcu:g}/s per LCU)"
-            gb_per_lcu = float(row.get("processed_gb_per_hour_per_lcu") or 0)
-            by_bytes = 0.0
-            if gb_per_lcu:
-                request_bytes = (workload.input_tokens + workload.output_tokens) * BYTES_PER_TOKEN
-                by_bytes = traffic.requests_per_month * request_bytes / 1e9 / gb_per_lcu
-                if by_bytes > by_connections:
-                    label = f"processed bytes ({gb_per_lcu:g} GB/h per LCU; {BYTES_PER_TOKEN} bytes a token assumed)"
-            lcu_hours = max(by_connections, by_bytes)
+            request_tokens = workload.input_tokens + workload.output_tokens
+            label, lcu_hours = alb_lcu_hours(row, traffic.requests_per_month, request_tokens)
             lcu = float(row["lcu_usd_per_hour"])
             lines.append(CostLine(f"{what} LCUs, minimum: {label}", "stack", 1, lcu_hours, lcu, lcu_hours * lcu))
     if "weights_mirror" in resources:
@@ -399,6 +411,7 @@ def cost_review(
     stack_resources: tuple[str, ...] = (),
     spot_zones: tuple[str, ...] = (),
     cloud_group: bool = False,
+    boot_disk_gb: float = 0.0,
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
     schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
@@ -410,7 +423,9 @@ def cost_review(
     replica costs their mean market price; none: the cheapest zone (where SkyPilot launches).
     `cloud_group`: the replicas run in the cloud's own instance group (the Pulumi stacks' Auto Scaling
     group or managed instance group), not SkyServe: no SpotHedge placement, and a preempted spot replica
-    comes back as spot (the on-demand base keeps serving), not as an on-demand fallback."""
+    comes back as spot (the on-demand base keeps serving), not as an on-demand fallback; its disks are deleted
+    with the replicas. `boot_disk_gb`: the system part of each replica's disk, costed with the weights' part
+    (a SkyPilot replica's disk_size adds selfhost.skypilot.render.SYSTEM_DISK_GB, not costed yet: issue 22, open)."""
     workload = require_workload(spec)
     resolved = across_zones(resolved or resolve(spec), spot_zones)
     refuse_unschedulable(spec, resolved)
@@ -471,7 +486,7 @@ def cost_review(
     disk_rate = regional_rate(resolved.offer.cloud, "storage", region) if resolved.offer else None
     storage = storage_gb_for(spec, fit.weight_gib)
     storage_price = float(disk_rate["usd_per_gb_month"]) if disk_rate else (None if resolved.offer else 0.0)
-    lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group)
+    lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group, boot_disk_gb)
     stack = (
         _stack_lines(resolved.offer.cloud, region, fit.weight_gib, traffic, workload, stack_resources)
         if resolved.offer
@@ -556,12 +571,16 @@ def full_load_review(
             f"{resolved.fit.describe()} serves no requests of {tokens_in} in / {tokens_out} out at full load",
             "pass a workload (--requests-per-day, --input-tokens, --output-tokens) or a larger target",
         )
+    # A SkyServe service with availability high runs two replicas (a spot one with its on-demand base):
+    # priced as it runs. Otherwise one replica.
+    high_service = spec.sky.service and spec.effective_availability == "high"
+    replicas = HIGH_AVAILABILITY_REPLICAS if high_service else 1
     saturated = spec.model_copy(
         update={
             "workload": WorkloadSpec(requests_per_day=per_day, input_tokens=tokens_in, output_tokens=tokens_out),
-            "target": spec.target.model_copy(update={"replicas": 1}),
+            "target": spec.target.model_copy(update={"replicas": replicas}),
             "slo": spec.slo.model_copy(update={"p90_latency_s": None}),
-            "availability": "standard",
+            "availability": "high" if high_service else "standard",
             "target_utilization": 1.0,
         }
     )
@@ -572,7 +591,9 @@ def full_load_review(
         f"(the default shape) for every scheduled hour; pass a workload to size replicas",
         *(["the latency SLO is not checked without a workload"] if spec.slo.p90_latency_s else []),
         *(
-            [f"availability high runs at least {HIGH_AVAILABILITY_REPLICAS} replicas: this review costs one"]
+            [f"availability high: the service runs {HIGH_AVAILABILITY_REPLICAS} replicas, each priced here"]
+            if high_service
+            else [f"availability high runs at least {HIGH_AVAILABILITY_REPLICAS} replicas: this review costs one"]
             if spec.effective_availability == "high"
             else []
         ),

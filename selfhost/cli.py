@@ -43,6 +43,7 @@ app.add_typer(local_app, name="local")
 def _register_commands() -> None:
     """Each command group lives in its own light module (heavy imports inside the commands)."""
     from selfhost.aws import commands as cloud_commands
+    from selfhost.bill import commands as bill_commands
     from selfhost.check import commands as check_commands
     from selfhost.cost import commands as cost_commands
     from selfhost.diff import commands as diff_commands
@@ -55,6 +56,7 @@ def _register_commands() -> None:
     cost_commands.register(app)
     diff_commands.register(app)
     gate_commands.register(app)
+    bill_commands.register(app)
     reap_commands.register(app)
     reap_commands.register_ttl(app)
     check_commands.register(app)

@@ -56,6 +56,7 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
 
     from costing.review import cost_review
     from costing.spec import spec_from_dict
+    from selfhost.stack import aws_config, gcp_config
 
     work = {"requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250", "apiKey": "k", "hfToken": "h"}
     base = {
@@ -79,6 +80,7 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
             stack_resources=resources,
             spot_zones=zones,
             cloud_group=True,
+            boot_disk_gb=aws_config.ROOT_BASE_GB if cloud == "aws" else gcp_config.BOOT_BASE_GB,  # disks as declared
         )
         return round(review.monthly_usd, 2)
 

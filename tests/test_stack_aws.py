@@ -74,8 +74,9 @@ def test_spot_group_runs_the_costed_container_securely():
     # spot with an on-demand base, sized by the review, behind the load balancer, rolling at 100% healthy
     # the group spans the mock VPC's three subnets: spot replicas cost those zones' mean market price
     zones = tuple(sorted(ZONE_IDS["us-east-1"].values()))
-    review = cost_review(spec, stack_resources=("load_balancer", "weights_mirror"), spot_zones=zones, cloud_group=True)
-    cheapest_zone = cost_review(spec, stack_resources=("load_balancer", "weights_mirror"), cloud_group=True)
+    stack_parts = {"stack_resources": ("load_balancer", "weights_mirror"), "boot_disk_gb": aws.ROOT_BASE_GB}
+    review = cost_review(spec, spot_zones=zones, cloud_group=True, **stack_parts)
+    cheapest_zone = cost_review(spec, cloud_group=True, **stack_parts)
     assert review.monthly_usd > cheapest_zone.monthly_usd
     assert review.resolved.price.zone == ", ".join(zones)
     group = mocks.one(ASG)
@@ -122,6 +123,7 @@ def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
         "model": "llama-3.1-70b",
         "instanceType": "p4d.24xlarge",
         "pricing": "reserved-1y",
+        "reservationOwned": "true",  # the stack buys no RI: one already owned covers the instances
         "reserveCapacity": "true",
         "availabilityZone": "us-east-1a",
         "apiKey": None,
@@ -222,8 +224,9 @@ def _spot_plan(region: str, instance_type: str = "g5.xlarge", zones: tuple[str, 
 
 
 def test_spot_group_keeps_only_types_no_dearer_than_the_costed_one_in_its_zones():
-    """price-capacity-optimized may launch any listed type: a spot group lists only the types whose market
-    price in each of its zones is at most the costed type's there, so the review is an upper bound."""
+    """price-capacity-optimized may launch any listed type, and the on-demand base takes them in order: a
+    spot group lists only the types whose market price in each of its zones and whose on-demand price are at
+    most the costed type's, so the review is an upper bound."""
     from costing.catalog import offers_for
 
     def market(instance_type: str, region: str) -> dict[str, float]:
@@ -236,14 +239,19 @@ def test_spot_group_keeps_only_types_no_dearer_than_the_costed_one_in_its_zones(
         kept = aws.instance_types(p, zones)
         costed = market("g5.xlarge", region)
         assert kept[0] == "g5.xlarge"
-        for other in {o.instance_type for o in offers_for(gpu="A10G", gpus=1, cloud="aws")} - {"g5.xlarge"}:
+        od = {o.instance_type: o.price("on-demand", region) for o in offers_for(gpu="A10G", gpus=1, cloud="aws")}
+        for other in set(od) - {"g5.xlarge"}:
             theirs = market(other, region)
             cheaper = all(z in theirs and theirs[z] <= costed[z] for z in zones)
+            cheaper = cheaper and od[other].usd_per_hour <= od["g5.xlarge"].usd_per_hour
             assert (other in kept) == cheaper, (region, other)
-    # the shipped snapshot: in us-west-2 g5.2xlarge spot is cheaper than g5.xlarge in every zone
-    assert "g5.2xlarge" in aws.instance_types(_spot_plan("us-west-2"), tuple(sorted(ZONE_IDS["us-west-2"].values())))
+    # the shipped snapshot: in us-west-2 g5.2xlarge spot is cheaper than g5.xlarge in every zone, but its
+    # on-demand price (what the on-demand base may launch) is dearer: it is left out
+    assert "g5.2xlarge" not in aws.instance_types(
+        _spot_plan("us-west-2"), tuple(sorted(ZONE_IDS["us-west-2"].values()))
+    )
     on_demand = aws.plan({**BASE, "pricing": "on-demand", "instanceType": "g5.xlarge"})
-    assert len(aws.instance_types(on_demand)) > 3  # on-demand takes them in order: the costed type first
+    assert aws.instance_types(on_demand) == ["g5.xlarge"]  # the cheapest A10G x1: nothing launches dearer
 
 
 def test_spot_zones_without_a_market_price_are_refused():

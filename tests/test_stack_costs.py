@@ -38,7 +38,7 @@ def test_an_aws_stack_review_costs_its_load_balancer_and_weights_mirror():
     gb = round(review.fit.weight_gib * GIB_IN_GB, 1)
     assert mirror.usd == pytest.approx(gb * OFFERS["aws"]["bucket"][region]["usd_per_gb_month"])
     # the total is the plain review's plus these rows; no WAF row (AWS limits callers with a security group)
-    plain = cost_review(review.spec)
+    plain = cost_review(review.spec, cloud_group=True, boot_disk_gb=aws_config.ROOT_BASE_GB)
     assert review.monthly_usd == pytest.approx(plain.monthly_usd + fixed.usd + lcu.usd + mirror.usd)
     assert not rows(review, "Cloud Armor")
     listed = {what: (as_of, source) for what, as_of, source in dated_prices(review)}
@@ -57,7 +57,8 @@ def test_a_gcp_stack_review_shows_what_has_no_dated_price_as_not_priced():
     gb = round(review.fit.weight_gib * GIB_IN_GB, 1)
     region = review.resolved.price.region
     assert mirror.usd == pytest.approx(gb * OFFERS["gcp"]["bucket"][region]["usd_per_gb_month"])
-    assert review.monthly_usd == pytest.approx(cost_review(review.spec).monthly_usd + mirror.usd)
+    plain = cost_review(review.spec, cloud_group=True, boot_disk_gb=gcp_config.BOOT_BASE_GB)
+    assert review.monthly_usd == pytest.approx(plain.monthly_usd + mirror.usd)
 
 
 def test_a_gcp_stack_open_to_all_runs_no_cloud_armor_and_costs_none():

@@ -26,7 +26,13 @@ CASES = {
     "aws-spot": ("aws", {**AWS, "allowPlainHttp": True}, {}),
     "aws-reserved": (
         "aws",
-        {**AWS, "pricing": "reserved-1y", "reserveCapacity": "true", "availabilityZone": "us-east-1a"}
+        {
+            **AWS,
+            "pricing": "reserved-1y",
+            "reservationOwned": "true",
+            "reserveCapacity": "true",
+            "availabilityZone": "us-east-1a",
+        }
         | {"allowPlainHttp": True, "hoursPerDay": "10", "daysPerWeek": "5"},
         {},
     ),

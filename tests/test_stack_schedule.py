@@ -42,7 +42,15 @@ def test_aws_part_time_becomes_scheduled_actions_in_the_stack_time_zone():
     spec = aws_config.plan({**AWS, **PART_TIME}).spec
     assert (spec.schedule.hours_per_day, spec.schedule.days_per_week) == (8, 5)
     assert out["projectedMonthlyUsd"] == pytest.approx(
-        round(cost_review(spec, stack_resources=("load_balancer", "weights_mirror")).monthly_usd, 2)
+        round(
+            cost_review(
+                spec,
+                stack_resources=("load_balancer", "weights_mirror"),
+                cloud_group=True,
+                boot_disk_gb=aws_config.ROOT_BASE_GB,
+            ).monthly_usd,
+            2,
+        )
     )
     assert out["schedule"] == "start 0 9 * * 1,2,3,4,5 / stop 0 17 * * 1,2,3,4,5 (Europe/Berlin)"
 

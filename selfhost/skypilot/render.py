@@ -278,6 +278,22 @@ def refuse_single_machine_availability(spec: DeploymentSpec) -> None:
         )
 
 
+def refuse_one_machine_short(choice: Choice) -> None:
+    """A dev cluster is one machine: a workload whose review needs more replicas would be priced for them
+    and run on one (what is costed is what runs)."""
+    spec = choice.spec
+    if spec.workload is None:
+        return
+    from costing.review import cost_review
+
+    fleet = cost_review(spec, resolved=choice.resolved).fleet
+    if fleet is not None and fleet.max_replicas > 1:
+        raise UserError(
+            f"the workload needs {fleet.max_replicas} replicas at its peak, and a SkyPilot dev cluster is one machine",
+            "render a SkyServe service (--service) that runs them, or lower the workload (--requests-per-day)",
+        )
+
+
 def refuse_part_time(spec: DeploymentSpec) -> None:
     """SkyPilot clusters and SkyServe replicas run until torn down: nothing here stops them on a schedule."""
     sc = spec.schedule
@@ -599,6 +615,8 @@ def render_task(
     if len(repos) > 1:
         raise UserError("any_of candidates serve different checkpoints", "give candidates with the same precision")
     task: dict[str, Any] = {"name": task_name(spec, found)}
+    if not service:
+        refuse_one_machine_short(found[0])
     if service:
         task["service"] = _service(found)
     task["resources"] = _resources(found, service, autostop_minutes, labels)

@@ -98,6 +98,7 @@ def plan(
         _target(config),
         secret_ref_keys=REF_KEYS,
         default_name="selfhost-aws",
+        boot_disk_gb=ROOT_BASE_GB,  # the launch template's root volume: the system and image, then the weights
         scope=scope,
         acme_on_443=False,  # ACM validates the domain by a DNS record, not over port 443
         spot_zones=zones,
@@ -125,7 +126,8 @@ def plan(
 
 def instance_types(p: StackPlan, zones: tuple[str, ...] = ()) -> list[str]:
     """Every AWS instance type with the plan's GPUs (same model, same count: the same vLLM command runs
-    unchanged) that the fit check accepts, the costed one first, then by on-demand price.
+    unchanged) that the fit check accepts and costs at most the costed type on demand, the costed one
+    first, then by on-demand price.
 
     On-demand takes them in that order (the costed type unless its capacity is short). Spot picks among
     its pools by price and capacity, so a spot group keeps only the types whose market price in every
@@ -138,8 +140,16 @@ def instance_types(p: StackPlan, zones: tuple[str, ...] = ()) -> list[str]:
     same = offers_for(gpu=chosen.gpu, gpus=chosen.gpus, cloud="aws")
     fit_check(fit_request(p.spec, chosen.gpu, chosen.gpus))  # raises DoesNotFit if the shape cannot hold it
     rest = sorted((o for o in same if o.instance_type != chosen.instance_type), key=lambda o: (o.on_demand, o.id))
+    region = p.review.resolved.price.region if p.review.resolved.price else chosen.region
+
+    def on_demand(o: Offer) -> float:
+        price = o.price("on-demand", region)
+        return price.usd_per_hour if price else float("inf")
+
+    # On-demand capacity (an on-demand group, a spot group's base) launches down this list when the costed
+    # type is short: only types at most the costed type's on-demand price, so the review is an upper bound.
+    rest = [o for o in rest if on_demand(o) <= on_demand(chosen)]
     if p.pricing == "spot":
-        region = p.review.resolved.price.region if p.review.resolved.price else chosen.region
 
         def market(o: Offer) -> dict[str, float]:
             return {zone: r.usd_per_hour for zone, r in o.by_zone("spot", region).items()}

@@ -87,7 +87,13 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-gcp", "d
             check_gcp_secret(key, str(config[key]))
     subnet_cidr(config)
     return plan_stack(
-        "gcp", config, _target(config), secret_ref_keys=REF_KEYS, default_name="selfhost-gcp", scope=scope
+        "gcp",
+        config,
+        _target(config),
+        secret_ref_keys=REF_KEYS,
+        default_name="selfhost-gcp",
+        scope=scope,
+        boot_disk_gb=BOOT_BASE_GB,
     )
 
 

@@ -18,6 +18,7 @@ from costing.errors import UserError
 from costing.readiness import startup_allowance_s
 from costing.spec import (
     CONFIG_KEYS,
+    MAX_REPLICAS,
     SPEC_KEYS,
     DeploymentSpec,
     load_spec,
@@ -26,13 +27,14 @@ from costing.spec import (
     read_spec_file,
     spec_from_dict,
 )
+from costing.spend import COMMITTED_PRICING
 from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, serve_args
 
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 MAX_HEALTH_GRACE_S = 3600  # the longest initial delay the clouds' health checks accept
 
 # Config keys every stack reads (camelCase, as `pulumi config set` users expect).
-COMMON_KEYS = ("specFile", *CONFIG_KEYS, "allowedCidrs", *("owner", "ttl", "expiresAt", "preview"))
+COMMON_KEYS = ("specFile", *CONFIG_KEYS, "allowedCidrs", "reservationOwned", *("owner", "ttl", "expiresAt", "preview"))
 SECRET_KEYS = ("apiKey", "hfToken")
 
 
@@ -342,6 +344,7 @@ def plan_stack(
     autoscaled: bool = True,
     acme_on_443: bool = True,
     spot_zones: tuple[str, ...] = (),
+    boot_disk_gb: int = 0,
 ) -> StackPlan:
     """Validate config, run the cost review and the budget gate. Raises UserError; registers nothing.
 
@@ -349,10 +352,11 @@ def plan_stack(
     plain HTTP needs allowPlainHttp; `schedulable` is False where nothing can stop and start the machine;
     `autoscaled`: the review sizes the replica group the stack runs (spec_from_config); `acme_on_443`:
     the certificate for `domain` is validated over port 443 (so allowedCidrs must let the CA in), not DNS;
-    `spot_zones`: the zone IDs a spot group spreads over, priced at their mean (costing.resolve.across_zones).
+    `spot_zones`: the zone IDs a spot group spreads over, priced at their mean (costing.resolve.across_zones);
+    `boot_disk_gb`: the system part of each replica's disk (the weights' part is sized by the review).
     """
     try:
-        p = _plan_stack(cloud, config, target, secret_ref_keys, default_name, autoscaled, spot_zones)
+        p = _plan_stack(cloud, config, target, secret_ref_keys, default_name, autoscaled, spot_zones, boot_disk_gb)
         return _harden(p, config, scope, tls=tls, schedulable=schedulable, acme_on_443=acme_on_443)
     except UserError as err:
         raise in_stack_words(err) from None
@@ -366,10 +370,18 @@ def _plan_stack(
     default_name: str,
     autoscaled: bool,
     spot_zones: tuple[str, ...] = (),
+    boot_disk_gb: int = 0,
 ) -> StackPlan:
     from costing.review import cost_review, enforce_budget
 
     spec = spec_from_config(cloud, config, target, autoscaled=autoscaled)
+    if spec.schedule.days_per_month is not None:
+        raise UserError(
+            f"schedule.days_per_month {spec.schedule.days_per_month:g} can't be deployed: the stacks start and stop "
+            "the group on days of the week, so it would run (and be billed) every day",
+            "set hoursPerDay and daysPerWeek instead (e.g. pulumi config set daysPerWeek 2 for about 9 days a "
+            "month), and drop days_per_month from the spec file",
+        )
     has_key = config.get("apiKey") is not None or bool(
         secret_ref_keys and config.get(secret_ref_keys.get("apiKey", ""))
     )
@@ -389,13 +401,35 @@ def _plan_stack(
     if mirror:
         waf = cloud == "gcp" and not set(cidrs) & set(OPEN_CIDRS)
         resources = ("load_balancer", "waf", "weights_mirror") if waf else ("load_balancer", "weights_mirror")
-    review = cost_review(
-        spec,
-        weights_mirror=mirror,
-        stack_resources=resources,
-        spot_zones=spot_zones,
-        cloud_group=bool(mirror),  # the aws and gcp stacks run their own instance group, not SkyServe
-    )
+
+    def review_of(s: DeploymentSpec):
+        return cost_review(
+            s,
+            weights_mirror=mirror,
+            stack_resources=resources,
+            spot_zones=spot_zones,
+            cloud_group=bool(mirror),  # the aws and gcp stacks run their own instance group, not SkyServe
+            boot_disk_gb=boot_disk_gb,
+        )
+
+    review = review_of(spec)
+    if review.fleet is not None and review.fleet.max_replicas > MAX_REPLICAS:
+        raise UserError(
+            f"the peak needs {review.fleet.max_replicas:,} replicas of {review.offer.id if review.offer else cloud}, "
+            f"more than the {MAX_REPLICAS:,} a stack declares (beyond any single-account GPU quota)",
+            "lower requestsPerDay or peakToMean, raise targetUtilization, or use bigger GPUs (gpu/instanceType)",
+        )
+    if spec.target.pricing in COMMITTED_PRICING and not flag(config, "reservationOwned"):
+        on_demand = spec.model_copy(update={"target": spec.target.model_copy(update={"pricing": "on-demand"})})
+        figure = review_of(on_demand).monthly_usd
+        what = "Reserved Instance or Savings Plan" if cloud == "aws" else "committed use discount"
+        raise UserError(
+            f"pricing {spec.target.pricing} costs a {what} the stack does not buy: it launches on-demand "
+            f"instances, ${figure:,.2f}/month on demand (the review at {spec.target.pricing}: "
+            f"${review.monthly_usd:,.2f})",
+            f'pulumi config set reservationOwned "true" if a {what} you already own covers these instances, '
+            "or pulumi config set pricing on-demand",
+        )
     if review.fit.nodes > 1:
         raise UserError(
             f"{spec.model} needs {review.fit.nodes} nodes; the Pulumi stacks run one machine",

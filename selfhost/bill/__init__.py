@@ -1,0 +1,1 @@
+"""`selfhost bill`: price what a deployment declares (a `pulumi preview --json` document or a SkyPilot task)."""
