@@ -40,16 +40,20 @@ def direct_url() -> dict:
     return {}
 
 
-def install_hint(extra: str) -> str:
-    """How to add an extra to this very install (the kit is not on a package index: never by name)."""
+def file_url_path(url: str) -> Path | None:
+    """The local path of a `file://` URL (as direct_url.json records it), else None."""
     from urllib.parse import unquote, urlparse
 
+    return Path(unquote(urlparse(url).path)) if url.startswith("file://") else None
+
+
+def install_hint(extra: str) -> str:
+    """How to add an extra to this very install (the kit is not on a package index: never by name)."""
     tree = source_tree()
     if tree is not None:
         return f"pip install -e '{tree}[{extra}]'"
-    url = direct_url().get("url", "")
-    where = unquote(urlparse(url).path) if url.startswith("file://") else ""
-    if where.endswith(".whl"):
+    where = file_url_path(direct_url().get("url", ""))
+    if where is not None and where.suffix == ".whl":
         return f"pip install '{where}[{extra}]'"
     wheel = f"./selfhost_llm-{kit_version()}-py3-none-any.whl"
     return f"install this kit's wheel with the {extra} extra (pip install '{wheel}[{extra}]')"

@@ -91,8 +91,10 @@ def _offers(cloud: str, pricing: str) -> list:
     return found
 
 
-def _candidate(cloud: str, model: str, precision: str, offer_id: str, pricing: str, availability: str) -> dict:
-    """The spec `selfhost init` writes for one offer and pricing."""
+def _candidate(
+    cloud: str, model: str, precision: str, offer_id: str, pricing: str, availability: str, sky: dict | None
+) -> dict:
+    """The spec `selfhost init` writes for one offer and pricing (`sky`: the spec's sky section, when given)."""
     data: dict[str, Any] = {
         "name": f"{model}-{cloud}".replace(".", "-"),
         "model": model,
@@ -105,6 +107,8 @@ def _candidate(cloud: str, model: str, precision: str, offer_id: str, pricing: s
     if cloud in STACK_FLEETS:  # the aws/gcp stacks run the fleet the review sizes: cost that one
         data["target"] = {"offer": offer_id, "pricing": pricing}
         data["sky"] = {"service": True}
+    if sky is not None:
+        data["sky"] = dict(sky)
     return data
 
 
@@ -122,11 +126,11 @@ def check_availability(cloud: str, availability: str) -> None:
         )
 
 
-def choose(cloud: str, model: str, precision: str, availability: str = "standard") -> Choice:
+def choose(cloud: str, model: str, precision: str, availability: str = "standard", sky: dict | None = None) -> Choice:
     """The cheapest offer and pricing on `cloud` that fits `model` at `precision`, meets the SLO and runs
-    with `availability`, by the cost review. Every pricing the target deploys by default is tried
-    (PRICINGS: on-demand, and spot where the catalog prices it; never reserved/committed, which needs a
-    commitment the stack does not buy)."""
+    with `availability`, by the cost review of the spec as written (`sky`: its sky section, e.g. a service).
+    Every pricing the target deploys by default is tried (PRICINGS: on-demand, and spot where the catalog
+    prices it; never reserved/committed, which needs a commitment the stack does not buy)."""
     from costing.catalog import get_model, get_precision
     from costing.review import cost_review
     from costing.spec import spec_from_dict
@@ -139,7 +143,7 @@ def choose(cloud: str, model: str, precision: str, availability: str = "standard
     reasons: list[str] = []
     for pricing in PRICINGS[cloud]:
         for offer in _offers(cloud, pricing):
-            data = _candidate(cloud, model, precision, offer.id, pricing, availability)
+            data = _candidate(cloud, model, precision, offer.id, pricing, availability, sky)
             try:
                 review = cost_review(spec_from_dict(data))
             except UserError as err:  # does not fit, misses the SLO: the next offer
@@ -173,11 +177,12 @@ def pricing_comment(choice: Choice, cloud: str) -> list[str]:
     else:
         lines = [f"# pricing {pricing}: the only one the {cloud} target deploys here ({others}/month)."]
     if pricing == "spot" and choice.availability == "standard":
-        back = (
-            "until the group replaces it (another spot machine, once the cloud has capacity)"
-            if cloud in STACK_FLEETS
-            else "and `sky launch` does not bring it back (launch again)"
-        )
+        if cloud in STACK_FLEETS:
+            back = "until the group replaces it (another spot machine, once the cloud has capacity)"
+        elif (choice.spec.get("sky") or {}).get("service"):
+            back = "until SkyServe launches a replacement replica"
+        else:
+            back = "and `sky launch` does not bring it back (launch again)"
         lines.append(f"# availability standard on spot: one replica, so a spot reclaim stops the endpoint {back}.")
         if cloud in STACK_FLEETS:
             lines.append("# `selfhost init --availability high` keeps an on-demand replica beside spot ones (more $).")
@@ -370,6 +375,7 @@ def readme_text(
             "    selfhost launch sky sky.yaml   # the cost review first; refuses above the spec's budget",
         ]
     else:
+        tls_note = tls_config_note(cloud, domain)
         secrets = [
             "    openssl rand -hex 24 | pulumi config set --secret apiKey   # the value by stdin, not argv",
             "    pulumi config set --secret hfToken   # prompts for the token (hf_...)",
@@ -392,7 +398,7 @@ def readme_text(
             "    pulumi stack init dev   # uses Pulumi.dev.yaml",
             *extra,
             *secrets,
-            *(["", *tls_config_note(cloud, domain)] if tls_config_note(cloud, domain) else []),
+            *(["", *tls_note] if tls_note else []),
             "    pulumi preview && pulumi up   # refuses above the spec's budget",
             '    export VLLM_API_KEY="$(pulumi config get apiKey)"   # smoke reads the key from the environment',
             '    selfhost smoke "$(pulumi stack output endpointUrl)"',
@@ -455,14 +461,14 @@ def files_for(
     repo = ci_github.find_repo(directory) if ci else None
     version = kit_version()
     kit = kit_wheel.current(version, wheel)
-    choice = choose(cloud, model, precision, availability)
-    if cloud == "sky" and ci:  # deployed from CI: a SkyServe service (what the workflow runs and the review costs)
-        # HTTPS on SkyServe's load balancer: the deploy workflow writes these from the environment's secrets
-        choice.spec["sky"] = {
-            "service": True,
-            "tls_keyfile": ci_github.TLS_KEYFILE,
-            "tls_certfile": ci_github.TLS_CERTFILE,
-        }
+    # deployed from CI, a sky target is a SkyServe service with HTTPS on its load balancer (the deploy workflow
+    # writes the certificate from the environment's secrets): chosen and costed as that service
+    sky = (
+        {"service": True, "tls_keyfile": ci_github.TLS_KEYFILE, "tls_certfile": ci_github.TLS_CERTFILE}
+        if cloud == "sky" and ci
+        else None
+    )
+    choice = choose(cloud, model, precision, availability, sky)
     files: dict[Path, str | bytes] = {directory / SPEC_FILE: _spec_text(choice, cloud)}
     if cloud == "sky":
         from costing.spec import spec_from_dict

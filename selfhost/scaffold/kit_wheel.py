@@ -20,10 +20,9 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from costing.errors import UserError
-from selfhost.versions import DISTRIBUTION, direct_url, source_tree
+from selfhost.versions import DISTRIBUTION, direct_url, file_url_path, source_tree
 
 WHEEL_PREFIX = DISTRIBUTION.replace("-", "_") + "-"
 VENDOR = "vendor"
@@ -106,8 +105,7 @@ def current(version: str, given: Path | None = None) -> KitWheel:
                 built.parent.rmdir()
         return _BUILT[tree]
     direct = direct_url()
-    url = direct.get("url", "")
-    path = Path(unquote(urlparse(url).path)) if url.startswith("file://") else None
+    path = file_url_path(direct.get("url", ""))
     if direct and path is not None and "archive_info" in direct and path.suffix == ".whl":
         recorded = (direct["archive_info"].get("hashes") or {}).get("sha256") or direct["archive_info"].get(
             "hash", ""
