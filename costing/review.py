@@ -25,6 +25,10 @@ from costing.spend import (
 from costing.spot_risk import SpotRisk, spot_risk
 
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
+# A SkyPilot replica's disk (the task's `disk_size`, selfhost.skypilot.render): the weights' part plus this
+# system part (OS image, CUDA, torch and vLLM), rounded up to SKY_DISK_STEP_GB. The review costs all of it.
+SKY_SYSTEM_DISK_GB = 60
+SKY_DISK_STEP_GB = 10
 
 
 # The peak profile the expected replica-hours assume: the peak rate holds for this share of the
@@ -124,6 +128,11 @@ def storage_gb_for(spec: DeploymentSpec, weight_gib: float) -> float:
     if spec.storage_gb:
         return spec.storage_gb
     return float(math.ceil(weight_gib * 1.0737 * WEIGHT_DISK_HEADROOM / 10) * 10)
+
+
+def sky_disk_size_gb(weights_gb: float) -> int:
+    """The `disk_size` a SkyPilot task declares per node for `weights_gb` of weights (render and review share it)."""
+    return int(math.ceil((weights_gb + SKY_SYSTEM_DISK_GB) / SKY_DISK_STEP_GB) * SKY_DISK_STEP_GB)
 
 
 def refuse_unschedulable(spec: DeploymentSpec, resolved: Resolved) -> None:
@@ -261,6 +270,7 @@ def _cost_lines(
     storage_price: float | None,
     cloud_group: bool = False,
     boot_disk_gb: float = 0.0,
+    sky_disk: bool = False,
 ) -> list[CostLine]:
     """The monthly table: expected replica-hours over the schedule and the peak profile, plus disks."""
     pricing = spec.target.pricing
@@ -291,7 +301,7 @@ def _cost_lines(
         share = 1.0 if committed else PEAK_HOURS_SHARE
         peak_hourly = spot_zone_hourly(resolved, always, extra) if hedge else hourly
         add(f"peak replicas (autoscaled, {share:.0%} of hours){spread}", pricing, extra, billed * share, peak_hourly)
-    disks = fleet.min_replicas + extra * (1.0 if committed else PEAK_HOURS_SHARE)
+    disks = (fleet.min_replicas + extra * (1.0 if committed else PEAK_HOURS_SHARE)) * resolved.fit.nodes
     if cloud_group:  # the group deletes a replica's disk with it: disks live the replicas' running hours
         disks = (fleet.min_replicas + extra * PEAK_HOURS_SHARE) * run_hours / HOURS_PER_MONTH
     if spec.sky.weights_store and resolved.offer is not None:  # one copy of the weights, shared by the replicas
@@ -311,8 +321,11 @@ def _cost_lines(
         item = f"weights bucket {bucket_gb:,.0f} GB ({spec.sky.weights_store})"
         lines.append(_storage_line(item, 1, bucket_gb, float(rate["usd_per_gb_month"])))
     disk_gb = storage_gb + boot_disk_gb
-    item = f"disk {disk_gb:,.0f} GB per replica"
-    if boot_disk_gb:
+    node = "node" if resolved.fit.nodes > 1 else "replica"
+    item = f"disk {disk_gb:,.0f} GB per {node}"
+    if sky_disk:
+        item += f" (disk_size: {storage_gb:,.0f} GB weights + system)"
+    elif boot_disk_gb:
         item += f" ({boot_disk_gb:,.0f} GB system + {storage_gb:,.0f} GB weights)"
     if storage_gb and storage_price is None and resolved.offer is not None:
         where = f"{resolved.offer.cloud} {priced_region(resolved)}"
@@ -411,7 +424,7 @@ def cost_review(
     stack_resources: tuple[str, ...] = (),
     spot_zones: tuple[str, ...] = (),
     cloud_group: bool = False,
-    boot_disk_gb: float = 0.0,
+    boot_disk_gb: float | None = None,
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
     schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
@@ -424,8 +437,8 @@ def cost_review(
     `cloud_group`: the replicas run in the cloud's own instance group (the Pulumi stacks' Auto Scaling
     group or managed instance group), not SkyServe: no SpotHedge placement, and a preempted spot replica
     comes back as spot (the on-demand base keeps serving), not as an on-demand fallback; its disks are deleted
-    with the replicas. `boot_disk_gb`: the system part of each replica's disk, costed with the weights' part
-    (a SkyPilot replica's disk_size adds selfhost.skypilot.render.SYSTEM_DISK_GB, not costed yet: issue 22, open)."""
+    with the replicas. `boot_disk_gb`: the system part of each replica's disk, costed with the weights' part;
+    None (the default): the deployment is a SkyPilot task, whose `disk_size` per node is sky_disk_size_gb."""
     workload = require_workload(spec)
     resolved = across_zones(resolved or resolve(spec), spot_zones)
     refuse_unschedulable(spec, resolved)
@@ -486,7 +499,9 @@ def cost_review(
     disk_rate = regional_rate(resolved.offer.cloud, "storage", region) if resolved.offer else None
     storage = storage_gb_for(spec, fit.weight_gib)
     storage_price = float(disk_rate["usd_per_gb_month"]) if disk_rate else (None if resolved.offer else 0.0)
-    lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group, boot_disk_gb)
+    sky_disk = boot_disk_gb is None
+    system_gb = sky_disk_size_gb(storage) - storage if boot_disk_gb is None else boot_disk_gb
+    lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group, system_gb, sky_disk)
     stack = (
         _stack_lines(resolved.offer.cloud, region, fit.weight_gib, traffic, workload, stack_resources)
         if resolved.offer
@@ -507,7 +522,8 @@ def cost_review(
                 f"{risk.rate.as_of}; the Spot Instance Advisor reports the trailing month): refresh "
                 "costing/data/spot_risk.yaml from AWS's spot-advisor-data.json"
             )
-    replica_monthly = monthly_usd(hourly, spec.schedule, 1, storage, storage_price, spec.target.pricing)
+    replica_disk_gb = (storage + system_gb) * fit.nodes  # what one replica's disks hold, as the table costs them
+    replica_monthly = monthly_usd(hourly, spec.schedule, 1, replica_disk_gb, storage_price, spec.target.pricing)
     per_m_workload = monthly / traffic.output_tokens_per_month * 1e6
     per_m_full = usd_per_million(hourly, full.output_tokens_per_s)
     slo_met = None if not slo else True

@@ -203,3 +203,17 @@ def test_bill_golden_files_have_a_case() -> None:
     }
     stale = sorted(p.name for p in (ROOT / "tests" / "golden" / "bill").iterdir() if p.name not in known)
     assert not stale, f"golden files with no case: {stale}"
+
+
+def test_a_task_without_disk_size_is_billed_skypilots_default_disk(tmp_path: Path) -> None:
+    """SkyPilot gives a node its default disk when the task declares none: billed, not left out."""
+    from sky import resources as sky_resources
+
+    from selfhost.bill.sky import SKY_DEFAULT_DISK_SIZE_GB, bill_task
+
+    assert SKY_DEFAULT_DISK_SIZE_GB == sky_resources.DEFAULT_DISK_SIZE_GB
+    task = tmp_path / "task.yaml"
+    task.write_text("name: t\nresources:\n  instance_type: g5.xlarge\n  cloud: aws\n  region: us-east-1\n")
+    disks = [line for line in bill_task(task).lines if "disk" in line.item]
+    assert [line.item for line in disks] == [f"disk {SKY_DEFAULT_DISK_SIZE_GB} GB per node"]
+    assert disks[0].usd > 0

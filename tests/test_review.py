@@ -25,7 +25,9 @@ def _spec(**kw):
 def test_review_numbers_hang_together():
     rv = cost_review(_spec())
     assert rv.replicas >= 1
-    assert rv.monthly_usd == pytest.approx(rv.replicas * (1.006 * 730 + rv.storage_gb * 0.08))
+    # each replica: its hours, and SkyPilot's disk_size (the weights' part + the system part, 10 GB steps) at gp3
+    disk_gb = -(-(rv.storage_gb + 60) // 10) * 10
+    assert rv.monthly_usd == pytest.approx(rv.replicas * (1.006 * 730 + disk_gb * 0.08))
     assert rv.storage_gb >= rv.fit.weight_gib  # the disk holds the weights
     out_tokens = rv.traffic.output_tokens_per_month
     assert rv.usd_per_million_output_tokens == pytest.approx(rv.monthly_usd / out_tokens * 1e6)

@@ -155,23 +155,10 @@ def _template_bills() -> list[tuple[str, float, float, float, float]]:
     return rows
 
 
-def test_every_skypilot_template_bills_what_its_review_costs_but_the_system_disk() -> None:
-    """templates/X.yaml is rendered from templates/specs/X.yaml: SkyPilot runs what that review priced, all but the
-    open divergence below (the system part of SkyPilot's disk_size): every other line agrees within 1%."""
-    assert len(TEMPLATES) >= 10
-    divergent = []
-    for name, review, bill, review_disk, bill_disk in _template_bills():
-        if abs((bill - bill_disk) - (review - review_disk)) / review > TOLERANCE or bill_disk < review_disk:
-            divergent.append(f"{name}: review ${review:,.2f}, bill ${bill:,.2f} (disks ${review_disk} / ${bill_disk})")
-    assert not divergent, f"{len(divergent)} of {len(TEMPLATES)} templates bill != review:\n" + "\n".join(divergent)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 22): the review costs the weights' part of a SkyPilot replica's disk, not the 60 GB system "
-    "part `disk_size` adds (5 templates bill 1.3-1.6% above their review); remove this mark when the review costs it",
-)
 def test_every_skypilot_template_bills_what_its_review_costs() -> None:
+    """templates/X.yaml is rendered from templates/specs/X.yaml: SkyPilot runs what that review priced, disks
+    included (the task's disk_size per node: the weights' part and the system part)."""
+    assert len(TEMPLATES) >= 10
     divergent = [
         f"{name}: review ${review:,.2f}, bill ${bill:,.2f} ({bill / review - 1:+.1%})"
         for name, review, bill, _, _ in _template_bills()
@@ -208,7 +195,4 @@ def test_a_spot_service_rendered_without_a_workload_is_priced_as_skyserve_runs_i
     review = _review_of(spec)
     assert review.fleet.max_replicas == policy["max_replicas"] and review.fleet.min_replicas == policy["min_replicas"]
     assert review.fleet.base_ondemand_replicas == policy.get("base_ondemand_fallback_replicas", 0)
-    # the replicas as priced (their disks are the template test's: SkyPilot's disk_size, an open divergence)
-    billed = sum(line.usd for line in bill_task(task).lines if "disk" not in line.item)
-    costed = sum(line.usd for line in review.cost_lines if not line.item.startswith("disk "))
-    assert billed == pytest.approx(costed, rel=TOLERANCE)
+    assert bill_task(task).monthly_usd == pytest.approx(review.monthly_usd, rel=TOLERANCE)

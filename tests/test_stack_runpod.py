@@ -56,7 +56,7 @@ def test_pod_runs_the_costed_vllm_command_with_secret_env_and_volume():
     assert env["VLLM_API_KEY"] == "sk-test-key" and env["HF_TOKEN"] == "hf_test_token"
     assert "sk-test-key" not in pod["dockerArgs"]
     # outputs: endpoint and the cost review's figures for the same spec
-    review = cost_review(expected)
+    review = cost_review(expected, boot_disk_gb=0)  # the stack's disk: the weights' network volume
     assert out["endpointUrl"] == "https://selfhost-runpod-id-8000.proxy.runpod.net"
     assert out["projectedMonthlyUsd"] == pytest.approx(review.monthly_usd, abs=0.01)
     assert out["usdPerMillionOutputTokens"] == pytest.approx(review.usd_per_million_output_tokens, rel=1e-3)
@@ -172,7 +172,8 @@ def test_spec_file_drives_model_workload_and_budget():
                 **example.model_dump(exclude_none=True),
                 "target": {"cloud": "runpod", "offer": "runpod-a40x1-secure", "replicas": 1},
             }
-        )
+        ),
+        boot_disk_gb=0,  # the stack's disk: the weights' network volume
     )
     assert out["model"] == example.model and out["maxMonthlyUsd"] == example.budget.max_monthly_usd
     assert out["projectedMonthlyUsd"] == pytest.approx(review.monthly_usd, abs=0.01)

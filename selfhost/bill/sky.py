@@ -17,6 +17,9 @@ from costing.spend import HOURS_PER_MONTH
 from selfhost.bill.price import Bill, Usage, disk_rate, offer_for
 
 SKY_CLOUDS = ("aws", "gcp", "runpod")
+# SkyPilot's disk per node when a task declares no disk_size (sky.resources.DEFAULT_DISK_SIZE_GB; a test
+# checks this copy against the installed SkyPilot: the bill does not import it).
+SKY_DEFAULT_DISK_SIZE_GB = 256
 
 
 def _floor(value: Any) -> float:
@@ -166,6 +169,9 @@ def bill_task(path: Path, usage: Usage | None = None) -> Bill:
             "dynamic_ondemand_fallback: a preempted spot replica runs on-demand until spot returns (not priced)"
         )
     disk = res.get("disk_size")
+    if disk is None:
+        disk = SKY_DEFAULT_DISK_SIZE_GB
+        bill.notes.append(f"no disk_size: SkyPilot gives each node its default {disk} GB disk (priced)")
     if disk:
         rate = disk_rate(
             offer.cloud, {"aws": "gp3", "gcp": "pd-balanced", "runpod": "network-volume"}[offer.cloud], region

@@ -47,8 +47,6 @@ BUCKET_CLOUD = {"s3": "aws", "gs": "gcp"}
 # Dev clusters: a serving job never lets a cluster go idle, so autostop waits for nothing and
 # tears the cluster down this long after launch (`sky autostop -i N` extends it).
 DEV_CLUSTER_MINUTES = 120
-# Disk: the weights plus headroom (costing.review.storage_gb_for) plus OS image, CUDA, torch and vLLM.
-SYSTEM_DISK_GB = 60
 # Probe timeout: a one-token probe may wait behind this many full chunked-prefill steps of a busy engine.
 PROBE_QUEUE_STEPS = 20
 PREFILL_MFU = 0.3
@@ -190,10 +188,10 @@ def cheapest(found: list[Choice]) -> Choice:
 
 
 def disk_size_gb(choice: Choice) -> int:
-    from costing.review import storage_gb_for
+    """The weights plus headroom (costing.review.storage_gb_for) plus the system part: what the review costs."""
+    from costing.review import sky_disk_size_gb, storage_gb_for
 
-    weights = storage_gb_for(choice.spec, choice.fit.weight_gib)
-    return int(math.ceil((weights + SYSTEM_DISK_GB) / 10) * 10)
+    return sky_disk_size_gb(storage_gb_for(choice.spec, choice.fit.weight_gib))
 
 
 def initial_delay_s(fit: FitResult, weights_store: str | None = None) -> int:
