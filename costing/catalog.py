@@ -178,8 +178,9 @@ class Offer:
     def price(self, pricing: str, region: str | None = None) -> Price | None:
         """Hourly price under `pricing` in `region` (default: the offer's region), or None where unpriced.
 
-        Spot is the cheapest zone's market price in the region; a pricing the snapshot lacks is derived
-        from the cloud's discount rule, labelled as a last resort.
+        Spot is the cheapest zone's market price in the region; a spot price the snapshot lacks is derived
+        from the cloud's spot rule, labelled as a last resort. A reserved or committed price comes only from the
+        snapshot (the clouds' pricing APIs: `selfhost prices refresh`), never from a discount rule: None without.
         """
         region = region or self.region
         found = self.rows(pricing, region)
@@ -189,7 +190,7 @@ class Offer:
             return Price(
                 row.usd_per_hour, pricing, f"{row.source}, {where} ({row.as_of})", False, region, row.zone, row.as_of
             )
-        if pricing == "on-demand":
+        if pricing != "spot":
             return None
         rule = cloud_info(self.cloud)["discounts"].get(pricing)
         base = self.price("on-demand", region)

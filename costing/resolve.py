@@ -9,6 +9,7 @@ from costing.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offer
 from costing.errors import UserError
 from costing.fit import MULTI_NODE_CLOUDS, FitRequest, FitResult, fit_check, smallest_fit
 from costing.spec import DeploymentSpec
+from costing.spend import COMMITTED_PRICING
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ def fit_request(spec: DeploymentSpec, gpu: str, gpus: int) -> FitRequest:
     )
 
 
+# Where `selfhost prices refresh` reads each cloud's reserved/committed prices (selfhost.prices).
+COMMITTED_APIS = {
+    "aws": "the AWS Price List API (Reserved terms: standard, No Upfront)",
+    "gcp": "the Cloud Billing Catalog API (commitment SKUs)",
+}
+
+
 def price_of(offer: Offer, pricing: str, region: str | None = None) -> Price:
     """The offer's price in `region` (default: its own); an unpriced region is refused, listing the priced ones."""
     if offer.cloud == "runpod" and offer.cloud_type == "COMMUNITY" and not offer.prices:
@@ -63,6 +71,14 @@ def price_of(offer: Offer, pricing: str, region: str | None = None) -> Price:
             f"(or `selfhost prices refresh --cloud {offer.cloud} --region {region}`)",
         )
     price = offer.price(pricing, region)
+    if price is None and pricing in COMMITTED_PRICING and offer.cloud in COMMITTED_APIS:
+        where = region or offer.region
+        raise UserError(
+            f"no {pricing} price for {offer.id} in {where} from {COMMITTED_APIS[offer.cloud]} in the price snapshot "
+            "(a reserved or committed price is never derived from a discount factor)",
+            f"run `selfhost prices refresh --cloud {offer.cloud} --region {where}` (it reads them), "
+            "or use --pricing on-demand (or spot)",
+        )
     if price is None:
         clouds_with = "aws or gcp" if pricing != "on-demand" else "another cloud"
         raise UserError(

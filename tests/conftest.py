@@ -56,3 +56,24 @@ def stand_in_server(*args: str):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_reserved_prices(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """As after `selfhost prices refresh --cloud aws`: a refreshed snapshot holding the Price List's Reserved
+    terms (local stand-in answers) laid over the shipped prices, for this test and the processes it starts."""
+    import datetime as dt
+
+    from price_stand_ins import aws_reserved_rows
+
+    from costing import catalog
+    from selfhost.prices import snapshot
+
+    cache = tmp_path / "price-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("SELFHOST_PRICES", "")
+    retrieved = dt.datetime(2026, 11, 30, 6, 0, tzinfo=dt.timezone.utc)
+    path = snapshot.write(aws_reserved_rows(retrieved), retrieved, catalog.snapshot_dir())
+    catalog.catalog.cache_clear()
+    yield path
+    catalog.catalog.cache_clear()

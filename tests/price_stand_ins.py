@@ -242,3 +242,29 @@ def runpod_answer(prices: dict[str, tuple[float, float]]):
         }
 
     return answer
+
+
+# ------------------------------------------------------------- a refreshed snapshot with AWS reserved terms
+
+# Stand-in Reserved terms (standard, No Upfront) as fractions of each row's on-demand price: test data of the
+# order of the real terms, answered in the Price List's shape and read by the real parser (aws_pricing).
+STAND_IN_RESERVED = (0.62, 0.43)  # 1yr, 3yr
+
+
+def aws_reserved_rows(retrieved) -> list[dict]:
+    """What `selfhost prices refresh --cloud aws` stores for the Price List's Reserved terms of every shipped AWS
+    on-demand row: each product built in the GetProducts shape and parsed by aws_pricing.parse_product."""
+    from costing.catalog import shipped_rows
+    from selfhost.prices.aws_pricing import PRICE_LIST_API, parse_product
+    from selfhost.prices.snapshot import row
+
+    rows = []
+    for r in shipped_rows():
+        if r.cloud != "aws" or r.pricing != "on-demand":
+            continue
+        one, three = (round(r.usd_per_hour * f, 4) for f in STAND_IN_RESERVED)
+        product = price_list_product(r.instance_type, r.region, r.usd_per_hour, one, three)
+        for pricing, usd in parse_product(product).items():
+            if pricing != "on-demand":
+                rows.append(row("aws", r.instance_type, r.region, pricing, usd, PRICE_LIST_API, retrieved))
+    return rows

@@ -64,12 +64,14 @@ def test_offers_cover_the_clouds_and_shapes_of_the_issue():
 def test_pricing_models_spot_and_reserved():
     g5 = get_offer("aws-g5.xlarge")
     spot, one, three = (g5.price(p) for p in ("spot", "reserved-1y", "reserved-3y"))
-    # spot is the region's cheapest zone from the market snapshot, not a factor; reserved is the labelled fallback
+    # spot is the region's cheapest zone from the market snapshot, not a factor; reserved only from the snapshot
     zones = [r for r in g5.prices if r.pricing == "spot" and r.region == g5.region]
     assert not spot.derived and spot.usd_per_hour == min(r.usd_per_hour for r in zones) and spot.zone
-    assert one.derived and "last resort" in one.source and spot.usd_per_hour < one.usd_per_hour < g5.on_demand
-    assert three.usd_per_hour < one.usd_per_hour
-    assert get_offer("gcp-g2-standard-8").price("reserved-1y").usd_per_hour == pytest.approx(0.8536 * 0.63, rel=1e-3)
+    assert one is None and three is None  # no Price List reserved rows shipped: never on-demand x a factor
+    g2 = get_offer("gcp-g2-standard-8")
+    one, three = g2.price("reserved-1y"), g2.price("reserved-3y")
+    assert one is not None and three is not None and not one.derived and "Billing Catalog" in one.source
+    assert one.usd_per_hour == pytest.approx(0.53778) and three.usd_per_hour < one.usd_per_hour < g2.on_demand
     assert get_offer("runpod-a40x1-secure").price("spot") is None  # RunPod is removing interruptible pods
 
 
@@ -101,3 +103,28 @@ def test_every_offer_is_priced_in_its_default_region_and_every_price_is_dated():
         assert offer.region in offer.regions, offer.id
         for row in offer.prices:
             assert row.source and len(row.as_of) == 10 and row.usd_per_hour > 0, row
+
+
+def test_no_reserved_or_committed_price_is_derived_from_a_discount_factor() -> None:
+    """Reserved/committed prices come from the clouds' APIs (the snapshot) or not at all: never on-demand x a
+    dated factor. An offer the snapshot has no such price for is refused with the refresh that reads it."""
+    from costing.catalog import catalog, cloud_info
+    from costing.errors import UserError
+    from costing.resolve import price_of
+    from costing.spend import COMMITTED_PRICING
+
+    for cloud in ("aws", "gcp", "runpod"):
+        assert not set(cloud_info(cloud)["discounts"]) & set(COMMITTED_PRICING)
+    refused = 0
+    for offer in catalog().offers.values():
+        for region in offer.regions:
+            for pricing in COMMITTED_PRICING:
+                price = offer.price(pricing, region)
+                if price is not None:
+                    assert not price.derived and price.as_of, (offer.id, region, pricing)
+                    continue
+                refused += 1
+                if offer.cloud != "runpod":
+                    with pytest.raises(UserError, match="never derived from a discount factor"):
+                        price_of(offer, pricing, region)
+    assert refused  # the shipped snapshot has no AWS reserved rows: those offers are refused, not derived

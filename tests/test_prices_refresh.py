@@ -81,6 +81,14 @@ GCP_SKUS = [
     sku("Commitment v1: G2 Cpu in Americas for 1 Year", "Commit1Yr", ["us-central1"], 0.0157),
     sku("Commitment v1: G2 Ram in Americas for 1 Year", "Commit1Yr", ["us-central1"], 0.00184, "GiBy.h"),
     sku("Commitment v1: Nvidia L4 GPU in Americas for 1 Year", "Commit1Yr", ["us-central1"], 0.35),
+    sku("A2 Instance Core running in Americas", "OnDemand", ["us-central1"], 0.031611),
+    sku("A2 Instance Ram running in Americas", "OnDemand", ["us-central1"], 0.004237, "GiBy.h"),
+    sku("Nvidia Tesla A100 80GB GPU running in Americas", "OnDemand", ["us-central1"], 2.9),
+    sku("Nvidia Tesla A100 GPU running in Americas", "OnDemand", ["us-central1"], 2.0),  # the 40 GB part
+    sku("Commitment v1: A2 Cpu in Americas for 3 Years", "Commit3Yr", ["us-central1"], 0.014225),
+    sku("Commitment v1: A2 Ram in Americas for 3 Years", "Commit3Yr", ["us-central1"], 0.001907, "GiBy.h"),
+    sku("Commitment v1: Nvidia Tesla A100 80GB GPU in Americas for 3 Years", "Commit3Yr", ["us-central1"], 1.3),
+    sku("Commitment v1: Nvidia Tesla A100 GPU in Americas for 3 Years", "Commit3Yr", ["us-central1"], 0.9),
     sku("G2 Sole Tenancy Instance Core running in Americas", "OnDemand", ["us-central1"], 9.0),  # ignored
     sku("Nvidia L4 GPU Virtual Workstation running in Americas", "OnDemand", ["us-central1"], 9.0),  # ignored
     sku("G2 Custom Instance Core running in Americas", "OnDemand", ["us-central1"], 9.0),  # ignored
@@ -93,14 +101,23 @@ def test_gcp_g2_machines_are_summed_from_the_billing_catalog_skus():
 
     with JsonServer(billing_answer(GCP_SKUS)) as server:
         client = gcp_billing.client(endpoint=server.url, credentials=AnonymousCredentials())
-        rows = gcp_billing.refresh([("g2-standard-8", 8, 32.0, 1)], ["us-central1", "europe-west4"], NOW, client)
+        machines = [("g2-standard-8", 8, 32.0, 1, "L4"), ("a2-ultragpu-8g", 96, 1360.0, 8, "A100-80GB")]
+        rows = gcp_billing.refresh(machines, ["us-central1", "europe-west4"], NOW, client)
         assert len(server.requests) >= 4  # the real client followed nextPageToken across pages
-    by = {r["pricing"]: r["usd_per_hour"] for r in rows if r["region"] == "us-central1"}
+    by = {
+        r["pricing"]: r["usd_per_hour"] for r in rows if r["region"] == "us-central1" and r["instance_type"][:2] == "g2"
+    }
     assert by["on-demand"] == pytest.approx(8 * 0.024988 + 32 * 0.002927 + 0.56)
     assert by["spot"] == pytest.approx(8 * 0.01 + 32 * 0.001 + 0.2)
     assert by["reserved-1y"] == pytest.approx(8 * 0.0157 + 32 * 0.00184 + 0.35)
     assert "reserved-3y" not in by  # no 3-year SKUs served: nothing invented
     assert not [r for r in rows if r["region"] == "europe-west4"]  # unpriced region stays unpriced
+    # A2 ultra: its own family's vCPU/RAM SKUs and the A100 80GB GPU (never the 40 GB part's), 3-year commitment
+    a2 = {r["pricing"]: r for r in rows if r["instance_type"] == "a2-ultragpu-8g"}
+    assert a2["on-demand"]["usd_per_hour"] == pytest.approx(96 * 0.031611 + 1360 * 0.004237 + 8 * 2.9)
+    assert a2["reserved-3y"]["usd_per_hour"] == pytest.approx(96 * 0.014225 + 1360 * 0.001907 + 8 * 1.3)
+    assert "Billing Catalog" in a2["reserved-3y"]["source"] and a2["reserved-3y"]["as_of"] == "2026-11-30"
+    assert set(a2) == {"on-demand", "reserved-3y"}  # no A2 spot or 1-year SKUs served: nothing invented
 
 
 def test_runpod_secure_and_community_prices_from_graphql(monkeypatch):
@@ -130,8 +147,23 @@ def test_refresh_writes_a_dated_snapshot_that_plan_prefers_and_offline_restores(
             "NO_COLOR": "1",
             "SELFHOST_PRICES": "",  # this test is about the refreshed snapshot being preferred
         }
+        reserved = ["plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", "--region", "eu-west-1"]
+        reserved += ["--pricing", "reserved-1y", "--requests-per-day", "1000", "--input-tokens", "500"]
+        reserved += ["--output-tokens", "100", "--format", "json"]
+        before = selfhost(*reserved, env=env)  # the shipped snapshot has no AWS reserved price: refused
+        assert before.returncode == 2 and "never derived from a discount factor" in before.stderr
+        assert "selfhost prices refresh --cloud aws --region eu-west-1" in before.stderr
         out = selfhost("prices", "refresh", "--cloud", "aws", "--region", "eu-west-1", env=env)
         assert out.returncode == 0, out.stderr
+        after = json.loads(selfhost(*reserved, env=env).stdout)  # the Price List's Reserved term, with its date
+        assert after["target"]["hourly_usd"] == 0.9 and not after["target"]["price_derived"]
+        snap = max((tmp_path / "cache" / "selfhost" / "prices").glob("prices-*.json"))
+        (row,) = [
+            r
+            for r in json.loads(snap.read_text())["prices"]
+            if (r["instance_type"], r["region"], r["pricing"]) == ("g5.xlarge", "eu-west-1", "reserved-1y")
+        ]
+        assert "Price List" in after["target"]["price_source"] and after["target"]["price_as_of"] == row["as_of"]
         out = selfhost("prices", "refresh", env=env)
     assert out.returncode == 1  # gcp failed...
     gcp_lines = [line for line in out.stderr.splitlines() if line.startswith("error: gcp")]

@@ -10,7 +10,7 @@ import yaml
 
 from costing.errors import UserError
 from costing.price_age import dated_prices
-from costing.review import BYTES_PER_TOKEN, GIB_IN_GB, cost_review
+from costing.review import BYTES_PER_TOKEN, GIB_IN_GB, cost_review, sky_disk_size_gb
 from costing.spec import DeploymentSpec
 
 WORK = ["--requests-per-day", "1000", "--input-tokens", "1000", "--output-tokens", "250"]
@@ -53,9 +53,8 @@ def test_disk_and_bucket_rates_are_the_regions_own():
         rates = CLOUDS["gcp"]
         gb = round(review.fit.weight_gib * GIB_IN_GB, 1)
         assert bucket.usd == pytest.approx(gb * rates["bucket"][region]["usd_per_gb_month"])
-        assert disk.usd_per_hour * 730 / review.storage_gb == pytest.approx(
-            rates["storage"][region]["usd_per_gb_month"]
-        )
+        disk_gb = sky_disk_size_gb(review.storage_gb)  # SkyPilot's disk_size: the weights' part + the system's
+        assert disk.usd_per_hour * 730 / disk_gb == pytest.approx(rates["storage"][region]["usd_per_gb_month"])
         listed = {what for what, _, _ in dated_prices(review)}
         assert {f"gcp storage ({region})", f"gcp bucket ({region})"} <= listed
     # us-east4 buckets and disks cost more than us-central1's (0.023 vs 0.020, 0.11 vs 0.10 per GB-month)
@@ -121,9 +120,8 @@ def test_alb_lcus_count_processed_bytes_when_they_exceed_new_connections():
     assert lcu.hours == pytest.approx(light.traffic.requests_per_month / 3600 / rate["new_connections_per_s_per_lcu"])
 
 
-def test_gcp_commitments_are_dated_rows_and_a_derived_price_is_as_old_as_its_rule():
+def test_gcp_commitments_are_dated_rows_and_aws_reserved_needs_the_price_list():
     from costing.catalog import cloud_info, get_offer
-    from costing.price_age import warnings
 
     g2 = get_offer("gcp-g2-standard-8")
     for pricing in ("reserved-1y", "reserved-3y"):
@@ -131,10 +129,9 @@ def test_gcp_commitments_are_dated_rows_and_a_derived_price_is_as_old_as_its_rul
             price = g2.price(pricing, region)
             assert price is not None and not price.derived and price.as_of >= "2026-01-01"
             assert price.usd_per_hour < g2.price("on-demand", region).usd_per_hour
-    # AWS publishes no dated commitment price here: the factor-derived price carries the factor's date
-    rule = cloud_info("aws")["discounts"]["reserved-1y"]
-    review = cost_review(spec({"offer": "aws-g5.xlarge", "pricing": "reserved-1y"}))
-    price = review.resolved.price
-    assert price.derived and price.as_of == rule["as_of"] < "2026-01-01"
-    assert f"rule as of {rule['as_of']}" in price.source
-    assert any(w.startswith("price of aws-g5.xlarge reserved-1y") for w in warnings(review))
+    # no AWS reserved price is shipped: refused with the refresh that reads the Price List's Reserved terms,
+    # never derived from a dated discount factor
+    assert "reserved-1y" not in cloud_info("aws")["discounts"]
+    with pytest.raises(UserError, match="never derived from a discount factor") as err:
+        cost_review(spec({"offer": "aws-g5.xlarge", "pricing": "reserved-1y"}))
+    assert "selfhost prices refresh --cloud aws" in (err.value.fix or "")

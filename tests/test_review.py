@@ -51,13 +51,15 @@ def test_enforce_budget_refuses_over_budget():
         enforce_budget(rv, rv.monthly_usd - 1)
 
 
-def test_spot_and_reserved_lower_the_monthly_cost_and_are_marked_derived():
+def test_spot_and_reserved_lower_the_monthly_cost_at_the_apis_prices(aws_reserved_prices):
     on_demand = cost_review(_spec()).monthly_usd
     spot = cost_review(_spec(target={"pricing": "spot"}))
     reserved = cost_review(_spec(target={"pricing": "reserved-3y"}))
     assert spot.monthly_usd < on_demand and reserved.monthly_usd < on_demand
     assert spot.resolved.price.zone and not any("derived" in n for n in spot.notes)  # the zone's market price
-    assert any("derived" in n and "last resort" in n for n in reserved.notes)
+    # the Price List's Reserved term, dated by the refresh that read it: never on-demand x a factor
+    assert not reserved.resolved.price.derived and "Price List" in reserved.resolved.price.source
+    assert reserved.resolved.price.as_of == "2026-11-30" and not any("derived" in n for n in reserved.notes)
 
 
 @settings(max_examples=40, deadline=None)

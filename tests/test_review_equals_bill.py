@@ -98,7 +98,7 @@ def usage_for(case: tuple, outputs: dict) -> Usage:
     )
 
 
-def test_generated_stack_configurations_bill_what_the_review_costs(tmp_path: Path) -> None:
+def test_generated_stack_configurations_bill_what_the_review_costs(tmp_path: Path, aws_reserved_prices) -> None:
     cases = configs()
     assert len(cases) >= 200
     accepted, refused, divergent = 0, 0, []

@@ -115,7 +115,7 @@ def test_spot_group_runs_the_costed_container_securely():
     assert out["usdPerMillionOutputTokens"] == pytest.approx(review.usd_per_million_output_tokens, rel=1e-3)
 
 
-def test_reserved_p4d_with_capacity_reservation_and_existing_secrets():
+def test_reserved_p4d_with_capacity_reservation_and_existing_secrets(aws_reserved_prices):
     arn_key = "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/vllm-key-AbCdEf"
     arn_hf = "arn:aws:ssm:us-east-1:123456789012:parameter/team/hf-token"
     config = {

@@ -37,7 +37,7 @@ def test_days_per_month_is_refused_not_costed(cloud: str, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp"])
-def test_reserved_pricing_needs_an_owned_reservation(cloud: str) -> None:
+def test_reserved_pricing_needs_an_owned_reservation(cloud: str, aws_reserved_prices) -> None:
     """The stacks buy no RI, Savings Plan or commitment: reserved is refused with the on-demand figure,
     unless reservationOwned says one already covers the instances."""
     _, on_demand = stack(cloud, config(cloud, pricing="on-demand"))

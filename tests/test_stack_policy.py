@@ -62,7 +62,7 @@ def declared(cloud: str, config: dict) -> list[tuple[str, str, dict]]:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_every_stack_passes_the_pack(case):
+def test_every_stack_passes_the_pack(case, aws_reserved_prices):
     cloud, config, open_ports = CASES[case]
     resources = declared(cloud, config)
     assert len(resources) >= 3

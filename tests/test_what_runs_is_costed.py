@@ -23,7 +23,7 @@ def plan_json(*args: str) -> dict:
 
 
 @pytest.mark.parametrize("pricing", ["reserved-1y", "reserved-3y"])
-def test_a_commitment_bills_730_hours_whatever_the_schedule(pricing):
+def test_a_commitment_bills_730_hours_whatever_the_schedule(pricing, aws_reserved_prices):
     part_time = plan_json(*G5, "--requests-per-day", "3000", "--pricing", pricing, "--hours-per-day", "8")
     full_time = plan_json(*G5, "--requests-per-day", "3000", "--pricing", pricing)
     compute = [c for c in part_time["cost_lines"] if c["pricing"] == pricing]
@@ -33,7 +33,7 @@ def test_a_commitment_bills_730_hours_whatever_the_schedule(pricing):
     assert any("commitment" in n and "730" in n for n in part_time["notes"])
 
 
-def test_reserved_at_8_hours_is_no_cheaper_than_on_demand_at_8_hours_by_accident():
+def test_reserved_at_8_hours_is_no_cheaper_than_on_demand_at_8_hours_by_accident(aws_reserved_prices):
     on_demand = plan_json(*G5, "--requests-per-day", "3000", "--hours-per-day", "8")
     reserved = plan_json(*G5, "--requests-per-day", "3000", "--hours-per-day", "8", "--pricing", "reserved-3y")
     price = get_offer("aws-g5.xlarge").price("reserved-3y").usd_per_hour

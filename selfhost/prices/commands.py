@@ -29,7 +29,7 @@ def _refresh_cloud(cloud: str, regions: list[str], retrieved, tick) -> list[dict
     if cloud == "gcp":
         from selfhost.prices import gcp_billing
 
-        machines = sorted({(o.instance_type, o.vcpus, float(o.ram_gb), o.gpus) for o in _offers("gcp")})
+        machines = sorted({(o.instance_type, o.vcpus, float(o.ram_gb), o.gpus, o.gpu) for o in _offers("gcp")})
         rows = gcp_billing.refresh(machines, regions, retrieved)
         tick()
         return rows

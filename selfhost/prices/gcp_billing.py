@@ -1,17 +1,19 @@
-"""GCP prices from the Cloud Billing Catalog API (google-cloud-billing): the G2 vCPU, RAM and NVIDIA L4 SKUs
-of Compute Engine, on-demand, spot and 1-/3-year commitments, summed into each G2 machine's hourly price."""
+"""GCP prices from the Cloud Billing Catalog API (google-cloud-billing): the vCPU, RAM and GPU SKUs of Compute
+Engine's G2 (NVIDIA L4) and A2 (NVIDIA A100 40GB/80GB) families, on-demand, spot and 1-/3-year resource-based
+commitments ("Commitment v1: ..." SKUs, usage types Commit1Yr/Commit3Yr), summed into each machine's hourly price."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from typing import Any
 
 from selfhost.prices.aws_pricing import CloudFailure
 from selfhost.prices.snapshot import row
 
 COMPUTE_ENGINE = "services/6F81-5844-456A"  # Compute Engine's service id in the Billing Catalog
-API = "Cloud Billing Catalog API (CloudCatalogClient.list_skus, Compute Engine G2 + L4 SKUs)"
+API = "Cloud Billing Catalog API (CloudCatalogClient.list_skus, Compute Engine vCPU + RAM + GPU SKUs)"
 ENDPOINT_ENV = "SELFHOST_GCP_CATALOG_ENDPOINT"  # optional: a proxy or mirror of cloudbilling.googleapis.com
 USAGE = {"OnDemand": "on-demand", "Preemptible": "spot", "Commit1Yr": "reserved-1y", "Commit3Yr": "reserved-3y"}
 SKIP = ("sole tenancy", "reserved", "dws", "calendar", "flex", "custom", "extended", "workstation")
@@ -37,17 +39,27 @@ def client(endpoint: str | None = None, credentials: Any = None):
         ) from None
 
 
-def resource(description: str) -> str | None:
-    """Which part of a G2 machine a SKU prices: 'vcpu', 'ram', 'gpu' (L4), or None."""
+FAMILIES = ("g2", "a2")  # machine families priced from their vCPU and RAM SKUs (name prefix, e.g. g2-standard-8)
+# The catalog's GPU names and the words that name them in SKU descriptions (A100 alone is the 40 GB part).
+GPU_WORDS = {"L4": r"\bl4\b", "A100-80GB": r"\ba100 80gb\b", "A100": r"\ba100\b(?! 80gb)"}
+
+
+def resource(description: str) -> tuple[str, str] | None:
+    """Which part of a machine a SKU prices: ('vcpu' | 'ram', family) or ('gpu', catalog GPU name); None: other."""
     d = description.lower()
     if any(word in d for word in SKIP):
         return None
-    if "l4" in d and "gpu" in d:
-        return "gpu"
-    if "g2" in d and ("core" in d or "cpu" in d):
-        return "vcpu"
-    if "g2" in d and "ram" in d:
-        return "ram"
+    if "gpu" in d:
+        for gpu, words in GPU_WORDS.items():
+            if re.search(words, d):
+                return ("gpu", gpu)
+        return None
+    for family in FAMILIES:
+        if re.search(rf"\b{family}\b", d):
+            if "core" in d or "cpu" in d:
+                return ("vcpu", family)
+            if "ram" in d:
+                return ("ram", family)
     return None
 
 
@@ -61,9 +73,9 @@ def unit_price(sku) -> float | None:
     return None
 
 
-def component_prices(skus, regions: list[str]) -> dict[tuple[str, str], dict[str, float]]:
-    """(region, pricing) → {'vcpu': $, 'ram': $, 'gpu': $} from the catalog's SKUs."""
-    parts: dict[tuple[str, str], dict[str, float]] = {}
+def component_prices(skus, regions: list[str]) -> dict[tuple[str, str], dict[tuple[str, str], float]]:
+    """(region, pricing) → {('vcpu', family): $, ('ram', family): $, ('gpu', GPU): $} from the catalog's SKUs."""
+    parts: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
     for sku in skus:
         part = resource(sku.description)
         pricing = USAGE.get(sku.category.usage_type)
@@ -76,8 +88,11 @@ def component_prices(skus, regions: list[str]) -> dict[tuple[str, str], dict[str
     return parts
 
 
-def refresh(machines: list[tuple[str, int, float, int]], regions: list[str], retrieved: dt.datetime, catalog=None):
-    """Rows for G2 machines (name, vCPUs, RAM GiB, L4 GPUs) in `regions`; one CloudFailure line on any error."""
+def refresh(
+    machines: list[tuple[str, int, float, int, str]], regions: list[str], retrieved: dt.datetime, catalog=None
+) -> list[dict]:
+    """Rows for machines (name, vCPUs, RAM GiB, GPUs, GPU name) in `regions`; one CloudFailure line on any error.
+    A machine is priced in a region and pricing only where all three of its parts are (nothing invented)."""
     from google.api_core.exceptions import GoogleAPIError
     from google.auth.exceptions import GoogleAuthError
 
@@ -88,9 +103,11 @@ def refresh(machines: list[tuple[str, int, float, int]], regions: list[str], ret
         raise CloudFailure(" ".join(str(err).split())[:300]) from None
     rows = []
     for (region, pricing), p in sorted(parts.items()):
-        if not {"vcpu", "ram", "gpu"} <= set(p):
-            continue  # a machine is priced only when all three parts are
-        for name, vcpus, ram_gib, gpus in machines:
-            usd = vcpus * p["vcpu"] + ram_gib * p["ram"] + gpus * p["gpu"]
+        for name, vcpus, ram_gib, gpus, gpu in machines:
+            family = name.split("-", 1)[0]
+            need = (("vcpu", family), ("ram", family), ("gpu", gpu))
+            if not all(k in p for k in need):
+                continue
+            usd = vcpus * p[need[0]] + ram_gib * p[need[1]] + gpus * p[need[2]]
             rows.append(row("gcp", name, region, pricing, usd, API, retrieved))
     return rows
