@@ -336,3 +336,75 @@ def test_a_ref_is_resolved_to_a_commit_id_before_git_show(tmp_path, monkeypatch)
     assert rev_parse[:5] == ["git", "rev-parse", "--verify", "--quiet", "--end-of-options"]
     commit = real(["git", "rev-parse", "main"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     assert show == ["git", "show", f"{commit}:./a.yaml"]
+
+
+STACK_CASES = {  # cloud -> (stack config keys, the spec's target)
+    "aws": ({"aws:region": "us-east-1", "instanceType": "g5.xlarge"}, {"offer": "aws-g5.xlarge", "pricing": "spot"}),
+    "gcp": (
+        {"gcp:region": "us-central1", "gcp:project": "p", "machineType": "g2-standard-8"},
+        {"offer": "gcp-g2-standard-8", "pricing": "on-demand"},
+    ),
+}
+
+
+def _stack_folder(folder: Path, cloud: str, requests_per_day: int) -> dict:
+    """A folder as `selfhost init --cloud CLOUD` lays it out: the spec, the kit's Pulumi.yaml, a stack config
+    whose specFile names the spec. Returns the stack config as `pulumi config` would hold it."""
+    keys, target = STACK_CASES[cloud]
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "name": f"llama-{cloud}", "model": "llama-3.1-8b", "target": target,
+        "workload": {"requests_per_day": requests_per_day, "input_tokens": 1000, "output_tokens": 250},
+    }  # fmt: skip
+    (folder / "selfhost.yaml").write_text(yaml.safe_dump(spec))
+    shutil.copy(ROOT / "stacks" / cloud / "Pulumi.yaml", folder / "Pulumi.yaml")
+    project = f"selfhost-{cloud}"
+    own = {"specFile": "selfhost.yaml", "allowedCidrs": ["203.0.113.0/24"]}
+    config = {k if ":" in k else f"{project}:{k}": v for k, v in {**keys, **own}.items()}
+    (folder / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": config}))
+    return {**keys, **own, "specFile": str(folder / "selfhost.yaml")}
+
+
+def _bill_of_stack(cloud: str, config: dict, requests_per_day: int) -> float:
+    """`selfhost bill` of what the stack declares (the real program under Pulumi's mocks) for that workload."""
+    from costing.review import GIB_IN_GB
+    from selfhost.bill.declared import parse_preview
+    from selfhost.bill.mock_preview import preview_json
+    from selfhost.bill.price import Usage, bill_preview
+
+    secrets = {"apiKey": "sk-test-key-0123456789", "hfToken": "hf_abcdefghijklmnopqrstuvwxyz0123"}
+    outputs: dict = {}
+    doc = preview_json(
+        ROOT / "stacks" / cloud / "__main__.py",
+        f"selfhost-{cloud}",
+        {**config, **secrets, "allowPlainHttp": "true"},
+        outputs=outputs,
+    )
+    weights_gb = round(cost_review(load_spec(config["specFile"])).fit.weight_gib * GIB_IN_GB, 1)
+    usage = Usage(requests_per_day=requests_per_day, input_tokens=1000, output_tokens=250, bucket_gb=weights_gb)
+    return bill_preview(parse_preview(doc), usage).monthly_usd
+
+
+@pytest.mark.parametrize("cloud", list(STACK_CASES))
+def test_diff_of_a_stack_folder_uses_the_figures_its_bill_has(cloud, selfhost, tmp_path):
+    """A spec beside the kit's Pulumi stack is deployed by that stack: diff shows the stack's review (its load
+    balancer, WAF and weights mirror rows too), which equals `selfhost bill` of what the stack declares, at the
+    base (from git) and the head."""
+    repo = tmp_path / "repo"
+    folder = repo / "deploy" / cloud
+    base_config = _stack_folder(folder, cloud, 3000)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "base"], check=True)
+    base_bill = _bill_of_stack(cloud, base_config, 3000)
+    head_config = _stack_folder(folder, cloud, 30000)
+    head_bill = _bill_of_stack(cloud, head_config, 30000)
+    out = selfhost("diff", "--base-ref", "HEAD", str(folder / "selfhost.yaml"), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    (project,) = json.loads(out.stdout)["projects"]
+    assert project["base"]["monthly_usd"] == pytest.approx(base_bill, rel=0.01)
+    assert project["head"]["monthly_usd"] == pytest.approx(head_bill, rel=0.01)
+    # the bare spec (no stack beside it) is the plan's figure, below the stack's
+    plain = review_dict(cost_review(load_spec(folder / "selfhost.yaml")))["monthly_usd"]
+    assert plain < project["head"]["monthly_usd"]

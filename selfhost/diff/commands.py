@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import typer
 
@@ -63,13 +63,75 @@ def base_spec_from_git(ref: str, path: Path) -> dict | None:
     return parse_spec_yaml(proc.stdout, f"{path} at {ref}", "fix it on the base")
 
 
-def _review(data: dict, where: str) -> dict:
+def _git_files(ref: str, path: Path):
+    """(read, names) of the files near `path` as of git `ref` (selfhost.stack.folder_review's Reader, Lister)."""
+    folder = path.absolute().parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    commit = resolve_ref(ref, folder)
+
+    def rel(p: PurePosixPath) -> str:
+        return Path(p).absolute().relative_to(folder).as_posix()
+
+    def read(p: PurePosixPath) -> str | None:
+        proc = subprocess.run(["git", "show", f"{commit}:./{rel(p)}"], cwd=folder, capture_output=True, timeout=60)
+        return proc.stdout.decode(errors="replace") if proc.returncode == 0 else None
+
+    def names(d: PurePosixPath) -> list[str]:
+        where = rel(d)
+        proc = subprocess.run(
+            ["git", "ls-tree", "--name-only", commit, "--", f"./{where}/" if where != "." else "./"],
+            cwd=folder,
+            capture_output=True,
+            timeout=60,
+        )
+        return [Path(line).name for line in proc.stdout.decode(errors="replace").splitlines()]
+
+    return read, names
+
+
+def _tree_files():
+    """(read, names) of the working tree."""
+
+    def read(p: PurePosixPath) -> str | None:
+        return Path(p).read_text() if Path(p).is_file() else None
+
+    def names(d: PurePosixPath) -> list[str]:
+        return sorted(x.name for x in Path(d).iterdir()) if Path(d).is_dir() else []
+
+    return read, names
+
+
+def _stack_of(path: Path, ref: str | None = None):
+    """The kit's Pulumi stack config beside the spec at `path` (at git `ref`, else in the working tree), or None."""
+    from selfhost.stack.folder_review import stack_config
+
+    read, names = _git_files(ref, path) if ref else _tree_files()
+    return stack_config(PurePosixPath(path.as_posix()), read, names)
+
+
+def _review(data: dict, where: str, stack=None) -> dict:
+    """The spec's review; beside a kit Pulumi stack that deploys it, the stack's review (its load balancer,
+    WAF and mirror rows included), which is what the stack's bill equals."""
     from costing.report import review_dict
     from costing.review import cost_review
     from costing.spec import spec_from_dict
 
     try:
-        return review_dict(cost_review(spec_from_dict(data)))
+        if stack is None:
+            return review_dict(cost_review(spec_from_dict(data)))
+        import tempfile
+
+        import yaml
+
+        from selfhost.stack.folder_review import stack_spec_review
+
+        with tempfile.TemporaryDirectory() as tmp:
+            spec_file = Path(tmp) / "spec.yaml"
+            spec_file.write_text(yaml.safe_dump(data))
+            doc = review_dict(stack_spec_review(stack, spec_file))
+        doc["deployed_by"] = f"the {stack.cloud} Pulumi stack ({stack.file})"
+        return doc
     except UserError as err:
         raise UserError(f"{where}: {err.problem}", err.fix) from None
 
@@ -124,7 +186,8 @@ def register(app: typer.Typer) -> None:
                 if gone is None:
                     raise UserError(f"spec file '{head_path}' not found here nor at {base_ref}", "check the path")
                 src = f"{base_ref}:{head_path}"
-                items.append(DiffInput(_name(gone, head_path), src, None, _review(gone, src), None))
+                gone_review = _review(gone, src, _stack_of(head_path, base_ref))
+                items.append(DiffInput(_name(gone, head_path), src, None, gone_review, None))
                 continue
             head_data = read_spec_file(head_path)
             if base:
@@ -138,8 +201,14 @@ def register(app: typer.Typer) -> None:
                     _name(head_data, head_path),
                     base_src,
                     str(head_path),
-                    None if base_data is None else _review(base_data, base_src or str(head_path)),
-                    _review(head_data, str(head_path)),
+                    None
+                    if base_data is None
+                    else _review(
+                        base_data,
+                        base_src or str(head_path),
+                        _stack_of(base[i]) if base else _stack_of(head_path, str(base_ref)),
+                    ),
+                    _review(head_data, str(head_path), _stack_of(head_path)),
                 )
             )
         doc = diff_reviews(items, gates)

@@ -60,7 +60,7 @@ def requests_per_minute(requests_per_s: float) -> float:
     return round(requests_per_s * 60, 2)
 
 
-def _target(config: Mapping[str, Any]) -> dict[str, Any]:
+def target_of(config: Mapping[str, Any]) -> dict[str, Any]:
     instance_type = config.get("instanceType")
     if instance_type:
         offers = [o for o in offers_for(cloud="aws") if o.instance_type == instance_type]
@@ -95,7 +95,7 @@ def plan(
     p = plan_stack(
         "aws",
         config,
-        _target(config),
+        target_of(config),
         secret_ref_keys=REF_KEYS,
         default_name="selfhost-aws",
         boot_disk_gb=ROOT_BASE_GB,  # the launch template's root volume: the system and image, then the weights

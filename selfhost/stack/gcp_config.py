@@ -61,7 +61,7 @@ command -v docker >/dev/null || {
   echo "selfhost: docker is missing from the image (set imageFamily to a Deep Learning VM family)" >&2; exit 1; }"""
 
 
-def _target(config: Mapping[str, Any]) -> dict[str, Any]:
+def target_of(config: Mapping[str, Any]) -> dict[str, Any]:
     machine_type = config.get("machineType")
     if machine_type:
         offers = [o for o in offers_for(cloud="gcp") if o.instance_type == machine_type]
@@ -89,7 +89,7 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-gcp", "d
     return plan_stack(
         "gcp",
         config,
-        _target(config),
+        target_of(config),
         secret_ref_keys=REF_KEYS,
         default_name="selfhost-gcp",
         scope=scope,

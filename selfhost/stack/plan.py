@@ -362,6 +362,33 @@ def plan_stack(
         raise in_stack_words(err) from None
 
 
+STACK_MIRRORS = {"aws": "the stack's S3 weights mirror", "gcp": "the stack's GCS weights mirror"}
+
+
+def stack_review(
+    cloud: str, spec: DeploymentSpec, cidrs: tuple[str, ...], *, spot_zones: tuple[str, ...] = (), boot_disk_gb: int = 0
+):
+    """The cost review of what the `cloud` stack declares for `spec` (no checks, no budget gate): its replicas
+    and disks, and its own resources. The aws and gcp stacks restore every later replica's weights from their
+    own bucket mirror, and run a load balancer, a WAF policy where callers are limited (GCP's Cloud Armor; AWS
+    limits them with the load balancer's security group) and that bucket: each a row of the review."""
+    from costing.review import cost_review
+
+    mirror = STACK_MIRRORS.get(cloud)
+    resources: tuple[str, ...] = ()
+    if mirror:
+        waf = cloud == "gcp" and not set(cidrs) & set(OPEN_CIDRS)
+        resources = ("load_balancer", "waf", "weights_mirror") if waf else ("load_balancer", "weights_mirror")
+    return cost_review(
+        spec,
+        weights_mirror=mirror,
+        stack_resources=resources,
+        spot_zones=spot_zones,
+        cloud_group=bool(mirror),  # the aws and gcp stacks run their own instance group, not SkyServe
+        boot_disk_gb=boot_disk_gb,
+    )
+
+
 def _plan_stack(
     cloud: str,
     config: Mapping[str, Any],
@@ -372,7 +399,7 @@ def _plan_stack(
     spot_zones: tuple[str, ...] = (),
     boot_disk_gb: int = 0,
 ) -> StackPlan:
-    from costing.review import cost_review, enforce_budget
+    from costing.review import enforce_budget
 
     spec = spec_from_config(cloud, config, target, autoscaled=autoscaled)
     if spec.schedule.days_per_month is not None:
@@ -393,24 +420,9 @@ def _plan_stack(
             "pulumi config set requestsPerDay 3000; inputTokens 1000; outputTokens 250 "
             "(or a specFile with `workload:`)",
         )
-    # The aws and gcp stacks restore every later replica's weights from their own bucket mirror.
-    mirror = {"aws": "the stack's S3 weights mirror", "gcp": "the stack's GCS weights mirror"}.get(cloud)
-    # ... and run a load balancer, a WAF policy where callers are limited (GCP's Cloud Armor; AWS limits
-    # them with the load balancer's security group), and that bucket: each a row in the review.
-    resources: tuple[str, ...] = ()
-    if mirror:
-        waf = cloud == "gcp" and not set(cidrs) & set(OPEN_CIDRS)
-        resources = ("load_balancer", "waf", "weights_mirror") if waf else ("load_balancer", "weights_mirror")
 
     def review_of(s: DeploymentSpec):
-        return cost_review(
-            s,
-            weights_mirror=mirror,
-            stack_resources=resources,
-            spot_zones=spot_zones,
-            cloud_group=bool(mirror),  # the aws and gcp stacks run their own instance group, not SkyServe
-            boot_disk_gb=boot_disk_gb,
-        )
+        return stack_review(cloud, s, cidrs, spot_zones=spot_zones, boot_disk_gb=boot_disk_gb)
 
     review = review_of(spec)
     if review.fleet is not None and review.fleet.max_replicas > MAX_REPLICAS:

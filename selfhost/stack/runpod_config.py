@@ -39,7 +39,7 @@ def _cloud_type(config: Mapping[str, Any]) -> str:
     return value
 
 
-def _target(config: Mapping[str, Any]) -> dict[str, Any]:
+def target_of(config: Mapping[str, Any]) -> dict[str, Any]:
     pricing = config.get("pricing") or "on-demand"
     if pricing != "on-demand":
         raise UserError(
@@ -88,7 +88,7 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-runpod",
     p = plan_stack(
         "runpod",
         config,
-        _target(config),
+        target_of(config),
         default_name="selfhost-runpod",
         scope=scope,
         tls=False,
