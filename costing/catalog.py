@@ -10,7 +10,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -146,14 +146,21 @@ class Offer:
     cloud_type: str | None
     prices: tuple[PriceRow, ...] = ()
 
-    @property
+    @cached_property
     def regions(self) -> list[str]:
         """Regions with an on-demand price for this offer (sorted)."""
         return sorted({r.region for r in self.prices if r.pricing == "on-demand"})
 
     def rows(self, pricing: str, region: str | None = None) -> list[PriceRow]:
-        region = region or self.region
-        return [r for r in self.prices if r.pricing == pricing and r.region == region]
+        return self._by_market.get((pricing, region or self.region), [])
+
+    @cached_property
+    def _by_market(self) -> dict[tuple[str, str], list[PriceRow]]:
+        """The price rows by (pricing, region): `selfhost compare` looks up hundreds of markets."""
+        found: dict[tuple[str, str], list[PriceRow]] = {}
+        for r in self.prices:
+            found.setdefault((r.pricing, r.region), []).append(r)
+        return found
 
     def by_zone(self, pricing: str, region: str | None = None) -> dict[str, PriceRow]:
         """The rows of a market priced per zone (spot), by zone ID."""

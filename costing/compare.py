@@ -6,9 +6,9 @@ import io
 import json
 from dataclasses import dataclass
 
-from costing.catalog import catalog, get_gpu, get_model
+from costing.catalog import PRICINGS, Offer, catalog, get_gpu, get_model
 from costing.errors import UserError
-from costing.review import CostReview, cost_review, require_workload
+from costing.review import CostReview, cost_review, priced_region, require_workload
 from costing.spec import DeploymentSpec
 
 
@@ -17,37 +17,70 @@ class Skipped:
     offer_id: str
     reason: str
     p90_s: float | None = None  # set when the offer fits but misses the latency SLO
+    region: str | None = None
+    pricing: str | None = None
 
 
-def compare_offers(spec: DeploymentSpec) -> tuple[list[CostReview], list[Skipped]]:
-    """Cost reviews of every offer (on spec.target.cloud when given) that fits; the rest with the reason."""
+@dataclass(frozen=True)
+class Space:
+    """The filters of `selfhost compare` (None: every cloud, region, pricing)."""
+
+    cloud: str | None = None
+    region: str | None = None
+    pricing: str | None = None
+
+
+def _candidates(offer: Offer, space: Space) -> list[tuple[str | None, str]]:
+    """(region, pricing) pairs the snapshot prices for this offer within the filters (a pricing the cloud
+    derives from its discount rule counts: `plan` prices it so, labelled). An offer with no price at all
+    yields one (None, ...) pair so its refusal is reported."""
+    regions = offer.regions
+    if not regions:
+        return [(None, space.pricing or "on-demand")]
+    if space.region:
+        regions = [r for r in regions if r == space.region] or [space.region]  # unpriced: refused, with the reason
+    pricings = [space.pricing] if space.pricing else list(PRICINGS)
+    return [(r, p) for r in regions for p in pricings if r not in offer.regions or offer.price(p, r) is not None]
+
+
+def compare_offers(
+    spec: DeploymentSpec, space: Space | None = None
+) -> tuple[list[CostReview], list[Skipped]]:
+    """Cost reviews of every offer x region x pricing (within `space`; the cloud defaults to
+    spec.target.cloud) that fits; the rest with the reason. The projections are shared across one
+    machine's regions and pricings."""
     get_model(spec.model)  # errors common to every offer are raised once, here;
     require_workload(spec)  # any UserError below is about that offer alone
+    space = space or Space(cloud=spec.target.cloud)
     reviews: list[CostReview] = []
     skipped: list[Skipped] = []
+    memo: dict = {}
     for offer in catalog().offers.values():
-        if spec.target.cloud and offer.cloud != spec.target.cloud:
+        if space.cloud and offer.cloud != space.cloud:
             continue
-        candidate = spec.model_copy(
-            update={
-                "target": spec.target.model_copy(
-                    update={"offer": offer.id, "gpu": None, "gpus": None, "cloud": None, "replicas": None}
-                )
-            }
-        )
-        try:
-            reviews.append(cost_review(candidate, suggest=False))
-        except UserError as err:
-            skipped.append(Skipped(offer.id, err.problem, getattr(err, "p90_s", None)))
-    reviews.sort(key=lambda r: (r.slo_met is False, r.monthly_usd))
+        for region, pricing in _candidates(offer, space):
+            target = {"offer": offer.id, "gpu": None, "gpus": None, "cloud": None, "replicas": None}
+            candidate = spec.model_copy(
+                update={"target": spec.target.model_copy(update={**target, "region": region, "pricing": pricing})}
+            )
+            try:
+                reviews.append(cost_review(candidate, suggest=False, projections=memo))
+            except UserError as err:
+                skipped.append(Skipped(offer.id, err.problem, getattr(err, "p90_s", None), region, pricing))
+    reviews.sort(key=_rank)
     if not reviews:
+        where = " on " + space.cloud if space.cloud else ""
         raise UserError(
-            f"no offer{' on ' + spec.target.cloud if spec.target.cloud else ''} fits {spec.model} "
+            f"no offer{where} fits {spec.model} "
             f"{spec.precision}{' within the SLO' if spec.slo.p90_latency_s else ''} at this workload; closest misses: "
             + "; ".join(f"{s.offer_id} ({s.reason})" for s in closest_misses(skipped)),
-            "relax --p90-latency-s, shorten the requests, pick another --precision or drop --cloud",
+            "relax --p90-latency-s, shorten the requests, pick another --precision or drop --cloud/--region/--pricing",
         )
     return reviews, skipped
+
+
+def _rank(r: CostReview) -> tuple:
+    return (r.slo_met is False, round(r.monthly_usd, 6), r.offer.id, priced_region(r.resolved), r.spec.target.pricing)
 
 
 def closest_misses(skipped: list[Skipped], limit: int = 3) -> list[Skipped]:
@@ -60,7 +93,8 @@ def closest_misses(skipped: list[Skipped], limit: int = 3) -> list[Skipped]:
         memory = offer.gpus * get_gpu(offer.gpu).usable_gib if offer else 0.0
         return (1, -memory)
 
-    return sorted(skipped, key=key)[:limit]
+    first = {s.offer_id: s for s in sorted(skipped, key=key, reverse=True)}  # each offer once, its nearest miss
+    return sorted(first.values(), key=key)[:limit]
 
 
 def compare_rows(reviews: list[CostReview]) -> list[dict]:
@@ -71,8 +105,11 @@ def compare_rows(reviews: list[CostReview]) -> list[dict]:
             "cloud": r.offer.cloud,
             "instance_type": r.offer.instance_type,
             "gpus": f"{r.fit.total_gpus}x {r.fit.gpu.name}",
+            "region": priced_region(r.resolved),
             "pricing": r.spec.target.pricing,
             "hourly_usd": round(r.hourly_usd, 4),
+            "price_derived": bool(r.resolved.price and r.resolved.price.derived),
+            "price_as_of": r.resolved.price.as_of if r.resolved.price else None,
             "replicas": r.replicas,
             "monthly_usd": round(r.monthly_usd, 2),
             "usd_per_million_output_tokens": round(r.usd_per_million_output_tokens, 4),
@@ -86,7 +123,7 @@ def compare_rows(reviews: list[CostReview]) -> list[dict]:
     ]
 
 
-HEADERS = ("#", "offer", "GPUs", "$/h", "replicas", "$/month", "$/1M out", "tok/s/replica", "p90 s", "SLO")
+HEADERS = ("#", "offer", "region", "pricing", "GPUs", "$/h", "replicas", "$/month", "$/1M out", "tok/s/replica", "p90 s", "SLO")
 
 
 def _cells(row: dict) -> tuple[str, ...]:
@@ -94,6 +131,8 @@ def _cells(row: dict) -> tuple[str, ...]:
     return (
         str(row["rank"]),
         row["offer"],
+        row["region"],
+        row["pricing"] + (" (derived)" if row["price_derived"] else ""),
         row["gpus"],
         f"{row['hourly_usd']:.3f}",
         str(row["replicas"]),
@@ -105,16 +144,37 @@ def _cells(row: dict) -> tuple[str, ...]:
     )
 
 
-def render_compare(result: tuple[list[CostReview], list[Skipped]], fmt: str) -> str:
+def _summary(rows: list[dict], skipped: list[Skipped]) -> str:
+    return f"{len(rows) + len(skipped)} candidates (offer x region x pricing): {len(rows)} fit and are priced"
+
+
+def _skipped_line(skipped: list[Skipped]) -> str:
+    offers = list(dict.fromkeys(s.offer_id for s in skipped))
+    return f"{len(skipped)} skipped (do not fit, miss the SLO, or no price) on {len(offers)} offer(s): " + ", ".join(
+        offers
+    )
+
+
+TOP = 30  # rows the table and markdown show by default (JSON has them all)
+
+
+def render_compare(result: tuple[list[CostReview], list[Skipped]], fmt: str, top: int = TOP) -> str:
+    """The ranking as text (`top` rows; 0: all) or JSON (every row)."""
     reviews, skipped = result
     rows = compare_rows(reviews)
+    shown = rows if fmt == "json" or top <= 0 else rows[:top]
+    more = f"the {len(shown)} cheapest of {len(rows)} shown (--top N, or --format json for all)" if len(shown) < len(rows) else ""
     if fmt == "json":
         return (
             json.dumps(
                 {
-                    "schema": "selfhost.compare/v1",
+                    "schema": "selfhost.compare/v2",
+                    "candidates": len(rows) + len(skipped),
                     "offers": rows,
-                    "skipped": [{"offer": s.offer_id, "reason": s.reason} for s in skipped],
+                    "skipped": [
+                        {"offer": s.offer_id, "region": s.region, "pricing": s.pricing, "reason": s.reason}
+                        for s in skipped
+                    ],
                 },
                 indent=2,
             )
@@ -122,27 +182,22 @@ def render_compare(result: tuple[list[CostReview], list[Skipped]], fmt: str) -> 
         )
     if fmt == "markdown":
         lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-        lines += (
-            [f"\n{len(skipped)} offer(s) skipped (do not fit, or no price): " + ", ".join(s.offer_id for s in skipped)]
-            if skipped
-            else []
-        )
+        lines += ["| " + " | ".join(_cells(r)) + " |" for r in shown]
+        lines += [f"\n{_summary(rows, skipped)}" + (f"; {more}" if more else "")]
+        lines += [f"{_skipped_line(skipped)}"] if skipped else []
         return "\n".join(lines) + "\n"
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(record=True, file=io.StringIO(), width=140, force_terminal=False, color_system=None)
+    console = Console(record=True, file=io.StringIO(), width=150, force_terminal=False, color_system=None)
     table = Table(title="Offers that fit, cheapest first at this workload", title_justify="left")
     for h in HEADERS:
-        table.add_column(h, justify="left" if h in ("offer", "GPUs", "SLO") else "right")
-    for r in rows:
+        left = h in ("offer", "region", "pricing", "GPUs", "SLO")
+        table.add_column(h, justify="left" if left else "right", no_wrap=h in ("offer", "region", "pricing"))
+    for r in shown:
         table.add_row(*_cells(r))
     console.print(table)
+    console.print(_summary(rows, skipped) + (f"; {more}" if more else ""), soft_wrap=True)
     if skipped:
-        console.print(
-            f"{len(skipped)} offer(s) skipped (do not fit, or no price; reasons in --format json): "
-            + ", ".join(s.offer_id for s in skipped),
-            soft_wrap=True,
-        )
+        console.print(_skipped_line(skipped) + " (reasons in --format json)", soft_wrap=True)
     return console.export_text()

@@ -400,6 +400,23 @@ def _stack_lines(
     return lines
 
 
+def _projections(
+    fit, tokens_in: int, tokens_out: int, slo: float | None, params: proj.Params | None, memo: dict | None
+) -> tuple[proj.Projection, proj.Projection]:
+    """(full load, SLO-bound point) of one replica; memoised in `memo` by what they depend on."""
+    key = (
+        fit.model.id, fit.precision.id, fit.gpu.name, fit.gpus_per_node, fit.nodes, fit.settings,
+        fit.kv_capacity_tokens, fit.max_model_len, tokens_in, tokens_out, slo, id(params),
+    )  # fmt: skip
+    if memo is not None and key in memo:
+        return memo[key]
+    full = proj.max_throughput(fit, tokens_in, tokens_out, params=params)
+    point = proj.slo_concurrency(fit, tokens_in, tokens_out, slo, params=params) if slo else full
+    if memo is not None:
+        memo[key] = (full, point)
+    return full, point
+
+
 def cost_review(
     spec: DeploymentSpec,
     *,
@@ -412,6 +429,7 @@ def cost_review(
     spot_zones: tuple[str, ...] = (),
     cloud_group: bool = False,
     boot_disk_gb: float = 0.0,
+    projections: dict | None = None,
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
     schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
@@ -425,15 +443,16 @@ def cost_review(
     group or managed instance group), not SkyServe: no SpotHedge placement, and a preempted spot replica
     comes back as spot (the on-demand base keeps serving), not as an on-demand fallback; its disks are deleted
     with the replicas. `boot_disk_gb`: the system part of each replica's disk, costed with the weights' part
-    (a SkyPilot replica's disk_size adds selfhost.skypilot.render.SYSTEM_DISK_GB, not costed yet: issue 22, open)."""
+    (a SkyPilot replica's disk_size adds selfhost.skypilot.render.SYSTEM_DISK_GB, not costed yet: issue 22, open).
+    `projections`: a memo of the projections by fit and request shape, shared by the candidates of
+    `selfhost compare` (regions and pricings of one machine project the same)."""
     workload = require_workload(spec)
     resolved = across_zones(resolved or resolve(spec), spot_zones)
     refuse_unschedulable(spec, resolved)
     fit = resolved.fit
     tokens_in, tokens_out = workload.input_tokens, workload.output_tokens
     slo = spec.slo.p90_latency_s
-    full = proj.max_throughput(fit, tokens_in, tokens_out, params=params)
-    point = proj.slo_concurrency(fit, tokens_in, tokens_out, slo, params=params) if slo else full
+    full, point = _projections(fit, tokens_in, tokens_out, slo, params, projections)
     if slo and point.p90_e2e_latency_s > slo:
         where = resolved.offer.id if resolved.offer else f"{fit.total_gpus}x {fit.gpu.name}"
         problem = f"the p90 latency SLO of {slo:g} s is missed on {where} at {fit.precision.id}: " + _slo_reason(
