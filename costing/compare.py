@@ -43,9 +43,7 @@ def _candidates(offer: Offer, space: Space) -> list[tuple[str | None, str]]:
     return [(r, p) for r in regions for p in pricings if r not in offer.regions or offer.price(p, r) is not None]
 
 
-def compare_offers(
-    spec: DeploymentSpec, space: Space | None = None
-) -> tuple[list[CostReview], list[Skipped]]:
+def compare_offers(spec: DeploymentSpec, space: Space | None = None) -> tuple[list[CostReview], list[Skipped]]:
     """Cost reviews of every offer x region x pricing (within `space`; the cloud defaults to
     spec.target.cloud) that fits; the rest with the reason. The projections are shared across one
     machine's regions and pricings."""
@@ -123,7 +121,10 @@ def compare_rows(reviews: list[CostReview]) -> list[dict]:
     ]
 
 
-HEADERS = ("#", "offer", "region", "pricing", "GPUs", "$/h", "replicas", "$/month", "$/1M out", "tok/s/replica", "p90 s", "SLO")
+HEADERS = (
+    "#", "offer", "region", "pricing", "GPUs", "$/h", "replicas", "$/month", "$/1M out", "tok/s/replica",
+    "p90 s", "SLO",
+)  # fmt: skip
 
 
 def _cells(row: dict) -> tuple[str, ...]:
@@ -163,7 +164,9 @@ def render_compare(result: tuple[list[CostReview], list[Skipped]], fmt: str, top
     reviews, skipped = result
     rows = compare_rows(reviews)
     shown = rows if fmt == "json" or top <= 0 else rows[:top]
-    more = f"the {len(shown)} cheapest of {len(rows)} shown (--top N, or --format json for all)" if len(shown) < len(rows) else ""
+    more = ""
+    if len(shown) < len(rows):
+        more = f"the {len(shown)} cheapest of {len(rows)} shown (--top N, or --format json for all)"
     if fmt == "json":
         return (
             json.dumps(

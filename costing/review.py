@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from costing import projection as proj
 from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
@@ -92,6 +93,7 @@ class CostReview:
     billed_hours_per_month: float = HOURS_PER_MONTH
     no_workload: bool = False  # a price review: one replica at full load at DEFAULT_SHAPE (see full_load_review)
     spot_risk: SpotRisk | None = None  # spot pricing only: interruptions, cold start, fallback cost
+    three_way: Any = None  # costing.three_way.ThreeWay, set by `plan` (managed endpoints and APIs beside the fleet)
 
     @property
     def fit(self):

@@ -179,6 +179,9 @@ def register(app: typer.Typer) -> None:
             resolved = resolve(spec)
             params, label = _load_calibration(calibration, resolved.fit)
             review = cost_review(spec, params=params, calibration=label, resolved=resolved)
+            from costing.three_way import three_way
+
+            review.three_way = three_way(review)
         typer.echo(report.render(review, fmt), nl=False)
         if chart:
             from costing.cost_chart import cost_chart
