@@ -244,6 +244,7 @@ class Catalog:
     clouds: dict[str, dict[str, Any]]
     apis: tuple[ApiPrice, ...]
     _alias: dict[str, str] = field(default_factory=dict)
+    other_rows: tuple[PriceRow, ...] = ()  # snapshot rows of no offer (managed endpoints' machines)
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster, keeps `selfhost plan` instant
@@ -276,7 +277,8 @@ def catalog() -> Catalog:
     gpus = {name: Gpu(name=name, **g) for name, g in _read("gpus.yaml")["gpus"].items()}
     raw_offers = _read("offers.yaml")
     by_type: dict[tuple[str, str], list[PriceRow]] = {}
-    for row in price_rows():
+    rows = price_rows()
+    for row in rows:
         by_type.setdefault((row.cloud, row.instance_type), []).append(row)
     offers = {}
     for oid, o in raw_offers["offers"].items():
@@ -285,7 +287,9 @@ def catalog() -> Catalog:
     apis = tuple(
         ApiPrice(models=tuple(a.pop("models")), closed=a.pop("closed", False), **a) for a in _read("apis.yaml")["apis"]
     )
-    return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias)
+    offered = {(o["cloud"], o["instance_type"]) for o in raw_offers["offers"].values()}
+    other = tuple(r for r in rows if (r.cloud, r.instance_type) not in offered)
+    return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias, other)
 
 
 SHIPPED_SNAPSHOT = "costing/data/prices.yaml"

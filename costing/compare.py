@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 
 from costing.catalog import PRICINGS, Offer, catalog, get_gpu, get_model
 from costing.errors import UserError
+from costing.managed import PRICING as MANAGED_PRICING
+from costing.managed import ManagedReview, managed_reviews
 from costing.review import CostReview, cost_review, priced_region, require_workload
 from costing.spec import DeploymentSpec
 
@@ -35,22 +38,32 @@ def _candidates(offer: Offer, space: Space) -> list[tuple[str | None, str]]:
     derives from its discount rule counts: `plan` prices it so, labelled). An offer with no price at all
     yields one (None, ...) pair so its refusal is reported."""
     regions = offer.regions
-    if not regions:
-        return [(None, space.pricing or "on-demand")]
+    if not regions:  # unpriced everywhere (RunPod Community): each of the cloud's regions, refused with the fix
+        wanted = [r for r in cloud_regions(offer.cloud) if not space.region or r == space.region]
+        return [(r, space.pricing or "on-demand") for r in wanted or [space.region]]
     if space.region:
         regions = [r for r in regions if r == space.region] or [space.region]  # unpriced: refused, with the reason
     pricings = [space.pricing] if space.pricing else list(PRICINGS)
     return [(r, p) for r in regions for p in pricings if r not in offer.regions or offer.price(p, r) is not None]
 
 
-def compare_offers(spec: DeploymentSpec, space: Space | None = None) -> tuple[list[CostReview], list[Skipped]]:
-    """Cost reviews of every offer x region x pricing (within `space`; the cloud defaults to
-    spec.target.cloud) that fits; the rest with the reason. The projections are shared across one
-    machine's regions and pricings."""
+Candidate = CostReview | ManagedReview
+
+
+@lru_cache(maxsize=8)
+def cloud_regions(cloud: str) -> tuple[str, ...]:
+    """Regions where the snapshot prices some offer of `cloud` on demand."""
+    return tuple(sorted({r for o in catalog().offers.values() if o.cloud == cloud for r in o.regions}))
+
+
+def compare_offers(spec: DeploymentSpec, space: Space | None = None) -> tuple[list[Candidate], list[Skipped]]:
+    """Cost reviews of every offer x region x pricing and every managed endpoint x region (within `space`;
+    the cloud defaults to spec.target.cloud) that fits; the rest with the reason. The projections are
+    shared across one machine's regions and pricings, and with the managed machines of the same GPUs."""
     get_model(spec.model)  # errors common to every offer are raised once, here;
     require_workload(spec)  # any UserError below is about that offer alone
     space = space or Space(cloud=spec.target.cloud)
-    reviews: list[CostReview] = []
+    reviews: list[Candidate] = []
     skipped: list[Skipped] = []
     memo: dict = {}
     for offer in catalog().offers.values():
@@ -62,9 +75,13 @@ def compare_offers(spec: DeploymentSpec, space: Space | None = None) -> tuple[li
                 update={"target": spec.target.model_copy(update={**target, "region": region, "pricing": pricing})}
             )
             try:
-                reviews.append(cost_review(candidate, suggest=False, projections=memo))
+                reviews.append(cost_review(candidate, suggest=False, projections=memo, breakevens=False))
             except UserError as err:
                 skipped.append(Skipped(offer.id, err.problem, getattr(err, "p90_s", None), region, pricing))
+    if space.pricing in (None, MANAGED_PRICING):
+        managed, missed = managed_reviews(spec, cloud=space.cloud, region=space.region, memo=memo)
+        reviews += managed
+        skipped += [Skipped(m.label, m.reason, m.p90_s, m.region, MANAGED_PRICING) for m in missed]
     reviews.sort(key=_rank)
     if not reviews:
         where = " on " + space.cloud if space.cloud else ""
@@ -77,7 +94,9 @@ def compare_offers(spec: DeploymentSpec, space: Space | None = None) -> tuple[li
     return reviews, skipped
 
 
-def _rank(r: CostReview) -> tuple:
+def _rank(r: Candidate) -> tuple:
+    if isinstance(r, ManagedReview):
+        return (r.slo_met is False, round(r.monthly_usd, 6), r.label, r.region, MANAGED_PRICING)
     return (r.slo_met is False, round(r.monthly_usd, 6), r.offer.id, priced_region(r.resolved), r.spec.target.pricing)
 
 
@@ -95,30 +114,53 @@ def closest_misses(skipped: list[Skipped], limit: int = 3) -> list[Skipped]:
     return sorted(first.values(), key=key)[:limit]
 
 
-def compare_rows(reviews: list[CostReview]) -> list[dict]:
-    return [
-        {
-            "rank": i,
-            "offer": r.offer.id,
-            "cloud": r.offer.cloud,
-            "instance_type": r.offer.instance_type,
-            "gpus": f"{r.fit.total_gpus}x {r.fit.gpu.name}",
-            "region": priced_region(r.resolved),
-            "pricing": r.spec.target.pricing,
-            "hourly_usd": round(r.hourly_usd, 4),
-            "price_derived": bool(r.resolved.price and r.resolved.price.derived),
-            "price_as_of": r.resolved.price.as_of if r.resolved.price else None,
-            "replicas": r.replicas,
+def _row(r: Candidate) -> dict:
+    if isinstance(r, ManagedReview):
+        return {
+            "kind": "managed",
+            "offer": r.label,
+            "cloud": r.cloud,
+            "instance_type": r.machine,
+            "gpus": r.gpus,
+            "region": r.region,
+            "pricing": MANAGED_PRICING,
+            "hourly_usd": round(r.usd_per_hour, 4),
+            "price_derived": False,
+            "price_as_of": r.as_of,
+            "replicas": r.units,
             "monthly_usd": round(r.monthly_usd, 2),
             "usd_per_million_output_tokens": round(r.usd_per_million_output_tokens, 4),
-            "usd_per_million_output_tokens_full_load": round(r.usd_per_million_output_tokens_full_load, 4),
-            "output_tokens_per_s": round(r.projection.output_tokens_per_s, 1),
-            "p90_e2e_latency_s": round(r.projection.p90_e2e_latency_s, 3),
+            "usd_per_million_output_tokens_full_load": None,
+            "output_tokens_per_s": None if r.output_tokens_per_s is None else round(r.output_tokens_per_s, 1),
+            "p90_e2e_latency_s": None if r.p90_s is None else round(r.p90_s, 3),
             "meets_slo": r.slo_met,
-            "max_model_len": r.fit.max_model_len,
+            "max_model_len": r.fit.max_model_len if r.fit else None,
+            "billing": r.billing,
         }
-        for i, r in enumerate(reviews, 1)
-    ]
+    return {
+        "kind": "self-hosted",
+        "offer": r.offer.id,
+        "cloud": r.offer.cloud,
+        "instance_type": r.offer.instance_type,
+        "gpus": f"{r.fit.total_gpus}x {r.fit.gpu.name}",
+        "region": priced_region(r.resolved),
+        "pricing": r.spec.target.pricing,
+        "hourly_usd": round(r.hourly_usd, 4),
+        "price_derived": bool(r.resolved.price and r.resolved.price.derived),
+        "price_as_of": r.resolved.price.as_of if r.resolved.price else None,
+        "replicas": r.replicas,
+        "monthly_usd": round(r.monthly_usd, 2),
+        "usd_per_million_output_tokens": round(r.usd_per_million_output_tokens, 4),
+        "usd_per_million_output_tokens_full_load": round(r.usd_per_million_output_tokens_full_load, 4),
+        "output_tokens_per_s": round(r.projection.output_tokens_per_s, 1),
+        "p90_e2e_latency_s": round(r.projection.p90_e2e_latency_s, 3),
+        "meets_slo": r.slo_met,
+        "max_model_len": r.fit.max_model_len,
+    }
+
+
+def compare_rows(reviews: list[Candidate]) -> list[dict]:
+    return [{"rank": i, **_row(r)} for i, r in enumerate(reviews, 1)]
 
 
 HEADERS = (
@@ -139,14 +181,18 @@ def _cells(row: dict) -> tuple[str, ...]:
         str(row["replicas"]),
         f"{row['monthly_usd']:,.2f}",
         f"{row['usd_per_million_output_tokens']:.3f}",
-        f"{row['output_tokens_per_s']:,.0f}",
-        f"{row['p90_e2e_latency_s']:.2f}",
+        "-" if row["output_tokens_per_s"] is None else f"{row['output_tokens_per_s']:,.0f}",
+        "-" if row["p90_e2e_latency_s"] is None else f"{row['p90_e2e_latency_s']:.2f}",
         slo,
     )
 
 
 def _summary(rows: list[dict], skipped: list[Skipped]) -> str:
-    return f"{len(rows) + len(skipped)} candidates (offer x region x pricing): {len(rows)} fit and are priced"
+    managed = sum(1 for r in rows if r["kind"] == "managed")
+    return (
+        f"{len(rows) + len(skipped)} candidates (offer x region x pricing, managed endpoints x region): "
+        f"{len(rows)} fit and are priced ({managed} managed)"
+    )
 
 
 def _skipped_line(skipped: list[Skipped]) -> str:
@@ -156,10 +202,10 @@ def _skipped_line(skipped: list[Skipped]) -> str:
     )
 
 
-TOP = 30  # rows the table and markdown show by default (JSON has them all)
+TOP = 20  # rows the table and markdown show by default (JSON has them all)
 
 
-def render_compare(result: tuple[list[CostReview], list[Skipped]], fmt: str, top: int = TOP) -> str:
+def render_compare(result: tuple[list[Candidate], list[Skipped]], fmt: str, top: int = TOP) -> str:
     """The ranking as text (`top` rows; 0: all) or JSON (every row)."""
     reviews, skipped = result
     rows = compare_rows(reviews)

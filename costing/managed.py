@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
-from costing.catalog import PriceRow, _read, get_gpu, get_model, price_rows
+from costing.catalog import Catalog, PriceRow, _read, catalog, get_gpu, get_model
 from costing.errors import UserError
 from costing.fit import FitResult, fit_check
 from costing.resolve import fit_request
@@ -58,8 +57,9 @@ class ManagedCatalog:
 def shipped_managed_rows() -> list[PriceRow]:
     """managed.yaml's dated instance prices as price rows (`cloud` is the service)."""
     rows = []
+    raw = _read("managed.yaml")["services"]
     for service in INSTANCE_SERVICES:
-        for p in _read("managed.yaml")["services"][service]["prices"]:
+        for p in raw[service]["prices"]:
             rows.append(
                 PriceRow(
                     service,
@@ -74,8 +74,21 @@ def shipped_managed_rows() -> list[PriceRow]:
     return rows
 
 
-@lru_cache(maxsize=1)
+_LOADED: dict[int, tuple[Catalog, ManagedCatalog]] = {}
+
+
 def managed_catalog() -> ManagedCatalog:
+    """The managed services and their prices, laid under the price snapshot the catalog loaded (reloaded
+    with it: tests clear the catalog's cache to switch snapshots)."""
+    cat = catalog()
+    found = _LOADED.get(id(cat))
+    if found is None or found[0] is not cat:
+        _LOADED.clear()
+        found = _LOADED[id(cat)] = (cat, _load(cat))
+    return found[1]
+
+
+def _load(cat: Catalog) -> ManagedCatalog:
     raw = _read("managed.yaml")["services"]
     machines = {
         (s, name): Machine(s, name, str(m["gpu"]), int(m["gpus"]))
@@ -83,7 +96,7 @@ def managed_catalog() -> ManagedCatalog:
         for name, m in raw[s]["machines"].items()
     }
     prices = {(r.cloud, r.instance_type, r.region): r for r in shipped_managed_rows()}
-    for r in price_rows():  # a refreshed snapshot's rows replace the shipped ones
+    for r in cat.other_rows:  # a refreshed snapshot's rows replace the shipped ones
         if r.cloud in INSTANCE_SERVICES and r.pricing == PRICING and (r.cloud, r.instance_type) in machines:
             prices[(r.cloud, r.instance_type, r.region)] = r
     cmi = raw["bedrock-cmi"]

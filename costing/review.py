@@ -432,6 +432,7 @@ def cost_review(
     cloud_group: bool = False,
     boot_disk_gb: float = 0.0,
     projections: dict | None = None,
+    breakevens: bool = True,
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
     schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
@@ -447,7 +448,8 @@ def cost_review(
     with the replicas. `boot_disk_gb`: the system part of each replica's disk, costed with the weights' part
     (a SkyPilot replica's disk_size adds selfhost.skypilot.render.SYSTEM_DISK_GB, not costed yet: issue 22, open).
     `projections`: a memo of the projections by fit and request shape, shared by the candidates of
-    `selfhost compare` (regions and pricings of one machine project the same)."""
+    `selfhost compare` (regions and pricings of one machine project the same). `breakevens`: False skips
+    the break-even against each API (compare ranks hundreds of candidates and shows none)."""
     workload = require_workload(spec)
     resolved = across_zones(resolved or resolve(spec), spot_zones)
     refuse_unschedulable(spec, resolved)
@@ -534,7 +536,7 @@ def cost_review(
     slo_met = None if not slo else True
     evens = [
         break_even(api, workload, spec.schedule, replica_monthly, fleet.requests_per_s_per_replica, traffic, monthly)
-        for api in apis_for(fit.model.id)
+        for api in (apis_for(fit.model.id) if breakevens else [])
     ]
     evens.sort(key=lambda b: b.api_monthly_usd)
     return CostReview(

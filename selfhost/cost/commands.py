@@ -205,7 +205,7 @@ def register(app: typer.Typer) -> None:
     def compare(
         flags: dict[str, Any],
         spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
-        top: int = typer.Option(30, "--top", help="rows the table/markdown show, cheapest first (0: all; JSON: all)"),
+        top: int = typer.Option(20, "--top", help="rows the table/markdown show, cheapest first (0: all; JSON: all)"),
         fmt: str = FormatOpt,
     ) -> None:
         """Every offer x region x pricing that fits, ranked by monthly cost at the workload, with $/1M tokens
