@@ -36,10 +36,10 @@ class Space:
 def _candidates(offer: Offer, space: Space) -> list[tuple[str | None, str]]:
     """(region, pricing) pairs the snapshot prices for this offer within the filters (a pricing the cloud
     derives from its discount rule counts: `plan` prices it so, labelled). An offer with no price at all
-    yields one (None, ...) pair so its refusal is reported."""
+    yields a pair per region of its cloud so each refusal is reported."""
     regions = offer.regions
     if not regions:  # unpriced everywhere (RunPod Community): each of the cloud's regions, refused with the fix
-        wanted = [r for r in cloud_regions(offer.cloud) if not space.region or r == space.region]
+        wanted: list[str | None] = [r for r in cloud_regions(offer.cloud) if not space.region or r == space.region]
         return [(r, space.pricing or "on-demand") for r in wanted or [space.region]]
     if space.region:
         regions = [r for r in regions if r == space.region] or [space.region]  # unpriced: refused, with the reason
