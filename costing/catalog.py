@@ -9,6 +9,8 @@ import difflib
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
@@ -303,8 +305,27 @@ def snapshot_dir() -> Path:
     return platformdirs.user_cache_path("selfhost") / "prices"
 
 
+_PRICED_BY: list[Path | None] = []  # `priced_by`'s snapshot (None: the shipped one), innermost last
+
+
+@contextmanager
+def priced_by(path: Path | None) -> Iterator[None]:
+    """Price everything inside with the snapshot at `path` (JSON as `prices refresh` writes it, or YAML as
+    shipped) laid over the shipped one; None: the shipped one alone. `selfhost watch` reviews one set of specs
+    under two snapshots this way."""
+    _PRICED_BY.append(path)
+    catalog.cache_clear()
+    try:
+        yield
+    finally:
+        _PRICED_BY.pop()
+        catalog.cache_clear()
+
+
 def latest_snapshot() -> Path | None:
     """The newest refreshed snapshot, or None (then the shipped one is used)."""
+    if _PRICED_BY:
+        return _PRICED_BY[-1]
     if os.environ.get(PRICES_ENV, "").strip().lower() == "shipped":
         return None
     folder = snapshot_dir()
@@ -341,8 +362,11 @@ def price_rows() -> list[PriceRow]:
     path = latest_snapshot()
     if path is not None:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            text = path.read_text()
+            data = yaml.load(text, Loader=_LOADER) if path.suffix in (".yaml", ".yml") else json.loads(text)
+            if not isinstance(data, dict) or not isinstance(data.get("prices"), list):
+                raise ValueError("no `prices:` list of rows")
+        except (OSError, ValueError, yaml.YAMLError) as err:
             raise UserError(
                 f"price snapshot {path} is unreadable ({err})",
                 "run `selfhost prices refresh` again, or delete that file to use the shipped prices",

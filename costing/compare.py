@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 
 from costing.catalog import PRICINGS, Offer, catalog, get_gpu, get_model
 from costing.errors import UserError
@@ -50,7 +49,6 @@ def _candidates(offer: Offer, space: Space) -> list[tuple[str | None, str]]:
 Candidate = CostReview | ManagedReview
 
 
-@lru_cache(maxsize=8)
 def cloud_regions(cloud: str) -> tuple[str, ...]:
     """Regions where the snapshot prices some offer of `cloud` on demand."""
     return tuple(sorted({r for o in catalog().offers.values() if o.cloud == cloud for r in o.regions}))
