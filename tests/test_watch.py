@@ -72,3 +72,70 @@ def pytest_approx(x: float):
     import pytest
 
     return pytest.approx(x, abs=0.02)
+
+
+def test_the_weekly_workflow_reviews_against_the_fresh_snapshot_and_opens_one_issue(tmp_path):
+    """price-watch.yml's scripts with this checkout's `selfhost` and a `gh` on PATH that records its argv."""
+    import datetime as dt
+    import subprocess
+    import sys
+
+    from selfhost.prices import snapshot
+
+    wf = yaml.safe_load((ROOT / "examples" / "ci" / "github" / "price-watch.yml").read_text())
+    steps = {s.get("name"): s["run"] for s in wf["jobs"]["watch"]["steps"] if "run" in s}
+    env = dict(wf["env"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "selfhost").write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m selfhost.cli "$@"\n')
+    (bin_dir / "gh").write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        "open(os.environ['GH_LOG'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[1:3] == ['issue', 'list']:\n    print(os.environ.get('OPEN_ISSUE', ''))\n"
+    )
+    for tool in ("selfhost", "gh"):
+        (bin_dir / tool).chmod(0o755)
+    spec = spec_with_budget(tmp_path, 300)
+    (tmp_path / env["SPEC"]).parent.mkdir(parents=True)
+    (tmp_path / env["SPEC"]).write_text(spec.read_text())
+    (tmp_path / env["BASELINE"]).write_text(OLD.read_text())  # decided in September 2024
+    cache = tmp_path / "cache"
+    snapshot.write_shipped(dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc), cache / "selfhost" / "prices")
+    out_file = tmp_path / "github_output"
+    base = {
+        **env,
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "XDG_CACHE_HOME": str(cache),
+        "GITHUB_OUTPUT": str(out_file),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_REPOSITORY": "acme/llm",
+        "GITHUB_RUN_ID": "7",
+        "GH_LOG": str(tmp_path / "gh.log"),
+        "HOME": str(tmp_path),
+    }
+    run = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", steps["Re-review the spec against the fresh prices"]],
+        cwd=tmp_path,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "flipped=true" in out_file.read_text()
+    assert "| budget |" in (tmp_path / "watch.md").read_text()
+    issue = steps["Open or update the price-watch issue"]
+    for open_issue, verb in (("", "create"), ("12", "edit")):
+        (tmp_path / "gh.log").unlink(missing_ok=True)
+        done = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", issue],
+            cwd=tmp_path,
+            env={**base, "OPEN_ISSUE": open_issue},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        calls = [json.loads(line) for line in (tmp_path / "gh.log").read_text().splitlines()]
+        assert calls[0][:2] == ["issue", "list"] and calls[1][:2] == ["issue", verb]
+        assert "--body-file" in calls[1] and "watch.md" in calls[1]
+        assert (verb == "create") == ("--title" in calls[1] and env["ISSUE_TITLE"] in calls[1])
