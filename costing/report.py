@@ -587,8 +587,10 @@ def render_markdown(rv: CostReview) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     three = _three_way_lines(rv)
-    if three:
-        lines += [f"**{three[0]}**", ""] + [f"- {line.strip()}" for line in three[1:]] + [""]
+    for line in three:  # headings flush left, items indented two spaces a level
+        depth = (len(line) - len(line.lstrip())) // 2
+        lines.append(f"{'  ' * (depth - 1)}- {line.strip()}" if depth else f"\n**{line.strip()}**\n")
+    lines += [""] if three else []
     for note in rv.notes:
         lines.append(f"> note: {note}")
     from costing.price_age import warnings
