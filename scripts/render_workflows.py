@@ -1,5 +1,6 @@
-"""Regenerate examples/ci/github/{cost-diff,price-watch,deploy-<cloud>}.yml: what `selfhost init deploy/llama-<cloud> --cloud
-<cloud> --ci github` writes for a repository on `main` (`make templates`; a test fails when one is out of date).
+"""Regenerate examples/ci/github/{cost-diff,deploy-<cloud>}.yml: what `selfhost init deploy/llama-<cloud> --cloud
+<cloud> --ci github` writes for a repository on `main`, and price-watch.yml, the weekly `selfhost watch` of the
+same folder (`make templates`; a test fails when one is out of date).
 
 `--check` writes nothing and exits 1 when a shipped example differs from what the templates render now.
 """
