@@ -240,3 +240,22 @@ def test_compare_searches_every_offer_region_pricing_and_managed_endpoint(selfho
     assert {r["pricing"] for r in spot} == {"spot"}  # managed endpoints have no spot price
     east = json.loads(selfhost("compare", "--spec", SPEC, "--region", "us-east-1", "--format", "json").stdout)
     assert {r["region"] for r in east["offers"]} == {"us-east-1"}
+
+
+def test_the_chart_draws_the_cheapest_endpoint_of_each_managed_service(tmp_path, selfhost):
+    from costing.cost_chart import cost_curves
+    from costing.managed import monthly_at
+    from costing.review import cost_review
+    from costing.three_way import three_way
+
+    s = spec(3000, slo={"p90_latency_s": 20})
+    review = cost_review(s)
+    assert cost_curves(review)["managed_usd"] == {}  # a review without the three-way draws no managed line
+    review.three_way = three_way(review)
+    data = cost_curves(review)
+    assert {k.split(":")[1].split()[0] for k in data["managed_usd"]} == {"vertex", "sagemaker", "bedrock-cmi"}
+    sagemaker = next(m for m in review.three_way.managed if m.service == "sagemaker")  # the cheapest first
+    line = data["managed_usd"][f"managed: {sagemaker.label} ({sagemaker.region})"]
+    assert line == [monthly_at(sagemaker, s, x) for x in data["requests_per_day"]]
+    out = selfhost("plan", "--spec", SPEC, "--chart", str(tmp_path / "c.png"))
+    assert out.returncode == 0 and (tmp_path / "c.png").stat().st_size > 10_000
