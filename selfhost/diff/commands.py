@@ -67,9 +67,12 @@ def _review(data: dict, where: str) -> dict:
     from costing.report import review_dict
     from costing.review import cost_review
     from costing.spec import spec_from_dict
+    from costing.three_way import three_way
 
     try:
-        return review_dict(cost_review(spec_from_dict(data)))
+        review = cost_review(spec_from_dict(data))
+        review.three_way = three_way(review)  # managed endpoints and APIs beside the fleet, as `plan` shows
+        return review_dict(review)
     except UserError as err:
         raise UserError(f"{where}: {err.problem}", err.fix) from None
 
