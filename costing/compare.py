@@ -81,6 +81,12 @@ def compare_offers(spec: DeploymentSpec, space: Space | None = None) -> tuple[li
         reviews += managed
         skipped += [Skipped(m.label, m.reason, m.p90_s, m.region, MANAGED_PRICING) for m in missed]
     reviews.sort(key=_rank)
+    if not reviews and space.region and all(s.region == space.region and "price" in s.reason for s in skipped):
+        priced = sorted({r for o in catalog().offers.values() for r in o.regions})
+        raise UserError(
+            f"nothing{' on ' + space.cloud if space.cloud else ''} has a price for region {space.region}",
+            f"use --region with one of: {', '.join(priced)} (or `selfhost prices refresh --cloud CLOUD --region {space.region}`)",
+        )
     if not reviews:
         where = " on " + space.cloud if space.cloud else ""
         raise UserError(

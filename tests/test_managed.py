@@ -259,3 +259,9 @@ def test_the_chart_draws_the_cheapest_endpoint_of_each_managed_service(tmp_path,
     assert line == [monthly_at(sagemaker, s, x) for x in data["requests_per_day"]]
     out = selfhost("plan", "--spec", SPEC, "--chart", str(tmp_path / "c.png"))
     assert out.returncode == 0 and (tmp_path / "c.png").stat().st_size > 10_000
+
+
+def test_compare_in_a_region_nothing_prices_names_the_priced_regions(selfhost):
+    out = selfhost("compare", "--spec", SPEC, "--region", "mars")
+    assert out.returncode == 2 and "has a price for region mars" in out.stderr
+    assert "us-east-1" in out.stderr and "Traceback" not in out.stderr
