@@ -85,7 +85,8 @@ def compare_offers(spec: DeploymentSpec, space: Space | None = None) -> tuple[li
         priced = sorted({r for o in catalog().offers.values() for r in o.regions})
         raise UserError(
             f"nothing{' on ' + space.cloud if space.cloud else ''} has a price for region {space.region}",
-            f"use --region with one of: {', '.join(priced)} (or `selfhost prices refresh --cloud CLOUD --region {space.region}`)",
+            f"use --region with one of: {', '.join(priced)} "
+            f"(or `selfhost prices refresh --cloud CLOUD --region {space.region}`)",
         )
     if not reviews:
         where = " on " + space.cloud if space.cloud else ""
