@@ -181,6 +181,12 @@ def billed_windows(profile: list[tuple[float, float]], window_min: float, idle_m
     )
 
 
+def unit_hours(profile: list[tuple[float, float]], capacity_rps: float, floor: int) -> float:
+    """Instance- (node-) hours a month of an endpoint that scales out on the load (target tracking) but never
+    below `floor`: each segment of the profile runs the units its rate needs at `capacity_rps` each."""
+    return sum(hours * max(floor, replicas_needed(rate, capacity_rps)) for hours, rate in profile if hours > 0)
+
+
 # ------------------------------------------------------------------------------ the reviews
 
 
@@ -204,12 +210,13 @@ def _instance_review(
     capacity = point.requests_per_s * spec.target_utilization
     floor = HIGH_AVAILABILITY_REPLICAS if spec.effective_availability == "high" else 1
     units = max(floor, replicas_needed(traffic.peak_requests_per_s, capacity))
-    monthly = units * row.usd_per_hour * HOURS_PER_MONTH
+    hours = unit_hours(hourly_profile(workload, spec.schedule), capacity, floor)
+    monthly = hours * row.usd_per_hour
     svc = managed_catalog().services[machine.service]
     unit = "instance" if machine.service == "sagemaker" else "node"
     notes = [
-        f"{units} {unit}(s) for the peak at {spec.target_utilization:.0%} utilization, "
-        f"billed all {HOURS_PER_MONTH:g} h (no scale to zero)"
+        f"target-tracking autoscaling between {floor} and {units} {unit}(s) at {spec.target_utilization:.0%} "
+        f"utilization: {hours:,.0f} {unit}-hours a month (the peak profile; never below {floor}: no scale to zero)"
     ]
     if spec.schedule.part_time:
         notes.append("the schedule does not stop an endpoint: it is billed every hour it exists")
@@ -222,7 +229,7 @@ def _instance_review(
         f"{fit.total_gpus}x {fit.gpu.name}",
         units,
         row.usd_per_hour,
-        HOURS_PER_MONTH,
+        hours / units,
         monthly,
         monthly / traffic.output_tokens_per_month * 1e6,
         point.output_tokens_per_s,
@@ -340,9 +347,9 @@ def monthly_at(option: ManagedReview, spec: DeploymentSpec, requests_per_day: fl
         return cmu * rate.usd_per_cmu_minute * window * windows + cmu * rate.storage_usd_per_cmu_month
     from costing.review import HIGH_AVAILABILITY_REPLICAS
 
-    peak = Traffic.of(scaled, spec.schedule).peak_requests_per_s
     floor = HIGH_AVAILABILITY_REPLICAS if spec.effective_availability == "high" else 1
-    return max(floor, replicas_needed(peak, option.capacity_rps or 0)) * option.usd_per_hour * HOURS_PER_MONTH
+    profile = hourly_profile(scaled, spec.schedule)
+    return unit_hours(profile, option.capacity_rps or 0.0, floor) * option.usd_per_hour
 
 
 def _workload(spec: DeploymentSpec) -> WorkloadSpec:

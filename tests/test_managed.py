@@ -60,6 +60,11 @@ def test_instance_endpoints_scale_out_on_the_projection_and_never_to_zero():
     assert light[key].units == 1 and light[key].monthly_usd == pytest.approx(1.41 * 730)  # idle: still billed
     assert heavy[key].units > 1
     assert heavy[key].monthly_usd == pytest.approx(heavy[key].units * 1.41 * 730)
+    # a peaky day (peak 4x the mean for a quarter of the hours, so nothing off-peak): target tracking runs the
+    # peak's instances for 182.5 h and one for the other 547.5 h
+    peaky = by_label(managed_reviews(spec(400_000, peak=4.0))[0])[key]
+    assert peaky.units > heavy[key].units
+    assert peaky.monthly_usd == pytest.approx(1.41 * (182.5 * peaky.units + 547.5 * 1))
     # the count is what one instance's SLO-bound capacity needs for the peak, at the target utilization
     assert (
         heavy[key].capacity_rps * (heavy[key].units - 1) < 400_000 / 86400 <= heavy[key].capacity_rps * heavy[key].units
