@@ -9,8 +9,10 @@ import difflib
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -146,14 +148,21 @@ class Offer:
     cloud_type: str | None
     prices: tuple[PriceRow, ...] = ()
 
-    @property
+    @cached_property
     def regions(self) -> list[str]:
         """Regions with an on-demand price for this offer (sorted)."""
         return sorted({r.region for r in self.prices if r.pricing == "on-demand"})
 
     def rows(self, pricing: str, region: str | None = None) -> list[PriceRow]:
-        region = region or self.region
-        return [r for r in self.prices if r.pricing == pricing and r.region == region]
+        return self._by_market.get((pricing, region or self.region), [])
+
+    @cached_property
+    def _by_market(self) -> dict[tuple[str, str], list[PriceRow]]:
+        """The price rows by (pricing, region): `selfhost compare` looks up hundreds of markets."""
+        found: dict[tuple[str, str], list[PriceRow]] = {}
+        for r in self.prices:
+            found.setdefault((r.pricing, r.region), []).append(r)
+        return found
 
     def by_zone(self, pricing: str, region: str | None = None) -> dict[str, PriceRow]:
         """The rows of a market priced per zone (spot), by zone ID."""
@@ -238,6 +247,7 @@ class Catalog:
     clouds: dict[str, dict[str, Any]]
     apis: tuple[ApiPrice, ...]
     _alias: dict[str, str] = field(default_factory=dict)
+    other_rows: tuple[PriceRow, ...] = ()  # snapshot rows of no offer (managed endpoints' machines)
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster, keeps `selfhost plan` instant
@@ -270,7 +280,8 @@ def catalog() -> Catalog:
     gpus = {name: Gpu(name=name, **g) for name, g in _read("gpus.yaml")["gpus"].items()}
     raw_offers = _read("offers.yaml")
     by_type: dict[tuple[str, str], list[PriceRow]] = {}
-    for row in price_rows():
+    rows = price_rows()
+    for row in rows:
         by_type.setdefault((row.cloud, row.instance_type), []).append(row)
     offers = {}
     for oid, o in raw_offers["offers"].items():
@@ -279,7 +290,9 @@ def catalog() -> Catalog:
     apis = tuple(
         ApiPrice(models=tuple(a.pop("models")), closed=a.pop("closed", False), **a) for a in _read("apis.yaml")["apis"]
     )
-    return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias)
+    offered = {(o["cloud"], o["instance_type"]) for o in raw_offers["offers"].values()}
+    other = tuple(r for r in rows if (r.cloud, r.instance_type) not in offered)
+    return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias, other)
 
 
 SHIPPED_SNAPSHOT = "costing/data/prices.yaml"
@@ -293,8 +306,27 @@ def snapshot_dir() -> Path:
     return platformdirs.user_cache_path("selfhost") / "prices"
 
 
+_PRICED_BY: list[Path | None] = []  # `priced_by`'s snapshot (None: the shipped one), innermost last
+
+
+@contextmanager
+def priced_by(path: Path | None) -> Iterator[None]:
+    """Price everything inside with the snapshot at `path` (JSON as `prices refresh` writes it, or YAML as
+    shipped) laid over the shipped one; None: the shipped one alone. `selfhost watch` reviews one set of specs
+    under two snapshots this way."""
+    _PRICED_BY.append(path)
+    catalog.cache_clear()
+    try:
+        yield
+    finally:
+        _PRICED_BY.pop()
+        catalog.cache_clear()
+
+
 def latest_snapshot() -> Path | None:
     """The newest refreshed snapshot, or None (then the shipped one is used)."""
+    if _PRICED_BY:
+        return _PRICED_BY[-1]
     if os.environ.get(PRICES_ENV, "").strip().lower() == "shipped":
         return None
     folder = snapshot_dir()
@@ -331,8 +363,11 @@ def price_rows() -> list[PriceRow]:
     path = latest_snapshot()
     if path is not None:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            text = path.read_text()
+            data = yaml.load(text, Loader=_LOADER) if path.suffix in (".yaml", ".yml") else json.loads(text)
+            if not isinstance(data, dict) or not isinstance(data.get("prices"), list):
+                raise ValueError("no `prices:` list of rows")
+        except (OSError, ValueError, yaml.YAMLError) as err:
             raise UserError(
                 f"price snapshot {path} is unreadable ({err})",
                 "run `selfhost prices refresh` again, or delete that file to use the shipped prices",

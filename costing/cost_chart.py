@@ -37,9 +37,23 @@ def cost_curves(review: CostReview, points: int = 200) -> dict:
         "requests_per_day": xs,
         "selfhost_usd": selfhost,
         "api_usd": apis,
+        "managed_usd": managed_curves(review, xs),
         "breakeven": marks,
         "workload_requests_per_day": w.requests_per_day,
     }
+
+
+def managed_curves(review: CostReview, xs: list[float]) -> dict[str, list[float]]:
+    """The cheapest endpoint of each managed service (set by `plan`'s three-way review), at each traffic level."""
+    tw = review.three_way
+    if tw is None:
+        return {}
+    from costing.managed import ManagedReview, monthly_at
+
+    cheapest: dict[str, ManagedReview] = {}
+    for m in tw.managed:  # cheapest first
+        cheapest.setdefault(m.service, m)
+    return {f"managed: {m.label} ({m.region})": [monthly_at(m, review.spec, x) for x in xs] for m in cheapest.values()}
 
 
 def cost_chart(review: CostReview, path: Path | str) -> Path:
@@ -56,6 +70,8 @@ def cost_chart(review: CostReview, path: Path | str) -> Path:
     ax.step(xs, data["selfhost_usd"], where="post", color="black", linewidth=2.5, label=label)
     for name, ys in data["api_usd"].items():
         ax.plot(xs, ys, linewidth=1.3, label=name)
+    for name, ys in data["managed_usd"].items():
+        ax.plot(xs, ys, linewidth=1.6, linestyle="--", label=name)
     marks = sorted(data["breakeven"].items(), key=lambda item: item[1][0])
     for i, (name, (x, y)) in enumerate(marks):  # stagger the labels: break-evens often sit close together
         ax.plot([x], [y], marker="o", color="red", markersize=6)
@@ -75,7 +91,8 @@ def cost_chart(review: CostReview, path: Path | str) -> Path:
     ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     ax.set_xlabel(f"requests/day ({review.workload.input_tokens} in + {review.workload.output_tokens} out tokens)")
     ax.set_ylabel("USD / month")
-    ax.set_title(f"{review.fit.model.id} {review.fit.precision.id}: self-host vs pay-per-token")
+    kinds = "self-host vs managed vs pay-per-token" if data["managed_usd"] else "self-host vs pay-per-token"
+    ax.set_title(f"{review.fit.model.id} {review.fit.precision.id}: {kinds}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()

@@ -71,6 +71,19 @@ def _side(review: dict[str, Any] | None) -> dict[str, Any] | None:
             }
             for b in review["breakeven"]
         },
+        **_three_way_side(review.get("three_way")),
+    }
+
+
+def _three_way_side(three: dict[str, Any] | None) -> dict[str, Any]:
+    """The cheapest managed endpoint and the cheapest of the three kinds (self-hosted, managed, API)."""
+    if not three:
+        return {}
+    managed = [o for o in three["options"] if o["kind"] == "managed"]
+    cheapest = min(three["options"], key=lambda o: o["monthly_usd"])
+    return {
+        "cheapest_managed": f"{managed[0]['label']} {_money(managed[0]['monthly_usd'])}/mo" if managed else None,
+        "cheapest_kind": f"{cheapest['kind']}: {cheapest['label']}",
     }
 
 
@@ -287,6 +300,8 @@ def rows(p: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("$/1M output tokens", get(b, "usd_per_million_output_tokens", _money),
          get(h, "usd_per_million_output_tokens", _money), _signed(d["usd_per_million_output_tokens"])),
         ("SLO", _slo(b), _slo(h), "" if _slo(b) == _slo(h) or b is None or h is None else "changed"),
+        ("Cheapest managed endpoint", get(b, "cheapest_managed"), get(h, "cheapest_managed"), same("cheapest_managed")),
+        ("Cheapest of the three", get(b, "cheapest_kind"), get(h, "cheapest_kind"), same("cheapest_kind")),
     ]  # fmt: skip
     for api, api_delta in d["api_monthly_usd"].items():
         out.append((f"vs {api}", _be(b, api), _be(h, api), f"API {_signed(api_delta)}" if api_delta else ""))

@@ -170,7 +170,22 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
         "notes": rv.notes,
         "prices": _prices_dict(rv),
         **({"spot_risk": spot_risk_dict(rv)} if rv.spot_risk else {}),
+        **({"three_way": _three_way_dict(rv)} if rv.three_way is not None else {}),
     }
+
+
+def _three_way_dict(rv: CostReview) -> dict[str, Any]:
+    from costing.three_way import three_way_dict
+
+    return three_way_dict(rv.three_way)
+
+
+def _three_way_lines(rv: CostReview) -> list[str]:
+    if rv.three_way is None:
+        return []
+    from costing.three_way import three_way_lines
+
+    return three_way_lines(rv.three_way)
 
 
 def _bounds(values: tuple[float | None, float | None, float | None], nd: int) -> dict[str, float | None]:
@@ -541,6 +556,8 @@ def render_table(rv: CostReview) -> str:
     for row in breakeven_rows(rv):
         table.add_row(*row)
     console.print(table)
+    for line in _three_way_lines(rv):
+        console.print(line, soft_wrap=True)
     for note in rv.notes:
         console.print(f"note: {note}", soft_wrap=True)
     from costing.catalog import snapshot_label
@@ -569,6 +586,11 @@ def render_markdown(rv: CostReview) -> str:
     for row in breakeven_rows(rv):
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    three = _three_way_lines(rv)
+    for line in three:  # headings flush left, items indented two spaces a level
+        depth = (len(line) - len(line.lstrip())) // 2
+        lines.append(f"{'  ' * (depth - 1)}- {line.strip()}" if depth else f"\n**{line.strip()}**\n")
+    lines += [""] if three else []
     for note in rv.notes:
         lines.append(f"> note: {note}")
     from costing.price_age import warnings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from costing import projection as proj
 from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
@@ -96,6 +97,7 @@ class CostReview:
     billed_hours_per_month: float = HOURS_PER_MONTH
     no_workload: bool = False  # a price review: one replica at full load at DEFAULT_SHAPE (see full_load_review)
     spot_risk: SpotRisk | None = None  # spot pricing only: interruptions, cold start, fallback cost
+    three_way: Any = None  # costing.three_way.ThreeWay, set by `plan` (managed endpoints and APIs beside the fleet)
 
     @property
     def fit(self):
@@ -413,6 +415,23 @@ def _stack_lines(
     return lines
 
 
+def _projections(
+    fit, tokens_in: int, tokens_out: int, slo: float | None, params: proj.Params | None, memo: dict | None
+) -> tuple[proj.Projection, proj.Projection]:
+    """(full load, SLO-bound point) of one replica; memoised in `memo` by what they depend on."""
+    key = (
+        fit.model.id, fit.precision.id, fit.gpu.name, fit.gpus_per_node, fit.nodes, fit.settings,
+        fit.kv_capacity_tokens, fit.max_model_len, tokens_in, tokens_out, slo, id(params),
+    )  # fmt: skip
+    if memo is not None and key in memo:
+        return memo[key]
+    full = proj.max_throughput(fit, tokens_in, tokens_out, params=params)
+    point = proj.slo_concurrency(fit, tokens_in, tokens_out, slo, params=params) if slo else full
+    if memo is not None:
+        memo[key] = (full, point)
+    return full, point
+
+
 def cost_review(
     spec: DeploymentSpec,
     *,
@@ -425,6 +444,8 @@ def cost_review(
     spot_zones: tuple[str, ...] = (),
     cloud_group: bool = False,
     boot_disk_gb: float | None = None,
+    projections: dict | None = None,
+    breakevens: bool = True,
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
     schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
@@ -438,15 +459,17 @@ def cost_review(
     group or managed instance group), not SkyServe: no SpotHedge placement, and a preempted spot replica
     comes back as spot (the on-demand base keeps serving), not as an on-demand fallback; its disks are deleted
     with the replicas. `boot_disk_gb`: the system part of each replica's disk, costed with the weights' part;
-    None (the default): the deployment is a SkyPilot task, whose `disk_size` per node is sky_disk_size_gb."""
+    None (the default): the deployment is a SkyPilot task, whose `disk_size` per node is sky_disk_size_gb.
+    `projections`: a memo of the projections by fit and request shape, shared by the candidates of
+    `selfhost compare` (regions and pricings of one machine project the same). `breakevens`: False skips
+    the break-even against each API (compare ranks hundreds of candidates and shows none)."""
     workload = require_workload(spec)
     resolved = across_zones(resolved or resolve(spec), spot_zones)
     refuse_unschedulable(spec, resolved)
     fit = resolved.fit
     tokens_in, tokens_out = workload.input_tokens, workload.output_tokens
     slo = spec.slo.p90_latency_s
-    full = proj.max_throughput(fit, tokens_in, tokens_out, params=params)
-    point = proj.slo_concurrency(fit, tokens_in, tokens_out, slo, params=params) if slo else full
+    full, point = _projections(fit, tokens_in, tokens_out, slo, params, projections)
     if slo and point.p90_e2e_latency_s > slo:
         where = resolved.offer.id if resolved.offer else f"{fit.total_gpus}x {fit.gpu.name}"
         problem = f"the p90 latency SLO of {slo:g} s is missed on {where} at {fit.precision.id}: " + _slo_reason(
@@ -529,7 +552,7 @@ def cost_review(
     slo_met = None if not slo else True
     evens = [
         break_even(api, workload, spec.schedule, replica_monthly, fleet.requests_per_s_per_replica, traffic, monthly)
-        for api in apis_for(fit.model.id)
+        for api in (apis_for(fit.model.id) if breakevens else [])
     ]
     evens.sort(key=lambda b: b.api_monthly_usd)
     return CostReview(

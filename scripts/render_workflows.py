@@ -1,5 +1,6 @@
 """Regenerate examples/ci/github/{cost-diff,deploy-<cloud>}.yml: what `selfhost init deploy/llama-<cloud> --cloud
-<cloud> --ci github` writes for a repository on `main` (`make templates`; a test fails when one is out of date).
+<cloud> --ci github` writes for a repository on `main`, and price-watch.yml, the weekly `selfhost watch` of the
+same folder (`make templates`; a test fails when one is out of date).
 
 `--check` writes nothing and exits 1 when a shipped example differs from what the templates render now.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from selfhost.scaffold.ci_github import Repo, workflows
 from selfhost.scaffold.kit_wheel import WHEEL_PREFIX
+from selfhost.scaffold.watch_workflow import price_watch_workflow
 from selfhost.versions import kit_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,8 @@ def rendered() -> dict[Path, str]:
         out[OUT / f"deploy-{cloud}.yml"] = flows[repo.workflow("deploy")]
         if cloud == "aws":
             out[OUT / "cost-diff.yml"] = flows[repo.workflow("cost-diff")]
+            watch = price_watch_workflow(repo, wheel, version)
+            out[OUT / "price-watch.yml"] = watch[repo.workflow("price-watch")]
     return out
 
 

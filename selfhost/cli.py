@@ -52,9 +52,11 @@ def _register_commands() -> None:
     from selfhost.reap import commands as reap_commands
     from selfhost.scaffold import commands as scaffold_commands
     from selfhost.skypilot import commands as deploy_commands
+    from selfhost.watch import commands as watch_commands
 
     cost_commands.register(app)
     diff_commands.register(app)
+    watch_commands.register(app)
     gate_commands.register(app)
     bill_commands.register(app)
     reap_commands.register(app)

@@ -8,6 +8,7 @@ RunPod `gpuTypes`: securePrice/communityPrice per GPU)."""
 from __future__ import annotations
 
 import json
+import zlib
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -268,3 +269,85 @@ def aws_reserved_rows(retrieved) -> list[dict]:
             if pricing != "on-demand":
                 rows.append(row("aws", r.instance_type, r.region, pricing, usd, PRICE_LIST_API, retrieved))
     return rows
+
+
+# ------------------------------------------------------------- managed endpoints: SageMaker, Vertex AI
+
+
+def sagemaker_product(machine: str, region: str, usd: float) -> str:
+    """A Price List product of service AmazonSageMaker, real-time hosting (attributes as the API returns them:
+    instanceName, component Hosting, an instanceType with a -hosting suffix)."""
+    sku = f"SM{zlib.crc32(f'{machine}/{region}'.encode()) % 10**8}"
+    return json.dumps(
+        {
+            "product": {
+                "productFamily": "ML Instance",
+                "attributes": {
+                    "instanceName": machine,
+                    "instanceType": f"{machine}-hosting",
+                    "component": "Hosting",
+                    "regionCode": region,
+                    "usagetype": f"USE1-Host:{machine}",
+                    "operation": "RunInstance",
+                    "servicecode": "AmazonSageMaker",
+                },
+                "sku": sku,
+            },
+            "serviceCode": "AmazonSageMaker",
+            "terms": {
+                "OnDemand": {
+                    f"{sku}.JRTCKXETXF": {
+                        "priceDimensions": {
+                            f"{sku}.JRTCKXETXF.6YS6EN2CT7": {
+                                "unit": "Hrs",
+                                "endRange": "Inf",
+                                "description": f"${usd} per Hosting {machine} hour",
+                                "appliesTo": [],
+                                "rateCode": f"{sku}.JRTCKXETXF.6YS6EN2CT7",
+                                "beginRange": "0",
+                                "pricePerUnit": {"USD": f"{usd:.10f}"},
+                            }
+                        },
+                        "sku": sku,
+                        "effectiveDate": "2026-11-01T00:00:00Z",
+                        "offerTermCode": "JRTCKXETXF",
+                        "termAttributes": {},
+                    }
+                }
+            },
+            "version": "20261101000000",
+            "publicationDate": "2026-11-01T00:00:00Z",
+        }
+    )
+
+
+def sagemaker_answer(prices: dict[tuple[str, str], float], fallback=None):
+    """GetProducts for ServiceCode AmazonSageMaker (filters instanceName, regionCode, component); other service
+    codes go to `fallback` (e.g. price_list_answer for AmazonEC2)."""
+
+    def answer(method: str, path: str, body: Any) -> tuple[int, Any]:
+        if (body or {}).get("ServiceCode") != "AmazonSageMaker":
+            return fallback(method, path, body) if fallback else (200, {"FormatVersion": "aws_v1", "PriceList": []})
+        fields = {f["Field"]: f["Value"] for f in (body or {}).get("Filters", [])}
+        key = (fields.get("instanceName"), fields.get("regionCode"))
+        hosting = fields.get("component") == "Hosting"
+        items = [sagemaker_product(*key, prices[key])] if hosting and key in prices else []
+        return 200, {"FormatVersion": "aws_v1", "PriceList": items}
+
+    return answer
+
+
+def billing_service_answer(service_id: str, skus: list[dict], page_size: int = 3):
+    """services.skus.list of one service (e.g. Vertex AI, services/C7E2-9256-1C43), paginated."""
+
+    def answer(method: str, path: str, body: Any) -> tuple[int, Any]:
+        from urllib.parse import parse_qs, urlparse
+
+        url = urlparse(path)
+        if not url.path.endswith(f"/v1/services/{service_id}/skus"):
+            return 404, {"error": {"code": 404, "message": f"no route {url.path}", "status": "NOT_FOUND"}}
+        start = int(parse_qs(url.query).get("pageToken", ["0"])[0])
+        nxt = start + page_size
+        return 200, {"skus": skus[start:nxt], "nextPageToken": str(nxt) if nxt < len(skus) else ""}
+
+    return answer

@@ -27,7 +27,7 @@ def tool(name: str) -> str:
 
 def test_the_workflows_are_shipped():
     deploys = {f"deploy-{cloud}.yml" for cloud in ("aws", "gcp", "runpod", "sky")}
-    assert {p.name for p in WORKFLOWS} == {"cost-diff.yml", "preview.yml", "reap.yml"} | deploys
+    assert {p.name for p in WORKFLOWS} == {"cost-diff.yml", "preview.yml", "reap.yml", "price-watch.yml"} | deploys
 
 
 def test_the_rendered_examples_are_what_init_writes_today():

@@ -179,6 +179,9 @@ def register(app: typer.Typer) -> None:
             resolved = resolve(spec)
             params, label = _load_calibration(calibration, resolved.fit)
             review = cost_review(spec, params=params, calibration=label, resolved=resolved)
+            from costing.three_way import three_way
+
+            review.three_way = three_way(review)
         typer.echo(report.render(review, fmt), nl=False)
         if chart:
             from costing.cost_chart import cost_chart
@@ -193,17 +196,28 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @spec_options(
         "model", "precision", "cloud", "pricing", "region", *WORKLOAD_FLAGS,
-        help={"cloud": "only this cloud", "region": "price this region; offers not priced there are skipped"},
+        help={
+            "cloud": "only this cloud",
+            "region": "only this region; offers not priced there are skipped",
+            "pricing": "only this pricing (default: every pricing the snapshot prices)",
+        },
     )  # fmt: skip
     def compare(
         flags: dict[str, Any],
         spec_file: Path | None = typer.Option(None, "--spec", help="YAML deployment spec (flags override it)"),
+        top: int = typer.Option(20, "--top", help="rows the table/markdown show, cheapest first (0: all; JSON: all)"),
         fmt: str = FormatOpt,
     ) -> None:
-        """Every offer that fits, ranked by monthly cost at the workload, with $/1M tokens and the SLO."""
-        from costing.compare import compare_offers, render_compare
+        """Every offer x region x pricing that fits, ranked by monthly cost at the workload, with $/1M tokens
+        and the SLO. --cloud, --region and --pricing narrow the space (the spec's own region and pricing do not)."""
+        from costing.catalog import check_pricing
+        from costing.compare import Space, compare_offers, render_compare
         from costing.spec import load_spec, overrides_from_flags
 
         _check_format(fmt, ("table", "json", "markdown"))
+        if top < 0:
+            raise UserError(f"--top must be 0 (all) or more (got {top})", "pass --top 0 for every row, or a positive N")
         spec = load_spec(spec_file, **overrides_from_flags(**flags))
-        typer.echo(render_compare(compare_offers(spec), fmt), nl=False)
+        pricing = check_pricing(flags["pricing"]) if flags.get("pricing") else None
+        space = Space(cloud=spec.target.cloud, region=flags.get("region"), pricing=pricing)
+        typer.echo(render_compare(compare_offers(spec, space), fmt, top), nl=False)

@@ -116,21 +116,26 @@ def _review(data: dict, where: str, stack=None) -> dict:
     from costing.report import review_dict
     from costing.review import cost_review
     from costing.spec import spec_from_dict
+    from costing.three_way import three_way
 
     try:
         if stack is None:
-            return review_dict(cost_review(spec_from_dict(data)))
-        import tempfile
+            review = cost_review(spec_from_dict(data))
+        else:
+            import tempfile
 
-        import yaml
+            import yaml
 
-        from selfhost.stack.folder_review import stack_spec_review
+            from selfhost.stack.folder_review import stack_spec_review
 
-        with tempfile.TemporaryDirectory() as tmp:
-            spec_file = Path(tmp) / "spec.yaml"
-            spec_file.write_text(yaml.safe_dump(data))
-            doc = review_dict(stack_spec_review(stack, spec_file))
-        doc["deployed_by"] = f"the {stack.cloud} Pulumi stack ({stack.file})"
+            with tempfile.TemporaryDirectory() as tmp:
+                spec_file = Path(tmp) / "spec.yaml"
+                spec_file.write_text(yaml.safe_dump(data))
+                review = stack_spec_review(stack, spec_file)
+        review.three_way = three_way(review)  # managed endpoints and APIs beside the fleet, as `plan` shows
+        doc = review_dict(review)
+        if stack is not None:
+            doc["deployed_by"] = f"the {stack.cloud} Pulumi stack ({stack.file})"
         return doc
     except UserError as err:
         raise UserError(f"{where}: {err.problem}", err.fix) from None

@@ -52,7 +52,7 @@ def refresh(clouds: list[str], regions: list[str], offline: bool) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from selfhost.prices import snapshot
+    from selfhost.prices import managed_prices, snapshot
     from selfhost.prices.aws_pricing import CloudFailure
 
     err = Console(stderr=True)
@@ -69,6 +69,7 @@ def refresh(clouds: list[str], regions: list[str], offline: bool) -> int:
             task = progress.add_task(f"{cloud} ({', '.join(wanted)})", total=_steps(cloud, wanted))
             try:
                 got = _refresh_cloud(cloud, wanted, retrieved, lambda t=task: progress.advance(t))
+                got += managed_prices.refresh_managed(cloud, wanted, retrieved)  # SageMaker, Vertex AI
             except CloudFailure as failure:
                 failed.append(cloud)
                 progress.console.print(f"error: {cloud}: {failure}", soft_wrap=True)
