@@ -86,7 +86,7 @@ def refresh_vertex(regions: list[str], retrieved: dt.datetime, catalog=None) -> 
     from costing.catalog import catalog as kit_catalog
     from selfhost.prices import gcp_billing
 
-    shapes = {o.instance_type: (o.vcpus, float(o.ram_gb), o.gpus) for o in kit_catalog().offers.values()}
+    shapes = {o.instance_type: (o.vcpus, float(o.ram_gb), o.gpus, o.gpu) for o in kit_catalog().offers.values()}
     try:
         catalog = catalog or gcp_billing.client()
         skus = [s for s in catalog.list_skus(parent=VERTEX_AI) if is_prediction(s.description)]
@@ -95,13 +95,17 @@ def refresh_vertex(regions: list[str], retrieved: dt.datetime, catalog=None) -> 
     parts = gcp_billing.component_prices(skus, regions)
     rows = []
     for (region, pricing), p in sorted(parts.items()):
-        if pricing != "on-demand" or not {"vcpu", "ram", "gpu"} <= set(p):
-            continue  # a node is priced only when all three parts are
+        if pricing != "on-demand":
+            continue
         for name in _machines("vertex"):
             if name not in shapes:
                 continue
-            vcpus, ram_gib, gpus = shapes[name]
-            usd = vcpus * p["vcpu"] + ram_gib * p["ram"] + gpus * p["gpu"]
+            vcpus, ram_gib, gpus, gpu = shapes[name]
+            family = name.split("-", 1)[0]
+            need = (("vcpu", family), ("ram", family), ("gpu", gpu))
+            if not all(k in p for k in need):
+                continue  # a node is priced only when all three parts are
+            usd = vcpus * p[need[0]] + ram_gib * p[need[1]] + gpus * p[need[2]]
             rows.append(row("vertex", name, region, "on-demand", usd, VERTEX_API, retrieved))
     return rows
 
