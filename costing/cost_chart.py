@@ -22,9 +22,9 @@ def cost_curves(review: CostReview, points: int = 200) -> dict:
     )
     xs = [x_max * i / points for i in range(1, points + 1)]
     days = operating_days_per_month(sched)
-    replica_month = monthly_usd(
+    replica_month = review.replica_monthly_usd or monthly_usd(
         review.hourly_usd, sched, 1, review.storage_gb, review.storage_usd_per_gb_month, review.spec.target.pricing
-    )
+    )  # the break-evens' base: one replica with every disk it runs (a SkyPilot replica's system part too)
     selfhost = [
         replica_month * max(1, math.ceil(x / per_replica_day - 1e-9)) if per_replica_day > 0 else math.inf for x in xs
     ]

@@ -98,6 +98,7 @@ class CostReview:
     no_workload: bool = False  # a price review: one replica at full load at DEFAULT_SHAPE (see full_load_review)
     spot_risk: SpotRisk | None = None  # spot pricing only: interruptions, cold start, fallback cost
     three_way: Any = None  # costing.three_way.ThreeWay, set by `plan` (managed endpoints and APIs beside the fleet)
+    replica_monthly_usd: float = 0.0  # one replica a month as the table costs it (its disks too): the break-evens' base
 
     @property
     def fit(self):
@@ -577,6 +578,7 @@ def cost_review(
         lines,
         billed_hours_per_month(spec.schedule, spec.target.pricing),
         spot_risk=risk,
+        replica_monthly_usd=replica_monthly,
     )
 
 
