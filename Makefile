@@ -19,7 +19,7 @@ vllm-venv: $(VLLM_STAMP)
 $(KIT_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[all,dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[all,dev]'
 	$(BIN)/python -m compileall -q costing selfhost > /dev/null
 	touch $@
 
