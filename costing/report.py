@@ -21,7 +21,7 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 
 
 def projection_dict(p: Projection) -> dict[str, Any]:
-    """The projection's stable JSON fields (documented in README, 'JSON fields')."""
+    """The projection's stable JSON fields (documented in docs/concepts/review.md, 'JSON fields')."""
     return {
         "concurrency": p.concurrency,
         "requested_concurrency": p.requested_concurrency,
@@ -180,7 +180,7 @@ def _bounds(values: tuple[float | None, float | None, float | None], nd: int) ->
 
 def spot_risk_dict(rv: CostReview) -> dict[str, Any] | None:
     """Spot reviews only: cold start, interruptions a month (published band), minutes without a replica,
-    and the on-demand fallback cost beside the spot saving (README, 'How to read a cost review')."""
+    and the on-demand fallback cost beside the spot saving (docs/concepts/review.md)."""
     risk = rv.spot_risk
     if risk is None:
         return None
