@@ -130,3 +130,14 @@ def test_the_default_plan_prints_at_most_one_price_age_line_naming_the_oldest():
     # the oldest price of that review (openai/gpt-4.1-mini, 2026-04-02) and where to check the API ones by hand
     block = out.stdout[out.stdout.index("warning:") :]
     assert "2026-04-02" in block and "by hand" in block
+
+
+def test_the_price_age_line_names_the_refresh_command_for_a_cloud_price_and_by_hand_for_the_rest():
+    """Months later every price is old: the offer's compute price has a command, the API/storage ones a place."""
+    spec = ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml"
+    out = run_selfhost("plan", "--spec", str(spec), "--format", "json", env={"SELFHOST_TODAY": "2027-06-01"})
+    import json
+
+    (line,) = json.loads(out.stdout)["prices"]["warnings"]
+    assert "`selfhost prices refresh --cloud runpod` updates runpod-a40x1-secure on-demand (US)" in line
+    assert "check the others by hand" in line and "2026-04-02" in line  # the oldest (openai/gpt-4.1-mini)
