@@ -5,6 +5,7 @@ output that fits $COLUMNS."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -136,8 +137,6 @@ def test_the_price_age_line_names_the_refresh_command_for_a_cloud_price_and_by_h
     """Months later every price is old: the offer's compute price has a command, the API/storage ones a place."""
     spec = ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml"
     out = run_selfhost("plan", "--spec", str(spec), "--format", "json", env={"SELFHOST_TODAY": "2027-06-01"})
-    import json
-
     (line,) = json.loads(out.stdout)["prices"]["warnings"]
     assert "`selfhost prices refresh --cloud runpod` updates runpod-a40x1-secure on-demand (US)" in line
     assert "check the others by hand" in line and "2026-04-02" in line  # the oldest (openai/gpt-4.1-mini)
