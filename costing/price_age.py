@@ -74,14 +74,41 @@ def stale_prices(rv: CostReview, max_days: int = WARN_AFTER_DAYS) -> list[tuple[
     return found
 
 
+REFRESHABLE_CLOUDS = ("aws", "gcp", "runpod")  # what `selfhost prices refresh` reads from each cloud's own API
+
+
+def _refreshable(rv: CostReview) -> str | None:
+    """The one price `selfhost prices refresh` updates (the offer's on-demand/spot rate), named as dated_prices does."""
+    price, offer = rv.resolved.price, rv.offer
+    if price is None or offer is None or offer.cloud not in REFRESHABLE_CLOUDS or price.derived:
+        return None
+    if price.pricing not in ("on-demand", "spot"):
+        return None
+    return dated_prices(rv)[0][0]
+
+
 def warnings(rv: CostReview) -> list[str]:
-    lines = []
-    for what, as_of, age in stale_prices(rv):
-        when = f"{age} days old (as of {as_of})" if age is not None else "undated"
-        lines.append(
-            f"price of {what} is {when}: refresh it (`selfhost prices refresh`, or the provider's pricing page)"
+    """At most ONE line: how many prices are old, the oldest, and what to do about each kind."""
+    old = stale_prices(rv)
+    if not old:
+        return []
+    what, as_of, age = max(old, key=lambda o: o[2] if o[2] is not None else 10**6)
+    when = f"{age} days old (as of {as_of})" if age is not None else "undated"
+    head = f"price of {what} is {when}" if len(old) == 1 else f"{len(old)} prices are over {WARN_AFTER_DAYS} days old"
+    if len(old) > 1:
+        head += f", the oldest {what}: {when}"
+    refreshable = _refreshable(rv)
+    names = [w for w, _a, _g in old]
+    fixes = []
+    if refreshable in names:
+        fixes.append(f"`selfhost prices refresh --cloud {rv.offer.cloud if rv.offer else ''}` updates {refreshable}")
+    by_hand = [w for w in names if w != refreshable]
+    if by_hand:
+        fixes.append(
+            f"check {'it' if len(old) == 1 else 'the others' if refreshable in names else 'them'} by hand at the "
+            "source listed under `prices:` (no command refreshes API, storage or derived prices)"
         )
-    return lines
+    return [f"{head}; {'; '.join(fixes)}"]
 
 
 def enforce_price_age(rv: CostReview, max_days: int | None) -> None:

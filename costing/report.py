@@ -21,7 +21,7 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 
 
 def projection_dict(p: Projection) -> dict[str, Any]:
-    """The projection's stable JSON fields (documented in README, 'JSON fields')."""
+    """The projection's stable JSON fields (documented in docs/concepts/review.md, 'JSON fields')."""
     return {
         "concurrency": p.concurrency,
         "requested_concurrency": p.requested_concurrency,
@@ -195,7 +195,7 @@ def _bounds(values: tuple[float | None, float | None, float | None], nd: int) ->
 
 def spot_risk_dict(rv: CostReview) -> dict[str, Any] | None:
     """Spot reviews only: cold start, interruptions a month (published band), minutes without a replica,
-    and the on-demand fallback cost beside the spot saving (README, 'How to read a cost review')."""
+    and the on-demand fallback cost beside the spot saving (docs/concepts/review.md)."""
     risk = rv.spot_risk
     if risk is None:
         return None
@@ -532,11 +532,19 @@ def _breakeven_title(rv: CostReview) -> str:
     )
 
 
+NARROW_BREAKEVEN = ("API", "API $/mo", "Cheaper", "Break-even req/day")
+
+
 def render_table(rv: CostReview) -> str:
+    """The review for a terminal: as wide as $COLUMNS (up to 132); narrower, the API table keeps 4 of its columns."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(record=True, file=io.StringIO(), width=132, force_terminal=False, color_system=None)
+    from costing.terminal import NARROW_BELOW, output_width, wrap
+
+    width = output_width(132)
+    narrow = width < NARROW_BELOW
+    console = Console(record=True, file=io.StringIO(), width=width, force_terminal=False, color_system=None)
     title = "selfhost price review (no workload given: one replica, full load)" if rv.no_workload else None
     summary = Table(show_header=False, title=title or "selfhost cost review", title_justify="left")
     summary.add_column(style="bold")
@@ -550,25 +558,30 @@ def render_table(rv: CostReview) -> str:
     for row in cost_rows(rv):
         costs.add_row(*row)
     console.print(costs)
+    headers = NARROW_BREAKEVEN if narrow else BREAKEVEN_HEADERS
+    keep = [BREAKEVEN_HEADERS.index(h) for h in headers]
     table = Table(title=_breakeven_title(rv), title_justify="left")
-    for h in BREAKEVEN_HEADERS:
-        table.add_column(h, justify="left" if h in ("API", "Cheaper") else "right", no_wrap=h == "API")
+    for h in headers:
+        table.add_column(
+            h,
+            justify="left" if h in ("API", "Cheaper") else "right",
+            no_wrap=h == "API" and not narrow,
+            overflow="fold",
+        )
     for row in breakeven_rows(rv):
-        table.add_row(*row)
+        table.add_row(*(row[i] for i in keep))
     console.print(table)
-    for line in _three_way_lines(rv):
-        console.print(line, soft_wrap=True)
-    for note in rv.notes:
-        console.print(f"note: {note}", soft_wrap=True)
     from costing.catalog import snapshot_label
     from costing.price_age import warnings
 
-    console.print(f"prices ({snapshot_label()}):", soft_wrap=True)
-    for line in price_rows(rv):
-        console.print(f"  {line}", soft_wrap=True)
-    for line in warnings(rv):
-        console.print(f"warning: {line}", soft_wrap=True)
-    console.print(f"calibration: {rv.calibration}", soft_wrap=True)
+    lines = [wrap(line, width, indent="  ") for line in _three_way_lines(rv)]
+    lines += [wrap(f"note: {note}", width) for note in rv.notes]
+    lines.append(wrap(f"prices ({snapshot_label()}):", width))
+    lines += [wrap(line, width, indent="  ") for line in price_rows(rv)]
+    lines += [wrap(f"warning: {line}", width) for line in warnings(rv)]
+    lines.append(wrap(f"calibration: {rv.calibration}", width))
+    for line in lines:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     return console.export_text()
 
 

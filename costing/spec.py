@@ -244,7 +244,7 @@ def spec_from_dict(data: dict[str, Any]) -> DeploymentSpec:
         return DeploymentSpec.model_validate(data)
     except ValidationError as err:
         raise UserError(
-            f"invalid deployment spec, {_describe(err)}", "correct that field (see README, 'The deployment spec')"
+            f"invalid deployment spec, {_describe(err)}", "correct that field (see docs/reference/spec.md)"
         ) from None
 
 
@@ -300,7 +300,7 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(current, Mapping):
                 raise UserError(
                     f"spec field {key} must be a mapping, got {_short(current)}",
-                    f"write `{key}:` as fields (e.g. `{key}: {{...}}`), see README, 'The deployment spec'",
+                    f"write `{key}:` as fields (e.g. `{key}: {{...}}`), see docs/reference/spec.md",
                 )
             out[key] = merge(dict(current), value)
         else:

@@ -23,6 +23,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: no `<bool>` value hint on flags (typer's rich panels show one), wraps to $COLUMNS
+    rich_markup_mode=None,
 )
 render_app = typer.Typer(help="Render deploy artefacts from a spec (SkyPilot task/service YAML).", no_args_is_help=True)
 launch_app = typer.Typer(help="Cost review first, then launch (stops on --max-monthly-usd).", no_args_is_help=True)
@@ -96,6 +98,11 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _sentence(text: str) -> str:
+    """One line ending in exactly one period (click's own messages sometimes end in one already)."""
+    return _one_line(text).rstrip(".") + "."
+
+
 def _click_exceptions():
     """Typer >= 0.29 vendors click as typer._click; older typer uses click itself."""
     try:
@@ -121,10 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except exc.UsageError as err:
         cmd = err.ctx.command_path if err.ctx else "selfhost"
-        print(f"error: {_one_line(err.format_message())}. Fix: see `{cmd} --help`.", file=sys.stderr)
+        print(f"error: {_sentence(err.format_message())} Fix: see `{cmd} --help`.", file=sys.stderr)
         sys.exit(2)
     except exc.ClickException as err:
-        print(f"error: {_one_line(err.format_message())}.", file=sys.stderr)
+        print(f"error: {_sentence(err.format_message())}", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted.", file=sys.stderr)

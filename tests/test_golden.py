@@ -13,7 +13,7 @@ GOLDEN = ROOT / "tests" / "golden"
 SPEC = "examples/llama-3.1-8b-runpod-a40.yaml"
 WORKLOAD = ("--requests-per-day", "20000", "--input-tokens", "1000", "--output-tokens", "250")
 # A fixed terminal: rich sizes tables to it; no colour codes.
-ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb", "SELFHOST_TODAY": "2026-11-30", "SELFHOST_PRICES": "shipped"}
+ENV = {"COLUMNS": "132", "NO_COLOR": "1", "TERM": "dumb", "SELFHOST_TODAY": "2026-11-30", "SELFHOST_PRICES": "shipped"}
 
 CASES: dict[str, tuple[str, ...]] = {
     "plan.txt": ("plan", "--spec", SPEC),

@@ -7,7 +7,16 @@ import sys
 
 import typer
 
-KEY_HELP = "API key (Bearer); default: $VLLM_API_KEY"
+KEY_HELP = "API key (Bearer); default: $VLLM_API_KEY (prefer the variable: argv shows in `ps`)"
+
+
+def _need_key(api_key: str | None) -> str:
+    """The key from --api-key or $VLLM_API_KEY (typer reads the variable); neither is one error line."""
+    from costing.errors import UserError
+
+    if not api_key:
+        raise UserError("no API key", "set $VLLM_API_KEY (or pass --api-key)")
+    return api_key
 
 
 def _check_url(url: str) -> str:
@@ -73,7 +82,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def smoke(
         url: str = typer.Argument(..., help="endpoint base URL, e.g. http://127.0.0.1:8000"),
-        api_key: str = typer.Option(..., "--api-key", envvar="VLLM_API_KEY", help=KEY_HELP),
+        api_key: str | None = typer.Option(None, "--api-key", envvar="VLLM_API_KEY", help=KEY_HELP),
         model: str | None = typer.Option(None, "--model", help="served model name (default: the first listed)"),
         timeout: float = typer.Option(30.0, "--timeout", help="seconds per request (and longest silence)"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
@@ -82,7 +91,7 @@ def register(app: typer.Typer) -> None:
         from selfhost.check.smoke import render, run_smoke
 
         _check_fmt(fmt, ("table", "json"))
-        checks = run_smoke(_check_url(url), api_key, model, timeout)
+        checks = run_smoke(_check_url(url), _need_key(api_key), model, timeout)
         print(render(checks, fmt))
         if not all(c.ok for c in checks):
             raise typer.Exit(1)
@@ -90,7 +99,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def bench(
         url: str = typer.Argument(..., help="endpoint base URL, e.g. http://127.0.0.1:8000"),
-        api_key: str = typer.Option(..., "--api-key", envvar="VLLM_API_KEY", help=KEY_HELP),
+        api_key: str | None = typer.Option(None, "--api-key", envvar="VLLM_API_KEY", help=KEY_HELP),
         model: str | None = typer.Option(None, "--model", help="served model name (default: the first listed)"),
         input_tokens: int = typer.Option(..., "--input-tokens", min=1, help="prompt tokens per request"),
         output_tokens: int = typer.Option(..., "--output-tokens", min=1, help="output tokens per request (ignore_eos)"),
@@ -122,6 +131,7 @@ def register(app: typer.Typer) -> None:
 
         _check_fmt(fmt, ("table", "json"))
         base = _check_url(url)
+        api_key = _need_key(api_key)
         if api not in ("completions", "chat"):
             raise UserError(f"unknown --api {api}", "use completions or chat")
         if concurrency and request_rate:

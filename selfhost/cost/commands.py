@@ -21,6 +21,7 @@ WORKLOAD_FLAGS = (
     "hours_per_day", "days_per_week", "target_utilization",
 )  # fmt: skip
 FormatOpt = typer.Option("table", "--format", help="table | json | markdown")
+TableOrJson = typer.Option("table", "--format", help="table | json")
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> str:
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
         input_tokens: int = typer.Option(..., "--input-tokens", help="prompt tokens per request"),
         output_tokens: int = typer.Option(..., "--output-tokens", help="generated tokens per request"),
         concurrency: int = typer.Option(..., "--concurrency", help="requests in flight"),
-        fmt: str = FormatOpt,
+        fmt: str = TableOrJson,
     ) -> None:
         """Project TTFT, TPOT, latency and tokens/s for a model on GPU x count at a concurrency."""
         from costing import projection

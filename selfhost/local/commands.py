@@ -11,7 +11,7 @@ import typer
 DEFAULT_DEPLOYMENT = {"model": "llama-3.1-8b", "target": {"gpu": "A40", "gpus": 1}}
 
 
-def _settings(spec_path: str | None):
+def _settings(spec_path: Path | None):
     """vLLM settings of the spec's fit (default: Llama 3.1 8B on one A40), no offer needed."""
     from costing.resolve import resolve
     from costing.spec import load_spec
@@ -25,7 +25,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
 
     @up_app.command("local")
     def up_local(
-        spec: str | None = typer.Option(
+        spec: Path | None = typer.Option(
             None, "--spec", help="deployment spec whose vLLM settings to use (default: llama-3.1-8b on 1x A40)"
         ),
         model_path: str | None = typer.Option(

@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         """Scaffold a deployment folder: the spec, the Pulumi project or the SkyPilot YAML, CI, a README."""
         from selfhost.scaffold import deployment_repo
 
+        deployment_repo.check_directory_name(directory)
         directory = directory.expanduser().absolute()
         venv = virtualenv.expanduser().absolute() if virtualenv else None
         wheel = kit_wheel.expanduser().absolute() if kit_wheel else None

@@ -211,6 +211,24 @@ def _key_of(line: str, project: str) -> str | None:
     return m.group(1) if m else None
 
 
+# The folder init creates names the Pulumi project, the workflows and their paths filter: letters, digits, . _ -
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_directory_name(directory: Path) -> None:
+    """Refuse an empty name (Path("") is the current folder), `.`/`..` and names a shell or a workflow mangles."""
+    name = directory.name
+    if str(directory).strip() == "" or name in ("", ".", ".."):
+        raise UserError(
+            f"init needs a new folder name, got {str(directory)!r}", "e.g. `selfhost init deploy/llama-aws`"
+        )
+    if not _FOLDER_NAME.fullmatch(name):
+        raise UserError(
+            f"folder name {name!r} has characters a workflow path or a shell would mangle",
+            "use letters, digits, '.', '_' and '-' (starting with a letter or digit), e.g. deploy/llama-aws",
+        )
+
+
 def check_domain_option(cloud: str, domain: str | None) -> str | None:
     """`--domain`: a DNS name (the stacks' own check), for the targets whose stack serves TLS for one."""
     if domain is None:
