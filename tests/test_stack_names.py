@@ -99,6 +99,7 @@ BAD = [
     ("gcp", {"imageProject": "x"}, "imageProject"),
     ("gcp", {"imageProject": "deeplearning-platform-release/global"}, "imageProject"),
     ("gcp", {"reservationOwned": "y e s"}, "reservationOwned"),
+    ("gcp", {"zones": ["us-central1-a", "us-central1-;reboot"]}, "zones"),
 ]
 WEAK_KEYS = {
     "short": "sk-short-1",
@@ -139,3 +140,12 @@ def test_the_key_rule_is_the_auth_layers_own():
         except pulumi.RunError:
             accepted = False
         assert accepted is (key_problem(key) is None), key
+
+
+@pytest.mark.parametrize("cloud", sorted(BUCKET))
+def test_an_unknown_account_is_refused_before_anything_is_declared(cloud):
+    engine, secret_keys = engine_config(cloud, CONFIGS[cloud])
+    mocks = Recorder(account="", project="")
+    with pytest.raises(pulumi.RunError) as err:
+        run_program(program(cloud), f"selfhost-{cloud}", engine, secret_keys, mocks)
+    assert "account/project id is unknown" in str(err.value) and mocks.resources == []

@@ -35,6 +35,7 @@ AWS_ZONE = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]")  # us-east-1a (a zone n
 # GCP image families and project ids: https://cloud.google.com/compute/docs/images/image-families-best-practices,
 # https://cloud.google.com/resource-manager/docs/creating-managing-projects (6-30, a letter first, no trailing -)
 GCP_IMAGE_FAMILY = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+GCP_ZONE = re.compile(r"[a-z]+(-[a-z]+)*\d{1,2}-[a-z][a-z0-9]{0,7}")  # us-central1-a, europe-west4-b
 GCP_PROJECT = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
 
 

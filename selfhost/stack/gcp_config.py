@@ -208,6 +208,8 @@ def groups(p: StackPlan) -> list[Group]:
 
 def check_zones(region: str, zones: list[str]) -> list[str]:
     """Two or more zones of the region (the first three, sorted, of those given or listed as UP)."""
+    for zone in zones:
+        checks.check_pattern("zones", zone, checks.GCP_ZONE, "a Compute Engine zone", f"{region}-a,{region}-b")
     mine = sorted({z for z in zones if z.rsplit("-", 1)[0] == region})
     if len(mine) < MIN_ZONES:
         raise UserError(

@@ -46,6 +46,7 @@ with refusals():
         check_gpu_quota(p.offer.instance_type, p.offer.vcpus, region, p.pricing)
     instance_types = aws_config.instance_types(p, zone_ids)
     account_id = str(aws.get_caller_identity().account_id or "")
+    global_bucket_name(p.name, p.scope, account_id, "0" * 8)  # names it can build, or one line now
 
 spot = p.pricing == "spot"
 fleet = p.fleet

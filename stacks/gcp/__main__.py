@@ -32,6 +32,7 @@ with refusals():
         region, str_list(config, "zones") or gcp.compute.get_zones(region=region, status="UP").names
     )
     project_id = str(provider.get("project") or gcp.organizations.get_project().project_id or "")
+    global_bucket_name(p.name, p.scope, project_id, "0" * 8)  # names it can build, or one line now
 
 spot = p.pricing == "spot"
 fleet = p.fleet
