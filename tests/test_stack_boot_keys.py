@@ -166,3 +166,19 @@ def test_skypilot_run_script_starts_vllm_only_with_a_good_key(tmp_path, name, ke
         assert out.returncode == 0 and len(calls) == 1, out.stderr  # the control: the stand-in vllm starts
     else:
         assert out.returncode == 2 and calls == [] and "VLLM_API_KEY" in out.stderr, out.stderr
+
+
+def test_the_key_check_runs_on_the_vms_own_python():
+    """The boot scripts run `python3 -m selfhost_auth` on the host, whose python3 is 3.9 on Debian 11 (the GCP Deep
+    Learning VM) and Amazon Linux 2023: the module's syntax is 3.9's and no annotation is evaluated (`str | None`
+    raises TypeError at import on 3.9)."""
+    import __future__
+
+    import ast
+
+    from selfhost import auth_install
+
+    source = auth_install.source().decode()
+    ast.parse(source, feature_version=(3, 9))
+    code = compile(source, "selfhost_auth.py", "exec", dont_inherit=True)
+    assert code.co_flags & __future__.annotations.compiler_flag
