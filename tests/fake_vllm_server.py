@@ -108,6 +108,7 @@ class FakeServer:
         self.render = Renderer(model)
         self.slice_events = slice_events
         self.served_tokens = 0
+        self.version = "fake"  # what GET /version reports (--vllm-version)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -139,7 +140,7 @@ class FakeServer:
             writer.write(_response("200 OK", text.encode(), "text/plain"))
             return
         if path == "/version":
-            writer.write(_response("200 OK", b'{"version":"fake"}'))
+            writer.write(_response("200 OK", json.dumps({"version": self.version}).encode()))
             return
         if path == "/openapi.json":
             paths = {p: {m.lower(): {}} for p, m in self.ROUTES.items()}
@@ -211,8 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--guard", choices=("all", "v1"), default="all", help="routes the key guards")
     ap.add_argument("--stall-after", type=int, help="send this many events, then stall (never close)")
     ap.add_argument("--slice-events", type=int, default=64, help="events per write")
+    ap.add_argument("--vllm-version", default="fake", help="the version GET /version reports")
     a = ap.parse_args(argv)
-    asyncio.run(serve(a.host, a.port, FakeServer(a.model, a.api_key, a.stall_after, a.slice_events, a.guard)))
+    server = FakeServer(a.model, a.api_key, a.stall_after, a.slice_events, a.guard)
+    server.version = a.vllm_version
+    asyncio.run(serve(a.host, a.port, server))
 
 
 if __name__ == "__main__":

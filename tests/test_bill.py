@@ -27,7 +27,7 @@ US_EAST_1 = tuple(ZONE_IDS["us-east-1"].values())  # the zones the mocks' subnet
 
 
 def shipped_preview(cloud: str, **extra) -> dict:
-    config = {**example_config(cloud), "apiKey": "k", "hfToken": "t", **extra}
+    config = {**example_config(cloud), "apiKey": "sk-test-key-0123456789", "hfToken": "t", **extra}
     if cloud != "runpod":
         config.setdefault("allowPlainHttp", "true")
     return preview_json(ROOT / "stacks" / cloud / "__main__.py", f"selfhost-{cloud}", config)

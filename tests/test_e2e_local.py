@@ -77,6 +77,11 @@ def test_smoke_passes_on_the_local_server(vllm):
     assert "vllm:" in checks["metrics"]["detail"]
     routes = checks["every route needs the key"]
     assert routes["ok"] and "routes from its /openapi.json" in routes["detail"], routes
+    # the real server's /version (read with the key) was checked against the advisory snapshot: the pinned
+    # vLLM is affected by none, so --strict passes too
+    assert "advisories not checked" not in p.stderr and "warning: vLLM" not in p.stderr, p.stderr
+    strict = cli("smoke", vllm["url"], "--model", vllm["model"], "--strict", env={"VLLM_API_KEY": vllm["api_key"]})
+    assert strict.returncode == 0, strict.stderr
 
 
 def test_nothing_but_health_answers_without_the_key(vllm):

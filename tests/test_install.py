@@ -221,7 +221,7 @@ raw = yaml.safe_load(Path("Pulumi.dev.yaml").read_text())["config"]
 config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 if cloud != "runpod":  # init without --domain leaves the transport to the user: the README's opt-in
     config[f"{project}:allowPlainHttp"] = "true"
-secrets = {f"{project}:apiKey": "sk-example", f"{project}:hfToken": "hf_example"}
+secrets = {f"{project}:apiKey": "sk-example-0123456789", f"{project}:hfToken": "hf_example"}
 mocks = Recorder()
 run_program(folder / "__main__.py", project, {**config, **secrets}, list(secrets), mocks)
 

@@ -109,7 +109,7 @@ def test_stack_plan_refuses_without_workload():
                 "model": "llama-3.1-8b",
                 "allowPlainHttp": True,
                 "allowedCidrs": ["203.0.113.7/32"],
-                "apiKey": "k",
+                "apiKey": "sk-test-key-0123456789",
                 "hfToken": "t",
             },
             {"offer": "aws-g5.xlarge"},

@@ -61,7 +61,13 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
     from costing.spec import spec_from_dict
     from selfhost.stack import aws_config, gcp_config
 
-    work = {"requestsPerDay": "3000", "inputTokens": "1000", "outputTokens": "250", "apiKey": "k", "hfToken": "h"}
+    work = {
+        "requestsPerDay": "3000",
+        "inputTokens": "1000",
+        "outputTokens": "250",
+        "apiKey": "sk-test-key-0123456789",
+        "hfToken": "h",
+    }
     base = {
         "model": "llama-3.1-8b",
         "pricing": "spot",

@@ -61,7 +61,7 @@ def stack_config(case: tuple, tmp: Path) -> dict[str, Any]:
     cloud, offer, pricing, rpd, schedule, region, domain, availability, owned = case
     config: dict[str, Any] = {
         "model": "llama-3.1-8b", "precision": "bf16", "pricing": pricing, "requestsPerDay": rpd,
-        "inputTokens": 1000, "outputTokens": 250, "peakToMean": 2, "apiKey": "k", "hfToken": "t",
+        "inputTokens": 1000, "outputTokens": 250, "peakToMean": 2, "apiKey": "sk-test-key-0123456789", "hfToken": "t",
         "availability": availability,
     }  # fmt: skip
     if pricing.startswith("reserved") and owned == "owned":

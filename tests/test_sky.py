@@ -577,7 +577,7 @@ def test_setup_and_run_scripts_are_valid_bash(spec_path):
 @pytest.mark.parametrize("gpu, smi", [("A40", "NVIDIA A40"), ("A10G", "NVIDIA A10G"), ("L4", "NVIDIA L4")])
 def test_any_of_run_starts_the_vllm_fitted_to_the_gpu_found(tmp_path, gpu, smi):
     task = yaml.safe_load((ROOT / "templates" / "llama-3.1-8b-any.yaml").read_text())
-    out, calls = _run_script(tmp_path, task["run"], smi, {"VLLM_API_KEY": "k-123"})
+    out, calls = _run_script(tmp_path, task["run"], smi, {"VLLM_API_KEY": "sk-test-key-0123456789"})
     assert out.returncode == 0, out.stderr
     found = sky.choices(load_spec(ROOT / "templates" / "specs" / "llama-3.1-8b-any.yaml"))
     fitted = next(c for c in found if c.fit.gpu.name == gpu)
@@ -588,7 +588,7 @@ def test_any_of_run_starts_the_vllm_fitted_to_the_gpu_found(tmp_path, gpu, smi):
 
 def test_any_of_run_refuses_a_gpu_it_has_no_fit_for(tmp_path):
     task = yaml.safe_load((ROOT / "templates" / "llama-3.1-8b-any.yaml").read_text())
-    out, calls = _run_script(tmp_path, task["run"], "NVIDIA H100 80GB HBM3", {"VLLM_API_KEY": "k"})
+    out, calls = _run_script(tmp_path, task["run"], "NVIDIA H100 80GB HBM3", {"VLLM_API_KEY": "sk-test-key-0123456789"})
     assert out.returncode == 1 and "no fitted vLLM command" in out.stderr and calls == []
 
 
@@ -603,7 +603,7 @@ def test_multi_node_run_starts_the_head_and_a_headless_worker(tmp_path, name):
     ips = ["10.0.0.1", "10.0.0.2"]
     smi = "NVIDIA L4" if "l4" in name else "NVIDIA A100-SXM4-40GB"
     for rank in (0, 1):
-        env = sky_scripts.node_env(rank, ips, VLLM_API_KEY="k")
+        env = sky_scripts.node_env(rank, ips, VLLM_API_KEY="sk-test-key-0123456789")
         out, calls = sky_scripts.run_script(tmp_path / f"node{rank}", task["run"], smi, env, timeout=30)
         assert out.returncode == 0, out.stderr  # no `ray: command not found`, no endless wait for a cluster
         assert len(calls) == 1
@@ -611,7 +611,7 @@ def test_multi_node_run_starts_the_head_and_a_headless_worker(tmp_path, name):
         role = NodeRole(2, str(rank), ips[0])
         assert call["argv"] == vllm_serve_argv(fitted, node=role)
         assert ("--headless" in call["argv"]) == (rank > 0)
-        assert call["env"]["VLLM_HOST_IP"] == ips[rank] and call["env"]["VLLM_API_KEY"] == "k"
+        assert call["env"]["VLLM_HOST_IP"] == ips[rank] and call["env"]["VLLM_API_KEY"] == "sk-test-key-0123456789"
         assert call["env"]["PYTHONPATH"].startswith(f"{tmp_path}/node{rank}/home/.selfhost/python")
 
 

@@ -388,6 +388,30 @@ def test_spothedge_spot_replicas_are_priced_at_skypilots_zone_prices(skypilot, p
         first += n
 
 
+@pytest.mark.parametrize("path", [p for p in TEMPLATES if "spot-service" in p.stem], ids=lambda p: p.stem)
+def test_spothedge_spreads_only_over_zones_that_sell_the_type(skypilot, path):
+    """SpotHedge's locations (SkyPilot's own, from the offline catalog) are zones that sell the chosen type, as
+    SkyPilot's published rows list them (costing/data/zones.yaml), and more than one where the type has more."""
+    from selfhost.skypilot.optimizer_catalog import type_zones
+    from selfhost.skypilot.render import cheapest
+
+    entry = skypilot[path.name]
+    _spec, found = _ours(path)
+    if len(found) > 1:
+        return  # any_of services run without SpotHedge (checked above)
+    offer = cheapest(found).offer
+    locations = entry["spot_locations"]
+    regions = {loc[0] for loc in locations}
+    (region,) = regions
+    selling = type_zones()[offer.cloud][offer.instance_type][region]
+    if offer.cloud == "gcp":  # zone names, as the catalog holds them
+        assert sorted(loc[1] for loc in locations) == sorted(selling)
+    else:  # AWS: SkyPilot shows the account's zone names; each carries a spot price quoted in a selling zone ID
+        quoted = {r.usd_per_hour for r in offer.rows("spot", region) if r.zone in selling}
+        assert 1 < len(locations) <= len(selling)
+        assert all(any(loc[2] == pytest.approx(q) for q in quoted) for loc in locations), (locations, quoted)
+
+
 def test_skypilot_cli_accepts_the_launch_commands(skypilot):
     dev, svc = skypilot["_cli_launch"], skypilot["_cli_serve"]
     assert dev["cluster"] == "c1" and dev["entrypoint"] == ["t.yaml"]

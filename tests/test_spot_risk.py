@@ -159,7 +159,7 @@ def test_a_spot_stack_reviews_its_cold_start_from_its_own_weights_mirror(cloud):
         "inputTokens": "1000",
         "outputTokens": "250",
         "pricing": "spot",
-        "apiKey": "sk-test-key",
+        "apiKey": "sk-test-key-0123456789",
         "hfToken": "hf_test_token",
         "allowedCidrs": ["203.0.113.0/24"],
         "allowPlainHttp": "true",

@@ -24,7 +24,7 @@ BASE = {
     "requestsPerDay": "3000",
     "inputTokens": "1000",
     "outputTokens": "250",
-    "apiKey": "sk-test-key",
+    "apiKey": "sk-test-key-0123456789",
     "hfToken": "hf_test_token",
     "allowPlainHttp": "true",
 }
@@ -57,8 +57,8 @@ def test_spot_group_runs_the_costed_container_securely():
     # secrets: stored as secrets, read at boot by ARN, never in user-data
     versions = mocks.of_type("aws:secretsmanager/secretVersion:SecretVersion")
     assert len(versions) == 2 and all(is_secret(v["secretString"]) for v in versions)
-    assert {plain(v["secretString"]) for v in versions} == {"sk-test-key", "hf_test_token"}
-    assert "sk-test-key" not in script and "hf_test_token" not in script
+    assert {plain(v["secretString"]) for v in versions} == {"sk-test-key-0123456789", "hf_test_token"}
+    assert "sk-test-key-0123456789" not in script and "hf_test_token" not in script
     policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
     secret_arns = policy["Statement"][0]["Resource"]
     assert policy["Statement"][0]["Action"] == "secretsmanager:GetSecretValue" and len(secret_arns) == 2
@@ -106,8 +106,10 @@ def test_spot_group_runs_the_costed_container_securely():
     assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
     assert json.loads(mocks.one("aws:s3/bucketPolicy:BucketPolicy")["policy"])["Statement"][0]["Effect"] == "Deny"
     mirror = next(s for s in policy["Statement"] if s.get("Sid") == "WeightsMirror")
-    assert mirror["Resource"] == ["arn:aws:s3:::selfhost-weights-0a1b2c3d", "arn:aws:s3:::selfhost-weights-0a1b2c3d/*"]
-    assert out["weightsMirror"].startswith("s3://selfhost-weights-0a1b2c3d/hf/")
+    name = mocks.one("aws:s3/bucket:Bucket")["bucket"]  # named from the account, the stack and a random suffix
+    assert name.startswith("selfhost-aws-") and name.endswith("-weights")
+    assert mirror["Resource"] == [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]
+    assert out["weightsMirror"].startswith(f"s3://{name}/hf/")
     # outputs
     assert out["endpointUrl"] == f"http://{LB_DNS}:8000"
     assert out["groupName"] and out["instanceType"] == "g5.xlarge"
@@ -177,7 +179,7 @@ def test_bad_config_is_refused_before_any_resource(change, error, words):
 def test_shipped_program_runs_with_the_example_config():
     config = example_config("aws")
     # the shipped config leaves the transport to the user (a domain, or this explicit opt-in)
-    config.update({"apiKey": "sk-example", "hfToken": "hf_example", "allowPlainHttp": "true"})
+    config.update({"apiKey": "sk-example-0123456789", "hfToken": "hf_example", "allowPlainHttp": "true"})
     mocks, _ = stack("aws", config)
     assert mocks.one(LT)["instanceType"] == "g5.xlarge"
     assert mocks.one(ASG)["capacityRebalance"] is True

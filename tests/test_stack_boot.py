@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from costing.vllm_args import VLLM_IMAGE
+from selfhost import auth_install
 from selfhost.stack import aws_config as aws
 from selfhost.stack.boot_script import DELIM, SECRETS_FILE, boot_script, exec_start_argv, systemd_arg
 
@@ -20,7 +21,7 @@ CONFIG = {
     "requestsPerDay": "3000",
     "inputTokens": "1000",
     "outputTokens": "250",
-    "apiKey": "x",
+    "apiKey": "sk-test-key-0123456789",
     "hfToken": "y",
     "allowPlainHttp": "true",
 }
@@ -31,9 +32,9 @@ def plan():
     return aws.plan(CONFIG)  # Pulumi-free: validation and cost review only
 
 
-def fetch_script(script: str, run_dir: str) -> str:
+def fetch_script(script: str, run_dir: str, auth_dir: str) -> str:
     body = re.search(rf"cat > /opt/selfhost/fetch-secrets.sh <<'{DELIM}'\n(.*?)\n{DELIM}\n", script, re.S).group(1)
-    return body.replace(os.path.dirname(SECRETS_FILE), run_dir)
+    return body.replace(os.path.dirname(SECRETS_FILE), run_dir).replace(auth_install.CONTAINER_DIR, auth_dir)
 
 
 def run_fetch(plan, tmp_path, api_key: str | None, hf_token: str = "hf_abc"):
@@ -50,16 +51,17 @@ def run_fetch(plan, tmp_path, api_key: str | None, hf_token: str = "hf_abc"):
     store.chmod(0o755)
     script = boot_script(plan, {"VLLM_API_KEY": "store api", "HF_TOKEN": "store hf"})
     path = tmp_path / "fetch.sh"
-    path.write_text(fetch_script(script, str(run_dir)))
+    auth_dir = auth_install.write_module(tmp_path / "python").parent  # what the boot script writes before
+    path.write_text(fetch_script(script, str(run_dir), str(auth_dir)))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=30)
     return done, run_dir / os.path.basename(SECRETS_FILE)
 
 
 def test_fetch_writes_a_private_env_file(plan, tmp_path):
-    done, env_file = run_fetch(plan, tmp_path, "sk-live=1")
+    done, env_file = run_fetch(plan, tmp_path, "sk-live=0123456789abcdef")
     assert done.returncode == 0, done.stderr
-    assert env_file.read_text() == "VLLM_API_KEY=sk-live=1\nHF_TOKEN=hf_abc\n"
+    assert env_file.read_text() == "VLLM_API_KEY=sk-live=0123456789abcdef\nHF_TOKEN=hf_abc\n"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from costing.errors import UserError
+from selfhost import auth_install
 from selfhost.stack import aws_config, gcp_config
 from selfhost.stack.boot_script import DELIM, exec_start_argv
 
@@ -25,7 +26,7 @@ CONFIG = {
     "requestsPerDay": "3000",
     "inputTokens": "1000",
     "outputTokens": "250",
-    "apiKey": "x",
+    "apiKey": "sk-test-key-0123456789",
     "hfToken": "y",
     "allowPlainHttp": "true",
 }
@@ -76,10 +77,13 @@ def run_fetch(body: str, tmp: Path) -> list[list[str]]:
     for tool in ("aws", "gcloud", "curl"):
         stub = bin_dir / tool
         log = shlex.quote(str(record))
-        stub.write_text(f'#!/bin/bash\nprintf "%s\\0" "$@" >> {log}\nprintf "\\n" >> {log}\necho value\n')
+        stub.write_text(
+            f'#!/bin/bash\nprintf "%s\\0" "$@" >> {log}\nprintf "\\n" >> {log}\necho value-0123456789abcdef\n'
+        )
         stub.chmod(0o755)
     script = tmp / "fetch.sh"
-    script.write_text(body.replace("/run/selfhost", str(run_dir)))
+    auth_dir = auth_install.write_module(tmp / "python").parent  # the module the boot script writes first
+    script.write_text(body.replace("/run/selfhost", str(run_dir)).replace(auth_install.CONTAINER_DIR, str(auth_dir)))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=30, cwd=tmp)
     if not record.exists():

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(cloud: str, **extra) -> dict:
-    base = {**example_config(cloud), "apiKey": "k", "hfToken": "t", "maxMonthlyUsd": None}
+    base = {**example_config(cloud), "apiKey": "sk-test-key-0123456789", "hfToken": "t", "maxMonthlyUsd": None}
     if cloud != "runpod":
         base["allowPlainHttp"] = "true"
     return {**base, **extra}

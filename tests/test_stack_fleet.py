@@ -16,7 +16,7 @@ COMMON = {
     "inputTokens": "1000",
     "outputTokens": "250",
     "peakToMean": "2",
-    "apiKey": "sk-test-key",
+    "apiKey": "sk-test-key-0123456789",
     "hfToken": "hf_test_token",
     "allowedCidrs": ["203.0.113.0/24"],
     "allowPlainHttp": "true",
@@ -101,7 +101,7 @@ def test_aws_ami_is_kept_after_a_release_unless_asked():
 
 
 def test_aws_fewer_than_two_zones_is_refused_with_nothing_declared():
-    mocks, err = refused("aws", {**AWS, "requestsPerDay": "3000", "subnetIds": ["subnet-0a", "subnet-1a"]})
+    mocks, err = refused("aws", {**AWS, "requestsPerDay": "3000", "subnetIds": ["subnet-0123456a", "subnet-0123457a"]})
     assert isinstance(err, UserError) and "span 1 availability zone(s) (us-east-1a)" in str(err)
     assert mocks.resources == []
 

@@ -19,7 +19,7 @@ BASE = {
     "requestsPerDay": "3000",
     "inputTokens": "1000",
     "outputTokens": "250",
-    "apiKey": "sk-test-key",
+    "apiKey": "sk-test-key-0123456789",
     "hfToken": "hf_test_token",
     "allowPlainHttp": "true",
 }
@@ -58,7 +58,7 @@ def test_spot_groups_across_zones_behind_the_load_balancer_run_the_costed_contai
     argv = exec_start_argv(script)
     assert argv[argv.index(VLLM_IMAGE) + 1 :] == serve_args(fit.settings)
     assert "Restart=always" in script and "systemctl restart vllm.service" in script
-    assert "sk-test-key" not in script and "hf_test_token" not in script
+    assert "sk-test-key-0123456789" not in script and "hf_test_token" not in script
     names = gcp.names(gcp.plan(BASE, scope=("selfhost-gcp", "dev")))
     assert f"--secret={names.api_key_secret}" in script and f"--secret={names.hf_token_secret}" in script
     versions = mocks.of_type("gcp:secretmanager/secretVersion:SecretVersion")
@@ -158,7 +158,7 @@ def test_shipped_program_runs_with_the_example_config():
     config = example_config("gcp")
     config.update(
         {
-            "apiKey": "sk-example",
+            "apiKey": "sk-example-0123456789",
             "hfToken": "hf_example",
             "gcp:region": None,
             "gcp:zone": "us-central1-b",

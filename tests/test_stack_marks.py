@@ -19,7 +19,7 @@ COMMON = {
     "requestsPerDay": "3000",
     "inputTokens": "1000",
     "outputTokens": "250",
-    "apiKey": "sk-test-key",
+    "apiKey": "sk-test-key-0123456789",
     "hfToken": "hf_test_token",
 }
 CONFIGS = {
@@ -29,7 +29,7 @@ CONFIGS = {
             "allowPlainHttp": "true"},
     "runpod": dict(COMMON),
 }  # fmt: skip
-PACKAGES = {"aws": "pulumi_aws", "gcp": "pulumi_gcp", "runpod": "runpodinfra"}
+PACKAGES = {"aws": "pulumi_aws", "gcp": "pulumi_gcp", "runpod": "runpodinfra", "random": "pulumi_random"}
 
 
 def resource_class(typ: str) -> type:

@@ -19,7 +19,7 @@ BASE = {
     "requestsPerDay": "3000",
     "inputTokens": "1000",
     "outputTokens": "250",
-    "apiKey": "sk-test-key",
+    "apiKey": "sk-test-key-0123456789",
     "hfToken": "hf_test_token",
 }
 
@@ -53,8 +53,8 @@ def test_pod_runs_the_costed_vllm_command_with_secret_env_and_volume():
     # secrets are marked secret, with the values from config
     assert is_secret(pod["env"]) and not is_secret(pod["dockerArgs"])
     env = {e["key"]: e["value"] for e in plain(pod["env"])}
-    assert env["VLLM_API_KEY"] == "sk-test-key" and env["HF_TOKEN"] == "hf_test_token"
-    assert "sk-test-key" not in pod["dockerArgs"]
+    assert env["VLLM_API_KEY"] == "sk-test-key-0123456789" and env["HF_TOKEN"] == "hf_test_token"
+    assert "sk-test-key-0123456789" not in pod["dockerArgs"]
     # outputs: endpoint and the cost review's figures for the same spec
     review = cost_review(expected, boot_disk_gb=0)  # the stack's disk: the weights' network volume
     assert out["endpointUrl"] == "https://selfhost-runpod-id-8000.proxy.runpod.net"
@@ -143,7 +143,7 @@ def test_bad_config_is_refused_before_any_resource(change, error, words):
 
 def test_shipped_program_runs_with_the_example_config():
     config = example_config("runpod")
-    config.update({"apiKey": "sk-example", "hfToken": "hf_example"})
+    config.update({"apiKey": "sk-example-0123456789", "hfToken": "hf_example"})
     mocks, _ = stack("runpod", config)
     pod = mocks.one("runpod:index:Pod")
     assert pod["gpuCount"] == 1 and pod["cloudType"] == "SECURE"
@@ -154,7 +154,7 @@ def test_shipped_program_ends_with_one_line_and_no_resource_on_bad_config():
     import pulumi
 
     config = example_config("runpod")
-    config["apiKey"] = "sk-example"  # hfToken left unset
+    config["apiKey"] = "sk-example-0123456789"  # hfToken left unset
     with pytest.raises(
         pulumi.RunError, match=r"^error: missing secret hfToken.*Fix: pulumi config set --secret hfToken"
     ):
@@ -164,7 +164,12 @@ def test_shipped_program_ends_with_one_line_and_no_resource_on_bad_config():
 def test_spec_file_drives_model_workload_and_budget():
     path = ROOT / "examples" / "llama-3.1-8b-runpod-a40.yaml"
     example = spec_from_dict(yaml.safe_load(path.read_text()))
-    config = {"specFile": str(path), "cloudType": "SECURE", "apiKey": "sk-test-key", "hfToken": "hf_test_token"}
+    config = {
+        "specFile": str(path),
+        "cloudType": "SECURE",
+        "apiKey": "sk-test-key-0123456789",
+        "hfToken": "hf_test_token",
+    }
     mocks, out = stack("runpod", config)
     review = cost_review(
         spec_from_dict(

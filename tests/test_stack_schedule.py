@@ -19,7 +19,7 @@ AWS = {
     "requestsPerDay": "3000",
     "inputTokens": "1000",
     "outputTokens": "250",
-    "apiKey": "sk-test-key",
+    "apiKey": "sk-test-key-0123456789",
     "hfToken": "hf_test_token",
     "allowPlainHttp": True,
 }

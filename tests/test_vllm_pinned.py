@@ -153,7 +153,8 @@ def template_cases(tmp: Path) -> list[dict]:
         for placement in res.get("any_of") or [res]:
             gpu, count = placement["accelerators"].split(":")
             for rank in range(nodes):
-                env = sky_scripts.node_env(rank, NODE_IPS[:nodes], VLLM_API_KEY="k") if nodes > 1 else {}
+                key = {"VLLM_API_KEY": "sk-test-key-0123456789"}  # the run script checks it before vLLM starts
+                env = sky_scripts.node_env(rank, NODE_IPS[:nodes], **key) if nodes > 1 else key
                 where = tmp / f"{path.stem}-{gpu}-{rank}"
                 out, calls = sky_scripts.run_script(where, task["run"], SMI_NAMES[gpu], env)
                 assert out.returncode == 0 and len(calls) == 1, f"{path.name} on {gpu} node {rank}: {out.stderr}"
@@ -178,7 +179,7 @@ def stack_cases() -> list[dict]:
     for cloud, module in (("aws", aws_config), ("gcp", gcp_config), ("runpod", runpod_config)):
         data = yaml.safe_load((ROOT / "stacks" / cloud / "Pulumi.dev.yaml").read_text())["config"]
         config = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith(f"selfhost-{cloud}:")}
-        config.update(apiKey="sk-test", hfToken="hf_test")
+        config.update(apiKey="sk-test-key-0123456789", hfToken="hf_test")
         if cloud != "runpod":  # the shipped aws/gcp configs leave the transport to the user: opt in here
             config.update(allowPlainHttp="true")
         args = module.plan(config).container_args

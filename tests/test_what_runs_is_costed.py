@@ -179,7 +179,7 @@ def test_a_runpod_stack_refuses_a_part_time_schedule_in_config_words():
     root = Path(__file__).resolve().parents[1]
     data = yaml.safe_load((root / "stacks/runpod/Pulumi.dev.yaml").read_text())["config"]
     config = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith("selfhost-runpod:")}
-    config.update(apiKey="sk-test", hfToken="hf_test", hoursPerDay="8")
+    config.update(apiKey="sk-test-key-0123456789", hfToken="hf_test", hoursPerDay="8")
     with pytest.raises(UserError) as err:
         runpod_config.plan(config)
     assert "config hoursPerDay 24" in err.value.line() and "--hours-per-day" not in err.value.line()

@@ -72,6 +72,7 @@ FREE_TYPES = {
     "gcp:storage/bucketIAMMember:BucketIAMMember",
     "gcp:secretmanager/secretIamMember:SecretIamMember",
     "gcp:secretmanager/secretVersion:SecretVersion",
+    "random:index/randomId:RandomId",  # random bytes kept in the stack's state (the bucket names' suffix)
 }
 GROUP_TYPES = ("aws:autoscaling/group:Group",)
 MIG_TYPES = (

@@ -76,6 +76,32 @@ def discover_model(url: str, api_key: str | None, timeout_s: float) -> str:
     return ids[0]
 
 
+def _advisories(url: str, api_key: str, timeout: float, strict: bool) -> None:
+    """Warn (stderr) when the server's vLLM is in an advisory's affected range; --strict: exit 2."""
+    from packaging.version import InvalidVersion, Version
+
+    from costing import advisories
+    from costing.errors import UserError
+    from selfhost.check.smoke import server_version
+
+    version = server_version(url, api_key, timeout)
+    try:
+        Version(version or "")
+        known = True
+    except InvalidVersion:
+        known = False
+    if not known:
+        print(f"warning: {url}/version reported no vLLM version ({version!r}): advisories not checked", file=sys.stderr)
+        if strict:
+            raise UserError(
+                f"--strict: the vLLM version at {url} is unknown ({url}/version gave none)",
+                "check that the endpoint is vLLM and the key is right, or drop --strict",
+            )
+        return
+    for line in advisories.enforce(version or "", f"served at {url}", strict=strict):
+        print(line, file=sys.stderr)
+
+
 def register(app: typer.Typer) -> None:
     """Add the check commands to the top-level app."""
 
@@ -86,13 +112,22 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(None, "--model", help="served model name (default: the first listed)"),
         timeout: float = typer.Option(30.0, "--timeout", help="seconds per request (and longest silence)"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
+        strict: bool = typer.Option(
+            False, "--strict", help="exit 2 when the server's vLLM version is affected by a published advisory"
+        ),
     ) -> None:
-        """Does the endpoint answer, safely? Health, models, key on every route but /health, chat, stream, metrics."""
+        """Does the endpoint answer, safely? Health, models, key on every route but /health, chat, stream, metrics.
+
+        Then the vLLM version the server reports (/version) against the shipped advisory snapshot: a warning
+        per advisory that affects it; --strict refuses (exit 2)."""
         from selfhost.check.smoke import render, run_smoke
 
         _check_fmt(fmt, ("table", "json"))
-        checks = run_smoke(_check_url(url), _need_key(api_key), model, timeout)
+        base = _check_url(url)
+        api_key = _need_key(api_key)
+        checks = run_smoke(base, api_key, model, timeout)
         print(render(checks, fmt))
+        _advisories(base, api_key, timeout, strict)
         if not all(c.ok for c in checks):
             raise typer.Exit(1)
 

@@ -239,6 +239,18 @@ def run_smoke(
     return out
 
 
+def server_version(url: str, api_key: str | None, timeout_s: float = 30.0) -> str | None:
+    """The vLLM version the server reports on /version (with the key: the auth layer guards it), or None."""
+    import httpx
+
+    try:
+        r = httpx.get(f"{url}/version", headers=_auth(api_key), timeout=min(timeout_s, 30))
+        version = r.json().get("version") if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return version if isinstance(version, str) and version.strip() else None
+
+
 def render(checks: list[Check], fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2)

@@ -151,12 +151,25 @@ def register(app: typer.Typer) -> None:
         max_price_age_days: int | None = typer.Option(
             None, "--max-price-age-days", help="CI: exit 2 when a price used is older than this"
         ),
+        vllm_version: str | None = typer.Option(
+            None, "--vllm-version", help="the vLLM you deploy, if not the kit's pinned one (e.g. a custom image)"
+        ),
+        strict: bool = typer.Option(
+            False, "--strict", help="exit 2 when that vLLM version is affected by a published advisory"
+        ),
         fmt: str = FormatOpt,
     ) -> None:
         """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API.
 
-        Without a workload: a price review of one always-on replica at full load."""
-        from costing import report
+        Without a workload: a price review of one always-on replica at full load. The vLLM version deployed
+        is checked against the shipped advisory snapshot (warnings on stderr; --strict refuses)."""
+        from costing import advisories, report
+        from costing.vllm_args import VLLM_VERSION
+
+        version = str(advisories.parse_version(vllm_version, "--vllm-version")) if vllm_version else VLLM_VERSION
+        where = "--vllm-version" if vllm_version else "the kit's pinned vLLM"
+        for line in advisories.enforce(version, where, strict=strict):
+            typer.echo(line, err=True)
         from costing.resolve import resolve
         from costing.review import cost_review, enforce_budget
         from costing.spec import load_spec, overrides_from_flags

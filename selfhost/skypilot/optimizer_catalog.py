@@ -9,9 +9,10 @@ Columns follow SkyPilot's fetchers (sky/catalog/data_fetchers/fetch_{aws,gcp,run
 GCP prices a G2 VM as host VM + attached L4s; our offers carry the whole G2 price (L4 included),
 so it goes on the VM row and the accelerator rows cost 0: SkyPilot's sum is our figure.
 
-Every priced region of an offer gets its rows, one per availability zone, as SkyPilot's own files
-have them: AWS zones are zone IDs (`use1-az6`; with AWS credentials SkyPilot maps them to the
-account's zone names and drops rows whose ID the account lacks), GCP zones are names
+Every priced region of an offer gets its rows, one per availability zone that sells the offer's
+type, as SkyPilot's own files have them (costing/data/zones.yaml, from SkyPilot's published rows,
+sourced and dated): AWS zones are zone IDs (`use1-az6`; with AWS credentials SkyPilot maps them to
+the account's zone names and drops rows whose ID the account lacks), GCP zones are names
 (`us-central1-a`), RunPod zones are its data-centre IDs. Spot prices sit on the zone they were
 quoted for (the price snapshot keeps AWS spot prices per zone ID).
 """
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 
+import costing
 from costing.catalog import Offer, catalog, get_gpu
 
 SCHEMA_VERSION = "v8"
@@ -64,7 +67,7 @@ RUNPOD_ZONES = {
     "SE": "EU-SE-1",
     "US": "US-CA-1",
 }
-GCP_ZONE_SUFFIX = "-a"  # one zone per GCP region: L4 and A100 VMs exist in zone -a of every region we price
+ZONES_FILE = Path(costing.__file__).resolve().parent / "data" / "zones.yaml"
 EXTRA_FILES = {  # read lazily by SkyPilot; present (header only) so nothing is ever downloaded
     "aws/images.csv": ["Tag", "Region", "OS", "OSVersion", "ImageId", "CreationDate"],
     "aws/instance_quota_mapping.csv": ["InstanceType", "QuotaCode"],
@@ -94,34 +97,35 @@ def _gpu_info(offer: Offer) -> str:
     )
 
 
-def aws_zone_ids(offers: Iterable[Offer]) -> dict[str, list[str]]:
-    """Region -> the AWS zone IDs the price snapshot quotes (spot prices are per zone)."""
-    zones: dict[str, set[str]] = {}
-    for o in offers:
-        for r in o.prices:
-            if o.cloud == "aws" and r.zone:
-                zones.setdefault(r.region, set()).add(r.zone)
-    return {region: sorted(z) for region, z in zones.items()}
+@cache
+def type_zones() -> dict[str, dict[str, dict[str, list[str]]]]:
+    """cloud -> instance type -> region -> the zones that sell it (costing/data/zones.yaml)."""
+    import yaml
+
+    data = yaml.safe_load(ZONES_FILE.read_text())
+    return {cloud: data[cloud]["zones"] for cloud in ("aws", "gcp")}
 
 
-def _zones(offer: Offer, region: str, aws_zones: dict[str, list[str]]) -> list[str]:
-    if offer.cloud == "aws":
-        if not aws_zones.get(region):  # SkyPilot's AWS rows are per zone ID: none known, no row at all
-            raise ValueError(f"no AWS zone IDs known for {region} (the price snapshot has no spot row there)")
-        return aws_zones[region]
-    if offer.cloud == "gcp":
-        return [f"{region}{GCP_ZONE_SUFFIX}"]
+def offer_zones(offer: Offer, region: str) -> list[str]:
+    """The zones of `region` that sell the offer's type; no row where none is known (SkyPilot would place there)."""
+    if offer.cloud in ("aws", "gcp"):
+        zones = type_zones()[offer.cloud].get(offer.instance_type, {}).get(region)
+        if not zones:
+            raise ValueError(
+                f"no zones known for {offer.instance_type} in {region} (add them to costing/data/zones.yaml "
+                "from SkyPilot's published catalog)"
+            )
+        return list(zones)
     return [RUNPOD_ZONES.get(region, f"{region}-1")]
 
 
-def rows(offer: Offer, aws_zones: dict[str, list[str]] | None = None) -> list[dict[str, object]]:
-    """The catalog rows SkyPilot needs to price this offer: every priced region, one row per zone."""
-    aws_zones = aws_zones if aws_zones is not None else aws_zone_ids([offer])
+def rows(offer: Offer) -> list[dict[str, object]]:
+    """The catalog rows SkyPilot needs to price this offer: every priced region, one row per zone selling it."""
     out: list[dict[str, object]] = []
     for region in offer.regions:
         on_demand = offer.rows("on-demand", region)[0].usd_per_hour
         spot = offer.rows("spot", region)
-        for zone in _zones(offer, region, aws_zones):
+        for zone in offer_zones(offer, region):
             # AWS quotes spot per zone; GCP (and the rest) one spot price for the region.
             quoted = [r.usd_per_hour for r in spot if r.zone in (zone, None)]
             base = {
@@ -181,9 +185,8 @@ def write_catalog(home: Path, offers: Iterable[Offer] | None = None) -> Path:
     chosen = sky_offers(offers)
     layout = {"aws": AWS_COLUMNS, "gcp": GCP_COLUMNS, "runpod": GPU_COLUMNS}
     written = []
-    aws_zones = aws_zone_ids(chosen)
     for cloud, columns in layout.items():
-        data = [r for o in chosen if o.cloud == cloud for r in rows(o, aws_zones)]
+        data = [r for o in chosen if o.cloud == cloud for r in rows(o)]
         _write_csv(root / cloud / "vms.csv", columns, data)
         written.append(f"{cloud}/vms.csv")
     for name, columns in EXTRA_FILES.items():

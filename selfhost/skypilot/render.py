@@ -402,6 +402,8 @@ def _run(found: list[Choice]) -> str:
         # vLLM's --middleware loads the auth layer from here; the key stays in the environment (secrets).
         auth_install.install_shell(auth_install.SKY_DIR),
         f'export PYTHONPATH="{auth_install.SKY_DIR}${{PYTHONPATH:+:$PYTHONPATH}}"',
+        # the auth layer's key rules before any model loads: a missing or weak key ends the run here (exit 2)
+        auth_install.KEY_CHECK,
         *_serve_block(found),
     ]
     return "\n".join([*lines, ""])

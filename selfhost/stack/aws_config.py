@@ -20,9 +20,10 @@ from typing import Any
 from costing.catalog import Offer, offers_for
 from costing.errors import UserError
 from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS
+from selfhost.stack import checks
 from selfhost.stack.boot_script import WeightsCache, boot_script
 from selfhost.stack.checks import check_aws_ref, check_region
-from selfhost.stack.plan import StackPlan, flag, plan_stack
+from selfhost.stack.plan import StackPlan, flag, plan_stack, str_list
 
 KEYS = (
     "instanceType",
@@ -81,12 +82,32 @@ def _check_refs(config: Mapping[str, Any]) -> None:
             check_aws_ref(key, str(ref))
 
 
+def check_values(config: Mapping[str, Any]) -> None:
+    """The AWS-only values, each against AWS's format, before any look-up or resource."""
+    if config.get("amiId"):
+        checks.check_pattern("amiId", config["amiId"], checks.AMI_ID, "an AMI id", "ami-0123456789abcdef0")
+    if config.get("vpcId"):
+        checks.check_pattern("vpcId", config["vpcId"], checks.VPC_ID, "a VPC id", "vpc-0123456789abcdef0")
+    for subnet in str_list(config, "subnetIds"):
+        checks.check_pattern("subnetIds", subnet, checks.SUBNET_ID, "a subnet id", "subnet-0123456789abcdef0,...")
+    zone = config.get("availabilityZone")
+    if zone:
+        zone = checks.check_pattern("availabilityZone", zone, checks.AWS_ZONE, "an availability zone", "us-east-1a")
+        region = config.get("region")
+        if region and zone[:-1] != str(region):
+            raise UserError(
+                f"availabilityZone {zone} is not in the stack's region {region}",
+                f"pulumi config set availabilityZone {region}a (a zone of {region})",
+            )
+
+
 def plan(
     config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-aws", "dev"), zones: tuple[str, ...] = ()
 ) -> StackPlan:
     """Checks and the cost review, Pulumi-free; `scope` is (Pulumi project, stack); `zones`: the zone IDs
     of the group's subnets (spot replicas are priced at their mean: the group balances across them)."""
     _check_refs(config)
+    check_values(config)
     os_name = str(config.get("amiOs") or DEFAULT_AMI_OS)
     if os_name not in GPU_AMI_PARAMETERS:
         raise UserError(

@@ -22,6 +22,8 @@ HF_CACHE = "/var/lib/selfhost/hf"
 GATE_UNIT = "selfhost-ready.service"
 HEALTH_UNIT = "selfhost-health.service"
 READY_DIR = "/run/selfhost/health"  # holds `ready` while the authenticated probe passes (ready_port)
+# The host's Python runs the auth module the script wrote (python3 -m selfhost_auth: exit 2 on a missing or weak key).
+KEY_CHECK = f"PYTHONPATH={auth_install.CONTAINER_DIR} /usr/bin/python3 -m {auth_install.MODULE}"
 DELIM = "SELFHOST_EOF"  # heredoc delimiter; no rendered value may hold a line break, so none can end it
 
 
@@ -173,11 +175,14 @@ def fetch_line(env: str, cmd: str) -> str:
     `cmd` is a shell command whose every value the caller has quoted (shlex.quote)."""
     if not env.isidentifier():
         raise ValueError(f"not an environment variable name: {env!r}")
-    return (
-        f"value=$({cmd})\n"
-        f'[ -n "$value" ] || {{ echo "selfhost: {env} is empty" >&2; exit 1; }}\n'
-        f'printf \'%s=%s\\n\' {env} "$value" >> "$tmp"'
-    )
+    lines = [
+        f"value=$({cmd})",
+        f'[ -n "$value" ] || {{ echo "selfhost: {env} is empty" >&2; exit 1; }}',
+    ]
+    if env == API_KEY_ENV:  # the auth layer's key rules, before vLLM loads a model (the key by env, never argv)
+        lines.append(f'{API_KEY_ENV}="$value" {KEY_CHECK} || exit 1')
+    lines.append(f'printf \'%s=%s\\n\' {env} "$value" >> "$tmp"')
+    return "\n".join(lines)
 
 
 def boot_script(

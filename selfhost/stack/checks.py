@@ -28,6 +28,15 @@ REGION = re.compile(r"[a-z]{2,12}(-[a-z]{2,12}){0,3}-?\d{1,2}")  # us-east-1 (AW
 AWS_ARN = re.compile(r"arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:[A-Za-z0-9/_+=.@:-]{1,512}")
 GCP_SECRET = re.compile(r"(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/secrets/)?[A-Za-z0-9_-]{1,255}")
 HH_MM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+AMI_ID = re.compile(r"ami-([0-9a-f]{8}|[0-9a-f]{17})")
+VPC_ID = re.compile(r"vpc-([0-9a-f]{8}|[0-9a-f]{17})")
+SUBNET_ID = re.compile(r"subnet-([0-9a-f]{8}|[0-9a-f]{17})")
+AWS_ZONE = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]")  # us-east-1a (a zone name, as a capacity reservation takes)
+# GCP image families and project ids: https://cloud.google.com/compute/docs/images/image-families-best-practices,
+# https://cloud.google.com/resource-manager/docs/creating-managing-projects (6-30, a letter first, no trailing -)
+GCP_IMAGE_FAMILY = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+GCP_ZONE = re.compile(r"[a-z]+(-[a-z]+)*\d{1,2}-[a-z][a-z0-9]{0,7}")  # us-central1-a, europe-west4-b
+GCP_PROJECT = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
 
 
 def _full(pattern: re.Pattern[str], value: str) -> bool:
@@ -110,6 +119,30 @@ def check_gcp_secret(key: str, ref: str) -> str:
     )
 
 
+def check_api_key(value: Any) -> None:
+    """A plain API key from stack config held to the auth layer's own rules (selfhost.auth_middleware.key_problem)
+    at preview, before anything is declared: the VM would refuse it at boot, after the machines are paid for."""
+    from selfhost.auth_middleware import MIN_KEY_CHARS, key_problem
+
+    if not isinstance(value, str):
+        return  # a secret Output: the stack checks its plain text (selfhost.stack.component.config_from_pulumi)
+    problem = key_problem(value)
+    if problem:
+        raise UserError(
+            f"stack config apiKey {problem}",
+            f'pulumi config set --secret apiKey "$(openssl rand -hex 24)" (at least {MIN_KEY_CHARS} printable '
+            "ASCII characters, no whitespace)",
+        )
+
+
+def check_pattern(key: str, value: Any, pattern: re.Pattern[str], what: str, example: str) -> str:
+    """One stack config value against its cloud's format (a refusal names the key and an example)."""
+    text = str(value).strip()
+    if _full(pattern, text):
+        return text
+    raise UserError(f"stack config {key} {value!r} is not {what}", f"pulumi config set {key} {example}")
+
+
 def check_time_zone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
@@ -137,6 +170,30 @@ def scoped(name: str, project: str, stack: str) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
+
+
+def digest(*parts: str, length: int = 8) -> str:
+    """A short hex digest of `parts` (an account or project id never appears in a global name in clear)."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
+
+
+def global_bucket_name(base: str, scope: str, account: str, suffix: str) -> str:
+    """A bucket name for a global namespace (S3 and Cloud Storage): `<slug>-<account+scope digest>-<suffix>-weights`.
+
+    The digest of the cloud account (or project) with the stack's scope keeps two accounts, projects or stacks
+    apart; `suffix` is random and kept in the stack's state (pulumi_random), so no one can predict the name and
+    take it first. Within both clouds' rules: 3-63 characters, lowercase letters, digits and '-', a letter first
+    and a letter or digit last, no `goog`/`xn--`/`sthree-` prefix, no `google`."""
+    if not re.fullmatch(r"[0-9a-f]{8,16}", suffix):
+        raise UserError(f"bucket suffix {suffix!r} is not 8-16 hex digits", "re-run pulumi up")
+    if not account:
+        raise UserError("the cloud account/project id is unknown", "check the cloud credentials, then re-run")
+    tail = f"-{digest(account, scope)}-{suffix}-weights"
+    slug = _slug(base).replace("google", "g").replace("goog", "g") or "selfhost"
+    if not slug[0].isalpha() or slug.startswith(("xn--", "sthree", "amzn-s3-demo")):
+        slug = "s" + slug
+    head = slug[: 63 - len(tail)].rstrip("-")
+    return f"{head}{tail}"
 
 
 def gcp_name(base: str, scope: str, max_len: int = 63, min_len: int = 1) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pulumi
 
+from selfhost.stack.checks import check_api_key
 from selfhost.stack.plan import COMMON_KEYS, SECRET_KEYS, StackPlan
 
 LIST_KEYS = ("allowedCidrs", "subnetIds", "zones")
@@ -32,6 +33,8 @@ def config_from_pulumi(keys: Iterable[str], secret_keys: Iterable[str] = SECRET_
     for key in secret_keys:
         secret_value = cfg.get_secret(key)
         if secret_value is not None:
+            if key == "apiKey":  # its plain text, checked now (preview) and never kept: the Output is what is used
+                check_api_key(cfg.get(key))
             out[key] = secret_value
     return out
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from costing.catalog import offers_for
 from costing.errors import UserError
+from selfhost.stack import checks
 from selfhost.stack.boot_script import WeightsCache, boot_script
 from selfhost.stack.checks import check_gcp_secret, gcp_name
 from selfhost.stack.plan import MAX_HEALTH_GRACE_S, OPEN_CIDRS, StackPlan, plan_stack
@@ -86,6 +87,14 @@ def plan(config: Mapping[str, Any], scope: tuple[str, str] = ("selfhost-gcp", "d
         if config.get(key):
             check_gcp_secret(key, str(config[key]))
     subnet_cidr(config)
+    if config.get("imageFamily"):
+        checks.check_pattern(
+            "imageFamily", config["imageFamily"], checks.GCP_IMAGE_FAMILY, "an image family name", IMAGE_FAMILY
+        )
+    if config.get("imageProject"):
+        checks.check_pattern(
+            "imageProject", config["imageProject"], checks.GCP_PROJECT, "a Google Cloud project id", IMAGE_PROJECT
+        )
     return plan_stack(
         "gcp",
         config,
@@ -199,6 +208,8 @@ def groups(p: StackPlan) -> list[Group]:
 
 def check_zones(region: str, zones: list[str]) -> list[str]:
     """Two or more zones of the region (the first three, sorted, of those given or listed as UP)."""
+    for zone in zones:
+        checks.check_pattern("zones", zone, checks.GCP_ZONE, "a Compute Engine zone", f"{region}-a,{region}-b")
     mine = sorted({z for z in zones if z.rsplit("-", 1)[0] == region})
     if len(mine) < MIN_ZONES:
         raise UserError(

@@ -36,6 +36,7 @@ MAX_HEALTH_GRACE_S = 3600  # the longest initial delay the clouds' health checks
 # Config keys every stack reads (camelCase, as `pulumi config set` users expect).
 COMMON_KEYS = ("specFile", *CONFIG_KEYS, "allowedCidrs", "reservationOwned", *("owner", "ttl", "expiresAt", "preview"))
 SECRET_KEYS = ("apiKey", "hfToken")
+FLAG_KEYS = ("allowPlainHttp", "reservationOwned", "reserveCapacity", "refreshAmi", "checkQuota")
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,10 @@ def check_secrets(
             )
             alt = f", or pulumi config set {ref_key} <existing secret>" if ref_key else ""
             raise UserError(f"missing secret {key}: {what}", f"pulumi config set --secret {key} <value>{alt}")
+        if key == "apiKey" and value is not None:
+            from selfhost.stack.checks import check_api_key
+
+            check_api_key(value)
         values[key] = value
         refs[key] = ref
     return values, refs
@@ -401,6 +406,8 @@ def _plan_stack(
 ) -> StackPlan:
     from costing.review import enforce_budget
 
+    for key in FLAG_KEYS:  # every true/false key read now, not where a resource first needs it
+        flag(config, key)
     spec = spec_from_config(cloud, config, target, autoscaled=autoscaled)
     if spec.schedule.days_per_month is not None:
         raise UserError(

@@ -14,9 +14,11 @@ import json
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from selfhost.aws.api import DEFAULT_AMI_OS, ami_parameter, check_gpu_quota
 from selfhost.stack import aws_config
+from selfhost.stack.checks import global_bucket_name
 from selfhost.stack.component import VllmEndpoint, read_config, refusals, secret, stack_scope
 from selfhost.stack.plan import flag, str_list
 
@@ -43,6 +45,8 @@ with refusals():
     if flag(config, "checkQuota"):  # needs AWS credentials at preview time: opt-in (recommended in CI)
         check_gpu_quota(p.offer.instance_type, p.offer.vcpus, region, p.pricing)
     instance_types = aws_config.instance_types(p, zone_ids)
+    account_id = str(aws.get_caller_identity().account_id or "")
+    global_bucket_name(p.name, p.scope, account_id, "0" * 8)  # names it can build, or one line now
 
 spot = p.pricing == "spot"
 fleet = p.fleet
@@ -214,8 +218,14 @@ def load_balancer(lb_sg: aws.ec2.SecurityGroup) -> tuple[aws.lb.LoadBalancer, aw
 def weights_bucket() -> aws.s3.Bucket:
     """The weights mirror: a private, encrypted bucket the first replica fills once (after it served)
     and every later replica restores from before vLLM starts, so scale-out never waits on Hugging Face."""
+    # Bucket names are global: this account and stack's digest plus a random suffix kept in the stack's state.
+    suffix = random.RandomId(f"{p.name}-weights", byte_length=4, opts=child())
     bucket = aws.s3.Bucket(
-        f"{p.name}-weights", bucket_prefix="selfhost-weights-", force_destroy=True, tags=tags, opts=child()
+        f"{p.name}-weights",
+        bucket=suffix.hex.apply(lambda h: global_bucket_name(p.name, p.scope, account_id, h)),
+        force_destroy=True,
+        tags=tags,
+        opts=child(),
     )
     aws.s3.BucketPublicAccessBlock(
         f"{p.name}-weights",

@@ -12,8 +12,10 @@ selfhost.stack; names and the startup script from selfhost.stack.gcp_config.
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumi_random as random
 
 from selfhost.stack import gcp_config
+from selfhost.stack.checks import global_bucket_name
 from selfhost.stack.component import VllmEndpoint, read_config, refusals, secret, stack_scope
 from selfhost.stack.plan import gcp_label, str_list
 
@@ -29,6 +31,8 @@ with refusals():
     zones = gcp_config.check_zones(
         region, str_list(config, "zones") or gcp.compute.get_zones(region=region, status="UP").names
     )
+    project_id = str(provider.get("project") or gcp.organizations.get_project().project_id or "")
+    global_bucket_name(p.name, p.scope, project_id, "0" * 8)  # names it can build, or one line now
 
 spot = p.pricing == "spot"
 fleet = p.fleet
@@ -119,9 +123,11 @@ def secrets(sa: gcp.serviceaccount.Account) -> dict[str, pulumi.Input[str]]:
 def weights_bucket(sa: gcp.serviceaccount.Account) -> gcp.storage.Bucket:
     """The weights mirror: a private bucket in the region (uniform access, public access prevented,
     encrypted at rest by Google) the first replica fills once and later replicas restore from."""
+    # Bucket names are global: this project and stack's digest plus a random suffix kept in the stack's state.
+    suffix = random.RandomId(f"{p.name}-weights", byte_length=4, opts=child())
     bucket = gcp.storage.Bucket(
         f"{p.name}-weights",
-        name=f"{names.base}-weights",
+        name=suffix.hex.apply(lambda h: global_bucket_name(p.name, p.scope, project_id, h)),
         location=region,
         uniform_bucket_level_access=True,
         public_access_prevention="enforced",
