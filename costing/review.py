@@ -9,6 +9,7 @@ from costing import projection as proj
 from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
 from costing.errors import OverBudget, UserError
 from costing.resolve import Resolved, across_zones, resolve
+from costing.scaling import inflight_target, reclaim_note
 from costing.spec import DeploymentSpec, WorkloadSpec
 from costing.spend import (
     COMMITTED_PRICING,
@@ -22,7 +23,6 @@ from costing.spend import (
     replicas_needed,
     usd_per_million,
 )
-from costing.scaling import inflight_target, reclaim_note
 from costing.spot_risk import SpotRisk, spot_risk
 
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
@@ -419,7 +419,8 @@ def _spot_notes(
             f"about {minutes:,.0f} minutes a month ({risk.rate.band} of spot instances interrupted a month, "
             f"{risk.cold_start.seconds / 60:,.1f} min cold start each)"
             if minutes is not None
-            else f"a {risk.cold_start.seconds / 60:,.1f} min cold start per reclaim ({risk.rate.note or 'no published rate'})"
+            else f"a {risk.cold_start.seconds / 60:,.1f} min cold start per reclaim "
+            f"({risk.rate.note or 'no published rate'})"
         )
         notes.append(
             f"WARNING: spot with availability {fleet.availability}: no on-demand replica backs the spot one, "

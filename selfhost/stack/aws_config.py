@@ -277,11 +277,15 @@ def user_data(
 
 
 def instance_policy(
-    secret_arns: list[str], stack: str, bucket_arn: str | None = None, target_group_arn: str | None = None
+    secret_arns: list[str],
+    stack: str,
+    bucket_arn: str | None = None,
+    target_group_arn: str | None = None,
+    namespace: str = drain.AWS_NAMESPACE,
 ) -> str:
     """Read only this stack's two secrets; read and fill only its weights mirror; report only its own
     health and readiness (the lifecycle hooks); deregister only from its target group; publish only the
-    selfhost/vLLM metrics.
+    stack's own selfhost/vLLM metrics (`namespace`, drain.aws_namespace).
 
     `stack` is the plan's scope (project/stack/name), the value of the STACK_TAG every resource carries."""
     ssm = [a for a in secret_arns if a.startswith("arn:aws:ssm:")]
@@ -327,7 +331,7 @@ def instance_policy(
             "Effect": "Allow",
             "Action": "cloudwatch:PutMetricData",
             "Resource": "*",
-            "Condition": {"StringEquals": {"cloudwatch:namespace": drain.AWS_NAMESPACE}},
+            "Condition": {"StringEquals": {"cloudwatch:namespace": namespace}},
         },
     ]
     if target_group_arn:

@@ -148,11 +148,12 @@ def gate_unit(plan: StackPlan, action: str, gate: Gate | None = None) -> str:
     if gate is None:
         wait = f"""deadline=$(( $(date +%s) + {int(r.initial_delay_s)} ))
 until /opt/selfhost/ready.sh; do
-  [ "$(date +%s)" -lt "$deadline" ] || {{ echo "selfhost: not ready after {int(r.initial_delay_s)} s" >&2; exit 1; }}
+  [ "$(date +%s)" -lt "$deadline" ] ||
+    {{ echo "selfhost: not ready after {int(r.initial_delay_s)} s" >&2; exit 1; }}
   sleep 10
 done"""
     else:
-        wait = f"""# The deadline counts from boot (the launch), like the group's lifecycle hook: the projected cold start.
+        wait = f"""# The deadline counts from boot (the launch), as the lifecycle hook does: the projected cold start.
 boot=${{SELFHOST_BOOT_EPOCH:-$(( $(date +%s) - $(cut -d. -f1 /proc/uptime) ))}}
 deadline=$(( boot + {int(gate.deadline_s)} ))
 beat=0
@@ -280,7 +281,8 @@ def boot_script(
             watchdog_action = "true"
         watchdog_action = f"rm -f {READY_DIR}/ready; {watchdog_action}"
     if drain and drain.after_ready:  # e.g. the metric publisher: only a serving replica reports its load
-        start = f"systemctl start {' '.join(drain.after_ready)}"
+        units = " ".join(drain.after_ready)
+        start = f"systemctl start {units} || echo 'selfhost: could not start {units}' >&2"
         ready_action = f"{ready_action}\n{start}" if ready_action else start
     if weights:  # save after the first successful probe: the readiness gate's action, or its own unit
         save = "/opt/selfhost/weights.sh save"

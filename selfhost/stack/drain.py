@@ -11,7 +11,9 @@ environment (SELFHOST_IMDS, SELFHOST_METADATA) so the handlers run under bash ag
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import shlex
 
 from costing import scaling
@@ -30,12 +32,17 @@ HOOK_HEARTBEAT_TIMEOUT_S = 300  # the launch hook lapses 5 heartbeats after the 
 GATE_SLACK = 1.5  # the gate waits up to 1.5x the projected first-boot cold start before it gives up
 MAX_GATE_S = 100 * HOOK_HEARTBEAT_TIMEOUT_S  # a lifecycle hook lives at most 100 heartbeat timeouts (and 48 h)
 METRICS_PERIOD_S = 60  # CloudWatch's standard resolution; the autoscalers read one-minute points
-AWS_NAMESPACE = "selfhost/vLLM"
+AWS_NAMESPACE = "selfhost/vLLM"  # + the stack's scope: an instance may publish only into its own stack's metrics
 AWS_METRIC = "RequestsInFlight"  # vllm:num_requests_running + vllm:num_requests_waiting, per replica
 GCP_METRIC = "custom.googleapis.com/selfhost/vllm/requests_in_flight"
 IMDS = "http://169.254.169.254"
 METADATA = "http://metadata.google.internal"
 PROGRESS_FILE = "/run/selfhost/drain.log"
+
+
+def aws_namespace(p: StackPlan) -> str:
+    """The stack's CloudWatch namespace (the IAM condition scopes PutMetricData to it)."""
+    return f"{AWS_NAMESPACE}/" + re.sub(r"[^A-Za-z0-9._/#:-]", "-", p.scope)[:200]
 
 
 def drain_seconds(p: StackPlan) -> int:
@@ -200,7 +207,28 @@ done
 """
 
 
-def aws_publish(region: str) -> str:
+# The names each publisher sends, in the order metrics.sh reads them ($inflight $waiting $kv).
+AWS_NAMES = (AWS_METRIC, "RequestsWaiting", "KvCacheUsage")
+GCP_NAMES = (
+    GCP_METRIC,
+    "custom.googleapis.com/selfhost/vllm/requests_waiting",
+    "custom.googleapis.com/selfhost/vllm/kv_cache_usage",
+)
+AWS_BODY = (  # python3 (on the GPU images): the --metric-data JSON from the group name and the three values
+    'import json, sys; g, *v = sys.argv[1:]; d = [{"Name": "AutoScalingGroupName", "Value": g}]; '
+    'print(json.dumps([{"MetricName": n, "Value": float(x), "Dimensions": d} '
+    f"for n, x in zip({json.dumps(AWS_NAMES)}, v)]))"
+)
+GCP_BODY = (  # python3: timeSeries.create's body for this gce_instance
+    "import json, sys; p, i, z, t, *v = sys.argv[1:]; "
+    'r = {"type": "gce_instance", "labels": {"project_id": p, "instance_id": i, "zone": z}}; '
+    'print(json.dumps({"timeSeries": [{"metric": {"type": n}, "resource": r, '
+    '"points": [{"interval": {"endTime": t}, "value": {"doubleValue": float(x)}}]} '
+    f"for n, x in zip({json.dumps(GCP_NAMES)}, v)]}}))"
+)
+
+
+def aws_publish(region: str, namespace: str) -> str:
     """CloudWatch custom metrics under the group's name: target tracking averages them over its instances."""
     q = shlex.quote
     group = (
@@ -208,25 +236,22 @@ def aws_publish(region: str) -> str:
         '"$(cat /opt/selfhost/instance-id)" --query "AutoScalingInstances[0].AutoScalingGroupName" --output text'
     )
     return f"""    [ -s /run/selfhost/group ] || {group} > /run/selfhost/group
-    g=$(cat /run/selfhost/group)
-    aws cloudwatch put-metric-data --region {q(region)} --namespace {AWS_NAMESPACE} --metric-data \\
-      "[{{\\"MetricName\\":\\"{AWS_METRIC}\\",\\"Value\\":$inflight,\\"Dimensions\\":[{{\\"Name\\":\\"AutoScalingGroupName\\",\\"Value\\":\\"$g\\"}}]}},\
-{{\\"MetricName\\":\\"RequestsWaiting\\",\\"Value\\":$waiting,\\"Dimensions\\":[{{\\"Name\\":\\"AutoScalingGroupName\\",\\"Value\\":\\"$g\\"}}]}},\
-{{\\"MetricName\\":\\"KvCacheUsage\\",\\"Value\\":$kv,\\"Dimensions\\":[{{\\"Name\\":\\"AutoScalingGroupName\\",\\"Value\\":\\"$g\\"}}]}}]" \\
+    data=$(python3 -c {q(AWS_BODY)} "$(cat /run/selfhost/group)" "$inflight" "$waiting" "$kv")
+    aws cloudwatch put-metric-data --region {q(region)} --namespace {q(namespace)} --metric-data "$data" \\
       || echo "selfhost metrics: put-metric-data failed" >&2"""
 
 
 def gcp_publish() -> str:
     """Cloud Monitoring custom metrics on this gce_instance (the autoscaler averages them over the group),
     with the VM's own service-account token (as a header file, never in argv)."""
+    token = 'import json, sys; print(json.load(sys.stdin)["access_token"])'
     return f"""    MD=${{SELFHOST_METADATA:-{METADATA}}}
     API=${{SELFHOST_MONITORING:-https://monitoring.googleapis.com}}
     m() {{ curl -fsS -m 5 -H 'Metadata-Flavor: Google' "$MD/computeMetadata/v1/$1"; }}
     project=$(m project/project-id); id=$(m instance/id); zone=$(m instance/zone); zone=${{zone##*/}}
-    tok=$(m instance/service-accounts/default/token | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
-    now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-    series() {{ printf '{{"metric":{{"type":"%s"}},"resource":{{"type":"gce_instance","labels":{{"project_id":"%s","instance_id":"%s","zone":"%s"}}}},"points":[{{"interval":{{"endTime":"%s"}},"value":{{"doubleValue":%s}}}}]}}' "$1" "$project" "$id" "$zone" "$now" "$2"; }}
-    body="{{\\"timeSeries\\":[$(series {GCP_METRIC} "$inflight"),$(series custom.googleapis.com/selfhost/vllm/requests_waiting "$waiting"),$(series custom.googleapis.com/selfhost/vllm/kv_cache_usage "$kv")]}}"
+    tok=$(m instance/service-accounts/default/token | python3 -c {shlex.quote(token)})
+    body=$(python3 -c {shlex.quote(GCP_BODY)} "$project" "$id" "$zone" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \\
+      "$inflight" "$waiting" "$kv")
     curl -fsS -m 10 -o /dev/null -X POST -H @<(printf 'Authorization: Bearer %s\\n' "$tok") \\
       -H 'Content-Type: application/json' -d "$body" "$API/v3/projects/$project/timeSeries" \\
       || echo "selfhost metrics: timeSeries.create failed" >&2"""
@@ -251,7 +276,7 @@ def aws_drain(p: StackPlan, region: str, target_group_arn: str) -> Drain:
         p,
         (
             ("drain.sh", aws_handler(p, region, target_group_arn)),
-            ("metrics.sh", metrics_script(p, SECRETS_FILE, aws_publish(region))),
+            ("metrics.sh", metrics_script(p, SECRETS_FILE, aws_publish(region, aws_namespace(p)))),
         ),
         ((DRAIN_UNIT, "/opt/selfhost/drain.sh", True),),
     )

@@ -268,7 +268,7 @@ def identity(
         role=role.id,
         opts=child(),
         policy=pulumi.Output.all(arns["apiKey"], arns["hfToken"], bucket.arn, target_group.arn).apply(
-            lambda a: aws_config.instance_policy([a[0], a[1]], p.scope, a[2], a[3])
+            lambda a: aws_config.instance_policy([a[0], a[1]], p.scope, a[2], a[3], drain.aws_namespace(p))
         ),
     )
     return aws.iam.InstanceProfile(f"{p.name}-vm", role=role.name, tags=tags, opts=child())
@@ -412,7 +412,7 @@ def scaling(group: aws.autoscaling.Group) -> None:
         estimated_instance_warmup=r.initial_delay_s,
         target_tracking_configuration={
             "customized_metric_specification": {
-                "namespace": drain.AWS_NAMESPACE,
+                "namespace": drain.aws_namespace(p),
                 "metric_name": drain.AWS_METRIC,
                 "metric_dimensions": [{"name": "AutoScalingGroupName", "value": group.name}],
                 "statistic": "Average",
