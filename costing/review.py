@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from costing import projection as proj
+from costing import scaling
 from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
 from costing.errors import OverBudget, UserError
 from costing.resolve import Resolved, across_zones, resolve
@@ -527,6 +528,8 @@ def cost_review(
         else []
     )
     risk = spot_risk(resolved, fleet, lines, weights_mirror or spec.sky.weights_store)
+    if cloud_group and resolved.offer and (metrics := scaling.metrics_note(resolved.offer.cloud)):
+        notes.append(metrics)
     notes += _spot_notes(fleet, risk, point, cloud_group, resolved.offer.cloud if resolved.offer else "")
     lines += stack
     notes += [f"{line.item}; not in the monthly total" for line in lines if ": not priced: " in line.item]

@@ -56,3 +56,24 @@ def reclaim_note(cloud: str, e2e_p99_s: float, e2e_s: float) -> str | None:
         f"{e2e_s:,.1f} s): requests in flight with more than {notice - DRAIN_MARGIN_S} s left when the notice "
         "arrives are cut (clients retry on another replica)"
     )
+
+
+PUBLISHED_METRICS = 3  # requests in flight, waiting, KV cache usage: one point each a minute per replica
+
+
+def metrics_note(cloud: str) -> str | None:
+    """The stacks' replicas publish vLLM's load; what that costs is not in the monthly total (no dated rate
+    in costing/data), so the review says so rather than count it as free."""
+    if cloud == "aws":
+        return (
+            f"the replicas publish {PUBLISHED_METRICS} CloudWatch custom metrics (the group's scaling signal), one "
+            "PutMetricData call a minute each: CloudWatch bills custom metrics and API requests (not priced: no "
+            "dated CloudWatch rate in costing/data); not in the monthly total"
+        )
+    if cloud == "gcp":
+        return (
+            f"the replicas write {PUBLISHED_METRICS} Cloud Monitoring custom metrics a minute each (the autoscaler's "
+            "signal): Cloud Monitoring bills ingested bytes beyond its monthly free allotment (not priced: no dated "
+            "Cloud Monitoring rate in costing/data); not in the monthly total"
+        )
+    return None

@@ -61,3 +61,10 @@ def test_a_stack_spot_review_says_what_the_reclaim_notice_cannot_drain(output_to
     [note] = [n for n in rv.notes if n.startswith("a spot reclaim gives 30 s notice")]
     assert (rv.projection.e2e_p99_s > 30 - scaling.DRAIN_MARGIN_S) is cut
     assert ("are cut" in note) is cut and ("none is cut" in note) is (not cut)
+
+
+def test_a_stack_review_says_the_published_metrics_are_not_in_the_total():
+    assert any(
+        "CloudWatch custom metrics" in n and "not in the monthly total" in n for n in review(cloud_group=True).notes
+    )
+    assert not any("custom metrics" in n for n in review().notes)  # SkyServe publishes none of them
