@@ -58,11 +58,6 @@ TARGET_GROUP_ARN = re.compile(
 HEALTH_GRACE_S = 120  # after the readiness gate completes the lifecycle hook: vLLM already serves
 
 
-def requests_per_minute(requests_per_s: float) -> float:
-    """ALBRequestCountPerTarget counts a minute's requests per target."""
-    return round(requests_per_s * 60, 2)
-
-
 def _target(config: Mapping[str, Any]) -> dict[str, Any]:
     instance_type = config.get("instanceType")
     if instance_type:
