@@ -358,8 +358,14 @@ def test_the_watchdog_does_not_restart_vllm_while_it_starts(tmp_path):
     started.touch()  # vLLM (re)started just now
     env = {**os.environ, "SELFHOST_WATCHDOG_PERIOD_S": "0", "SELFHOST_STARTED_FILE": str(started)}
     assert drain.watchdog_grace_s(p) >= 180
+    unit = script.split("[Service]", 1)[1]
+    assert unit.index("vllm-started") < unit.index("fetch-secrets.sh") < unit.index("ExecStart=")
     assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], env=env, timeout=30).returncode == 0
     assert not (tmp_path / "restarts").exists()
+    started.unlink()  # the unit has not reached its first start yet (secrets, the weights restore): still starting
+    assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], env=env, timeout=30).returncode == 0
+    assert not (tmp_path / "restarts").exists()
+    started.touch()
     os.utime(started, (time.time() - drain.watchdog_grace_s(p) - 1,) * 2)  # the grace is over
     assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], env=env, timeout=30).returncode == 0
     assert (tmp_path / "restarts").read_text().count("restarted") == 5  # 15 failing probes, 3 at a time

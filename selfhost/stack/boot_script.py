@@ -337,7 +337,8 @@ WantedBy=multi-user.target
         if drain:  # no failure counts while vLLM starts: the grace runs from each (re)start of the unit
             wait = f"""grace=${{SELFHOST_WATCHDOG_GRACE_S:-{int(drain.watchdog_grace_s)}}}
 started=${{SELFHOST_STARTED_FILE:-{STARTED_FILE}}}
-starting() {{ [ $(( $(date +%s) - $(stat -c %Y "$started" 2>/dev/null || echo 0) )) -lt "$grace" ]; }}"""
+# no stamp yet: vLLM's unit has not got to its first start (secrets, the weights restore)
+starting() {{ [ $(( $(date +%s) - $(stat -c %Y "$started" 2>/dev/null || date +%s) )) -lt "$grace" ]; }}"""
             count = "elif ! starting; then failures=$((failures+1)); fi"
         else:
             wait, count = f"sleep {int(r.initial_delay_s)}", "else failures=$((failures+1)); fi"
@@ -368,7 +369,8 @@ WantedBy=multi-user.target
 """
     started, stop = "", "ExecStop=/usr/bin/docker stop -t 30 vllm"
     if drain:
-        started = f"ExecStartPre=/usr/bin/touch {STARTED_FILE}\n"
+        # first: the grace covers the secrets, the weights restore and vLLM's own start
+        started = f"ExecStartPre=/bin/sh -c 'mkdir -p /run/selfhost && touch {STARTED_FILE}'\n"
         stop = f"ExecStop=/opt/selfhost/stop-vllm.sh\nTimeoutStopSec={int(drain.stop_timeout_s) + 30}"
         probes += f"""cat > /opt/selfhost/stop-vllm.sh <<'{DELIM}'
 {drain.stop_script.rstrip()}
@@ -423,9 +425,9 @@ StartLimitIntervalSec=0
 Restart=always
 RestartSec=15
 TimeoutStartSec=0
-ExecStartPre=/opt/selfhost/fetch-secrets.sh
+{started}ExecStartPre=/opt/selfhost/fetch-secrets.sh
 {"ExecStartPre=/opt/selfhost/weights.sh restore" + chr(10) if weights else ""}ExecStartPre=-/usr/bin/docker rm -f vllm
-{started}ExecStart={exec_start}
+ExecStart={exec_start}
 {stop}
 [Install]
 WantedBy=multi-user.target
