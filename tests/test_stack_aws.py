@@ -132,6 +132,9 @@ def test_spot_group_runs_the_costed_container_securely():
     own = next(s for s in policy["Statement"] if s.get("Sid") == "ReportOwnHealth")
     assert "autoscaling:RecordLifecycleActionHeartbeat" in own["Action"]
     assert f"--target-group-arn {arn} " in script
+    # the replicas publish vLLM's load into that namespace, once their gate has passed
+    assert "aws cloudwatch put-metric-data --region us-east-1 --namespace selfhost/vLLM/selfhost-aws/dev/" in script
+    assert "systemctl start selfhost-metrics.service" in script.split("cat > /opt/selfhost/gate.sh")[1]
     # outputs
     assert out["endpointUrl"] == f"http://{LB_DNS}:8000"
     assert out["groupName"] and out["instanceType"] == "g5.xlarge"
