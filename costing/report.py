@@ -283,6 +283,7 @@ def fleet_dict(rv: CostReview) -> dict[str, Any]:
         "base_ondemand_replicas": f.base_ondemand_replicas,
         "autoscaled": f.autoscaled,
         "target_qps_per_replica": _r(f.requests_per_s_per_replica, 4),
+        "target_inflight_per_replica": f.inflight_per_replica,
         "off_peak_requests_per_s": _r(f.off_peak_requests_per_s, 4),
         "availability": f.availability,
     }
@@ -462,6 +463,8 @@ def _replicas_text(rv: CostReview) -> str:
         return f"{rv.replicas} ({peak}, {util}, availability {f.availability if f else 'standard'})"
     return (
         f"{f.min_replicas} to {f.max_replicas}, autoscaled at {f.requests_per_s_per_replica:,.2f} req/s each "
+        f"(SkyServe's QPS) or {f.inflight_per_replica:g} requests in flight each (the aws/gcp stacks' vLLM "
+        f"signal: SLO-bound concurrency {rv.projection.concurrency} x {rv.spec.target_utilization:.0%}) "
         f"({peak}, {util}, availability {f.availability})"
     )
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costing import projection as proj
+from costing import scaling
 from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
 from costing.errors import OverBudget, UserError
 from costing.resolve import Resolved, across_zones, resolve
+from costing.scaling import inflight_target, reclaim_note
 from costing.spec import DeploymentSpec, WorkloadSpec
 from costing.spend import (
     COMMITTED_PRICING,
@@ -59,6 +61,8 @@ class Fleet:
     requests_per_s_per_replica: float  # SLO-bound capacity x target utilization: the autoscaler's target
     off_peak_requests_per_s: float
     availability: str
+    # requests in flight per replica the aws/gcp groups track (costing.scaling): SLO-bound concurrency x utilization
+    inflight_per_replica: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ def cheapest_meeting_slo(spec: DeploymentSpec, params: proj.Params | None = None
     return best[1] if best else None
 
 
-def _fleet(spec: DeploymentSpec, traffic: Traffic, capacity_rps: float) -> Fleet:
+def _fleet(spec: DeploymentSpec, traffic: Traffic, capacity_rps: float, concurrency: int = 1) -> Fleet:
     """Replica counts from the peak (max) and the off-peak rate (min), each replica at the target utilization."""
     workload = require_workload(spec)
     peak = traffic.peak_requests_per_s
@@ -226,7 +230,8 @@ def _fleet(spec: DeploymentSpec, traffic: Traffic, capacity_rps: float) -> Fleet
         low = high = fixed or max(floor, at_peak)
     spot_service = spec.sky.service and spec.target.pricing == "spot"
     base = BASE_ONDEMAND_REPLICAS if spot_service and low > BASE_ONDEMAND_REPLICAS else 0
-    return Fleet(low, high, base, autoscaled, capacity_rps, off_peak, availability)
+    inflight = inflight_target(concurrency, spec.target_utilization)
+    return Fleet(low, high, base, autoscaled, capacity_rps, off_peak, availability, inflight)
 
 
 GIB_IN_GB = 1024**3 / 1e9
@@ -433,6 +438,36 @@ def _projections(
     return full, point
 
 
+def _spot_notes(
+    fleet: Fleet, risk: SpotRisk | None, point: proj.Projection, cloud_group: bool, cloud: str
+) -> list[str]:
+    """Spot only: a fleet with no on-demand replica behind it (availability standard) is warned about, with
+    the minutes a month it runs a replica short; a stack's group says what the reclaim notice cannot drain."""
+    if risk is None:
+        return []
+    notes = []
+    if fleet.base_ondemand_replicas == 0:
+        minutes = risk.minutes_without_replica[1]
+        short = "no replica" if fleet.min_replicas <= 1 else "one replica fewer"
+        cost = (
+            f"about {minutes:,.0f} minutes a month ({risk.rate.band} of spot instances interrupted a month, "
+            f"{risk.cold_start.seconds / 60:,.1f} min cold start each)"
+            if minutes is not None
+            else f"a {risk.cold_start.seconds / 60:,.1f} min cold start per reclaim "
+            f"({risk.rate.note or 'no published rate'})"
+        )
+        notes.append(
+            f"WARNING: spot with availability {fleet.availability}: no on-demand replica backs the spot one, "
+            f"so each reclaim leaves {short} until its replacement serves: {cost}; set availability: high "
+            "for an on-demand base replica"
+        )
+    if cloud_group:
+        note = reclaim_note(cloud, point.e2e_p99_s, point.e2e_latency_s)
+        if note:
+            notes.append(note)
+    return notes
+
+
 def cost_review(
     spec: DeploymentSpec,
     *,
@@ -487,7 +522,7 @@ def cost_review(
         raise SloUnreachable(problem, fix or "raise --p90-latency-s, or pick a faster GPU", point.p90_e2e_latency_s)
     traffic = Traffic.of(workload, spec.schedule)
     utilization = spec.target_utilization
-    fleet = _fleet(spec, traffic, point.requests_per_s * utilization)
+    fleet = _fleet(spec, traffic, point.requests_per_s * utilization, point.concurrency)
     replicas = fleet.max_replicas
     notes = list(fit.notes)
     needed = replicas_needed(traffic.peak_requests_per_s, point.requests_per_s, utilization)
@@ -532,6 +567,9 @@ def cost_review(
         else []
     )
     risk = spot_risk(resolved, fleet, lines, weights_mirror or spec.sky.weights_store)
+    if cloud_group and resolved.offer and (metrics := scaling.metrics_note(resolved.offer.cloud)):
+        notes.append(metrics)
+    notes += _spot_notes(fleet, risk, point, cloud_group, resolved.offer.cloud if resolved.offer else "")
     lines += stack
     notes += [f"{line.item}; not in the monthly total" for line in lines if ": not priced: " in line.item]
     storage_price = storage_price or 0.0

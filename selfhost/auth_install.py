@@ -71,16 +71,18 @@ def docker_run_flags() -> list[str]:
 KEY_CHECK = f"python3 -m {MODULE}"
 
 
-def runpod_docker_args(serve_args: list[str]) -> str:
+def runpod_docker_args(serve_args: list[str], supervise: str | None = None) -> str:
     """RunPod's start command for the vllm/vllm-openai image: its JSON form replaces the image's
-    entrypoint (`vllm serve`) with `bash -c SCRIPT`, which writes the module and execs vLLM."""
+    entrypoint (`vllm serve`) with `bash -c SCRIPT`, which writes the module and execs vLLM, or, with
+    `supervise` (shell text calling `serve`, which execs vLLM), runs vLLM under that supervisor."""
+    serve = "exec vllm serve " + shlex.join(serve_args)
     script = "\n".join(
         [
             "set -e",
             install_shell(CONTAINER_DIR),
             f"export PYTHONPATH={CONTAINER_DIR}",
             KEY_CHECK,
-            "exec vllm serve " + shlex.join(serve_args),
+            *([f"serve() {{ {serve}; }}", "set +e", supervise] if supervise else [serve]),
         ]
     )
     return json.dumps({"entrypoint": ["bash", "-c"], "cmd": [script]})
@@ -89,5 +91,6 @@ def runpod_docker_args(serve_args: list[str]) -> str:
 def runpod_serve_args(docker_args: str) -> list[str]:
     """The `vllm serve` arguments inside a runpod_docker_args string (for tests and inspection)."""
     script = json.loads(docker_args)["cmd"][0]
-    line = next(ln for ln in script.splitlines() if ln.startswith("exec vllm serve "))
-    return shlex.split(line)[3:]
+    line = next(ln for ln in script.splitlines() if "exec vllm serve " in ln)
+    line = line.split("exec vllm serve ", 1)[1].removesuffix("; }")
+    return shlex.split(line)

@@ -13,6 +13,7 @@ from costing.review import cost_review
 from costing.vllm_args import VLLM_IMAGE, serve_args
 from selfhost.aws.api import GPU_AMI_PARAMETERS
 from selfhost.stack import aws_config as aws
+from selfhost.stack import drain
 from selfhost.stack.boot_script import exec_start_argv
 from selfhost.stack.preview import ZONE_IDS
 
@@ -92,10 +93,23 @@ def test_spot_group_runs_the_costed_container_securely():
     assert dist["onDemandBaseCapacity"] == fleet.base_ondemand_replicas >= 1
     refresh = group["instanceRefresh"]["preferences"]
     assert (refresh["minHealthyPercentage"], refresh["maxHealthyPercentage"]) == (100, 200)
-    hook = group["initialLifecycleHooks"][0]
+    review_plan, me = aws.plan(BASE, zones=zones), '--instance-id "$(cat /opt/selfhost/instance-id)"'
+    hook, leave = group["initialLifecycleHooks"]
     assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING" and hook["defaultResult"] == "ABANDON"
-    assert hook["heartbeatTimeout"] >= 600
+    # the gate keeps the launch hook open with heartbeats, to a deadline from the projected cold start
+    assert hook["heartbeatTimeout"] == drain.HOOK_HEARTBEAT_TIMEOUT_S < drain.gate_deadline_s(review_plan)
+    assert f"record-lifecycle-action-heartbeat --region us-east-1 {me} " in script
+    assert f"deadline=$(( boot + {drain.gate_deadline_s(review_plan)} ))" in script
     assert f"--lifecycle-hook-name {hook['name']} --lifecycle-action-result CONTINUE" in script
+    # scale-in, refresh and rebalancing drain: the handler completes the termination hook after vLLM stopped
+    assert leave["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert leave["defaultResult"] == "CONTINUE" and leave["name"] == drain.DRAIN_HOOK
+    assert leave["heartbeatTimeout"] > drain.stop_timeout_s(review_plan) > drain.drain_seconds(review_plan)
+    assert f"--lifecycle-hook-name {drain.DRAIN_HOOK} --lifecycle-action-result CONTINUE" in script
+    tg = mocks.one("aws:lb/targetGroup:TargetGroup")
+    assert tg["deregistrationDelay"] == drain.drain_seconds(review_plan) == out["drainSeconds"]
+    assert "ExecStop=/opt/selfhost/stop-vllm.sh" in script and "systemctl enable --now vllm.service" in script
+    assert "selfhost-drain.service" in script.split("systemctl enable --now")[1]
     [arn] = group["targetGroupArns"]
     assert ":targetgroup/selfhost-aws-tg/" in arn
     assert mocks.of_type("aws:ec2/capacityReservation:CapacityReservation") == []
@@ -110,6 +124,19 @@ def test_spot_group_runs_the_costed_container_securely():
     assert name.startswith("selfhost-aws-") and name.endswith("-weights")
     assert mirror["Resource"] == [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]
     assert out["weightsMirror"].startswith(f"s3://{name}/hf/")
+    # draining: the role leaves only its own target group; it publishes only vLLM's load in its namespace
+    leave_tg = next(s for s in policy["Statement"] if s.get("Sid") == "LeaveOwnTargetGroup")
+    assert leave_tg["Action"] == "elasticloadbalancing:DeregisterTargets" and leave_tg["Resource"] == arn
+    publish = next(s for s in policy["Statement"] if s.get("Sid") == "PublishVllmLoad")
+    assert publish["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "selfhost/vLLM/selfhost-aws/dev/selfhost-aws"}
+    }
+    own = next(s for s in policy["Statement"] if s.get("Sid") == "ReportOwnHealth")
+    assert "autoscaling:RecordLifecycleActionHeartbeat" in own["Action"]
+    assert f"--target-group-arn {arn} " in script
+    # the replicas publish vLLM's load into that namespace, once their gate has passed
+    assert "aws cloudwatch put-metric-data --region us-east-1 --namespace selfhost/vLLM/selfhost-aws/dev/" in script
+    assert "systemctl start selfhost-metrics.service" in script.split("cat > /opt/selfhost/gate.sh")[1]
     # outputs
     assert out["endpointUrl"] == f"http://{LB_DNS}:8000"
     assert out["groupName"] and out["instanceType"] == "g5.xlarge"

@@ -198,12 +198,15 @@ def test_gcp_readiness_endpoint_follows_the_authenticated_probe(tmp_path):
     assert subprocess.run(["bash", str(tmp_path / "gate.sh")], timeout=30).returncode == 0
     assert ready.exists()
     # the watchdog after its initial wait: a failing probe three times withdraws readiness and restarts vLLM
-    watchdog = re.sub(r"^sleep \d+$", "", body("watchdog"), count=1, flags=re.M).replace("sleep 30", "sleep 0")
-    watchdog = watchdog.replace("while true", "for i in 1 2 3")
+    watchdog = body("watchdog").replace("while true", "for i in 1 2 3")
     (tmp_path / "watchdog.sh").write_text(watchdog)
+    started = tmp_path / "vllm-started"  # vLLM's last (re)start: long ago, past the start grace
+    started.touch()
+    os.utime(started, (0, 0))
+    env = {**os.environ, "SELFHOST_WATCHDOG_PERIOD_S": "0", "SELFHOST_STARTED_FILE": str(started)}
     probe.write_text("#!/bin/bash\nexit 1\n")
-    assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], timeout=30).returncode == 0
+    assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], env=env, timeout=30).returncode == 0
     assert not ready.exists() and (tmp_path / "restarts").read_text() == "restarted\n"
     probe.write_text("#!/bin/bash\nexit 0\n")
-    assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], timeout=30).returncode == 0
+    assert subprocess.run(["bash", str(tmp_path / "watchdog.sh")], env=env, timeout=30).returncode == 0
     assert ready.exists()  # serving again: back in the rotation

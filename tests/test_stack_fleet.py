@@ -9,7 +9,7 @@ import pytest
 from stack_mocks import refused, stack
 
 from costing.errors import UserError
-from selfhost.stack import aws_config, gcp_config
+from selfhost.stack import aws_config, drain, gcp_config
 
 COMMON = {
     "model": "llama-3.1-8b",
@@ -66,13 +66,18 @@ def test_aws_group_holds_the_fleet_the_review_sized(replicas, pricing):
         assert dist["onDemandPercentageAboveBaseCapacity"] == 0
     else:
         assert dist["onDemandPercentageAboveBaseCapacity"] == 100
-    # target tracking on requests per target where the group can grow: the review's target, a minute's worth
+    # target tracking on vLLM's requests in flight where the group can grow: the review's per-replica target
     policies = mocks.of_type("aws:autoscaling/policy:Policy")
     if fleet.max_replicas > fleet.min_replicas:
         tracking = policies[0]["targetTrackingConfiguration"]
-        assert tracking["predefinedMetricSpecification"]["predefinedMetricType"] == "ALBRequestCountPerTarget"
-        assert tracking["predefinedMetricSpecification"]["resourceLabel"].startswith("app/selfhost-aws-lb/")
-        assert tracking["targetValue"] == pytest.approx(fleet.requests_per_s_per_replica * 60, abs=0.01)
+        custom = tracking["customizedMetricSpecification"]
+        assert (custom["namespace"], custom["metricName"], custom["statistic"]) == (
+            f"{drain.AWS_NAMESPACE}/selfhost-aws/dev/selfhost-aws",
+            drain.AWS_METRIC,
+            "Average",
+        )
+        assert custom["metricDimensions"] == [{"name": "AutoScalingGroupName", "value": "selfhost-aws-group-asg"}]
+        assert tracking["targetValue"] == fleet.inflight_per_replica > 0
     else:
         assert policies == []
     assert out["minReplicas"] == fleet.min_replicas and out["maxReplicas"] == fleet.max_replicas
@@ -138,8 +143,11 @@ def test_gcp_groups_hold_the_fleet_the_review_sized(replicas, pricing):
     else:
         assert on_demand == fleet.max_replicas and set(groups) == {"standard"}
     for low, high, _, policy in groups.values():
-        if high > low:  # scales on the load balancer's utilisation at the review's target
-            assert policy["loadBalancingUtilization"]["target"] == plan.spec.target_utilization
+        if high > low:  # scales on vLLM's requests in flight per VM at the review's target
+            assert policy["metrics"] == [
+                {"name": drain.GCP_METRIC, "target": fleet.inflight_per_replica, "type": "GAUGE"}
+            ]
+            assert "loadBalancingUtilization" not in policy
     for group in mocks.of_type(MIG):
         assert len(group["distributionPolicyZones"]) >= 2
         assert group["autoHealingPolicies"]["initialDelaySec"] >= gcp_config.DRIVER_WAIT_S

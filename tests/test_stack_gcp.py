@@ -178,3 +178,31 @@ def test_fewer_than_two_zones_is_refused_with_nothing_declared():
     mocks, err = refused("gcp", {**BASE, "zones": ["us-central1-a", "europe-west4-b"]})
     assert isinstance(err, UserError) and "1 zone(s) of us-central1" in str(err)
     assert mocks.resources == []
+
+
+def test_vms_drain_on_preemption_and_scale_in_and_publish_vllms_load_for_the_autoscaler():
+    """The shutdown script (preemption, scale-in, rolling update) on every template; the backend drains a
+    leaving VM for the projection's p99 request; the VMs may write metrics; the spot group's autoscaler
+    tracks vLLM's requests in flight per VM at the review's SLO-bound concurrency x utilisation."""
+    from selfhost.stack import drain
+
+    config = {**BASE, "requestsPerDay": "200000", "peakToMean": "3"}  # a group that scales
+    mocks, out = stack("gcp", config)
+    p = gcp.plan(config, scope=("selfhost-gcp", "dev"))
+    for template in by_label(mocks, TEMPLATE).values():
+        metadata = plain(template["metadata"])
+        assert metadata["shutdown-script"] == gcp.shutdown_script(p)
+        assert "systemctl stop vllm.service" in metadata["shutdown-script"]
+        assert "ExecStop=/opt/selfhost/stop-vllm.sh" in metadata["startup-script"]
+        assert "systemctl start selfhost-metrics.service" in metadata["startup-script"]
+    backend = mocks.one("gcp:compute/backendService:BackendService")
+    assert backend["connectionDrainingTimeoutSec"] == drain.drain_seconds(p) == out["drainSeconds"]
+    [writer] = mocks.of_type("gcp:projects/iAMMember:IAMMember")
+    assert writer["role"] == "roles/monitoring.metricWriter" and writer["project"] == "my-project"
+    template = by_label(mocks, TEMPLATE)["spot"]
+    assert writer["member"] == f"serviceAccount:{template['serviceAccount']['email']}"
+    policy = by_label(mocks, SCALER)["spot"]["autoscalingPolicy"]
+    assert p.fleet.max_replicas > p.fleet.min_replicas
+    target = p.review.projection.concurrency * p.spec.target_utilization
+    assert policy["metrics"] == [{"name": drain.GCP_METRIC, "target": pytest.approx(target, abs=0.05), "type": "GAUGE"}]
+    assert out["targetInflightPerReplica"] == p.fleet.inflight_per_replica

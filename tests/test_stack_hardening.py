@@ -47,7 +47,8 @@ def test_aws_iam_conditions_and_tags_are_scoped_by_project_and_stack():
         scope = f"selfhost-aws/{stack_name}/selfhost-aws"
         statements = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])["Statement"]
         conditions = [s["Condition"]["StringEquals"] for s in statements if "Condition" in s]
-        assert conditions and all(list(c.values()) == [scope] for c in conditions)
+        # each condition names the stack's scope: its tag, or its own CloudWatch namespace (selfhost/vLLM/<scope>)
+        assert conditions and all(list(c.values()) in ([scope], [f"selfhost/vLLM/{scope}"]) for c in conditions)
         # the resources the conditions match carry that exact tag value
         lb_tags = mocks.one("aws:lb/loadBalancer:LoadBalancer")["tags"]
         group_tags = {t["key"]: t["value"] for t in mocks.one("aws:autoscaling/group:Group")["tags"]}

@@ -24,7 +24,7 @@ def stack_copy(tmp_path, cloud: str, **config) -> str:
     return str(stack_dir / "Pulumi.dev.yaml")
 
 
-@pytest.mark.parametrize("cloud, count", [("aws", 21), ("gcp", 27), ("runpod", 3)])
+@pytest.mark.parametrize("cloud, count", [("aws", 21), ("gcp", 28), ("runpod", 3)])
 def test_preview_runs_the_shipped_program_on_the_example_config(cloud, count, capsys, tmp_path):
     # aws/gcp: the shipped config sets no transport (see the test below); the documented opt-in here
     path = stack_copy(tmp_path, cloud, allowPlainHttp="true") if cloud != "runpod" else None

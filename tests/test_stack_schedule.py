@@ -115,3 +115,39 @@ def test_runpod_refuses_a_part_time_schedule_with_the_fix():
     mocks, err = refused("runpod", {**config, "hoursPerDay": "8"})
     assert "cannot be deployed there" in err.problem
     assert "aws/gcp target" in err.fix and mocks.resources == []
+
+
+@pytest.mark.parametrize("open_now", [True, False])
+def test_an_aws_group_created_outside_its_window_starts_at_the_window_size(open_now):
+    """The group used to start at full size until the first stop action: now at the window's size then."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    start = now - dt.timedelta(hours=1) if open_now else now + dt.timedelta(hours=2)
+    config = {**AWS, "hoursPerDay": "3", "daysPerWeek": "7", "scheduleStart": start.strftime("%H:%M")}
+    config["timeZone"] = "UTC"
+    fleet = aws_config.plan(config).fleet
+    mocks, _ = stack("aws", config)
+    group = mocks.one("aws:autoscaling/group:Group")
+    size = (group["minSize"], group["maxSize"], group["desiredCapacity"])
+    assert size == ((fleet.min_replicas, fleet.max_replicas, fleet.min_replicas) if open_now else (0, 0, 0))
+    assert window(3, 7, config).open_at(now) is open_now
+
+
+def test_a_window_is_open_from_its_start_for_its_hours_on_its_days_in_its_time_zone():
+    import datetime as dt
+
+    w = window(10, 5, {"scheduleStart": "08:00", "timeZone": "Europe/Berlin"})  # Mon-Fri 08:00-18:00 Berlin
+    at = {  # UTC times in December (Berlin is UTC+1); 2026-12-07 is a Monday
+        "2026-12-07T06:59": False,
+        "2026-12-07T07:00": True,
+        "2026-12-07T16:59": True,
+        "2026-12-07T17:00": False,
+        "2026-12-11T16:30": True,  # Friday
+        "2026-12-12T09:00": False,  # Saturday
+    }
+    for text, expected in at.items():
+        assert w.open_at(dt.datetime.fromisoformat(text + "+00:00")) is expected, text
+    night = window(10, 7, {"scheduleStart": "20:00"})  # across midnight UTC
+    assert night.open_at(dt.datetime(2026, 12, 8, 5, 59, tzinfo=dt.timezone.utc))
+    assert not night.open_at(dt.datetime(2026, 12, 8, 6, 0, tzinfo=dt.timezone.utc))

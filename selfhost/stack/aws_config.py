@@ -20,7 +20,7 @@ from typing import Any
 from costing.catalog import Offer, offers_for
 from costing.errors import UserError
 from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS
-from selfhost.stack import checks
+from selfhost.stack import checks, drain
 from selfhost.stack.boot_script import WeightsCache, boot_script
 from selfhost.stack.checks import check_aws_ref, check_region
 from selfhost.stack.plan import StackPlan, flag, plan_stack, str_list
@@ -51,14 +51,11 @@ STACK_TAG = "selfhost-stack"
 READY_HOOK = "selfhost-ready"  # the launch lifecycle hook the readiness gate completes
 MIN_ZONES = 2
 LB_IDLE_TIMEOUT_S = 600  # a long non-streamed completion must not be cut at the default 60 s
-DRAIN_S = 120  # a replaced or scaled-in instance finishes its in-flight requests before it goes
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.3 and 1.2 only
+TARGET_GROUP_ARN = re.compile(
+    r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}"
+)
 HEALTH_GRACE_S = 120  # after the readiness gate completes the lifecycle hook: vLLM already serves
-
-
-def requests_per_minute(requests_per_s: float) -> float:
-    """ALBRequestCountPerTarget counts a minute's requests per target."""
-    return round(requests_per_s * 60, 2)
 
 
 def target_of(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,10 +247,14 @@ def weights_cache(p: StackPlan, bucket: str, region: str) -> WeightsCache:
     )
 
 
-def user_data(p: StackPlan, refs: dict[str, str], region: str, bucket: str | None = None) -> str:
+def user_data(
+    p: StackPlan, refs: dict[str, str], region: str, bucket: str | None = None, target_group_arn: str | None = None
+) -> str:
     """The boot script: the vLLM unit, the readiness gate (completes the launch lifecycle hook only after a
-    1-token authenticated completion succeeds on this machine) and the watchdog. No address is attached:
-    clients reach the load balancer, which routes only to machines that passed the gate and its /health."""
+    1-token authenticated completion succeeds on this machine, with heartbeats until the projected cold
+    start) and the watchdog. No address is attached: clients reach the load balancer, which routes only
+    to machines that passed the gate and its /health. With `target_group_arn`: the drain handler (spot
+    interruption, rebalance, the termination hook) and the CloudWatch publisher of vLLM's load."""
     q = shlex.quote
     imds = "http://169.254.169.254/latest"
     prelude = "\n".join(
@@ -276,12 +277,30 @@ def user_data(p: StackPlan, refs: dict[str, str], region: str, bucket: str | Non
         "--lifecycle-action-result CONTINUE"
     )
     weights = weights_cache(p, bucket, region) if bucket else None
-    return boot_script(p, fetch, prelude=prelude, watchdog_action=action, ready_action=ready, weights=weights)
+    if target_group_arn is not None and not TARGET_GROUP_ARN.fullmatch(target_group_arn):
+        raise UserError(f"target group ARN {target_group_arn!r} is malformed", "re-run pulumi up")
+    return boot_script(
+        p,
+        fetch,
+        prelude=prelude,
+        watchdog_action=action,
+        ready_action=ready,
+        weights=weights,
+        gate=drain.aws_readiness_gate(p, region, READY_HOOK),
+        drain=drain.aws_drain(p, region, target_group_arn) if target_group_arn else None,
+    )
 
 
-def instance_policy(secret_arns: list[str], stack: str, bucket_arn: str | None = None) -> str:
+def instance_policy(
+    secret_arns: list[str],
+    stack: str,
+    bucket_arn: str | None = None,
+    target_group_arn: str | None = None,
+    namespace: str = drain.AWS_NAMESPACE,
+) -> str:
     """Read only this stack's two secrets; read and fill only its weights mirror; report only its own
-    health and readiness (the lifecycle hook).
+    health and readiness (the lifecycle hooks); deregister only from its target group; publish only the
+    stack's own selfhost/vLLM metrics (`namespace`, drain.aws_namespace).
 
     `stack` is the plan's scope (project/stack/name), the value of the STACK_TAG every resource carries."""
     ssm = [a for a in secret_arns if a.startswith("arn:aws:ssm:")]
@@ -314,11 +333,31 @@ def instance_policy(secret_arns: list[str], stack: str, bucket_arn: str | None =
         {
             "Sid": "ReportOwnHealth",
             "Effect": "Allow",
-            "Action": ["autoscaling:SetInstanceHealth", "autoscaling:CompleteLifecycleAction"],
+            "Action": [
+                "autoscaling:SetInstanceHealth",
+                "autoscaling:CompleteLifecycleAction",
+                "autoscaling:RecordLifecycleActionHeartbeat",
+            ],
             "Resource": "*",
             "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{STACK_TAG}": stack}},
         },
+        {
+            "Sid": "PublishVllmLoad",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": namespace}},
+        },
     ]
+    if target_group_arn:
+        statements.append(
+            {
+                "Sid": "LeaveOwnTargetGroup",
+                "Effect": "Allow",
+                "Action": "elasticloadbalancing:DeregisterTargets",
+                "Resource": target_group_arn,
+            }
+        )
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 

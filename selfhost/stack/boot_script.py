@@ -16,6 +16,8 @@ from selfhost import auth_install
 from selfhost.stack.checks import check_script_values
 from selfhost.stack.plan import StackPlan
 
+STARTED_FILE = "/run/selfhost/vllm-started"  # touched at each vLLM (re)start: the watchdog's grace counts from it
+
 UNIT = "vllm.service"
 SECRETS_FILE = "/run/selfhost/vllm.env"  # tmpfs, root only, rewritten at each start
 HF_CACHE = "/var/lib/selfhost/hf"
@@ -139,18 +141,41 @@ curl -fsS -m {int(r.timeout_s) * 3} -o /dev/null -H @<(printf 'Authorization: Be
 """
 
 
-def gate_unit(plan: StackPlan, action: str) -> str:
-    """A oneshot unit: wait (up to the readiness allowance) until ready.sh passes, then run `action`
-    (e.g. complete the group's launch lifecycle hook, so the machine joins the load balancer only now)."""
+def gate_unit(plan: StackPlan, action: str, gate: Gate | None = None) -> str:
+    """A oneshot unit: wait until ready.sh passes, then run `action` (e.g. complete the group's launch
+    lifecycle hook, so the machine joins the load balancer only now). Without `gate` it waits up to the
+    readiness allowance from its own start; with one, up to `gate.deadline_s` from boot (the projected
+    cold start), running `gate.heartbeat` every `gate.heartbeat_s` meanwhile and `gate.give_up` at the end."""
     r = plan.readiness
+    if gate is None:
+        wait = f"""deadline=$(( $(date +%s) + {int(r.initial_delay_s)} ))
+until /opt/selfhost/ready.sh; do
+  [ "$(date +%s)" -lt "$deadline" ] ||
+    {{ echo "selfhost: not ready after {int(r.initial_delay_s)} s" >&2; exit 1; }}
+  sleep 10
+done"""
+    else:
+        wait = f"""# The deadline counts from boot (the launch), as the lifecycle hook does: the projected cold start.
+boot=${{SELFHOST_BOOT_EPOCH:-$(( $(date +%s) - $(cut -d. -f1 /proc/uptime) ))}}
+deadline=$(( boot + {int(gate.deadline_s)} ))
+beat=0
+until /opt/selfhost/ready.sh; do
+  now=$(date +%s)
+  if [ "$now" -ge "$deadline" ]; then
+    echo "selfhost: not ready {int(gate.deadline_s)} s after boot" >&2
+    {gate.give_up}
+    exit 1
+  fi
+  if [ "$now" -ge "$beat" ]; then
+    {gate.heartbeat} || echo "selfhost: heartbeat failed" >&2
+    beat=$(( now + ${{SELFHOST_HEARTBEAT_S:-{int(gate.heartbeat_s)}}} ))
+  fi
+  sleep "${{SELFHOST_GATE_POLL_S:-10}}"
+done"""
     return f"""cat > /opt/selfhost/gate.sh <<'{DELIM}'
 #!/bin/bash
 # Readiness gate: nothing routes to this machine before it has served one authenticated completion.
-deadline=$(( $(date +%s) + {int(r.initial_delay_s)} ))
-until /opt/selfhost/ready.sh; do
-  [ "$(date +%s)" -lt "$deadline" ] || {{ echo "selfhost: not ready after {int(r.initial_delay_s)} s" >&2; exit 1; }}
-  sleep 10
-done
+{wait}
 {action}
 {DELIM}
 chmod 700 /opt/selfhost/gate.sh
@@ -166,6 +191,30 @@ ExecStart=/opt/selfhost/gate.sh
 WantedBy=multi-user.target
 {DELIM}
 """
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The readiness gate's deadline from boot and what it runs meanwhile (AWS: the launch hook's heartbeat)."""
+
+    deadline_s: int
+    heartbeat: str
+    give_up: str
+    heartbeat_s: int = 60
+
+
+@dataclass(frozen=True)
+class Drain:
+    """What a leaving replica runs (selfhost.stack.drain): vLLM's graceful stop (ExecStop), the grace after each
+    vLLM start in which the watchdog counts no failure, extra files and units (the AWS interruption handler,
+    the metric publisher), and the units started once the gate passes (the publisher)."""
+
+    stop_script: str
+    stop_timeout_s: int
+    watchdog_grace_s: int
+    files: tuple[tuple[str, str], ...] = ()  # (path under /opt/selfhost, content)
+    units: tuple[tuple[str, str, bool], ...] = ()  # (unit name, ExecStart, enabled at boot)
+    after_ready: tuple[str, ...] = ()  # units started when the readiness gate passes
 
 
 def fetch_line(env: str, cmd: str) -> str:
@@ -197,6 +246,8 @@ def boot_script(
     loopback_only: bool = False,
     weights: WeightsCache | None = None,
     ready_port: int | None = None,
+    gate: Gate | None = None,
+    drain: Drain | None = None,
 ) -> str:
     """The whole script. `fetch` maps an env var (VLLM_API_KEY, HF_TOKEN) to a shell command printing its value.
 
@@ -208,6 +259,10 @@ def boot_script(
     file, the watchdog removes it after three failures and restores it on success): a cloud health
     check pointed there routes to a VM only once it generates, never to a wedged engine.
 
+    `gate`: the readiness gate's deadline from boot and heartbeat (AWS's launch hook). `drain`: vLLM stops
+    gracefully (selfhost.stack.drain), the watchdog spares each start for its grace, and the drain's own
+    files and units are installed.
+
     Every value is checked for line breaks (none can end a heredoc) and quoted for the shell or systemd."""
     run = docker_run(plan, env=container_env, mounts=container_mounts, loopback_only=loopback_only)
     check_script_values({f"container argument {i}": a for i, a in enumerate(run)})
@@ -218,14 +273,22 @@ def boot_script(
             "watchdog": watchdog_action or "",
             "ready": ready_action or "",
             **({"weights": " ".join((weights.exists, weights.restore, weights.save))} if weights else {}),
+            **({"gate": f"{gate.heartbeat} {gate.give_up}"} if gate else {}),
+            **({f"unit {n}": f"{n} {cmd}" for n, cmd, _ in drain.units} if drain else {}),
         }
     )
+    if drain and any(DELIM in text for _, text in (*drain.files, ("stop", drain.stop_script))):
+        raise ValueError(f"a drain file holds the heredoc delimiter {DELIM}")
     if ready_port is not None:
         mark = f"mkdir -p {READY_DIR} && touch {READY_DIR}/ready"
         ready_action = f"{mark}\n{ready_action}" if ready_action else mark
         if not watchdog_action:
             watchdog_action = "true"
         watchdog_action = f"rm -f {READY_DIR}/ready; {watchdog_action}"
+    if drain and drain.after_ready:  # e.g. the metric publisher: only a serving replica reports its load
+        units = " ".join(drain.after_ready)
+        start = f"systemctl start {units} || echo 'selfhost: could not start {units}' >&2"
+        ready_action = f"{ready_action}\n{start}" if ready_action else start
     if weights:  # save after the first successful probe: the readiness gate's action, or its own unit
         save = "/opt/selfhost/weights.sh save"
         ready_action = f"{ready_action}\n{save}" if ready_action else save
@@ -241,6 +304,7 @@ def boot_script(
             *(["vllm-watchdog.service"] if watchdog_action else []),
             *([GATE_UNIT] if ready_action else []),
             *([HEALTH_UNIT] if ready_port is not None else []),
+            *([name for name, _, enabled in drain.units if enabled] if drain else []),
         ]
     )
     exec_start = " ".join(systemd_arg(a) for a in run)
@@ -258,7 +322,7 @@ chmod 700 /opt/selfhost/weights.sh
 {ready_script(plan).rstrip()}
 {DELIM}
 chmod 700 /opt/selfhost/ready.sh
-{gate_unit(plan, ready_action) if ready_action else ""}"""
+{gate_unit(plan, ready_action, gate) if ready_action else ""}"""
     restore = f" [ -d {READY_DIR} ] && touch {READY_DIR}/ready;" if ready_port is not None else ""
     health = ""
     if ready_port is not None:
@@ -275,17 +339,25 @@ WantedBy=multi-user.target
 {DELIM}
 """
     if watchdog_action:
+        if drain:  # no failure counts while vLLM starts: the grace runs from each (re)start of the unit
+            wait = f"""grace=${{SELFHOST_WATCHDOG_GRACE_S:-{int(drain.watchdog_grace_s)}}}
+started=${{SELFHOST_STARTED_FILE:-{STARTED_FILE}}}
+# no stamp yet: vLLM's unit has not got to its first start (secrets, the weights restore)
+starting() {{ [ $(( $(date +%s) - $(stat -c %Y "$started" 2>/dev/null || date +%s) )) -lt "$grace" ]; }}"""
+            count = "elif ! starting; then failures=$((failures+1)); fi"
+        else:
+            wait, count = f"sleep {int(r.initial_delay_s)}", "else failures=$((failures+1)); fi"
         watchdog = f"""
 cat > /opt/selfhost/watchdog.sh <<'{DELIM}'
 #!/bin/bash
 # Liveness: a 1-token authenticated completion on port {r.port}; after {r.failure_threshold} failures in a row
 # the machine is replaced.
-sleep {int(r.initial_delay_s)}
+{wait}
 failures=0
 while true; do
-  if /opt/selfhost/ready.sh; then failures=0;{restore} else failures=$((failures+1)); fi
+  if /opt/selfhost/ready.sh; then failures=0;{restore} {count}
   if [ "$failures" -ge {int(r.failure_threshold)} ]; then {watchdog_action}; failures=0; fi
-  sleep {int(r.period_s)}
+  sleep ${{SELFHOST_WATCHDOG_PERIOD_S:-{int(r.period_s)}}}
 done
 {DELIM}
 chmod 700 /opt/selfhost/watchdog.sh
@@ -296,6 +368,35 @@ After={UNIT}
 [Service]
 Restart=always
 ExecStart=/opt/selfhost/watchdog.sh
+[Install]
+WantedBy=multi-user.target
+{DELIM}
+"""
+    started, stop = "", "ExecStop=/usr/bin/docker stop -t 30 vllm"
+    if drain:
+        # first: the grace covers the secrets, the weights restore and vLLM's own start
+        started = f"ExecStartPre=/bin/sh -c 'mkdir -p /run/selfhost && touch {STARTED_FILE}'\n"
+        stop = f"ExecStop=/opt/selfhost/stop-vllm.sh\nTimeoutStopSec={int(drain.stop_timeout_s) + 30}"
+        probes += f"""cat > /opt/selfhost/stop-vllm.sh <<'{DELIM}'
+{drain.stop_script.rstrip()}
+{DELIM}
+chmod 700 /opt/selfhost/stop-vllm.sh
+"""
+        for path, text in drain.files:
+            probes += f"""cat > /opt/selfhost/{path} <<'{DELIM}'
+{text.rstrip()}
+{DELIM}
+chmod 700 /opt/selfhost/{path}
+"""
+        for name, command, _ in drain.units:
+            probes += f"""cat > /etc/systemd/system/{name} <<'{DELIM}'
+[Unit]
+Description=selfhost: {name.removesuffix(".service")}
+After={UNIT}
+[Service]
+Restart=always
+RestartSec=5
+ExecStart={command}
 [Install]
 WantedBy=multi-user.target
 {DELIM}
@@ -329,10 +430,10 @@ StartLimitIntervalSec=0
 Restart=always
 RestartSec=15
 TimeoutStartSec=0
-ExecStartPre=/opt/selfhost/fetch-secrets.sh
+{started}ExecStartPre=/opt/selfhost/fetch-secrets.sh
 {"ExecStartPre=/opt/selfhost/weights.sh restore" + chr(10) if weights else ""}ExecStartPre=-/usr/bin/docker rm -f vllm
 ExecStart={exec_start}
-ExecStop=/usr/bin/docker stop -t 30 vllm
+{stop}
 [Install]
 WantedBy=multi-user.target
 {DELIM}

@@ -20,8 +20,8 @@ from typing import Any
 
 from costing.catalog import offers_for
 from costing.errors import UserError
-from selfhost.stack import checks
-from selfhost.stack.boot_script import WeightsCache, boot_script
+from selfhost.stack import checks, drain
+from selfhost.stack.boot_script import HEALTH_UNIT, READY_DIR, WeightsCache, boot_script
 from selfhost.stack.checks import check_gcp_secret, gcp_name
 from selfhost.stack.plan import MAX_HEALTH_GRACE_S, OPEN_CIDRS, StackPlan, plan_stack
 
@@ -49,7 +49,6 @@ BOOT_BASE_GB = 80  # the Deep Learning VM image plus the vllm/vllm-openai image
 HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22")  # Google's front ends and health checkers
 DRIVER_WAIT_S = 900  # WAIT_FOR_GPU: 90 tries x 10 s for the NVIDIA driver on first boot
 BACKEND_TIMEOUT_S = 600  # a long non-streamed completion must not be cut at the default 30 s
-DRAIN_S = 120  # a replaced or scaled-in VM finishes its in-flight requests
 MIN_ZONES = 2
 READY_PATH = "/ready"  # the local readiness endpoint (selfhost.stack.boot_script, ready_port)
 ARMOR_RANGES_PER_RULE = 10  # Cloud Armor's limit of source ranges in one basic rule
@@ -182,7 +181,18 @@ def startup_script(p: StackPlan, secrets: dict[str, str], bucket: str | None = N
         watchdog_action="systemctl restart vllm.service",
         ready_port=ready_port(p),
         weights=weights_cache(p, bucket) if bucket else None,
+        drain=drain.gcp_drain(p),  # graceful stop, the watchdog's start grace, the Cloud Monitoring publisher
     )
+
+
+def shutdown_script(p: StackPlan) -> str:
+    """The `shutdown-script` metadata: withdraw readiness, then SIGTERM vLLM within the preemption notice."""
+    return drain.gcp_shutdown(p, READY_DIR, HEALTH_UNIT)
+
+
+def scaling_metric(p: StackPlan) -> dict[str, Any]:
+    """The autoscaler's signal: requests in flight per VM (published by each VM), at the review's target."""
+    return {"name": drain.GCP_METRIC, "target": p.fleet.inflight_per_replica, "type": "GAUGE"}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ commitments, so the stack runs on-demand pods only (secure or community cloud).
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +19,16 @@ from costing.catalog import get_offer, offers_for
 from costing.errors import UserError
 from selfhost.stack.plan import OPEN_CIDRS, StackPlan, number, plan_stack, spec_from_config, str_list
 
-__all__ = ["CONTAINER_DISK_GB", "DEFAULT_DATA_CENTER", "GPU_TYPE_ID", "KEYS", "MOUNT", "container_disk_gb", "plan"]
+__all__ = [
+    "CONTAINER_DISK_GB",
+    "DEFAULT_DATA_CENTER",
+    "GPU_TYPE_ID",
+    "KEYS",
+    "MOUNT",
+    "container_disk_gb",
+    "plan",
+    "supervisor",
+]
 
 KEYS = ("gpuCount", "cloudType", "dataCenterId", "image", "containerDiskGb", "domain", "timeZone", "scheduleStart")
 DATA_CENTER = re.compile(r"[A-Z]{2}(-[A-Z0-9]+){1,3}")
@@ -115,3 +125,49 @@ def container_disk_gb(config: Mapping[str, Any]) -> int:
             f"containerDiskGb {value} is outside 10..2000", f"pulumi config set containerDiskGb {CONTAINER_DISK_GB}"
         )
     return value
+
+
+SUPERVISOR_PERIOD_S = 30  # a probe every 30 s, as the AWS/GCP watchdogs
+SUPERVISOR_FAILURES = 3  # three failed probes in a row restart vLLM
+RESTART_DELAY_S = 15  # as the AWS/GCP vllm.service's RestartSec
+
+
+def supervisor(p: StackPlan) -> str:
+    """RunPod pods have no health check or restart policy of their own (Serverless endpoints do; pods do
+    not), so the pod's start command supervises vLLM: it restarts vLLM when it exits, and when three
+    probes in a row (a 1-token completion with the pod's key, read from its environment, never argv)
+    fail after the start grace (the readiness allowance, from the projected cold start). RunPod's stop
+    sends SIGTERM: it is passed to vLLM, which finishes what is in flight within RunPod's stop timeout."""
+    import json
+
+    from costing.vllm_args import API_KEY_ENV
+
+    body = json.dumps({"model": p.fit.settings.served_model_name, "prompt": "ping", "max_tokens": 1})
+    probe = (
+        "import os, sys, urllib.request as u; "
+        f"r = u.Request(sys.argv[1], data=sys.argv[2].encode(), headers={{'Content-Type': 'application/json', "
+        f"'Authorization': 'Bearer ' + os.environ.get('{API_KEY_ENV}', '')}}); "
+        f"u.urlopen(r, timeout={int(p.readiness.timeout_s) * 3})"
+    )
+    url = f"http://127.0.0.1:{int(p.port)}/v1/completions"
+    return f"""# selfhost supervisor: restart vLLM when it exits or stops generating (RunPod pods have no health check)
+PERIOD=${{SELFHOST_SUPERVISOR_PERIOD_S:-{SUPERVISOR_PERIOD_S}}}
+GRACE=${{SELFHOST_SUPERVISOR_GRACE_S:-{int(p.readiness.initial_delay_s)}}}
+start() {{ serve & pid=$!; started=$(date +%s); failures=0; echo "selfhost: vLLM started (pid $pid)" >&2; }}
+trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 0' TERM INT
+probe() {{ python3 -c {shlex.quote(probe)} {shlex.quote(url)} {shlex.quote(body)} >/dev/null 2>&1; }}
+start
+while true; do
+  sleep "$PERIOD" & wait $!
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid"; echo "selfhost: vLLM exited ($?); restarting" >&2
+    sleep "${{SELFHOST_RESTART_DELAY_S:-{RESTART_DELAY_S}}}"; start
+    continue
+  fi
+  [ $(( $(date +%s) - started )) -ge "$GRACE" ] || continue
+  if probe; then failures=0; else failures=$((failures + 1)); fi
+  if [ "$failures" -ge {SUPERVISOR_FAILURES} ]; then
+    echo "selfhost: vLLM failed {SUPERVISOR_FAILURES} probes in a row; restarting" >&2
+    kill -TERM "$pid"; wait "$pid"; start
+  fi
+done"""

@@ -7,7 +7,9 @@ The cost review bills hoursPerDay x daysPerWeek; the stacks deploy exactly that 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +52,19 @@ class Window:
         days = tuple((d + end // (24 * 60)) % 7 for d in self.days)
         end %= 24 * 60
         return f"{end % 60} {end // 60} * * {_days(days)}"
+
+    def open_at(self, when: dt.datetime) -> bool:
+        """Whether the window runs at `when` (aware): a group created then starts at the window's size."""
+        local = when.astimezone(zoneinfo.ZoneInfo(self.time_zone))
+        span = len(self.days) * 24 * 60 if self.always_on_days else self.minutes
+        starts = self.days[:1] if self.always_on_days else self.days
+        for back in range(8):  # a start within the last week, at most `span` minutes ago
+            day = (local - dt.timedelta(days=back)).replace(
+                hour=self.start_hour, minute=self.start_minute, second=0, microsecond=0
+            )
+            if int(day.strftime("%w")) in starts and dt.timedelta(0) <= local - day < dt.timedelta(minutes=span):
+                return True
+        return False
 
 
 def _days(days: tuple[int, ...]) -> str:

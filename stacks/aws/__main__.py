@@ -11,13 +11,14 @@ selfhost.stack; the boot script and IAM policy text from selfhost.stack.aws_conf
 
 import base64
 import json
+from datetime import datetime, timezone
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
 from selfhost.aws.api import DEFAULT_AMI_OS, ami_parameter, check_gpu_quota
-from selfhost.stack import aws_config
+from selfhost.stack import aws_config, drain
 from selfhost.stack.checks import global_bucket_name
 from selfhost.stack.component import VllmEndpoint, read_config, refusals, secret, stack_scope
 from selfhost.stack.plan import flag, str_list
@@ -163,7 +164,7 @@ def load_balancer(lb_sg: aws.ec2.SecurityGroup) -> tuple[aws.lb.LoadBalancer, aw
         protocol="HTTP",
         target_type="instance",
         vpc_id=vpc_id,
-        deregistration_delay=aws_config.DRAIN_S,
+        deregistration_delay=drain.drain_seconds(p),  # in-flight generations finish (the p99 request)
         health_check={
             "path": r.path,
             "port": "traffic-port",
@@ -254,8 +255,11 @@ def weights_bucket() -> aws.s3.Bucket:
     return bucket
 
 
-def identity(arns: dict[str, pulumi.Input[str]], bucket: aws.s3.Bucket) -> aws.iam.InstanceProfile:
-    """The instance role: read the two secrets and the weights mirror, report its own health and readiness."""
+def identity(
+    arns: dict[str, pulumi.Input[str]], bucket: aws.s3.Bucket, target_group: aws.lb.TargetGroup
+) -> aws.iam.InstanceProfile:
+    """The instance role: read the two secrets and the weights mirror, report its own health and readiness,
+    leave its target group when it drains, publish vLLM's load."""
     role = aws.iam.Role(
         f"{p.name}-vm",
         tags=tags,
@@ -273,8 +277,8 @@ def identity(arns: dict[str, pulumi.Input[str]], bucket: aws.s3.Bucket) -> aws.i
         f"{p.name}-vm",
         role=role.id,
         opts=child(),
-        policy=pulumi.Output.all(arns["apiKey"], arns["hfToken"], bucket.arn).apply(
-            lambda a: aws_config.instance_policy([a[0], a[1]], p.scope, a[2])
+        policy=pulumi.Output.all(arns["apiKey"], arns["hfToken"], bucket.arn, target_group.arn).apply(
+            lambda a: aws_config.instance_policy([a[0], a[1]], p.scope, a[2], a[3], drain.aws_namespace(p))
         ),
     )
     return aws.iam.InstanceProfile(f"{p.name}-vm", role=role.name, tags=tags, opts=child())
@@ -294,8 +298,8 @@ def instances(
     pinned_ami = config.get("amiId")
     ami = pinned_ami or aws.ssm.get_parameter_output(name=ami_parameter(os_name)).insecure_value
     keep_ami = not pinned_ami and not flag(config, "refreshAmi")
-    script = pulumi.Output.all(arns["apiKey"], arns["hfToken"], bucket.bucket).apply(
-        lambda a: aws_config.user_data(p, {"apiKey": a[0], "hfToken": a[1]}, region, a[2])
+    script = pulumi.Output.all(arns["apiKey"], arns["hfToken"], bucket.bucket, target_group.arn).apply(
+        lambda a: aws_config.user_data(p, {"apiKey": a[0], "hfToken": a[1]}, region, a[2], a[3])
     )
     reservation = None
     if flag(config, "reserveCapacity"):
@@ -343,12 +347,14 @@ def instances(
     ignored = ["desiredCapacity"]  # the target tracking policy (and the schedule) own it after creation
     if p.window:
         ignored += ["minSize", "maxSize"]  # the scheduled actions set them
+    # A group created outside its window starts at the window's size (none), not full until the first stop.
+    closed = p.window is not None and not p.window.open_at(datetime.now(timezone.utc))
     group = aws.autoscaling.Group(
         f"{p.name}-group",
         name_prefix=prefix,
-        min_size=fleet.min_replicas,
-        max_size=fleet.max_replicas,
-        desired_capacity=fleet.min_replicas,
+        min_size=0 if closed else fleet.min_replicas,
+        max_size=0 if closed else fleet.max_replicas,
+        desired_capacity=0 if closed else fleet.min_replicas,
         vpc_zone_identifiers=subnets,
         target_group_arns=[target_group.arn],
         capacity_rebalance=spot,
@@ -356,12 +362,19 @@ def instances(
         health_check_grace_period=aws_config.HEALTH_GRACE_S,
         default_instance_warmup=r.initial_delay_s,
         initial_lifecycle_hooks=[
-            {  # the instance joins the target group only when its readiness gate completes this hook
+            {  # the instance joins the target group only when its readiness gate completes this hook; the
+                # gate's heartbeats keep it open until the projected cold start (drain.gate_deadline_s)
                 "name": aws_config.READY_HOOK,
                 "lifecycle_transition": "autoscaling:EC2_INSTANCE_LAUNCHING",
                 "default_result": "ABANDON",
-                "heartbeat_timeout": r.initial_delay_s,
-            }
+                "heartbeat_timeout": drain.HOOK_HEARTBEAT_TIMEOUT_S,
+            },
+            {  # scale-in, instance refresh, rebalancing: the drain handler completes it once vLLM has finished
+                "name": drain.DRAIN_HOOK,
+                "lifecycle_transition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                "default_result": "CONTINUE",
+                "heartbeat_timeout": drain.termination_hook_timeout_s(p),
+            },
         ],
         mixed_instances_policy={
             "instances_distribution": {
@@ -396,22 +409,25 @@ def instances(
     return group, template, reservation
 
 
-def scaling(group: aws.autoscaling.Group, lb: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup) -> None:
-    """Target tracking on requests per target: the review's requests/s per replica (its SLO-bound
-    capacity at the target utilization) as requests a minute. Only where min and max differ."""
+def scaling(group: aws.autoscaling.Group) -> None:
+    """Target tracking on what an LLM replica feels: requests in flight (vLLM's running + waiting, published
+    by each replica every minute), kept at the review's SLO-bound concurrency at the target utilization
+    (fleet.inflight_per_replica). Only where min and max differ; a part-time window's actions still win."""
     if fleet.max_replicas <= fleet.min_replicas:
         return
     aws.autoscaling.Policy(
-        f"{p.name}-requests",
+        f"{p.name}-inflight",
         autoscaling_group_name=group.name,
         policy_type="TargetTrackingScaling",
         estimated_instance_warmup=r.initial_delay_s,
         target_tracking_configuration={
-            "predefined_metric_specification": {
-                "predefined_metric_type": "ALBRequestCountPerTarget",
-                "resource_label": pulumi.Output.concat(lb.arn_suffix, "/", target_group.arn_suffix),
+            "customized_metric_specification": {
+                "namespace": drain.aws_namespace(p),
+                "metric_name": drain.AWS_METRIC,
+                "metric_dimensions": [{"name": "AutoScalingGroupName", "value": group.name}],
+                "statistic": "Average",
             },
-            "target_value": aws_config.requests_per_minute(fleet.requests_per_s_per_replica),
+            "target_value": fleet.inflight_per_replica,
         },
         opts=child(),
     )
@@ -448,9 +464,9 @@ arns = secrets()
 lb_sg, vm_sg = network()
 lb, target_group, validation_records = load_balancer(lb_sg)
 bucket = weights_bucket()
-profile = identity(arns, bucket)
+profile = identity(arns, bucket, target_group)
 group, template, reservation = instances(arns, bucket, vm_sg, target_group, profile)
-scaling(group, lb, target_group)
+scaling(group)
 schedule(group)
 
 # ---- exports (the cost review's figures are added by the component) ---------------------------------
@@ -467,7 +483,8 @@ endpoint.finish(
     minReplicas=fleet.min_replicas,
     maxReplicas=fleet.max_replicas,
     onDemandBaseReplicas=fleet.base_ondemand_replicas if spot else None,  # on-demand/reserved: all of them
-    targetRequestsPerMinutePerReplica=aws_config.requests_per_minute(fleet.requests_per_s_per_replica),
+    targetInflightPerReplica=fleet.inflight_per_replica,  # vllm:num_requests_running + waiting, per replica
+    drainSeconds=drain.drain_seconds(p),
     zones=sorted(by_zone),
     instanceTypes=instance_types,
     launchTemplateId=template.id,

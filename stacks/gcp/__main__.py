@@ -14,7 +14,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from selfhost.stack import gcp_config
+from selfhost.stack import drain, gcp_config
 from selfhost.stack.checks import global_bucket_name
 from selfhost.stack.component import VllmEndpoint, read_config, refusals, secret, stack_scope
 from selfhost.stack.plan import gcp_label, str_list
@@ -28,6 +28,7 @@ with refusals():
     chosen = config.get("region") or provider.get("region") or (provider_zone and provider_zone.rsplit("-", 1)[0])
     p = gcp_config.plan({**config, "region": chosen} if chosen else config, scope=stack_scope())
     region = str(chosen or p.review.resolved.price.region or p.offer.region)
+    project = provider.get("project") or gcp.organizations.get_project().project_id
     zones = gcp_config.check_zones(
         region, str_list(config, "zones") or gcp.compute.get_zones(region=region, status="UP").names
     )
@@ -83,13 +84,22 @@ def network() -> tuple[gcp.compute.Network, gcp.compute.Subnetwork]:
 
 
 def identity() -> gcp.serviceaccount.Account:
-    """The VMs' own service account (it may read only this stack's two secrets)."""
-    return gcp.serviceaccount.Account(
+    """The VMs' own service account (it may read only this stack's two secrets, and write metrics: vLLM's
+    requests in flight, the autoscaler's signal)."""
+    sa = gcp.serviceaccount.Account(
         f"{p.name}-vm",
         account_id=names.account_id,
         display_name=f"selfhost {p.scope} vLLM VM",
         opts=child(),
     )
+    gcp.projects.IAMMember(
+        f"{p.name}-metrics",
+        project=project,
+        role="roles/monitoring.metricWriter",
+        member=sa.email.apply(lambda e: f"serviceAccount:{e}"),
+        opts=child(),
+    )
+    return sa
 
 
 def secrets(sa: gcp.serviceaccount.Account) -> dict[str, pulumi.Input[str]]:
@@ -160,7 +170,12 @@ def groups(
     script = pulumi.Output.all(ids["apiKey"], ids["hfToken"], bucket.name).apply(
         lambda a: gcp_config.startup_script(p, {"apiKey": a[0], "hfToken": a[1]}, a[2])
     )
-    metadata = {"startup-script": script, "install-nvidia-driver": "True", "enable-oslogin": "TRUE"}
+    metadata = {
+        "startup-script": script,
+        "shutdown-script": gcp_config.shutdown_script(p),  # preemption, scale-in, rolling update: drain first
+        "install-nvidia-driver": "True",
+        "enable-oslogin": "TRUE",
+    }
     check = gcp.compute.HealthCheck(
         f"{p.name}-health",
         name=f"{names.base}-health",
@@ -242,8 +257,8 @@ def groups(
             "cooldown_period": gcp_config.autoheal_delay_s(p),
             "mode": "ON",
         }
-        if g.max_replicas > g.min_replicas:
-            policy["load_balancing_utilization"] = {"target": p.spec.target_utilization}
+        if g.max_replicas > g.min_replicas:  # vLLM's requests in flight per VM at the review's target
+            policy["metrics"] = [gcp_config.scaling_metric(p)]
         if p.window:
             policy["scaling_schedules"] = [gcp_config.scaling_schedule(p, g.min_replicas)]
         gcp.compute.RegionAutoscaler(
@@ -283,7 +298,7 @@ def load_balancer(
         port_name="http",
         load_balancing_scheme="EXTERNAL_MANAGED",
         timeout_sec=gcp_config.BACKEND_TIMEOUT_S,
-        connection_draining_timeout_sec=gcp_config.DRAIN_S,
+        connection_draining_timeout_sec=drain.drain_seconds(p),  # a leaving VM finishes the p99 request
         health_checks=check.id,
         security_policy=armor.self_link if armor else None,
         backends=[
@@ -347,6 +362,8 @@ endpoint.finish(
     maxReplicas=fleet.max_replicas,
     onDemandBaseReplicas=fleet.base_ondemand_replicas if spot else None,
     maxRatePerReplica=gcp_config.capacity_rps(p),
+    targetInflightPerReplica=p.fleet.inflight_per_replica,  # vllm:num_requests_running + waiting, per VM
+    drainSeconds=drain.drain_seconds(p),
     groupNames=[group.name for _, group in members],
     groupName=members[0][1].name,
 )

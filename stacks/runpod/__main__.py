@@ -53,7 +53,9 @@ def pod(weights: runpodinfra.NetworkStorage | None) -> runpodinfra.Pod:
         gpu_type_id=runpod_config.GPU_TYPE_ID,
         gpu_count=p.fit.gpus_per_node,
         cloud_type=p.offer.cloud_type,
-        docker_args=auth_install.runpod_docker_args(p.container_args),  # writes the auth layer, execs vLLM
+        # writes the auth layer, runs vLLM under a supervisor (restart on exit or 3 failed probes; RunPod has no
+        # health check for pods)
+        docker_args=auth_install.runpod_docker_args(p.container_args, runpod_config.supervisor(p)),
         env=env,
         ports=f"{p.port}/http",
         container_disk_in_gb=container_disk,

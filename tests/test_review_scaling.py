@@ -1,0 +1,70 @@
+"""The review's LLM scaling target and drain figures (costing.scaling): the requests in flight per replica the
+aws/gcp groups track, beside SkyServe's QPS; the drain time from the projection's p99; the spot warnings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from costing import scaling
+from costing.report import summary_rows
+from costing.review import cost_review
+from costing.spec import spec_from_dict
+
+WORKLOAD = {"requests_per_day": 200000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 3}
+
+
+def review(pricing="on-demand", offer="aws-g5.xlarge", availability=None, output_tokens=250, cloud_group=False):
+    spec = {
+        "model": "llama-3.1-8b",
+        "workload": {**WORKLOAD, "output_tokens": output_tokens},
+        "target": {"offer": offer, "pricing": pricing},
+        "sky": {"service": True},
+    }
+    if availability:
+        spec["availability"] = availability
+    return cost_review(spec_from_dict(spec), cloud_group=cloud_group)
+
+
+def test_the_inflight_target_is_the_slo_bound_concurrency_at_the_target_utilization():
+    rv = review()
+    p, f = rv.projection, rv.fleet
+    assert f.inflight_per_replica == round(p.concurrency * rv.spec.target_utilization, 1) > 0
+    # the same projection point as SkyServe's QPS target: QPS per replica = concurrency / mean e2e, both x util
+    assert f.requests_per_s_per_replica == pytest.approx(p.requests_per_s * rv.spec.target_utilization)
+    text = dict(summary_rows(rv))["Replicas"]
+    assert f"{f.requests_per_s_per_replica:,.2f} req/s each (SkyServe's QPS)" in text
+    assert f"{f.inflight_per_replica:g} requests in flight each" in text
+
+
+def test_the_drain_time_covers_the_p99_request_and_is_bounded():
+    rv = review()
+    drain = scaling.drain_seconds(rv)
+    assert drain >= rv.projection.e2e_p99_s and drain == math.ceil(rv.projection.e2e_p99_s) + scaling.DRAIN_MARGIN_S
+    assert scaling.drain_from_p99(0.5) == scaling.DRAIN_MIN_S
+    assert scaling.drain_from_p99(1e9) == scaling.drain_from_p99(float("nan")) == scaling.DRAIN_MAX_S
+
+
+def test_spot_with_availability_standard_warns_with_the_minutes_without_a_replica():
+    rv = review("spot", availability="standard")
+    [warning] = [n for n in rv.notes if n.startswith("WARNING: spot with availability standard")]
+    minutes = rv.spot_risk.minutes_without_replica[1]
+    assert f"about {minutes:,.0f} minutes a month" in warning
+    assert not [n for n in review("spot", availability="high").notes if n.startswith("WARNING: spot")]
+    assert not [n for n in review("on-demand").notes if n.startswith("WARNING: spot")]
+
+
+@pytest.mark.parametrize("output_tokens, cut", [(40, False), (2000, True)])
+def test_a_stack_spot_review_says_what_the_reclaim_notice_cannot_drain(output_tokens, cut):
+    rv = review("spot", offer="gcp-g2-standard-8", output_tokens=output_tokens, cloud_group=True)
+    [note] = [n for n in rv.notes if n.startswith("a spot reclaim gives 30 s notice")]
+    assert (rv.projection.e2e_p99_s > 30 - scaling.DRAIN_MARGIN_S) is cut
+    assert ("are cut" in note) is cut and ("none is cut" in note) is (not cut)
+
+
+def test_a_stack_review_says_the_published_metrics_are_not_in_the_total():
+    assert any(
+        "CloudWatch custom metrics" in n and "not in the monthly total" in n for n in review(cloud_group=True).notes
+    )
+    assert not any("custom metrics" in n for n in review().notes)  # SkyServe publishes none of them
