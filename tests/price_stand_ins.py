@@ -8,8 +8,8 @@ RunPod `gpuTypes`: securePrice/communityPrice per GPU)."""
 from __future__ import annotations
 
 import json
-import zlib
 import threading
+import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
