@@ -141,6 +141,7 @@ def _row(r: Candidate) -> dict:
             "meets_slo": r.slo_met,
             "max_model_len": r.fit.max_model_len if r.fit else None,
             "billing": r.billing,
+            "not_priced": [],
         }
     return {
         "kind": "self-hosted",
@@ -161,7 +162,17 @@ def _row(r: Candidate) -> dict:
         "p90_e2e_latency_s": round(r.projection.p90_e2e_latency_s, 3),
         "meets_slo": r.slo_met,
         "max_model_len": r.fit.max_model_len,
+        "not_priced": not_priced(r),
     }
+
+
+NOT_PRICED = ": not priced: "
+
+
+def not_priced(r: CostReview) -> list[str]:
+    """The parts of a candidate that run but have no dated price (a disk in a region without a disk rate): left
+    out of its monthly_usd, which is then a lower bound; the table marks such a $/month with "+"."""
+    return [line.item for line in r.cost_lines if NOT_PRICED in line.item]
 
 
 def compare_rows(reviews: list[Candidate]) -> list[dict]:
@@ -184,7 +195,7 @@ def _cells(row: dict) -> tuple[str, ...]:
         row["gpus"],
         f"{row['hourly_usd']:.3f}",
         str(row["replicas"]),
-        f"{row['monthly_usd']:,.2f}",
+        f"{row['monthly_usd']:,.2f}" + ("+" if row["not_priced"] else ""),
         f"{row['usd_per_million_output_tokens']:.3f}",
         "-" if row["output_tokens_per_s"] is None else f"{row['output_tokens_per_s']:,.0f}",
         "-" if row["p90_e2e_latency_s"] is None else f"{row['p90_e2e_latency_s']:.2f}",
@@ -197,6 +208,18 @@ def _summary(rows: list[dict], skipped: list[Skipped]) -> str:
     return (
         f"{len(rows) + len(skipped)} candidates (offer x region x pricing, managed endpoints x region): "
         f"{len(rows)} fit and are priced ({managed} managed)"
+    )
+
+
+def _lower_bound_line(rows: list[dict]) -> str:
+    """What a "+" after $/month means, when a shown row has one ("" otherwise)."""
+    marked = [r for r in rows if r["not_priced"]]
+    if not marked:
+        return ""
+    example = marked[0]["not_priced"][0].split(NOT_PRICED)[-1]
+    return (
+        f'"+" after $/month: {len(marked)} row(s) leave out a part with no dated price ({example}), a lower bound '
+        "(--format json: not_priced)"
     )
 
 
@@ -238,6 +261,7 @@ def render_compare(result: tuple[list[Candidate], list[Skipped]], fmt: str, top:
         lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         lines += ["| " + " | ".join(_cells(r)) + " |" for r in shown]
         lines += [f"\n{_summary(rows, skipped)}" + (f"; {more}" if more else "")]
+        lines += [_lower_bound_line(shown)] if _lower_bound_line(shown) else []
         lines += [f"{_skipped_line(skipped)}"] if skipped else []
         return "\n".join(lines) + "\n"
     from rich.console import Console
@@ -252,6 +276,8 @@ def render_compare(result: tuple[list[Candidate], list[Skipped]], fmt: str, top:
         table.add_row(*_cells(r))
     console.print(table)
     console.print(_summary(rows, skipped) + (f"; {more}" if more else ""), soft_wrap=True)
+    if _lower_bound_line(shown):
+        console.print(_lower_bound_line(shown), soft_wrap=True)
     if skipped:
         console.print(_skipped_line(skipped) + " (reasons in --format json)", soft_wrap=True)
     return console.export_text()

@@ -247,6 +247,21 @@ def test_compare_searches_every_offer_region_pricing_and_managed_endpoint(selfho
     assert {r["region"] for r in east["offers"]} == {"us-east-1"}
 
 
+def test_compare_marks_a_candidate_whose_disk_has_no_dated_rate(selfhost):
+    from costing.catalog import regional_rate
+
+    out = json.loads(selfhost("compare", "--spec", SPEC, "--cloud", "aws", "--format", "json").stdout)
+    rows = [r for r in out["offers"] if r["kind"] == "self-hosted"]
+    unpriced = [r for r in rows if regional_rate("aws", "storage", r["region"]) is None]
+    assert unpriced and len(unpriced) < len(rows)
+    assert all(len(r["not_priced"]) == 1 and "no dated disk rate for aws" in r["not_priced"][0] for r in unpriced)
+    assert all(r["not_priced"] == [] for r in rows if r not in unpriced)
+    table = selfhost("compare", "--spec", SPEC, "--cloud", "aws", "--top", "0").stdout
+    assert f"{unpriced[0]['monthly_usd']:,.2f}+" in table and "a lower bound" in table
+    priced = next(r for r in rows if not r["not_priced"])
+    assert f"{priced['monthly_usd']:,.2f}+" not in table
+
+
 def test_the_chart_draws_the_cheapest_endpoint_of_each_managed_service(tmp_path, selfhost):
     from costing.cost_chart import cost_curves
     from costing.managed import monthly_at

@@ -260,8 +260,11 @@ def test_aws_catalog_goes_through_the_accounts_zone_mapping(skypilot):
     """With credentials SkyPilot maps zone IDs to the account's zone names; a catalog written with
     names (or IDs the account lacks) would lose every row here."""
     assert skypilot["_aws_identity"], "SkyPilot found no AWS identity: the optimizer ran without credentials"
-    zones = skypilot["_aws_zones"]
-    assert zones and all(z[-1].isalpha() and z[:-1] in {"us-east-1", "us-west-2", "eu-west-1"} for z in zones), zones
+    from costing.compare import cloud_regions
+
+    zones, priced = skypilot["_aws_zones"], set(cloud_regions("aws"))
+    assert zones and all(z[-1].isalpha() and z[:-1] in priced for z in zones), zones
+    assert {z[:-1] for z in zones} == priced  # every region the snapshot prices kept its rows
 
 
 def _ours(path: Path):
