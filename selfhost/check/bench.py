@@ -4,7 +4,7 @@ Hot loop: the response body is read as raw bytes (`iter_any`), split on the SSE 
 classified by byte tests; only the final usage event is JSON-parsed. One timestamp per network
 read: every chunk in that read arrived then (ITL gaps of 0 inside one read, as vLLM's client sees
 them too). Output tokens come from the server's usage report (`stream_options.include_usage`),
-or the count of streamed chunks when the server sends none.
+or the count of streamed chunks (less the chat stream's opening role chunk) when the server sends none.
 
 Every request has a total timeout and a read timeout (the longest silence allowed mid-stream), so a
 stalled server fails its requests instead of hanging the run.
@@ -29,6 +29,8 @@ from selfhost.check.bench_math import RequestResult, Slo, metrics
 DONE = b"data: [DONE]"
 EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
 ERROR_EVENT = (b'data: {"error"', b'data: {"object":"error"', b'data: {"object": "error"')
+# The chat stream's opening chunk: the role, no token (not counted when the server sends no usage report).
+ROLE_ONLY = (b'"delta":{"role":"assistant","content":""}', b'"delta": {"role": "assistant", "content": ""}')
 FINISH = (b'"finish_reason":"', b'"finish_reason": "')  # a string value: null (not finished) never matches
 NORMAL_FINISH = ("length", "stop")
 # The causes a stream that ended is failed for (the report's error keys; counts per cause).
@@ -171,6 +173,7 @@ async def one_request(session, base_url: str, path: str, body: bytes, hdrs: dict
                 return res
             itl = res.itl
             chunks = 0
+            role_only = 0
             last = 0.0
             tail = b""
             usage_event = b""
@@ -190,7 +193,6 @@ async def one_request(session, base_url: str, path: str, body: bytes, hdrs: dict
                         break
                     if ev.startswith(ERROR_EVENT):
                         res.error = "error event mid-stream: " + ev[6:206].decode(errors="replace")
-                        res.output_tokens = chunks
                         return res
                     if EMPTY_CHOICES[0] in ev or EMPTY_CHOICES[1] in ev:
                         usage_event = ev  # the final usage report (no choices)
@@ -200,14 +202,15 @@ async def one_request(session, base_url: str, path: str, body: bytes, hdrs: dict
                         itl.append(now - last)
                     else:
                         res.ttft = now - start
+                        role_only = int(ROLE_ONLY[0] in ev or ROLE_ONLY[1] in ev)
                     last = now
                     chunks += 1
-                res.output_tokens = chunks  # what arrived so far: a stream cut by an exception keeps its count
+                res.output_tokens = chunks - role_only  # so far: a stream cut by an exception keeps its count
                 if finished:
                     break
             if usage_event:
                 usage = json.loads(usage_event[6:]).get("usage") or {}
-                res.output_tokens = usage.get("completion_tokens") or chunks
+                res.output_tokens = usage.get("completion_tokens") or res.output_tokens
                 res.input_tokens = usage.get("prompt_tokens") or 0
             problem = delivery_problem(finished, finish, res.output_tokens, cfg.output_tokens)
             if problem:
