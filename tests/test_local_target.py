@@ -169,6 +169,7 @@ def test_up_with_given_key_and_table_output(fake_env):
         assert (
             "api key: `api_key` in " in up.stdout and "CPU adjustment:" in up.stdout and "--enforce-eager" in up.stdout
         )
+        assert "stop: selfhost down local (SIGTERM; vLLM drains in-flight requests for up to 300 s)" in up.stdout
         state = json.loads((Path(env["SELFHOST_SCRATCH"]) / "local" / "state.json").read_text())
         assert state["api_key"] == "mykey-0123456789abcdef"
         assert "prod-key" not in json.dumps(state)

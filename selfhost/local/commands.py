@@ -86,6 +86,12 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
         for note in server.notes:
             print(f"CPU adjustment: {note}")
         print(f"log: {server.log}")
+        drain = (
+            f"drains in-flight requests for up to {server.shutdown_timeout_s} s"
+            if server.shutdown_timeout_s
+            else ("no drain: a stop aborts in-flight requests")
+        )
+        print(f"stop: selfhost down local (SIGTERM; vLLM {drain})")
         print(f"next: VLLM_API_KEY=<api_key from that file> selfhost smoke {server.url}; stop: selfhost down local")
 
     @down_app.command("local")
