@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from costing.catalog import Gpu, Model, Precision, catalog, get_gpu, get_model, get_precision
+from costing.drain import DRAIN_MAX_S
 from costing.errors import DoesNotFit, UserError
 
 GIB = 1024**3
@@ -39,6 +40,9 @@ class VllmSettings:
     port: int = 8000
     extra_args: tuple[str, ...] = ()
     checkpoint_quantization: str | None = None  # the quant_method the checkpoint's config.json declares
+    # vLLM's --shutdown-timeout (costing.drain): seconds a stopping server lets in-flight requests finish.
+    # The cost review sizes it from its projection's p99 latency; until then, the bound (0 = abort them).
+    shutdown_timeout_s: int = DRAIN_MAX_S
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,10 @@
 
 What the review promised one replica serves (output tokens/s at its SLO-bound concurrency) is what the deployment
 must deliver: measured >= min_ratio x projected. Pure: two JSON documents in, a verdict out (no I/O, no network).
+
+The bench's rule holds here too: a completed request delivered every requested token (the bench sets
+ignore_eos). A bench document whose completed requests hold fewer tokens than they asked for (a cut stream
+counted as a success, as benches before this rule did) fails the "every completed request full length" check.
 """
 
 from __future__ import annotations
@@ -77,6 +81,26 @@ def pick_point(bench: dict[str, Any], concurrency: int | None) -> tuple[dict[str
     return max(points, key=lambda p: p["output_tokens_per_s"]), False
 
 
+def full_length_check(bench: dict[str, Any]) -> dict[str, Any]:
+    """Every completed request of every point delivered the bench's output_tokens (ignore_eos)."""
+    want = int(bench.get("output_tokens") or 0)
+    short = []
+    for p in bench.get("points", []):
+        got, expected = int(p.get("total_output_tokens", 0)), int(p.get("completed", 0)) * want
+        if got < expected:
+            short.append(f"concurrency {p.get('concurrency')}: {got:,} of {expected:,}")
+    return {
+        "name": "every completed request full length",
+        "ok": not short,
+        "detail": (
+            f"completed requests delivered fewer tokens than requested ({'; '.join(short)}): cut streams "
+            "counted as successes"
+            if short
+            else f"each completed request delivered its {want:,} tokens"
+        ),
+    }
+
+
 def evaluate(bench: Any, review: Any, rules: GateRules) -> GateResult:
     """Measured against projected; each rule is one named check."""
     check_rules(rules)
@@ -96,6 +120,7 @@ def evaluate(bench: Any, review: Any, rules: GateRules) -> GateResult:
             "detail": f"{failed} failed (at most {rules.max_failed_requests})",
         }
     )
+    checks.append(full_length_check(bench))
     if rules.min_ratio is not None:
         ok = ratio is not None and ratio >= rules.min_ratio
         checks.append(

@@ -109,6 +109,7 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
         },
         **({"no_workload": no_workload_dict(rv)} if rv.no_workload else {}),
         "slo": {"p90_latency_s": rv.spec.slo.p90_latency_s, "met": rv.slo_met},
+        "drain": drain_dict(rv),
         "projection": projection_dict(p),
         "full_load": projection_dict(rv.full_load),
         # Top-level shortcuts (stable): one replica at the SLO-bound concurrency.
@@ -315,6 +316,28 @@ def _count(x: float | None) -> str:
     return f"{x:,.0f}"
 
 
+def drain_dict(rv: CostReview) -> dict[str, Any]:
+    """vLLM's shutdown timeout the review chose (costing.drain), with what it came from."""
+    from costing.drain import DRAIN_MAX_S, DRAIN_MIN_S
+
+    return {
+        "shutdown_timeout_s": rv.fit.settings.shutdown_timeout_s,
+        "p99_e2e_latency_s": _r(rv.projection.e2e_p99_s, 3),
+        "concurrency": rv.projection.concurrency,
+        "bounds_s": [DRAIN_MIN_S, DRAIN_MAX_S],
+    }
+
+
+def drain_text(rv: CostReview) -> str:
+    d = drain_dict(rv)
+    low, high = d["bounds_s"]
+    return (
+        f"--shutdown-timeout {d['shutdown_timeout_s']} s: a stopped replica (SIGTERM) finishes its in-flight "
+        f"requests for up to that long (p99 e2e {d['p99_e2e_latency_s']:,.2f} s at concurrency {d['concurrency']}, "
+        f"within {low}-{high} s)"
+    )
+
+
 def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
     fit, p, d = rv.fit, rv.projection, review_dict(rv)
     t = d["target"]
@@ -351,6 +374,7 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
             f"{p.requests_per_s:,.2f} req/s per replica",
         ),
         ("SLO", "none" if not slo else f"p90 <= {slo:g} s: {'met' if rv.slo_met else 'MISSED'}"),
+        ("Drain", drain_text(rv)),
         ("Replicas", _replicas_text(rv)),
         ("Schedule", _schedule_text(rv)),
         ("Monthly", f"{_money(rv.monthly_usd)} (sum of the cost table)"),
@@ -391,6 +415,7 @@ def _no_workload_rows(rv: CostReview, where: str, price: str) -> list[tuple[str,
             f"{f.requests_per_s:,.2f} req/s, TTFT {f.ttft_ms:,.0f} ms, TPOT {f.tpot_ms:,.1f} ms, "
             f"p90 e2e {f.p90_e2e_latency_s:,.2f} s",
         ),
+        ("Drain", drain_text(rv)),
         ("Volume", f"{_count(rv.traffic.output_tokens_per_month)} output tokens/month at full load over the schedule"),
         ("Schedule", _schedule_text(rv)),
         ("Monthly", f"{_money(rv.monthly_usd)} for one replica (sum of the cost table)"),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from costing import projection as proj
 from costing import scaling
 from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
+from costing.drain import drain_timeout_s
 from costing.errors import OverBudget, UserError
 from costing.resolve import Resolved, across_zones, resolve
 from costing.scaling import inflight_target, reclaim_note
@@ -128,6 +129,26 @@ def require_workload(spec: DeploymentSpec) -> WorkloadSpec:
             "pass --requests-per-day, --input-tokens and --output-tokens (or a `workload:` section in the spec)",
         )
     return spec.workload
+
+
+def with_drain(resolved: Resolved, point: proj.Projection) -> Resolved:
+    """The resolution with vLLM's shutdown timeout sized from the projected point's p99 latency (costing.drain)."""
+    settings = replace(resolved.fit.settings, shutdown_timeout_s=drain_timeout_s(point.e2e_p99_s))
+    return replace(resolved, fit=replace(resolved.fit, settings=settings))
+
+
+def drained(spec: DeploymentSpec, resolved: Resolved, params: proj.Params | None = None) -> Resolved:
+    """`resolved` with the shutdown timeout the review of `spec` sizes (its point: the SLO-bound concurrency,
+    else full load; without a workload, full load at DEFAULT_SHAPE): for targets rendered from a resolution
+    (SkyPilot) rather than from the review, so they run the same `vllm serve` line."""
+    fit, w, slo = resolved.fit, spec.workload, spec.slo.p90_latency_s
+    if w is None:
+        point = proj.max_throughput(fit, *DEFAULT_SHAPE, params=params)
+    elif slo:
+        point = proj.slo_concurrency(fit, w.input_tokens, w.output_tokens, slo, params=params)
+    else:
+        point = proj.max_throughput(fit, w.input_tokens, w.output_tokens, params=params)
+    return with_drain(resolved, point)
 
 
 def storage_gb_for(spec: DeploymentSpec, weight_gib: float) -> float:
@@ -520,6 +541,8 @@ def cost_review(
                 else "no catalog configuration meets it; raise --p90-latency-s or shorten the requests"
             )
         raise SloUnreachable(problem, fix or "raise --p90-latency-s, or pick a faster GPU", point.p90_e2e_latency_s)
+    resolved = with_drain(resolved, point)  # every target's `vllm serve` drains for the point's p99 latency
+    fit = resolved.fit
     traffic = Traffic.of(workload, spec.schedule)
     utilization = spec.target_utilization
     fleet = _fleet(spec, traffic, point.requests_per_s * utilization, point.concurrency)

@@ -11,16 +11,12 @@ the ones in flight within a drain time sized from the projection's p99 end-to-en
 
 from __future__ import annotations
 
-import math
-
 INFLIGHT_SIGNAL = "vllm:num_requests_running + vllm:num_requests_waiting"
 KV_SIGNAL = "vllm:kv_cache_usage_perc"
 # The notice a cloud gives before it reclaims a spot VM (AWS: the two-minute spot interruption notice;
 # GCP: the 30 s preemption notice in which the shutdown script runs), from each cloud's documentation.
 RECLAIM_NOTICE_S = {"aws": 120, "gcp": 30}
 DRAIN_MARGIN_S = 10  # the load balancer's last routed request reaching vLLM, the engine's own stop
-DRAIN_MIN_S = 30
-DRAIN_MAX_S = 3600  # the longest an ALB target group's deregistration delay may be
 
 
 def inflight_target(slo_concurrency: int, utilization: float) -> float:
@@ -28,17 +24,11 @@ def inflight_target(slo_concurrency: int, utilization: float) -> float:
     return max(0.1, round(slo_concurrency * utilization, 1))
 
 
-def drain_from_p99(e2e_p99_s: float) -> int:
-    """Seconds a leaving replica gets to finish what it is serving: the p99 request, bounded."""
-    if not math.isfinite(e2e_p99_s) or e2e_p99_s < 0:
-        return DRAIN_MAX_S
-    return int(min(DRAIN_MAX_S, max(DRAIN_MIN_S, math.ceil(e2e_p99_s) + DRAIN_MARGIN_S)))
-
-
 def drain_seconds(review) -> int:  # costing.review.CostReview
-    """The one drain time a deployment of `review` uses (vLLM's shutdown timeout, the load balancer's
-    deregistration delay, the termination hook): from the projection's p99 end-to-end latency."""
-    return drain_from_p99(review.projection.e2e_p99_s)
+    """The one drain time a deployment of `review` uses: vLLM's --shutdown-timeout the review sized
+    (costing.drain: the projected p99 end-to-end latency, bounded), which the load balancer's deregistration
+    delay and the termination hook follow, so none cuts what vLLM is still finishing."""
+    return int(review.resolved.fit.settings.shutdown_timeout_s)
 
 
 def reclaim_note(cloud: str, e2e_p99_s: float, e2e_s: float) -> str | None:

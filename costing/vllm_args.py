@@ -4,8 +4,10 @@ The fit check's VllmSettings go in; the SkyPilot templates, the Pulumi stacks (c
 the local target all call this, so the server deployed is the server that was costed. The API key
 never appears here, nor in any argv: vLLM and the auth layer read it from the VLLM_API_KEY environment
 variable (vLLM logs its non-default arguments, so `--api-key` would put the key in the log and `ps`).
-Every command loads the auth layer (selfhost/auth_middleware.py, shipped as the `selfhost_auth` module
-by selfhost/auth_install.py), which guards every route but /health: vLLM's own key check covers /v1 only.
+Every command carries vLLM's `--shutdown-timeout` (costing/drain.py: how long a stop lets in-flight requests
+finish; the cost review sizes it). Every command loads the auth layer (selfhost/auth_middleware.py, shipped as
+the `selfhost_auth` module by selfhost/auth_install.py), which guards every route but /health: vLLM's own key
+check covers /v1 only.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from costing.drain import SHUTDOWN_TIMEOUT_FLAG
 from costing.fit import VllmSettings
 from costing.vllm_allowlist import check_extra_args
 
@@ -107,6 +110,7 @@ def serve_args(
         args += ["--kv-cache-dtype", s.kv_cache_dtype]
     args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
     args += ["--middleware", AUTH_MIDDLEWARE]
+    args += [SHUTDOWN_TIMEOUT_FLAG, str(s.shutdown_timeout_s)]
     check_extra_args(s.extra_args)  # also checked when the spec is read; settings may come from elsewhere
     args += list(s.extra_args)
     if node is not None:

@@ -71,7 +71,6 @@ SAFE_FLAGS = {
     "attention_backend": "attention kernel choice",
     "moe_backend": "MoE kernel choice",
     "distributed_timeout_seconds": "timeouts",
-    "shutdown_timeout": "timeouts",
     "cpu_offload_gb": "memory layout",
     "kv_offloading_size": "memory layout",
     "kv_offloading_backend": "memory layout",
@@ -96,6 +95,7 @@ KIT_FLAGS = {
     "nnodes": "the multi-node launch (spec `target.nodes`)",
     "node_rank": "the multi-node launch (spec `target.nodes`)",
     "distributed_executor_backend": "the multi-node launch (spec `target.nodes`)",
+    "shutdown_timeout": "the cost review's drain (costing/drain.py: the projection's p99 latency, bounded)",
 }
 
 AUTH = "disables, replaces or moves the auth layer"

@@ -5,13 +5,18 @@ model. Raw asyncio (no framework): each request's whole SSE body is pre-rendered
 length and written in large slices, so the server side costs almost nothing per token.
 
     python tests/fake_vllm_server.py --port 18100 [--api-key K] [--guard all|v1] [--model fake] [--stall-after N]
+        [--end-after N --end-as cut|abort|short]
 
 Endpoints: GET /health, GET /v1/models, GET /metrics, GET /version, GET /openapi.json, POST
 /v1/completions, /v1/chat/completions and /invocations (stream or not; `max_tokens` output tokens;
 one token per chunk; a usage event when `stream_options.include_usage`). With --api-key, `--guard all`
 (default) needs the key on every route but /health, as the kit's auth layer does; `--guard v1` guards
 /v1 only, as plain vLLM's --api-key does. `--stall-after N` stops sending (without closing) after N
-chunks: a server that stalls mid-stream.
+chunks: a server that stalls mid-stream. `--end-after N --end-as MODE` ends every stream of more than N tokens
+after N token chunks, as a server that stops does: `cut` closes the HTTP stream there (no finish_reason, no
+usage, no [DONE]); `abort` sends vLLM's abort ending (a last chunk with finish_reason "abort", the usage of
+N tokens and [DONE], a clean end that looks like success); `short` ends with finish_reason "length", usage
+N and [DONE] (a server that delivers fewer tokens than `max_tokens` with `ignore_eos`, and says it is done).
 """
 
 from __future__ import annotations
@@ -54,12 +59,17 @@ class Renderer:
         self.model = model
         self.cache: dict[tuple, list[bytes]] = {}
 
-    def events(self, kind: str, n: int, prompt_tokens: int, usage: bool) -> list[bytes]:
-        key = (kind, n, prompt_tokens, usage)
+    def events(self, kind: str, n: int, prompt_tokens: int, usage: bool, end: str | None = None) -> list[bytes]:
+        """The stream of n tokens; `end` "abort"/"short": it ends on its last token with that ending, "cut":
+        after its last token with nothing more."""
+        key = (kind, n, prompt_tokens, usage, end)
         if key not in self.cache:
             one = _chunk(kind, self.model, 0)
             evs = [_chunk(kind, self.model, -1)] if kind == "chat" else []
-            evs += [one] * (n - 1) + [_chunk(kind, self.model, 0, "length")]
+            if end == "cut":
+                self.cache[key] = [_chunked(e) for e in [*evs, *[one] * n]]
+                return self.cache[key]
+            evs += [one] * (n - 1) + [_chunk(kind, self.model, 0, "abort" if end == "abort" else "length")]
             if usage:
                 u = {
                     "id": "x",
@@ -102,9 +112,17 @@ class FakeServer:
     }
 
     def __init__(
-        self, model: str, api_key: str | None, stall_after: int | None, slice_events: int = 64, guard: str = "all"
+        self,
+        model: str,
+        api_key: str | None,
+        stall_after: int | None,
+        slice_events: int = 64,
+        guard: str = "all",
+        end_after: int | None = None,
+        end_as: str = "cut",
     ) -> None:
         self.model, self.api_key, self.stall_after, self.guard = model, api_key, stall_after, guard
+        self.end_after, self.end_as = end_after, end_as
         self.render = Renderer(model)
         self.slice_events = slice_events
         self.served_tokens = 0
@@ -166,8 +184,11 @@ class FakeServer:
         prompt = req.get("prompt") if kind == "text" else req.get("messages")
         prompt_tokens = len(prompt) if isinstance(prompt, list) and kind == "text" else len(json.dumps(prompt)) // 4
         if not req.get("stream"):
+            finish = "length"
+            if self.end_after is not None and n > self.end_after and self.end_as != "cut":  # cut: streams only
+                n, finish = self.end_after, ("abort" if self.end_as == "abort" else "length")
             msg = {"role": "assistant", "content": _TOKEN_TEXT * n} if kind == "chat" else None
-            choice = {"index": 0, "finish_reason": "length", **({"message": msg} if msg else {"text": _TOKEN_TEXT * n})}
+            choice = {"index": 0, "finish_reason": finish, **({"message": msg} if msg else {"text": _TOKEN_TEXT * n})}
             data = {
                 "id": "x",
                 "object": "chat.completion" if kind == "chat" else "text_completion",
@@ -179,7 +200,10 @@ class FakeServer:
             writer.write(_response("200 OK", json.dumps(data).encode()))
             return
         usage = bool((req.get("stream_options") or {}).get("include_usage"))
-        events = self.render.events(kind, n, prompt_tokens, usage)
+        end = None
+        if self.end_after is not None and n > self.end_after:
+            n, end = self.end_after, self.end_as
+        events = self.render.events(kind, n, prompt_tokens, usage, end)
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
             b"Connection: keep-alive\r\n\r\n"
@@ -213,8 +237,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stall-after", type=int, help="send this many events, then stall (never close)")
     ap.add_argument("--slice-events", type=int, default=64, help="events per write")
     ap.add_argument("--vllm-version", default="fake", help="the version GET /version reports")
+    ap.add_argument("--end-after", type=int, help="end every longer stream after this many tokens (see --end-as)")
+    ap.add_argument("--end-as", choices=("cut", "abort", "short"), default="cut", help="how such a stream ends")
     a = ap.parse_args(argv)
-    server = FakeServer(a.model, a.api_key, a.stall_after, a.slice_events, a.guard)
+    server = FakeServer(a.model, a.api_key, a.stall_after, a.slice_events, a.guard, a.end_after, a.end_as)
     server.version = a.vllm_version
     asyncio.run(serve(a.host, a.port, server))
 

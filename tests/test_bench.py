@@ -234,3 +234,39 @@ def test_no_two_points_of_a_sweep_send_the_same_prompts():
     assert prompt_ids(point_rng(c, 2, None), 20) == first[1]  # the same point again: the same prompts
     longer = cfg("http://127.0.0.1:1", input_tokens=40)
     assert prompt_ids(point_rng(longer, 1, None), 40)[:20] != first[0]
+
+
+# A server that stops mid-generation: what vLLM does without a drain (issue 25). Each ending once ok was counted.
+ENDINGS = [
+    ("cut", "cut: the stream ended without [DONE]"),
+    ("abort", "aborted: finish_reason abort"),
+    ("short", "short: fewer tokens than requested (ignore_eos)"),
+]
+
+
+@pytest.mark.parametrize(("end_as", "cause"), ENDINGS, ids=[e[0] for e in ENDINGS])
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_a_stream_that_does_not_deliver_what_was_asked_is_a_failure_named_by_its_cause(end_as, cause, api):
+    with stand_in_server("--api-key", KEY, "--model", "tiny", "--end-after", "7", "--end-as", end_as) as ending:
+        run = asyncio.run(run_point(cfg(ending, api=api, num_prompts=6), concurrency=3))
+        whole = asyncio.run(run_point(cfg(ending, api=api, output_tokens=7, num_prompts=2), concurrency=2))
+    assert [r.error for r in run.results] == [cause] * 6 and not any(r.ok for r in run.results)
+    m = point_metrics(run, Slo())
+    assert (m["completed"], m["failed"], m["errors"]) == (0, 6, {cause: 6})
+    assert (m["delivered_output_tokens"], m["requested_output_tokens"]) == (6 * 7, 6 * 50)
+    assert m["total_output_tokens"] == 0 and m["output_tokens_per_s"] == 0  # no throughput from cut streams
+    assert all(r.ok and r.output_tokens == 7 for r in whole.results)  # what the server does deliver still counts
+
+
+def test_cli_names_cut_streams_in_the_table_and_json_and_exits_1(tmp_path):
+    out = tmp_path / "bench.json"
+    with stand_in_server("--api-key", KEY, "--model", "tiny", "--end-after", "30", "--end-as", "abort") as ending:
+        args = ("bench", ending, "--api-key", KEY, "--model", "tiny", "--concurrency", "4", "--num-prompts", "8")
+        p = _cli(*args, "--input-tokens", "8", "--output-tokens", "100", "--output", str(out))
+    assert p.returncode == 1 and "8 requests failed" in p.stderr
+    assert "8 failed: aborted: finish_reason abort" in p.stdout
+    assert "240 of 800 requested output tokens delivered" in p.stdout
+    doc = json.loads(out.read_text())
+    assert doc["failed_requests"] == 8 and doc["points"][0]["completed"] == 0
+    assert (doc["delivered_output_tokens"], doc["requested_output_tokens"]) == (240, 800)
+    assert doc["points"][0]["errors"] == {"aborted: finish_reason abort": 8}

@@ -67,3 +67,33 @@ def test_bad_input_exit_2(selfhost, docs, swap, args, problem):
     review = {"bench-as-review": docs / "bench.json", "missing": docs / "nope.json"}.get(swap, docs / "review.json")
     p = selfhost("gate", "--bench", str(docs / "bench.json"), "--review", str(review), *args)
     assert p.returncode == 2 and problem in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_a_bench_that_counted_cut_streams_as_ok_fails_the_gate(selfhost, docs, tmp_path):
+    """The bench before issue 25 counted a stream cut by a stopping server as ok (16 ok with 8,225 of the 30,400
+    tokens asked): the gate holds the bench's rule and fails such a document, whatever its throughput."""
+    p = gate(selfhost, docs, "--min-ratio", "0")
+    assert (
+        p.returncode == 0
+        and "PASS  every completed request full length: each completed request delivered its 8" in p.stdout
+    )
+    fooled = json.loads((docs / "bench.json").read_text())
+    point = fooled["points"][-1]
+    point["total_output_tokens"] = point["completed"] * fooled["output_tokens"] - 3  # three tokens short, all "ok"
+    (tmp_path / "fooled.json").write_text(json.dumps(fooled))
+    p = selfhost(
+        "gate", "--bench", str(tmp_path / "fooled.json"), "--review", str(docs / "review.json"), "--min-ratio", "0"
+    )
+    assert p.returncode == 1 and "FAIL  every completed request full length" in p.stdout
+    assert f"{point['total_output_tokens']:,} of {point['total_output_tokens'] + 3:,}" in p.stdout
+
+
+def test_a_bench_of_a_server_that_aborts_fails_the_gate(selfhost, docs, tmp_path):
+    with stand_in_server("--api-key", KEY, "--model", "tiny", "--end-after", "5", "--end-as", "abort") as url:
+        bench = selfhost(
+            "bench", url, "--api-key", KEY, "--input-tokens", "16", "--output-tokens", "8",
+            "--concurrency", "2", "--num-prompts", "4", "--output", str(tmp_path / "bench.json"),
+        )  # fmt: skip
+    assert bench.returncode == 1 and "4 failed: aborted: finish_reason abort" in bench.stdout
+    p = selfhost("gate", "--bench", str(tmp_path / "bench.json"), "--review", str(docs / "review.json"))
+    assert p.returncode == 2 and "no point with a completed request" in p.stderr

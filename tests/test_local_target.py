@@ -169,6 +169,7 @@ def test_up_with_given_key_and_table_output(fake_env):
         assert (
             "api key: `api_key` in " in up.stdout and "CPU adjustment:" in up.stdout and "--enforce-eager" in up.stdout
         )
+        assert "stop: selfhost down local (SIGTERM; vLLM drains in-flight requests for up to 300 s)" in up.stdout
         state = json.loads((Path(env["SELFHOST_SCRATCH"]) / "local" / "state.json").read_text())
         assert state["api_key"] == "mykey-0123456789abcdef"
         assert "prod-key" not in json.dumps(state)
@@ -268,3 +269,22 @@ def test_bad_model_path_is_refused(fake_env, tmp_path):
     env, _ = fake_env
     up = run_cli(env, "up", "local", "--model-path", str(tmp_path / "none"), "--port", str(free_port()))
     assert up.returncode == 2 and "not a directory" in up.stderr
+
+
+def test_the_drain_is_the_builders_unless_asked_and_zero_is_no_drain(model_dir):
+    s = settings()
+    kept, notes = target.cpu_adjustments(s, model_dir, port=8123)
+    assert flags(target.local_argv(kept, model_dir, Path("py"))[4:])["--shutdown-timeout"] == str(s.shutdown_timeout_s)
+    assert not any("shutdown-timeout" in n for n in notes)
+    off, notes = target.cpu_adjustments(s, model_dir, port=8123, shutdown_timeout_s=0)
+    assert flags(target.local_argv(off, model_dir, Path("py"))[4:])["--shutdown-timeout"] == "0"
+    assert any("shutdown-timeout 0" in n and "no drain" in n for n in notes)
+
+
+@pytest.mark.parametrize("value", ["-1", "3601", "ten"])
+def test_a_bad_shutdown_timeout_is_refused_before_anything_starts(fake_env, value):
+    env, model_dir = fake_env
+    up = run_cli(env, "up", "local", "--model-path", str(model_dir), "--shutdown-timeout", value)
+    assert up.returncode == 2 and "--shutdown-timeout" in up.stderr and "Traceback" not in up.stderr, up.stderr
+    assert len(up.stderr.strip().splitlines()) == 1
+    assert not (Path(env["SELFHOST_SCRATCH"]) / "local").exists()

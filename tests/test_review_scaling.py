@@ -3,14 +3,13 @@ aws/gcp groups track, beside SkyServe's QPS; the drain time from the projection'
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from costing import scaling
 from costing.report import summary_rows
 from costing.review import cost_review
 from costing.spec import spec_from_dict
+from costing.vllm_args import vllm_serve_argv
 
 WORKLOAD = {"requests_per_day": 200000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 3}
 
@@ -38,12 +37,13 @@ def test_the_inflight_target_is_the_slo_bound_concurrency_at_the_target_utilizat
     assert f"{f.inflight_per_replica:g} requests in flight each" in text
 
 
-def test_the_drain_time_covers_the_p99_request_and_is_bounded():
+def test_the_stacks_drain_for_what_vllm_drains():
+    # one drain time: the load balancer's deregistration delay and the hook follow vLLM's --shutdown-timeout
     rv = review()
     drain = scaling.drain_seconds(rv)
-    assert drain >= rv.projection.e2e_p99_s and drain == math.ceil(rv.projection.e2e_p99_s) + scaling.DRAIN_MARGIN_S
-    assert scaling.drain_from_p99(0.5) == scaling.DRAIN_MIN_S
-    assert scaling.drain_from_p99(1e9) == scaling.drain_from_p99(float("nan")) == scaling.DRAIN_MAX_S
+    assert drain >= rv.projection.e2e_p99_s
+    assert drain == rv.resolved.fit.settings.shutdown_timeout_s
+    assert f"--shutdown-timeout {drain}" in " ".join(vllm_serve_argv(rv.resolved.fit.settings))
 
 
 def test_spot_with_availability_standard_warns_with_the_minutes_without_a_replica():

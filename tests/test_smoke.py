@@ -195,3 +195,25 @@ def test_checks_hold_under_python_O(v1_only_server):
         timeout=60,
     )
     assert p.returncode == 1 and "FAIL  every route needs the key" in p.stdout, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize(
+    ("end_after", "end_as", "stream_problem", "chat_problem"),
+    [
+        ("5", "cut", "ended without [DONE] after", None),  # cut: streams only, the plain completion is whole
+        ("5", "abort", "finish_reason abort", "finish_reason abort"),
+        ("5", "short", "cut at 5 of 8 tokens", "cut at 5 of 8 tokens"),
+        ("1", "short", "delivered 1 tokens (asked 2 to 8)", "delivered 1 tokens (asked 2 to 8)"),
+    ],
+)
+def test_chat_checks_fail_an_answer_that_does_not_deliver_what_was_asked(
+    end_after, end_as, stream_problem, chat_problem
+):
+    with stand_in_server("--api-key", KEY, "--model", "tiny", "--end-after", end_after, "--end-as", end_as) as ending:
+        c = by_name(run_smoke(ending, KEY, timeout_s=5))
+    assert not c["streamed chat"].ok and stream_problem in c["streamed chat"].detail, c["streamed chat"].detail
+    if chat_problem:
+        assert not c["chat completion"].ok and chat_problem in c["chat completion"].detail
+    else:
+        assert c["chat completion"].ok
+    assert c["models"].ok and c["metrics"].ok  # the rest of the endpoint answers

@@ -7,7 +7,6 @@ import yaml
 from stack_mocks import ROOT, example_config, is_secret, plain, refused, stack
 
 from costing.errors import DoesNotFit, OverBudget, UserError
-from costing.resolve import resolve
 from costing.review import cost_review
 from costing.spec import spec_from_dict
 from costing.vllm_args import VLLM_IMAGE, serve_args
@@ -38,7 +37,7 @@ def spec(model: str, offer: str, precision: str = "bf16"):
 def test_pod_runs_the_costed_vllm_command_with_secret_env_and_volume():
     mocks, out = stack("runpod", {**BASE, "maxMonthlyUsd": "1000"})
     expected = spec("llama-3.1-8b", "runpod-a40x1-secure")
-    fit = resolve(expected).fit
+    fit = cost_review(expected).fit  # what the review costs is what runs (its drain included)
     pod = mocks.one("runpod:index:Pod")
     assert pod["gpuTypeId"] == "NVIDIA A40" and pod["gpuCount"] == fit.gpus_per_node == 1
     assert pod["cloudType"] == "SECURE"
@@ -93,7 +92,7 @@ def test_community_cloud_without_a_dated_price_is_refused_before_any_resource():
 def test_community_cloud_picks_enough_gpus_and_a_pod_volume(refreshed_community_prices):
     config = {**BASE, "model": "llama-3.1-70b", "precision": "fp8", "cloudType": "COMMUNITY"}
     mocks, out = stack("runpod", config)
-    fit = resolve(
+    fit = cost_review(
         spec_from_dict(
             {
                 "model": "llama-3.1-70b",

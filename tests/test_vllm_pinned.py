@@ -182,8 +182,10 @@ def stack_cases() -> list[dict]:
         config.update(apiKey="sk-test-key-0123456789", hfToken="hf_test")
         if cloud != "runpod":  # the shipped aws/gcp configs leave the transport to the user: opt in here
             config.update(allowPlainHttp="true")
-        args = module.plan(config).container_args
-        cases.append({"name": f"stacks/{cloud}", "argv": args, "config": standin_config(args[0])})
+        plan = module.plan(config)
+        args = plan.container_args
+        case = {"name": f"stacks/{cloud}", "argv": args, "config": standin_config(args[0]), "spec": plan.spec}
+        cases.append(case)
     return cases
 
 
@@ -223,7 +225,7 @@ def run_checker(cases: list[dict], tmp_path: Path) -> dict:
     if not VLLM_PY.exists():
         pytest.fail(f"{VLLM_PY} missing: run `make vllm-venv` (the pinned vLLM is what these checks run)")
     path = tmp_path / "cases.json"
-    path.write_text(json.dumps(cases))
+    path.write_text(json.dumps([{k: v for k, v in c.items() if k != "spec"} for c in cases]))  # spec: for the test
     env = {
         **os.environ,
         "VLLM_TARGET_DEVICE": "cpu",
@@ -344,3 +346,34 @@ def test_no_template_passes_a_quantization_flag_to_a_prequantized_repo(tmp_path)
         method = case["config"].get("quantization_config", {}).get("quant_method")
         if method:
             assert "--quantization" not in case["argv"], case["name"]
+
+
+def test_every_emitted_command_drains_for_the_reviews_p99_latency(checked):
+    """vLLM's own parser reads the drain each line sets (`--shutdown-timeout`, 0 = abort in-flight requests on
+    SIGTERM): every template, per GPU candidate, drains as its cost review sizes it (recomputed here from the
+    review of that candidate), within the bounds; the stacks as their review does; the commands built from a
+    fit alone (catalog, local) wait the bound."""
+    from costing.drain import DRAIN_MAX_S, DRAIN_MIN_S
+    from costing.review import cost_review
+    from selfhost.skypilot.render import choices
+
+    cases, out = checked
+    results = {r["name"]: r for r in out["results"]}
+    reviewed: dict[str, set[int]] = {}
+    for case in cases:
+        r = results[case["name"]]
+        drain = r["shutdown_timeout"]
+        assert DRAIN_MIN_S <= drain <= DRAIN_MAX_S, case["name"]
+        if "cuda_gpus" in case and "nodes" in case:
+            assert r["engine_shutdown_timeout"] == drain, case["name"]  # the engine config keeps it
+            name = case["name"].split(":")[0]
+            if name not in reviewed:
+                spec = load_spec(ROOT / "templates" / "specs" / name)
+                reviewed[name] = {
+                    cost_review(c.spec, resolved=c.resolved).fit.settings.shutdown_timeout_s for c in choices(spec)
+                }
+            assert drain in reviewed[name], (case["name"], drain, reviewed[name])
+    assert set(reviewed) == {p.name for p in TEMPLATES}
+    for case in (c for c in cases if c["name"].startswith("stacks/")):
+        assert results[case["name"]]["shutdown_timeout"] == cost_review(case["spec"]).fit.settings.shutdown_timeout_s
+    assert results["local"]["shutdown_timeout"] == DRAIN_MAX_S  # no review of this CPU: the bound

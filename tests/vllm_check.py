@@ -8,7 +8,8 @@ optionally "cuda_gpus": then vLLM's whole engine config (VllmConfig, with its Pa
 the command line as `vllm serve` builds it on a CUDA node with that many GPUs, `--headless` included. Only
 the platform's answers to "is this CUDA?" and "how many GPUs?" are stood in (this is the CPU build); the
 model config is built first on the real (CPU) platform, as for every case.
-Stdlib and vllm only; the test that calls it lives in tests/test_vllm_pinned.py.
+Each result also carries the shutdown timeout (the drain) vLLM's engine args read from the line, and on CUDA
+cases the one its VllmConfig holds. Stdlib and vllm only; the test that calls it lives in tests/test_vllm_pinned.py.
 """
 
 import importlib.metadata
@@ -39,9 +40,10 @@ def check(case: dict, parser, engine_args_cls) -> dict:
         model_config = engine_args.create_model_config()
     except Exception as err:  # vLLM's own refusal, reported to the test
         return {"error": f"{type(err).__name__}: {' '.join(str(err).split())[:400]}"}
+    drain = {"shutdown_timeout": engine_args.shutdown_timeout}  # vLLM's drain on SIGTERM (0 = abort)
     if not case.get("cuda_gpus"):
-        return {"error": None}
-    return engine_config_on_cuda(args, engine_args, model_config, case["cuda_gpus"])
+        return {"error": None, **drain}
+    return {**engine_config_on_cuda(args, engine_args, model_config, case["cuda_gpus"]), **drain}
 
 
 def engine_config_on_cuda(args, engine_args, model_config, gpus: int) -> dict:
@@ -64,6 +66,7 @@ def engine_config_on_cuda(args, engine_args, model_config, gpus: int) -> dict:
     p = config.parallel_config
     return {
         "error": None,
+        "engine_shutdown_timeout": config.shutdown_timeout,
         "parallel": {
             "backend": str(p.distributed_executor_backend),
             "world_size": p.world_size,

@@ -4,10 +4,15 @@ Hot loop: the response body is read as raw bytes (`iter_any`), split on the SSE 
 classified by byte tests; only the final usage event is JSON-parsed. One timestamp per network
 read: every chunk in that read arrived then (ITL gaps of 0 inside one read, as vLLM's client sees
 them too). Output tokens come from the server's usage report (`stream_options.include_usage`),
-or the count of streamed chunks when the server sends none.
+or the count of streamed chunks (less the chat stream's opening role chunk) when the server sends none.
 
 Every request has a total timeout and a read timeout (the longest silence allowed mid-stream), so a
 stalled server fails its requests instead of hanging the run.
+
+A request is ok only when it delivered what was asked (`delivery_problem`): every requested token (the
+requests set `ignore_eos`), a normal finish reason (`length` or `stop`; not `abort`, not missing) and the
+closing `[DONE]`. A stream cut short by a server that stops (vLLM without a drain aborts its requests, and
+may still close the stream cleanly) is a failure named by its cause, never a success.
 """
 
 from __future__ import annotations
@@ -24,6 +29,38 @@ from selfhost.check.bench_math import RequestResult, Slo, metrics
 DONE = b"data: [DONE]"
 EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
 ERROR_EVENT = (b'data: {"error"', b'data: {"object":"error"', b'data: {"object": "error"')
+# The chat stream's opening chunk: the role, no token (not counted when the server sends no usage report).
+ROLE_ONLY = (b'"delta":{"role":"assistant","content":""}', b'"delta": {"role": "assistant", "content": ""}')
+FINISH = (b'"finish_reason":"', b'"finish_reason": "')  # a string value: null (not finished) never matches
+NORMAL_FINISH = ("length", "stop")
+# The causes a stream that ended is failed for (the report's error keys; counts per cause).
+NO_DONE = "cut: the stream ended without [DONE]"
+NO_FINISH = "cut: no chunk carried a finish_reason"
+SHORT = "short: fewer tokens than requested (ignore_eos)"
+
+
+def finish_reason(ev: bytes) -> str | None:
+    """The finish_reason string of one SSE event (byte search, no JSON parse), or None when it has none."""
+    for marker in FINISH:
+        i = ev.find(marker)
+        if i >= 0:
+            start = i + len(marker)
+            return ev[start : ev.find(b'"', start)].decode(errors="replace")
+    return None
+
+
+def delivery_problem(done: bool, finish: str | None, delivered: int, requested: int) -> str | None:
+    """Why a stream that ended did not deliver what was asked (None: it did). `delivered` counts the server's
+    usage report when the stream has one, else the streamed chunks."""
+    if not done:
+        return NO_DONE
+    if finish is None:
+        return NO_FINISH
+    if finish not in NORMAL_FINISH:
+        return f"aborted: finish_reason {finish}"
+    if delivered < requested:
+        return SHORT
+    return None
 
 
 @dataclass(frozen=True)
@@ -126,7 +163,7 @@ async def one_request(session, base_url: str, path: str, body: bytes, hdrs: dict
 
     perf = time.perf_counter
     start = perf()
-    res = RequestResult(ok=False, start=start)
+    res = RequestResult(ok=False, start=start, requested_tokens=cfg.output_tokens)
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, sock_read=cfg.read_timeout_s)
     try:
         async with session.post(base_url + path, data=body, headers=hdrs, timeout=timeout) as resp:
@@ -136,10 +173,12 @@ async def one_request(session, base_url: str, path: str, body: bytes, hdrs: dict
                 return res
             itl = res.itl
             chunks = 0
+            role_only = 0
             last = 0.0
             tail = b""
             usage_event = b""
             finished = False
+            finish: str | None = None
             async for data in resp.content.iter_any():
                 now = perf()
                 if tail:
@@ -158,26 +197,26 @@ async def one_request(session, base_url: str, path: str, body: bytes, hdrs: dict
                     if EMPTY_CHOICES[0] in ev or EMPTY_CHOICES[1] in ev:
                         usage_event = ev  # the final usage report (no choices)
                         continue
+                    finish = finish_reason(ev) or finish
                     if chunks:
                         itl.append(now - last)
                     else:
                         res.ttft = now - start
+                        role_only = int(ROLE_ONLY[0] in ev or ROLE_ONLY[1] in ev)
                     last = now
                     chunks += 1
+                res.output_tokens = chunks - role_only  # so far: a stream cut by an exception keeps its count
                 if finished:
                     break
-            if not finished:
-                res.error = "stream ended without [DONE]"
-                return res
-            if not chunks:
-                res.error = "stream had no chunks"
-                return res
-            res.latency = last - start
-            res.output_tokens = chunks
             if usage_event:
                 usage = json.loads(usage_event[6:]).get("usage") or {}
-                res.output_tokens = usage.get("completion_tokens") or chunks
+                res.output_tokens = usage.get("completion_tokens") or res.output_tokens
                 res.input_tokens = usage.get("prompt_tokens") or 0
+            problem = delivery_problem(finished, finish, res.output_tokens, cfg.output_tokens)
+            if problem:
+                res.error = problem
+                return res
+            res.latency = last - start
             res.ok = True
             return res
     except (Exception, asyncio.TimeoutError) as err:  # noqa: BLE001 - every failure is a recorded result

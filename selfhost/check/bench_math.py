@@ -8,6 +8,8 @@
 - Goodput: completed requests that meet every SLO given (TTFT, TPOT, E2E, in ms), per second.
   A request with one output token has TPOT 0 for the goodput test, as in vLLM.
 - Throughputs divide by the wall time of the whole run, failed requests counting 0 tokens.
+- A request is completed only when it delivered every requested token with a normal finish reason and
+  [DONE] (selfhost.check.bench.delivery_problem); delivered/requested output tokens count every request.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ class RequestResult:
     ttft: float = 0.0
     latency: float = 0.0
     itl: list[float] = field(default_factory=list)
-    output_tokens: int = 0
+    output_tokens: int = 0  # delivered: the usage report's count, else the streamed chunks (failed ones too)
     input_tokens: int = 0
     error: str = ""
+    requested_tokens: int = 0  # max_tokens asked for (ignore_eos: the length an ok request delivers)
 
     @property
     def tpot(self) -> float | None:
@@ -108,6 +111,9 @@ def metrics(results: Sequence[RequestResult], duration_s: float, slo: Slo = Slo(
         "total_tokens_per_s": (in_tokens + out_tokens) / dur,
         "total_output_tokens": out_tokens,
         "total_input_tokens": in_tokens,
+        # every request, failed ones too: a cut stream shows as delivered < requested
+        "delivered_output_tokens": sum(r.output_tokens for r in results),
+        "requested_output_tokens": sum(r.requested_tokens for r in results),
         "mean_input_tokens": in_tokens / len(done) if done else 0.0,
         "mean_output_tokens": out_tokens / len(done) if done else 0.0,
         "goodput_rps": good / dur if slo.any else None,

@@ -8,16 +8,21 @@ Schema "selfhost-bench/1" (times in ms unless the name says _s; token counts per
      "timeouts": {"request_s", "read_s"},
      "target": {"model", "precision", "gpu", "gpus"} or null (what the projection was computed for),
      "failed_requests": total over points,
+     "delivered_output_tokens", "requested_output_tokens": totals over points, every request (failed ones too),
      "points": [{"concurrency": C (or mean in flight for request-rate), "request_rate": R | null,
-                 "num_requests", "completed", "failed", "errors": {message: count}, "duration_s",
+                 "num_requests", "completed", "failed", "errors": {cause: count}, "duration_s",
                  "requests_per_s", "output_tokens_per_s", "total_tokens_per_s", "goodput_rps" (null without SLO),
-                 "total_input_tokens", "total_output_tokens", "mean_input_tokens", "mean_output_tokens",
+                 "total_input_tokens", "total_output_tokens" (completed requests), "mean_input_tokens",
+                 "mean_output_tokens", "delivered_output_tokens", "requested_output_tokens" (every request),
                  "ttft_ms" | "tpot_ms" | "itl_ms" | "e2el_ms": {"mean", "median", "p50", "p90", "p99"},
                  "client": {"cpu_s", "cpu_percent", "cpu_us_per_output_token"},
                  "projection": {Projection.to_dict()} | null,
                  "error_pct": {"output_tokens_per_s", "ttft_ms", "tpot_ms", "e2el_ms"} | null}]}
 
 error_pct = 100 * (measured - projected) / projected, with means for the latencies.
+A request is completed only when it delivered every requested token, a normal finish reason and [DONE]
+(selfhost.check.bench.delivery_problem); the causes of the others are the "errors" keys (e.g. "short: ...",
+"cut: ...", "aborted: finish_reason abort").
 """
 
 from __future__ import annotations
@@ -84,6 +89,8 @@ def document(cfg, points: list[dict], mode: str, target: ProjectionTarget | None
         "timeouts": {"request_s": cfg.timeout_s, "read_s": cfg.read_timeout_s},
         "target": asdict(target) if target else None,
         "failed_requests": sum(p["failed"] for p in points),
+        "delivered_output_tokens": sum(p["delivered_output_tokens"] for p in points),
+        "requested_output_tokens": sum(p["requested_output_tokens"] for p in points),
         "points": points,
     }
 
@@ -152,6 +159,11 @@ def render_table(doc: dict) -> str:
     for p in doc["points"]:
         for msg, n in p["errors"].items():
             lines.append(f"  concurrency {_f(p['concurrency'])}: {n} failed: {msg}")
+        if p["failed"]:
+            lines.append(
+                f"  concurrency {_f(p['concurrency'])}: {p['delivered_output_tokens']:,} of "
+                f"{p['requested_output_tokens']:,} requested output tokens delivered"
+            )
     if doc.get("target"):
         tg = doc["target"]
         lines.append(

@@ -4,8 +4,10 @@ Every request has its own timeout (connect, and the longest silence between byte
 response also has a total deadline, so a stalled server fails a check instead of hanging it.
 The "every route needs the key" check calls every route the server exposes without a key (the routes
 from its /openapi.json, read with the key; else the pinned vLLM's list shipped in data/vllm_routes.json)
-and fails naming each one that answers anything but 401/403. Checks raise CheckFailed, never assert:
-they hold under `python -O`.
+and fails naming each one that answers anything but 401/403. The chat checks pass only when the answer
+delivered what was asked (`delivered`: a normal finish reason, at least min_tokens and, when cut by
+`length`, exactly max_tokens; the stream also its [DONE]), the bench's rule. Checks raise CheckFailed, never
+assert: they hold under `python -O`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ OPEN_ROUTES = ("/health",)  # the one route the auth layer leaves open (load bal
 UNLISTED_ROUTES = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics")
 REFUSED = (401, 403)
 PATH_PARAM = re.compile(r"\{[^}/]+\}")
+
+
+NORMAL_FINISH = ("length", "stop")
+MIN_TOKENS, MAX_TOKENS = 2, 8  # the chat checks' request
 
 
 class CheckFailed(Exception):
@@ -136,23 +142,38 @@ class Smoke:
         return {
             "model": self.model or "",
             "messages": [{"role": "user", "content": "Say hello."}],
-            "max_tokens": 8,
-            "min_tokens": 2,
+            "max_tokens": MAX_TOKENS,
+            "min_tokens": MIN_TOKENS,
             "temperature": 0.0,
             "stream": stream,
+            **({"stream_options": {"include_usage": True}} if stream else {}),
         }
+
+    @staticmethod
+    def delivered(finish: object, tokens: object, what: str) -> str:
+        """The answer's finish reason and token count, checked against the request (the bench's rule)."""
+        require(finish in NORMAL_FINISH, f"{what} finished with finish_reason {finish} (expected length or stop)")
+        if not isinstance(tokens, int):
+            raise CheckFailed(f"{what} reported no completion_tokens in its usage")
+        require(
+            MIN_TOKENS <= tokens <= MAX_TOKENS, f"{what} delivered {tokens} tokens (asked {MIN_TOKENS} to {MAX_TOKENS})"
+        )
+        require(finish != "length" or tokens == MAX_TOKENS, f"{what} cut at {tokens} of {MAX_TOKENS} tokens")
+        return f"{tokens} tokens, finish_reason {finish}"
 
     def chat(self) -> str:
         r = self.client.post(f"{self.base}/v1/chat/completions", headers=_auth(self.key), json=self._chat_body(False))
         require(r.status_code == 200, f"chat completion answered {r.status_code} {_brief(r)}")
         body = r.json()
-        text = (body.get("choices") or [{}])[0].get("message", {}).get("content")
+        choice = (body.get("choices") or [{}])[0]
+        text = choice.get("message", {}).get("content")
         require(isinstance(text, str) and text, f"chat completion has no text: {json.dumps(body)[:160]}")
-        return f"{(body.get('usage') or {}).get('completion_tokens', '?')} tokens of text"
+        tokens = (body.get("usage") or {}).get("completion_tokens")
+        return self.delivered(choice.get("finish_reason"), tokens, "the chat completion") + " of text"
 
     def stream(self) -> str:
         deadline = time.monotonic() + self.timeout_s
-        chunks, done, finish = 0, False, None
+        chunks, done, finish, tokens = 0, False, None, None
         with self.client.stream(
             "POST", f"{self.base}/v1/chat/completions", headers=_auth(self.key), json=self._chat_body(True)
         ) as r:
@@ -168,13 +189,15 @@ class Smoke:
                     break
                 event = json.loads(line[6:])
                 require("error" not in event, f"error event mid-stream: {line[6:166]}")
+                if event.get("usage"):
+                    tokens = event["usage"].get("completion_tokens")
                 for choice in event.get("choices") or []:
                     chunks += 1
                     finish = choice.get("finish_reason") or finish
         require(chunks, "the stream had no chunks")
         require(done, f"the stream ended without [DONE] after {chunks} chunks")
         require(finish, "no chunk carried a finish_reason")
-        return f"{chunks} chunks, finish_reason {finish}, [DONE]"
+        return f"{chunks} chunks, " + self.delivered(finish, tokens, "the stream") + ", [DONE]"
 
     def metrics(self) -> str:
         r = self.client.get(f"{self.base}/metrics", headers=_auth(self.key))

@@ -41,6 +41,12 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
         ),
         kv_cache_gib: float = typer.Option(1.0, "--kv-cache-gib", help="VLLM_CPU_KVCACHE_SPACE"),
         timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait for /health"),
+        shutdown_timeout: int | None = typer.Option(
+            None,
+            "--shutdown-timeout",
+            help="vLLM's drain: seconds a stop lets in-flight requests finish (0: abort them); default: the "
+            "command line's (the cost review sizes it for the GPU; this CPU is slower, so the bound)",
+        ),
         fmt: str = typer.Option("table", "--format", help="table or json (url, api_key, model)"),
     ) -> None:
         """Start the same `vllm serve` command line as the cloud stacks, on this machine's CPU."""
@@ -52,6 +58,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
             raise UserError(f"unknown --format {fmt}", "use table or json")
         if api_key is not None:
             target.check_key(api_key)  # the auth layer's rules, before anything is built or started
+        target.check_shutdown_timeout(shutdown_timeout)
         settings = _settings(spec)
         target.check_can_start(model_path, port or settings.port)
         target.vllm_python()  # a missing vLLM environment is refused before anything starts
@@ -65,6 +72,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
                 api_key=api_key,
                 kv_cache_gib=kv_cache_gib,
                 timeout_s=timeout,
+                shutdown_timeout_s=shutdown_timeout,
             )
         except target.ServerFailed as err:
             print(f"--- last lines of the server log ---\n{err.log_tail}\n---", file=sys.stderr)
@@ -78,18 +86,39 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
         for note in server.notes:
             print(f"CPU adjustment: {note}")
         print(f"log: {server.log}")
+        drain = (
+            f"drains in-flight requests for up to {server.shutdown_timeout_s} s"
+            if server.shutdown_timeout_s
+            else ("no drain: a stop aborts in-flight requests")
+        )
+        print(f"stop: selfhost down local (SIGTERM; vLLM {drain})")
         print(f"next: VLLM_API_KEY=<api_key from that file> selfhost smoke {server.url}; stop: selfhost down local")
 
     @down_app.command("local")
     def down_local() -> None:
-        """Stop the local server started by `selfhost up local` (by its PID)."""
+        """Stop the local server started by `selfhost up local` (by its PID): SIGTERM, as a cloud stops a replica;
+        vLLM finishes its in-flight requests for up to its --shutdown-timeout, then exits."""
         from selfhost.local import server as target
 
-        state = target.stop()
-        if state is None:
+        state = target.running()
+        if state is not None:
+            drain = int(state.get("shutdown_timeout_s", 0))
+            how = f"draining in-flight requests for up to {drain} s" if drain else "no drain: in-flight requests abort"
+            print(f"stopping the local vLLM server (SIGTERM; {how})...", file=sys.stderr)
+        result = target.stop()
+        if result is None:
             print("no local server is running")
+            return
+        state, stopped = result
+        if stopped is None:
+            print(f"the local vLLM server had already exited (PID {state['pid']}, {state['url']})")
+        elif stopped.killed:
+            print(
+                f"stopped the local vLLM server (PID {state['pid']}, {state['url']}): killed (SIGKILL) after "
+                f"{stopped.seconds:.1f} s, still running past its drain and teardown"
+            )
         else:
-            print(f"stopped the local vLLM server (PID {state['pid']}, {state['url']})")
+            print(f"stopped the local vLLM server (PID {state['pid']}, {state['url']}) in {stopped.seconds:.1f} s")
 
 
 def register_install(local_app: typer.Typer) -> None:

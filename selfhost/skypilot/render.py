@@ -21,6 +21,7 @@ from costing.errors import UserError
 from costing.fit import FitResult
 from costing.readiness import BUCKET_READ_BYTES_PER_S, ENGINE_START_S, startup_allowance_s
 from costing.resolve import Resolved, price_of, resolve
+from costing.review import drained
 from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.vllm_args import (
     API_KEY_ENV,
@@ -115,7 +116,7 @@ def choose(spec: DeploymentSpec) -> Choice:
     _refuse_spot_on_runpod(spec)
     refuse_part_time(spec)
     refuse_single_machine_availability(spec)
-    resolved = resolve(spec)
+    resolved = drained(spec, resolve(spec))  # vLLM's shutdown timeout as the review sizes it
     offer = resolved.offer
     if offer is None:  # resolve(need_offer=True) raises instead
         raise RuntimeError("resolved without an offer")
@@ -138,7 +139,7 @@ def choose(spec: DeploymentSpec) -> Choice:
         )
     best = min(secure, key=lambda o: (price_of(o, pricing, region).usd_per_hour, o.id))
     pinned = spec.model_copy(update={"target": spec.target.model_copy(update={"offer": best.id})})
-    return Choice(pinned, resolve(pinned), pin_instance_type=False)
+    return Choice(pinned, drained(pinned, resolve(pinned)), pin_instance_type=False)
 
 
 def candidate_specs(spec: DeploymentSpec) -> list[DeploymentSpec]:
