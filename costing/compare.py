@@ -64,6 +64,8 @@ def closest_misses(skipped: list[Skipped], limit: int = 3) -> list[Skipped]:
 
 
 def compare_rows(reviews: list[CostReview]) -> list[dict]:
+    from costing.report import bands_dict
+
     return [
         {
             "rank": i,
@@ -81,6 +83,7 @@ def compare_rows(reviews: list[CostReview]) -> list[dict]:
             "p90_e2e_latency_s": round(r.projection.p90_e2e_latency_s, 3),
             "meets_slo": r.slo_met,
             "max_model_len": r.fit.max_model_len,
+            "bands": bands_dict(r.projection.bands),
         }
         for i, r in enumerate(reviews, 1)
     ]

@@ -337,8 +337,6 @@ def project(
         )
     c = min(requested, cap)
     capped = c < requested
-    if capped:  # the clients beyond the engine's batch queue; it runs at its best admissible batch
-        c = max_throughput(fit, i, o, p, engine=engine).concurrency
     st = _steady(hw, p, fit, i, o, c, engine)
     ceiling = vendor_ceiling(fit, i, o) if engine == "vllm" else None
     if ceiling:  # never above the vendor's maximum table for this configuration: slow every step to it
@@ -411,11 +409,7 @@ def project(
         concurrency=c,
         requested_concurrency=requested,
         capped=capped,
-        cap_reason=(
-            _cap_reason(fit, i, o, cap) + (f"; the most output tok/s at {c:,} running" if c < cap else "")
-            if capped
-            else None
-        ),
+        cap_reason=_cap_reason(fit, i, o, cap) if capped else None,
         ttft_ms=(ttft + admission_wait) * 1e3,
         tpot_ms=st.tpot * 1e3,
         e2e_latency_s=client_e2e,

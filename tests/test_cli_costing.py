@@ -253,7 +253,7 @@ def test_estimate_reports_capping(selfhost):
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["capped"] is True and data["concurrency"] <= data["max_concurrency"] < 500
+    assert data["capped"] is True and data["concurrency"] == data["max_concurrency"] < 500
     assert data["cap_reason"]
 
 

@@ -57,11 +57,14 @@ def test_max_throughput_is_the_best_over_every_admissible_concurrency(gpu, i, o)
     assert best.concurrency <= cap and best.output_tokens_per_s == pytest.approx(every, rel=1e-3)
 
 
-def test_a_capped_estimate_reports_the_best_admissible_point():
-    out = _json(*EST, "--model", "llama-3.1-8b", "--gpu", "A10G", "--concurrency", "5000")
-    f = fit_check(FitRequest(model="llama-3.1-8b", gpu="A10G", seq_len=1250))
-    assert out["capped"] and out["concurrency"] == max_throughput(f, 1000, 250).concurrency
-    assert out["output_tokens_per_s"] == pytest.approx(max_throughput(f, 1000, 250).output_tokens_per_s, rel=1e-3)
+def test_a_review_at_full_load_reports_the_best_admissible_point():
+    """The full-load figure of a review is max_throughput's (the best admissible point), not the cap's."""
+    out = _json("plan", "--model", "llama-3.1-8b", "--gpu", "A40", "--cloud", "runpod", *WORKLOAD, "--format", "json")
+    f = fit_check(FitRequest(model="llama-3.1-8b", gpu="A40", seq_len=1250))
+    best, cap = max_throughput(f, 1000, 250), project(f, 1000, 250, admissible(f, 1000, 250))
+    assert best.output_tokens_per_s > cap.output_tokens_per_s  # past the full-length capacity: preemption costs
+    assert out["full_load"]["concurrency"] == best.concurrency < cap.concurrency
+    assert out["full_load"]["output_tokens_per_s"] == pytest.approx(best.output_tokens_per_s, rel=1e-3)
 
 
 # ---- item 1: engine and version as inputs ----
@@ -221,22 +224,30 @@ def test_a_configuration_outside_the_calibration_is_flagged_with_its_nearest_poi
 
 @needs_table
 def test_p90_confidence_sizes_on_the_conservative_end_and_says_so():
-    args = ("plan", "--model", "llama-3.1-8b", "--gpu", "A40", "--cloud", "runpod", *WORKLOAD, "--p90-latency-s", "30")
+    args = ("plan", "--model", "llama-3.1-8b", "--gpu", "A40", "--cloud", "runpod", *WORKLOAD)
     mid = _json(*args, "--format", "json")
     safe = _json(*args, "--confidence", "p90", "--format", "json")
     assert mid["confidence"] == "p50" and safe["confidence"] == "p90"
-    low = safe["projection"]["bands"]["intervals"]["output_tok_s"]["p10"]
-    if low < safe["projection"]["output_tokens_per_s"]:  # the band's low end is below the projection
-        assert safe["replicas"] >= mid["replicas"] and safe["monthly_usd"] >= mid["monthly_usd"]
-        assert (
-            safe["fleet"] != mid["fleet"]
-            or safe["replicas"] > mid["replicas"]
-            or safe["projection"] != mid["projection"]
-        )
+    band = safe["projection"]["bands"]["intervals"]["output_tok_s"]
+    assert band["p10"] < safe["projection"]["output_tokens_per_s"]  # the band's low end is below the projection
+    # each replica is taken to serve the band's low end: the capacity per replica shrinks by that ratio
+    ratio = band["p10"] / safe["projection"]["output_tokens_per_s"]
+    qps = safe["fleet"]["target_qps_per_replica"]
+    assert qps == pytest.approx(mid["fleet"]["target_qps_per_replica"] * ratio, rel=0.01)
+    assert safe["replicas"] >= mid["replicas"] and safe["monthly_usd"] >= mid["monthly_usd"]
     assert any("sized at p90" in n for n in safe["notes"])
-    table = run_cli(*args, "--confidence", "p90").stdout
-    assert "conservative end of the band (p90)" in table
+    assert "conservative end of the band (p90)" in run_cli(*args, "--confidence", "p90").stdout
     assert run_cli(*args, "--confidence", "p99").code == 2
+
+
+def test_p90_confidence_holds_the_band_high_end_of_latency_to_the_slo():
+    args = ("plan", "--model", "llama-3.1-8b", "--gpu", "A40", "--cloud", "runpod", *WORKLOAD, "--p90-latency-s", "20")
+    mid = _json(*args, "--format", "json")
+    safe = _json(*args, "--confidence", "p90", "--format", "json")
+    e2e = safe["projection"]["bands"]["intervals"]["e2e_s"]
+    high = safe["projection"]["p90_e2e_latency_s"] * e2e["p90"] / safe["projection"]["e2e_latency_s"]
+    assert high <= 20 * 1.001
+    assert safe["projection"]["concurrency"] <= mid["projection"]["concurrency"]
 
 
 # ---- item 6: the local loop's own projection ----
@@ -273,6 +284,15 @@ def test_bench_refuses_an_unusable_calibration_before_any_load(tmp_path, monkeyp
     bad.write_text('{"params": {"bw_eff": -1}}')
     res = run_cli(
         "bench", "http://127.0.0.1:9", "--model", "m", "--model-id", "llama-3.2-1b", "--gpu", "H100",
-        "--calibration", str(bad),
+        "--input-tokens", "64", "--output-tokens", "32", "--calibration", str(bad),
     )  # fmt: skip
     assert res.code == 2 and "--calibration" in res.stderr
+
+
+@needs_table
+def test_compare_json_rows_carry_their_intervals():
+    out = _json("compare", "--model", "llama-3.1-8b", *WORKLOAD, "--format", "json")
+    assert out["offers"]
+    for row in out["offers"]:
+        iv = row["bands"]["intervals"]
+        assert iv["output_tok_s"]["p10"] <= iv["output_tok_s"]["p90"] and iv["e2e_s"]["p10"] <= iv["e2e_s"]["p90"]

@@ -7,6 +7,17 @@ from pathlib import Path
 
 def write_chart(doc: dict, path: str | Path) -> Path:
     """Left: output tokens/s (measured, and projected when present). Right: TTFT and TPOT p50/p90."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(doc)
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def chart_figure(doc: dict):
+    """The chart's matplotlib figure (see write_chart)."""
     import matplotlib
     import matplotlib.ticker
 
@@ -49,7 +60,4 @@ def write_chart(doc: dict, path: str | Path) -> Path:
     served = target.get("label") or doc["model"]
     fig.suptitle(f"{served}: {doc['input_tokens']} in / {doc['output_tokens']} out tokens"[:110])
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
