@@ -112,7 +112,8 @@ def register(app: typer.Typer) -> None:
         p = projection.project(fit, input_tokens, output_tokens, concurrency, engine=eng.name)
         p = projection_bands(p, fit, input_tokens, output_tokens, eng.name)
         out = {
-            "engine": eng.label,
+            "engine": eng.name,
+            "engine_version": eng.version,
             "model": fit.model.id,
             "precision": fit.precision.id,
             "gpu": fit.gpu.name,
