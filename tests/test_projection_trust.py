@@ -176,11 +176,9 @@ def test_regime_of_a_projection(conc, expected):
     assert bands.regime_of(conc, 10) == ("light" if conc <= 4 else "saturated")
 
 
-SHIPPED = bands.load_bands()
-needs_table = pytest.mark.skipif(SHIPPED is None, reason="no costing/data/error-bands.json (run `make accuracy`)")
+SHIPPED = bands.load_bands() or {}  # shipped data (`make accuracy`): a missing table fails the tests below
 
 
-@needs_table
 def test_the_shipped_band_table_is_dated_sourced_and_holds_70_to_90_percent():
     import hashlib
 
@@ -188,11 +186,10 @@ def test_the_shipped_band_table_is_dated_sourced_and_holds_70_to_90_percent():
     assert SHIPPED["date"][:4] >= "2026" and "leave-one-source-out" in SHIPPED["method"]
     assert 0.70 <= SHIPPED["coverage"]["all"]["share"] <= 0.90
     for metric in bands.METRICS:
-        for band in SHIPPED["bands"][metric].values():
-            assert band["p10"] <= band["p90"] and band["n"] >= bands.MIN_ROWS
+        for key, band in SHIPPED["bands"][metric].items():
+            assert band["p10"] <= band["p90"] and (key == "all" or band["n"] >= bands.MIN_ROWS)
 
 
-@needs_table
 def test_every_estimate_metric_carries_its_interval_from_the_table():
     out = _json(*EST, "--model", "llama-3.1-8b", "--gpu", "A100", "--concurrency", "16")
     b = out["bands"]
@@ -206,23 +203,21 @@ def test_every_estimate_metric_carries_its_interval_from_the_table():
         assert iv["p90"] == pytest.approx(value * math.exp(band["p90"]), rel=2e-3, abs=0.01)
 
 
-@needs_table
 def test_a_configuration_outside_the_calibration_is_flagged_with_its_nearest_point():
     out = _json(
         *("estimate", "--model", "llama-3.1-405b", "--precision", "fp8", "--gpu", "H100", "--gpus", "8"),
-        *("--input-tokens", "200000", "--output-tokens", "1000", "--concurrency", "4", "--format", "json"),
+        *("--input-tokens", "64000", "--output-tokens", "1000", "--concurrency", "4", "--format", "json"),
     )
     b = out["bands"]
     assert any("context" in flag for flag in b["extrapolated"])
     assert b["nearest_calibrated"] and "row" in b["nearest_calibrated"]
     text = run_cli(
         *("estimate", "--model", "llama-3.1-405b", "--precision", "fp8", "--gpu", "H100", "--gpus", "8"),
-        *("--input-tokens", "200000", "--output-tokens", "1000", "--concurrency", "4"),
+        *("--input-tokens", "64000", "--output-tokens", "1000", "--concurrency", "4"),
     ).stdout
     assert "extrapolated:" in text and "nearest calibrated:" in text and "P10-P90" in text
 
 
-@needs_table
 def test_p90_confidence_sizes_on_the_conservative_end_and_says_so():
     args = ("plan", "--model", "llama-3.1-8b", "--gpu", "A40", "--cloud", "runpod", *WORKLOAD)
     mid = _json(*args, "--format", "json")
@@ -289,7 +284,6 @@ def test_bench_refuses_an_unusable_calibration_before_any_load(tmp_path, monkeyp
     assert res.code == 2 and "--calibration" in res.stderr
 
 
-@needs_table
 def test_compare_json_rows_carry_their_intervals():
     out = _json("compare", "--model", "llama-3.1-8b", *WORKLOAD, "--format", "json")
     assert out["offers"]
