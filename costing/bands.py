@@ -3,9 +3,10 @@ configuration is outside anything the calibration has measured.
 
 The band table (costing/data/error-bands.json) is data, written by `make accuracy` (scripts/accuracy.py)
 from the leave-one-source-out cross-validated errors: for each metric, regime (light / moderate /
-saturated) and context (short / long), the P10 and P90 of log(measured / projected) over the held-out
-rows. A projection's P10-P90 interval is its value times exp of those quantiles; buckets with fewer than
-MIN_ROWS rows fall back to the metric and regime, then to the metric alone. Nothing here is computed from
+saturated) and context (short / long), the 80% prediction interval (order statistics, about P10-P90) of
+log(measured / projected) over the held-out rows. A projection's P10-P90 interval is its value times exp
+of those ends; buckets with fewer than MIN_ROWS rows fall back to the metric and regime, then to the
+metric alone. Nothing here is computed from
 the published rows at CLI time: the file carries its date, CSV hash and the rows each band rests on.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 BANDS_FILE = "error-bands.json"
 QUANTILES = (0.1, 0.9)  # the nominal 80% band
-MIN_ROWS = 8  # fewer held-out rows than this in a bucket: use the coarser one
+MIN_ROWS = 9  # fewer held-out rows than this in a bucket: use the coarser one (9: k = 1 gives 80%)
 LONG_CONTEXT = 4096  # input + output tokens above which a request is "long" context
 LIGHT_MAX = 4  # requests in flight at most, for the light regime
 SATURATED_MIN = 64  # at or above min(this, the KV cache's full-length capacity): saturated
@@ -70,8 +71,13 @@ class Sample:
 
 
 def _band(xs: list[float]) -> dict[str, float]:
-    lo, hi = (quantile(xs, q) for q in QUANTILES)
-    return {"p10": round(lo, 4), "p90": round(hi, 4), "n": len(xs)}
+    """The distribution-free 80% prediction interval of the next row from n held-out rows: the k-th smallest
+    and k-th largest, k = floor((n + 1) x 0.1) (a new exchangeable row lands inside with probability
+    (n + 1 - 2k) / (n + 1) >= 80%); wider than the interpolated P10/P90 when a bucket has few rows."""
+    s = sorted(xs)
+    n = len(s)
+    k = max(1, math.floor((n + 1) * QUANTILES[0]))
+    return {"p10": round(s[k - 1], 4), "p90": round(s[n - k], 4), "n": n}
 
 
 def build_table(samples: Iterable[Sample]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from costing.published import DEFAULT_CSV, METRICS, cross_validate, errors, medi
 
 NAMES = {"output_tok_s": "tok/s", "tpot_ms": "TPOT", "ttft_ms": "TTFT", "e2e_s": "e2e"}
 TARGETS = {"output_tok_s": 0.10, "tpot_ms": 0.12, "ttft_ms": 0.25}  # issue 26, cross-validated
+BAND_METHOD = "80% prediction interval of log(measured/projected), leave-one-source-out (`make accuracy`)"
 ENGINE_GROUPS = {"vllm": "vLLM V1", "vllm-v0": "vLLM V0", "vllm-v0-multistep": "vLLM V0", "trtllm": "TensorRT-LLM"}
 
 
@@ -116,8 +117,7 @@ def coverage(pairs: list[tuple[str, bands.Sample]]) -> dict[str, dict[str, float
     return {k: {"share": round(sum(v) / len(v), 4), "rows": len(v)} for k, v in hits.items()}
 
 
-def band_report(csv: Path, recs: list[dict[str, Any]], out: Path | None) -> None:
-    pairs = samples(recs)
+def band_report(csv: Path, pairs: list[tuple[str, bands.Sample]], recs: list[dict[str, Any]], out: Path | None) -> None:
     cov = coverage(pairs)
     print(
         "error bands (P10-P90 of the held-out errors): coverage of the nominal 80% band, each source against "
@@ -153,7 +153,7 @@ def band_report(csv: Path, recs: list[dict[str, Any]], out: Path | None) -> None
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "csv": csv.name,
         "csv_sha256": hashlib.sha256(csv.read_bytes()).hexdigest(),
-        "method": "P10/P90 of log(measured/projected), leave-one-source-out (`make accuracy`)",
+        "method": BAND_METHOD,
         "quantiles": list(bands.QUANTILES),
         "min_rows": bands.MIN_ROWS,
         "coverage": cov,
@@ -165,9 +165,13 @@ def band_report(csv: Path, recs: list[dict[str, Any]], out: Path | None) -> None
             "context": max(p["context"] for p in points),
             "concurrency": max(p["concurrency"] for p in points),
             "engines": dict(sorted(engines.items())),
+            "v1_rows_per_gpu": v1_rows(points),
         },
         "points": points,
+        # the held-out errors the bands are computed from (`--from-samples` recomputes bands and coverage)
+        "samples": [[src, x.metric, x.regime, x.context, round(x.log_ratio, 5), x.engine] for src, x in pairs],
     }
+    print_v1_rows(data["range"]["v1_rows_per_gpu"])
     print(f"wrote {bands.save_bands(data, out)}")
 
 
@@ -203,6 +207,40 @@ def in_sample_report(csv: Path, params, show_rows: bool) -> None:
     print("parameters: " + ", ".join(f"{k}={v:g}" for k, v in params.values().items()))
 
 
+DEFAULT_BANDS = Path(bands.__file__).resolve().parent / "data" / bands.BANDS_FILE
+
+
+def v1_rows(points: list[dict[str, Any]]) -> dict[str, int]:
+    """Published rows of the vLLM V1 engine (>= 0.8, what the kit deploys) per GPU."""
+    out: dict[str, int] = defaultdict(int)
+    for pt in points:
+        if pt["engine"] == "vllm":
+            out[pt["gpu"]] += 1
+    return dict(sorted(out.items()))
+
+
+def print_v1_rows(counts: dict[str, int]) -> None:
+    text = ", ".join(f"{g} {n}" for g, n in counts.items()) or "none"
+    print(f"vLLM V1 (>= 0.8) rows per GPU: {text}")
+
+
+def rebuild_bands(path: Path) -> None:
+    """The band table and its coverage again from the held-out errors it ships (after a change of method)."""
+    import json
+
+    data = json.loads(DEFAULT_BANDS.read_text())
+    pairs = [(s[0], bands.Sample(s[1], s[2], s[3], s[4], s[5])) for s in data["samples"]]
+    cov = coverage(pairs)
+    for k in (*METRICS, "all"):
+        if k in cov:
+            print(f"  {NAMES.get(k, k):8} {cov[k]['share']:6.1%} of {cov[k]['rows']:>3} rows")
+    data.update(coverage=cov, bands=bands.build_table(x for _, x in pairs), min_rows=bands.MIN_ROWS)
+    data["range"]["v1_rows_per_gpu"] = v1_rows(data["points"])
+    print_v1_rows(data["range"]["v1_rows_per_gpu"])
+    data["method"] = BAND_METHOD
+    print(f"wrote {bands.save_bands(data, path)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--csv", default=str(DEFAULT_CSV))
@@ -211,13 +249,20 @@ def main() -> None:
     ap.add_argument("--no-cv", action="store_true", help="skip the cross-validation (its fits take minutes)")
     ap.add_argument("--bands-out", default=None, help="where to write the band table (default: the shipped one)")
     ap.add_argument("--no-bands", action="store_true", help="do not write the band table")
+    ap.add_argument(
+        "--from-samples",
+        action="store_true",
+        help="recompute the bands and their coverage from the shipped table's held-out errors (no fits)",
+    )
     args = ap.parse_args()
     csv = Path(args.csv)
+    if args.from_samples:
+        rebuild_bands(Path(args.bands_out or DEFAULT_BANDS))
+        return
     if not args.no_cv:
         recs = cv_report(csv)
         print()
-        default_out = Path(bands.__file__).resolve().parent / "data" / bands.BANDS_FILE
-        band_report(csv, recs, None if args.no_bands else Path(args.bands_out) if args.bands_out else default_out)
+        band_report(csv, samples(recs), recs, None if args.no_bands else Path(args.bands_out or DEFAULT_BANDS))
         print()
     in_sample_report(csv, load_params_file(args.params) if args.params else load_params(), args.rows)
 
