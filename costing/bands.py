@@ -98,6 +98,13 @@ def build_table(samples: Iterable[Sample]) -> dict[str, Any]:
                 if len(xs) >= MIN_ROWS:
                     buckets[f"{reg}/{ctx}"] = _band(xs)
         out[m] = buckets
+    e2e, tok = out.get("e2e_s"), out.get("output_tok_s")
+    if tok and (not e2e or e2e["all"]["n"] < MIN_ROWS):
+        # too few end-to-end latencies measured: in a closed loop e2e = clients x output tokens / tok/s, so its
+        # ratio measured / projected is the inverse of throughput's; the band is throughput's, mirrored
+        out["e2e_s"] = {
+            key: {"p10": -b["p90"], "p90": -b["p10"], "n": b["n"], "from": "output_tok_s"} for key, b in tok.items()
+        }
     return out
 
 
@@ -199,7 +206,7 @@ def annotate(
         intervals[m] = {
             "p10": value * math.exp(band["p10"]),
             "p90": value * math.exp(band["p90"]),
-            "bucket": key,
+            "bucket": f"{key} of {band['from']} (mirrored)" if band.get("from") else key,
             "rows": int(band["n"]),
         }
     here = {
