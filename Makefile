@@ -59,13 +59,16 @@ bench: $(KIT_STAMP) $(VLLM_STAMP) $(GUIDELLM_STAMP)
 	$(BIN)/python scripts/bench_cli.py
 	$(BIN)/python scripts/bench_clients.py
 
-# Projection against every calibration row: measured, projected, error, median absolute error.
+# Projection against every calibration row, cross-validated: median |error| by metric, regime and engine; writes the
+# error bands every projection carries (costing/data/error-bands.json) and prints their coverage.
 accuracy: $(KIT_STAMP)
 	$(BIN)/python scripts/accuracy.py
 
-# Refit the projection's efficiency parameters from costing/data/published-benchmarks.csv (writes costing/data/calibration.json).
+# Refit the projection's efficiency parameters from costing/data/published-benchmarks.csv (writes costing/data/calibration.json),
+# then the local target's device profile on top of it (costing/data/local-cpu-profile.json, what `make run` projects).
 calibrate: $(KIT_STAMP)
 	$(BIN)/python scripts/fit_calibration.py
+	$(BIN)/python scripts/fit_local_profile.py
 
 # Golden files (tests/golden/): rewrite them from the current output; review the diff before committing.
 golden: $(KIT_STAMP)

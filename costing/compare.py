@@ -120,6 +120,8 @@ def closest_misses(skipped: list[Skipped], limit: int = 3) -> list[Skipped]:
 
 
 def _row(r: Candidate) -> dict:
+    from costing.report import bands_dict
+
     if isinstance(r, ManagedReview):
         return {
             "kind": "managed",
@@ -142,6 +144,7 @@ def _row(r: Candidate) -> dict:
             "max_model_len": r.fit.max_model_len if r.fit else None,
             "billing": r.billing,
             "not_priced": [],
+            "bands": None,
         }
     return {
         "kind": "self-hosted",
@@ -162,6 +165,7 @@ def _row(r: Candidate) -> dict:
         "p90_e2e_latency_s": round(r.projection.p90_e2e_latency_s, 3),
         "meets_slo": r.slo_met,
         "max_model_len": r.fit.max_model_len,
+        "bands": bands_dict(r.projection.bands),
         "not_priced": not_priced(r),
     }
 

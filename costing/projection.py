@@ -30,8 +30,10 @@ Imports nothing heavy (no numpy/scipy): one call takes well under a millisecond.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
 from costing.calibration import Params, load_params
 from costing.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weight_bytes
@@ -70,6 +72,7 @@ class Projection:
     e2e_p99_s: float = 0.0
     itl_p50_ms: float = 0.0  # median gap between two tokens: a decode-only step unless most steps carry prefill
     assumptions: dict[str, object] = field(default_factory=dict)
+    bands: dict[str, Any] | None = None  # P10-P90 intervals and extrapolation flags (costing.bands)
 
     def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -434,23 +437,26 @@ def slo_concurrency(
     params: Params | None = None,
     *,
     engine: str = "vllm",
+    latency_of: Callable[[Projection], float] | None = None,
 ) -> Projection:
     """The highest concurrency whose p90 end-to-end latency is within the SLO, bounded by what the
     KV cache and max_num_seqs admit. When even one request misses the SLO the concurrency-1
-    projection is returned: the caller sees p90_e2e_latency_s > p90_latency_s."""
+    projection is returned: the caller sees p90_e2e_latency_s > p90_latency_s. `latency_of`: the
+    latency to hold to the SLO (default the projection's p90; e.g. the conservative end of its band)."""
     p = params or load_params()
+    lat = latency_of or (lambda q: q.p90_e2e_latency_s)
     cap = max(1, admissible(fit, int(input_tokens), int(output_tokens), engine))
     best = project(fit, input_tokens, output_tokens, 1, p, engine=engine)
-    if best.p90_e2e_latency_s > p90_latency_s:
+    if lat(best) > p90_latency_s:
         return best
     top = project(fit, input_tokens, output_tokens, cap, p, engine=engine)
-    if top.p90_e2e_latency_s <= p90_latency_s:
+    if lat(top) <= p90_latency_s:
         return top
     lo, hi = 1, cap  # p90(lo) meets the SLO, p90(hi) does not; latency rises with concurrency
     while hi - lo > 1:
         mid = (lo + hi) // 2
         cand = project(fit, input_tokens, output_tokens, mid, p, engine=engine)
-        if cand.p90_e2e_latency_s <= p90_latency_s:
+        if lat(cand) <= p90_latency_s:
             lo, best = mid, cand
         else:
             hi = mid
@@ -460,14 +466,23 @@ def slo_concurrency(
 def max_throughput(
     fit: FitResult, input_tokens: int, output_tokens: int, params: Params | None = None, *, engine: str = "vllm"
 ) -> Projection:
-    """The projection at the admissible concurrency with the highest throughput: throughput rises with
+    """The projection at the admissible concurrency with the highest throughput. Throughput rises with
     concurrency up to the KV cache's full-length capacity; past it vLLM preempts and recomputes, which
-    may cost more than the larger batch gains."""
+    may cost more than the larger batch gains, so the best point can lie below the cap: a coarse grid
+    over 1..cap, then every concurrency between the best grid point's neighbours."""
     cap = max(1, admissible(fit, int(input_tokens), int(output_tokens), engine))
-    top = project(fit, input_tokens, output_tokens, cap, params, engine=engine)
+    memo: dict[int, Projection] = {}
+
+    def at(c: int) -> Projection:
+        if c not in memo:
+            memo[c] = project(fit, input_tokens, output_tokens, c, params, engine=engine)
+        return memo[c]
+
     full = fit.max_concurrent_seqs(int(input_tokens) + int(output_tokens))
-    if 1 <= full < cap:
-        safe = project(fit, input_tokens, output_tokens, full, params, engine=engine)
-        if safe.output_tokens_per_s > top.output_tokens_per_s:
-            return safe
-    return top
+    grid = sorted({cap, *(max(1, round(cap * k / 16)) for k in range(1, 16)), *([full] if 1 <= full < cap else [])})
+    best = max(grid, key=lambda c: (at(c).output_tokens_per_s, c))
+    k = grid.index(best)
+    lo, hi = grid[max(0, k - 1)], grid[min(len(grid) - 1, k + 1)]
+    step = max(1, (hi - lo) // 32)  # at most ~64 more projections, each well under a millisecond
+    best = max((best, *range(lo, hi + 1, step)), key=lambda c: (at(c).output_tokens_per_s, c))
+    return at(best)

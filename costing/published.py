@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
+from costing import engines
 from costing.calibration import FITTED, Params, load_params
 
 # The project's own copy (package data), or $SELFHOST_CALIBRATION_CSV
@@ -34,9 +35,9 @@ VLLM_054_BATCHED_TOKENS = 2048  # vLLM 0.5.4 without chunked prefill: max(max_mo
 # JSON's inter-token gaps show it (about 55 ms with prefills interleaved, against a 4 s first gap at 2k).
 LONG_CONTEXT_SOURCE = "benchmark_v0.md"
 VLLM_054_CHUNKED_TOKENS = 512
-TRTLLM_MAX_BATCH = 2048  # trtllm-bench max-throughput runs: batch limit 2048-4096 (assumption: 2048)
-TRTLLM_MEMORY_FRACTION = 0.95  # TensorRT-LLM gives 90% of the memory left after weights to the KV cache
-TRTLLM_BATCHED_TOKENS = 8192  # trtllm-bench max_num_tokens
+# trtllm-bench max-throughput runs: batch limit 2048-4096 (assumption: 2048), max_num_tokens 8192; TensorRT-LLM
+# gives 90% of the memory left after weights to the KV cache (costing.engines, shared with `estimate --engine`)
+TRTLLM_MAX_BATCH = engines.TRTLLM_MAX_BATCH
 
 GPU_NAMES = {  # CSV name -> (catalog name, override or None)
     "A100-SXM-80GB": ("A100-80GB", None),
@@ -216,28 +217,18 @@ def fit_for_row(row: Row):
     from costing.errors import UserError
     from costing.fit import FitRequest, fit_check
 
-    trt = row.engine == "trtllm"
-    v1 = row.engine == "vllm"  # vLLM >= 0.8: the V1 engine's own defaults (costing.fit applies them)
+    overrides = engines.fit_overrides(row.engine, get_model(row.model).max_context, row.precision)
+    if row.engine in ("vllm-v0", "vllm-v0-multistep") and (row.burst or long_context_chunked(row)):
+        # LambdaLabs' runs: chunked prefill above 32K context, else max_num_batched_tokens of a ~2k context
+        chunked = long_context_chunked(row)
+        overrides["max_num_batched_tokens"] = VLLM_054_CHUNKED_TOKENS if chunked else VLLM_054_BATCHED_TOKENS
     req = FitRequest(
         model=row.model,
         precision=row.precision,
         gpu=row.gpu,
         gpus=row.gpus,
-        gpu_memory_utilization=TRTLLM_MEMORY_FRACTION if trt else 0.90,
-        max_num_seqs=None if v1 else VLLM_054_MAX_NUM_SEQS,
-        max_num_batched_tokens=None
-        if v1
-        else TRTLLM_BATCHED_TOKENS
-        if trt
-        else (
-            VLLM_054_CHUNKED_TOKENS
-            if long_context_chunked(row)
-            else VLLM_054_BATCHED_TOKENS
-            if row.burst
-            else max(2048, get_model(row.model).max_context)
-        ),
-        kv_cache_dtype="fp8" if trt and row.precision == "fp8" else "auto",
         seq_len=row.input_tokens + row.output_tokens,
+        **overrides,
     )
     try:
         fit = fit_check(req)
@@ -250,9 +241,7 @@ def fit_for_row(row: Row):
             source=row.gpu_override["source"],
         )
         fit = replace(fit, gpu=gpu)
-    if trt:
-        fit = replace(fit, settings=replace(fit.settings, max_num_seqs=TRTLLM_MAX_BATCH))
-    return fit
+    return engines.adjust_settings(fit, row.engine)
 
 
 # ---------------------------------------------------------------------------------------------

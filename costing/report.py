@@ -33,8 +33,40 @@ def projection_dict(p: Projection) -> dict[str, Any]:
         "p90_e2e_latency_s": _r(p.p90_e2e_latency_s, 3),
         "output_tokens_per_s": _r(p.output_tokens_per_s, 2),
         "requests_per_s": _r(p.requests_per_s, 4),
+        "bands": bands_dict(p.bands),
         "assumptions": jsonable(p.assumptions),
     }
+
+
+BAND_DIGITS = {"output_tok_s": 1, "tpot_ms": 2, "ttft_ms": 1, "e2e_s": 3}
+
+
+def bands_dict(b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The projection's P10-P90 intervals (metric -> p10, p90, the band's bucket and rows), rounded."""
+    if not b:
+        return None
+    intervals = {
+        m: {"p10": _r(iv["p10"], BAND_DIGITS[m]), "p90": _r(iv["p90"], BAND_DIGITS[m]), **{
+            k: iv[k] for k in ("bucket", "rows")
+        }}
+        for m, iv in b["intervals"].items()
+    }  # fmt: skip
+    return {**jsonable(b), "intervals": intervals}
+
+
+def band_text(b: dict[str, Any] | None, metric: str, fmt: str) -> str:
+    """' (P10-P90 a-b)' for a table or markdown cell; empty without a band."""
+    iv = (b or {}).get("intervals", {}).get(metric)
+    if not iv:
+        return ""
+    return f" (P10-P90 {format(iv['p10'], fmt)}-{format(iv['p90'], fmt)})"
+
+
+def extrapolation_text(b: dict[str, Any] | None) -> str | None:
+    """One line when the configuration is outside the calibrated range, naming the nearest calibrated point."""
+    if not b or not b.get("extrapolated"):
+        return None
+    return f"extrapolated: {'; '.join(b['extrapolated'])}; nearest calibrated: {b['nearest_calibrated']}"
 
 
 def jsonable(value: Any) -> Any:
@@ -55,6 +87,8 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
     p = rv.projection
     return {
         "schema": "selfhost.review/v1",
+        "engine": rv.engine,
+        "confidence": rv.confidence,
         "model": {
             "id": fit.model.id,
             "hf_repo": s.model_repo,
@@ -373,6 +407,7 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
             f"TPOT {p.tpot_ms:,.1f} ms, e2e {p.e2e_latency_s:,.2f} s (p90 {p.p90_e2e_latency_s:,.2f} s), "
             f"{p.requests_per_s:,.2f} req/s per replica",
         ),
+        *_band_rows(rv, p),
         ("SLO", "none" if not slo else f"p90 <= {slo:g} s: {'met' if rv.slo_met else 'MISSED'}"),
         ("Drain", drain_text(rv)),
         ("Replicas", _replicas_text(rv)),
@@ -391,6 +426,34 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
         ),
         *spot_risk_rows(rv),
     ]
+
+
+def _band_rows(rv: CostReview, p: Projection) -> list[tuple[str, str]]:
+    """The projection's P10-P90 intervals, which end sized the fleet, and any extrapolation."""
+    b = p.bands
+    if not b:
+        return []
+    iv = b["intervals"]
+    parts = []
+    for m, label, unit, fmt in (
+        ("output_tok_s", "tok/s", "", ",.0f"),
+        ("ttft_ms", "TTFT", " ms", ",.0f"),
+        ("tpot_ms", "TPOT", " ms", ",.1f"),
+        ("e2e_s", "e2e", " s", ",.2f"),
+    ):
+        if m in iv:
+            parts.append(f"{label} {format(iv[m]['p10'], fmt)}-{format(iv[m]['p90'], fmt)}{unit}")
+    end = "the projection (p50)" if rv.confidence == "p50" else "the conservative end of the band (p90)"
+    rows = [
+        (
+            "Error band",
+            f"P10-P90 {', '.join(parts)} ({b['regime']} load, {b['context']} context; cross-validated); sized on {end}",
+        )
+    ]
+    extrapolated = extrapolation_text(b)
+    if extrapolated:
+        rows.append(("Extrapolated", extrapolated.removeprefix("extrapolated: ")))
+    return rows
 
 
 def _no_workload_rows(rv: CostReview, where: str, price: str) -> list[tuple[str, str]]:
@@ -415,6 +478,7 @@ def _no_workload_rows(rv: CostReview, where: str, price: str) -> list[tuple[str,
             f"{f.requests_per_s:,.2f} req/s, TTFT {f.ttft_ms:,.0f} ms, TPOT {f.tpot_ms:,.1f} ms, "
             f"p90 e2e {f.p90_e2e_latency_s:,.2f} s",
         ),
+        *_band_rows(rv, f),
         ("Drain", drain_text(rv)),
         ("Volume", f"{_count(rv.traffic.output_tokens_per_month)} output tokens/month at full load over the schedule"),
         ("Schedule", _schedule_text(rv)),

@@ -18,6 +18,7 @@ class Resolved:
     fit: FitResult
     offer: Offer | None
     price: Price | None  # per node, under spec.target.pricing
+    notes: tuple[str, ...] = ()  # how the GPU count was chosen when --gpus was not given
 
     @property
     def hourly_usd(self) -> float | None:
@@ -119,11 +120,11 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
         raise UserError("no GPU or offer given", "pass --gpu (e.g. --gpu A40) or --offer (e.g. --offer aws-g5.xlarge)")
     gpu = get_gpu(t.gpu).name
     req = fit_request(spec, gpu, t.gpus or 1)
+    notes: tuple[str, ...] = ()
     if t.gpus:
         fit = fit_check(req)
     else:
-        available = sorted({o.gpus for o in offers_for(gpu=gpu, cloud=t.cloud)}) or [1, 2, 4, 8]
-        fit = smallest_fit(req, tuple(n for n in (1, 2, 4, 8) if n in available) or (1, 2, 4, 8))
+        fit, notes = _fewest_gpus(req, gpu, t.cloud, need_offer)
     shaped = offers_for(gpu=gpu, gpus=fit.gpus_per_node, cloud=t.cloud)
     if t.region and shaped and not any(t.region in o.regions for o in shaped):
         priced = sorted({r for o in shaped for r in o.regions})
@@ -141,9 +142,35 @@ def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
                 f"no offer in the catalog has {fit.gpus_per_node}x {gpu}{where} with {t.pricing} pricing",
                 "pick another --gpus/--cloud/--pricing, or --offer (see `selfhost compare`)",
             )
-        return Resolved(spec, fit, None, None)
+        return Resolved(spec, fit, None, None, notes)
     offer = min(offers, key=lambda o: price_of(o, t.pricing, t.region).usd_per_hour)
-    return Resolved(spec, fit, offer, price_of(offer, t.pricing, t.region))
+    return Resolved(spec, fit, offer, price_of(offer, t.pricing, t.region), notes)
+
+
+GPU_COUNTS = (1, 2, 4, 8)  # tensor-parallel sizes per node
+
+
+def _fewest_gpus(req: FitRequest, gpu: str, cloud: str | None, need_offer: bool) -> tuple[FitResult, tuple[str, ...]]:
+    """The fewest GPUs per node that fit (what --gpus defaults to). When no offer sells that count: a
+    projection alone (`estimate`) keeps it and says which counts are sold; a priced review (`plan`) costs
+    the fewest sold count that fits and says so."""
+    fewest = smallest_fit(req, GPU_COUNTS)
+    sold = sorted({o.gpus for o in offers_for(gpu=gpu, cloud=cloud)})
+    n = fewest.gpus_per_node
+    if not sold or n in sold:
+        return fewest, ()
+    where = f" on {cloud}" if cloud else ""
+    counts = ", ".join(f"{k}x" for k in sold)
+    if not need_offer:
+        return fewest, (f"{n}x {gpu} is the fewest that fit; no catalog offer{where} sells it (sold: {counts})",)
+    larger = tuple(k for k in sold if k > n)
+    if not larger:
+        return fewest, ()
+    fit = smallest_fit(req, larger)
+    return fit, (
+        f"{n}x {gpu} is the fewest that fit, but no catalog offer{where} sells it (sold: {counts}): "
+        f"costed at {fit.gpus_per_node}x, the fewest sold count that fits",
+    )
 
 
 def across_zones(resolved: Resolved, zones: Sequence[str]) -> Resolved:

@@ -27,6 +27,7 @@ from costing.spend import (
     usd_per_million,
 )
 from costing.spot_risk import SpotRisk, spot_risk
+from costing.vllm_args import VLLM_VERSION
 
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
 # A SkyPilot replica's disk (the task's `disk_size`, selfhost.skypilot.render): the weights' part plus this
@@ -101,6 +102,8 @@ class CostReview:
     cost_lines: list[CostLine] = field(default_factory=list)
     billed_hours_per_month: float = HOURS_PER_MONTH
     no_workload: bool = False  # a price review: one replica at full load at DEFAULT_SHAPE (see full_load_review)
+    confidence: str = "p50"  # sizing on the projection (p50) or on the conservative end of its band (p90)
+    engine: str = "vllm"  # the engine projected (costing.engines); the deployment runs the pinned vLLM V1
     spot_risk: SpotRisk | None = None  # spot pricing only: interruptions, cold start, fallback cost
     three_way: Any = None  # costing.three_way.ThreeWay, set by `plan` (managed endpoints and APIs beside the fleet)
     replica_monthly_usd: float = 0.0  # one replica a month as the table costs it (its disks too): the break-evens' base
@@ -443,17 +446,39 @@ def _stack_lines(
 
 
 def _projections(
-    fit, tokens_in: int, tokens_out: int, slo: float | None, params: proj.Params | None, memo: dict | None
+    fit,
+    tokens_in: int,
+    tokens_out: int,
+    slo: float | None,
+    params: proj.Params | None,
+    memo: dict | None,
+    engine: str = "vllm",
+    confidence: str = "p50",
 ) -> tuple[proj.Projection, proj.Projection]:
-    """(full load, SLO-bound point) of one replica; memoised in `memo` by what they depend on."""
+    """(full load, SLO-bound point) of one replica, each with its error band (costing.bands); the point is
+    where the latency at `confidence` (p50: the projection; p90: its band's high end) meets the SLO.
+    Memoised in `memo` by what they depend on."""
+    from costing.bands import conservative, projection_bands
+
     key = (
         fit.model.id, fit.precision.id, fit.gpu.name, fit.gpus_per_node, fit.nodes, fit.settings,
-        fit.kv_capacity_tokens, fit.max_model_len, tokens_in, tokens_out, slo, id(params),
+        fit.kv_capacity_tokens, fit.max_model_len, tokens_in, tokens_out, slo, id(params), engine, confidence,
     )  # fmt: skip
     if memo is not None and key in memo:
         return memo[key]
-    full = proj.max_throughput(fit, tokens_in, tokens_out, params=params)
-    point = proj.slo_concurrency(fit, tokens_in, tokens_out, slo, params=params) if slo else full
+
+    def banded(q: proj.Projection) -> proj.Projection:
+        return projection_bands(q, fit, tokens_in, tokens_out, engine)
+
+    def latency(q: proj.Projection) -> float:
+        return conservative(banded(q), confidence)[1]
+
+    full = banded(proj.max_throughput(fit, tokens_in, tokens_out, params=params, engine=engine))
+    point = (
+        banded(proj.slo_concurrency(fit, tokens_in, tokens_out, slo, params=params, engine=engine, latency_of=latency))
+        if slo
+        else full
+    )
     if memo is not None:
         memo[key] = (full, point)
     return full, point
@@ -503,6 +528,8 @@ def cost_review(
     boot_disk_gb: float | None = None,
     projections: dict | None = None,
     breakevens: bool = True,
+    engine: str = "vllm",
+    confidence: str = "p50",
 ) -> CostReview:
     """Everything `selfhost plan` reports. Raises UserError for bad input, a model that doesn't fit, a
     schedule the target cannot run, or an SLO no concurrency meets (with the cheapest fix when `suggest`).
@@ -519,15 +546,26 @@ def cost_review(
     None (the default): the deployment is a SkyPilot task, whose `disk_size` per node is sky_disk_size_gb.
     `projections`: a memo of the projections by fit and request shape, shared by the candidates of
     `selfhost compare` (regions and pricings of one machine project the same). `breakevens`: False skips
-    the break-even against each API (compare ranks hundreds of candidates and shows none)."""
+    the break-even against each API (compare ranks hundreds of candidates and shows none).
+    `engine`: project another engine than the deployed vLLM (costing.engines; to compare with measurements).
+    `confidence`: p50 sizes on the projection; p90 on the conservative end of its error band (costing.bands):
+    the band's low throughput and high latency."""
+    from costing.bands import CONFIDENCES, conservative
+    from costing.engines import fit_for_engine
+
+    if confidence not in CONFIDENCES:
+        raise UserError(f"unknown confidence '{confidence}'", f"use --confidence with one of: {', '.join(CONFIDENCES)}")
     workload = require_workload(spec)
     resolved = across_zones(resolved or resolve(spec), spot_zones)
     refuse_unschedulable(spec, resolved)
+    if engine != "vllm":
+        resolved = replace(resolved, fit=fit_for_engine(spec, resolved.fit, engine))
     fit = resolved.fit
     tokens_in, tokens_out = workload.input_tokens, workload.output_tokens
     slo = spec.slo.p90_latency_s
-    full, point = _projections(fit, tokens_in, tokens_out, slo, params, projections)
-    if slo and point.p90_e2e_latency_s > slo:
+    full, point = _projections(fit, tokens_in, tokens_out, slo, params, projections, engine, confidence)
+    capacity_rps, point_latency = conservative(point, confidence)
+    if slo and point_latency > slo:
         where = resolved.offer.id if resolved.offer else f"{fit.total_gpus}x {fit.gpu.name}"
         problem = f"the p90 latency SLO of {slo:g} s is missed on {where} at {fit.precision.id}: " + _slo_reason(
             point, workload, slo
@@ -545,10 +583,21 @@ def cost_review(
     fit = resolved.fit
     traffic = Traffic.of(workload, spec.schedule)
     utilization = spec.target_utilization
-    fleet = _fleet(spec, traffic, point.requests_per_s * utilization, point.concurrency)
+    fleet = _fleet(spec, traffic, capacity_rps * utilization, point.concurrency)
     replicas = fleet.max_replicas
-    notes = list(fit.notes)
-    needed = replicas_needed(traffic.peak_requests_per_s, point.requests_per_s, utilization)
+    notes = list(fit.notes) + list(resolved.notes)
+    if engine != "vllm":
+        notes.append(
+            f"projected for {engine} (its scheduler defaults): the deployment runs vLLM {VLLM_VERSION} (V1); "
+            "this review compares with measurements, it is not what deploys"
+        )
+    if confidence == "p90":
+        notes.append(
+            f"sized at p90 confidence: {capacity_rps:,.3f} req/s per replica (the P10 of the throughput band, "
+            f"projection {point.requests_per_s:,.3f}) and p90 latency {point_latency:,.2f} s (the P90 of the "
+            "latency band)"
+        )
+    needed = replicas_needed(traffic.peak_requests_per_s, capacity_rps, utilization)
     if spec.target.replicas and spec.target.replicas < needed:
         notes.append(
             f"{spec.target.replicas} replica(s) fixed by the spec; the peak load needs {needed} "
@@ -640,6 +689,8 @@ def cost_review(
         billed_hours_per_month(spec.schedule, spec.target.pricing),
         spot_risk=risk,
         replica_monthly_usd=replica_monthly,
+        confidence=confidence,
+        engine=engine,
     )
 
 
@@ -649,7 +700,12 @@ NO_WORKLOAD_LABEL = "no workload given: one replica, full load"
 
 
 def full_load_review(
-    spec: DeploymentSpec, *, params: proj.Params | None = None, calibration: str | None = None
+    spec: DeploymentSpec,
+    *,
+    params: proj.Params | None = None,
+    calibration: str | None = None,
+    engine: str = "vllm",
+    confidence: str = "p50",
 ) -> CostReview:
     """The price review of one always-on replica when no workload is given: the replica saturated (at the
     default request shape) for every hour of the schedule. What is costed is one replica of the offer;
@@ -666,7 +722,16 @@ def full_load_review(
         update={"workload": WorkloadSpec(requests_per_day=1, input_tokens=tokens_in, output_tokens=tokens_out)}
     )
     resolved = resolve(probe)
-    full = proj.max_throughput(resolved.fit, tokens_in, tokens_out, params=params)
+    if engine != "vllm":
+        from costing.engines import fit_for_engine
+
+        resolved = replace(resolved, fit=fit_for_engine(probe, resolved.fit, engine))
+    full = proj.max_throughput(resolved.fit, tokens_in, tokens_out, params=params, engine=engine)
+    if confidence == "p90":  # the volume at full load at the conservative end of the throughput band
+        from costing.bands import conservative, projection_bands
+
+        rps = conservative(projection_bands(full, resolved.fit, tokens_in, tokens_out, engine), "p90")[0]
+        full = replace(full, requests_per_s=rps, output_tokens_per_s=rps * tokens_out)
     per_day = full.requests_per_s * spec.schedule.hours_per_day * 3600
     if not (per_day > 0 and math.isfinite(per_day)):
         raise UserError(
@@ -686,7 +751,14 @@ def full_load_review(
             "target_utilization": 1.0,
         }
     )
-    review = cost_review(saturated, params=params, calibration=calibration, resolved=resolve(saturated))
+    review = cost_review(
+        saturated,
+        params=params,
+        calibration=calibration,
+        resolved=resolve(saturated),
+        engine=engine,
+        confidence=confidence,
+    )
     review.no_workload = True
     review.notes = [
         f"{NO_WORKLOAD_LABEL}: {full.requests_per_s:,.3f} req/s of {tokens_in:,} in / {tokens_out:,} out "

@@ -4,7 +4,11 @@
 1. Leave-one-source-out cross-validation: the efficiency parameters are fitted on every source but one
    (as `make calibrate` does) and that source's rows are projected with them; median |error| per metric
    (output tok/s, TPOT, TTFT, e2e) and per regime (light, moderate, saturated), and the ten worst rows.
-2. In-sample: the shipped parameters (costing/data/calibration.json) on every row (`--rows` prints them).
+2. Error bands: the P10-P90 of the held-out log(measured / projected) by metric, regime and context are
+   written to costing/data/error-bands.json (dated; every projection carries its interval from it), and their
+   coverage is checked the same way: each source's rows against bands built from the other sources' errors
+   (the nominal 80% band should hold 70-90% of them).
+3. In-sample: the shipped parameters (costing/data/calibration.json) on every row (`--rows` prints them).
 
 Bursts of N prompts (LambdaLabs) are projected by simulating the burst with the same step model; the
 other rows by costing.projection.project at the stated (or admissible) concurrency."""
@@ -12,14 +16,22 @@ other rows by costing.projection.project at the stated (or admissible) concurren
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import hashlib
+import math
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
+from costing import bands
 from costing.calibration import load_params, load_params_file
+from costing.catalog import get_model
 from costing.published import DEFAULT_CSV, METRICS, cross_validate, errors, median_abs
 
 NAMES = {"output_tok_s": "tok/s", "tpot_ms": "TPOT", "ttft_ms": "TTFT", "e2e_s": "e2e"}
-TARGETS = {"output_tok_s": 0.15, "tpot_ms": 0.15, "ttft_ms": 0.30}  # issue 12, cross-validated
+TARGETS = {"output_tok_s": 0.10, "tpot_ms": 0.12, "ttft_ms": 0.25}  # issue 26, cross-validated
+BAND_METHOD = "80% prediction interval of log(measured/projected), leave-one-source-out (`make accuracy`)"
+ENGINE_GROUPS = {"vllm": "vLLM V1", "vllm-v0": "vLLM V0", "vllm-v0-multistep": "vLLM V0", "trtllm": "TensorRT-LLM"}
 
 
 def _f(v: float | None, fmt: str) -> str:
@@ -34,7 +46,7 @@ def _cell(errs: list[float]) -> str:
     return f"{_f(m, '.1%'):>6} ({len(errs):>3})" if errs else f"{'-':>6} (  0)"
 
 
-def cv_report(csv: Path) -> None:
+def cv_report(csv: Path) -> list[dict[str, Any]]:
     recs = cross_validate(csv)
     print("Leave-one-source-out cross-validation: median |error| (rows)")
     regimes = ("light", "moderate", "saturated")
@@ -49,6 +61,16 @@ def cv_report(csv: Path) -> None:
             + " ".join(f"{_cell(by[g]):>12}" for g in regimes)
             + f"   {target}{met}"
         )
+    print()
+    print("by engine: median |error| (rows)")
+    engines = sorted(set(ENGINE_GROUPS.values()))
+    print(f"{'metric':8} " + " ".join(f"{e:>14}" for e in engines))
+    for m in METRICS:
+        cells = []
+        for e in engines:
+            errs = [r["errors"][m] for r in recs if m in r["errors"] and ENGINE_GROUPS[r["row"].engine] == e]
+            cells.append(f"{_cell(errs):>14}")
+        print(f"{NAMES[m]:8} " + " ".join(cells))
     print()
     print("per held-out source: median |error| of tok/s, TPOT, TTFT, e2e (rows)")
     by_source = defaultdict(list)
@@ -65,6 +87,92 @@ def cv_report(csv: Path) -> None:
         conc = f"burst {row.burst}" if row.burst else str(row.concurrency) if row.concurrency else "max"
         errs = ", ".join(f"{NAMES[m]} {v:+.0%}" for m, v in r["errors"].items())
         print(f"  row {row.index:>3} {row.label():42} {row.input_tokens:>5}/{row.output_tokens:<5} {conc:>9}: {errs}")
+    return recs
+
+
+def samples(recs: list[dict[str, Any]]) -> list[tuple[str, bands.Sample]]:
+    """(held-out source, sample) for every cross-validated metric of every row."""
+    out = []
+    for r in recs:
+        row = r["row"]
+        ctx = bands.context_of(row.input_tokens, row.output_tokens)
+        for m, err in r["errors"].items():
+            if 1 + err > 0:
+                out.append((r["source"], bands.Sample(m, r["regime"], ctx, -math.log(1 + err), row.engine)))
+    return out
+
+
+def coverage(pairs: list[tuple[str, bands.Sample]]) -> dict[str, dict[str, float]]:
+    """Each source's samples against bands built without that source: the share inside P10-P90."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for src in sorted({s for s, _ in pairs}):
+        table = bands.build_table(x for s, x in pairs if s != src)
+        for s, x in pairs:
+            if s != src:
+                continue
+            inside = bands.covered(table, x)
+            if inside is not None:
+                hits[x.metric].append(inside)
+                hits["all"].append(inside)
+    return {k: {"share": round(sum(v) / len(v), 4), "rows": len(v)} for k, v in hits.items()}
+
+
+def band_report(csv: Path, pairs: list[tuple[str, bands.Sample]], recs: list[dict[str, Any]], out: Path | None) -> None:
+    cov = coverage(pairs)
+    print(
+        "error bands (P10-P90 of the held-out errors): coverage of the nominal 80% band, each source against "
+        "bands from the other sources (target 70-90%)"
+    )
+    for k in (*METRICS, "all"):
+        if k in cov:
+            c = cov[k]
+            ok = "met" if 0.70 <= c["share"] <= 0.90 else "NOT met"
+            print(f"  {NAMES.get(k, k):8} {c['share']:6.1%} of {c['rows']:>3} rows   {ok}")
+    if out is None:
+        return
+    table = bands.build_table(x for _, x in pairs)
+    fitted = [r for r in recs if r["fit"] is not None and "pred" in r]
+    rows = [r["row"] for r in fitted]
+    gpu_counts: dict[str, set[int]] = defaultdict(set)
+    for row in rows:
+        gpu_counts[row.gpu].add(row.gpus)
+    points = []
+    for r in fitted:
+        row = r["row"]
+        conc = max(1, round(r["pred"].concurrency))
+        points.append({
+            "gpu": row.gpu, "gpus": row.gpus, "params_b": float(get_model(row.model).params_b),
+            "engine": row.engine, "context": row.input_tokens + row.output_tokens, "concurrency": conc,
+            "label": f"{row.label()} {row.input_tokens}/{row.output_tokens} at {conc} "
+            f"(published-benchmarks.csv row {row.index}, {r['source']})",
+        })  # fmt: skip
+    engines: dict[str, int] = defaultdict(int)
+    for row in rows:
+        engines[row.engine] += 1
+    data = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "csv": csv.name,
+        "csv_sha256": hashlib.sha256(csv.read_bytes()).hexdigest(),
+        "method": BAND_METHOD,
+        "quantiles": list(bands.QUANTILES),
+        "min_rows": bands.MIN_ROWS,
+        "coverage": cov,
+        "bands": table,
+        "range": {
+            "gpus": sorted({row.gpu for row in rows}),
+            "gpu_counts": {g: sorted(v) for g, v in sorted(gpu_counts.items())},
+            "params_b": [min(p["params_b"] for p in points), max(p["params_b"] for p in points)],
+            "context": max(p["context"] for p in points),
+            "concurrency": max(p["concurrency"] for p in points),
+            "engines": dict(sorted(engines.items())),
+            "v1_rows_per_gpu": v1_rows(points),
+        },
+        "points": points,
+        # the held-out errors the bands are computed from (`--from-samples` recomputes bands and coverage)
+        "samples": [[src, x.metric, x.regime, x.context, round(x.log_ratio, 5), x.engine] for src, x in pairs],
+    }
+    print_v1_rows(data["range"]["v1_rows_per_gpu"])
+    print(f"wrote {bands.save_bands(data, out)}")
 
 
 def in_sample_report(csv: Path, params, show_rows: bool) -> None:
@@ -99,16 +207,62 @@ def in_sample_report(csv: Path, params, show_rows: bool) -> None:
     print("parameters: " + ", ".join(f"{k}={v:g}" for k, v in params.values().items()))
 
 
+DEFAULT_BANDS = Path(bands.__file__).resolve().parent / "data" / bands.BANDS_FILE
+
+
+def v1_rows(points: list[dict[str, Any]]) -> dict[str, int]:
+    """Published rows of the vLLM V1 engine (>= 0.8, what the kit deploys) per GPU."""
+    out: dict[str, int] = defaultdict(int)
+    for pt in points:
+        if pt["engine"] == "vllm":
+            out[pt["gpu"]] += 1
+    return dict(sorted(out.items()))
+
+
+def print_v1_rows(counts: dict[str, int]) -> None:
+    text = ", ".join(f"{g} {n}" for g, n in counts.items()) or "none"
+    print(f"vLLM V1 (>= 0.8) rows per GPU: {text}")
+
+
+def rebuild_bands(path: Path) -> None:
+    """The band table and its coverage again from the held-out errors it ships (after a change of method)."""
+    import json
+
+    data = json.loads(DEFAULT_BANDS.read_text())
+    pairs = [(s[0], bands.Sample(s[1], s[2], s[3], s[4], s[5])) for s in data["samples"]]
+    cov = coverage(pairs)
+    for k in (*METRICS, "all"):
+        if k in cov:
+            print(f"  {NAMES.get(k, k):8} {cov[k]['share']:6.1%} of {cov[k]['rows']:>3} rows")
+    data.update(coverage=cov, bands=bands.build_table(x for _, x in pairs), min_rows=bands.MIN_ROWS)
+    data["range"]["v1_rows_per_gpu"] = v1_rows(data["points"])
+    print_v1_rows(data["range"]["v1_rows_per_gpu"])
+    data["method"] = BAND_METHOD
+    print(f"wrote {bands.save_bands(data, path)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--csv", default=str(DEFAULT_CSV))
     ap.add_argument("--params", default=None, help="a calibration JSON for the in-sample part (default: shipped)")
     ap.add_argument("--rows", action="store_true", help="print every row in-sample")
-    ap.add_argument("--no-cv", action="store_true", help="skip the cross-validation (its fits take a minute)")
+    ap.add_argument("--no-cv", action="store_true", help="skip the cross-validation (its fits take minutes)")
+    ap.add_argument("--bands-out", default=None, help="where to write the band table (default: the shipped one)")
+    ap.add_argument("--no-bands", action="store_true", help="do not write the band table")
+    ap.add_argument(
+        "--from-samples",
+        action="store_true",
+        help="recompute the bands and their coverage from the shipped table's held-out errors (no fits)",
+    )
     args = ap.parse_args()
     csv = Path(args.csv)
+    if args.from_samples:
+        rebuild_bands(Path(args.bands_out or DEFAULT_BANDS))
+        return
     if not args.no_cv:
-        cv_report(csv)
+        recs = cv_report(csv)
+        print()
+        band_report(csv, samples(recs), recs, None if args.no_bands else Path(args.bands_out or DEFAULT_BANDS))
         print()
     in_sample_report(csv, load_params_file(args.params) if args.params else load_params(), args.rows)
 

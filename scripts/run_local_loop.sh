@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole loop on this machine, no cloud account: cost review of the spec, `selfhost up local`
-# (the same vLLM command line, on the CPU, tiny random-weight model), smoke, bench with the
-# projection beside each measured point, down. Run by `make run`.
+# (the same vLLM command line, on the CPU, tiny random-weight model), smoke, bench with the local
+# target's own projection (its device profile) beside each measured point, down. Run by `make run`.
 #   SPEC=examples/....yaml PORT=8000 CONCURRENCY=1,4,16 scripts/run_local_loop.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,21 +27,23 @@ echo "serving $MODEL at $URL"
 echo "== 3/5 smoke"
 VLLM_API_KEY="$KEY" $SELFHOST smoke "$URL" --model "$MODEL"  # the key by env: argv shows in ps
 
-# Workload and projection target from the spec (the bench prints the projection for that GPU beside
-# each point measured here on the CPU: the error column shows how far a laptop is from an A40).
-read -r IN_TOK OUT_TOK MODEL_ID GPU GPUS PREC < <($PY - "$SPEC" <<'PYEOF'
+# Workload from the spec; the projection beside each point is the local target's own (the device profile
+# costing/data/local-cpu-profile.json, refit by `make calibrate` from recorded benches of this target), not
+# the cloud GPU's: the review above (step 1) is the cloud's.
+read -r IN_TOK OUT_TOK < <($PY - "$SPEC" <<'PYEOF'
 import sys
 from costing.spec import load_spec
-from costing.resolve import resolve
-s = load_spec(sys.argv[1]); f = resolve(s, need_offer=False).fit
-w = s.workload
-print(w.input_tokens if w else 1000, w.output_tokens if w else 250, s.model, f.gpu.name, f.total_gpus, s.precision)
+w = load_spec(sys.argv[1]).workload
+print(w.input_tokens if w else 1000, w.output_tokens if w else 250)
 PYEOF
 )
-echo "== 4/5 bench: $IN_TOK in / $OUT_TOK out tokens, projection for $MODEL_ID $PREC on ${GPUS}x $GPU"
+read -r P_MODEL P_GPU P_GPUS P_PREC < <($PY -c 'import json; s=json.load(open("costing/data/local-cpu-profile.json"))["provenance"]["local_profile"]["stand_in"]; print(s["model"], s["gpu"], s["gpus"], s["precision"])')
+LABEL="local tiny random-weight Llama (served as $MODEL) on this CPU"
+echo "== 4/5 bench: $IN_TOK in / $OUT_TOK out tokens, projection for the $LABEL"
 VLLM_API_KEY="$KEY" $SELFHOST bench "$URL" --model "$MODEL" --concurrency "${CONCURRENCY:-1,4,16}" \
   --input-tokens "$IN_TOK" --output-tokens "$OUT_TOK" \
-  --model-id "$MODEL_ID" --gpu "$GPU" --gpus "$GPUS" --precision "$PREC" \
+  --model-id "$P_MODEL" --gpu "$P_GPU" --gpus "$P_GPUS" --precision "$P_PREC" \
+  --calibration costing/data/local-cpu-profile.json --projection-label "$LABEL" \
   --output "$OUT/bench.json" --chart "$OUT/bench.png"
 
 echo "== 5/5 selfhost down local"

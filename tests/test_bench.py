@@ -16,7 +16,7 @@ from fake_vllm_server import free_port
 from costing.bench_refit import bench_points
 from selfhost.check.bench import BenchConfig, point_metrics, point_rng, prompt_ids, run_point, run_sweep
 from selfhost.check.bench_math import Slo
-from tests.conftest import stand_in_server
+from tests.conftest import ROOT, stand_in_server
 
 KEY = "sk-bench"
 
@@ -270,3 +270,44 @@ def test_cli_names_cut_streams_in_the_table_and_json_and_exits_1(tmp_path):
     assert doc["failed_requests"] == 8 and doc["points"][0]["completed"] == 0
     assert (doc["delivered_output_tokens"], doc["requested_output_tokens"]) == (240, 800)
     assert doc["points"][0]["errors"] == {"aborted: finish_reason abort": 8}
+
+
+def test_cli_projects_with_a_device_profile_and_labels_it(url):
+    """`make run`'s bench: the local target's own projection (its device profile) beside each point, labelled."""
+    from costing.calibration import load_params_file
+    from costing.fit import FitRequest, fit_check
+    from costing.projection import project
+
+    profile = "costing/data/local-cpu-profile.json"
+    label = "local tiny model (tiny) on this CPU"
+    args = ("bench", url, "--api-key", KEY, "--concurrency", "2", "--num-prompts", "4", "--input-tokens", "64")
+    args += ("--output-tokens", "32", "--model-id", "llama-3.2-1b", "--gpu", "H100", "--calibration", profile)
+    p = _cli(*args, "--projection-label", label, "--format", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["target"]["label"] == label and doc["target"]["calibration"] == profile
+    fit = fit_check(FitRequest(model="llama-3.2-1b", gpu="H100", seq_len=96))
+    mine = project(fit, 64, 32, 2, load_params_file(profile))
+    shipped = project(fit, 64, 32, 2)
+    assert doc["points"][0]["projection"]["output_tokens_per_s"] == pytest.approx(mine.output_tokens_per_s)
+    assert mine.output_tokens_per_s != pytest.approx(shipped.output_tokens_per_s, rel=0.2)
+    table = _cli(*args, "--projection-label", label).stdout
+    assert f"projection: {label} ({profile}" in table
+
+
+def test_chart_ticks_are_the_measured_concurrencies_and_the_title_names_the_target():
+    import matplotlib.pyplot as plt
+
+    from selfhost.check.bench_chart import chart_figure
+
+    doc = json.loads((ROOT / "tests/data/bench-local-small-256.json").read_text())
+    doc["target"] = {**(doc.get("target") or {}), "label": "local tiny model on this CPU"}
+    fig = chart_figure(doc)
+    try:
+        measured = sorted(p["concurrency"] for p in doc["points"] if p["completed"])
+        for ax in fig.axes:
+            assert list(ax.get_xticks()) == measured
+            assert [t.get_text() for t in ax.get_xticklabels()] == [f"{c:g}" for c in measured]
+        assert fig._suptitle.get_text().startswith("local tiny model on this CPU")
+    finally:
+        plt.close(fig)

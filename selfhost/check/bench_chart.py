@@ -7,6 +7,17 @@ from pathlib import Path
 
 def write_chart(doc: dict, path: str | Path) -> Path:
     """Left: output tokens/s (measured, and projected when present). Right: TTFT and TPOT p50/p90."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(doc)
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def chart_figure(doc: dict):
+    """The chart's matplotlib figure (see write_chart)."""
     import matplotlib
     import matplotlib.ticker
 
@@ -18,12 +29,14 @@ def write_chart(doc: dict, path: str | Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax1.plot(x, [p["output_tokens_per_s"] for p in pts], "o-", label="measured")
     proj = [p for p in pts if p.get("projection")]
+    target = doc.get("target") or {}
     if proj:
+        what = target.get("label") or f"{target.get('gpus', 1)}x {target.get('gpu', '?')}"
         ax1.plot(
             [p["concurrency"] for p in proj],
             [p["projection"]["output_tokens_per_s"] for p in proj],
             "s--",
-            label="projected",
+            label=f"projected: {what}"[:70],
         )
     ax1.set_xlabel("concurrency")
     ax1.set_ylabel("output tokens/s")
@@ -40,11 +53,11 @@ def write_chart(doc: dict, path: str | Path) -> Path:
     for ax in (ax1, ax2):
         if len(x) > 1 and max(x) / max(min(x), 1e-9) >= 8:
             ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(x))  # ticks at the measured concurrencies
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([f"{c:g}" for c in x]))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{doc['model']}: {doc['input_tokens']} in / {doc['output_tokens']} out tokens")
+    served = target.get("label") or doc["model"]
+    fig.suptitle(f"{served}: {doc['input_tokens']} in / {doc['output_tokens']} out tokens"[:110])
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig

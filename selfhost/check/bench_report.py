@@ -42,10 +42,15 @@ class ProjectionTarget:
     precision: str
     gpu: str
     gpus: int
+    label: str | None = None  # what the projection stands for, when not the catalog model on the GPU
+    calibration: str | None = None  # the efficiency parameters' file (None: the shipped published-data fit)
 
 
-def attach_projections(points: list[dict], target: ProjectionTarget, input_tokens: int, output_tokens: int) -> None:
-    """Add the projection for each point's concurrency, and the error of the measurement against it."""
+def attach_projections(
+    points: list[dict], target: ProjectionTarget, input_tokens: int, output_tokens: int, params=None
+) -> None:
+    """Add the projection for each point's concurrency, and the error of the measurement against it.
+    `params`: the efficiency parameters (default the shipped fit; a device profile for the local target)."""
     from costing.fit import FitRequest, fit_check
     from costing.projection import project
 
@@ -60,7 +65,7 @@ def attach_projections(points: list[dict], target: ProjectionTarget, input_token
     )
     for pt in points:
         conc = max(1, round(pt["concurrency"] or 1))
-        proj = project(fit, input_tokens, output_tokens, conc)
+        proj = project(fit, input_tokens, output_tokens, conc, params)
         pt["projection"] = proj.to_dict()
         if not pt["completed"]:
             pt["error_pct"] = None
@@ -165,15 +170,19 @@ def render_table(doc: dict) -> str:
                 f"{p['requested_output_tokens']:,} requested output tokens delivered"
             )
     if doc.get("target"):
-        tg = doc["target"]
-        lines.append(
-            f"projection: {tg['model']} {tg['precision']} on {tg['gpus']}x {tg['gpu']} "
-            "(costing/projection.py); error = (measured - projected) / projected"
-        )
+        lines.append(f"projection: {projection_label(doc['target'])}; error = (measured - projected) / projected")
     lines.append(
         "client CPU = the bench client's own CPU time over the wall time (near 100% = the client is the bottleneck)"
     )
     return "\n".join(lines)
+
+
+def projection_label(tg: dict) -> str:
+    """What the projection beside the points is of: the target's own label, or the catalog model on the GPU."""
+    physics = f"{tg['model']} {tg['precision']} on {tg['gpus']}x {tg['gpu']}"
+    if tg.get("label"):
+        return f"{tg['label']} ({tg.get('calibration') or 'shipped calibration'}; physics of {physics})"
+    return f"{physics} (costing/projection.py)"
 
 
 def render(doc: dict, fmt: str) -> str:

@@ -3,6 +3,7 @@ projection) happen inside the commands."""
 
 from __future__ import annotations
 
+import math
 import sys
 
 import typer
@@ -158,6 +159,14 @@ def register(app: typer.Typer) -> None:
         gpu: str | None = typer.Option(None, "--gpu", help="GPU for the projection, e.g. A40"),
         gpus: int = typer.Option(1, "--gpus", help="GPUs for the projection"),
         precision: str = typer.Option("bf16", "--precision", help="precision for the projection"),
+        calibration: str | None = typer.Option(
+            None,
+            "--calibration",
+            help="efficiency parameters of the projection: a calibration JSON (costing/data/local-cpu-profile.json)",
+        ),
+        projection_label: str | None = typer.Option(
+            None, "--projection-label", help="what the projection stands for (shown with it)"
+        ),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Load-test an endpoint: TTFT, TPOT, ITL, E2E (p50/p90/p99), tokens/s, goodput; exit 1 on failed requests."""
@@ -185,12 +194,15 @@ def register(app: typer.Typer) -> None:
                 raise UserError(
                     "the projection needs both --model-id and --gpu", "e.g. --model-id llama-3.1-8b --gpu A40"
                 )
-            target = ProjectionTarget(model_id, precision, gpu, gpus)
+            target = ProjectionTarget(model_id, precision, gpu, gpus, projection_label, calibration)
             fit_check(
                 FitRequest(
                     model=model_id, precision=precision, gpu=gpu, gpus=gpus, seq_len=input_tokens + output_tokens
                 )
             )  # bad target: fail before any load
+        elif calibration or projection_label:
+            raise UserError("--calibration and --projection-label need a projection target", "add --model-id and --gpu")
+        params = _projection_params(calibration) if calibration else None
         from selfhost.check.bench import BenchConfig
         from selfhost.check.bench_report import attach_projections, document, render
 
@@ -210,7 +222,7 @@ def register(app: typer.Typer) -> None:
         )
         points = _run_with_progress(cfg, levels, request_rate)
         if target:
-            attach_projections(points, target, input_tokens, output_tokens)
+            attach_projections(points, target, input_tokens, output_tokens, params)
         doc = document(cfg, points, "request-rate" if request_rate else "concurrency", target)
         print(render(doc, fmt))
         if output:
@@ -226,6 +238,27 @@ def register(app: typer.Typer) -> None:
         if doc["failed_requests"]:
             print(f"error: {doc['failed_requests']} requests failed (see the errors above).", file=sys.stderr)
             raise typer.Exit(1)
+
+
+def _projection_params(path: str):
+    """A calibration JSON (costing/data/calibration.json's format): one line and exit 2 when unreadable."""
+    import json
+    from pathlib import Path
+
+    from costing.calibration import params_from_dict
+    from costing.errors import UserError
+
+    fix = "pass a calibration JSON (params, sources), e.g. costing/data/local-cpu-profile.json"
+    try:
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
+            raise ValueError("no 'params' mapping")
+        params = params_from_dict(data)
+    except (OSError, ValueError, TypeError) as err:
+        raise UserError(f"--calibration {path} is not usable ({err})", fix) from None
+    if not all(math.isfinite(v) and v >= 0 for v in params.values().values()):
+        raise UserError(f"--calibration {path} has a negative or non-finite parameter", fix)
+    return params
 
 
 def _run_with_progress(cfg, levels, request_rate) -> list[dict]:

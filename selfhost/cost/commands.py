@@ -49,6 +49,21 @@ def _load_calibration(path: Path | None, fit):
     return params, f"refit from measured bench {path.name} ({params.source})" + (f"; {summary}" if summary else "")
 
 
+ENGINE_HELP = "vllm-v1 | vllm-v0 | vllm-v0-multistep | trtllm; default: the deployed vLLM (V1, pinned version)"
+VLLM_VERSION_HELP = "the vLLM version served (e.g. 0.5.4: V0 before 0.8); default: the pinned one"
+
+
+CONFIDENCE_HELP = "p50: size on the projection; p90: on the conservative end of its error band"
+
+
+def _check_confidence(confidence: str) -> str:
+    from costing.bands import CONFIDENCES
+
+    if confidence not in CONFIDENCES:
+        raise UserError(f"unknown confidence '{confidence}'", f"use --confidence with one of: {', '.join(CONFIDENCES)}")
+    return confidence
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def estimate(
@@ -60,11 +75,15 @@ def register(app: typer.Typer) -> None:
         input_tokens: int = typer.Option(..., "--input-tokens", help="prompt tokens per request"),
         output_tokens: int = typer.Option(..., "--output-tokens", help="generated tokens per request"),
         concurrency: int = typer.Option(..., "--concurrency", help="requests in flight"),
+        engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
+        vllm_version: str | None = typer.Option(None, "--vllm-version", help=VLLM_VERSION_HELP),
         fmt: str = TableOrJson,
     ) -> None:
         """Project TTFT, TPOT, latency and tokens/s for a model on GPU x count at a concurrency."""
         from costing import projection
-        from costing.report import projection_dict
+        from costing.bands import projection_bands
+        from costing.engines import choose_engine, fit_for_engine
+        from costing.report import band_text, extrapolation_text, projection_dict
         from costing.resolve import resolve
         from costing.spec import load_spec
 
@@ -88,9 +107,14 @@ def register(app: typer.Typer) -> None:
             target={"gpu": gpu, "gpus": gpus, "nodes": nodes},
             workload={"requests_per_day": 1, "input_tokens": input_tokens, "output_tokens": output_tokens},
         )
-        fit = resolve(spec, need_offer=False).fit
-        p = projection.project(fit, input_tokens, output_tokens, concurrency)
+        eng = choose_engine(engine, vllm_version)
+        resolved = resolve(spec, need_offer=False)
+        fit = fit_for_engine(spec, resolved.fit, eng.name)
+        p = projection.project(fit, input_tokens, output_tokens, concurrency, engine=eng.name)
+        p = projection_bands(p, fit, input_tokens, output_tokens, eng.name)
         out = {
+            "engine": eng.name,
+            "engine_version": eng.version,
             "model": fit.model.id,
             "precision": fit.precision.id,
             "gpu": fit.gpu.name,
@@ -99,7 +123,8 @@ def register(app: typer.Typer) -> None:
             "output_tokens": output_tokens,
             "max_model_len": fit.max_model_len,
             "nodes": fit.nodes,
-            "max_concurrency": projection.admissible(fit, input_tokens, output_tokens),
+            "max_concurrency": projection.admissible(fit, input_tokens, output_tokens, eng.name),
+            "notes": list(resolved.notes),
             **projection_dict(p),
             "tails": {
                 "ttft_ms": {
@@ -122,14 +147,25 @@ def register(app: typer.Typer) -> None:
         if fmt == "json":
             typer.echo(json.dumps(out, indent=2))
             return
-        typer.echo(f"{fit.describe()}")
+        typer.echo(f"{fit.describe()}, {eng.label}")
+        for note in resolved.notes:
+            typer.echo(f"note: {note}")
         cap = f" (capped from {p.requested_concurrency}: {p.cap_reason})" if p.capped else ""
         typer.echo(f"concurrency {p.concurrency}{cap}, {input_tokens} in / {output_tokens} out")
-        typer.echo(f"  output tokens/s   {p.output_tokens_per_s:,.1f}")
+        b = p.bands
+        typer.echo(f"  output tokens/s   {p.output_tokens_per_s:,.1f}{band_text(b, 'output_tok_s', ',.1f')}")
         typer.echo(f"  requests/s        {p.requests_per_s:,.3f}")
-        typer.echo(f"  TTFT              {p.ttft_ms:,.1f} ms")
-        typer.echo(f"  TPOT              {p.tpot_ms:,.2f} ms")
-        typer.echo(f"  e2e latency       {p.e2e_latency_s:,.3f} s (p90 {p.p90_e2e_latency_s:,.3f} s)")
+        typer.echo(f"  TTFT              {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms', ',.1f')}")
+        typer.echo(f"  TPOT              {p.tpot_ms:,.2f} ms{band_text(b, 'tpot_ms', ',.2f')}")
+        typer.echo(
+            f"  e2e latency       {p.e2e_latency_s:,.3f} s{band_text(b, 'e2e_s', ',.3f')} "
+            f"(p90 {p.p90_e2e_latency_s:,.3f} s)"
+        )
+        if b:
+            typer.echo(f"  error bands       {b['regime']} load, {b['context']} context: {b['source']}")
+        extrapolated = extrapolation_text(b)
+        if extrapolated:
+            typer.echo(f"  {extrapolated}")
         typer.echo(f"  TTFT p50/p90/p99  {p.ttft_p50_ms:,.1f} / {p.ttft_p90_ms:,.1f} / {p.ttft_p99_ms:,.1f} ms")
         typer.echo(f"  TPOT p50/p90/p99  {p.tpot_p50_ms:,.2f} / {p.tpot_p90_ms:,.2f} / {p.tpot_p99_ms:,.2f} ms")
         typer.echo("assumptions:")
@@ -151,12 +187,14 @@ def register(app: typer.Typer) -> None:
         max_price_age_days: int | None = typer.Option(
             None, "--max-price-age-days", help="CI: exit 2 when a price used is older than this"
         ),
+        engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
         vllm_version: str | None = typer.Option(
-            None, "--vllm-version", help="the vLLM you deploy, if not the kit's pinned one (e.g. a custom image)"
+            None, "--vllm-version", help=VLLM_VERSION_HELP + " (checked against the advisory snapshot)"
         ),
         strict: bool = typer.Option(
             False, "--strict", help="exit 2 when that vLLM version is affected by a published advisory"
         ),
+        confidence: str = typer.Option("p50", "--confidence", help=CONFIDENCE_HELP),
         fmt: str = FormatOpt,
     ) -> None:
         """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API.
@@ -164,6 +202,7 @@ def register(app: typer.Typer) -> None:
         Without a workload: a price review of one always-on replica at full load. The vLLM version deployed
         is checked against the shipped advisory snapshot (warnings on stderr; --strict refuses)."""
         from costing import advisories, report
+        from costing.engines import choose_engine
         from costing.vllm_args import VLLM_VERSION
 
         version = str(advisories.parse_version(vllm_version, "--vllm-version")) if vllm_version else VLLM_VERSION
@@ -175,6 +214,8 @@ def register(app: typer.Typer) -> None:
         from costing.spec import load_spec, overrides_from_flags
 
         _check_format(fmt, ("table", "json", "markdown"))
+        eng = choose_engine(engine, vllm_version).name
+        _check_confidence(confidence)
         if chart and not chart.parent.is_dir():
             raise UserError(
                 f"--chart folder '{chart.parent}' does not exist", "create it, or give another --chart path"
@@ -188,11 +229,13 @@ def register(app: typer.Typer) -> None:
                     "--chart plots cost against traffic: no workload given", "pass a workload, or drop --chart"
                 )
             params, label = _load_calibration(calibration, resolve(spec).fit)
-            review = full_load_review(spec, params=params, calibration=label)
+            review = full_load_review(spec, params=params, calibration=label, engine=eng, confidence=confidence)
         else:
             resolved = resolve(spec)
             params, label = _load_calibration(calibration, resolved.fit)
-            review = cost_review(spec, params=params, calibration=label, resolved=resolved)
+            review = cost_review(
+                spec, params=params, calibration=label, resolved=resolved, engine=eng, confidence=confidence
+            )
             from costing.three_way import three_way
 
             review.three_way = three_way(review)
