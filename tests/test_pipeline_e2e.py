@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,17 +45,24 @@ def run_pipeline(out: Path, scratch: Path, *gate_args: str) -> subprocess.Comple
         "BENCH_INPUT_TOKENS": "64",
         "BENCH_OUTPUT_TOKENS": "32",
         "BENCH_PROMPTS": "8",
-        "TMPDIR": str(out.parent / "tmp"),  # where the script's private folder for the key goes (and is removed)
     }
     (out.parent / "tmp").mkdir(exist_ok=True)
-    return subprocess.run(
-        ["bash", str(SCRIPT), SPEC, str(out), *gate_args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=900,
-    )
+    # TMPDIR: where the script's private folder for the key goes (and is removed). Given through a short link:
+    # vLLM binds its engine's IPC socket under TMPDIR, and a socket path may not exceed 107 characters.
+    short = Path(tempfile.mkdtemp(prefix="pl-", dir="/tmp"))
+    (short / "t").symlink_to(out.parent / "tmp")
+    env["TMPDIR"] = str(short / "t")
+    try:
+        return subprocess.run(
+            ["bash", str(SCRIPT), SPEC, str(out), *gate_args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=900,
+        )
+    finally:
+        shutil.rmtree(short)  # the link only, not the folder it points at
 
 
 def assert_torn_down(out: Path, scratch: Path, proc: subprocess.CompletedProcess) -> None:

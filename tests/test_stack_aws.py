@@ -13,7 +13,7 @@ from costing.review import cost_review
 from costing.vllm_args import VLLM_IMAGE, serve_args
 from selfhost.aws.api import GPU_AMI_PARAMETERS
 from selfhost.stack import aws_config as aws
-from selfhost.stack import drain
+from selfhost.stack import drain_scripts as drain
 from selfhost.stack.boot_script import exec_start_argv
 from selfhost.stack.preview import ZONE_IDS
 

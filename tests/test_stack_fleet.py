@@ -9,7 +9,8 @@ import pytest
 from stack_mocks import refused, stack
 
 from costing.errors import UserError
-from selfhost.stack import aws_config, drain, gcp_config
+from selfhost.stack import aws_config, gcp_config
+from selfhost.stack import drain_scripts as drain
 
 COMMON = {
     "model": "llama-3.1-8b",

@@ -184,7 +184,7 @@ def test_vms_drain_on_preemption_and_scale_in_and_publish_vllms_load_for_the_aut
     """The shutdown script (preemption, scale-in, rolling update) on every template; the backend drains a
     leaving VM for the projection's p99 request; the VMs may write metrics; the spot group's autoscaler
     tracks vLLM's requests in flight per VM at the review's SLO-bound concurrency x utilisation."""
-    from selfhost.stack import drain
+    from selfhost.stack import drain_scripts as drain
 
     config = {**BASE, "requestsPerDay": "200000", "peakToMean": "3"}  # a group that scales
     mocks, out = stack("gcp", config)

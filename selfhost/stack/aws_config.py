@@ -20,7 +20,8 @@ from typing import Any
 from costing.catalog import Offer, offers_for
 from costing.errors import UserError
 from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS
-from selfhost.stack import checks, drain
+from selfhost.stack import checks
+from selfhost.stack import drain_scripts as drain
 from selfhost.stack.boot_script import WeightsCache, boot_script
 from selfhost.stack.checks import check_aws_ref, check_region
 from selfhost.stack.plan import StackPlan, flag, plan_stack, str_list

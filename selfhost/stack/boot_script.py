@@ -205,7 +205,7 @@ class Gate:
 
 @dataclass(frozen=True)
 class Drain:
-    """What a leaving replica runs (selfhost.stack.drain): vLLM's graceful stop (ExecStop), the grace after each
+    """What a leaving replica runs (selfhost.stack.drain_scripts): vLLM's graceful stop (ExecStop), the grace after each
     vLLM start in which the watchdog counts no failure, extra files and units (the AWS interruption handler,
     the metric publisher), and the units started once the gate passes (the publisher)."""
 
@@ -260,7 +260,7 @@ def boot_script(
     check pointed there routes to a VM only once it generates, never to a wedged engine.
 
     `gate`: the readiness gate's deadline from boot and heartbeat (AWS's launch hook). `drain`: vLLM stops
-    gracefully (selfhost.stack.drain), the watchdog spares each start for its grace, and the drain's own
+    gracefully (selfhost.stack.drain_scripts), the watchdog spares each start for its grace, and the drain's own
     files and units are installed.
 
     Every value is checked for line breaks (none can end a heredoc) and quoted for the shell or systemd."""

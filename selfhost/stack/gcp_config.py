@@ -20,7 +20,8 @@ from typing import Any
 
 from costing.catalog import offers_for
 from costing.errors import UserError
-from selfhost.stack import checks, drain
+from selfhost.stack import checks
+from selfhost.stack import drain_scripts as drain
 from selfhost.stack.boot_script import HEALTH_UNIT, READY_DIR, WeightsCache, boot_script
 from selfhost.stack.checks import check_gcp_secret, gcp_name
 from selfhost.stack.plan import MAX_HEALTH_GRACE_S, OPEN_CIDRS, StackPlan, plan_stack

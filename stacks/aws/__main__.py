@@ -18,7 +18,8 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from selfhost.aws.api import DEFAULT_AMI_OS, ami_parameter, check_gpu_quota
-from selfhost.stack import aws_config, drain
+from selfhost.stack import aws_config
+from selfhost.stack import drain_scripts as drain
 from selfhost.stack.checks import global_bucket_name
 from selfhost.stack.component import VllmEndpoint, read_config, refusals, secret, stack_scope
 from selfhost.stack.plan import flag, str_list

@@ -14,7 +14,8 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from selfhost.stack import drain, gcp_config
+from selfhost.stack import drain_scripts as drain
+from selfhost.stack import gcp_config
 from selfhost.stack.checks import global_bucket_name
 from selfhost.stack.component import VllmEndpoint, read_config, refusals, secret, stack_scope
 from selfhost.stack.plan import gcp_label, str_list
