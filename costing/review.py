@@ -642,6 +642,10 @@ def cost_review(
     if cloud_group and resolved.offer and (metrics := scaling.metrics_note(resolved.offer.cloud)):
         notes.append(metrics)
     notes += _spot_notes(fleet, risk, point, cloud_group, resolved.offer.cloud if resolved.offer else "")
+    if spec.sky.service and not cloud_group:  # SkyServe, not the kit, ends a replica: say what that cuts
+        notes.append(
+            scaling.skyserve_stop_note(spec.target.pricing == "spot", point.e2e_p99_s, fit.settings.shutdown_timeout_s)
+        )
     lines += stack
     notes += [f"{line.item}; not in the monthly total" for line in lines if ": not priced: " in line.item]
     storage_price = storage_price or 0.0

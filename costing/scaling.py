@@ -48,6 +48,39 @@ def reclaim_note(cloud: str, e2e_p99_s: float, e2e_s: float) -> str | None:
     )
 
 
+# SkyServe (SkyPilot 0.14, sky/serve): what a replica's stop does to requests in flight. Copied figures,
+# checked against the installed SkyPilot by tests/test_review_scaling.py:
+SKYSERVE_SCALE_DOWN_DRAIN_S = 120  # replica_managers._DEFAULT_DRAIN_SECONDS: scale-down/update waits, then `sky down`
+SKYSERVE_LB_SYNC_S = 20  # constants.LB_CONTROLLER_SYNC_INTERVAL_SECONDS: the load balancer's view of ready replicas
+SKYSERVE_LB_RETRIES = 3  # constants.LB_MAX_RETRY: a request that fails to reach a replica is tried again
+
+
+def skyserve_stop_note(spot: bool, e2e_p99_s: float, drain_s: int) -> str:
+    """What a SkyServe service does with requests in flight when a replica goes: SkyServe (not the kit) owns
+    the replica's end. Scale-down and rolling updates mark it shutting down (the load balancer stops routing
+    to it within its sync interval), wait a fixed drain, then terminate the cluster; a spot preemption is
+    found by a failed readiness probe and the replica is recycled with no drain (the VM is already gone)."""
+    down = SKYSERVE_SCALE_DOWN_DRAIN_S - SKYSERVE_LB_SYNC_S  # the least a request routed just before the stop gets
+    if e2e_p99_s <= down:
+        scale = (
+            f"SkyServe's scale-down and rolling updates stop routing to a replica (within {SKYSERVE_LB_SYNC_S} s) "
+            f"and terminate it {SKYSERVE_SCALE_DOWN_DRAIN_S} s later: the p99 request ({e2e_p99_s:,.1f} s) finishes"
+        )
+    else:
+        scale = (
+            f"SkyServe's scale-down and rolling updates terminate a replica {SKYSERVE_SCALE_DOWN_DRAIN_S} s after "
+            f"it stops routing to it (within {SKYSERVE_LB_SYNC_S} s), less than the p99 request "
+            f"({e2e_p99_s:,.1f} s; vLLM's drain {drain_s} s): longer requests in flight are cut"
+        )
+    if not spot:
+        return scale
+    return (
+        f"{scale}; a spot preemption gets no drain: SkyServe finds it by a failed readiness probe and recycles "
+        f"the replica, so streams in flight on it are cut (the load balancer retries a request that cannot reach "
+        f"a replica, up to {SKYSERVE_LB_RETRIES} times, but not a stream already answering)"
+    )
+
+
 PUBLISHED_METRICS = 3  # requests in flight, waiting, KV cache usage: one point each a minute per replica
 
 

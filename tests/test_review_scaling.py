@@ -68,3 +68,23 @@ def test_a_stack_review_says_the_published_metrics_are_not_in_the_total():
         "CloudWatch custom metrics" in n and "not in the monthly total" in n for n in review(cloud_group=True).notes
     )
     assert not any("custom metrics" in n for n in review().notes)  # SkyServe publishes none of them
+
+
+def test_the_skyserve_figures_are_skypilots_own():
+    from sky.serve import constants, replica_managers
+
+    assert scaling.SKYSERVE_SCALE_DOWN_DRAIN_S == replica_managers._DEFAULT_DRAIN_SECONDS
+    assert scaling.SKYSERVE_LB_SYNC_S == constants.LB_CONTROLLER_SYNC_INTERVAL_SECONDS
+    assert scaling.SKYSERVE_LB_RETRIES == constants.LB_MAX_RETRY
+
+
+@pytest.mark.parametrize(("output_tokens", "cut"), [(250, False), (4000, True)])
+@pytest.mark.parametrize("pricing", ["on-demand", "spot"])
+def test_a_skyserve_review_says_what_a_replica_stop_does_to_requests_in_flight(output_tokens, cut, pricing):
+    rv = review(pricing, output_tokens=output_tokens, availability="high" if pricing == "spot" else None)
+    (note,) = [n for n in rv.notes if n.startswith("SkyServe's scale-down")]
+    assert ("longer requests in flight are cut" in note) is cut
+    assert (rv.projection.e2e_p99_s > scaling.SKYSERVE_SCALE_DOWN_DRAIN_S - scaling.SKYSERVE_LB_SYNC_S) is cut
+    assert ("a spot preemption gets no drain" in note) is (pricing == "spot")
+    # a stack's own group drains itself: no SkyServe note
+    assert not [n for n in review(pricing, cloud_group=True).notes if n.startswith("SkyServe's")]
