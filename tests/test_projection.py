@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from costing.calibration import Params, load_params
@@ -192,6 +192,7 @@ deployments = st.tuples(
     extra=st.integers(1, 2000),
     conc=st.integers(1, 512),
 )
+@example(dep=("llama-3-70b", "awq", "H100", 1), tin=851, tout=120, extra=3, conc=110)  # a lowered KV cap
 def test_a_longer_output_never_shortens_end_to_end_latency(dep, tin, tout, extra, conc):
     """The mean, from 16 output tokens on (with a handful of tokens a request is nearly all prefill:
     every client's prompt lands in the same few steps, a different regime). Not the p90: a longer
@@ -200,9 +201,11 @@ def test_a_longer_output_never_shortens_end_to_end_latency(dep, tin, tout, extra
     f = _fit_or_none(*dep)
     assume(f is not None and tin + tout + extra <= f.max_model_len)
     short, long = project(f, tin, tout, conc), project(f, tin, tout + extra, conc)
-    # within 0.1%: where the longer request lowers the KV cap, one client queues instead of a preempted
-    # request recomputing its prefix
-    assert long.e2e_latency_s >= short.e2e_latency_s * (1 - 1e-3)
+    # within 0.1%; within 0.5% where the longer request lowers the KV cap: one client then queues for a slot
+    # (in its TTFT) while the others decode in a batch one smaller, e.g. 70B AWQ on one H100, 851 in,
+    # 120 -> 123 out, 110 clients: 109 fit, mean e2e 30.016 -> 29.966 s
+    lowered_cap = long.concurrency < short.concurrency
+    assert long.e2e_latency_s >= short.e2e_latency_s * (1 - (5e-3 if lowered_cap else 1e-3))
     assert long.p90_e2e_latency_s >= long.e2e_latency_s and short.p90_e2e_latency_s >= short.e2e_latency_s
 
 
