@@ -45,8 +45,9 @@ $(GUIDELLM_STAMP):
 run: $(KIT_STAMP) $(VLLM_STAMP)
 	scripts/run_local_loop.sh
 
+# Two workers (pytest-xdist): every test is independent (own ports, own folders, servers stopped by PID).
 test: $(KIT_STAMP) $(VLLM_STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # Lint and types, clean: ruff (check and format) over the tree, mypy over the engine and the tool.
 lint: $(KIT_STAMP)
