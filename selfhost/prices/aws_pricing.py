@@ -7,8 +7,10 @@ tests point the real client at local stand-ins.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from selfhost.prices.snapshot import row
@@ -21,6 +23,20 @@ RESERVED = {"1yr": "reserved-1y", "3yr": "reserved-3y"}
 
 class CloudFailure(Exception):
     """One cloud could not be refreshed; the message is one line naming what to do."""
+
+
+@contextlib.contextmanager
+def aws_failures(prefix: str = "") -> Iterator[None]:
+    """botocore's errors as one CloudFailure line (`prefix` names the service where it is not EC2)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as err:
+        e = err.response.get("Error", {})
+        raise CloudFailure(f"{prefix}{e.get('Code', 'error')}: {e.get('Message', err)}".strip()) from None
+    except BotoCoreError as err:
+        raise CloudFailure(prefix + " ".join(str(err).split())) from None
 
 
 def _session():
@@ -108,11 +124,9 @@ def spot_prices(ec2_client, instance_type: str, region: str, retrieved: dt.datet
 
 def refresh(instance_types: list[str], regions: list[str], retrieved: dt.datetime, tick=lambda: None) -> list[dict]:
     """Every AWS row for these instance types and regions; raises CloudFailure with one line on any error."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     session = _session()
     rows: list[dict[str, Any]] = []
-    try:
+    with aws_failures():
         pricing = session.client("pricing", region_name=PRICE_LIST_REGION)
         for region in regions:
             ec2 = session.client("ec2", region_name=region)
@@ -120,9 +134,4 @@ def refresh(instance_types: list[str], regions: list[str], retrieved: dt.datetim
                 rows += list_prices(pricing, instance_type, region, retrieved)
                 rows += spot_prices(ec2, instance_type, region, retrieved)
                 tick()
-    except ClientError as err:
-        e = err.response.get("Error", {})
-        raise CloudFailure(f"{e.get('Code', 'error')}: {e.get('Message', err)}".strip()) from None
-    except BotoCoreError as err:
-        raise CloudFailure(" ".join(str(err).split())) from None
     return rows

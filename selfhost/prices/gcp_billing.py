@@ -88,26 +88,45 @@ def component_prices(skus, regions: list[str]) -> dict[tuple[str, str], dict[tup
     return parts
 
 
-def refresh(
-    machines: list[tuple[str, int, float, int, str]], regions: list[str], retrieved: dt.datetime, catalog=None
-) -> list[dict]:
-    """Rows for machines (name, vCPUs, RAM GiB, GPUs, GPU name) in `regions`; one CloudFailure line on any error.
-    A machine is priced in a region and pricing only where all three of its parts are (nothing invented)."""
+def skus(service: str, catalog=None, what: str = "") -> list:
+    """Every SKU of a Billing Catalog service; one CloudFailure line (`what` names the service) on any error."""
     from google.api_core.exceptions import GoogleAPIError
     from google.auth.exceptions import GoogleAuthError
 
     try:
-        catalog = catalog or client()
-        parts = component_prices(catalog.list_skus(parent=COMPUTE_ENGINE), regions)
+        return list((catalog or client()).list_skus(parent=service))
     except (GoogleAPIError, GoogleAuthError) as err:
-        raise CloudFailure(" ".join(str(err).split())[:300]) from None
+        raise CloudFailure(what + " ".join(str(err).split())[:300]) from None
+
+
+def machine_rows(
+    parts: dict[tuple[str, str], dict[tuple[str, str], float]],
+    machines: list[tuple[str, int, float, int, str]],
+    retrieved: dt.datetime,
+    cloud: str = "gcp",
+    api: str = API,
+    pricings: tuple[str, ...] | None = None,
+) -> list[dict]:
+    """Rows for machines (name, vCPUs, RAM GiB, GPUs, GPU name) from component prices: a machine is priced in a
+    region and pricing only where all three of its parts are (nothing invented)."""
     rows = []
     for (region, pricing), p in sorted(parts.items()):
+        if pricings is not None and pricing not in pricings:
+            continue
         for name, vcpus, ram_gib, gpus, gpu in machines:
             family = name.split("-", 1)[0]
             need = (("vcpu", family), ("ram", family), ("gpu", gpu))
             if not all(k in p for k in need):
                 continue
             usd = vcpus * p[need[0]] + ram_gib * p[need[1]] + gpus * p[need[2]]
-            rows.append(row("gcp", name, region, pricing, usd, API, retrieved))
+            rows.append(row(cloud, name, region, pricing, usd, api, retrieved))
     return rows
+
+
+def refresh(
+    machines: list[tuple[str, int, float, int, str]], regions: list[str], retrieved: dt.datetime, catalog=None
+) -> list[dict]:
+    """Rows for machines (name, vCPUs, RAM GiB, GPUs, GPU name) in `regions`; one CloudFailure line on any error.
+    A machine is priced in a region and pricing only where all three of its parts are (nothing invented)."""
+    parts = component_prices(skus(COMPUTE_ENGINE, catalog), regions)
+    return machine_rows(parts, machines, retrieved)

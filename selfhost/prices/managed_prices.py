@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from selfhost.prices.aws_pricing import PRICE_LIST_REGION, CloudFailure, _hourly, _session
+from selfhost.prices.aws_pricing import PRICE_LIST_REGION, _hourly, _session, aws_failures
 from selfhost.prices.snapshot import row
 
 SAGEMAKER_API = "AWS Price List API (pricing.get_products, AmazonSageMaker, component Hosting)"
@@ -54,21 +54,14 @@ def sagemaker_prices(pricing_client, machine: str, region: str, retrieved: dt.da
 
 def refresh_sagemaker(regions: list[str], retrieved: dt.datetime, tick=lambda: None) -> list[dict[str, Any]]:
     """Every SageMaker machine of costing/data/managed.yaml in `regions`; one CloudFailure line on any error."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     session = _session()
     rows: list[dict[str, Any]] = []
-    try:
+    with aws_failures("SageMaker: "):
         pricing = session.client("pricing", region_name=PRICE_LIST_REGION)
         for region in regions:
             for machine in _machines("sagemaker"):
                 rows += sagemaker_prices(pricing, machine, region, retrieved)
             tick()
-    except ClientError as err:
-        e = err.response.get("Error", {})
-        raise CloudFailure(f"SageMaker: {e.get('Code', 'error')}: {e.get('Message', err)}".strip()) from None
-    except BotoCoreError as err:
-        raise CloudFailure("SageMaker: " + " ".join(str(err).split())) from None
     return rows
 
 
@@ -79,35 +72,20 @@ def is_prediction(description: str) -> bool:
 
 def refresh_vertex(regions: list[str], retrieved: dt.datetime, catalog=None) -> list[dict[str, Any]]:
     """Vertex AI prediction node-hours of the G2 machines in `regions`: vCPUs x core + GiB x RAM + L4s x GPU,
-    from the Vertex AI service's prediction SKUs; one CloudFailure line on any error."""
-    from google.api_core.exceptions import GoogleAPIError
-    from google.auth.exceptions import GoogleAuthError
-
+    from the Vertex AI service's prediction SKUs (priced as the compute refresh prices a machine); one
+    CloudFailure line on any error."""
     from costing.catalog import catalog as kit_catalog
     from selfhost.prices import gcp_billing
 
-    shapes = {o.instance_type: (o.vcpus, float(o.ram_gb), o.gpus, o.gpu) for o in kit_catalog().offers.values()}
-    try:
-        catalog = catalog or gcp_billing.client()
-        skus = [s for s in catalog.list_skus(parent=VERTEX_AI) if is_prediction(s.description)]
-    except (GoogleAPIError, GoogleAuthError) as err:
-        raise CloudFailure("Vertex AI: " + " ".join(str(err).split())[:300]) from None
-    parts = gcp_billing.component_prices(skus, regions)
-    rows = []
-    for (region, pricing), p in sorted(parts.items()):
-        if pricing != "on-demand":
-            continue
-        for name in _machines("vertex"):
-            if name not in shapes:
-                continue
-            vcpus, ram_gib, gpus, gpu = shapes[name]
-            family = name.split("-", 1)[0]
-            need = (("vcpu", family), ("ram", family), ("gpu", gpu))
-            if not all(k in p for k in need):
-                continue  # a node is priced only when all three parts are
-            usd = vcpus * p[need[0]] + ram_gib * p[need[1]] + gpus * p[need[2]]
-            rows.append(row("vertex", name, region, "on-demand", usd, VERTEX_API, retrieved))
-    return rows
+    offers = {o.instance_type: o for o in kit_catalog().offers.values()}
+    machines = [
+        (name, o.vcpus, float(o.ram_gb), o.gpus, o.gpu)
+        for name in _machines("vertex")
+        if (o := offers.get(name)) is not None
+    ]
+    prediction = [s for s in gcp_billing.skus(VERTEX_AI, catalog, "Vertex AI: ") if is_prediction(s.description)]
+    parts = gcp_billing.component_prices(prediction, regions)
+    return gcp_billing.machine_rows(parts, machines, retrieved, "vertex", VERTEX_API, ("on-demand",))
 
 
 def refresh_managed(cloud: str, regions: list[str], retrieved: dt.datetime) -> list[dict[str, Any]]:
