@@ -144,13 +144,11 @@ def drained(spec: DeploymentSpec, resolved: Resolved, params: proj.Params | None
     """`resolved` with the shutdown timeout the review of `spec` sizes (its point: the SLO-bound concurrency,
     else full load; without a workload, full load at DEFAULT_SHAPE): for targets rendered from a resolution
     (SkyPilot) rather than from the review, so they run the same `vllm serve` line."""
-    fit, w, slo = resolved.fit, spec.workload, spec.slo.p90_latency_s
+    fit, w = resolved.fit, spec.workload
     if w is None:
-        point = proj.max_throughput(fit, *DEFAULT_SHAPE, params=params)
-    elif slo:
-        point = proj.slo_concurrency(fit, w.input_tokens, w.output_tokens, slo, params=params)
-    else:
-        point = proj.max_throughput(fit, w.input_tokens, w.output_tokens, params=params)
+        point = _projections(fit, *DEFAULT_SHAPE, None, params, None)[0]
+    else:  # the review's own point (cost_review computes it with the same function)
+        point = _projections(fit, w.input_tokens, w.output_tokens, spec.slo.p90_latency_s, params, None)[1]
     return with_drain(resolved, point)
 
 
