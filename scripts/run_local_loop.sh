@@ -32,7 +32,7 @@ VLLM_API_KEY="$KEY" $SELFHOST smoke "$URL" --model "$MODEL"  # the key by env: a
 # the cloud GPU's: the review above (step 1) is the cloud's.
 read -r IN_TOK OUT_TOK < <($PY - "$SPEC" <<'PYEOF'
 import sys
-from costing.spec import load_spec
+from costing.data.spec import load_spec
 w = load_spec(sys.argv[1]).workload
 print(w.input_tokens if w else 1000, w.output_tokens if w else 250)
 PYEOF

@@ -76,7 +76,7 @@ SAFE_FLAGS = {
     "kv_offloading_backend": "memory layout",
 }
 
-# Set by the kit from the spec and the fit (costing/vllm_args.py): change the spec instead.
+# Set by the kit from the spec and the fit (costing/performance/vllm_args.py): change the spec instead.
 KIT_FLAGS = {
     "model_tag": "the model (spec `model` / `vllm.model_repo`)",
     "model": "the model (spec `model` / `vllm.model_repo`)",
@@ -95,7 +95,7 @@ KIT_FLAGS = {
     "nnodes": "the multi-node launch (spec `target.nodes`)",
     "node_rank": "the multi-node launch (spec `target.nodes`)",
     "distributed_executor_backend": "the multi-node launch (spec `target.nodes`)",
-    "shutdown_timeout": "the cost review's drain (costing/drain.py: the projection's p99 latency, bounded)",
+    "shutdown_timeout": "the cost review's drain (costing/performance/drain.py: the projection's p99 latency, bounded)",
 }
 
 AUTH = "disables, replaces or moves the auth layer"

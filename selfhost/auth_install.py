@@ -1,6 +1,6 @@
 """How every target puts the auth layer (selfhost/auth_middleware.py) where vLLM's `--middleware` finds it.
 
-The one `vllm serve` builder (costing.vllm_args) always adds `--middleware selfhost_auth.BearerAuth`;
+The one `vllm serve` builder (costing.performance.vllm_args) always adds `--middleware selfhost_auth.BearerAuth`;
 each target writes the module as `selfhost_auth.py` into a folder on vLLM's PYTHONPATH:
 - local target: `<scratch>/auth/selfhost_auth.py` (write_module), PYTHONPATH in the server's env;
 - AWS/GCP VMs: the boot script writes `/opt/selfhost/python/selfhost_auth.py` on the host
@@ -21,7 +21,7 @@ import json
 import shlex
 from pathlib import Path
 
-from costing.vllm_args import AUTH_MIDDLEWARE
+from costing.performance.vllm_args import AUTH_MIDDLEWARE
 from selfhost.auth_middleware import KEY_ENV, MIN_KEY_CHARS
 
 MODULE = AUTH_MIDDLEWARE.rsplit(".", 1)[0]  # selfhost_auth

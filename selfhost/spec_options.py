@@ -1,8 +1,8 @@
-"""Command-line options generated from the one declared flag table (`costing.spec.SPEC_KEYS`).
+"""Command-line options generated from the one declared flag table (`costing.data.spec.SPEC_KEYS`).
 
 A command lists the spec flags it takes by name; each becomes a typer option with the flag, type and
 help text the table declares, and the command receives them as one `flags` dict (None = not given),
-ready for `costing.spec.overrides_from_flags`. So `plan`, `compare`, `render sky` and `launch sky`
+ready for `costing.data.spec.overrides_from_flags`. So `plan`, `compare`, `render sky` and `launch sky`
 cannot drift apart on what `--region` or `--peak-to-mean` mean."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
-from costing.spec import BY_PARAM
+from costing.data.spec import BY_PARAM
 
 F = TypeVar("F", bound=Callable[..., Any])
 

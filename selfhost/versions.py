@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
-from costing.vllm_args import VLLM_IMAGE
+from costing.performance.vllm_args import VLLM_IMAGE
 
 # The distribution's name (pyproject.toml): the command is `selfhost`, the package on the registry would be this
 # one (the bare name `selfhost` belongs to an unrelated project there).

@@ -255,7 +255,7 @@ STAND_IN_RESERVED = (0.62, 0.43)  # 1yr, 3yr
 def aws_reserved_rows(retrieved) -> list[dict]:
     """What `selfhost prices refresh --cloud aws` stores for the Price List's Reserved terms of every shipped AWS
     on-demand row: each product built in the GetProducts shape and parsed by aws_pricing.parse_product."""
-    from costing.catalog import shipped_rows
+    from costing.data.catalog import shipped_rows
     from selfhost.prices.aws_pricing import PRICE_LIST_API, parse_product
     from selfhost.prices.snapshot import row
 

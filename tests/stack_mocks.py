@@ -76,8 +76,8 @@ def refused(cloud: str, config: dict[str, Any]) -> tuple[Recorder, Exception]:
 
 def expected(cloud: str, model: str, offer: str, pricing: str, precision: str = "bf16"):
     """The spec and fit the cost review gives the same deployment: what a stack must deploy."""
-    from costing.review import cost_review
-    from costing.spec import spec_from_dict
+    from costing.data.spec import spec_from_dict
+    from costing.money.review import cost_review
 
     spec = spec_from_dict(
         {

@@ -12,8 +12,8 @@ from cli_inprocess import one_line_error, run_cli
 from conftest import stand_in_server
 from packaging.version import Version
 
-from costing import advisories
-from costing.vllm_args import VLLM_VERSION
+from costing.data import advisories
+from costing.performance.vllm_args import VLLM_VERSION
 
 SNAPSHOT = json.loads(advisories.DATA.read_text())
 KEY = "sk-test-key-0123456789"
@@ -46,7 +46,7 @@ def hit(version: str, data: dict) -> bool:
 
 def test_the_pinned_vllm_is_affected_by_no_advisory_in_the_snapshot():
     found = advisories.affecting(VLLM_VERSION)
-    assert found == [], f"vLLM {VLLM_VERSION} (costing/vllm_args.py) is affected by {[a.id for a in found]}"
+    assert found == [], f"vLLM {VLLM_VERSION} (costing/performance/vllm_args.py) is affected by {[a.id for a in found]}"
 
 
 def test_the_pinned_vllm_is_past_every_fix_the_snapshot_records():

@@ -224,7 +224,7 @@ def test_runpod_start_command_writes_the_module_and_execs_vllm_with_it(tmp_path)
 
 
 def test_vm_boot_script_writes_the_module_and_mounts_it_into_the_container():
-    from costing.vllm_args import VLLM_IMAGE
+    from costing.performance.vllm_args import VLLM_IMAGE
     from selfhost.stack import aws_config as aws
     from selfhost.stack.boot_script import boot_script, exec_start_argv
 
@@ -260,9 +260,9 @@ def test_no_api_key_flag_in_any_template_or_emitted_command():
     for path in templates:
         text = path.read_text()
         assert "--api-key" not in text and "--middleware selfhost_auth.BearerAuth" in text, path.name
-    from costing.report import review_dict
-    from costing.review import cost_review
-    from costing.spec import load_spec
+    from costing.data.spec import load_spec
+    from costing.money.report import review_dict
+    from costing.money.review import cost_review
 
     command = review_dict(cost_review(load_spec(root / "examples" / "llama-3.1-8b-runpod-a40.yaml")))["vllm"]["command"]
     assert "--api-key" not in command and " --middleware selfhost_auth.BearerAuth " in f"{command} "

@@ -13,7 +13,7 @@ import time
 import pytest
 from fake_vllm_server import free_port
 
-from costing.bench_refit import bench_points
+from costing.performance.bench_refit import bench_points
 from selfhost.check.bench import BenchConfig, point_metrics, point_rng, prompt_ids, run_point, run_sweep
 from selfhost.check.bench_math import Slo
 from tests.conftest import ROOT, stand_in_server
@@ -274,9 +274,9 @@ def test_cli_names_cut_streams_in_the_table_and_json_and_exits_1(tmp_path):
 
 def test_cli_projects_with_a_device_profile_and_labels_it(url):
     """`make run`'s bench: the local target's own projection (its device profile) beside each point, labelled."""
-    from costing.calibration import load_params_file
-    from costing.fit import FitRequest, fit_check
-    from costing.projection import project
+    from costing.performance.calibration import load_params_file
+    from costing.performance.fit import FitRequest, fit_check
+    from costing.performance.projection import project
 
     profile = "costing/data/local-cpu-profile.json"
     label = "local tiny model (tiny) on this CPU"

@@ -1,4 +1,4 @@
-"""Refit from a bench run and the latency regression (costing/bench_refit.py)."""
+"""Refit from a bench run and the latency regression (costing/performance/bench_refit.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from costing.bench_refit import (
+from costing.errors import UserError
+from costing.performance.bench_refit import (
     REFIT,
     LatencyPoly,
     bench_points,
@@ -21,10 +22,9 @@ from costing.bench_refit import (
     refit_from_bench,
     simulate_bench_point,
 )
-from costing.calibration import load_params
-from costing.errors import UserError
-from costing.fit import FitRequest, fit_check
-from costing.projection import project
+from costing.performance.calibration import load_params
+from costing.performance.fit import FitRequest, fit_check
+from costing.performance.projection import project
 
 DATA = Path(__file__).parent / "data"
 BENCH = {
@@ -129,7 +129,7 @@ def test_a_sweep_of_known_parameters_is_recovered_within_5_percent():
 
 def test_steady_state_points_of_known_parameters_are_recovered_within_5_percent():
     """Another shape of bench: a bare list of points (no sweep, so compared with the steady state of
-    costing.projection) projected with known parameters at two prompt lengths."""
+    costing.performance.projection) projected with known parameters at two prompt lengths."""
     f = fit_check(FitRequest(model="llama-3.1-8b", gpu="A40"))
     truth = replace(load_params(), **TRUTH)
     points = []

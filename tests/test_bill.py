@@ -15,8 +15,8 @@ from conftest import ROOT, run_selfhost
 from stack_mocks import example_config
 from test_golden import check_golden
 
-from costing.catalog import offers_for
-from costing.spend import HOURS_PER_MONTH
+from costing.data.catalog import offers_for
+from costing.money.spend import HOURS_PER_MONTH
 from selfhost.bill.declared import parse_preview
 from selfhost.bill.mock_preview import preview_json
 from selfhost.bill.price import Usage, bill_preview

@@ -1,8 +1,8 @@
-"""The projection's parameters: bounds, sources, load and save (costing/calibration.py)."""
+"""The projection's parameters: bounds, sources, load and save (costing/performance/calibration.py)."""
 
 from __future__ import annotations
 
-from costing.calibration import FITTED, Params, load_params, load_params_file, save_params
+from costing.performance.calibration import FITTED, Params, load_params, load_params_file, save_params
 
 
 def test_shipped_parameters_are_physical_and_carry_sources():
@@ -25,7 +25,7 @@ def test_make_calibrate_reproduces_the_shipped_parameters():
     """`make calibrate` (scripts/fit_calibration.py) on the shipped CSV gives the shipped values."""
     import hashlib
 
-    from costing.published import DEFAULT_CSV, fit_params
+    from costing.performance.published import DEFAULT_CSV, fit_params
 
     shipped = load_params()
     assert shipped.provenance["csv_sha256"] == hashlib.sha256(DEFAULT_CSV.read_bytes()).hexdigest()

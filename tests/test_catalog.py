@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from costing.catalog import apis_for, catalog, get_gpu, get_model, get_offer, offers_for
+from costing.data.catalog import apis_for, catalog, get_gpu, get_model, get_offer, offers_for
 from costing.errors import UserError
 
 
@@ -108,10 +108,10 @@ def test_every_offer_is_priced_in_its_default_region_and_every_price_is_dated():
 def test_no_reserved_or_committed_price_is_derived_from_a_discount_factor() -> None:
     """Reserved/committed prices come from the clouds' APIs (the snapshot) or not at all: never on-demand x a
     dated factor. An offer the snapshot has no such price for is refused with the refresh that reads it."""
-    from costing.catalog import catalog, cloud_info
+    from costing.data.catalog import catalog, cloud_info
+    from costing.data.resolve import price_of
     from costing.errors import UserError
-    from costing.resolve import price_of
-    from costing.spend import COMMITTED_PRICING
+    from costing.money.spend import COMMITTED_PRICING
 
     for cloud in ("aws", "gcp", "runpod"):
         assert not set(cloud_info(cloud)["discounts"]) & set(COMMITTED_PRICING)

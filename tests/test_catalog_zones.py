@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from costing.catalog import offers_for
+from costing.data.catalog import offers_for
 from selfhost.skypilot import optimizer_catalog as oc
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from costing.cost_chart import cost_chart, cost_curves
-from costing.review import cost_review
-from costing.spec import load_spec
-from costing.spend import api_usd, operating_days_per_month
+from costing.data.spec import load_spec
+from costing.money.cost_chart import cost_chart, cost_curves
+from costing.money.review import cost_review
+from costing.money.spend import api_usd, operating_days_per_month
 
 
 @pytest.fixture(scope="module")

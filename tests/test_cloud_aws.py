@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from costing.catalog import get_offer
+from costing.data.catalog import get_offer
 from costing.errors import UserError
 from selfhost.aws import api as aws
 

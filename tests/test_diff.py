@@ -12,10 +12,10 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from costing.diff import DiffInput, Gates, diff_reviews
-from costing.report import review_dict
-from costing.review import cost_review
-from costing.spec import load_spec, spec_from_dict
+from costing.data.spec import load_spec, spec_from_dict
+from costing.money.diff import DiffInput, Gates, diff_reviews
+from costing.money.report import review_dict
+from costing.money.review import cost_review
 
 EXAMPLE = "examples/llama-3.1-8b-runpod-a40.yaml"
 GOLDEN = ROOT / "tests" / "golden"
@@ -191,7 +191,7 @@ def test_base_ref_reads_the_base_from_git_and_marks_new_specs_added(selfhost, tm
     ],
 )
 def test_a_bad_base_at_a_git_ref_is_refused_in_one_line(selfhost, tmp_path, content, words):
-    """The base read from git goes through the same checks as a spec file (costing.spec.parse_spec_yaml)."""
+    """The base read from git goes through the same checks as a spec file (costing.data.spec.parse_spec_yaml)."""
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
@@ -367,7 +367,7 @@ def _stack_folder(folder: Path, cloud: str, requests_per_day: int) -> dict:
 
 def _bill_of_stack(cloud: str, config: dict, requests_per_day: int) -> float:
     """`selfhost bill` of what the stack declares (the real program under Pulumi's mocks) for that workload."""
-    from costing.review import GIB_IN_GB
+    from costing.money.review import GIB_IN_GB
     from selfhost.bill.declared import parse_preview
     from selfhost.bill.mock_preview import preview_json
     from selfhost.bill.price import Usage, bill_preview

@@ -1,4 +1,4 @@
-"""vLLM's shutdown timeout (costing/drain.py): the review's p99 latency, bounded, on every emitted line."""
+"""vLLM's shutdown timeout (costing/performance/drain.py): the review's p99 latency, bounded, on every emitted line."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from costing.drain import DRAIN_MAX_S, DRAIN_MIN_S, drain_timeout_s
-from costing.review import cost_review, full_load_review
-from costing.spec import load_spec, spec_from_dict
-from costing.vllm_args import vllm_serve_argv
+from costing.data.spec import load_spec, spec_from_dict
+from costing.money.review import cost_review, full_load_review
+from costing.performance.drain import DRAIN_MAX_S, DRAIN_MIN_S, drain_timeout_s
+from costing.performance.vllm_args import vllm_serve_argv
 
 
 @pytest.mark.parametrize(

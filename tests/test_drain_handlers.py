@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from drain_stand_ins import FAKE_VLLM, aws_front, events, gce_metadata, imds, metric_values, systemd_bin, wait_for
 
-from costing import scaling
+from costing.performance import scaling
 from selfhost.stack import aws_config, gcp_config
 from selfhost.stack import drain_scripts as drain
 from selfhost.stack.boot_script import DELIM

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def plain_vllm(tmp_path_factory):
-    from costing.vllm_args import AUTH_MIDDLEWARE
+    from costing.performance.vllm_args import AUTH_MIDDLEWARE
     from selfhost.local import server as target
     from selfhost.local.commands import _settings
 

@@ -123,7 +123,7 @@ def stop_mid_flight(env: dict, *up_args: str, tmp: Path) -> dict:
 
 
 def test_a_stop_with_streams_in_flight_loses_none_with_the_drain_and_some_without(tmp_path):
-    from costing.drain import DRAIN_MAX_S
+    from costing.performance.drain import DRAIN_MAX_S
 
     env = {
         "SELFHOST_SCRATCH": str(tmp_path / "scratch"),

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from costing.catalog import catalog, get_model
+from costing.data.catalog import catalog, get_model
 from costing.errors import DoesNotFit, UserError
-from costing.fit import FitRequest, fit_check, weight_bytes
+from costing.performance.fit import FitRequest, fit_check, weight_bytes
 
 
 def test_kv_cache_per_token_is_gqa_aware():
@@ -88,7 +88,7 @@ def test_max_model_len_keeps_the_margin_under_the_kv_estimate():
     ],
 )
 def test_quantization_flag_follows_the_checkpoint(model, precision, flag):
-    from costing.catalog import get_model
+    from costing.data.catalog import get_model
 
     m = get_model(model)
     repo = m.repo_for(precision)

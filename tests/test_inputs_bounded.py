@@ -16,7 +16,7 @@ from cli_inprocess import one_line_error, run_cli
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from costing.spec import SPEC_KEYS, overrides_from_config, overrides_from_flags
+from costing.data.spec import SPEC_KEYS, overrides_from_config, overrides_from_flags
 
 PLAN = ["plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", "--input-tokens", "1000"]
 PLAN += ["--output-tokens", "250", "--requests-per-day", "3000"]
@@ -106,7 +106,7 @@ def test_each_spec_field_has_one_flag_and_one_config_key():
     flags = [k.flag for k in SPEC_KEYS if k.flag]
     keys = [k.config_key for k in SPEC_KEYS if k.config_key]
     assert len(flags) == len(set(flags)) and len(keys) == len(set(keys))
-    from costing.spec import DeploymentSpec
+    from costing.data.spec import DeploymentSpec
 
     for key in SPEC_KEYS:  # every path names a real field
         model = DeploymentSpec
@@ -312,8 +312,8 @@ def test_any_estimate_gives_finite_numbers_or_one_line_exit_2(
 )
 def test_any_stack_config_becomes_a_spec_or_one_user_error(config):
     """The Pulumi side of the declared mapping: config values are strings a user typed."""
+    from costing.data.spec import DeploymentSpec
     from costing.errors import UserError
-    from costing.spec import DeploymentSpec
     from selfhost.stack.plan import spec_from_config
 
     try:

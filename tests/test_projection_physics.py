@@ -8,10 +8,10 @@ import json
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from costing.catalog import catalog
+from costing.data.catalog import catalog
 from costing.errors import UserError
-from costing.fit import FitRequest, fit_check, weight_bytes
-from costing.projection import Hardware, admissible, max_throughput, project
+from costing.performance.fit import FitRequest, fit_check, weight_bytes
+from costing.performance.projection import Hardware, admissible, max_throughput, project
 
 MODELS = sorted(catalog().models)
 GPUS = sorted(catalog().gpus)
@@ -104,7 +104,7 @@ def test_throughput_rises_with_concurrency_up_to_the_cap(dep, tin, tout, conc):
 
 
 def test_never_above_the_vendor_maximum_table_for_the_same_configuration():
-    from costing.projection import _vendor_tables
+    from costing.performance.projection import _vendor_tables
 
     tables = _vendor_tables()
     assert len(tables) > 200

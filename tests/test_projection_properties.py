@@ -8,10 +8,10 @@ import math
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from costing.catalog import catalog
+from costing.data.catalog import catalog
 from costing.errors import UserError
-from costing.fit import FitRequest, fit_check
-from costing.projection import project
+from costing.performance.fit import FitRequest, fit_check
+from costing.performance.projection import project
 
 MODELS = sorted(catalog().models)
 GPUS = sorted(catalog().gpus)

@@ -9,13 +9,13 @@ import math
 import pytest
 from cli_inprocess import run_cli
 
-from costing import bands
-from costing.calibration import load_params, load_params_file
-from costing.engines import choose_engine
 from costing.errors import UserError
-from costing.fit import FitRequest, fit_check
-from costing.projection import admissible, max_throughput, project
-from costing.published import DEFAULT_CSV, fit_for_row, predict, read_rows
+from costing.performance import bands
+from costing.performance.calibration import load_params, load_params_file
+from costing.performance.engines import choose_engine
+from costing.performance.fit import FitRequest, fit_check
+from costing.performance.projection import admissible, max_throughput, project
+from costing.performance.published import DEFAULT_CSV, fit_for_row, predict, read_rows
 
 EST = ("estimate", "--input-tokens", "1000", "--output-tokens", "250", "--format", "json")
 WORKLOAD = ("--requests-per-day", "200000", "--input-tokens", "1000", "--output-tokens", "250")

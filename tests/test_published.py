@@ -1,4 +1,4 @@
-"""The published measurements: CSV rows onto the catalog, predictions, the fit (costing/published.py)."""
+"""The published measurements: CSV rows onto the catalog, predictions, the fit (costing/performance/published.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from costing.calibration import load_params
-from costing.fit import FitRequest, fit_check
-from costing.projection import project
-from costing.published import (
+from costing.performance.calibration import load_params
+from costing.performance.fit import FitRequest, fit_check
+from costing.performance.projection import project
+from costing.performance.published import (
     DEFAULT_CSV,
     errors,
     fit_for_row,
@@ -142,7 +142,7 @@ def test_burst_throughput_is_below_the_full_batch_steady_state():
 def test_long_context_summary_rows_run_chunked_prefill_and_the_first_prompts_answer_early():
     """LambdaLabs' summary table ran Llama 3.1 at its longest context: vLLM 0.5.4 chunks prefills (512 tokens a
     step, decodes first), so the first requests answer after one step instead of after every prompt's prefill."""
-    from costing.published import VLLM_054_CHUNKED_TOKENS, long_context_chunked
+    from costing.performance.published import VLLM_054_CHUNKED_TOKENS, long_context_chunked
 
     rows = read_rows()
     table = [r for r in rows if r.burst and "benchmark_v0.md" in r.source]
@@ -164,7 +164,7 @@ def test_long_context_summary_rows_run_chunked_prefill_and_the_first_prompts_ans
 def test_llmperf_rows_are_predicted_in_the_clients_llama2_token_counts():
     """llmperf counted tokens with Llama 2's tokenizer: the server sees fewer prompt tokens than the row states,
     and the row's tok/s and ITL are per client-counted token; no other source is converted."""
-    from costing.published import LLMPERF_TOKEN_RATIO, client_token_ratio, predict
+    from costing.performance.published import LLMPERF_TOKEN_RATIO, client_token_ratio, predict
 
     rows = read_rows()
     a10g = [r for r in rows if r.gpu == "A10G"]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from costing.readiness import ENGINE_START_S, GIB, HF_DOWNLOAD_BYTES_PER_S, startup_allowance_s
+from costing.performance.readiness import ENGINE_START_S, GIB, HF_DOWNLOAD_BYTES_PER_S, startup_allowance_s
 from selfhost.stack.plan import MAX_HEALTH_GRACE_S, Readiness
 
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
+from costing.data.spec import load_spec
 from costing.errors import OverBudget
-from costing.review import SloUnreachable, cost_review, enforce_budget
-from costing.spec import load_spec
+from costing.money.review import SloUnreachable, cost_review, enforce_budget
 
 
 def _spec(**kw):

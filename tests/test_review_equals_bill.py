@@ -19,7 +19,7 @@ import yaml
 from conftest import ROOT
 from stack_mocks import expected
 
-from costing.review import GIB_IN_GB
+from costing.money.review import GIB_IN_GB
 from selfhost.bill.declared import parse_preview
 from selfhost.bill.mock_preview import preview_json
 from selfhost.bill.price import Usage, bill_preview
@@ -134,8 +134,8 @@ TEMPLATES = sorted((ROOT / "templates").glob("*.yaml"))
 
 
 def _review_of(spec_path: Path):
-    from costing.review import cost_review, full_load_review
-    from costing.spec import load_spec
+    from costing.data.spec import load_spec
+    from costing.money.review import cost_review, full_load_review
 
     spec = load_spec(str(spec_path))
     return cost_review(spec) if spec.workload else full_load_review(spec)

@@ -1,15 +1,16 @@
-"""The review's LLM scaling target and drain figures (costing.scaling): the requests in flight per replica the
+"""The review's LLM scaling target and drain figures (costing.performance.scaling): the requests in flight per
+replica the
 aws/gcp groups track, beside SkyServe's QPS; the drain time from the projection's p99; the spot warnings."""
 
 from __future__ import annotations
 
 import pytest
 
-from costing import scaling
-from costing.report import summary_rows
-from costing.review import cost_review
-from costing.spec import spec_from_dict
-from costing.vllm_args import vllm_serve_argv
+from costing.data.spec import spec_from_dict
+from costing.money.report import summary_rows
+from costing.money.review import cost_review
+from costing.performance import scaling
+from costing.performance.vllm_args import vllm_serve_argv
 
 WORKLOAD = {"requests_per_day": 200000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 3}
 

@@ -9,10 +9,10 @@ import yaml
 from cli_inprocess import one_line_error, run_cli
 from conftest import ROOT
 
-from costing.catalog import offers_for
+from costing.data.catalog import offers_for
+from costing.data.spec import load_spec, spec_from_dict
 from costing.errors import UserError
-from costing.review import cost_review
-from costing.spec import load_spec, spec_from_dict
+from costing.money.review import cost_review
 from selfhost.scaffold import deployment_repo
 from selfhost.stack import preview
 

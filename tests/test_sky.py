@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from costing import readiness
+from costing.data.spec import load_spec, spec_from_dict
 from costing.errors import UserError
-from costing.fit import FitRequest, fit_check
-from costing.spec import load_spec, spec_from_dict
-from costing.vllm_args import NodeRole, shell_command, vllm_serve_argv
+from costing.performance import readiness
+from costing.performance.fit import FitRequest, fit_check
+from costing.performance.vllm_args import NodeRole, shell_command, vllm_serve_argv
 from selfhost import auth_install
 from selfhost.skypilot import render as sky
 
@@ -156,7 +156,7 @@ def test_service_probe_is_an_authenticated_one_token_chat_completion():
 
 
 def test_replica_policy_follows_the_cost_review():
-    from costing.review import cost_review
+    from costing.money.review import cost_review
 
     s = spec(
         target={"cloud": "aws", "gpu": "A10G"},
@@ -193,7 +193,7 @@ def test_spot_service_falls_back_to_on_demand():
 
 
 def test_spot_service_defaults_to_high_availability_and_prices_its_on_demand_replica():
-    from costing.review import cost_review
+    from costing.money.review import cost_review
 
     s = spec(target={"cloud": "gcp", "gpu": "L4", "pricing": "spot"}, workload=WORKLOAD, sky=SERVICE)
     policy = sky.render_task(s)["service"]["replica_policy"]
@@ -267,7 +267,8 @@ def test_spot_on_runpod_is_refused():
 
 def test_rendering_does_not_import_skypilot():
     code = (
-        "import sys; from selfhost.skypilot import commands, render as sky; from costing.spec import spec_from_dict;"
+        "import sys; from selfhost.skypilot import commands, render as sky;"
+        "from costing.data.spec import spec_from_dict;"
         "sky.render_yaml(spec_from_dict({'model': 'llama-3.1-8b', 'target': {'cloud': 'aws', 'gpu': 'A10G'}}));"
         "print('sky' in sys.modules)"
     )
@@ -640,7 +641,7 @@ def test_setup_installs_the_pinned_vllm_and_downloads_into_hf_home(tmp_path):
 @pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
 def test_plan_prices_the_offer_the_template_launches(spec_path):
     """`selfhost plan --spec` on a template's spec costs what SkyPilot will launch (secure RunPod, cheapest any_of)."""
-    from costing.resolve import resolve
+    from costing.data.resolve import resolve
 
     s = load_spec(spec_path)
     planned = resolve(s)
@@ -754,7 +755,7 @@ def test_weights_bucket_is_mounted_filled_once_and_served_from(tmp_path):
 
 
 def test_weights_bucket_shortens_the_probe_delay_and_is_costed():
-    from costing.review import cost_review
+    from costing.money.review import cost_review
 
     spec = _store_spec()
     plain = load_spec(ROOT / "templates/specs/llama-3.3-70b-aws-8xa100-spot-service.yaml")
@@ -882,7 +883,7 @@ _REJECTED_DRY_RUN = """
 import dataclasses, json, sys, tempfile
 from pathlib import Path
 from costing.errors import UserError
-from costing.spec import load_spec
+from costing.data.spec import load_spec
 from selfhost.skypilot import launch
 plan = launch.plan_launch(load_spec(Path(sys.argv[1])))
 report = {"temp_parent": str(plan.temp_dir.parent)}

@@ -142,7 +142,7 @@ def _weights_store_service() -> dict:
     from sky import optimizer
     from sky.serve import serve_utils
 
-    from costing.spec import load_spec
+    from costing.data.spec import load_spec
     from selfhost.skypilot import render
 
     spec = load_spec(ROOT / "templates/specs/llama-3.3-70b-aws-8xa100-spot-service.yaml")
@@ -163,7 +163,7 @@ def _plain_http_service() -> dict:
     import yaml
     from sky.serve import serve_utils
 
-    from costing.spec import load_spec
+    from costing.data.spec import load_spec
     from selfhost.skypilot import render
 
     spec = load_spec(ROOT / "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml")
@@ -260,7 +260,7 @@ def test_aws_catalog_goes_through_the_accounts_zone_mapping(skypilot):
     """With credentials SkyPilot maps zone IDs to the account's zone names; a catalog written with
     names (or IDs the account lacks) would lose every row here."""
     assert skypilot["_aws_identity"], "SkyPilot found no AWS identity: the optimizer ran without credentials"
-    from costing.compare import cloud_regions
+    from costing.money.compare import cloud_regions
 
     zones, priced = skypilot["_aws_zones"], set(cloud_regions("aws"))
     assert zones and all(z[-1].isalpha() and z[:-1] in priced for z in zones), zones
@@ -301,7 +301,7 @@ def test_service_passes_skyserve_validation_with_the_key_in_the_probe(skypilot, 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.stem)
 def test_skypilot_optimizer_picks_the_offer_the_cost_review_priced(skypilot, path):
-    from costing.review import cost_review
+    from costing.money.review import cost_review
     from selfhost.skypilot.render import cheapest
 
     best = skypilot[path.name]["best"]
@@ -325,7 +325,7 @@ def _published_rows() -> list[dict[str, str]]:
 
 def price_gaps(published: list[dict[str, str]]) -> list[str]:
     """Every difference between SkyPilot's published rows and our price snapshot, one line each."""
-    from costing.catalog import catalog
+    from costing.data.catalog import catalog
 
     ours = {(o.cloud, o.instance_type): o for o in catalog().offers.values()}
     gaps = []
@@ -369,7 +369,7 @@ def test_a_price_gap_is_reported_with_both_figures():
 def test_spothedge_spot_replicas_are_priced_at_skypilots_zone_prices(skypilot, path):
     """SkyPilot's SpotHedge places spot replicas one per zone, cheapest first: the review's spot lines are
     the mean of SkyPilot's own zone prices for those replicas (any_of services run without it)."""
-    from costing.review import cost_review
+    from costing.money.review import cost_review
     from selfhost.skypilot.render import cheapest
 
     entry = skypilot[path.name]

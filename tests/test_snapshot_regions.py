@@ -69,7 +69,7 @@ def test_rows_of_regions_shipped_before_agree_with_the_same_sources(script):
 
 
 def test_disk_and_bucket_rates_of_the_new_gcp_regions_are_cyclenerds(script):
-    from costing.catalog import regional_rate
+    from costing.data.catalog import regional_rate
 
     pricing = yaml.safe_load((DATA / "pricing.yml").read_text())
     rates = script.storage_rates(pricing, list(script.GCP_REGIONS))

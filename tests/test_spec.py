@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from costing.data.spec import load_spec, merge
 from costing.errors import UserError
-from costing.spec import load_spec, merge
 
 EXAMPLE = "examples/llama-3.1-8b-runpod-a40.yaml"
 
@@ -56,8 +56,8 @@ def test_merge_skips_unset_flags():
 @pytest.mark.parametrize("value", ["--grpc", "-x", " --root-path=/x"])
 def test_command_line_values_are_never_options(field, value):
     """Issue 24: `vllm.model_repo: --grpc` would be read by `vllm serve` as its gRPC flag."""
+    from costing.data.spec import load_spec
     from costing.errors import UserError
-    from costing.spec import load_spec
 
     with pytest.raises(UserError, match=field):
         load_spec(None, model="llama-3.1-8b", vllm={field: value})

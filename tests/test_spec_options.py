@@ -9,7 +9,7 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from costing.spec import BY_PARAM
+from costing.data.spec import BY_PARAM
 from selfhost.cli import app
 from selfhost.skypilot.commands import SKY_FLAGS
 from selfhost.spec_options import spec_options

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from costing.catalog import apis_for, get_offer
-from costing.spec import ScheduleSpec, WorkloadSpec
-from costing.spend import (
+from costing.data.catalog import apis_for, get_offer
+from costing.data.spec import ScheduleSpec, WorkloadSpec
+from costing.money.spend import (
     Traffic,
     api_usd,
     break_even,

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from costing import readiness
-from costing.report import render, review_dict, spot_risk_rows
-from costing.review import cost_review
-from costing.spec import load_spec, spec_from_dict
-from costing.spend import HOURS_PER_MONTH
-from costing.spot_risk import interruption_rate, spot_risk_data
+from costing.data.spec import load_spec, spec_from_dict
+from costing.money.report import render, review_dict, spot_risk_rows
+from costing.money.review import cost_review
+from costing.money.spend import HOURS_PER_MONTH
+from costing.money.spot_risk import interruption_rate, spot_risk_data
+from costing.performance import readiness
 
 AWS_SPOT = "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml"
 GCP_SPOT = "templates/specs/llama-3.1-8b-gcp-l4-spot-service.yaml"
@@ -29,7 +29,7 @@ def review_of(path: str, **changes):
 
 
 def test_every_catalog_aws_spot_type_has_a_dated_band_per_priced_region():
-    from costing.catalog import catalog, price_rows
+    from costing.data.catalog import catalog, price_rows
 
     data = spot_risk_data()["aws"]
     assert data["source"] and data["as_of"]

@@ -9,8 +9,8 @@ import pytest
 from stack_mocks import AMI, LB_DNS, example_config, expected, is_secret, plain, refused, stack
 
 from costing.errors import DoesNotFit, OverBudget, UserError
-from costing.review import cost_review
-from costing.vllm_args import VLLM_IMAGE, serve_args
+from costing.money.review import cost_review
+from costing.performance.vllm_args import VLLM_IMAGE, serve_args
 from selfhost.aws.api import GPU_AMI_PARAMETERS
 from selfhost.stack import aws_config as aws
 from selfhost.stack import drain_scripts as drain
@@ -256,7 +256,7 @@ def test_spot_group_keeps_only_types_no_dearer_than_the_costed_one_in_its_zones(
     """price-capacity-optimized may launch any listed type, and the on-demand base takes them in order: a
     spot group lists only the types whose market price in each of its zones and whose on-demand price are at
     most the costed type's, so the review is an upper bound."""
-    from costing.catalog import offers_for
+    from costing.data.catalog import offers_for
 
     def market(instance_type: str, region: str) -> dict[str, float]:
         [offer] = [o for o in offers_for(cloud="aws") if o.instance_type == instance_type]

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from costing.vllm_args import VLLM_IMAGE
+from costing.performance.vllm_args import VLLM_IMAGE
 from selfhost import auth_install
 from selfhost.stack import aws_config as aws
 from selfhost.stack.boot_script import DELIM, SECRETS_FILE, boot_script, exec_start_argv, systemd_arg

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from stack_mocks import example_config, refused, stack
 
-from costing.catalog import offers_for
-from costing.spec import MAX_REPLICAS
+from costing.data.catalog import offers_for
+from costing.data.spec import MAX_REPLICAS
 from selfhost.bill.declared import parse_preview
 from selfhost.bill.mock_preview import preview_json
 from selfhost.bill.price import bill_preview

@@ -6,8 +6,8 @@ import pytest
 from stack_mocks import GCP_IP, example_config, expected, is_secret, plain, refused, stack
 
 from costing.errors import DoesNotFit, OverBudget, UserError
-from costing.review import cost_review
-from costing.vllm_args import VLLM_IMAGE, serve_args
+from costing.money.review import cost_review
+from costing.performance.vllm_args import VLLM_IMAGE, serve_args
 from selfhost.stack import gcp_config as gcp
 from selfhost.stack.boot_script import exec_start_argv
 

@@ -6,10 +6,10 @@ import pytest
 import yaml
 from stack_mocks import ROOT, example_config, is_secret, plain, refused, stack
 
+from costing.data.spec import spec_from_dict
 from costing.errors import DoesNotFit, OverBudget, UserError
-from costing.review import cost_review
-from costing.spec import spec_from_dict
-from costing.vllm_args import VLLM_IMAGE, serve_args
+from costing.money.review import cost_review
+from costing.performance.vllm_args import VLLM_IMAGE, serve_args
 from selfhost.auth_install import runpod_serve_args
 
 WORKLOAD = {"requests_per_day": 3000, "input_tokens": 1000, "output_tokens": 250}
@@ -68,7 +68,7 @@ def refreshed_community_prices(monkeypatch, tmp_path):
     the shipped one has none (no dated 2026 source)."""
     import datetime as dt
 
-    from costing import catalog as cat
+    from costing.data import catalog as cat
     from selfhost.prices import snapshot
 
     monkeypatch.setenv("SELFHOST_PRICES", "")

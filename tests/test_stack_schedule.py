@@ -7,7 +7,7 @@ import pytest
 from stack_mocks import refused, stack
 
 from costing.errors import UserError
-from costing.review import cost_review
+from costing.money.review import cost_review
 from selfhost.stack import aws_config, gcp_config
 from selfhost.stack.schedule import window
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from costing.data.spec import load_spec
 from costing.errors import UserError
-from costing.spec import load_spec
-from costing.vllm_allowlist import DATA, allowlist, check_env, check_extra_args
+from costing.performance.vllm_allowlist import DATA, allowlist, check_env, check_extra_args
 from tests.cli_inprocess import one_line_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,8 +89,8 @@ def test_refused_extra_args_exit_2_at_spec_parse_without_echoing_values(tmp_path
 
 
 def test_safe_extra_args_reach_the_command_line(tmp_path):
-    from costing.resolve import resolve
-    from costing.vllm_args import serve_args
+    from costing.data.resolve import resolve
+    from costing.performance.vllm_args import serve_args
 
     extra = ["--enforce-eager", "--seed=-1", "--scheduling-policy", "priority", "--disable-log-stats"]
     spec = load_spec(_spec(tmp_path, extra))
@@ -102,8 +102,8 @@ def test_safe_extra_args_reach_the_command_line(tmp_path):
 def test_settings_built_elsewhere_are_checked_too():
     from dataclasses import replace
 
-    from costing.resolve import resolve
-    from costing.vllm_args import serve_args
+    from costing.data.resolve import resolve
+    from costing.performance.vllm_args import serve_args
 
     settings = resolve(load_spec(None, model="llama-3.1-8b", target={"gpu": "A40"}), need_offer=False).fit.settings
     with pytest.raises(UserError, match="--grpc"):
@@ -112,8 +112,8 @@ def test_settings_built_elsewhere_are_checked_too():
 
 def test_every_flag_the_kit_sets_is_refused_in_extra_args():
     """A user cannot repeat (override) a flag the kit itself puts on the line."""
-    from costing.resolve import resolve
-    from costing.vllm_args import serve_args
+    from costing.data.resolve import resolve
+    from costing.performance.vllm_args import serve_args
 
     settings = resolve(load_spec(None, model="llama-3.1-8b", target={"gpu": "A40"}), need_offer=False).fit.settings
     flags = [a for a in serve_args(settings) if a.startswith("-")]

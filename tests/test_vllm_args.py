@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import shlex
 
-from costing.fit import FitRequest, fit_check
-from costing.vllm_args import AUTH_MIDDLEWARE, shell_command, vllm_serve_argv
+from costing.performance.fit import FitRequest, fit_check
+from costing.performance.vllm_args import AUTH_MIDDLEWARE, shell_command, vllm_serve_argv
 
 
 def _flag(argv, name):

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from costing.catalog import catalog
+from costing.data.catalog import catalog
+from costing.data.resolve import resolve
+from costing.data.spec import load_spec
 from costing.errors import UserError
-from costing.fit import FitRequest, fit_check
-from costing.resolve import resolve
-from costing.spec import load_spec
-from costing.vllm_args import DEPRECATED_QUANT_METHODS, VLLM_IMAGE, VLLM_VERSION, serve_args
+from costing.performance.fit import FitRequest, fit_check
+from costing.performance.vllm_args import DEPRECATED_QUANT_METHODS, VLLM_IMAGE, VLLM_VERSION, serve_args
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PY = ROOT / ".venv-vllm" / "bin" / "python"
@@ -353,8 +353,8 @@ def test_every_emitted_command_drains_for_the_reviews_p99_latency(checked):
     SIGTERM): every template, per GPU candidate, drains as its cost review sizes it (recomputed here from the
     review of that candidate), within the bounds; the stacks as their review does; the commands built from a
     fit alone (catalog, local) wait the bound."""
-    from costing.drain import DRAIN_MAX_S, DRAIN_MIN_S
-    from costing.review import cost_review
+    from costing.money.review import cost_review
+    from costing.performance.drain import DRAIN_MAX_S, DRAIN_MIN_S
     from selfhost.skypilot.render import choices
 
     cases, out = checked

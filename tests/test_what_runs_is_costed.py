@@ -7,11 +7,11 @@ import json
 import pytest
 from cli_inprocess import one_line_error, run_cli
 
-from costing.catalog import get_offer
+from costing.data.catalog import get_offer
+from costing.data.spec import load_spec
 from costing.errors import UserError
-from costing.review import cost_review
-from costing.spec import load_spec
-from costing.spend import HOURS_PER_MONTH
+from costing.money.review import cost_review
+from costing.money.spend import HOURS_PER_MONTH
 
 G5 = ["--offer", "aws-g5.xlarge", "--input-tokens", "1000", "--output-tokens", "250"]
 

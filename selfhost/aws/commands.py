@@ -14,7 +14,7 @@ from costing.errors import UserError
 
 
 def preflight(offer_id: str, pricing: str, region: str | None, os_name: str) -> dict:
-    from costing.catalog import check_pricing, get_offer
+    from costing.data.catalog import check_pricing, get_offer
     from selfhost.aws import api as aws
 
     offer = get_offer(offer_id)

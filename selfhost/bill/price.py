@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from costing.catalog import Offer, catalog, regional_rate, stack_rate
+from costing.data.catalog import Offer, catalog, regional_rate, stack_rate
 from costing.errors import UserError
-from costing.review import PEAK_HOURS_SHARE, alb_lcu_hours
-from costing.spend import COMMITTED_PRICING, DAYS_PER_MONTH, HOURS_PER_MONTH
+from costing.money.review import PEAK_HOURS_SHARE, alb_lcu_hours
+from costing.money.spend import COMMITTED_PRICING, DAYS_PER_MONTH, HOURS_PER_MONTH
 from selfhost.bill.declared import Declared, Preview
 
 HOURS_PER_WEEK = 168.0

@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from costing.catalog import Offer, offers_for
+from costing.data.catalog import Offer, offers_for
 from costing.errors import UserError
-from costing.spend import HOURS_PER_MONTH
+from costing.money.spend import HOURS_PER_MONTH
 from selfhost.bill.price import Bill, Usage, disk_rate, offer_for
 
 SKY_CLOUDS = ("aws", "gcp", "runpod")

@@ -51,8 +51,8 @@ def attach_projections(
 ) -> None:
     """Add the projection for each point's concurrency, and the error of the measurement against it.
     `params`: the efficiency parameters (default the shipped fit; a device profile for the local target)."""
-    from costing.fit import FitRequest, fit_check
-    from costing.projection import project
+    from costing.performance.fit import FitRequest, fit_check
+    from costing.performance.projection import project
 
     fit = fit_check(
         FitRequest(
@@ -182,7 +182,7 @@ def projection_label(tg: dict) -> str:
     physics = f"{tg['model']} {tg['precision']} on {tg['gpus']}x {tg['gpu']}"
     if tg.get("label"):
         return f"{tg['label']} ({tg.get('calibration') or 'shipped calibration'}; physics of {physics})"
-    return f"{physics} (costing/projection.py)"
+    return f"{physics} (costing/performance/projection.py)"
 
 
 def render(doc: dict, fmt: str) -> str:

@@ -81,7 +81,7 @@ def _advisories(url: str, api_key: str, timeout: float, strict: bool) -> None:
     """Warn (stderr) when the server's vLLM is in an advisory's affected range; --strict: exit 2."""
     from packaging.version import InvalidVersion, Version
 
-    from costing import advisories
+    from costing.data import advisories
     from costing.errors import UserError
     from selfhost.check.smoke import server_version
 
@@ -187,7 +187,7 @@ def register(app: typer.Typer) -> None:
         levels = None if request_rate else parse_concurrency(concurrency or "1,4,16,64")
         target = None
         if model_id or gpu:
-            from costing.fit import FitRequest, fit_check
+            from costing.performance.fit import FitRequest, fit_check
             from selfhost.check.bench_report import ProjectionTarget
 
             if not (model_id and gpu):
@@ -245,8 +245,8 @@ def _projection_params(path: str):
     import json
     from pathlib import Path
 
-    from costing.calibration import params_from_dict
     from costing.errors import UserError
+    from costing.performance.calibration import params_from_dict
 
     fix = "pass a calibration JSON (params, sources), e.g. costing/data/local-cpu-profile.json"
     try:

@@ -47,7 +47,7 @@ def resolve_ref(ref: str, folder: Path) -> str:
 
 def base_spec_from_git(ref: str, path: Path) -> dict | None:
     """The spec at `path` as of git `ref` (None: the file does not exist at that ref, i.e. a new deployment)."""
-    from costing.spec import parse_spec_yaml
+    from costing.data.spec import parse_spec_yaml
 
     folder = path.absolute().parent
     while not folder.is_dir() and folder != folder.parent:  # a spec deleted with its folder
@@ -113,10 +113,10 @@ def _stack_of(path: Path, ref: str | None = None):
 def _review(data: dict, where: str, stack=None) -> dict:
     """The spec's review; beside a kit Pulumi stack that deploys it, the stack's review (its load balancer,
     WAF and mirror rows included), which is what the stack's bill equals."""
-    from costing.report import review_dict
-    from costing.review import cost_review
-    from costing.spec import spec_from_dict
-    from costing.three_way import three_way
+    from costing.data.spec import spec_from_dict
+    from costing.money.report import review_dict
+    from costing.money.review import cost_review
+    from costing.money.three_way import three_way
 
     try:
         if stack is None:
@@ -166,8 +166,8 @@ def register(app: typer.Typer) -> None:
         and each head spec's own budget.max_monthly_usd (as `selfhost plan --spec` enforces it; base specs'
         budgets are not gates). The diff is printed (and written) first so a CI job can post it.
         """
-        from costing.diff import FORMATS, DiffInput, Gates, check_gate_values, diff_reviews, render
-        from costing.spec import read_spec_file
+        from costing.data.spec import read_spec_file
+        from costing.money.diff import FORMATS, DiffInput, Gates, check_gate_values, diff_reviews, render
 
         if fmt not in FORMATS:
             raise UserError(f"unknown format '{fmt}'", f"use --format with one of: {', '.join(FORMATS)}")

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("table", "--format", help="table or json"),
     ) -> None:
         """Post-deploy gate: measured output tok/s against the review's projection; exit 1 when it falls short."""
-        from costing.measured_gate import GateRules, evaluate, render_text
+        from costing.money.measured_gate import GateRules, evaluate, render_text
 
         if fmt not in ("table", "json"):
             raise UserError(f"unknown --format {fmt}", "use table or json")

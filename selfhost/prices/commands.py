@@ -15,7 +15,7 @@ DEFAULT_REGIONS = {
 
 
 def _offers(cloud: str):
-    from costing.catalog import catalog
+    from costing.data.catalog import catalog
 
     return [o for o in catalog().offers.values() if o.cloud == cloud]
 

@@ -5,7 +5,7 @@ prediction SKUs, summed per machine as Compute Engine's are). Bedrock Custom Mod
 its published rates ship as dated data (costing/data/managed.yaml).
 
 Rows use the service as `cloud` (`sagemaker`, `vertex`), so they sit in the same snapshot as the VMs' and
-costing.managed lays them over the shipped ones."""
+costing.money.managed lays them over the shipped ones."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ VERTEX_API = "Cloud Billing Catalog API (CloudCatalogClient.list_skus, Vertex AI
 
 
 def _machines(service: str) -> list[str]:
-    from costing.managed import managed_catalog
+    from costing.money.managed import managed_catalog
 
     return sorted(name for (s, name) in managed_catalog().machines if s == service)
 
@@ -74,7 +74,7 @@ def refresh_vertex(regions: list[str], retrieved: dt.datetime, catalog=None) -> 
     """Vertex AI prediction node-hours of the G2 machines in `regions`: vCPUs x core + GiB x RAM + L4s x GPU,
     from the Vertex AI service's prediction SKUs (priced as the compute refresh prices a machine); one
     CloudFailure line on any error."""
-    from costing.catalog import catalog as kit_catalog
+    from costing.data.catalog import catalog as kit_catalog
     from selfhost.prices import gcp_billing
 
     offers = {o.instance_type: o for o in kit_catalog().offers.values()}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from costing.catalog import latest_snapshot, shipped_rows, snapshot_dir
+from costing.data.catalog import latest_snapshot, shipped_rows, snapshot_dir
 
 
 def now() -> dt.datetime:

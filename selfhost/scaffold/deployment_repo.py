@@ -80,7 +80,7 @@ class Choice:
 
 
 def _offers(cloud: str, pricing: str) -> list:
-    from costing.catalog import offers_for
+    from costing.data.catalog import offers_for
     from selfhost.skypilot.render import sky_launchable
 
     if cloud == "sky":
@@ -114,7 +114,7 @@ def _candidate(
 
 def check_availability(cloud: str, availability: str) -> None:
     """`--availability`: a known value the target can run (UserError otherwise)."""
-    from costing.review import HIGH_AVAILABILITY_REPLICAS
+    from costing.money.review import HIGH_AVAILABILITY_REPLICAS
 
     if availability not in AVAILABILITIES:
         raise UserError(f"unknown --availability {availability}", f"use one of {', '.join(AVAILABILITIES)}")
@@ -131,9 +131,9 @@ def choose(cloud: str, model: str, precision: str, availability: str = "standard
     with `availability`, by the cost review of the spec as written (`sky`: its sky section, e.g. a service).
     Every pricing the target deploys by default is tried (PRICINGS: on-demand, and spot where the catalog
     prices it; never reserved/committed, which needs a commitment the stack does not buy)."""
-    from costing.catalog import get_model, get_precision
-    from costing.review import cost_review
-    from costing.spec import spec_from_dict
+    from costing.data.catalog import get_model, get_precision
+    from costing.data.spec import spec_from_dict
+    from costing.money.review import cost_review
 
     get_model(model)  # unknown names: the catalog's refusal, with the choices
     get_precision(precision)
@@ -489,7 +489,7 @@ def files_for(
     choice = choose(cloud, model, precision, availability, sky)
     files: dict[Path, str | bytes] = {directory / SPEC_FILE: _spec_text(choice, cloud)}
     if cloud == "sky":
-        from costing.spec import spec_from_dict
+        from costing.data.spec import spec_from_dict
         from selfhost.skypilot.render import render_yaml
 
         files[directory / SKY_FILE] = render_yaml(spec_from_dict(choice.spec), source=SPEC_FILE)

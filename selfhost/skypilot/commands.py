@@ -14,7 +14,7 @@ import typer
 from costing.errors import UserError
 from selfhost.spec_options import spec_options
 
-# The spec flags both commands take (costing.spec.SPEC_KEYS); --spot/--on-demand and --service/--task are
+# The spec flags both commands take (costing.data.spec.SPEC_KEYS); --spot/--on-demand and --service/--task are
 # SkyPilot's own spelling of `pricing` and `service`, and --gpu takes a list (any_of).
 SKY_FLAGS = (
     "model",
@@ -41,10 +41,10 @@ SKY_HELP = {"gpu": "A40, A10G, L4, A100, ...; A40,A10G,L4 renders any_of"}
 
 
 def _overrides(*, gpu: str | None, spot: bool | None, **flags: Any) -> dict[str, Any]:
-    """Flags as spec overrides through the one declared mapping (costing.spec.SPEC_KEYS; None = not given).
+    """Flags as spec overrides through the one declared mapping (costing.data.spec.SPEC_KEYS; None = not given).
 
     Two flags are SkyPilot's own: `--gpu A40,A10G,L4` becomes an any_of, `--spot/--on-demand` the pricing."""
-    from costing.spec import overrides_from_flags
+    from costing.data.spec import overrides_from_flags
 
     gpu_list = [g.strip() for g in gpu.split(",") if g.strip()] if gpu else []
     pricing = None if spot is None else ("spot" if spot else "on-demand")
@@ -57,7 +57,7 @@ def _overrides(*, gpu: str | None, spot: bool | None, **flags: Any) -> dict[str,
 
 
 def _load(spec_file: Path | None, overrides: dict[str, Any]):
-    from costing.spec import load_spec
+    from costing.data.spec import load_spec
     from selfhost.skypilot.render import check_name
 
     if overrides.get("sky", {}).get("any_of"):  # --gpu A,B,C replaces the spec file's placement

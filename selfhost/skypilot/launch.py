@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
+from costing.data.spec import DeploymentSpec
 from costing.errors import UserError
-from costing.spec import DeploymentSpec
 from selfhost.skypilot import render
 from selfhost.versions import install_hint
 
@@ -40,7 +40,7 @@ SECRET_SOURCES = ("env", "file", "store")
 @dataclass
 class LaunchPlan:
     spec: DeploymentSpec
-    review: Any  # costing.review.CostReview
+    review: Any  # costing.money.review.CostReview
     yaml_path: Path
     yaml_text: str
     command: list[str]
@@ -212,7 +212,7 @@ def plan_launch(
 
     A YAML rendered here goes to `out_dir` (the user's --out) or else a new temporary folder: never
     silently into the current folder."""
-    from costing.review import cost_review, enforce_budget
+    from costing.money.review import cost_review, enforce_budget
 
     check_secret_source(secret_source, spec.sky.service, secret_file)
 
@@ -281,7 +281,7 @@ def _execute(plan: LaunchPlan, *, dry_run: bool, echo) -> int:
                 "SkyPilot is not installed here, so its parser cannot check the task; nothing was launched",
                 install_hint("sky") + " (skypilot[aws,gcp,runpod])",
             ) from None
-    from costing.report import render as render_review
+    from costing.money.report import render as render_review
 
     echo(render_review(plan.review, "table").rstrip("\n"))
     for note in plan.notes:

@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 
 import costing
-from costing.catalog import Offer, catalog, get_gpu
+from costing.data.catalog import Offer, catalog, get_gpu
 
 SCHEMA_VERSION = "v8"
 GPU_COLUMNS = [

@@ -1,7 +1,7 @@
 """Render a SkyPilot task (dev cluster) or SkyServe service from a deployment spec.
 
-The offer and the vLLM settings come from `costing.resolve.resolve` (the fit check the cost review
-uses) and the `vllm serve` line from `costing.vllm_args`, so the server SkyPilot starts is the one
+The offer and the vLLM settings come from `costing.data.resolve.resolve` (the fit check the cost review
+uses) and the `vllm serve` line from `costing.performance.vllm_args`, so the server SkyPilot starts is the one
 that was costed. Needs only PyYAML: SkyPilot itself is imported by the tests and `selfhost launch`.
 """
 
@@ -16,14 +16,14 @@ from typing import Any
 
 import yaml
 
-from costing.catalog import Offer, offers_for
+from costing.data.catalog import Offer, offers_for
+from costing.data.resolve import Resolved, price_of, resolve
+from costing.data.spec import DeploymentSpec, TargetSpec, spec_from_dict
 from costing.errors import UserError
-from costing.fit import FitResult
-from costing.readiness import BUCKET_READ_BYTES_PER_S, ENGINE_START_S, startup_allowance_s
-from costing.resolve import Resolved, price_of, resolve
-from costing.review import drained
-from costing.spec import DeploymentSpec, TargetSpec, spec_from_dict
-from costing.vllm_args import (
+from costing.money.review import drained
+from costing.performance.fit import FitResult
+from costing.performance.readiness import BUCKET_READ_BYTES_PER_S, ENGINE_START_S, startup_allowance_s
+from costing.performance.vllm_args import (
     API_KEY_ENV,
     HF_TOKEN_ENV,
     MASTER_PORT,
@@ -189,8 +189,8 @@ def cheapest(found: list[Choice]) -> Choice:
 
 
 def disk_size_gb(choice: Choice) -> int:
-    """The weights plus headroom (costing.review.storage_gb_for) plus the system part: what the review costs."""
-    from costing.review import sky_disk_size_gb, storage_gb_for
+    """The weights plus headroom (costing.money.review.storage_gb_for) plus the system part: what the review costs."""
+    from costing.money.review import sky_disk_size_gb, storage_gb_for
 
     return sky_disk_size_gb(storage_gb_for(choice.spec, choice.fit.weight_gib))
 
@@ -243,7 +243,7 @@ def replica_policy(choice: Choice, spot: bool) -> dict[str, Any]:
         policy = {"min_replicas": n, "max_replicas": n}
         base = base_ondemand_replicas(n) if spot else 0
     else:
-        from costing.review import cost_review
+        from costing.money.review import cost_review
 
         fleet = cost_review(spec, resolved=choice.resolved).fleet
         if fleet is None:  # cost_review always sets it
@@ -283,7 +283,7 @@ def refuse_one_machine_short(choice: Choice) -> None:
     spec = choice.spec
     if spec.workload is None:
         return
-    from costing.review import cost_review
+    from costing.money.review import cost_review
 
     fleet = cost_review(spec, resolved=choice.resolved).fleet
     if fleet is not None and fleet.max_replicas > 1:
@@ -415,7 +415,7 @@ def _run(found: list[Choice]) -> str:
 
 def spot_hedge(found: list[Choice]) -> bool:
     """SpotHedge for this service's spot replicas (the review prices them zone by zone when it is)."""
-    from costing.review import spot_hedge as priced_with_hedge
+    from costing.money.review import spot_hedge as priced_with_hedge
 
     return len(found) == 1 and priced_with_hedge(found[0].spec, found[0].resolved)
 
@@ -716,6 +716,6 @@ def embedded_spec(text: str) -> DeploymentSpec | None:
 
 def render_spec_file(path: str | Path, *, source: str | None = None) -> str:
     """Render one spec file (what `make templates` does for templates/specs/*.yaml)."""
-    from costing.spec import load_spec
+    from costing.data.spec import load_spec
 
     return render_yaml(load_spec(path), source=source or str(path))

@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from costing.catalog import Offer, offers_for
+from costing.data.catalog import Offer, offers_for
 from costing.errors import UserError
 from selfhost.aws.api import DEFAULT_AMI_OS, GPU_AMI_PARAMETERS
 from selfhost.stack import checks
@@ -152,8 +152,8 @@ def instance_types(p: StackPlan, zones: tuple[str, ...] = ()) -> list[str]:
     its pools by price and capacity, so a spot group keeps only the types whose market price in every
     one of the group's `zones` is at most the costed type's there: the review's price is an upper bound
     on what the group can launch."""
-    from costing.fit import fit_check
-    from costing.resolve import fit_request
+    from costing.data.resolve import fit_request
+    from costing.performance.fit import fit_check
 
     chosen = p.offer
     same = offers_for(gpu=chosen.gpu, gpus=chosen.gpus, cloud="aws")

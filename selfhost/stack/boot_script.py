@@ -10,8 +10,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from costing.vllm_allowlist import check_env
-from costing.vllm_args import API_KEY_ENV
+from costing.performance.vllm_allowlist import check_env
+from costing.performance.vllm_args import API_KEY_ENV
 from selfhost import auth_install
 from selfhost.stack.checks import check_script_values
 from selfhost.stack.plan import StackPlan

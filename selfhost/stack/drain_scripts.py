@@ -5,7 +5,7 @@ A replica that leaves (scale-in, an update, a spot reclaim) first stops taking r
 from the target group; GCP: its readiness endpoint withdrawn), then vLLM gets SIGTERM through its own unit
 (`systemctl stop vllm.service` -> `docker stop -t <drain>`) and finishes what is in flight, then the
 group is told it may go on (AWS: the termination lifecycle hook). The drain time comes from the review's
-projection (costing.scaling.drain_seconds). The metadata servers' addresses can be overridden by
+projection (costing.performance.scaling.drain_seconds). The metadata servers' addresses can be overridden by
 environment (SELFHOST_IMDS, SELFHOST_METADATA) so the handlers run under bash against stand-ins.
 """
 
@@ -16,9 +16,9 @@ import math
 import re
 import shlex
 
-from costing import scaling
-from costing.readiness import cold_start_s
-from costing.vllm_args import API_KEY_ENV
+from costing.performance import scaling
+from costing.performance.readiness import cold_start_s
+from costing.performance.vllm_args import API_KEY_ENV
 from selfhost.stack.boot_script import SECRETS_FILE, Drain, Gate
 from selfhost.stack.plan import StackPlan
 
@@ -47,7 +47,7 @@ def aws_namespace(p: StackPlan) -> str:
 
 def drain_seconds(p: StackPlan) -> int:
     """The one drain time of the deployment: the projection's p99 end-to-end latency, bounded
-    (costing.scaling.drain_seconds). vLLM's --shutdown-timeout, the load balancer's deregistration delay
+    (costing.performance.scaling.drain_seconds). vLLM's --shutdown-timeout, the load balancer's deregistration delay
     and the termination hook all follow it."""
     return scaling.drain_seconds(p.review)
 

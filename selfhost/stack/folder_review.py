@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from costing.data.resolve import resolve
 from costing.errors import UserError
-from costing.resolve import resolve
 
 STACK_CLOUDS = ("aws", "gcp", "runpod")
 Reader = Callable[[PurePosixPath], str | None]  # a file's text (None: no such file)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from costing.catalog import offers_for
+from costing.data.catalog import offers_for
 from costing.errors import UserError
 from selfhost.stack import checks
 from selfhost.stack import drain_scripts as drain

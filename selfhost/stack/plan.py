@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from costing.errors import UserError
-from costing.readiness import startup_allowance_s
-from costing.spec import (
+from costing.data.spec import (
     CONFIG_KEYS,
     MAX_REPLICAS,
     SPEC_KEYS,
@@ -27,8 +25,10 @@ from costing.spec import (
     read_spec_file,
     spec_from_dict,
 )
-from costing.spend import COMMITTED_PRICING
-from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, serve_args
+from costing.errors import UserError
+from costing.money.spend import COMMITTED_PRICING
+from costing.performance.readiness import startup_allowance_s
+from costing.performance.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, serve_args
 
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 MAX_HEALTH_GRACE_S = 3600  # the longest initial delay the clouds' health checks accept
@@ -63,7 +63,7 @@ class StackPlan:
     cloud: str
     name: str
     spec: DeploymentSpec
-    review: Any  # costing.review.CostReview
+    review: Any  # costing.money.review.CostReview
     container_args: list[str]
     image: str
     readiness: Readiness
@@ -92,7 +92,7 @@ class StackPlan:
 
     @property
     def fleet(self):
-        """The review's replica plan (costing.review.Fleet): min/max replicas, base on-demand, target QPS."""
+        """The review's replica plan (costing.money.review.Fleet): min/max replicas, base on-demand, target QPS."""
         return self.review.fleet
 
     @property
@@ -183,7 +183,7 @@ def spec_from_config(
     same fleet a SkyServe service gets; otherwise the review sizes a fixed count (what the peak needs).
     """
     overrides = merge(
-        overrides_from_config(config),  # the one declared key -> field mapping (costing.spec.SPEC_KEYS)
+        overrides_from_config(config),  # the one declared key -> field mapping (costing.data.spec.SPEC_KEYS)
         {"target": {"cloud": cloud, **target}, "sky": {"service": autoscaled, "any_of": []}},
     )
     spec_file = config.get("specFile") or None
@@ -357,7 +357,7 @@ def plan_stack(
     plain HTTP needs allowPlainHttp; `schedulable` is False where nothing can stop and start the machine;
     `autoscaled`: the review sizes the replica group the stack runs (spec_from_config); `acme_on_443`:
     the certificate for `domain` is validated over port 443 (so allowedCidrs must let the CA in), not DNS;
-    `spot_zones`: the zone IDs a spot group spreads over, priced at their mean (costing.resolve.across_zones);
+    `spot_zones`: the zone IDs a spot group spreads over, priced at their mean (costing.data.resolve.across_zones);
     `boot_disk_gb`: the system part of each replica's disk (the weights' part is sized by the review).
     """
     try:
@@ -377,7 +377,7 @@ def stack_review(
     and disks, and its own resources. The aws and gcp stacks restore every later replica's weights from their
     own bucket mirror, and run a load balancer, a WAF policy where callers are limited (GCP's Cloud Armor; AWS
     limits them with the load balancer's security group) and that bucket: each a row of the review."""
-    from costing.review import cost_review
+    from costing.money.review import cost_review
 
     mirror = STACK_MIRRORS.get(cloud)
     resources: tuple[str, ...] = ()
@@ -404,7 +404,7 @@ def _plan_stack(
     spot_zones: tuple[str, ...] = (),
     boot_disk_gb: int = 0,
 ) -> StackPlan:
-    from costing.review import enforce_budget
+    from costing.money.review import enforce_budget
 
     for key in FLAG_KEYS:  # every true/false key read now, not where a resource first needs it
         flag(config, key)

@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from costing.catalog import get_offer, offers_for
+from costing.data.catalog import get_offer, offers_for
 from costing.errors import UserError
 from selfhost.stack.plan import OPEN_CIDRS, StackPlan, number, plan_stack, spec_from_config, str_list
 
@@ -60,7 +60,7 @@ def target_of(config: Mapping[str, Any]) -> dict[str, Any]:
     cloud_type = _cloud_type(config)
     count = config.get("gpuCount")
     if count in (None, ""):
-        from costing.resolve import resolve
+        from costing.data.resolve import resolve
 
         count = resolve(spec_from_config("runpod", config, {"gpu": GPU}), need_offer=False).fit.gpus_per_node
     offers = [
@@ -140,7 +140,7 @@ def supervisor(p: StackPlan) -> str:
     sends SIGTERM: it is passed to vLLM, which finishes what is in flight within RunPod's stop timeout."""
     import json
 
-    from costing.vllm_args import API_KEY_ENV
+    from costing.performance.vllm_args import API_KEY_ENV
 
     body = json.dumps({"model": p.fit.settings.served_model_name, "prompt": "ping", "max_tokens": 1})
     probe = (

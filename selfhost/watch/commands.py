@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-review specs under fresh prices; name the decisions that flip (cheapest offer, self-host vs managed
         vs API, over budget). Exit 2 when one does."""
-        from costing.watch import render_watch, watch
+        from costing.money.watch import render_watch, watch
 
         if fmt not in ("table", "json", "markdown"):
             raise UserError(f"unknown format '{fmt}'", "use --format with one of: table, json, markdown")

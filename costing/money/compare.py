@@ -6,12 +6,12 @@ import io
 import json
 from dataclasses import dataclass
 
-from costing.catalog import PRICINGS, Offer, catalog, get_gpu, get_model
+from costing.data.catalog import PRICINGS, Offer, catalog, get_gpu, get_model
+from costing.data.spec import DeploymentSpec
 from costing.errors import UserError
-from costing.managed import PRICING as MANAGED_PRICING
-from costing.managed import ManagedReview, managed_reviews
-from costing.review import CostReview, cost_review, priced_region, require_workload
-from costing.spec import DeploymentSpec
+from costing.money.managed import PRICING as MANAGED_PRICING
+from costing.money.managed import ManagedReview, managed_reviews
+from costing.money.review import CostReview, cost_review, priced_region, require_workload
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def closest_misses(skipped: list[Skipped], limit: int = 3) -> list[Skipped]:
 
 
 def _row(r: Candidate) -> dict:
-    from costing.report import bands_dict
+    from costing.money.report import bands_dict
 
     if isinstance(r, ManagedReview):
         return {

@@ -21,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from costing.data import DATA_DIR
+
 BANDS_FILE = "error-bands.json"
 QUANTILES = (0.1, 0.9)  # the nominal 80% band
 MIN_ROWS = 9  # fewer held-out rows than this in a bucket: use the coarser one (9: k = 1 gives 80%)
@@ -143,7 +145,7 @@ def load_bands() -> dict[str, Any] | None:
 
 
 def save_bands(data: dict[str, Any], path: str | Path | None = None) -> Path:
-    target = Path(path) if path else Path(__file__).resolve().parent / "data" / BANDS_FILE
+    target = Path(path) if path else DATA_DIR / BANDS_FILE
     target.write_text(json.dumps(data, indent=1) + "\n")
     load_bands.cache_clear()
     return target

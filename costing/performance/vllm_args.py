@@ -4,7 +4,7 @@ The fit check's VllmSettings go in; the SkyPilot templates, the Pulumi stacks (c
 the local target all call this, so the server deployed is the server that was costed. The API key
 never appears here, nor in any argv: vLLM and the auth layer read it from the VLLM_API_KEY environment
 variable (vLLM logs its non-default arguments, so `--api-key` would put the key in the log and `ps`).
-Every command carries vLLM's `--shutdown-timeout` (costing/drain.py: how long a stop lets in-flight requests
+Every command carries vLLM's `--shutdown-timeout` (costing/performance/drain.py: how long a stop lets in-flight requests
 finish; the cost review sizes it). Every command loads the auth layer (selfhost/auth_middleware.py, shipped as
 the `selfhost_auth` module by selfhost/auth_install.py), which guards every route but /health: vLLM's own key
 check covers /v1 only.
@@ -15,9 +15,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from costing.drain import SHUTDOWN_TIMEOUT_FLAG
-from costing.fit import VllmSettings
-from costing.vllm_allowlist import check_extra_args
+from costing.performance.drain import SHUTDOWN_TIMEOUT_FLAG
+from costing.performance.fit import VllmSettings
+from costing.performance.vllm_allowlist import check_extra_args
 
 API_KEY_ENV = "VLLM_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"

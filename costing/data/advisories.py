@@ -18,9 +18,10 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from costing.data import DATA_DIR
 from costing.errors import UserError
 
-DATA = Path(__file__).resolve().parent / "data" / "vllm_advisories.json"
+DATA = DATA_DIR / "vllm_advisories.json"
 PACKAGE = ("PyPI", "vllm")
 
 

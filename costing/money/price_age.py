@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from costing.errors import UserError
 
 if TYPE_CHECKING:
-    from costing.review import CostReview
+    from costing.money.review import CostReview
 
 WARN_AFTER_DAYS = 30
 
@@ -43,8 +43,8 @@ def dated_prices(rv: CostReview) -> list[tuple[str, str | None, str]]:
     if price is not None and offer is not None:
         where = f"{price.region} {price.zone}" if price.zone else str(price.region)
         out.append((f"{offer.id} {price.pricing} ({where})", price.as_of, price.source))
-        from costing.catalog import regional_rate, stack_rate
-        from costing.review import priced_region
+        from costing.data.catalog import regional_rate, stack_rate
+        from costing.money.review import priced_region
 
         region = priced_region(rv.resolved)
         disk = regional_rate(offer.cloud, "storage", region)

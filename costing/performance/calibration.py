@@ -1,7 +1,8 @@
 """The projection's named efficiency parameters: their bounds, defaults, sources, load and save.
 
 Loading is json only: `selfhost plan` reads costing/data/calibration.json through this module. The fit
-on the published measurements is costing.published; the refit from a bench run is costing.bench_refit.
+on the published measurements is costing.performance.published; the refit from a bench run is
+costing.performance.bench_refit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
+
+from costing.data import DATA_DIR
 
 DATA_FILE = "calibration.json"
 
@@ -44,7 +47,7 @@ FITTED = {
 
 @dataclass(frozen=True)
 class Params:
-    """Named efficiency parameters of the projection (see costing/projection.py for the physics)."""
+    """Named efficiency parameters of the projection (see costing/performance/projection.py for the physics)."""
 
     bw_eff: float = 0.80  # fraction of datasheet memory bandwidth a decode step reaches reading weights
     kv_bw_eff: float = 0.70  # fraction of datasheet bandwidth paged attention reaches reading the KV cache
@@ -123,7 +126,7 @@ def load_params_file(path: str | Path) -> Params:
 
 
 def save_params(p: Params, path: str | Path | None = None) -> Path:
-    target = Path(path) if path else Path(__file__).resolve().parent / "data" / DATA_FILE
+    target = Path(path) if path else DATA_DIR / DATA_FILE
     target.write_text(json.dumps(params_to_dict(p), indent=2, sort_keys=False) + "\n")
     load_params.cache_clear()
     return target

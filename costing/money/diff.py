@@ -1,11 +1,12 @@
 """Cost diff: two cost reviews (base → head) of each deployment spec → one diff document, like `infracost diff`.
 
-The engine part only: inputs are review dicts (`costing.report.review_dict`, schema selfhost.review/v1) or None for a
+The engine part only: inputs are review dicts (`costing.money.report.review_dict`, schema selfhost.review/v1) or None
+for a
 deployment added or removed; output is a JSON-ready document (schema selfhost.diff/v1), its renderings (table,
 markdown for the pull-request comment, JSON) and the budget gates. No cloud or git access here.
 
 Gates: the flags (`Gates`: head total, increase in $ and %) and each head spec's own `budget.max_monthly_usd`,
-judged exactly as `selfhost plan --spec` and the stacks judge it (`costing.review.enforce_budget`: the review's
+judged exactly as `selfhost plan --spec` and the stacks judge it (`costing.money.review.enforce_budget`: the review's
 unrounded monthly total above the budget), so the pull-request check and the deploy never disagree on a spec.
 Base specs' budgets are not gates (the base is what runs today).
 """
@@ -169,7 +170,7 @@ def diff_reviews(items: list[DiffInput], gates: Gates | None = None) -> dict[str
 
 def spec_budgets(items: list[DiffInput]) -> list[dict[str, Any]]:
     """Each head spec's own budget as a gate: the verdict is the review's (`budget.within`, computed like
-    `costing.review.enforce_budget` from the unrounded total), the sentence worded like plan's refusal."""
+    `costing.money.review.enforce_budget` from the unrounded total), the sentence worded like plan's refusal."""
     out = []
     for item in items:
         head = item.head

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from costing.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
+from costing.data.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
+from costing.data.spec import DeploymentSpec
 from costing.errors import UserError
-from costing.fit import MULTI_NODE_CLOUDS, FitRequest, FitResult, fit_check, smallest_fit
-from costing.spec import DeploymentSpec
-from costing.spend import COMMITTED_PRICING
+from costing.money.spend import COMMITTED_PRICING
+from costing.performance.fit import MULTI_NODE_CLOUDS, FitRequest, FitResult, fit_check, smallest_fit
 
 
 @dataclass(frozen=True)

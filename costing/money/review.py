@@ -6,15 +6,11 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from costing import projection as proj
-from costing import scaling
-from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
-from costing.drain import drain_timeout_s
+from costing.data.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
+from costing.data.resolve import Resolved, across_zones, resolve
+from costing.data.spec import DeploymentSpec, WorkloadSpec
 from costing.errors import OverBudget, UserError
-from costing.resolve import Resolved, across_zones, resolve
-from costing.scaling import inflight_target, reclaim_note
-from costing.spec import DeploymentSpec, WorkloadSpec
-from costing.spend import (
+from costing.money.spend import (
     COMMITTED_PRICING,
     HOURS_PER_MONTH,
     BreakEven,
@@ -26,8 +22,12 @@ from costing.spend import (
     replicas_needed,
     usd_per_million,
 )
-from costing.spot_risk import SpotRisk, spot_risk
-from costing.vllm_args import VLLM_VERSION
+from costing.money.spot_risk import SpotRisk, spot_risk
+from costing.performance import projection as proj
+from costing.performance import scaling
+from costing.performance.drain import drain_timeout_s
+from costing.performance.scaling import inflight_target, reclaim_note
+from costing.performance.vllm_args import VLLM_VERSION
 
 WEIGHT_DISK_HEADROOM = 1.3  # weights + safetensors index/tokenizer + HF cache slack
 # A SkyPilot replica's disk (the task's `disk_size`, selfhost.skypilot.render): the weights' part plus this
@@ -63,7 +63,8 @@ class Fleet:
     requests_per_s_per_replica: float  # SLO-bound capacity x target utilization: the autoscaler's target
     off_peak_requests_per_s: float
     availability: str
-    # requests in flight per replica the aws/gcp groups track (costing.scaling): SLO-bound concurrency x utilization
+    # requests in flight per replica the aws/gcp groups track (costing.performance.scaling):
+    # SLO-bound concurrency x utilization
     inflight_per_replica: float = 0.0
 
 
@@ -103,9 +104,11 @@ class CostReview:
     billed_hours_per_month: float = HOURS_PER_MONTH
     no_workload: bool = False  # a price review: one replica at full load at DEFAULT_SHAPE (see full_load_review)
     confidence: str = "p50"  # sizing on the projection (p50) or on the conservative end of its band (p90)
-    engine: str = "vllm"  # the engine projected (costing.engines); the deployment runs the pinned vLLM V1
+    engine: str = "vllm"  # the engine projected (costing.performance.engines); the deployment runs the pinned vLLM V1
     spot_risk: SpotRisk | None = None  # spot pricing only: interruptions, cold start, fallback cost
-    three_way: Any = None  # costing.three_way.ThreeWay, set by `plan` (managed endpoints and APIs beside the fleet)
+    three_way: Any = (
+        None  # costing.money.three_way.ThreeWay, set by `plan` (managed endpoints and APIs beside the fleet)
+    )
     replica_monthly_usd: float = 0.0  # one replica a month as the table costs it (its disks too): the break-evens' base
 
     @property
@@ -135,7 +138,8 @@ def require_workload(spec: DeploymentSpec) -> WorkloadSpec:
 
 
 def with_drain(resolved: Resolved, point: proj.Projection) -> Resolved:
-    """The resolution with vLLM's shutdown timeout sized from the projected point's p99 latency (costing.drain)."""
+    """The resolution with vLLM's shutdown timeout sized from the projected point's p99 latency
+    (costing.performance.drain)."""
     settings = replace(resolved.fit.settings, shutdown_timeout_s=drain_timeout_s(point.e2e_p99_s))
     return replace(resolved, fit=replace(resolved.fit, settings=settings))
 
@@ -191,7 +195,7 @@ def _slo_reason(point: proj.Projection, workload: WorkloadSpec, slo: float) -> s
 
 def cheapest_meeting_slo(spec: DeploymentSpec, params: proj.Params | None = None) -> str | None:
     """The cheapest catalog offer and precision whose one-client p90 meets the SLO, as text (None: none does)."""
-    from costing.catalog import catalog, get_model
+    from costing.data.catalog import catalog, get_model
 
     workload, slo = require_workload(spec), spec.slo.p90_latency_s
     if slo is None:
@@ -453,10 +457,10 @@ def _projections(
     engine: str = "vllm",
     confidence: str = "p50",
 ) -> tuple[proj.Projection, proj.Projection]:
-    """(full load, SLO-bound point) of one replica, each with its error band (costing.bands); the point is
+    """(full load, SLO-bound point) of one replica, each with its error band (costing.performance.bands); the point is
     where the latency at `confidence` (p50: the projection; p90: its band's high end) meets the SLO.
     Memoised in `memo` by what they depend on."""
-    from costing.bands import conservative, projection_bands
+    from costing.performance.bands import conservative, projection_bands
 
     key = (
         fit.model.id, fit.precision.id, fit.gpu.name, fit.gpus_per_node, fit.nodes, fit.settings,
@@ -545,11 +549,12 @@ def cost_review(
     `projections`: a memo of the projections by fit and request shape, shared by the candidates of
     `selfhost compare` (regions and pricings of one machine project the same). `breakevens`: False skips
     the break-even against each API (compare ranks hundreds of candidates and shows none).
-    `engine`: project another engine than the deployed vLLM (costing.engines; to compare with measurements).
-    `confidence`: p50 sizes on the projection; p90 on the conservative end of its error band (costing.bands):
+    `engine`: project another engine than the deployed vLLM (costing.performance.engines; to compare with measurements).
+    `confidence`: p50 sizes on the projection; p90 on the conservative end of its error band
+    (costing.performance.bands):
     the band's low throughput and high latency."""
-    from costing.bands import CONFIDENCES, conservative
-    from costing.engines import fit_for_engine
+    from costing.performance.bands import CONFIDENCES, conservative
+    from costing.performance.engines import fit_for_engine
 
     if confidence not in CONFIDENCES:
         raise UserError(f"unknown confidence '{confidence}'", f"use --confidence with one of: {', '.join(CONFIDENCES)}")
@@ -649,7 +654,7 @@ def cost_review(
     storage_price = storage_price or 0.0
     monthly = sum(line.usd for line in lines)
     if risk and risk.rate.published:
-        from costing.price_age import WARN_AFTER_DAYS, age_days
+        from costing.money.price_age import WARN_AFTER_DAYS, age_days
 
         age = age_days(risk.rate.as_of)
         if age is None or age > WARN_AFTER_DAYS:
@@ -725,12 +730,12 @@ def full_load_review(
     )
     resolved = resolve(probe)
     if engine != "vllm":
-        from costing.engines import fit_for_engine
+        from costing.performance.engines import fit_for_engine
 
         resolved = replace(resolved, fit=fit_for_engine(probe, resolved.fit, engine))
     full = proj.max_throughput(resolved.fit, tokens_in, tokens_out, params=params, engine=engine)
     if confidence == "p90":  # the volume at full load at the conservative end of the throughput band
-        from costing.bands import conservative, projection_bands
+        from costing.performance.bands import conservative, projection_bands
 
         rps = conservative(projection_bands(full, resolved.fit, tokens_in, tokens_out, engine), "p90")[0]
         full = replace(full, requests_per_s=rps, output_tokens_per_s=rps * tokens_out)

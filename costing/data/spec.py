@@ -249,8 +249,8 @@ def spec_from_dict(data: dict[str, Any]) -> DeploymentSpec:
 
 
 def _check_extra_args(data: Mapping[str, Any]) -> None:
-    """`vllm.extra_args` may carry only flags reviewed safe for the pinned vLLM (costing.vllm_allowlist)."""
-    from costing.vllm_allowlist import check_extra_args
+    """`vllm.extra_args` may carry only flags reviewed safe for the pinned vLLM (costing.performance.vllm_allowlist)."""
+    from costing.performance.vllm_allowlist import check_extra_args
 
     vllm = data.get("vllm")
     extra = vllm.get("extra_args") if isinstance(vllm, Mapping) else None

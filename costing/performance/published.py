@@ -15,13 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from costing import engines
-from costing.calibration import FITTED, Params, load_params
+from costing.data import DATA_DIR
+from costing.performance import engines
+from costing.performance.calibration import FITTED, Params, load_params
 
 # The project's own copy (package data), or $SELFHOST_CALIBRATION_CSV
-DEFAULT_CSV = Path(
-    os.environ.get("SELFHOST_CALIBRATION_CSV") or Path(__file__).resolve().parent / "data" / "published-benchmarks.csv"
-)
+DEFAULT_CSV = Path(os.environ.get("SELFHOST_CALIBRATION_CSV") or DATA_DIR / "published-benchmarks.csv")
 
 SHAREGPT_IN, SHAREGPT_OUT = 205, 204  # LambdaLabs README: ShareGPT prompts ~205 in / ~204 out on average
 VLLM_054_MAX_NUM_SEQS = 256  # vLLM 0.5.4 default max_num_seqs (LambdaLabs ran defaults)
@@ -36,7 +35,8 @@ VLLM_054_BATCHED_TOKENS = 2048  # vLLM 0.5.4 without chunked prefill: max(max_mo
 LONG_CONTEXT_SOURCE = "benchmark_v0.md"
 VLLM_054_CHUNKED_TOKENS = 512
 # trtllm-bench max-throughput runs: batch limit 2048-4096 (assumption: 2048), max_num_tokens 8192; TensorRT-LLM
-# gives 90% of the memory left after weights to the KV cache (costing.engines, shared with `estimate --engine`)
+# gives 90% of the memory left after weights to the KV cache (costing.performance.engines, shared with
+# `estimate --engine`)
 TRTLLM_MAX_BATCH = engines.TRTLLM_MAX_BATCH
 
 GPU_NAMES = {  # CSV name -> (catalog name, override or None)
@@ -213,9 +213,9 @@ def long_context_chunked(row: Row) -> bool:
 
 def fit_for_row(row: Row):
     """The FitResult the projection runs on for a row (None when fit.py says it does not fit)."""
-    from costing.catalog import get_gpu, get_model
+    from costing.data.catalog import get_gpu, get_model
     from costing.errors import UserError
-    from costing.fit import FitRequest, fit_check
+    from costing.performance.fit import FitRequest, fit_check
 
     overrides = engines.fit_overrides(row.engine, get_model(row.model).max_context, row.precision)
     if row.engine in ("vllm-v0", "vllm-v0-multistep") and (row.burst or long_context_chunked(row)):
@@ -281,7 +281,7 @@ def simulate_burst_chunked(fit, params, n: int, input_tokens: int, mean_output: 
     """The burst under vLLM 0.5.4's chunked-prefill scheduler: every step decodes all running sequences
     first, then fills the rest of max_num_batched_tokens with prompt chunks (oldest first); a request
     decodes from the step after its last chunk."""
-    from costing.projection import Hardware, step_time_s
+    from costing.performance.projection import Hardware, step_time_s
 
     hw = Hardware.of(fit)
     outs = sharegpt_output_lengths(n, mean_output)
@@ -333,7 +333,7 @@ def simulate_burst(fit, params, n: int, input_tokens: int, mean_output: int, eng
     prompts) whenever a slot is free, otherwise decode steps; throughput = tokens / makespan."""
     import heapq
 
-    from costing.projection import Hardware, step_time_s
+    from costing.performance.projection import Hardware, step_time_s
 
     hw = Hardware.of(fit)
     outs = sharegpt_output_lengths(n, mean_output)
@@ -376,7 +376,7 @@ def poisson_concurrency(fit, params: Params, i: int, o: int, rate: float, engine
     """Requests in flight under open-loop arrivals at `rate` requests/s (Little's law): the smallest
     concurrency c whose projected end-to-end latency W(c) satisfies rate x W(c) <= c, at most the
     admissible maximum (past it the queue grows without bound and the engine runs full)."""
-    from costing.projection import admissible, project
+    from costing.performance.projection import admissible, project
 
     cap = max(1, admissible(fit, i, o, engine))
     lo, hi = 1, cap
@@ -392,7 +392,7 @@ def poisson_concurrency(fit, params: Params, i: int, o: int, rate: float, engine
 
 
 def predict(row: Row, fit, params: Params) -> Predicted:
-    from costing.projection import admissible, project
+    from costing.performance.projection import admissible, project
 
     if row.burst and long_context_chunked(row):
         return simulate_burst_chunked(fit, params, row.burst, row.input_tokens, row.output_tokens, row.engine)

@@ -35,13 +35,13 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from costing.calibration import Params, load_params
-from costing.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weight_bytes
+from costing.performance.calibration import Params, load_params
+from costing.performance.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weight_bytes
 
 # The deployed engine's defaults (vLLM 0.32, vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults, OpenAI
 # server usage context): max_num_seqs 1024 and max_num_batched_tokens 8192 per replica on GPUs with >= 70 GiB
 # that are not A100 (H100, H200), 1024 / 16384 at >= 160 GiB, else 256 / 2048; then
-# max_num_seqs = min(max_num_seqs, max_num_batched_tokens). costing.fit applies them.
+# max_num_seqs = min(max_num_seqs, max_num_batched_tokens). costing.performance.fit applies them.
 MAX_NUM_SEQS_SOURCE = "vLLM 0.32 OpenAI-server default: 1024 on >=70 GiB non-A100 GPUs, else 256 (arg_utils.py)"
 # vllm: the V1 engine the kit deploys; vllm-v0: 0.4-0.6; vllm-v0-multistep: 0.6 with --num-scheduler-steps
 ENGINES = ("vllm", "vllm-v0", "vllm-v0-multistep", "trtllm")
@@ -72,7 +72,7 @@ class Projection:
     e2e_p99_s: float = 0.0
     itl_p50_ms: float = 0.0  # median gap between two tokens: a decode-only step unless most steps carry prefill
     assumptions: dict[str, object] = field(default_factory=dict)
-    bands: dict[str, Any] | None = None  # P10-P90 intervals and extrapolation flags (costing.bands)
+    bands: dict[str, Any] | None = None  # P10-P90 intervals and extrapolation flags (costing.performance.bands)
 
     def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -290,7 +290,7 @@ def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, eng
 def _vendor_tables() -> dict[tuple, tuple[float, str]]:
     """TensorRT-LLM maximum-throughput tables in the published data (vendor docs, not user reports):
     (model, precision, gpu, gpus, input, output) -> (output tok/s, source)."""
-    from costing.published import read_rows
+    from costing.performance.published import read_rows
 
     out: dict[tuple, tuple[float, str]] = {}
     for r in read_rows():

@@ -2,7 +2,7 @@
 (0.4-0.7), vLLM 0.6 with multi-step scheduling, or TensorRT-LLM; and the scheduler defaults each ran with,
 so a public measurement can be reproduced through `selfhost estimate --engine ... --vllm-version ...`.
 
-The calibration (costing/data/calibration.json) fits each engine's CPU time apart (costing.calibration)."""
+The calibration (costing/data/calibration.json) fits each engine's CPU time apart (costing.performance.calibration)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from costing.errors import UserError
-from costing.vllm_args import VLLM_VERSION
+from costing.performance.vllm_args import VLLM_VERSION
 
-# CLI name -> the projection's engine name (costing.projection.ENGINES)
+# CLI name -> the projection's engine name (costing.performance.projection.ENGINES)
 CLI_ENGINES = {"vllm-v1": "vllm", "vllm-v0": "vllm-v0", "vllm-v0-multistep": "vllm-v0-multistep", "trtllm": "trtllm"}
 V1_FROM = (0, 8)  # vLLM 0.8.0 made the V1 engine the default
 OLDEST = (0, 4)  # the oldest vLLM the calibration has rows of
@@ -30,7 +30,7 @@ TRTLLM_BATCHED_TOKENS = 8192
 
 @dataclass(frozen=True)
 class Engine:
-    name: str  # costing.projection's engine name
+    name: str  # costing.performance.projection's engine name
     version: str  # the vLLM version (or "TensorRT-LLM")
 
     @property
@@ -92,7 +92,7 @@ def choose_engine(engine: str | None, vllm_version: str | None) -> Engine:
 
 
 def fit_overrides(engine: str, max_context: int, precision: str) -> dict[str, Any]:
-    """FitRequest fields the engine's own defaults set (empty for vLLM V1: costing.fit applies them)."""
+    """FitRequest fields the engine's own defaults set (empty for vLLM V1: costing.performance.fit applies them)."""
     if engine == "trtllm":
         return {
             "gpu_memory_utilization": TRTLLM_MEMORY_FRACTION,
@@ -119,8 +119,8 @@ def fit_for_engine(spec: Any, fit: Any, engine: str) -> Any:
     scheduler settings the spec states win over the engine's defaults."""
     from dataclasses import replace
 
-    from costing.fit import fit_check
-    from costing.resolve import fit_request
+    from costing.data.resolve import fit_request
+    from costing.performance.fit import fit_check
 
     overrides = fit_overrides(engine, fit.model.max_context, fit.precision.id)
     if not overrides:

@@ -13,17 +13,17 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from costing.catalog import Catalog, PriceRow, _read, catalog, get_gpu, get_model
+from costing.data.catalog import Catalog, PriceRow, _read, catalog, get_gpu, get_model
+from costing.data.resolve import fit_request
+from costing.data.spec import DeploymentSpec, ScheduleSpec, WorkloadSpec
 from costing.errors import UserError
-from costing.fit import FitResult, fit_check
-from costing.resolve import fit_request
-from costing.spec import DeploymentSpec, ScheduleSpec, WorkloadSpec
-from costing.spend import HOURS_PER_MONTH, Traffic, hours_per_month, replicas_needed
+from costing.money.spend import HOURS_PER_MONTH, Traffic, hours_per_month, replicas_needed
+from costing.performance.fit import FitResult, fit_check
 
 SERVICES = ("sagemaker", "vertex", "bedrock-cmi")
 INSTANCE_SERVICES = ("sagemaker", "vertex")  # billed per machine-hour; their snapshot rows use these as `cloud`
 PRICING = "on-demand"  # what `compare --pricing` filters managed rows by
-# The peak profile the review assumes (costing.review.PEAK_HOURS_SHARE): the peak rate for this share of
+# The peak profile the review assumes (costing.money.review.PEAK_HOURS_SHARE): the peak rate for this share of
 # the operating hours, the rest at the off-peak rate that keeps the daily mean.
 PEAK_HOURS_SHARE = 0.25
 
@@ -193,7 +193,7 @@ def unit_hours(profile: list[tuple[float, float]], capacity_rps: float, floor: i
 def _instance_review(
     spec: DeploymentSpec, machine: Machine, row: PriceRow, memo: dict | None
 ) -> ManagedReview | ManagedSkip:
-    from costing.review import HIGH_AVAILABILITY_REPLICAS, _projections
+    from costing.money.review import HIGH_AVAILABILITY_REPLICAS, _projections
 
     workload = _workload(spec)
     label = f"{machine.service}:{machine.name}"
@@ -345,7 +345,7 @@ def monthly_at(option: ManagedReview, spec: DeploymentSpec, requests_per_day: fl
         cmu = managed_catalog().cmu_per_copy[get_model(spec.model).id]["cmu"]
         windows = billed_windows(hourly_profile(scaled, spec.schedule), window, idle)
         return cmu * rate.usd_per_cmu_minute * window * windows + cmu * rate.storage_usd_per_cmu_month
-    from costing.review import HIGH_AVAILABILITY_REPLICAS
+    from costing.money.review import HIGH_AVAILABILITY_REPLICAS
 
     floor = HIGH_AVAILABILITY_REPLICAS if spec.effective_availability == "high" else 1
     profile = hourly_profile(scaled, spec.schedule)

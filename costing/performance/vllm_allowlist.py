@@ -14,11 +14,11 @@ import json
 import re
 from collections.abc import Iterable
 from functools import cache
-from pathlib import Path
 
+from costing.data import DATA_DIR
 from costing.errors import UserError
 
-DATA = Path(__file__).resolve().parent / "data" / "vllm_allowlist.json"
+DATA = DATA_DIR / "vllm_allowlist.json"
 _NUMBER = re.compile(r"^-\.?\d")  # a negative number is a value, not a flag
 
 

@@ -12,9 +12,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from costing.managed import ManagedReview, managed_reviews, monthly_at
-from costing.review import HIGH_AVAILABILITY_REPLICAS, CostReview
-from costing.spend import MILLION, Traffic, operating_days_per_month, replicas_needed
+from costing.money.managed import ManagedReview, managed_reviews, monthly_at
+from costing.money.review import HIGH_AVAILABILITY_REPLICAS, CostReview
+from costing.money.spend import MILLION, Traffic, operating_days_per_month, replicas_needed
 
 LOW_RPD, HIGH_RPD, GRID = 1.0, 1e8, 240  # requests/day searched for crossings
 

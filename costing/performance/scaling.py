@@ -24,9 +24,9 @@ def inflight_target(slo_concurrency: int, utilization: float) -> float:
     return max(0.1, round(slo_concurrency * utilization, 1))
 
 
-def drain_seconds(review) -> int:  # costing.review.CostReview
+def drain_seconds(review) -> int:  # costing.money.review.CostReview
     """The one drain time a deployment of `review` uses: vLLM's --shutdown-timeout the review sized
-    (costing.drain: the projected p99 end-to-end latency, bounded), which the load balancer's deregistration
+    (costing.performance.drain: the projected p99 end-to-end latency, bounded), which the load balancer's deregistration
     delay and the termination hook follow, so none cuts what vLLM is still finishing."""
     return int(review.resolved.fit.settings.shutdown_timeout_s)
 

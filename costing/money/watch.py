@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from costing.catalog import priced_by
+from costing.data.catalog import priced_by
 from costing.errors import UserError
 
 
@@ -37,10 +37,10 @@ class Flip:
 
 def decisions(path: Path) -> Decisions:
     """The decisions of one spec under the snapshot in use."""
-    from costing.compare import compare_offers, compare_rows
-    from costing.review import cost_review
-    from costing.spec import load_spec
-    from costing.three_way import three_way
+    from costing.data.spec import load_spec
+    from costing.money.compare import compare_offers, compare_rows
+    from costing.money.review import cost_review
+    from costing.money.three_way import three_way
 
     spec = load_spec(path)
     if spec.workload is None:

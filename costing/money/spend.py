@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from costing.catalog import ApiPrice
-from costing.spec import ScheduleSpec, WorkloadSpec
+from costing.data.catalog import ApiPrice
+from costing.data.spec import ScheduleSpec, WorkloadSpec
 
 HOURS_PER_MONTH = 730.0  # 8,760 h / 12, the convention of AWS/GCP monthly estimates
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24

@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from costing.readiness import (
+from costing.money.spend import HOURS_PER_MONTH
+from costing.performance.readiness import (
     BUCKET_READ_BYTES_PER_S,
     ENGINE_START_S,
     GIB,
     HF_DOWNLOAD_BYTES_PER_S,
     cold_start_s,
 )
-from costing.spend import HOURS_PER_MONTH
 
 if TYPE_CHECKING:
-    from costing.resolve import Resolved
-    from costing.review import CostLine, Fleet
+    from costing.data.resolve import Resolved
+    from costing.money.review import CostLine, Fleet
 
 DATA_FILE = "costing/data/spot_risk.yaml"
 ENGINE_START_BASIS = "assumption: image pull, weight load, torch.compile and CUDA graph capture"

@@ -8,11 +8,11 @@ import math
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from costing.vllm_args import shell_command, vllm_serve_argv
+from costing.performance.vllm_args import shell_command, vllm_serve_argv
 
 if TYPE_CHECKING:
-    from costing.projection import Projection
-    from costing.review import CostReview
+    from costing.money.review import CostReview
+    from costing.performance.projection import Projection
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
@@ -210,7 +210,7 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
 
 
 def _three_way_dict(rv: CostReview) -> dict[str, Any]:
-    from costing.three_way import three_way_dict
+    from costing.money.three_way import three_way_dict
 
     return three_way_dict(rv.three_way)
 
@@ -218,7 +218,7 @@ def _three_way_dict(rv: CostReview) -> dict[str, Any]:
 def _three_way_lines(rv: CostReview) -> list[str]:
     if rv.three_way is None:
         return []
-    from costing.three_way import three_way_lines
+    from costing.money.three_way import three_way_lines
 
     return three_way_lines(rv.three_way)
 
@@ -270,7 +270,7 @@ def spot_risk_dict(rv: CostReview) -> dict[str, Any] | None:
 
 def no_workload_dict(rv: CostReview) -> dict[str, Any]:
     """What a review without a workload assumed: one replica saturated at the default shape all its hours."""
-    from costing.review import NO_WORKLOAD_LABEL
+    from costing.money.review import NO_WORKLOAD_LABEL
 
     w, t = rv.workload, rv.traffic
     return {
@@ -290,8 +290,8 @@ def no_workload_dict(rv: CostReview) -> dict[str, Any]:
 
 def _prices_dict(rv: CostReview) -> dict[str, Any]:
     """Each price the review used, with its date and source, and the ones older than 30 days."""
-    from costing.catalog import snapshot_label
-    from costing.price_age import age_days, dated_prices, warnings
+    from costing.data.catalog import snapshot_label
+    from costing.money.price_age import age_days, dated_prices, warnings
 
     return {
         "snapshot": snapshot_label(),
@@ -302,7 +302,7 @@ def _prices_dict(rv: CostReview) -> dict[str, Any]:
 
 def price_rows(rv: CostReview) -> list[str]:
     """One line per price: what, date, source (the table and markdown show these under the review)."""
-    from costing.price_age import dated_prices
+    from costing.money.price_age import dated_prices
 
     return [f"{w}: as of {a}, {s}" for w, a, s in dated_prices(rv)]
 
@@ -351,8 +351,8 @@ def _count(x: float | None) -> str:
 
 
 def drain_dict(rv: CostReview) -> dict[str, Any]:
-    """vLLM's shutdown timeout the review chose (costing.drain), with what it came from."""
-    from costing.drain import DRAIN_MAX_S, DRAIN_MIN_S
+    """vLLM's shutdown timeout the review chose (costing.performance.drain), with what it came from."""
+    from costing.performance.drain import DRAIN_MAX_S, DRAIN_MIN_S
 
     return {
         "shutdown_timeout_s": rv.fit.settings.shutdown_timeout_s,
@@ -458,7 +458,7 @@ def _band_rows(rv: CostReview, p: Projection) -> list[tuple[str, str]]:
 
 def _no_workload_rows(rv: CostReview, where: str, price: str) -> list[tuple[str, str]]:
     """The summary of a price review (no workload): one replica, saturated at the default shape."""
-    from costing.review import NO_WORKLOAD_LABEL
+    from costing.money.review import NO_WORKLOAD_LABEL
 
     fit, f, w = rv.fit, rv.full_load, rv.workload
     return [
@@ -663,8 +663,8 @@ def render_table(rv: CostReview) -> str:
     for row in breakeven_rows(rv):
         table.add_row(*(row[i] for i in keep))
     console.print(table)
-    from costing.catalog import snapshot_label
-    from costing.price_age import warnings
+    from costing.data.catalog import snapshot_label
+    from costing.money.price_age import warnings
 
     lines = [wrap(line, width, indent="  ") for line in _three_way_lines(rv)]
     lines += [wrap(f"note: {note}", width) for note in rv.notes]
@@ -698,7 +698,7 @@ def render_markdown(rv: CostReview) -> str:
     lines += [""] if three else []
     for note in rv.notes:
         lines.append(f"> note: {note}")
-    from costing.price_age import warnings
+    from costing.money.price_age import warnings
 
     for line in warnings(rv):
         lines.append(f"> warning: {line}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from costing.review import CostReview
-from costing.spend import api_usd, monthly_usd, operating_days_per_month
+from costing.money.review import CostReview
+from costing.money.spend import api_usd, monthly_usd, operating_days_per_month
 
 
 def cost_curves(review: CostReview, points: int = 200) -> dict:
@@ -48,7 +48,7 @@ def managed_curves(review: CostReview, xs: list[float]) -> dict[str, list[float]
     tw = review.three_way
     if tw is None:
         return {}
-    from costing.managed import ManagedReview, monthly_at
+    from costing.money.managed import ManagedReview, monthly_at
 
     cheapest: dict[str, ManagedReview] = {}
     for m in tw.managed:  # cheapest first

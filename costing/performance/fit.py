@@ -1,14 +1,14 @@
 """Fit check: does the model fit, with what tensor/pipeline parallelism, how long a context and how
-many concurrent sequences. Its VllmSettings feed the one `vllm serve` builder (costing.vllm_args)."""
+many concurrent sequences. Its VllmSettings feed the one `vllm serve` builder (costing.performance.vllm_args)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
 
-from costing.catalog import Gpu, Model, Precision, catalog, get_gpu, get_model, get_precision
-from costing.drain import DRAIN_MAX_S
+from costing.data.catalog import Gpu, Model, Precision, catalog, get_gpu, get_model, get_precision
 from costing.errors import DoesNotFit, UserError
+from costing.performance.drain import DRAIN_MAX_S
 
 GIB = 1024**3
 BLOCK_SIZE = 16  # vLLM's KV cache block (tokens)
@@ -40,7 +40,7 @@ class VllmSettings:
     port: int = 8000
     extra_args: tuple[str, ...] = ()
     checkpoint_quantization: str | None = None  # the quant_method the checkpoint's config.json declares
-    # vLLM's --shutdown-timeout (costing.drain): seconds a stopping server lets in-flight requests finish.
+    # vLLM's --shutdown-timeout (costing.performance.drain): seconds a stopping server lets in-flight requests finish.
     # The cost review sizes it from its projection's p99 latency; until then, the bound (0 = abort them).
     shutdown_timeout_s: int = DRAIN_MAX_S
 
@@ -242,7 +242,7 @@ def _fit(req: FitRequest) -> FitResult:
 
 def alternatives(req: FitRequest, limit: int = 3) -> list[str]:
     """The nearest configurations that fit: more GPUs of the same kind, a smaller precision, a bigger offer."""
-    from costing.catalog import offers_for
+    from costing.data.catalog import offers_for
 
     found: list[tuple[float, str]] = []
     seen = set()
