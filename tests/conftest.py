@@ -9,6 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI replays the same draws every run (a red CI names a counterexample anyone can reproduce); a developer's run
+# keeps exploring new ones. `--hypothesis-profile=ci` locally to repeat CI's draws.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ROOT = Path(__file__).resolve().parents[1]
 # Hermetic prices: tests read the shipped snapshot, never a `selfhost prices refresh` in the user's cache.
@@ -66,7 +73,7 @@ def aws_reserved_prices(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     from price_stand_ins import aws_reserved_rows
 
-    from costing import catalog
+    from costing.data import catalog
     from selfhost.prices import snapshot
 
     cache = tmp_path / "price-cache"
