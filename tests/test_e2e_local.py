@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from fake_vllm_server import free_port
 
-from costing.bench_refit import bench_points
+from costing.performance.bench_refit import bench_points
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +51,14 @@ def vllm(tmp_path_factory):
     if missing:
         pytest.fail(f"the end-to-end tests need the vLLM CPU virtualenv: {missing}", pytrace=False)
     # the key goes in by environment only, as users are told to (argv shows in `ps`)
+    # under a temp folder too long for a Unix socket path (as macOS's or a CI runner's can be): the kit gives
+    # vLLM's IPC sockets a short folder of their own
+    long_tmp = tmp_path_factory.mktemp("tmp") / ("t" * 80)
+    long_tmp.mkdir()
     env = {
         "SELFHOST_SCRATCH": str(tmp_path_factory.mktemp("scratch")),
         "SELFHOST_LOCAL_API_KEY": secrets.token_urlsafe(24),
+        "TMPDIR": str(long_tmp),
     }
     up = cli("up", "local", "--port", str(free_port()), "--format", "json", "--timeout", "400", env=env, timeout=480)
     if up.returncode != 0:

