@@ -116,9 +116,12 @@ def kubernetes_review(spec: DeploymentSpec, cluster: str | None = None, **kwargs
     """The cost review of the Kubernetes deployment of `spec` (costing.review.CostReview). kwargs go to
     cost_review (params, calibration, engine, confidence)."""
     from costing.review import cost_review
+    from costing.scaling import metrics_note
 
     k8s_spec, kind = kubernetes_spec(spec, cluster)
     review = cost_review(k8s_spec, cloud_group=True, boot_disk_gb=NODE_ROOT_GB, **kwargs)
+    vm_metrics = metrics_note(CLUSTERS[kind])  # the VM groups' CloudWatch/Cloud Monitoring metrics: not these pods'
+    review.notes = [note for note in review.notes if note != vm_metrics]
     review.notes.append(
         "Kubernetes: one pod per GPU node; each pod's weights volume and its node's root volume are created and "
         "deleted with the replica (each replica downloads the weights from Hugging Face)"
