@@ -54,8 +54,8 @@ def cluster_for(spec: DeploymentSpec, cluster: str | None) -> str:
         raise UserError(f"unknown cluster kind '{cluster}'", f"use --cluster with one of: {', '.join(CLUSTERS)}")
     if cloud is not None and cloud != CLUSTERS[cluster]:
         raise UserError(
-            f"--cluster {cluster} runs {CLUSTERS[cluster]} nodes, but the spec's target.cloud is {cloud}",
-            f"pass --cluster {CLUSTER_OF_CLOUD.get(cloud, 'eks')}, or change target.cloud",
+            f"a {cluster.upper()} cluster runs {CLUSTERS[cluster]} nodes, but the spec's target.cloud is {cloud}",
+            f"use {CLUSTER_OF_CLOUD.get(cloud, 'eks')} (--cluster, --kubernetes), or change target.cloud",
         )
     return cluster
 

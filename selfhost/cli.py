@@ -26,7 +26,9 @@ app = typer.Typer(
     # click's plain help: no `<bool>` value hint on flags (typer's rich panels show one), wraps to $COLUMNS
     rich_markup_mode=None,
 )
-render_app = typer.Typer(help="Render deploy artefacts from a spec (SkyPilot task/service YAML, Kubernetes manifests).", no_args_is_help=True)
+render_app = typer.Typer(
+    help="Render deploy artefacts from a spec (SkyPilot task/service YAML, Kubernetes manifests).", no_args_is_help=True
+)
 launch_app = typer.Typer(help="Cost review first, then launch (stops on --max-monthly-usd).", no_args_is_help=True)
 up_app = typer.Typer(help="Start a target (local: vLLM on this machine's CPU).", no_args_is_help=True)
 down_app = typer.Typer(help="Stop a target started with `selfhost up`.", no_args_is_help=True)

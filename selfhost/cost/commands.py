@@ -195,6 +195,9 @@ def register(app: typer.Typer) -> None:
             False, "--strict", help="exit 2 when that vLLM version is affected by a published advisory"
         ),
         confidence: str = typer.Option("p50", "--confidence", help=CONFIDENCE_HELP),
+        kubernetes: str | None = typer.Option(
+            None, "--kubernetes", help="eks | gke: the nodes on a team's cluster (what `selfhost render k8s` deploys)"
+        ),
         fmt: str = FormatOpt,
     ) -> None:
         """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API.
@@ -221,7 +224,20 @@ def register(app: typer.Typer) -> None:
                 f"--chart folder '{chart.parent}' does not exist", "create it, or give another --chart path"
             )
         spec = load_spec(spec_file, **overrides_from_flags(**flags))
-        if spec.workload is None:  # a price review: one replica of the offer at full load
+        if kubernetes is not None and spec.workload is None:
+            raise UserError(
+                "--kubernetes sizes the replicas from a workload: none given",
+                "pass --requests-per-day, --input-tokens and --output-tokens (or a spec with `workload:`)",
+            )
+        if kubernetes is not None:
+            from costing.kubernetes import kubernetes_review, kubernetes_spec
+
+            resolved = resolve(kubernetes_spec(spec, kubernetes)[0])
+            params, label = _load_calibration(calibration, resolved.fit)
+            review = kubernetes_review(
+                spec, kubernetes, params=params, calibration=label, engine=eng, confidence=confidence
+            )
+        elif spec.workload is None:  # a price review: one replica of the offer at full load
             from costing.review import full_load_review
 
             if chart:
@@ -236,6 +252,7 @@ def register(app: typer.Typer) -> None:
             review = cost_review(
                 spec, params=params, calibration=label, resolved=resolved, engine=eng, confidence=confidence
             )
+        if spec.workload is not None:
             from costing.three_way import three_way
 
             review.three_way = three_way(review)

@@ -48,7 +48,9 @@ def header(objects: list[dict[str, Any]], plan: Any, what: str) -> str:
     review = plan.review
     needs = ", Karpenter (v1) with the EBS CSI driver" if plan.cluster == "eks" else ""
     if plan.cluster == "gke":
-        pools = ", ".join(f"{p['name']} ({p['machine_type']}, {'spot' if p['spot'] else 'on-demand'})" for p in _pools(plan))
+        pools = ", ".join(
+            f"{p['name']} ({p['machine_type']}, {'spot' if p['spot'] else 'on-demand'})" for p in _pools(plan)
+        )
         needs += f"; GKE node pools {pools} (stacks/kubernetes declares them)"
     line = (
         f"{review.fleet.min_replicas}-{review.fleet.max_replicas} replicas of {review.offer.instance_type} "

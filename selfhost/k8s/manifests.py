@@ -260,8 +260,7 @@ def container(p: Plan) -> dict[str, Any]:
     cpu = max(1, math.floor(offer.vcpus * 0.75))  # the rest for the node's daemons (kubelet, CNI, GPU plugin)
     memory = max(4, math.floor(offer.ram_gb * 0.8))
     env = [
-        {"name": var, "valueFrom": {"secretKeyRef": {"name": p.secret, "key": key}}}
-        for var, key in SECRET_KEYS.items()
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": p.secret, "key": key}}} for var, key in SECRET_KEYS.items()
     ]
     env += [
         {"name": "PYTHONPATH", "value": AUTH_DIR},
@@ -316,7 +315,7 @@ def container(p: Plan) -> dict[str, Any]:
             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
             {"name": "weights", "mountPath": HF_HOME},
             {"name": "home", "mountPath": "/home/vllm"},
-            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a volume, not a shared host folder
+            {"name": "tmp", "mountPath": "/tmp"},  # an emptyDir: the root filesystem is read-only
             {"name": "shm", "mountPath": "/dev/shm"},
         ],
     }
@@ -494,9 +493,7 @@ def scaled_object(p: Plan) -> dict[str, Any] | None:
             "pollingInterval": 15,
             "cooldownPeriod": 300,
             "advanced": {  # scale-in slowly: a replica leaving drains for up to the review's drain time
-                "horizontalPodAutoscalerConfig": {
-                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}
-                }
+                "horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}}
             },
             "triggers": [
                 {

@@ -48,10 +48,14 @@ def _plan(config: Mapping[str, Any]) -> manifests.Plan:
     flag(config, "allowPlainHttp")
     instance = config.get("instanceType")
     if not instance:
-        raise UserError("no instanceType in the stack config", "pulumi config set instanceType g5.xlarge (the node type)")
+        raise UserError(
+            "no instanceType in the stack config", "pulumi config set instanceType g5.xlarge (the node type)"
+        )
     spec = spec_from_config(cloud, config, {"offer": f"{cloud}-{instance}"}, autoscaled=True)
     if spec.workload is None:
-        raise UserError("no workload in the stack config: the cost review needs it", "pulumi config set requestsPerDay 3000")
+        raise UserError(
+            "no workload in the stack config: the cost review needs it", "pulumi config set requestsPerDay 3000"
+        )
     check_secrets(config, {})
     cidrs = check_cidrs(str_list(config, "allowedCidrs"), has_api_key=True)
     if cluster == "gke" and not (config.get("clusterName") and config.get("location")):
