@@ -67,9 +67,19 @@ def _pools(plan: Any) -> list[dict[str, Any]]:
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:
+    """YAML a reviewer reads: no anchors or aliases, multi-line strings (the probe, the auth module) as blocks."""
     import yaml
 
-    return yaml.safe_dump_all(objects, sort_keys=False, width=120)
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        block = "\n" in value and not any(line != line.rstrip() for line in value.splitlines())
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if block else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump_all(objects, Dumper=Dumper, sort_keys=False, width=120)
 
 
 def register(render_app: typer.Typer) -> None:

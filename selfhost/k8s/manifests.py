@@ -47,6 +47,9 @@ SECRET_KEYS = {API_KEY_ENV: "api-key", HF_TOKEN_ENV: "hf-token"}  # the Secret's
 PRESTOP_S = 5  # the endpoints controller and kube-proxy stop routing to the pod before vLLM gets SIGTERM
 STOP_MARGIN_S = 15  # the engine's own exit after the drain, as the VM stacks' `docker stop -t` (stop_timeout_s)
 PROBE_PERIOD_S = 10
+# Readiness generates a token: on a busy replica it queues behind the batch, so it gets what the VM stacks'
+# ready.sh gets (curl -m 30, every 30 s, 3 failures) rather than failing a loaded replica out of the Service.
+READY_TIMEOUT_S = 30
 UID = 10001  # a non-root user with a high id (no file in the image needs root: the caches are volumes)
 HF_HOME = "/models/hf"
 AUTH_DIR = auth_install.CONTAINER_DIR
@@ -249,7 +252,7 @@ sys.exit(0 if urllib.request.urlopen(req, timeout=%d).status == 200 else 1)
 def ready_command(p: Plan) -> list[str]:
     """Readiness: a 1-token completion with the key, which the probe reads from the container's environment
     (the command holds the variable's name, never its value)."""
-    script = READY_CHECK % (p.port, json.dumps(p.fit.settings.served_model_name), API_KEY_ENV, PROBE_PERIOD_S - 2)
+    script = READY_CHECK % (p.port, json.dumps(p.fit.settings.served_model_name), API_KEY_ENV, READY_TIMEOUT_S - 2)
     return ["python3", "-c", script]
 
 
@@ -291,8 +294,8 @@ def container(p: Plan) -> dict[str, Any]:
         },
         "readinessProbe": {
             "exec": {"command": ready_command(p)},
-            "periodSeconds": PROBE_PERIOD_S * 3,
-            "timeoutSeconds": PROBE_PERIOD_S,
+            "periodSeconds": READY_TIMEOUT_S,
+            "timeoutSeconds": READY_TIMEOUT_S,
             "failureThreshold": 3,
         },
         "livenessProbe": {
