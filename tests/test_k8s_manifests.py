@@ -385,3 +385,17 @@ def test_plan_kubernetes_is_the_same_review(eks):
     data = json.loads(result.stdout)
     monthly = data.get("monthly_usd", data.get("cost", {}).get("monthly_usd"))
     assert monthly == pytest.approx(eks[0].monthly_usd, abs=0.01)
+
+
+def test_a_re_render_into_the_same_folder_leaves_no_stale_object(tmp_path):
+    out = tmp_path / "k8s"
+    out.mkdir()
+    (out / "notes.yaml").write_text("mine: true\n")  # not the render's: left alone
+    first = ("--spec", str(EXAMPLE), "--cluster-name", "demo", "--allowed-cidrs", "10.0.0.0/16", "--out", str(out))
+    assert run_selfhost("render", "k8s", *first).returncode == 0
+    assert any("ec2nodeclass" in p.name for p in out.iterdir())
+    again = run_selfhost("render", "k8s", *first, "--cluster", "eks", "--name", "other")
+    assert again.returncode == 0, again.stderr
+    rendered = sorted(p.name for p in out.glob("[0-9][0-9]-*.yaml"))
+    assert rendered and all(p.endswith("-other.yaml") or "other-" in p for p in rendered), rendered
+    assert (out / "notes.yaml").read_text() == "mine: true\n" and "removed" in again.stderr

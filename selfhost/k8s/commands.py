@@ -5,6 +5,7 @@ Light at import (typer only); the builder needs PyYAML and the costing engine, n
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,16 @@ HEADER = """# selfhost render k8s: {what}
 """
 
 
+RENDERED = re.compile(r"^\d{2}-[a-z0-9]+-[a-z0-9-]+\.yaml$")  # file_name's shape
+
+
 def file_name(index: int, obj: dict[str, Any]) -> str:
     return f"{index:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+def stale_files(folder: Path, written: set[str]) -> list[Path]:
+    """An earlier render's files the new one did not write: `kubectl apply -f FOLDER` would apply them too."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and RENDERED.match(p.name) and p.name not in written)
 
 
 def header(objects: list[dict[str, Any]], plan: Any, what: str) -> str:
@@ -132,8 +141,12 @@ def register(render_app: typer.Typer) -> None:
             else:
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "README.txt").write_text(header(objects, plan, what).replace("# ", "").replace("#", ""))
-                for i, obj in enumerate(objects):
-                    (out / file_name(i, obj)).write_text(to_yaml([obj]))
+                names = {file_name(i, obj): obj for i, obj in enumerate(objects)}
+                for name, obj in names.items():
+                    (out / name).write_text(to_yaml([obj]))
+                for old in stale_files(out, set(names)):
+                    old.unlink()
+                    typer.echo(f"removed {old} (an earlier render's object this one does not have)", err=True)
         except OSError as err:
             raise UserError(f"cannot write --out '{out}' ({err.strerror})", "pick a path you can write") from None
         typer.echo(f"wrote {out} ({len(objects)} objects)", err=True)
