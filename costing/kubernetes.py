@@ -40,14 +40,20 @@ CONTROL_PLANE_FEES: dict[str, dict[str, Any]] = {
 
 
 def cluster_for(spec: DeploymentSpec, cluster: str | None) -> str:
-    """The cluster kind: the one given (eks | gke), else the one the spec's cloud runs (aws: eks, gcp: gke)."""
+    """The cluster kind: the one given (eks | gke), else the one the spec's cloud (or its offer's) runs on."""
     cloud = spec.target.cloud
+    if cloud is None and spec.target.offer:
+        from costing.catalog import get_offer
+
+        cloud = get_offer(spec.target.offer).cloud  # an unknown offer: its own one-line error
     if cluster is None:
         if cloud not in CLUSTER_OF_CLOUD:
             raise UserError(
                 f"no Kubernetes cluster kind for target.cloud {cloud or '(none)'}: the nodes are priced on aws (EKS) "
                 "or gcp (GKE)",
-                "pass --cluster eks or --cluster gke (or set target.cloud to aws or gcp)",
+                "pass --cluster eks or --cluster gke (or set target.cloud to aws or gcp)"
+                if cloud is None
+                else "pick an aws or gcp offer (e.g. aws-g5.xlarge, gcp-g2-standard-8)",
             )
         return CLUSTER_OF_CLOUD[cloud]
     if cluster not in CLUSTERS:

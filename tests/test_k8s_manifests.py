@@ -348,6 +348,14 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, words):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_cluster_kind_follows_the_offer_and_refuses_a_cloud_without_one():
+    spec = spec_from_dict({**GKE_SPEC, "target": {"offer": "gcp-g2-standard-8"}})  # no cloud: the offer's
+    assert kubernetes_review(spec).offer.cloud == "gcp"
+    runpod = spec_from_dict({**GKE_SPEC, "target": {"offer": "runpod-a40x1-secure"}})
+    with pytest.raises(UserError, match=r"no Kubernetes cluster kind for target\.cloud runpod"):
+        kubernetes_review(runpod)
+
+
 def test_an_eks_render_needs_the_cluster_name():
     with pytest.raises(UserError, match="cluster's name"):
         build(example_spec(), "eks", Options(allowed_cidrs=("10.0.0.0/16",)))
