@@ -41,7 +41,7 @@ CONTROL_PLANE_FEES: dict[str, dict[str, Any]] = {
 
 def cluster_for(spec: DeploymentSpec, cluster: str | None) -> str:
     """The cluster kind: the one given (eks | gke), else the one the spec's cloud (or its offer's) runs on."""
-    cloud = spec.target.cloud
+    cloud: str | None = spec.target.cloud
     if cloud is None and spec.target.offer:
         from costing.catalog import get_offer
 
