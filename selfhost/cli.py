@@ -26,7 +26,9 @@ app = typer.Typer(
     # click's plain help: no `<bool>` value hint on flags (typer's rich panels show one), wraps to $COLUMNS
     rich_markup_mode=None,
 )
-render_app = typer.Typer(help="Render deploy artefacts from a spec (SkyPilot task/service YAML).", no_args_is_help=True)
+render_app = typer.Typer(
+    help="Render deploy artefacts from a spec (SkyPilot task/service YAML, Kubernetes manifests).", no_args_is_help=True
+)
 launch_app = typer.Typer(help="Cost review first, then launch (stops on --max-monthly-usd).", no_args_is_help=True)
 up_app = typer.Typer(help="Start a target (local: vLLM on this machine's CPU).", no_args_is_help=True)
 down_app = typer.Typer(help="Stop a target started with `selfhost up`.", no_args_is_help=True)
@@ -50,6 +52,7 @@ def _register_commands() -> None:
     from selfhost.cost import commands as cost_commands
     from selfhost.diff import commands as diff_commands
     from selfhost.gate import commands as gate_commands
+    from selfhost.k8s import commands as k8s_commands
     from selfhost.local import commands as local_commands
     from selfhost.reap import commands as reap_commands
     from selfhost.scaffold import commands as scaffold_commands
@@ -66,6 +69,7 @@ def _register_commands() -> None:
     check_commands.register(app)
     cloud_commands.register(app)
     deploy_commands.register(render_app, launch_app)
+    k8s_commands.register(render_app)
     local_commands.register(up_app, down_app)
     from selfhost.prices import commands as prices_commands
 

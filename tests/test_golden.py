@@ -96,6 +96,15 @@ CASES: dict[str, tuple[str, ...]] = {
         "--spec",
         "templates/specs/llama-3.1-8b-aws-a10g-spot-service.yaml",
     ),
+    # Kubernetes: the review of the nodes on a team's EKS cluster, and the manifests that deploy it.
+    "plan-k8s-eks.txt": ("plan", "--spec", "examples/llama-3.1-8b-eks-g5-spot.yaml", "--kubernetes", "eks"),
+    "render-k8s-eks.yaml": (
+        "render",
+        "k8s",
+        "--spec",
+        "examples/llama-3.1-8b-eks-g5-spot.yaml",
+        *("--cluster-name", "team-cluster", "--allowed-cidrs", "10.0.0.0/16"),
+    ),
 }
 
 

@@ -15,7 +15,7 @@ from costing.errors import UserError
 from selfhost.spec_options import spec_options
 
 MAX_CONCURRENCY = 100_000  # requests in flight against one server: far beyond any max_num_seqs
-# The workload, schedule and SLO flags every costing command takes (costing.data.spec.SPEC_KEYS).
+# The workload, schedule and SLO flags every costing command takes (costing.spec.SPEC_KEYS).
 WORKLOAD_FLAGS = (
     "requests_per_day", "input_tokens", "output_tokens", "peak_to_mean", "p90_latency_s",
     "hours_per_day", "days_per_week", "target_utilization",
@@ -34,7 +34,7 @@ def _load_calibration(path: Path | None, fit):
     """Refit the projection from a `selfhost bench --output` JSON (None: the built-in calibration)."""
     if path is None:
         return None, None
-    from costing.performance.bench_refit import refit_from_bench
+    from costing.bench_refit import refit_from_bench
 
     if not path.is_file():
         raise UserError(
@@ -57,7 +57,7 @@ CONFIDENCE_HELP = "p50: size on the projection; p90: on the conservative end of 
 
 
 def _check_confidence(confidence: str) -> str:
-    from costing.performance.bands import CONFIDENCES
+    from costing.bands import CONFIDENCES
 
     if confidence not in CONFIDENCES:
         raise UserError(f"unknown confidence '{confidence}'", f"use --confidence with one of: {', '.join(CONFIDENCES)}")
@@ -80,12 +80,12 @@ def register(app: typer.Typer) -> None:
         fmt: str = TableOrJson,
     ) -> None:
         """Project TTFT, TPOT, latency and tokens/s for a model on GPU x count at a concurrency."""
-        from costing.data.resolve import resolve
-        from costing.data.spec import load_spec
-        from costing.money.report import band_text, extrapolation_text, projection_dict
-        from costing.performance import projection
-        from costing.performance.bands import projection_bands
-        from costing.performance.engines import choose_engine, fit_for_engine
+        from costing import projection
+        from costing.bands import projection_bands
+        from costing.engines import choose_engine, fit_for_engine
+        from costing.report import band_text, extrapolation_text, projection_dict
+        from costing.resolve import resolve
+        from costing.spec import load_spec
 
         _check_format(fmt, ("table", "json"))
         for name, value in (
@@ -195,24 +195,26 @@ def register(app: typer.Typer) -> None:
             False, "--strict", help="exit 2 when that vLLM version is affected by a published advisory"
         ),
         confidence: str = typer.Option("p50", "--confidence", help=CONFIDENCE_HELP),
+        kubernetes: str | None = typer.Option(
+            None, "--kubernetes", help="eks | gke: the nodes on a team's cluster (what `selfhost render k8s` deploys)"
+        ),
         fmt: str = FormatOpt,
     ) -> None:
         """Cost review: fit, vLLM settings, projection, monthly spend and break-even against every API.
 
         Without a workload: a price review of one always-on replica at full load. The vLLM version deployed
         is checked against the shipped advisory snapshot (warnings on stderr; --strict refuses)."""
-        from costing.data import advisories
-        from costing.money import report
-        from costing.performance.engines import choose_engine
-        from costing.performance.vllm_args import VLLM_VERSION
+        from costing import advisories, report
+        from costing.engines import choose_engine
+        from costing.vllm_args import VLLM_VERSION
 
         version = str(advisories.parse_version(vllm_version, "--vllm-version")) if vllm_version else VLLM_VERSION
         where = "--vllm-version" if vllm_version else "the kit's pinned vLLM"
         for line in advisories.enforce(version, where, strict=strict):
             typer.echo(line, err=True)
-        from costing.data.resolve import resolve
-        from costing.data.spec import load_spec, overrides_from_flags
-        from costing.money.review import cost_review, enforce_budget
+        from costing.resolve import resolve
+        from costing.review import cost_review, enforce_budget
+        from costing.spec import load_spec, overrides_from_flags
 
         _check_format(fmt, ("table", "json", "markdown"))
         eng = choose_engine(engine, vllm_version).name
@@ -222,8 +224,21 @@ def register(app: typer.Typer) -> None:
                 f"--chart folder '{chart.parent}' does not exist", "create it, or give another --chart path"
             )
         spec = load_spec(spec_file, **overrides_from_flags(**flags))
-        if spec.workload is None:  # a price review: one replica of the offer at full load
-            from costing.money.review import full_load_review
+        if kubernetes is not None and spec.workload is None:
+            raise UserError(
+                "--kubernetes sizes the replicas from a workload: none given",
+                "pass --requests-per-day, --input-tokens and --output-tokens (or a spec with `workload:`)",
+            )
+        if kubernetes is not None:
+            from costing.kubernetes import kubernetes_review, kubernetes_spec
+
+            resolved = resolve(kubernetes_spec(spec, kubernetes)[0])
+            params, label = _load_calibration(calibration, resolved.fit)
+            review = kubernetes_review(
+                spec, kubernetes, params=params, calibration=label, engine=eng, confidence=confidence
+            )
+        elif spec.workload is None:  # a price review: one replica of the offer at full load
+            from costing.review import full_load_review
 
             if chart:
                 raise UserError(
@@ -237,16 +252,17 @@ def register(app: typer.Typer) -> None:
             review = cost_review(
                 spec, params=params, calibration=label, resolved=resolved, engine=eng, confidence=confidence
             )
-            from costing.money.three_way import three_way
+        if spec.workload is not None:
+            from costing.three_way import three_way
 
             review.three_way = three_way(review)
         typer.echo(report.render(review, fmt), nl=False)
         if chart:
-            from costing.money.cost_chart import cost_chart
+            from costing.cost_chart import cost_chart
 
             cost_chart(review, chart)
             typer.echo(f"chart written to {chart}", err=True)
-        from costing.money.price_age import enforce_price_age
+        from costing.price_age import enforce_price_age
 
         enforce_price_age(review, max_price_age_days)
         enforce_budget(review)
@@ -268,9 +284,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Every offer x region x pricing that fits, ranked by monthly cost at the workload, with $/1M tokens
         and the SLO. --cloud, --region and --pricing narrow the space (the spec's own region and pricing do not)."""
-        from costing.data.catalog import check_pricing
-        from costing.data.spec import load_spec, overrides_from_flags
-        from costing.money.compare import Space, compare_offers, render_compare
+        from costing.catalog import check_pricing
+        from costing.compare import Space, compare_offers, render_compare
+        from costing.spec import load_spec, overrides_from_flags
 
         _check_format(fmt, ("table", "json", "markdown"))
         if top < 0:
