@@ -15,11 +15,11 @@ import pytest
 import yaml
 from conftest import ROOT, run_selfhost
 
+from costing.data.spec import load_spec, spec_from_dict
 from costing.errors import UserError
-from costing.kubernetes import NODE_ROOT_GB, kubernetes_review
-from costing.scaling import drain_seconds
-from costing.spec import load_spec, spec_from_dict
-from costing.vllm_args import API_KEY_ENV, VLLM_IMAGE, serve_args
+from costing.money.kubernetes import NODE_ROOT_GB, kubernetes_review
+from costing.performance.scaling import drain_seconds
+from costing.performance.vllm_args import API_KEY_ENV, VLLM_IMAGE, serve_args
 from selfhost import auth_install
 from selfhost.k8s import manifests
 from selfhost.k8s.manifests import Options, build

@@ -15,7 +15,7 @@ from costing.errors import UserError
 from selfhost.spec_options import spec_options
 
 MAX_CONCURRENCY = 100_000  # requests in flight against one server: far beyond any max_num_seqs
-# The workload, schedule and SLO flags every costing command takes (costing.spec.SPEC_KEYS).
+# The workload, schedule and SLO flags every costing command takes (costing.data.spec.SPEC_KEYS).
 WORKLOAD_FLAGS = (
     "requests_per_day", "input_tokens", "output_tokens", "peak_to_mean", "p90_latency_s",
     "hours_per_day", "days_per_week", "target_utilization",
@@ -34,7 +34,7 @@ def _load_calibration(path: Path | None, fit):
     """Refit the projection from a `selfhost bench --output` JSON (None: the built-in calibration)."""
     if path is None:
         return None, None
-    from costing.bench_refit import refit_from_bench
+    from costing.performance.bench_refit import refit_from_bench
 
     if not path.is_file():
         raise UserError(
@@ -57,7 +57,7 @@ CONFIDENCE_HELP = "p50: size on the projection; p90: on the conservative end of 
 
 
 def _check_confidence(confidence: str) -> str:
-    from costing.bands import CONFIDENCES
+    from costing.performance.bands import CONFIDENCES
 
     if confidence not in CONFIDENCES:
         raise UserError(f"unknown confidence '{confidence}'", f"use --confidence with one of: {', '.join(CONFIDENCES)}")
@@ -80,12 +80,12 @@ def register(app: typer.Typer) -> None:
         fmt: str = TableOrJson,
     ) -> None:
         """Project TTFT, TPOT, latency and tokens/s for a model on GPU x count at a concurrency."""
-        from costing import projection
-        from costing.bands import projection_bands
-        from costing.engines import choose_engine, fit_for_engine
-        from costing.report import band_text, extrapolation_text, projection_dict
-        from costing.resolve import resolve
-        from costing.spec import load_spec
+        from costing.data.resolve import resolve
+        from costing.data.spec import load_spec
+        from costing.money.report import band_text, extrapolation_text, projection_dict
+        from costing.performance import projection
+        from costing.performance.bands import projection_bands
+        from costing.performance.engines import choose_engine, fit_for_engine
 
         _check_format(fmt, ("table", "json"))
         for name, value in (
@@ -204,17 +204,18 @@ def register(app: typer.Typer) -> None:
 
         Without a workload: a price review of one always-on replica at full load. The vLLM version deployed
         is checked against the shipped advisory snapshot (warnings on stderr; --strict refuses)."""
-        from costing import advisories, report
-        from costing.engines import choose_engine
-        from costing.vllm_args import VLLM_VERSION
+        from costing.data import advisories
+        from costing.money import report
+        from costing.performance.engines import choose_engine
+        from costing.performance.vllm_args import VLLM_VERSION
 
         version = str(advisories.parse_version(vllm_version, "--vllm-version")) if vllm_version else VLLM_VERSION
         where = "--vllm-version" if vllm_version else "the kit's pinned vLLM"
         for line in advisories.enforce(version, where, strict=strict):
             typer.echo(line, err=True)
-        from costing.resolve import resolve
-        from costing.review import cost_review, enforce_budget
-        from costing.spec import load_spec, overrides_from_flags
+        from costing.data.resolve import resolve
+        from costing.data.spec import load_spec, overrides_from_flags
+        from costing.money.review import cost_review, enforce_budget
 
         _check_format(fmt, ("table", "json", "markdown"))
         eng = choose_engine(engine, vllm_version).name
@@ -230,7 +231,7 @@ def register(app: typer.Typer) -> None:
                 "pass --requests-per-day, --input-tokens and --output-tokens (or a spec with `workload:`)",
             )
         if kubernetes is not None:
-            from costing.kubernetes import kubernetes_review, kubernetes_spec
+            from costing.money.kubernetes import kubernetes_review, kubernetes_spec
 
             resolved = resolve(kubernetes_spec(spec, kubernetes)[0])
             params, label = _load_calibration(calibration, resolved.fit)
@@ -238,7 +239,7 @@ def register(app: typer.Typer) -> None:
                 spec, kubernetes, params=params, calibration=label, engine=eng, confidence=confidence
             )
         elif spec.workload is None:  # a price review: one replica of the offer at full load
-            from costing.review import full_load_review
+            from costing.money.review import full_load_review
 
             if chart:
                 raise UserError(
@@ -253,16 +254,16 @@ def register(app: typer.Typer) -> None:
                 spec, params=params, calibration=label, resolved=resolved, engine=eng, confidence=confidence
             )
         if spec.workload is not None:
-            from costing.three_way import three_way
+            from costing.money.three_way import three_way
 
             review.three_way = three_way(review)
         typer.echo(report.render(review, fmt), nl=False)
         if chart:
-            from costing.cost_chart import cost_chart
+            from costing.money.cost_chart import cost_chart
 
             cost_chart(review, chart)
             typer.echo(f"chart written to {chart}", err=True)
-        from costing.price_age import enforce_price_age
+        from costing.money.price_age import enforce_price_age
 
         enforce_price_age(review, max_price_age_days)
         enforce_budget(review)
@@ -284,9 +285,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Every offer x region x pricing that fits, ranked by monthly cost at the workload, with $/1M tokens
         and the SLO. --cloud, --region and --pricing narrow the space (the spec's own region and pricing do not)."""
-        from costing.catalog import check_pricing
-        from costing.compare import Space, compare_offers, render_compare
-        from costing.spec import load_spec, overrides_from_flags
+        from costing.data.catalog import check_pricing
+        from costing.data.spec import load_spec, overrides_from_flags
+        from costing.money.compare import Space, compare_offers, render_compare
 
         _check_format(fmt, ("table", "json", "markdown"))
         if top < 0:

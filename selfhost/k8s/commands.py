@@ -106,7 +106,7 @@ def register(render_app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="a folder (one file an object) or a .yaml file"),
     ) -> None:
         """Render the Kubernetes manifests of the costed deployment (Deployment, KEDA, Karpenter, ...)."""
-        from costing.spec import load_spec, overrides_from_flags
+        from costing.data.spec import load_spec, overrides_from_flags
         from selfhost.k8s import manifests
         from selfhost.stack.plan import check_cidrs
 

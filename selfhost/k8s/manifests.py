@@ -2,7 +2,7 @@
 
 Pure (no Kubernetes client, no cloud SDK): `selfhost render k8s` writes these dicts as YAML and
 stacks/kubernetes applies the same dicts with pulumi-kubernetes, so what is rendered, what is applied and
-what is costed (costing.kubernetes.kubernetes_review) are one thing. Objects, in apply order:
+what is costed (costing.money.kubernetes.kubernetes_review) are one thing. Objects, in apply order:
 
 - Namespace; StorageClass (an encrypted gp3 / pd-balanced volume, bound where the pod lands);
 - ConfigMap: the kit's auth layer (selfhost/auth_middleware.py as `selfhost_auth`), mounted read-only on
@@ -29,11 +29,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from costing.data.spec import DeploymentSpec
 from costing.errors import UserError
-from costing.kubernetes import NODE_ROOT_GB, kubernetes_review, kubernetes_spec
-from costing.scaling import INFLIGHT_SIGNAL, drain_seconds
-from costing.spec import DeploymentSpec
-from costing.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, serve_args
+from costing.money.kubernetes import NODE_ROOT_GB, kubernetes_review, kubernetes_spec
+from costing.performance.scaling import INFLIGHT_SIGNAL, drain_seconds
+from costing.performance.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, serve_args
 from selfhost import auth_install
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -60,7 +60,7 @@ NAME_RULE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
 
 # Policy-scan findings the kit keeps, each with its reason (checkov reads `checkov.io/skipN` annotations).
 CHECKOV_SKIPS = (
-    "CKV_K8S_43=the image is pinned by the kit's vLLM release tag (costing/vllm_args.py), one pin for every target",
+    "CKV_K8S_43=the image is pinned by the kit's vLLM release tag (costing.performance.vllm_args), one pin for all",
     "CKV_K8S_35=vLLM and the auth layer read the API key from the VLLM_API_KEY variable only, never from a file",
 )
 
@@ -95,7 +95,7 @@ class Plan:
     cluster: str
     name: str
     namespace: str
-    review: Any  # costing.review.CostReview
+    review: Any  # costing.money.review.CostReview
     options: Options
 
     @property
@@ -138,7 +138,7 @@ class Plan:
 
 
 def plan_for(spec_or_review: Any, cluster: str | None = None, options: Options | None = None) -> Plan:
-    """The Plan from a DeploymentSpec (reviewed here) or a review costing.kubernetes made."""
+    """The Plan from a DeploymentSpec (reviewed here) or a review costing.money.kubernetes made."""
     opts = options or Options()
     if isinstance(spec_or_review, DeploymentSpec):
         review = kubernetes_review(spec_or_review, cluster)
@@ -477,7 +477,7 @@ def inflight_query(p: Plan) -> str:
 
 
 def threshold(p: Plan) -> float:
-    """The review's per-replica threshold: requests in flight each replica keeps (costing.scaling)."""
+    """The review's per-replica threshold: requests in flight each replica keeps (costing.performance.scaling)."""
     return float(p.fleet.inflight_per_replica)
 
 

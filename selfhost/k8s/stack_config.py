@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from costing.errors import UserError
-from costing.kubernetes import CLUSTERS
+from costing.money.kubernetes import CLUSTERS
 from selfhost.k8s import manifests
 from selfhost.stack.plan import check_cidrs, check_secrets, flag, in_stack_words, spec_from_config, str_list
 
@@ -36,7 +36,7 @@ def plan(config: Mapping[str, Any]) -> manifests.Plan:
 
 
 def _plan(config: Mapping[str, Any]) -> manifests.Plan:
-    from costing.review import enforce_budget
+    from costing.money.review import enforce_budget
 
     cluster = str(config.get("cluster") or "")
     if cluster not in CLUSTERS:

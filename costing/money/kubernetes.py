@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from costing.data.spec import DeploymentSpec
 from costing.errors import UserError
-from costing.spec import DeploymentSpec
 
 # The managed clusters the render targets, and the cloud each one's nodes are priced on.
 CLUSTERS = {"eks": "aws", "gke": "gcp"}
@@ -43,7 +43,7 @@ def cluster_for(spec: DeploymentSpec, cluster: str | None) -> str:
     """The cluster kind: the one given (eks | gke), else the one the spec's cloud (or its offer's) runs on."""
     cloud: str | None = spec.target.cloud
     if cloud is None and spec.target.offer:
-        from costing.catalog import get_offer
+        from costing.data.catalog import get_offer
 
         cloud = get_offer(spec.target.offer).cloud  # an unknown offer: its own one-line error
     if cluster is None:
@@ -119,10 +119,10 @@ def control_plane_note(cluster: str) -> str:
 
 
 def kubernetes_review(spec: DeploymentSpec, cluster: str | None = None, **kwargs: Any):
-    """The cost review of the Kubernetes deployment of `spec` (costing.review.CostReview). kwargs go to
+    """The cost review of the Kubernetes deployment of `spec` (costing.money.review.CostReview). kwargs go to
     cost_review (params, calibration, engine, confidence)."""
-    from costing.review import cost_review
-    from costing.scaling import metrics_note
+    from costing.money.review import cost_review
+    from costing.performance.scaling import metrics_note
 
     k8s_spec, kind = kubernetes_spec(spec, cluster)
     review = cost_review(k8s_spec, cloud_group=True, boot_disk_gb=NODE_ROOT_GB, **kwargs)
