@@ -393,6 +393,9 @@ def test_plan_kubernetes_is_the_same_review(eks):
     data = json.loads(result.stdout)
     monthly = data.get("monthly_usd", data.get("cost", {}).get("monthly_usd"))
     assert monthly == pytest.approx(eks[0].monthly_usd, abs=0.01)
+    assert data["target"]["kubernetes"] == "eks"  # the JSON says the replicas are pods on a cluster
+    table = run_selfhost("plan", "--spec", str(EXAMPLE), "--kubernetes", "eks").stdout
+    assert "autoscaled by KEDA" in table and "SkyServe" not in table.split("Replicas", 1)[1].split("│ Schedule")[0]
 
 
 def test_a_re_render_into_the_same_folder_leaves_no_stale_object(tmp_path):

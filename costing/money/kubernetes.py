@@ -133,4 +133,5 @@ def kubernetes_review(spec: DeploymentSpec, cluster: str | None = None, **kwargs
         "deleted with the replica (each replica downloads the weights from Hugging Face)"
     )
     review.notes.append(control_plane_note(kind))
+    review.kubernetes = kind
     return review

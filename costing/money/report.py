@@ -106,6 +106,7 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
             "gpus_per_node": fit.gpus_per_node,
             "nodes": fit.nodes,
             "pricing": rv.spec.target.pricing,
+            **({"kubernetes": rv.kubernetes} if rv.kubernetes else {}),  # eks | gke: pods on the team's cluster
             "hourly_usd": _r(rv.hourly_usd, 4),
             "price_source": price.source if price else None,
             "price_derived": price.derived if price else None,
@@ -550,11 +551,17 @@ def _replicas_text(rv: CostReview) -> str:
     peak = f"peak {rv.traffic.peak_requests_per_s:,.3f} req/s"
     if f is None or not f.autoscaled:
         return f"{rv.replicas} ({peak}, {util}, availability {f.availability if f else 'standard'})"
+    slo_bound = f"SLO-bound concurrency {rv.projection.concurrency} x {rv.spec.target_utilization:.0%}"
+    if rv.kubernetes:
+        return (
+            f"{f.min_replicas} to {f.max_replicas} pods, autoscaled by KEDA at {f.inflight_per_replica:g} requests in "
+            f"flight each (vLLM's running + waiting requests: {slo_bound}) "
+            f"({peak}, {util}, availability {f.availability})"
+        )
     return (
         f"{f.min_replicas} to {f.max_replicas}, autoscaled at {f.requests_per_s_per_replica:,.2f} req/s each "
         f"(SkyServe's QPS) or {f.inflight_per_replica:g} requests in flight each (the aws/gcp stacks' vLLM "
-        f"signal: SLO-bound concurrency {rv.projection.concurrency} x {rv.spec.target_utilization:.0%}) "
-        f"({peak}, {util}, availability {f.availability})"
+        f"signal: {slo_bound}) ({peak}, {util}, availability {f.availability})"
     )
 
 

@@ -110,6 +110,7 @@ class CostReview:
         None  # costing.money.three_way.ThreeWay, set by `plan` (managed endpoints and APIs beside the fleet)
     )
     replica_monthly_usd: float = 0.0  # one replica a month as the table costs it (its disks too): the break-evens' base
+    kubernetes: str | None = None  # eks | gke: the replicas are pods on the team's cluster (costing.money.kubernetes)
 
     @property
     def fit(self):
