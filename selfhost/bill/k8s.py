@@ -336,10 +336,16 @@ def price_workload(w: Doc, docs: list[Doc], bill: Bill, usage: Usage, clouds: li
     else:
         disks = node_class
     states = [(HOURS_PER_MONTH, nodes_low, nodes_high)]
-    group = Group(
-        w.rid, cloud, region, where.types, where.spot, 0, 0.0 if where.spot else 100.0, states, disks, unpriced
-    )
+    od_share = 0.0 if where.spot else 100.0
+    group = Group(w.rid, cloud, region, where.types, where.spot, 0, od_share, states, disks, unpriced, usage.zones)
     price_group(bill, group, usage)
+    share = usage.peak_hours_share
+    for vol in pod.get("volumes") or []:
+        claim = ((vol or {}).get("ephemeral") or {}).get("volumeClaimTemplate")
+        if isinstance(claim, dict):  # a generic ephemeral volume: created and deleted with its pod
+            pods = low + (high - low) * share
+            named = {**claim, "metadata": {**(claim.get("metadata") or {}), "name": vol.get("name", "ephemeral")}}
+            price_claim(bill, w.rid, named, pods, docs, cloud, region, "per pod (lives with the pod)")
     for claim in w.get("spec", "volumeClaimTemplates", default=[]) or []:
         # A StatefulSet's claims outlive a scale-down: one per pod it ever ran, billed at the max.
         price_claim(bill, w.rid, claim, high, docs, cloud, region, "per pod (kept after scale-down)")
