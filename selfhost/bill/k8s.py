@@ -400,13 +400,13 @@ def price_claim(
     bill: Bill,
     rid: str,
     claim: dict[str, Any],
-    count: int,
+    count: float,
     docs: list[Doc],
     cloud: str | None,
     region: str | None,
     each: str,
 ) -> None:
-    size = ((claim.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+    size = (((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
     name = (claim.get("metadata") or {}).get("name", "claim")
     if not size:
         bill.not_priced(rid, f"volume claim {name}: no resources.requests.storage")
