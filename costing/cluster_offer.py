@@ -78,8 +78,7 @@ def check_target(spec: DeploymentSpec) -> KubernetesSpec:
 def fit_on_cluster(spec: DeploymentSpec, request: FitRequest) -> tuple[Offer, FitResult]:
     """The fit (the target's GPUs, else the fewest that fit on one node) and its stated offer."""
     k = check_target(spec)
-    counts = tuple(n for n in GPU_COUNTS if n <= k.gpus_per_node)
-    fit = fit_check(request) if spec.target.gpus else smallest_fit(request, counts)
+    fit = fit_check(request) if spec.target.gpus else smallest_fit(request, GPU_COUNTS)
     if fit.gpus_per_node > k.gpus_per_node:
         raise UserError(
             f"a replica needs {fit.gpus_per_node} {k.gpu} GPUs, and a node of context {k.context} offers "

@@ -91,7 +91,35 @@ def _child(cases: dict[str, str]) -> dict:
             except Exception as err:  # reported; the test fails with SkyPilot's message
                 entry = {"error": f"{type(err).__name__}: {err}"}
             report[f"{name}/{'priced' if with_pricing else 'unpriced'}"] = entry
+    report["launch"] = _launch_command(cases["dearer"])
     return report
+
+
+def _launch_command(path: str) -> dict:
+    """`selfhost launch sky`'s own plan for the dearer task, its command parsed by SkyPilot's CLI (whose
+    `--config FILE` applies the pricing config), then SkyPilot's optimizer: no pricing in ~/.sky/config.yaml."""
+    import sky
+    import yaml
+    from sky import optimizer, skypilot_config
+    from sky.client.cli import command as sky_cli
+
+    from selfhost.skypilot import launch, render
+
+    config = Path.home() / ".sky" / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"allowed_clouds": ["gcp", "kubernetes"], "kubernetes": {"allowed_contexts": [CONTEXT]}})
+    )
+    skypilot_config.reload_config()
+    spec = render.embedded_spec(Path(path).read_text())
+    plan = launch.plan_launch(spec, out_dir=Path(path).parent / "launch", yes=True)
+    launch._write(plan)  # pylint: disable=protected-access  # what the launch writes before running `sky`
+    sky_cli.launch.make_context("sky launch", plan.command[2:])
+    task = sky.Task.from_yaml_config(yaml.safe_load(plan.yaml_text), secrets_overrides=list(SECRETS.items()))
+    with sky.Dag() as dag:
+        dag.add(task)
+    optimizer.Optimizer.optimize(dag, quiet=True)
+    best = task.best_resources
+    return {"command": plan.command, "cloud": str(best.cloud), "hourly_usd": best.get_cost(3600)}
 
 
 def header_config(text: str) -> list[str]:
@@ -140,7 +168,7 @@ def skypilot(rendered, tmp_path_factory) -> dict:
             }
         )
     )
-    env = {**sky_stand_ins.sky_env(home, {}), "KUBECONFIG": str(kube / "config")}
+    env = {**sky_stand_ins.sky_env(home, {}), "KUBECONFIG": str(kube / "config"), **SECRETS}
     cases = json.dumps({name: path for name, (path, _) in rendered.items()})
     out = subprocess.run(
         [sys.executable, __file__, cases], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
@@ -167,6 +195,15 @@ def test_without_the_pricing_config_skypilot_takes_the_context_at_zero(skypilot)
     header gives the config: without it the dearer context would run while the review priced GCP."""
     got = skypilot["dearer/unpriced"]
     assert got.get("cloud") == "Kubernetes" and got["hourly_usd"] == 0.0
+
+
+def test_selfhost_launch_passes_the_pricing_to_skypilot(skypilot, rendered) -> None:
+    """The launch command carries the contexts' pricing (`--config FILE`): through SkyPilot's own CLI parser and
+    optimizer, the dearer context loses to GCP, as the review priced, with nothing in ~/.sky/config.yaml."""
+    _, chosen = rendered["dearer"]
+    got = skypilot["launch"]
+    assert "--config" in got["command"]
+    assert got["cloud"] == "GCP" and got["hourly_usd"] == pytest.approx(chosen.hourly_usd, rel=1e-6)
 
 
 def test_the_rendered_task_loads_with_skypilots_parser_and_names_the_context(skypilot) -> None:

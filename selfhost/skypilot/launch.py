@@ -48,6 +48,10 @@ class LaunchPlan:
     secret_source: str = "env"
     temp_dir: Path | None = None  # the temporary folder made for the YAML: removed when the launch is refused
     name: str | None = None  # the cluster / service name
+    # SkyPilot's pricing of the task's Kubernetes contexts (`sky ... --config FILE`), so its optimizer compares
+    # a context at the rate the review priced instead of $0/h; None without a Kubernetes candidate.
+    config_path: Path | None = None
+    config_text: str | None = None
 
     @property
     def service(self) -> bool:
@@ -164,6 +168,7 @@ def sky_command(
     yes: bool,
     secret_source: str = "env",
     secret_file: Path | None = None,
+    config: Path | None = None,
 ) -> list[str]:
     secrets: list[str] = []
     if secret_source == "env":
@@ -175,6 +180,8 @@ def sky_command(
     else:
         # A serving job never lets the cluster idle: --wait-for none tears it down `minutes` after launch.
         cmd = ["sky", "launch", "-c", name, "-i", str(minutes), "--down", "--wait-for", "none", str(path), *secrets]
+    if config is not None:  # SkyPilot's config for this command: the Kubernetes contexts' stated prices
+        cmd += ["--config", str(config)]
     return cmd + (["--yes"] if yes else [])
 
 
@@ -241,8 +248,11 @@ def plan_launch(
             f"any_of: SkyPilot picks the cheapest candidate, {chosen.offer.id} "
             f"(${chosen.hourly_usd:.4f}/h), which this review prices"
         )
-    command = sky_command(name, path, spec.sky.service, minutes, yes, secret_source, secret_file)
-    return LaunchPlan(spec, review, path, text, command, notes, secret_source, temp_dir, name)
+    pricing = render.sky_pricing_config(found)
+    config_path = path.with_name(f"{path.stem}.sky-config.yaml") if pricing else None
+    command = sky_command(name, path, spec.sky.service, minutes, yes, secret_source, secret_file, config_path)
+    config_text = render.dump(pricing) if pricing else None
+    return LaunchPlan(spec, review, path, text, command, notes, secret_source, temp_dir, name, config_path, config_text)
 
 
 def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
@@ -400,6 +410,8 @@ def _write(plan: LaunchPlan) -> None:
         if not plan.yaml_path.exists() or plan.yaml_path.read_text() != plan.yaml_text:
             plan.yaml_path.parent.mkdir(parents=True, exist_ok=True)
             plan.yaml_path.write_text(plan.yaml_text)
+        if plan.config_path is not None and plan.config_text is not None:
+            plan.config_path.write_text(plan.config_text)
     except OSError as err:
         raise UserError(
             f"cannot write the task to '{plan.yaml_path}' ({err.strerror})", "give --out a folder you can write"

@@ -690,9 +690,10 @@ def header(
     pricing = sky_pricing_config(found)
     if pricing:
         lines += [
-            "# SkyPilot prices a Kubernetes context at $0/h unless its config states a price: without this in",
-            "# ~/.sky/config.yaml (or the project's .sky.yaml) its optimizer would always pick the context. With it,",
-            "# it compares the context with the clouds at the rate the review priced:",
+            "# SkyPilot prices a Kubernetes context at $0/h unless its config states a price: without this its",
+            "# optimizer would always pick the context. With it, it compares the context with the clouds at the rate",
+            "# the review priced. `selfhost launch sky` passes it (--config FILE); by hand, save it to a file and",
+            "# add `--config FILE` to the command below (or put it in ~/.sky/config.yaml):",
             *(f"#   {line}" for line in dump(pricing).splitlines()),
         ]
     if found[0].fit.nodes > 1:
