@@ -113,13 +113,24 @@ def _launch_command(path: str) -> dict:
     spec = render.embedded_spec(Path(path).read_text())
     plan = launch.plan_launch(spec, out_dir=Path(path).parent / "launch", yes=True)
     launch._write(plan)  # pylint: disable=protected-access  # what the launch writes before running `sky`
+    dry_run = launch.skypilot_choice(plan.yaml_text, plan.config_path)  # --dry-run's optimizer line
+    lines = launch.optimizer_lines(plan)
+    skypilot_config.reload_config()
+    reset = skypilot_config.get_nested(("kubernetes", "context_configs"), None) is None
     sky_cli.launch.make_context("sky launch", plan.command[2:])
     task = sky.Task.from_yaml_config(yaml.safe_load(plan.yaml_text), secrets_overrides=list(SECRETS.items()))
     with sky.Dag() as dag:
         dag.add(task)
     optimizer.Optimizer.optimize(dag, quiet=True)
     best = task.best_resources
-    return {"command": plan.command, "cloud": str(best.cloud), "hourly_usd": best.get_cost(3600)}
+    return {
+        "command": plan.command,
+        "cloud": str(best.cloud),
+        "hourly_usd": best.get_cost(3600),
+        "dry_run": [dry_run["cloud"], dry_run["hourly_usd"]],
+        "dry_run_lines": lines,
+        "reset": reset,
+    }
 
 
 def header_config(text: str) -> list[str]:
@@ -204,6 +215,10 @@ def test_selfhost_launch_passes_the_pricing_to_skypilot(skypilot, rendered) -> N
     got = skypilot["launch"]
     assert "--config" in got["command"]
     assert got["cloud"] == "GCP" and got["hourly_usd"] == pytest.approx(chosen.hourly_usd, rel=1e-6)
+    assert got["reset"], "the CLI's --config was applied on top of an already priced config: the check proves nothing"
+    # `selfhost launch sky --dry-run` shows SkyPilot's choice with the same pricing applied
+    assert got["dry_run"][0] == "gcp" and got["dry_run"][1] == pytest.approx(chosen.hourly_usd, rel=1e-6)
+    assert "SkyPilot's optimizer picks what the review priced" in got["dry_run_lines"]
 
 
 def test_the_rendered_task_loads_with_skypilots_parser_and_names_the_context(skypilot) -> None:

@@ -317,7 +317,7 @@ def _execute(plan: LaunchPlan, *, dry_run: bool, echo) -> int:
     return code
 
 
-def skypilot_choice(text: str) -> dict[str, Any]:
+def skypilot_choice(text: str, config: Path | None = None) -> dict[str, Any]:
     """SkyPilot's parser and optimizer on the YAML (SkyPilot imported here only): what it would launch.
 
     Uses the user's own SkyPilot setup (enabled clouds, catalogs); raises UserError when SkyPilot
@@ -325,6 +325,11 @@ def skypilot_choice(text: str) -> dict[str, Any]:
     validate_with_skypilot(text, "service:" in text)
     import sky
     from sky import optimizer, sky_logging
+
+    if config is not None:  # the Kubernetes contexts' pricing, as `sky ... --config FILE` applies it
+        from sky import skypilot_config
+
+        skypilot_config.apply_cli_config([str(config)])
 
     task = sky.Task.from_yaml_config(
         yaml.safe_load(text), secrets_overrides=[(name, "placeholder") for name in render.SECRETS]
@@ -359,16 +364,16 @@ def optimizer_lines(plan: LaunchPlan) -> list[str]:
     ours = f"{offer.instance_type} {' '.join(x for x in (price.region, price.zone) if x) if price else offer.region}"
     review = f"review:   {offer.cloud} {ours}, ${plan.review.hourly_usd:,.4f}/h"
     try:
-        best = skypilot_choice(plan.yaml_text)
+        best = skypilot_choice(plan.yaml_text, plan.config_path)
     except ImportError:
         return [review, f"SkyPilot: not installed here ({install_hint('sky')}), so its optimizer did not run"]
     except UserError as err:
         return [review, f"SkyPilot: {err.problem} ({err.fix})"]
     where = " ".join(x for x in (best["region"], best["zone"]) if x)
     line = f"SkyPilot: {best['cloud']} {best['instance_type']} {where}, ${best['hourly_usd']:,.4f}/h"
-    same = (best["cloud"], best["instance_type"]) == (offer.cloud, offer.instance_type) and abs(
-        best["hourly_usd"] - plan.review.hourly_usd
-    ) < 1e-6
+    # SkyPilot names a Kubernetes pod's shape its own way (e.g. 4CPU--16GB--L4:1): the context and price decide.
+    shape = offer.cloud == "kubernetes" or best["instance_type"] == offer.instance_type
+    same = best["cloud"] == offer.cloud and shape and abs(best["hourly_usd"] - plan.review.hourly_usd) < 1e-6
     return [
         review,
         line,
