@@ -136,6 +136,13 @@ def test_the_budget_gate_on_a_complete_bill() -> None:
             "      containers: [{name: c, resources: {limits: {nvidia.com/gpu: lots}}}]\n",
             "not a Kubernetes quantity",
         ),
+        ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: many}\n", "not a whole number"),
+        (
+            "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: s}\nspec:\n"
+            "  scaleTargetRef: {name: x}\n  minReplicaCount: 5\n  maxReplicaCount: 2\n---\n"
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {}\n",
+            "min <= max",
+        ),
     ],
 )
 def test_bad_manifests_are_one_line_exit_2(tmp_path: Path, content: str, words: str) -> None:

@@ -220,7 +220,14 @@ def selected(pod: dict[str, Any], key: str) -> list[str] | None:
     return found or None
 
 
-def scale_range(workload: Doc, docs: list[Doc], bill: Bill) -> tuple[int, int, str]:
+def _count(value: Any, where: str) -> int:
+    """A replica count as declared: a whole number, else one line naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise UserError(f"{where} {value!r} is not a whole number", "write a replica count, e.g. 2")
+    return int(value)
+
+
+def scale_range(workload: Doc, docs: list[Doc]) -> tuple[int, int, str]:
     """(min, max, what sets them): a KEDA ScaledObject or an HPA targeting the workload, else its replicas."""
     for d in docs:
         if d.kind not in ("ScaledObject", "HorizontalPodAutoscaler") or d.namespace != workload.namespace:
@@ -230,16 +237,17 @@ def scale_range(workload: Doc, docs: list[Doc], bill: Bill) -> tuple[int, int, s
         if ref.get("name") != workload.name or kind != workload.kind:
             continue
         if d.kind == "ScaledObject":
-            low = int(d.get("spec", "minReplicaCount", default=KEDA_DEFAULT_MIN))
-            high = int(d.get("spec", "maxReplicaCount", default=KEDA_DEFAULT_MAX))
+            low = _count(d.get("spec", "minReplicaCount", default=KEDA_DEFAULT_MIN), f"{d.rid}: minReplicaCount")
+            high = _count(d.get("spec", "maxReplicaCount", default=KEDA_DEFAULT_MAX), f"{d.rid}: maxReplicaCount")
         else:
-            low, high = int(d.get("spec", "minReplicas", default=1)), int(d.get("spec", "maxReplicas", default=1))
+            low = _count(d.get("spec", "minReplicas", default=1), f"{d.rid}: minReplicas")
+            high = _count(d.get("spec", "maxReplicas", default=1), f"{d.rid}: maxReplicas")
         if not (0 <= low <= high <= MAX_REPLICAS):
             raise UserError(
                 f"{d.rid}: replicas {low}..{high} are not 0 <= min <= max <= {MAX_REPLICAS:,}", "fix the range"
             )
         return low, high, d.rid
-    n = int(workload.get("spec", "replicas", default=1))
+    n = _count(workload.get("spec", "replicas", default=1), f"{workload.rid}: replicas")
     if not (0 <= n <= MAX_REPLICAS):
         raise UserError(f"{workload.rid}: replicas {n} is not in 0..{MAX_REPLICAS:,}", "fix spec.replicas")
     return n, n, "spec.replicas"
@@ -300,7 +308,7 @@ def _cloud_of(types: list[str]) -> tuple[str, list[Offer]] | str:
 def price_workload(w: Doc, docs: list[Doc], bill: Bill, usage: Usage, clouds: list[tuple[str, str]]) -> None:
     pod = w.get("spec", "template", "spec", default={})
     gpus = pod_gpus(pod, w.rid)
-    low, high, by = scale_range(w, docs, bill)
+    low, high, by = scale_range(w, docs)
     if not gpus:
         bill.free.append(w.rid)
         bill.notes.append(f"{w.rid}: no {GPU_RESOURCE} request: runs on the cluster's existing nodes (not priced)")
