@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 
 from costing.data.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
 from costing.data.spec import DeploymentSpec
+from costing.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
+from costing.cluster_offer import fit_on_cluster
 from costing.errors import UserError
 from costing.money.spend import COMMITTED_PRICING
 from costing.performance.fit import MULTI_NODE_CLOUDS, FitRequest, FitResult, fit_check, smallest_fit
@@ -92,6 +94,9 @@ def price_of(offer: Offer, pricing: str, region: str | None = None) -> Price:
 def resolve(spec: DeploymentSpec, *, need_offer: bool = True) -> Resolved:
     """The offer and fit for a spec. With only --gpu, the fewest GPUs that fit are chosen."""
     t = spec.target
+    if t.kubernetes is not None:  # the team's cluster, at the rate the spec states
+        offer, fit = fit_on_cluster(spec, fit_request(spec, get_gpu(t.kubernetes.gpu).name, t.gpus or 1))
+        return Resolved(spec, fit, offer, offer.price("on-demand"))
     if t.cloud:
         check_cloud(t.cloud)
     on_runpod = t.cloud == "runpod" or (t.offer or "").startswith("runpod-")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from costing.errors import UserError
 
@@ -40,6 +40,52 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class KubernetesSpec(_Strict):
+    """A team's own Kubernetes cluster as a placement (SkyPilot `infra: k8s/<context>`), priced as the team
+    states it: its node price (per node-hour with the GPUs a node offers, or per GPU-hour) and where the figure
+    comes from. No catalog knows what a team pays for its cluster: without a stated price it is refused."""
+
+    context: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/\-]*$",
+        description="the kubeconfig context SkyPilot launches on (`kubectl config get-contexts`)",
+    )
+    gpu: str = Field(min_length=1, max_length=32, description="the GPU type the cluster's nodes have, e.g. L4")
+    gpus_per_node: int = Field(1, ge=1, le=8, description="GPUs one node offers, 1 to 8")
+    usd_per_node_hour: float | None = Field(
+        None, gt=0, le=1000, description="what one node costs the team an hour, in USD (at most 1,000)"
+    )
+    usd_per_gpu_hour: float | None = Field(
+        None, gt=0, le=1000, description="or: what one GPU of a node costs an hour, in USD (at most 1,000)"
+    )
+    source: str = Field(
+        min_length=3,
+        max_length=200,
+        description='where the price comes from, with its date (e.g. "FinOps rate card 2026-11")',
+    )
+    as_of: str | None = Field(
+        None, pattern=r"^20[0-9]{2}-[01][0-9]-[0-3][0-9]$", description="the price's date, YYYY-MM-DD"
+    )
+    vcpus: int | None = Field(None, ge=1, le=512, description="vCPUs a node offers (SkyPilot's fit check)")
+    memory_gb: float | None = Field(None, gt=0, le=8192, description="memory a node offers, GB")
+
+    @model_validator(mode="after")
+    def _one_price(self) -> KubernetesSpec:
+        if (self.usd_per_node_hour is None) == (self.usd_per_gpu_hour is None):
+            raise ValueError(
+                "state the cluster's price once: usd_per_node_hour (with gpus_per_node) or usd_per_gpu_hour"
+            )
+        return self
+
+    @property
+    def gpu_hourly(self) -> float:
+        """USD per GPU-hour: SkyPilot's own unit (its `kubernetes.pricing.accelerators`)."""
+        if self.usd_per_gpu_hour is not None:
+            return self.usd_per_gpu_hour
+        return float(self.usd_per_node_hour or 0.0) / self.gpus_per_node
+
+
 class TargetSpec(_Strict):
     cloud: Cloud | None = None
     offer: str | None = None
@@ -53,6 +99,9 @@ class TargetSpec(_Strict):
         ge=1,
         le=MAX_REPLICAS,
         description=f"fixed replica count, at most {MAX_REPLICAS:,} (GPU quotas); default: what the workload needs",
+    )
+    kubernetes: KubernetesSpec | None = Field(
+        None, description="a Kubernetes context (your cluster) priced at the rate you state, instead of a cloud"
     )
 
 

@@ -9,6 +9,11 @@ from typing import Any
 from costing.data.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
 from costing.data.resolve import Resolved, across_zones, resolve
 from costing.data.spec import DeploymentSpec, WorkloadSpec
+from costing import projection as proj
+from costing import scaling
+from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
+from costing.cluster_offer import KUBERNETES
+from costing.drain import drain_timeout_s
 from costing.errors import OverBudget, UserError
 from costing.money.spend import (
     COMMITTED_PRICING,
@@ -634,6 +639,13 @@ def cost_review(
     disk_rate = regional_rate(resolved.offer.cloud, "storage", region) if resolved.offer else None
     storage = storage_gb_for(spec, fit.weight_gib)
     storage_price = float(disk_rate["usd_per_gb_month"]) if disk_rate else (None if resolved.offer else 0.0)
+    if resolved.offer is not None and resolved.offer.cloud == KUBERNETES:
+        storage_price = 0.0  # the pod's disk is the node's: in the stated node rate
+        notes.append(
+            f"Kubernetes context {resolved.offer.region}: priced at the stated rate ({resolved.offer.gpus} GPU(s) x "
+            f"${resolved.offer.on_demand / resolved.offer.gpus:.4f}/GPU-hour); the node's disk, the cluster's "
+            "control plane and its other nodes are in that rate or the team's, not priced here"
+        )
     sky_disk = boot_disk_gb is None
     system_gb = sky_disk_size_gb(storage) - storage if boot_disk_gb is None else boot_disk_gb
     lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group, system_gb, sky_disk)

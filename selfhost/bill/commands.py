@@ -1,7 +1,8 @@
 """`selfhost bill FILE`: price what a deployment declares, before it runs.
 
-FILE is `pulumi preview --json` output (any Pulumi program's, `-` for stdin) or a SkyPilot task YAML.
-Only the catalog is read: no Pulumi, SkyPilot or cloud call.
+FILE is `pulumi preview --json` output (any Pulumi program's, `-` for stdin), a SkyPilot task YAML, or
+Kubernetes manifests (a multi-document YAML file or a folder of them).
+Only the catalog is read: no Pulumi, SkyPilot, Kubernetes or cloud call.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ FORMATS = ("table", "json", "markdown")
 def register(app: typer.Typer) -> None:
     @app.command()
     def bill(
-        file: str = typer.Argument(..., help="`pulumi preview --json` output (- for stdin) or a SkyPilot task YAML"),
+        file: str = typer.Argument(
+            ...,
+            help="`pulumi preview --json` output (- for stdin), a SkyPilot task YAML, or Kubernetes manifests "
+            "(a file or a folder)",
+        ),
         fmt: str = typer.Option("table", "--format", help="table | json | markdown"),
         max_monthly_usd: float | None = typer.Option(
             None, "--max-monthly-usd", help="exit 2 when the bill is above this (refused while anything is unpriced)"
@@ -39,7 +44,7 @@ def register(app: typer.Typer) -> None:
         ),
         region: str | None = typer.Option(None, "--region", help="when the preview's config names none"),
     ) -> None:
-        """Price every resource a deployment declares (Pulumi preview or SkyPilot task) from the catalog."""
+        """Price every resource a deployment declares (Pulumi preview, SkyPilot task or Kubernetes manifests)."""
         from selfhost.bill.display import render
         from selfhost.bill.price import Usage, bill_preview, gate
 
@@ -56,7 +61,11 @@ def register(app: typer.Typer) -> None:
             region=region,
             **({"peak_hours_share": peak_hours_share} if peak_hours_share is not None else {}),
         )
-        if file.endswith((".yaml", ".yml")):
+        from selfhost.bill.k8s import bill_manifests, looks_like_manifests
+
+        if file != "-" and looks_like_manifests(Path(file)):
+            result = bill_manifests(Path(file), usage)
+        elif file.endswith((".yaml", ".yml")):
             from selfhost.bill.sky import bill_task
 
             result = bill_task(Path(file), usage)

@@ -14,6 +14,11 @@ import yaml
 from costing.data.catalog import Offer, offers_for
 from costing.errors import UserError
 from costing.money.spend import HOURS_PER_MONTH
+from costing.catalog import Offer, get_gpu, offers_for
+from costing.cluster_offer import KUBERNETES, stated_offer
+from costing.errors import UserError
+from costing.spec import KubernetesSpec
+from costing.spend import HOURS_PER_MONTH
 from selfhost.bill.price import Bill, Usage, disk_rate, offer_for
 
 SKY_CLOUDS = ("aws", "gcp", "runpod")
@@ -30,8 +35,44 @@ def _floor(value: Any) -> float:
         raise UserError(f"resources value {value!r} is not a number (or N+)", "write e.g. `cpus: 8+`") from None
 
 
-def _choice(res: dict[str, Any], region_hint: str | None, pricing: str) -> tuple[Offer, str] | str:
+def _kubernetes(res: dict[str, Any], stated: list[KubernetesSpec], pricing: str) -> tuple[Offer, str] | str | None:
+    """A block on a Kubernetes context (`infra: k8s/<context>`), priced at the rate its spec states; None for
+    any other block. SkyPilot itself prices a context at $0/h unless its config states a price."""
+    infra = str(res.get("infra") or "")
+    kind, _, context = infra.partition("/")
+    if kind.lower() not in ("k8s", "kubernetes"):
+        return None
+    gpu, _, count = str(res.get("accelerators") or "").partition(":")
+    named = [k for k in stated if k.context == context and get_gpu(k.gpu).name == get_gpu(gpu).name] if gpu else []
+    if not named:
+        return (
+            f"Kubernetes context {context or '(any)'}: its price is the team's own and no spec states it "
+            "(render the task from a spec whose candidate has kubernetes: {context, gpu, usd_per_node_hour, source})"
+        )
+    if pricing != "on-demand":
+        return f"Kubernetes context {context}: SkyPilot launches no spot pods there"
+    offer = stated_offer(named[0], int(float(count or 1)))
+    return offer, context
+
+
+def _stated(text: str) -> list[KubernetesSpec]:
+    """The Kubernetes prices the spec embedded in a rendered task states (none for a hand-written task)."""
+    from selfhost.skypilot.render import embedded_spec
+
+    spec = embedded_spec(text)
+    if spec is None:
+        return []
+    targets = [spec.target, *spec.sky.any_of]
+    return [t.kubernetes for t in targets if t.kubernetes is not None]
+
+
+def _choice(
+    res: dict[str, Any], region_hint: str | None, pricing: str, stated: list[KubernetesSpec] | None = None
+) -> tuple[Offer, str] | str:
     """The offer SkyPilot launches for one resources block, and its region; a string says why none."""
+    on_cluster = _kubernetes(res, stated or [], pricing)
+    if on_cluster is not None:
+        return on_cluster
     cloud = str(res.get("cloud") or "").lower() or None
     if cloud and cloud not in SKY_CLOUDS:
         return f"cloud {cloud} is not in the catalog"
@@ -67,8 +108,9 @@ def bill_task(path: Path, usage: Usage | None = None) -> Bill:
     usage = (usage or Usage()).check()
     if not path.is_file():
         raise UserError(f"file '{path}' not found", "pass a SkyPilot task YAML or `pulumi preview --json` output")
+    text = path.read_text()
     try:
-        task = yaml.safe_load(path.read_text())
+        task = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise UserError(f"'{path}' is not YAML ({str(err).splitlines()[0]})", "pass a SkyPilot task YAML") from None
     if not isinstance(task, dict) or not isinstance(task.get("resources"), dict):
@@ -83,7 +125,13 @@ def bill_task(path: Path, usage: Usage | None = None) -> Bill:
     blocks = res.get("any_of") or res.get("ordered")
     if blocks:
         merged = [{**{k: v for k, v in res.items() if k not in ("any_of", "ordered")}, **b} for b in blocks]
-        found = [c for b in merged if not isinstance(c := _choice(b, None, pricing), str)]
+        stated = _stated(text)
+        choices = [_choice(b, None, pricing, stated) for b in merged]
+        found = [c for c in choices if not isinstance(c, str)]
+        unpriced_cluster = [c for b, c in zip(merged, choices, strict=True) if isinstance(c, str) and b.get("infra")]
+        if unpriced_cluster:  # SkyPilot would compare the context at $0/h: no candidate can be named
+            bill.not_priced(name, unpriced_cluster[0])
+            return bill
         if not found:
             bill.not_priced(name, "no candidate of any_of/ordered is in the catalog")
             return bill
@@ -95,8 +143,13 @@ def bill_task(path: Path, usage: Usage | None = None) -> Bill:
             f"{'ordered' if res.get('ordered') else 'any_of'}: priced {offer.id} in {region}, the candidate "
             "SkyPilot's optimizer launches first; a fallback to another candidate costs its own price"
         )
+        if any(o.cloud == KUBERNETES for o, _ in found):
+            bill.notes.append(
+                "a Kubernetes context is priced at its stated rate: SkyPilot's optimizer compares it at that rate "
+                "only with the pricing config the task's header shows (kubernetes.context_configs), else at $0/h"
+            )
     else:
-        choice = _choice(res, None, pricing)
+        choice = _choice(res, None, pricing, _stated(text))
         if isinstance(choice, str):
             bill.not_priced(name, choice)
             return bill
@@ -172,7 +225,9 @@ def bill_task(path: Path, usage: Usage | None = None) -> Bill:
     if disk is None:
         disk = SKY_DEFAULT_DISK_SIZE_GB
         bill.notes.append(f"no disk_size: SkyPilot gives each node its default {disk} GB disk (priced)")
-    if disk:
+    if disk and offer.cloud == KUBERNETES:
+        bill.notes.append(f"disk {float(disk):g} GB per node: the pod's disk on the cluster's node, in its stated rate")
+    elif disk:
         rate = disk_rate(
             offer.cloud, {"aws": "gp3", "gcp": "pd-balanced", "runpod": "network-volume"}[offer.cloud], region
         )

@@ -48,6 +48,10 @@ class LaunchPlan:
     secret_source: str = "env"
     temp_dir: Path | None = None  # the temporary folder made for the YAML: removed when the launch is refused
     name: str | None = None  # the cluster / service name
+    # SkyPilot's pricing of the task's Kubernetes contexts (`sky ... --config FILE`), so its optimizer compares
+    # a context at the rate the review priced instead of $0/h; None without a Kubernetes candidate.
+    config_path: Path | None = None
+    config_text: str | None = None
 
     @property
     def service(self) -> bool:
@@ -164,6 +168,7 @@ def sky_command(
     yes: bool,
     secret_source: str = "env",
     secret_file: Path | None = None,
+    config: Path | None = None,
 ) -> list[str]:
     secrets: list[str] = []
     if secret_source == "env":
@@ -175,6 +180,8 @@ def sky_command(
     else:
         # A serving job never lets the cluster idle: --wait-for none tears it down `minutes` after launch.
         cmd = ["sky", "launch", "-c", name, "-i", str(minutes), "--down", "--wait-for", "none", str(path), *secrets]
+    if config is not None:  # SkyPilot's config for this command: the Kubernetes contexts' stated prices
+        cmd += ["--config", str(config)]
     return cmd + (["--yes"] if yes else [])
 
 
@@ -241,8 +248,11 @@ def plan_launch(
             f"any_of: SkyPilot picks the cheapest candidate, {chosen.offer.id} "
             f"(${chosen.hourly_usd:.4f}/h), which this review prices"
         )
-    command = sky_command(name, path, spec.sky.service, minutes, yes, secret_source, secret_file)
-    return LaunchPlan(spec, review, path, text, command, notes, secret_source, temp_dir, name)
+    pricing = render.sky_pricing_config(found)
+    config_path = path.with_name(f"{path.stem}.sky-config.yaml") if pricing else None
+    command = sky_command(name, path, spec.sky.service, minutes, yes, secret_source, secret_file, config_path)
+    config_text = render.dump(pricing) if pricing else None
+    return LaunchPlan(spec, review, path, text, command, notes, secret_source, temp_dir, name, config_path, config_text)
 
 
 def execute(plan: LaunchPlan, *, dry_run: bool, echo=print) -> int:
@@ -307,7 +317,7 @@ def _execute(plan: LaunchPlan, *, dry_run: bool, echo) -> int:
     return code
 
 
-def skypilot_choice(text: str) -> dict[str, Any]:
+def skypilot_choice(text: str, config: Path | None = None) -> dict[str, Any]:
     """SkyPilot's parser and optimizer on the YAML (SkyPilot imported here only): what it would launch.
 
     Uses the user's own SkyPilot setup (enabled clouds, catalogs); raises UserError when SkyPilot
@@ -315,6 +325,11 @@ def skypilot_choice(text: str) -> dict[str, Any]:
     validate_with_skypilot(text, "service:" in text)
     import sky
     from sky import optimizer, sky_logging
+
+    if config is not None:  # the Kubernetes contexts' pricing, as `sky ... --config FILE` applies it
+        from sky import skypilot_config
+
+        skypilot_config.apply_cli_config([str(config)])
 
     task = sky.Task.from_yaml_config(
         yaml.safe_load(text), secrets_overrides=[(name, "placeholder") for name in render.SECRETS]
@@ -349,16 +364,16 @@ def optimizer_lines(plan: LaunchPlan) -> list[str]:
     ours = f"{offer.instance_type} {' '.join(x for x in (price.region, price.zone) if x) if price else offer.region}"
     review = f"review:   {offer.cloud} {ours}, ${plan.review.hourly_usd:,.4f}/h"
     try:
-        best = skypilot_choice(plan.yaml_text)
+        best = skypilot_choice(plan.yaml_text, plan.config_path)
     except ImportError:
         return [review, f"SkyPilot: not installed here ({install_hint('sky')}), so its optimizer did not run"]
     except UserError as err:
         return [review, f"SkyPilot: {err.problem} ({err.fix})"]
     where = " ".join(x for x in (best["region"], best["zone"]) if x)
     line = f"SkyPilot: {best['cloud']} {best['instance_type']} {where}, ${best['hourly_usd']:,.4f}/h"
-    same = (best["cloud"], best["instance_type"]) == (offer.cloud, offer.instance_type) and abs(
-        best["hourly_usd"] - plan.review.hourly_usd
-    ) < 1e-6
+    # SkyPilot names a Kubernetes pod's shape its own way (e.g. 4CPU--16GB--L4:1): the context and price decide.
+    shape = offer.cloud == "kubernetes" or best["instance_type"] == offer.instance_type
+    same = best["cloud"] == offer.cloud and shape and abs(best["hourly_usd"] - plan.review.hourly_usd) < 1e-6
     return [
         review,
         line,
@@ -400,6 +415,8 @@ def _write(plan: LaunchPlan) -> None:
         if not plan.yaml_path.exists() or plan.yaml_path.read_text() != plan.yaml_text:
             plan.yaml_path.parent.mkdir(parents=True, exist_ok=True)
             plan.yaml_path.write_text(plan.yaml_text)
+        if plan.config_path is not None and plan.config_text is not None:
+            plan.config_path.write_text(plan.config_text)
     except OSError as err:
         raise UserError(
             f"cannot write the task to '{plan.yaml_path}' ({err.strerror})", "give --out a folder you can write"

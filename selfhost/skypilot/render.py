@@ -19,6 +19,8 @@ import yaml
 from costing.data.catalog import Offer, offers_for
 from costing.data.resolve import Resolved, price_of, resolve
 from costing.data.spec import DeploymentSpec, TargetSpec, spec_from_dict
+from costing.catalog import Offer, offers_for
+from costing.cluster_offer import KUBERNETES
 from costing.errors import UserError
 from costing.money.review import drained
 from costing.performance.fit import FitResult
@@ -427,6 +429,8 @@ def _resources(
     hedge = service and spot_hedge(found)
 
     def placement(c: Choice) -> dict[str, Any]:
+        if c.offer.cloud == KUBERNETES:  # SkyPilot's infra syntax: the context is the "region"
+            return {"infra": f"k8s/{c.offer.region}", "accelerators": accelerator(c)}
         p: dict[str, Any] = {"cloud": c.offer.cloud}
         price = c.resolved.price
         region = (price.region if price else None) or c.spec.target.region or c.offer.region  # the priced region
@@ -556,6 +560,18 @@ def _service(found: list[Choice]) -> dict[str, Any]:
     return out
 
 
+def sky_pricing_config(found: list[Choice]) -> dict[str, Any]:
+    """SkyPilot's config for the Kubernetes candidates (`kubernetes.context_configs.<context>.pricing`, USD per
+    accelerator-hour, what `sky.catalog.kubernetes_catalog.get_hourly_cost` reads); empty without one."""
+    contexts: dict[str, Any] = {}
+    for c in found:
+        if c.offer.cloud == KUBERNETES:
+            rate = c.hourly_usd / c.offer.gpus
+            accelerators = contexts.setdefault(c.offer.region, {"pricing": {"accelerators": {}}})["pricing"]
+            accelerators["accelerators"][c.offer.gpu] = round(rate, 6)
+    return {"kubernetes": {"context_configs": contexts}} if contexts else {}
+
+
 def accelerator(c: Choice) -> str:
     return f"{c.fit.gpu.name}:{c.fit.gpus_per_node}"
 
@@ -672,6 +688,15 @@ def header(
         lines.append(f"#     {c.fit.describe()}")
     if len(found) > 1:
         lines.append(f"#   cheapest (what SkyPilot picks and the cost review prices): {chosen.offer.id}")
+    pricing = sky_pricing_config(found)
+    if pricing:
+        lines += [
+            "# SkyPilot prices a Kubernetes context at $0/h unless its config states a price: without this its",
+            "# optimizer would always pick the context. With it, it compares the context with the clouds at the rate",
+            "# the review priced. `selfhost launch sky` passes it (--config FILE); by hand, save it to a file and",
+            "# add `--config FILE` to the command below (or put it in ~/.sky/config.yaml):",
+            *(f"#   {line}" for line in dump(pricing).splitlines()),
+        ]
     if found[0].fit.nodes > 1:
         lines += [
             f"# {found[0].fit.nodes} nodes: vLLM's own multi-node (multiprocessing backend, no Ray): every node runs "
