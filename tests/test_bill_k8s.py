@@ -162,19 +162,19 @@ KIT_CASES = [
 @pytest.mark.parametrize("spec_file, cluster", KIT_CASES)
 def test_bill_of_the_kits_own_manifests_agrees_with_its_review(spec_file: str, cluster: str) -> None:
     """The kit's manifests (selfhost.k8s.manifests, issue 29) priced like anyone's agree with the review of the
-    same deployment (costing.kubernetes). The spot nodes are priced in the zone the review priced (--zones);
+    same deployment (costing.money.kubernetes). The spot nodes are priced in the zone the review priced (--zones);
     a GKE node pool's boot disks are not in the manifests: listed as not priced, the rest agrees."""
     manifests = pytest.importorskip(
         "selfhost.k8s.manifests", reason="selfhost.k8s.manifests (selfhost render k8s, helper h29k) is not in this tree"
     )
-    from costing.kubernetes import kubernetes_review
-    from costing.spec import load_spec
+    from costing.data.spec import load_spec
+    from costing.money.kubernetes import kubernetes_review
     from selfhost.bill.k8s import Doc, bill_docs
 
     spec = load_spec(ROOT / "templates" / "specs" / spec_file)
     docs = manifests.build(spec, cluster=cluster, options=manifests.Options(cluster_name="team"))
     review = kubernetes_review(spec, cluster)
-    from costing.review import priced_region
+    from costing.money.review import priced_region
 
     region = priced_region(review.resolved)
     zones: tuple[str, ...] = ()

@@ -1,5 +1,5 @@
 """A team's Kubernetes context as a target or SkyPilot candidate, priced at the rate the spec states
-(costing.cluster_offer): refused without one; the review, the render and `selfhost bill` price the same figure.
+(costing.data.cluster_offer): refused without one; the review, the render and `selfhost bill` price the same figure.
 SkyPilot's own optimizer on the rendered task: tests/test_sky_kubernetes.py."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 import yaml
 from cli_inprocess import one_line_error, run_cli
 
-from costing.catalog import get_offer
-from costing.review import cost_review
-from costing.spec import spec_from_dict
-from costing.spend import HOURS_PER_MONTH
+from costing.data.catalog import get_offer
+from costing.data.spec import spec_from_dict
+from costing.money.review import cost_review
+from costing.money.spend import HOURS_PER_MONTH
 from selfhost.bill.sky import bill_task
 from selfhost.skypilot import render
 

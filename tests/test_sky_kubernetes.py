@@ -147,7 +147,7 @@ def header_config(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> dict[str, tuple[str, object]]:
-    from costing.spec import spec_from_dict
+    from costing.data.spec import spec_from_dict
     from selfhost.skypilot import render
 
     folder = tmp_path_factory.mktemp("k8s-tasks")

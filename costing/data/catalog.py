@@ -391,7 +391,7 @@ def snapshot_label() -> str:
 
 
 def cloud_info(cloud: str) -> dict[str, Any]:
-    if cloud == "kubernetes":  # a team's cluster (costing.cluster_offer): its stated node rate is all there is
+    if cloud == "kubernetes":  # a team's cluster (costing.data.cluster_offer): its stated node rate is all there is
         return {"discounts": {}}
     return catalog().clouds[cloud]
 

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from costing.data.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
+from costing.data.cluster_offer import fit_on_cluster
 from costing.data.spec import DeploymentSpec
-from costing.catalog import Offer, Price, check_cloud, get_gpu, get_offer, offers_for
-from costing.cluster_offer import fit_on_cluster
 from costing.errors import UserError
 from costing.money.spend import COMMITTED_PRICING
 from costing.performance.fit import MULTI_NODE_CLOUDS, FitRequest, FitResult, fit_check, smallest_fit

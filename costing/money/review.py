@@ -7,13 +7,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from costing.data.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
+from costing.data.cluster_offer import KUBERNETES
 from costing.data.resolve import Resolved, across_zones, resolve
 from costing.data.spec import DeploymentSpec, WorkloadSpec
-from costing import projection as proj
-from costing import scaling
-from costing.catalog import apis_for, offers_for, rate_regions, regional_rate, stack_rate
-from costing.cluster_offer import KUBERNETES
-from costing.drain import drain_timeout_s
 from costing.errors import OverBudget, UserError
 from costing.money.spend import (
     COMMITTED_PRICING,

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from costing.catalog import Offer
+from costing.data.catalog import Offer
 from costing.errors import UserError
-from costing.spend import HOURS_PER_MONTH
+from costing.money.spend import HOURS_PER_MONTH
 from selfhost.bill.price import Bill, Group, Usage, disk_rate, offer_for, price_group
 
 GPU_RESOURCE = "nvidia.com/gpu"

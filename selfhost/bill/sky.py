@@ -11,14 +11,11 @@ from typing import Any
 
 import yaml
 
-from costing.data.catalog import Offer, offers_for
+from costing.data.catalog import Offer, get_gpu, offers_for
+from costing.data.cluster_offer import KUBERNETES, stated_offer
+from costing.data.spec import KubernetesSpec
 from costing.errors import UserError
 from costing.money.spend import HOURS_PER_MONTH
-from costing.catalog import Offer, get_gpu, offers_for
-from costing.cluster_offer import KUBERNETES, stated_offer
-from costing.errors import UserError
-from costing.spec import KubernetesSpec
-from costing.spend import HOURS_PER_MONTH
 from selfhost.bill.price import Bill, Usage, disk_rate, offer_for
 
 SKY_CLOUDS = ("aws", "gcp", "runpod")

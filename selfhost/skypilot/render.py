@@ -17,10 +17,9 @@ from typing import Any
 import yaml
 
 from costing.data.catalog import Offer, offers_for
+from costing.data.cluster_offer import KUBERNETES
 from costing.data.resolve import Resolved, price_of, resolve
 from costing.data.spec import DeploymentSpec, TargetSpec, spec_from_dict
-from costing.catalog import Offer, offers_for
-from costing.cluster_offer import KUBERNETES
 from costing.errors import UserError
 from costing.money.review import drained
 from costing.performance.fit import FitResult

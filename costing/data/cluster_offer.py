@@ -9,10 +9,10 @@ review and SkyPilot's optimizer compare the context with the clouds at the same 
 
 from __future__ import annotations
 
-from costing.catalog import Offer, PriceRow, get_gpu
+from costing.data.catalog import Offer, PriceRow, get_gpu
+from costing.data.spec import DeploymentSpec, KubernetesSpec
 from costing.errors import UserError
-from costing.fit import FitRequest, FitResult, fit_check, smallest_fit
-from costing.spec import DeploymentSpec, KubernetesSpec
+from costing.performance.fit import FitRequest, FitResult, fit_check, smallest_fit
 
 KUBERNETES = "kubernetes"  # an Offer's cloud for a stated cluster
 GPU_COUNTS = (1, 2, 4, 8)
