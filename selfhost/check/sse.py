@@ -72,12 +72,13 @@ class StreamScan:
         body, self._tail = buf[: end + 2], buf[end + 2 :]
         done = event_at(body, DONE)
         if done >= 0:
-            body, self.done = body[:done], True
+            body = body[:done]
         for marker in ERROR_EVENT:
             i = event_at(body, marker)
             if i >= 0:
                 self.error = body[i + len(DATA) : body.find(SEP, i)][:200].decode(errors="replace")
                 return 0
+        self.done = done >= 0
         n = body.count(SEP + DATA) + body.startswith(DATA)
         usage_at = -1
         for marker in EMPTY_CHOICES:
