@@ -3,16 +3,18 @@ against the same local streaming stand-in (tests/fake_vllm_server.py) pinned to 
 
 The stand-in emits 256-token streams faster than any client reads them, so the figure is the
 client's own ceiling: streamed output tokens per second. Each repeat runs every client once, one
-after the other (interleaved, so a busy moment on a shared machine hits all of them alike); the
-ratio of our client to `vllm bench serve` is taken per repeat, and its median is printed with the
-load average. Run by `make bench`:
+after the other (interleaved, so a busy moment on a shared machine hits all of them alike). The
+ratio of our client to `vllm bench serve` is per core: their CPU time per streamed token, measured
+alike, per repeat, median printed; the wall-clock ratio beside it depends on the share of its core
+the scheduler gives each client when other processes run (the load average is printed with it).
+Run by `make bench`:
 
     .venv/bin/python scripts/bench_clients.py [--concurrency 32] [--num-prompts 2000] [--repeats 3]
 
 Our client runs as users run it: the `selfhost bench` command (its progress bar included), its JSON read back.
 A client that cannot run (its virtualenv missing, or it fails) is reported with the reason; the others
 still run. Exit 1 when our client misses its targets: TARGET_TOKENS_PER_S on one core and TARGET_RATIO x
-`vllm bench serve`.
+`vllm bench serve` per core. docs/evidence/client-bench-lead.md explains the figures.
 """
 
 from __future__ import annotations
