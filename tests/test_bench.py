@@ -311,3 +311,15 @@ def test_chart_ticks_are_the_measured_concurrencies_and_the_title_names_the_targ
         assert fig._suptitle.get_text().startswith("local tiny model on this CPU")
     finally:
         plt.close(fig)
+
+
+def test_the_sweep_runs_on_uvloop_and_falls_back_to_asyncio_without_it(monkeypatch):
+    """uvloop is a dependency but on Windows (no build there): without it the same run is asyncio's."""
+    from selfhost.check.bench import run_async
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_async(loop_module()).startswith("uvloop")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    assert run_async(loop_module()).startswith("asyncio")

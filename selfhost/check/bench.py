@@ -1,10 +1,11 @@
 """The load generator: streamed requests over aiohttp, a concurrency sweep or Poisson arrivals.
 
-Hot loop: the response body is read as raw bytes (`iter_any`), split on the SSE blank line and
-classified by byte tests; only the final usage event is JSON-parsed. One timestamp per network
-read: every chunk in that read arrived then (ITL gaps of 0 inside one read, as vLLM's client sees
-them too). Output tokens come from the server's usage report (`stream_options.include_usage`),
+Hot loop: the response body is read as raw bytes (`iter_any`) and each read's events are counted and
+classified together by C-level byte searches (selfhost.check.sse); only the final usage event is JSON-parsed.
+One timestamp per network read: every chunk in that read arrived then (ITL gaps of 0 inside one read, as
+vLLM's client sees them too). Output tokens come from the server's usage report (`stream_options.include_usage`),
 or the count of streamed chunks (less the chat stream's opening role chunk) when the server sends none.
+The event loop is uvloop's where it is installed (not on Windows), asyncio's otherwise (`run_async`).
 
 Every request has a total timeout and a read timeout (the longest silence allowed mid-stream), so a
 stalled server fails its requests instead of hanging the run.
@@ -18,35 +19,23 @@ may still close the stream cleanly) is a failure named by its cause, never a suc
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from selfhost.check.bench_math import RequestResult, Slo, metrics
+from selfhost.check.sse import StreamScan
 
-DONE = b"data: [DONE]"
-EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
-ERROR_EVENT = (b'data: {"error"', b'data: {"object":"error"', b'data: {"object": "error"')
-# The chat stream's opening chunk: the role, no token (not counted when the server sends no usage report).
-ROLE_ONLY = (b'"delta":{"role":"assistant","content":""}', b'"delta": {"role": "assistant", "content": ""}')
-FINISH = (b'"finish_reason":"', b'"finish_reason": "')  # a string value: null (not finished) never matches
+T = TypeVar("T")
 NORMAL_FINISH = ("length", "stop")
 # The causes a stream that ended is failed for (the report's error keys; counts per cause).
 NO_DONE = "cut: the stream ended without [DONE]"
 NO_FINISH = "cut: no chunk carried a finish_reason"
 SHORT = "short: fewer tokens than requested (ignore_eos)"
-
-
-def finish_reason(ev: bytes) -> str | None:
-    """The finish_reason string of one SSE event (byte search, no JSON parse), or None when it has none."""
-    for marker in FINISH:
-        i = ev.find(marker)
-        if i >= 0:
-            start = i + len(marker)
-            return ev[start : ev.find(b'"', start)].decode(errors="replace")
-    return None
 
 
 def delivery_problem(done: bool, finish: str | None, delivered: int, requested: int) -> str | None:
@@ -172,47 +161,30 @@ async def one_request(session, base_url: str, path: str, body: bytes, hdrs: dict
                 res.error = f"HTTP {resp.status}: {' '.join(text.split())}"
                 return res
             itl = res.itl
-            chunks = 0
-            role_only = 0
+            scan = StreamScan()
             last = 0.0
-            tail = b""
-            usage_event = b""
-            finished = False
-            finish: str | None = None
             async for data in resp.content.iter_any():
                 now = perf()
-                if tail:
-                    data = tail + data
-                events = data.split(b"\n\n")
-                tail = events.pop()
-                for ev in events:
-                    if not ev.startswith(b"data: "):
-                        continue  # SSE comments / keep-alives
-                    if ev.startswith(DONE):
-                        finished = True
-                        break
-                    if ev.startswith(ERROR_EVENT):
-                        res.error = "error event mid-stream: " + ev[6:206].decode(errors="replace")
-                        return res
-                    if EMPTY_CHOICES[0] in ev or EMPTY_CHOICES[1] in ev:
-                        usage_event = ev  # the final usage report (no choices)
-                        continue
-                    finish = finish_reason(ev) or finish
-                    if chunks:
+                n = scan.feed(data)
+                if n:
+                    if scan.chunks > n:
                         itl.append(now - last)
                     else:
                         res.ttft = now - start
-                        role_only = int(ROLE_ONLY[0] in ev or ROLE_ONLY[1] in ev)
+                    if n > 1:
+                        itl.extend(itertools.repeat(0.0, n - 1))  # the rest of this read arrived with it
                     last = now
-                    chunks += 1
-                res.output_tokens = chunks - role_only  # so far: a stream cut by an exception keeps its count
-                if finished:
+                if scan.error is not None:
+                    res.error = "error event mid-stream: " + scan.error
+                    return res
+                res.output_tokens = scan.tokens  # so far: a stream cut by an exception keeps its count
+                if scan.done:
                     break
-            if usage_event:
-                usage = json.loads(usage_event[6:]).get("usage") or {}
+            if scan.usage_event:
+                usage = json.loads(scan.usage_event[6:]).get("usage") or {}
                 res.output_tokens = usage.get("completion_tokens") or res.output_tokens
                 res.input_tokens = usage.get("prompt_tokens") or 0
-            problem = delivery_problem(finished, finish, res.output_tokens, cfg.output_tokens)
+            problem = delivery_problem(scan.done, scan.finish, res.output_tokens, cfg.output_tokens)
             if problem:
                 res.error = problem
                 return res
@@ -314,6 +286,16 @@ def point_metrics(run: PointRun, slo: Slo) -> dict:
     }
 
 
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end on uvloop's event loop (less client CPU per streamed token than asyncio's),
+    or on asyncio's where uvloop is not installed (it has no Windows build)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def run_sweep(
     cfg: BenchConfig,
     concurrencies: list[int] | None = None,
@@ -327,6 +309,6 @@ def run_sweep(
     for conc, rate in loads:
         label = f"rate {rate:g}/s" if rate else f"concurrency {conc}"
         cb = progress(label, prompts_for(cfg, conc)) if progress else None
-        run = asyncio.run(run_point(cfg, concurrency=conc, request_rate=rate, on_done=cb))
+        run = run_async(run_point(cfg, concurrency=conc, request_rate=rate, on_done=cb))
         points.append(point_metrics(run, cfg.slo))
     return points
