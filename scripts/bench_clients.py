@@ -14,7 +14,7 @@ Run by `make bench`:
 Our client runs as users run it: the `selfhost bench` command (its progress bar included), its JSON read back.
 A client that cannot run (its virtualenv missing, or it fails) is reported with the reason; the others
 still run. Exit 1 when our client misses its targets: TARGET_TOKENS_PER_S on one core and TARGET_RATIO x
-`vllm bench serve` per core. docs/evidence/client-bench-lead.md explains the figures.
+`vllm bench serve` per core. docs/evidence/client-bench.md explains the figures.
 """
 
 from __future__ import annotations
