@@ -170,3 +170,25 @@ def test_the_site_builds_with_no_broken_link(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "site" / "index.html").is_file()
+
+
+def test_the_spec_pages_yaml_is_a_spec_the_kit_accepts():
+    """docs/reference/spec.md's example holds every field: it must parse as it is written, and a field the page
+    shows under a wrong name or with a value out of bounds fails here."""
+    import yaml
+
+    from costing.data.spec import spec_from_dict
+
+    text = (ROOT / "docs" / "reference" / "spec.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text, re.S)
+    if block is None:
+        pytest.fail("docs/reference/spec.md has no yaml block")
+    shown = yaml.safe_load(block.group(1))
+    spec = spec_from_dict(shown)
+    assert spec.name == shown["name"] and spec.workload is not None
+    commented = re.search(r"^  # (kubernetes: \{.*\})$", block.group(1), re.M)
+    if commented is None:
+        pytest.fail("the page no longer shows a kubernetes: example")
+    stated = yaml.safe_load(commented.group(1))["kubernetes"]
+    target = {"gpus": 1, "pricing": "on-demand", "kubernetes": stated}
+    assert spec_from_dict({**shown, "target": target}).target.kubernetes.context == stated["context"]
