@@ -10,6 +10,9 @@
    (the nominal 80% band should hold 70-90% of them).
 3. In-sample: the shipped parameters (costing/data/calibration.json) on every row (`--rows` prints them).
 
+It starts with what the calibration has: rows and sources per engine, and the vLLM V1 (>= 0.8) rows per GPU
+(`--counts` prints only that, without the fits).
+
 Bursts of N prompts (LambdaLabs) are projected by simulating the burst with the same step model; the
 other rows by costing.performance.projection.project at the stated (or admissible) concurrency."""
 
@@ -26,7 +29,15 @@ from typing import Any
 from costing.data.catalog import get_model
 from costing.performance import bands
 from costing.performance.calibration import load_params, load_params_file
-from costing.performance.published import DEFAULT_CSV, METRICS, cross_validate, errors, median_abs
+from costing.performance.published import (
+    DEFAULT_CSV,
+    METRICS,
+    cross_validate,
+    errors,
+    median_abs,
+    read_rows,
+    source_group,
+)
 
 NAMES = {"output_tok_s": "tok/s", "tpot_ms": "TPOT", "ttft_ms": "TTFT", "e2e_s": "e2e"}
 TARGETS = {"output_tok_s": 0.10, "tpot_ms": 0.12, "ttft_ms": 0.25}  # issue 26, cross-validated
@@ -210,6 +221,40 @@ def in_sample_report(csv: Path, params, show_rows: bool) -> None:
 DEFAULT_BANDS = Path(bands.__file__).resolve().parent / "data" / bands.BANDS_FILE
 
 
+def row_counts(csv: Path) -> dict[str, Any]:
+    """What the calibration has, from the CSV as the reader maps it: rows and sources (publications, as the
+    cross-validation holds them out) per engine, and per catalog GPU the vLLM V1 rows (>= 0.8, the engine the
+    kit deploys) beside all rows."""
+    rows = read_rows(csv)
+    engines: dict[str, dict[str, Any]] = defaultdict(lambda: {"rows": 0, "sources": set()})
+    gpus: dict[str, dict[str, int]] = defaultdict(lambda: {"v1": 0, "all": 0})
+    for row in rows:
+        group = ENGINE_GROUPS[row.engine]
+        engines[group]["rows"] += 1
+        engines[group]["sources"].add(source_group(row))
+        gpus[row.gpu]["all"] += 1
+        gpus[row.gpu]["v1"] += row.engine == "vllm"
+    return {
+        "rows": len(rows),
+        "sources": len({source_group(row) for row in rows}),
+        "engines": {e: {"rows": v["rows"], "sources": len(v["sources"])} for e, v in sorted(engines.items())},
+        "gpus": dict(sorted(gpus.items())),
+    }
+
+
+def print_row_counts(csv: Path) -> None:
+    counts = row_counts(csv)
+    print(f"published rows by engine ({csv.name}; the reader's engine mapping)")
+    print(f"  {'engine':14} {'rows':>5} {'sources':>8}")
+    for engine, c in counts["engines"].items():
+        print(f"  {engine:14} {c['rows']:>5} {c['sources']:>8}")
+    print(f"  {'all':14} {counts['rows']:>5} {counts['sources']:>8}")
+    print("vLLM V1 (>= 0.8) rows per GPU (catalog name)")
+    print(f"  {'gpu':14} {'V1 rows':>7} {'all rows':>8}")
+    for gpu, c in counts["gpus"].items():
+        print(f"  {gpu:14} {c['v1']:>7} {c['all']:>8}")
+
+
 def v1_rows(points: list[dict[str, Any]]) -> dict[str, int]:
     """Published rows of the vLLM V1 engine (>= 0.8, what the kit deploys) per GPU."""
     out: dict[str, int] = defaultdict(int)
@@ -246,6 +291,9 @@ def main() -> None:
     ap.add_argument("--csv", default=str(DEFAULT_CSV))
     ap.add_argument("--params", default=None, help="a calibration JSON for the in-sample part (default: shipped)")
     ap.add_argument("--rows", action="store_true", help="print every row in-sample")
+    ap.add_argument(
+        "--counts", action="store_true", help="print only the rows per engine and the V1 rows per GPU (no fits)"
+    )
     ap.add_argument("--no-cv", action="store_true", help="skip the cross-validation (its fits take minutes)")
     ap.add_argument("--bands-out", default=None, help="where to write the band table (default: the shipped one)")
     ap.add_argument("--no-bands", action="store_true", help="do not write the band table")
@@ -258,6 +306,10 @@ def main() -> None:
     csv = Path(args.csv)
     if args.from_samples:
         rebuild_bands(Path(args.bands_out or DEFAULT_BANDS))
+        return
+    print_row_counts(csv)
+    print()
+    if args.counts:
         return
     if not args.no_cv:
         recs = cv_report(csv)
