@@ -512,6 +512,12 @@ def load_balancer(r: Declared, bill: Bill, usage: Usage, cloud: str, region: str
     if cloud == "aws" and kind != "application":
         bill.not_priced(rid(r), f"{kind} load balancer: no dated rate in the catalog (priced: application)")
         return
+    if cloud == "aws" and not r.get("internal", default=False):  # its addresses are billed whatever its rate
+        zones = len(r.get("subnetMappings") or r.get("subnets") or [])
+        if zones:
+            address(bill, rid(r), "aws", region, zones, f"of an internet-facing load balancer ({zones} subnets)")
+        else:
+            bill.not_priced(rid(r), "public IPv4 addresses of an internet-facing load balancer: subnets not declared")
     what, row, why = stack_rate(cloud, "load_balancer", region)
     if row is None:
         bill.not_priced(rid(r), f"{what}: {why} ({region})")
@@ -526,12 +532,6 @@ def load_balancer(r: Declared, bill: Bill, usage: Usage, cloud: str, region: str
             label, lcu_hours = alb_lcu_hours(row, requests, usage.input_tokens + usage.output_tokens)
             lcu = float(row["lcu_usd_per_hour"])
             bill.add(rid(r), f"{what} LCUs, minimum: {label}", "stack", 1, lcu_hours, lcu, _src(row))
-    if cloud == "aws" and not r.get("internal", default=False):
-        zones = len(r.get("subnetMappings") or r.get("subnets") or [])
-        if zones:
-            address(bill, rid(r), "aws", region, zones, f"of an internet-facing load balancer ({zones} subnets)")
-        else:
-            bill.not_priced(rid(r), "public IPv4 addresses of an internet-facing load balancer: subnets not declared")
 
 
 def bucket(r: Declared, bill: Bill, usage: Usage, cloud: str, region: str) -> None:
