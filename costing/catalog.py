@@ -411,13 +411,14 @@ def rate_regions(cloud: str, kind: str) -> list[str]:
 
 def stack_rate(cloud: str, kind: str, region: str | None) -> tuple[str, dict[str, Any] | None, str]:
     """(what, rate in `region` or None, why unpriced) of a stack resource (`load_balancer`, `waf`,
-    `public_ipv4`, `secrets`): a rate is `usd_per_hour` or `usd_per_month`; "*" prices every region."""
+    `public_ipv4`, `secrets`, `egress`): a rate is `usd_per_hour`, `usd_per_month` or `usd_per_gb`; "*" prices
+    every region."""
     row: dict[str, Any] = (cloud_info(cloud).get("stack_resources") or {}).get(kind) or {}
     what = str(row.get("what") or kind.replace("_", " "))
     regions = row.get("regions") or {}
     rate = regions.get(str(region)) or regions.get(ANY_REGION)
     why = str(row.get("not_priced") or "no price in the catalog")
-    priced = rate and (rate.get("usd_per_hour") or rate.get("usd_per_month"))
+    priced = rate and (rate.get("usd_per_hour") or rate.get("usd_per_month") or rate.get("usd_per_gb"))
     return what, (rate if priced else None), why
 
 

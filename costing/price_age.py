@@ -55,7 +55,7 @@ def dated_prices(rv: CostReview) -> list[tuple[str, str | None, str]]:
         if bucket is not None and any(line.item.startswith(buckets) and line.usd for line in rv.cost_lines):
             out.append((f"{offer.cloud} bucket ({region})", str(bucket.get("as_of")), str(bucket.get("source"))))
         if any(line.pricing == "stack" for line in rv.cost_lines):  # a stack's load balancer, WAF, IPs, secrets
-            for kind in ("load_balancer", "waf", "public_ipv4", "secrets"):
+            for kind in ("load_balancer", "waf", "public_ipv4", "secrets", "egress"):
                 what, row, _why = stack_rate(offer.cloud, kind, region)
                 used = any(line.item.startswith(what) and line.usd for line in rv.cost_lines)
                 if row is not None and used:

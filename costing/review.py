@@ -381,7 +381,7 @@ def _not_priced(item: str, why: str, pricing: str, units: float = 1) -> CostLine
     return CostLine(f"{item}{NOT_PRICED}{why}", pricing, units, 0, 0.0, 0.0)
 
 
-STACK_RESOURCES = ("load_balancer", "waf", "weights_mirror", "public_ipv4", "instance_ipv4", "secrets")
+STACK_RESOURCES = ("load_balancer", "waf", "weights_mirror", "public_ipv4", "instance_ipv4", "secrets", "egress")
 # `counts` of cost_review: how many of a stack resource it declares (default 1 each): `public_ipv4`, the load
 # balancer's addresses (one per zone it spans); `secrets`, the secrets the stack creates (not referenced ones).
 ALB_MIN_ZONES = 2  # an Application Load Balancer spans two zones or more: its public IPv4 addresses, at least
@@ -458,7 +458,28 @@ def _stack_lines(
         else:
             lines.append(_not_priced(item, f"no dated bucket rate for {cloud} {region}", "storage"))
     lines += _address_and_secret_lines(cloud, region, resources, counts, replica_units)
+    if "egress" in resources:
+        lines.append(egress_line(cloud, region, traffic.requests_per_month, workload.output_tokens))
     return lines
+
+
+def egress_gb(requests_per_month: float, output_tokens: int) -> float:
+    """GB a month the responses carry to the internet: BYTES_PER_TOKEN per output token (a minimum: JSON
+    framing, and a streamed response's chunk per token, add to it; requests are ingress, free)."""
+    return requests_per_month * output_tokens * BYTES_PER_TOKEN / 1e9
+
+
+def egress_line(cloud: str, region: str, requests_per_month: float, output_tokens: int) -> CostLine:
+    """Internet egress of the responses, a minimum, at the rate's first tier (an upper bound past it)."""
+    what, row, why = stack_rate(cloud, "egress", region)
+    gb = egress_gb(requests_per_month, output_tokens)
+    item = f"{what} {gb:,.2f} GB, minimum: {BYTES_PER_TOKEN} bytes an output token assumed"
+    if row is None:
+        return _not_priced(item, f"{why} ({region})", "stack", gb)
+    per_gb = float(row["usd_per_gb"])
+    if gb > float(row.get("tier_gb_month") or math.inf):
+        item += f" (first-tier rate; cheaper beyond {float(row['tier_gb_month']):,.0f} GB)"
+    return CostLine(item, "stack", gb, HOURS_PER_MONTH, per_gb / HOURS_PER_MONTH, gb * per_gb)
 
 
 def _address_and_secret_lines(

@@ -27,7 +27,10 @@ from selfhost.stack.preview import ZONE_IDS
 
 TOLERANCE = 0.01
 # Declared parts besides the replicas and disks that the totals compare (each must occur in some bill)
-PARTS = ("Secrets Manager secret", "Secret Manager secret version", "public IPv4 address", "Application Load Balancer")
+PARTS = (
+    "Secrets Manager secret", "Secret Manager secret version", "public IPv4 address", "Application Load Balancer",
+    "internet egress",
+)  # fmt: skip
 SEED = 22
 SAMPLE = 210
 

@@ -76,7 +76,7 @@ def test_spot_group_runs_the_costed_container_securely():
     # the group spans the mock VPC's three subnets: spot replicas cost those zones' mean market price
     zones = tuple(sorted(ZONE_IDS["us-east-1"].values()))
     stack_parts = {
-        "stack_resources": ("load_balancer", "weights_mirror", "public_ipv4", "instance_ipv4", "secrets"),
+        "stack_resources": ("load_balancer", "weights_mirror", "public_ipv4", "instance_ipv4", "secrets", "egress"),
         "stack_counts": {"public_ipv4": len(zones), "secrets": 2},  # the ALB in each zone; API key, HF token
         "boot_disk_gb": aws.ROOT_BASE_GB,
     }

@@ -11,7 +11,7 @@ from test_stack_aws import BASE as AWS
 from test_stack_gcp import BASE as GCP
 
 from costing.price_age import dated_prices
-from costing.review import GIB_IN_GB, PEAK_HOURS_SHARE, cost_review
+from costing.review import BYTES_PER_TOKEN, GIB_IN_GB, PEAK_HOURS_SHARE, cost_review
 from costing.spend import HOURS_PER_MONTH
 from selfhost.stack import aws_config, gcp_config
 from selfhost.stack.preview import ZONE_IDS
@@ -41,7 +41,11 @@ def test_an_aws_stack_review_costs_its_load_balancer_and_weights_mirror():
     # the total is the plain review's plus these rows and the public IPv4 and secret rows (their own test);
     # no WAF row (AWS limits callers with a security group)
     plain = cost_review(review.spec, cloud_group=True, boot_disk_gb=aws_config.ROOT_BASE_GB)
-    extra = sum(line.usd for line in review.cost_lines if line.item.startswith(("public IPv4", "Secrets Manager")))
+    extra = sum(
+        line.usd
+        for line in review.cost_lines
+        if line.item.startswith(("public IPv4", "Secrets Manager", "internet egress"))
+    )
     assert extra > 0
     assert review.monthly_usd == pytest.approx(plain.monthly_usd + fixed.usd + lcu.usd + mirror.usd + extra)
     assert not rows(review, "Cloud Armor")
@@ -67,7 +71,26 @@ def test_a_gcp_stack_review_shows_what_has_no_dated_price_as_not_priced():
     assert secrets.usd == pytest.approx(2 * version)  # the API key's and the HF token's, one location each
     [ips] = rows(review, OFFERS["gcp"]["stack_resources"]["public_ipv4"]["what"])  # the VMs' accessConfigs
     assert "not priced" in ips.item and ips.usd == 0
-    assert review.monthly_usd == pytest.approx(plain.monthly_usd + mirror.usd + secrets.usd)
+    [egress] = rows(review, OFFERS["gcp"]["stack_resources"]["egress"]["what"])
+    assert review.monthly_usd == pytest.approx(plain.monthly_usd + mirror.usd + secrets.usd + egress.usd)
+
+
+@pytest.mark.parametrize("cloud,region", [("aws", "us-east-1"), ("gcp", "us-central1")])
+def test_a_stack_review_prices_the_responses_internet_egress_from_its_workload(cloud, region):
+    """The workload says what leaves for the internet: requests a month x output tokens x BYTES_PER_TOKEN (a
+    minimum), at the cloud's dated first-tier egress rate; an AWS region without a dated rate: not priced."""
+    plan = aws_config.plan if cloud == "aws" else gcp_config.plan
+    review = plan(AWS if cloud == "aws" else GCP).review
+    rate = OFFERS[cloud]["stack_resources"]["egress"]["regions"]
+    per_gb = (rate.get(region) or rate["*"])["usd_per_gb"]
+    [egress] = rows(review, OFFERS[cloud]["stack_resources"]["egress"]["what"])
+    gb = review.traffic.requests_per_month * review.workload.output_tokens * BYTES_PER_TOKEN / 1e9
+    assert egress.usd == pytest.approx(gb * per_gb) and egress.usd > 0 and "minimum" in egress.item
+    assert any(what == f"{cloud} egress ({region})" for what, _, _ in dated_prices(review))
+    if cloud == "aws":
+        eu = aws_config.plan({**AWS, "region": "eu-west-1", "maxMonthlyUsd": None}).review
+        [unpriced] = rows(eu, "internet egress")
+        assert "not priced: no dated internet egress rate" in unpriced.item and unpriced.usd == 0
 
 
 def test_an_aws_stack_review_costs_its_public_ipv4_and_secrets_as_declared():

@@ -39,7 +39,7 @@ def test_spot_groups_across_zones_behind_the_load_balancer_run_the_costed_contai
     mocks, out = stack("gcp", BASE)
     spec, fit = expected("gcp", "llama-3.1-8b", "gcp-g2-standard-8", "spot")
     parts = {
-        "stack_resources": ("load_balancer", "waf", "weights_mirror", "instance_ipv4", "secrets"),
+        "stack_resources": ("load_balancer", "waf", "weights_mirror", "instance_ipv4", "secrets", "egress"),
         "stack_counts": {"secrets": 2},  # the API key's and the HF token's
         "boot_disk_gb": gcp.BOOT_BASE_GB,
     }

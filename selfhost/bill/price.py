@@ -17,7 +17,7 @@ from typing import Any
 
 from costing.catalog import Offer, catalog, regional_rate, stack_rate
 from costing.errors import UserError
-from costing.review import PEAK_HOURS_SHARE, alb_lcu_hours
+from costing.review import NOT_PRICED, PEAK_HOURS_SHARE, alb_lcu_hours, egress_line
 from costing.spend import COMMITTED_PRICING, DAYS_PER_MONTH, HOURS_PER_MONTH
 from selfhost.bill.declared import Declared, Preview
 
@@ -512,6 +512,8 @@ def load_balancer(r: Declared, bill: Bill, usage: Usage, cloud: str, region: str
     if cloud == "aws" and kind != "application":
         bill.not_priced(rid(r), f"{kind} load balancer: no dated rate in the catalog (priced: application)")
         return
+    if not r.get("internal", default=False) and r.get("loadBalancingScheme", default="EXTERNAL") != "INTERNAL":
+        egress(bill, rid(r), usage, cloud, region)
     if cloud == "aws" and not r.get("internal", default=False):  # its addresses are billed whatever its rate
         zones = len(r.get("subnetMappings") or r.get("subnets") or [])
         if zones:
@@ -532,6 +534,20 @@ def load_balancer(r: Declared, bill: Bill, usage: Usage, cloud: str, region: str
             label, lcu_hours = alb_lcu_hours(row, requests, usage.input_tokens + usage.output_tokens)
             lcu = float(row["lcu_usd_per_hour"])
             bill.add(rid(r), f"{what} LCUs, minimum: {label}", "stack", 1, lcu_hours, lcu, _src(row))
+
+
+def egress(bill: Bill, resource: str, usage: Usage, cloud: str, region: str) -> None:
+    """The responses an internet-facing load balancer sends out: internet egress, from the usage given."""
+    if usage.requests_per_day is None or usage.output_tokens is None:
+        bill.not_priced(resource, "internet egress: usage-based; pass --requests-per-day and --output-tokens")
+        return
+    requests = usage.requests_per_day * DAYS_PER_MONTH * usage.days_per_week / 7
+    line = egress_line(cloud, region, requests, usage.output_tokens)
+    if NOT_PRICED in line.item:
+        bill.not_priced(resource, line.item.replace(NOT_PRICED, ": "))
+        return
+    row = stack_rate(cloud, "egress", region)[1] or {}
+    bill.add(resource, line.item, "stack", line.replicas, line.hours, line.usd_per_hour, _src(row))
 
 
 def bucket(r: Declared, bill: Bill, usage: Usage, cloud: str, region: str) -> None:

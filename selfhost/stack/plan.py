@@ -370,6 +370,25 @@ def plan_stack(
 STACK_MIRRORS = {"aws": "the stack's S3 weights mirror", "gcp": "the stack's GCS weights mirror"}
 
 
+def stack_parts(
+    cloud: str, cidrs: tuple[str, ...], spot_zones: tuple[str, ...] = (), secrets_created: int = len(SECRET_KEYS)
+) -> tuple[tuple[str, ...], dict[str, int]]:
+    """(stack_resources, stack_counts) of cost_review for what the `cloud` stack runs beside its replicas."""
+    from costing.review import ALB_MIN_ZONES
+
+    if cloud not in STACK_MIRRORS:
+        return (), {}
+    counts = {"secrets": secrets_created}
+    if spot_zones:
+        counts["public_ipv4"] = max(len(spot_zones), ALB_MIN_ZONES)
+    waf = cloud == "gcp" and not set(cidrs) & set(OPEN_CIDRS)
+    resources: tuple[str, ...] = (
+        ("load_balancer", "waf", "weights_mirror") if waf else ("load_balancer", "weights_mirror")
+    )
+    resources += ("public_ipv4",) if cloud == "aws" else ()
+    return (*resources, "instance_ipv4", "secrets", "egress"), counts
+
+
 def stack_review(
     cloud: str,
     spec: DeploymentSpec,
@@ -385,17 +404,10 @@ def stack_review(
     limits them with the load balancer's security group), that bucket, the secrets they create (not the
     referenced ones) and public IPv4 addresses (each replica's; AWS's internet-facing ALB one per zone of
     `spot_zones`, the group's zones, at least two): each a row of the review."""
-    from costing.review import ALB_MIN_ZONES, cost_review
+    from costing.review import cost_review
 
     mirror = STACK_MIRRORS.get(cloud)
-    resources: tuple[str, ...] = ()
-    counts = {"secrets": secrets_created}
-    if spot_zones:
-        counts["public_ipv4"] = max(len(spot_zones), ALB_MIN_ZONES)
-    if mirror:
-        waf = cloud == "gcp" and not set(cidrs) & set(OPEN_CIDRS)
-        resources = ("load_balancer", "waf", "weights_mirror") if waf else ("load_balancer", "weights_mirror")
-        resources += ("public_ipv4", "instance_ipv4", "secrets") if cloud == "aws" else ("instance_ipv4", "secrets")
+    resources, counts = stack_parts(cloud, cidrs, spot_zones, secrets_created)
     return cost_review(
         spec,
         weights_mirror=mirror,
