@@ -178,3 +178,16 @@ def test_a_stack_budget_is_refused_on_unpriced_rows_unless_allow_unpriced():
     assert "config allowUnpriced" in (err.value.fix or "")
     plan = aws_config.plan({**config, "allowUnpriced": "true"})
     assert plan.review.monthly_usd < 100000
+
+
+def test_launch_sky_refuses_a_budget_met_only_by_a_partial_total(tmp_path):
+    """`selfhost launch sky --max-monthly-usd` gates the same review: refused before anything is rendered or
+    launched while the disk row (eu-west-1) is not priced, unless --allow-unpriced."""
+    from selfhost.skypilot import launch
+
+    eu = spec({"offer": "aws-g5.xlarge", "region": "eu-west-1"})
+    with pytest.raises(UserError) as err:
+        launch.plan_launch(eu, max_monthly_usd=100000, out_dir=tmp_path)
+    assert "would pass only on a partial total" in err.value.problem and not list(tmp_path.iterdir())
+    plan = launch.plan_launch(eu, max_monthly_usd=100000, out_dir=tmp_path, allow_unpriced=True)
+    assert plan.review.monthly_usd < 100000
