@@ -96,16 +96,47 @@ def test_budget_gate_passes_and_fails_on_a_complete_bill(tmp_path: Path) -> None
     assert over.stderr.count("\n") == 1 and "over the budget" in over.stderr
 
 
-def test_budget_gate_is_refused_while_a_resource_is_unpriced(tmp_path: Path) -> None:
-    """The shipped AWS stack creates Secrets Manager secrets (and an internet-facing ALB's public IPv4) the
-    catalog has no rate for: no gate on it, one line naming the first."""
-    out = bill_cli(tmp_path, shipped_preview("aws"), *USAGE, "--max-monthly-usd", "1000000")
+def test_budget_gate_is_refused_when_it_passes_only_on_unpriced_resources(tmp_path: Path) -> None:
+    """The shipped GCP stack runs a forwarding rule, a Cloud Armor policy and VMs' external addresses the
+    catalog has no dated rate for: a budget its priced total meets is refused (one line naming every unpriced
+    item and the opt-in), unless --allow-unpriced gates on the priced total, which the output says."""
+    doc = shipped_preview("gcp")
+    unpriced = json.loads(bill_cli(tmp_path, doc, *USAGE, "--format", "json").stdout)["not_priced"]
+    assert any(u["resource"].startswith("gcp:compute/globalForwardingRule:") for u in unpriced)
+    out = bill_cli(tmp_path, doc, *USAGE, "--max-monthly-usd", "1000000")
     assert out.returncode == 2
     line = out.stderr.strip()
-    assert "\n" not in line and "Fix:" in line
-    unpriced = json.loads(bill_cli(tmp_path, shipped_preview("aws"), *USAGE, "--format", "json").stdout)["not_priced"]
-    assert any(u["resource"].startswith("aws:secretsmanager/secret:Secret::") for u in unpriced)
-    assert f"{unpriced[0]['resource']} is not" in line and f"and {len(unpriced) - 1} more" in line
+    assert "\n" not in line and "Fix:" in line and "--allow-unpriced" in line
+    assert f"{len(unpriced)} unpriced item(s)" in line and all(u["resource"] in line for u in unpriced)
+    allowed = bill_cli(tmp_path, doc, *USAGE, "--max-monthly-usd", "1000000", "--allow-unpriced")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "budget gate on the priced total (--allow-unpriced)" in allowed.stderr
+    # over budget on the priced part alone: over budget, whatever is unpriced
+    over = bill_cli(tmp_path, doc, *USAGE, "--max-monthly-usd", "10")
+    assert over.returncode == 2 and "over the budget" in over.stderr
+
+
+def test_aws_stack_secrets_and_public_ipv4_are_billed_at_dated_rates(tmp_path: Path) -> None:
+    """The shipped AWS stack's two Secrets Manager secrets, its internet-facing ALB's addresses (one per
+    subnet it is in) and each instance's auto-assigned address are priced; with usage given nothing is
+    unpriced, so a budget gate on it passes or fails on the whole bill."""
+    from costing.catalog import stack_rate
+
+    bill = bill_preview(
+        parse_preview(shipped_preview("aws")),
+        Usage(requests_per_day=3000, input_tokens=1000, output_tokens=250, bucket_gb=16.1, zones=US_EAST_1),
+    )
+    assert not bill.unpriced
+    ipv4 = stack_rate("aws", "public_ipv4", "us-east-1")[1]["usd_per_hour"]
+    secret = stack_rate("aws", "secrets", "us-east-1")[1]["usd_per_month"]
+    secrets = [line for line in bill.lines if line.resource.startswith("aws:secretsmanager/secret:Secret::")]
+    assert len(secrets) == 2 and all(line.usd == pytest.approx(secret) for line in secrets)
+    [lb_ips] = [line for line in bill.lines if "load balancer (3 subnets)" in line.item]
+    assert lb_ips.usd == pytest.approx(3 * ipv4 * HOURS_PER_MONTH)
+    [own] = [line for line in bill.lines if line.item.startswith("public IPv4 address per instance")]
+    assert own.usd == pytest.approx(own.units * ipv4 * HOURS_PER_MONTH) and own.units > 0
+    private = bill_preview(parse_preview(shipped_preview("aws")), Usage(subnet_public_ip=False))
+    assert not any(line.item.startswith("public IPv4 address per instance") for line in private.lines)
 
 
 def test_unknown_types_are_listed_never_zero_and_deletes_are_not_billed(tmp_path: Path) -> None:

@@ -408,3 +408,26 @@ def test_diff_of_a_stack_folder_uses_the_figures_its_bill_has(cloud, selfhost, t
     # the bare spec (no stack beside it) is the plan's figure, below the stack's
     plain = review_dict(cost_review(load_spec(folder / "selfhost.yaml")))["monthly_usd"]
     assert plain < project["head"]["monthly_usd"]
+
+
+def test_gates_on_a_head_total_with_unpriced_rows_are_breached_unless_allowed():
+    """eu-west-1 has no dated EBS rate: the head's disk row is left out of its total. A --max-monthly-usd gate
+    (or the head spec's own budget) that total meets would pass on a partial figure: a breach naming the row,
+    unless --allow-unpriced (budget.allow_unpriced in the spec) gates on the priced total."""
+    eu = {"offer": "aws-g5.xlarge", "region": "eu-west-1"}
+    head = review(EXAMPLE, target=eu, budget={"max_monthly_usd": 100000})
+    base = review(EXAMPLE)
+    assert head["budget"]["within"] is True
+    doc = diff_reviews([DiffInput("x", "a", "b", base, head)], Gates(max_monthly_usd=100000))
+    partial = [b for b in doc["gates"]["breaches"] if "partial total" in b]
+    assert len(partial) == 2 and all("disk " in b for b in partial)  # the flag's gate and the spec's own
+    allowed = diff_reviews([DiffInput("x", "a", "b", base, head)], Gates(max_monthly_usd=100000, allow_unpriced=True))
+    assert [b for b in allowed["gates"]["breaches"] if "partial total" in b] == [partial[1]]  # the spec's own
+    own = review(EXAMPLE, target=eu, budget={"max_monthly_usd": 100000, "allow_unpriced": True})
+    doc = diff_reviews([DiffInput("x", "a", "b", base, own)], Gates(max_monthly_usd=100000, allow_unpriced=True))
+    assert doc["gates"]["breaches"] == []
+    # a head with every row priced passes the same gates
+    priced = review(EXAMPLE, budget={"max_monthly_usd": 100000})
+    assert (
+        diff_reviews([DiffInput("x", "a", "b", base, priced)], Gates(max_monthly_usd=100000))["gates"]["breaches"] == []
+    )

@@ -61,6 +61,7 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
     from costing.data.spec import spec_from_dict
     from costing.money.review import cost_review
     from selfhost.stack import aws_config, gcp_config
+    from selfhost.stack.plan import stack_parts
 
     work = {
         "requestsPerDay": "3000",
@@ -81,13 +82,12 @@ def test_the_stack_provider_region_chooses_the_price(monkeypatch):
     def monthly(offer, region, zones=()):  # the fleet the stacks run (sized as a service) plus what they run beside it
         target = {"offer": offer, "pricing": "spot", "region": region}
         cloud = offer.split("-", 1)[0]
-        resources = (
-            ("load_balancer", "weights_mirror") if cloud == "aws" else ("load_balancer", "waf", "weights_mirror")
-        )
+        resources, counts = stack_parts(cloud, ("203.0.113.0/24",), zones)
         review = cost_review(
             spec_from_dict({**spec, "target": target, "sky": {"service": True}}),
             weights_mirror=f"the stack's {'S3' if cloud == 'aws' else 'GCS'} weights mirror",
             stack_resources=resources,
+            stack_counts=counts,
             spot_zones=zones,
             cloud_group=True,
             boot_disk_gb=aws_config.ROOT_BASE_GB if cloud == "aws" else gcp_config.BOOT_BASE_GB,  # disks as declared

@@ -3,6 +3,7 @@ load balancer in a region without a dated rate are "not priced" rows, and rates 
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 
 import pytest
@@ -135,3 +136,58 @@ def test_gcp_commitments_are_dated_rows_and_aws_reserved_needs_the_price_list():
     with pytest.raises(UserError, match="never derived from a discount factor") as err:
         cost_review(spec({"offer": "aws-g5.xlarge", "pricing": "reserved-1y"}))
     assert "selfhost prices refresh --cloud aws" in (err.value.fix or "")
+
+
+EU_PLAN = ["plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", "--region", "eu-west-1", *WORK]
+
+
+def test_a_budget_the_priced_total_meets_is_refused_while_a_row_is_not_priced(selfhost):
+    """eu-west-1 has no dated EBS rate: its disk row is left out of the total, so a budget that total meets
+    would pass on a partial figure. Refused (exit 2, one line naming the row and the opt-in), nothing else
+    printed to stderr; --allow-unpriced gates on the priced total and the review says so."""
+    total = cost_review(spec({"offer": "aws-g5.xlarge", "region": "eu-west-1"})).monthly_usd
+    budget = str(round(total * 2))
+    out = selfhost(*EU_PLAN, "--max-monthly-usd", budget)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    [line] = [x for x in out.stderr.strip().splitlines() if x.startswith("error:")]
+    assert "would pass only on a partial total" in line and "disk " in line and "--allow-unpriced" in line
+    allowed = selfhost(*EU_PLAN, "--max-monthly-usd", budget, "--allow-unpriced", "--format", "json")
+    assert allowed.returncode == 0, allowed.stderr
+    assert any("budget gate on the priced total" in note for note in json.loads(allowed.stdout)["notes"])
+    # over budget on the priced rows alone: refused as over budget, unpriced rows or not
+    over = selfhost(*EU_PLAN, "--max-monthly-usd", str(round(total / 2)), "--allow-unpriced")
+    assert over.returncode == 2 and "exceeds the budget" in over.stderr
+    # a region with every row priced: the same budget passes without the opt-in
+    us = selfhost("plan", "--model", "llama-3.1-8b", "--offer", "aws-g5.xlarge", *WORK, "--max-monthly-usd", budget)
+    assert us.returncode == 0, us.stderr
+
+
+def test_a_stack_budget_is_refused_on_unpriced_rows_unless_allow_unpriced():
+    """An AWS stack in eu-west-1 (no dated ALB, EBS or S3 rate there) with a budget its priced rows meet:
+    `pulumi up` would have passed the gate on a partial total; refused before anything is declared."""
+    from test_stack_aws import BASE
+
+    from selfhost.stack import aws_config
+
+    config = {**BASE, "region": "eu-west-1", "maxMonthlyUsd": "100000"}
+    with pytest.raises(UserError) as err:
+        aws_config.plan(config)
+    assert (
+        "would pass only on a partial total" in err.value.problem and "Application Load Balancer" in err.value.problem
+    )
+    assert "config allowUnpriced" in (err.value.fix or "")
+    plan = aws_config.plan({**config, "allowUnpriced": "true"})
+    assert plan.review.monthly_usd < 100000
+
+
+def test_launch_sky_refuses_a_budget_met_only_by_a_partial_total(tmp_path):
+    """`selfhost launch sky --max-monthly-usd` gates the same review: refused before anything is rendered or
+    launched while the disk row (eu-west-1) is not priced, unless --allow-unpriced."""
+    from selfhost.skypilot import launch
+
+    eu = spec({"offer": "aws-g5.xlarge", "region": "eu-west-1"})
+    with pytest.raises(UserError) as err:
+        launch.plan_launch(eu, max_monthly_usd=100000, out_dir=tmp_path)
+    assert "would pass only on a partial total" in err.value.problem and not list(tmp_path.iterdir())
+    plan = launch.plan_launch(eu, max_monthly_usd=100000, out_dir=tmp_path, allow_unpriced=True)
+    assert plan.review.monthly_usd < 100000

@@ -26,6 +26,11 @@ from selfhost.bill.price import Usage, bill_preview
 from selfhost.stack.preview import ZONE_IDS
 
 TOLERANCE = 0.01
+# Declared parts besides the replicas and disks that the totals compare (each must occur in some bill)
+PARTS = (
+    "Secrets Manager secret", "Secret Manager secret version", "public IPv4 address", "Application Load Balancer",
+    "internet egress",
+)  # fmt: skip
 SEED = 22
 SAMPLE = 210
 
@@ -103,6 +108,7 @@ def test_generated_stack_configurations_bill_what_the_review_costs(tmp_path: Pat
     assert len(cases) >= 200
     accepted, refused, divergent = 0, 0, []
     worst = 0.0
+    billed: set[str] = set()  # the parts besides compute the bills priced (the review must have them too)
     for case in cases:
         cloud = case[0]
         outputs: dict[str, Any] = {}
@@ -118,7 +124,9 @@ def test_generated_stack_configurations_bill_what_the_review_costs(tmp_path: Pat
             continue
         accepted += 1
         review = float(outputs["projectedMonthlyUsd"])
-        bill = bill_preview(parse_preview(doc), usage_for(case, outputs)).monthly_usd
+        priced = bill_preview(parse_preview(doc), usage_for(case, outputs))
+        billed |= {part for part in PARTS if any(line.item.startswith(part) for line in priced.lines)}
+        bill = priced.monthly_usd
         gap = abs(bill - review) / review
         worst = max(worst, gap)
         if gap > TOLERANCE:
@@ -128,6 +136,7 @@ def test_generated_stack_configurations_bill_what_the_review_costs(tmp_path: Pat
     assert not divergent, f"{len(divergent)} of {accepted} accepted configurations bill != review:\n" + "\n".join(
         divergent
     )
+    assert billed == set(PARTS), f"no accepted configuration billed {sorted(set(PARTS) - billed)}"
 
 
 TEMPLATES = sorted((ROOT / "templates").glob("*.yaml"))

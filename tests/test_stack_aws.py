@@ -75,7 +75,11 @@ def test_spot_group_runs_the_costed_container_securely():
     # spot with an on-demand base, sized by the review, behind the load balancer, rolling at 100% healthy
     # the group spans the mock VPC's three subnets: spot replicas cost those zones' mean market price
     zones = tuple(sorted(ZONE_IDS["us-east-1"].values()))
-    stack_parts = {"stack_resources": ("load_balancer", "weights_mirror"), "boot_disk_gb": aws.ROOT_BASE_GB}
+    stack_parts = {
+        "stack_resources": ("load_balancer", "weights_mirror", "public_ipv4", "instance_ipv4", "secrets", "egress"),
+        "stack_counts": {"public_ipv4": len(zones), "secrets": 2},  # the ALB in each zone; API key, HF token
+        "boot_disk_gb": aws.ROOT_BASE_GB,
+    }
     review = cost_review(spec, spot_zones=zones, cloud_group=True, **stack_parts)
     cheapest_zone = cost_review(spec, cloud_group=True, **stack_parts)
     assert review.monthly_usd > cheapest_zone.monthly_usd

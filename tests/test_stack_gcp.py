@@ -38,7 +38,11 @@ def by_label(mocks, typ):
 def test_spot_groups_across_zones_behind_the_load_balancer_run_the_costed_container():
     mocks, out = stack("gcp", BASE)
     spec, fit = expected("gcp", "llama-3.1-8b", "gcp-g2-standard-8", "spot")
-    parts = {"stack_resources": ("load_balancer", "waf", "weights_mirror"), "boot_disk_gb": gcp.BOOT_BASE_GB}
+    parts = {
+        "stack_resources": ("load_balancer", "waf", "weights_mirror", "instance_ipv4", "secrets", "egress"),
+        "stack_counts": {"secrets": 2},  # the API key's and the HF token's
+        "boot_disk_gb": gcp.BOOT_BASE_GB,
+    }
     review = cost_review(spec, cloud_group=True, **parts)
     fleet = review.fleet
     templates = by_label(mocks, TEMPLATE)

@@ -9,6 +9,8 @@ from stack_mocks import refused, stack
 from costing.errors import UserError
 from costing.money.review import cost_review
 from selfhost.stack import aws_config, gcp_config
+from selfhost.stack.plan import stack_parts
+from selfhost.stack.preview import ZONE_IDS
 from selfhost.stack.schedule import window
 
 AWS = {
@@ -41,11 +43,13 @@ def test_aws_part_time_becomes_scheduled_actions_in_the_stack_time_zone():
     # what runs is what was costed: 8 h x 5 days, the hours the review bills
     spec = aws_config.plan({**AWS, **PART_TIME}).spec
     assert (spec.schedule.hours_per_day, spec.schedule.days_per_week) == (8, 5)
+    parts = stack_parts("aws", tuple(AWS["allowedCidrs"]), tuple(sorted(ZONE_IDS["us-east-1"].values())))
     assert out["projectedMonthlyUsd"] == pytest.approx(
         round(
             cost_review(
                 spec,
-                stack_resources=("load_balancer", "weights_mirror"),
+                stack_resources=parts[0],
+                stack_counts=parts[1],
                 cloud_group=True,
                 boot_disk_gb=aws_config.ROOT_BASE_GB,
             ).monthly_usd,

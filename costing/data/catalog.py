@@ -412,12 +412,16 @@ def rate_regions(cloud: str, kind: str) -> list[str]:
 
 
 def stack_rate(cloud: str, kind: str, region: str | None) -> tuple[str, dict[str, Any] | None, str]:
-    """(what, rate in `region` or None, why unpriced) of a stack resource (`load_balancer`, `waf`)."""
+    """(what, rate in `region` or None, why unpriced) of a stack resource (`load_balancer`, `waf`,
+    `public_ipv4`, `secrets`, `egress`): a rate is `usd_per_hour`, `usd_per_month` or `usd_per_gb`; "*" prices
+    every region."""
     row: dict[str, Any] = (cloud_info(cloud).get("stack_resources") or {}).get(kind) or {}
     what = str(row.get("what") or kind.replace("_", " "))
-    rate = (row.get("regions") or {}).get(str(region))
+    regions = row.get("regions") or {}
+    rate = regions.get(str(region)) or regions.get(ANY_REGION)
     why = str(row.get("not_priced") or "no price in the catalog")
-    return what, (rate if rate and rate.get("usd_per_hour") else None), why
+    priced = rate and (rate.get("usd_per_hour") or rate.get("usd_per_month") or rate.get("usd_per_gb"))
+    return what, (rate if priced else None), why
 
 
 def _unknown(kind: str, value: str, known: list[str], flag: str) -> UserError:

@@ -181,6 +181,10 @@ class BudgetSpec(_Strict):
     max_monthly_usd: float | None = Field(
         None, gt=0, le=MAX_MONTHLY_USD, description=f"dollars a month, at most {MAX_MONTHLY_USD:,.0f}"
     )
+    allow_unpriced: bool = Field(
+        False,
+        description="let the budget gate pass on the priced total while parts have no dated price (they are listed)",
+    )
 
 
 class SkySpec(_Strict):
@@ -414,6 +418,13 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
     SpecKey("schedule.days_per_week", "--days-per-week", "daysPerWeek", float, help="days a week the deployment runs"),
     SpecKey("slo.p90_latency_s", "--p90-latency-s", "p90LatencyS", float, help="latency SLO: p90 end-to-end seconds"),
     SpecKey("budget.max_monthly_usd", "--max-monthly-usd", "maxMonthlyUsd", float, help="budget: exit 2 when over"),
+    SpecKey(
+        "budget.allow_unpriced",
+        "--allow-unpriced",
+        "allowUnpriced",
+        bool,
+        help="budget: gate on the priced total though parts have no dated price (they stay listed)",
+    ),
     SpecKey("storage_gb", "--storage-gb", "storageGb", float),
     SpecKey(
         "target_utilization",

@@ -40,6 +40,16 @@ class Gates:
     max_monthly_usd: float | None = None
     max_increase_usd: float | None = None
     max_increase_percent: float | None = None
+    allow_unpriced: bool = False  # gate on the priced totals though head rows are not priced
+
+
+NOT_PRICED = ": not priced: "  # costing.review.NOT_PRICED (the review JSON is what the diff reads)
+
+
+def unpriced(review: dict[str, Any] | None) -> list[str]:
+    """The rows of a review JSON that run but have no dated price (left out of its monthly_usd)."""
+    lines = (review or {}).get("cost_lines") or []
+    return [str(c["item"]).split(NOT_PRICED)[0] for c in lines if NOT_PRICED in str(c.get("item", ""))]
 
 
 def _r(x: float | None, nd: int = 2) -> float | None:
@@ -163,9 +173,30 @@ def diff_reviews(items: list[DiffInput], gates: Gates | None = None) -> dict[str
             "max_increase_usd": gates.max_increase_usd,
             "max_increase_percent": gates.max_increase_percent,
             "spec_budgets": budgets,
-            "breaches": breaches(totals, gates) + [b["breach"] for b in budgets if b["breach"]],
+            "breaches": breaches(totals, gates)
+            + partial_breaches(items, gates)
+            + [b["breach"] for b in budgets if b["breach"]],
         },
     }
+
+
+def partial_breaches(items: list[DiffInput], gates: Gates) -> list[str]:
+    """A --max-* gate on head totals that leave out not-priced rows passes on a partial figure: a breach,
+    unless gates.allow_unpriced (--allow-unpriced) says to gate on the priced totals."""
+    if gates.allow_unpriced or all(
+        g is None for g in (gates.max_monthly_usd, gates.max_increase_usd, gates.max_increase_percent)
+    ):
+        return []
+    out = []
+    for item in items:
+        left_out = unpriced(item.head)
+        if left_out:
+            out.append(
+                f"{item.name} ({item.head_source}): its total leaves out {len(left_out)} part(s) with no dated "
+                f"price ({'; '.join(left_out)}): the gates cannot pass on a partial total (--allow-unpriced "
+                "gates on the priced totals)"
+            )
+    return out
 
 
 def spec_budgets(items: list[DiffInput]) -> list[dict[str, Any]]:
@@ -180,6 +211,18 @@ def spec_budgets(items: list[DiffInput]) -> list[dict[str, Any]]:
         over = head["budget"]["within"] is False
         t = head["target"]
         what = t.get("offer") or t.get("gpu")
+        left_out = [] if head["budget"].get("allow_unpriced") else unpriced(head)
+        breach = (
+            f"{item.name} ({item.head_source}): projected {_money(head['monthly_usd'])}/month for "
+            f"{head['replicas']} replica(s) of {what} exceeds the budget of {_money(budget)} "
+            "(budget.max_monthly_usd in the spec)"
+            if over
+            else f"{item.name} ({item.head_source}): the budget of {_money(budget)} would pass only on a partial "
+            f"total: {_money(head['monthly_usd'])}/month leaves out {len(left_out)} part(s) with no dated price "
+            f"({'; '.join(left_out)}) (budget.allow_unpriced: true in the spec gates on the priced total)"
+            if left_out
+            else None
+        )
         out.append(
             {
                 "name": item.name,
@@ -187,13 +230,7 @@ def spec_budgets(items: list[DiffInput]) -> list[dict[str, Any]]:
                 "monthly_usd": head["monthly_usd"],
                 "max_monthly_usd": budget,
                 "within": not over,
-                "breach": (
-                    f"{item.name} ({item.head_source}): projected {_money(head['monthly_usd'])}/month for "
-                    f"{head['replicas']} replica(s) of {what} exceeds the budget of {_money(budget)} "
-                    "(budget.max_monthly_usd in the spec)"
-                )
-                if over
-                else None,
+                "breach": breach,
             }
         )
     return out

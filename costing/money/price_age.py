@@ -54,10 +54,11 @@ def dated_prices(rv: CostReview) -> list[tuple[str, str | None, str]]:
         buckets = ("weights bucket", "weights mirror bucket")
         if bucket is not None and any(line.item.startswith(buckets) and line.usd for line in rv.cost_lines):
             out.append((f"{offer.cloud} bucket ({region})", str(bucket.get("as_of")), str(bucket.get("source"))))
-        if any(line.pricing == "stack" for line in rv.cost_lines):  # a stack's load balancer and WAF rows
-            for kind in ("load_balancer", "waf"):
-                _what, row, _why = stack_rate(offer.cloud, kind, region)
-                if row is not None:
+        if any(line.pricing == "stack" for line in rv.cost_lines):  # a stack's load balancer, WAF, IPs, secrets
+            for kind in ("load_balancer", "waf", "public_ipv4", "secrets", "egress"):
+                what, row, _why = stack_rate(offer.cloud, kind, region)
+                used = any(line.item.startswith(what) and line.usd for line in rv.cost_lines)
+                if row is not None and used:
                     out.append((f"{offer.cloud} {kind} ({region})", str(row.get("as_of")), str(row.get("source"))))
     for b in rv.breakeven:
         out.append((b.api.label, b.api.as_of, b.api.source))

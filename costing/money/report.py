@@ -181,6 +181,7 @@ def review_dict(rv: CostReview) -> dict[str, Any]:
         "budget": {
             "max_monthly_usd": rv.max_monthly_usd,
             "within": None if rv.max_monthly_usd is None else rv.monthly_usd <= rv.max_monthly_usd,
+            "allow_unpriced": rv.spec.budget.allow_unpriced,
         },
         "breakeven": [
             {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -378,12 +379,18 @@ def _storage_line(item: str, units: float, gb: float, usd_per_gb_month: float) -
     )
 
 
+NOT_PRICED = ": not priced: "  # how a row without a dated price names itself (item, this, why)
+
+
 def _not_priced(item: str, why: str, pricing: str, units: float = 1) -> CostLine:
     """A row for something that runs but has no dated price: shown, noted, not in the total."""
-    return CostLine(f"{item}: not priced: {why}", pricing, units, 0, 0.0, 0.0)
+    return CostLine(f"{item}{NOT_PRICED}{why}", pricing, units, 0, 0.0, 0.0)
 
 
-STACK_RESOURCES = ("load_balancer", "waf", "weights_mirror")
+STACK_RESOURCES = ("load_balancer", "waf", "weights_mirror", "public_ipv4", "instance_ipv4", "secrets", "egress")
+# `counts` of cost_review: how many of a stack resource it declares (default 1 each): `public_ipv4`, the load
+# balancer's addresses (one per zone it spans); `secrets`, the secrets the stack creates (not referenced ones).
+ALB_MIN_ZONES = 2  # an Application Load Balancer spans two zones or more: its public IPv4 addresses, at least
 
 
 def priced_region(resolved: Resolved) -> str:
@@ -414,15 +421,25 @@ def alb_lcu_hours(row: dict, requests_per_month: float, tokens_per_request: int)
 
 
 def _stack_lines(
-    cloud: str, region: str, weight_gib: float, traffic: Traffic, workload: WorkloadSpec, resources: tuple[str, ...]
+    cloud: str,
+    region: str,
+    weight_gib: float,
+    traffic: Traffic,
+    workload: WorkloadSpec,
+    resources: tuple[str, ...],
+    counts: Mapping[str, int] | None = None,
+    replica_units: float = 0.0,
 ) -> list[CostLine]:
-    """Rows for what a Pulumi stack runs besides the replicas: its load balancer, its WAF policy and its
-    weights mirror bucket, at `region`'s rates. Fixed hourly parts are exact; the ALB's LCUs are a minimum:
-    the larger of new connections (one per request, at the mean rate) and processed bytes (an assumed
-    BYTES_PER_TOKEN per token). A part without a dated price in the region says "not priced"."""
+    """Rows for what a Pulumi stack runs besides the replicas: its load balancer, its WAF policy, its
+    weights mirror bucket, its public IPv4 addresses and its secrets, at `region`'s rates. Fixed parts are
+    exact; the ALB's LCUs are a minimum: the larger of new connections (one per request, at the mean rate)
+    and processed bytes (an assumed BYTES_PER_TOKEN per token). `replica_units`: replicas running all
+    month that the group's instances amount to (`instance_ipv4`: one address each). A part without a dated
+    price in the region says "not priced"."""
     unknown = sorted(set(resources) - set(STACK_RESOURCES))
     if unknown:
         raise ValueError(f"unknown stack resources {unknown}")
+    counts = counts or {}
     lines: list[CostLine] = []
     for kind in ("load_balancer", "waf"):
         if kind not in resources:
@@ -446,6 +463,56 @@ def _stack_lines(
             lines.append(_storage_line(f"{item} (the stack's)", 1, gb, float(rate["usd_per_gb_month"])))
         else:
             lines.append(_not_priced(item, f"no dated bucket rate for {cloud} {region}", "storage"))
+    lines += _address_and_secret_lines(cloud, region, resources, counts, replica_units)
+    if "egress" in resources:
+        lines.append(egress_line(cloud, region, traffic.requests_per_month, workload.output_tokens))
+    return lines
+
+
+def egress_gb(requests_per_month: float, output_tokens: int) -> float:
+    """GB a month the responses carry to the internet: BYTES_PER_TOKEN per output token (a minimum: JSON
+    framing, and a streamed response's chunk per token, add to it; requests are ingress, free)."""
+    return requests_per_month * output_tokens * BYTES_PER_TOKEN / 1e9
+
+
+def egress_line(cloud: str, region: str, requests_per_month: float, output_tokens: int) -> CostLine:
+    """Internet egress of the responses, a minimum, at the rate's first tier (an upper bound past it)."""
+    what, row, why = stack_rate(cloud, "egress", region)
+    gb = egress_gb(requests_per_month, output_tokens)
+    item = f"{what} {gb:,.2f} GB, minimum: {BYTES_PER_TOKEN} bytes an output token assumed"
+    if row is None:
+        return _not_priced(item, f"{why} ({region})", "stack", gb)
+    per_gb = float(row["usd_per_gb"])
+    if gb > float(row.get("tier_gb_month") or math.inf):
+        item += f" (first-tier rate; cheaper beyond {float(row['tier_gb_month']):,.0f} GB)"
+    return CostLine(item, "stack", gb, HOURS_PER_MONTH, per_gb / HOURS_PER_MONTH, gb * per_gb)
+
+
+def _address_and_secret_lines(
+    cloud: str, region: str, resources: tuple[str, ...], counts: Mapping[str, int], replica_units: float
+) -> list[CostLine]:
+    """The stack's public IPv4 addresses (the load balancer's, one per zone; the instances', one each) and
+    the secrets it creates, each billed every hour of the month it exists."""
+    lines: list[CostLine] = []
+    parts: list[tuple[str, float, str]] = []
+    if "public_ipv4" in resources:
+        zones = int(counts.get("public_ipv4", ALB_MIN_ZONES))
+        spans = f"{zones} zones" if "public_ipv4" in counts else f"{zones} zones, the fewest it spans"
+        parts.append(("public_ipv4", zones, f"of the load balancer ({spans}; one address each)"))
+    if "instance_ipv4" in resources and replica_units > 0:
+        parts.append(("public_ipv4", replica_units, "of the replicas (one each)"))
+    if "secrets" in resources and counts.get("secrets", 1) > 0:
+        n = int(counts.get("secrets", 1))
+        parts.append(("secrets", n, f"x{n} (the API key and HF token the stack stores)" if n > 1 else "(the stack's)"))
+    for kind, units, detail in parts:
+        what, row, why = stack_rate(cloud, kind, region)
+        plural = "es" if kind == "public_ipv4" else "s"
+        item = f"{what}{plural if units != 1 else ''} {detail}"
+        if row is None:
+            lines.append(_not_priced(item, f"{why} ({region})", "stack", units))
+            continue
+        hourly = float(row.get("usd_per_hour") or float(row["usd_per_month"]) / HOURS_PER_MONTH)
+        lines.append(CostLine(item, "stack", units, HOURS_PER_MONTH, hourly, units * hourly * HOURS_PER_MONTH))
     return lines
 
 
@@ -527,6 +594,7 @@ def cost_review(
     suggest: bool = True,
     weights_mirror: str | None = None,
     stack_resources: tuple[str, ...] = (),
+    stack_counts: Mapping[str, int] | None = None,
     spot_zones: tuple[str, ...] = (),
     cloud_group: bool = False,
     boot_disk_gb: float | None = None,
@@ -540,7 +608,8 @@ def cost_review(
 
     `weights_mirror`: the bucket a deployment restores the weights from (the Pulumi stacks' mirror); the
     spec's `sky.weights_store` otherwise; neither: replicas download from Hugging Face (the cold start).
-    `stack_resources`: what a Pulumi stack runs besides the replicas (STACK_RESOURCES), each a cost row.
+    `stack_resources`: what a Pulumi stack runs besides the replicas (STACK_RESOURCES), each a cost row;
+    `stack_counts`: how many of one it declares (the load balancer's zones, the secrets it creates).
     `spot_zones`: the zones a spot group spreads its replicas over (AWS's Auto Scaling group): each
     replica costs their mean market price; none: the cheapest zone (where SkyPilot launches).
     `cloud_group`: the replicas run in the cloud's own instance group (the Pulumi stacks' Auto Scaling
@@ -645,8 +714,24 @@ def cost_review(
     sky_disk = boot_disk_gb is None
     system_gb = sky_disk_size_gb(storage) - storage if boot_disk_gb is None else boot_disk_gb
     lines = _cost_lines(spec, resolved, fleet, storage, storage_price, cloud_group, system_gb, sky_disk)
+    # the group's instances over the month, in replicas running all month (as its disks are costed)
+    replica_units = (
+        (fleet.min_replicas + (fleet.max_replicas - fleet.min_replicas) * PEAK_HOURS_SHARE)
+        * hours_per_month(spec.schedule)
+        / HOURS_PER_MONTH
+        * fit.nodes
+    )
     stack = (
-        _stack_lines(resolved.offer.cloud, region, fit.weight_gib, traffic, workload, stack_resources)
+        _stack_lines(
+            resolved.offer.cloud,
+            region,
+            fit.weight_gib,
+            traffic,
+            workload,
+            stack_resources,
+            stack_counts,
+            replica_units if cloud_group else 0.0,
+        )
         if resolved.offer
         else []
     )
@@ -659,7 +744,15 @@ def cost_review(
             scaling.skyserve_stop_note(spec.target.pricing == "spot", point.e2e_p99_s, fit.settings.shutdown_timeout_s)
         )
     lines += stack
-    notes += [f"{line.item}; not in the monthly total" for line in lines if ": not priced: " in line.item]
+    notes += [f"{line.item}; not in the monthly total" for line in lines if NOT_PRICED in line.item]
+    if (
+        spec.budget.max_monthly_usd is not None
+        and spec.budget.allow_unpriced
+        and any(NOT_PRICED in line.item for line in lines)
+    ):
+        notes.append(
+            "budget gate on the priced total (allow_unpriced): the rows not priced are left out of what it compares"
+        )
     storage_price = storage_price or 0.0
     monthly = sum(line.usd for line in lines)
     if risk and risk.rate.published:
@@ -792,12 +885,32 @@ def full_load_review(
     return review
 
 
-def enforce_budget(review: CostReview, max_monthly_usd: float | None = None) -> None:
-    """The CI gate: refuse when the projection is over budget (exit code 2, nothing launched)."""
+def unpriced_items(review: CostReview) -> list[str]:
+    """The rows that run but have no dated price (shown, left out of the monthly total), by their item."""
+    return [line.item.split(NOT_PRICED)[0] for line in review.cost_lines if NOT_PRICED in line.item]
+
+
+def enforce_budget(
+    review: CostReview, max_monthly_usd: float | None = None, allow_unpriced: bool | None = None
+) -> None:
+    """The CI gate: refuse when the projection is over budget (exit code 2, nothing launched), and when it is
+    within budget only because some rows are not priced, unless `allow_unpriced` (default: the spec's
+    budget.allow_unpriced) says to gate on the priced total: a budget must not pass on a partial total."""
     budget = max_monthly_usd if max_monthly_usd is not None else review.max_monthly_usd
-    if budget is not None and review.monthly_usd > budget:
+    if budget is None:
+        return
+    if review.monthly_usd > budget:
         raise OverBudget(
             f"projected ${review.monthly_usd:,.2f}/month for {review.replicas} replica(s) of "
             f"{review.offer.id if review.offer else review.fit.gpu.name} exceeds the budget of ${budget:,.2f}",
             "raise --max-monthly-usd, lower the traffic, or pick a cheaper offer/pricing (see `selfhost compare`)",
+        )
+    allow = review.spec.budget.allow_unpriced if allow_unpriced is None else allow_unpriced
+    unpriced = unpriced_items(review)
+    if unpriced and not allow:
+        raise UserError(
+            f"the budget gate of ${budget:,.2f} would pass only on a partial total: ${review.monthly_usd:,.2f}/month "
+            f"leaves out {len(unpriced)} part(s) with no dated price: {'; '.join(unpriced)}",
+            "add their dated rates to costing/data/offers.yaml or pick a region that has them, or set "
+            "--allow-unpriced to gate on the priced total (budget.allow_unpriced: true in a spec)",
         )

@@ -43,6 +43,14 @@ def register(app: typer.Typer) -> None:
             None, "--reserved", help="reserved-1y | reserved-3y: a reservation you own covers the on-demand capacity"
         ),
         region: str | None = typer.Option(None, "--region", help="when the preview's config names none"),
+        allow_unpriced: bool = typer.Option(
+            False, "--allow-unpriced", help="gate on the priced total though resources are not priced (listed)"
+        ),
+        subnet_public_ip: bool = typer.Option(
+            True,
+            "--subnet-public-ip/--no-subnet-public-ip",
+            help="AWS instances not declaring associatePublicIpAddress get one from their subnet (a default VPC's do)",
+        ),
     ) -> None:
         """Price every resource a deployment declares (Pulumi preview, SkyPilot task or Kubernetes manifests)."""
         from selfhost.bill.display import render
@@ -59,6 +67,7 @@ def register(app: typer.Typer) -> None:
             bucket_gb=bucket_gb,
             reserved=reserved,
             region=region,
+            subnet_public_ip=subnet_public_ip,
             **({"peak_hours_share": peak_hours_share} if peak_hours_share is not None else {}),
         )
         from selfhost.bill.k8s import bill_manifests, looks_like_manifests
@@ -81,4 +90,9 @@ def register(app: typer.Typer) -> None:
                 preview = read_preview(Path(file))
             result = bill_preview(preview, usage)
         typer.echo(render(result, fmt), nl=False)
-        gate(result, max_monthly_usd)
+        gate(result, max_monthly_usd, allow_unpriced)
+        if max_monthly_usd is not None and result.unpriced:  # passed on the priced total: say so
+            typer.echo(
+                f"budget gate on the priced total (--allow-unpriced): {len(result.unpriced)} unpriced item(s) left out",
+                err=True,
+            )

@@ -17,8 +17,8 @@ from typing import Any
 
 from costing.data.catalog import Offer, catalog, regional_rate, stack_rate
 from costing.errors import UserError
-from costing.money.review import PEAK_HOURS_SHARE, alb_lcu_hours
-from costing.money.spend import COMMITTED_PRICING, DAYS_PER_MONTH, HOURS_PER_MONTH
+from costing.review import NOT_PRICED, PEAK_HOURS_SHARE, alb_lcu_hours, egress_line
+from costing.spend import COMMITTED_PRICING, DAYS_PER_MONTH, HOURS_PER_MONTH
 from selfhost.bill.declared import Declared, Preview
 
 HOURS_PER_WEEK = 168.0
@@ -71,7 +71,7 @@ FREE_TYPES = {
     "gcp:projects/iAMMember:IAMMember",
     "gcp:storage/bucketIAMMember:BucketIAMMember",
     "gcp:secretmanager/secretIamMember:SecretIamMember",
-    "gcp:secretmanager/secretVersion:SecretVersion",
+    "gcp:secretmanager/secret:Secret",  # billed per active version (its SecretVersions), not per secret
     "random:index/randomId:RandomId",  # random bytes kept in the stack's state (the bucket names' suffix)
 }
 GROUP_TYPES = ("aws:autoscaling/group:Group",)
@@ -81,13 +81,10 @@ MIG_TYPES = (
 )
 AUTOSCALER_TYPES = ("gcp:compute/regionAutoscaler:RegionAutoscaler", "gcp:compute/autoscaler:Autoscaler")
 NO_RATE = {
-    "aws:secretsmanager/secret:Secret": "Secrets Manager secret: no dated Secrets Manager rate in the catalog",
-    "aws:ec2/eip:Eip": "public IPv4 address: no dated public IPv4 rate in the catalog",
     "aws:ec2/capacityReservation:CapacityReservation": (
         "On-Demand Capacity Reservation: billed at the on-demand rate whether used or not, overlapping the "
         "instances that use it; not priced here"
     ),
-    "gcp:secretmanager/secret:Secret": "Secret Manager secret: no dated Secret Manager rate in the catalog",
     "gcp:compute/globalAddress:GlobalAddress": "static external IP: no dated rate in the catalog",
     "gcp:compute/address:Address": "static external IP: no dated rate in the catalog",
 }
@@ -106,6 +103,7 @@ class Usage:
     bucket_gb: float | None = None  # what each bucket holds
     reserved: str | None = None  # reserved-1y/-3y: an owned reservation covers the on-demand capacity
     region: str | None = None  # the region when the preview's config does not say
+    subnet_public_ip: bool = True  # AWS instances not declaring associatePublicIpAddress get one (default VPC)
 
     def check(self) -> Usage:
         if not (0 <= self.peak_hours_share <= 1):
@@ -282,6 +280,7 @@ class Group:
     disks: list[tuple[float, str]]  # (GB, disk kind) per instance
     disk_unpriced: str | None = None
     zones: tuple[str, ...] = ()
+    ipv4: str | None = None  # each instance's public IPv4 address: why it has one (None: it has none)
 
 
 def price_group(bill: Bill, g: Group, usage: Usage) -> None:
@@ -349,6 +348,36 @@ def price_group(bill: Bill, g: Group, usage: Usage) -> None:
             bill.not_priced(g.resource, f"{gb:g} GB {kind} disk per instance: {rate_}")
             continue
         bill.storage(g.resource, f"{kind} disk {gb:g} GB per instance", instance_hours / HOURS_PER_MONTH, gb, rate_)
+    if g.ipv4:
+        address(bill, g.resource, g.cloud, g.region, instance_hours / HOURS_PER_MONTH, f"per instance ({g.ipv4})")
+
+
+def address(bill: Bill, resource: str, cloud: str, region: str, units: float, detail: str) -> None:
+    """`units` public IPv4 addresses held all month, at the catalog's dated rate, or "not priced"."""
+    what, row, why = stack_rate(cloud, "public_ipv4", region)
+    if row is None:
+        bill.not_priced(resource, f"{what} {detail}: {why} ({region})")
+    else:
+        bill.add(resource, f"{what} {detail}", "stack", units, HOURS_PER_MONTH, float(row["usd_per_hour"]), _src(row))
+
+
+def secret_rate(bill: Bill, resource: str, cloud: str, region: str, units: float, what_: str) -> None:
+    """A secret (AWS) or an active secret version per location (GCP) a month; API calls are not counted."""
+    what, row, why = stack_rate(cloud, "secrets", region)
+    if row is None:
+        bill.not_priced(resource, f"{what}: {why} ({region})")
+        return
+    monthly = float(row["usd_per_month"])
+    bill.add(resource, f"{what} {what_}", "stack", units, HOURS_PER_MONTH, monthly / HOURS_PER_MONTH, _src(row))
+
+
+def aws_public_ip(declared: Any, usage: Usage) -> str | None:
+    """Why an AWS instance holds a public IPv4 address (None: it does not): declared, or its subnet's default."""
+    if declared is True or str(declared).lower() == "true":
+        return "associatePublicIpAddress"
+    if declared is None and usage.subnet_public_ip:
+        return "not declared: its subnet assigns one, as a default VPC's do; --no-subnet-public-ip if not"
+    return None
 
 
 DISK_KINDS = {"aws": ("gp3",), "gcp": ("pd-balanced",), "runpod": ("network-volume",)}
@@ -423,6 +452,8 @@ def aws_groups(preview: Preview, bill: Bill, usage: Usage) -> None:
                 events += [(m, sizes) for m in minutes]
             if events:
                 states = weekly_states(events)
+        nics = [n for n in template.get("networkInterfaces") or [] if isinstance(n, dict)]
+        ipv4 = aws_public_ip(nics[0].get("associatePublicIpAddress") if nics else None, usage)
         disks, unpriced = [], None
         mappings = template.get("blockDeviceMappings") or []
         if not mappings:
@@ -435,7 +466,7 @@ def aws_groups(preview: Preview, bill: Bill, usage: Usage) -> None:
             disks.append((float(ebs["volumeSize"]), str(ebs.get("volumeType") or "gp2")))
         price_group(
             bill,
-            Group(rid(r), "aws", region, types, pct < 100, base, pct, states, disks, unpriced, usage.zones),
+            Group(rid(r), "aws", region, types, pct < 100, base, pct, states, disks, unpriced, usage.zones, ipv4),
             usage,
         )
 
@@ -460,6 +491,9 @@ def aws_instance(r: Declared, bill: Bill, usage: Usage, region: str) -> None:
     volumes += [(str(v.get("deviceName")), v) for v in r.get("ebsBlockDevices") or [] if isinstance(v, dict)]
     for dev, v in volumes:
         aws_volume_line(bill, rid(r), f"{dev} volume", v.get("volumeSize"), v.get("volumeType"), region)
+    ipv4 = aws_public_ip(r.get("associatePublicIpAddress"), usage)
+    if ipv4:
+        address(bill, rid(r), "aws", region, 1, f"({ipv4})")
 
 
 def aws_volume_line(bill: Bill, resource: str, what: str, size: Any, kind: Any, region: str) -> None:
@@ -478,6 +512,14 @@ def load_balancer(r: Declared, bill: Bill, usage: Usage, cloud: str, region: str
     if cloud == "aws" and kind != "application":
         bill.not_priced(rid(r), f"{kind} load balancer: no dated rate in the catalog (priced: application)")
         return
+    if not r.get("internal", default=False) and r.get("loadBalancingScheme", default="EXTERNAL") != "INTERNAL":
+        egress(bill, rid(r), usage, cloud, region)
+    if cloud == "aws" and not r.get("internal", default=False):  # its addresses are billed whatever its rate
+        zones = len(r.get("subnetMappings") or r.get("subnets") or [])
+        if zones:
+            address(bill, rid(r), "aws", region, zones, f"of an internet-facing load balancer ({zones} subnets)")
+        else:
+            bill.not_priced(rid(r), "public IPv4 addresses of an internet-facing load balancer: subnets not declared")
     what, row, why = stack_rate(cloud, "load_balancer", region)
     if row is None:
         bill.not_priced(rid(r), f"{what}: {why} ({region})")
@@ -492,10 +534,20 @@ def load_balancer(r: Declared, bill: Bill, usage: Usage, cloud: str, region: str
             label, lcu_hours = alb_lcu_hours(row, requests, usage.input_tokens + usage.output_tokens)
             lcu = float(row["lcu_usd_per_hour"])
             bill.add(rid(r), f"{what} LCUs, minimum: {label}", "stack", 1, lcu_hours, lcu, _src(row))
-    if cloud == "aws" and not r.get("internal", default=False):
-        bill.not_priced(
-            rid(r), "public IPv4 addresses of an internet-facing load balancer: no dated rate in the catalog"
-        )
+
+
+def egress(bill: Bill, resource: str, usage: Usage, cloud: str, region: str) -> None:
+    """The responses an internet-facing load balancer sends out: internet egress, from the usage given."""
+    if usage.requests_per_day is None or usage.output_tokens is None:
+        bill.not_priced(resource, "internet egress: usage-based; pass --requests-per-day and --output-tokens")
+        return
+    requests = usage.requests_per_day * DAYS_PER_MONTH * usage.days_per_week / 7
+    line = egress_line(cloud, region, requests, usage.output_tokens)
+    if NOT_PRICED in line.item:
+        bill.not_priced(resource, line.item.replace(NOT_PRICED, ": "))
+        return
+    row = stack_rate(cloud, "egress", region)[1] or {}
+    bill.add(resource, line.item, "stack", line.replicas, line.hours, line.usd_per_hour, _src(row))
 
 
 def bucket(r: Declared, bill: Bill, usage: Usage, cloud: str, region: str) -> None:
@@ -526,6 +578,12 @@ def gcp_template(t: Declared) -> tuple[str | None, bool, list[tuple[float, str]]
     return t.get("machineType"), spot, disks, unpriced
 
 
+def gcp_external_ip(nics: Any) -> str | None:
+    """Why a VM holds an external IPv4 address (an access config on an interface), None: it holds none."""
+    has = any(isinstance(n, dict) and n.get("accessConfigs") for n in nics or [])
+    return "accessConfigs" if has else None
+
+
 def gcp_groups(preview: Preview, bill: Bill, usage: Usage) -> None:
     templates = preview.of_type("gcp:compute/instanceTemplate:InstanceTemplate")
     scalers = preview.of_type(*AUTOSCALER_TYPES)
@@ -538,6 +596,7 @@ def gcp_groups(preview: Preview, bill: Bill, usage: Usage) -> None:
             bill.not_priced(rid(r), template)
             continue
         machine, spot, disks, unpriced = gcp_template(template)
+        ipv4 = gcp_external_ip(template.get("networkInterfaces"))
         scaler = next((s for s in scalers if r.refers_to(s.get("target"))), None)
         if scaler is None and len(scalers) == 1 and len(groups) == 1:
             scaler = scalers[0]
@@ -565,7 +624,19 @@ def gcp_groups(preview: Preview, bill: Bill, usage: Usage) -> None:
                     )
         price_group(
             bill,
-            Group(rid(r), "gcp", region, [str(machine)], spot, 0, 0.0 if spot else 100.0, states, disks, unpriced),
+            Group(
+                rid(r),
+                "gcp",
+                region,
+                [str(machine)],
+                spot,
+                0,
+                0.0 if spot else 100.0,
+                states,
+                disks,
+                unpriced,
+                ipv4=ipv4,
+            ),
             usage,
         )
 
@@ -591,8 +662,28 @@ def gcp_instance(r: Declared, bill: Bill, usage: Usage) -> None:
         [(HOURS_PER_MONTH, 1, 1)],
         disks,
         unpriced,
+        ipv4=gcp_external_ip(r.get("networkInterfaces")),
     )
     price_group(bill, group, usage)
+
+
+def gcp_secret_version(preview: Preview, r: Declared, bill: Bill, region: str) -> None:
+    """An active secret version, billed per location its secret replicates to (automatic: one)."""
+    secrets = preview.of_type("gcp:secretmanager/secret:Secret")
+    if not secrets:
+        bill.not_priced(rid(r), "its secret is not declared here: the locations billed (its replication) unknown")
+        return
+
+    def locations(s: Declared) -> int:
+        if s.get("replication", "auto") is not None:
+            return 1
+        return max(1, len(s.get("replication", "userManaged", "replicas") or []))
+
+    found = _pick(secrets, r.get("secret"), "secret")
+    # a preview of a create cannot say which secret a version belongs to: the most locations of any declared
+    n = locations(found) if not isinstance(found, str) else max(locations(s) for s in secrets)
+    where = "one location (automatic replication)" if n == 1 else f"{n} locations"
+    secret_rate(bill, rid(r), "gcp", region, n, f"(active, {where}; access operations not counted)")
 
 
 # ---- RunPod ---------------------------------------------------------------------------------------------
@@ -663,6 +754,12 @@ def bill_preview(preview: Preview, usage: Usage | None = None) -> Bill:
         elif t == "aws:ebs/volume:Volume":
             zone = str(r.get("availabilityZone") or "")
             aws_volume_line(bill, rid(r), "EBS volume", r.get("size"), r.get("type"), zone[:-1] or region)
+        elif t == "aws:secretsmanager/secret:Secret":
+            secret_rate(bill, rid(r), "aws", region, 1, "(per secret a month; API calls not counted)")
+        elif t == "aws:ec2/eip:Eip":
+            address(bill, rid(r), "aws", region, 1, "(Elastic IP)")
+        elif t == "gcp:secretmanager/secretVersion:SecretVersion":
+            gcp_secret_version(preview, r, bill, gcp_region)
         elif t == "aws:lb/loadBalancer:LoadBalancer":
             load_balancer(r, bill, usage, "aws", region)
         elif t in ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
@@ -697,24 +794,25 @@ def bill_preview(preview: Preview, usage: Usage | None = None) -> Bill:
     return bill
 
 
-def gate(bill: Bill, max_monthly_usd: float | None) -> None:
-    """The budget gate: refused on a partial bill (one line naming what is unpriced), exit 2 over budget."""
+def gate(bill: Bill, max_monthly_usd: float | None, allow_unpriced: bool = False) -> None:
+    """The budget gate: exit 2 over budget; refused (exit 2, one line naming what is unpriced) when within
+    budget only because resources are not priced, unless `allow_unpriced` gates on the priced total."""
     from costing.errors import OverBudget
 
     if max_monthly_usd is None:
         return
     if not (math.isfinite(max_monthly_usd) and max_monthly_usd >= 0):
         raise UserError(f"--max-monthly-usd {max_monthly_usd:g} is not a finite amount", "pass e.g. 1200")
-    if bill.unpriced:
-        first = bill.unpriced[0]
-        more = f" and {len(bill.unpriced) - 1} more" if len(bill.unpriced) > 1 else ""
-        raise UserError(
-            f"a budget gate needs every declared resource priced: {first.resource} is not ({first.why}){more}",
-            "give the usage it needs (see the bill's 'not priced' list), add its dated rate to the catalog, "
-            "or drop --max-monthly-usd",
-        )
     if bill.monthly_usd > max_monthly_usd:
         raise OverBudget(
             f"the declared resources bill ${bill.monthly_usd:,.2f}/month, over the budget of ${max_monthly_usd:,.2f}",
             "raise --max-monthly-usd, or declare fewer or cheaper resources",
+        )
+    if bill.unpriced and not allow_unpriced:
+        named = "; ".join(f"{u.resource} ({u.why})" for u in bill.unpriced)
+        raise UserError(
+            f"the budget gate of ${max_monthly_usd:,.2f} would pass only on a partial bill: "
+            f"${bill.monthly_usd:,.2f}/month leaves out {len(bill.unpriced)} unpriced item(s): {named}",
+            "give the usage they need (see the bill's 'not priced' list) or add their dated rates to the catalog, "
+            "or gate on the priced total with --allow-unpriced",
         )

@@ -177,7 +177,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @spec_options(
         "model", "gpu", "gpus", "cloud", "offer", "precision", "pricing", "region",
-        *WORKLOAD_FLAGS, "max_monthly_usd", "replicas", "availability",
+        *WORKLOAD_FLAGS, "max_monthly_usd", "allow_unpriced", "replicas", "availability",
     )  # fmt: skip
     def plan(
         flags: dict[str, Any],

@@ -159,6 +159,9 @@ def register(app: typer.Typer) -> None:
         ),
         fmt: str = typer.Option("table", "--format", help="table | markdown | json"),
         output: Path | None = typer.Option(None, "--output", help="also write the rendered diff to this file"),
+        allow_unpriced: bool = typer.Option(
+            False, "--allow-unpriced", help="gates on the priced totals though head rows are not priced"
+        ),
     ) -> None:
         """Cost diff between base and head specs: offer, GPUs, replicas, monthly $, $/1M, SLO, break-even.
 
@@ -171,7 +174,7 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in FORMATS:
             raise UserError(f"unknown format '{fmt}'", f"use --format with one of: {', '.join(FORMATS)}")
-        gates = Gates(max_monthly_usd, max_increase_usd, max_increase_percent)
+        gates = Gates(max_monthly_usd, max_increase_usd, max_increase_percent, allow_unpriced)
         check_gate_values(gates)
         heads = list(head or []) + list(specs or [])
         if not heads:

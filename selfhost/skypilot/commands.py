@@ -128,6 +128,9 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
         spot: bool | None = typer.Option(None, "--spot/--on-demand", help="spot instances (aws, gcp)"),
         service: bool | None = typer.Option(None, "--service/--task", help="`sky serve up` instead of `sky launch`"),
         max_monthly_usd: float | None = typer.Option(None, "--max-monthly-usd", help="budget: refuse when over"),
+        allow_unpriced: bool = typer.Option(
+            False, "--allow-unpriced", help="budget: gate on the priced total though rows are not priced (listed)"
+        ),
         cluster: str | None = typer.Option(None, "--cluster", "-c", help="cluster / service name"),
         minutes: int = typer.Option(
             120, "--minutes", "-i", min=1, help="dev cluster: torn down this long after launch"
@@ -179,6 +182,7 @@ def register(render_app: typer.Typer, launch_app: typer.Typer) -> None:
             minutes=minutes,
             yes=yes,
             max_monthly_usd=max_monthly_usd,
+            allow_unpriced=True if allow_unpriced else None,  # else the spec's budget.allow_unpriced
             out_dir=out,
             secret_source=source,
             secret_file=secret_file,

@@ -214,6 +214,7 @@ def plan_launch(
     max_monthly_usd: float | None = None,
     secret_source: str = "env",
     secret_file: Path | None = None,
+    allow_unpriced: bool | None = None,
 ) -> LaunchPlan:
     """Everything up to the launch: review, budget gate, YAML path, the exact command.
 
@@ -226,7 +227,7 @@ def plan_launch(
     found = render.choices(spec)
     chosen = render.cheapest(found)
     review = cost_review(chosen.spec, resolved=chosen.resolved)
-    enforce_budget(review, max_monthly_usd)
+    enforce_budget(review, max_monthly_usd, allow_unpriced)
     render.check_name(cluster, "--cluster")
     name = cluster or render.task_name(spec, found)
     temp_dir = None

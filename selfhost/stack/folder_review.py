@@ -89,4 +89,8 @@ def stack_spec_review(stack: StackConfig, spec_file: Path):
         if resolved.offer is not None and resolved.price is not None:
             zones = tuple(sorted(resolved.offer.by_zone("spot", resolved.price.region)))
     cidrs = tuple(str_list(config, "allowedCidrs")) or tuple(OPEN_CIDRS)
-    return stack_review(stack.cloud, spec, cidrs, spot_zones=zones, boot_disk_gb=boot[stack.cloud])
+    refs = getattr(modules[stack.cloud], "REF_KEYS", {})  # a secret given by reference is not the stack's
+    created = sum(1 for key in ("apiKey", "hfToken") if not (refs.get(key) and config.get(refs[key])))
+    return stack_review(
+        stack.cloud, spec, cidrs, spot_zones=zones, boot_disk_gb=boot[stack.cloud], secrets_created=created
+    )

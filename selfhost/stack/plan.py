@@ -370,24 +370,49 @@ def plan_stack(
 STACK_MIRRORS = {"aws": "the stack's S3 weights mirror", "gcp": "the stack's GCS weights mirror"}
 
 
+def stack_parts(
+    cloud: str, cidrs: tuple[str, ...], spot_zones: tuple[str, ...] = (), secrets_created: int = len(SECRET_KEYS)
+) -> tuple[tuple[str, ...], dict[str, int]]:
+    """(stack_resources, stack_counts) of cost_review for what the `cloud` stack runs beside its replicas."""
+    from costing.review import ALB_MIN_ZONES
+
+    if cloud not in STACK_MIRRORS:
+        return (), {}
+    counts = {"secrets": secrets_created}
+    if spot_zones:
+        counts["public_ipv4"] = max(len(spot_zones), ALB_MIN_ZONES)
+    waf = cloud == "gcp" and not set(cidrs) & set(OPEN_CIDRS)
+    resources: tuple[str, ...] = (
+        ("load_balancer", "waf", "weights_mirror") if waf else ("load_balancer", "weights_mirror")
+    )
+    resources += ("public_ipv4",) if cloud == "aws" else ()
+    return (*resources, "instance_ipv4", "secrets", "egress"), counts
+
+
 def stack_review(
-    cloud: str, spec: DeploymentSpec, cidrs: tuple[str, ...], *, spot_zones: tuple[str, ...] = (), boot_disk_gb: int = 0
+    cloud: str,
+    spec: DeploymentSpec,
+    cidrs: tuple[str, ...],
+    *,
+    spot_zones: tuple[str, ...] = (),
+    boot_disk_gb: int = 0,
+    secrets_created: int = len(SECRET_KEYS),
 ):
     """The cost review of what the `cloud` stack declares for `spec` (no checks, no budget gate): its replicas
     and disks, and its own resources. The aws and gcp stacks restore every later replica's weights from their
     own bucket mirror, and run a load balancer, a WAF policy where callers are limited (GCP's Cloud Armor; AWS
-    limits them with the load balancer's security group) and that bucket: each a row of the review."""
-    from costing.money.review import cost_review
+    limits them with the load balancer's security group), that bucket, the secrets they create (not the
+    referenced ones) and public IPv4 addresses (each replica's; AWS's internet-facing ALB one per zone of
+    `spot_zones`, the group's zones, at least two): each a row of the review."""
+    from costing.review import cost_review
 
     mirror = STACK_MIRRORS.get(cloud)
-    resources: tuple[str, ...] = ()
-    if mirror:
-        waf = cloud == "gcp" and not set(cidrs) & set(OPEN_CIDRS)
-        resources = ("load_balancer", "waf", "weights_mirror") if waf else ("load_balancer", "weights_mirror")
+    resources, counts = stack_parts(cloud, cidrs, spot_zones, secrets_created)
     return cost_review(
         spec,
         weights_mirror=mirror,
         stack_resources=resources,
+        stack_counts=counts,
         spot_zones=spot_zones,
         cloud_group=bool(mirror),  # the aws and gcp stacks run their own instance group, not SkyServe
         boot_disk_gb=boot_disk_gb,
@@ -428,8 +453,10 @@ def _plan_stack(
             "(or a specFile with `workload:`)",
         )
 
+    created = sum(1 for key in SECRET_KEYS if not refs.get(key))
+
     def review_of(s: DeploymentSpec):
-        return stack_review(cloud, s, cidrs, spot_zones=spot_zones, boot_disk_gb=boot_disk_gb)
+        return stack_review(cloud, s, cidrs, spot_zones=spot_zones, boot_disk_gb=boot_disk_gb, secrets_created=created)
 
     review = review_of(spec)
     if review.fleet is not None and review.fleet.max_replicas > MAX_REPLICAS:

@@ -41,8 +41,9 @@ with refusals():
     by_zone = aws_config.zone_subnets([(s.id, s.availability_zone) for s in found])
     zone_ids = tuple(sorted({s.availability_zone_id for s in found}))
     vpc_cidr = aws.ec2.get_vpc(id=vpc_id).cidr_block
-    if p.pricing == "spot":  # spot replicas cost the mean market price of these zones (the group balances)
-        p = aws_config.plan(settings, scope=stack_scope(), zones=zone_ids)
+    # the zones known: spot replicas cost their mean market price (the group balances), and the load
+    # balancer holds one public IPv4 address in each
+    p = aws_config.plan(settings, scope=stack_scope(), zones=zone_ids)
     region = chosen or p.review.resolved.price.region or p.offer.region
     if flag(config, "checkQuota"):  # needs AWS credentials at preview time: opt-in (recommended in CI)
         check_gpu_quota(p.offer.instance_type, p.offer.vcpus, region, p.pricing)
