@@ -120,7 +120,7 @@ def test_aws_stack_secrets_and_public_ipv4_are_billed_at_dated_rates(tmp_path: P
     """The shipped AWS stack's two Secrets Manager secrets, its internet-facing ALB's addresses (one per
     subnet it is in) and each instance's auto-assigned address are priced; with usage given nothing is
     unpriced, so a budget gate on it passes or fails on the whole bill."""
-    from costing.catalog import stack_rate
+    from costing.data.catalog import stack_rate
 
     bill = bill_preview(
         parse_preview(shipped_preview("aws")),

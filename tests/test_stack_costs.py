@@ -10,9 +10,9 @@ import yaml
 from test_stack_aws import BASE as AWS
 from test_stack_gcp import BASE as GCP
 
-from costing.price_age import dated_prices
-from costing.review import BYTES_PER_TOKEN, GIB_IN_GB, PEAK_HOURS_SHARE, cost_review
-from costing.spend import HOURS_PER_MONTH
+from costing.money.price_age import dated_prices
+from costing.money.review import BYTES_PER_TOKEN, GIB_IN_GB, PEAK_HOURS_SHARE, cost_review
+from costing.money.spend import HOURS_PER_MONTH
 from selfhost.stack import aws_config, gcp_config
 from selfhost.stack.preview import ZONE_IDS
 

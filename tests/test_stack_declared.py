@@ -10,9 +10,9 @@ import pytest
 import yaml
 from stack_mocks import example_config, refused, stack
 
-from costing.catalog import offers_for, stack_rate
-from costing.spec import MAX_REPLICAS
-from costing.spend import HOURS_PER_MONTH
+from costing.data.catalog import offers_for, stack_rate
+from costing.data.spec import MAX_REPLICAS
+from costing.money.spend import HOURS_PER_MONTH
 from selfhost.bill.declared import parse_preview
 from selfhost.bill.mock_preview import preview_json
 from selfhost.bill.price import bill_preview

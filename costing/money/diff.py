@@ -43,7 +43,7 @@ class Gates:
     allow_unpriced: bool = False  # gate on the priced totals though head rows are not priced
 
 
-NOT_PRICED = ": not priced: "  # costing.review.NOT_PRICED (the review JSON is what the diff reads)
+NOT_PRICED = ": not priced: "  # costing.money.review.NOT_PRICED (the review JSON is what the diff reads)
 
 
 def unpriced(review: dict[str, Any] | None) -> list[str]:

@@ -17,8 +17,8 @@ from typing import Any
 
 from costing.data.catalog import Offer, catalog, regional_rate, stack_rate
 from costing.errors import UserError
-from costing.review import NOT_PRICED, PEAK_HOURS_SHARE, alb_lcu_hours, egress_line
-from costing.spend import COMMITTED_PRICING, DAYS_PER_MONTH, HOURS_PER_MONTH
+from costing.money.review import NOT_PRICED, PEAK_HOURS_SHARE, alb_lcu_hours, egress_line
+from costing.money.spend import COMMITTED_PRICING, DAYS_PER_MONTH, HOURS_PER_MONTH
 from selfhost.bill.declared import Declared, Preview
 
 HOURS_PER_WEEK = 168.0

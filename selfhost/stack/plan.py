@@ -374,7 +374,7 @@ def stack_parts(
     cloud: str, cidrs: tuple[str, ...], spot_zones: tuple[str, ...] = (), secrets_created: int = len(SECRET_KEYS)
 ) -> tuple[tuple[str, ...], dict[str, int]]:
     """(stack_resources, stack_counts) of cost_review for what the `cloud` stack runs beside its replicas."""
-    from costing.review import ALB_MIN_ZONES
+    from costing.money.review import ALB_MIN_ZONES
 
     if cloud not in STACK_MIRRORS:
         return (), {}
@@ -404,7 +404,7 @@ def stack_review(
     limits them with the load balancer's security group), that bucket, the secrets they create (not the
     referenced ones) and public IPv4 addresses (each replica's; AWS's internet-facing ALB one per zone of
     `spot_zones`, the group's zones, at least two): each a row of the review."""
-    from costing.review import cost_review
+    from costing.money.review import cost_review
 
     mirror = STACK_MIRRORS.get(cloud)
     resources, counts = stack_parts(cloud, cidrs, spot_zones, secrets_created)
