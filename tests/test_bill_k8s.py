@@ -116,7 +116,10 @@ def test_gke_spot_label_hpa_statefulset_claims_and_unpinned_gpu_pods() -> None:
 
 
 def test_a_budget_gate_refuses_a_bill_with_unpriced_gpu_pods() -> None:
-    one_line_error(run_cli("bill", str(GKE), "--max-monthly-usd", "100000"), "needs every declared resource priced")
+    # one line, naming the GPU pods with no node type among the rows left out, and the opt-in
+    one_line_error(run_cli("bill", str(GKE), "--max-monthly-usd", "100000"), "would pass only on a partial bill")
+    line = run_cli("bill", str(GKE), "--max-monthly-usd", "100000").stderr
+    assert "Deployment::batch" in line and "--allow-unpriced" in line
 
 
 def test_the_budget_gate_on_a_complete_bill() -> None:
