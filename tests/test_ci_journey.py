@@ -129,6 +129,11 @@ class Journey:
             [*cmd, "--kit-wheel", str(self.wheel), *extra], cwd=self.repo, capture_output=True, text=True, timeout=300
         )
         assert out.returncode == 0, out.stderr
+        if self.cloud == "kubernetes":  # the user names their cluster, as the folder's README says
+            config = self.repo / self.folder / "Pulumi.production.yaml"
+            text = config.read_text()
+            assert "# selfhost-kubernetes:clusterName:" in text  # init does not guess it
+            config.write_text(re.sub(r"# (selfhost-kubernetes:clusterName:) \S+", r"\1 team", text))
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-q", "-m", "selfhost init")
         git(self.repo, "clone", "-q", "--bare", str(self.repo), str(self.origin))

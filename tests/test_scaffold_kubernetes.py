@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 from cli_inprocess import one_line_error, run_cli
-from stack_mocks import stack
+from stack_mocks import refused, stack
 
 from costing.data.catalog import offers_for
 from costing.data.spec import load_spec, spec_from_dict
@@ -52,6 +52,11 @@ def test_the_folder_deploys_the_cheapest_node_it_is_costed_at(cluster, tmp_path,
     assert review.monthly_usd == pytest.approx(cheapest(cluster, data), abs=0.005)
     assert review.monthly_usd <= data["budget"]["max_monthly_usd"]
 
+    # the shipped example's cluster name is not the team's: the stack refuses, declaring nothing, until it is set
+    assert "clusterName" not in config
+    spec_file = str(folder / "selfhost.yaml")
+    mocks, err = refused("kubernetes", {**config, **SECRETS, "specFile": spec_file})
+    assert "clusterName" in err.line() and mocks.resources == []
     # the shipped stack program, with what the README says to set, deploys that review's fleet
     readme = (folder / "README.md").read_text()
     assert f"selfhost plan --spec selfhost.yaml --kubernetes {cluster}" in readme
@@ -59,7 +64,7 @@ def test_the_folder_deploys_the_cheapest_node_it_is_costed_at(cluster, tmp_path,
     if cluster == "gke":
         assert "pulumi config set location" in readme
         extra["location"] = "us-central1"
-    _, outputs = stack("kubernetes", {**config, **extra, **SECRETS, "specFile": str(folder / "selfhost.yaml")})
+    _, outputs = stack("kubernetes", {**config, **extra, **SECRETS, "specFile": spec_file})
     assert outputs["projectedMonthlyUsd"] == round(review.monthly_usd, 2)
     assert outputs["instanceType"] == config["instanceType"] and outputs["cluster"] == cluster
     plan = selfhost("plan", "--spec", str(folder / "selfhost.yaml"), "--kubernetes", cluster, "--format", "json")

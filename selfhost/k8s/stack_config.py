@@ -66,6 +66,11 @@ def _plan(config: Mapping[str, Any]) -> manifests.Plan:
     spec, cluster = stack_spec(config)
     check_secrets(config, {})
     cidrs = check_cidrs(str_list(config, "allowedCidrs"), has_api_key=True)
+    if cluster == "eks" and not config.get("clusterName"):
+        raise UserError(
+            "an EKS stack needs the cluster's name: Karpenter finds its subnets and security groups by it",
+            "pulumi config set clusterName <your EKS cluster> (the karpenter.sh/discovery tag value)",
+        )
     if cluster == "gke" and not (config.get("clusterName") and config.get("location")):
         raise UserError(
             "a GKE stack declares its node pools on your cluster: clusterName and location are needed",

@@ -59,6 +59,9 @@ MACHINE_KEYS = {
     "runpod": lambda offer: {"gpuCount": str(offer.gpus), "cloudType": offer.id.rsplit("-", 1)[1].upper()},
     "kubernetes": lambda offer: {"cluster": CLUSTER_OF_CLOUD[offer.cloud], "instanceType": offer.instance_type},
 }
+# Stack config keys only the user knows: the shipped example's line is written commented out (the stack refuses
+# without it, naming the `pulumi config set` that fixes it).
+UNKNOWN_KEYS = {"kubernetes": ("clusterName",)}
 # Stack config keys the spec carries instead (Pulumi.dev.yaml points at it with specFile).
 FROM_SPEC_KEYS = (
     "specFile",
@@ -319,7 +322,8 @@ def stack_config_text(cloud: str, offer, domain: str | None = None) -> str:
     """The shipped Pulumi.dev.yaml: the machine from the offer, the spec's keys replaced by specFile, and
     `domain` when given (else the shipped commented line stays: `pulumi up` refuses until one is chosen).
     gcp with a domain: allowedCidrs 0.0.0.0/0, since Google's certificate is issued over port 443 (the
-    stack refuses a domain otherwise; the API key guards the endpoint)."""
+    stack refuses a domain otherwise; the API key guards the endpoint). kubernetes: the shipped example's cluster
+    name is left commented, so `pulumi up` refuses in one line until the team's own is set."""
     project = f"selfhost-{cloud}"
     machine = MACHINE_KEYS[cloud](offer)
     shipped = (bundled.stack_program(cloud) / "Pulumi.dev.yaml").read_text().splitlines()
@@ -339,6 +343,9 @@ def stack_config_text(cloud: str, offer, domain: str | None = None) -> str:
                 "the API key guards the endpoint"
             )
             skipping_cidrs = True
+            continue
+        if key in UNKNOWN_KEYS.get(cloud, ()) and not commented:  # the shipped example's value is not theirs
+            out.append(f"{indent}# {line.lstrip()}")
             continue
         if key in FROM_SPEC_KEYS:
             if "specFile" not in placed:
@@ -507,6 +514,11 @@ def readme_text(
             f"`{repo.good_tag}`, and a failing one is replaced by that",
             "tagged commit. Nothing is ever destroyed by CI. Set-up (secrets, OIDC) is at the top of each workflow.",
         ]
+        if cloud == "kubernetes":
+            lines += [
+                f"Before the first deploy, uncomment `clusterName` in `Pulumi.{ci_github.STACK}.yaml` and set your",
+                "cluster's name (`pulumi up` refuses until then).",
+            ]
     lines += [
         "",
         "Try the same vLLM command line on this machine's CPU first: `selfhost local install`, then",
