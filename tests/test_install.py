@@ -120,7 +120,7 @@ def test_the_wheel_carries_data_stack_programs_and_examples(kit):
     site = kit.site_packages()
     for name in ("calibration.json", "published-benchmarks.csv", "offers.yaml"):
         assert (site / "costing" / "data" / name).read_bytes() == (ROOT / "costing" / "data" / name).read_bytes()
-    assert set(STACK_CLOUDS) == {p.parent.name for p in (ROOT / "stacks").glob("*/__main__.py")}
+    assert set(STACK_CLOUDS) == {p.parent.name for p in (ROOT / "stacks").glob("*/Pulumi.dev.yaml")}
     for cloud in STACK_CLOUDS:
         for name in ("__main__.py", "Pulumi.yaml", "Pulumi.dev.yaml"):
             shipped = site / "selfhost" / "_bundled" / "stacks" / cloud / name
