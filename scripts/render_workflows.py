@@ -17,8 +17,9 @@ from selfhost.versions import kit_version
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "examples" / "ci" / "github"
-CLOUDS = ("aws", "gcp", "runpod", "sky")
-REGION = {"aws": "us-east-1"}
+CLOUDS = ("aws", "gcp", "runpod", "kubernetes", "sky")
+REGION = {"aws": "us-east-1", "kubernetes": "us-east-1"}  # kubernetes: an EKS cluster (`--cluster eks`)
+CLUSTER = {"kubernetes": "eks"}
 
 
 def rendered() -> dict[Path, str]:
@@ -27,7 +28,7 @@ def rendered() -> dict[Path, str]:
     out: dict[Path, str] = {}
     for cloud in CLOUDS:
         repo = Repo(Path("/repo"), "main", f"deploy/llama-{cloud}")
-        flows = workflows(repo, cloud, wheel, version, REGION.get(cloud))
+        flows = workflows(repo, cloud, wheel, version, REGION.get(cloud), CLUSTER.get(cloud))
         out[OUT / f"deploy-{cloud}.yml"] = flows[repo.workflow("deploy")]
         if cloud == "aws":
             out[OUT / "cost-diff.yml"] = flows[repo.workflow("cost-diff")]

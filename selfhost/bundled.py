@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 INSTALLED = PACKAGE / "_bundled"  # present in an installed wheel
 CHECKOUT = PACKAGE.parent  # the repository root when running from a clone
-STACK_CLOUDS = ("aws", "gcp", "runpod")
+STACK_CLOUDS = ("aws", "gcp", "runpod", "kubernetes")
 STACK_FILES = ("__main__.py", "Pulumi.yaml", "Pulumi.dev.yaml")
 EXAMPLE_SPEC = "llama-3.1-8b-runpod-a40.yaml"
 

@@ -5,7 +5,8 @@ They stand in for the network and the GPU, not for the kit: `pulumi up` runs the
 committed wheel) under Pulumi's official mocks, with the stack's config file and secrets; `sky serve up/update`
 takes the task YAML `selfhost render sky` wrote. A deployment that succeeds "runs" as the local OpenAI-compatible
 stand-in server (tests/fake_vllm_server.py) on 127.0.0.1, keyed with the stack's `apiKey` / the `VLLM_API_KEY`
-secret, serving the spec's model name.
+secret, serving the spec's model name. The kubernetes stack's cluster is reached as pulumi-kubernetes reaches it,
+through the kubeconfig file KUBECONFIG names (no file, or no current context in it: the update fails).
 
 The "cloud" is a folder (env JOURNEY_CLOUD): `calls.jsonl` (every CLI call, argv without values read from stdin),
 `pulumi/<project>/<stack>.json` (stack state: its deployments, destroyed or not), `sky/<service>.json`, `pids`
@@ -208,8 +209,22 @@ Path(out).write_text(json.dumps({"outputs": outputs, "resources": [[t, n] for t,
 """
 
 
+def _cluster() -> dict:
+    """The cluster pulumi-kubernetes would apply to: KUBECONFIG's current context (the file's mode kept, for the
+    test to check the workflow wrote it private)."""
+    path = Path(os.environ.get("KUBECONFIG") or Path.home() / ".kube" / "config")
+    if not path.is_file():
+        fail(f"configured Kubernetes cluster is unreachable: unable to load kubeconfig {path}")
+    doc = yaml.safe_load(path.read_text()) or {}
+    context = doc.get("current-context")
+    if not context or context not in {c.get("name") for c in doc.get("contexts") or []}:
+        fail(f"configured Kubernetes cluster is unreachable: context {context!r} not found in {path}")
+    return {"context": context, "mode": oct(path.stat().st_mode & 0o777)}
+
+
 def _up(project: str, meta: dict, stack: str, state: dict, config_file: Path) -> None:
     cloud_name = project.removeprefix("selfhost-")
+    cluster = _cluster() if cloud_name == "kubernetes" else None
     raw = (yaml.safe_load(config_file.read_text()) or {}).get("config", {}) if config_file.exists() else {}
     config = {}
     for key, value in raw.items():
@@ -257,6 +272,7 @@ def _up(project: str, meta: dict, stack: str, state: dict, config_file: Path) ->
             "resources": result["resources"],
             "kit": result["kit"],
             "pid": pid,
+            **({"cluster": cluster} if cluster else {}),
             "at": time.time(),
         }
     )

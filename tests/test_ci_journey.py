@@ -6,7 +6,9 @@ What stands in, and only for what cannot be reached here (tests/journey_stand_in
 - the package index: the runner's preinstalled packages are this checkout's dependencies (a folder on PYTHONPATH
   without selfhost), so `pip install` of the committed wheel installs that wheel and only it (hash-checked first);
 - `actions/setup-python`: a fresh interpreter environment per job, with nothing of the kit in it;
-- `aws-actions/configure-aws-credentials`: AssumeRoleWithWebIdentity on a moto server; `google-github-actions/auth`:
+- `aws-actions/configure-aws-credentials`: AssumeRoleWithWebIdentity on a moto server (kubernetes: the cluster is
+  the kubeconfig the workflow writes from its secret, which the `pulumi` stand-in reads as pulumi-kubernetes
+  does); `google-github-actions/auth`:
   an external-account credentials file; `pulumi/actions`: the `pulumi` stand-in on PATH, which runs the folder's
   own program with the folder's own venv (the committed kit) under Pulumi's mocks; `sky`: a stand-in of the CLI
   and its API server;
@@ -36,6 +38,17 @@ import yaml
 from conftest import ROOT
 
 KEY = "journey-key-0123456789abcdef"  # the production environment's VLLM_API_KEY secret
+KUBE_TOKEN = "journey-kube-token-0123456789"  # in the KUBECONFIG secret: never in a log
+KUBECONFIG = yaml.safe_dump(
+    {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "team", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "deployer", "user": {"token": KUBE_TOKEN}}],
+        "contexts": [{"name": "team", "context": {"cluster": "team", "user": "deployer"}}],
+        "current-context": "team",
+    }
+)
 REPOSITORY = "octo-org/llama-deploy"
 BROKEN = "name: bad-release"  # a spec carrying this line comes up misconfigured in the stand-in cloud
 
@@ -116,6 +129,11 @@ class Journey:
             [*cmd, "--kit-wheel", str(self.wheel), *extra], cwd=self.repo, capture_output=True, text=True, timeout=300
         )
         assert out.returncode == 0, out.stderr
+        if self.cloud == "kubernetes":  # the user names their cluster, as the folder's README says
+            config = self.repo / self.folder / "Pulumi.production.yaml"
+            text = config.read_text()
+            assert "# selfhost-kubernetes:clusterName:" in text  # init does not guess it
+            config.write_text(re.sub(r"# (selfhost-kubernetes:clusterName:) \S+", r"\1 team", text))
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-q", "-m", "selfhost init")
         git(self.repo, "clone", "-q", "--bare", str(self.repo), str(self.origin))
@@ -175,6 +193,7 @@ class Journey:
                 "SKYPILOT_SERVICE_ACCOUNT_TOKEN": "sky_journey_token",
                 "SELFHOST_TLS_KEY": "-----BEGIN PRIVATE KEY-----\njourney\n-----END PRIVATE KEY-----",
                 "SELFHOST_TLS_CERT": "-----BEGIN CERTIFICATE-----\njourney\n-----END CERTIFICATE-----",
+                "KUBECONFIG": KUBECONFIG,
             },
             base_env=self.env,
             workdir=self.base / f"run-{self.runs}",
@@ -328,7 +347,7 @@ def journey(request, tmp_path, wheel, runner_site, moto):
         j.stop()
 
 
-@pytest.mark.parametrize("journey", ["aws", "gcp", "runpod", "sky"], indirect=True)
+@pytest.mark.parametrize("journey", ["aws", "gcp", "runpod", "kubernetes", "sky"], indirect=True)
 def test_init_then_pull_requests_then_deploys_and_rollbacks(journey: Journey):
     j = journey
     j.init(*(["--domain", "api.example.com"] if j.cloud in ("aws", "gcp") else []))
@@ -375,6 +394,12 @@ def test_init_then_pull_requests_then_deploys_and_rollbacks(journey: Journey):
     assert len(first) == 1
     if j.cloud != "sky":  # the program ran from the committed wheel, in the folder's own venv
         assert first[0]["commit"] == good and "/venv/" in first[0]["kit"]
+    if j.cloud == "kubernetes":  # applied to the secret kubeconfig's cluster, the file private to the job
+        assert first[0]["cluster"] == {"context": "team", "mode": "0o600"}
+        review = json.loads((deploy.artifacts / "review" / "review.json").read_text())
+        assert review["target"]["kubernetes"] == "eks"  # the gate costed the nodes on the cluster
+        assert first[0]["outputs"]["projectedMonthlyUsd"] == review["monthly_usd"]
+        assert KUBE_TOKEN not in deploy.log
     assert KEY not in deploy.log
 
     # -- a release that fails its gate: the tagged commit is redeployed, nothing destroyed -----------------------
@@ -424,10 +449,10 @@ def test_a_first_deployment_that_fails_is_left_as_is_and_the_run_says_what_to_do
     j.destroyed_nothing()
 
 
-@pytest.mark.parametrize("journey", ["aws"], indirect=True)
+@pytest.mark.parametrize("journey", ["aws", "kubernetes"], indirect=True)
 def test_a_budget_refusal_before_pulumi_up_changes_nothing_and_rolls_nothing_back(journey: Journey):
     j = journey
-    j.init("--domain", "api.example.com")
+    j.init(*(["--domain", "api.example.com"] if j.cloud == "aws" else []))
     before = git(j.repo, "rev-parse", "main")
     sha = j.commit_spec(_budget(100), "over budget")
     run = j.run("deploy", push_event(sha, before))

@@ -431,3 +431,60 @@ def test_gates_on_a_head_total_with_unpriced_rows_are_breached_unless_allowed():
     assert (
         diff_reviews([DiffInput("x", "a", "b", base, priced)], Gates(max_monthly_usd=100000))["gates"]["breaches"] == []
     )
+
+
+K8S_CASES = {  # cluster -> (the stack's own keys, the spec's target)
+    "eks": ({"cluster": "eks", "instanceType": "g5.xlarge", "clusterName": "team"}, {"offer": "aws-g5.xlarge"}),
+    "gke": (
+        {"cluster": "gke", "instanceType": "g2-standard-8", "clusterName": "team", "location": "us-central1"},
+        {"offer": "gcp-g2-standard-8"},
+    ),
+}
+
+
+def _k8s_folder(folder: Path, cluster: str, requests_per_day: int) -> dict:
+    """A kubernetes stack folder: the spec, stacks/kubernetes' Pulumi.yaml, Pulumi.dev.yaml naming the spec."""
+    keys, target = K8S_CASES[cluster]
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "name": f"llama-{cluster}", "model": "llama-3.1-8b", "target": {**target, "pricing": "spot"},
+        "workload": {"requests_per_day": requests_per_day, "input_tokens": 1000, "output_tokens": 250},
+    }  # fmt: skip
+    (folder / "selfhost.yaml").write_text(yaml.safe_dump(spec))
+    shutil.copy(ROOT / "stacks" / "kubernetes" / "Pulumi.yaml", folder / "Pulumi.yaml")
+    own = {**keys, "specFile": "selfhost.yaml", "allowedCidrs": ["10.0.0.0/16"]}
+    (folder / "Pulumi.dev.yaml").write_text(
+        yaml.safe_dump({"config": {f"selfhost-kubernetes:{k}": v for k, v in own.items()}})
+    )
+    return {**own, "specFile": str(folder / "selfhost.yaml")}
+
+
+@pytest.mark.parametrize("cluster", list(K8S_CASES))
+def test_diff_of_a_kubernetes_stack_folder_is_the_review_the_stack_deploys(cluster, selfhost, tmp_path):
+    """A spec beside stacks/kubernetes is deployed on the team's cluster: diff shows the review of the nodes its
+    pods need (what the program computes under Pulumi's mocks and `plan --kubernetes` shows), not the bare
+    spec's plan, at the base (from git) and the head."""
+    from stack_mocks import stack
+
+    repo = tmp_path / "repo"
+    folder = repo / "deploy" / cluster
+    base_config = _k8s_folder(folder, cluster, 3000)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "base"], check=True)
+    secrets = {"apiKey": "sk-test-key-0123456789", "hfToken": "hf_test_token"}
+    _, base_out = stack("kubernetes", {**base_config, **secrets})
+    head_config = _k8s_folder(folder, cluster, 400000)
+    _, head_out = stack("kubernetes", {**head_config, **secrets})
+    out = selfhost("diff", "--base-ref", "HEAD", str(folder / "selfhost.yaml"), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    (project,) = json.loads(out.stdout)["projects"]
+    assert project["base"]["monthly_usd"] == pytest.approx(base_out["projectedMonthlyUsd"], abs=0.01)
+    assert project["head"]["monthly_usd"] == pytest.approx(head_out["projectedMonthlyUsd"], abs=0.01)
+    assert head_out["projectedMonthlyUsd"] > base_out["projectedMonthlyUsd"]
+    plan = selfhost("plan", "--spec", str(folder / "selfhost.yaml"), "--kubernetes", cluster, "--format", "json")
+    assert json.loads(plan.stdout)["monthly_usd"] == project["head"]["monthly_usd"]
+    # the bare spec (no stack beside it) is a SkyPilot plan, another figure
+    plain = review_dict(cost_review(load_spec(folder / "selfhost.yaml")))["monthly_usd"]
+    assert plain != pytest.approx(project["head"]["monthly_usd"], abs=0.01)

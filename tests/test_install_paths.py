@@ -100,7 +100,7 @@ def test_no_shipped_document_or_workflow_installs_the_kit_by_name():
     assert not any(by_name_ours(t) for t in install_targets(install_hint("sky")))
 
 
-@pytest.mark.parametrize("cloud", ["aws", "gcp", "runpod", "sky"])
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "runpod", "kubernetes", "sky"])
 def test_what_init_writes_installs_only_the_vendored_wheel(tmp_path, cloud):
     from selfhost.scaffold import deployment_repo
 

@@ -26,7 +26,7 @@ def tool(name: str) -> str:
 
 
 def test_the_workflows_are_shipped():
-    deploys = {f"deploy-{cloud}.yml" for cloud in ("aws", "gcp", "runpod", "sky")}
+    deploys = {f"deploy-{cloud}.yml" for cloud in ("aws", "gcp", "runpod", "kubernetes", "sky")}
     assert {p.name for p in WORKFLOWS} == {"cost-diff.yml", "preview.yml", "reap.yml", "price-watch.yml"} | deploys
 
 

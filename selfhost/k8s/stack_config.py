@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from costing.data.spec import DeploymentSpec
 from costing.errors import UserError
 from costing.money.kubernetes import CLUSTERS
 from selfhost.k8s import manifests
@@ -35,9 +36,9 @@ def plan(config: Mapping[str, Any]) -> manifests.Plan:
         raise in_stack_words(err) from None
 
 
-def _plan(config: Mapping[str, Any]) -> manifests.Plan:
-    from costing.money.review import enforce_budget
-
+def stack_spec(config: Mapping[str, Any]) -> tuple[DeploymentSpec, str]:
+    """The spec the stack deploys (the spec file named by specFile, the stack's keys over it) and the cluster
+    kind: what the stack's cost review reviews, and `selfhost diff` of a stack folder with it."""
     cluster = str(config.get("cluster") or "")
     if cluster not in CLUSTERS:
         raise UserError(
@@ -45,7 +46,6 @@ def _plan(config: Mapping[str, Any]) -> manifests.Plan:
             "pulumi config set cluster eks (or gke)",
         )
     cloud = CLUSTERS[cluster]
-    flag(config, "allowPlainHttp")
     instance = config.get("instanceType")
     if not instance:
         raise UserError(
@@ -56,8 +56,21 @@ def _plan(config: Mapping[str, Any]) -> manifests.Plan:
         raise UserError(
             "no workload in the stack config: the cost review needs it", "pulumi config set requestsPerDay 3000"
         )
+    return spec, cluster
+
+
+def _plan(config: Mapping[str, Any]) -> manifests.Plan:
+    from costing.money.review import enforce_budget
+
+    flag(config, "allowPlainHttp")
+    spec, cluster = stack_spec(config)
     check_secrets(config, {})
     cidrs = check_cidrs(str_list(config, "allowedCidrs"), has_api_key=True)
+    if cluster == "eks" and not config.get("clusterName"):
+        raise UserError(
+            "an EKS stack needs the cluster's name: Karpenter finds its subnets and security groups by it",
+            "pulumi config set clusterName <your EKS cluster> (the karpenter.sh/discovery tag value)",
+        )
     if cluster == "gke" and not (config.get("clusterName") and config.get("location")):
         raise UserError(
             "a GKE stack declares its node pools on your cluster: clusterName and location are needed",

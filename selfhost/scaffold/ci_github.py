@@ -4,7 +4,8 @@ GitHub reads workflows only from the root's `.github/workflows/`, so the folder 
 and every path, spec, stack and branch in them is filled in from what init writes:
 - `selfhost-<slug>-cost-diff.yml`: the cost diff on pull requests touching the folder (gates on the spec's budget);
 - `selfhost-<slug>-deploy.yml`: on a push to the default branch (or by hand), the cost review, then `pulumi up` of
-  stack `production` (aws, gcp, runpod: its `Pulumi.production.yaml` is written too) or `sky serve up/update`
+  stack `production` (aws, gcp, runpod, kubernetes: its `Pulumi.production.yaml` is written too; kubernetes
+  applies to the cluster of the environment's KUBECONFIG secret) or `sky serve up/update`
   (sky), smoke, bench and gate; a passing run tags the commit `selfhost-good/<slug>`, a failing one redeploys the
   tagged commit (never destroys).
 The templates are `selfhost/scaffold/github/*.yml`; `__NAME__` placeholders are filled here, and a template with
@@ -72,6 +73,35 @@ SETUP = {
     "#   - the service's HTTPS certificate for SkyServe's load balancer: secrets.SELFHOST_TLS_KEY and\n"
     "#     secrets.SELFHOST_TLS_CERT (PEM; the spec's sky.tls_keyfile/tls_certfile name where they are written);\n"
     + KEYS,
+}
+# kubernetes: the cluster's kubeconfig from the environment's secret, in a file only this job reads. Its user's
+# credentials come from the cloud's OIDC login of the step before (EKS: `aws eks get-token`) or are a token.
+KUBECONFIG_STEP = """\
+      - name: Kubeconfig from the environment's secret (a private file, never argv or a log)
+        env:
+          KUBECONFIG_CONTENT: ${{ secrets.KUBECONFIG }}
+        run: |
+          umask 077
+          printf '%s\\n' "${KUBECONFIG_CONTENT:?the production environment has no KUBECONFIG secret}" \\
+            > "$RUNNER_TEMP/kubeconfig"
+          echo "KUBECONFIG=$RUNNER_TEMP/kubeconfig" >> "$GITHUB_ENV"
+"""
+KUBERNETES_SETUP = (
+    "#   - the cluster: KEDA, prometheus-operator, the NVIDIA device plugin{karpenter} installed, and its\n"
+    "#     kubeconfig in the `production` environment's secrets (KUBECONFIG) for the cluster's context;\n"
+    "{auth}"
+    + PULUMI_BACKEND
+    + KEYS
+    + "#   - a runner that reaches the Service inside the cluster for the smoke and bench (its address in the\n"
+    "#     stack's allowedCidrs; vars.SELFHOST_VERIFY_RUNNER, e.g. an Actions Runner Controller label).\n"
+)
+KUBERNETES_AUTH_SETUP = {
+    "eks": "#   - an IAM role trusting GitHub's OIDC provider for this repository's `production` environment\n"
+    "#     (vars.AWS_DEPLOY_ROLE_ARN) with an EKS access entry: the kubeconfig's user runs\n"
+    "#     `aws eks get-token` with it, so no long-lived key is stored;\n",
+    "gke": "#   - Workload Identity Federation for this repository (vars.GCP_WORKLOAD_IDENTITY_PROVIDER) and the\n"
+    "#     service account it impersonates (vars.GCP_DEPLOY_SERVICE_ACCOUNT): the stack declares the GKE node\n"
+    "#     pools with it (gcp:project and location in the stack config);\n",
 }
 RUNPOD_SECRET_ENV = "          RUNPOD_API_KEY: ${{ secrets.RUNPOD_API_KEY }}\n"
 RUNPOD_SECRET_CONFIG = (
@@ -158,8 +188,12 @@ def _fill(template: str, values: dict[str, str]) -> str:
     return text
 
 
-def workflows(repo: Repo, cloud: str, wheel_name: str, kit_version: str, aws_region: str | None) -> dict[Path, str]:
-    """{path: text} of the two workflows for this deployment folder."""
+def workflows(
+    repo: Repo, cloud: str, wheel_name: str, kit_version: str, aws_region: str | None, cluster: str | None = None
+) -> dict[Path, str]:
+    """{path: text} of the two workflows for this deployment folder (`cluster`: eks or gke, for kubernetes)."""
+    kind = cluster or "eks"
+    auth_cloud = {"eks": "aws", "gke": "gcp"}[kind] if cloud == "kubernetes" else cloud
     dep = repo.rel
     common = {
         "DEPLOY_DIR": dep,
@@ -171,16 +205,23 @@ def workflows(repo: Repo, cloud: str, wheel_name: str, kit_version: str, aws_reg
         "STACK": STACK,
         "SERVICE": repo.service,
         "CLOUD": cloud,
-        "SETUP": SETUP[cloud],
+        "SETUP": SETUP[cloud]
+        if cloud != "kubernetes"
+        else KUBERNETES_SETUP.format(
+            karpenter=" and Karpenter v1" if kind == "eks" else "", auth=KUBERNETES_AUTH_SETUP[kind]
+        ),
     }
     if cloud == "sky":
         cloud_specific: dict[str, str] = {}
         deploy_template = "deploy-sky.yml"
     else:
         cloud_specific = {
-            "CLOUD_ENV": f'  AWS_REGION: "{aws_region}"\n' if cloud == "aws" else "",
-            "ID_TOKEN": ID_TOKEN if cloud in ("aws", "gcp") else "",
-            "AUTH_STEPS": {"aws": AWS_AUTH, "gcp": GCP_AUTH}.get(cloud, ""),
+            "CLOUD_ENV": f'  AWS_REGION: "{aws_region}"\n' if auth_cloud == "aws" else "",
+            "ID_TOKEN": ID_TOKEN if auth_cloud in ("aws", "gcp") else "",
+            "AUTH_STEPS": {"aws": AWS_AUTH, "gcp": GCP_AUTH}.get(auth_cloud, "")
+            + (KUBECONFIG_STEP if cloud == "kubernetes" else ""),
+            # `selfhost plan` costs what the target deploys: on a cluster, the nodes its pods need
+            "PLAN_FLAGS": f" --kubernetes {kind}" if cloud == "kubernetes" else "",
             "SECRET_ENV": RUNPOD_SECRET_ENV if cloud == "runpod" else "",
             "SECRET_CONFIG": RUNPOD_SECRET_CONFIG if cloud == "runpod" else "",
         }

@@ -13,7 +13,12 @@ def register(app: typer.Typer) -> None:
     @app.command("init")
     def init(
         directory: Path = typer.Argument(..., help="the deployment folder to create (new, or without these files)"),
-        cloud: str = typer.Option("runpod", "--cloud", help="aws, gcp or runpod (a Pulumi project) or sky (SkyPilot)"),
+        cloud: str = typer.Option(
+            "runpod", "--cloud", help="aws, gcp, runpod or kubernetes (a Pulumi project) or sky (SkyPilot)"
+        ),
+        cluster: str | None = typer.Option(
+            None, "--cluster", help="kubernetes: eks (default) or gke, the kind of the team's cluster"
+        ),
         model: str = typer.Option("llama-3.1-8b", "--model", help="a model of the catalog (`selfhost estimate`)"),
         precision: str = typer.Option("bf16", "--precision", help="bf16, fp8, awq, ..."),
         ci: str | None = typer.Option(
@@ -52,10 +57,20 @@ def register(app: typer.Typer) -> None:
         venv = virtualenv.expanduser().absolute() if virtualenv else None
         wheel = kit_wheel.expanduser().absolute() if kit_wheel else None
         if cloud in deployment_repo.CLOUDS:  # an unknown --cloud: files_for's refusal
+            deployment_repo.check_cluster(cloud, cluster)
             domain = deployment_repo.check_domain_option(cloud, domain)
             deployment_repo.check_availability(cloud, availability)
         files, choice = deployment_repo.files_for(
-            directory, cloud, model, precision, ci, venv, wheel, availability=availability, domain=domain
+            directory,
+            cloud,
+            model,
+            precision,
+            ci,
+            venv,
+            wheel,
+            availability=availability,
+            domain=domain,
+            cluster=cluster,
         )
         deployment_repo.write(files)
         print(
@@ -66,4 +81,5 @@ def register(app: typer.Typer) -> None:
         for path in files:
             print(f"  wrote {path.relative_to(here) if path.is_relative_to(here) else path}")
         where = directory.relative_to(here) if directory.is_relative_to(here) else directory
-        print(f"next: cd {where}, then follow README.md (first: `selfhost plan --spec selfhost.yaml`)")
+        flags = deployment_repo.plan_flags(cloud, choice.offer)
+        print(f"next: cd {where}, then follow README.md (first: `selfhost plan --spec selfhost.yaml{flags}`)")

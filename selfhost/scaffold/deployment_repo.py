@@ -2,7 +2,8 @@
 
 What it writes (nothing is overwritten; every refusal comes before the first file):
 - `selfhost.yaml`: the deployment spec (examples/ style): `selfhost plan --spec selfhost.yaml` costs it;
-- for aws, gcp and runpod: the Pulumi project, the kit's stack program (`__main__.py`, as shipped),
+- for aws, gcp, runpod and kubernetes (a team's EKS or GKE cluster, `--cluster`): the Pulumi project, the
+  kit's stack program (`__main__.py`, as shipped),
   `Pulumi.yaml` (its virtualenv made by `pulumi install` from requirements.txt, or one given) and
   `Pulumi.dev.yaml` (the shipped example config, the machine set, everything else from the spec
   through `specFile`, so the spec stays the one place for model, workload and budget);
@@ -25,10 +26,13 @@ from typing import Any
 import yaml
 
 from costing.errors import UserError
+from costing.money.kubernetes import CLUSTER_OF_CLOUD
+from costing.money.kubernetes import CLUSTERS as CLUSTER_CLOUDS
 from selfhost import bundled
 from selfhost.scaffold import ci_github, kit_wheel
 
-CLOUDS = ("aws", "gcp", "runpod", "sky")
+CLOUDS = ("aws", "gcp", "runpod", "kubernetes", "sky")
+CLUSTERS = ("eks", "gke")  # --cloud kubernetes: the cluster kind (costing.money.kubernetes.CLUSTERS)
 CI_PROVIDERS = ("github",)
 SPEC_FILE = "selfhost.yaml"
 SKY_FILE = "sky.yaml"
@@ -42,6 +46,7 @@ PRICINGS = {
     "aws": ("on-demand", "spot"),
     "gcp": ("on-demand", "spot"),
     "runpod": ("on-demand",),
+    "kubernetes": ("on-demand", "spot"),  # Karpenter's capacity-type, GKE's spot node pools
     "sky": ("on-demand", "spot"),
 }
 AVAILABILITIES = ("standard", "high")
@@ -52,7 +57,11 @@ MACHINE_KEYS = {
     "aws": lambda offer: {"instanceType": offer.instance_type},
     "gcp": lambda offer: {"machineType": offer.instance_type},
     "runpod": lambda offer: {"gpuCount": str(offer.gpus), "cloudType": offer.id.rsplit("-", 1)[1].upper()},
+    "kubernetes": lambda offer: {"cluster": CLUSTER_OF_CLOUD[offer.cloud], "instanceType": offer.instance_type},
 }
+# Stack config keys only the user knows: the shipped example's line is written commented out (the stack refuses
+# without it, naming the `pulumi config set` that fixes it).
+UNKNOWN_KEYS = {"kubernetes": ("clusterName",)}
 # Stack config keys the spec carries instead (Pulumi.dev.yaml points at it with specFile).
 FROM_SPEC_KEYS = (
     "specFile",
@@ -79,12 +88,14 @@ class Choice:
     alternatives: dict[str, float] = field(default_factory=dict)
 
 
-def _offers(cloud: str, pricing: str) -> list:
+def _offers(cloud: str, pricing: str, cluster: str | None = None) -> list:
     from costing.data.catalog import offers_for
     from selfhost.skypilot.render import sky_launchable
 
     if cloud == "sky":
         return [o for o in offers_for() if sky_launchable(o) and o.price(pricing)]
+    if cloud == "kubernetes":  # the nodes of the cluster's cloud, one pod a node (multi-node offers refused)
+        return [o for o in offers_for(cloud=CLUSTER_CLOUDS[cluster or "eks"]) if o.price(pricing)]
     found = [o for o in offers_for(cloud=cloud) if o.price(pricing)]
     if cloud == "runpod":  # the stack's example: SECURE cloud (the weights on a network volume)
         found = [o for o in found if o.id.endswith("-secure")]
@@ -107,6 +118,8 @@ def _candidate(
     if cloud in STACK_FLEETS:  # the aws/gcp stacks run the fleet the review sizes: cost that one
         data["target"] = {"offer": offer_id, "pricing": pricing}
         data["sky"] = {"service": True}
+    if cloud == "kubernetes":  # the cluster runs the fleet `plan --kubernetes` sizes (costing.money.kubernetes)
+        data["target"] = {"offer": offer_id, "pricing": pricing}
     if sky is not None:
         data["sky"] = dict(sky)
     return data
@@ -119,20 +132,32 @@ def check_availability(cloud: str, availability: str) -> None:
     if availability not in AVAILABILITIES:
         raise UserError(f"unknown --availability {availability}", f"use one of {', '.join(AVAILABILITIES)}")
     if availability == "high" and cloud not in STACK_FLEETS:
-        runs = "the runpod stack runs one pod" if cloud == "runpod" else "sky.yaml is one `sky launch` cluster"
+        runs = {
+            "runpod": "the runpod stack runs one pod",
+            "kubernetes": "the kubernetes stack does not spread its pods across zones",
+        }.get(cloud, "sky.yaml is one `sky launch` cluster")
         raise UserError(
             f"--availability high needs {HIGH_AVAILABILITY_REPLICAS}+ replicas across zones; {runs}",
             "use --cloud aws or --cloud gcp (a group across zones), or --availability standard",
         )
 
 
-def choose(cloud: str, model: str, precision: str, availability: str = "standard", sky: dict | None = None) -> Choice:
+def choose(
+    cloud: str,
+    model: str,
+    precision: str,
+    availability: str = "standard",
+    sky: dict | None = None,
+    cluster: str | None = None,
+) -> Choice:
     """The cheapest offer and pricing on `cloud` that fits `model` at `precision`, meets the SLO and runs
     with `availability`, by the cost review of the spec as written (`sky`: its sky section, e.g. a service).
     Every pricing the target deploys by default is tried (PRICINGS: on-demand, and spot where the catalog
-    prices it; never reserved/committed, which needs a commitment the stack does not buy)."""
+    prices it; never reserved/committed, which needs a commitment the stack does not buy). kubernetes: the
+    nodes of `cluster`'s cloud, costed as `selfhost plan --kubernetes` costs them."""
     from costing.data.catalog import get_model, get_precision
     from costing.data.spec import spec_from_dict
+    from costing.money.kubernetes import kubernetes_review
     from costing.money.review import cost_review
 
     get_model(model)  # unknown names: the catalog's refusal, with the choices
@@ -142,10 +167,11 @@ def choose(cloud: str, model: str, precision: str, availability: str = "standard
     cheapest: dict[str, float] = {}  # pricing -> the cheapest fitting offer's monthly total
     reasons: list[str] = []
     for pricing in PRICINGS[cloud]:
-        for offer in _offers(cloud, pricing):
+        for offer in _offers(cloud, pricing, cluster):
             data = _candidate(cloud, model, precision, offer.id, pricing, availability, sky)
             try:
-                review = cost_review(spec_from_dict(data))
+                spec = spec_from_dict(data)
+                review = kubernetes_review(spec, cluster) if cloud == "kubernetes" else cost_review(spec)
             except UserError as err:  # does not fit, misses the SLO: the next offer
                 reasons.append(err.problem)
                 continue
@@ -155,6 +181,8 @@ def choose(cloud: str, model: str, precision: str, availability: str = "standard
                 best = Choice(data, offer.id, offer, review.monthly_usd, availability)
     if best is None:
         why = reasons[-1] if reasons else f"no {' or '.join(PRICINGS[cloud])} offer on {cloud}"
+        if cloud == "kubernetes":
+            cloud = f"{cloud} ({cluster or 'eks'})"
         raise UserError(
             f"no single machine of the {cloud} target serves {model} at {precision} ({why})",
             "pass a smaller --model or --precision fp8/awq, or another --cloud",
@@ -179,6 +207,8 @@ def pricing_comment(choice: Choice, cloud: str) -> list[str]:
     if pricing == "spot" and choice.availability == "standard":
         if cloud in STACK_FLEETS:
             back = "until the group replaces it (another spot machine, once the cloud has capacity)"
+        elif cloud == "kubernetes":
+            back = "until the cluster brings up another spot node (Karpenter or the GKE node pool)"
         elif (choice.spec.get("sky") or {}).get("service"):
             back = "until SkyServe launches a replacement replica"
         else:
@@ -189,11 +219,16 @@ def pricing_comment(choice: Choice, cloud: str) -> list[str]:
     return lines
 
 
+def plan_flags(cloud: str, offer) -> str:
+    """What `selfhost plan --spec` needs besides the spec to cost what this target deploys ('' for most)."""
+    return f" --kubernetes {CLUSTER_OF_CLOUD[offer.cloud]}" if cloud == "kubernetes" else ""
+
+
 def _spec_text(choice: Choice, cloud: str) -> str:
     head = [
         f"# Deployment spec: {choice.spec['model']} {choice.spec['precision']} on {choice.offer_id} "
         f"({choice.spec['target']['pricing']}), made by `selfhost init`.",
-        "# `selfhost plan --spec selfhost.yaml` costs it; "
+        f"# `selfhost plan --spec selfhost.yaml{plan_flags(cloud, choice.offer)}` costs it; "
         + (
             "`selfhost render sky` deploys it (sky.yaml)."
             if cloud == "sky"
@@ -229,16 +264,28 @@ def check_directory_name(directory: Path) -> None:
         )
 
 
+def check_cluster(cloud: str, cluster: str | None) -> str | None:
+    """`--cluster`: eks or gke, with --cloud kubernetes only (eks when not given)."""
+    if cloud != "kubernetes":
+        if cluster is not None:
+            raise UserError(f"--cluster applies to --cloud kubernetes, not {cloud}", "drop --cluster")
+        return None
+    if cluster is None:
+        return "eks"
+    if cluster not in CLUSTERS:
+        raise UserError(f"unknown --cluster {cluster}", f"use one of {', '.join(CLUSTERS)}")
+    return cluster
+
+
 def check_domain_option(cloud: str, domain: str | None) -> str | None:
     """`--domain`: a DNS name (the stacks' own check), for the targets whose stack serves TLS for one."""
     if domain is None:
         return None
     if cloud not in TLS_STACKS:
-        why = (
-            "the runpod endpoint is served over HTTPS by RunPod's proxy"
-            if cloud == "runpod"
-            else "a `sky launch` cluster gets no certificate from selfhost (put your own TLS terminator in front)"
-        )
+        why = {
+            "runpod": "the runpod endpoint is served over HTTPS by RunPod's proxy",
+            "kubernetes": "the pods are a Service inside the cluster (your ingress controller terminates TLS)",
+        }.get(cloud, "a `sky launch` cluster gets no certificate from selfhost (put your own TLS terminator in front)")
         raise UserError(f"--domain does not apply to --cloud {cloud}: {why}", "drop --domain")
     from selfhost.stack.checks import check_domain
 
@@ -275,7 +322,8 @@ def stack_config_text(cloud: str, offer, domain: str | None = None) -> str:
     """The shipped Pulumi.dev.yaml: the machine from the offer, the spec's keys replaced by specFile, and
     `domain` when given (else the shipped commented line stays: `pulumi up` refuses until one is chosen).
     gcp with a domain: allowedCidrs 0.0.0.0/0, since Google's certificate is issued over port 443 (the
-    stack refuses a domain otherwise; the API key guards the endpoint)."""
+    stack refuses a domain otherwise; the API key guards the endpoint). kubernetes: the shipped example's cluster
+    name is left commented, so `pulumi up` refuses in one line until the team's own is set."""
     project = f"selfhost-{cloud}"
     machine = MACHINE_KEYS[cloud](offer)
     shipped = (bundled.stack_program(cloud) / "Pulumi.dev.yaml").read_text().splitlines()
@@ -295,6 +343,9 @@ def stack_config_text(cloud: str, offer, domain: str | None = None) -> str:
                 "the API key guards the endpoint"
             )
             skipping_cidrs = True
+            continue
+        if key in UNKNOWN_KEYS.get(cloud, ()) and not commented:  # the shipped example's value is not theirs
+            out.append(f"{indent}# {line.lstrip()}")
             continue
         if key in FROM_SPEC_KEYS:
             if "specFile" not in placed:
@@ -321,6 +372,21 @@ def stack_config_text(cloud: str, offer, domain: str | None = None) -> str:
             "report it as a selfhost bug (selfhost init copies that file)",
         )
     return "\n".join(out) + "\n"
+
+
+def kubernetes_config_lines(offer) -> list[str]:
+    """README: the stack config a team's cluster needs that init cannot know."""
+    lines = [
+        "    pulumi config set clusterName my-cluster   # "
+        + ("the karpenter.sh/discovery tag" if offer.cloud == "aws" else "the GKE cluster the node pools join"),
+        "    pulumi config set --path 'allowedCidrs[0]' 10.0.0.0/16   # who may call the pods (ingress, clients)",
+    ]
+    if offer.cloud == "gcp":
+        lines += [
+            "    pulumi config set location us-central1   # the cluster's region or zone",
+            "    pulumi config set gcp:project YOUR-PROJECT",
+        ]
+    return lines
 
 
 def _yaml_scalar(value: str) -> str:
@@ -381,7 +447,7 @@ def readme_text(
         "",
         "Cost review (edit `selfhost.yaml` first: the workload is an example):",
         "",
-        "    selfhost plan --spec selfhost.yaml",
+        f"    selfhost plan --spec selfhost.yaml{plan_flags(cloud, choice.offer)}",
         "",
     ]
     if cloud == "sky":
@@ -408,7 +474,14 @@ def readme_text(
                 "    pulumi config set --path 'allowedCidrs[0]' 203.0.113.7/32   # who may call the API",
             ],
             "runpod": ["    pulumi config set --secret runpod:token   # prompts for your RunPod API key"],
+            "kubernetes": kubernetes_config_lines(choice.offer),
         }[cloud]
+        if cloud == "kubernetes":
+            lines += [
+                "The stack applies to the cluster of your current kubeconfig context (KEDA, prometheus-operator, the",
+                "NVIDIA device plugin and, on EKS, Karpenter v1 installed there): the kit's docs/guides/kubernetes.md.",
+                "",
+            ]
         lines += [
             "Deploy with Pulumi (the program is the kit's stack; `Pulumi.dev.yaml` picks the machine):",
             "",
@@ -419,7 +492,8 @@ def readme_text(
             *(["", *tls_note] if tls_note else []),
             "    pulumi preview && pulumi up   # refuses above the spec's budget",
             '    export VLLM_API_KEY="$(pulumi config get apiKey)"   # smoke reads the key from the environment',
-            '    selfhost smoke "$(pulumi stack output endpointUrl)"',
+            '    selfhost smoke "$(pulumi stack output endpointUrl)"'
+            + ("   # from inside the cluster (or kubectl port-forward)" if cloud == "kubernetes" else ""),
         ]
     if repo is not None:
         where = [p.relative_to(repo.root).as_posix() for p in workflows]
@@ -440,6 +514,11 @@ def readme_text(
             f"`{repo.good_tag}`, and a failing one is replaced by that",
             "tagged commit. Nothing is ever destroyed by CI. Set-up (secrets, OIDC) is at the top of each workflow.",
         ]
+        if cloud == "kubernetes":
+            lines += [
+                f"Before the first deploy, uncomment `clusterName` in `Pulumi.{ci_github.STACK}.yaml` and set your",
+                "cluster's name (`pulumi up` refuses until then).",
+            ]
     lines += [
         "",
         "Try the same vLLM command line on this machine's CPU first: `selfhost local install`, then",
@@ -458,12 +537,14 @@ def files_for(
     wheel: Path | None = None,
     availability: str = "standard",
     domain: str | None = None,
+    cluster: str | None = None,
 ) -> tuple[dict[Path, str | bytes], Choice]:
     """Every file `selfhost init` writes, with its content; refusals (UserError) before anything is written."""
     from selfhost.versions import kit_version
 
     if cloud not in CLOUDS:
         raise UserError(f"unknown --cloud {cloud}", f"use one of {', '.join(CLOUDS)}")
+    cluster = check_cluster(cloud, cluster)
     if ci is not None and ci not in CI_PROVIDERS:
         raise UserError(f"unknown --ci {ci}", f"use one of {', '.join(CI_PROVIDERS)}")
     if virtualenv is not None and not (virtualenv / "bin" / "python").exists():
@@ -486,7 +567,7 @@ def files_for(
         if cloud == "sky" and ci
         else None
     )
-    choice = choose(cloud, model, precision, availability, sky)
+    choice = choose(cloud, model, precision, availability, sky, cluster)
     files: dict[Path, str | bytes] = {directory / SPEC_FILE: _spec_text(choice, cloud)}
     if cloud == "sky":
         from costing.data.spec import spec_from_dict
@@ -511,7 +592,9 @@ def files_for(
         if cloud == "aws":
             dev = yaml.safe_load(str(files[directory / "Pulumi.dev.yaml"])) or {}
             region = str(dev.get("config", {}).get("aws:region"))
-        flows = ci_github.workflows(repo, cloud, kit.name, version, region)
+        if cloud == "kubernetes" and choice.offer.cloud == "aws":  # the OIDC role's region (aws eks get-token)
+            region = choice.offer.region
+        flows = ci_github.workflows(repo, cloud, kit.name, version, region, cluster)
         files.update(flows)
         workflow_paths = list(flows)
     files[directory / "README.md"] = readme_text(directory, cloud, choice, repo, workflow_paths, domain)

@@ -1,10 +1,11 @@
 """The cost review of a spec as the kit's Pulumi stack beside it deploys it (what `selfhost diff` compares).
 
-A folder `selfhost init` wrote for aws, gcp or runpod holds the spec, the kit's `Pulumi.yaml` (project
+A folder `selfhost init` wrote for aws, gcp, runpod or kubernetes holds the spec, the kit's `Pulumi.yaml` (project
 `selfhost-<cloud>`) and a stack config `Pulumi.<stack>.yaml` whose `specFile` names the spec. `pulumi up` costs
 that spec with the stack's keys laid over it and bills the stack's own resources too (load balancer, WAF
 policy, weights mirror: selfhost.stack.plan.stack_review), so that review, not the bare plan of the spec, is
-what the stack's bill (`selfhost bill`) equals. Pulumi-free: the files are read as data.
+what the stack's bill (`selfhost bill`) equals. The kubernetes stack costs the nodes its pods need on the team's
+cluster (`selfhost plan --kubernetes`, costing.money.kubernetes). Pulumi-free: the files are read as data.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import yaml
 from costing.data.resolve import resolve
 from costing.errors import UserError
 
-STACK_CLOUDS = ("aws", "gcp", "runpod")
+STACK_CLOUDS = ("aws", "gcp", "runpod", "kubernetes")
 Reader = Callable[[PurePosixPath], str | None]  # a file's text (None: no such file)
 Lister = Callable[[PurePosixPath], list[str]]  # the file names in a folder
 
@@ -64,7 +65,7 @@ def stack_config(spec: PurePosixPath, read: Reader, names: Lister) -> StackConfi
         region = config.get("region") or provider.get("region")
         if not region and provider.get("zone"):
             region = str(provider["zone"]).rsplit("-", 1)[0]
-        if region and cloud != "runpod":
+        if region and cloud in ("aws", "gcp"):
             config["region"] = region
         return StackConfig(cloud, name, config)
     return None
@@ -75,12 +76,17 @@ def stack_spec_review(stack: StackConfig, spec_file: Path):
     budget checks: those refuse a deployment, they do not change its cost). An AWS spot group is priced at the
     mean of the region's priced zones (the stack's subnets are only known to AWS; `selfhost bill` assumes the
     same without --zones)."""
+    config = {**stack.config, "specFile": str(spec_file)}
+    if stack.cloud == "kubernetes":  # the review `plan --kubernetes` shows: the nodes the pods need
+        from costing.money.kubernetes import kubernetes_review
+        from selfhost.k8s.stack_config import stack_spec
+
+        return kubernetes_review(*stack_spec(config))
     from selfhost.stack import aws_config, gcp_config, runpod_config
     from selfhost.stack.plan import OPEN_CIDRS, spec_from_config, stack_review, str_list
 
     modules = {"aws": aws_config, "gcp": gcp_config, "runpod": runpod_config}
     boot = {"aws": aws_config.ROOT_BASE_GB, "gcp": gcp_config.BOOT_BASE_GB, "runpod": 0}
-    config = {**stack.config, "specFile": str(spec_file)}
     target = modules[stack.cloud].target_of(config)
     spec = spec_from_config(stack.cloud, config, target, autoscaled=stack.cloud != "runpod")
     zones: tuple[str, ...] = ()

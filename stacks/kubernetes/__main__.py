@@ -105,6 +105,7 @@ review, fleet = p.review, p.fleet
 pulumi.export("cluster", p.cluster)
 pulumi.export("namespace", p.namespace)
 pulumi.export("serviceUrl", f"http://{p.name}.{p.namespace}.svc.cluster.local:{p.port}")
+pulumi.export("endpointUrl", f"http://{p.name}.{p.namespace}.svc.cluster.local:{p.port}")  # as the other stacks name it
 pulumi.export("instanceType", review.offer.instance_type)
 pulumi.export("pricing", review.spec.target.pricing)
 pulumi.export("minReplicas", fleet.min_replicas)
