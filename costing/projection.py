@@ -144,8 +144,9 @@ class _Steady:
     chunk_budget: float  # prompt tokens a step can take beside the decodes
     demand: float  # prompt tokens per decode step (others' prompts and recomputed prefixes)
     t_own: float  # a step carrying this request's own prompt chunk
-    t_alone: float  # a step carrying only this request's chunk beside the decodes (FCFS: the prompt being served)
-    t_full: float  # a step carrying a full chunk budget of prompt tokens beside the decodes
+    # a step carrying only this request's chunk beside the decodes (the prompt an engine that does not chunk is
+    # serving, first come first served; the engines that chunk share their steps: t_own)
+    t_alone: float
 
 
 def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, engine: str) -> _Steady:
@@ -165,9 +166,8 @@ def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, eng
     tpot = step_time_s(hw, p, c, context, demand, i, engine)  # the mean step: prefill work spread evenly
     # a step that carries a chunk of this request's own prompt, beside its share of the others' prompts
     t_own = step_time_s(hw, p, decoding, context, i / own_steps + demand, i, engine)
-    t_alone = step_time_s(hw, p, decoding, context, i / own_steps, i, engine)
-    t_full = step_time_s(hw, p, decoding, context, budget, i, engine)
-    return _Steady(c, t_dec, t_mix, mixed, tpot, chunk, own_steps, preempted, budget, demand, t_own, t_alone, t_full)
+    t_alone = t_own if engine in CHUNKED_BY_DEFAULT else step_time_s(hw, p, decoding, context, i / own_steps, i, engine)
+    return _Steady(c, t_dec, t_mix, mixed, tpot, chunk, own_steps, preempted, budget, demand, t_own, t_alone)
 
 
 def _first_token(
@@ -269,7 +269,6 @@ def project(
             tpot=st.tpot * k,
             t_own=st.t_own * k,
             t_alone=st.t_alone * k,
-            t_full=st.t_full * k,
         )
         ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine)
     e2e = ttft + (o - 1) * st.tpot
