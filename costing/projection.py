@@ -315,7 +315,12 @@ def project(
         "workload": "closed loop: each client sends its next request when the last one ends; "
         "fixed input/output lengths; continuous batching with chunked prefill",
         "tails": "TTFT: uniform phase in the step + prompt chunks (in steps carrying the others' prompts) + "
-        "an M/D/1 wait on the budget (tails) + admission queue; "
+        + (
+            "an M/D/1 wait on the budget (tails)"
+            if engine in CHUNKED_BY_DEFAULT
+            else "an M/D/1 queue for the prompt steps (this engine does not chunk prompts)"
+        )
+        + " + admission queue; "
         "TPOT: binomial share of steps carrying a prefill chunk; e2e quantile = TTFT + (output-1) x TPOT "
         "quantiles (comonotone sum, an upper bound)",
         "params": p.to_assumptions(),
