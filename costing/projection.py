@@ -99,12 +99,14 @@ def _cap_reason(fit: FitResult, input_tokens: int, output_tokens: int, cap: int)
 
 
 def _check(input_tokens: int, output_tokens: int, concurrency: int) -> None:
-    from costing.errors import UserError
-
     for name, value in (("input tokens", input_tokens), ("output tokens", output_tokens), ("concurrency", concurrency)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 1 or value != value:
+            from costing.errors import UserError
+
             raise UserError(f"{name} must be a positive number, got {value!r}", f"give {name} of at least 1")
         if value > 10_000_000:
+            from costing.errors import UserError
+
             raise UserError(f"{name} of {value!r} is out of range", f"give {name} of at most 10,000,000")
 
 
