@@ -1,6 +1,7 @@
 """The published measurements (costing/data/published-benchmarks.csv, sources in
 published-benchmarks.md, read by costing.published_rows): predict each row with costing.scheduler's replay
-(bursts, Poisson arrivals) or the projection's steady state (closed-loop clients), fit the efficiency
+(bursts of prompts) or the projection's steady state (closed-loop clients; Poisson arrivals at the requests in
+flight Little's law gives, which tests/test_scheduler.py checks against the replay), fit the efficiency
 parameters (scipy, `make calibrate`) and report the errors (`make accuracy`)."""
 
 from __future__ import annotations

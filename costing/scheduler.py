@@ -2,7 +2,8 @@
 
 Three things use it: the closed-loop steady state of costing.projection (what `plan`/`estimate`/`compare`
 project; analytic, so it takes the step time, the admission cap and the chunk budget from here), the replay
-of the published measurements (costing.published: bursts of prompts and Poisson arrivals) and the refit from
+of the published measurements (costing.published: bursts of prompts; Poisson arrivals check the projection's
+queue in tests/test_scheduler.py) and the refit from
 a bench run (costing.bench_refit: the bench's closed loop of clients). The replays differ only in the
 parameters of `replay`: the arrival process (a burst, closed-loop clients, Poisson arrivals), whether prompts
 are chunked beside the decodes (vLLM V1, and V0 with chunked prefill) or prefilled in steps of their own (V0's
