@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from costing.performance.calibration import FITTED, Params, load_params
+from costing.calibration import FITTED, Params, load_params
 
 
 def _pick(value: Any, *keys: str) -> float | None:
@@ -130,16 +130,6 @@ def _check_point(pt: BenchPoint) -> None:
             _refuse(name, value, pt.concurrency)
 
 
-@dataclass
-class _Request:
-    sent: float
-    arrive: float
-    prefilled: int = 0
-    generated: int = 0
-    first: float = 0.0
-    done: float = 0.0
-
-
 @dataclass(frozen=True)
 class BenchRun:
     """What `selfhost bench` measures at one closed-loop point (means over its requests)."""
@@ -158,103 +148,25 @@ def simulate_bench_point(
     The bench starts `concurrency` requests at once and sends the next when one ends, every request with
     the same prompt and output length: the clients stay in lock-step cohorts, whose prompts are
     prefilled together (chunks of max_num_batched_tokens after the running decodes, FCFS admission up
-    to max_num_seqs) while the steady state of costing.performance.projection assumes staggered arrivals. Each step
-    takes costing.performance.projection.step_time_s for its decodes and prefill chunks (the same physics the cost
+    to max_num_seqs) while the steady state of costing.projection assumes staggered arrivals. Each step
+    takes costing.projection.step_time_s for its decodes and prefill chunks (the same physics the cost
     review uses); runs of decode-only steps are summed in one go. `request_overhead_ms` is the serving
     process's own time per request (HTTP, parsing the prompt, handing it to the engine): one event loop
     does it for one request at a time, and streams nothing meanwhile, so a cohort's first tokens wait for
-    the whole cohort to be taken in (with one client it is the plain delay costing.performance.projection adds).
+    the whole cohort to be taken in (with one client it is the plain delay costing.projection adds).
     Returns the bench's means: TTFT, TPOT ((latency - TTFT) / (output - 1)), latency and output tok/s
     over the whole run (ramp and drain included, as the bench's duration includes them)."""
-    from costing.performance.projection import Hardware, admissible, step_time_s
+    from costing import scheduler
 
-    hw = Hardware.of(fit)
     i, o, n = int(input_tokens), max(1, int(output_tokens)), max(1, int(requests))
-    budget = max(1, int(fit.settings.max_num_batched_tokens))
-    max_seqs = max(1, min(int(fit.settings.max_num_seqs), budget, admissible(fit, i, o)))
-    overhead = params.request_overhead_ms * 1e-3
-    busy: list[list[float]] = []  # the serving process's busy periods taking requests in: [start, end]
-
-    def send(at: float) -> _Request:
-        start = max(at, busy[-1][1]) if busy else at
-        if busy and start <= busy[-1][1]:
-            busy[-1][1] = start + overhead
-        else:
-            busy.append([start, start + overhead])
-        return _Request(at, start + overhead)
-
-    def delivered(at: float) -> float:
-        """When a token the engine produced at `at` reaches the client: after the busy period it falls in."""
-        for start, end in reversed(busy):
-            if start <= at < end:
-                return end
-            if end <= at:
-                break
-        return at
-
-    t, sent = 0.0, 0
-    pending: list[_Request] = []
-    for _ in range(min(concurrency, n)):
-        pending.append(send(0.0))
-        sent += 1
-    waiting: list[_Request] = []
-    running: list[_Request] = []
-    finished: list[_Request] = []
-    while len(finished) < n:
-        arrived = [r for r in pending if r.arrive <= t]
-        if arrived:
-            pending = [r for r in pending if r.arrive > t]
-            waiting += arrived
-        if not running and not waiting:
-            t = min(r.arrive for r in pending)
-            continue
-        tokens = budget
-        decodes = [r for r in running if r.prefilled >= i]
-        tokens -= len(decodes)
-        chunks: list[tuple[_Request, int]] = []
-        for r in running:
-            if r.prefilled < i and tokens > 0:
-                take = min(i - r.prefilled, tokens)
-                chunks.append((r, take))
-                tokens -= take
-        while waiting and len(running) < max_seqs and tokens > 0:
-            r = waiting.pop(0)
-            running.append(r)
-            take = min(i, tokens)
-            chunks.append((r, take))
-            tokens -= take
-        ctx = sum(i + r.generated for r in decodes) / len(decodes) if decodes else float(i)
-        steps = 1
-        if not chunks:  # decode only until the next request ends or arrives: one sum for the run
-            steps = min(o - r.generated for r in decodes)
-            dt = step_time_s(hw, params, len(decodes), ctx + (steps - 1) / 2, 0.0, i)
-            nxt = min((r.arrive for r in pending), default=math.inf) if len(running) < max_seqs else math.inf
-            if t + steps * dt > nxt:
-                steps = max(1, math.ceil((nxt - t) / dt))
-            dt = step_time_s(hw, params, len(decodes), ctx + (steps - 1) / 2, 0.0, i) * steps
-        else:
-            dt = step_time_s(hw, params, len(decodes), ctx, float(sum(k for _, k in chunks)), i)
-        t += dt
-        for r in decodes:
-            r.generated += steps
-        for r, k in chunks:
-            r.prefilled += k
-            if r.prefilled >= i:  # the step that ends a prompt samples its first token
-                r.generated, r.first = 1, delivered(t)
-        for r in [r for r in running if r.generated >= o]:
-            r.done = delivered(t)
-            running.remove(r)
-            finished.append(r)
-            if sent < n:
-                pending.append(send(r.done))
-                sent += 1
-    ttft = statistics.fmean(r.first - r.sent for r in finished)
-    e2e = statistics.fmean(r.done - r.sent for r in finished)
-    tpot = statistics.fmean((r.done - r.first) / (o - 1) for r in finished) if o > 1 else 0.0
-    return BenchRun(ttft * 1e3, tpot * 1e3, e2e, n * o / max(max(r.done for r in finished), 1e-12))
+    cap = scheduler.admissible(fit, i, o)
+    run = scheduler.replay(fit, params, i, [o] * n, scheduler.Arrivals.closed(concurrency, n), max_running=cap)
+    ttft, e2e = statistics.fmean(run.ttft_s()), statistics.fmean(run.e2e_s())
+    tpot = statistics.fmean(run.tpot_s()) if o > 1 else 0.0
+    return BenchRun(ttft * 1e3, tpot * 1e3, e2e, run.output_tokens_per_s)
 
 
-# What one endpoint's sweep identifies, each a named parameter of costing/performance/projection.py's step. The
+# What one endpoint's sweep identifies, each a named parameter of costing/projection.py's step. The
 # efficiencies are relative to the spec's GPU datasheet; a bench may measure an endpoint far slower than
 # that GPU (the local target is a CPU), so their lower bounds are wider than the published-data fit's:
 # - v1_step_overhead_ms: the per-step constant beside the weight reads (bw_eff, the same constant per
@@ -303,11 +215,11 @@ class PointFit:
 def modelled(fit, params: Params, pt: BenchPoint) -> dict[str, float]:
     """The model's tok/s, TPOT (ms), TTFT (ms) and mean latency (s) for a bench point: the bench's own
     closed loop replayed (simulate_bench_point) when the point says how many requests it ran, else
-    the steady state of costing.performance.projection.project."""
+    the steady state of costing.projection.project."""
     if pt.requests:
         run = simulate_bench_point(fit, params, pt.input_tokens, pt.output_tokens, pt.concurrency, pt.requests)
         return {"tok/s": run.output_tokens_per_s, "TPOT": run.tpot_ms, "TTFT": run.ttft_ms, "e2e": run.e2e_latency_s}
-    from costing.performance.projection import project
+    from costing.projection import project
 
     pr = project(fit, pt.input_tokens, pt.output_tokens, pt.concurrency, params)
     return {"tok/s": pr.output_tokens_per_s, "TPOT": pr.tpot_ms, "TTFT": pr.ttft_ms, "e2e": pr.e2e_latency_s}

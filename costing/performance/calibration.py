@@ -73,7 +73,7 @@ class Params:
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def values(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("sources", "provenance")}
+        return {name: getattr(self, name) for name in _value_names()}
 
     @property
     def source(self) -> str:
@@ -92,13 +92,23 @@ class Params:
         return self.sources.get(name, "built-in default (not fitted)")
 
     def to_assumptions(self) -> dict[str, dict[str, object]]:
-        return {k: {"value": v, "source": self.source_of(k)} for k, v in self.values().items()}
+        sources = self.sources
+        return {
+            k: {"value": getattr(self, k), "source": sources.get(k, "built-in default (not fitted)")}
+            for k in _value_names()
+        }
 
     def with_values(self, source: str | None = None, **values: float) -> Params:
         sources = dict(self.sources)
         if source:
             sources.update(dict.fromkeys(values, source))
         return replace(self, sources=sources, **cast(dict[str, Any], values))
+
+
+@lru_cache(maxsize=1)
+def _value_names() -> tuple[str, ...]:
+    """The numeric parameters of Params, in declaration order (every projection lists them)."""
+    return tuple(f.name for f in fields(Params) if f.name not in ("sources", "provenance"))
 
 
 def params_to_dict(p: Params) -> dict[str, Any]:

@@ -20,9 +20,9 @@ Physics first, then a few named efficiency parameters fitted on published measur
   sequence (chunked-prefill interference); the running batch is bounded by max_num_seqs (vLLM 0.32's
   default for the GPU) and by the KV cache at the mean context; requests beyond the full-length
   capacity are preempted once and recompute their prefix;
-- TTFT = the phase in the current step + an M/D/1 queue on the prefill budget + the prompt's chunks
-  + the admission queue when clients exceed the running batch; p50/p90/p99 of TTFT, TPOT and e2e come
-  from these terms (no fixed tail ratio).
+- TTFT = the wait for the decode step under way + the prompt's chunks + an M/D/1 queue for the prompt
+  steps where the engine does not chunk (vLLM V0, TensorRT-LLM) + the admission queue when clients exceed
+  the running batch; p50/p90/p99 of TTFT, TPOT and e2e come from these terms (no fixed tail ratio).
 
 Imports nothing heavy (no numpy/scipy): one call takes well under a millisecond.
 """
@@ -35,19 +35,27 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from costing.performance.calibration import Params, load_params
-from costing.performance.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weight_bytes
+from costing.calibration import Params, load_params
+from costing.fit import FitResult
+from costing.scheduler import (  # noqa: F401  (re-exported: the projection's public step model)
+    CHUNKED_BY_DEFAULT,
+    ENGINES,
+    MULTISTEP_STEPS,
+    PREEMPTING,
+    Hardware,
+    StepParts,
+    admissible,
+    chunk_budget,
+    prompts_per_step,
+    step_parts,
+    step_time_s,
+)
 
 # The deployed engine's defaults (vLLM 0.32, vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults, OpenAI
 # server usage context): max_num_seqs 1024 and max_num_batched_tokens 8192 per replica on GPUs with >= 70 GiB
 # that are not A100 (H100, H200), 1024 / 16384 at >= 160 GiB, else 256 / 2048; then
-# max_num_seqs = min(max_num_seqs, max_num_batched_tokens). costing.performance.fit applies them.
+# max_num_seqs = min(max_num_seqs, max_num_batched_tokens). costing.fit applies them.
 MAX_NUM_SEQS_SOURCE = "vLLM 0.32 OpenAI-server default: 1024 on >=70 GiB non-A100 GPUs, else 256 (arg_utils.py)"
-# vllm: the V1 engine the kit deploys; vllm-v0: 0.4-0.6; vllm-v0-multistep: 0.6 with --num-scheduler-steps
-ENGINES = ("vllm", "vllm-v0", "vllm-v0-multistep", "trtllm")
-# vLLM 0.6's multi-step scheduling launches N decode steps at once (the published rows use N = 10): a new
-# request waits out the run under way, and V0's CPU time per step shrinks to `multistep_cpu_share` of it
-MULTISTEP_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -72,157 +80,14 @@ class Projection:
     e2e_p99_s: float = 0.0
     itl_p50_ms: float = 0.0  # median gap between two tokens: a decode-only step unless most steps carry prefill
     assumptions: dict[str, object] = field(default_factory=dict)
-    bands: dict[str, Any] | None = None  # P10-P90 intervals and extrapolation flags (costing.performance.bands)
+    bands: dict[str, Any] | None = None  # P10-P90 intervals and extrapolation flags (costing.bands)
 
     def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-@dataclass(frozen=True)
-class Hardware:
-    """What one step's physics needs, derived once from a FitResult."""
-
-    gpus: int  # tensor x pipeline parallel GPUs serving one replica
-    tp: int
-    pp: int
-    layers: int
-    hidden: int
-    params: float  # parameters (all active: dense Llama)
-    weight_bytes_per_gpu: float
-    kv_bytes_per_token_per_gpu: float
-    bandwidth: float  # bytes/s per GPU (datasheet)
-    flops: float  # dense FLOP/s per GPU for the compute type used
-    interconnect: float  # bytes/s per GPU, one direction
-    weight_only: bool  # quantized weights computed in 16 bits (dequantizing kernels)
-    compute_type: str
-
-    @classmethod
-    def of(cls, fit: FitResult) -> Hardware:
-        tp, pp = fit.settings.tensor_parallel_size, fit.settings.pipeline_parallel_size
-        prec, gpu = fit.precision, fit.gpu
-        native = gpu.computes_natively(prec)
-        compute = prec.compute if native else "bf16"
-        weight_only = (not native) or (compute == "bf16" and prec.weight_bits < 16)
-        return cls(
-            gpus=tp * pp,
-            tp=tp,
-            pp=pp,
-            layers=fit.model.layers,
-            hidden=fit.model.hidden_size,
-            params=fit.model.params_b * 1e9,
-            weight_bytes_per_gpu=weight_bytes(fit.model, prec) / (tp * pp),
-            kv_bytes_per_token_per_gpu=kv_bytes_per_token_per_gpu(fit.model, tp, pp, fit.settings.kv_cache_dtype),
-            bandwidth=gpu.bandwidth_gbs * 1e9,
-            flops=gpu.dense_tflops(compute) * 1e12,
-            interconnect=gpu.interconnect_gbs * 1e9,
-            weight_only=weight_only,
-            compute_type=compute,
-        )
-
-
-@dataclass(frozen=True)
-class StepParts:
-    """One engine step, split by where its time goes (seconds)."""
-
-    gpu: float  # every stage's memory and compute time, with `overlap` applied per stage
-    comm: float  # tensor-parallel all-reduces of every stage plus the inter-node hops
-    cpu: float  # scheduler, sampling and bookkeeping outside the GPU
-    total: float
-
-
-def step_parts(
-    hw: Hardware,
-    p: Params,
-    batch: float,
-    context: float,
-    prefill_tokens: float,
-    prefill_len: float,
-    engine: str = "vllm",
-) -> StepParts:
-    """One engine step: `batch` sequences decode one token each at a mean context of `context`
-    tokens, and `prefill_tokens` prompt tokens (of prompts `prefill_len` long) are prefilled.
-
-    Pipeline parallel: the batch is split into micro-batches (at most one per stage, vLLM's virtual
-    engines); a token crosses every stage in turn, so the step a sequence sees is the sum of its
-    stages' times plus a hop between nodes per stage boundary, while the other stages work on the
-    other micro-batches (throughput = batch / step)."""
-    if engine not in ENGINES:  # an unknown name must not silently get another engine's overhead
-        raise ValueError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
-    pp, tp = hw.pp, hw.tp
-    micro = float(min(pp, max(1.0, math.ceil(batch)))) if batch > 0 else 1.0
-    b, pf = batch / micro, prefill_tokens / micro  # one micro-batch, as one stage sees it
-    # memory: this stage's share of the weights at bw_eff, the micro-batch's KV cache at kv_bw_eff
-    # (kv_bytes_per_token_per_gpu already counts only this stage's layers)
-    mem = hw.weight_bytes_per_gpu / (hw.bandwidth * p.bw_eff) + b * context * hw.kv_bytes_per_token_per_gpu / (
-        hw.bandwidth * p.kv_bw_eff
-    )
-    # FLOPs of this stage: 2 per parameter per token, plus attention (QK^T and AV: 4 x layers x hidden
-    # x context per decoded token; a causal prefill attends to half its prompt on average)
-    decode_flops = b * (2 * hw.params + 4 * hw.layers * hw.hidden * context) / pp
-    prefill_flops = pf * (2 * hw.params + 2 * hw.layers * hw.hidden * prefill_len) / pp
-    kernel = p.weight_only_mfu if hw.weight_only else 1.0
-    peak = tp * hw.flops * kernel
-    compute = decode_flops / (peak * p.mfu_decode) + prefill_flops / (peak * p.mfu_prefill)
-    stage_gpu = max(mem, compute) + (1.0 - p.overlap) * min(mem, compute)
-    stage_comm = 0.0
-    if tp > 1:  # two all-reduces per layer of the activations of every token in the micro-batch
-        ring = 2 * (tp - 1) / tp * (b + pf) * hw.hidden * 2
-        # latency: a fixed part and one hop per GPU beyond the second (a ring or one-shot all-reduce reaches
-        # every peer), so tensor parallel costs more per step the wider it is, whatever the model's size
-        latency = (p.allreduce_latency_us + (tp - 2) * p.allreduce_hop_us) * 1e-6
-        per = latency + ring / (hw.interconnect * p.allreduce_bw_eff)
-        stage_comm = 2 * (hw.layers / pp) * per
-    hop = 0.0
-    if pp > 1:  # the micro-batch's hidden states go to the next node
-        hop = p.internode_latency_us * 1e-6 + (b + pf) * hw.hidden * 2 / (p.internode_gbs * 1e9)
-    gpu = pp * stage_gpu
-    comm = pp * stage_comm + (pp - 1) * hop
-    seqs = batch + prefill_tokens / max(prefill_len, 1.0)
-    if engine == "trtllm":  # its kernels are faster by trtllm_speedup; its C++ executor has its own overheads
-        gpu, comm = gpu / p.trtllm_speedup, comm / p.trtllm_speedup
-        cpu = p.trtllm_step_overhead_ms * 1e-3 + p.trtllm_seq_overhead_us * 1e-6 * seqs
-    elif engine == "vllm":
-        cpu = p.v1_step_overhead_ms * 1e-3 + p.seq_overhead_us * 1e-6 * seqs
-    else:  # V0: scheduler, sampling, detokenizing and streaming in the API server's own Python process
-        cpu = p.step_overhead_ms * 1e-3 + p.v0_seq_overhead_us * 1e-6 * seqs
-        if engine == "vllm-v0-multistep":
-            cpu *= p.multistep_cpu_share
-    total = gpu + comm + cpu
-    return StepParts(gpu, comm, cpu, total)
-
-
-def step_time_s(
-    hw: Hardware,
-    p: Params,
-    batch: float,
-    context: float,
-    prefill_tokens: float,
-    prefill_len: float,
-    engine: str = "vllm",
-) -> float:
-    """Seconds a sequence waits between two of its tokens (see step_parts)."""
-    return step_parts(hw, p, batch, context, prefill_tokens, prefill_len, engine).total
-
-
-# Engines that allocate KV blocks as sequences grow and preempt (recompute) when the cache is full;
-# TensorRT-LLM's default scheduler (GUARANTEED_NO_EVICT) reserves a request's full length up front.
-PREEMPTING = ("vllm", "vllm-v0", "vllm-v0-multistep")
 RHO_MAX = 0.9  # highest load on the prefill budget the TTFT tail is taken at
 Z = {50: 0.0, 90: 1.2816, 99: 2.3263}  # standard normal quantiles
-
-
-def admissible(fit: FitResult, input_tokens: int, output_tokens: int, engine: str = "vllm") -> int:
-    """Highest running batch: max_num_seqs (never above max_num_batched_tokens, as vLLM clamps it) and
-    the KV cache. vLLM allocates blocks as sequences grow, so in steady state a batch of staggered
-    requests holds its mean context (input + output/2 tokens) each; beyond the full-length capacity it
-    preempts and recomputes (see project)."""
-    seqs = min(fit.settings.max_num_seqs, max(1, fit.settings.max_num_batched_tokens))
-    full = fit.max_concurrent_seqs(input_tokens + output_tokens)
-    if engine not in PREEMPTING or full < 1:
-        return min(seqs, full)
-    mean_ctx = input_tokens + math.ceil(output_tokens / 2)
-    by_mean = (fit.kv_capacity_tokens // BLOCK_SIZE) // max(1, math.ceil(mean_ctx / BLOCK_SIZE))
-    return int(max(full, min(seqs, by_mean)))
 
 
 def _cap_reason(fit: FitResult, input_tokens: int, output_tokens: int, cap: int) -> str:
@@ -234,12 +99,14 @@ def _cap_reason(fit: FitResult, input_tokens: int, output_tokens: int, cap: int)
 
 
 def _check(input_tokens: int, output_tokens: int, concurrency: int) -> None:
-    from costing.errors import UserError
-
     for name, value in (("input tokens", input_tokens), ("output tokens", output_tokens), ("concurrency", concurrency)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 1 or value != value:
+            from costing.errors import UserError
+
             raise UserError(f"{name} must be a positive number, got {value!r}", f"give {name} of at least 1")
         if value > 10_000_000:
+            from costing.errors import UserError
+
             raise UserError(f"{name} of {value!r} is out of range", f"give {name} of at most 10,000,000")
 
 
@@ -249,6 +116,21 @@ def _wait_quantile(rho: float, mean_wait: float, q: float) -> float:
     if rho <= 0 or mean_wait <= 0 or q <= 1 - rho:
         return 0.0
     return mean_wait / rho * math.log(rho / (1 - q))
+
+
+def _prefill_load(clients: int, service: float, base: float) -> float:
+    """Share of the time the engine is busy with prompts in a closed loop of `clients`: rho = clients x
+    service / (base + W(rho)), W the M/D/1 mean wait rho / (2 (1 - rho)) x service; the root in [0, 1) of
+    (service/2 - base) rho^2 + (base + clients x service) rho - clients x service = 0."""
+    if clients <= 1 or service <= 0:
+        return 0.0
+    a, b, k = service / 2 - base, base + clients * service, clients * service
+    if abs(a) < 1e-12 * b:
+        rho = k / b
+    else:
+        disc = math.sqrt(max(0.0, b * b + 4 * a * k))
+        rho = 2 * k / (b + disc)  # the root (-b + disc) / (2a), written without cancellation
+    return min(1.0 - 1e-9, max(0.0, rho))
 
 
 @dataclass(frozen=True)
@@ -264,13 +146,16 @@ class _Steady:
     chunk_budget: float  # prompt tokens a step can take beside the decodes
     demand: float  # prompt tokens per decode step (others' prompts and recomputed prefixes)
     t_own: float  # a step carrying this request's own prompt chunk
+    # a step carrying only this request's chunk beside the decodes (the prompt an engine that does not chunk is
+    # serving, first come first served; the engines that chunk share their steps: t_own)
+    t_alone: float
 
 
 def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, engine: str) -> _Steady:
     context = i + o / 2.0  # mean context a decoded token attends to
     full = fit.max_concurrent_seqs(i + o) if engine in PREEMPTING else c
     preempted = max(0.0, (c - full) / c) if full >= 1 else 0.0
-    budget = max(1.0, fit.settings.max_num_batched_tokens - (c - 1))  # decodes are scheduled first
+    budget = chunk_budget(fit, c - 1)  # decodes are scheduled first
     own_steps = math.ceil(i / budget)  # steps that carry a chunk of this request's prompt
     # prompt work per step a request sees over its cycle (own_steps + o - 1 steps): the other requests'
     # prompts once each, plus the prefix a preempted request recomputes (its prompt and half its output)
@@ -283,14 +168,48 @@ def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, eng
     tpot = step_time_s(hw, p, c, context, demand, i, engine)  # the mean step: prefill work spread evenly
     # a step that carries a chunk of this request's own prompt, beside its share of the others' prompts
     t_own = step_time_s(hw, p, decoding, context, i / own_steps + demand, i, engine)
-    return _Steady(c, t_dec, t_mix, mixed, tpot, chunk, own_steps, preempted, budget, demand, t_own)
+    t_alone = t_own if engine in CHUNKED_BY_DEFAULT else step_time_s(hw, p, decoding, context, i / own_steps, i, engine)
+    return _Steady(c, t_dec, t_mix, mixed, tpot, chunk, own_steps, preempted, budget, demand, t_own, t_alone)
+
+
+def _first_token(
+    fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str
+) -> tuple[float, float, float, float, float]:
+    """Mean TTFT of a request admitted at once, and its parts: (ttft, its steps, the mean wait for the step
+    under way, the load rho and the mean wait of the queue the tails take). The prompt's own steps carry their
+    share of the other clients' prompts (`t_own`, spread evenly as in the decode steps); before them it waits:
+    - chunking engines (vLLM V1): for the decode step under way (uniform), as every prompt that fits the chunk
+      budget joins the next step; the tails add an M/D/1 wait for room in the budget;
+    - engines that do not chunk (vLLM V0's default, TensorRT-LLM's): a prompt gets a step of its own, shared
+      only by whole prompts that fit beside it (`work` each), so prompts queue for those steps first come,
+      first served. The engine is busy with prompts rho = arrivals x work of the time (the closed loop sets
+      the arrivals, c / e2e with e2e including the wait: _prefill_load), and a prompt waits the
+      Pollaczek-Khinchine mean wait of an M/D/1 queue, rho / (2 (1 - rho)) x work, at most the other
+      clients' prompts, then its step alone; or its shared steps, when they are longer (the same prompt work
+      seen without queueing: never their sum); plus the decode step under way (uniform)."""
+    shared = st.prefill_steps * st.t_own
+    phase = st.t_dec * (MULTISTEP_STEPS if engine == "vllm-v0-multistep" else 1)
+    overhead = p.request_overhead_ms * 1e-3
+    if engine in CHUNKED_BY_DEFAULT:
+        residual = 0.5 * st.t_dec
+        # the tails: an M/D/1 wait for room in the budget, at its load (prompt tokens per step / budget)
+        rho = min(RHO_MAX, (st.demand + i / (st.prefill_steps + o - 1)) / st.chunk_budget)
+        tail_wait = rho / (2 * (1 - rho)) * i / st.chunk_budget * st.t_mix if c > 1 else 0.0
+        return overhead + residual + shared, shared, residual, rho, tail_wait
+    service = st.prefill_steps * st.t_alone
+    work = st.t_alone / prompts_per_step(fit, i, engine)
+    base = overhead + 0.5 * phase + service + (o - 1) * st.tpot  # e2e without the wait
+    rho = _prefill_load(c, work, base)
+    wait = min(rho / (2 * (1 - rho)) * work, (c - 1) * work) if c > 1 else 0.0
+    queue_wait = max(0.0, service + wait - shared)  # beyond the shared steps
+    return overhead + 0.5 * phase + shared + queue_wait, shared, 0.5 * phase, min(RHO_MAX, rho), queue_wait
 
 
 @lru_cache(maxsize=1)
 def _vendor_tables() -> dict[tuple, tuple[float, str]]:
     """TensorRT-LLM maximum-throughput tables in the published data (vendor docs, not user reports):
     (model, precision, gpu, gpus, input, output) -> (output tok/s, source)."""
-    from costing.performance.published import read_rows
+    from costing.published_rows import read_rows
 
     out: dict[tuple, tuple[float, str]] = {}
     for r in read_rows():
@@ -339,23 +258,21 @@ def project(
     capped = c < requested
     st = _steady(hw, p, fit, i, o, c, engine)
     ceiling = vendor_ceiling(fit, i, o) if engine == "vllm" else None
-    if ceiling:  # never above the vendor's maximum table for this configuration: slow every step to it
-        e2e0 = p.request_overhead_ms * 1e-3 + 0.5 * st.t_dec + st.prefill_steps * st.t_own + (o - 1) * st.tpot
-        if c * o / e2e0 > ceiling[0]:
-            k = c * o / e2e0 / ceiling[0]
-            st = replace(st, t_dec=st.t_dec * k, t_mix=st.t_mix * k, tpot=st.tpot * k, t_own=st.t_own * k)
-    # TTFT: the phase in the step under way (uniform) and the prompt's chunks, in steps that also carry
-    # their share of the other clients' prompts (work-conserving: past the budget the steps carry the
-    # excess, which is the mean wait for room); the tails add an M/D/1 wait for the budget at load rho.
-    service = st.prefill_steps * st.t_own
-    load = (st.demand + i / (st.prefill_steps + o - 1)) / st.chunk_budget  # all prompt tokens per step / budget
-    rho = min(RHO_MAX, load)
-    busy = i / st.chunk_budget * st.t_mix  # the budget one prompt takes: the queue's service time
-    random_wait = rho / (2 * (1 - rho)) * busy if c > 1 else 0.0
-    # a new request waits out the step under way; with multi-step scheduling (vLLM 0.6) the whole run of
-    # MULTISTEP_STEPS decode steps the scheduler launched at once
-    phase = st.t_dec * (MULTISTEP_STEPS if engine == "vllm-v0-multistep" else 1)
-    ttft = p.request_overhead_ms * 1e-3 + 0.5 * phase + service
+    ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine)
+    for _ in range(8):  # never above the vendor's maximum table for this configuration: slow every step to it
+        e2e = ttft + (o - 1) * st.tpot
+        if not ceiling or c * o / e2e <= ceiling[0] * (1 + 1e-12):
+            break
+        k = c * o / e2e / ceiling[0] * (1 + 1e-9)
+        st = replace(
+            st,
+            t_dec=st.t_dec * k,
+            t_mix=st.t_mix * k,
+            tpot=st.tpot * k,
+            t_own=st.t_own * k,
+            t_alone=st.t_alone * k,
+        )
+        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine)
     e2e = ttft + (o - 1) * st.tpot
     rps = c / e2e
     admission_wait = requested / rps - e2e  # closed loop: clients beyond the cap queue (Little's law)
@@ -364,8 +281,8 @@ def project(
         return (
             p.request_overhead_ms * 1e-3
             + admission_wait
-            + q / 100 * phase
-            + _wait_quantile(rho, random_wait, q / 100)
+            + 2 * ahead * q / 100
+            + _wait_quantile(rho, queue_wait, q / 100)
             + service
         )
 
@@ -400,7 +317,12 @@ def project(
         "workload": "closed loop: each client sends its next request when the last one ends; "
         "fixed input/output lengths; continuous batching with chunked prefill",
         "tails": "TTFT: uniform phase in the step + prompt chunks (in steps carrying the others' prompts) + "
-        "an M/D/1 wait on the budget (tails) + admission queue; "
+        + (
+            "an M/D/1 wait on the budget (tails)"
+            if engine in CHUNKED_BY_DEFAULT
+            else "an M/D/1 queue for the prompt steps (this engine does not chunk prompts)"
+        )
+        + " + admission queue; "
         "TPOT: binomial share of steps carrying a prefill chunk; e2e quantile = TTFT + (output-1) x TPOT "
         "quantiles (comonotone sum, an upper bound)",
         "params": p.to_assumptions(),
