@@ -1,5 +1,5 @@
-"""One model of vLLM's scheduler (costing/scheduler.py): the replay of bursts, closed-loop clients and Poisson
-arrivals, and the layering that keeps the projection and the published-data replay from importing each other."""
+"""One model of vLLM's scheduler (costing/performance/scheduler.py): the replay of bursts, closed-loop clients and
+Poisson arrivals, and the layering that keeps the projection and the published-data replay from importing each other."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from costing import scheduler
-from costing.calibration import load_params
-from costing.fit import FitRequest, fit_check
-from costing.projection import project
-from costing.scheduler import Arrivals, Hardware, admissible, replay, step_time_s
+from costing.performance import scheduler
+from costing.performance.calibration import load_params
+from costing.performance.fit import FitRequest, fit_check
+from costing.performance.projection import project
+from costing.performance.scheduler import Arrivals, Hardware, admissible, replay, step_time_s
 
-COSTING = Path(__file__).resolve().parent.parent / "costing"
+COSTING = Path(__file__).resolve().parent.parent / "costing" / "performance"
+PERF = "costing.performance"
 
 
 def _imports(path: Path) -> set[str]:
@@ -36,17 +37,17 @@ def _imports(path: Path) -> set[str]:
 def test_the_projection_and_the_published_replay_do_not_import_each_other():
     """The published-data replay imports the projection (closed-loop rows are projected), never the reverse;
     the scheduler and the CSV reader import neither."""
-    assert "costing.projection" in _imports(COSTING / "published.py")
-    assert not {"costing.published", "costing.bench_refit"} & _imports(COSTING / "projection.py")
+    assert f"{PERF}.projection" in _imports(COSTING / "published.py")
+    assert not {f"{PERF}.published", f"{PERF}.bench_refit"} & _imports(COSTING / "projection.py")
     for name in ("scheduler.py", "published_rows.py"):
-        assert not {"costing.projection", "costing.published", "costing.bench_refit"} & _imports(COSTING / name)
+        assert not {f"{PERF}.projection", f"{PERF}.published", f"{PERF}.bench_refit"} & _imports(COSTING / name)
     # and at run time: a projection that reads the vendor tables (its ceiling) loads no replay
     code = (
-        "import sys; from costing.projection import _vendor_tables, project; from costing.fit import FitRequest, "
-        "fit_check\n"
+        "import sys; from costing.performance.projection import _vendor_tables, project\n"
+        "from costing.performance.fit import FitRequest, fit_check\n"
         "m, prec, gpu, n, i, o = next(k for k in _vendor_tables() if k[2] == 'H100' and k[3] == 1)\n"
         "project(fit_check(FitRequest(model=m, precision=prec, gpu=gpu, gpus=n)), i, o, 64)\n"
-        "print(sorted(k for k in ('costing.published', 'costing.bench_refit') if k in sys.modules))"
+        f"print(sorted(k for k in ('{PERF}.published', '{PERF}.bench_refit') if k in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -115,7 +116,7 @@ def test_the_projections_prompt_queue_agrees_with_the_replay_of_poisson_arrivals
     """The projection is analytic (an M/D/1 queue for the prompt steps of an engine that does not chunk, at
     the requests in flight Little's law gives); the replay runs the same scheduler step by step. At moderate
     load on vLLM 0.6 with multi-step runs (the published SGLang comparison's setup) their TTFT agree."""
-    from costing.published import poisson_concurrency, sharegpt_output_lengths
+    from costing.performance.published import poisson_concurrency, sharegpt_output_lengths
 
     f = fit_check(FitRequest(model="llama-3.1-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=4096))
     p, engine = load_params(), "vllm-v0-multistep"

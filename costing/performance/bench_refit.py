@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from costing.calibration import FITTED, Params, load_params
+from costing.performance.calibration import FITTED, Params, load_params
 
 
 def _pick(value: Any, *keys: str) -> float | None:
@@ -148,15 +148,15 @@ def simulate_bench_point(
     The bench starts `concurrency` requests at once and sends the next when one ends, every request with
     the same prompt and output length: the clients stay in lock-step cohorts, whose prompts are
     prefilled together (chunks of max_num_batched_tokens after the running decodes, FCFS admission up
-    to max_num_seqs) while the steady state of costing.projection assumes staggered arrivals. Each step
-    takes costing.projection.step_time_s for its decodes and prefill chunks (the same physics the cost
+    to max_num_seqs) while the steady state of costing.performance.projection assumes staggered arrivals. Each step
+    takes costing.performance.projection.step_time_s for its decodes and prefill chunks (the same physics the cost
     review uses); runs of decode-only steps are summed in one go. `request_overhead_ms` is the serving
     process's own time per request (HTTP, parsing the prompt, handing it to the engine): one event loop
     does it for one request at a time, and streams nothing meanwhile, so a cohort's first tokens wait for
-    the whole cohort to be taken in (with one client it is the plain delay costing.projection adds).
+    the whole cohort to be taken in (with one client it is the plain delay costing.performance.projection adds).
     Returns the bench's means: TTFT, TPOT ((latency - TTFT) / (output - 1)), latency and output tok/s
     over the whole run (ramp and drain included, as the bench's duration includes them)."""
-    from costing import scheduler
+    from costing.performance import scheduler
 
     i, o, n = int(input_tokens), max(1, int(output_tokens)), max(1, int(requests))
     cap = scheduler.admissible(fit, i, o)
@@ -166,7 +166,7 @@ def simulate_bench_point(
     return BenchRun(ttft * 1e3, tpot * 1e3, e2e, run.output_tokens_per_s)
 
 
-# What one endpoint's sweep identifies, each a named parameter of costing/projection.py's step. The
+# What one endpoint's sweep identifies, each a named parameter of costing/performance/projection.py's step. The
 # efficiencies are relative to the spec's GPU datasheet; a bench may measure an endpoint far slower than
 # that GPU (the local target is a CPU), so their lower bounds are wider than the published-data fit's:
 # - v1_step_overhead_ms: the per-step constant beside the weight reads (bw_eff, the same constant per
@@ -215,11 +215,11 @@ class PointFit:
 def modelled(fit, params: Params, pt: BenchPoint) -> dict[str, float]:
     """The model's tok/s, TPOT (ms), TTFT (ms) and mean latency (s) for a bench point: the bench's own
     closed loop replayed (simulate_bench_point) when the point says how many requests it ran, else
-    the steady state of costing.projection.project."""
+    the steady state of costing.performance.projection.project."""
     if pt.requests:
         run = simulate_bench_point(fit, params, pt.input_tokens, pt.output_tokens, pt.concurrency, pt.requests)
         return {"tok/s": run.output_tokens_per_s, "TPOT": run.tpot_ms, "TTFT": run.ttft_ms, "e2e": run.e2e_latency_s}
-    from costing.projection import project
+    from costing.performance.projection import project
 
     pr = project(fit, pt.input_tokens, pt.output_tokens, pt.concurrency, params)
     return {"tok/s": pr.output_tokens_per_s, "TPOT": pr.tpot_ms, "TTFT": pr.ttft_ms, "e2e": pr.e2e_latency_s}

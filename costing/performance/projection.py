@@ -35,9 +35,9 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from costing.calibration import Params, load_params
-from costing.fit import FitResult
-from costing.scheduler import (  # noqa: F401  (re-exported: the projection's public step model)
+from costing.performance.calibration import Params, load_params
+from costing.performance.fit import FitResult
+from costing.performance.scheduler import (  # noqa: F401  (re-exported: the projection's public step model)
     CHUNKED_BY_DEFAULT,
     ENGINES,
     MULTISTEP_STEPS,
@@ -54,7 +54,7 @@ from costing.scheduler import (  # noqa: F401  (re-exported: the projection's pu
 # The deployed engine's defaults (vLLM 0.32, vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults, OpenAI
 # server usage context): max_num_seqs 1024 and max_num_batched_tokens 8192 per replica on GPUs with >= 70 GiB
 # that are not A100 (H100, H200), 1024 / 16384 at >= 160 GiB, else 256 / 2048; then
-# max_num_seqs = min(max_num_seqs, max_num_batched_tokens). costing.fit applies them.
+# max_num_seqs = min(max_num_seqs, max_num_batched_tokens). costing.performance.fit applies them.
 MAX_NUM_SEQS_SOURCE = "vLLM 0.32 OpenAI-server default: 1024 on >=70 GiB non-A100 GPUs, else 256 (arg_utils.py)"
 
 
@@ -80,7 +80,7 @@ class Projection:
     e2e_p99_s: float = 0.0
     itl_p50_ms: float = 0.0  # median gap between two tokens: a decode-only step unless most steps carry prefill
     assumptions: dict[str, object] = field(default_factory=dict)
-    bands: dict[str, Any] | None = None  # P10-P90 intervals and extrapolation flags (costing.bands)
+    bands: dict[str, Any] | None = None  # P10-P90 intervals and extrapolation flags (costing.performance.bands)
 
     def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -209,7 +209,7 @@ def _first_token(
 def _vendor_tables() -> dict[tuple, tuple[float, str]]:
     """TensorRT-LLM maximum-throughput tables in the published data (vendor docs, not user reports):
     (model, precision, gpu, gpus, input, output) -> (output tok/s, source)."""
-    from costing.published_rows import read_rows
+    from costing.performance.published_rows import read_rows
 
     out: dict[tuple, tuple[float, str]] = {}
     for r in read_rows():

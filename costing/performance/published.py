@@ -1,8 +1,9 @@
 """The published measurements (costing/data/published-benchmarks.csv, sources in
-published-benchmarks.md, read by costing.published_rows): predict each row with costing.scheduler's replay
-(bursts of prompts) or the projection's steady state (closed-loop clients; Poisson arrivals at the requests in
-flight Little's law gives, which tests/test_scheduler.py checks against the replay), fit the efficiency
-parameters (scipy, `make calibrate`) and report the errors (`make accuracy`)."""
+published-benchmarks.md, read by costing.performance.published_rows): predict each row with
+costing.performance.scheduler's replay (bursts of prompts) or the projection's steady state (closed-loop
+clients; Poisson arrivals at the requests in flight Little's law gives, which tests/test_scheduler.py checks
+against the replay), fit the efficiency parameters (scipy, `make calibrate`) and report the errors
+(`make accuracy`)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from costing import engines, scheduler
-from costing.calibration import FITTED, Params, load_params
-from costing.published_rows import (  # noqa: F401  (re-exported: the rows are read there)
+from costing.performance import engines, scheduler
+from costing.performance.calibration import FITTED, Params, load_params
+from costing.performance.published_rows import (  # noqa: F401  (re-exported: the rows are read there)
     DEFAULT_CSV,
     GPU_NAMES,
     LONG_CONTEXT_SOURCE,
@@ -32,7 +33,7 @@ from costing.published_rows import (  # noqa: F401  (re-exported: the rows are r
     map_precision,
     read_rows,
 )
-from costing.scheduler import Replay
+from costing.performance.scheduler import Replay
 
 # llmperf (mid-2024) made its prompts and counted output tokens with the Llama 2 tokenizer
 # (hf-internal-testing/llama-tokenizer), not the served model's: Meta's Llama 3 announcement gives its tokenizer
@@ -56,9 +57,9 @@ def long_context_chunked(row: Row) -> bool:
 
 def fit_for_row(row: Row):
     """The FitResult the projection runs on for a row (None when fit.py says it does not fit)."""
-    from costing.catalog import get_gpu, get_model
+    from costing.data.catalog import get_gpu, get_model
     from costing.errors import UserError
-    from costing.fit import FitRequest, fit_check
+    from costing.performance.fit import FitRequest, fit_check
 
     overrides = engines.fit_overrides(row.engine, get_model(row.model).max_context, row.precision)
     if row.engine in ("vllm-v0", "vllm-v0-multistep") and (row.burst or long_context_chunked(row)):
@@ -122,14 +123,14 @@ def _burst_result(run: Replay, cap: int) -> Predicted:
 
 
 def simulate_burst_chunked(fit, params, n: int, input_tokens: int, mean_output: int, engine: str) -> Predicted:
-    """The burst under vLLM 0.5.4's chunked-prefill scheduler (costing.scheduler.replay, chunked): every step
-    decodes all running sequences first, then fills the rest of max_num_batched_tokens with prompt chunks."""
+    """The burst under vLLM 0.5.4's chunked-prefill scheduler (costing.performance.scheduler.replay, chunked):
+    every step decodes all running sequences first, then fills the rest of max_num_batched_tokens with prompt chunks."""
     return _replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=True)
 
 
 def simulate_burst(fit, params, n: int, input_tokens: int, mean_output: int, engine: str = "vllm-v0") -> Predicted:
     """vLLM 0.5.4's benchmark_serving with `n` prompts sent at once (request rate inf), V0's default scheduler
-    (costing.scheduler.replay, not chunked): prefill-only steps of whole prompts whenever a slot is free,
+    (costing.performance.scheduler.replay, not chunked): prefill-only steps of whole prompts whenever a slot is free,
     otherwise decode steps; throughput = tokens / makespan."""
     return _replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=False)
 
@@ -147,7 +148,7 @@ def poisson_concurrency(fit, params: Params, i: int, o: int, rate: float, engine
     """Requests in flight under open-loop arrivals at `rate` requests/s (Little's law): the smallest
     concurrency c whose projected end-to-end latency W(c) satisfies rate x W(c) <= c, at most the
     admissible maximum (past it the queue grows without bound and the engine runs full)."""
-    from costing.projection import project
+    from costing.performance.projection import project
 
     cap = max(1, scheduler.admissible(fit, i, o, engine))
     lo, hi = 1, cap
@@ -163,7 +164,7 @@ def poisson_concurrency(fit, params: Params, i: int, o: int, rate: float, engine
 
 
 def predict(row: Row, fit, params: Params) -> Predicted:
-    from costing.projection import project
+    from costing.performance.projection import project
 
     if row.burst and long_context_chunked(row):
         return simulate_burst_chunked(fit, params, row.burst, row.input_tokens, row.output_tokens, row.engine)

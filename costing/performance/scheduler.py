@@ -1,10 +1,10 @@
 """One model of vLLM's scheduler: the step, admission, chunked prefill, and a replay of requests through it.
 
-Three things use it: the closed-loop steady state of costing.projection (what `plan`/`estimate`/`compare`
+Three things use it: the closed-loop steady state of costing.performance.projection (what `plan`/`estimate`/`compare`
 project; analytic, so it takes the step time, the admission cap and the chunk budget from here), the replay
-of the published measurements (costing.published: bursts of prompts; Poisson arrivals check the projection's
+of the published measurements (costing.performance.published: bursts of prompts; Poisson arrivals check the projection's
 queue in tests/test_scheduler.py) and the refit from
-a bench run (costing.bench_refit: the bench's closed loop of clients). The replays differ only in the
+a bench run (costing.performance.bench_refit: the bench's closed loop of clients). The replays differ only in the
 parameters of `replay`: the arrival process (a burst, closed-loop clients, Poisson arrivals), whether prompts
 are chunked beside the decodes (vLLM V1, and V0 with chunked prefill) or prefilled in steps of their own (V0's
 default), and the admission cap (the KV cache at each prompt's full length, or as blocks grow).
@@ -12,9 +12,9 @@ default), and the admission cap (the KV cache at each prompt's full length, or a
 The step (step_parts): memory time (the weights at `bw_eff` and the batch's KV cache at `kv_bw_eff` of the
 datasheet bandwidth) and compute time (2 x params FLOPs per token + attention, at `mfu_decode` / `mfu_prefill`
 of the dense TFLOPS) overlap by `overlap`; plus tensor-parallel all-reduces, pipeline-parallel hops and the
-engine's CPU time per step and per sequence (see costing.calibration for every parameter).
+engine's CPU time per step and per sequence (see costing.performance.calibration for every parameter).
 
-Imports nothing heavy (no numpy/scipy), and nothing of costing.projection or costing.published.
+Imports nothing heavy (no numpy/scipy), and nothing of costing.performance.projection or costing.performance.published.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from costing.calibration import Params
-from costing.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weight_bytes
+from costing.performance.calibration import Params
+from costing.performance.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weight_bytes
 
 # vllm: the V1 engine the kit deploys; vllm-v0: 0.4-0.6; vllm-v0-multistep: 0.6 with --num-scheduler-steps
 ENGINES = ("vllm", "vllm-v0", "vllm-v0-multistep", "trtllm")
@@ -173,7 +173,7 @@ def admissible(
     """Highest running batch: max_num_seqs (never above max_num_batched_tokens, as vLLM clamps it) and
     the KV cache. vLLM allocates blocks as sequences grow, so in steady state a batch of staggered
     requests holds its mean context (input + output/2 tokens) each; beyond the full-length capacity it
-    preempts and recomputes (see costing.projection). Requests that start together (`staggered=False`: a
+    preempts and recomputes (see costing.performance.projection). Requests that start together (`staggered=False`: a
     burst of prompts) grow together, so they fit only at their full length;
     TensorRT-LLM's default scheduler reserves the full length in any case."""
     seqs = min(fit.settings.max_num_seqs, max(1, fit.settings.max_num_batched_tokens))
@@ -186,7 +186,7 @@ def admissible(
 
 
 # Engines that chunk prompts beside the decodes by default: vLLM V1 in every step (its scheduler mixes prompt
-# chunks and decodes within max_num_batched_tokens); vLLM 0.4-0.6 only above 32K context (costing.published:
+# chunks and decodes within max_num_batched_tokens); vLLM 0.4-0.6 only above 32K context (costing.performance.published:
 # long_context_chunked); TensorRT-LLM's LLM API leaves enable_chunked_prefill off by default
 # (tensorrt_llm/llmapi/llm_args.py, `enable_chunked_prefill: bool = Field(default=False, ...)`).
 CHUNKED_BY_DEFAULT = ("vllm",)

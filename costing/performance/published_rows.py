@@ -1,7 +1,7 @@
 """The published measurements as read: costing/data/published-benchmarks.csv (sources in
 published-benchmarks.md), each row mapped onto the catalog's names (model, precision, GPU, engine).
 
-Apart from costing.published (which predicts, fits and cross-validates them) so that the projection can read
+Apart from costing.performance.published (which predicts, fits and cross-validates them) so that the projection can read
 the vendor tables it caps at without importing the replay that imports it.
 """
 
@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from costing import engines
+from costing.data import DATA_DIR
+from costing.performance import engines
 
 # The project's own copy (package data), or $SELFHOST_CALIBRATION_CSV
-DEFAULT_CSV = Path(
-    os.environ.get("SELFHOST_CALIBRATION_CSV") or Path(__file__).resolve().parent / "data" / "published-benchmarks.csv"
-)
+DEFAULT_CSV = Path(os.environ.get("SELFHOST_CALIBRATION_CSV") or DATA_DIR / "published-benchmarks.csv")
 
 SHAREGPT_IN, SHAREGPT_OUT = 205, 204  # LambdaLabs README: ShareGPT prompts ~205 in / ~204 out on average
 VLLM_054_MAX_NUM_SEQS = 256  # vLLM 0.5.4 default max_num_seqs (LambdaLabs ran defaults)
@@ -35,7 +34,8 @@ VLLM_054_BATCHED_TOKENS = 2048  # vLLM 0.5.4 without chunked prefill: max(max_mo
 LONG_CONTEXT_SOURCE = "benchmark_v0.md"
 VLLM_054_CHUNKED_TOKENS = 512
 # trtllm-bench max-throughput runs: batch limit 2048-4096 (assumption: 2048), max_num_tokens 8192; TensorRT-LLM
-# gives 90% of the memory left after weights to the KV cache (costing.engines, shared with `estimate --engine`)
+# gives 90% of the memory left after weights to the KV cache (costing.performance.engines, shared with
+# `estimate --engine`)
 TRTLLM_MAX_BATCH = engines.TRTLLM_MAX_BATCH
 
 GPU_NAMES = {  # CSV name -> (catalog name, override or None)
