@@ -26,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from costing.data import DATA_DIR
 from costing.data.catalog import get_model
 from costing.performance import bands
 from costing.performance.calibration import load_params, load_params_file
@@ -218,7 +219,7 @@ def in_sample_report(csv: Path, params, show_rows: bool) -> None:
     print("parameters: " + ", ".join(f"{k}={v:g}" for k, v in params.values().items()))
 
 
-DEFAULT_BANDS = Path(bands.__file__).resolve().parent / "data" / bands.BANDS_FILE
+DEFAULT_BANDS = DATA_DIR / bands.BANDS_FILE
 
 
 def row_counts(csv: Path) -> dict[str, Any]:
