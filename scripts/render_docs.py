@@ -4,6 +4,7 @@ Two kinds of generated text (docs/contributing.md has the conventions):
 - a marked block, `<!-- render: golden NAME [markdown] -->` ... `<!-- /render -->`: the golden file
   tests/golden/NAME (with the `$ selfhost ...` command of its case in tests/test_golden.py), as a fenced
   block, or as markdown itself with `markdown` (a pull-request comment shown as GitHub renders it);
+  `<!-- render: projections -->`: the model-to-GPU projection table of the shipped calibration;
 - whole pages under docs/reference/: the CLI reference from every command's `--help`, the spec keys and
   the stack config keys from the one declared table (`costing.data.spec.SPEC_KEYS`, the stacks' `KEYS`).
 
@@ -64,9 +65,56 @@ def golden_block(args: list[str], cases: dict[str, tuple[str, ...]]) -> str:
     return f"```{FENCE.get(path.suffix, 'text')}\n{text}```\n"
 
 
+# docs/evidence/accuracy.md: one row per (model, precision, GPU, count), at PROJECTION_SHAPE and vLLM's defaults
+PROJECTION_ROWS = (
+    ("llama-3.1-8b", "bf16", "L4", 1),
+    ("llama-3.1-8b", "awq", "L4", 1),
+    ("llama-3.1-8b", "bf16", "A10G", 1),
+    ("llama-3.1-8b", "bf16", "A40", 1),
+    ("llama-3.1-8b", "bf16", "A100-80GB", 1),
+    ("llama-3.1-8b", "fp8", "H100", 1),
+    ("llama-3.1-70b", "bf16", "A40", 4),
+    ("llama-3.1-70b", "awq", "A40", 1),
+    ("llama-3.1-70b", "bf16", "A100-80GB", 4),
+    ("llama-3.1-70b", "fp8", "H100", 2),
+    ("llama-3.1-405b", "fp8", "H100", 8),
+)
+PROJECTION_SHAPE = (500, 250, 10.0)  # input tokens, output tokens, p90 end-to-end SLO (s)
+
+
+def projection_table() -> str:
+    """The model-to-GPU table of the shipped calibration: one stream, the most the KV cache and
+    max_num_seqs admit, the best throughput, and the highest concurrency within the p90 SLO."""
+    from costing.performance.fit import FitRequest, fit_check
+    from costing.performance.projection import admissible, max_throughput, project, slo_concurrency
+
+    i, o, slo = PROJECTION_SHAPE
+    out = [
+        "| model | precision | GPUs | 1 stream tok/s (TPOT) | max concurrency | max output tok/s "
+        f"| concurrency for p90 <= {slo:g} s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model, precision, gpu, gpus in PROJECTION_ROWS:
+        fit = fit_check(FitRequest(model=model, precision=precision, gpu=gpu, gpus=gpus))
+        one, best = project(fit, i, o, 1), max_throughput(fit, i, o)
+        within = slo_concurrency(fit, i, o, slo)
+        slo_cell = (
+            f"{within.concurrency} ({within.output_tokens_per_s:,.0f} tok/s)"
+            if within.p90_e2e_latency_s <= slo
+            else "missed at 1"
+        )
+        out.append(
+            f"| {model} | {precision} | {gpus}x {gpu} | {one.output_tokens_per_s:.1f} ({one.tpot_ms:.1f} ms) "
+            f"| {admissible(fit, i, o)} | {best.output_tokens_per_s:,.0f} | {slo_cell} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def render_marked(text: str, cases: dict[str, tuple[str, ...]]) -> str:
     def fill(m: re.Match[str]) -> str:
         args = m.group("args").split()
+        if args == ["projections"]:
+            return m.group(1) + projection_table() + m.group(4)
         if not args or args[0] != "golden" or len(args) < 2:
             raise SystemExit(f"error: unknown render block <!-- render: {m.group('args')} -->")
         return m.group(1) + golden_block(args[1:], cases) + m.group(4)
