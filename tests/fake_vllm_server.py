@@ -258,10 +258,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_port(port: int, proc, timeout_s: float = 30.0, what: str = "stand-in") -> None:
+    """Wait until a server the test started (`proc`) accepts connections on 127.0.0.1:`port`; raise if it
+    exits first or the port stays closed past `timeout_s` (the caller stops it by PID)."""
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with code {proc.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not open port {port} in {timeout_s:g} s") from None
+            time.sleep(0.05)
+
+
 def start_subprocess(port: int, *args: str, python: str | None = None, preexec_fn=None):
     """Start this server in a child process and wait until it accepts connections; the caller stops
     it by PID (`proc.terminate()`)."""
-    import socket
     import subprocess
     import sys
 
@@ -271,13 +288,9 @@ def start_subprocess(port: int, *args: str, python: str | None = None, preexec_f
         stderr=subprocess.DEVNULL,
         preexec_fn=preexec_fn,
     )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"fake server exited with code {proc.returncode}") from None
-            time.sleep(0.05)
-    proc.terminate()
-    raise RuntimeError("fake server did not start")
+    try:
+        wait_port(port, proc, timeout_s=25, what="fake server")
+    except RuntimeError:
+        proc.terminate()
+        raise
+    return proc

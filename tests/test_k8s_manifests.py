@@ -230,16 +230,14 @@ def test_the_auth_layer_is_loaded_and_readiness_generates_with_the_key(eks):
 def test_the_readiness_probe_passes_only_with_the_key_on_the_auth_layer(eks, tmp_path):
     """The probe's own script against the kit's auth layer in front of a stand-in completion route."""
     import os
-    import socket
     import sys
-    import time
+
+    from fake_vllm_server import free_port, wait_port
 
     review, objects = eks
     c = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     key = "probe-key-0123456789abcdef"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     script = c["readinessProbe"]["exec"]["command"][-1].replace(
         f"127.0.0.1:{review.fit.settings.port}", f"127.0.0.1:{port}"
     )
@@ -256,12 +254,7 @@ def test_the_readiness_probe_passes_only_with_the_key_on_the_auth_layer(eks, tmp
     env = {**os.environ, "PYTHONPATH": str(tmp_path), API_KEY_ENV: key}
     proc = subprocess.Popen([sys.executable, str(server), str(port)], env=env)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_port(port, proc)
 
         def probe(k: str) -> int:
             return subprocess.run([sys.executable, "-c", script], env={**os.environ, API_KEY_ENV: k}).returncode

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_selfhost
-from fake_vllm_server import free_port
+from fake_vllm_server import free_port, wait_port
 
 from costing.errors import UserError
 from selfhost.reap import ttl
@@ -103,17 +102,6 @@ def test_bad_ttls_are_refused(text):
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"stand-in exited {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise RuntimeError("stand-in did not open its port")
 
 
 @contextlib.contextmanager
