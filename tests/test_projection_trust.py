@@ -251,8 +251,9 @@ def test_p90_confidence_holds_the_band_high_end_of_latency_to_the_slo():
 
 def test_the_local_profile_projects_the_recorded_local_benches_within_25_percent():
     """The device profile `make run` projects with (costing/data/local-cpu-profile.json) against the recorded
-    benches of the local target: tok/s and end-to-end latency within 25% at every point (their TTFT and TPOT
-    measure merged-stream delivery, not the engine: see test_bench_refit)."""
+    runs of `make run`'s own bench (1000 in / 250 out at 1-16 clients): tok/s, TPOT and end-to-end latency
+    within 25% at every point, the errors `make run` prints. Their streams are not merged (one token a chunk),
+    so TPOT is the engine's."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -268,9 +269,10 @@ def test_the_local_profile_projects_the_recorded_local_benches_within_25_percent
             pr = project(f, i, o, pt["concurrency"], params)
             errs.append(abs(pt["output_tokens_per_s"] / pr.output_tokens_per_s - 1))
             errs.append(abs(pt["e2el_ms"]["mean"] / 1e3 / pr.e2e_latency_s - 1))
+            errs.append(abs(pt["tpot_ms"]["mean"] / pr.tpot_ms - 1))
             a40 = project(fit_check(FitRequest(model="llama-3.1-8b", gpu="A40")), i, o, pt["concurrency"])
             shipped_errs.append(abs(pt["output_tokens_per_s"] / a40.output_tokens_per_s - 1))
-    assert max(errs) < 0.25, errs
+    assert len(errs) == 30 and max(errs) < 0.25, errs
     assert min(shipped_errs) > 0.25  # the cloud GPU's projection is not this CPU's
 
 
