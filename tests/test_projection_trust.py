@@ -218,6 +218,32 @@ def test_a_configuration_outside_the_calibration_is_flagged_with_its_nearest_poi
     assert "extrapolated:" in text and "nearest calibrated:" in text and "P10-P90" in text
 
 
+def test_a_combination_never_measured_is_flagged_though_each_dimension_is_inside_the_range():
+    """405B at a context longer than any 405B row but shorter than the longest row of another model: the
+    one-dimensional range holds it, the joint range flags it; the same context on the model measured there
+    is not flagged for context."""
+    pts = SHIPPED["points"]
+    longest_405 = max(p["context"] for p in pts if p["params_b"] > 300)
+    longest_any = SHIPPED["range"]["context"]
+    context = round(longest_405 * 1.25)
+    assert context < longest_any  # inside the range dimension by dimension: the data still shows the gap
+    args = ("--gpu", "H100", "--gpus", "8", "--precision", "fp8", "--output-tokens", "500", "--concurrency", "8")
+    args += ("--input-tokens", str(context - 500), "--format", "json")
+    big = _json("estimate", "--model", "llama-3.1-405b", *args)["bands"]
+    assert [f for f in big["extrapolated"] if "context" in f] == [
+        f"context {context:,} tokens above the longest measured for 406B-parameter models ({longest_405:,})"
+    ]
+    small = _json("estimate", "--model", "llama-3.1-8b", *args)["bands"]
+    assert not [f for f in small["extrapolated"] if "context" in f]
+    # a model size the GPU never ran and the engine it never ran with, beside those it did
+    here = {"gpu": "L4", "gpus": 1, "params_b": 70.55, "engine": "vllm", "context": 600, "concurrency": 4}
+    flags = bands.joint_extrapolation(pts, here)
+    measured = sorted({p["engine"] for p in pts if p["gpu"] == "L4"})
+    seen_70b = any(p["gpu"] == "L4" and 50 < p["params_b"] < 100 for p in pts)
+    assert seen_70b != any(f.startswith("a 71B-parameter model never measured on L4") for f in flags)
+    assert ("vllm" in measured) != any(f.startswith("engine vllm-v1 never measured on L4") for f in flags)
+
+
 def test_p90_confidence_sizes_on_the_conservative_end_and_says_so(monkeypatch):
     monkeypatch.setenv("COLUMNS", "132")  # the wide layout: the sentence on one line, whatever the terminal
     args = ("plan", "--model", "llama-3.1-8b", "--gpu", "A40", "--cloud", "runpod", *WORKLOAD)

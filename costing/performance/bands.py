@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from costing.data import DATA_DIR
+from costing.performance.engines import CLI_ENGINES
 
 BANDS_FILE = "error-bands.json"
 QUANTILES = (0.1, 0.9)  # the nominal 80% band
@@ -37,6 +38,8 @@ METRICS = {
     "e2e_s": ("e2e_latency_s", "s"),
 }
 CONFIDENCES = ("p50", "p90")
+SAME_SIZE_LOG = math.log(1.5)  # model sizes within 1.5x of each other count as one size for the joint range
+JOINT_SLACK = 1.1  # 10% beyond the furthest measured combination before it is called extrapolated
 
 
 def regime_of(in_flight: float, full_capacity: int) -> str:
@@ -186,6 +189,36 @@ def extrapolation(data: dict[str, Any], here: dict[str, Any]) -> list[str]:
     gpu_counts = (rng.get("gpu_counts") or {}).get(here["gpu"])
     if gpu_counts and here["gpus"] > max(gpu_counts):
         out.append(f"{here['gpus']}x {here['gpu']} above the most measured ({max(gpu_counts)}x)")
+    return out + joint_extrapolation(data.get("points") or [], here)
+
+
+def _same_size(pt: dict[str, Any], here: dict[str, Any]) -> bool:
+    return abs(math.log(pt["params_b"] / here["params_b"])) <= SAME_SIZE_LOG
+
+
+def joint_extrapolation(points: list[dict[str, Any]], here: dict[str, Any]) -> list[str]:
+    """What lies outside the measured combinations, though each dimension alone is inside the range: the
+    model size on this GPU, the context and concurrency for models of this size, the engine on this GPU
+    (e.g. 405B at 32k-token prompts when 405B was measured up to 22k and 8B at 32k)."""
+    out: list[str] = []
+    size = f"{here['params_b']:.0f}B-parameter"
+    on_gpu = [pt for pt in points if pt["gpu"] == here["gpu"]]
+    same = [pt for pt in points if _same_size(pt, here)]
+    if on_gpu and not any(_same_size(pt, here) for pt in on_gpu):
+        sizes = ", ".join(f"{b:.0f}B" for b in sorted({pt["params_b"] for pt in on_gpu}))
+        out.append(f"a {size} model never measured on {here['gpu']} (measured there: {sizes})")
+    if same:
+        longest = max(pt["context"] for pt in same)
+        if here["context"] > longest * JOINT_SLACK:
+            out.append(f"context {here['context']:,} tokens above the longest measured for {size} models ({longest:,})")
+        most = max(pt["concurrency"] for pt in same)
+        if here["concurrency"] > most * JOINT_SLACK:
+            out.append(f"concurrency {here['concurrency']:,} above the highest measured for {size} models ({most:,})")
+    engines = {pt["engine"] for pt in on_gpu}
+    if on_gpu and here["engine"] not in engines:
+        cli = {v: k for k, v in CLI_ENGINES.items()}  # the names `--engine` takes
+        mine, there = cli.get(here["engine"], here["engine"]), ", ".join(sorted(cli.get(e, e) for e in engines))
+        out.append(f"engine {mine} never measured on {here['gpu']} (measured there: {there})")
     return out
 
 
