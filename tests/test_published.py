@@ -226,3 +226,30 @@ def test_a_request_rate_row_is_open_loop_poisson_and_fitted(tmp_path):
     c = poisson_concurrency(f, p, 512, 256, 2.0, "vllm")
     assert c >= 2.0 * project(f, 512, 256, c, p, engine="vllm").e2e_latency_s
     assert c == 1 or c - 1 < 2.0 * project(f, 512, 256, c - 1, p, engine="vllm").e2e_latency_s
+
+
+def test_a_capped_burst_replays_lengths_clipped_at_the_cap_with_the_published_mean():
+    """AccelMark's offline bursts: ShareGPT prompts with max_tokens 512 and a measured mean of ~346 output tokens:
+    the replay's longest request is the cap (not the unclipped exponential's 1,843), the mean is the published one,
+    and the projected throughput lands nearer the measurement than with unclipped lengths."""
+    from costing.performance.published import (
+        burst_output_lengths,
+        clipped_output_lengths,
+        fit_for_row,
+        sharegpt_output_lengths,
+        simulate_burst_chunked,
+    )
+
+    outs = clipped_output_lengths(100, 346, 512)
+    assert max(outs) == 512 and abs(sum(outs) / len(outs) / 346 - 1) < 0.02
+    assert clipped_output_lengths(10, 600, 512) == [512] * 10
+    rows = [r for r in read_rows() if r.burst and r.output_cap and r.engine == "vllm" and r.output_tok_s]
+    fixed = [r for r in read_rows() if r.burst and r.fixed_output]
+    assert rows and fixed and all(set(burst_output_lengths(r)) == {r.output_tokens} for r in fixed)
+    p = load_params()
+    for r in rows:
+        f = fit_for_row(r)
+        args = (f, p, r.burst, r.input_tokens, r.output_tokens, r.engine)
+        capped = simulate_burst_chunked(*args, outs=burst_output_lengths(r)).output_tok_s
+        tail = simulate_burst_chunked(*args, outs=sharegpt_output_lengths(r.burst, r.output_tokens)).output_tok_s
+        assert abs(capped / r.output_tok_s - 1) < abs(tail / r.output_tok_s - 1)

@@ -109,6 +109,27 @@ def sharegpt_output_lengths(n: int, mean: float = SHAREGPT_OUT, longest: int = 1
     return lens
 
 
+def clipped_output_lengths(n: int, mean: float, cap: int) -> list[int]:
+    """ShareGPT-like lengths under a max_tokens cap: an exponential clipped at `cap` whose clipped mean is the
+    published mean (E[min(X, cap)] = theta (1 - exp(-cap / theta))), so the longest request is the cap, not
+    the exponential's tail."""
+    if mean >= cap:
+        return [cap] * n
+    lo, hi = mean, mean * 1e3
+    for _ in range(100):  # the clipped mean rises with theta: bisect
+        theta = (lo + hi) / 2
+        lo, hi = (theta, hi) if theta * (1 - math.exp(-cap / theta)) < mean else (lo, theta)
+    return sharegpt_output_lengths(n, (lo + hi) / 2, longest=cap)
+
+
+def burst_output_lengths(row: Row) -> list[int]:
+    """The output lengths a burst row's prompts generate (see Row.fixed_output, Row.output_cap)."""
+    n, o = row.burst or 0, row.output_tokens
+    if row.fixed_output:
+        return [o] * n
+    return clipped_output_lengths(n, o, row.output_cap) if row.output_cap else sharegpt_output_lengths(n, o)
+
+
 def _burst_result(run: Replay, cap: int) -> Predicted:
     """A burst's figures as benchmark_serving reports them: tokens over the makespan, mean TTFT, median
     TPOT, mean latency; its concurrency is the admission cap."""
@@ -122,21 +143,27 @@ def _burst_result(run: Replay, cap: int) -> Predicted:
     )
 
 
-def simulate_burst_chunked(fit, params, n: int, input_tokens: int, mean_output: int, engine: str) -> Predicted:
-    """The burst under vLLM 0.5.4's chunked-prefill scheduler (costing.performance.scheduler.replay, chunked):
+def simulate_burst_chunked(
+    fit, params, n: int, input_tokens: int, mean_output: int, engine: str, outs: list[int] | None = None
+) -> Predicted:
+    """The burst under a chunked-prefill scheduler (vLLM V1; 0.5.4 above 32K context; scheduler.replay, chunked):
     every step decodes all running sequences first, then fills the rest of max_num_batched_tokens with prompt chunks."""
-    return _replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=True)
+    return _replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=True, outs=outs)
 
 
-def simulate_burst(fit, params, n: int, input_tokens: int, mean_output: int, engine: str = "vllm-v0") -> Predicted:
+def simulate_burst(
+    fit, params, n: int, input_tokens: int, mean_output: int, engine: str = "vllm-v0", outs: list[int] | None = None
+) -> Predicted:
     """vLLM 0.5.4's benchmark_serving with `n` prompts sent at once (request rate inf), V0's default scheduler
     (costing.performance.scheduler.replay, not chunked): prefill-only steps of whole prompts whenever a slot is free,
-    otherwise decode steps; throughput = tokens / makespan."""
-    return _replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=False)
+    otherwise decode steps; throughput = tokens / makespan. `outs`: the output lengths (default: ShareGPT's)."""
+    return _replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=False, outs=outs)
 
 
-def _replay_burst(fit, params, n: int, i: int, mean_output: int, engine: str, *, chunked: bool) -> Predicted:
-    outs = sharegpt_output_lengths(n, mean_output)
+def _replay_burst(
+    fit, params, n: int, i: int, mean_output: int, engine: str, *, chunked: bool, outs: list[int] | None = None
+) -> Predicted:
+    outs = outs or sharegpt_output_lengths(n, mean_output)
     cap = scheduler.admissible(fit, i, mean_output, engine, staggered=False)
     run = scheduler.replay(
         fit, params, i, outs, scheduler.Arrivals.burst(n), max_running=cap, engine=engine, chunked=chunked
@@ -166,10 +193,11 @@ def poisson_concurrency(fit, params: Params, i: int, o: int, rate: float, engine
 def predict(row: Row, fit, params: Params) -> Predicted:
     from costing.performance.projection import project
 
-    if row.burst and long_context_chunked(row):
-        return simulate_burst_chunked(fit, params, row.burst, row.input_tokens, row.output_tokens, row.engine)
     if row.burst:
-        return simulate_burst(fit, params, row.burst, row.input_tokens, row.output_tokens, row.engine)
+        outs, args = burst_output_lengths(row), (row.burst, row.input_tokens, row.output_tokens, row.engine)
+        if long_context_chunked(row) or row.engine == "vllm":  # V1 always chunks prefills
+            return simulate_burst_chunked(fit, params, *args, outs=outs)
+        return simulate_burst(fit, params, *args, outs=outs)
     if row.request_rate and not row.concurrency:
         i, o = row.input_tokens, row.output_tokens
         conc = poisson_concurrency(fit, params, i, o, row.request_rate, row.engine)

@@ -88,6 +88,10 @@ class Row:
     fit_weight: float = 1.0  # 0 = shown in the accuracy report, left out of the fit
     note: str = ""
     request_rate: float | None = None  # open-loop Poisson arrivals (requests/s) when no concurrency is stated
+    # a burst's output lengths: every request `output_tokens` long ("output N per request" in the notes), or
+    # ShareGPT's exponential lengths clipped at max_tokens ("cap N"); neither: unclipped (LambdaLabs)
+    fixed_output: bool = False
+    output_cap: int | None = None
 
     def label(self) -> str:
         return f"{self.gpus}x {self.gpu_raw} {self.model} {self.precision} {self.engine}"
@@ -161,6 +165,7 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                     if "TPOT median" in notes
                     else "per-output-token latency"
                 )
+            cap = re.search(r"\bcap (\d+)\b", r["notes"])
             rows.append(
                 Row(
                     index=k,
@@ -182,6 +187,8 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                     e2e_s=_num(r["e2e_s"]),
                     tpot_kind=tpot_kind,
                     gpu_override=override,
+                    fixed_output=bool(re.search(r"\boutput \d+ per request\b", r["notes"])),
+                    output_cap=int(cap.group(1)) if cap else None,
                     fit_weight=weight,
                     note=note,
                     request_rate=rate,
