@@ -442,13 +442,14 @@ K8S_CASES = {  # cluster -> (the stack's own keys, the spec's target)
 }
 
 
-def _k8s_folder(folder: Path, cluster: str, requests_per_day: int) -> dict:
+def _k8s_folder(folder: Path, cluster: str, requests_per_day: int, **spec_keys) -> dict:
     """A kubernetes stack folder: the spec, stacks/kubernetes' Pulumi.yaml, Pulumi.dev.yaml naming the spec."""
     keys, target = K8S_CASES[cluster]
     folder.mkdir(parents=True, exist_ok=True)
     spec = {
         "name": f"llama-{cluster}", "model": "llama-3.1-8b", "target": {**target, "pricing": "spot"},
         "workload": {"requests_per_day": requests_per_day, "input_tokens": 1000, "output_tokens": 250},
+        **spec_keys,
     }  # fmt: skip
     (folder / "selfhost.yaml").write_text(yaml.safe_dump(spec))
     shutil.copy(ROOT / "stacks" / "kubernetes" / "Pulumi.yaml", folder / "Pulumi.yaml")
@@ -488,3 +489,29 @@ def test_diff_of_a_kubernetes_stack_folder_is_the_review_the_stack_deploys(clust
     # the bare spec (no stack beside it) is a SkyPilot plan, another figure
     plain = review_dict(cost_review(load_spec(folder / "selfhost.yaml")))["monthly_usd"]
     assert plain != pytest.approx(project["head"]["monthly_usd"], abs=0.01)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("table", "table.txt"), ("markdown", "md")])
+def test_golden_diff_of_a_kubernetes_stack_folder_names_the_cluster(update_golden, monkeypatch, tmp_path, fmt, suffix):
+    """What a reviewer reads for a spec beside stacks/kubernetes: the offer on EKS and the pods KEDA scales,
+    as `selfhost plan --kubernetes eks` says them (the Target and Replicas rows)."""
+    from cli_inprocess import run_cli
+    from test_golden import ENV, check_golden
+
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    slo = {"p90_latency_s": 20}
+    _k8s_folder(tmp_path / "base", "eks", 20000, slo=slo)
+    peak = {"requests_per_day": 150000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 3}
+    _k8s_folder(tmp_path / "head", "eks", 150000, slo=slo, workload=peak)
+    monkeypatch.chdir(tmp_path)
+    out = run_cli("diff", "--base", "base/selfhost.yaml", "--head", "head/selfhost.yaml", "--format", fmt)
+    assert out.code == 0, out.stderr
+    check_golden(f"diff-k8s.{suffix}", out.stdout, update_golden)
+    plan = run_cli("plan", "--spec", "head/selfhost.yaml", "--kubernetes", "eks", "--format", "json")
+    fleet = json.loads(plan.stdout)["fleet"]
+    assert fleet["min_replicas"] < fleet["max_replicas"]  # a range: the diff shows both ends, as the plan does
+    pods = f"{fleet['min_replicas']} to {fleet['max_replicas']} pods"
+    text = run_cli("plan", "--spec", "head/selfhost.yaml", "--kubernetes", "eks").stdout
+    assert "aws-g5.xlarge (g5.xlarge" in text and ") on EKS, 1x A10G" in text and f"{pods}, autoscaled by KEDA" in text
+    assert "aws-g5.xlarge on EKS" in out.stdout and f"{pods} (KEDA)" in out.stdout and "2 pods (KEDA)" in out.stdout

@@ -35,6 +35,40 @@ GKE_SPEC = {
     "workload": {"requests_per_day": 150000, "input_tokens": 1000, "output_tokens": 250, "peak_to_mean": 3},
 }
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+HARDENING = {  # checkov's pod hardening checks the Deployments must pass rather than skip
+    "CKV_K8S_16",  # not privileged
+    "CKV_K8S_20",  # allowPrivilegeEscalation false
+    "CKV_K8S_22",  # read-only root filesystem
+    "CKV_K8S_23",  # runAsNonRoot
+    "CKV_K8S_25",  # no added capabilities
+    "CKV_K8S_28",  # NET_RAW dropped
+    "CKV_K8S_29",  # a pod securityContext
+    "CKV_K8S_30",  # a container securityContext
+    "CKV_K8S_31",  # seccomp RuntimeDefault
+    "CKV_K8S_37",  # capabilities: drop ALL
+    "CKV_K8S_38",  # no service account token mounted
+    "CKV_K8S_40",  # a high UID
+}
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+# Where vLLM and what it loads write at run time, each asked of the installed package with the container's env:
+# vLLM's own cache/config/asset roots and its IPC sockets' folder (vllm.envs), Hugging Face's caches and token
+# file (huggingface_hub.constants), torch.compile's Inductor cache and torch hub, and the home folder that
+# Triton (~/.triton), FlashInfer and CUDA's JIT cache (~/.nv) write under (not in the CPU build: by their rule).
+WRITES = """import json, os, tempfile
+import vllm.envs as envs
+import huggingface_hub.constants as hf
+import torch.hub
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+paths = {name: getattr(envs, name) for name in
+         ("VLLM_CACHE_ROOT", "VLLM_CONFIG_ROOT", "VLLM_ASSETS_CACHE", "VLLM_XLA_CACHE_PATH", "VLLM_RPC_BASE_PATH")}
+paths.update({f"hf.{n}": getattr(hf, n) for n in ("HF_HOME", "HF_HUB_CACHE", "HF_ASSETS_CACHE", "HF_TOKEN_PATH",
+                                                   "HF_XET_CACHE") if hasattr(hf, n)})
+paths["torch inductor"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+paths["torch hub"] = torch.hub.get_dir()
+paths["home (triton, flashinfer, CUDA JIT caches)"] = os.path.expanduser("~")
+paths["tempfile"] = tempfile.gettempdir()
+print(json.dumps(paths))
+"""
 
 
 def example_spec():
@@ -318,6 +352,14 @@ def test_checkov_finds_nothing_the_kit_has_not_justified(tmp_path_factory):
     assert failed == [] and summary["passed"] > 50, failed
     skipped = {c["check_id"] for c in report["results"]["skipped_checks"]}
     assert skipped == {s.split("=")[0] for s in manifests.CHECKOV_SKIPS}  # each skip is one the kit justifies
+    # the locked-down pod: every Deployment passes the hardening checks themselves (none skipped, none n/a)
+    passed: dict[tuple[str, str], set[str]] = {}  # by (file, resource): the eks and gke objects share names
+    for c in report["results"]["passed_checks"]:
+        passed.setdefault((c["file_path"], c["resource"]), set()).add(c["check_id"])
+    deployments = [r for r in passed if r[1].startswith("Deployment.")]
+    assert len(deployments) == 3, sorted(passed)  # eks: the spot and the on-demand base; gke: on-demand
+    for resource in deployments:
+        assert passed[resource] >= HARDENING, f"{resource}: {sorted(HARDENING - passed[resource])}"
 
 
 @pytest.mark.parametrize(
@@ -403,3 +445,30 @@ def test_a_re_render_into_the_same_folder_leaves_no_stale_object(tmp_path):
     rendered = sorted(p.name for p in out.glob("[0-9][0-9]-*.yaml"))
     assert rendered and all(p.endswith("-other.yaml") or "other-" in p for p in rendered), rendered
     assert (out / "notes.yaml").read_text() == "mine: true\n" and "removed" in again.stderr
+
+
+def test_everywhere_vllm_writes_is_a_writable_volume_of_the_read_only_pod(eks):
+    """The root filesystem is read-only: each place vLLM (and torch, Hugging Face) writes, as the installed
+    packages resolve it from the container's own environment, is under one of the pod's writable volumes."""
+    if not VLLM_PYTHON.exists():
+        pytest.skip("vLLM for the CPU lives in its own virtualenv: make vllm-venv")
+    _, objects = eks
+    for deployment in by_kind(objects, "Deployment"):
+        (c,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        env = {e["name"]: e["value"] for e in c["env"] if "value" in e}  # the Secret's variables aside
+        writable = [m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")]
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert all("configMap" not in volumes[m["name"]] for m in c["volumeMounts"] if not m.get("readOnly"))
+        result = subprocess.run(
+            [str(VLLM_PYTHON), "-c", WRITES], env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        paths = json.loads(result.stdout.strip().splitlines()[-1])
+        outside = {
+            what: path for what, path in paths.items()
+            if not any(path == m or path.startswith(m.rstrip("/") + "/") for m in writable)
+        }  # fmt: skip
+        assert not outside, f"written outside the pod's writable volumes {writable}: {outside}"
+        assert paths["hf.HF_HUB_CACHE"].startswith(manifests.HF_HOME + "/")  # the weights: the costed volume

@@ -248,3 +248,22 @@ def test_ci_passes_the_skypilot_identity_wherever_sky_runs():
         for step in sky_steps:
             token = step.get("env", {}).get("SKYPILOT_SERVICE_ACCOUNT_TOKEN")
             assert token == "${{ secrets.SKYPILOT_SERVICE_ACCOUNT_TOKEN }}", (name, step.get("name"))
+
+
+@pytest.mark.parametrize(
+    ("cloud", "cluster", "region"),
+    [("aws", None, "us-east-1"), ("gcp", None, None), ("runpod", None, None), ("sky", None, None),
+     ("kubernetes", "eks", "us-east-1"), ("kubernetes", "gke", "us-central1")],
+)  # fmt: skip
+def test_the_ci_guide_names_every_variable_and_secret_inits_workflows_read(cloud, cluster, region):
+    """docs/guides/ci-github.md's "set once" list: each `vars.X` / `secrets.X` the workflows `selfhost init
+    --cloud CLOUD --ci github` writes read (GitHub's own token aside) is named there, so a stranger can set them."""
+    from selfhost.scaffold.ci_github import Repo, workflows
+
+    repo = Repo(Path("/repo"), "main", f"deploy/llama-{cloud}")
+    text = "\n".join(workflows(repo, cloud, "selfhost-0-py3-none-any.whl", "0", region, cluster).values())
+    names = set(re.findall(r"\b(?:vars|secrets)\.([A-Z][A-Z0-9_]+)", text)) - {"GITHUB_TOKEN"}
+    guide = (ROOT / "docs" / "guides" / "ci-github.md").read_text()
+    assert names, "the workflows read no repository variable or secret"
+    missing = [n for n in sorted(names) if f"`{n}`" not in guide]
+    assert not missing, f"not in docs/guides/ci-github.md: {missing}"

@@ -83,7 +83,33 @@ def _side(review: dict[str, Any] | None) -> dict[str, Any] | None:
             for b in review["breakeven"]
         },
         **_three_way_side(review.get("three_way")),
+        **_kubernetes_side(review),
     }
+
+
+def _kubernetes_side(review: dict[str, Any]) -> dict[str, Any]:
+    """A review of pods on a team's cluster (`plan --kubernetes`, a kubernetes stack folder): the cluster kind and
+    the replica range KEDA scales over, which the Offer and Replicas rows name as the plan does."""
+    kind = review["target"].get("kubernetes")
+    if not kind:
+        return {}
+    fleet = review.get("fleet") or {}
+    return {"kubernetes": kind, "min_replicas": fleet.get("min_replicas", review["replicas"])}
+
+
+def _offer_text(side: dict[str, Any]) -> str:
+    from costing.money.kubernetes import on_cluster
+
+    offer = str(side["offer"])
+    return f"{offer} {on_cluster(side['kubernetes'])}" if side.get("kubernetes") else offer
+
+
+def _replicas_text(side: dict[str, Any]) -> str:
+    from costing.money.kubernetes import pods_text
+
+    if side.get("kubernetes"):
+        return f"{pods_text(side['min_replicas'], side['replicas'])} (KEDA)"
+    return str(side["replicas"])
 
 
 def _three_way_side(three: dict[str, Any] | None) -> dict[str, Any]:
@@ -327,12 +353,14 @@ def rows(p: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
     out = [
         ("Model", get(b, "model"), get(h, "model"), same("model")),
-        ("Offer", get(b, "offer"), get(h, "offer"), same("offer")),
+        ("Offer", _text(b, "offer", _offer_text), _text(h, "offer", _offer_text),
+         same("offer") or same("kubernetes")),
         ("GPUs", get(b, "gpus"), get(h, "gpus"), same("gpus")),
         ("Pricing", get(b, "pricing"), get(h, "pricing"), same("pricing")),
         ("Requests/day", get(b, "requests_per_day", "{:,.0f}".format), get(h, "requests_per_day", "{:,.0f}".format),
          _pct(_percent(b and b["requests_per_day"], h and h["requests_per_day"]))),
-        ("Replicas", get(b, "replicas"), get(h, "replicas"), _signed(d["replicas"], "") if d["replicas"] else ""),
+        ("Replicas", _text(b, "replicas", _replicas_text), _text(h, "replicas", _replicas_text),
+         _signed(d["replicas"], "") if d["replicas"] else ""),
         ("Monthly", get(b, "monthly_usd", _money), get(h, "monthly_usd", _money),
          f"{_signed(d['monthly_usd'])} {_pct(d['monthly_percent'])}".strip()),
         ("$/1M output tokens", get(b, "usd_per_million_output_tokens", _money),
@@ -344,6 +372,11 @@ def rows(p: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     for api, api_delta in d["api_monthly_usd"].items():
         out.append((f"vs {api}", _be(b, api), _be(h, api), f"API {_signed(api_delta)}" if api_delta else ""))
     return out
+
+
+def _text(side: dict[str, Any] | None, key: str, fmt) -> str:
+    """A cell made from the whole side (`fmt(side)`), "-" where the side or its `key` is missing."""
+    return "-" if side is None or side.get(key) is None else fmt(side)
 
 
 HEADERS = ("", "base", "head", "delta")

@@ -19,6 +19,7 @@ from costing.errors import UserError
 # The managed clusters the render targets, and the cloud each one's nodes are priced on.
 CLUSTERS = {"eks": "aws", "gke": "gcp"}
 CLUSTER_OF_CLOUD = {cloud: cluster for cluster, cloud in CLUSTERS.items()}
+CLUSTER_LABELS = {"eks": "EKS", "gke": "GKE"}
 KUBERNETES_PRICING = ("on-demand", "spot")  # what Karpenter's capacity-type and GKE's spot node pools select
 NODE_ROOT_GB = 100  # each GPU node's root volume: the OS, the GPU driver, containerd's copy of the vLLM image
 
@@ -103,6 +104,16 @@ def kubernetes_spec(spec: DeploymentSpec, cluster: str | None = None) -> tuple[D
         ),
         kind,
     )
+
+
+def on_cluster(kind: str) -> str:
+    """Where a Kubernetes review's replicas run, as the plan's Target row and the diff's Offer row say it."""
+    return f"on {CLUSTER_LABELS.get(kind, kind)}"
+
+
+def pods_text(min_replicas: int, max_replicas: int) -> str:
+    """The replica range as pods KEDA scales (the plan's Replicas row opens with it; the diff's Replicas row)."""
+    return f"{min_replicas} to {max_replicas} pods" if min_replicas != max_replicas else f"{max_replicas} pods"
 
 
 def control_plane_note(cluster: str) -> str:

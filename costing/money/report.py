@@ -383,6 +383,10 @@ def summary_rows(rv: CostReview) -> list[tuple[str, str]]:
         if t["offer"]
         else f"{fit.total_gpus}x {fit.gpu.name}"
     )
+    if rv.kubernetes:  # the nodes of the team's cluster, as the diff of its stack folder says it
+        from costing.money.kubernetes import on_cluster
+
+        where += f" {on_cluster(rv.kubernetes)}"
     price = f"{_money(rv.hourly_usd)}/h {rv.spec.target.pricing}" + (" (derived)" if t["price_derived"] else "")
     price += f", price as of {t['price_as_of']}" if t.get("price_as_of") else ""
     slo = rv.spec.slo.p90_latency_s
@@ -554,9 +558,11 @@ def _replicas_text(rv: CostReview) -> str:
         return f"{rv.replicas} ({peak}, {util}, availability {f.availability if f else 'standard'})"
     slo_bound = f"SLO-bound concurrency {rv.projection.concurrency} x {rv.spec.target_utilization:.0%}"
     if rv.kubernetes:
+        from costing.money.kubernetes import pods_text
+
         return (
-            f"{f.min_replicas} to {f.max_replicas} pods, autoscaled by KEDA at {f.inflight_per_replica:g} requests in "
-            f"flight each (vLLM's running + waiting requests: {slo_bound}) "
+            f"{pods_text(f.min_replicas, f.max_replicas)}, autoscaled by KEDA at {f.inflight_per_replica:g} "
+            f"requests in flight each (vLLM's running + waiting requests: {slo_bound}) "
             f"({peak}, {util}, availability {f.availability})"
         )
     return (

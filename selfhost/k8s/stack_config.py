@@ -25,6 +25,14 @@ KEYS = (
     "location",  # GKE: the cluster's region or zone
     "prometheusUrl",
     "prometheusNamespace",
+    "allowPlainHttp",  # true: you know the pods serve plain HTTP behind your ingress (silences the warning)
+)
+# The pods serve plain HTTP on a ClusterIP Service; TLS is the team's ingress controller's (or its mesh's).
+TRANSPORT = "http (in-cluster Service; TLS at your ingress controller)"
+PLAIN_HTTP_WARNING = (
+    "plain HTTP inside the cluster: the API key crosses the cluster network unencrypted between your ingress "
+    "controller and the pods; terminate TLS at the ingress (or use a service mesh with mTLS), then "
+    "`pulumi config set allowPlainHttp true` to acknowledge"
 )
 
 
@@ -59,10 +67,15 @@ def stack_spec(config: Mapping[str, Any]) -> tuple[DeploymentSpec, str]:
     return spec, cluster
 
 
+def plain_http_warning(config: Mapping[str, Any]) -> str | None:
+    """The warning `pulumi up` prints unless allowPlainHttp acknowledges the in-cluster plain HTTP."""
+    return None if flag(config, "allowPlainHttp") else PLAIN_HTTP_WARNING
+
+
 def _plan(config: Mapping[str, Any]) -> manifests.Plan:
     from costing.money.review import enforce_budget
 
-    flag(config, "allowPlainHttp")
+    flag(config, "allowPlainHttp")  # a value other than true/false is refused before anything is declared
     spec, cluster = stack_spec(config)
     check_secrets(config, {})
     cidrs = check_cidrs(str_list(config, "allowedCidrs"), has_api_key=True)

@@ -24,6 +24,8 @@ with refusals():
 
 for note in p.review.notes:
     pulumi.log.warn(f"cost review: {note}")
+if warning := cfg.plain_http_warning(config):
+    pulumi.log.warn(warning)
 first, rest = objects[0], objects[1:]  # the Namespace, then what lives in it (and the cluster-wide pools)
 
 
@@ -106,6 +108,7 @@ pulumi.export("cluster", p.cluster)
 pulumi.export("namespace", p.namespace)
 pulumi.export("serviceUrl", f"http://{p.name}.{p.namespace}.svc.cluster.local:{p.port}")
 pulumi.export("endpointUrl", f"http://{p.name}.{p.namespace}.svc.cluster.local:{p.port}")  # as the other stacks name it
+pulumi.export("transport", cfg.TRANSPORT)
 pulumi.export("instanceType", review.offer.instance_type)
 pulumi.export("pricing", review.spec.target.pricing)
 pulumi.export("minReplicas", fleet.min_replicas)
