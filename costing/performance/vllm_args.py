@@ -35,6 +35,10 @@ AUTH_MIDDLEWARE = "selfhost_auth.BearerAuth"  # selfhost/auth_middleware.py as e
 # workers `--headless`), no Ray. The head's torch.distributed rendezvous listens on this port (vLLM's default
 # ParallelConfig.master_port, given explicitly so the script says which port the nodes use).
 MASTER_PORT = 29501
+# Set in every vLLM server the kit starts (cloud VM, SkyPilot, Kubernetes, local): vLLM otherwise reports
+# usage (hardware, model architecture, settings) to stats.vllm.ai from the serving host; a self-hosted
+# endpoint sends nothing anywhere it was not told to (vllm/usage/usage_lib.py honours both).
+SERVE_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 
 
 @dataclass(frozen=True)

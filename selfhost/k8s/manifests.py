@@ -33,7 +33,7 @@ from costing.data.spec import DeploymentSpec
 from costing.errors import UserError
 from costing.money.kubernetes import NODE_ROOT_GB, kubernetes_review, kubernetes_spec
 from costing.performance.scaling import INFLIGHT_SIGNAL, drain_seconds
-from costing.performance.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, VLLM_IMAGE, serve_args
+from costing.performance.vllm_args import API_KEY_ENV, HF_TOKEN_ENV, SERVE_ENV, VLLM_IMAGE, serve_args
 from selfhost import auth_install
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -272,6 +272,7 @@ def container(p: Plan) -> dict[str, Any]:
         {"name": "XDG_CACHE_HOME", "value": "/home/vllm/.cache"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
+    env += [{"name": k, "value": v} for k, v in SERVE_ENV.items()]
     allowance = startup_allowance(p)
     return {
         "name": "vllm",

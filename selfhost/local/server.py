@@ -30,7 +30,7 @@ from pathlib import Path
 from costing.errors import UserError
 from costing.performance.fit import VllmSettings
 from costing.performance.vllm_allowlist import check_env
-from costing.performance.vllm_args import API_KEY_ENV, vllm_serve_argv
+from costing.performance.vllm_args import API_KEY_ENV, SERVE_ENV, vllm_serve_argv
 from selfhost import auth_install
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,8 +190,7 @@ def server_env(api_key: str, kv_cache_gib: float) -> dict[str, str]:
         "VLLM_CPU_KVCACHE_SPACE": f"{kv_cache_gib:g}",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
-        "VLLM_NO_USAGE_STATS": "1",
-        "DO_NOT_TRACK": "1",
+        **SERVE_ENV,
         "VLLM_CACHE_ROOT": str(cache / "vllm"),
         "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
         "XDG_CACHE_HOME": str(cache),

@@ -28,6 +28,7 @@ from costing.performance.vllm_args import (
     API_KEY_ENV,
     HF_TOKEN_ENV,
     MASTER_PORT,
+    SERVE_ENV,
     VLLM_VERSION,
     NodeRole,
     shell_command,
@@ -386,7 +387,7 @@ def _serve_block(found: list[Choice]) -> list[str]:
 
 
 def _run(found: list[Choice]) -> str:
-    lines = ["set -e", f"export HF_HOME={HF_HOME}"]
+    lines = ["set -e", f"export HF_HOME={HF_HOME}", *(f"export {k}={v}" for k, v in SERVE_ENV.items())]
     if found[0].spec.sky.weights_store:
         lines.append("export HF_HUB_OFFLINE=1  # the weights come from the bucket: no Hugging Face at serve time")
     if found[0].fit.nodes > 1:

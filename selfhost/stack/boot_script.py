@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from costing.performance.vllm_allowlist import check_env
-from costing.performance.vllm_args import API_KEY_ENV
+from costing.performance.vllm_args import API_KEY_ENV, SERVE_ENV
 from selfhost import auth_install
 from selfhost.stack.checks import check_script_values
 from selfhost.stack.plan import StackPlan
@@ -75,6 +75,7 @@ def docker_run(
         SECRETS_FILE,
         "-e",
         "HF_HOME=/hf",
+        *(flag for k, v in SERVE_ENV.items() for flag in ("-e", f"{k}={v}")),
         "-v",
         f"{HF_CACHE}:/hf",
         *auth_install.docker_run_flags(),  # the auth layer vLLM's --middleware loads
