@@ -267,3 +267,34 @@ def test_the_ci_guide_names_every_variable_and_secret_inits_workflows_read(cloud
     assert names, "the workflows read no repository variable or secret"
     missing = [n for n in sorted(names) if f"`{n}`" not in guide]
     assert not missing, f"not in docs/guides/ci-github.md: {missing}"
+
+
+def test_the_gke_deploy_signs_in_to_the_cluster_without_a_stored_kubeconfig(tmp_path):
+    """GKE: the kubeconfig comes from get-gke-credentials after the OIDC step (a short-lived token; a stored
+    `get-credentials` kubeconfig would need gke-gcloud-auth-plugin, which runners lack); EKS keeps its secret.
+    The rendered GKE workflows pass actionlint and zizmor as the shipped (EKS) ones do."""
+    from selfhost.scaffold.ci_github import Repo, workflows
+
+    repo = Repo(Path("/repo"), "main", "deploy/llama-gke")
+    gke = workflows(repo, "kubernetes", "selfhost-0-py3-none-any.whl", "0", None, "gke")
+    eks = workflows(repo, "kubernetes", "selfhost-0-py3-none-any.whl", "0", "us-east-1", "eks")
+    deploy = next(t for p, t in gke.items() if p.name.endswith("-deploy.yml"))
+    steps = yaml.safe_load(deploy)["jobs"]["deploy"]["steps"]
+    uses = [s.get("uses", "").split("@")[0] for s in steps]
+    creds = uses.index("google-github-actions/get-gke-credentials")
+    assert (
+        uses.index("google-github-actions/auth")
+        < creds
+        < next(k for k, s in enumerate(steps) if "pulumi up" in s.get("run", ""))
+    )
+    assert steps[creds]["with"] == {"cluster_name": "${{ vars.GKE_CLUSTER }}", "location": "${{ vars.GKE_LOCATION }}"}
+    assert "secrets.KUBECONFIG" not in deploy
+    assert "secrets.KUBECONFIG" in "".join(eks.values()) and "get-gke-credentials" not in "".join(eks.values())
+    for path, text in gke.items():
+        (tmp_path / path.name).write_text(text)
+    files = sorted(map(str, tmp_path.glob("*.yml")))
+    env = {"PATH": f"{BIN}:/usr/bin:/bin"}
+    lint = subprocess.run([tool("actionlint"), *files], capture_output=True, text=True, env=env, timeout=120)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    audit = subprocess.run([tool("zizmor"), "--offline", "--no-progress", *files], capture_output=True, text=True)
+    assert audit.returncode == 0 and "No findings" in audit.stdout + audit.stderr, audit.stdout + audit.stderr

@@ -5,9 +5,9 @@ and every path, spec, stack and branch in them is filled in from what init write
 - `selfhost-<slug>-cost-diff.yml`: the cost diff on pull requests touching the folder (gates on the spec's budget);
 - `selfhost-<slug>-deploy.yml`: on a push to the default branch (or by hand), the cost review, then `pulumi up` of
   stack `production` (aws, gcp, runpod, kubernetes: its `Pulumi.production.yaml` is written too; kubernetes
-  applies to the cluster of the environment's KUBECONFIG secret) or `sky serve up/update`
-  (sky), smoke, bench and gate; a passing run tags the commit `selfhost-good/<slug>`, a failing one redeploys the
-  tagged commit (never destroys).
+  applies to the cluster of the environment's KUBECONFIG secret on EKS, of vars.GKE_CLUSTER on GKE) or `sky serve
+  up/update` (sky), smoke, bench and gate; a passing run tags the commit `selfhost-good/<slug>`, a failing one
+  redeploys the tagged commit (never destroys).
 The templates are `selfhost/scaffold/github/*.yml`; `__NAME__` placeholders are filled here, and a template with
 one left unfilled is a bug caught before anything is written.
 """
@@ -86,9 +86,24 @@ KUBECONFIG_STEP = """\
             > "$RUNNER_TEMP/kubeconfig"
           echo "KUBECONFIG=$RUNNER_TEMP/kubeconfig" >> "$GITHUB_ENV"
 """
+# GKE: no stored kubeconfig. A kubeconfig from `gcloud container clusters get-credentials` runs
+# gke-gcloud-auth-plugin, which GitHub's runners do not have; get-gke-credentials writes one holding a short-lived
+# token of the service account the OIDC step signed in as (its default, use_auth_provider false).
+GKE_CREDENTIALS_STEP = """\
+      - name: Kubeconfig of the GKE cluster (a short-lived token of the OIDC service account; nothing stored)
+        uses: google-github-actions/get-gke-credentials@3da1e46a907576cefaa90c484278bb5b259dd395 # v3.0.0
+        with:
+          cluster_name: ${{ vars.GKE_CLUSTER }}
+          location: ${{ vars.GKE_LOCATION }}
+"""
+KUBECONFIG_SOURCE = {
+    "eks": "#     kubeconfig in the `production` environment's secrets (KUBECONFIG) for the cluster's context;\n",
+    "gke": "#     name and location in vars.GKE_CLUSTER and vars.GKE_LOCATION (the job gets a kubeconfig with a\n"
+    "#     short-lived token from google-github-actions/get-gke-credentials: no kubeconfig is stored);\n",
+}
 KUBERNETES_SETUP = (
     "#   - the cluster: KEDA, prometheus-operator, the NVIDIA device plugin{karpenter} installed, and its\n"
-    "#     kubeconfig in the `production` environment's secrets (KUBECONFIG) for the cluster's context;\n"
+    "{kubeconfig}"
     "{auth}"
     + PULUMI_BACKEND
     + KEYS
@@ -101,7 +116,8 @@ KUBERNETES_AUTH_SETUP = {
     "#     `aws eks get-token` with it, so no long-lived key is stored;\n",
     "gke": "#   - Workload Identity Federation for this repository (vars.GCP_WORKLOAD_IDENTITY_PROVIDER) and the\n"
     "#     service account it impersonates (vars.GCP_DEPLOY_SERVICE_ACCOUNT): the stack declares the GKE node\n"
-    "#     pools with it (gcp:project and location in the stack config);\n",
+    "#     pools with it (gcp:project and location in the stack config) and applies the manifests as it\n"
+    "#     (roles/container.developer, or RBAC in the namespace);\n",
 }
 RUNPOD_SECRET_ENV = "          RUNPOD_API_KEY: ${{ secrets.RUNPOD_API_KEY }}\n"
 RUNPOD_SECRET_CONFIG = (
@@ -208,7 +224,9 @@ def workflows(
         "SETUP": SETUP[cloud]
         if cloud != "kubernetes"
         else KUBERNETES_SETUP.format(
-            karpenter=" and Karpenter v1" if kind == "eks" else "", auth=KUBERNETES_AUTH_SETUP[kind]
+            karpenter=" and Karpenter v1" if kind == "eks" else "",
+            kubeconfig=KUBECONFIG_SOURCE[kind],
+            auth=KUBERNETES_AUTH_SETUP[kind],
         ),
     }
     if cloud == "sky":
@@ -219,7 +237,7 @@ def workflows(
             "CLOUD_ENV": f'  AWS_REGION: "{aws_region}"\n' if auth_cloud == "aws" else "",
             "ID_TOKEN": ID_TOKEN if auth_cloud in ("aws", "gcp") else "",
             "AUTH_STEPS": {"aws": AWS_AUTH, "gcp": GCP_AUTH}.get(auth_cloud, "")
-            + (KUBECONFIG_STEP if cloud == "kubernetes" else ""),
+            + (({"gke": GKE_CREDENTIALS_STEP}.get(kind, KUBECONFIG_STEP)) if cloud == "kubernetes" else ""),
             # `selfhost plan` costs what the target deploys: on a cluster, the nodes its pods need
             "PLAN_FLAGS": f" --kubernetes {kind}" if cloud == "kubernetes" else "",
             "SECRET_ENV": RUNPOD_SECRET_ENV if cloud == "runpod" else "",
