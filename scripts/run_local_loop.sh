@@ -37,13 +37,11 @@ w = load_spec(sys.argv[1]).workload
 print(w.input_tokens if w else 1000, w.output_tokens if w else 250)
 PYEOF
 )
-read -r P_MODEL P_GPU P_GPUS P_PREC < <($PY -c 'import json; s=json.load(open("costing/data/local-cpu-profile.json"))["provenance"]["local_profile"]["stand_in"]; print(s["model"], s["gpu"], s["gpus"], s["precision"])')
 LABEL="local tiny random-weight Llama (served as $MODEL) on this CPU"
 echo "== 4/5 bench: $IN_TOK in / $OUT_TOK out tokens, projection for the $LABEL"
 VLLM_API_KEY="$KEY" $SELFHOST bench "$URL" --model "$MODEL" --concurrency "${CONCURRENCY:-1,4,16}" \
   --input-tokens "$IN_TOK" --output-tokens "$OUT_TOK" \
-  --model-id "$P_MODEL" --gpu "$P_GPU" --gpus "$P_GPUS" --precision "$P_PREC" \
-  --calibration costing/data/local-cpu-profile.json --projection-label "$LABEL" \
+  --local-profile --projection-label "$LABEL" \
   --output "$OUT/bench.json" --chart "$OUT/bench.png"
 
 echo "== 5/5 selfhost down local"

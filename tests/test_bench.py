@@ -295,6 +295,27 @@ def test_cli_projects_with_a_device_profile_and_labels_it(url):
     assert f"projection: {label} ({profile}" in table
 
 
+def test_local_profile_projects_with_the_shipped_device_profile_and_its_label(url):
+    """`--local-profile` (what `make run` and the README pass): the profile's stand-in and parameters, the same
+    projection as naming them by hand, and its own label; with --gpu or --calibration too it is refused."""
+    profile = json.loads((ROOT / "costing/data/local-cpu-profile.json").read_text())["provenance"]["local_profile"]
+    s = profile["stand_in"]
+    base = ("bench", url, "--api-key", KEY, "--concurrency", "2", "--num-prompts", "4", "--input-tokens", "64")
+    base += ("--output-tokens", "32", "--format", "json")
+    short = _cli(*base, "--local-profile")
+    assert short.returncode == 0, short.stderr
+    by_hand = _cli(*base, "--model-id", s["model"], "--gpu", s["gpu"], "--gpus", str(s["gpus"]),
+                   "--precision", s["precision"], "--calibration", "costing/data/local-cpu-profile.json")  # fmt: skip
+    doc, ref = json.loads(short.stdout), json.loads(by_hand.stdout)
+    assert doc["target"]["label"] == profile["label"]
+    assert doc["target"]["calibration"] == "costing/data/local-cpu-profile.json"
+    assert doc["points"][0]["projection"]["output_tokens_per_s"] == pytest.approx(
+        ref["points"][0]["projection"]["output_tokens_per_s"]
+    )
+    clash = _cli(*base, "--local-profile", "--gpu", "A40")
+    assert clash.returncode == 2 and "--local-profile" in clash.stderr and "Traceback" not in clash.stderr
+
+
 def test_chart_ticks_are_the_measured_concurrencies_and_the_title_names_the_target():
     import matplotlib.pyplot as plt
 

@@ -167,6 +167,12 @@ def register(app: typer.Typer) -> None:
         projection_label: str | None = typer.Option(
             None, "--projection-label", help="what the projection stands for (shown with it)"
         ),
+        local_profile: bool = typer.Option(
+            False,
+            "--local-profile",
+            help="project the local target (`selfhost up local`) with its own device profile "
+            "(costing/data/local-cpu-profile.json), instead of --model-id/--gpu/--calibration",
+        ),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Load-test an endpoint: TTFT, TPOT, ITL, E2E (p50/p90/p99), tokens/s, goodput; exit 1 on failed requests."""
@@ -185,7 +191,16 @@ def register(app: typer.Typer) -> None:
         if timeout <= 0 or read_timeout <= 0:
             raise UserError("timeouts must be positive", "e.g. --timeout 300 --read-timeout 30")
         levels = None if request_rate else parse_concurrency(concurrency or "1,4,16,64")
-        target = None
+        target, profile_path = None, ""
+        if local_profile:
+            if model_id or gpu or calibration:
+                raise UserError(
+                    "--local-profile sets the projection's model, GPU and calibration",
+                    "drop --model-id, --gpu and --calibration, or drop --local-profile",
+                )
+            model_id, gpu, gpus, precision, profile_path, default_label = _local_profile_target()
+            calibration = "costing/data/local-cpu-profile.json"  # as shown; read from the installed package
+            projection_label = projection_label or default_label
         if model_id or gpu:
             from costing.performance.fit import FitRequest, fit_check
             from selfhost.check.bench_report import ProjectionTarget
@@ -202,7 +217,7 @@ def register(app: typer.Typer) -> None:
             )  # bad target: fail before any load
         elif calibration or projection_label:
             raise UserError("--calibration and --projection-label need a projection target", "add --model-id and --gpu")
-        params = _projection_params(calibration) if calibration else None
+        params = _projection_params(profile_path if local_profile else calibration) if calibration else None
         from selfhost.check.bench import BenchConfig
         from selfhost.check.bench_report import attach_projections, document, render
 
@@ -238,6 +253,19 @@ def register(app: typer.Typer) -> None:
         if doc["failed_requests"]:
             print(f"error: {doc['failed_requests']} requests failed (see the errors above).", file=sys.stderr)
             raise typer.Exit(1)
+
+
+def _local_profile_target() -> tuple[str, str, int, str, str, str]:
+    """The local target's device profile as a bench projection target: (model, GPU, GPUs, precision, the
+    profile's path, its label); the stand-in physics and the label are the profile's own."""
+    import json
+
+    from costing.data import DATA_DIR
+
+    path = DATA_DIR / "local-cpu-profile.json"
+    local = json.loads(path.read_text())["provenance"]["local_profile"]
+    s = local["stand_in"]
+    return s["model"], s["gpu"], int(s["gpus"]), s["precision"], str(path), local["label"]
 
 
 def _projection_params(path: str):
