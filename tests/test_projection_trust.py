@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from cli_inprocess import run_cli
@@ -330,3 +331,52 @@ def test_too_few_latencies_take_the_mirrored_throughput_band():
     table = bands.build_table(samples)
     tok, e2e = table["output_tok_s"]["all"], table["e2e_s"]["all"]
     assert (e2e["p10"], e2e["p90"]) == (-tok["p90"], -tok["p10"]) and e2e["from"] == "output_tok_s"
+
+
+# ---- item 3: TTFT under load, a V0 closed loop with fixed lengths ----
+
+
+@pytest.mark.parametrize(("input_tokens", "clients"), [(28640, 8), (4000, 8), (500, 16), (4000, 3)])
+def test_a_v0_lockstep_cohort_projects_what_the_step_by_step_replay_does(input_tokens, clients):
+    """vLLM V0 pauses decodes for waiting prompts: with fixed output lengths a closed loop's clients move as one
+    cohort (prompts in steps of whole prompts, then everyone decodes and ends together). The analytic projection
+    equals the scheduler's step-by-step replay of the same closed loop; V1 (chunking) ignores the flag."""
+    import statistics
+
+    from costing.performance import scheduler
+
+    f = fit_check(FitRequest(model="llama-3.1-8b", gpu="H100", max_model_len=30208))
+    f = replace(f, settings=replace(f.settings, max_num_batched_tokens=30208))  # V0: the batch is max_model_len
+    p = load_params()
+    pr = project(f, input_tokens, 256, clients, p, engine="vllm-v0", lockstep=True)
+    run = scheduler.replay(
+        f, p, input_tokens, [256] * 400, scheduler.Arrivals.closed(clients, 400), max_running=clients,
+        engine="vllm-v0", chunked=False,
+    )  # fmt: skip
+    assert pr.output_tokens_per_s == pytest.approx(run.output_tokens_per_s, rel=0.02)
+    assert pr.ttft_ms == pytest.approx(1e3 * statistics.fmean(run.ttft_s()), rel=0.02)
+    assert pr.tpot_ms == pytest.approx(1e3 * statistics.fmean(run.tpot_s()), rel=0.02)
+    spread = project(f, input_tokens, 256, clients, p, engine="vllm-v0")
+    if clients > 2:
+        assert pr.ttft_ms > spread.ttft_ms  # the cohort queues its prompts behind each other every round
+    v1 = [project(f, input_tokens, 256, clients, p, lockstep=flag) for flag in (False, True)]
+    assert v1[0].ttft_ms == v1[1].ttft_ms
+
+
+def test_the_published_long_context_closed_loop_is_projected_as_a_cohort():
+    """AccelMark's ~28.6k-token prompts at 8 clients on one H100 (vLLM 0.7.3, V0, every output 256 tokens):
+    the measured TTFT is the cohort's (about 4.5 prompt times), which spread phases miss by a factor of five."""
+    from costing.performance.published import fit_for_row, predict, read_rows
+
+    rows = [r for r in read_rows() if r.fixed_output and r.concurrency and r.concurrency > 1 and r.ttft_ms]
+    v0 = [r for r in rows if r.engine == "vllm-v0"]
+    assert v0
+    p = load_params()
+    missed = 0
+    for r in v0:
+        f = fit_for_row(r)
+        cohort = predict(r, f, p).ttft_ms
+        spread = project(f, r.input_tokens, r.output_tokens, r.concurrency, p, engine=r.engine).ttft_ms
+        assert abs(cohort / r.ttft_ms - 1) <= 0.25, r.index
+        missed += abs(spread / r.ttft_ms - 1) > 0.5
+    assert missed  # spread phases miss a cohort's TTFT by more than half

@@ -172,8 +172,35 @@ def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, eng
     return _Steady(c, t_dec, t_mix, mixed, tpot, chunk, own_steps, preempted, budget, demand, t_own, t_alone)
 
 
+# engines that pause every decode while a waiting prompt is prefilled (vLLM V0's default scheduler): with fixed
+# output lengths a closed loop's clients move in lockstep (see _first_token)
+PAUSES_DECODES = ("vllm-v0", "vllm-v0-multistep")
+
+
+def _lockstep_prompt_steps(hw: Hardware, p: Params, fit: FitResult, i: int, c: int, engine: str) -> list[float]:
+    """The cohort's prompt steps, in order: whole prompts, up to `prompts_per_step` a step, no decodes."""
+    per_step = max(1, int(prompts_per_step(fit, i, engine)))
+    sizes = [min(per_step, c - k) for k in range(0, c, per_step)]
+    return [step_time_s(hw, p, 0, i, m * i, i, engine) for m in sizes]
+
+
+def _lockstep_first_token(hw: Hardware, fit: FitResult, p: Params, i: int, c: int, engine: str):
+    """TTFT when the clients move as one cohort: on an engine that pauses decodes for waiting prompts, with fixed
+    output lengths, the c prompts are prefilled in steps of up to `prompts_per_step` whole prompts, one step after
+    another, then the c requests decode together and end together, and the clients send the next c at once. A
+    request's first token comes with its step's end: the mean over the cohort, the tails its spread (the first
+    step's end to the last's)."""
+    per_step = max(1, int(prompts_per_step(fit, i, engine)))
+    ends, t = [], 0.0
+    for k, step in enumerate(_lockstep_prompt_steps(hw, p, fit, i, c, engine)):
+        t += step
+        ends += [t] * min(per_step, c - k * per_step)
+    first, mean = ends[0], sum(ends) / c
+    return p.request_overhead_ms * 1e-3 + mean, first, mean - first, 0.0, 0.0
+
+
 def _first_token(
-    fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str
+    fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str, lockstep: bool = False
 ) -> tuple[float, float, float, float, float]:
     """Mean TTFT of a request admitted at once, and its parts: (ttft, its steps, the mean wait for the step
     under way, the load rho and the mean wait of the queue the tails take). The prompt's own steps carry their
@@ -187,6 +214,8 @@ def _first_token(
       Pollaczek-Khinchine mean wait of an M/D/1 queue, rho / (2 (1 - rho)) x work, at most the other
       clients' prompts, then its step alone; or its shared steps, when they are longer (the same prompt work
       seen without queueing: never their sum); plus the decode step under way (uniform)."""
+    if lockstep and engine in PAUSES_DECODES:
+        return _lockstep_first_token(Hardware.of(fit), fit, p, i, c, engine)
     shared = st.prefill_steps * st.t_own
     phase = st.t_dec * (MULTISTEP_STEPS if engine == "vllm-v0-multistep" else 1)
     overhead = p.request_overhead_ms * 1e-3
@@ -239,8 +268,12 @@ def project(
     params: Params | None = None,
     *,
     engine: str = "vllm",
+    lockstep: bool = False,
 ) -> Projection:
-    """Steady state of `concurrency` clients each sending the next request when the last one ends."""
+    """Steady state of `concurrency` clients each sending the next request when the last one ends. `lockstep`:
+    every request has the same output length, so on an engine that pauses decodes for prompts (vLLM V0) the
+    clients move as one cohort (their prompts queue behind each other each round); otherwise their phases
+    spread (the M/D/1 wait)."""
     _check(input_tokens, output_tokens, concurrency)
     p = params or load_params()
     hw = Hardware.of(fit)
@@ -258,7 +291,7 @@ def project(
     capped = c < requested
     st = _steady(hw, p, fit, i, o, c, engine)
     ceiling = vendor_ceiling(fit, i, o) if engine == "vllm" else None
-    ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine)
+    ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine, lockstep)
     for _ in range(8):  # never above the vendor's maximum table for this configuration: slow every step to it
         e2e = ttft + (o - 1) * st.tpot
         if not ceiling or c * o / e2e <= ceiling[0] * (1 + 1e-12):
@@ -272,7 +305,12 @@ def project(
             t_own=st.t_own * k,
             t_alone=st.t_alone * k,
         )
-        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine)
+        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine, lockstep)
+    if lockstep and engine in PAUSES_DECODES and o > 1:
+        # the cohort ends together: after its own first token a request waits out the prompt steps behind it
+        # (all c prompts, less its own wait), then decodes with the others (no prompt work spread over its steps)
+        behind = sum(_lockstep_prompt_steps(hw, p, fit, i, c, engine)) - (service + ahead)
+        st = replace(st, tpot=st.t_dec + max(0.0, behind) / (o - 1), mixed=0.0)
     e2e = ttft + (o - 1) * st.tpot
     rps = c / e2e
     admission_wait = requested / rps - e2e  # closed loop: clients beyond the cap queue (Little's law)
@@ -320,6 +358,8 @@ def project(
         + (
             "an M/D/1 wait on the budget (tails)"
             if engine in CHUNKED_BY_DEFAULT
+            else "the cohort's prompt steps before its own (clients in lockstep: fixed output lengths)"
+            if lockstep and engine in PAUSES_DECODES
             else "an M/D/1 queue for the prompt steps (this engine does not chunk prompts)"
         )
         + " + admission queue; "

@@ -61,7 +61,9 @@ def fit_for_row(row: Row):
     from costing.errors import UserError
     from costing.performance.fit import FitRequest, fit_check
 
-    overrides = engines.fit_overrides(row.engine, get_model(row.model).max_context, row.precision)
+    overrides = engines.fit_overrides(row.engine, row.max_model_len or get_model(row.model).max_context, row.precision)
+    if row.max_model_len:
+        overrides["max_model_len"] = row.max_model_len
     if row.engine in ("vllm-v0", "vllm-v0-multistep") and (row.burst or long_context_chunked(row)):
         # LambdaLabs' runs: chunked prefill above 32K context, else max_num_batched_tokens of a ~2k context
         chunked = long_context_chunked(row)
@@ -209,7 +211,8 @@ def predict(row: Row, fit, params: Params) -> Predicted:
     ratio = client_token_ratio(row)
     i, o = max(1, round(row.input_tokens / ratio)), row.output_tokens
     conc = row.concurrency or max(1, scheduler.admissible(fit, i, o, row.engine))
-    pr = project(fit, i, o, conc, params, engine=row.engine)
+    # every request the same length (the notes say "output N per request"): V0's clients move in lockstep
+    pr = project(fit, i, o, conc, params, engine=row.engine, lockstep=row.fixed_output)
     # llmperf's per-request ITL is the sum of the gaps after the first token over all output tokens
     tpot = pr.tpot_ms * (o - 1) / o / ratio if row.tpot_kind == "ITL" else pr.tpot_ms
     return Predicted(pr.output_tokens_per_s * ratio, tpot, pr.ttft_ms, pr.e2e_latency_s, pr.concurrency)

@@ -92,6 +92,9 @@ class Row:
     # ShareGPT's exponential lengths clipped at max_tokens ("cap N"); neither: unclipped (LambdaLabs)
     fixed_output: bool = False
     output_cap: int | None = None
+    max_model_len: int | None = (
+        None  # the server's --max-model-len when the notes state it (V0 sizes its batches by it)
+    )
 
     def label(self) -> str:
         return f"{self.gpus}x {self.gpu_raw} {self.model} {self.precision} {self.engine}"
@@ -166,6 +169,7 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                     else "per-output-token latency"
                 )
             cap = re.search(r"\bcap (\d+)\b", r["notes"])
+            max_len = re.search(r"\bmax_model_len (\d+)\b", r["notes"])
             rows.append(
                 Row(
                     index=k,
@@ -189,6 +193,7 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                     gpu_override=override,
                     fixed_output=bool(re.search(r"\boutput \d+ per request\b", r["notes"])),
                     output_cap=int(cap.group(1)) if cap else None,
+                    max_model_len=int(max_len.group(1)) if max_len else None,
                     fit_weight=weight,
                     note=note,
                     request_rate=rate,
