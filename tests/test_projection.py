@@ -344,23 +344,3 @@ def test_gemm_compute_does_not_hide_the_attention_kernels_kv_reads():
         ),
         rel=1e-6,
     )
-
-
-def test_tensorrt_llm_gives_its_kv_cache_a_share_of_the_memory_left_free_after_the_model():
-    """trtllm-bench's kv_cache_free_gpu_mem_fraction (0.95 in the perf-overview runs) is a share of the memory
-    free after the weights and runtime are loaded, so the KV cache is 0.95 x (GPU - weights - runtime), more
-    than vLLM's 0.95 x GPU - weights - runtime by 5% of the weights: most on a GPU the weights nearly fill."""
-    from dataclasses import replace
-
-    from costing.performance import engines
-
-    req = FitRequest(model="llama-3.1-70b", precision="fp8", gpu="H100", gpus=1, gpu_memory_utilization=0.95)
-    trt = fit_check(engines.trtllm_request(req))
-    whole = fit_check(replace(req, gpu_memory_utilization=1.0))
-    free = whole.gpu.usable_gib - whole.weight_gib_per_gpu - whole.overhead_gib_per_gpu
-    assert trt.kv_gib_per_gpu == pytest.approx(0.95 * free, rel=1e-9)
-    vllm_style = fit_check(req)
-    assert trt.kv_gib_per_gpu - vllm_style.kv_gib_per_gpu == pytest.approx(
-        0.05 * (whole.weight_gib_per_gpu + whole.overhead_gib_per_gpu), rel=1e-6
-    )
-    assert trt.kv_capacity_tokens > 1.3 * vllm_style.kv_capacity_tokens  # 70B FP8 nearly fills an 80 GB H100

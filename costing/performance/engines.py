@@ -22,9 +22,7 @@ OLDEST = (0, 4)  # the oldest vLLM the calibration has rows of
 V0_MAX_NUM_SEQS = 256
 V0_MIN_BATCHED_TOKENS = 2048
 # trtllm-bench max-throughput runs (TensorRT-LLM's perf-overview): batch limit 2048, max_num_tokens 8192,
-# FP8 KV cache with FP8 weights, and `--kv_cache_free_gpu_mem_fraction 0.95` ("In many cases, we also use a higher
-# KV cache percentage ... than the default setting of 0.90"): 95% of the memory left FREE after loading the model
-# goes to the KV cache (trtllm_request turns it into vLLM's gpu_memory_utilization, a share of the whole GPU)
+# 95% of the memory to weights and KV cache, FP8 KV cache with FP8 weights
 TRTLLM_MAX_BATCH = 2048
 TRTLLM_MEMORY_FRACTION = 0.95
 TRTLLM_BATCHED_TOKENS = 8192
@@ -107,20 +105,6 @@ def fit_overrides(engine: str, max_context: int, precision: str) -> dict[str, An
     return {}
 
 
-def trtllm_request(req: Any) -> Any:
-    """The FitRequest whose vLLM-style gpu_memory_utilization (a share of the whole GPU for weights, runtime and
-    KV cache) leaves the KV cache TensorRT-LLM allocates: `req.gpu_memory_utilization` read as
-    kv_cache_free_gpu_mem_fraction, a share of the memory free after the weights and runtime are loaded."""
-    from dataclasses import replace
-
-    from costing.performance.fit import fit_check
-
-    free = req.gpu_memory_utilization
-    whole = fit_check(replace(req, gpu_memory_utilization=1.0))  # weights and runtime per GPU, as vLLM counts them
-    used = whole.weight_gib_per_gpu + whole.overhead_gib_per_gpu
-    return replace(req, gpu_memory_utilization=free + (1.0 - free) * used / whole.gpu.usable_gib)
-
-
 def adjust_settings(fit: Any, engine: str) -> Any:
     """TensorRT-LLM's batch limit is above anything vLLM's fit check allows: set it after the fit."""
     from dataclasses import replace
@@ -145,6 +129,4 @@ def fit_for_engine(spec: Any, fit: Any, engine: str) -> Any:
         if getattr(spec.vllm, key) is not None:
             overrides.pop(key, None)
     req = replace(fit_request(spec, fit.gpu.name, fit.gpus_per_node), **overrides)
-    if engine == "trtllm":
-        req = trtllm_request(req)
     return adjust_settings(fit_check(req), engine)

@@ -75,7 +75,7 @@ def fit_for_row(row: Row):
         **overrides,
     )
     try:
-        fit = fit_check(engines.trtllm_request(req) if row.engine == "trtllm" else req)
+        fit = fit_check(req)
     except UserError:
         return None
     if row.gpu_override:

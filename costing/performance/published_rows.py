@@ -34,8 +34,8 @@ VLLM_054_BATCHED_TOKENS = 2048  # vLLM 0.5.4 without chunked prefill: max(max_mo
 LONG_CONTEXT_SOURCE = "benchmark_v0.md"
 VLLM_054_CHUNKED_TOKENS = 512
 # trtllm-bench max-throughput runs: batch limit 2048-4096 (assumption: 2048), max_num_tokens 8192; TensorRT-LLM
-# gives 95% of the memory left free after the weights to the KV cache (kv_cache_free_gpu_mem_fraction 0.95;
-# costing.performance.engines, shared with `estimate --engine`)
+# gives 90% of the memory left after weights to the KV cache (costing.performance.engines, shared with
+# `estimate --engine`)
 TRTLLM_MAX_BATCH = engines.TRTLLM_MAX_BATCH
 
 GPU_NAMES = {  # CSV name -> (catalog name, override or None)
