@@ -22,6 +22,11 @@ SOURCES = {
 
 # What each fitted parameter stands for and which rows pin it (appended to "fitted on ...")
 NOTES = {
+    "overlap": "share of the shorter of memory and compute time hidden within one kernel class (the GEMMs with the "
+    "weights' reads, attention with the KV cache's); the two classes run one after the other and add",
+    "weight_only_mfu": "dequantizing (weight-only) kernels' share of the 16-bit peak; only the A100 FP8 rows "
+    "(Marlin W8A16, LambdaLabs) pin it; prior 0.9: at a compute-bound batch the dequantizing is shared by the "
+    "whole batch and hidden under the tensor-core math (Marlin's design, IST-DASLab README)",
     "v1_step_overhead_ms": "vLLM V1 (>= 0.8, what the kit deploys) per-step engine-core time; pinned by the V1 rows "
     "(single-stream TPOT of 8B on H100 and A100 minus the bandwidth-bound step)",
     "seq_overhead_us": "vLLM V1 per sequence per step; few V1 rows at batch > 1, so it stays near its prior "

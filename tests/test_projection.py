@@ -315,3 +315,32 @@ def test_an_unknown_engine_is_refused_not_given_another_engines_overhead():
         assert project(fit, 500, 250, 4, engine=engine).tpot_ms > 0
     with pytest.raises(ValueError, match="unknown engine 'vLLM'"):
         project(fit, 500, 250, 4, engine="vLLM")
+
+
+def test_gemm_compute_does_not_hide_the_attention_kernels_kv_reads():
+    """The GEMMs and the attention kernels run one after the other: at a batch where the GEMMs are compute
+    bound, even full overlap hides only the weights' reads under their math, not the KV cache's reads (which
+    the attention kernels do after them), so every added token of context costs its memory time."""
+    from dataclasses import replace
+
+    from costing.performance.calibration import load_params
+    from costing.performance.projection import Hardware, step_parts
+
+    p = replace(load_params(), overlap=1.0)
+    hw = Hardware.of(fit_check(FitRequest(model="llama-3.1-8b", gpu="A100-80GB", gpus=1)))
+    batch = 256  # 2 x 8B FLOPs x 256 tokens: the GEMMs take longer than reading the 16 GB of weights
+    weights = hw.weight_bytes_per_gpu / (hw.bandwidth * p.bw_eff)
+    gemm = batch * 2 * hw.params / (hw.flops * p.mfu_decode)
+    assert gemm > weights
+    short, long = (step_parts(hw, p, batch, ctx, 0, 1000).gpu for ctx in (500, 1500))
+    kv_reads = batch * 1000 * hw.kv_bytes_per_token_per_gpu / (hw.bandwidth * p.kv_bw_eff)
+    attn_flops = batch * 4 * hw.layers * hw.hidden * 1000 / (hw.flops * p.mfu_decode)
+    assert long - short == pytest.approx(max(kv_reads, attn_flops), rel=1e-6)
+    assert short == pytest.approx(
+        gemm
+        + max(
+            batch * 500 * hw.kv_bytes_per_token_per_gpu / (hw.bandwidth * p.kv_bw_eff),
+            batch * 4 * hw.layers * hw.hidden * 500 / (hw.flops * p.mfu_decode),
+        ),
+        rel=1e-6,
+    )

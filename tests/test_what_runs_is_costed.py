@@ -76,7 +76,10 @@ def test_slo_no_catalog_configuration_meets_says_so():
 
 
 def test_replicas_are_sized_at_the_target_utilization_and_the_review_prints_it():
-    args = (*G5, "--requests-per-day", "200000", "--peak-to-mean", "2")
+    # a peak of 3.5 replicas' worth of requests (from the projection itself, whatever the calibration): 4 at
+    # full utilization, 5 at 80%, 7 at 50%
+    per_replica = plan_json(*G5, "--requests-per-day", "200000", "--peak-to-mean", "2")["projection"]["requests_per_s"]
+    args = (*G5, "--requests-per-day", str(round(3.5 * per_replica * 86400 / 2)), "--peak-to-mean", "2")
     full = plan_json(*args, "--target-utilization", "1.0")
     default = plan_json(*args)
     half = plan_json(*args, "--target-utilization", "0.5")

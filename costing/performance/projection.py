@@ -3,11 +3,12 @@
 Physics first, then a few named efficiency parameters fitted on published measurements
 (costing/data/calibration.json, written by `make calibrate`; each parameter carries its source):
 
-- one engine step (one output token for every running sequence, plus chunked-prefill work): memory
-  time (the weights at `bw_eff` and the batch's KV cache at `kv_bw_eff` of the datasheet bandwidth)
-  and compute time (2 x params FLOPs per token + attention, at `mfu_decode` / `mfu_prefill` of the
-  dense TFLOPS; weight-only kernels reach `weight_only_mfu` of that) overlap by the fitted `overlap`
-  (longer + (1 - overlap) x shorter); plus tensor-parallel all-reduces (`allreduce_latency_us` and
+- one engine step (one output token for every running sequence, plus chunked-prefill work): two kernel
+  classes that run one after the other, each with its own roofline (longer + (1 - overlap) x shorter of
+  its memory and compute time, `overlap` fitted): the GEMMs (the weights at `bw_eff` of the datasheet
+  bandwidth; 2 x params FLOPs per token) and attention (the batch's KV cache at `kv_bw_eff`; its FLOPs),
+  FLOPs at `mfu_decode` / `mfu_prefill` of the dense TFLOPS (weight-only kernels reach `weight_only_mfu`
+  of that); plus tensor-parallel all-reduces (`allreduce_latency_us` and
   `allreduce_hop_us` per GPU beyond two, `allreduce_bw_eff`) and CPU time outside the GPU growing with
   the batch (`v1_step_overhead_ms` + `seq_overhead_us` per sequence: scheduler, sampling,
   detokenization); TensorRT-LLM: its kernels `trtllm_speedup` faster, its C++ executor's own

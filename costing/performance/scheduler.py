@@ -9,9 +9,10 @@ parameters of `replay`: the arrival process (a burst, closed-loop clients, Poiss
 are chunked beside the decodes (vLLM V1, and V0 with chunked prefill) or prefilled in steps of their own (V0's
 default), and the admission cap (the KV cache at each prompt's full length, or as blocks grow).
 
-The step (step_parts): memory time (the weights at `bw_eff` and the batch's KV cache at `kv_bw_eff` of the
-datasheet bandwidth) and compute time (2 x params FLOPs per token + attention, at `mfu_decode` / `mfu_prefill`
-of the dense TFLOPS) overlap by `overlap`; plus tensor-parallel all-reduces, pipeline-parallel hops and the
+The step (step_parts): the GEMMs (the weights at `bw_eff` of the datasheet bandwidth, 2 x params FLOPs per
+token) and the attention kernels (the batch's KV cache at `kv_bw_eff`, their FLOPs), FLOPs at `mfu_decode` /
+`mfu_prefill` of the dense TFLOPS; each kernel class's memory and compute time overlap by `overlap`, the two
+classes add (they run one after the other); plus tensor-parallel all-reduces, pipeline-parallel hops and the
 engine's CPU time per step and per sequence (see costing.performance.calibration for every parameter).
 
 Imports nothing heavy (no numpy/scipy), and nothing of costing.performance.projection or costing.performance.published.
@@ -78,6 +79,11 @@ class Hardware:
         )
 
 
+def _roof(mem: float, compute: float, overlap: float) -> float:
+    """One kernel class: the longer of its memory and compute time plus the unhidden part of the shorter."""
+    return max(mem, compute) + (1.0 - overlap) * min(mem, compute)
+
+
 @dataclass(frozen=True)
 class StepParts:
     """One engine step, split by where its time goes (seconds)."""
@@ -109,19 +115,20 @@ def step_parts(
     pp, tp = hw.pp, hw.tp
     micro = float(min(pp, max(1.0, math.ceil(batch)))) if batch > 0 else 1.0
     b, pf = batch / micro, prefill_tokens / micro  # one micro-batch, as one stage sees it
-    # memory: this stage's share of the weights at bw_eff, the micro-batch's KV cache at kv_bw_eff
-    # (kv_bytes_per_token_per_gpu already counts only this stage's layers)
-    mem = hw.weight_bytes_per_gpu / (hw.bandwidth * p.bw_eff) + b * context * hw.kv_bytes_per_token_per_gpu / (
-        hw.bandwidth * p.kv_bw_eff
-    )
-    # FLOPs of this stage: 2 per parameter per token, plus attention (QK^T and AV: 4 x layers x hidden
+    # Each kernel class has its own roofline: the GEMMs read the weights while they multiply (memory and math
+    # of one kernel overlap by `overlap`), the attention kernels read the KV cache; the two run one after the
+    # other, so their times add. Memory: this stage's share of the weights at bw_eff, the micro-batch's KV cache
+    # at kv_bw_eff (kv_bytes_per_token_per_gpu already counts only this stage's layers).
+    w_mem = hw.weight_bytes_per_gpu / (hw.bandwidth * p.bw_eff)
+    kv_mem = b * context * hw.kv_bytes_per_token_per_gpu / (hw.bandwidth * p.kv_bw_eff)
+    # FLOPs of this stage: 2 per parameter per token (GEMMs), plus attention (QK^T and AV: 4 x layers x hidden
     # x context per decoded token; a causal prefill attends to half its prompt on average)
-    decode_flops = b * (2 * hw.params + 4 * hw.layers * hw.hidden * context) / pp
-    prefill_flops = pf * (2 * hw.params + 2 * hw.layers * hw.hidden * prefill_len) / pp
     kernel = p.weight_only_mfu if hw.weight_only else 1.0
     peak = tp * hw.flops * kernel
-    compute = decode_flops / (peak * p.mfu_decode) + prefill_flops / (peak * p.mfu_prefill)
-    stage_gpu = max(mem, compute) + (1.0 - p.overlap) * min(mem, compute)
+    dec, pre = peak * p.mfu_decode, peak * p.mfu_prefill
+    gemm = (b / dec + pf / pre) * 2 * hw.params / pp
+    attn = (b * 4 * context / dec + pf * 2 * prefill_len / pre) * hw.layers * hw.hidden / pp
+    stage_gpu = _roof(w_mem, gemm, p.overlap) + _roof(kv_mem, attn, p.overlap)
     stage_comm = 0.0
     if tp > 1:  # two all-reduces per layer of the activations of every token in the micro-batch
         ring = 2 * (tp - 1) / tp * (b + pf) * hw.hidden * 2
