@@ -174,34 +174,27 @@ def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, eng
 
 
 # engines that pause every decode while a waiting prompt is prefilled (vLLM V0's default scheduler): with fixed
-# output lengths a closed loop's clients move in lockstep (see _first_token)
+# output lengths a closed loop's clients move in lockstep (see _cohort_first_tokens)
 PAUSES_DECODES = ("vllm-v0", "vllm-v0-multistep")
 
 
-def _lockstep_prompt_steps(hw: Hardware, p: Params, fit: FitResult, i: int, c: int, engine: str) -> list[float]:
-    """The cohort's prompt steps, in order: whole prompts, up to `prompts_per_step` a step, no decodes."""
-    per_step = max(1, int(prompts_per_step(fit, i, engine)))
-    sizes = [min(per_step, c - k) for k in range(0, c, per_step)]
-    return [step_time_s(hw, p, 0, i, m * i, i, engine) for m in sizes]
-
-
-def _lockstep_first_token(hw: Hardware, fit: FitResult, p: Params, i: int, c: int, engine: str):
-    """TTFT when the clients move as one cohort: on an engine that pauses decodes for waiting prompts, with fixed
-    output lengths, the c prompts are prefilled in steps of up to `prompts_per_step` whole prompts, one step after
-    another, then the c requests decode together and end together, and the clients send the next c at once. A
-    request's first token comes with its step's end: the mean over the cohort, the tails its spread (the first
-    step's end to the last's)."""
+def _cohort_first_tokens(hw: Hardware, p: Params, fit: FitResult, i: int, c: int, engine: str) -> list[float]:
+    """When each of a cohort's c requests gets its first token, from the round's start (seconds). On an engine
+    that pauses decodes for waiting prompts, with fixed output lengths, the clients move as one cohort: the c
+    prompts are prefilled in steps of up to `prompts_per_step` whole prompts (no decodes), one step after
+    another, then the c requests decode together and end together, and the clients send the next c at once.
+    A request's first token comes with its step's end."""
     per_step = max(1, int(prompts_per_step(fit, i, engine)))
     ends, t = [], 0.0
-    for k, step in enumerate(_lockstep_prompt_steps(hw, p, fit, i, c, engine)):
-        t += step
-        ends += [t] * min(per_step, c - k * per_step)
-    first, mean = ends[0], sum(ends) / c
-    return p.request_overhead_ms * 1e-3 + mean, first, mean - first, 0.0, 0.0
+    for k in range(0, c, per_step):
+        m = min(per_step, c - k)
+        t += step_time_s(hw, p, 0, i, m * i, i, engine)
+        ends += [t] * m
+    return ends
 
 
 def _first_token(
-    fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str, lockstep: bool = False
+    fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str
 ) -> tuple[float, float, float, float, float]:
     """Mean TTFT of a request admitted at once, and its parts: (ttft, its steps, the mean wait for the step
     under way, the load rho and the mean wait of the queue the tails take). The prompt's own steps carry their
@@ -215,8 +208,6 @@ def _first_token(
       Pollaczek-Khinchine mean wait of an M/D/1 queue, rho / (2 (1 - rho)) x work, at most the other
       clients' prompts, then its step alone; or its shared steps, when they are longer (the same prompt work
       seen without queueing: never their sum); plus the decode step under way (uniform)."""
-    if lockstep and engine in PAUSES_DECODES:
-        return _lockstep_first_token(Hardware.of(fit), fit, p, i, c, engine)
     shared = st.prefill_steps * st.t_own
     phase = st.t_dec * (MULTISTEP_STEPS if engine == "vllm-v0-multistep" else 1)
     overhead = p.request_overhead_ms * 1e-3
@@ -292,7 +283,18 @@ def project(
     capped = c < requested
     st = _steady(hw, p, fit, i, o, c, engine)
     ceiling = vendor_ceiling(fit, i, o) if engine == "vllm" else None
-    ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine, lockstep)
+    cohort = lockstep and engine in PAUSES_DECODES
+    if cohort:
+        # TTFT: the mean of the cohort's first tokens, its tails their spread (the first step's end to the last's);
+        # the cohort ends together, so after its first token a request waits out the prompt steps behind its own
+        # (the last end less its own), then decodes with the others (no prompt work spread over its steps)
+        ends = _cohort_first_tokens(hw, p, fit, i, c, engine)
+        service, mean = ends[0], sum(ends) / c
+        ttft, ahead, rho, queue_wait = p.request_overhead_ms * 1e-3 + mean, mean - service, 0.0, 0.0
+        if o > 1:
+            st = replace(st, tpot=st.t_dec + (ends[-1] - mean) / (o - 1), mixed=0.0)
+    else:
+        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine)
     for _ in range(8):  # never above the vendor's maximum table for this configuration: slow every step to it
         e2e = ttft + (o - 1) * st.tpot
         if not ceiling or c * o / e2e <= ceiling[0] * (1 + 1e-12):
@@ -306,12 +308,7 @@ def project(
             t_own=st.t_own * k,
             t_alone=st.t_alone * k,
         )
-        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine, lockstep)
-    if lockstep and engine in PAUSES_DECODES and o > 1:
-        # the cohort ends together: after its own first token a request waits out the prompt steps behind it
-        # (all c prompts, less its own wait), then decodes with the others (no prompt work spread over its steps)
-        behind = sum(_lockstep_prompt_steps(hw, p, fit, i, c, engine)) - (service + ahead)
-        st = replace(st, tpot=st.t_dec + max(0.0, behind) / (o - 1), mixed=0.0)
+        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine)
     e2e = ttft + (o - 1) * st.tpot
     rps = c / e2e
     admission_wait = requested / rps - e2e  # closed loop: clients beyond the cap queue (Little's law)
@@ -360,7 +357,7 @@ def project(
             "an M/D/1 wait on the budget (tails)"
             if engine in CHUNKED_BY_DEFAULT
             else "the cohort's prompt steps before its own (clients in lockstep: fixed output lengths)"
-            if lockstep and engine in PAUSES_DECODES
+            if cohort
             else "an M/D/1 queue for the prompt steps (this engine does not chunk prompts)"
         )
         + " + admission queue; "
