@@ -385,6 +385,14 @@ def _bill_of_stack(cloud: str, config: dict, requests_per_day: int) -> float:
     return bill_preview(parse_preview(doc), usage).monthly_usd
 
 
+def _commit_base(repo: Path) -> None:
+    """`repo` as a new git repository whose one commit (the diff's base) holds everything in it."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "base"], check=True)
+
+
 @pytest.mark.parametrize("cloud", list(STACK_CASES))
 def test_diff_of_a_stack_folder_uses_the_figures_its_bill_has(cloud, selfhost, tmp_path):
     """A spec beside the kit's Pulumi stack is deployed by that stack: diff shows the stack's review (its load
@@ -393,10 +401,7 @@ def test_diff_of_a_stack_folder_uses_the_figures_its_bill_has(cloud, selfhost, t
     repo = tmp_path / "repo"
     folder = repo / "deploy" / cloud
     base_config = _stack_folder(folder, cloud, 3000)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "base"], check=True)
+    _commit_base(repo)
     base_bill = _bill_of_stack(cloud, base_config, 3000)
     head_config = _stack_folder(folder, cloud, 30000)
     head_bill = _bill_of_stack(cloud, head_config, 30000)
@@ -470,10 +475,7 @@ def test_diff_of_a_kubernetes_stack_folder_is_the_review_the_stack_deploys(clust
     repo = tmp_path / "repo"
     folder = repo / "deploy" / cluster
     base_config = _k8s_folder(folder, cluster, 3000)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "base"], check=True)
+    _commit_base(repo)
     secrets = {"apiKey": "sk-test-key-0123456789", "hfToken": "hf_test_token"}
     _, base_out = stack("kubernetes", {**base_config, **secrets})
     head_config = _k8s_folder(folder, cluster, 400000)
