@@ -510,16 +510,18 @@ def test_ttl_command_gives_one_expiry_for_the_marks_the_name_and_the_autostop():
     before = dt.datetime.now(UTC)
     p = run_selfhost("ttl", "--ttl", "8h", "--name", "pr-12", "--hourly-usd", "0.39", env=OWNER_ENV)
     assert p.returncode == 0, p.stderr
+    after = dt.datetime.now(UTC)  # the command's own clock read falls between `before` and this
     out = json.loads(p.stdout)
     expiry = dt.datetime.fromisoformat(out["expires_at"])
-    assert before + dt.timedelta(hours=8) <= expiry <= dt.datetime.now(UTC) + dt.timedelta(hours=8, minutes=1)
+    assert before + dt.timedelta(hours=8) <= expiry <= after + dt.timedelta(hours=8, minutes=1)
     assert ttl.expiry_in_name(out["name"]) == expiry and out["name"].startswith("pr-12-sh")
     assert ttl.marks_in_name(out["name"])["owner-hash"] == ttl.owner_hash(ME)
     assert ttl.parse_expiry(out["tags"]["expires-at"]) == expiry and out["tags"]["preview"] == "pr-12"
     assert out["tags"]["owner"] == ttl.owner_mark(ME) and out["tags"]["managed-by"] == "selfhost"
     assert out["runpod_env"]["SELFHOST_EXPIRES_AT"] == out["tags"]["expires-at"]
-    # autostop (a hard stop, counted from when SkyPilot sets it: after this moment) never fires before the expiry
-    assert before + dt.timedelta(minutes=out["autostop_minutes"]) >= expiry
+    # autostop (a hard stop, counted from when SkyPilot sets it: after the command returned) never fires before the
+    # expiry; counted from `before` it could, by the seconds the command took, when they cross a minute boundary
+    assert after + dt.timedelta(minutes=out["autostop_minutes"]) >= expiry
     assert out["autostop_minutes"] <= 8 * 60 + 2
     gh = run_selfhost("ttl", "--ttl", "90m", "--name", "pr-12", "--owner", OTHER, "--format", "github")
     lines = dict(line.split("=", 1) for line in gh.stdout.splitlines())
