@@ -326,3 +326,33 @@ def test_a_bad_shutdown_timeout_is_refused_before_anything_starts(fake_env, valu
     assert up.returncode == 2 and "--shutdown-timeout" in up.stderr and "Traceback" not in up.stderr, up.stderr
     assert len(up.stderr.strip().splitlines()) == 1
     assert not (Path(env["SELFHOST_SCRATCH"]) / "local").exists()
+
+
+# a leader that starts a child in its own group (as vLLM's API server starts its engine core) and then, on SIGTERM,
+# either exits leaving the child behind or ignores the signal until it is killed
+LEADER = textwrap.dedent(
+    """
+    import signal, subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    signal.signal(signal.SIGTERM, (lambda *_: sys.exit(0)) if sys.argv[1] == "exit" else signal.SIG_IGN)
+    print(child.pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.mark.parametrize("on_term", ["exit", "ignore"])
+def test_a_stop_leaves_nothing_of_the_servers_process_group(on_term):
+    leader = subprocess.Popen(
+        [sys.executable, "-c", LEADER, on_term], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        child = int(leader.stdout.readline()) if leader.stdout else 0
+        assert sorted(target.group_members(leader.pid)) == sorted([leader.pid, child])
+        stopped = target.stop_pid(leader.pid, grace_s=1.0)
+        assert stopped.killed is (on_term == "ignore")
+        assert target.group_members(leader.pid) == []  # the child went with its leader, however the leader went
+        assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split(")")[1][:3]
+    finally:
+        for pid in target.group_members(leader.pid):
+            os.kill(pid, 9)

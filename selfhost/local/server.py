@@ -391,22 +391,31 @@ class Stopped:
 
 
 def stop_pid(pid: int, grace_s: float = 30.0) -> Stopped:
-    """SIGTERM, then SIGKILL after grace_s; returns once the process is gone."""
+    """SIGTERM, then SIGKILL after grace_s; returns once the process and its process group are gone.
+
+    pid leads its own session (the kit starts vLLM with start_new_session), so its engine core and workers share
+    its group: vLLM stops them itself on SIGTERM, but a SIGKILLed API server leaves them running, holding the
+    CPU and memory, so whatever of the group outlives its leader is killed too."""
     t0 = time.monotonic()
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
+        kill_group(pid)
         return Stopped(0.0, False)
     deadline = t0 + grace_s
+    killed = True
     while time.monotonic() < deadline:
         if _gone(pid):
-            return Stopped(time.monotonic() - t0, False)
+            killed = False
+            break
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while not _gone(pid) and time.monotonic() < deadline + 10:
-        time.sleep(0.1)
-    return Stopped(time.monotonic() - t0, True)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while not _gone(pid) and time.monotonic() < deadline + 10:
+            time.sleep(0.1)
+    kill_group(pid)
+    return Stopped(time.monotonic() - t0, killed)
 
 
 def _gone(pid: int) -> bool:
@@ -414,6 +423,28 @@ def _gone(pid: int) -> bool:
         return os.waitpid(pid, os.WNOHANG)[0] == pid
     except ChildProcessError:  # not our child: poll its existence
         return not Path(f"/proc/{pid}").exists()
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes in process group pgid (from /proc; zombies excluded)."""
+    members = []
+    for proc_stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = proc_stat.read_text().rsplit(")", 1)[1].split()  # after the command name: state, ppid, pgrp
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(proc_stat.parent.name))
+    return members
+
+
+def kill_group(pgid: int, wait_s: float = 10.0) -> None:
+    """SIGKILL what is left of process group pgid and wait (up to wait_s) until none of it runs."""
+    if not group_members(pgid):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def stop() -> tuple[dict, Stopped | None] | None:
