@@ -135,8 +135,19 @@ def test_aws_stack_secrets_and_public_ipv4_are_billed_at_dated_rates(tmp_path: P
     assert lb_ips.usd == pytest.approx(3 * ipv4 * HOURS_PER_MONTH)
     [own] = [line for line in bill.lines if line.item.startswith("public IPv4 address per instance")]
     assert own.usd == pytest.approx(own.units * ipv4 * HOURS_PER_MONTH) and own.units > 0
-    private = bill_preview(parse_preview(shipped_preview("aws")), Usage(subnet_public_ip=False))
-    assert not any(line.item.startswith("public IPv4 address per instance") for line in private.lines)
+    # the stack declares the address either way: a subnet's default does not change the bill
+    assert "(associatePublicIpAddress)" in own.item
+    same = bill_preview(parse_preview(shipped_preview("aws")), Usage(subnet_public_ip=False))
+    assert [line.item for line in same.lines if line.item.startswith("public IPv4 address per instance")] == [own.item]
+    # a launch template that declares none gets its subnet's default: assumed on (a default VPC's), or off
+    doc = shipped_preview("aws")
+    for step in doc["steps"]:
+        if step["newState"]["type"] == "aws:ec2/launchTemplate:LaunchTemplate":
+            del step["newState"]["inputs"]["networkInterfaces"]
+    for subnet_ip, expected in ((True, 1), (False, 0)):
+        undeclared = bill_preview(parse_preview(doc), Usage(subnet_public_ip=subnet_ip))
+        lines = [line for line in undeclared.lines if line.item.startswith("public IPv4 address per instance")]
+        assert len(lines) == expected and all("its subnet assigns one" in line.item for line in lines)
 
 
 def test_unknown_types_are_listed_never_zero_and_deletes_are_not_billed(tmp_path: Path) -> None:

@@ -322,7 +322,17 @@ def instances(
         image_id=ami,
         instance_type=p.offer.instance_type,
         iam_instance_profile={"arn": profile.arn},
-        vpc_security_group_ids=[vm_sg.id],
+        # the replicas reach the internet (image, weights, Hugging Face) through the public subnets' gateway, so
+        # each holds a public IPv4 address, declared: a custom VPC's public subnets often assign none by default
+        # (the instance could pull nothing), and the review and `selfhost bill` price the declared address
+        network_interfaces=[
+            {
+                "device_index": 0,
+                "associate_public_ip_address": "true",
+                "security_groups": [vm_sg.id],
+                "delete_on_termination": "true",
+            }
+        ],
         metadata_options={
             "http_endpoint": "enabled",
             "http_tokens": "required",
