@@ -171,24 +171,30 @@ def test_band_table_falls_back_to_coarser_buckets_with_few_rows():
     assert bands.covered(table, bands.Sample("tpot_ms", "light", "short", 0.5)) is False
 
 
-def test_a_bucket_one_source_fills_takes_the_coarser_band_however_many_rows_it_has():
-    """One publication's rows are off together: they never earn a bucket its own band, MIN_ROWS rows from
-    other sources do (LambdaLabs' 22 saturated TPOT rows set the saturated band before)."""
+def test_a_bucket_one_or_two_sources_fill_takes_the_coarser_band_however_many_rows_they_have():
+    """One publication's rows are off together: however many they are, they never earn a bucket its own
+    band, nor do two sources'; MIN_ROWS rows outside the two largest sources do (LambdaLabs' 22 of 28
+    saturated TPOT rows set the saturated band before)."""
     others = [bands.Sample("tpot_ms", "moderate", "short", 0.0, source=f"s{k}") for k in range(20)]
 
-    def bucket(samples: list[bands.Sample]) -> str:
-        return bands.lookup(bands.build_table(others + samples), "tpot_ms", "saturated", "short")[0]
+    def buckets(samples: list[bands.Sample]) -> set[str]:
+        return set(bands.build_table(others + samples)["tpot_ms"])
+
+    def sat(n: int, source: str, value: float) -> list[bands.Sample]:
+        return [bands.Sample("tpot_ms", "saturated", "short", value + 0.001 * k, source=source) for k in range(n)]
 
     for n in (bands.MIN_ROWS, 30, 300):
-        one = [bands.Sample("tpot_ms", "saturated", "short", 0.5 + 0.001 * k, source="big") for k in range(n)]
-        assert bucket(one) == "all"
-        second = [bands.Sample("tpot_ms", "saturated", "short", -0.1, source="second")] * (bands.MIN_ROWS - 1)
-        assert bucket(one + second) == "all"  # 8 rows outside the largest source: still not enough
-        third = [bands.Sample("tpot_ms", "saturated", "short", 0.1, source="third")]
-        assert bucket(one + second + third) == "saturated/short"
-    # the same rows without a source count as independent (what build_table did before sources)
-    anonymous = [replace(x, source="") for x in others]
-    assert "moderate/short" in bands.build_table(anonymous)["tpot_ms"]
+        one, two = sat(n, "big", 0.5), sat(n, "second", -0.2)
+        assert "saturated/short" not in buckets(one) | buckets(one + two)
+        few = [x for k in range(bands.MIN_ROWS - 1) for x in sat(1, f"c{k}", 0.1)]
+        assert "saturated/short" not in buckets(one + two + few)  # 8 rows outside the two largest: not enough
+        enough = [*few, *sat(1, "last", 0.1)]
+        assert bands.lookup(bands.build_table(others + one + two + enough), "tpot_ms", "saturated", "short")[0] == (
+            "saturated/short"
+        )
+        assert "saturated/short" in buckets(one + two + enough + one)  # the largest source's rows again: kept
+    # the same rows without a source count as independent (as build_table took them before sources)
+    assert "moderate/short" in bands.build_table([replace(x, source="") for x in others])["tpot_ms"]
     assert "moderate/short" not in bands.build_table([replace(x, source="one") for x in others])["tpot_ms"]
 
 

@@ -11,15 +11,19 @@ CSV hash and the rows each band rests on.
 Which buckets get their own band: the errors come in groups by source (one publication's rows share its
 harness, engine version and hosts, so they are off together: LambdaLabs' TPOT, the A10G run's TTFT), and
 a band is meant for a source not yet seen. A regime or regime/context bucket therefore gets its own band
-only when at least MIN_ROWS of its rows come from sources other than its largest one (`_own_band`);
-otherwise it falls back to the metric and regime, then to the metric alone ("all", always drawn). A
-bucket one source fills measures that source's bias, not the regime's: with buckets drawn on row counts
-alone, the held-out-source coverage of the nominal 80% band was 65.5% for TPOT and 65.8% for TTFT;
-with this rule 76.4% and 76.3% (tok/s 80.7% -> 88.2%, all 77.3% -> 85.4%; `make accuracy`, 2026-12-07,
-389 rows). The rule uses the existing MIN_ROWS and tunes no level; it was chosen among the candidates
+only when it keeps MIN_ROWS rows outside its largest source with any one source held out, i.e. MIN_ROWS
+rows outside its two largest sources (`_own_band`); otherwise it falls back to the metric and regime,
+then to the metric alone ("all", always drawn). So a bucket one or two sources fill, which would carry
+their bias, takes the coarser band; on the 389 rows the buckets shipped (tok/s saturated and
+saturated/short, the metric's band elsewhere) are those every fold of the leave-one-source-out check drew,
+so its coverage measures the table as shipped. With buckets drawn on row counts alone (9), the
+held-out-source coverage of the nominal 80% band was tok/s 80.7%, TPOT 65.5%, TTFT 65.8%; with this rule
+88.2%, 76.4%, 76.3% (all rows 77.3% -> 85.4%; median width exp(P90) - exp(P10) of the bands the held-out
+rows met: tok/s 69% both, TPOT 34% -> 72%, TTFT 80% -> 89%; `make accuracy`, 2026-12-07, 389 rows). The
+rule keeps MIN_ROWS and tunes no level (6-10 give the same figures), but it was chosen among candidates
 measured on those same held-out errors (equal weight per source, a between-source spread term, a level
-chosen by nested cross-validation, coarser buckets: figures in docs/concepts/calibration.md), so the
-coverage it reports is not a fresh test of the choice. Rows without a source count as one source each.
+chosen by nested cross-validation, coarser buckets: docs/concepts/calibration.md), so that coverage is
+not a fresh test of the choice. Rows without a source count as one source each.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from costing.performance.engines import CLI_ENGINES
 
 BANDS_FILE = "error-bands.json"
 QUANTILES = (0.1, 0.9)  # the nominal 80% band
-MIN_ROWS = 9  # rows outside a bucket's largest source it needs, else the coarser one (9: k = 1 gives 80%)
+MIN_ROWS = 9  # rows outside a bucket's two largest sources it needs, else the coarser one (9: k = 1 gives 80%)
 LONG_CONTEXT = 4096  # input + output tokens above which a request is "long" context
 LIGHT_MAX = 4  # requests in flight at most, for the light regime
 SATURATED_MIN = 64  # at or above min(this, the KV cache's full-length capacity): saturated
@@ -100,10 +104,11 @@ def _band(xs: list[float]) -> dict[str, float]:
 
 
 def _own_band(rows: list[Sample]) -> bool:
-    """Whether a bucket rests on enough sources for a band of its own: MIN_ROWS rows outside its largest
-    source (one publication's rows share its bias; a row without a source counts as a source of its own)."""
-    per_source = Counter(s.source or f"#{i}" for i, s in enumerate(rows))
-    return bool(rows) and len(rows) - max(per_source.values()) >= MIN_ROWS
+    """Whether a bucket rests on enough sources for a band of its own: MIN_ROWS rows outside its two largest
+    sources, so it keeps MIN_ROWS outside its largest with any one source held out (one publication's rows
+    share its bias; a row without a source counts as a source of its own)."""
+    largest = sorted(Counter(s.source or f"#{i}" for i, s in enumerate(rows)).values(), reverse=True)
+    return len(rows) - sum(largest[:2]) >= MIN_ROWS
 
 
 def build_table(samples: Iterable[Sample]) -> dict[str, Any]:
