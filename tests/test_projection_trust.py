@@ -173,7 +173,7 @@ def test_band_table_falls_back_to_coarser_buckets_with_few_rows():
 
 def test_a_bucket_one_or_two_sources_fill_takes_the_coarser_band_however_many_rows_they_have():
     """One publication's rows are off together: however many they are, they never earn a bucket its own
-    band, nor do two sources'; MIN_ROWS rows outside the two largest sources do (LambdaLabs' 22 of 28
+    band, nor do two sources'; MIN_ROWS rows outside the two largest sources do (LambdaLabs' 21 of 28
     saturated TPOT rows set the saturated band before)."""
     others = [bands.Sample("tpot_ms", "moderate", "short", 0.0, source=f"s{k}") for k in range(20)]
 
