@@ -148,15 +148,30 @@ def test_cli_json_output_chart_and_projection(url, tmp_path):
     assert json.loads(out.read_text()) == doc
     assert doc["schema"] == "selfhost-bench/1" and doc["model"] == "tiny"  # discovered from /v1/models
     assert doc["failed_requests"] == 0 and doc["target"]["gpu"] == "A40"
+    from costing.performance.bench_refit import simulate_bench_point
+    from costing.performance.calibration import load_params
+    from costing.performance.fit import FitRequest, fit_check
+    from costing.performance.projection import project
+
+    fit = fit_check(FitRequest(model="llama-3.1-8b", gpu="A40", seq_len=96))
     for pt in doc["points"]:
-        assert pt["projection"]["output_tokens_per_s"] > 0
-        expected = (
-            100
-            * (pt["output_tokens_per_s"] - pt["projection"]["output_tokens_per_s"])
-            / pt["projection"]["output_tokens_per_s"]
+        # the steady state (with its bands) and the point's own closed loop replayed, which the errors use
+        assert pt["projection"]["output_tokens_per_s"] == pytest.approx(
+            project(fit, 64, 32, pt["concurrency"]).output_tokens_per_s
         )
-        assert pt["error_pct"]["output_tokens_per_s"] == pytest.approx(expected)
+        run = simulate_bench_point(fit, load_params(), 64, 32, pt["concurrency"], pt["num_requests"])
+        replay = pt["replay"]
+        assert (replay["requests"], replay["ttft_ms"], replay["tpot_ms"]) == (8, run.ttft_ms, run.tpot_ms)
+        for key, measured, projected in (
+            ("output_tokens_per_s", pt["output_tokens_per_s"], run.output_tokens_per_s),
+            ("ttft_ms", pt["ttft_ms"]["mean"], run.ttft_ms),
+            ("e2el_ms", pt["e2el_ms"]["mean"], run.e2e_latency_s * 1000),
+        ):
+            assert pt["error_pct"][key] == pytest.approx(100 * (measured - projected) / projected)
         assert pt["goodput_rps"] is not None
+    # at 4 clients starting together the first prompts queue: the replay's mean TTFT is above the steady state's
+    four = doc["points"][1]
+    assert four["replay"]["ttft_ms"] > four["projection"]["ttft_ms"]
     # the calibration reader understands it
     pts = bench_points(doc)
     assert [(b.concurrency, b.input_tokens, b.output_tokens) for b in pts] == [(1, 64, 32), (4, 64, 32)]

@@ -24,6 +24,8 @@ def chart_figure(doc: dict):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from selfhost.check.bench_report import compared
+
     pts = sorted((p for p in doc["points"] if p["completed"]), key=lambda p: p["concurrency"])
     x = [p["concurrency"] for p in pts]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -34,7 +36,7 @@ def chart_figure(doc: dict):
         what = target.get("label") or f"{target.get('gpus', 1)}x {target.get('gpu', '?')}"
         ax1.plot(
             [p["concurrency"] for p in proj],
-            [p["projection"]["output_tokens_per_s"] for p in proj],
+            [compared(p)["output_tokens_per_s"] for p in proj],
             "s--",
             label=f"projected: {what}"[:70],
         )

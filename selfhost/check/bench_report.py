@@ -16,10 +16,13 @@ Schema "selfhost-bench/1" (times in ms unless the name says _s; token counts per
                  "mean_output_tokens", "delivered_output_tokens", "requested_output_tokens" (every request),
                  "ttft_ms" | "tpot_ms" | "itl_ms" | "e2el_ms": {"mean", "median", "p50", "p90", "p99"},
                  "client": {"cpu_s", "cpu_percent", "cpu_us_per_output_token"},
-                 "projection": {Projection.to_dict()} | null,
+                 "projection": {Projection.to_dict()} | null (the steady state, with its error bands),
+                 "replay": {"output_tokens_per_s", "ttft_ms", "tpot_ms", "e2e_latency_s", "requests", "method"}
+                     (a concurrency point's own closed loop replayed: its clients start together) | absent,
                  "error_pct": {"output_tokens_per_s", "ttft_ms", "tpot_ms", "e2el_ms"} | null}]}
 
-error_pct = 100 * (measured - projected) / projected, with means for the latencies.
+error_pct = 100 * (measured - projected) / projected, with means for the latencies; projected is the replay where
+there is one, else the steady state.
 A request is completed only when it delivered every requested token, a normal finish reason and [DONE]
 (selfhost.check.bench.delivery_problem); the causes of the others are the "errors" keys (e.g. "short: ...",
 "cut: ...", "aborted: finish_reason abort").
@@ -46,11 +49,25 @@ class ProjectionTarget:
     calibration: str | None = None  # the efficiency parameters' file (None: the shipped published-data fit)
 
 
+REPLAY = (
+    "this point's closed loop replayed step by step (costing.performance.bench_refit.simulate_bench_point): "
+    "its clients start together and send the next request as one ends, as the bench ran them"
+)
+REPLAYED = ("output_tokens_per_s", "ttft_ms", "tpot_ms", "e2e_latency_s")
+
+
 def attach_projections(
     points: list[dict], target: ProjectionTarget, input_tokens: int, output_tokens: int, params=None
 ) -> None:
     """Add the projection for each point's concurrency, and the error of the measurement against it.
-    `params`: the efficiency parameters (default the shipped fit; a device profile for the local target)."""
+    `params`: the efficiency parameters (default the shipped fit; a device profile for the local target).
+
+    A concurrency point is also replayed as it ran ("replay"): the bench starts its clients together, so the
+    first requests' prompts queue behind each other, which the steady state ("projection", with its error
+    bands) leaves out; its mean TTFT can be several times the steady state's. The errors are against the
+    replay where there is one: the same closed loop the refit (`make calibrate`) fits the device profile on."""
+    from costing.performance.bench_refit import simulate_bench_point
+    from costing.performance.calibration import load_params
     from costing.performance.fit import FitRequest, fit_check
     from costing.performance.projection import project
 
@@ -67,16 +84,27 @@ def attach_projections(
         conc = max(1, round(pt["concurrency"] or 1))
         proj = project(fit, input_tokens, output_tokens, conc, params)
         pt["projection"] = proj.to_dict()
+        if pt["request_rate"] is None and pt["num_requests"]:
+            run = simulate_bench_point(
+                fit, params or load_params(), input_tokens, output_tokens, conc, pt["num_requests"]
+            )
+            pt["replay"] = {**{k: getattr(run, k) for k in REPLAYED}, "requests": pt["num_requests"], "method": REPLAY}
         if not pt["completed"]:
             pt["error_pct"] = None
             continue
+        ref = compared(pt)
         pairs = {
-            "output_tokens_per_s": (pt["output_tokens_per_s"], proj.output_tokens_per_s),
-            "ttft_ms": (pt["ttft_ms"]["mean"], proj.ttft_ms),
-            "tpot_ms": (pt["tpot_ms"]["mean"], proj.tpot_ms),
-            "e2el_ms": (pt["e2el_ms"]["mean"], proj.e2e_latency_s * 1000),
+            "output_tokens_per_s": (pt["output_tokens_per_s"], ref["output_tokens_per_s"]),
+            "ttft_ms": (pt["ttft_ms"]["mean"], ref["ttft_ms"]),
+            "tpot_ms": (pt["tpot_ms"]["mean"], ref["tpot_ms"]),
+            "e2el_ms": (pt["e2el_ms"]["mean"], ref["e2e_latency_s"] * 1000),
         }
         pt["error_pct"] = {k: (100 * (m - p) / p if p else None) for k, (m, p) in pairs.items()}
+
+
+def compared(pt: dict) -> dict:
+    """The projected figures a point's measurement is set beside: its closed-loop replay, else the steady state."""
+    return pt.get("replay") or pt["projection"]
 
 
 def document(cfg, points: list[dict], mode: str, target: ProjectionTarget | None) -> dict[str, Any]:
@@ -151,7 +179,7 @@ def render_table(doc: dict) -> str:
         if has_goodput:
             row.append(_f(p.get("goodput_rps"), 2))
         if has_proj:
-            pr, err = p.get("projection"), p.get("error_pct")
+            pr, err = (compared(p) if p.get("projection") else None), p.get("error_pct")
             row.append(
                 f"{_f(pr['output_tokens_per_s'])} | {_f(pr['ttft_ms'], 1)} | {_f(pr['tpot_ms'], 2)}" if pr else "-"
             )
@@ -171,6 +199,11 @@ def render_table(doc: dict) -> str:
             )
     if doc.get("target"):
         lines.append(f"projection: {projection_label(doc['target'])}; error = (measured - projected) / projected")
+        if any(p.get("replay") for p in doc["points"]):
+            lines.append(
+                "projected = each point's closed loop replayed as the bench ran it (clients start together: the "
+                "first prompts queue), the means the errors compare; the JSON's projection is the steady state"
+            )
     lines.append(
         "client CPU = the bench client's own CPU time over the wall time (near 100% = the client is the bottleneck)"
     )
