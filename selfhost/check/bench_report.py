@@ -160,7 +160,7 @@ def render_table(doc: dict) -> str:
         t.add_column("goodput req/s", justify="right")
     if has_proj:
         t.add_column("projected tok/s | TTFT | TPOT ms", justify="right")
-        t.add_column("error tok/s | TPOT", justify="right")
+        t.add_column("error tok/s | TTFT | TPOT", justify="right")
     for p in doc["points"]:
         ttft, tpot, itl, e2e = p["ttft_ms"], p["tpot_ms"], p["itl_ms"], p["e2el_ms"]
         row = [
@@ -183,7 +183,9 @@ def render_table(doc: dict) -> str:
             row.append(
                 f"{_f(pr['output_tokens_per_s'])} | {_f(pr['ttft_ms'], 1)} | {_f(pr['tpot_ms'], 2)}" if pr else "-"
             )
-            row.append(f"{_f(err['output_tokens_per_s'])}% | {_f(err['tpot_ms'])}%" if err else "-")
+            row.append(
+                f"{_f(err['output_tokens_per_s'])}% | {_f(err['ttft_ms'])}% | {_f(err['tpot_ms'])}%" if err else "-"
+            )
         t.add_row(*row)
     with open(os.devnull, "w") as sink:
         console = Console(width=220, record=True, file=sink)
