@@ -72,9 +72,11 @@ def main() -> None:
             "a10g_llmperf": "closed loop at the stated concurrency, 550 in / 150 out; tpot column is ITL; "
             "NIM rows projected as vLLM; llmperf counted tokens with Llama 2's tokenizer (1/0.85 client tokens "
             "per Llama 3 token): the server sees 550/1.18 prompt tokens, tok/s and ITL are per client token",
-            "trtllm_max_load": "steady state at the admissible maximum: batch <= 2048, KV cache at 0.95 of "
-            "memory, FP8 KV cache on FP8 rows, max_num_tokens 8192; A100-PCIe = A100-80GB "
-            "with 1,935 GB/s and PCIe Gen4 interconnect",
+            "trtllm_max_load": "steady state at the admissible maximum: KV cache at 0.95 of memory, FP8 KV "
+            "cache on FP8 rows; trtllm-bench rows: the batch limit and max_num_tokens trtllm-bench's build "
+            "heuristic sizes from the lengths (tensorrt_llm/bench/build/tuning.py: the KV cache's requests rounded "
+            "up, at most 4096; that batch x (1 + ISL/OSL) tokens, 2048-32768), other rows batch <= 2048 and 8192 "
+            "tokens; A100-PCIe = A100-80GB with 1,935 GB/s and PCIe Gen4 interconnect",
         },
     }
     out = save_params(Params(**params.values(), sources=sources, provenance=provenance), args.out)

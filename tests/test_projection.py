@@ -344,3 +344,35 @@ def test_gemm_compute_does_not_hide_the_attention_kernels_kv_reads():
         ),
         rel=1e-6,
     )
+
+
+def test_trtllm_bench_sizes_its_engine_from_the_dataset_lengths():
+    """trtllm-bench's build heuristic (tensorrt_llm/bench/build/tuning.py): the batch limit is the KV cache's
+    requests rounded up (at least 64, at most 4096), max_num_tokens that batch x (1 + ISL/OSL) rounded up (at
+    least 2048, at most 32768): a prompt-heavy dataset gets far more tokens a step than a decode-heavy one."""
+    from costing.performance import engines
+
+    assert engines.trtllm_bench_settings(834, 128, 4096) == (896, 2048)  # 128 x 7 above 834; 834 x 1.03 < 2048
+    assert engines.trtllm_bench_settings(1619, 2048, 128) == (1792, 27648)  # 1619 x 17 = 27,523 -> 27 x 1024
+    assert engines.trtllm_bench_settings(26, 128, 2048) == (64, 2048)  # the floors
+    assert engines.trtllm_bench_settings(9000, 2048, 128) == (4096, 32768)  # the caps
+    assert engines.trtllm_bench_settings(300, 5000, 500) == (384, 3328)  # 300 x 11 = 3,300 -> 13 x 256
+
+
+def test_trtllm_bench_rows_run_the_engine_the_heuristic_sizes():
+    """A vendor-table row (trtllm-bench) gets the batch limit and max_num_tokens of its own lengths; a row from
+    another TensorRT-LLM client keeps the fixed limits (batch 2048, 8192 tokens a step)."""
+    from costing.performance import engines
+    from costing.performance.published import fit_for_row, read_rows
+
+    rows = read_rows()
+    bench = next(r for r in rows if "trtllm-bench" in r.engine_raw and (r.input_tokens, r.output_tokens) == (2048, 128))
+    fit = fit_for_row(bench)
+    requests = fit.kv_capacity_tokens / (2048 + 128)
+    assert (fit.settings.max_num_seqs, fit.settings.max_num_batched_tokens) == engines.trtllm_bench_settings(
+        requests, 2048, 128
+    )
+    other = next(r for r in rows if r.engine == "trtllm" and "trtllm-bench" not in r.engine_raw and r.concurrency)
+    fit = fit_for_row(other)
+    assert fit.settings.max_num_seqs == engines.TRTLLM_MAX_BATCH
+    assert fit.settings.max_num_batched_tokens == engines.TRTLLM_BATCHED_TOKENS

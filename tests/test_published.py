@@ -57,7 +57,13 @@ def test_pcie_override_and_trtllm_batch_limit_reach_the_fit():
     pcie = next(r for r in rows if r.gpu_raw == "A100-PCIe-80GB")
     f = fit_for_row(pcie)
     assert f.gpu.bandwidth_gbs == 1935 and f.gpu.interconnect_gbs < 100 and "override" in f.gpu.source
-    assert f.settings.max_num_seqs > 256  # TensorRT-LLM rows: engine batch limit, not vLLM's default
+    # a trtllm-bench row: the batch limit and tokens per step its build heuristic sizes, not vLLM's defaults
+    from costing.performance.engines import trtllm_bench_settings
+
+    i, o = pcie.input_tokens, pcie.output_tokens
+    limits = trtllm_bench_settings(f.kv_capacity_tokens / (i + o), i, o)
+    assert (f.settings.max_num_seqs, f.settings.max_num_batched_tokens) == limits
+    assert limits[0] >= f.kv_capacity_tokens // (i + o)  # rounded up: the KV cache, not the limit, bounds the batch
 
 
 def test_shipped_parameters_meet_the_issue_targets_on_the_calibration_set():

@@ -6,6 +6,7 @@ The calibration (costing/data/calibration.json) fits each engine's CPU time apar
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,15 @@ V0_MIN_BATCHED_TOKENS = 2048
 TRTLLM_MAX_BATCH = 2048
 TRTLLM_MEMORY_FRACTION = 0.95
 TRTLLM_BATCHED_TOKENS = 8192
+# trtllm-bench sizes the engine from the dataset when none is given (perf-overview v0.15: "`trtllm-bench build`
+# uses high-level statistics of the dataset (average ISL/OSL, max sequence length) and tuning heuristics";
+# tensorrt_llm/bench/build/tuning.py, finetune_setting, also behind the PyTorch backend's runs): the batch limit is
+# the KV cache's requests at ISL + OSL (at most 4096), rounded up; max_num_tokens that batch x (1 + ISL/OSL) (at
+# most 32768, at least 2048), rounded up. A prompt-heavy table (2048/128) thus runs ~28k tokens a step, not 8192.
+TRTLLM_BENCH_MAX_BATCH = 4096
+TRTLLM_BENCH_MAX_TOKENS = 32768
+TRTLLM_BENCH_MIN_BATCH = 64
+TRTLLM_BENCH_MIN_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -105,13 +115,37 @@ def fit_overrides(engine: str, max_context: int, precision: str) -> dict[str, An
     return {}
 
 
-def adjust_settings(fit: Any, engine: str) -> Any:
-    """TensorRT-LLM's batch limit is above anything vLLM's fit check allows: set it after the fit."""
+def _round_up(value: float, steps: tuple[tuple[float, int], ...]) -> int:
+    """`value` rounded up to the granularity of the first (limit, granularity) whose limit it is below."""
+    for limit, grain in steps:
+        if value < limit:
+            return grain * math.ceil(value / grain)
+    return steps[-1][1] * math.ceil(value / steps[-1][1])
+
+
+def trtllm_bench_settings(kv_requests: float, input_tokens: int, output_tokens: int, pp: int = 1) -> tuple[int, int]:
+    """(max batch size, max_num_tokens) trtllm-bench picks for a dataset of fixed lengths when the KV cache holds
+    `kv_requests` requests of input + output tokens (see TRTLLM_BENCH_MAX_BATCH: the heuristic, with its source)."""
+    raw_bs = min(kv_requests, TRTLLM_BENCH_MAX_BATCH) / max(1, pp)
+    raw_tokens = min(raw_bs * (1 + input_tokens / max(1, output_tokens)), TRTLLM_BENCH_MAX_TOKENS)
+    batch = max(TRTLLM_BENCH_MIN_BATCH, _round_up(raw_bs, ((256, 32), (1024, 128), (math.inf, 256))))
+    tokens = max(TRTLLM_BENCH_MIN_TOKENS, _round_up(raw_tokens, ((4096, 256), (8192, 512), (math.inf, 1024))))
+    return batch, tokens
+
+
+def adjust_settings(fit: Any, engine: str, lengths: tuple[int, int] | None = None) -> Any:
+    """TensorRT-LLM's batch limit is above anything vLLM's fit check allows: set it after the fit. `lengths`
+    (input, output tokens of a trtllm-bench dataset): the batch limit and max_num_tokens trtllm-bench sizes for
+    them (trtllm_bench_settings), from the KV cache the fit leaves."""
     from dataclasses import replace
 
-    if engine == "trtllm":
+    if engine != "trtllm":
+        return fit
+    if lengths is None:
         return replace(fit, settings=replace(fit.settings, max_num_seqs=TRTLLM_MAX_BATCH))
-    return fit
+    i, o = lengths
+    batch, tokens = trtllm_bench_settings(fit.kv_capacity_tokens / max(1, i + o), i, o, fit.nodes)
+    return replace(fit, settings=replace(fit.settings, max_num_seqs=batch, max_num_batched_tokens=tokens))
 
 
 def fit_for_engine(spec: Any, fit: Any, engine: str) -> Any:

@@ -87,7 +87,9 @@ def fit_for_row(row: Row):
             source=row.gpu_override["source"],
         )
         fit = replace(fit, gpu=gpu)
-    return engines.adjust_settings(fit, row.engine)
+    # trtllm-bench runs (the vendor tables, a user's rerun) size the engine from their dataset's lengths
+    bench = row.engine == "trtllm" and "trtllm-bench" in row.engine_raw
+    return engines.adjust_settings(fit, row.engine, (row.input_tokens, row.output_tokens) if bench else None)
 
 
 # ---------------------------------------------------------------------------------------------
