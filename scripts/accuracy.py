@@ -103,16 +103,15 @@ def cv_report(csv: Path) -> list[dict[str, Any]]:
     return recs
 
 
-def samples(recs: list[dict[str, Any]]) -> list[tuple[str, bands.Sample]]:
-    """(held-out source, sample) for every cross-validated metric of every row."""
+def samples(recs: list[dict[str, Any]]) -> list[bands.Sample]:
+    """A sample (with its held-out source) for every cross-validated metric of every row."""
     out = []
     for r in recs:
         row = r["row"]
         ctx = bands.context_of(row.input_tokens, row.output_tokens)
         for m, err in r["errors"].items():
             if 1 + err > 0:
-                sample = bands.Sample(m, r["regime"], ctx, -math.log(1 + err), row.engine, r["source"])
-                out.append((r["source"], sample))
+                out.append(bands.Sample(m, r["regime"], ctx, -math.log(1 + err), row.engine, r["source"]))
     return out
 
 
@@ -122,26 +121,25 @@ def _width(band: dict[str, float]) -> float:
     return math.exp(band["p90"]) - math.exp(band["p10"])
 
 
-def coverage(pairs: list[tuple[str, bands.Sample]]) -> dict[str, dict[str, float]]:
+def coverage(held_out: list[bands.Sample]) -> dict[str, dict[str, float]]:
     """Each source's samples against bands built without that source: the share inside P10-P90, and the
     median width of the bands they met ("width") and of the shipped table's band for the same rows
     ("shipped_width")."""
     hits: dict[str, list[bool]] = defaultdict(list)
     widths: dict[str, list[float]] = defaultdict(list)
-    for src in sorted({s for s, _ in pairs}):
-        table = bands.build_table(x for s, x in pairs if s != src)
-        for s, x in pairs:
-            if s != src:
+    for src in sorted({x.source for x in held_out}):
+        table = bands.build_table(x for x in held_out if x.source != src)
+        for x in held_out:
+            if x.source != src:
                 continue
             found = bands.lookup(table, x.metric, x.regime, x.context)
             if found is not None:
-                inside = found[1]["p10"] <= x.log_ratio <= found[1]["p90"]
                 for key in (x.metric, "all"):
-                    hits[key].append(inside)
+                    hits[key].append(bands.within(found[1], x.log_ratio))
                     widths[key].append(_width(found[1]))
-    full = bands.build_table(x for _, x in pairs)
+    full = bands.build_table(held_out)
     shipped: dict[str, list[float]] = defaultdict(list)
-    for _, x in pairs:
+    for x in held_out:
         found = bands.lookup(full, x.metric, x.regime, x.context)
         if found is not None:
             shipped[x.metric].append(_width(found[1]))
@@ -169,8 +167,8 @@ def print_coverage(cov: dict[str, dict[str, float]]) -> None:
             )
 
 
-def band_report(csv: Path, pairs: list[tuple[str, bands.Sample]], recs: list[dict[str, Any]], out: Path | None) -> None:
-    cov = coverage(pairs)
+def band_report(csv: Path, held_out: list[bands.Sample], recs: list[dict[str, Any]], out: Path | None) -> None:
+    cov = coverage(held_out)
     print(
         "error bands (P10-P90 of the held-out errors): coverage of the nominal 80% band, each source against "
         "bands from the other sources (target 70-90%); width: P10-P90 as a share of the projection"
@@ -178,7 +176,7 @@ def band_report(csv: Path, pairs: list[tuple[str, bands.Sample]], recs: list[dic
     print_coverage(cov)
     if out is None:
         return
-    table = bands.build_table(x for _, x in pairs)
+    table = bands.build_table(held_out)
     fitted = [r for r in recs if r["fit"] is not None and "pred" in r]
     rows = [r["row"] for r in fitted]
     gpu_counts: dict[str, set[int]] = defaultdict(set)
@@ -217,7 +215,7 @@ def band_report(csv: Path, pairs: list[tuple[str, bands.Sample]], recs: list[dic
         },
         "points": points,
         # the held-out errors the bands are computed from (`--from-samples` recomputes bands and coverage)
-        "samples": [[src, x.metric, x.regime, x.context, round(x.log_ratio, 5), x.engine] for src, x in pairs],
+        "samples": [[x.source, x.metric, x.regime, x.context, round(x.log_ratio, 5), x.engine] for x in held_out],
     }
     print_v1_rows(data["range"]["v1_rows_per_gpu"])
     print(f"wrote {bands.save_bands(data, out)}")
@@ -311,10 +309,10 @@ def rebuild_bands(path: Path) -> None:
     import json
 
     data = json.loads(DEFAULT_BANDS.read_text())
-    pairs = [(s[0], bands.Sample(s[1], s[2], s[3], s[4], s[5], s[0])) for s in data["samples"]]
-    cov = coverage(pairs)
+    held_out = [bands.Sample(s[1], s[2], s[3], s[4], s[5], s[0]) for s in data["samples"]]
+    cov = coverage(held_out)
     print_coverage(cov)
-    data.update(coverage=cov, bands=bands.build_table(x for _, x in pairs), min_rows=bands.MIN_ROWS)
+    data.update(coverage=cov, bands=bands.build_table(held_out), min_rows=bands.MIN_ROWS)
     data["range"]["v1_rows_per_gpu"] = v1_rows(data["points"])
     print_v1_rows(data["range"]["v1_rows_per_gpu"])
     data["method"] = BAND_METHOD

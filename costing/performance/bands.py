@@ -154,10 +154,12 @@ def lookup(table: dict[str, Any], metric: str, regime: str, context: str) -> tup
 def covered(table: dict[str, Any], s: Sample) -> bool | None:
     """Whether the measured value lies within the projection's P10-P90 band (None: no band)."""
     found = lookup(table, s.metric, s.regime, s.context)
-    if found is None:
-        return None
-    band = found[1]
-    return band["p10"] <= s.log_ratio <= band["p90"]
+    return None if found is None else within(found[1], s.log_ratio)
+
+
+def within(band: dict[str, float], log_ratio: float) -> bool:
+    """Whether log(measured / projected) lies within a band's P10-P90."""
+    return band["p10"] <= log_ratio <= band["p90"]
 
 
 # ---------------------------------------------------------------------------------------------
