@@ -116,11 +116,10 @@ def fit_overrides(engine: str, max_context: int, precision: str) -> dict[str, An
 
 
 def _round_up(value: float, steps: tuple[tuple[float, int], ...]) -> int:
-    """`value` rounded up to the granularity of the first (limit, granularity) whose limit it is below."""
-    for limit, grain in steps:
-        if value < limit:
-            return grain * math.ceil(value / grain)
-    return steps[-1][1] * math.ceil(value / steps[-1][1])
+    """`value` rounded up to the granularity of the first (limit, granularity) whose limit it is below (the last
+    limit is math.inf)."""
+    grain = next(g for limit, g in steps if value < limit)
+    return grain * math.ceil(value / grain)
 
 
 def trtllm_bench_settings(kv_requests: float, input_tokens: int, output_tokens: int, pp: int = 1) -> tuple[int, int]:
