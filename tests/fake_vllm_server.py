@@ -120,8 +120,10 @@ class FakeServer:
         guard: str = "all",
         end_after: int | None = None,
         end_as: str = "cut",
+        token_ms: float = 0.0,
     ) -> None:
         self.model, self.api_key, self.stall_after, self.guard = model, api_key, stall_after, guard
+        self.token_ms = token_ms  # generation time per token: each write waits for its tokens
         self.end_after, self.end_as = end_after, end_as
         self.render = Renderer(model)
         self.slice_events = slice_events
@@ -215,6 +217,8 @@ class FakeServer:
             return
         step = self.slice_events  # events per write; each event is its own HTTP chunk, as vLLM sends them
         for i in range(0, len(events), step):
+            if self.token_ms:
+                await asyncio.sleep(len(events[i : i + step]) * self.token_ms / 1000)
             writer.write(b"".join(events[i : i + step]))
             await writer.drain()
         writer.write(b"0\r\n\r\n")
@@ -239,8 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vllm-version", default="fake", help="the version GET /version reports")
     ap.add_argument("--end-after", type=int, help="end every longer stream after this many tokens (see --end-as)")
     ap.add_argument("--end-as", choices=("cut", "abort", "short"), default="cut", help="how such a stream ends")
+    ap.add_argument("--token-ms", type=float, default=0.0, help="generation time per token (each write waits)")
     a = ap.parse_args(argv)
-    server = FakeServer(a.model, a.api_key, a.stall_after, a.slice_events, a.guard, a.end_after, a.end_as)
+    server = FakeServer(a.model, a.api_key, a.stall_after, a.slice_events, a.guard, a.end_after, a.end_as, a.token_ms)
     server.version = a.vllm_version
     asyncio.run(serve(a.host, a.port, server))
 

@@ -27,6 +27,13 @@ def url():
         yield base_url
 
 
+@pytest.fixture(scope="module")
+def streaming_url():
+    """A stand-in that streams as vLLM does when its API server keeps up: one write per token, 1 ms apart."""
+    with stand_in_server("--api-key", KEY, "--model", "tiny", "--slice-events", "1", "--token-ms", "1") as base_url:
+        yield base_url
+
+
 def cfg(url: str, **kw) -> BenchConfig:
     base = {"url": url, "api_key": KEY, "model": "tiny", "input_tokens": 20, "output_tokens": 50, "num_prompts": 12}
     return BenchConfig(**{**base, **kw})
@@ -115,11 +122,11 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_json_output_chart_and_projection(url, tmp_path):
+def test_cli_json_output_chart_and_projection(streaming_url, tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     p = _cli(
         "bench",
-        url,
+        streaming_url,
         "--api-key",
         KEY,
         "--concurrency",
@@ -165,10 +172,11 @@ def test_cli_json_output_chart_and_projection(url, tmp_path):
         for key, measured, projected in (
             ("output_tokens_per_s", pt["output_tokens_per_s"], run.output_tokens_per_s),
             ("ttft_ms", pt["ttft_ms"]["mean"], run.ttft_ms),
+            ("tpot_ms", pt["tpot_ms"]["mean"], run.tpot_ms),
             ("e2el_ms", pt["e2el_ms"]["mean"], run.e2e_latency_s * 1000),
         ):
             assert pt["error_pct"][key] == pytest.approx(100 * (measured - projected) / projected)
-        assert pt["goodput_rps"] is not None
+        assert pt["merged_requests"] == 0 and pt["goodput_rps"] is not None
     # at 4 clients starting together the first prompts queue: the replay's mean TTFT is above the steady state's
     four = doc["points"][1]
     assert four["replay"]["ttft_ms"] > four["projection"]["ttft_ms"]
@@ -310,6 +318,83 @@ def test_cli_projects_with_a_device_profile_and_labels_it(url):
     assert f"projection: {label} ({profile}" in table
 
 
+def test_streams_that_arrive_merged_are_not_compared_as_ttft_and_tpot(url, streaming_url):
+    """A stream whose tokens arrive together (the stand-in's one write per stream, as vLLM's API server sends
+    when it falls behind its engine) times the delivery: its TTFT and TPOT are left out of the comparison, tok/s
+    and e2e are not, and the table says how many arrived so; a stream sent token by token is compared whole."""
+    args = ("--api-key", KEY, "--concurrency", "2", "--num-prompts", "4", "--input-tokens", "64", "--output-tokens")
+    args += ("32", "--model-id", "llama-3.1-8b", "--gpu", "A40")
+    merged, streamed = _cli("bench", url, *args, "--format", "json"), _cli("bench", streaming_url, *args)
+    assert merged.returncode == 0 and streamed.returncode == 0, merged.stderr + streamed.stderr
+    [pt] = json.loads(merged.stdout)["points"]
+    assert pt["merged_requests"] == 4 and pt["streamed_ttft_ms"]["mean"] == 0
+    assert pt["error_pct"]["ttft_ms"] is None and pt["error_pct"]["tpot_ms"] is None
+    assert pt["error_pct"]["output_tokens_per_s"] is not None and pt["error_pct"]["e2el_ms"] is not None
+    table = _cli("bench", url, *args).stdout
+    assert "arrived merged" in table and "4 of 4 at 2" in table
+    assert "arrived merged" not in streamed.stdout
+
+
+def test_a_stream_is_merged_when_most_of_its_tokens_arrive_together():
+    from selfhost.check.bench_math import RequestResult, metrics
+
+    flowing = RequestResult(ok=True, ttft=0.01, latency=0.05, itl=[0.01, 0.0, 0.01, 0.01], output_tokens=5)
+    burst = RequestResult(ok=True, ttft=0.4, latency=0.41, itl=[0.0, 0.0, 0.01, 0.0], output_tokens=5)
+    assert not flowing.merged and burst.merged
+    assert not RequestResult(ok=True, itl=[0.0], output_tokens=2).merged  # one gap says nothing
+    m = metrics([flowing, burst, flowing], 1.0)
+    assert m["merged_requests"] == 1
+    assert m["streamed_ttft_ms"]["mean"] == pytest.approx(10.0)
+    assert m["ttft_ms"]["mean"] == pytest.approx(140.0)  # every request, as vLLM's bench reports it
+
+
+def _profile_bench(url: str, *extra: str) -> dict:
+    args = ("bench", url, "--api-key", KEY, "--concurrency", "1,4", "--num-prompts", "8", "--input-tokens", "64")
+    p = _cli(*args, "--output-tokens", "32", "--format", "json", "--local-profile", *extra)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_the_local_profile_is_set_to_the_machines_speed_by_a_probe_before_the_sweep():
+    """Two stand-ins 3 ms and 9 ms a token: the probe measures each, and every projected time follows (3x), the
+    profile's shape kept; the probe's prompts are its own (8 requests at 2 clients); --no-probe keeps the profile."""
+    from costing.performance.bench_refit import at_speed, simulate_bench_point
+    from costing.performance.calibration import params_from_dict
+    from costing.performance.fit import FitRequest, fit_check
+
+    docs = {}
+    for ms in (3, 9):
+        with stand_in_server("--api-key", KEY, "--model", "tiny", "--slice-events", "1", "--token-ms", str(ms)) as u:
+            docs[ms] = _profile_bench(u)
+            if ms == 3:
+                docs["none"] = _profile_bench(u, "--no-probe")
+    fast, slow, none = docs[3], docs[9], docs["none"]
+    assert none["probe"] is None
+    assert fast["probe"]["requests"] == 8 and fast["probe"]["concurrency"] == 2
+    k_fast, k_slow = fast["probe"]["speed_factor"], slow["probe"]["speed_factor"]
+    assert k_slow / k_fast == pytest.approx(3, rel=0.25)  # the probe times the machine, not the profile
+    profile = json.loads((ROOT / "costing/data/local-cpu-profile.json").read_text())
+    s = profile["provenance"]["local_profile"]["stand_in"]
+    fit = fit_check(FitRequest(model=s["model"], precision=s["precision"], gpu=s["gpu"], gpus=s["gpus"], seq_len=96))
+    for doc, k in ((fast, k_fast), (slow, k_slow)):
+        for pt in doc["points"]:
+            run = simulate_bench_point(
+                fit, at_speed(params_from_dict(profile), k), 64, 32, pt["concurrency"], pt["num_requests"]
+            )
+            assert pt["replay"]["e2e_latency_s"] == pytest.approx(run.e2e_latency_s, rel=1e-3)  # k is rounded
+    for a, b in zip(fast["points"], none["points"], strict=True):
+        assert a["replay"]["e2e_latency_s"] == pytest.approx(k_fast * b["replay"]["e2e_latency_s"], rel=1e-3)
+
+
+def test_a_probe_far_from_the_profile_is_refused_not_scaled(url):
+    """The stand-in answers 32 tokens in about a millisecond, hundreds of times the local CPU's speed: not the local
+    target the profile describes. One line, exit 2, no sweep run."""
+    args = ("bench", url, "--api-key", KEY, "--concurrency", "1", "--num-prompts", "4", "--input-tokens", "64")
+    p = _cli(*args, "--output-tokens", "32", "--local-profile")
+    assert p.returncode == 2 and "speed probe" in p.stderr and "--no-probe" in p.stderr
+    assert "Traceback" not in p.stderr and "concurrency 1 " not in p.stderr
+
+
 def test_local_profile_projects_with_the_shipped_device_profile_and_its_label(url):
     """`--local-profile` (what `make run` and the README pass): the profile's stand-in and parameters, the same
     projection as naming them by hand, and its own label; with --gpu or --calibration too it is refused."""
@@ -317,7 +402,7 @@ def test_local_profile_projects_with_the_shipped_device_profile_and_its_label(ur
     s = profile["stand_in"]
     base = ("bench", url, "--api-key", KEY, "--concurrency", "2", "--num-prompts", "4", "--input-tokens", "64")
     base += ("--output-tokens", "32", "--format", "json")
-    short = _cli(*base, "--local-profile")
+    short = _cli(*base, "--local-profile", "--no-probe")
     assert short.returncode == 0, short.stderr
     by_hand = _cli(*base, "--model-id", s["model"], "--gpu", s["gpu"], "--gpus", str(s["gpus"]),
                    "--precision", s["precision"], "--calibration", "costing/data/local-cpu-profile.json")  # fmt: skip

@@ -10,17 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from costing.data.catalog import catalog
 from costing.errors import UserError
 from costing.performance.bench_refit import (
     REFIT,
+    BenchPoint,
     LatencyPoly,
+    at_speed,
     bench_points,
     fit_latency_poly,
     least_squares,
     point_fits,
     refit_from_bench,
     simulate_bench_point,
+    speed_factor,
 )
 from costing.performance.calibration import load_params
 from costing.performance.fit import FitRequest, fit_check
@@ -437,3 +443,65 @@ def test_plan_refuses_a_bench_with_a_non_finite_number(tmp_path):
     bench.write_text(json.dumps(doc))  # Python's json writes Infinity, and reads it back
     spec = DATA.parent.parent / "examples" / "llama-3.1-8b-runpod-a40.yaml"
     one_line_error(run_cli("plan", "--spec", str(spec), "--calibration", str(bench)), "out of range", "selfhost bench")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    model=st.sampled_from(sorted(catalog().models)),
+    precision=st.sampled_from(["bf16", "fp8", "awq"]),
+    gpu=st.sampled_from(sorted(catalog().gpus)),
+    gpus=st.sampled_from([1, 2, 4, 8]),
+    k=st.floats(0.05, 20),
+    conc=st.integers(1, 64),
+)
+def test_a_profile_at_speed_k_takes_k_times_every_time(model, precision, gpu, gpus, k, conc):
+    """at_speed (the local probe's scaling): TTFT, TPOT and latency x k, tok/s / k, in the replay and in the
+    steady state, whatever the deployment (weight-only kernels, tensor parallel): the profile's shape kept."""
+    try:
+        fit = fit_check(FitRequest(model=model, precision=precision, gpu=gpu, gpus=gpus))
+    except UserError:
+        assume(False)
+    base = load_params()
+    a, b = (simulate_bench_point(fit, p, 500, 100, conc, 2 * conc) for p in (base, at_speed(base, k)))
+    for x, y in ((a.ttft_ms, b.ttft_ms), (a.tpot_ms, b.tpot_ms), (a.e2e_latency_s, b.e2e_latency_s)):
+        assert y == pytest.approx(k * x, rel=1e-6)
+    assert b.output_tokens_per_s == pytest.approx(a.output_tokens_per_s / k, rel=1e-6)
+    pa, pb = project(fit, 500, 100, conc, base), project(fit, 500, 100, conc, at_speed(base, k))
+    assert pb.tpot_ms == pytest.approx(k * pa.tpot_ms, rel=1e-6)
+    assert pb.ttft_ms == pytest.approx(k * pa.ttft_ms, rel=1e-6)
+
+
+def test_a_probe_sets_the_speed_from_its_end_to_end_latency_and_refuses_what_is_not_the_device():
+    fit = fit_check(FitRequest(model="llama-3.2-1b", gpu="H100"))
+    base = load_params()
+    run = simulate_bench_point(fit, base, 1000, 250, 2, 8)
+    probe = BenchPoint(2, 1000, 250, None, None, None, 1.3 * run.e2e_latency_s, None, requests=8)
+    assert speed_factor(fit, base, probe) == pytest.approx(1.3)
+    for e2e in (0.01 * run.e2e_latency_s, 30 * run.e2e_latency_s, None):
+        with pytest.raises(UserError, match="probe"):
+            speed_factor(fit, base, replace(probe, e2e_mean_s=e2e))
+
+
+def test_a_point_with_merged_streams_gives_the_refit_the_streamed_requests_figures():
+    """`selfhost bench` counts the requests whose tokens arrived in bursts: the refit reads TTFT and TPOT of the
+    others; a point where all did is a merged point (its end-to-end latency fitted instead)."""
+    pt = {
+        "concurrency": 4,
+        "completed": 8,
+        "num_requests": 8,
+        "output_tokens_per_s": 900.0,
+        "ttft_ms": {"mean": 300.0},
+        "tpot_ms": {"mean": 1.0},
+        "itl_ms": {"p50": 0.0},
+        "e2el_ms": {"mean": 600.0, "p90": 700.0},
+        "merged_requests": 3,
+        "streamed_ttft_ms": {"mean": 40.0},
+        "streamed_tpot_ms": {"mean": 2.2},
+    }
+    doc = {"mode": "concurrency", "input_tokens": 1000, "output_tokens": 250}
+    [some] = bench_points({**doc, "points": [pt]})
+    assert (some.ttft_ms, some.tpot_ms, some.merged) == (40.0, 2.2, False)
+    [every] = bench_points({**doc, "points": [{**pt, "merged_requests": 8}]})
+    assert every.merged and every.ttft_ms is None and every.tpot_ms is None and every.e2e_mean_s == 0.6
+    [old] = bench_points({**doc, "points": [{k: v for k, v in pt.items() if k != "merged_requests"}]})
+    assert (old.ttft_ms, old.merged) == (300.0, True)  # a bench from before the count: its pooled gaps decide

@@ -67,6 +67,8 @@ def bench_points(bench: dict[str, Any] | list[Any]) -> list[BenchPoint]:
                      "ttft_ms": number | {"mean"|"median"|"p50"|"p90": number},
                      "tpot_ms": number | {"mean"|"median": number},
                      "itl_ms": {"p50"|"median": number},                # 0: merged stream
+                     "merged_requests": int,                            # requests whose tokens arrived in
+                     "streamed_ttft_ms", "streamed_tpot_ms": {"mean"},  # bursts; TTFT/TPOT of the others
                      "e2e_latency_s": number | {"mean", "p90"}  or  "e2el_ms": {"mean", "p90"},
                      "requests_per_s": number}]}
 
@@ -93,16 +95,22 @@ def bench_points(bench: dict[str, Any] | list[Any]) -> list[BenchPoint]:
         if e2e_mean is None and isinstance(pt.get("e2el_ms"), dict):
             e2e_mean = (_pick(pt["e2el_ms"], "mean") or 0) / 1e3 or None
             e2e_p90 = (_pick(pt["e2el_ms"], "p90") or 0) / 1e3 or None
+        ttft, tpot, itl = pt.get("ttft_ms"), pt.get("tpot_ms"), _pick(pt.get("itl_ms"), "p50", "median")
+        merged = _pick(pt.get("merged_requests")) or 0.0
+        if merged:  # some streams arrived in bursts: TTFT and TPOT of the others, none when all did
+            streamed = merged < (_pick(pt.get("completed")) or 0.0)
+            ttft, tpot = (pt.get("streamed_ttft_ms"), pt.get("streamed_tpot_ms")) if streamed else (None, None)
+            itl = None if streamed else 0.0  # the streamed requests' figures are the engine's
         point = BenchPoint(
             round(conc),
             round(i),
             max(1, round(o)),
             _pick(pt.get("output_tokens_per_s")),
-            _pick(pt.get("tpot_ms"), "mean", "median", "p50"),
-            _pick(pt.get("ttft_ms"), "mean", "median", "p50"),
+            _pick(tpot, "mean", "median", "p50"),
+            _pick(ttft, "mean", "median", "p50"),
             e2e_mean,
             e2e_p90,
-            _pick(pt.get("itl_ms"), "p50", "median"),
+            itl,
             round(requests) or None,
         )
         _check_point(point)
@@ -371,6 +379,55 @@ def _device_start(points: Sequence[BenchPoint], fit, base: Params, names: tuple[
         lo, hi = REFIT_BOUNDS[n]
         out[n] = min(hi, max(lo, v))
     return out
+
+
+# Every time a step or a request takes is a time over a rate: at speed factor k (k x slower) the rates are
+# divided by k and the times multiplied by it, so every projected time is k times the original (the shares
+# between memory and compute, overlap, multi-step and TensorRT-LLM's speed-up, stay).
+# (weight_only_mfu is a share of the 16-bit kernels' rate, which mfu_* already scale: it stays)
+RATES = ("bw_eff", "kv_bw_eff", "mfu_prefill", "mfu_decode", "allreduce_bw_eff", "internode_gbs")
+TIMES = (
+    "step_overhead_ms",
+    "v1_step_overhead_ms",
+    "seq_overhead_us",
+    "v0_seq_overhead_us",
+    "allreduce_latency_us",
+    "allreduce_hop_us",
+    "trtllm_step_overhead_ms",
+    "trtllm_seq_overhead_us",
+    "request_overhead_ms",
+    "internode_latency_us",
+)
+SPEED_RANGE = (0.05, 20.0)  # a probe outside it measured something else than this profile's device
+
+
+def at_speed(params: Params, k: float) -> Params:
+    """The same device profile on a machine `k` times slower (k < 1: faster): every projected time x k."""
+    values = {n: getattr(params, n) / k for n in RATES} | {n: getattr(params, n) * k for n in TIMES}
+    return replace(params, **values)
+
+
+def speed_factor(fit, params: Params, probe: BenchPoint) -> float:
+    """How much slower (> 1) or faster (< 1) this machine runs now than the profile: a probe's mean
+    end-to-end latency over its closed-loop replay. The whole request (prompt, steps, the server's own
+    time) is the one figure a short probe measures steadily; TTFT alone is tens of milliseconds of jitter
+    on a busy CPU, and a merged stream's TTFT and TPOT measure delivery (see BenchPoint.merged)."""
+    from costing.errors import UserError
+
+    if not probe.e2e_mean_s or not probe.requests:
+        raise UserError(
+            "the speed probe completed no request, so the local profile cannot be set to this machine",
+            "check the server (selfhost smoke), or pass --no-probe to compare with the profile as recorded",
+        )
+    k = probe.e2e_mean_s / modelled(fit, params, probe)["e2e"]
+    lo, hi = SPEED_RANGE
+    if not (math.isfinite(k) and lo <= k <= hi):
+        raise UserError(
+            f"the speed probe ran {k:.3g}x the local profile's time, outside {lo:g}-{hi:g}x: "
+            "the endpoint is not the local target the profile describes",
+            "bench the local target (`selfhost up local`), or pass --no-probe",
+        )
+    return k
 
 
 def refit_from_bench(

@@ -4,6 +4,9 @@
 - ITL: every gap between consecutive streamed chunks of a request (all requests pooled).
 - TPOT: per request, (latency - TTFT) / (output tokens - 1); only requests with > 1 output token.
 - E2E latency: time from sending the request to its last chunk.
+- Merged requests: most of their tokens arrived together (median gap 0; the server's API process behind its
+  engine, e.g. on a 2-vCPU host); their TTFT and TPOT time the delivery. `streamed_ttft_ms` and
+  `streamed_tpot_ms` summarize the other requests.
 - Percentiles: linear interpolation between closest ranks (numpy.percentile's default).
 - Goodput: completed requests that meet every SLO given (TTFT, TPOT, E2E, in ms), per second.
   A request with one output token has TPOT 0 for the goodput test, as in vLLM.
@@ -34,6 +37,13 @@ class RequestResult:
     input_tokens: int = 0
     error: str = ""
     requested_tokens: int = 0  # max_tokens asked for (ignore_eos: the length an ok request delivers)
+
+    @property
+    def merged(self) -> bool:
+        """Most of its tokens arrived together (median gap 0): the server's API process fell behind its engine
+        and sent the stream in bursts, so its TTFT and TPOT time the delivery, not the generation."""
+        gaps = sorted(self.itl)
+        return len(gaps) > 1 and gaps[len(gaps) // 2] <= 0
 
     @property
     def tpot(self) -> float | None:
@@ -121,4 +131,9 @@ def metrics(results: Sequence[RequestResult], duration_s: float, slo: Slo = Slo(
         "tpot_ms": summary_ms(tpots),
         "itl_ms": summary_ms([g for r in done for g in r.itl]),
         "e2el_ms": summary_ms([r.latency for r in done]),
+        # TTFT and TPOT of the requests streamed as generated (not merged): what a projection of the engine is
+        # compared with; the figures above keep every request
+        "merged_requests": sum(r.merged for r in done),
+        "streamed_ttft_ms": summary_ms([r.ttft for r in done if not r.merged]),
+        "streamed_tpot_ms": summary_ms([r.tpot for r in done if not r.merged and r.tpot is not None]),
     }

@@ -55,6 +55,55 @@ REPLAY = (
 )
 REPLAYED = ("output_tokens_per_s", "ttft_ms", "tpot_ms", "e2e_latency_s")
 
+# The local target's speed probe (`bench --local-profile`, on by default): a short closed loop before the sweep,
+# at a concurrency and a seed of its own (its prompts are not the sweep's, so they leave nothing in the prefix
+# cache the sweep could hit). It also takes the server's first-request costs off the sweep.
+PROBE_CONCURRENCY, PROBE_REQUESTS = 2, 8
+
+
+def _fit_of(target: ProjectionTarget, input_tokens: int, output_tokens: int):
+    from costing.performance.fit import FitRequest, fit_check
+
+    return fit_check(
+        FitRequest(
+            model=target.model,
+            precision=target.precision,
+            gpu=target.gpu,
+            gpus=target.gpus,
+            seq_len=input_tokens + output_tokens,
+        )
+    )
+
+
+def set_to_probe(probe_point: dict, target: ProjectionTarget, input_tokens: int, output_tokens: int, params):
+    """The device profile at this machine's speed now, and the record of it (the bench JSON's "probe"): the
+    probe's mean end-to-end latency over its closed-loop replay is the factor every projected time takes
+    (costing.performance.bench_refit.speed_factor). The profile was fitted on recorded runs of this target;
+    the machine that runs it now may be busier or idler (a shared 2-vCPU host ran the same bench ~30% apart),
+    so its shape (how the times grow with clients) is the profile's, its scale today's."""
+    from costing.performance.bench_refit import at_speed, bench_points, speed_factor
+
+    fit = _fit_of(target, input_tokens, output_tokens)
+    doc = {"mode": "concurrency", "input_tokens": input_tokens, "output_tokens": output_tokens}
+    points = bench_points({**doc, "points": [probe_point]})
+    if not points:
+        from costing.errors import UserError
+
+        raise UserError(
+            "the speed probe completed no request, so the local profile cannot be set to this machine",
+            "check the server (selfhost smoke), or pass --no-probe to compare with the profile as recorded",
+        )
+    k = speed_factor(fit, params, points[0])
+    record = {
+        "concurrency": PROBE_CONCURRENCY,
+        "requests": probe_point["completed"],
+        "e2e_latency_s": points[0].e2e_mean_s,
+        "speed_factor": round(k, 4),
+        "method": "every projected time x speed_factor = the probe's mean end-to-end latency over its "
+        "closed-loop replay with the recorded profile (costing.performance.bench_refit.speed_factor)",
+    }
+    return at_speed(params, k), record
+
 
 def attach_projections(
     points: list[dict], target: ProjectionTarget, input_tokens: int, output_tokens: int, params=None
@@ -68,18 +117,9 @@ def attach_projections(
     replay where there is one: the same closed loop the refit (`make calibrate`) fits the device profile on."""
     from costing.performance.bench_refit import simulate_bench_point
     from costing.performance.calibration import load_params
-    from costing.performance.fit import FitRequest, fit_check
     from costing.performance.projection import project
 
-    fit = fit_check(
-        FitRequest(
-            model=target.model,
-            precision=target.precision,
-            gpu=target.gpu,
-            gpus=target.gpus,
-            seq_len=input_tokens + output_tokens,
-        )
-    )
+    fit = _fit_of(target, input_tokens, output_tokens)
     for pt in points:
         conc = max(1, round(pt["concurrency"] or 1))
         proj = project(fit, input_tokens, output_tokens, conc, params)
@@ -93,13 +133,25 @@ def attach_projections(
             pt["error_pct"] = None
             continue
         ref = compared(pt)
+        ttft, tpot = measured_latencies(pt)
         pairs = {
             "output_tokens_per_s": (pt["output_tokens_per_s"], ref["output_tokens_per_s"]),
-            "ttft_ms": (pt["ttft_ms"]["mean"], ref["ttft_ms"]),
-            "tpot_ms": (pt["tpot_ms"]["mean"], ref["tpot_ms"]),
+            "ttft_ms": (ttft, ref["ttft_ms"]),
+            "tpot_ms": (tpot, ref["tpot_ms"]),
             "e2el_ms": (pt["e2el_ms"]["mean"], ref["e2e_latency_s"] * 1000),
         }
-        pt["error_pct"] = {k: (100 * (m - p) / p if p else None) for k, (m, p) in pairs.items()}
+        pt["error_pct"] = {k: (100 * (m - p) / p if p and m is not None else None) for k, (m, p) in pairs.items()}
+
+
+def measured_latencies(pt: dict) -> tuple[float | None, float | None]:
+    """The mean TTFT and TPOT set beside the projection: over the requests streamed as generated when some
+    arrived merged (their figures time the delivery), none when all did; tok/s and e2e keep every request."""
+    merged = pt.get("merged_requests") or 0
+    if not merged:
+        return pt["ttft_ms"]["mean"], pt["tpot_ms"]["mean"]
+    if merged >= pt["completed"]:
+        return None, None
+    return pt["streamed_ttft_ms"]["mean"], pt["streamed_tpot_ms"]["mean"]
 
 
 def compared(pt: dict) -> dict:
@@ -107,7 +159,9 @@ def compared(pt: dict) -> dict:
     return pt.get("replay") or pt["projection"]
 
 
-def document(cfg, points: list[dict], mode: str, target: ProjectionTarget | None) -> dict[str, Any]:
+def document(
+    cfg, points: list[dict], mode: str, target: ProjectionTarget | None, probe: dict | None = None
+) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -121,6 +175,7 @@ def document(cfg, points: list[dict], mode: str, target: ProjectionTarget | None
         "slo": asdict(cfg.slo),
         "timeouts": {"request_s": cfg.timeout_s, "read_s": cfg.read_timeout_s},
         "target": asdict(target) if target else None,
+        "probe": probe,
         "failed_requests": sum(p["failed"] for p in points),
         "delivered_output_tokens": sum(p["delivered_output_tokens"] for p in points),
         "requested_output_tokens": sum(p["requested_output_tokens"] for p in points),
@@ -130,6 +185,10 @@ def document(cfg, points: list[dict], mode: str, target: ProjectionTarget | None
 
 def _f(x: float | None, nd: int = 0) -> str:
     return "-" if x is None else f"{x:,.{nd}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}%"
 
 
 def render_table(doc: dict) -> str:
@@ -160,7 +219,7 @@ def render_table(doc: dict) -> str:
         t.add_column("goodput req/s", justify="right")
     if has_proj:
         t.add_column("projected tok/s | TTFT | TPOT ms", justify="right")
-        t.add_column("error tok/s | TTFT | TPOT", justify="right")
+        t.add_column("error tok/s | TTFT | TPOT | e2e", justify="right")
     for p in doc["points"]:
         ttft, tpot, itl, e2e = p["ttft_ms"], p["tpot_ms"], p["itl_ms"], p["e2el_ms"]
         row = [
@@ -184,7 +243,9 @@ def render_table(doc: dict) -> str:
                 f"{_f(pr['output_tokens_per_s'])} | {_f(pr['ttft_ms'], 1)} | {_f(pr['tpot_ms'], 2)}" if pr else "-"
             )
             row.append(
-                f"{_f(err['output_tokens_per_s'])}% | {_f(err['ttft_ms'])}% | {_f(err['tpot_ms'])}%" if err else "-"
+                " | ".join(_pct(err.get(k)) for k in ("output_tokens_per_s", "ttft_ms", "tpot_ms", "e2el_ms"))
+                if err
+                else "-"
             )
         t.add_row(*row)
     with open(os.devnull, "w") as sink:
@@ -201,6 +262,19 @@ def render_table(doc: dict) -> str:
             )
     if doc.get("target"):
         lines.append(f"projection: {projection_label(doc['target'])}; error = (measured - projected) / projected")
+        merged = [p for p in doc["points"] if p.get("merged_requests") and p.get("error_pct")]
+        if merged:
+            lines.append(
+                "TTFT and TPOT errors over the requests streamed as generated; arrived merged (the server's API "
+                "process behind its engine, timing the delivery): "
+                + ", ".join(f"{p['merged_requests']} of {p['completed']} at {_f(p['concurrency'])}" for p in merged)
+            )
+        if pr := doc.get("probe"):
+            lines.append(
+                f"projected at this machine's speed now: every time x {pr['speed_factor']:.2f}, the mean end-to-end "
+                f"latency of a probe ({pr['requests']} requests, {pr['concurrency']} clients, before the sweep) "
+                "over its replay with the recorded profile"
+            )
         if any(p.get("replay") for p in doc["points"]):
             lines.append(
                 "projected = each point's closed loop replayed as the bench ran it (clients start together: the "

@@ -173,6 +173,12 @@ def register(app: typer.Typer) -> None:
             help="project the local target (`selfhost up local`) with its own device profile "
             "(costing/data/local-cpu-profile.json), instead of --model-id/--gpu/--calibration",
         ),
+        probe: bool = typer.Option(
+            True,
+            "--probe/--no-probe",
+            help="with --local-profile: before the sweep, time a short probe (8 requests, 2 clients) and set the "
+            "profile to this machine's speed now (the profile's shape, today's scale)",
+        ),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Load-test an endpoint: TTFT, TPOT, ITL, E2E (p50/p90/p99), tokens/s, goodput; exit 1 on failed requests."""
@@ -235,10 +241,20 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             slo=Slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms),
         )
+        probed = None
+        if target and local_profile and probe:
+            from dataclasses import replace
+
+            from selfhost.check.bench_report import PROBE_CONCURRENCY, PROBE_REQUESTS, set_to_probe
+
+            # its own seed: the probe's prompts must not be the sweep's (vLLM's prefix cache would keep them)
+            probe_cfg = replace(cfg, num_prompts=PROBE_REQUESTS, seed=cfg.seed + 1_000_003)
+            [probe_point] = _run_with_progress(probe_cfg, [PROBE_CONCURRENCY], None, "speed probe")
+            params, probed = set_to_probe(probe_point, target, input_tokens, output_tokens, params)
         points = _run_with_progress(cfg, levels, request_rate)
         if target:
             attach_projections(points, target, input_tokens, output_tokens, params)
-        doc = document(cfg, points, "request-rate" if request_rate else "concurrency", target)
+        doc = document(cfg, points, "request-rate" if request_rate else "concurrency", target, probed)
         print(render(doc, fmt))
         if output:
             import json
@@ -289,7 +305,7 @@ def _projection_params(path: str):
     return params
 
 
-def _run_with_progress(cfg, levels, request_rate) -> list[dict]:
+def _run_with_progress(cfg, levels, request_rate, prefix: str = "") -> list[dict]:
     """The sweep with a rich progress bar on stderr (one bar per point)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -307,7 +323,7 @@ def _run_with_progress(cfg, levels, request_rate) -> list[dict]:
     ) as bar:
 
         def progress(label: str, total: int):
-            task = bar.add_task(label, total=total, fail="")
+            task = bar.add_task(f"{prefix} ({label})" if prefix else label, total=total, fail="")
             failed = [0]
 
             def done(r) -> None:
