@@ -65,6 +65,16 @@ def vllm(tmp_path_factory):
         pytest.fail(f"`selfhost up local` failed:\n{up.stderr[-3000:]}", pytrace=False)
     info = json.loads(up.stdout)
     assert info["api_key"] == env["SELFHOST_LOCAL_API_KEY"]
+    # the engine core's spin yields to the API server (selfhost.local.server.yield_engine_core); nothing else does
+    niced = {
+        int(p): os.getpriority(os.PRIO_PROCESS, int(p))
+        for p in os.listdir("/proc")
+        if p.isdigit() and Path(f"/proc/{p}/comm").exists() and os.getpgid(int(p)) == info["pid"]
+    }
+    core = [p for p in niced if Path(f"/proc/{p}/comm").read_text().startswith("VLLM::EngineCor")]
+    assert (
+        len(core) == 1 and niced.pop(core[0]) == 19 and set(niced.values()) == {os.getpriority(os.PRIO_PROCESS, 0)}
+    ), niced
     yield info
     down = cli("down", "local", env=env, timeout=60)
     gone = not Path(f"/proc/{info['pid']}").exists()

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -356,3 +357,39 @@ def test_a_stop_leaves_nothing_of_the_servers_process_group(on_term):
     finally:
         for pid in target.group_members(leader.pid):
             os.kill(pid, 9)
+
+
+# a group like vLLM's: the leader (API server) starts an engine core (two threads) and a worker, named as vLLM names
+# them (setproctitle: the kernel's comm keeps the first 15 characters)
+NAMED = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    body = "import ctypes, sys, threading, time; ctypes.CDLL(None).prctl(15, sys.argv[1].encode()[:15]); "
+    body += "threading.Thread(target=time.sleep, args=(600,), daemon=True).start(); time.sleep(600)"
+    kids = [subprocess.Popen([sys.executable, "-c", body, name]) for name in ("VLLM::EngineCore", "VLLM::Worker")]
+    print(*(k.pid for k in kids), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_the_engine_core_yields_the_cpu_to_the_api_server_and_the_worker_does_not():
+    leader = subprocess.Popen([sys.executable, "-c", NAMED], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        core, worker = (int(x) for x in (leader.stdout.readline() if leader.stdout else "0 0").split())
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{core}/comm").read_text().strip() != "VLLM::EngineCor" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # its second thread started
+        assert target.yield_engine_core(leader.pid) == 2  # the engine core's two threads, no other
+
+        def nices(pid: int) -> set[int]:
+            return {os.getpriority(os.PRIO_PROCESS, int(t.name)) for t in Path(f"/proc/{pid}/task").iterdir()}
+
+        assert nices(core) == {target.ENGINE_CORE_NICE}
+        mine = {os.getpriority(os.PRIO_PROCESS, 0)}  # what the group inherited
+        assert nices(worker) == mine and nices(leader.pid) == mine
+    finally:
+        for pid in target.group_members(leader.pid):
+            os.kill(pid, 9)
+        leader.wait(timeout=10)
