@@ -20,10 +20,11 @@ from costing.performance.fit import FitRequest, fit_check
 
 ROOT = Path(__file__).resolve().parent.parent
 # Four recorded runs of `make run`'s own bench (scripts/run_local_loop.sh; runs 1-3 with CONCURRENCY=1,2,4,8,16, run
-# 4 with the default 1,4,16): `selfhost up local` (vLLM 0.32 CPU, tiny random-weight Llama), 1000 in / 250 out (the
-# default spec's shape), 32 requests a point (64 at 16 clients), 2026-12-07. This 2-vCPU machine serves the same
-# run at two speeds about 30% apart (runs 1 and 2 the slower, 3 and 4 the faster; the machine otherwise idle
-# but for run 3's last point): the profile is fitted to both, so it sits between them. tests/data, also used by tests.
+# 4 with the default 1,4,16): `selfhost up local` (vLLM 0.32 CPU, tiny random-weight Llama, the engine core at nice
+# 19: every request streamed, none merged), 1000 in / 250 out (the default spec's shape), 32 requests a point (64 at
+# 16 clients), 2026-12-07 11:50-11:54 UTC on a 2-vCPU machine otherwise idle. Even so the four runs are up to 25%
+# apart at one client (501 vs 400 tok/s): the profile is fitted to all of them, and `bench --local-profile` scales
+# it to the machine's speed of the moment by a probe. tests/data, also used by tests.
 BENCHES = tuple(f"tests/data/bench-local-loop-{n}.json" for n in (1, 2, 3, 4))
 STAND_IN = {"model": "llama-3.2-1b", "precision": "bf16", "gpu": "H100", "gpus": 1}
 OUT = ROOT / "costing" / "data" / "local-cpu-profile.json"
