@@ -446,3 +446,13 @@ def test_the_sweep_runs_on_uvloop_and_falls_back_to_asyncio_without_it(monkeypat
     assert run_async(loop_module()).startswith("uvloop")
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
     assert run_async(loop_module()).startswith("asyncio")
+
+
+def test_a_probe_that_completes_nothing_is_refused_before_the_sweep():
+    """Every probe request cut short (a server aborting its streams): one line naming the probe and --no-probe,
+    exit 2, no sweep run."""
+    with stand_in_server("--api-key", KEY, "--model", "tiny", "--end-after", "10", "--end-as", "abort") as ending:
+        args = ("bench", ending, "--api-key", KEY, "--concurrency", "1", "--num-prompts", "4", "--input-tokens", "64")
+        p = _cli(*args, "--output-tokens", "32", "--local-profile")
+    assert p.returncode == 2 and "completed no request" in p.stderr and "--no-probe" in p.stderr
+    assert "Traceback" not in p.stderr and "concurrency 1 " not in p.stderr

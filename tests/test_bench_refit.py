@@ -480,6 +480,8 @@ def test_a_probe_sets_the_speed_from_its_end_to_end_latency_and_refuses_what_is_
     for e2e in (0.01 * run.e2e_latency_s, 30 * run.e2e_latency_s, None):
         with pytest.raises(UserError, match="probe"):
             speed_factor(fit, base, replace(probe, e2e_mean_s=e2e))
+    with pytest.raises(UserError, match="completed no request"):  # bench_points kept no point of it
+        speed_factor(fit, base, None)
 
 
 def test_a_point_with_merged_streams_gives_the_refit_the_streamed_requests_figures():

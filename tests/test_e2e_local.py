@@ -20,6 +20,7 @@ import pytest
 from fake_vllm_server import free_port
 
 from costing.performance.bench_refit import bench_points
+from selfhost.local.server import group_members
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,11 +67,7 @@ def vllm(tmp_path_factory):
     info = json.loads(up.stdout)
     assert info["api_key"] == env["SELFHOST_LOCAL_API_KEY"]
     # the engine core's spin yields to the API server (selfhost.local.server.yield_engine_core); nothing else does
-    niced = {
-        int(p): os.getpriority(os.PRIO_PROCESS, int(p))
-        for p in os.listdir("/proc")
-        if p.isdigit() and Path(f"/proc/{p}/comm").exists() and os.getpgid(int(p)) == info["pid"]
-    }
+    niced = {p: os.getpriority(os.PRIO_PROCESS, p) for p in group_members(info["pid"])}
     core = [p for p in niced if Path(f"/proc/{p}/comm").read_text().startswith("VLLM::EngineCor")]
     assert (
         len(core) == 1 and niced.pop(core[0]) == 19 and set(niced.values()) == {os.getpriority(os.PRIO_PROCESS, 0)}

@@ -95,12 +95,10 @@ def bench_points(bench: dict[str, Any] | list[Any]) -> list[BenchPoint]:
         if e2e_mean is None and isinstance(pt.get("e2el_ms"), dict):
             e2e_mean = (_pick(pt["e2el_ms"], "mean") or 0) / 1e3 or None
             e2e_p90 = (_pick(pt["e2el_ms"], "p90") or 0) / 1e3 or None
-        ttft, tpot, itl = pt.get("ttft_ms"), pt.get("tpot_ms"), _pick(pt.get("itl_ms"), "p50", "median")
-        merged = _pick(pt.get("merged_requests")) or 0.0
-        if merged:  # some streams arrived in bursts: TTFT and TPOT of the others, none when all did
-            streamed = merged < (_pick(pt.get("completed")) or 0.0)
-            ttft, tpot = (pt.get("streamed_ttft_ms"), pt.get("streamed_tpot_ms")) if streamed else (None, None)
-            itl = None if streamed else 0.0  # the streamed requests' figures are the engine's
+        ttft, tpot = engine_latencies(pt)
+        itl = _pick(pt.get("itl_ms"), "p50", "median")
+        if _pick(pt.get("merged_requests")):  # the streamed requests' figures are the engine's; none: all merged
+            itl = 0.0 if ttft is None else None
         point = BenchPoint(
             round(conc),
             round(i),
@@ -116,6 +114,18 @@ def bench_points(bench: dict[str, Any] | list[Any]) -> list[BenchPoint]:
         _check_point(point)
         out.append(point)
     return out
+
+
+def engine_latencies(pt: dict[str, Any]) -> tuple[Any, Any]:
+    """A bench point's TTFT and TPOT summaries that time the engine: every request's, or when some streams
+    arrived merged (`merged_requests`: tokens in one burst, the API server behind) the other requests'
+    (`streamed_ttft_ms`, `streamed_tpot_ms`); (None, None) when every stream did."""
+    merged = _pick(pt.get("merged_requests")) or 0.0
+    if not merged:
+        return pt.get("ttft_ms"), pt.get("tpot_ms")
+    if merged >= (_pick(pt.get("completed")) or 0.0):
+        return None, None
+    return pt.get("streamed_ttft_ms"), pt.get("streamed_tpot_ms")
 
 
 MAX_POINT = {"concurrency": 100_000, "input_tokens": 10_000_000, "output_tokens": 10_000_000, "requests": 20_000}
@@ -407,14 +417,14 @@ def at_speed(params: Params, k: float) -> Params:
     return replace(params, **values)
 
 
-def speed_factor(fit, params: Params, probe: BenchPoint) -> float:
+def speed_factor(fit, params: Params, probe: BenchPoint | None) -> float:
     """How much slower (> 1) or faster (< 1) this machine runs now than the profile: a probe's mean
     end-to-end latency over its closed-loop replay. The whole request (prompt, steps, the server's own
     time) is the one figure a short probe measures steadily; TTFT alone is tens of milliseconds of jitter
     on a busy CPU, and a merged stream's TTFT and TPOT measure delivery (see BenchPoint.merged)."""
     from costing.errors import UserError
 
-    if not probe.e2e_mean_s or not probe.requests:
+    if probe is None or not probe.e2e_mean_s or not probe.requests:  # None: bench_points kept no point
         raise UserError(
             "the speed probe completed no request, so the local profile cannot be set to this machine",
             "check the server (selfhost smoke), or pass --no-probe to compare with the profile as recorded",

@@ -110,6 +110,7 @@ def metrics(results: Sequence[RequestResult], duration_s: float, slo: Slo = Slo(
     dur = max(duration_s, 1e-9)
     tpots = [t for t in (r.tpot for r in done) if t is not None]
     good = sum(meets_slo(r, slo) for r in done)
+    streamed = [r for r in done if not r.merged]
     return {
         "num_requests": len(results),
         "completed": len(done),
@@ -133,7 +134,7 @@ def metrics(results: Sequence[RequestResult], duration_s: float, slo: Slo = Slo(
         "e2el_ms": summary_ms([r.latency for r in done]),
         # TTFT and TPOT of the requests streamed as generated (not merged): what a projection of the engine is
         # compared with; the figures above keep every request
-        "merged_requests": sum(r.merged for r in done),
-        "streamed_ttft_ms": summary_ms([r.ttft for r in done if not r.merged]),
-        "streamed_tpot_ms": summary_ms([r.tpot for r in done if not r.merged and r.tpot is not None]),
+        "merged_requests": len(done) - len(streamed),
+        "streamed_ttft_ms": summary_ms([r.ttft for r in streamed]),
+        "streamed_tpot_ms": summary_ms([r.tpot for r in streamed if r.tpot is not None]),
     }

@@ -85,19 +85,13 @@ def set_to_probe(probe_point: dict, target: ProjectionTarget, input_tokens: int,
 
     fit = _fit_of(target, input_tokens, output_tokens)
     doc = {"mode": "concurrency", "input_tokens": input_tokens, "output_tokens": output_tokens}
-    points = bench_points({**doc, "points": [probe_point]})
-    if not points:
-        from costing.errors import UserError
-
-        raise UserError(
-            "the speed probe completed no request, so the local profile cannot be set to this machine",
-            "check the server (selfhost smoke), or pass --no-probe to compare with the profile as recorded",
-        )
-    k = speed_factor(fit, params, points[0])
+    points = bench_points({**doc, "points": [probe_point]})  # none when the probe completed nothing
+    probe = points[0] if points else None
+    k = speed_factor(fit, params, probe)  # refuses a probe that completed nothing
     record = {
         "concurrency": PROBE_CONCURRENCY,
         "requests": probe_point["completed"],
-        "e2e_latency_s": points[0].e2e_mean_s,
+        "e2e_latency_s": probe.e2e_mean_s if probe else None,
         "speed_factor": round(k, 4),
         "method": "every projected time x speed_factor = the probe's mean end-to-end latency over its "
         "closed-loop replay with the recorded profile (costing.performance.bench_refit.speed_factor)",
@@ -145,13 +139,12 @@ def attach_projections(
 
 def measured_latencies(pt: dict) -> tuple[float | None, float | None]:
     """The mean TTFT and TPOT set beside the projection: over the requests streamed as generated when some
-    arrived merged (their figures time the delivery), none when all did; tok/s and e2e keep every request."""
-    merged = pt.get("merged_requests") or 0
-    if not merged:
-        return pt["ttft_ms"]["mean"], pt["tpot_ms"]["mean"]
-    if merged >= pt["completed"]:
-        return None, None
-    return pt["streamed_ttft_ms"]["mean"], pt["streamed_tpot_ms"]["mean"]
+    arrived merged (their figures time the delivery), none when all did (bench_refit.engine_latencies, which
+    the refit reads too); tok/s and e2e keep every request."""
+    from costing.performance.bench_refit import engine_latencies
+
+    ttft, tpot = engine_latencies(pt)
+    return (ttft["mean"] if ttft else None), (tpot["mean"] if tpot else None)
 
 
 def compared(pt: dict) -> dict:
