@@ -259,3 +259,36 @@ def test_a_capped_burst_replays_lengths_clipped_at_the_cap_with_the_published_me
         capped = simulate_burst_chunked(*args, outs=burst_output_lengths(r)).output_tok_s
         tail = simulate_burst_chunked(*args, outs=sharegpt_output_lengths(r.burst, r.output_tokens)).output_tok_s
         assert abs(capped / r.output_tok_s - 1) < abs(tail / r.output_tok_s - 1)
+
+
+def test_a_median_e2e_is_projected_as_the_median_length_requests():
+    """Sources state e2e as a mean (LambdaLabs' mean_latency_ms, trtllm-bench's average) or a median (the SGLang
+    README's Median E2E Latency, ShareGPT lengths): a median row is compared with TTFT + (median output - 1) x TPOT
+    at the row's load, the median of the exponential lengths the bursts replay (about ln 2 x the mean), not with
+    the mean-length request's latency; a burst's median comes from the replay's own requests."""
+    import math
+
+    from costing.performance.published import median_output_length
+
+    rows = read_rows()
+    kinds = {r.index: r.e2e_kind for r in rows if r.e2e_s is not None}
+    assert all(r.e2e_kind is None for r in rows if r.e2e_s is None)
+    sglang = [r for r in rows if "sgl-project/sglang" in r.source and r.request_rate]
+    assert len(sglang) == 4 and all(kinds[r.index] == "median" for r in sglang)
+    assert [kinds[r.index] for r in rows if "LambdaLabsML" in r.source and r.e2e_s] == ["mean"] * 4
+    p = load_params()
+    for r in sglang:
+        f = fit_for_row(r)
+        med, mean = predict(r, f, p), predict(replace(r, e2e_kind="mean"), f, p)
+        m = median_output_length(r)
+        assert abs(m / (r.output_tokens * math.log(2)) - 1) < 0.01
+        assert med.e2e_s == pytest.approx(1e-3 * (med.ttft_ms + (m - 1) * med.tpot_ms))
+        assert med.e2e_s < mean.e2e_s and med.output_tok_s == mean.output_tok_s
+        # every request the same length: the median request is the mean one
+        same = replace(r, fixed_output=True)
+        assert predict(same, f, p).e2e_s == predict(replace(same, e2e_kind="mean"), f, p).e2e_s
+    f = fit_check(FitRequest(model="llama-3-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=2048))
+    outs = sharegpt_output_lengths(320, 204)
+    mean_b = simulate_burst(f, p, 320, 205, 204, outs=outs)
+    med_b = simulate_burst(f, p, 320, 205, 204, outs=outs, e2e_median=True)
+    assert med_b.e2e_s < mean_b.e2e_s and med_b.output_tok_s == mean_b.output_tok_s

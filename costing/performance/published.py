@@ -134,45 +134,94 @@ def burst_output_lengths(row: Row) -> list[int]:
     return clipped_output_lengths(n, o, row.output_cap) if row.output_cap else sharegpt_output_lengths(n, o)
 
 
-def _burst_result(run: Replay, cap: int) -> Predicted:
+def _burst_result(run: Replay, cap: int, e2e_median: bool = False) -> Predicted:
     """A burst's figures as benchmark_serving reports them: tokens over the makespan, mean TTFT, median
-    TPOT, mean latency; its concurrency is the admission cap."""
+    TPOT, mean latency (the median request's with `e2e_median`); its concurrency is the admission cap."""
     tpots = sorted(run.tpot_s())
+    e2es = run.e2e_s()
     return Predicted(
         output_tok_s=run.output_tokens_per_s,
         tpot_ms=1e3 * tpots[len(tpots) // 2],
         ttft_ms=1e3 * statistics.fmean(run.ttft_s()),
-        e2e_s=statistics.fmean(run.e2e_s()),
+        e2e_s=statistics.median(e2es) if e2e_median else statistics.fmean(e2es),
         concurrency=float(cap),
     )
 
 
 def simulate_burst_chunked(
-    fit, params, n: int, input_tokens: int, mean_output: int, engine: str, outs: list[int] | None = None
+    fit,
+    params,
+    n: int,
+    input_tokens: int,
+    mean_output: int,
+    engine: str,
+    outs: list[int] | None = None,
+    e2e_median: bool = False,
 ) -> Predicted:
     """The burst under a chunked-prefill scheduler (vLLM V1; 0.5.4 above 32K context; scheduler.replay, chunked):
     every step decodes all running sequences first, then fills the rest of max_num_batched_tokens with prompt chunks."""
-    return _replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=True, outs=outs)
+    return _replay_burst(
+        fit, params, n, input_tokens, mean_output, engine, chunked=True, outs=outs, e2e_median=e2e_median
+    )
 
 
 def simulate_burst(
-    fit, params, n: int, input_tokens: int, mean_output: int, engine: str = "vllm-v0", outs: list[int] | None = None
+    fit,
+    params,
+    n: int,
+    input_tokens: int,
+    mean_output: int,
+    engine: str = "vllm-v0",
+    outs: list[int] | None = None,
+    e2e_median: bool = False,
 ) -> Predicted:
     """vLLM 0.5.4's benchmark_serving with `n` prompts sent at once (request rate inf), V0's default scheduler
     (costing.performance.scheduler.replay, not chunked): prefill-only steps of whole prompts whenever a slot is free,
-    otherwise decode steps; throughput = tokens / makespan. `outs`: the output lengths (default: ShareGPT's)."""
-    return _replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=False, outs=outs)
+    otherwise decode steps; throughput = tokens / makespan. `outs`: the output lengths (default: ShareGPT's);
+    `e2e_median`: the median request's latency rather than the mean."""
+    return _replay_burst(
+        fit, params, n, input_tokens, mean_output, engine, chunked=False, outs=outs, e2e_median=e2e_median
+    )
 
 
 def _replay_burst(
-    fit, params, n: int, i: int, mean_output: int, engine: str, *, chunked: bool, outs: list[int] | None = None
+    fit,
+    params,
+    n: int,
+    i: int,
+    mean_output: int,
+    engine: str,
+    *,
+    chunked: bool,
+    outs: list[int] | None = None,
+    e2e_median: bool = False,
 ) -> Predicted:
     outs = outs or sharegpt_output_lengths(n, mean_output)
     cap = scheduler.admissible(fit, i, mean_output, engine, staggered=False)
     run = scheduler.replay(
         fit, params, i, outs, scheduler.Arrivals.burst(n), max_running=cap, engine=engine, chunked=chunked
     )
-    return _burst_result(run, cap)
+    return _burst_result(run, cap, e2e_median)
+
+
+def median_output_length(row: Row) -> float:
+    """The median request's output length: the row's own when every request has it ("output N per request"),
+    else the median of the ShareGPT stand-in the bursts are replayed with (burst_output_lengths: exponential at
+    the row's mean, clipped at its cap), i.e. about ln 2 x the mean."""
+    if row.fixed_output:
+        return float(row.output_tokens)
+    n, o = 1001, row.output_tokens
+    lens = clipped_output_lengths(n, o, row.output_cap) if row.output_cap else sharegpt_output_lengths(n, o)
+    return float(statistics.median(lens))
+
+
+def _e2e_of(row: Row, ttft_ms: float, tpot_ms: float, mean_e2e_s: float) -> float:
+    """The e2e latency the row states: the projection's (a request of the mean length) unless the source gives
+    the median request's, which, with output lengths that vary, is the median-length request's:
+    TTFT + (median output - 1) x TPOT (TTFT and TPOT as projected at the row's load)."""
+    if row.e2e_kind != "median" or row.fixed_output:
+        return mean_e2e_s
+    return 1e-3 * (ttft_ms + (median_output_length(row) - 1) * tpot_ms)
 
 
 def poisson_concurrency(fit, params: Params, i: int, o: int, rate: float, engine: str) -> int:
@@ -199,15 +248,17 @@ def predict(row: Row, fit, params: Params) -> Predicted:
 
     if row.burst:
         outs, args = burst_output_lengths(row), (row.burst, row.input_tokens, row.output_tokens, row.engine)
+        med = row.e2e_kind == "median"
         if long_context_chunked(row) or row.engine == "vllm":  # V1 always chunks prefills
-            return simulate_burst_chunked(fit, params, *args, outs=outs)
-        return simulate_burst(fit, params, *args, outs=outs)
+            return simulate_burst_chunked(fit, params, *args, outs=outs, e2e_median=med)
+        return simulate_burst(fit, params, *args, outs=outs, e2e_median=med)
     if row.request_rate and not row.concurrency:
         i, o = row.input_tokens, row.output_tokens
         conc = poisson_concurrency(fit, params, i, o, row.request_rate, row.engine)
         pr = project(fit, i, o, conc, params, engine=row.engine)
         tok_s = min(pr.output_tokens_per_s, row.request_rate * o)  # open loop: throughput = arrivals
-        return Predicted(tok_s, pr.tpot_ms, pr.ttft_ms, pr.e2e_latency_s, float(conc))
+        e2e = _e2e_of(row, pr.ttft_ms, pr.tpot_ms, pr.e2e_latency_s)
+        return Predicted(tok_s, pr.tpot_ms, pr.ttft_ms, e2e, float(conc))
     # llmperf counts tokens with its own tokenizer: the server sees `ratio` times fewer prompt tokens than the
     # row states, and llmperf's tok/s and ITL are per client-counted token (see client_token_ratio)
     ratio = client_token_ratio(row)
@@ -217,7 +268,8 @@ def predict(row: Row, fit, params: Params) -> Predicted:
     pr = project(fit, i, o, conc, params, engine=row.engine, lockstep=row.fixed_output)
     # llmperf's per-request ITL is the sum of the gaps after the first token over all output tokens
     tpot = pr.tpot_ms * (o - 1) / o / ratio if row.tpot_kind == "ITL" else pr.tpot_ms
-    return Predicted(pr.output_tokens_per_s * ratio, tpot, pr.ttft_ms, pr.e2e_latency_s, pr.concurrency)
+    e2e = _e2e_of(row, pr.ttft_ms, pr.tpot_ms, pr.e2e_latency_s)
+    return Predicted(pr.output_tokens_per_s * ratio, tpot, pr.ttft_ms, e2e, pr.concurrency)
 
 
 def prepared_rows(path: str | Path = DEFAULT_CSV) -> list[tuple[Row, Any]]:

@@ -95,6 +95,9 @@ class Row:
     max_model_len: int | None = (
         None  # the server's --max-model-len when the notes state it (V0 sizes its batches by it)
     )
+    # which e2e_s the source states: "median" when the notes say "e2e median" (the median request's latency, which
+    # with ShareGPT's long-tailed output lengths is well below the mean), else "mean"; None without an e2e_s
+    e2e_kind: str | None = None
 
     def label(self) -> str:
         return f"{self.gpus}x {self.gpu_raw} {self.model} {self.precision} {self.engine}"
@@ -168,6 +171,9 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                     if "TPOT median" in notes
                     else "per-output-token latency"
                 )
+            e2e_kind = None
+            if _num(r["e2e_s"]) is not None:
+                e2e_kind = "median" if "e2e median" in r["notes"] else "mean"
             cap = re.search(r"\bcap (\d+)\b", r["notes"])
             max_len = re.search(r"\bmax_model_len (\d+)\b", r["notes"])
             rows.append(
@@ -197,6 +203,7 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                     fit_weight=weight,
                     note=note,
                     request_rate=rate,
+                    e2e_kind=e2e_kind,
                 )
             )
     return rows
