@@ -220,8 +220,8 @@ def test_the_shipped_band_table_is_dated_sourced_and_holds_70_to_90_percent():
 
 def test_the_shipped_bands_are_drawn_from_their_samples_and_cover_each_metric_held_out():
     """Issue 26: the nominal 80% band holds 70-90% of each source's rows when drawn without that source, for
-    tok/s, TPOT and TTFT (e2e has 5 measured rows and takes the mirrored tok/s band); and the shipped table is
-    the one build_table draws from the shipped held-out errors (a change of method regenerates it)."""
+    tok/s, TPOT and TTFT (e2e has 9 measured rows from 3 sources and takes the mirrored tok/s band); and the shipped
+    table is the one build_table draws from the shipped held-out errors (a change of method regenerates it)."""
     pairs = [bands.Sample(m, reg, ctx, x, eng, src) for src, m, reg, ctx, x, eng in SHIPPED["samples"]]
     assert bands.build_table(pairs) == SHIPPED["bands"]
     for metric in ("output_tok_s", "tpot_ms", "ttft_ms"):
@@ -372,6 +372,21 @@ def test_too_few_latencies_take_the_mirrored_throughput_band():
     table = bands.build_table(samples)
     tok, e2e = table["output_tok_s"]["all"], table["e2e_s"]["all"]
     assert (e2e["p10"], e2e["p90"]) == (-tok["p90"], -tok["p10"]) and e2e["from"] == "output_tok_s"
+
+
+def test_e2e_takes_its_own_band_only_from_enough_sources():
+    """As a regime bucket: e2e gets a band of its own only with MIN_ROWS rows outside its two largest sources (a
+    band is meant for a source not yet seen); fewer, however many rows the few sources hold, and it is the
+    throughput band mirrored (the shipped 9 e2e rows come from three sources)."""
+    tok = [bands.Sample("output_tok_s", "saturated", "short", 0.02 * k - 0.1, source="t") for k in range(30)]
+    few = [bands.Sample("e2e_s", "saturated", "short", 0.5 + 0.01 * k, source=f"s{min(k // 14, 2)}") for k in range(30)]
+    assert bands.build_table(tok + few)["e2e_s"]["all"]["from"] == "output_tok_s"
+    many = few + [bands.Sample("e2e_s", "saturated", "short", 0.5, source=f"u{k}") for k in range(bands.MIN_ROWS)]
+    own = bands.build_table(tok + many)["e2e_s"]["all"]
+    assert "from" not in own and own["n"] == 30 + bands.MIN_ROWS and own["p10"] >= 0.5
+    shipped = [x for x in SHIPPED["samples"] if x[1] == "e2e_s"]
+    assert len(shipped) == 9 and len({x[0] for x in shipped}) == 3
+    assert SHIPPED["bands"]["e2e_s"]["all"]["from"] == "output_tok_s"
 
 
 # ---- item 3: TTFT under load, a V0 closed loop with fixed lengths ----
