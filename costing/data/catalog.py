@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,9 @@ class Gpu:
     interconnect_gbs: float
     source: str
     as_of: str
+    # a fabric of gpus.yaml's `allreduce` table (measured NCCL all-reduce times); None: the fitted
+    # interconnect_gbs x allreduce_bw_eff term (NVLink parts)
+    allreduce: str | None = None
 
     def dense_tflops(self, compute: str) -> float:
         """Dense TFLOPS for a compute type, falling back to bf16 where the GPU lacks it."""
@@ -108,6 +112,40 @@ class Gpu:
 
     def computes_natively(self, precision: Precision) -> bool:
         return self.arch in precision.native_archs
+
+
+@dataclass(frozen=True)
+class AllReduceCurve:
+    """One server's measured NCCL all-reduce (nccl-tests all_reduce_perf): the time of each message size."""
+
+    fabric: str
+    gpus: int
+    points: tuple[tuple[float, float], ...]  # (message bytes, seconds), ascending sizes
+    printed_busbw: tuple[float, ...]  # nccl-tests' busbw column (GB/s) for each point, as published
+    system: str
+    source: str
+    as_of: str
+
+    def seconds(self, nbytes: float) -> float:
+        """Time of one all-reduce of `nbytes`: log-log between the measured sizes; below the smallest, the line
+        through the two smallest (its intercept is the measured latency at this protocol); above the largest,
+        the line through the two largest (the bandwidth the largest sizes reach)."""
+        pts = self.points
+        if nbytes <= pts[0][0]:
+            (s1, t1), (s2, t2) = pts[0], pts[1]
+            return max(t1 - (s1 - nbytes) * (t2 - t1) / (s2 - s1), 0.0)
+        if nbytes >= pts[-1][0]:
+            (s1, t1), (s2, t2) = pts[-2], pts[-1]
+            return t2 + (nbytes - s2) * (t2 - t1) / (s2 - s1)
+        for (s1, t1), (s2, t2) in pairwise(pts):
+            if nbytes <= s2:
+                f = math.log(nbytes / s1) / math.log(s2 / s1)
+                return math.exp(math.log(t1) + f * math.log(t2 / t1))
+        raise AssertionError("unreachable: nbytes is within the measured sizes")
+
+    def bus_gbs(self, nbytes: float) -> float:
+        """nccl-tests' busbw at `nbytes`: size / time x 2(n-1)/n, in GB/s."""
+        return nbytes / self.seconds(nbytes) * 2 * (self.gpus - 1) / self.gpus / 1e9
 
 
 @dataclass(frozen=True)
@@ -248,6 +286,7 @@ class Catalog:
     apis: tuple[ApiPrice, ...]
     _alias: dict[str, str] = field(default_factory=dict)
     other_rows: tuple[PriceRow, ...] = ()  # snapshot rows of no offer (managed endpoints' machines)
+    allreduce: dict[tuple[str, int], AllReduceCurve] = field(default_factory=dict)  # (fabric, GPUs) -> curve
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster, keeps `selfhost plan` instant
@@ -277,7 +316,21 @@ def catalog() -> Catalog:
         pid: Precision(id=pid, native_archs=tuple(p.pop("native_archs")), fallback=p.pop("fallback", None), **p)
         for pid, p in _read("precisions.yaml")["precisions"].items()
     }
-    gpus = {name: Gpu(name=name, **g) for name, g in _read("gpus.yaml")["gpus"].items()}
+    gpu_data = _read("gpus.yaml")
+    gpus = {name: Gpu(name=name, **g) for name, g in gpu_data["gpus"].items()}
+    allreduce = {
+        (fabric, int(n)): AllReduceCurve(
+            fabric=fabric,
+            gpus=int(n),
+            points=tuple((float(b), float(us) * 1e-6) for b, us, _ in c["rows"]),
+            printed_busbw=tuple(float(bw) for _, _, bw in c["rows"]),
+            system=c["system"],
+            source=c["source"],
+            as_of=c["as_of"],
+        )
+        for fabric, by_count in (gpu_data.get("allreduce") or {}).items()
+        for n, c in by_count.items()
+    }
     raw_offers = _read("offers.yaml")
     by_type: dict[tuple[str, str], list[PriceRow]] = {}
     rows = price_rows()
@@ -292,7 +345,7 @@ def catalog() -> Catalog:
     )
     offered = {(o["cloud"], o["instance_type"]) for o in raw_offers["offers"].values()}
     other = tuple(r for r in rows if (r.cloud, r.instance_type) not in offered)
-    return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias, other)
+    return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias, other, allreduce)
 
 
 SHIPPED_SNAPSHOT = "costing/data/prices.yaml"
@@ -454,6 +507,14 @@ def get_gpu(name: str) -> Gpu:
     if key is None:
         raise _unknown("GPU", name, list(cat.gpus), "--gpu")
     return cat.gpus[key]
+
+
+def allreduce_curve(gpu: Gpu, gpus: int) -> AllReduceCurve | None:
+    """The measured all-reduce of `gpus` GPUs on this GPU's fabric (gpus.yaml `allreduce`), or None: the GPU names
+    no fabric (NVLink parts), or its fabric has no rows at that GPU count (the fitted term applies)."""
+    if gpu.allreduce is None:
+        return None
+    return catalog().allreduce.get((gpu.allreduce, gpus))
 
 
 def get_offer(offer_id: str) -> Offer:

@@ -46,6 +46,7 @@ GPU_NAMES = {  # CSV name -> (catalog name, override or None)
         {
             "bandwidth_gbs": 1935.0,
             "interconnect_gbs": 32.0,
+            "allreduce": "pcie4",  # PCIe-only: gpus.yaml's measured all-reduce where it has the GPU count
             "source": "NVIDIA A100 PCIe 80GB datasheet: 1,935 GB/s; PCIe Gen4 x16 "
             "(no NVLink assumed) - calibration-side override",
         },
