@@ -17,6 +17,8 @@ SOURCES = {
     "internode_latency_us": "fixed assumption: one-way latency of a pipeline-parallel hop between nodes over the "
     "cloud network (NCCL send/recv; tens of microseconds with RDMA, more over TCP); no multi-node row to fit it",
     "internode_gbs": "fixed assumption: 12.5 GB/s (100 Gbit/s) between nodes; no multi-node row to fit it",
+    "measured_bus_share": "fixed at 1: PCIe-only parts take NCCL's measured all-reduce bus bandwidth as measured "
+    "(gpus.yaml `allreduce`); only a local profile's speed scales it",
 }
 
 

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -116,36 +115,23 @@ class Gpu:
 
 @dataclass(frozen=True)
 class AllReduceCurve:
-    """One server's measured NCCL all-reduce (nccl-tests all_reduce_perf): the time of each message size."""
+    """One server's measured NCCL all-reduce (nccl-tests all_reduce_perf) at one GPU count."""
 
     fabric: str
     gpus: int
-    points: tuple[tuple[float, float], ...]  # (message bytes, seconds), ascending sizes
-    printed_busbw: tuple[float, ...]  # nccl-tests' busbw column (GB/s) for each point, as published
+    avg_busbw_gbs: float  # nccl-tests' 'Avg bus bandwidth' over the run's sizes: what the projection uses
+    rows: tuple[tuple[float, float, float, float, float], ...]  # size B, out-of-place us, busbw, in-place us, busbw
     system: str
     source: str
     as_of: str
 
-    def seconds(self, nbytes: float) -> float:
-        """Time of one all-reduce of `nbytes`: log-log between the measured sizes; below the smallest, the line
-        through the two smallest (its intercept is the measured latency at this protocol); above the largest,
-        the line through the two largest (the bandwidth the largest sizes reach)."""
-        pts = self.points
-        if nbytes <= pts[0][0]:
-            (s1, t1), (s2, t2) = pts[0], pts[1]
-            return max(t1 - (s1 - nbytes) * (t2 - t1) / (s2 - s1), 0.0)
-        if nbytes >= pts[-1][0]:
-            (s1, t1), (s2, t2) = pts[-2], pts[-1]
-            return t2 + (nbytes - s2) * (t2 - t1) / (s2 - s1)
-        for (s1, t1), (s2, t2) in pairwise(pts):
-            if nbytes <= s2:
-                f = math.log(nbytes / s1) / math.log(s2 / s1)
-                return math.exp(math.log(t1) + f * math.log(t2 / t1))
-        raise AssertionError("unreachable: nbytes is within the measured sizes")
+    @property
+    def bus_bytes_per_s(self) -> float:
+        return self.avg_busbw_gbs * 1e9
 
-    def bus_gbs(self, nbytes: float) -> float:
-        """nccl-tests' busbw at `nbytes`: size / time x 2(n-1)/n, in GB/s."""
-        return nbytes / self.seconds(nbytes) * 2 * (self.gpus - 1) / self.gpus / 1e9
+    def bus_gbs(self, nbytes: float, seconds: float) -> float:
+        """nccl-tests' busbw of one all-reduce of `nbytes` in `seconds`: size / time x 2(n-1)/n, in GB/s."""
+        return nbytes / seconds * 2 * (self.gpus - 1) / self.gpus / 1e9
 
 
 @dataclass(frozen=True)
@@ -322,8 +308,8 @@ def catalog() -> Catalog:
         (fabric, int(n)): AllReduceCurve(
             fabric=fabric,
             gpus=int(n),
-            points=tuple((float(b), float(us) * 1e-6) for b, us, _ in c["rows"]),
-            printed_busbw=tuple(float(bw) for _, _, bw in c["rows"]),
+            avg_busbw_gbs=float(c["avg_busbw_gbs"]),
+            rows=tuple((float(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in c["rows"]),
             system=c["system"],
             source=c["source"],
             as_of=c["as_of"],

@@ -12,8 +12,8 @@ default), and the admission cap (the KV cache at each prompt's full length, or a
 The step (step_parts): the GEMMs (the weights at `bw_eff` of the datasheet bandwidth, 2 x params FLOPs per
 token) and the attention kernels (the batch's KV cache at `kv_bw_eff`, their FLOPs), FLOPs at `mfu_decode` /
 `mfu_prefill` of the dense TFLOPS; each kernel class's memory and compute time overlap by `overlap`, the two
-classes add (they run one after the other); plus tensor-parallel all-reduces (on PCIe-only parts, NCCL's measured
-time for the message size, gpus.yaml `allreduce`), pipeline-parallel hops and the
+classes add (they run one after the other); plus tensor-parallel all-reduces (on PCIe-only parts at NCCL's measured bus
+bandwidth, gpus.yaml `allreduce`), pipeline-parallel hops and the
 engine's CPU time per step and per sequence (see costing.performance.calibration for every parameter).
 
 Imports nothing heavy (no numpy/scipy), and nothing of costing.performance.projection or costing.performance.published.
@@ -56,8 +56,8 @@ class Hardware:
     interconnect: float  # bytes/s per GPU, one direction
     weight_only: bool  # quantized weights computed in 16 bits (dequantizing kernels)
     compute_type: str
-    # PCIe-only parts: NCCL's measured all-reduce at this tensor-parallel size (gpus.yaml `allreduce`); None: the
-    # fitted interconnect x allreduce_bw_eff term
+    # PCIe-only parts: NCCL's measured all-reduce at this tensor-parallel size (gpus.yaml `allreduce`), whose bus
+    # bandwidth replaces interconnect x allreduce_bw_eff; None: that fitted term
     allreduce_curve: AllReduceCurve | None = None
 
     @classmethod
@@ -137,15 +137,17 @@ def step_parts(
     stage_gpu = _roof(w_mem, gemm, p.overlap) + _roof(kv_mem, attn, p.overlap)
     stage_comm = 0.0
     if tp > 1:  # two all-reduces per layer of the activations of every token in the micro-batch
-        message = (b + pf) * hw.hidden * 2  # bytes each all-reduce sums (16-bit activations)
-        if hw.allreduce_curve is not None:  # PCIe-only: the measured time of this message size
-            per = hw.allreduce_curve.seconds(message)
+        ring = 2 * (tp - 1) / tp * (b + pf) * hw.hidden * 2
+        # latency: a fixed part and one hop per GPU beyond the second (a ring or one-shot all-reduce reaches
+        # every peer), so tensor parallel costs more per step the wider it is, whatever the model's size
+        latency = (p.allreduce_latency_us + (tp - 2) * p.allreduce_hop_us) * 1e-6
+        # the bus bandwidth: NCCL's measured one on PCIe-only parts (gpus.yaml `allreduce`), else a fitted share
+        # of the link's datasheet rate
+        if hw.allreduce_curve is not None:
+            bus = hw.allreduce_curve.bus_bytes_per_s * p.measured_bus_share
         else:
-            ring = 2 * (tp - 1) / tp * message
-            # latency: a fixed part and one hop per GPU beyond the second (a ring or one-shot all-reduce reaches
-            # every peer), so tensor parallel costs more per step the wider it is, whatever the model's size
-            latency = (p.allreduce_latency_us + (tp - 2) * p.allreduce_hop_us) * 1e-6
-            per = latency + ring / (hw.interconnect * p.allreduce_bw_eff)
+            bus = hw.interconnect * p.allreduce_bw_eff
+        per = latency + ring / bus
         stage_comm = 2 * (hw.layers / pp) * per
     hop = 0.0
     if pp > 1:  # the micro-batch's hidden states go to the next node
