@@ -17,6 +17,8 @@ SOURCES = {
     "internode_latency_us": "fixed assumption: one-way latency of a pipeline-parallel hop between nodes over the "
     "cloud network (NCCL send/recv; tens of microseconds with RDMA, more over TCP); no multi-node row to fit it",
     "internode_gbs": "fixed assumption: 12.5 GB/s (100 Gbit/s) between nodes; no multi-node row to fit it",
+    "measured_bus_share": "fixed at 1: PCIe-only parts take NCCL's measured all-reduce bus bandwidth as measured "
+    "(gpus.yaml `allreduce`); only a local profile's speed scales it",
 }
 
 
@@ -76,7 +78,8 @@ def main() -> None:
             "cache on FP8 rows; trtllm-bench rows: the batch limit and max_num_tokens trtllm-bench's build "
             "heuristic sizes from the lengths (tensorrt_llm/bench/build/tuning.py: the KV cache's requests rounded "
             "up, at most 4096; that batch x (1 + ISL/OSL) tokens, 2048-32768), other rows batch <= 2048 and 8192 "
-            "tokens; A100-PCIe = A100-80GB with 1,935 GB/s and PCIe Gen4 interconnect",
+            "tokens; A100-PCIe = A100-80GB with 1,935 GB/s, PCIe Gen4 interconnect (measured all-reduce at 8 GPUs) "
+            "and 0.882 of its dense TFLOPS (MLPerf v3.0 BERT-99 Offline PCIe/SXM)",
         },
     }
     out = save_params(Params(**params.values(), sources=sources, provenance=provenance), args.out)

@@ -57,6 +57,8 @@ def test_pcie_override_and_trtllm_batch_limit_reach_the_fit():
     pcie = next(r for r in rows if r.gpu_raw == "A100-PCIe-80GB")
     f = fit_for_row(pcie)
     assert f.gpu.bandwidth_gbs == 1935 and f.gpu.interconnect_gbs < 100 and "override" in f.gpu.source
+    # MLPerf Inference v3.0 BERT-99 Offline, one GPU: PCIe 3,168.14 / SXM 3,590.46 samples/s of the SXM's peak
+    assert f.gpu.dense_tflops("bf16") == pytest.approx(312.0 * 3168.14 / 3590.46) and f.gpu.allreduce == "pcie4"
     # a trtllm-bench row: the batch limit and tokens per step its build heuristic sizes, not vLLM's defaults
     from costing.performance.engines import trtllm_bench_settings
 

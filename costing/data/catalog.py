@@ -98,6 +98,9 @@ class Gpu:
     interconnect_gbs: float
     source: str
     as_of: str
+    # a fabric of gpus.yaml's `allreduce` table (measured NCCL all-reduce times); None: the fitted
+    # interconnect_gbs x allreduce_bw_eff term (NVLink parts)
+    allreduce: str | None = None
 
     def dense_tflops(self, compute: str) -> float:
         """Dense TFLOPS for a compute type, falling back to bf16 where the GPU lacks it."""
@@ -108,6 +111,27 @@ class Gpu:
 
     def computes_natively(self, precision: Precision) -> bool:
         return self.arch in precision.native_archs
+
+
+@dataclass(frozen=True)
+class AllReduceCurve:
+    """One server's measured NCCL all-reduce (nccl-tests all_reduce_perf) at one GPU count."""
+
+    fabric: str
+    gpus: int
+    avg_busbw_gbs: float  # nccl-tests' 'Avg bus bandwidth' over the run's sizes: what the projection uses
+    rows: tuple[tuple[float, float, float, float, float], ...]  # size B, out-of-place us, busbw, in-place us, busbw
+    system: str
+    source: str
+    as_of: str
+
+    @property
+    def bus_bytes_per_s(self) -> float:
+        return self.avg_busbw_gbs * 1e9
+
+    def bus_gbs(self, nbytes: float, seconds: float) -> float:
+        """nccl-tests' busbw of one all-reduce of `nbytes` in `seconds`: size / time x 2(n-1)/n, in GB/s."""
+        return nbytes / seconds * 2 * (self.gpus - 1) / self.gpus / 1e9
 
 
 @dataclass(frozen=True)
@@ -248,6 +272,7 @@ class Catalog:
     apis: tuple[ApiPrice, ...]
     _alias: dict[str, str] = field(default_factory=dict)
     other_rows: tuple[PriceRow, ...] = ()  # snapshot rows of no offer (managed endpoints' machines)
+    allreduce: dict[tuple[str, int], AllReduceCurve] = field(default_factory=dict)  # (fabric, GPUs) -> curve
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster, keeps `selfhost plan` instant
@@ -277,7 +302,21 @@ def catalog() -> Catalog:
         pid: Precision(id=pid, native_archs=tuple(p.pop("native_archs")), fallback=p.pop("fallback", None), **p)
         for pid, p in _read("precisions.yaml")["precisions"].items()
     }
-    gpus = {name: Gpu(name=name, **g) for name, g in _read("gpus.yaml")["gpus"].items()}
+    gpu_data = _read("gpus.yaml")
+    gpus = {name: Gpu(name=name, **g) for name, g in gpu_data["gpus"].items()}
+    allreduce = {
+        (fabric, int(n)): AllReduceCurve(
+            fabric=fabric,
+            gpus=int(n),
+            avg_busbw_gbs=float(c["avg_busbw_gbs"]),
+            rows=tuple((float(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in c["rows"]),
+            system=c["system"],
+            source=c["source"],
+            as_of=c["as_of"],
+        )
+        for fabric, by_count in (gpu_data.get("allreduce") or {}).items()
+        for n, c in by_count.items()
+    }
     raw_offers = _read("offers.yaml")
     by_type: dict[tuple[str, str], list[PriceRow]] = {}
     rows = price_rows()
@@ -292,7 +331,7 @@ def catalog() -> Catalog:
     )
     offered = {(o["cloud"], o["instance_type"]) for o in raw_offers["offers"].values()}
     other = tuple(r for r in rows if (r.cloud, r.instance_type) not in offered)
-    return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias, other)
+    return Catalog(models, precisions, gpus, offers, raw_offers["clouds"], apis, alias, other, allreduce)
 
 
 SHIPPED_SNAPSHOT = "costing/data/prices.yaml"
@@ -454,6 +493,14 @@ def get_gpu(name: str) -> Gpu:
     if key is None:
         raise _unknown("GPU", name, list(cat.gpus), "--gpu")
     return cat.gpus[key]
+
+
+def allreduce_curve(gpu: Gpu, gpus: int) -> AllReduceCurve | None:
+    """The measured all-reduce of `gpus` GPUs on this GPU's fabric (gpus.yaml `allreduce`), or None: the GPU names
+    no fabric (NVLink parts), or its fabric has no rows at that GPU count (the fitted term applies)."""
+    if gpu.allreduce is None:
+        return None
+    return catalog().allreduce.get((gpu.allreduce, gpus))
 
 
 def get_offer(offer_id: str) -> Offer:

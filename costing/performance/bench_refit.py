@@ -395,7 +395,7 @@ def _device_start(points: Sequence[BenchPoint], fit, base: Params, names: tuple[
 # divided by k and the times multiplied by it, so every projected time is k times the original (the shares
 # between memory and compute, overlap, multi-step and TensorRT-LLM's speed-up, stay).
 # (weight_only_mfu is a share of the 16-bit kernels' rate, which mfu_* already scale: it stays)
-RATES = ("bw_eff", "kv_bw_eff", "mfu_prefill", "mfu_decode", "allreduce_bw_eff", "internode_gbs")
+RATES = ("bw_eff", "kv_bw_eff", "mfu_prefill", "mfu_decode", "allreduce_bw_eff", "internode_gbs", "measured_bus_share")
 TIMES = (
     "step_overhead_ms",
     "v1_step_overhead_ms",

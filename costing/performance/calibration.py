@@ -73,6 +73,9 @@ class Params:
     request_overhead_ms: float = 0.0  # per request outside the engine steps (HTTP, tokenizing); bench refit only
     internode_latency_us: float = 50.0  # pipeline-parallel hop between nodes (one way); fixed assumption
     internode_gbs: float = 12.5  # bytes/s between nodes (100 Gbit/s); fixed assumption
+    # share of a measured PCIe all-reduce bus bandwidth (gpus.yaml `allreduce`) reached: 1, as measured; fixed, only
+    # a local profile's speed scales it (bench_refit.at_speed), as it scales allreduce_bw_eff
+    measured_bus_share: float = 1.0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -38,6 +38,12 @@ VLLM_054_CHUNKED_TOKENS = 512
 # `estimate --engine`)
 TRTLLM_MAX_BATCH = engines.TRTLLM_MAX_BATCH
 
+# A100 PCIe 80GB (300 W) sustains less compute than the SXM4 module (400 W) with the same datasheet peak: MLPerf
+# Inference v3.0 closed, NVIDIA, BERT-99 Offline on one GPU (TensorRT), 3,168.14 samples/s on A100-PCIe-80GBx1_TRT
+# against 3,590.46 on DGX-A100_A100-SXM-80GBx1_TRT (mlcommons/inference_results_v3.0 @dad59af,
+# closed/NVIDIA/results/*/bert-99/Offline/performance/run_1/mlperf_log_summary.txt; published 2023-04-05)
+A100_PCIE_COMPUTE = 3168.14 / 3590.46
+
 GPU_NAMES = {  # CSV name -> (catalog name, override or None)
     "A100-SXM-80GB": ("A100-80GB", None),
     "A100-SXM4-80GB": ("A100-80GB", None),
@@ -45,9 +51,12 @@ GPU_NAMES = {  # CSV name -> (catalog name, override or None)
         "A100-80GB",
         {
             "bandwidth_gbs": 1935.0,
+            "tflops": {"bf16": 312.0 * A100_PCIE_COMPUTE, "fp8": None, "int8": 624.0 * A100_PCIE_COMPUTE},
             "interconnect_gbs": 32.0,
+            "allreduce": "pcie4",  # PCIe-only: gpus.yaml's measured all-reduce where it has the GPU count
             "source": "NVIDIA A100 PCIe 80GB datasheet: 1,935 GB/s; PCIe Gen4 x16 "
-            "(no NVLink assumed) - calibration-side override",
+            "(no NVLink assumed); dense TFLOPS x 0.882, the MLPerf v3.0 BERT-99 Offline PCIe/SXM ratio "
+            "- calibration-side override",
         },
     ),
     "H100-SXM-80GB": ("H100", None),

@@ -12,7 +12,8 @@ default), and the admission cap (the KV cache at each prompt's full length, or a
 The step (step_parts): the GEMMs (the weights at `bw_eff` of the datasheet bandwidth, 2 x params FLOPs per
 token) and the attention kernels (the batch's KV cache at `kv_bw_eff`, their FLOPs), FLOPs at `mfu_decode` /
 `mfu_prefill` of the dense TFLOPS; each kernel class's memory and compute time overlap by `overlap`, the two
-classes add (they run one after the other); plus tensor-parallel all-reduces, pipeline-parallel hops and the
+classes add (they run one after the other); plus tensor-parallel all-reduces (on PCIe-only parts at NCCL's measured bus
+bandwidth, gpus.yaml `allreduce`), pipeline-parallel hops and the
 engine's CPU time per step and per sequence (see costing.performance.calibration for every parameter).
 
 Imports nothing heavy (no numpy/scipy), and nothing of costing.performance.projection or costing.performance.published.
@@ -27,6 +28,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from costing.data.catalog import AllReduceCurve, allreduce_curve
 from costing.performance.calibration import Params
 from costing.performance.fit import BLOCK_SIZE, FitResult, kv_bytes_per_token_per_gpu, weight_bytes
 
@@ -54,6 +56,9 @@ class Hardware:
     interconnect: float  # bytes/s per GPU, one direction
     weight_only: bool  # quantized weights computed in 16 bits (dequantizing kernels)
     compute_type: str
+    # PCIe-only parts: NCCL's measured all-reduce at this tensor-parallel size (gpus.yaml `allreduce`), whose bus
+    # bandwidth replaces interconnect x allreduce_bw_eff; None: that fitted term
+    allreduce_curve: AllReduceCurve | None = None
 
     @classmethod
     def of(cls, fit: FitResult) -> Hardware:
@@ -76,6 +81,7 @@ class Hardware:
             interconnect=gpu.interconnect_gbs * 1e9,
             weight_only=weight_only,
             compute_type=compute,
+            allreduce_curve=allreduce_curve(gpu, tp) if tp > 1 else None,
         )
 
 
@@ -135,7 +141,13 @@ def step_parts(
         # latency: a fixed part and one hop per GPU beyond the second (a ring or one-shot all-reduce reaches
         # every peer), so tensor parallel costs more per step the wider it is, whatever the model's size
         latency = (p.allreduce_latency_us + (tp - 2) * p.allreduce_hop_us) * 1e-6
-        per = latency + ring / (hw.interconnect * p.allreduce_bw_eff)
+        # the bus bandwidth: NCCL's measured one on PCIe-only parts (gpus.yaml `allreduce`), else a fitted share
+        # of the link's datasheet rate
+        if hw.allreduce_curve is not None:
+            bus = hw.allreduce_curve.bus_bytes_per_s * p.measured_bus_share
+        else:
+            bus = hw.interconnect * p.allreduce_bw_eff
+        per = latency + ring / bus
         stage_comm = 2 * (hw.layers / pp) * per
     hop = 0.0
     if pp > 1:  # the micro-batch's hidden states go to the next node
