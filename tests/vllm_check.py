@@ -26,9 +26,14 @@ def _patched_version(name: str) -> str:
 
 
 def check(case: dict, parser, engine_args_cls) -> dict:
-    folder = tempfile.mkdtemp(prefix="standin-")
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(case["config"], f)
+    """One case against its stand-in checkpoint folder, removed afterwards (one per case, in the system temp)."""
+    with tempfile.TemporaryDirectory(prefix="standin-") as folder:
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(case["config"], f)
+        return _check(case, parser, engine_args_cls, folder)
+
+
+def _check(case: dict, parser, engine_args_cls, folder: str) -> dict:
     argv = [folder, *case["argv"][1:]]
     try:
         args = parser.parse_args(argv)
