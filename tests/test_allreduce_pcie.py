@@ -17,6 +17,11 @@ from costing.performance.scheduler import Hardware, step_parts
 PCIE_PARTS = ("A40", "A10G", "L4", "L40S")
 
 
+def bus_gbs(gpus: int, nbytes: float, seconds: float) -> float:
+    """nccl-tests' busbw of one all-reduce of `nbytes` in `seconds`: size / time x 2(n-1)/n, in GB/s."""
+    return nbytes / seconds * 2 * (gpus - 1) / gpus / 1e9
+
+
 def test_every_curve_is_the_busbw_nccl_tests_printed_and_carries_its_source():
     """busbw = size / time x 2(n-1)/n (nccl-tests doc/PERFORMANCE.md): each row's size and times give back the busbw
     columns printed beside them, and their mean the 'Avg bus bandwidth' the projection uses, so a mistyped figure
@@ -29,8 +34,8 @@ def test_every_curve_is_the_busbw_nccl_tests_printed_and_carries_its_source():
         assert sizes == sorted(sizes) and len(sizes) >= 2
         printed = []
         for size, t_out, bw_out, t_in, bw_in in curve.rows:
-            assert curve.bus_gbs(size, t_out * 1e-6) == pytest.approx(bw_out, abs=0.011), (curve.gpus, size)
-            assert curve.bus_gbs(size, t_in * 1e-6) == pytest.approx(bw_in, abs=0.011), (curve.gpus, size)
+            assert bus_gbs(curve.gpus, size, t_out * 1e-6) == pytest.approx(bw_out, abs=0.011), (curve.gpus, size)
+            assert bus_gbs(curve.gpus, size, t_in * 1e-6) == pytest.approx(bw_in, abs=0.011), (curve.gpus, size)
             printed += [bw_out, bw_in]
         assert curve.avg_busbw_gbs == pytest.approx(sum(printed) / len(printed), abs=0.005)
         assert curve.avg_busbw_gbs < max(printed)  # not the peak

@@ -129,10 +129,6 @@ class AllReduceCurve:
     def bus_bytes_per_s(self) -> float:
         return self.avg_busbw_gbs * 1e9
 
-    def bus_gbs(self, nbytes: float, seconds: float) -> float:
-        """nccl-tests' busbw of one all-reduce of `nbytes` in `seconds`: size / time x 2(n-1)/n, in GB/s."""
-        return nbytes / seconds * 2 * (self.gpus - 1) / self.gpus / 1e9
-
 
 @dataclass(frozen=True)
 class Price:

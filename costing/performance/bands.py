@@ -25,11 +25,12 @@ measured on those same held-out errors (equal weight per source, a between-sourc
 chosen by nested cross-validation, coarser buckets: docs/concepts/calibration.md), so that coverage is
 not a fresh test of the choice. Rows without a source count as one source each.
 
-End-to-end latency's band follows the same rule (its coarser band is throughput's, mirrored): its 9 measured rows
-(2026-12-07) come from three sources (LambdaLabs 4, SGLang's README 4, one user's trtllm-bench run), 1 row outside
-the two largest. Drawn on the row count alone (9 >= MIN_ROWS) it was the smallest and largest of the 9 errors,
-measured/projected -27% to +190% (the user run), 217% wide against the mirrored band's 46%, and no fold of the
-check could draw it (each held-out source leaves at most 5 rows), so its coverage would not have measured it.
+End-to-end latency's band follows the same rule (its coarser band is borrowed: borrowed_e2e_bands): its 9
+measured rows (2026-12-07) come from three sources (LambdaLabs 4, SGLang's README 4, one user's trtllm-bench run),
+1 row outside the two largest. Drawn on the row count alone (9 >= MIN_ROWS) it was the smallest and largest of
+the 9 errors, measured/projected -27% to +190% (the user run), 217% wide against the mirrored band's 46%, and no
+fold of the check could draw it (each held-out source leaves at most 5 rows), so its coverage would not have
+measured it.
 """
 
 from __future__ import annotations
@@ -138,11 +139,11 @@ def build_table(samples: Iterable[Sample]) -> dict[str, Any]:
         out[m] = buckets
     e2e, tok = out.get("e2e_s"), out.get("output_tok_s")
     if tok and (not e2e or not _own_band([s for s in samples if s.metric == "e2e_s"])):
-        out["e2e_s"] = borrowed_e2e_bands(tok, out.get("tpot_ms"))
+        out["e2e_s"] = borrowed_e2e_bands(out)
     return out
 
 
-def borrowed_e2e_bands(tok: dict[str, Any], tpot: dict[str, Any] | None) -> dict[str, Any]:
+def borrowed_e2e_bands(table: dict[str, Any]) -> dict[str, Any]:
     """End-to-end latency's band where too few sources measured it: the wider of throughput's band mirrored
     and TPOT's band, bucket by bucket.
 
@@ -152,10 +153,10 @@ def borrowed_e2e_bands(tok: dict[str, Any], tpot: dict[str, Any] | None) -> dict
     trtllm-bench run): against the mirrored band alone 2 of 9 fell inside (22%), 8 of 9 land within the wider
     of the two. Chosen after seeing those rows, so their coverage is not a fresh test of the rule."""
     out: dict[str, Any] = {}
-    for key, b in tok.items():
+    for key, b in table["output_tok_s"].items():
         lo, hi = -b["p90"], -b["p10"]
         reg, _, ctx = key.partition("/")
-        found = lookup({"tpot_ms": tpot}, "tpot_ms", reg, ctx) if tpot else None
+        found = lookup(table, "tpot_ms", reg, ctx)  # TPOT's finest bucket for this one; None: no TPOT rows
         t = found[1] if found else None
         if t and (t["p10"] < lo or t["p90"] > hi):  # rests on both tables' rows
             out[key] = {"p10": min(lo, t["p10"]), "p90": max(hi, t["p90"]), "n": b["n"] + t["n"]}

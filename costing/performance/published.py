@@ -81,12 +81,12 @@ def fit_for_row(row: Row):
     except UserError:
         return None
     if row.gpu_override:
-        gpu = replace(
-            get_gpu(row.gpu),
-            **{k: v for k, v in row.gpu_override.items() if k != "source"},
-            source=row.gpu_override["source"],
-        )
-        fit = replace(fit, gpu=gpu)
+        base = get_gpu(row.gpu)
+        fields = {k: v for k, v in row.gpu_override.items() if k not in ("source", "compute_share")}
+        share = row.gpu_override.get("compute_share")
+        if share is not None:  # the same datasheet peak, less sustained (published_rows.A100_PCIE_COMPUTE)
+            fields["tflops"] = {c: None if t is None else t * share for c, t in base.tflops.items()}
+        fit = replace(fit, gpu=replace(base, **fields, source=row.gpu_override["source"]))
     # trtllm-bench runs (the vendor tables, a user's rerun) size the engine from their dataset's lengths
     bench = row.engine == "trtllm" and "trtllm-bench" in row.engine_raw
     return engines.adjust_settings(fit, row.engine, (row.input_tokens, row.output_tokens) if bench else None)
@@ -149,42 +149,23 @@ def _burst_result(run: Replay, cap: int, e2e_median: bool = False) -> Predicted:
 
 
 def simulate_burst_chunked(
-    fit,
-    params,
-    n: int,
-    input_tokens: int,
-    mean_output: int,
-    engine: str,
-    outs: list[int] | None = None,
-    e2e_median: bool = False,
+    fit, params, n: int, input_tokens: int, mean_output: int, engine: str, outs: list[int] | None = None
 ) -> Predicted:
     """The burst under a chunked-prefill scheduler (vLLM V1; 0.5.4 above 32K context; scheduler.replay, chunked):
     every step decodes all running sequences first, then fills the rest of max_num_batched_tokens with prompt chunks."""
-    return _replay_burst(
-        fit, params, n, input_tokens, mean_output, engine, chunked=True, outs=outs, e2e_median=e2e_median
-    )
+    return replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=True, outs=outs)
 
 
 def simulate_burst(
-    fit,
-    params,
-    n: int,
-    input_tokens: int,
-    mean_output: int,
-    engine: str = "vllm-v0",
-    outs: list[int] | None = None,
-    e2e_median: bool = False,
+    fit, params, n: int, input_tokens: int, mean_output: int, engine: str = "vllm-v0", outs: list[int] | None = None
 ) -> Predicted:
     """vLLM 0.5.4's benchmark_serving with `n` prompts sent at once (request rate inf), V0's default scheduler
     (costing.performance.scheduler.replay, not chunked): prefill-only steps of whole prompts whenever a slot is free,
-    otherwise decode steps; throughput = tokens / makespan. `outs`: the output lengths (default: ShareGPT's);
-    `e2e_median`: the median request's latency rather than the mean."""
-    return _replay_burst(
-        fit, params, n, input_tokens, mean_output, engine, chunked=False, outs=outs, e2e_median=e2e_median
-    )
+    otherwise decode steps; throughput = tokens / makespan. `outs`: the output lengths (default: ShareGPT's)."""
+    return replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=False, outs=outs)
 
 
-def _replay_burst(
+def replay_burst(
     fit,
     params,
     n: int,
@@ -196,6 +177,8 @@ def _replay_burst(
     outs: list[int] | None = None,
     e2e_median: bool = False,
 ) -> Predicted:
+    """`n` prompts sent at once, replayed (chunked or not; simulate_burst_chunked / simulate_burst); `e2e_median`:
+    the median request's latency rather than the mean, for a source that states the median."""
     outs = outs or sharegpt_output_lengths(n, mean_output)
     cap = scheduler.admissible(fit, i, mean_output, engine, staggered=False)
     run = scheduler.replay(
@@ -248,10 +231,8 @@ def predict(row: Row, fit, params: Params) -> Predicted:
 
     if row.burst:
         outs, args = burst_output_lengths(row), (row.burst, row.input_tokens, row.output_tokens, row.engine)
-        med = row.e2e_kind == "median"
-        if long_context_chunked(row) or row.engine == "vllm":  # V1 always chunks prefills
-            return simulate_burst_chunked(fit, params, *args, outs=outs, e2e_median=med)
-        return simulate_burst(fit, params, *args, outs=outs, e2e_median=med)
+        chunked = long_context_chunked(row) or row.engine == "vllm"  # V1 always chunks prefills
+        return replay_burst(fit, params, *args, chunked=chunked, outs=outs, e2e_median=row.e2e_kind == "median")
     if row.request_rate and not row.concurrency:
         i, o = row.input_tokens, row.output_tokens
         conc = poisson_concurrency(fit, params, i, o, row.request_rate, row.engine)

@@ -51,7 +51,7 @@ GPU_NAMES = {  # CSV name -> (catalog name, override or None)
         "A100-80GB",
         {
             "bandwidth_gbs": 1935.0,
-            "tflops": {"bf16": 312.0 * A100_PCIE_COMPUTE, "fp8": None, "int8": 624.0 * A100_PCIE_COMPUTE},
+            "compute_share": A100_PCIE_COMPUTE,  # of the catalog part's dense TFLOPS, every precision
             "interconnect_gbs": 32.0,
             "allreduce": "pcie4",  # PCIe-only: gpus.yaml's measured all-reduce where it has the GPU count
             "source": "NVIDIA A100 PCIe 80GB datasheet: 1,935 GB/s; PCIe Gen4 x16 "
