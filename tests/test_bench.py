@@ -359,7 +359,7 @@ def _profile_bench(url: str, *extra: str) -> dict:
 
 def test_the_local_profile_is_set_to_the_machines_speed_by_a_probe_before_the_sweep():
     """Two stand-ins 3 ms and 9 ms a token: the probe measures each, and every projected time follows (3x), the
-    profile's shape kept; the probe's prompts are its own (8 requests at 2 clients); --no-probe keeps the profile."""
+    profile's shape kept; the probe's prompts are its own (8 requests at 1 client); --no-probe keeps the profile."""
     from costing.performance.bench_refit import at_speed, simulate_bench_point
     from costing.performance.calibration import params_from_dict
     from costing.performance.fit import FitRequest, fit_check
@@ -372,20 +372,23 @@ def test_the_local_profile_is_set_to_the_machines_speed_by_a_probe_before_the_sw
                 docs["none"] = _profile_bench(u, "--no-probe")
     fast, slow, none = docs[3], docs[9], docs["none"]
     assert none["probe"] is None
-    assert fast["probe"]["requests"] == 8 and fast["probe"]["concurrency"] == 2
+    assert fast["probe"]["requests"] == 8 and fast["probe"]["concurrency"] == 1
+    assert fast["probe"]["basis"] == "tpot+ttft"
     k_fast, k_slow = fast["probe"]["speed_factor"], slow["probe"]["speed_factor"]
+    kp_fast, kp_slow = fast["probe"]["prompt_speed_factor"], slow["probe"]["prompt_speed_factor"]
     assert k_slow / k_fast == pytest.approx(3, rel=0.25)  # the probe times the machine, not the profile
     profile = json.loads((ROOT / "costing/data/local-cpu-profile.json").read_text())
     s = profile["provenance"]["local_profile"]["stand_in"]
     fit = fit_check(FitRequest(model=s["model"], precision=s["precision"], gpu=s["gpu"], gpus=s["gpus"], seq_len=96))
-    for doc, k in ((fast, k_fast), (slow, k_slow)):
+    for doc, k, kp in ((fast, k_fast, kp_fast), (slow, k_slow, kp_slow)):
         for pt in doc["points"]:
             run = simulate_bench_point(
-                fit, at_speed(params_from_dict(profile), k), 64, 32, pt["concurrency"], pt["num_requests"]
+                fit, at_speed(params_from_dict(profile), k, kp), 64, 32, pt["concurrency"], pt["num_requests"]
             )
             assert pt["replay"]["e2e_latency_s"] == pytest.approx(run.e2e_latency_s, rel=1e-3)  # k is rounded
-    for a, b in zip(fast["points"], none["points"], strict=True):
-        assert a["replay"]["e2e_latency_s"] == pytest.approx(k_fast * b["replay"]["e2e_latency_s"], rel=1e-3)
+    one, one_none = fast["points"][0], none["points"][0]  # at one client a decode step carries no prompt: steps' k
+    assert one["concurrency"] == 1
+    assert one["replay"]["tpot_ms"] == pytest.approx(k_fast * one_none["replay"]["tpot_ms"], rel=1e-3)
 
 
 def test_a_probe_far_from_the_profile_is_refused_not_scaled(url):

@@ -471,15 +471,36 @@ def test_a_profile_at_speed_k_takes_k_times_every_time(model, precision, gpu, gp
     assert pb.ttft_ms == pytest.approx(k * pa.ttft_ms, rel=1e-6)
 
 
-def test_a_probe_sets_the_speed_from_its_end_to_end_latency_and_refuses_what_is_not_the_device():
+def test_a_probe_sets_the_steps_speed_from_its_tpot_and_the_prompts_from_its_ttft():
+    """A streamed probe at one client: its TPOT over the replay's is the steps' factor, and the prompt's factor is the
+    one at which the replay's TTFT is the probe's; the TPOT stays the steps' (a prompt is not in a decode step)."""
     fit = fit_check(FitRequest(model="llama-3.2-1b", gpu="H100"))
     base = load_params()
-    run = simulate_bench_point(fit, base, 1000, 250, 2, 8)
-    probe = BenchPoint(2, 1000, 250, None, None, None, 1.3 * run.e2e_latency_s, None, requests=8)
-    assert speed_factor(fit, base, probe) == pytest.approx(1.3)
+    run = simulate_bench_point(fit, base, 1000, 250, 1, 8)
+    probe = BenchPoint(1, 1000, 250, None, 1.3 * run.tpot_ms, 2.0 * run.ttft_ms, 0.7, None, itl_p50_ms=2.0, requests=8)
+    k, kp = speed_factor(fit, base, probe)
+    assert k == pytest.approx(1.3) and kp > 2.0  # the prompt's share is below the whole TTFT: more than 2x
+    scaled = simulate_bench_point(fit, at_speed(base, k, kp), 1000, 250, 1, 8)
+    assert scaled.ttft_ms == pytest.approx(2.0 * run.ttft_ms, rel=1e-5)
+    assert scaled.tpot_ms == pytest.approx(1.3 * run.tpot_ms, rel=1e-9)
+    same = replace(probe, ttft_ms=1.3 * run.ttft_ms)  # TTFT slowed as the steps did: one factor
+    assert speed_factor(fit, base, same) == pytest.approx((1.3, 1.3), rel=1e-5)
+
+
+def test_a_merged_probe_sets_one_speed_from_its_end_to_end_latency_and_a_far_one_is_refused():
+    """Streams that arrived merged time the delivery, not the engine: the whole request's latency gives one factor."""
+    fit = fit_check(FitRequest(model="llama-3.2-1b", gpu="H100"))
+    base = load_params()
+    run = simulate_bench_point(fit, base, 1000, 250, 1, 8)
+    probe = BenchPoint(1, 1000, 250, None, 0.1, 400.0, 1.3 * run.e2e_latency_s, None, itl_p50_ms=0.0, requests=8)
+    assert probe.merged and speed_factor(fit, base, probe) == pytest.approx((1.3, 1.3))
     for e2e in (0.01 * run.e2e_latency_s, 30 * run.e2e_latency_s, None):
         with pytest.raises(UserError, match="probe"):
             speed_factor(fit, base, replace(probe, e2e_mean_s=e2e))
+    streamed = replace(probe, itl_p50_ms=2.0, tpot_ms=run.tpot_ms, ttft_ms=run.ttft_ms)
+    for field, value in (("tpot_ms", 30 * run.tpot_ms), ("ttft_ms", 0.01 * run.ttft_ms)):
+        with pytest.raises(UserError, match="speed probe"):
+            speed_factor(fit, base, replace(streamed, **{field: value}))
     with pytest.raises(UserError, match="completed no request"):  # bench_points kept no point of it
         speed_factor(fit, base, None)
 

@@ -411,17 +411,41 @@ TIMES = (
 SPEED_RANGE = (0.05, 20.0)  # a probe outside it measured something else than this profile's device
 
 
-def at_speed(params: Params, k: float) -> Params:
-    """The same device profile on a machine `k` times slower (k < 1: faster): every projected time x k."""
-    values = {n: getattr(params, n) / k for n in RATES} | {n: getattr(params, n) * k for n in TIMES}
+# The prompt's share of a request: its prefill and the serving process's own time per request (HTTP, tokenizing,
+# hand-off), what a request's TTFT is made of at one client. On a shared CPU it slows by a factor of its own: at
+# one client the local target's TTFT ran 1.16-1.26x its replay while TPOT ran 0.98-1.03x (2026-12-07,
+# docs/concepts/projection-trust.md), so the probe sets the two apart.
+PROMPT_PARAMS = ("mfu_prefill", "request_overhead_ms")
+
+
+def at_speed(params: Params, k: float, k_prompt: float | None = None) -> Params:
+    """The same device profile on a machine `k` times slower (k < 1: faster): every projected time x k; with
+    `k_prompt`, the prompt's share (PROMPT_PARAMS: prefill, the request's own time) x k_prompt instead."""
+    kp = k if k_prompt is None else k_prompt
+    values = {n: getattr(params, n) / (kp if n in PROMPT_PARAMS else k) for n in RATES}
+    values |= {n: getattr(params, n) * (kp if n in PROMPT_PARAMS else k) for n in TIMES}
     return replace(params, **values)
 
 
-def speed_factor(fit, params: Params, probe: BenchPoint | None) -> float:
-    """How much slower (> 1) or faster (< 1) this machine runs now than the profile: a probe's mean
-    end-to-end latency over its closed-loop replay. The whole request (prompt, steps, the server's own
-    time) is the one figure a short probe measures steadily; TTFT alone is tens of milliseconds of jitter
-    on a busy CPU, and a merged stream's TTFT and TPOT measure delivery (see BenchPoint.merged)."""
+def _check_factor(k: float, what: str) -> float:
+    from costing.errors import UserError
+
+    lo, hi = SPEED_RANGE
+    if not (math.isfinite(k) and lo <= k <= hi):
+        raise UserError(
+            f"the speed probe's {what} ran {k:.3g}x the local profile's time, outside {lo:g}-{hi:g}x: "
+            "the endpoint is not the local target the profile describes",
+            "bench the local target (`selfhost up local`), or pass --no-probe",
+        )
+    return k
+
+
+def speed_factor(fit, params: Params, probe: BenchPoint | None) -> tuple[float, float]:
+    """How much slower (> 1) or faster (< 1) this machine runs now than the profile: (steps, prompt), a probe's
+    figures over its closed-loop replay. Streamed, its mean TPOT over the replay's times the decode steps, and the
+    prompt factor is the one at which the replay's mean TTFT is the probe's (bisection: TTFT grows with it). A
+    probe whose streams arrived merged (TTFT and TPOT time the delivery, see BenchPoint.merged) gives one factor,
+    its mean end-to-end latency over the replay's: the whole request, what it still measures."""
     from costing.errors import UserError
 
     if probe is None or not probe.e2e_mean_s or not probe.requests:  # None: bench_points kept no point
@@ -429,15 +453,21 @@ def speed_factor(fit, params: Params, probe: BenchPoint | None) -> float:
             "the speed probe completed no request, so the local profile cannot be set to this machine",
             "check the server (selfhost smoke), or pass --no-probe to compare with the profile as recorded",
         )
-    k = probe.e2e_mean_s / modelled(fit, params, probe)["e2e"]
+    base = modelled(fit, params, probe)
+    if probe.merged or not probe.ttft_ms or not probe.tpot_ms or probe.output_tokens < 2:
+        k = _check_factor(probe.e2e_mean_s / base["e2e"], "end-to-end latency")
+        return k, k
+    k = _check_factor(probe.tpot_ms / base["TPOT"], "TPOT")
     lo, hi = SPEED_RANGE
-    if not (math.isfinite(k) and lo <= k <= hi):
-        raise UserError(
-            f"the speed probe ran {k:.3g}x the local profile's time, outside {lo:g}-{hi:g}x: "
-            "the endpoint is not the local target the profile describes",
-            "bench the local target (`selfhost up local`), or pass --no-probe",
-        )
-    return k
+    if not (lo <= probe.ttft_ms / base["TTFT"] <= hi):  # the prompt factor lies beyond the TTFT ratio's end
+        _check_factor(probe.ttft_ms / base["TTFT"], "TTFT")
+    for _ in range(50):  # to 1e-6 relative over the range
+        mid = math.sqrt(lo * hi)
+        if modelled(fit, at_speed(params, k, mid), probe)["TTFT"] < probe.ttft_ms:
+            lo = mid
+        else:
+            hi = mid
+    return k, math.sqrt(lo * hi)
 
 
 def refit_from_bench(

@@ -56,9 +56,10 @@ REPLAY = (
 REPLAYED = ("output_tokens_per_s", "ttft_ms", "tpot_ms", "e2e_latency_s")
 
 # The local target's speed probe (`bench --local-profile`, on by default): a short closed loop before the sweep,
-# at a concurrency and a seed of its own (its prompts are not the sweep's, so they leave nothing in the prefix
-# cache the sweep could hit). It also takes the server's first-request costs off the sweep.
-PROBE_CONCURRENCY, PROBE_REQUESTS = 2, 8
+# at one client (each request's TTFT is its own prompt's, no other's) and a seed of its own (its prompts are not the
+# sweep's, so they leave nothing in the prefix cache the sweep could hit), after one untimed request that takes the
+# server's first-request costs off the probe.
+PROBE_CONCURRENCY, PROBE_REQUESTS, PROBE_WARMUP = 1, 8, 1
 
 
 def _fit_of(target: ProjectionTarget, input_tokens: int, output_tokens: int):
@@ -77,26 +78,38 @@ def _fit_of(target: ProjectionTarget, input_tokens: int, output_tokens: int):
 
 def set_to_probe(probe_point: dict, target: ProjectionTarget, input_tokens: int, output_tokens: int, params):
     """The device profile at this machine's speed now, and the record of it (the bench JSON's "probe"): the
-    probe's mean end-to-end latency over its closed-loop replay is the factor every projected time takes
-    (costing.performance.bench_refit.speed_factor). The profile was fitted on recorded runs of this target;
-    the machine that runs it now may be busier or idler (a shared 2-vCPU host ran the same bench ~30% apart),
-    so its shape (how the times grow with clients) is the profile's, its scale today's."""
+    probe's mean TPOT over its closed-loop replay is the factor the decode steps' times take, and its mean TTFT
+    sets the prompt's (prefill and the request's own time; costing.performance.bench_refit.speed_factor). The
+    profile was fitted on recorded runs of this target; the machine that runs it now may be busier or idler (a
+    shared 2-vCPU host ran the same bench ~30% apart, and its prompts slowed more than its steps), so its shape
+    (how the times grow with clients) is the profile's, its scale today's."""
     from costing.performance.bench_refit import at_speed, bench_points, speed_factor
 
     fit = _fit_of(target, input_tokens, output_tokens)
     doc = {"mode": "concurrency", "input_tokens": input_tokens, "output_tokens": output_tokens}
     points = bench_points({**doc, "points": [probe_point]})  # none when the probe completed nothing
     probe = points[0] if points else None
-    k = speed_factor(fit, params, probe)  # refuses a probe that completed nothing
+    k, k_prompt = speed_factor(fit, params, probe)  # refuses a probe that completed nothing
+    merged = probe is not None and probe.merged
     record = {
         "concurrency": PROBE_CONCURRENCY,
         "requests": probe_point["completed"],
+        "ttft_ms": probe.ttft_ms if probe else None,
+        "tpot_ms": probe.tpot_ms if probe else None,
         "e2e_latency_s": probe.e2e_mean_s if probe else None,
         "speed_factor": round(k, 4),
-        "method": "every projected time x speed_factor = the probe's mean end-to-end latency over its "
-        "closed-loop replay with the recorded profile (costing.performance.bench_refit.speed_factor)",
+        "prompt_speed_factor": round(k_prompt, 4),
+        "basis": "e2e" if merged else "tpot+ttft",
+        "method": (
+            "every projected time x speed_factor = the probe's mean end-to-end latency over its closed-loop "
+            "replay with the recorded profile (its streams arrived merged: one factor)"
+            if merged
+            else "decode steps' times x speed_factor = the probe's mean TPOT over its closed-loop replay with the "
+            "recorded profile; the prompt's (prefill, the request's own time) x prompt_speed_factor, at which the "
+            "replay's mean TTFT is the probe's (costing.performance.bench_refit.speed_factor)"
+        ),
     }
-    return at_speed(params, k), record
+    return at_speed(params, k, k_prompt), record
 
 
 def attach_projections(
@@ -263,10 +276,17 @@ def render_table(doc: dict) -> str:
                 + ", ".join(f"{p['merged_requests']} of {p['completed']} at {_f(p['concurrency'])}" for p in merged)
             )
         if pr := doc.get("probe"):
+            k, kp = pr["speed_factor"], pr.get("prompt_speed_factor", pr["speed_factor"])
             lines.append(
-                f"projected at this machine's speed now: every time x {pr['speed_factor']:.2f}, the mean end-to-end "
-                f"latency of a probe ({pr['requests']} requests, {pr['concurrency']} clients, before the sweep) "
-                "over its replay with the recorded profile"
+                f"projected at this machine's speed now, from a probe ({pr['requests']} requests at "
+                f"{pr['concurrency']} client{'s' if pr['concurrency'] != 1 else ''}, before the sweep) over its "
+                "replay with the recorded profile: "
+                + (
+                    f"every time x {k:.2f} (its mean end-to-end latency; its streams arrived merged)"
+                    if pr.get("basis", "e2e") == "e2e"
+                    else f"decode steps x {k:.2f} (its mean TPOT), the prompt (prefill, the request's own time) "
+                    f"x {kp:.2f} (its mean TTFT)"
+                )
             )
         if any(p.get("replay") for p in doc["points"]):
             lines.append(

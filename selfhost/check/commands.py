@@ -176,8 +176,8 @@ def register(app: typer.Typer) -> None:
         probe: bool = typer.Option(
             True,
             "--probe/--no-probe",
-            help="with --local-profile: before the sweep, time a short probe (8 requests, 2 clients) and set the "
-            "profile to this machine's speed now (the profile's shape, today's scale)",
+            help="with --local-profile: before the sweep, time a short probe (one untimed request, then 8 at one "
+            "client) and set the profile to this machine's speed now (the profile's shape, today's scale)",
         ),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
@@ -245,9 +245,11 @@ def register(app: typer.Typer) -> None:
         if target and local_profile and probe:
             from dataclasses import replace
 
-            from selfhost.check.bench_report import PROBE_CONCURRENCY, PROBE_REQUESTS, set_to_probe
+            from selfhost.check.bench_report import PROBE_CONCURRENCY, PROBE_REQUESTS, PROBE_WARMUP, set_to_probe
 
-            # its own seed: the probe's prompts must not be the sweep's (vLLM's prefix cache would keep them)
+            # its own seeds: the probe's prompts must not be the sweep's (vLLM's prefix cache would keep them)
+            warm_cfg = replace(cfg, num_prompts=PROBE_WARMUP, seed=cfg.seed + 2_000_003)
+            _run_with_progress(warm_cfg, [1], None, "warm-up")  # untimed: the server's first-request costs
             probe_cfg = replace(cfg, num_prompts=PROBE_REQUESTS, seed=cfg.seed + 1_000_003)
             [probe_point] = _run_with_progress(probe_cfg, [PROBE_CONCURRENCY], None, "speed probe")
             params, probed = set_to_probe(probe_point, target, input_tokens, output_tokens, params)
