@@ -459,3 +459,25 @@ def test_a_probe_that_completes_nothing_is_refused_before_the_sweep():
         p = _cli(*args, "--output-tokens", "32", "--local-profile")
     assert p.returncode == 2 and "completed no request" in p.stderr and "--no-probe" in p.stderr
     assert "Traceback" not in p.stderr and "concurrency 1 " not in p.stderr
+
+
+def test_a_probe_whose_streams_arrived_merged_sets_one_factor_from_its_latency():
+    """Every stream of the probe arrived in one burst (the API server behind the engine): its TTFT and TPOT time the
+    delivery, so the record says so and the profile takes one factor, its end-to-end latency over the replay's."""
+    from costing.performance.bench_refit import at_speed, simulate_bench_point
+    from costing.performance.calibration import params_from_dict
+    from costing.performance.fit import FitRequest, fit_check
+    from selfhost.check.bench_report import ProjectionTarget, set_to_probe
+
+    profile = params_from_dict(json.loads((ROOT / "costing/data/local-cpu-profile.json").read_text()))
+    fit = fit_check(FitRequest(model="llama-3.2-1b", precision="bf16", gpu="H100", gpus=1, seq_len=1250))
+    e2e = 1.4 * simulate_bench_point(fit, profile, 1000, 250, 1, 8).e2e_latency_s
+    point = {"concurrency": 1, "num_requests": 8, "completed": 8, "merged_requests": 8, "output_tokens_per_s": 300.0}
+    point |= {"ttft_ms": {"mean": 1e3 * e2e - 1}, "tpot_ms": {"mean": 0.004}, "e2el_ms": {"mean": 1e3 * e2e}}
+    target = ProjectionTarget("llama-3.2-1b", "bf16", "H100", 1)
+    params, record = set_to_probe(point, target, 1000, 250, profile)
+    assert record["basis"] == "e2e" and record["speed_factor"] == record["prompt_speed_factor"]
+    assert record["speed_factor"] == pytest.approx(1.4, rel=1e-3)
+    one = at_speed(profile, record["speed_factor"])
+    for name in ("request_overhead_ms", "mfu_prefill", "v1_step_overhead_ms", "kv_bw_eff"):  # prompt and steps alike
+        assert getattr(params, name) == pytest.approx(getattr(one, name), rel=1e-3)

@@ -282,10 +282,11 @@ def render_table(doc: dict) -> str:
                 f"{pr['concurrency']} client{'s' if pr['concurrency'] != 1 else ''}, before the sweep) over its "
                 "replay with the recorded profile: "
                 + (
-                    f"every time x {k:.2f} (its mean end-to-end latency; its streams arrived merged)"
-                    if pr.get("basis", "e2e") == "e2e"
-                    else f"decode steps x {k:.2f} (its mean TPOT), the prompt (prefill, the request's own time) "
+                    f"decode steps x {k:.2f} (its mean TPOT), the prompt (prefill, the request's own time) "
                     f"x {kp:.2f} (its mean TTFT)"
+                    if pr.get("basis") == "tpot+ttft"
+                    else f"every time x {k:.2f} (its mean end-to-end latency"
+                    + ("; its streams arrived merged)" if pr.get("basis") == "e2e" else ")")
                 )
             )
         if any(p.get("replay") for p in doc["points"]):
