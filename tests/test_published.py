@@ -22,8 +22,6 @@ from costing.performance.published import (
     read_rows,
     replay_burst,
     sharegpt_output_lengths,
-    simulate_burst,
-    simulate_burst_chunked,
 )
 
 
@@ -141,10 +139,10 @@ def test_sharegpt_lengths_have_the_published_mean_and_a_long_tail():
 def test_burst_throughput_is_below_the_full_batch_steady_state():
     f = fit_check(FitRequest(model="llama-3-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=2048))
     p = load_params()
-    burst = simulate_burst(f, p, 320, 205, 204)
+    burst = replay_burst(f, p, 320, 205, 204, "vllm-v0", chunked=False)
     steady = project(f, 205, 204, 256, p)
     assert 0 < burst.output_tok_s < steady.output_tokens_per_s
-    light = simulate_burst(f, p, 10, 205, 204)
+    light = replay_burst(f, p, 10, 205, 204, "vllm-v0", chunked=False)
     assert light.output_tok_s < burst.output_tok_s and light.tpot_ms < burst.tpot_ms
 
 
@@ -162,8 +160,8 @@ def test_long_context_summary_rows_run_chunked_prefill_and_the_first_prompts_ans
     p = load_params()
     f = fit_check(FitRequest(model="llama-3-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=512))
     big = fit_check(FitRequest(model="llama-3-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=2048))
-    one_by_one = simulate_burst_chunked(f, p, 320, 205, 204, "vllm-v0")
-    all_first = simulate_burst(big, p, 320, 205, 204)
+    one_by_one = replay_burst(f, p, 320, 205, 204, "vllm-v0", chunked=True)
+    all_first = replay_burst(big, p, 320, 205, 204, "vllm-v0", chunked=False)
     assert one_by_one.output_tok_s > 0 and one_by_one.ttft_ms > 0 and one_by_one.tpot_ms > 0
     # decodes go first in every step, so they never stall behind prefill-only steps (lower TPOT), while the
     # prompts enter at most 512 tokens a step (a longer mean wait for the first token)
@@ -245,8 +243,8 @@ def test_a_capped_burst_replays_lengths_clipped_at_the_cap_with_the_published_me
         burst_output_lengths,
         clipped_output_lengths,
         fit_for_row,
+        replay_burst,
         sharegpt_output_lengths,
-        simulate_burst_chunked,
     )
 
     outs = clipped_output_lengths(100, 346, 512)
@@ -259,8 +257,8 @@ def test_a_capped_burst_replays_lengths_clipped_at_the_cap_with_the_published_me
     for r in rows:
         f = fit_for_row(r)
         args = (f, p, r.burst, r.input_tokens, r.output_tokens, r.engine)
-        capped = simulate_burst_chunked(*args, outs=burst_output_lengths(r)).output_tok_s
-        tail = simulate_burst_chunked(*args, outs=sharegpt_output_lengths(r.burst, r.output_tokens)).output_tok_s
+        capped = replay_burst(*args, chunked=True, outs=burst_output_lengths(r)).output_tok_s
+        tail = replay_burst(*args, chunked=True, outs=sharegpt_output_lengths(r.burst, r.output_tokens)).output_tok_s
         assert abs(capped / r.output_tok_s - 1) < abs(tail / r.output_tok_s - 1)
 
 
@@ -292,6 +290,6 @@ def test_a_median_e2e_is_projected_as_the_median_length_requests():
         assert predict(same, f, p).e2e_s == predict(replace(same, e2e_kind="mean"), f, p).e2e_s
     f = fit_check(FitRequest(model="llama-3-8b", gpu="A100-80GB", max_num_seqs=256, max_num_batched_tokens=2048))
     outs = sharegpt_output_lengths(320, 204)
-    mean_b = simulate_burst(f, p, 320, 205, 204, outs=outs)
+    mean_b = replay_burst(f, p, 320, 205, 204, "vllm-v0", chunked=False, outs=outs)
     med_b = replay_burst(f, p, 320, 205, 204, "vllm-v0", chunked=False, outs=outs, e2e_median=True)
     assert med_b.e2e_s < mean_b.e2e_s and med_b.output_tok_s == mean_b.output_tok_s

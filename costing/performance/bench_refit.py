@@ -458,9 +458,8 @@ def speed_factor(fit, params: Params, probe: BenchPoint | None) -> tuple[float, 
         k = _check_factor(probe.e2e_mean_s / base["e2e"], "end-to-end latency")
         return k, k
     k = _check_factor(probe.tpot_ms / base["TPOT"], "TPOT")
+    _check_factor(probe.ttft_ms / base["TTFT"], "TTFT")  # beyond it, so is the prompt factor
     lo, hi = SPEED_RANGE
-    if not (lo <= probe.ttft_ms / base["TTFT"] <= hi):  # the prompt factor lies beyond the TTFT ratio's end
-        _check_factor(probe.ttft_ms / base["TTFT"], "TTFT")
     for _ in range(50):  # to 1e-6 relative over the range
         mid = math.sqrt(lo * hi)
         if modelled(fit, at_speed(params, k, mid), probe)["TTFT"] < probe.ttft_ms:

@@ -148,23 +148,6 @@ def _burst_result(run: Replay, cap: int, e2e_median: bool = False) -> Predicted:
     )
 
 
-def simulate_burst_chunked(
-    fit, params, n: int, input_tokens: int, mean_output: int, engine: str, outs: list[int] | None = None
-) -> Predicted:
-    """The burst under a chunked-prefill scheduler (vLLM V1; 0.5.4 above 32K context; scheduler.replay, chunked):
-    every step decodes all running sequences first, then fills the rest of max_num_batched_tokens with prompt chunks."""
-    return replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=True, outs=outs)
-
-
-def simulate_burst(
-    fit, params, n: int, input_tokens: int, mean_output: int, engine: str = "vllm-v0", outs: list[int] | None = None
-) -> Predicted:
-    """vLLM 0.5.4's benchmark_serving with `n` prompts sent at once (request rate inf), V0's default scheduler
-    (costing.performance.scheduler.replay, not chunked): prefill-only steps of whole prompts whenever a slot is free,
-    otherwise decode steps; throughput = tokens / makespan. `outs`: the output lengths (default: ShareGPT's)."""
-    return replay_burst(fit, params, n, input_tokens, mean_output, engine, chunked=False, outs=outs)
-
-
 def replay_burst(
     fit,
     params,
@@ -177,8 +160,12 @@ def replay_burst(
     outs: list[int] | None = None,
     e2e_median: bool = False,
 ) -> Predicted:
-    """`n` prompts sent at once, replayed (chunked or not; simulate_burst_chunked / simulate_burst); `e2e_median`:
-    the median request's latency rather than the mean, for a source that states the median."""
+    """`n` prompts sent at once (a benchmark at request rate inf), replayed through costing.performance.scheduler.
+    `chunked`: a chunked-prefill scheduler (vLLM V1; 0.5.4 above 32K context): every step decodes all running
+    sequences first, then fills the rest of max_num_batched_tokens with prompt chunks; else V0's default:
+    prefill-only steps of whole prompts whenever a slot is free, otherwise decode steps. Throughput = tokens /
+    makespan. `outs`: the output lengths (default: ShareGPT's); `e2e_median`: the median request's latency rather
+    than the mean, for a source that states the median."""
     outs = outs or sharegpt_output_lengths(n, mean_output)
     cap = scheduler.admissible(fit, i, mean_output, engine, staggered=False)
     run = scheduler.replay(
