@@ -43,8 +43,16 @@ def test_every_csv_row_maps_onto_the_catalog():
     assert by_gpu["H100-80GB"].gpu == "H100" and by_gpu["L40S-48GB"].gpu == "L40S" and by_gpu["A10G-24GB"].gpu == "A10G"
     hermes = [r for r, x in zip(rows, raw, strict=False) if x["model"].startswith("Hermes")]
     assert hermes and all(r.model == "llama-3.1-405b" and r.precision == "fp8" for r in hermes)
-    lambda_rows = [r for r in rows if r.burst and "LambdaLabsML" in r.source]
-    assert lambda_rows and all(r.input_tokens == 205 and r.output_tokens == 204 for r in lambda_rows)
+    lambda_rows = [(r, x) for r, x in zip(rows, raw, strict=False) if r.burst and "LambdaLabsML" in r.source]
+    # the 8B FP8 runs served the base model: its result JSONs count 137 output tokens a request, not ShareGPT's 204
+    base = [r for r, x in lambda_rows if x["model"] == "Meta-Llama-3.1-8B-FP8"]
+    assert len(base) == 8 and all(r.input_tokens == 205 and r.output_tokens == 137 for r in base)
+    others = [r for r, x in lambda_rows if x["model"] != "Meta-Llama-3.1-8B-FP8"]
+    assert others and all(r.input_tokens == 205 and r.output_tokens == 204 for r in others)
+    # issue #6294's run was 128 in / 28 out (its request rate x 28 is the output rate it printed)
+    issue = next(r for r in rows if "#6294" in r.source)
+    assert (issue.input_tokens, issue.output_tokens) == (128, 28)
+    assert issue.output_tok_s == pytest.approx(248.4751 * 28, rel=1e-6)
     a10g = [r for r in rows if r.gpu == "A10G" and "NVIDIA A10G" in r.source]
     assert sorted({r.concurrency for r in a10g}) == [1, 4, 16, 64] and all(r.tpot_kind == "ITL" for r in a10g)
     assert all(r.engine == "trtllm" for r in rows if "TensorRT" in r.engine_raw)
