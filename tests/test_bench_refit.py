@@ -24,6 +24,7 @@ from costing.performance.bench_refit import (
     fit_latency_poly,
     least_squares,
     point_fits,
+    probe_basis,
     refit_from_bench,
     simulate_bench_point,
     speed_factor,
@@ -494,6 +495,10 @@ def test_a_merged_probe_sets_one_speed_from_its_end_to_end_latency_and_a_far_one
     run = simulate_bench_point(fit, base, 1000, 250, 1, 8)
     probe = BenchPoint(1, 1000, 250, None, 0.1, 400.0, 1.3 * run.e2e_latency_s, None, itl_p50_ms=0.0, requests=8)
     assert probe.merged and speed_factor(fit, base, probe) == pytest.approx((1.3, 1.3))
+    assert probe_basis(probe) == "e2e" and probe_basis(replace(probe, itl_p50_ms=2.0)) == "tpot+ttft"
+    # streamed, but without a TPOT to time (one output token): the same one factor, and the basis says so
+    single = replace(probe, itl_p50_ms=2.0, tpot_ms=None)
+    assert probe_basis(single) == "e2e" and speed_factor(fit, base, single) == pytest.approx((1.3, 1.3))
     for e2e in (0.01 * run.e2e_latency_s, 30 * run.e2e_latency_s, None):
         with pytest.raises(UserError, match="probe"):
             speed_factor(fit, base, replace(probe, e2e_mean_s=e2e))

@@ -440,6 +440,14 @@ def _check_factor(k: float, what: str) -> float:
     return k
 
 
+def probe_basis(probe: BenchPoint) -> str:
+    """What a speed probe's factors come from: "tpot+ttft" when its requests streamed TTFT and TPOT apart, else
+    "e2e" (its streams arrived merged, see BenchPoint.merged, or it timed no TPOT): the whole request's latency."""
+    if probe.merged or not probe.ttft_ms or not probe.tpot_ms or probe.output_tokens < 2:
+        return "e2e"
+    return "tpot+ttft"
+
+
 def speed_factor(fit, params: Params, probe: BenchPoint | None) -> tuple[float, float]:
     """How much slower (> 1) or faster (< 1) this machine runs now than the profile: (steps, prompt), a probe's
     figures over its closed-loop replay. Streamed, its mean TPOT over the replay's times the decode steps, and the
@@ -454,15 +462,16 @@ def speed_factor(fit, params: Params, probe: BenchPoint | None) -> tuple[float, 
             "check the server (selfhost smoke), or pass --no-probe to compare with the profile as recorded",
         )
     base = modelled(fit, params, probe)
-    if probe.merged or not probe.ttft_ms or not probe.tpot_ms or probe.output_tokens < 2:
+    if probe_basis(probe) == "e2e":
         k = _check_factor(probe.e2e_mean_s / base["e2e"], "end-to-end latency")
         return k, k
-    k = _check_factor(probe.tpot_ms / base["TPOT"], "TPOT")
-    _check_factor(probe.ttft_ms / base["TTFT"], "TTFT")  # beyond it, so is the prompt factor
+    ttft, tpot = cast(float, probe.ttft_ms), cast(float, probe.tpot_ms)  # probe_basis: both timed
+    k = _check_factor(tpot / base["TPOT"], "TPOT")
+    _check_factor(ttft / base["TTFT"], "TTFT")  # beyond it, so is the prompt factor
     lo, hi = SPEED_RANGE
     for _ in range(50):  # to 1e-6 relative over the range
         mid = math.sqrt(lo * hi)
-        if modelled(fit, at_speed(params, k, mid), probe)["TTFT"] < probe.ttft_ms:
+        if modelled(fit, at_speed(params, k, mid), probe)["TTFT"] < ttft:
             lo = mid
         else:
             hi = mid

@@ -83,14 +83,14 @@ def set_to_probe(probe_point: dict, target: ProjectionTarget, input_tokens: int,
     profile was fitted on recorded runs of this target; the machine that runs it now may be busier or idler (a
     shared 2-vCPU host ran the same bench ~30% apart, and its prompts slowed more than its steps), so its shape
     (how the times grow with clients) is the profile's, its scale today's."""
-    from costing.performance.bench_refit import at_speed, bench_points, speed_factor
+    from costing.performance.bench_refit import at_speed, bench_points, probe_basis, speed_factor
 
     fit = _fit_of(target, input_tokens, output_tokens)
     doc = {"mode": "concurrency", "input_tokens": input_tokens, "output_tokens": output_tokens}
     points = bench_points({**doc, "points": [probe_point]})  # none when the probe completed nothing
     probe = points[0] if points else None
     k, k_prompt = speed_factor(fit, params, probe)  # refuses a probe that completed nothing
-    merged = probe is not None and probe.merged
+    basis = probe_basis(probe) if probe else "e2e"
     record = {
         "concurrency": PROBE_CONCURRENCY,
         "requests": probe_point["completed"],
@@ -99,11 +99,11 @@ def set_to_probe(probe_point: dict, target: ProjectionTarget, input_tokens: int,
         "e2e_latency_s": probe.e2e_mean_s if probe else None,
         "speed_factor": round(k, 4),
         "prompt_speed_factor": round(k_prompt, 4),
-        "basis": "e2e" if merged else "tpot+ttft",
+        "basis": basis,
         "method": (
             "every projected time x speed_factor = the probe's mean end-to-end latency over its closed-loop "
-            "replay with the recorded profile (its streams arrived merged: one factor)"
-            if merged
+            "replay with the recorded profile (its streams did not time TTFT and TPOT apart: one factor)"
+            if basis == "e2e"
             else "decode steps' times x speed_factor = the probe's mean TPOT over its closed-loop replay with the "
             "recorded profile; the prompt's (prefill, the request's own time) x prompt_speed_factor, at which the "
             "replay's mean TTFT is the probe's (costing.performance.bench_refit.speed_factor)"
@@ -286,7 +286,7 @@ def render_table(doc: dict) -> str:
                     f"x {kp:.2f} (its mean TTFT)"
                     if pr.get("basis") == "tpot+ttft"
                     else f"every time x {k:.2f} (its mean end-to-end latency"
-                    + ("; its streams arrived merged)" if pr.get("basis") == "e2e" else ")")
+                    + ("; its streams did not time TTFT and TPOT apart)" if pr.get("basis") == "e2e" else ")")
                 )
             )
         if any(p.get("replay") for p in doc["points"]):
