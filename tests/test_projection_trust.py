@@ -111,6 +111,26 @@ def test_bad_engine_is_one_line_and_exit_2():
     assert res.code == 2 and "unknown engine" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_trtllm_bench_dataset_run_is_slower_than_its_full_batches_and_only_for_trtllm():
+    """`--requests N` (a trtllm-bench dataset run): 1,500 requests of 128/4096 on 8x H100 run as full batches and a
+    part-full last one, so the run's output tok/s is below the steady state at the batch, and the table says so;
+    --requests and --chunked-context describe TensorRT-LLM runs and are refused for vLLM, one line, exit 2."""
+    base = ("estimate", "--model", "llama-3.1-70b", "--precision", "fp8", "--gpu", "H100", "--gpus", "8")
+    base = (*base, "--input-tokens", "128", "--output-tokens", "4096", "--concurrency", "100000", "--engine", "trtllm")
+    out = _json(*base, "--requests", "1500", "--format", "json")
+    run = out["dataset_run"]
+    assert run["requests"] == 1500 and run["batch"] == out["concurrency"] < 1500 < 2 * out["concurrency"]
+    assert 0.8 * out["output_tokens_per_s"] < run["output_tokens_per_s"] < out["output_tokens_per_s"]
+    assert run["seconds"] == pytest.approx(1500 * 4096 / run["output_tokens_per_s"], rel=1e-3)
+    table = run_cli(*base, "--requests", "1500")
+    assert table.code == 0 and "1,500 requests at once in batches of" in table.stdout
+    for extra in (("--requests", "1500"), ("--chunked-context",)):
+        res = run_cli(*EST, "--model", "llama-3.1-8b", "--gpu", "H100", "--concurrency", "8", *extra)
+        assert res.code == 2 and "add --engine trtllm" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = run_cli(*base, "--requests", "0")
+    assert res.code == 2 and "--requests must be" in res.stderr and "Traceback" not in res.stderr
+
+
 def _row(pred) -> object:
     return next(r for r in read_rows(DEFAULT_CSV) if pred(r))
 
@@ -134,9 +154,12 @@ def test_estimate_reproduces_the_calibrations_own_prediction_of_a_published_row(
         "--format",
         "json",
     )
+    if row.dataset_requests:  # a trtllm-bench dataset run: its size, and chunked context if it ran with it
+        args = (*args, "--requests", str(row.dataset_requests), *(("--chunked-context",) if row.chunked else ()))
     conc = row.concurrency or _json(*args, "--concurrency", "1")["max_concurrency"]
     out = _json(*args, "--concurrency", str(conc))
-    assert out["output_tokens_per_s"] == pytest.approx(expected.output_tok_s, rel=1e-3)
+    tok_s = out["dataset_run"]["output_tokens_per_s"] if row.dataset_requests else out["output_tokens_per_s"]
+    assert tok_s == pytest.approx(expected.output_tok_s, rel=1e-3)
     assert out["tpot_ms"] == pytest.approx(expected.tpot_ms, rel=1e-3)
 
 

@@ -301,3 +301,46 @@ def test_a_median_e2e_is_projected_as_the_median_length_requests():
     mean_b = replay_burst(f, p, 320, 205, 204, "vllm-v0", chunked=False, outs=outs)
     med_b = replay_burst(f, p, 320, 205, 204, "vllm-v0", chunked=False, outs=outs, e2e_median=True)
     assert med_b.e2e_s < mean_b.e2e_s and med_b.output_tok_s == mean_b.output_tok_s
+
+
+def test_trtllm_bench_rows_carry_their_dataset_and_the_tensorrt_engine_runs_chunk_context():
+    """perf-overview's $num_requests table: every vendor-table row names the dataset it ran (30,000 requests at
+    128/128, 1,500 at 128/4096, 1,000 at 20000/2000); the v0.15 rows (TensorRT engines, trtllm-bench's runtime
+    with chunked context on) chunk prompts, the v1.0 PyTorch-backend rows keep the engine's default."""
+    rows = [r for r in read_rows() if "perf-overview" in r.source]
+    assert len(rows) == 317 and all(r.dataset_requests and r.concurrency is None for r in rows)
+    by_lengths = {(r.input_tokens, r.output_tokens): r.dataset_requests for r in rows}
+    assert by_lengths[(128, 128)] == 30000 and by_lengths[(128, 4096)] == 1500 and by_lengths[(20000, 2000)] == 1000
+    assert {r.chunked for r in rows if "v0.15" in r.source} == {True}
+    assert {r.chunked for r in rows if "v0.15" not in r.source} == {None}
+    assert not any(r.dataset_requests or r.chunked for r in read_rows() if "perf-overview" not in r.source)
+
+
+def test_a_dataset_run_is_its_full_batches_and_the_last_partial_one_as_the_replay_runs_it():
+    """trtllm-bench divides N requests' output by the run's whole time: 1,500 requests at 128/4096 in batches
+    of the admissible maximum end with a part-full batch that takes as long as a full one, so the run is
+    slower than the steady state of full batches; the closed form agrees with the step-by-step replay of the
+    same N requests (scheduler.replay) within 4% on the vendor rows it changes most (2048/2048: 3.4%)."""
+    from costing.performance import scheduler
+    from costing.performance.published import dataset_output_tok_s
+
+    p = load_params()
+    checked = 0
+    for row in read_rows():
+        if not row.dataset_requests or row.output_tokens < 2000 or row.gpus != 8 or not row.gpu.startswith("H100"):
+            continue
+        fit = fit_for_row(row)
+        i, o, n = row.input_tokens, row.output_tokens, row.dataset_requests
+        cap = scheduler.admissible(fit, i, o, row.engine)
+        full = project(fit, i, o, cap, p, engine=row.engine, chunked=row.chunked)
+        closed = dataset_output_tok_s(fit, p, row, full)
+        if n % cap == 0:
+            continue
+        run = scheduler.replay(
+            fit, p, i, [o] * n, scheduler.Arrivals.burst(n), max_running=cap, engine=row.engine, chunked=True
+        )
+        assert closed < full.output_tokens_per_s  # the part-full batch costs throughput
+        assert abs(closed / run.output_tokens_per_s - 1) < 0.04, (row.index, closed, run.output_tokens_per_s)
+        assert predict(row, fit, p).output_tok_s == pytest.approx(closed)
+        checked += 1
+    assert checked >= 6

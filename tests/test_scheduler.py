@@ -157,3 +157,17 @@ def test_a_replay_needs_requests_and_a_known_arrival_process():
         replay(f, p, 100, [], Arrivals.burst(1), max_running=4)
     with pytest.raises(ValueError):
         Arrivals("uniform", 3).first_sends()
+
+
+def test_a_run_that_chunks_prompts_is_projected_as_chunking_whatever_its_engine_default():
+    """`chunked=True` (a TensorRT-LLM run with chunked context, as trtllm-bench's TensorRT-engine runs have):
+    5,000-token prompts no longer queue for steps of their own at 40 clients, as vLLM V1's do not; None keeps
+    the engine's default (TensorRT-LLM: whole prompts)."""
+    f = fit_check(FitRequest(model="llama-3.3-70b", precision="fp8", gpu="H100", gpus=2))
+    p = load_params()
+    default = project(f, 5000, 500, 40, p, engine="trtllm")
+    assert project(f, 5000, 500, 40, p, engine="trtllm", chunked=False) == default
+    chunked = project(f, 5000, 500, 40, p, engine="trtllm", chunked=True)
+    assert chunked.ttft_ms < 0.8 * default.ttft_ms
+    assert "M/D/1 wait on the budget" in str(chunked.assumptions["tails"])
+    assert "M/D/1 queue for the prompt steps" in str(default.assumptions["tails"])

@@ -47,6 +47,7 @@ from costing.performance.scheduler import (  # noqa: F401  (re-exported: the pro
     StepParts,
     admissible,
     chunk_budget,
+    chunks_prompts,
     prompts_per_step,
     step_parts,
     step_time_s,
@@ -152,7 +153,9 @@ class _Steady:
     t_alone: float
 
 
-def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, engine: str) -> _Steady:
+def _steady(
+    hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, engine: str, chunked: bool | None = None
+) -> _Steady:
     context = i + o / 2.0  # mean context a decoded token attends to
     full = fit.max_concurrent_seqs(i + o) if engine in PREEMPTING else c
     preempted = max(0.0, (c - full) / c) if full >= 1 else 0.0
@@ -169,7 +172,8 @@ def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, eng
     tpot = step_time_s(hw, p, c, context, demand, i, engine)  # the mean step: prefill work spread evenly
     # a step that carries a chunk of this request's own prompt, beside its share of the others' prompts
     t_own = step_time_s(hw, p, decoding, context, i / own_steps + demand, i, engine)
-    t_alone = t_own if engine in CHUNKED_BY_DEFAULT else step_time_s(hw, p, decoding, context, i / own_steps, i, engine)
+    alone = chunks_prompts(engine, chunked)
+    t_alone = t_own if alone else step_time_s(hw, p, decoding, context, i / own_steps, i, engine)
     return _Steady(c, t_dec, t_mix, mixed, tpot, chunk, own_steps, preempted, budget, demand, t_own, t_alone)
 
 
@@ -194,7 +198,7 @@ def _cohort_first_tokens(hw: Hardware, p: Params, fit: FitResult, i: int, c: int
 
 
 def _first_token(
-    fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str
+    fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str, chunked: bool | None = None
 ) -> tuple[float, float, float, float, float]:
     """Mean TTFT of a request admitted at once, and its parts: (ttft, its steps, the mean wait for the step
     under way, the load rho and the mean wait of the queue the tails take). The prompt's own steps carry their
@@ -211,14 +215,14 @@ def _first_token(
     shared = st.prefill_steps * st.t_own
     phase = st.t_dec * (MULTISTEP_STEPS if engine == "vllm-v0-multistep" else 1)
     overhead = p.request_overhead_ms * 1e-3
-    if engine in CHUNKED_BY_DEFAULT:
+    if chunks_prompts(engine, chunked):
         residual = 0.5 * st.t_dec
         # the tails: an M/D/1 wait for room in the budget, at its load (prompt tokens per step / budget)
         rho = min(RHO_MAX, (st.demand + i / (st.prefill_steps + o - 1)) / st.chunk_budget)
         tail_wait = rho / (2 * (1 - rho)) * i / st.chunk_budget * st.t_mix if c > 1 else 0.0
         return overhead + residual + shared, shared, residual, rho, tail_wait
     service = st.prefill_steps * st.t_alone
-    work = st.t_alone / prompts_per_step(fit, i, engine)
+    work = st.t_alone / prompts_per_step(fit, i, engine, chunked)
     base = overhead + 0.5 * phase + service + (o - 1) * st.tpot  # e2e without the wait
     rho = _prefill_load(c, work, base)
     wait = min(rho / (2 * (1 - rho)) * work, (c - 1) * work) if c > 1 else 0.0
@@ -261,11 +265,13 @@ def project(
     *,
     engine: str = "vllm",
     lockstep: bool = False,
+    chunked: bool | None = None,
 ) -> Projection:
     """Steady state of `concurrency` clients each sending the next request when the last one ends. `lockstep`:
     every request has the same output length, so on an engine that pauses decodes for prompts (vLLM V0) the
     clients move as one cohort (their prompts queue behind each other each round); otherwise their phases
-    spread (the M/D/1 wait)."""
+    spread (the M/D/1 wait). `chunked`: whether prompts are chunked beside the decodes when a run's settings
+    say so (default: the engine's own default, scheduler.CHUNKED_BY_DEFAULT)."""
     _check(input_tokens, output_tokens, concurrency)
     p = params or load_params()
     hw = Hardware.of(fit)
@@ -281,7 +287,8 @@ def project(
         )
     c = min(requested, cap)
     capped = c < requested
-    st = _steady(hw, p, fit, i, o, c, engine)
+    chunked = chunks_prompts(engine, chunked)
+    st = _steady(hw, p, fit, i, o, c, engine, chunked)
     ceiling = vendor_ceiling(fit, i, o) if engine == "vllm" else None
     cohort = lockstep and engine in PAUSES_DECODES
     if cohort:
@@ -294,7 +301,7 @@ def project(
         if o > 1:
             st = replace(st, tpot=st.t_dec + (ends[-1] - mean) / (o - 1), mixed=0.0)
     else:
-        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine)
+        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine, chunked)
     for _ in range(8):  # never above the vendor's maximum table for this configuration: slow every step to it
         e2e = ttft + (o - 1) * st.tpot
         if not ceiling or c * o / e2e <= ceiling[0] * (1 + 1e-12):
@@ -308,7 +315,7 @@ def project(
             t_own=st.t_own * k,
             t_alone=st.t_alone * k,
         )
-        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine)
+        ttft, service, ahead, rho, queue_wait = _first_token(fit, p, st, i, o, c, engine, chunked)
     e2e = ttft + (o - 1) * st.tpot
     rps = c / e2e
     admission_wait = requested / rps - e2e  # closed loop: clients beyond the cap queue (Little's law)
@@ -355,7 +362,7 @@ def project(
         "tails": "TTFT: uniform phase in the step + prompt chunks (in steps carrying the others' prompts) + "
         + (
             "an M/D/1 wait on the budget (tails)"
-            if engine in CHUNKED_BY_DEFAULT
+            if chunked
             else "the cohort's prompt steps before its own (clients in lockstep: fixed output lengths)"
             if cohort
             else "an M/D/1 queue for the prompt steps (this engine does not chunk prompts)"
@@ -387,6 +394,33 @@ def project(
         itl_p50_ms=(st.t_mix if st.mixed >= 0.5 else st.t_dec) * 1e3,
         assumptions=assumptions,
     )
+
+
+def dataset_run(
+    fit: FitResult,
+    input_tokens: int,
+    output_tokens: int,
+    requests: int,
+    full: Projection,
+    params: Params | None = None,
+    *,
+    engine: str = "trtllm",
+    chunked: bool | None = None,
+) -> tuple[float, float]:
+    """(output tok/s, seconds) of a max-load run over a fixed dataset: `requests` requests of these lengths queued
+    at once, as trtllm-bench runs its dataset, which divides their output by the whole run's time. An engine that
+    reserves each request's full length (TensorRT-LLM's GUARANTEED_NO_EVICT) runs them in batches of `full`'s
+    concurrency (the projection at the admissible maximum), all of one length ending together: q full batches
+    and one of the r left over, q x e2e(full) + e2e(r). tests/test_published.py checks it against the
+    step-by-step replay of the same run (costing.performance.scheduler.replay)."""
+    q, r = divmod(int(requests), max(1, full.concurrency))
+    # a batch's time is its requests' time in the engine (c / requests per second): the clients beyond the
+    # admissible maximum that `full` may have been asked for wait in the queue, which this run's batches replace
+    seconds = q * full.concurrency / full.requests_per_s
+    if r:
+        last = project(fit, input_tokens, output_tokens, r, params, engine=engine, chunked=chunked)
+        seconds += last.concurrency / last.requests_per_s
+    return requests * output_tokens / seconds, seconds
 
 
 def slo_concurrency(

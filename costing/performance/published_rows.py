@@ -107,6 +107,12 @@ class Row:
     # which e2e_s the source states: "median" when the notes say "e2e median" (the median request's latency, which
     # with ShareGPT's long-tailed output lengths is well below the mean), else "mean"; None without an e2e_s
     e2e_kind: str | None = None
+    # a max-load run over a fixed dataset ("dataset of N requests": trtllm-bench queues N requests of the row's
+    # lengths at once and divides their output by the whole run's time, the last partial batch included)
+    dataset_requests: int | None = None
+    # the run chunked prompts beside the decodes although its engine does not by default ("chunked context":
+    # trtllm-bench's TensorRT-engine runs); None: the engine's default
+    chunked: bool | None = None
 
     def label(self) -> str:
         return f"{self.gpus}x {self.gpu_raw} {self.model} {self.precision} {self.engine}"
@@ -185,6 +191,7 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                 e2e_kind = "median" if "e2e median" in r["notes"] else "mean"
             cap = re.search(r"\bcap (\d+)\b", r["notes"])
             max_len = re.search(r"\bmax_model_len (\d+)\b", r["notes"])
+            dataset = re.search(r"\bdataset of (\d+) requests\b", r["notes"])
             rows.append(
                 Row(
                     index=k,
@@ -213,6 +220,8 @@ def read_rows(path: str | Path = DEFAULT_CSV) -> list[Row]:
                     note=note,
                     request_rate=rate,
                     e2e_kind=e2e_kind,
+                    dataset_requests=int(dataset.group(1)) if dataset and conc is None and burst is None else None,
+                    chunked=True if re.search(r"\bchunked context\b", r["notes"]) else None,
                 )
             )
     return rows

@@ -211,11 +211,17 @@ def admissible(
 CHUNKED_BY_DEFAULT = ("vllm",)
 
 
-def prompts_per_step(fit: FitResult, input_tokens: int, engine: str) -> float:
+def chunks_prompts(engine: str, chunked: bool | None = None) -> bool:
+    """Whether prompts are chunked beside the decodes: as stated (`chunked`: a run whose settings say, e.g.
+    trtllm-bench's TensorRT-engine runs, which enable chunked context), else the engine's default."""
+    return engine in CHUNKED_BY_DEFAULT if chunked is None else chunked
+
+
+def prompts_per_step(fit: FitResult, input_tokens: int, engine: str, chunked: bool | None = None) -> float:
     """How many prompts of `input_tokens` one step's budget takes: a share of the budget each when the engine
     chunks them (fluid), else whole prompts only (at least one: a longer prompt gets a step of its own)."""
     budget = max(1, fit.settings.max_num_batched_tokens)
-    if engine in CHUNKED_BY_DEFAULT:
+    if chunks_prompts(engine, chunked):
         return budget / max(1, input_tokens)
     return float(max(1, budget // max(1, input_tokens)))
 

@@ -51,6 +51,12 @@ def _load_calibration(path: Path | None, fit):
 
 ENGINE_HELP = "vllm-v1 | vllm-v0 | vllm-v0-multistep | trtllm; default: the deployed vLLM (V1, pinned version)"
 VLLM_VERSION_HELP = "the vLLM version served (e.g. 0.5.4: V0 before 0.8); default: the pinned one"
+REQUESTS_HELP = (
+    "with --engine trtllm: a trtllm-bench dataset run, N requests of these lengths queued at once and the engine "
+    "sized from them; prints output tok/s over the whole run"
+)
+CHUNKED_CONTEXT_HELP = "with --engine trtllm: chunked context on (trtllm-bench's TensorRT-engine runs turn it on)"
+MAX_REQUESTS = 10_000_000
 
 
 CONFIDENCE_HELP = "p50: size on the projection; p90: on the conservative end of its error band"
@@ -77,6 +83,8 @@ def register(app: typer.Typer) -> None:
         concurrency: int = typer.Option(..., "--concurrency", help="requests in flight"),
         engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
         vllm_version: str | None = typer.Option(None, "--vllm-version", help=VLLM_VERSION_HELP),
+        requests: int | None = typer.Option(None, "--requests", help=REQUESTS_HELP),
+        chunked_context: bool = typer.Option(False, "--chunked-context", help=CHUNKED_CONTEXT_HELP),
         fmt: str = TableOrJson,
     ) -> None:
         """Project TTFT, TPOT, latency and tokens/s for a model on GPU x count at a concurrency."""
@@ -85,7 +93,7 @@ def register(app: typer.Typer) -> None:
         from costing.money.report import band_text, extrapolation_text, projection_dict
         from costing.performance import projection
         from costing.performance.bands import projection_bands
-        from costing.performance.engines import choose_engine, fit_for_engine
+        from costing.performance.engines import adjust_settings, choose_engine, fit_for_engine
 
         _check_format(fmt, ("table", "json"))
         for name, value in (
@@ -108,10 +116,31 @@ def register(app: typer.Typer) -> None:
             workload={"requests_per_day": 1, "input_tokens": input_tokens, "output_tokens": output_tokens},
         )
         eng = choose_engine(engine, vllm_version)
+        if (requests is not None or chunked_context) and eng.name != "trtllm":
+            flag = "--requests" if requests is not None else "--chunked-context"
+            raise UserError(
+                f"{flag} describes a TensorRT-LLM (trtllm-bench) run, not {eng.label}", "add --engine trtllm"
+            )
+        if requests is not None and not 1 <= requests <= MAX_REQUESTS:
+            raise UserError(f"--requests must be 1 to {MAX_REQUESTS:,} (got {requests})", "pass the dataset's size")
         resolved = resolve(spec, need_offer=False)
         fit = fit_for_engine(spec, resolved.fit, eng.name)
-        p = projection.project(fit, input_tokens, output_tokens, concurrency, engine=eng.name)
+        if requests is not None:  # trtllm-bench sizes the engine from its dataset's lengths
+            fit = adjust_settings(fit, eng.name, (input_tokens, output_tokens))
+        chunked = True if chunked_context else None
+        p = projection.project(fit, input_tokens, output_tokens, concurrency, engine=eng.name, chunked=chunked)
         p = projection_bands(p, fit, input_tokens, output_tokens, eng.name)
+        dataset = None
+        if requests is not None:
+            tok_s, seconds = projection.dataset_run(
+                fit, input_tokens, output_tokens, requests, p, engine=eng.name, chunked=chunked
+            )
+            dataset = {
+                "requests": requests,
+                "batch": p.concurrency,
+                "output_tokens_per_s": round(tok_s, 2),
+                "seconds": round(seconds, 2),
+            }
         out = {
             "engine": eng.name,
             "engine_version": eng.version,
@@ -144,6 +173,8 @@ def register(app: typer.Typer) -> None:
                 },
             },
         }
+        if dataset:
+            out["dataset_run"] = dataset
         if fmt == "json":
             typer.echo(json.dumps(out, indent=2))
             return
@@ -155,6 +186,11 @@ def register(app: typer.Typer) -> None:
         b = p.bands
         typer.echo(f"  output tokens/s   {p.output_tokens_per_s:,.1f}{band_text(b, 'output_tok_s', ',.1f')}")
         typer.echo(f"  requests/s        {p.requests_per_s:,.3f}")
+        if dataset:
+            typer.echo(
+                f"  dataset run       {requests:,} requests at once in batches of {p.concurrency:,}: "
+                f"{dataset['output_tokens_per_s']:,.1f} output tokens/s over {dataset['seconds']:,.1f} s"
+            )
         typer.echo(f"  TTFT              {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms', ',.1f')}")
         typer.echo(f"  TPOT              {p.tpot_ms:,.2f} ms{band_text(b, 'tpot_ms', ',.2f')}")
         typer.echo(
