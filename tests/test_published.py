@@ -322,7 +322,7 @@ def test_a_dataset_run_is_its_full_batches_and_the_last_partial_one_as_the_repla
     slower than the steady state of full batches; the closed form agrees with the step-by-step replay of the
     same N requests (scheduler.replay) within 4% on the vendor rows it changes most (2048/2048: 3.4%)."""
     from costing.performance import scheduler
-    from costing.performance.published import dataset_output_tok_s
+    from costing.performance.projection import dataset_run
 
     p = load_params()
     checked = 0
@@ -333,7 +333,7 @@ def test_a_dataset_run_is_its_full_batches_and_the_last_partial_one_as_the_repla
         i, o, n = row.input_tokens, row.output_tokens, row.dataset_requests
         cap = scheduler.admissible(fit, i, o, row.engine)
         full = project(fit, i, o, cap, p, engine=row.engine, chunked=row.chunked)
-        closed = dataset_output_tok_s(fit, p, row, full)
+        closed = dataset_run(fit, i, o, n, full, p, engine=row.engine, chunked=row.chunked)[0]
         if n % cap == 0:
             continue
         run = scheduler.replay(

@@ -153,9 +153,7 @@ class _Steady:
     t_alone: float
 
 
-def _steady(
-    hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, engine: str, chunked: bool | None = None
-) -> _Steady:
+def _steady(hw: Hardware, p: Params, fit: FitResult, i: int, o: int, c: int, engine: str, chunked: bool) -> _Steady:
     context = i + o / 2.0  # mean context a decoded token attends to
     full = fit.max_concurrent_seqs(i + o) if engine in PREEMPTING else c
     preempted = max(0.0, (c - full) / c) if full >= 1 else 0.0
@@ -172,8 +170,7 @@ def _steady(
     tpot = step_time_s(hw, p, c, context, demand, i, engine)  # the mean step: prefill work spread evenly
     # a step that carries a chunk of this request's own prompt, beside its share of the others' prompts
     t_own = step_time_s(hw, p, decoding, context, i / own_steps + demand, i, engine)
-    alone = chunks_prompts(engine, chunked)
-    t_alone = t_own if alone else step_time_s(hw, p, decoding, context, i / own_steps, i, engine)
+    t_alone = t_own if chunked else step_time_s(hw, p, decoding, context, i / own_steps, i, engine)
     return _Steady(c, t_dec, t_mix, mixed, tpot, chunk, own_steps, preempted, budget, demand, t_own, t_alone)
 
 
@@ -198,7 +195,7 @@ def _cohort_first_tokens(hw: Hardware, p: Params, fit: FitResult, i: int, c: int
 
 
 def _first_token(
-    fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str, chunked: bool | None = None
+    fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str, chunked: bool
 ) -> tuple[float, float, float, float, float]:
     """Mean TTFT of a request admitted at once, and its parts: (ttft, its steps, the mean wait for the step
     under way, the load rho and the mean wait of the queue the tails take). The prompt's own steps carry their
@@ -215,7 +212,7 @@ def _first_token(
     shared = st.prefill_steps * st.t_own
     phase = st.t_dec * (MULTISTEP_STEPS if engine == "vllm-v0-multistep" else 1)
     overhead = p.request_overhead_ms * 1e-3
-    if chunks_prompts(engine, chunked):
+    if chunked:  # project() resolved it: the run's setting, else the engine's default (chunks_prompts)
         residual = 0.5 * st.t_dec
         # the tails: an M/D/1 wait for room in the budget, at its load (prompt tokens per step / budget)
         rho = min(RHO_MAX, (st.demand + i / (st.prefill_steps + o - 1)) / st.chunk_budget)

@@ -214,7 +214,7 @@ def poisson_concurrency(fit, params: Params, i: int, o: int, rate: float, engine
 
 
 def predict(row: Row, fit, params: Params) -> Predicted:
-    from costing.performance.projection import project
+    from costing.performance.projection import dataset_run, project
 
     if row.burst:
         outs, args = burst_output_lengths(row), (row.burst, row.input_tokens, row.output_tokens, row.engine)
@@ -236,22 +236,11 @@ def predict(row: Row, fit, params: Params) -> Predicted:
     pr = project(fit, i, o, conc, params, engine=row.engine, lockstep=row.fixed_output, chunked=row.chunked)
     tok_s = pr.output_tokens_per_s
     if row.dataset_requests:
-        tok_s = dataset_output_tok_s(fit, params, row, pr)
+        tok_s = dataset_run(fit, i, o, row.dataset_requests, pr, params, engine=row.engine, chunked=row.chunked)[0]
     # llmperf's per-request ITL is the sum of the gaps after the first token over all output tokens
     tpot = pr.tpot_ms * (o - 1) / o / ratio if row.tpot_kind == "ITL" else pr.tpot_ms
     e2e = _e2e_of(row, pr.ttft_ms, pr.tpot_ms, pr.e2e_latency_s)
     return Predicted(tok_s * ratio, tpot, pr.ttft_ms, e2e, pr.concurrency)
-
-
-def dataset_output_tok_s(fit, params: Params, row: Row, full) -> float:
-    """Output tok/s of a row's max-load run over its fixed dataset (Row.dataset_requests; see
-    costing.performance.projection.dataset_run)."""
-    from costing.performance.projection import dataset_run
-
-    n = int(row.dataset_requests or 0)
-    return dataset_run(
-        fit, row.input_tokens, row.output_tokens, n, full, params, engine=row.engine, chunked=row.chunked
-    )[0]
 
 
 def prepared_rows(path: str | Path = DEFAULT_CSV) -> list[tuple[Row, Any]]:
