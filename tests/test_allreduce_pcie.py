@@ -1,5 +1,6 @@
 """The measured PCIe all-reduce (gpus.yaml `allreduce`): read from the data, faithful to what nccl-tests printed,
-and the term the one scheduler model uses for PCIe-only parts (NVLink parts keep the fitted term)."""
+and the term the one scheduler model uses for PCIe-only parts at every GPU count (NVLink parts keep the fitted
+term)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,26 @@ def test_pcie_parts_name_the_measured_fabric_and_nvlink_parts_keep_the_fitted_te
         assert allreduce_curve(get_gpu(name), 8) is catalog().allreduce[("pcie4", 8)]
     for name in ("A100", "A100-80GB", "H100"):
         assert get_gpu(name).allreduce is None and allreduce_curve(get_gpu(name), 8) is None
-    assert allreduce_curve(get_gpu("L40S"), 4) is None  # no rows at 4 GPUs: the fitted term
+    assert allreduce_curve(get_gpu("L40S"), 1) is None  # one GPU: no all-reduce
+
+
+def test_a_gpu_count_the_fabric_has_no_rows_for_takes_its_measured_bus_bandwidth():
+    """busbw is corrected by 2(n-1)/n to be independent of the number of ranks (nccl-tests doc/PERFORMANCE.md), so
+    the 8-GPU run's bus bandwidth stands for 2 and 4 GPUs on the same fabric; the step applies the ring factor of
+    its own GPU count, so 4 GPUs move 3/4 of a batch's activations per all-reduce where 8 move 7/8."""
+    curve = catalog().allreduce[("pcie4", 8)]
+    assert {n for fabric, n in catalog().allreduce if fabric == "pcie4"} == {8}  # else the rule below is not tested
+    for name in PCIE_PARTS:
+        for gpus in (2, 4):
+            assert allreduce_curve(get_gpu(name), gpus) is curve, (name, gpus)
+    p = load_params()
+    hw = Hardware.of(fit_check(FitRequest(model="llama-3.1-70b", precision="fp8", gpu="L40S", gpus=4)))
+    assert hw.tp == 4 and hw.allreduce_curve is curve
+    batch = 128.0
+    latency = (p.allreduce_latency_us + 2 * p.allreduce_hop_us) * 1e-6
+    ring = 2 * 3 / 4 * batch * hw.hidden * 2
+    comm = step_parts(hw, p, batch, 1000.0, 0.0, 1000.0).comm
+    assert comm == pytest.approx(2 * hw.layers * (latency + ring / (curve.avg_busbw_gbs * 1e9)))
 
 
 def _l40s_8x():
@@ -84,16 +104,15 @@ def test_the_projection_follows_the_measured_curve(monkeypatch):
     assert project(fit, 1000, 500, 64).output_tokens_per_s < 0.97 * base
 
 
-def test_the_vendor_tables_a100_pcie_rows_use_the_curve_where_it_has_their_gpu_count():
+def test_the_vendor_tables_multi_gpu_a100_pcie_rows_use_the_measured_curve_and_the_sxm_rows_the_fitted_term():
     seen = set()
     for row in read_rows():
-        if row.gpu_raw not in ("A100-PCIe-80GB", "A100-SXM4-80GB") or row.gpus not in (4, 8):
+        if row.gpu_raw not in ("A100-PCIe-80GB", "A100-SXM4-80GB") or row.gpus < 2:
             continue
         fit = fit_for_row(row)
         if fit is None:
             continue
         curve = Hardware.of(fit).allreduce_curve
-        pcie8 = row.gpu_raw == "A100-PCIe-80GB" and row.gpus == 8
-        assert (curve is not None) == pcie8, row.index
+        assert (curve is not None) == (row.gpu_raw == "A100-PCIe-80GB"), row.index
         seen.add((row.gpu_raw, row.gpus))
-    assert seen == {("A100-PCIe-80GB", 4), ("A100-PCIe-80GB", 8), ("A100-SXM4-80GB", 4), ("A100-SXM4-80GB", 8)}
+    assert seen == {(gpu, n) for gpu in ("A100-PCIe-80GB", "A100-SXM4-80GB") for n in (2, 4, 8)}

@@ -492,11 +492,17 @@ def get_gpu(name: str) -> Gpu:
 
 
 def allreduce_curve(gpu: Gpu, gpus: int) -> AllReduceCurve | None:
-    """The measured all-reduce of `gpus` GPUs on this GPU's fabric (gpus.yaml `allreduce`), or None: the GPU names
-    no fabric (NVLink parts), or its fabric has no rows at that GPU count (the fitted term applies)."""
-    if gpu.allreduce is None:
+    """The measured all-reduce on this GPU's fabric (gpus.yaml `allreduce`) at `gpus` GPUs, else at the nearest GPU
+    count the fabric has rows for (the larger on a tie): nccl-tests' bus bandwidth is corrected by 2(n-1)/n so that
+    it is independent of the number of ranks and reflects the hardware bottleneck (nccl-tests doc/PERFORMANCE.md),
+    which on a PCIe-only server is the host (NVIDIA/nccl#1639). None: one GPU, or the GPU names no fabric (NVLink
+    parts keep the fitted term)."""
+    if gpu.allreduce is None or gpus < 2:
         return None
-    return catalog().allreduce.get((gpu.allreduce, gpus))
+    curves = {n: c for (fabric, n), c in catalog().allreduce.items() if fabric == gpu.allreduce}
+    if not curves:
+        return None
+    return curves.get(gpus) or curves[min(curves, key=lambda n: (abs(n - gpus), -n))]
 
 
 def get_offer(offer_id: str) -> Offer:

@@ -8,10 +8,10 @@ Physics first, then a few named efficiency parameters fitted on published measur
   its memory and compute time, `overlap` fitted): the GEMMs (the weights at `bw_eff` of the datasheet
   bandwidth; 2 x params FLOPs per token) and attention (the batch's KV cache at `kv_bw_eff`; its FLOPs),
   FLOPs at `mfu_decode` / `mfu_prefill` of the dense TFLOPS (weight-only kernels reach `weight_only_mfu`
-  of that); plus tensor-parallel all-reduces (`allreduce_latency_us` and
-  `allreduce_hop_us` per GPU beyond two, `allreduce_bw_eff`) and CPU time outside the GPU growing with
-  the batch (`v1_step_overhead_ms` + `seq_overhead_us` per sequence: scheduler, sampling,
-  detokenization); TensorRT-LLM: its kernels `trtllm_speedup` faster, its C++ executor's own
+  of that); plus tensor-parallel all-reduces (`allreduce_latency_us` and `allreduce_hop_us` per GPU beyond
+  two; `allreduce_bw_eff` of the link on NVLink, NCCL's measured bus bandwidth on PCIe-only parts) and CPU
+  time outside the GPU growing with the batch (`v1_step_overhead_ms` + `seq_overhead_us` per sequence:
+  scheduler, sampling, detokenization); TensorRT-LLM: its kernels `trtllm_speedup` faster, its C++ executor's own
   `trtllm_step_overhead_ms` + `trtllm_seq_overhead_us` per sequence instead of vLLM's Python time;
 - pipeline parallel: a token crosses every stage in turn (the sum of the stage times plus an
   inter-node hop, `internode_latency_us` / `internode_gbs`), while the stages work on different

@@ -53,7 +53,7 @@ GPU_NAMES = {  # CSV name -> (catalog name, override or None)
             "bandwidth_gbs": 1935.0,
             "compute_share": A100_PCIE_COMPUTE,  # of the catalog part's dense TFLOPS, every precision
             "interconnect_gbs": 32.0,
-            "allreduce": "pcie4",  # PCIe-only: gpus.yaml's measured all-reduce where it has the GPU count
+            "allreduce": "pcie4",  # PCIe-only: gpus.yaml's measured all-reduce bus bandwidth at every GPU count
             "source": "NVIDIA A100 PCIe 80GB datasheet: 1,935 GB/s; PCIe Gen4 x16 "
             "(no NVLink assumed); dense TFLOPS x 0.882, the MLPerf v3.0 BERT-99 Offline PCIe/SXM ratio "
             "- calibration-side override",

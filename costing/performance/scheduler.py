@@ -56,8 +56,8 @@ class Hardware:
     interconnect: float  # bytes/s per GPU, one direction
     weight_only: bool  # quantized weights computed in 16 bits (dequantizing kernels)
     compute_type: str
-    # PCIe-only parts: NCCL's measured all-reduce at this tensor-parallel size (gpus.yaml `allreduce`), whose bus
-    # bandwidth replaces interconnect x allreduce_bw_eff; None: that fitted term
+    # PCIe-only parts: NCCL's measured all-reduce on their fabric (gpus.yaml `allreduce`; catalog.allreduce_curve),
+    # whose bus bandwidth replaces interconnect x allreduce_bw_eff; None: that fitted term (NVLink parts)
     allreduce_curve: AllReduceCurve | None = None
 
     @classmethod
