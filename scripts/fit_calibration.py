@@ -14,6 +14,8 @@ from costing.performance.published import DEFAULT_CSV, errors, fit_params, media
 SOURCES = {
     "request_overhead_ms": "fixed at 0: the published rows do not separate a per-request time (HTTP, tokenizing) "
     "from the engine steps; `selfhost plan --calibration bench.json` refits it",
+    "request_latency_ms": "fixed at 0: a wait per request that does not queue; only the local target's speed probe "
+    "sets it (`selfhost bench --local-profile`)",
     "internode_latency_us": "fixed assumption: one-way latency of a pipeline-parallel hop between nodes over the "
     "cloud network (NCCL send/recv; tens of microseconds with RDMA, more over TCP); no multi-node row to fit it",
     "internode_gbs": "fixed assumption: 12.5 GB/s (100 Gbit/s) between nodes; no multi-node row to fit it",

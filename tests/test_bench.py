@@ -375,17 +375,21 @@ def test_the_local_profile_is_set_to_the_machines_speed_by_a_probe_before_the_sw
     assert fast["probe"]["requests"] == 8 and fast["probe"]["concurrency"] == 1
     assert fast["probe"]["basis"] == "tpot+ttft"
     k_fast, k_slow = fast["probe"]["speed_factor"], slow["probe"]["speed_factor"]
-    kp_fast, kp_slow = fast["probe"]["prompt_speed_factor"], slow["probe"]["prompt_speed_factor"]
+    w_fast, w_slow = fast["probe"]["request_latency_ms"], slow["probe"]["request_latency_ms"]
     assert k_slow / k_fast == pytest.approx(3, rel=0.25)  # the probe times the machine, not the profile
     profile = json.loads((ROOT / "costing/data/local-cpu-profile.json").read_text())
     s = profile["provenance"]["local_profile"]["stand_in"]
     fit = fit_check(FitRequest(model=s["model"], precision=s["precision"], gpu=s["gpu"], gpus=s["gpus"], seq_len=96))
-    for doc, k, kp in ((fast, k_fast, kp_fast), (slow, k_slow, kp_slow)):
+    for doc, k, wait in ((fast, k_fast, w_fast), (slow, k_slow, w_slow)):
         for pt in doc["points"]:
             run = simulate_bench_point(
-                fit, at_speed(params_from_dict(profile), k, kp), 64, 32, pt["concurrency"], pt["num_requests"]
+                fit, at_speed(params_from_dict(profile), k, wait), 64, 32, pt["concurrency"], pt["num_requests"]
             )
             assert pt["replay"]["e2e_latency_s"] == pytest.approx(run.e2e_latency_s, rel=1e-3)  # k is rounded
+    from selfhost.check.bench_report import render_table
+
+    said = render_table(slow)  # the table says what the projection was set to
+    assert f"every time x {k_slow:.2f} (its mean TPOT)" in said and f"waits {w_slow:.1f} ms more" in said
     one, one_none = fast["points"][0], none["points"][0]  # at one client a decode step carries no prompt: steps' k
     assert one["concurrency"] == 1
     assert one["replay"]["tpot_ms"] == pytest.approx(k_fast * one_none["replay"]["tpot_ms"], rel=1e-3)
@@ -476,8 +480,9 @@ def test_a_probe_whose_streams_arrived_merged_sets_one_factor_from_its_latency()
     point |= {"ttft_ms": {"mean": 1e3 * e2e - 1}, "tpot_ms": {"mean": 0.004}, "e2el_ms": {"mean": 1e3 * e2e}}
     target = ProjectionTarget("llama-3.2-1b", "bf16", "H100", 1)
     params, record = set_to_probe(point, target, 1000, 250, profile)
-    assert record["basis"] == "e2e" and record["speed_factor"] == record["prompt_speed_factor"]
+    assert record["basis"] == "e2e" and record["request_latency_ms"] == 0
     assert record["speed_factor"] == pytest.approx(1.4, rel=1e-3)
     one = at_speed(profile, record["speed_factor"])
-    for name in ("request_overhead_ms", "mfu_prefill", "v1_step_overhead_ms", "kv_bw_eff"):  # prompt and steps alike
+    names = ("request_overhead_ms", "request_latency_ms", "mfu_prefill", "v1_step_overhead_ms", "kv_bw_eff")
+    for name in names:  # prompt and steps alike
         assert getattr(params, name) == pytest.approx(getattr(one, name), rel=1e-3)

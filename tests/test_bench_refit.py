@@ -472,20 +472,48 @@ def test_a_profile_at_speed_k_takes_k_times_every_time(model, precision, gpu, gp
     assert pb.ttft_ms == pytest.approx(k * pa.ttft_ms, rel=1e-6)
 
 
-def test_a_probe_sets_the_steps_speed_from_its_tpot_and_the_prompts_from_its_ttft():
-    """A streamed probe at one client: its TPOT over the replay's is the steps' factor, and the prompt's factor is the
-    one at which the replay's TTFT is the probe's; the TPOT stays the steps' (a prompt is not in a decode step)."""
+def test_a_probe_sets_the_speed_from_its_tpot_and_a_wait_from_the_rest_of_its_ttft():
+    """A streamed probe at one client: its TPOT over the replay's is the speed factor, and the TTFT beyond the replay's
+    at that speed is a wait each request adds; the TPOT stays the steps'. A probe no slower to its first token than
+    its steps (or faster) adds no wait: none is negative."""
     fit = fit_check(FitRequest(model="llama-3.2-1b", gpu="H100"))
     base = load_params()
     run = simulate_bench_point(fit, base, 1000, 250, 1, 8)
     probe = BenchPoint(1, 1000, 250, None, 1.3 * run.tpot_ms, 2.0 * run.ttft_ms, 0.7, None, itl_p50_ms=2.0, requests=8)
-    k, kp = speed_factor(fit, base, probe)
-    assert k == pytest.approx(1.3) and kp > 2.0  # the prompt's share is below the whole TTFT: more than 2x
-    scaled = simulate_bench_point(fit, at_speed(base, k, kp), 1000, 250, 1, 8)
-    assert scaled.ttft_ms == pytest.approx(2.0 * run.ttft_ms, rel=1e-5)
+    k, wait = speed_factor(fit, base, probe)
+    assert k == pytest.approx(1.3) and wait == pytest.approx(0.7 * run.ttft_ms, rel=1e-6)
+    scaled = simulate_bench_point(fit, at_speed(base, k, wait), 1000, 250, 1, 8)
+    assert scaled.ttft_ms == pytest.approx(2.0 * run.ttft_ms, rel=1e-6)
     assert scaled.tpot_ms == pytest.approx(1.3 * run.tpot_ms, rel=1e-9)
-    same = replace(probe, ttft_ms=1.3 * run.ttft_ms)  # TTFT slowed as the steps did: one factor
-    assert speed_factor(fit, base, same) == pytest.approx((1.3, 1.3), rel=1e-5)
+    for ttft in (1.3, 1.1):  # as slow as the steps, or less: one factor, no wait
+        same = replace(probe, ttft_ms=ttft * run.ttft_ms)
+        assert speed_factor(fit, base, same) == pytest.approx((1.3, 0.0), abs=1e-6)
+
+
+def test_the_probes_wait_does_not_queue():
+    """request_latency_ms is each request's own wait, beside the others' (the serving process's intake,
+    request_overhead_ms, takes one request at a time): a lone client's TTFT and latency grow by exactly the wait;
+    with 16 clients on the local profile, less than the same time added to the intake, which queues; the steady
+    state adds it to TTFT and latency as it is."""
+    from costing.performance.calibration import load_params_file
+
+    fit = fit_check(FitRequest(model="llama-3.2-1b", gpu="H100"))
+    local = load_params_file(Path(__file__).resolve().parents[1] / "costing/data/local-cpu-profile.json")
+    wait = 5.0
+    for c in (1, 16):
+        a, b = (simulate_bench_point(fit, p, 1000, 250, c, 4 * c) for p in (local, at_speed(local, 1.0, wait)))
+        intake = replace(local, request_overhead_ms=local.request_overhead_ms + wait)
+        serial = simulate_bench_point(fit, intake, 1000, 250, c, 4 * c)
+        if c == 1:
+            assert b.ttft_ms - a.ttft_ms == pytest.approx(wait, rel=1e-6)
+            assert b.e2e_latency_s - a.e2e_latency_s == pytest.approx(wait / 1e3, rel=1e-6)
+        else:
+            assert 0 < b.ttft_ms - a.ttft_ms < serial.ttft_ms - a.ttft_ms
+    for base in (load_params(), local):
+        for c in (1, 4, 64):
+            pa, pb = project(fit, 1000, 250, c, base), project(fit, 1000, 250, c, at_speed(base, 1.0, wait))
+            assert pb.ttft_ms - pa.ttft_ms == pytest.approx(wait, rel=1e-6)
+            assert pb.e2e_latency_s - pa.e2e_latency_s == pytest.approx(wait / 1e3, rel=1e-6)
 
 
 def test_a_merged_probe_sets_one_speed_from_its_end_to_end_latency_and_a_far_one_is_refused():
@@ -494,11 +522,11 @@ def test_a_merged_probe_sets_one_speed_from_its_end_to_end_latency_and_a_far_one
     base = load_params()
     run = simulate_bench_point(fit, base, 1000, 250, 1, 8)
     probe = BenchPoint(1, 1000, 250, None, 0.1, 400.0, 1.3 * run.e2e_latency_s, None, itl_p50_ms=0.0, requests=8)
-    assert probe.merged and speed_factor(fit, base, probe) == pytest.approx((1.3, 1.3))
+    assert probe.merged and speed_factor(fit, base, probe) == pytest.approx((1.3, 0.0))
     assert probe_basis(probe) == "e2e" and probe_basis(replace(probe, itl_p50_ms=2.0)) == "tpot+ttft"
     # streamed, but without a TPOT to time (one output token): the same one factor, and the basis says so
     single = replace(probe, itl_p50_ms=2.0, tpot_ms=None)
-    assert probe_basis(single) == "e2e" and speed_factor(fit, base, single) == pytest.approx((1.3, 1.3))
+    assert probe_basis(single) == "e2e" and speed_factor(fit, base, single) == pytest.approx((1.3, 0.0))
     for e2e in (0.01 * run.e2e_latency_s, 30 * run.e2e_latency_s, None):
         with pytest.raises(UserError, match="probe"):
             speed_factor(fit, base, replace(probe, e2e_mean_s=e2e))

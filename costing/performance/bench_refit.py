@@ -406,24 +406,18 @@ TIMES = (
     "trtllm_step_overhead_ms",
     "trtllm_seq_overhead_us",
     "request_overhead_ms",
+    "request_latency_ms",
     "internode_latency_us",
 )
 SPEED_RANGE = (0.05, 20.0)  # a probe outside it measured something else than this profile's device
 
 
-# The prompt's share of a request: its prefill and the serving process's own time per request (HTTP, tokenizing,
-# hand-off), what a request's TTFT is made of at one client. On a shared CPU it slows by a factor of its own: at
-# one client the local target's TTFT ran 1.16-1.26x its replay while TPOT ran 0.98-1.03x (2026-12-07,
-# docs/concepts/projection-trust.md), so the probe sets the two apart.
-PROMPT_PARAMS = ("mfu_prefill", "request_overhead_ms")
-
-
-def at_speed(params: Params, k: float, k_prompt: float | None = None) -> Params:
-    """The same device profile on a machine `k` times slower (k < 1: faster): every projected time x k; with
-    `k_prompt`, the prompt's share (PROMPT_PARAMS: prefill, the request's own time) x k_prompt instead."""
-    kp = k if k_prompt is None else k_prompt
-    values = {n: getattr(params, n) / (kp if n in PROMPT_PARAMS else k) for n in RATES}
-    values |= {n: getattr(params, n) * (kp if n in PROMPT_PARAMS else k) for n in TIMES}
+def at_speed(params: Params, k: float, latency_ms: float = 0.0) -> Params:
+    """The same device profile on a machine `k` times slower (k < 1: faster): every projected time x k; plus
+    `latency_ms`, a wait per request that does not queue (request_latency_ms, see speed_factor)."""
+    values = {n: getattr(params, n) / k for n in RATES}
+    values |= {n: getattr(params, n) * k for n in TIMES}
+    values["request_latency_ms"] += latency_ms
     return replace(params, **values)
 
 
@@ -449,11 +443,13 @@ def probe_basis(probe: BenchPoint) -> str:
 
 
 def speed_factor(fit, params: Params, probe: BenchPoint | None) -> tuple[float, float]:
-    """How much slower (> 1) or faster (< 1) this machine runs now than the profile: (steps, prompt), a probe's
-    figures over its closed-loop replay. Streamed, its mean TPOT over the replay's times the decode steps, and the
-    prompt factor is the one at which the replay's mean TTFT is the probe's (bisection: TTFT grows with it). A
-    probe whose streams arrived merged (TTFT and TPOT time the delivery, see BenchPoint.merged) gives one factor,
-    its mean end-to-end latency over the replay's: the whole request, what it still measures."""
+    """How much slower (> 1) or faster (< 1) this machine runs now than the profile, and what its requests wait
+    beyond that: (k, latency in ms), from a probe's figures over its closed-loop replay. Streamed, k is its mean
+    TPOT over the replay's, and the latency its mean TTFT beyond the replay's at speed k (none when below it): on
+    a shared CPU a request's first token slows more than the steps do, by a wait of its own that does not grow
+    with the clients (docs/concepts/projection-trust.md, "The local loop"). A probe whose streams arrived merged
+    (TTFT and TPOT time the delivery, see BenchPoint.merged) gives k from its mean end-to-end latency over the
+    replay's, the whole request, what it still measures, and no latency."""
     from costing.errors import UserError
 
     if probe is None or not probe.e2e_mean_s or not probe.requests:  # None: bench_points kept no point
@@ -463,19 +459,12 @@ def speed_factor(fit, params: Params, probe: BenchPoint | None) -> tuple[float, 
         )
     base = modelled(fit, params, probe)
     if probe_basis(probe) == "e2e":
-        k = _check_factor(probe.e2e_mean_s / base["e2e"], "end-to-end latency")
-        return k, k
+        return _check_factor(probe.e2e_mean_s / base["e2e"], "end-to-end latency"), 0.0
     ttft, tpot = cast(float, probe.ttft_ms), cast(float, probe.tpot_ms)  # probe_basis: both timed
     k = _check_factor(tpot / base["TPOT"], "TPOT")
-    _check_factor(ttft / base["TTFT"], "TTFT")  # beyond it, so is the prompt factor
-    lo, hi = SPEED_RANGE
-    for _ in range(50):  # to 1e-6 relative over the range
-        mid = math.sqrt(lo * hi)
-        if modelled(fit, at_speed(params, k, mid), probe)["TTFT"] < ttft:
-            lo = mid
-        else:
-            hi = mid
-    return k, math.sqrt(lo * hi)
+    _check_factor(ttft / base["TTFT"], "TTFT")
+    # at one client the wait adds to TTFT as it is (nothing queues behind it): the difference is the wait
+    return k, max(0.0, ttft - modelled(fit, at_speed(params, k), probe)["TTFT"])
 
 
 def refit_from_bench(

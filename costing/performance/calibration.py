@@ -71,6 +71,9 @@ class Params:
     trtllm_step_overhead_ms: float = 1.0  # TensorRT-LLM executor time per step outside the GPU
     trtllm_seq_overhead_us: float = 5.0  # TensorRT-LLM executor time per sequence per step
     request_overhead_ms: float = 0.0  # per request outside the engine steps (HTTP, tokenizing); bench refit only
+    # per request, a wait outside the engine steps that does not queue (each request's own, beside the others'):
+    # what a local profile's speed probe measures beyond its steps' factor (bench_refit.speed_factor); else 0
+    request_latency_ms: float = 0.0
     internode_latency_us: float = 50.0  # pipeline-parallel hop between nodes (one way); fixed assumption
     internode_gbs: float = 12.5  # bytes/s between nodes (100 Gbit/s); fixed assumption
     # share of a measured PCIe all-reduce bus bandwidth (gpus.yaml `allreduce`) reached: 1, as measured; fixed, only

@@ -194,6 +194,13 @@ def _cohort_first_tokens(hw: Hardware, p: Params, fit: FitResult, i: int, c: int
     return ends
 
 
+def _request_time(p: Params) -> float:
+    """A request's own time outside the engine steps, in seconds: the serving process's (request_overhead_ms) and
+    the wait that does not queue (request_latency_ms). At a steady state neither queues behind another request's
+    (costing.performance.scheduler.replay times the first one request by request)."""
+    return (p.request_overhead_ms + p.request_latency_ms) * 1e-3
+
+
 def _first_token(
     fit: FitResult, p: Params, st: _Steady, i: int, o: int, c: int, engine: str, chunked: bool
 ) -> tuple[float, float, float, float, float]:
@@ -211,7 +218,7 @@ def _first_token(
       seen without queueing: never their sum); plus the decode step under way (uniform)."""
     shared = st.prefill_steps * st.t_own
     phase = st.t_dec * (MULTISTEP_STEPS if engine == "vllm-v0-multistep" else 1)
-    overhead = p.request_overhead_ms * 1e-3
+    overhead = _request_time(p)
     if chunked:  # project() resolved it: the run's setting, else the engine's default (chunks_prompts)
         residual = 0.5 * st.t_dec
         # the tails: an M/D/1 wait for room in the budget, at its load (prompt tokens per step / budget)
@@ -294,7 +301,7 @@ def project(
         # (the last end less its own), then decodes with the others (no prompt work spread over its steps)
         ends = _cohort_first_tokens(hw, p, fit, i, c, engine)
         service, mean = ends[0], sum(ends) / c
-        ttft, ahead, rho, queue_wait = p.request_overhead_ms * 1e-3 + mean, mean - service, 0.0, 0.0
+        ttft, ahead, rho, queue_wait = _request_time(p) + mean, mean - service, 0.0, 0.0
         if o > 1:
             st = replace(st, tpot=st.t_dec + (ends[-1] - mean) / (o - 1), mixed=0.0)
     else:
@@ -319,11 +326,7 @@ def project(
 
     def ttft_q(q: int) -> float:
         return (
-            p.request_overhead_ms * 1e-3
-            + admission_wait
-            + 2 * ahead * q / 100
-            + _wait_quantile(rho, queue_wait, q / 100)
-            + service
+            _request_time(p) + admission_wait + 2 * ahead * q / 100 + _wait_quantile(rho, queue_wait, q / 100) + service
         )
 
     def tpot_q(q: int) -> float:

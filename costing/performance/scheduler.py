@@ -375,6 +375,7 @@ def replay(
     budget = max(1, int(fit.settings.max_num_batched_tokens))
     slots = max(1, int(max_running))
     front = _Frontend(params.request_overhead_ms * 1e-3)
+    latency = params.request_latency_ms * 1e-3  # each request's own wait: it does not queue behind the others'
     sent, first, done = [0.0] * n, [0.0] * n, [0.0] * n
     pending: list[tuple[float, int]] = []  # (reaches the engine, request)
     nxt = 0
@@ -382,7 +383,7 @@ def replay(
     def send(at: float) -> None:
         nonlocal nxt
         sent[nxt] = at
-        heapq.heappush(pending, (front.take_in(at), nxt))
+        heapq.heappush(pending, (front.take_in(at) + latency, nxt))
         nxt += 1
 
     for at in arrivals.first_sends()[:n]:

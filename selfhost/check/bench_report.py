@@ -78,18 +78,18 @@ def _fit_of(target: ProjectionTarget, input_tokens: int, output_tokens: int):
 
 def set_to_probe(probe_point: dict, target: ProjectionTarget, input_tokens: int, output_tokens: int, params):
     """The device profile at this machine's speed now, and the record of it (the bench JSON's "probe"): the
-    probe's mean TPOT over its closed-loop replay is the factor the decode steps' times take, and its mean TTFT
-    sets the prompt's (prefill and the request's own time; costing.performance.bench_refit.speed_factor). The
-    profile was fitted on recorded runs of this target; the machine that runs it now may be busier or idler (a
-    shared 2-vCPU host ran the same bench ~30% apart, and its prompts slowed more than its steps), so its shape
-    (how the times grow with clients) is the profile's, its scale today's."""
+    probe's mean TPOT over its closed-loop replay is the factor every time takes, and its mean TTFT beyond the
+    replay's at that speed a wait each request adds (costing.performance.bench_refit.speed_factor). The profile
+    was fitted on recorded runs of this target; the machine that runs it now may be busier or idler (a shared
+    2-vCPU host ran the same bench ~30% apart, and its first tokens slowed more than its steps), so its shape (how
+    the times grow with clients) is the profile's, its scale today's."""
     from costing.performance.bench_refit import at_speed, bench_points, probe_basis, speed_factor
 
     fit = _fit_of(target, input_tokens, output_tokens)
     doc = {"mode": "concurrency", "input_tokens": input_tokens, "output_tokens": output_tokens}
     points = bench_points({**doc, "points": [probe_point]})  # none when the probe completed nothing
     probe = points[0] if points else None
-    k, k_prompt = speed_factor(fit, params, probe)  # refuses a probe that completed nothing
+    k, wait = speed_factor(fit, params, probe)  # refuses a probe that completed nothing
     basis = probe_basis(probe) if probe else "e2e"
     record = {
         "concurrency": PROBE_CONCURRENCY,
@@ -98,18 +98,19 @@ def set_to_probe(probe_point: dict, target: ProjectionTarget, input_tokens: int,
         "tpot_ms": probe.tpot_ms if probe else None,
         "e2e_latency_s": probe.e2e_mean_s if probe else None,
         "speed_factor": round(k, 4),
-        "prompt_speed_factor": round(k_prompt, 4),
+        "request_latency_ms": round(wait, 3),
         "basis": basis,
         "method": (
             "every projected time x speed_factor = the probe's mean end-to-end latency over its closed-loop "
             "replay with the recorded profile (its streams did not time TTFT and TPOT apart: one factor)"
             if basis == "e2e"
-            else "decode steps' times x speed_factor = the probe's mean TPOT over its closed-loop replay with the "
-            "recorded profile; the prompt's (prefill, the request's own time) x prompt_speed_factor, at which the "
-            "replay's mean TTFT is the probe's (costing.performance.bench_refit.speed_factor)"
+            else "every projected time x speed_factor = the probe's mean TPOT over its closed-loop replay with the "
+            "recorded profile; each request then waits request_latency_ms more, the probe's mean TTFT beyond the "
+            "replay's at that speed (none when below it), a wait that does not queue "
+            "(costing.performance.bench_refit.speed_factor)"
         ),
     }
-    return at_speed(params, k, k_prompt), record
+    return at_speed(params, k, wait), record
 
 
 def attach_projections(
@@ -276,14 +277,14 @@ def render_table(doc: dict) -> str:
                 + ", ".join(f"{p['merged_requests']} of {p['completed']} at {_f(p['concurrency'])}" for p in merged)
             )
         if pr := doc.get("probe"):
-            k, kp = pr["speed_factor"], pr.get("prompt_speed_factor", pr["speed_factor"])
+            k, wait = pr["speed_factor"], pr.get("request_latency_ms", 0.0)
             lines.append(
                 f"projected at this machine's speed now, from a probe ({pr['requests']} requests at "
                 f"{pr['concurrency']} client{'s' if pr['concurrency'] != 1 else ''}, before the sweep) over its "
                 "replay with the recorded profile: "
                 + (
-                    f"decode steps x {k:.2f} (its mean TPOT), the prompt (prefill, the request's own time) "
-                    f"x {kp:.2f} (its mean TTFT)"
+                    f"every time x {k:.2f} (its mean TPOT), and each request waits {wait:.1f} ms more (its mean "
+                    "TTFT beyond that: a wait of its own, which does not queue)"
                     if pr.get("basis") == "tpot+ttft"
                     else f"every time x {k:.2f} (its mean end-to-end latency"
                     + ("; its streams did not time TTFT and TPOT apart)" if pr.get("basis") == "e2e" else ")")
