@@ -465,6 +465,31 @@ def test_a_probe_that_completes_nothing_is_refused_before_the_sweep():
     assert "Traceback" not in p.stderr and "concurrency 1 " not in p.stderr
 
 
+def test_a_probe_sets_its_wait_from_its_median_ttft_not_one_slow_request():
+    """Eight streamed requests, one of them 60 ms slower to its first token (a stall, a new connection): the wait
+    comes from the median, which that request does not move; the mean would put an eighth of its delay on every
+    projected TTFT. The factor is the TPOT's either way."""
+    from costing.performance.bench_refit import at_speed, simulate_bench_point
+    from costing.performance.calibration import params_from_dict
+    from costing.performance.fit import FitRequest, fit_check
+    from selfhost.check.bench_report import ProjectionTarget, set_to_probe
+
+    profile = params_from_dict(json.loads((ROOT / "costing/data/local-cpu-profile.json").read_text()))
+    fit = fit_check(FitRequest(model="llama-3.2-1b", precision="bf16", gpu="H100", gpus=1, seq_len=1250))
+    run = simulate_bench_point(fit, at_speed(profile, 1.2), 1000, 250, 1, 8)
+    typical = run.ttft_ms + 3.0  # 3 ms more than the steps' factor gives
+    point = {"concurrency": 1, "num_requests": 8, "completed": 8, "merged_requests": 0, "output_tokens_per_s": 400.0}
+    point |= {"ttft_ms": {"mean": typical + 60 / 8, "median": typical}, "tpot_ms": {"mean": run.tpot_ms}}
+    point |= {"itl_ms": {"p50": run.tpot_ms}, "e2el_ms": {"mean": 1e3 * run.e2e_latency_s + 3 + 60 / 8}}
+    target = ProjectionTarget("llama-3.2-1b", "bf16", "H100", 1)
+    params, record = set_to_probe(point, target, 1000, 250, profile)
+    assert record["basis"] == "tpot+ttft" and record["speed_factor"] == pytest.approx(1.2, rel=1e-3)
+    assert record["ttft_median_ms"] == pytest.approx(typical) and record["request_latency_ms"] == pytest.approx(
+        3, rel=1e-3
+    )
+    assert params.request_latency_ms == pytest.approx(3, rel=1e-3)
+
+
 def test_a_probe_whose_streams_arrived_merged_sets_one_factor_from_its_latency():
     """Every stream of the probe arrived in one burst (the API server behind the engine): its TTFT and TPOT time the
     delivery, so the record says so and the profile takes one factor, its end-to-end latency over the replay's."""

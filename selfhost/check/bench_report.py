@@ -78,23 +78,31 @@ def _fit_of(target: ProjectionTarget, input_tokens: int, output_tokens: int):
 
 def set_to_probe(probe_point: dict, target: ProjectionTarget, input_tokens: int, output_tokens: int, params):
     """The device profile at this machine's speed now, and the record of it (the bench JSON's "probe"): the
-    probe's mean TPOT over its closed-loop replay is the factor every time takes, and its mean TTFT beyond the
+    probe's mean TPOT over its closed-loop replay is the factor every time takes, and its median TTFT beyond the
     replay's at that speed a wait each request adds (costing.performance.bench_refit.speed_factor). The profile
     was fitted on recorded runs of this target; the machine that runs it now may be busier or idler (a shared
     2-vCPU host ran the same bench ~30% apart, and its first tokens slowed more than its steps), so its shape (how
     the times grow with clients) is the profile's, its scale today's."""
-    from costing.performance.bench_refit import at_speed, bench_points, probe_basis, speed_factor
+    from dataclasses import replace
+
+    from costing.performance.bench_refit import at_speed, bench_points, engine_latencies, probe_basis, speed_factor
 
     fit = _fit_of(target, input_tokens, output_tokens)
     doc = {"mode": "concurrency", "input_tokens": input_tokens, "output_tokens": output_tokens}
     points = bench_points({**doc, "points": [probe_point]})  # none when the probe completed nothing
     probe = points[0] if points else None
+    ttft = engine_latencies(probe_point)[0]
+    median = ttft.get("median") if isinstance(ttft, dict) else None
+    if probe and isinstance(median, (int, float)) and median > 0:
+        # the median: one of 8 requests slow to its first token (a stall of the shared CPU, a new connection)
+        # would move the mean, and with it every projected TTFT, by an eighth of its delay
+        probe = replace(probe, ttft_ms=float(median))
     k, wait = speed_factor(fit, params, probe)  # refuses a probe that completed nothing
     basis = probe_basis(probe) if probe else "e2e"
     record = {
         "concurrency": PROBE_CONCURRENCY,
         "requests": probe_point["completed"],
-        "ttft_ms": probe.ttft_ms if probe else None,
+        "ttft_median_ms": probe.ttft_ms if probe else None,
         "tpot_ms": probe.tpot_ms if probe else None,
         "e2e_latency_s": probe.e2e_mean_s if probe else None,
         "speed_factor": round(k, 4),
@@ -105,8 +113,8 @@ def set_to_probe(probe_point: dict, target: ProjectionTarget, input_tokens: int,
             "replay with the recorded profile (its streams did not time TTFT and TPOT apart: one factor)"
             if basis == "e2e"
             else "every projected time x speed_factor = the probe's mean TPOT over its closed-loop replay with the "
-            "recorded profile; each request then waits request_latency_ms more, the probe's mean TTFT beyond the "
-            "replay's at that speed (none when below it), a wait that does not queue "
+            "recorded profile; each request then waits request_latency_ms more, the probe's median TTFT "
+            "(ttft_median_ms) beyond the replay's at that speed (none when below it), a wait that does not queue "
             "(costing.performance.bench_refit.speed_factor)"
         ),
     }
@@ -283,7 +291,7 @@ def render_table(doc: dict) -> str:
                 f"{pr['concurrency']} client{'s' if pr['concurrency'] != 1 else ''}, before the sweep) over its "
                 "replay with the recorded profile: "
                 + (
-                    f"every time x {k:.2f} (its mean TPOT), and each request waits {wait:.1f} ms more (its mean "
+                    f"every time x {k:.2f} (its mean TPOT), and each request waits {wait:.1f} ms more (its median "
                     "TTFT beyond that: a wait of its own, which does not queue)"
                     if pr.get("basis") == "tpot+ttft"
                     else f"every time x {k:.2f} (its mean end-to-end latency"
