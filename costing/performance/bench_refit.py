@@ -445,11 +445,11 @@ def probe_basis(probe: BenchPoint) -> str:
 def speed_factor(fit, params: Params, probe: BenchPoint | None) -> tuple[float, float]:
     """How much slower (> 1) or faster (< 1) this machine runs now than the profile, and what its requests wait
     beyond that: (k, latency in ms), from a probe's figures over its closed-loop replay. Streamed, k is its mean
-    TPOT over the replay's, and the latency its mean TTFT beyond the replay's at speed k (none when below it): on
-    a shared CPU a request's first token slows more than the steps do, by a wait of its own that does not grow
-    with the clients (docs/concepts/projection-trust.md, "The local loop"). A probe whose streams arrived merged
-    (TTFT and TPOT time the delivery, see BenchPoint.merged) gives k from its mean end-to-end latency over the
-    replay's, the whole request, what it still measures, and no latency."""
+    TPOT over the replay's, and the latency its TTFT (the bench passes the median) beyond the replay's at speed k
+    (none when below it): on a shared CPU a request's first token slows more than the steps do, by a wait of its
+    own that does not grow with the clients (docs/concepts/projection-trust.md, "The local loop"). A probe whose
+    streams arrived merged (TTFT and TPOT time the delivery, see BenchPoint.merged) gives k from its mean
+    end-to-end latency over the replay's, the whole request, what it still measures, and no latency."""
     from costing.errors import UserError
 
     if probe is None or not probe.e2e_mean_s or not probe.requests:  # None: bench_points kept no point
