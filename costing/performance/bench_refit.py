@@ -463,8 +463,9 @@ def speed_factor(fit, params: Params, probe: BenchPoint | None) -> tuple[float, 
     ttft, tpot = cast(float, probe.ttft_ms), cast(float, probe.tpot_ms)  # probe_basis: both timed
     k = _check_factor(tpot / base["TPOT"], "TPOT")
     _check_factor(ttft / base["TTFT"], "TTFT")
-    # at one client the wait adds to TTFT as it is (nothing queues behind it): the difference is the wait
-    return k, max(0.0, ttft - modelled(fit, at_speed(params, k), probe)["TTFT"])
+    # at speed k the replay's TTFT is k x base's (at_speed scales every time), and at one client the wait adds to
+    # TTFT as it is (nothing queues behind it): the difference is the wait
+    return k, max(0.0, ttft - k * base["TTFT"])
 
 
 def refit_from_bench(
